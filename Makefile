@@ -1,0 +1,33 @@
+# Every target sets up what it needs: a fresh machine needs only Python 3 and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint sysdeps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+test: $(STAMP) sysdeps
+	$(PY) -m ruff check easycluster tests bench examples
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check easycluster tests bench examples
+
+# System packages the test suite drives for real (sshd, systemd-analyze).
+sysdeps:
+	@bash .ci/sysdeps
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,45 @@
+"""EasyCluster: run Python code on many machines.
+
+The public names are EasyCluster 0.22's; a script written for it runs unchanged.
+"""
+
+from .client import Client, Response
+from .definitions import define_common, definitions_module, exec_return, get_global, set_global
+from .errors import (
+    AuthenticationError,
+    CallTimeout,
+    ConfigError,
+    ConnectError,
+    ConnectionLost,
+    EasyClusterError,
+    FrameTooLarge,
+    IntegrityError,
+    KeyFileError,
+    ProtocolError,
+    RemoteException,
+    SpecError,
+)
+from .keys import (
+    add_key_options,
+    decode_key,
+    generate_key,
+    key_from_options,
+    read_key_file,
+    write_key_file,
+)
+from .server import SINGLE, VERSION
+from .service import DEFAULT_PORT
+from .threaded import AutoThreadingClient, ThreadedClient
+
+NonblockingResponse = Response
+
+__all__ = [
+    "AutoThreadingClient", "ThreadedClient", "Client", "RemoteException",
+    "add_key_options", "decode_key", "define_common", "definitions_module", "exec_return",
+    "generate_key", "key_from_options", "read_key_file", "write_key_file",
+    "SINGLE", "VERSION", "DEFAULT_PORT", "NonblockingResponse", "Response",
+    "get_global", "set_global",
+    "EasyClusterError", "ConfigError", "KeyFileError", "SpecError", "ConnectionLost",
+    "ConnectError", "AuthenticationError", "ProtocolError", "IntegrityError", "FrameTooLarge",
+    "CallTimeout",
+]

@@ -1,0 +1,480 @@
+"""``Client``: calls on one server, and ``Response``, the future a call returns.
+
+A plain ``Client`` has no thread of its own: the thread that waits for a reply reads the
+socket (one reader at a time; others wait for it) and completes every reply it reads.
+``ThreadedClient`` (in ``threaded.py``) has a reader thread instead. Either way one
+thread owns the reads and replies are handed to futures.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import pickle
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import definitions, serialize, wire
+from .errors import CallTimeout, ConfigError, ConnectionLost, ProtocolError, RemoteException
+from .proxy import GlobalProxy
+from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
+from .transport import Channel, client_handshake, connect_tcp
+
+DEFAULT_PORT = 11998
+SPECIAL_KEYWORDS = ("nonblocking", "oncomplete", "onerror", "threadid", "origexc")
+Callback = Union[Callable[..., Any], Tuple[Any, ...], None]
+
+
+class _Waiters(list):
+    """Future._waiters for a plain Client: ``concurrent.futures.wait``/``as_completed``
+    install a waiter here, and then nobody would read the socket; appending one starts a
+    short-lived reader for the client instead."""
+
+    def __init__(self, client: Client):
+        super().__init__()
+        self.client = client
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self.client._ensure_pump()
+
+
+class Response(concurrent.futures.Future):
+    """The reply to one call: EasyCluster's non-blocking response and a standard Future.
+
+    ``wait()``/``result()`` return the value or raise as the call's ``origexc`` says;
+    ``have_response`` tells whether the reply is in. Works with
+    ``concurrent.futures.wait`` and ``as_completed``.
+    """
+
+    def __init__(self, client: Client, request_id: int, origexc: Any = True):
+        super().__init__()
+        self.client = client
+        self.request_id = request_id
+        self.origexc = origexc
+        if client._reads_inline:
+            self._waiters = _Waiters(client)
+
+    @property
+    def have_response(self) -> bool:
+        return self.done()
+
+    def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
+        """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
+        if not self.done():
+            self.client._wait_for(self, timeout)
+            if not self.done():
+                raise CallTimeout(f"no reply to request {self.request_id} from "
+                                  f"{self.client.peername} within {timeout} s; the call may "
+                                  "still be running there")
+        exc = concurrent.futures.Future.exception(self, 0)
+        if exc is None:
+            return concurrent.futures.Future.result(self, 0)
+        self.client._raise(exc, self.origexc if origexc is None else origexc)
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        return self.wait(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if not self.done():
+            self.client._wait_for(self, timeout)
+        return concurrent.futures.Future.exception(self, 0)
+
+    def read_response(self, block: bool = True) -> None:
+        self.client.read_response(block)
+
+    def set_response(self, val: Any) -> None:
+        self.set_result(val)
+
+    def fileno(self) -> int:
+        return self.client.fileno()
+
+
+class Client:
+    """A connection to one server; remote globals are reached as attributes.
+
+    ``Client(key, host, port)`` connects to a standalone server at once (key from
+    ``read_key_file``). ``definitions`` names the definitions module whose names calls
+    resolve against. Calls take the special keywords ``nonblocking``, ``oncomplete``,
+    ``onerror``, ``threadid`` and ``origexc``.
+    """
+
+    _reads_inline = True
+    _channel: Optional[Channel] = None
+    _closer: Optional[Callable[[], None]] = None
+    peername = "(not connected)"
+
+    def __init__(self, key: Optional[bytes] = None, host: Optional[str] = None,
+                 port: Optional[int] = None, definitions: str = definitions.DEFAULT_MODULE,
+                 enable_compression: bool = False, ssh: Any = None, user: Optional[str] = None,
+                 rpython: Optional[str] = None, extra_args: Sequence[str] = (), *,
+                 connect_timeout: Optional[float] = 10.0,
+                 max_frame: int = wire.DEFAULT_MAX_FRAME):
+        self.key = key
+        self.definitions = definitions
+        self.enable_compression = enable_compression
+        self.connect_timeout = connect_timeout
+        self.max_frame = max_frame
+        self._pending: Dict[int, Response] = {}
+        self._rids = itertools.count(1)
+        self._default_thread = 0
+        self._sent_blocks = 0
+        self._cond = threading.Condition()
+        self._reading = False
+        self._nwait = 0
+        self._pumping = False
+        self._server_info: Dict[str, Any] = {}
+        self._target: Optional[Tuple[Any, ...]] = None
+        if host is not None:
+            self.connect(host, port, user=user, ssh=ssh, rpython=rpython,
+                         extra_args=extra_args)
+
+    # -- connecting ------------------------------------------------------------------
+
+    def connect(self, host: str, port: Optional[int] = None, peername: Optional[str] = None,
+                user: Optional[str] = None, ssh: Any = None, rpython: Optional[str] = None,
+                extra_args: Sequence[str] = ()) -> None:
+        """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses."""
+        if ssh or user or self.key is None:
+            raise ConfigError("connecting over ssh is not available in this version yet; "
+                              "pass key=read_key_file(FILE) to reach an 'easycluster -S' "
+                              "server")
+        key = wire.check_key(self.key)
+        port = DEFAULT_PORT if port is None else int(port)
+        self._target = (host, port, peername)
+        sock = connect_tcp(host, port, self.connect_timeout)
+        try:
+            channel = client_handshake(sock, key, self._wire_options(), self.connect_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        self._attach(channel, name)
+
+    def _wire_options(self) -> wire.WireOptions:
+        return wire.WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
+
+    def _attach(self, channel: Channel, peername: str,
+                closer: Optional[Callable[[], None]] = None) -> None:
+        self._channel = channel
+        self.peername = peername
+        self._closer = closer
+        self._start_reading()
+        end, blocks = definitions.blocks_since(0)
+        self._sent_blocks = end
+        self._server_info = self.send_request(0, "hello", (self.definitions, blocks),
+                                              threadid=0, origexc="quiet")
+
+    def _start_reading(self) -> None:
+        """Hook for ThreadedClient: a plain Client reads in the waiting thread."""
+
+    def reconnect(self) -> None:
+        """Close and connect again to the same server: a fresh server process."""
+        if self._target is None:
+            raise ConfigError("reconnect() needs a client that was connected with connect()")
+        self.close("reconnecting")
+        host, port, peername = self._target
+        self.connect(host, port, peername)
+
+    # -- calls -----------------------------------------------------------------------
+
+    def send_request(self, oid: int, meth: str, args: Sequence[Any] = (),
+                     kwargs: Optional[Dict[str, Any]] = None, nonblocking: bool = False,
+                     oncomplete: Callback = None, onerror: Callback = None,
+                     threadid: Optional[int] = None, origexc: Any = True) -> Any:
+        """Send one request; the funnel every call goes through.
+
+        Returns the value; or, with ``nonblocking``, a ``Response``; or, with
+        ``oncomplete``, the request id (the callback gets the value later, ``onerror``
+        the ``RemoteException``, defaulting to ``oncomplete``).
+        """
+        channel = self._channel
+        if channel is None:
+            raise ConnectionLost(f"{self.peername}: not connected")
+        tid = self._thread_for_call() if threadid is None else threadid
+        rid = next(self._rids)
+        main, bufs = serialize.dumps((oid, meth, tuple(args), kwargs or {}))
+        resp = Response(self, rid, origexc)
+        if oncomplete is not None or onerror is not None:
+            resp.add_done_callback(_callback_runner(oncomplete, onerror))
+        self._pending[rid] = resp
+        try:
+            channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        if oncomplete is not None:
+            return rid
+        if nonblocking:
+            return resp
+        return resp.wait()
+
+    def _thread_for_call(self) -> int:
+        return self._default_thread
+
+    def raw_call(self, func: str, args: Sequence[Any] = (),
+                 kwargs: Optional[Dict[str, Any]] = None, **opts: Any) -> Any:
+        """Call remote ``func`` (a dotted name) with ``args``/``kwargs`` as given."""
+        return self.send_request(0, "call", (func, tuple(args), kwargs or {}), **opts)
+
+    def call(self, _func: str, *args: Any, **kwargs: Any) -> Any:
+        """Call remote ``_func``; the special keywords are taken out of ``kwargs``."""
+        opts = {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs}
+        return self.raw_call(_func, args, kwargs, **opts)
+
+    def eval(self, expr: str, **opts: Any) -> Any:
+        """Evaluate ``expr`` in the server's definitions module."""
+        return self.send_request(0, "eval", (expr, "eval"), **opts)
+
+    def execblock(self, code: str, **opts: Any) -> Any:
+        """Run ``code`` there; returns None or what it passed to ``exec_return``."""
+        return self.send_request(0, "eval", (code, "exec"), **opts)
+
+    def import_modules(self, names: Union[str, Sequence[str]], **opts: Any) -> Any:
+        """Import modules on the server and bind them in its definitions module."""
+        if isinstance(names, str):
+            names = [names]
+        return self.send_request(0, "import_modules", (list(names),), **opts)
+
+    def import_module(self, name: str, **opts: Any) -> Any:
+        return self.import_modules([name], **opts)
+
+    def update_definitions(self, **opts: Any) -> Any:
+        """Send the ``define_common`` blocks added since this client last sent them."""
+        end, blocks = definitions.blocks_since(self._sent_blocks)
+        self._sent_blocks = end
+        return self.send_request(0, "update_definitions", (blocks,), **opts)
+
+    def get_global(self, name: str, **opts: Any) -> Any:
+        return self.send_request(0, "get_global", (name,), **opts)
+
+    def set_global(self, name: str, value: Any, **opts: Any) -> Any:
+        return self.send_request(0, "set_global", (name, value), **opts)
+
+    def set_default_thread(self, threadid: int) -> None:
+        """Server thread used by calls that give no ``threadid``."""
+        self._default_thread = int(threadid)
+
+    def stop_remote_thread(self, threadid: int) -> None:
+        """Stop server thread ``threadid`` once its queued calls have run."""
+        self.send_request(0, "stop_thread", (int(threadid),), threadid=CONTROL)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return GlobalProxy(self, name)
+
+    # -- replies ---------------------------------------------------------------------
+
+    def _raise(self, exc: BaseException, origexc: Any) -> None:
+        if isinstance(exc, RemoteException) and origexc is not False:
+            if exc.orig is not None:
+                if origexc != "quiet":
+                    self.report_exception(exc)
+                raise exc.orig
+        raise exc
+
+    def report_exception(self, exc: RemoteException) -> None:
+        """Print the remote traceback to stderr (override to change); quiet for StopIteration."""
+        if isinstance(exc.orig, StopIteration):
+            return
+        sys.stderr.write(f"Remote traceback from {self.peername}:\n{''.join(exc.text)}")
+
+    def _handle(self, frames: List[wire.Frame]) -> None:
+        for f in frames:
+            if f.type == wire.FT_RESPONSE:
+                self._complete(f)
+            elif f.type == wire.FT_ERROR:
+                text = bytes(f.parts()[0]).decode("utf-8", "replace")
+                raise ProtocolError(f"{self.peername} reported a protocol error: {text}")
+            elif f.type != wire.FT_PONG:
+                raise ProtocolError(f"unexpected frame type {f.type} from {self.peername}")
+        if self._nwait:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _complete(self, frame: wire.Frame) -> None:
+        main, bufs = frame.parts()
+        rid, status = REPLY_HEAD.unpack_from(main)
+        resp = self._pending.pop(rid, None)
+        if resp is None:
+            return  # the caller gave up (timeout): late replies are dropped by design
+        try:
+            (value,) = serialize.loads(main[REPLY_HEAD.size:], bufs)
+        except BaseException as e:
+            err = pickle.UnpicklingError(f"the reply to request {rid} from {self.peername} "
+                                         f"cannot be unpickled here: {type(e).__name__}: {e}")
+            resp.set_exception(RemoteException(err, []))
+            return
+        if status == 0:
+            resp.set_result(value)
+        else:
+            resp.set_exception(value if isinstance(value, RemoteException)
+                               else RemoteException(value, []))
+
+    def _wait_for(self, fut: Response, timeout: Optional[float]) -> None:
+        """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not fut.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            if not self._take_reader(left):
+                continue
+            try:
+                while not fut.done():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return
+                    if not self._read_once(left):
+                        return
+            finally:
+                self._release_reader()
+
+    def _take_reader(self, left: Optional[float]) -> bool:
+        with self._cond:
+            if not self._reading:
+                self._reading = True
+                return True
+            self._nwait += 1
+            self._cond.wait(1.0 if left is None else min(left, 1.0))
+            self._nwait -= 1
+            return False
+
+    def _release_reader(self) -> None:
+        with self._cond:
+            self._reading = False
+            self._cond.notify_all()
+
+    def _read_once(self, timeout: Optional[float]) -> bool:
+        """Read and handle one batch of frames; False once the connection is gone."""
+        channel = self._channel
+        if channel is None:
+            return False
+        try:
+            self._handle(channel.recv(timeout))
+        except ConnectionLost as e:
+            self._lost(e)
+            return False
+        return True
+
+    def _ensure_pump(self) -> None:
+        with self._cond:
+            if self._pumping:
+                return
+            self._pumping = True
+        threading.Thread(target=self._pump, name="easycluster-pump", daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            while self._pending and self._channel is not None:
+                if self._take_reader(0.5):
+                    try:
+                        self._read_once(0.1)
+                    finally:
+                        self._release_reader()
+        finally:
+            with self._cond:
+                self._pumping = False
+
+    def read_response(self, block: bool = True) -> None:
+        """Read and handle incoming replies once (running callbacks); for plain clients."""
+        if self._take_reader(None if block else 0):
+            try:
+                self._read_once(None if block else 0)
+            finally:
+                self._release_reader()
+
+    def _lost(self, exc: ConnectionLost) -> None:
+        self._shutdown(type(exc), f"{self.peername}: {exc}")
+
+    def _shutdown(self, kind: type, message: str) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close(message)
+        pending, self._pending = self._pending, {}
+        for resp in pending.values():
+            if not resp.done():
+                resp.set_exception(kind(message))
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            closer()
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def close(self, message: str = "Connection closed") -> None:
+        """Close the connection; pending calls fail with ConnectionLost(message)."""
+        channel = self._channel
+        if channel is not None:
+            try:
+                channel.send(wire.FT_CLOSE, b"")
+            except ConnectionLost:
+                pass
+        self._shutdown(ConnectionLost, message)
+
+    @property
+    def connected(self) -> bool:
+        return self._channel is not None
+
+    def ready(self) -> bool:
+        return self._channel is not None
+
+    def wait_ready(self) -> None:
+        """Compatibility: connecting is complete when the constructor returns."""
+
+    @property
+    def server_version(self) -> Optional[str]:
+        return self._server_info.get("version")
+
+    @property
+    def server_pid(self) -> Optional[int]:
+        return self._server_info.get("pid")
+
+    def fileno(self) -> int:
+        if self._channel is None:
+            raise ConnectionLost(f"{self.peername}: not connected")
+        return self._channel.fileno()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "connected" if self._channel is not None else "closed"
+        return f"<{type(self).__name__} {self.peername} {state}>"
+
+
+def _callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Response], None]:
+    def split(cb: Callback) -> Tuple[Optional[Callable[..., Any]], Tuple[Any, ...]]:
+        if cb is None:
+            return None, ()
+        if isinstance(cb, tuple):
+            return cb[0], tuple(cb[1:])
+        return cb, ()
+
+    ok_fn, ok_args = split(oncomplete)
+    err_fn, err_args = split(onerror) if onerror is not None else (ok_fn, ok_args)
+
+    def run(resp: Response) -> None:
+        exc = concurrent.futures.Future.exception(resp, 0)
+        try:
+            if exc is None:
+                if ok_fn is not None:
+                    ok_fn(concurrent.futures.Future.result(resp, 0), *ok_args)
+            elif err_fn is not None:
+                err = exc if isinstance(exc, RemoteException) else RemoteException(exc, [])
+                err_fn(err, *err_args)
+        except Exception:
+            import traceback
+
+            sys.stderr.write("exception in an oncomplete/onerror callback:\n")
+            traceback.print_exc()
+
+    return run
+
+
+__all__ = ["Client", "Response", "SINGLE", "DEFAULT_PORT", "SPECIAL_KEYWORDS"]

@@ -1,0 +1,304 @@
+"""The server end of a connection: dispatch, server threads, the object table, the verbs.
+
+One ``ServerConnection`` serves one authenticated connection in its own process. Its
+reader thread (the caller of ``serve``) owns the reads; each request runs on the server
+thread its ``threadid`` names (0 by default, created on first use; ``SINGLE`` gets a
+one-off thread), which sends the reply itself. When the client goes away the process
+ends at once, even if calls are still running: nobody is left to receive their results.
+
+Request body:  ``u64 request id, i64 thread id`` then the pickle of
+``(object id, method, args, kwargs)``. Reply body: ``u64 request id, u8 status`` (0 value,
+1 exception) then the pickle of ``(value,)``. The request id stays readable when a
+pickle cannot be loaded, so that failure is reported against the right call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import queue
+import struct
+import sys
+import threading
+import traceback
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import definitions, serialize, wire
+from .errors import ConnectionLost, ProtocolError, RemoteException
+from .transport import Channel
+
+log = logging.getLogger("easycluster.server")
+
+VERSION = "1.0.0"
+SINGLE = -1  # threadid: run this request in a new thread that ends with it
+CONTROL = -2  # threadid: run inline on the reader thread (stop a thread, ping)
+REQUEST_HEAD = struct.Struct(">Qq")
+REPLY_HEAD = struct.Struct(">QB")
+
+
+class RootObject:
+    """Object id 0 on every connection; its ``verb_*`` methods are the remote verbs."""
+
+    def __init__(self, conn: ServerConnection):
+        self.conn = conn
+
+    @property
+    def context(self) -> Any:
+        return self.conn.context
+
+    def verb_hello(self, module: str, blocks: List[Tuple[str, str]]) -> Dict[str, Any]:
+        self.verb_update_definitions(blocks)
+        self.conn.context = definitions.definitions_module(module)
+        return {"version": VERSION, "pid": os.getpid(), "python": sys.version_info[:3]}
+
+    def verb_update_definitions(self, blocks: List[Tuple[str, str]]) -> None:
+        for name, code in blocks:
+            definitions.definitions_module(name)
+            definitions.run_block(name, code)
+            mod = sys.modules[name]
+            mod.running_server = self.conn  # type: ignore[attr-defined]
+
+    def verb_call(self, name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+        fn = definitions.get_global(name, self.context, auto_import=True)
+        return fn(*args, **kwargs)
+
+    def verb_get_global(self, name: str) -> Any:
+        return definitions.get_global(name, self.context, auto_import=True)
+
+    def verb_set_global(self, name: str, value: Any) -> None:
+        definitions.set_global(name, value, self.context)
+
+    def verb_eval(self, code: str, mode: str = "eval") -> Any:
+        ns = self.context.__dict__
+        if mode == "eval":
+            return eval(compile(code, "<remote eval>", "eval"), ns)
+        try:
+            exec(compile(code, "<remote execblock>", "exec"), ns)
+        except definitions.ExecReturn as r:
+            return r.value
+        return None
+
+    def verb_import_modules(self, names: Sequence[str]) -> None:
+        ns = self.context.__dict__
+        for n in names:
+            importlib.import_module(n)
+            top = n.split(".", 1)[0]
+            ns[top] = sys.modules[top]
+
+    def verb_stop_thread(self, tid: int) -> None:
+        self.conn.stop_thread(tid)
+
+    def verb_ping(self) -> None:
+        return None
+
+
+class ServerThread(threading.Thread):
+    """A persistent server thread: runs the requests queued for one thread id in order."""
+
+    def __init__(self, conn: ServerConnection, tid: int):
+        super().__init__(name=f"easycluster-thread-{tid}", daemon=True)
+        self.conn = conn
+        self.tid = tid
+        self.queue: queue.SimpleQueue[Optional[Tuple[int, wire.Frame]]] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            self.conn.run_request(*item)
+
+
+class ServerConnection:
+    """Serves one connection: call ``serve()`` on the thread that should own the reads."""
+
+    def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0):
+        self.channel = channel
+        self.peer = peer
+        self.verbosity = verbosity
+        self.context = definitions.definitions_module(definitions.DEFAULT_MODULE)
+        self.root = RootObject(self)
+        self.objects: Dict[int, Any] = {0: self.root}
+        self.threads: Dict[int, ServerThread] = {}
+        self._lock = threading.Lock()
+
+    def serve(self) -> str:
+        """Read and dispatch until the client goes away; return why the connection ended."""
+        reason = "client closed the connection"
+        try:
+            while True:
+                for frame in self.channel.recv():
+                    if not self._dispatch(frame):
+                        return reason
+        except ProtocolError as e:
+            reason = f"protocol error: {e}"
+            log.warning("%s: %s; closing", self.peer, reason)
+            self._notify_error(str(e))
+        except ConnectionLost as e:
+            reason = str(e)
+        finally:
+            self.channel.close(reason)
+            if self.verbosity:
+                log.info("%s: disconnected (%s)", self.peer, reason)
+        return reason
+
+    def _notify_error(self, text: str) -> None:
+        try:
+            self.channel.send(wire.FT_ERROR, text.encode("utf-8", "replace"))
+        except ConnectionLost:
+            pass
+
+    def _dispatch(self, frame: wire.Frame) -> bool:
+        if frame.type == wire.FT_REQUEST:
+            main, _ = frame.parts()
+            if len(main) < REQUEST_HEAD.size:
+                raise ProtocolError("request too short")
+            rid, tid = REQUEST_HEAD.unpack_from(main)
+            if tid == CONTROL:
+                self.run_request(rid, frame)
+            elif tid == SINGLE:
+                threading.Thread(target=self.run_request, args=(rid, frame), daemon=True,
+                                 name="easycluster-single").start()
+            else:
+                self._thread(tid).queue.put((rid, frame))
+            return True
+        if frame.type == wire.FT_PING:
+            self.channel.send(wire.FT_PONG, frame.parts()[0])
+            return True
+        if frame.type == wire.FT_CLOSE:
+            return False
+        raise ProtocolError(f"unexpected frame type {frame.type} from the client")
+
+    def _thread(self, tid: int) -> ServerThread:
+        t = self.threads.get(tid)
+        if t is None:
+            t = self.threads[tid] = ServerThread(self, tid)
+            t.start()
+        return t
+
+    def stop_thread(self, tid: int) -> None:
+        t = self.threads.pop(tid, None)
+        if t is not None:
+            t.queue.put(None)
+
+    def run_request(self, rid: int, frame: wire.Frame) -> None:
+        """Run one request and send its reply; never raises (the reply carries errors)."""
+        status, value = 0, None
+        try:
+            main, bufs = frame.parts()
+            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs)
+            if self.verbosity > 1:
+                log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)
+            value = self._invoke(oid, method, args, kwargs)
+        except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
+            status, value = 1, _remote_exception(e)
+        self._reply(rid, status, value)
+
+    def _invoke(self, oid: int, method: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+        obj = self.objects.get(oid)
+        if obj is None:
+            raise LookupError(f"object id {oid} is unknown on this connection")
+        if obj is self.root:
+            fn = getattr(self.root, "verb_" + method, None)
+            if fn is None:
+                raise AttributeError(f"no remote verb {method!r}")
+        else:
+            fn = getattr(obj, method)
+        return fn(*args, **kwargs)
+
+    def _reply(self, rid: int, status: int, value: Any) -> None:
+        try:
+            main, bufs = serialize.dumps((value,))
+        except BaseException as e:
+            if status == 0:
+                status, value = 1, _remote_exception(e)
+            else:
+                value = _unpicklable(value, e)
+            try:
+                main, bufs = serialize.dumps((value,))
+            except BaseException as e2:
+                status, value = 1, _unpicklable(value, e2)
+                main, bufs = serialize.dumps((value,))
+        try:
+            self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, status), main], bufs)
+        except wire.FrameTooLarge as e:
+            value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
+            self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),
+                                                 serialize.dumps((value,))[0]])
+        except ConnectionLost:
+            pass  # the client is gone; the reader thread ends the process
+
+
+def _remote_exception(e: BaseException) -> RemoteException:
+    text = traceback.format_exception(type(e), e, e.__traceback__)
+    return RemoteException(e, text)
+
+
+def _unpicklable(value: Any, err: BaseException) -> RemoteException:
+    """Replace an exception that cannot be pickled by a RuntimeError that describes it."""
+    orig = value.orig if isinstance(value, RemoteException) else value
+    text = value.text if isinstance(value, RemoteException) else []
+    desc = f"{type(orig).__module__}.{type(orig).__qualname__}: {orig}"
+    return RemoteException(RuntimeError(f"{desc} (the remote exception could not be sent: "
+                                        f"{type(err).__name__}: {err})"), text)
+
+
+def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
+    """Serve one connection in this process, then end the process (os._exit)."""
+    code = 0
+    try:
+        ServerConnection(channel, peer, verbosity).serve()
+    except BaseException:
+        log.exception("%s: server failed", peer)
+        code = 1
+    finally:
+        _flush()
+    os._exit(code)
+
+
+def _flush() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+
+
+def spawn_local(clientclass: Any = None, **kw: Any) -> Any:
+    """Start a fresh local server process and return a client connected to it.
+
+    The server is a new interpreter (not a fork of this script) linked by a socketpair
+    and authenticated with a random key made for this one session.
+    """
+    # The one upward import: EasyCluster's API puts spawn_local in easycluster.server.
+    from .local import spawn_local as _spawn
+
+    return _spawn(clientclass, **kw)
+
+
+def main_spawned(argv: Sequence[str]) -> int:
+    """Entry of a process started by ``spawn_local``: ``--fd N``, key in hex on stdin."""
+    import socket
+
+    from .transport import server_handshake
+
+    fd = int(argv[argv.index("--fd") + 1])
+    verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
+    if verbosity:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="easycluster[%(process)d]: %(message)s")
+    key = bytes.fromhex(sys.stdin.readline().strip())
+    sys.stdin.close()
+    sock = socket.socket(fileno=fd)
+    try:
+        channel = server_handshake(sock, key, wire.WireOptions(), timeout=30)
+    except (ConnectionLost, OSError) as e:
+        print(f"easycluster local server: handshake failed: {e}", file=sys.stderr)
+        return 1
+    serve_connection(channel, "local", verbosity)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_spawned(sys.argv[1:]))

@@ -1,0 +1,436 @@
+"""Sans-IO framing and authentication: bytes in, frames out; no sockets, threads or clocks.
+
+Handshake (fixed sizes, so nothing of variable length is read before authentication)
+------------------------------------------------------------------------------------
+
+The server speaks first::
+
+    SERVER_HELLO, 48 bytes, server -> client
+      offset size  field
+      0      8     magic b"EZCLSTR\\x00"
+      8      2     lowest protocol version the server speaks (u16, big-endian)
+      10     2     highest protocol version the server speaks (u16)
+      12     4     reserved, zero
+      16     32    server nonce (fresh random bytes)
+
+    CLIENT_HELLO, 88 bytes, client -> server
+      0      8     magic
+      8      2     chosen protocol version (u16)
+      10     2     options (u16): bit 0 = zlib compression wanted
+      12     4     reserved, zero
+      16     8     largest frame payload the client accepts (u64)
+      24     32    client nonce
+      56     32    client proof = HMAC-SHA256(key, "easycluster client proof"
+                                              || SERVER_HELLO || CLIENT_HELLO[0:56])
+
+    SERVER_ACCEPT, 48 bytes, server -> client
+      0      1     status: 0 accepted, 1 bad proof (wrong key), 2 version or magic refused
+      1      1     options agreed (bit 0 = zlib compression on)
+      2      2     protocol version in force (u16)
+      4      4     reserved, zero
+      8      8     largest frame payload the server accepts (u64)
+      16     32    server proof = HMAC-SHA256(key, "easycluster server proof"
+                                              || SERVER_HELLO || CLIENT_HELLO || ACCEPT[0:16])
+
+Each side proves the key over both nonces, the whole transcript (so version and options
+are authenticated) and its own role label, so neither a replayed handshake (the other
+side's nonce is fresh) nor a reflected proof (the role label differs) passes. The server
+proves nothing until the client has. Session keys come from the shared key and both
+nonces, one per direction::
+
+    k = HMAC(key, "easycluster session" || server nonce || client nonce)
+    k_c2s = HMAC(k, "client to server"),  k_s2c = HMAC(k, "server to client")
+
+Frames (after the handshake)
+----------------------------
+
+::
+
+    FRAME HEADER, 52 bytes
+      offset size  field
+      0      1     direction: 1 = client to server, 2 = server to client
+      1      1     frame type (meaning chosen by the layers above; see the FT_* constants)
+      2      2     flags (u16): bit 0 = payload is zlib-compressed, bit 1 = out-of-band buffers
+      4      8     sequence number (u64), counting from 0 in each direction
+      12     8     payload length in bytes (u64), checked against the limit before allocating
+      20     32    HMAC-SHA256(direction key, header[0:20] || payload)
+    then `length` bytes of payload.
+
+With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
+bufn``: the buffers are pickle protocol 5 out-of-band buffers, sent without copying.
+
+The receiver checks direction, sequence and length from the header, reads the payload,
+and compares the MAC with ``hmac.compare_digest`` before handing anything on; nothing is
+unpickled here at all. Any failure raises an ``IntegrityError`` or ``FrameTooLarge`` and
+the connection must be closed: a reader that raised is dead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+from .errors import AuthenticationError, FrameTooLarge, IntegrityError, ProtocolError
+
+MAGIC = b"EZCLSTR\x00"
+PROTOCOL_MIN = 1
+PROTOCOL_MAX = 1
+DEFAULT_MAX_FRAME = 1 << 30
+
+SERVER_HELLO_SIZE = 48
+CLIENT_HELLO_SIZE = 88
+ACCEPT_SIZE = 48
+
+STATUS_OK = 0
+STATUS_BAD_PROOF = 1
+STATUS_REFUSED = 2
+
+OPT_COMPRESS = 1
+
+DIR_C2S = 1
+DIR_S2C = 2
+
+FLAG_ZLIB = 1
+FLAG_OOB = 2
+
+# Frame types. The wire does not interpret them; they live here so both ends agree.
+FT_REQUEST = 1
+FT_RESPONSE = 2
+FT_ERROR = 3  # a protocol error notice before the sender closes: utf-8 text
+FT_PING = 4
+FT_PONG = 5
+FT_RELEASE = 6  # client -> server: object ids whose last proxy is gone
+FT_CLOSE = 7  # orderly goodbye
+
+HEADER = struct.Struct(">BBHQQ")
+HEADER_SIZE = HEADER.size + 32
+_COUNT = struct.Struct(">I")
+_SHA = hashlib.sha256
+_COMPRESS_MIN = 512
+_SMALL = 1 << 16
+_SCRATCH = 1 << 18
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class WireOptions:
+    """Per-connection limits and choices; both ends state their own."""
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    compress: bool = False
+
+
+def _mac(key: bytes, *parts: Buffer) -> bytes:
+    h = hmac.new(key, digestmod=_SHA)
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+def check_key(key: object) -> bytes:
+    """Return ``key`` as bytes, refusing anything empty or not bytes-like."""
+    if isinstance(key, str):
+        raise TypeError("a key must be bytes (use read_key_file or decode_key), not str")
+    if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
+        raise ValueError("an empty or missing key is not allowed; make one with "
+                         "'easycluster -g FILE' and pass read_key_file(FILE)")
+    return bytes(key)
+
+
+def _session_keys(key: bytes, s_nonce: bytes, c_nonce: bytes) -> Tuple[bytes, bytes]:
+    k = _mac(key, b"easycluster session", s_nonce, c_nonce)
+    return _mac(k, b"client to server"), _mac(k, b"server to client")
+
+
+class ServerHandshake:
+    """Server side of the handshake: send ``hello``, feed the client hello, send the reply."""
+
+    def __init__(self, key: bytes, options: WireOptions = WireOptions()):
+        self._key = check_key(key)
+        self._options = options
+        self._nonce = os.urandom(32)
+        self.hello = MAGIC + struct.pack(">HHI", PROTOCOL_MIN, PROTOCOL_MAX, 0) + self._nonce
+
+    def receive(self, client_hello: bytes) -> Tuple[bytes, Optional[Session]]:
+        """Check the client's proof. Returns ``(reply, session)``.
+
+        ``session`` is ``None`` when the client failed; ``reply`` must still be sent (it
+        tells the client why) and the connection closed. Raises nothing for bad input
+        so that the caller can log and reply; ``failure`` holds the reason.
+        """
+        self.failure = ""
+        if len(client_hello) != CLIENT_HELLO_SIZE or client_hello[:8] != MAGIC:
+            self.failure = "not an EasyCluster client (bad magic)"
+            return self._refuse(STATUS_REFUSED), None
+        version, opts, _, max_frame = struct.unpack_from(">HHIQ", client_hello, 8)
+        c_nonce = client_hello[24:56]
+        proof = _mac(self._key, b"easycluster client proof", self.hello, client_hello[:56])
+        if not hmac.compare_digest(proof, client_hello[56:88]):
+            self.failure = "wrong key (client proof did not match)"
+            return self._refuse(STATUS_BAD_PROOF), None
+        if not PROTOCOL_MIN <= version <= PROTOCOL_MAX:
+            self.failure = f"client chose unsupported protocol version {version}"
+            return self._refuse(STATUS_REFUSED), None
+        agreed = opts & OPT_COMPRESS if self._options.compress or opts & OPT_COMPRESS else 0
+        head = struct.pack(">BBHIQ", STATUS_OK, agreed, version, 0, self._options.max_frame)
+        reply = head + _mac(self._key, b"easycluster server proof", self.hello, client_hello, head)
+        c2s, s2c = _session_keys(self._key, self._nonce, c_nonce)
+        session = Session(send_key=s2c, recv_key=c2s, send_dir=DIR_S2C, recv_dir=DIR_C2S,
+                          max_recv=self._options.max_frame, max_send=max_frame,
+                          compress=bool(agreed & OPT_COMPRESS))
+        return reply, session
+
+    def _refuse(self, status: int) -> bytes:
+        return struct.pack(">BBHIQ", status, 0, 0, 0, 0) + bytes(32)
+
+
+class ClientHandshake:
+    """Client side: feed the server hello, send ``hello``, then feed the accept."""
+
+    def __init__(self, key: bytes, options: WireOptions = WireOptions()):
+        self._key = check_key(key)
+        self._options = options
+        self._nonce = os.urandom(32)
+        self._server_hello = b""
+        self.hello = b""
+
+    def receive_hello(self, server_hello: bytes) -> bytes:
+        """Check the server hello and return the client hello to send."""
+        if len(server_hello) != SERVER_HELLO_SIZE or server_hello[:8] != MAGIC:
+            raise ProtocolError("the peer is not an EasyCluster server (bad greeting); "
+                                "check the host and port")
+        lo, hi, _ = struct.unpack_from(">HHI", server_hello, 8)
+        version = min(hi, PROTOCOL_MAX)
+        if version < max(lo, PROTOCOL_MIN):
+            raise ProtocolError(f"no common protocol version: server speaks {lo}-{hi}, "
+                                f"this client {PROTOCOL_MIN}-{PROTOCOL_MAX}; upgrade one side")
+        self._server_hello = bytes(server_hello)
+        opts = OPT_COMPRESS if self._options.compress else 0
+        head = MAGIC + struct.pack(">HHIQ", version, opts, 0, self._options.max_frame)
+        head += self._nonce
+        self.hello = head + _mac(self._key, b"easycluster client proof", server_hello, head)
+        return self.hello
+
+    def receive_accept(self, accept: bytes) -> Session:
+        """Check the server's proof and return the session, or raise AuthenticationError."""
+        if len(accept) != ACCEPT_SIZE:
+            raise ProtocolError("truncated handshake reply from the server")
+        status, agreed, _version, _, max_frame = struct.unpack_from(">BBHIQ", accept)
+        if status == STATUS_BAD_PROOF:
+            raise AuthenticationError("the server refused our key (wrong key?)")
+        if status != STATUS_OK:
+            raise ProtocolError(f"the server refused the connection (status {status}): "
+                                "protocol version or greeting not accepted")
+        proof = _mac(self._key, b"easycluster server proof", self._server_hello, self.hello,
+                     accept[:16])
+        if not hmac.compare_digest(proof, accept[16:]):
+            raise AuthenticationError("the server could not prove it holds the key "
+                                      "(wrong key on the server, or an impostor)")
+        s_nonce = self._server_hello[16:48]
+        c2s, s2c = _session_keys(self._key, s_nonce, self._nonce)
+        return Session(send_key=c2s, recv_key=s2c, send_dir=DIR_C2S, recv_dir=DIR_S2C,
+                       max_recv=self._options.max_frame, max_send=max_frame,
+                       compress=bool(agreed & OPT_COMPRESS))
+
+
+@dataclass
+class Frame:
+    """One authenticated frame. ``payload`` is the raw (possibly compressed) body."""
+
+    type: int
+    flags: int
+    payload: Buffer
+    max_size: int = DEFAULT_MAX_FRAME
+
+    def parts(self) -> Tuple[memoryview, List[memoryview]]:
+        """Return ``(main, buffers)``: decompressed, with out-of-band buffers split off."""
+        data: Buffer = self.payload
+        if self.flags & FLAG_ZLIB:
+            d = zlib.decompressobj()
+            data = d.decompress(data, self.max_size + 1)
+            if len(data) > self.max_size or d.unconsumed_tail:
+                raise FrameTooLarge(f"compressed frame expands beyond the {self.max_size}-byte "
+                                    "limit")
+            if not d.eof:
+                raise ProtocolError("compressed frame is incomplete")
+        view = memoryview(data)
+        if not self.flags & FLAG_OOB:
+            return view, []
+        try:
+            (n,) = _COUNT.unpack_from(view)
+            sizes = struct.unpack_from(f">{n}Q", view, 4)
+        except struct.error:
+            raise ProtocolError("malformed buffer table in frame")
+        pos = 4 + 8 * n
+        main_size = len(view) - pos - sum(sizes)
+        if main_size < 0:
+            raise ProtocolError("buffer table describes more bytes than the frame holds")
+        main = view[pos:pos + main_size]
+        pos += main_size
+        bufs = []
+        for size in sizes:
+            bufs.append(view[pos:pos + size])
+            pos += size
+        return main, bufs
+
+
+class Session:
+    """Both directions of an authenticated connection: packs outgoing frames, reads incoming.
+
+    Not thread-safe: callers serialise ``pack`` (a send lock) and own the reader (one
+    reading thread), as the layers above do.
+    """
+
+    def __init__(self, send_key: bytes, recv_key: bytes, send_dir: int, recv_dir: int,
+                 max_recv: int = DEFAULT_MAX_FRAME, max_send: int = DEFAULT_MAX_FRAME,
+                 compress: bool = False):
+        self._send_key = send_key
+        self._send_dir = send_dir
+        self._send_seq = 0
+        self.max_send = max_send
+        self.compress = compress
+        self.reader = FrameReader(recv_key, recv_dir, max_recv)
+
+    def pack(self, ftype: int, main: Union[Buffer, Sequence[Buffer]],
+             buffers: Sequence[Buffer] = ()) -> List[Buffer]:
+        """Return the pieces of one frame, ready for ``sendmsg`` in this order.
+
+        ``main`` is the body (or a list of pieces that make it up); ``buffers`` travel
+        after it as out-of-band buffers. Raises ``FrameTooLarge`` (the sequence number is
+        not consumed) if the peer's limit is exceeded.
+        """
+        flags = 0
+        mains = [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main)
+        if buffers:
+            sizes = [memoryview(b).nbytes for b in buffers]
+            table = _COUNT.pack(len(sizes)) + struct.pack(f">{len(sizes)}Q", *sizes)
+            parts: List[Buffer] = [table, *mains, *buffers]
+            flags |= FLAG_OOB
+        else:
+            parts = mains
+        length = sum(memoryview(p).nbytes for p in parts)
+        if self.compress and length >= _COMPRESS_MIN:
+            packed = zlib.compress(b"".join(parts), 3)
+            if len(packed) < length:
+                parts, length, flags = [packed], len(packed), flags | FLAG_ZLIB
+        if length > self.max_send:
+            raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit of "
+                                f"{self.max_send} bytes")
+        head = HEADER.pack(self._send_dir, ftype, flags, self._send_seq, length)
+        self._send_seq += 1
+        if length <= _SMALL:
+            body = b"".join(parts)
+            return [head + hmac.digest(self._send_key, head + body, "sha256") + body]
+        h = hmac.new(self._send_key, head, _SHA)
+        for p in parts:
+            h.update(p)
+        return [head + h.digest(), *parts]
+
+
+class FrameReader:
+    """Turns received bytes into verified frames, reading large payloads in place.
+
+    Use: ``view = reader.buffer()``, receive up to ``len(view)`` bytes into it, then
+    ``frames = reader.advance(n)``. Small frames are parsed out of a scratch buffer many
+    at a time; a payload too big for it gets its own buffer, filled directly.
+    """
+
+    def __init__(self, key: bytes, direction: int, max_size: int = DEFAULT_MAX_FRAME):
+        self._key = key
+        self._dir = direction
+        self._seq = 0
+        self.max_size = max_size
+        self._scratch = bytearray(_SCRATCH)
+        self._start = 0
+        self._end = 0
+        self._big: Optional[bytearray] = None
+        self._big_fill = 0
+        self._big_head = b""
+
+    def buffer(self) -> memoryview:
+        """Writable space to receive into (never empty)."""
+        if self._big is not None:
+            return memoryview(self._big)[self._big_fill:]
+        if self._end == len(self._scratch):
+            pending = self._end - self._start
+            self._scratch[:pending] = self._scratch[self._start:self._end]
+            self._start, self._end = 0, pending
+        return memoryview(self._scratch)[self._end:]
+
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete frame (0 between frames)."""
+        if self._big is not None:
+            return self._big_fill + HEADER_SIZE
+        return self._end - self._start
+
+    def advance(self, n: int) -> List[Frame]:
+        """Account for ``n`` bytes written into ``buffer()``; return completed frames."""
+        frames: List[Frame] = []
+        if self._big is not None:
+            self._big_fill += n
+            if self._big_fill < len(self._big):
+                return frames
+            big, head = self._big, self._big_head
+            self._big = None
+            frames.append(self._finish(head, big))
+            return frames
+        self._end += n
+        scratch = self._scratch
+        while self._end - self._start >= HEADER_SIZE:
+            s = self._start
+            head = bytes(scratch[s:s + HEADER_SIZE])
+            length = self._check_header(head)
+            avail = self._end - s - HEADER_SIZE
+            if avail >= length:
+                body = bytes(scratch[s + HEADER_SIZE:s + HEADER_SIZE + length])
+                self._start = s + HEADER_SIZE + length
+                frames.append(self._finish(head, body))
+                continue
+            if HEADER_SIZE + length > len(scratch):
+                big = bytearray(length)
+                big[:avail] = scratch[s + HEADER_SIZE:self._end]
+                self._big, self._big_fill, self._big_head = big, avail, head
+                self._start = self._end = 0
+            break
+        if self._start == self._end:
+            self._start = self._end = 0
+        return frames
+
+    def _check_header(self, head: bytes) -> int:
+        direction, _ftype, _flags, seq, length = HEADER.unpack_from(head)
+        if direction != self._dir:
+            raise IntegrityError("frame rejected: it travels in the wrong direction "
+                                 "(a reflected frame)")
+        if seq != self._seq:
+            raise IntegrityError(f"frame rejected: sequence {seq} where {self._seq} was "
+                                 "expected (replayed, reordered or dropped frame)")
+        if length > self.max_size:
+            raise FrameTooLarge(f"frame rejected: header announces {length} bytes, above the "
+                                f"{self.max_size}-byte limit")
+        return length
+
+    def _finish(self, head: bytes, body: Buffer) -> Frame:
+        if len(body) <= _SMALL:
+            mac = hmac.digest(self._key, head[:20] + bytes(body), "sha256")
+        else:
+            h = hmac.new(self._key, head[:20], _SHA)
+            h.update(body)
+            mac = h.digest()
+        if not hmac.compare_digest(mac, head[20:]):
+            raise IntegrityError("frame rejected: authentication code does not match "
+                                 "(altered frame, or sent with another key or session)")
+        self._seq += 1
+        _d, ftype, flags, _s, _l = HEADER.unpack_from(head)
+        return Frame(ftype, flags, body, self.max_size)
+
+    def check_eof(self) -> None:
+        """Call at end of stream: raise if a frame was cut off part-way."""
+        if self.pending():
+            raise IntegrityError(f"connection closed in the middle of a frame "
+                                 f"({self.pending()} bytes of it received): truncated")
