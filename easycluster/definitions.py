@@ -117,7 +117,14 @@ def get_global(name: str, context: Optional[types.ModuleType] = None,
     elif hasattr(builtins, first):
         obj = getattr(builtins, first)
     elif auto_import:
-        obj = importlib.import_module(first)
+        try:
+            obj = importlib.import_module(first)
+        except ModuleNotFoundError as e:
+            if e.name != first:
+                raise
+            where = context.__name__ if context is not None else "the context"
+            raise NameError(f"name {first!r} is not defined (not in {where}, not a builtin, "
+                            "not an importable module)") from None
         if context is not None:
             ns[first] = obj
     else:
