@@ -9,9 +9,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from helpers import ServerProcess  # noqa: E402
+
 import easycluster  # noqa: E402
 from easycluster.server import spawn_local  # noqa: E402
-from helpers import ServerProcess  # noqa: E402
 
 TRANSPORTS = ["local", "tcp"]
 

@@ -22,7 +22,7 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "easycluster", "-S", "-p", "0", *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      text=True, cwd=ROOT, env=env)
-        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.lines: queue.Queue[str] = queue.Queue()
         self.log: List[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         line = self.wait_for(r"serving on", timeout=20)
