@@ -250,6 +250,15 @@ class GroupResolver:
         path = (os.environ if environ is None else environ).get(GROUPS_CONF_ENV)
         return cls.from_file(path) if path else None
 
+    def with_default(self, source: Optional[str]) -> GroupResolver:
+        """A resolver using ``source`` as default source, sharing this one's cache."""
+        if source is None or source == self.default:
+            return self
+        self.source(source)  # raise GroupSourceError if unknown
+        other = GroupResolver(GroupsConfig(self.config.sources, source, self.config.aliases))
+        other._cache = self._cache
+        return other
+
     @property
     def default(self) -> Optional[str]:
         """Name of the default source (None if there is none)."""
