@@ -92,7 +92,7 @@ def main(argv: List[str]) -> int:
                      f">={target:g}x", verdict))
     header = ("operation", "ClusterShell s", "ours s", "speedup", "target", "result")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join("{:<" + str(w) + "}" for w in widths)
     print(f"python {sys.version.split()[0]}, best of {args.repeat}")
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
