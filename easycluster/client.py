@@ -23,6 +23,7 @@ from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from .transport import Channel, client_handshake, connect_tcp
 
 DEFAULT_PORT = 11998
+_POST_MAX = 1 << 15  # bodies up to this size may be batched
 SPECIAL_KEYWORDS = ("nonblocking", "oncomplete", "onerror", "threadid", "origexc")
 Callback = Union[Callable[..., Any], Tuple[Any, ...], None]
 
@@ -195,13 +196,18 @@ class Client:
             raise ConnectionLost(f"{self.peername}: not connected")
         tid = self._thread_for_call() if threadid is None else threadid
         rid = next(self._rids)
-        main, bufs = serialize.dumps((oid, meth, tuple(args), kwargs or {}))
+        main, bufs = serialize.dumps((oid, meth, serialize.wrap_large(tuple(args), 3),
+                                      serialize.wrap_large(kwargs, 2) if kwargs else {}))
         resp = Response(self, rid, origexc)
         if oncomplete is not None or onerror is not None:
             resp.add_done_callback(_callback_runner(oncomplete, onerror))
         self._pending[rid] = resp
         try:
-            channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
+            if bufs or len(main) > _POST_MAX:
+                channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
+            else:  # a non-blocking call may wait a moment to leave with others
+                channel.post(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main,
+                             flush=not nonblocking and oncomplete is None)
         except BaseException:
             self._pending.pop(rid, None)
             raise

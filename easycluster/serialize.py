@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 from typing import Any, List, Optional, Protocol, Sequence, Tuple
 
 import cloudpickle
@@ -49,19 +50,37 @@ class _BigBytes:
         return (bytes, (pickle.PickleBuffer(self.data),))
 
 
-def _wrap(obj: Any, depth: int = 2) -> Any:
+def wrap_large(obj: Any, depth: int = 2) -> Any:
+    """``obj`` with large ``bytes`` in tuples, lists and dict values (down to ``depth``
+    levels) replaced by stand-ins that pickle them out of band; the same object when
+    there are none. Callers apply it to user payloads (pickle never lets a reducer see
+    an exact ``bytes``, so this is the only way to keep them out of the stream)."""
     t = type(obj)
     if t is bytes:
         return _BigBytes(obj) if len(obj) >= OOB_MIN else obj
     if depth == 0:
         return obj
-    if t is tuple:
-        return tuple([_wrap(x, depth - 1) for x in obj]) if obj else obj
-    if t is list:
-        return [_wrap(x, depth - 1) for x in obj]
+    if t is tuple or t is list:
+        items = obj
+    elif t is dict:
+        items = obj.values()
+    else:
+        return obj
+    for x in items:
+        tx = type(x)
+        if tx is bytes:
+            if len(x) >= OOB_MIN:
+                break
+        elif tx in _CONTAINERS and wrap_large(x, depth - 1) is not x:
+            break
+    else:
+        return obj
     if t is dict:
-        return {k: _wrap(v, depth - 1) for k, v in obj.items()}
-    return obj
+        return {k: wrap_large(v, depth - 1) for k, v in obj.items()}
+    return t(wrap_large(x, depth - 1) for x in obj)
+
+
+_CONTAINERS = (tuple, list, dict)
 
 
 class Pickler(cloudpickle.Pickler):
@@ -94,12 +113,45 @@ def reference(*args: Any) -> tuple:
     return (_resolve_ref, args)
 
 
+class _Reusable(threading.local):
+    """One pickler per thread, reused: building a cloudpickle Pickler costs more than
+    pickling a small call."""
+
+    def __init__(self) -> None:
+        self.file = io.BytesIO()
+        self.buffers: List[pickle.PickleBuffer] = []
+        self.pickler = Pickler(self.file, None, self.buffers.append)
+        self.busy = False
+
+
+_reusable = _Reusable()
+
+
 def dumps(obj: Any, refs: Optional[RefHooks] = None) -> Tuple[bytes, List[pickle.PickleBuffer]]:
     """Pickle ``obj``; return the pickle stream and its out-of-band buffers."""
-    buffers: List[pickle.PickleBuffer] = []
-    f = io.BytesIO()
-    Pickler(f, refs, buffers.append).dump(_wrap(obj))
-    return f.getvalue(), buffers
+    r = _reusable
+    if r.busy:  # re-entered (a reducer pickling something itself): use a fresh pickler
+        buffers: List[pickle.PickleBuffer] = []
+        f = io.BytesIO()
+        Pickler(f, refs, buffers.append).dump(obj)
+        return f.getvalue(), buffers
+    r.busy = True
+    p, f = r.pickler, r.file
+    try:
+        f.seek(0)
+        f.truncate()
+        p.clear_memo()
+        p.globals_ref = {}  # cloudpickle's per-pickle table of function globals
+        p._refs = refs
+        p.dump(obj)
+        buffers, r.buffers[:] = list(r.buffers), []
+        return f.getvalue(), buffers
+    except BaseException:
+        r.buffers.clear()
+        raise
+    finally:
+        p._refs = None
+        r.busy = False
 
 
 def loads(main: Any, buffers: Sequence[Any] = (), refs: Optional[RefHooks] = None) -> Any:

@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import definitions, serialize, wire
 from .errors import ConnectionLost, ProtocolError, RemoteException
@@ -35,6 +35,7 @@ SINGLE = -1  # threadid: run this request in a new thread that ends with it
 CONTROL = -2  # threadid: run inline on the reader thread (stop a thread, ping)
 REQUEST_HEAD = struct.Struct(">Qq")
 REPLY_HEAD = struct.Struct(">QB")
+_POST_MAX = 1 << 15  # replies up to this size may be batched
 
 
 class RootObject:
@@ -107,7 +108,7 @@ class ServerThread(threading.Thread):
             item = self.queue.get()
             if item is None:
                 return
-            self.conn.run_request(*item)
+            self.conn.run_request(*item, more=self.queue.qsize)
 
 
 class ServerConnection:
@@ -182,8 +183,13 @@ class ServerConnection:
         if t is not None:
             t.queue.put(None)
 
-    def run_request(self, rid: int, frame: wire.Frame) -> None:
-        """Run one request and send its reply; never raises (the reply carries errors)."""
+    def run_request(self, rid: int, frame: wire.Frame,
+                    more: Callable[[], int] = lambda: 0) -> None:
+        """Run one request and send its reply; never raises (the reply carries errors).
+
+        ``more()`` tells how many requests wait behind this one; while there are some,
+        small replies are batched instead of sent one by one.
+        """
         status, value = 0, None
         try:
             main, bufs = frame.parts()
@@ -193,7 +199,7 @@ class ServerConnection:
             value = self._invoke(oid, method, args, kwargs)
         except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
             status, value = 1, _remote_exception(e)
-        self._reply(rid, status, value)
+        self._reply(rid, status, value, more)
 
     def _invoke(self, oid: int, method: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
         obj = self.objects.get(oid)
@@ -207,9 +213,10 @@ class ServerConnection:
             fn = getattr(obj, method)
         return fn(*args, **kwargs)
 
-    def _reply(self, rid: int, status: int, value: Any) -> None:
+    def _reply(self, rid: int, status: int, value: Any,
+               more: Callable[[], int] = lambda: 0) -> None:
         try:
-            main, bufs = serialize.dumps((value,))
+            main, bufs = serialize.dumps((serialize.wrap_large(value),))
         except BaseException as e:
             if status == 0:
                 status, value = 1, _remote_exception(e)
@@ -221,7 +228,11 @@ class ServerConnection:
                 status, value = 1, _unpicklable(value, e2)
                 main, bufs = serialize.dumps((value,))
         try:
-            self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, status), main], bufs)
+            if bufs or len(main) > _POST_MAX:
+                self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, status), main], bufs)
+            else:
+                self.channel.post(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status) + main,
+                                  flush=not more())
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),

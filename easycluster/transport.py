@@ -12,7 +12,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from . import wire
 from .errors import ConnectError, ConnectionLost, ProtocolError
@@ -20,6 +20,8 @@ from .errors import ConnectError, ConnectionLost, ProtocolError
 log = logging.getLogger("easycluster.server")
 
 _IOV_MAX = 512
+_BATCH_MAX = 512  # frames in one batch
+_BATCH_BYTES = 1 << 18
 
 
 def nodelay(sock: socket.socket) -> None:
@@ -95,8 +97,12 @@ def server_handshake(sock: socket.socket, key: bytes, options: wire.WireOptions,
 class Channel:
     """Authenticated frames over one connected socket.
 
-    ``send`` may be called from any thread (a lock keeps frames whole and in sequence);
-    ``recv`` must be called by one thread at a time (the owner of the reads).
+    Sending may happen from any thread: a lock keeps frames whole and in sequence.
+    Small bodies can be ``post``-ed: they wait in an outbox and leave together as one
+    FT_BATCH frame (one MAC, one system call), either when a poster asks to flush or
+    from a writer thread started on first use, so a burst of non-blocking calls costs
+    few frames while a lone call still leaves at once. ``recv`` must be called by one
+    thread at a time (the owner of the reads); it unpacks batches.
     """
 
     def __init__(self, sock: socket.socket, session: wire.Session):
@@ -104,25 +110,73 @@ class Channel:
         self.session = session
         self._reader = session.reader
         self._send_lock = threading.Lock()
+        self._wake = threading.Condition(self._send_lock)
+        self._outbox: List[Tuple[int, bytes]] = []
+        self._outbox_bytes = 0
+        self._writer: Optional[threading.Thread] = None
         self.closed = False
         self.close_reason = ""
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, ftype: int, main: wire.Buffer, buffers: Sequence[wire.Buffer] = ()) -> None:
-        """Send one frame, whole. Raises ConnectionLost if the connection is gone."""
+    def send(self, ftype: int, main: Union[wire.Buffer, Sequence[wire.Buffer]],
+             buffers: Sequence[wire.Buffer] = ()) -> None:
+        """Send one frame, whole, after anything posted before it.
+
+        Raises ConnectionLost if the connection is gone, FrameTooLarge if the peer's
+        limit is exceeded (nothing sent).
+        """
         with self._send_lock:
-            if self.closed:
-                raise ConnectionLost(self.close_reason or "connection closed")
-            parts = self.session.pack(ftype, main, buffers)
-            try:
-                if len(parts) == 1:
-                    self.sock.sendall(parts[0])
-                else:
-                    self._sendmsg_all(parts)
-            except OSError as e:
-                raise ConnectionLost(f"connection lost while sending: {e.strerror or e}")
+            self._check_open()
+            if self._outbox:
+                self._flush_locked()
+            self._write(self.session.pack(ftype, main, buffers))
+
+    def post(self, ftype: int, body: bytes, flush: bool) -> None:
+        """Queue a small frame body; send it (and all queued) now if ``flush``."""
+        with self._send_lock:
+            self._check_open()
+            self._outbox.append((ftype, body))
+            self._outbox_bytes += len(body)
+            if flush or len(self._outbox) >= _BATCH_MAX or self._outbox_bytes >= _BATCH_BYTES:
+                self._flush_locked()
+            elif self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                name="easycluster-writer")
+                self._writer.start()
+            elif len(self._outbox) == 1:
+                self._wake.notify()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ConnectionLost(self.close_reason or "connection closed")
+
+    def _write_loop(self) -> None:
+        with self._send_lock:
+            while not self.closed:
+                if self._outbox:
+                    try:
+                        self._flush_locked()
+                    except ConnectionLost:
+                        return  # the reader sees the connection end and reports it
+                self._wake.wait()
+
+    def _flush_locked(self) -> None:
+        items, self._outbox, self._outbox_bytes = self._outbox, [], 0
+        if len(items) == 1:
+            self._write(self.session.pack(items[0][0], items[0][1]))
+        else:
+            self._write(self.session.pack(wire.FT_BATCH, wire.pack_batch(items)))
+
+    def _write(self, parts: List[wire.Buffer]) -> None:
+        try:
+            if len(parts) == 1:
+                self.sock.sendall(parts[0])
+            else:
+                self._sendmsg_all(parts)
+        except OSError as e:
+            raise ConnectionLost(f"connection lost while sending: {e.strerror or e}")
 
     def _sendmsg_all(self, parts: List[wire.Buffer]) -> None:
         views = [memoryview(p).cast("B") for p in parts]
@@ -160,6 +214,8 @@ class Channel:
                 raise ConnectionLost("the peer closed the connection")
             frames = self._reader.advance(n)
             if frames:
+                if any(f.type == wire.FT_BATCH for f in frames):
+                    frames = _expand(frames)
                 return frames
 
     def close(self, reason: str = "connection closed") -> None:
@@ -169,11 +225,22 @@ class Channel:
                 return
             self.closed = True
             self.close_reason = reason
+            self._wake.notify_all()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
+
+
+def _expand(frames: List[wire.Frame]) -> List[wire.Frame]:
+    out: List[wire.Frame] = []
+    for f in frames:
+        if f.type == wire.FT_BATCH:
+            out.extend(wire.split_batch(f))
+        else:
+            out.append(f)
+    return out
 
 
 def _wait_readable(sock: socket.socket, timeout: float) -> bool:

@@ -56,7 +56,9 @@ Frames (after the handshake)
       20     32    HMAC-SHA256(direction key, header[0:20] || payload)
     then `length` bytes of payload.
 
-With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
+A frame of type FT_BATCH carries several small frames' bodies, each as
+``u8 type || u32 size || body``, under the one header and MAC; the receiver unpacks them in
+order after the MAC checked out. With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
 bufn``: the buffers are pickle protocol 5 out-of-band buffers, sent without copying.
 
 The receiver checks direction, sequence and length from the header, reads the payload,
@@ -106,10 +108,12 @@ FT_PING = 4
 FT_PONG = 5
 FT_RELEASE = 6  # client -> server: object ids whose last proxy is gone
 FT_CLOSE = 7  # orderly goodbye
+FT_BATCH = 8  # several small frames' bodies in one: repeated (u8 type, u32 size, body)
 
 HEADER = struct.Struct(">BBHQQ")
 HEADER_SIZE = HEADER.size + 32
 _COUNT = struct.Struct(">I")
+_ITEM = struct.Struct(">BI")
 _SHA = hashlib.sha256
 _COMPRESS_MIN = 512
 _SMALL = 1 << 16
@@ -239,14 +243,16 @@ class ClientHandshake:
                        compress=bool(agreed & OPT_COMPRESS))
 
 
-@dataclass
 class Frame:
     """One authenticated frame. ``payload`` is the raw (possibly compressed) body."""
 
-    type: int
-    flags: int
-    payload: Buffer
-    max_size: int = DEFAULT_MAX_FRAME
+    __slots__ = ("type", "flags", "payload", "max_size")
+
+    def __init__(self, type: int, flags: int, payload: Buffer, max_size: int = DEFAULT_MAX_FRAME):
+        self.type = type
+        self.flags = flags
+        self.payload = payload
+        self.max_size = max_size
 
     def parts(self) -> Tuple[memoryview, List[memoryview]]:
         """Return ``(main, buffers)``: decompressed, with out-of-band buffers split off."""
@@ -434,3 +440,29 @@ class FrameReader:
         if self.pending():
             raise IntegrityError(f"connection closed in the middle of a frame "
                                  f"({self.pending()} bytes of it received): truncated")
+
+
+def pack_batch(items: Sequence[Tuple[int, bytes]]) -> List[bytes]:
+    """The body of an FT_BATCH frame carrying ``(type, body)`` items (no buffers)."""
+    out: List[bytes] = []
+    for ftype, body in items:
+        out.append(_ITEM.pack(ftype, len(body)))
+        out.append(body)
+    return out
+
+
+def split_batch(frame: Frame) -> List[Frame]:
+    """The frames inside an (authenticated) FT_BATCH frame, in order."""
+    main, _ = frame.parts()
+    out, pos, end, limit = [], 0, len(main), frame.max_size
+    unpack, isize = _ITEM.unpack_from, _ITEM.size
+    while pos < end:
+        if end - pos < isize:
+            raise ProtocolError("malformed batch frame (truncated item header)")
+        ftype, size = unpack(main, pos)
+        pos += isize
+        if size > end - pos or ftype == FT_BATCH:
+            raise ProtocolError("malformed batch frame (bad item)")
+        out.append(Frame(ftype, 0, main[pos:pos + size], limit))
+        pos += size
+    return out
