@@ -58,7 +58,9 @@ Frames (after the handshake)
 
 A frame of type FT_BATCH carries several small frames' bodies, each as
 ``u8 type || u32 size || body``, under the one header and MAC; the receiver unpacks them in
-order after the MAC checked out. With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
+order after the MAC checked out.
+
+With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
 bufn``: the buffers are pickle protocol 5 out-of-band buffers, sent without copying.
 
 The receiver checks direction, sequence and length from the header, reads the payload,
