@@ -100,6 +100,7 @@ class TCPServer:
                 self.reap()
         finally:
             self.listener.close()
+        self.reap()
         log.info("stopped accepting; %d connection(s) still finishing", len(self.children))
         return 0
 

@@ -1,0 +1,56 @@
+"""The public face: EasyCluster 0.22's names, and ours, are importable from the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import easycluster
+
+# EasyCluster 0.22 names delivered so far; the rest arrive with the proxy, concurrency and
+# ssh issues (ClientGroup, Connection, RemoteProxy family, ServerObject, *_multi,
+# make_server_class, make_singleton, parse_connection_spec).
+COMPAT = [
+    "AutoThreadingClient", "ThreadedClient", "Client", "RemoteException", "add_key_options",
+    "decode_key", "define_common", "definitions_module", "exec_return", "generate_key",
+    "key_from_options", "read_key_file", "write_key_file", "SINGLE", "NonblockingResponse",
+    "get_global", "set_global",
+]
+
+
+def test_compat_names_exported():
+    missing = [n for n in COMPAT if not hasattr(easycluster, n)]
+    assert not missing
+    assert set(COMPAT) <= set(easycluster.__all__)
+
+
+def test_all_names_resolve():
+    for name in easycluster.__all__:
+        assert getattr(easycluster, name) is not None, name
+
+
+def test_connection_lost_is_ioerror():
+    assert issubclass(easycluster.ConnectionLost, IOError)
+    assert issubclass(easycluster.AuthenticationError, easycluster.ConnectionLost)
+    assert issubclass(easycluster.CallTimeout, TimeoutError)
+
+
+def test_spawn_local_lives_in_server_module():
+    from easycluster.server import spawn_local
+
+    with spawn_local() as rmt:
+        assert rmt.eval("1 + 1") == 2
+
+
+def test_python_dash_m_easycluster_help():
+    out = subprocess.run([sys.executable, "-m", "easycluster", "--help"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and "-S" in out.stdout and "--keyfile" in out.stdout
+
+
+def test_console_script_version():
+    import shutil
+
+    exe = shutil.which("easycluster") or f"{sys.prefix}/bin/easycluster"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and easycluster.VERSION in out.stdout
