@@ -83,6 +83,9 @@ def main(argv: List[str]) -> int:
     for label, target, theirs, ours in cases(random.Random(args.seed)):
         cs_time, cs_result = best_time(theirs, args.repeat)
         our_time, our_result = best_time(ours, args.repeat)
+        if cs_time < 0.05:  # millisecond cases are noisy: take more samples of both
+            cs_time = min(cs_time, best_time(theirs, 4 * args.repeat)[0])
+            our_time = min(our_time, best_time(ours, 4 * args.repeat)[0])
         ratio = cs_time / our_time if our_time > 0 else float("inf")
         verdict = "PASS" if ratio >= target else "FAIL"
         if cs_result != our_result:

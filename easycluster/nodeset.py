@@ -105,6 +105,12 @@ def _names_to_pats(names: List[str]) -> Dict[Key, Value]:
     pats: Dict[Key, Value] = {}
     one: Dict[Key, List[str]] = {}
     joined = "\n".join(names)
+    first = _LINE1.match(names[0]) if names else None
+    if first is not None:  # fast path: every name has the first name's prefix and suffix
+        pre, _, suf = first.groups()
+        same = re.compile(f"^{re.escape(pre)}([0-9]+){re.escape(suf)}$", re.M).findall(joined)
+        if len(same) == len(names):
+            return {(pre, suf): RangeSet._from_codes(_codes_of(same))}
     found = _LINE1.findall(joined)
     if len(found) == len(names):
         prefixes, digits, suffixes = zip(*found)
@@ -446,8 +452,22 @@ class NodeSet:
 
     # -- set algebra -------------------------------------------------------------
     def _op(self, op: str, other: object) -> NodeSet:
-        pats = {k: _copy(v) for k, v in self._pats.items()}
-        _apply(pats, op, self._coerce(other)._pats)
+        mine, theirs = self._pats, self._coerce(other)._pats
+        pats: Dict[Key, Value] = {}
+        for key, value in mine.items():
+            if key not in theirs:
+                if op != "&":
+                    pats[key] = _copy(value)
+            elif value is not None:
+                merged = _combine(op, value, theirs[key])
+                if merged:
+                    pats[key] = merged
+            elif op in "|&":
+                pats[key] = None
+        if op in "|^":
+            for key, value in theirs.items():
+                if key not in mine:
+                    pats[key] = _copy(value)
         return self._new(pats)
 
     def copy(self) -> NodeSet:
