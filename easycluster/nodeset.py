@@ -19,184 +19,34 @@ then value, several dimensions in folded-vector order.
 
 from __future__ import annotations
 
-import re
 from fnmatch import fnmatchcase
 from itertools import chain, islice, product
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .errors import NodeSetError, NodeSetParseError
 from .nodegroups import GroupResolver
+from .nodepattern import (
+    DIGITS,
+    NOT_PLAIN,
+    SCAN,
+    Key,
+    Value,
+    apply_op,
+    combine,
+    copy_value,
+    is_plain,
+    names_to_pats,
+    parse_pattern,
+    sort_key,
+)
 from .rangeset import RangeSet, split_sequence
 from .rangesetnd import RangeSetND
 
 __all__ = ["NodeSet", "RangeSet", "RangeSetND", "expand", "fold", "count"]
 
-Key = Tuple[str, ...]  # pattern: the texts around the indexes
-Value = Union[None, RangeSet, RangeSetND]
 Nodes = Union[str, "NodeSet", Iterable[str], None]
 
-_DIGITS = re.compile(r"([0-9]+)")
-_SCAN = re.compile(r"[,!&^\[\]]")
-_BRACKET = re.compile(r"\[([^\[\]]*)\]")
-_LINE1 = re.compile(r"^([^0-9\n]*)([0-9]+)([^0-9\n]*)$", re.M)
-_NOT_PLAIN = re.compile(r"[\[\],!&^@*?\s]")
 _MAX_DEPTH = 16
-
-
-def _sort_key(key: Key) -> str:
-    return "%s".join(part.replace("%", "%%") for part in key)
-
-
-def _codes_of(digits: Iterable[str]) -> set:
-    return set(map(int, map("1".__add__, digits)))
-
-
-# -- per-pattern value algebra --------------------------------------------------
-def _copy(value: Value) -> Value:
-    return None if value is None else value.copy()
-
-
-def _combine(op: str, left: Value, right: Value) -> Value:
-    if left is None:  # names without indexes: presence only
-        return None
-    if op == "|":
-        return left.union(right)  # type: ignore[arg-type]
-    if op == "&":
-        return left.intersection(right)  # type: ignore[arg-type]
-    if op == "-":
-        return left.difference(right)  # type: ignore[arg-type]
-    return left.symmetric_difference(right)  # type: ignore[arg-type]
-
-
-def _apply(pats: Dict[Key, Value], op: str, other: Dict[Key, Value]) -> None:
-    """In place: ``pats = pats <op> other`` with op one of ``| & - ^``."""
-    if op == "&":
-        for key in list(pats):
-            if key not in other:
-                del pats[key]
-                continue
-            value = _combine("&", pats[key], other[key])
-            if value is None or value:
-                pats[key] = value
-            else:
-                del pats[key]
-        return
-    for key, value in other.items():
-        if key not in pats:
-            if op in "|^":
-                pats[key] = _copy(value)
-            continue
-        if op == "-" and value is None:
-            del pats[key]
-            continue
-        if op == "^" and value is None:
-            del pats[key]
-            continue
-        merged = _combine(op, pats[key], value)
-        if merged is None or merged:
-            pats[key] = merged
-        else:
-            del pats[key]
-
-
-# -- parsing ----------------------------------------------------------------------
-def _names_to_pats(names: List[str]) -> Dict[Key, Value]:
-    """Patterns of plain names (no brackets, operators, groups or spaces)."""
-    pats: Dict[Key, Value] = {}
-    one: Dict[Key, List[str]] = {}
-    joined = "\n".join(names)
-    first = _LINE1.match(names[0]) if names else None
-    if first is not None:  # fast path: every name has the first name's prefix and suffix
-        pre, _, suf = first.groups()
-        same = re.compile(f"^{re.escape(pre)}([0-9]+){re.escape(suf)}$", re.M).findall(joined)
-        if len(same) == len(names):
-            return {(pre, suf): RangeSet._from_codes(_codes_of(same))}
-    found = _LINE1.findall(joined)
-    if len(found) == len(names):
-        prefixes, digits, suffixes = zip(*found)
-        if len(set(prefixes)) == 1 and len(set(suffixes)) == 1:
-            one[(prefixes[0], suffixes[0])] = list(digits)
-        else:
-            for pre, dig, suf in found:
-                one.setdefault((pre, suf), []).append(dig)
-    else:
-        multi: Dict[Key, List[Tuple[str, ...]]] = {}
-        for name in names:
-            parts = _DIGITS.split(name)
-            if len(parts) == 3:
-                one.setdefault((parts[0], parts[2]), []).append(parts[1])
-            elif len(parts) == 1:
-                if name:
-                    pats[(name,)] = None
-            else:
-                multi.setdefault(tuple(parts[0::2]), []).append(tuple(parts[1::2]))
-        for key, tuples in multi.items():
-            pats[key] = RangeSetND(elems=set(tuples))
-    for key, digs in one.items():
-        pats[key] = RangeSet._from_codes(_codes_of(digs))
-    return pats
-
-
-def _is_plain(text: str) -> bool:
-    return _NOT_PLAIN.search(text) is None
-
-
-def _parse_pattern(text: str) -> Dict[Key, Value]:
-    """One operand with brackets, e.g. ``da[10-19]c[1-2]-ib0``."""
-    tokens: List[Tuple[str, str]] = []  # ("t", text) | ("n", digits) | ("r", ranges)
-    pos = 0
-    for match in _BRACKET.finditer(text):
-        for i, part in enumerate(_DIGITS.split(text[pos : match.start()])):
-            if part:
-                tokens.append(("n" if i % 2 else "t", part))
-        if tokens and tokens[-1][0] == "r":
-            raise NodeSetParseError(text, "illegal reopening bracket")
-        tokens.append(("r", match.group(1)))
-        pos = match.end()
-    for i, part in enumerate(_DIGITS.split(text[pos:])):
-        if part:
-            tokens.append(("n" if i % 2 else "t", part))
-    if "[" in text[pos:] or "]" in text[pos:]:
-        raise NodeSetParseError(text, "missing or illegal bracket")
-    pieces: List[str] = [""]
-    dims: List[RangeSet] = []
-    i = 0
-    while i < len(tokens):
-        kind, part = tokens[i]
-        if kind == "t":
-            pieces[-1] += part
-            i += 1
-            continue
-        if kind == "n" and not (i + 1 < len(tokens) and tokens[i + 1][0] == "r"):
-            dims.append(RangeSet([part]))
-            pieces.append("")
-            i += 1
-            continue
-        head = ""
-        if kind == "n":
-            head, i = part, i + 1
-        if dims and pieces[-1] == "" and len(pieces) > 1:
-            raise NodeSetParseError(text, "illegal reopening bracket")
-        try:
-            ranges = RangeSet(tokens[i][1])
-        except NodeSetParseError as exc:
-            raise NodeSetParseError(text, f"{exc.msg} {exc.part!r}")
-        if not ranges:
-            raise NodeSetParseError(text, "empty range")
-        tail = ""
-        if i + 1 < len(tokens) and tokens[i + 1][0] == "n":
-            tail, i = tokens[i + 1][1], i + 1
-        if head or tail:
-            ranges = RangeSet([head + idx + tail for idx in ranges])
-        dims.append(ranges)
-        pieces.append("")
-        i += 1
-    key = tuple(pieces)
-    if not dims:
-        return {key: None}
-    if len(dims) == 1:
-        return {key: dims[0]}
-    return {key: RangeSetND(dims)}
 
 
 class _Context:
@@ -217,7 +67,7 @@ def _parse_group(text: str, ctx: _Context) -> Dict[Key, Value]:
         source = body[1:] or None
         if resolver is None or not resolver.has_source(source or ctx.source):
             raise NodeSetParseError(text, "unknown group source")
-        return _names_to_pats(resolver.groups(source or ctx.source))
+        return names_to_pats(resolver.groups(source or ctx.source))
     source, sep, name = body.rpartition(":")
     if sep and not source:
         raise NodeSetParseError(text, "empty group source name")
@@ -233,7 +83,7 @@ def _parse_group(text: str, ctx: _Context) -> Dict[Key, Value]:
     pats: Dict[Key, Value] = {}
     names = [name] if "[" not in name else list(NodeSet(name))
     for group in names:
-        _apply(pats, "|", _parse_expr(resolver.resolve(group, source), sub))
+        apply_op(pats, "|", _parse_expr(resolver.resolve(group, source), sub))
     return pats
 
 
@@ -244,12 +94,12 @@ def _parse_operand(text: str, ctx: _Context) -> Dict[Key, Value]:
         if ctx.resolver is None or not ctx.resolver.has_source(ctx.source):
             raise NodeSetParseError(text, "wildcards need a group source listing all nodes")
         every = NodeSet(ctx.resolver.all_nodes(ctx.source), resolver=ctx.resolver)
-        return _names_to_pats([n for n in every if fnmatchcase(n, text)])
+        return names_to_pats([n for n in every if fnmatchcase(n, text)])
     if "[" in text or "]" in text:
-        return _parse_pattern(text)
+        return parse_pattern(text)
     if any(c.isspace() for c in text):
         raise NodeSetParseError(text, "space inside a node name")
-    return _names_to_pats([text])
+    return names_to_pats([text])
 
 
 def _parse_expr(text: str, ctx: _Context) -> Dict[Key, Value]:
@@ -264,15 +114,15 @@ def _parse_expr(text: str, ctx: _Context) -> Dict[Key, Value]:
         operand = operand.strip()
         if not operand:
             raise NodeSetParseError(text, f"missing node set operand with {op!r} operator")
-        if op == "," and _is_plain(operand):
+        if op == "," and is_plain(operand):
             pending.append(operand)
             return
         if pending:
-            _apply(result, "|", _names_to_pats(pending))
+            apply_op(result, "|", names_to_pats(pending))
             pending.clear()
-        _apply(result, {",": "|", "!": "-", "&": "&", "^": "^"}[op], _parse_operand(operand, ctx))
+        apply_op(result, {",": "|", "!": "-", "&": "&", "^": "^"}[op], _parse_operand(operand, ctx))
 
-    for match in _SCAN.finditer(text):
+    for match in SCAN.finditer(text):
         char = match.group()
         if char == "[":
             if depth:
@@ -289,7 +139,7 @@ def _parse_expr(text: str, ctx: _Context) -> Dict[Key, Value]:
         raise NodeSetParseError(text[start:].strip(), "missing bracket")
     take(text[start:], op)
     if pending:
-        _apply(result, "|", _names_to_pats(pending))
+        apply_op(result, "|", names_to_pats(pending))
     return result
 
 
@@ -314,7 +164,7 @@ class NodeSet:
         if nodes is None:
             return
         if isinstance(nodes, NodeSet):
-            self._pats = {k: _copy(v) for k, v in nodes._pats.items()}
+            self._pats = {k: copy_value(v) for k, v in nodes._pats.items()}
         elif isinstance(nodes, str):
             self._pats = _parse_expr(nodes, _Context(resolver, None, 0))
         else:
@@ -327,13 +177,13 @@ class NodeSet:
         items = list(items)
         inst = cls(autostep=autostep, resolver=resolver)
         joined = "\n".join(items)
-        if joined.count("\n") == len(items) - 1 and _NOT_PLAIN.search(joined.replace("\n", "")) \
+        if joined.count("\n") == len(items) - 1 and NOT_PLAIN.search(joined.replace("\n", "")) \
                 is None and all(items):
-            inst._pats = _names_to_pats(items)
+            inst._pats = names_to_pats(items)
         else:
             ctx = _Context(resolver, None, 0)
             for item in items:
-                _apply(inst._pats, "|", _parse_expr(item, ctx))
+                apply_op(inst._pats, "|", _parse_expr(item, ctx))
         return inst
 
     @classmethod
@@ -355,7 +205,7 @@ class NodeSet:
         return NodeSet.fromlist(other, resolver=self.resolver)  # type: ignore[arg-type]
 
     def _sorted_keys(self) -> List[Key]:
-        return sorted(self._pats, key=_sort_key)
+        return sorted(self._pats, key=sort_key)
 
     # -- size, membership, iteration ---------------------------------------------
     def __len__(self) -> int:
@@ -376,7 +226,7 @@ class NodeSet:
             return iter((key[0],))
         if isinstance(value, RangeSet):
             return value.format_iter(key[0], key[1])
-        fmt = _sort_key(key)
+        fmt = sort_key(key)
         return map(fmt.__mod__, value)
 
     def nsiter(self) -> Iterator[NodeSet]:
@@ -384,8 +234,8 @@ class NodeSet:
         return (NodeSet(name) for name in self)
 
     def __contains__(self, other: object) -> bool:
-        if isinstance(other, str) and _is_plain(other):
-            parts = _DIGITS.split(other)
+        if isinstance(other, str) and is_plain(other):
+            parts = DIGITS.split(other)
             value = self._pats.get(tuple(parts[0::2]), 0)
             if value == 0:
                 return False
@@ -457,9 +307,9 @@ class NodeSet:
         for key, value in mine.items():
             if key not in theirs:
                 if op != "&":
-                    pats[key] = _copy(value)
+                    pats[key] = copy_value(value)
             elif value is not None:
-                merged = _combine(op, value, theirs[key])
+                merged = combine(op, value, theirs[key])
                 if merged:
                     pats[key] = merged
             elif op in "|&":
@@ -467,12 +317,12 @@ class NodeSet:
         if op in "|^":
             for key, value in theirs.items():
                 if key not in mine:
-                    pats[key] = _copy(value)
+                    pats[key] = copy_value(value)
         return self._new(pats)
 
     def copy(self) -> NodeSet:
         """An independent copy."""
-        return self._new({k: _copy(v) for k, v in self._pats.items()})
+        return self._new({k: copy_value(v) for k, v in self._pats.items()})
 
     __copy__ = copy
 
@@ -494,7 +344,7 @@ class NodeSet:
 
     def update(self, other: object) -> None:
         """Add the nodes of ``other``."""
-        _apply(self._pats, "|", self._coerce(other)._pats)
+        apply_op(self._pats, "|", self._coerce(other)._pats)
 
     def updaten(self, others: Iterable[object]) -> None:
         """Add the nodes of each item of ``others``."""
@@ -503,15 +353,15 @@ class NodeSet:
 
     def intersection_update(self, other: object) -> None:
         """Keep only nodes also in ``other``."""
-        _apply(self._pats, "&", self._coerce(other)._pats)
+        apply_op(self._pats, "&", self._coerce(other)._pats)
 
     def difference_update(self, other: object) -> None:
         """Remove the nodes of ``other``."""
-        _apply(self._pats, "-", self._coerce(other)._pats)
+        apply_op(self._pats, "-", self._coerce(other)._pats)
 
     def symmetric_difference_update(self, other: object) -> None:
         """Keep nodes in exactly one of the sets."""
-        _apply(self._pats, "^", self._coerce(other)._pats)
+        apply_op(self._pats, "^", self._coerce(other)._pats)
 
     def __or__(self, other: object) -> NodeSet:
         return self.union(other) if isinstance(other, NodeSet) else NotImplemented
