@@ -21,6 +21,7 @@ test: $(STAMP) sysdeps
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/bench_nodeset.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check easycluster tests bench examples

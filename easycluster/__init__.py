@@ -27,6 +27,9 @@ from .keys import (
     read_key_file,
     write_key_file,
 )
+from .nodegroups import GroupResolver
+from .nodeset import NodeSet
+from .rangeset import RangeSet
 from .server import SINGLE, VERSION
 from .service import DEFAULT_PORT
 from .threaded import AutoThreadingClient, ThreadedClient
@@ -41,5 +44,5 @@ __all__ = [
     "get_global", "set_global",
     "EasyClusterError", "ConfigError", "KeyFileError", "SpecError", "ConnectionLost",
     "ConnectError", "AuthenticationError", "ProtocolError", "IntegrityError", "FrameTooLarge",
-    "CallTimeout",
+    "CallTimeout", "NodeSet", "RangeSet", "GroupResolver",
 ]

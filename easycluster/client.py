@@ -42,6 +42,26 @@ class _Waiters(list):
         self.client._ensure_pump()
 
 
+class _Slot:
+    """Where a blocking call's reply lands when the calling thread reads it itself."""
+
+    __slots__ = ("value", "exc", "_done")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.exc: Optional[BaseException] = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self.value, self._done = value, True
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.exc, self._done = exc, True
+
+
 class Response(concurrent.futures.Future):
     """The reply to one call: EasyCluster's non-blocking response and a standard Future.
 
@@ -198,16 +218,20 @@ class Client:
         rid = next(self._rids)
         main, bufs = serialize.dumps((oid, meth, serialize.wrap_large(tuple(args), 3),
                                       serialize.wrap_large(kwargs, 2) if kwargs else {}))
-        resp = Response(self, rid, origexc)
-        if oncomplete is not None or onerror is not None:
-            resp.add_done_callback(_callback_runner(oncomplete, onerror))
+        wait_here = not nonblocking and oncomplete is None and onerror is None
+        if wait_here and self._reads_inline:
+            resp: Any = _Slot()  # this thread reads the reply itself: no Future needed
+        else:
+            resp = Response(self, rid, origexc)
+            if oncomplete is not None or onerror is not None:
+                resp.add_done_callback(_callback_runner(oncomplete, onerror))
         self._pending[rid] = resp
         try:
             if bufs or len(main) > _POST_MAX:
                 channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
             else:  # a non-blocking call may wait a moment to leave with others
                 channel.post(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main,
-                             flush=not nonblocking and oncomplete is None)
+                             flush=wait_here)
         except BaseException:
             self._pending.pop(rid, None)
             raise
@@ -215,6 +239,11 @@ class Client:
             return rid
         if nonblocking:
             return resp
+        if isinstance(resp, _Slot):
+            self._wait_for(resp, None)
+            if resp.exc is None:
+                return resp.value
+            self._raise(resp.exc, origexc)
         return resp.wait()
 
     def _thread_for_call(self) -> int:
@@ -227,8 +256,10 @@ class Client:
 
     def call(self, _func: str, *args: Any, **kwargs: Any) -> Any:
         """Call remote ``_func``; the special keywords are taken out of ``kwargs``."""
+        if not kwargs:
+            return self.send_request(0, "call", (_func, args, {}))
         opts = {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs}
-        return self.raw_call(_func, args, kwargs, **opts)
+        return self.send_request(0, "call", (_func, args, kwargs), **opts)
 
     def eval(self, expr: str, **opts: Any) -> Any:
         """Evaluate ``expr`` in the server's definitions module."""
@@ -320,7 +351,7 @@ class Client:
             resp.set_exception(value if isinstance(value, RemoteException)
                                else RemoteException(value, []))
 
-    def _wait_for(self, fut: Response, timeout: Optional[float]) -> None:
+    def _wait_for(self, fut: Any, timeout: Optional[float]) -> None:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not fut.done():

@@ -14,6 +14,7 @@ pickle cannot be loaded, so that failure is reported against the right call.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import os
@@ -22,7 +23,7 @@ import struct
 import sys
 import threading
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from . import definitions, serialize, wire
 from .errors import ConnectionLost, ProtocolError, RemoteException
@@ -112,9 +113,20 @@ class ServerThread(threading.Thread):
 
 
 class ServerConnection:
-    """Serves one connection: call ``serve()`` on the thread that should own the reads."""
+    """Serves one connection: call ``serve()`` on the thread that runs thread 0's calls.
 
-    def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0):
+    The serving thread (the process's main thread) both reads and runs thread 0's calls
+    itself, so a plain call costs no thread switch. While it runs a call, a standby
+    thread watches; if the call is still running after ``STANDBY_DELAY`` seconds the
+    standby takes over the reads (other threads' requests, pings and the end of the
+    connection are then seen at once) and hands them back when the main thread is free.
+    Exactly one thread reads at any time.
+    """
+
+    STANDBY_DELAY = 0.02
+
+    def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0,
+                 on_end: Optional[Callable[[str], None]] = None):
         self.channel = channel
         self.peer = peer
         self.verbosity = verbosity
@@ -122,41 +134,120 @@ class ServerConnection:
         self.root = RootObject(self)
         self.objects: Dict[int, Any] = {0: self.root}
         self.threads: Dict[int, ServerThread] = {}
-        self._lock = threading.Lock()
+        self._on_end = on_end
+        self._cond = threading.Condition()
+        self._reader = "main"  # who may read now: "main" or "standby"
+        self._busy = False  # the main thread is running a call
+        self._call_no = 0
+        self._standby_idle = True
+        self._backlog: Deque[Tuple[int, wire.Frame]] = collections.deque()
+        self._ended: Optional[str] = None
 
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
-        reason = "client closed the connection"
+        threading.Thread(target=self._standby, daemon=True, name="easycluster-standby").start()
+        cond, backlog = self._cond, self._backlog
         try:
             while True:
+                with cond:
+                    while self._ended is None and not backlog and self._reader != "main":
+                        cond.wait()
+                    if self._ended is not None:
+                        return self._ended
+                    item = backlog.popleft() if backlog else None
+                    if item is not None:
+                        self._busy = True
+                        self._call_no += 1
+                        if self._standby_idle:
+                            cond.notify_all()
+                if item is not None:
+                    self.run_request(*item, more=backlog.__len__)
+                    with cond:
+                        self._busy = False
+                    continue
+                local: List[Tuple[int, wire.Frame]] = []
                 for frame in self.channel.recv():
-                    if not self._dispatch(frame):
-                        return reason
+                    if not self._dispatch(frame, local):
+                        self._end("client closed the connection")
+                        break
+                if local:
+                    with cond:
+                        backlog.extend(local)
         except ProtocolError as e:
-            reason = f"protocol error: {e}"
-            log.warning("%s: %s; closing", self.peer, reason)
-            self._notify_error(str(e))
+            self._protocol_error(e)
         except ConnectionLost as e:
-            reason = str(e)
-        finally:
-            self.channel.close(reason)
-            if self.verbosity:
-                log.info("%s: disconnected (%s)", self.peer, reason)
-        return reason
+            self._end(str(e))
+        return self._ended or "ended"
 
-    def _notify_error(self, text: str) -> None:
+    def _standby(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                self._standby_idle = True
+                while self._ended is None and not (self._busy and self._reader == "main"):
+                    cond.wait()
+                self._standby_idle = False
+                if self._ended is not None:
+                    return
+                n = self._call_no
+                cond.wait(self.STANDBY_DELAY)
+                if not (self._busy and self._reader == "main" and self._call_no == n):
+                    continue
+                if self._ended is not None:
+                    return
+                self._reader = "standby"
+            try:
+                while True:
+                    local: List[Tuple[int, wire.Frame]] = []
+                    for frame in self.channel.recv():
+                        if not self._dispatch(frame, local):
+                            self._end("client closed the connection")
+                            return
+                    with cond:
+                        give_back = not self._busy
+                        self._backlog.extend(local)
+                        if give_back:
+                            self._reader = "main"
+                        cond.notify_all()
+                    if give_back:
+                        break
+            except ProtocolError as e:
+                self._protocol_error(e)
+                return
+            except ConnectionLost as e:
+                self._end(str(e))
+                return
+
+    def _protocol_error(self, e: ProtocolError) -> None:
+        log.warning("%s: protocol error: %s; closing", self.peer, e)
         try:
-            self.channel.send(wire.FT_ERROR, text.encode("utf-8", "replace"))
+            self.channel.send(wire.FT_ERROR, str(e).encode("utf-8", "replace"))
         except ConnectionLost:
             pass
+        self._end(f"protocol error: {e}")
 
-    def _dispatch(self, frame: wire.Frame) -> bool:
+    def _end(self, reason: str) -> None:
+        with self._cond:
+            if self._ended is not None:
+                return
+            self._ended = reason
+            self._cond.notify_all()
+        self.channel.close(reason)
+        if self.verbosity:
+            log.info("%s: disconnected (%s)", self.peer, reason)
+        if self._on_end is not None:
+            self._on_end(reason)
+
+    def _dispatch(self, frame: wire.Frame, local: List[Tuple[int, wire.Frame]]) -> bool:
+        """Route one frame; thread 0's requests are appended to ``local``. False at goodbye."""
         if frame.type == wire.FT_REQUEST:
             main, _ = frame.parts()
             if len(main) < REQUEST_HEAD.size:
                 raise ProtocolError("request too short")
             rid, tid = REQUEST_HEAD.unpack_from(main)
-            if tid == CONTROL:
+            if tid == 0:
+                local.append((rid, frame))
+            elif tid == CONTROL:
                 self.run_request(rid, frame)
             elif tid == SINGLE:
                 threading.Thread(target=self.run_request, args=(rid, frame), daemon=True,
@@ -179,6 +270,7 @@ class ServerConnection:
         return t
 
     def stop_thread(self, tid: int) -> None:
+        """Stop server thread ``tid`` after its queued calls (thread 0 is never stopped)."""
         t = self.threads.pop(tid, None)
         if t is not None:
             t.queue.put(None)
@@ -258,8 +350,14 @@ def _unpicklable(value: Any, err: BaseException) -> RemoteException:
 def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
     """Serve one connection in this process, then end the process (os._exit)."""
     code = 0
+
+    def gone(reason: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            _flush()  # the main thread may be stuck in a call: nobody wants its result
+            os._exit(0)
+
     try:
-        ServerConnection(channel, peer, verbosity).serve()
+        ServerConnection(channel, peer, verbosity, on_end=gone).serve()
     except BaseException:
         log.exception("%s: server failed", peer)
         code = 1

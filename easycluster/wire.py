@@ -46,15 +46,18 @@ Frames (after the handshake)
 
 ::
 
-    FRAME HEADER, 52 bytes
+    FRAME, 52 bytes + payload
       offset size  field
       0      1     direction: 1 = client to server, 2 = server to client
       1      1     frame type (meaning chosen by the layers above; see the FT_* constants)
       2      2     flags (u16): bit 0 = payload is zlib-compressed, bit 1 = out-of-band buffers
       4      8     sequence number (u64), counting from 0 in each direction
       12     8     payload length in bytes (u64), checked against the limit before allocating
-      20     32    HMAC-SHA256(direction key, header[0:20] || payload)
-    then `length` bytes of payload.
+      20     n     payload
+      20+n   32    HMAC-SHA256(direction key, bytes 0 .. 20+n), i.e. header and payload
+
+The MAC trails the payload so the receiver can check header and payload where they lie,
+without copying them together first.
 
 A frame of type FT_BATCH carries several small frames' bodies, each as
 ``u8 type || u32 size || body``, under the one header and MAC; the receiver unpacks them in
@@ -63,8 +66,8 @@ order after the MAC checked out.
 With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
 bufn``: the buffers are pickle protocol 5 out-of-band buffers, sent without copying.
 
-The receiver checks direction, sequence and length from the header, reads the payload,
-and compares the MAC with ``hmac.compare_digest`` before handing anything on; nothing is
+The receiver checks direction, sequence and length from the header, reads payload and
+MAC, and compares the MAC with ``hmac.compare_digest`` before handing anything on; nothing is
 unpickled here at all. Any failure raises an ``IntegrityError`` or ``FrameTooLarge`` and
 the connection must be closed: a reader that raised is dead.
 """
@@ -113,7 +116,8 @@ FT_CLOSE = 7  # orderly goodbye
 FT_BATCH = 8  # several small frames' bodies in one: repeated (u8 type, u32 size, body)
 
 HEADER = struct.Struct(">BBHQQ")
-HEADER_SIZE = HEADER.size + 32
+HEADER_SIZE = HEADER.size  # 20
+MAC_SIZE = 32
 _COUNT = struct.Struct(">I")
 _ITEM = struct.Struct(">BI")
 _SHA = hashlib.sha256
@@ -333,12 +337,12 @@ class Session:
         head = HEADER.pack(self._send_dir, ftype, flags, self._send_seq, length)
         self._send_seq += 1
         if length <= _SMALL:
-            body = b"".join(parts)
-            return [head + hmac.digest(self._send_key, head + body, "sha256") + body]
+            frame = head + b"".join(parts)
+            return [frame + hmac.digest(self._send_key, frame, "sha256")]
         h = hmac.new(self._send_key, head, _SHA)
         for p in parts:
             h.update(p)
-        return [head + h.digest(), *parts]
+        return [head, *parts, h.digest()]
 
 
 class FrameReader:
@@ -355,6 +359,7 @@ class FrameReader:
         self._seq = 0
         self.max_size = max_size
         self._scratch = bytearray(_SCRATCH)
+        self._view = memoryview(self._scratch)
         self._start = 0
         self._end = 0
         self._big: Optional[bytearray] = None
@@ -369,7 +374,7 @@ class FrameReader:
             pending = self._end - self._start
             self._scratch[:pending] = self._scratch[self._start:self._end]
             self._start, self._end = 0, pending
-        return memoryview(self._scratch)[self._end:]
+        return self._view[self._end:]
 
     def pending(self) -> int:
         """Bytes received but not yet part of a complete frame (0 between frames)."""
@@ -386,32 +391,38 @@ class FrameReader:
                 return frames
             big, head = self._big, self._big_head
             self._big = None
-            frames.append(self._finish(head, big))
+            frames.append(self._finish_big(head, big))
             return frames
         self._end += n
-        scratch = self._scratch
-        while self._end - self._start >= HEADER_SIZE:
+        view, end = self._view, self._end
+        while end - self._start >= HEADER_SIZE:
             s = self._start
-            head = bytes(scratch[s:s + HEADER_SIZE])
-            length = self._check_header(head)
-            avail = self._end - s - HEADER_SIZE
-            if avail >= length:
-                body = bytes(scratch[s + HEADER_SIZE:s + HEADER_SIZE + length])
-                self._start = s + HEADER_SIZE + length
-                frames.append(self._finish(head, body))
+            ftype, flags, length = self._check_header(view, s)
+            total = HEADER_SIZE + length + MAC_SIZE
+            if end - s >= total:
+                stop = s + HEADER_SIZE + length
+                mac = hmac.digest(self._key, view[s:stop], "sha256")
+                if not hmac.compare_digest(mac, view[stop:stop + MAC_SIZE]):
+                    raise _bad_mac()
+                self._seq += 1
+                self._start = stop + MAC_SIZE
+                frames.append(Frame(ftype, flags, bytes(view[s + HEADER_SIZE:stop]),
+                                    self.max_size))
                 continue
-            if HEADER_SIZE + length > len(scratch):
-                big = bytearray(length)
-                big[:avail] = scratch[s + HEADER_SIZE:self._end]
-                self._big, self._big_fill, self._big_head = big, avail, head
+            if total > len(self._scratch):
+                big = bytearray(length + MAC_SIZE)
+                avail = end - s - HEADER_SIZE
+                big[:avail] = view[s + HEADER_SIZE:end]
+                self._big, self._big_fill = big, avail
+                self._big_head = bytes(view[s:s + HEADER_SIZE])
                 self._start = self._end = 0
             break
         if self._start == self._end:
             self._start = self._end = 0
         return frames
 
-    def _check_header(self, head: bytes) -> int:
-        direction, _ftype, _flags, seq, length = HEADER.unpack_from(head)
+    def _check_header(self, view: memoryview, pos: int) -> Tuple[int, int, int]:
+        direction, ftype, flags, seq, length = HEADER.unpack_from(view, pos)
         if direction != self._dir:
             raise IntegrityError("frame rejected: it travels in the wrong direction "
                                  "(a reflected frame)")
@@ -421,27 +432,29 @@ class FrameReader:
         if length > self.max_size:
             raise FrameTooLarge(f"frame rejected: header announces {length} bytes, above the "
                                 f"{self.max_size}-byte limit")
-        return length
+        return ftype, flags, length
 
-    def _finish(self, head: bytes, body: Buffer) -> Frame:
-        if len(body) <= _SMALL:
-            mac = hmac.digest(self._key, head[:20] + bytes(body), "sha256")
-        else:
-            h = hmac.new(self._key, head[:20], _SHA)
-            h.update(body)
-            mac = h.digest()
-        if not hmac.compare_digest(mac, head[20:]):
-            raise IntegrityError("frame rejected: authentication code does not match "
-                                 "(altered frame, or sent with another key or session)")
+    def _finish_big(self, head: bytes, big: bytearray) -> Frame:
+        length = len(big) - MAC_SIZE
+        view = memoryview(big)
+        h = hmac.new(self._key, head, _SHA)
+        h.update(view[:length])
+        if not hmac.compare_digest(h.digest(), view[length:]):
+            raise _bad_mac()
         self._seq += 1
         _d, ftype, flags, _s, _l = HEADER.unpack_from(head)
-        return Frame(ftype, flags, body, self.max_size)
+        return Frame(ftype, flags, view[:length], self.max_size)
 
     def check_eof(self) -> None:
         """Call at end of stream: raise if a frame was cut off part-way."""
         if self.pending():
             raise IntegrityError(f"connection closed in the middle of a frame "
                                  f"({self.pending()} bytes of it received): truncated")
+
+
+def _bad_mac() -> IntegrityError:
+    return IntegrityError("frame rejected: authentication code does not match "
+                          "(altered frame, or sent with another key or session)")
 
 
 def pack_batch(items: Sequence[Tuple[int, bytes]]) -> List[bytes]:

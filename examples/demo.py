@@ -42,7 +42,7 @@ def banner(text: str) -> None:
     print(f"\n== {text}")
 
 
-def start_tcp_server(keyfile: str) -> "tuple[subprocess.Popen, int]":
+def start_tcp_server(keyfile: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen([sys.executable, "-m", "easycluster", "-S", "-k", keyfile,
                              "-p", "0", "-b", "127.0.0.1", "-v"], stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
