@@ -157,11 +157,22 @@ class Client:
     def connect(self, host: str, port: Optional[int] = None, peername: Optional[str] = None,
                 user: Optional[str] = None, ssh: Any = None, rpython: Optional[str] = None,
                 extra_args: Sequence[str] = ()) -> None:
-        """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses."""
+        """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses.
+
+        Over ssh (``ssh`` set, a ``user`` given, or no key) the server is started through
+        the system's ``ssh`` (see ``ssh.open_channel``); otherwise ``host:port`` is an
+        ``easycluster -S`` server and ``key`` its key.
+        """
         if ssh or user or self.key is None:
-            raise ConfigError("connecting over ssh is not available in this version yet; "
-                              "pass key=read_key_file(FILE) to reach an 'easycluster -S' "
-                              "server")
+            self._target = None
+            from .ssh import open_channel  # transport layer, below the client
+
+            channel, closer, name = open_channel(
+                host, port=port, user=user, ssh=ssh, rpython=rpython, extra_args=extra_args,
+                options=self._wire_options(), timeout=self.connect_timeout)
+            self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
+            self._attach(channel, peername or name, closer)
+            return
         key = wire.check_key(self.key)
         port = DEFAULT_PORT if port is None else int(port)
         self._target = (host, port, peername)
@@ -193,11 +204,17 @@ class Client:
 
     def reconnect(self) -> None:
         """Close and connect again to the same server: a fresh server process."""
-        if self._target is None:
+        ssh_target = getattr(self, "_ssh_target", None)
+        if self._target is None and ssh_target is None:
             raise ConfigError("reconnect() needs a client that was connected with connect()")
         self.close("reconnecting")
-        host, port, peername = self._target
-        self.connect(host, port, peername)
+        if self._target is not None:
+            host, port, peername = self._target
+            self.connect(host, port, peername)
+        else:
+            host, port, user, ssh, rpython, extra = ssh_target
+            self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython,
+                         extra_args=extra)
 
     # -- calls -----------------------------------------------------------------------
 
