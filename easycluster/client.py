@@ -125,6 +125,7 @@ class Client:
     _reads_inline = True
     _channel: Optional[Channel] = None
     _closer: Optional[Callable[[], None]] = None
+    _ssh_target: Optional[Tuple[Any, ...]] = None
     peername = "(not connected)"
 
     def __init__(self, key: Optional[bytes] = None, host: Optional[str] = None,
@@ -204,7 +205,7 @@ class Client:
 
     def reconnect(self) -> None:
         """Close and connect again to the same server: a fresh server process."""
-        ssh_target = getattr(self, "_ssh_target", None)
+        ssh_target = self._ssh_target
         if self._target is None and ssh_target is None:
             raise ConfigError("reconnect() needs a client that was connected with connect()")
         self.close("reconnecting")
