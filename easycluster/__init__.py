@@ -29,6 +29,7 @@ from .keys import (
 )
 from .nodegroups import GroupResolver
 from .nodeset import NodeSet
+from .parallel import ClientGroup, call_method_multi, call_multi, eval_multi, execblock_multi
 from .rangeset import RangeSet
 from .server import SINGLE, VERSION
 from .service import DEFAULT_PORT
@@ -44,5 +45,6 @@ __all__ = [
     "get_global", "set_global",
     "EasyClusterError", "ConfigError", "KeyFileError", "SpecError", "ConnectionLost",
     "ConnectError", "AuthenticationError", "ProtocolError", "IntegrityError", "FrameTooLarge",
-    "CallTimeout", "NodeSet", "RangeSet", "GroupResolver",
+    "CallTimeout", "ClientGroup", "call_multi", "call_method_multi", "eval_multi",
+    "execblock_multi", "NodeSet", "RangeSet", "GroupResolver",
 ]

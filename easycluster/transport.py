@@ -201,7 +201,7 @@ class Channel:
         while True:
             if deadline is not None:
                 left = deadline - time.monotonic()
-                if left <= 0 or not _wait_readable(self.sock, left):
+                if not _wait_readable(self.sock, left if left > 0 else 0):
                     return []
             try:
                 n = self.sock.recv_into(self._reader.buffer())

@@ -1,0 +1,110 @@
+"""Many servers at once: call_multi & co. and ClientGroup, over real local servers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import easycluster
+from easycluster import (
+    ClientGroup,
+    ConnectionLost,
+    call_multi,
+    define_common,
+    eval_multi,
+    execblock_multi,
+)
+from easycluster.server import spawn_local
+
+define_common("""
+import os, time
+
+def nap(t, v):
+    time.sleep(t)
+    return v
+
+def maybe_fail(i):
+    if i % 2:
+        raise KeyError(i)
+    return i
+""")
+
+
+@pytest.fixture(scope="module")
+def servers():
+    cs = [spawn_local() for _ in range(4)]
+    yield cs
+    for c in cs:
+        c.close()
+
+
+def test_call_multi_results_in_order(servers):
+    assert call_multi(servers, "nap", 0, "x") == ["x"] * 4
+    pids = call_multi(servers, "os.getpid")
+    assert len(set(pids)) == 4
+
+
+def test_call_multi_takes_the_slowest_not_the_sum(servers):
+    t = time.perf_counter()
+    assert call_multi(servers, "nap", 0.3, 1) == [1, 1, 1, 1]
+    took = time.perf_counter() - t
+    assert took < 0.3 * 4 * 0.6, f"took {took:.2f} s: calls did not overlap"
+
+
+def test_first_error_raised_after_all_finished(servers):
+    t = time.perf_counter()
+    rs = [s.nap(0.3, None, nonblocking=True) for s in servers]  # keep them busy
+    with pytest.raises(KeyError):
+        call_multi(servers, "maybe_fail", 1)
+    for r in rs:
+        assert r.done()  # call_multi waited for every call before raising
+    assert time.perf_counter() - t >= 0.3
+
+
+def test_return_exceptions_keeps_each_result(servers):
+    out = [call_multi([s], "maybe_fail", i, return_exceptions=True)[0]
+           for i, s in enumerate(servers)]
+    assert out[0] == 0 and out[2] == 2
+    assert isinstance(out[1], KeyError) and isinstance(out[3], KeyError)
+    mixed = call_multi(servers, "maybe_fail", 1, return_exceptions=True)
+    assert all(isinstance(e, KeyError) for e in mixed)
+
+
+def test_dead_server_does_not_hide_the_others(servers):
+    dead = spawn_local()
+    dead.process.kill()
+    dead.process.wait()
+    out = call_multi([servers[0], dead, servers[1]], "nap", 0, "ok", return_exceptions=True)
+    assert out[0] == "ok" and out[2] == "ok"
+    assert isinstance(out[1], ConnectionLost)
+    dead.close()
+
+
+def test_eval_and_execblock_multi(servers):
+    assert eval_multi(servers, "6 * 7") == [42] * 4
+    assert execblock_multi(servers, "exec_return(os.getpid() > 0)") == [True] * 4
+    out = eval_multi(servers, "1 / 0", return_exceptions=True)
+    assert all(isinstance(e, ZeroDivisionError) for e in out)
+
+
+def test_client_group_runs_callbacks(servers):
+    group = ClientGroup(servers)
+    got = []
+    for i, s in enumerate(servers):
+        s.nap(0.05 * i, i, oncomplete=got.append)
+    deadline = time.monotonic() + 10
+    while len(got) < 4 and time.monotonic() < deadline:
+        group.read_responses(timeout=1)
+    assert sorted(got) == [0, 1, 2, 3]
+    group.remove_client(servers[0])
+    assert servers[0] not in group.clients
+
+
+def test_client_group_refuses_threaded_clients(servers):
+    tc = spawn_local(easycluster.ThreadedClient)
+    try:
+        with pytest.raises(TypeError, match="plain Clients"):
+            ClientGroup([tc])
+    finally:
+        tc.close()
