@@ -19,6 +19,7 @@ from .errors import (
     RemoteException,
     SpecError,
 )
+from .exports import ServerObject, make_server_class, make_singleton
 from .keys import (
     add_key_options,
     decode_key,
@@ -30,6 +31,7 @@ from .keys import (
 from .nodegroups import GroupResolver
 from .nodeset import NodeSet
 from .parallel import ClientGroup, call_method_multi, call_multi, eval_multi, execblock_multi
+from .proxy import DefaultRemoteProxy, FileProxy, GeneratorProxy, RemoteProxy, SelfIterProxy
 from .rangeset import RangeSet
 from .server import SINGLE, VERSION
 from .service import DEFAULT_PORT
@@ -46,5 +48,7 @@ __all__ = [
     "EasyClusterError", "ConfigError", "KeyFileError", "SpecError", "ConnectionLost",
     "ConnectError", "AuthenticationError", "ProtocolError", "IntegrityError", "FrameTooLarge",
     "CallTimeout", "ClientGroup", "call_multi", "call_method_multi", "eval_multi",
-    "execblock_multi", "NodeSet", "RangeSet", "GroupResolver",
+    "execblock_multi", "ServerObject", "make_server_class", "make_singleton", "RemoteProxy",
+    "DefaultRemoteProxy", "SelfIterProxy", "GeneratorProxy", "FileProxy", "NodeSet", "RangeSet",
+    "GroupResolver",
 ]

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from . import definitions, serialize, wire
 from .errors import CallTimeout, ConfigError, ConnectionLost, ProtocolError, RemoteException
 from .proxy import GlobalProxy
+from .proxytable import ProxyTable
 from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from .transport import Channel, client_handshake, connect_tcp
 
@@ -126,6 +127,7 @@ class Client:
     _channel: Optional[Channel] = None
     _closer: Optional[Callable[[], None]] = None
     _ssh_target: Optional[Tuple[Any, ...]] = None
+    _proxies: Any = None
     peername = "(not connected)"
 
     def __init__(self, key: Optional[bytes] = None, host: Optional[str] = None,
@@ -191,6 +193,7 @@ class Client:
 
     def _attach(self, channel: Channel, peername: str,
                 closer: Optional[Callable[[], None]] = None) -> None:
+        self._proxies = ProxyTable(self)
         self._channel = channel
         self.peername = peername
         self._closer = closer
@@ -234,8 +237,12 @@ class Client:
             raise ConnectionLost(f"{self.peername}: not connected")
         tid = self._thread_for_call() if threadid is None else threadid
         rid = next(self._rids)
+        proxies = self._proxies
         main, bufs = serialize.dumps((oid, meth, serialize.wrap_large(tuple(args), 3),
-                                      serialize.wrap_large(kwargs, 2) if kwargs else {}))
+                                      serialize.wrap_large(kwargs, 2) if kwargs else {}),
+                                     proxies)
+        if proxies.releases:
+            self._send_releases(flush=False)
         wait_here = not nonblocking and oncomplete is None and onerror is None
         if wait_here and self._reads_inline:
             resp: Any = _Slot()  # this thread reads the reply itself: no Future needed
@@ -263,6 +270,13 @@ class Client:
                 return resp.value
             self._raise(resp.exc, origexc)
         return resp.wait()
+
+    def _send_releases(self, flush: bool) -> None:
+        """Tell the server which objects no proxy here refers to any more."""
+        body = self._proxies.take_releases()
+        channel = self._channel
+        if body and channel is not None:
+            channel.post(wire.FT_RELEASE, body, flush=flush)
 
     def _thread_for_call(self) -> int:
         return self._default_thread
@@ -307,6 +321,12 @@ class Client:
 
     def set_global(self, name: str, value: Any, **opts: Any) -> Any:
         return self.send_request(0, "set_global", (name, value), **opts)
+
+    def get_root(self) -> Any:
+        """A proxy for the server's root object (object id 0)."""
+        from .proxy import RootProxy, new_proxy
+
+        return new_proxy(RootProxy, self, 0)
 
     def set_default_thread(self, threadid: int) -> None:
         """Server thread used by calls that give no ``threadid``."""
@@ -357,7 +377,7 @@ class Client:
         if resp is None:
             return  # the caller gave up (timeout): late replies are dropped by design
         try:
-            (value,) = serialize.loads(main[REPLY_HEAD.size:], bufs)
+            (value,) = serialize.loads(main[REPLY_HEAD.size:], bufs, self._proxies)
         except BaseException as e:
             err = pickle.UnpicklingError(f"the reply to request {rid} from {self.peername} "
                                          f"cannot be unpickled here: {type(e).__name__}: {e}")
@@ -449,6 +469,7 @@ class Client:
         channel, self._channel = self._channel, None
         if channel is not None:
             channel.close(message)
+        self._proxies.invalidate()
         pending, self._pending = self._pending, {}
         for resp in pending.values():
             if not resp.done():

@@ -23,10 +23,12 @@ import struct
 import sys
 import threading
 import traceback
+import types
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from . import definitions, serialize, wire
 from .errors import ConnectionLost, ProtocolError, RemoteException
+from .objtable import ObjectTable
 from .transport import Channel
 
 log = logging.getLogger("easycluster.server")
@@ -36,6 +38,7 @@ SINGLE = -1  # threadid: run this request in a new thread that ends with it
 CONTROL = -2  # threadid: run inline on the reader thread (stop a thread, ping)
 REQUEST_HEAD = struct.Struct(">Qq")
 REPLY_HEAD = struct.Struct(">QB")
+RELEASE_ITEM = struct.Struct(">QQ")
 _POST_MAX = 1 << 15  # replies up to this size may be batched
 
 
@@ -88,6 +91,29 @@ class RootObject:
             top = n.split(".", 1)[0]
             ns[top] = sys.modules[top]
 
+    def verb_getattr(self, obj: Any, attr: str) -> Any:
+        return getattr(obj, attr)
+
+    def verb_setattr(self, obj: Any, attr: str, value: Any) -> None:
+        setattr(obj, attr, value)
+
+    def verb_delattr(self, obj: Any, attr: str) -> None:
+        delattr(obj, attr)
+
+    def verb_getmethod(self, obj: Any, attr: str) -> Tuple[bool, Any]:
+        """``(True, None)`` if ``obj.attr`` is a method (the proxy will call it remotely),
+        else ``(False, value)``."""
+        val = getattr(obj, attr)
+        if isinstance(val, (types.MethodType, types.BuiltinMethodType,
+                            types.MethodWrapperType)) or (callable(val) and not isinstance(
+                                val, type) and getattr(val, "__self__", None) is obj):
+            return True, None
+        return False, val
+
+    def verb_object_count(self) -> int:
+        """How many objects this connection keeps for the client's proxies."""
+        return len(self.conn.table)
+
     def verb_stop_thread(self, tid: int) -> None:
         self.conn.stop_thread(tid)
 
@@ -132,7 +158,8 @@ class ServerConnection:
         self.verbosity = verbosity
         self.context = definitions.definitions_module(definitions.DEFAULT_MODULE)
         self.root = RootObject(self)
-        self.objects: Dict[int, Any] = {0: self.root}
+        self.table = ObjectTable(self.root)
+        self.objects = self.table.objects
         self.threads: Dict[int, ServerThread] = {}
         self._on_end = on_end
         self._cond = threading.Condition()
@@ -255,6 +282,10 @@ class ServerConnection:
             else:
                 self._thread(tid).queue.put((rid, frame))
             return True
+        if frame.type == wire.FT_RELEASE:
+            main, _ = frame.parts()
+            self.table.release(RELEASE_ITEM.iter_unpack(main[:len(main) - len(main) % 16]))
+            return True
         if frame.type == wire.FT_PING:
             self.channel.send(wire.FT_PONG, frame.parts()[0])
             return True
@@ -285,7 +316,8 @@ class ServerConnection:
         status, value = 0, None
         try:
             main, bufs = frame.parts()
-            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs)
+            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs,
+                                                         self.table)
             if self.verbosity > 1:
                 log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)
             value = self._invoke(oid, method, args, kwargs)
@@ -294,9 +326,7 @@ class ServerConnection:
         self._reply(rid, status, value, more)
 
     def _invoke(self, oid: int, method: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
-        obj = self.objects.get(oid)
-        if obj is None:
-            raise LookupError(f"object id {oid} is unknown on this connection")
+        obj = self.table.get(oid)
         if obj is self.root:
             fn = getattr(self.root, "verb_" + method, None)
             if fn is None:
@@ -308,17 +338,17 @@ class ServerConnection:
     def _reply(self, rid: int, status: int, value: Any,
                more: Callable[[], int] = lambda: 0) -> None:
         try:
-            main, bufs = serialize.dumps((serialize.wrap_large(value),))
+            main, bufs = serialize.dumps((serialize.wrap_large(value),), self.table)
         except BaseException as e:
             if status == 0:
                 status, value = 1, _remote_exception(e)
             else:
                 value = _unpicklable(value, e)
             try:
-                main, bufs = serialize.dumps((value,))
+                main, bufs = serialize.dumps((value,), self.table)
             except BaseException as e2:
                 status, value = 1, _unpicklable(value, e2)
-                main, bufs = serialize.dumps((value,))
+                main, bufs = serialize.dumps((value,), self.table)
         try:
             if bufs or len(main) > _POST_MAX:
                 self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, status), main], bufs)
@@ -328,7 +358,7 @@ class ServerConnection:
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),
-                                                 serialize.dumps((value,))[0]])
+                                                 serialize.dumps((value,), self.table)[0]])
         except ConnectionLost:
             pass  # the client is gone; the reader thread ends the process
 
