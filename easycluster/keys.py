@@ -39,18 +39,21 @@ def decode_key(text: str) -> bytes:
 def read_key_file(path: str) -> bytes:
     """Read a key file. Refuses a file others may read, a missing or an empty one,
     with a message that says how to fix it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:  # O_NONBLOCK: a FIFO must not hang us; it is refused below as not a regular file
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist; create it with "
                            f"'easycluster -g {path}'")
     except OSError as e:
         raise KeyFileError(f"cannot read key file {path}: {e.strerror} (a key file must "
                            "be a regular file, not a symlink)")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise KeyFileError(f"key file {path} is not a regular file (a key file holds one "
+                           f"line of hex; make one with 'easycluster -g FILE')")
     with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"key file {path} is not a regular file")
         if os.name == "posix" and st.st_mode & 0o077:
             raise KeyFileError(f"key file {path} can be read by other users (mode "
                                f"{stat.S_IMODE(st.st_mode):04o}); fix it with "

@@ -187,7 +187,7 @@ class ServerHandshake:
         if not PROTOCOL_MIN <= version <= PROTOCOL_MAX:
             self.failure = f"client chose unsupported protocol version {version}"
             return self._refuse(STATUS_REFUSED), None
-        agreed = opts & OPT_COMPRESS if self._options.compress or opts & OPT_COMPRESS else 0
+        agreed = opts & OPT_COMPRESS  # the client chooses; the server always can
         head = struct.pack(">BBHIQ", STATUS_OK, agreed, version, 0, self._options.max_frame)
         reply = head + _mac(self._key, b"easycluster server proof", self.hello, client_hello, head)
         c2s, s2c = _session_keys(self._key, self._nonce, c_nonce)
@@ -265,7 +265,10 @@ class Frame:
         data: Buffer = self.payload
         if self.flags & FLAG_ZLIB:
             d = zlib.decompressobj()
-            data = d.decompress(data, self.max_size + 1)
+            try:
+                data = d.decompress(data, self.max_size + 1)
+            except zlib.error as e:
+                raise ProtocolError(f"compressed frame is corrupt: {e}")
             if len(data) > self.max_size or d.unconsumed_tail:
                 raise FrameTooLarge(f"compressed frame expands beyond the {self.max_size}-byte "
                                     "limit")
@@ -365,6 +368,7 @@ class FrameReader:
         self._big: Optional[bytearray] = None
         self._big_fill = 0
         self._big_head = b""
+        self._failed: Optional[ProtocolError] = None
 
     def buffer(self) -> memoryview:
         """Writable space to receive into (never empty)."""
@@ -383,7 +387,19 @@ class FrameReader:
         return self._end - self._start
 
     def advance(self, n: int) -> List[Frame]:
-        """Account for ``n`` bytes written into ``buffer()``; return completed frames."""
+        """Account for ``n`` bytes written into ``buffer()``; return completed frames.
+
+        Once it has raised, the reader is dead: every later call raises the same error.
+        """
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._advance(n)
+        except ProtocolError as e:
+            self._failed = e
+            raise
+
+    def _advance(self, n: int) -> List[Frame]:
         frames: List[Frame] = []
         if self._big is not None:
             self._big_fill += n

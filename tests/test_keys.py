@@ -147,9 +147,6 @@ def test_symlinked_key_file_is_refused(tmp_path):
         keys.read_key_file(str(link))
 
 
-@pytest.mark.xfail(strict=True, reason="keys.py read_key_file: os.fdopen(fd, 'r') on a "
-                   "directory raises a bare IsADirectoryError ('Is a directory: 12') before "
-                   "the S_ISREG check, so no KeyFileError (CLI exit 1, unclear message)")
 def test_directory_is_refused_with_a_clear_message(tmp_path):
     d = tmp_path / "dir"
     d.mkdir(mode=0o700)

@@ -574,9 +574,6 @@ def test_incomplete_compressed_payload_is_a_protocol_error():
         frame.parts()
 
 
-@pytest.mark.xfail(strict=True, reason="wire.py Frame.parts: d.decompress() on a corrupt "
-                   "(authenticated) zlib payload raises a bare zlib.error, not ProtocolError, "
-                   "so server.serve()/Client._read_once do not treat it as a protocol error")
 def test_corrupt_compressed_payload_is_a_protocol_error():
     frame = wire.Frame(wire.FT_REQUEST, wire.FLAG_ZLIB, b"not zlib at all")
     with pytest.raises(ProtocolError):
