@@ -26,6 +26,8 @@ from .transport import Channel, client_handshake, connect_tcp
 DEFAULT_PORT = 11998
 _POST_MAX = 1 << 15  # bodies up to this size may be batched
 SPECIAL_KEYWORDS = ("nonblocking", "oncomplete", "onerror", "threadid", "origexc")
+# call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
+# timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
 Callback = Union[Callable[..., Any], Tuple[Any, ...], None]
 
 
@@ -63,6 +65,14 @@ class _Slot:
         self.exc, self._done = exc, True
 
 
+def _mirror(resp: Response) -> concurrent.futures.Future:
+    """A plain Future mirroring ``resp``: asyncio must not call our result()/exception()
+    (they raise the remote error per ``origexc``; ``acall`` does that itself)."""
+    mirror: concurrent.futures.Future = concurrent.futures.Future()
+    resp.add_done_callback(lambda _r: mirror.set_result(None))
+    return mirror
+
+
 class Response(concurrent.futures.Future):
     """The reply to one call: EasyCluster's non-blocking response and a standard Future.
 
@@ -88,9 +98,7 @@ class Response(concurrent.futures.Future):
         if not self.done():
             self.client._wait_for(self, timeout)
             if not self.done():
-                raise CallTimeout(f"no reply to request {self.request_id} from "
-                                  f"{self.client.peername} within {timeout} s; the call may "
-                                  "still be running there")
+                raise _timeout(self.client, self.request_id, "", timeout)
         exc = concurrent.futures.Future.exception(self, 0)
         if exc is None:
             return concurrent.futures.Future.result(self, 0)
@@ -103,6 +111,12 @@ class Response(concurrent.futures.Future):
         if not self.done():
             self.client._wait_for(self, timeout)
         return concurrent.futures.Future.exception(self, 0)
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        """As Future's; on a plain Client someone must read, so a reader is started."""
+        super().add_done_callback(fn)
+        if self.client._reads_inline and not self.done():
+            self.client._ensure_pump()
 
     def read_response(self, block: bool = True) -> None:
         self.client.read_response(block)
@@ -225,12 +239,16 @@ class Client:
     def send_request(self, oid: int, meth: str, args: Sequence[Any] = (),
                      kwargs: Optional[Dict[str, Any]] = None, nonblocking: bool = False,
                      oncomplete: Callback = None, onerror: Callback = None,
-                     threadid: Optional[int] = None, origexc: Any = True) -> Any:
+                     threadid: Optional[int] = None, origexc: Any = True,
+                     timeout: Optional[float] = None) -> Any:
         """Send one request; the funnel every call goes through.
 
         Returns the value; or, with ``nonblocking``, a ``Response``; or, with
         ``oncomplete``, the request id (the callback gets the value later, ``onerror``
-        the ``RemoteException``, defaulting to ``oncomplete``).
+        the ``RemoteException``, defaulting to ``oncomplete``). A blocking call with
+        ``timeout`` raises ``CallTimeout`` when no reply came in time: the outcome is
+        unknown (the call may still run remotely), it is never retried, and a late
+        reply is dropped.
         """
         channel = self._channel
         if channel is None:
@@ -265,11 +283,18 @@ class Client:
         if nonblocking:
             return resp
         if isinstance(resp, _Slot):
-            self._wait_for(resp, None)
+            self._wait_for(resp, timeout)
+            if not resp.done():
+                self._pending.pop(rid, None)
+                raise _timeout(self, rid, meth, timeout)
             if resp.exc is None:
                 return resp.value
             self._raise(resp.exc, origexc)
-        return resp.wait()
+        try:
+            return resp.wait(timeout)
+        except CallTimeout:
+            self._pending.pop(rid, None)
+            raise
 
     def _send_releases(self, flush: bool) -> None:
         """Tell the server which objects no proxy here refers to any more."""
@@ -291,7 +316,26 @@ class Client:
         if not kwargs:
             return self.send_request(0, "call", (_func, args, {}))
         opts = {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs}
+        if "call_timeout" in kwargs:
+            opts["timeout"] = kwargs.pop("call_timeout")
         return self.send_request(0, "call", (_func, args, kwargs), **opts)
+
+    async def acall(self, _func: str, *args: Any, **kwargs: Any) -> Any:
+        """``await client.acall('func', ...)``: the call without blocking the event loop.
+
+        Takes the same keywords as ``call`` (``nonblocking``/``oncomplete`` excepted).
+        """
+        import asyncio
+
+        opts = {k: kwargs.pop(k) for k in ("threadid", "origexc") if k in kwargs}
+        timeout = kwargs.pop("call_timeout", None)
+        resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(_mirror(resp))), timeout)
+        except asyncio.TimeoutError:
+            self._pending.pop(resp.request_id, None)
+            raise _timeout(self, resp.request_id, _func, timeout) from None
+        return resp.wait(0)
 
     def eval(self, expr: str, **opts: Any) -> Any:
         """Evaluate ``expr`` in the server's definitions module."""
@@ -522,6 +566,12 @@ class Client:
     def __repr__(self) -> str:
         state = "connected" if self._channel is not None else "closed"
         return f"<{type(self).__name__} {self.peername} {state}>"
+
+
+def _timeout(client: Client, rid: int, what: str, timeout: Optional[float]) -> CallTimeout:
+    call = f"{what} (request {rid})" if what else f"request {rid}"
+    return CallTimeout(f"no reply to {call} from {client.peername} within {timeout:g} s; the "
+                       "outcome is unknown: the call may still be running there")
 
 
 def _callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Response], None]:

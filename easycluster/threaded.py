@@ -10,8 +10,10 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
+import time
 from typing import Any, Dict, Optional
 
+from . import wire
 from .client import Client, Response
 from .errors import ConnectionLost
 from .server import CONTROL
@@ -39,9 +41,25 @@ class ThreadedClient(Client):
                          name=f"easycluster-reader {self.peername}").start()
 
     def _reader(self, channel: Channel) -> None:
+        """Own the reads: complete futures, and ping a quiet server.
+
+        Any frame counts as a sign of life; the server answers pings from its reading
+        thread even while its calls are busy, so only a dead or stuck peer is dropped.
+        """
+        interval, limit = self.keep_alive_interval, self.keep_alive_timeout
+        last = time.monotonic()
         while True:
             try:
-                self._handle(channel.recv())
+                frames = channel.recv(timeout=interval if interval else None)
+                now = time.monotonic()
+                if frames:
+                    last = now
+                    self._handle(frames)
+                elif limit and now - last > limit:
+                    raise ConnectionLost(f"no sign of life from {self.peername} for "
+                                         f"{limit:g} s (keep-alive)")
+                else:
+                    channel.post(wire.FT_PING, b"", flush=True)
             except ConnectionLost as e:
                 if self._channel is channel:
                     self._lost(e)

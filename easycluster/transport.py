@@ -201,8 +201,11 @@ class Channel:
         while True:
             if deadline is not None:
                 left = deadline - time.monotonic()
-                if not _wait_readable(self.sock, left if left > 0 else 0):
-                    return []
+                try:
+                    if not _wait_readable(self.sock, left if left > 0 else 0):
+                        return []
+                except (ValueError, OSError):  # closed under us by another thread
+                    raise ConnectionLost(self.close_reason or "connection closed")
             try:
                 n = self.sock.recv_into(self._reader.buffer())
             except (BlockingIOError, InterruptedError):

@@ -1,0 +1,195 @@
+"""Server threads, ThreadedClient, timeouts, keep-alive, asyncio and failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import easycluster
+from easycluster import CallTimeout, ConnectionLost, ThreadedClient, define_common
+from easycluster.server import spawn_local
+
+define_common("""
+import threading, time
+
+def conc_nap(t, v=None):
+    time.sleep(t)
+    return v
+
+def conc_add(a, b):
+    return a + b
+
+def conc_thread_name():
+    return threading.current_thread().name
+""")
+
+
+def test_calls_on_different_threads_overlap(rmt):
+    t = time.perf_counter()
+    rs = [rmt.conc_nap(0.4, i, nonblocking=True, threadid=i + 1) for i in range(3)]
+    assert [r.wait() for r in rs] == [0, 1, 2]
+    took = time.perf_counter() - t
+    assert took < 0.4 * 3 * 0.7, f"{took:.2f} s: the server threads did not overlap"
+
+
+def test_same_thread_runs_in_order(rmt):
+    t = time.perf_counter()
+    rs = [rmt.conc_nap(0.15, i, nonblocking=True, threadid=5) for i in range(3)]
+    assert [r.wait() for r in rs] == [0, 1, 2]
+    assert time.perf_counter() - t >= 0.4
+
+
+def test_default_thread_is_the_same_thread(rmt):
+    names = {rmt.conc_thread_name() for _ in range(5)}
+    assert len(names) == 1
+    assert rmt.conc_thread_name(threadid=easycluster.SINGLE) not in names
+
+
+def test_long_call_on_thread_0_does_not_block_other_threads(rmt):
+    slow = rmt.conc_nap(1.0, "slow", nonblocking=True)
+    t = time.perf_counter()
+    assert rmt.conc_add(1, 2, threadid=7) == 3
+    assert time.perf_counter() - t < 0.6
+    assert slow.wait() == "slow"
+
+
+def test_call_timeout_outcome_unknown_and_late_reply_dropped(rmt):
+    with pytest.raises(CallTimeout, match="outcome is unknown"):
+        rmt.conc_nap(0.5, "late", call_timeout=0.1)
+    # the late reply must never be delivered to a later call
+    assert rmt.conc_add(2, 3) == 5
+    time.sleep(0.5)
+    assert rmt.conc_add(3, 4) == 7
+    with pytest.raises(CallTimeout):
+        rmt.raw_call("conc_nap", (0.3,), timeout=0.05)
+
+
+def test_remote_function_still_gets_its_own_timeout_keyword(rmt):
+    out = rmt.subprocess.run(["true"], timeout=5)
+    assert out.returncode == 0
+
+
+def test_threaded_client_many_threads():
+    tc = spawn_local(ThreadedClient)
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(1000):
+                if tc.conc_add(n, i) != n + i:
+                    errors.append((n, i))
+        except Exception as e:  # pragma: no cover - reported by the assert
+            errors.append(e)
+
+    try:
+        ts = [threading.Thread(target=work, args=(n,)) for n in range(50)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(50)
+        assert not any(t.is_alive() for t in ts), "deadlock: threads still running"
+        assert errors == []
+        # each client thread had its own server thread
+        names = set()
+        lock = threading.Lock()
+
+        def name():
+            with lock:
+                names.add(tc.conc_thread_name())
+
+        ts = [threading.Thread(target=name) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert len(names) == 3
+    finally:
+        tc.close()
+
+
+def test_threaded_client_callbacks_run_on_reader_thread():
+    tc = spawn_local(ThreadedClient)
+    try:
+        seen = threading.Event()
+        where = []
+        tc.conc_add(1, 2, oncomplete=lambda v: (where.append((v, threading.current_thread())),
+                                                 seen.set()))
+        assert seen.wait(10)
+        assert where[0][0] == 3 and where[0][1] is not threading.current_thread()
+        with pytest.raises(TypeError):
+            tc.read_response()
+    finally:
+        tc.close()
+
+
+def test_keepalive_keeps_a_busy_connection():
+    tc = spawn_local(ThreadedClient, keep_alive_interval=0.1, keep_alive_timeout=0.5)
+    try:
+        assert tc.conc_nap(1.5, "done") == "done"  # busy for 3x the keep-alive timeout
+        assert tc.connected
+    finally:
+        tc.close()
+
+
+def test_keepalive_detects_a_stopped_server():
+    tc = spawn_local(ThreadedClient, keep_alive_interval=0.1, keep_alive_timeout=0.5)
+    pid = tc.process.pid
+    try:
+        r = tc.conc_nap(10, nonblocking=True)
+        os.kill(pid, signal.SIGSTOP)
+        t = time.perf_counter()
+        with pytest.raises(ConnectionLost, match="keep-alive"):
+            r.wait(timeout=10)
+        assert time.perf_counter() - t < 3
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        tc.close()
+
+
+@pytest.mark.parametrize("cls", [easycluster.Client, ThreadedClient])
+def test_server_death_fails_pending_calls_promptly(cls):
+    c = spawn_local(cls)
+    other = spawn_local(cls)
+    try:
+        r = c.conc_nap(30, nonblocking=True)
+        time.sleep(0.1)
+        c.process.kill()
+        t = time.perf_counter()
+        with pytest.raises(ConnectionLost):
+            r.wait(timeout=10)
+        assert time.perf_counter() - t < 1.5
+        assert other.conc_add(1, 1) == 2  # other connections are unaffected
+    finally:
+        c.close()
+        other.close()
+
+
+def test_asyncio_gather_over_servers():
+    clients = [spawn_local() for _ in range(3)]
+    tclient = spawn_local(ThreadedClient)
+    try:
+        async def main():
+            t = time.perf_counter()
+            got = await asyncio.gather(*(c.acall("conc_nap", 0.3, i)
+                                         for i, c in enumerate(clients + [tclient])))
+            return got, time.perf_counter() - t
+
+        got, took = asyncio.run(main())
+        assert got == [0, 1, 2, 3]
+        assert took < 0.9
+
+        async def failing():
+            with pytest.raises(ZeroDivisionError):
+                await clients[0].acall("eval", "1/0", origexc="quiet")
+            with pytest.raises(CallTimeout):
+                await clients[1].acall("conc_nap", 1, call_timeout=0.1)
+
+        asyncio.run(failing())
+    finally:
+        for c in clients + [tclient]:
+            c.close()
