@@ -22,6 +22,7 @@ log = logging.getLogger("easycluster.server")
 _IOV_MAX = 512
 _BATCH_MAX = 512  # frames in one batch
 _BATCH_BYTES = 1 << 18
+BURST_GAP = 50e-6  # posts closer together than this are batched
 
 
 def nodelay(sock: socket.socket) -> None:
@@ -114,6 +115,7 @@ class Channel:
         self._outbox: List[Tuple[int, bytes]] = []
         self._outbox_bytes = 0
         self._writer: Optional[threading.Thread] = None
+        self._last_post = 0.0
         self.closed = False
         self.close_reason = ""
 
@@ -134,12 +136,21 @@ class Channel:
             self._write(self.session.pack(ftype, main, buffers))
 
     def post(self, ftype: int, body: bytes, flush: bool) -> None:
-        """Queue a small frame body; send it (and all queued) now if ``flush``."""
+        """Queue a small frame body; send it (and all queued) now if ``flush``.
+
+        Even without ``flush`` a body leaves at once unless it is part of a burst (the
+        previous post was less than ``BURST_GAP`` seconds ago): waking the writer
+        thread costs more than a send, so only bursts are worth batching.
+        """
+        now = time.monotonic()
         with self._send_lock:
             self._check_open()
             self._outbox.append((ftype, body))
             self._outbox_bytes += len(body)
-            if flush or len(self._outbox) >= _BATCH_MAX or self._outbox_bytes >= _BATCH_BYTES:
+            burst = now - self._last_post < BURST_GAP
+            self._last_post = now
+            if (flush or not burst or len(self._outbox) >= _BATCH_MAX
+                    or self._outbox_bytes >= _BATCH_BYTES):
                 self._flush_locked()
             elif self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, daemon=True,

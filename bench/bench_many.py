@@ -1,0 +1,111 @@
+"""Many servers and threads: one command, one table, the raw-socket floor in the same run.
+
+    .venv/bin/python bench/bench_many.py [--quick] [--big N]
+
+Rows: the floor (raw TCP ping-pong, as in bench/run.py); one call on each of 50 local
+servers, collected (p50 per round); starting N (default 500) local servers and one round
+over them; ThreadedClient small-call p50; aggregate calls/s with 8 threads on one
+ThreadedClient.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sys
+import threading
+import time
+from typing import List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from run import floor_tcp, percentiles  # noqa: E402
+
+import easycluster  # noqa: E402
+from easycluster import ThreadedClient, call_multi  # noqa: E402
+from easycluster.server import spawn_local  # noqa: E402
+
+easycluster.define_common("""
+def add(a, b):
+    return a + b
+""")
+
+QUICK = "--quick" in sys.argv
+BIG = int(sys.argv[sys.argv.index("--big") + 1]) if "--big" in sys.argv else (100 if QUICK else 500)
+
+
+def start(n: int) -> List[easycluster.Client]:
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        return list(ex.map(lambda _: spawn_local(), range(n)))
+
+
+def rounds(clients: List[easycluster.Client], n: int) -> List[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        got = call_multi(clients, "add", 1, 2)
+        out.append(time.perf_counter() - t)
+        assert got == [3] * len(clients)
+    return out
+
+
+def main() -> int:
+    rows = []
+    floor = percentiles(floor_tcp(2000 if QUICK else 10000))[0]
+    rows.append(("floor: raw TCP ping-pong p50", f"{floor * 1e6:.1f} us", ""))
+    fifty = start(50)
+    rounds(fifty, 20)
+    p50 = percentiles(rounds(fifty, 100 if QUICK else 500))[0]
+    rows.append(("one call on each of 50 servers, p50 per round", f"{p50 * 1e3:.2f} ms",
+                 "<= 1.5 ms"))
+    for c in fifty:
+        c.close()
+
+    t = time.perf_counter()
+    many = start(BIG)
+    took = time.perf_counter() - t
+    rows.append((f"start {BIG} local servers", f"{took:.1f} s", ""))
+    rounds(many, 2)
+    rp50 = percentiles(rounds(many, 10))[0]
+    rows.append((f"one call on each of {BIG} servers, p50 per round", f"{rp50 * 1e3:.1f} ms", ""))
+    for c in many:
+        c.close()
+
+    tc = spawn_local(ThreadedClient)
+    for _ in range(500):
+        tc.add(1, 2)
+    samples = []
+    for _ in range(2000 if QUICK else 10000):
+        t = time.perf_counter()
+        tc.add(1, 2)
+        samples.append(time.perf_counter() - t)
+    tp50, tp99 = percentiles(samples)
+    rows.append(("ThreadedClient small call p50 / p99",
+                 f"{tp50 * 1e6:.1f} / {tp99 * 1e6:.1f} us", f"{tp50 / floor:.2f}x floor"))
+    per_thread = 500 if QUICK else 2500
+
+    def work() -> None:
+        for i in range(per_thread):
+            tc.add(i, 1)
+
+    ts = [threading.Thread(target=work) for _ in range(8)]
+    t = time.perf_counter()
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    rate = 8 * per_thread / (time.perf_counter() - t)
+    rows.append(("ThreadedClient, 8 threads, aggregate", f"{rate:,.0f} calls/s", ""))
+    tc.close()
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>20}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>20}  {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
