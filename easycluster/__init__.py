@@ -35,6 +35,7 @@ from .proxy import DefaultRemoteProxy, FileProxy, GeneratorProxy, RemoteProxy, S
 from .rangeset import RangeSet
 from .server import SINGLE, VERSION
 from .service import DEFAULT_PORT
+from .spec import parse_connection_spec
 from .threaded import AutoThreadingClient, ThreadedClient
 
 NonblockingResponse = Response
@@ -50,5 +51,5 @@ __all__ = [
     "CallTimeout", "ClientGroup", "call_multi", "call_method_multi", "eval_multi",
     "execblock_multi", "ServerObject", "make_server_class", "make_singleton", "RemoteProxy",
     "DefaultRemoteProxy", "SelfIterProxy", "GeneratorProxy", "FileProxy", "NodeSet", "RangeSet",
-    "GroupResolver",
+    "GroupResolver", "parse_connection_spec",
 ]

@@ -171,6 +171,14 @@ class Client:
 
     # -- connecting ------------------------------------------------------------------
 
+    @classmethod
+    def from_spec(cls, spec: str, default_port: Optional[int] = None,
+                  default_key: Optional[bytes] = None, warn: bool = True, **kw: Any) -> Any:
+        """A client connected as ``spec`` (``[user@]host[:port][:name=value]...``) says."""
+        from .spec import client_from_spec
+
+        return client_from_spec(cls, spec, default_port, default_key, warn, **kw)
+
     def connect(self, host: str, port: Optional[int] = None, peername: Optional[str] = None,
                 user: Optional[str] = None, ssh: Any = None, rpython: Optional[str] = None,
                 extra_args: Sequence[str] = ()) -> None:
