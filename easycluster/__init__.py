@@ -39,12 +39,15 @@ from .spec import parse_connection_spec
 from .threaded import AutoThreadingClient, ThreadedClient
 
 NonblockingResponse = Response
+# EasyCluster's common base of Client and Server; scripts only ever named it in isinstance
+# checks and subclassing of clients, which the Client class serves.
+Connection = Client
 
 __all__ = [
     "AutoThreadingClient", "ThreadedClient", "Client", "RemoteException",
     "add_key_options", "decode_key", "define_common", "definitions_module", "exec_return",
     "generate_key", "key_from_options", "read_key_file", "write_key_file",
-    "SINGLE", "VERSION", "DEFAULT_PORT", "NonblockingResponse", "Response",
+    "SINGLE", "VERSION", "Connection", "DEFAULT_PORT", "NonblockingResponse", "Response",
     "get_global", "set_global",
     "EasyClusterError", "ConfigError", "KeyFileError", "SpecError", "ConnectionLost",
     "ConnectError", "AuthenticationError", "ProtocolError", "IntegrityError", "FrameTooLarge",

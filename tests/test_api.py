@@ -7,14 +7,15 @@ import sys
 
 import easycluster
 
-# EasyCluster 0.22 names delivered so far; the rest arrive with the proxy, concurrency and
-# ssh issues (ClientGroup, Connection, RemoteProxy family, ServerObject, *_multi,
-# make_server_class, make_singleton, parse_connection_spec).
+# EasyCluster 0.22's __all__, plus the public names it left out of __all__.
 COMPAT = [
-    "AutoThreadingClient", "ThreadedClient", "Client", "RemoteException", "add_key_options",
-    "decode_key", "define_common", "definitions_module", "exec_return", "generate_key",
-    "key_from_options", "read_key_file", "write_key_file", "SINGLE", "NonblockingResponse",
-    "get_global", "set_global",
+    "AutoThreadingClient", "ThreadedClient", "Client", "ClientGroup", "Connection",
+    "DefaultRemoteProxy", "RemoteException", "RemoteProxy", "SelfIterProxy", "ServerObject",
+    "add_key_options", "call_method_multi", "call_multi", "decode_key", "define_common",
+    "definitions_module", "eval_multi", "exec_return", "execblock_multi", "generate_key",
+    "key_from_options", "make_server_class", "make_singleton", "read_key_file",
+    "write_key_file", "parse_connection_spec",
+    "SINGLE", "NonblockingResponse", "get_global", "set_global", "GeneratorProxy", "FileProxy",
 ]
 
 
