@@ -1,9 +1,13 @@
 """The TCP listener of the standalone server: bind, allow list, handshakes without threads.
 
-``Listener`` accepts TCP connections, checks the allow list before anything else, runs
-many handshakes at once in one thread (each with a deadline, and a cap on how many may be
-pending) and hands each authenticated socket to a callback. Being single-threaded, the
-process it runs in may fork safely.
+``Listener`` accepts TCP connections, checks the allow list before anything else (before
+a single handshake byte is sent), runs many handshakes at once in one thread (each with a
+deadline, and a cap on how many may be pending) and hands each authenticated socket to a
+callback. Being single-threaded, the process it runs in may fork safely.
+
+The owner may pause accepting (connection limit), change the key and allow list while
+serving (SIGHUP reload) and register a wake-up descriptor (a signal self-pipe) so that
+``poll`` returns as soon as a signal arrives.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import selectors
 import socket
 import time
@@ -76,12 +81,15 @@ def bind_tcp(port: int, bind: Optional[str] = None, ipv6: bool = True) -> socket
 
 
 class _Pending:
-    __slots__ = ("sock", "peer", "hs", "buf", "deadline")
+    __slots__ = ("sock", "addr", "peer", "hs", "buf", "deadline")
 
-    def __init__(self, sock: socket.socket, peer: str, hs: wire.ServerHandshake,
+    def __init__(self, sock: socket.socket, addr: str, peer: str, hs: wire.ServerHandshake,
                  deadline: float):
-        self.sock, self.peer, self.hs, self.deadline = sock, peer, hs, deadline
+        self.sock, self.addr, self.peer, self.hs, self.deadline = sock, addr, peer, hs, deadline
         self.buf = bytearray()
+
+
+_WAKE = object()  # selector data of the wake-up descriptor
 
 
 Handler = Callable[[socket.socket, wire.Session, str], None]
@@ -109,6 +117,8 @@ class Listener:
         self._pending: Dict[int, _Pending] = {}
         self._sel = selectors.DefaultSelector()
         self._sel.register(sock, selectors.EVENT_READ)
+        self._accepting = True
+        self._wake_fd: Optional[int] = None
         sock.setblocking(False)
         self.stopping = False
 
@@ -116,13 +126,68 @@ class Listener:
         host, port = self.sock.getsockname()[:2]
         return host, port
 
+    @property
+    def accepting(self) -> bool:
+        """False while paused: new connections wait in the kernel's backlog."""
+        return self._accepting
+
+    def pause(self) -> None:
+        """Stop accepting (handshakes already under way go on)."""
+        if self._accepting:
+            self._sel.unregister(self.sock)
+            self._accepting = False
+
+    def resume(self) -> None:
+        """Accept again after ``pause``."""
+        if not self._accepting:
+            self._sel.register(self.sock, selectors.EVENT_READ)
+            self._accepting = True
+
+    def set_wakeup(self, fd: int) -> None:
+        """Make ``poll`` return when ``fd`` is readable; what is readable is read away."""
+        self._wake_fd = fd
+        self._sel.register(fd, selectors.EVENT_READ, _WAKE)
+
+    def update(self, key: bytes, allow: Sequence[Network], handshake_timeout: float,
+               max_pending: int) -> int:
+        """Use a new key and allow list for connections accepted from now on.
+
+        Pending handshakes from peers the new list refuses are dropped; the number dropped
+        is returned. Authenticated connections are not touched.
+        """
+        self.key = wire.check_key(key)
+        self.allow = list(allow)
+        self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        gone = [p for p in self._pending.values() if not allowed(p.addr, self.allow)]
+        for p in gone:
+            log.warning("connection from %s refused: not in the reloaded allow list", p.peer)
+            self._drop(p)
+        return len(gone)
+
+    def pending(self) -> int:
+        """How many sockets are waiting to finish their handshake."""
+        return len(self._pending)
+
     def poll(self, timeout: float = 1.0) -> None:
-        """Run one round: accept, advance handshakes, expire slow ones."""
+        """Run one round: accept, advance handshakes, expire slow ones.
+
+        Returns after ``timeout`` seconds at most, sooner on activity, a wake-up or the
+        next handshake deadline (which is enforced on time whatever ``timeout`` is).
+        """
+        if self._pending:
+            first = min(p.deadline for p in self._pending.values())
+            timeout = min(timeout, max(0.0, first - time.monotonic()))
         for k, _ in self._sel.select(timeout):
-            if k.fileobj is self.sock:
-                self._accept()
-            else:
-                self._advance(self._pending[k.fileobj.fileno()])  # type: ignore[union-attr]
+            if k.data is _WAKE:
+                _drain_fd(k.fd)
+            elif k.fileobj is self.sock:
+                if self._accepting:
+                    self._accept()
+            elif self._pending.get(k.fd) is k.data:
+                # A socket dropped earlier in this round (to make room, say) is skipped;
+                # its descriptor number may even belong to a newer socket by now.
+                self._advance(k.data)
         now = time.monotonic()
         for p in [p for p in self._pending.values() if p.deadline <= now]:
             log.warning("connection from %s refused: no handshake within %.1f s", p.peer,
@@ -151,14 +216,14 @@ class Listener:
             conn.setblocking(False)
             nodelay(conn)
             hs = wire.ServerHandshake(self.key, self.options)
-            p = _Pending(conn, peer, hs, time.monotonic() + self.handshake_timeout)
+            p = _Pending(conn, addr[0], peer, hs, time.monotonic() + self.handshake_timeout)
             try:
                 conn.send(hs.hello)
             except OSError:
                 conn.close()
                 continue
             self._pending[conn.fileno()] = p
-            self._sel.register(conn, selectors.EVENT_READ)
+            self._sel.register(conn, selectors.EVENT_READ, p)
 
     def _advance(self, p: _Pending) -> None:
         try:
@@ -198,6 +263,7 @@ class Listener:
         p.sock.close()
 
     def close(self) -> None:
+        """Stop listening: drop pending handshakes and close the listening socket."""
         for p in list(self._pending.values()):
             self._drop(p)
         self._sel.close()
@@ -208,6 +274,14 @@ class Listener:
         for p in self._pending.values():
             p.sock.close()
         self.sock.close()
+
+
+def _drain_fd(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
 
 
 def _peername(addr: tuple) -> str:
