@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import socket
 import sys
 from typing import Any, Callable, Dict, List, Optional
@@ -145,6 +146,10 @@ class _Setup:
     file; ``options`` runs again on SIGHUP. ``settings`` says where each value came from."""
 
     def __init__(self, args: argparse.Namespace):
+        # Absolute paths: -d changes directory to /, and SIGHUP reads them again.
+        for name in ("config", "keyfile"):
+            if getattr(args, name):
+                setattr(args, name, os.path.abspath(getattr(args, name)))
         self.args = args
         self.cli = _cli_settings(args)
         self.settings = config.Settings({})

@@ -331,6 +331,43 @@ def test_grace_over_ends_open_connections(keyfile, key):
     assert wait_until(lambda: not os.path.exists(f"/proc/{child}"), 5)
 
 
+def test_second_sigterm_cuts_the_grace_short(keyfile, key):
+    srv = ServerProcess("-k", keyfile, "-b", HOST, "--grace", "30")
+    with easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
+        resp = c.eval("__import__('time').sleep(30)", nonblocking=True)
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.wait_for(r"waiting up to 30 s for 1 open connection")
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(ConnectionLost):
+            resp.wait(timeout=10)
+
+
+def test_hup_reloads_the_key_file_given_with_k(tmp_path):
+    path = str(tmp_path / "k")
+    keys.write_key_file(path)
+    old = keys.read_key_file(path)
+    srv = ServerProcess("-k", path, "-b", HOST)
+    try:
+        keys.write_key_file(path, overwrite=True)
+        new = keys.read_key_file(path)
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_for(r"reloaded: allow everyone holding the key; key changed")
+        assert refused(old, srv.port)
+        with easycluster.Client(new, HOST, srv.port, connect_timeout=5) as c:
+            assert c.eval("7") == 7
+        os.chmod(path, 0o644)  # a broken key file: logged, the server keeps the last key
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_for(rf"reload failed, keeping the previous settings: .*chmod 600 {path}")
+        with easycluster.Client(new, HOST, srv.port, connect_timeout=5) as c:
+            assert c.eval("8") == 8
+    finally:
+        assert srv.stop() == 0
+    assert old.hex() not in "".join(srv.log) and new.hex() not in "".join(srv.log)
+
+
 def test_max_connections_makes_new_ones_wait(keyfile, key):
     srv = ServerProcess("-k", keyfile, "-b", HOST, "--max-connections", "1", "-v")
     try:
