@@ -22,6 +22,7 @@ import queue
 import struct
 import sys
 import threading
+import time
 import traceback
 import types
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
@@ -150,6 +151,7 @@ class ServerConnection:
     """
 
     STANDBY_DELAY = 0.02
+    STANDBY_IDLE = 1.0  # after this long without calls the standby sleeps until notified
 
     def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0,
                  on_end: Optional[Callable[[str], None]] = None):
@@ -167,6 +169,7 @@ class ServerConnection:
         self._busy = False  # the main thread is running a call
         self._call_no = 0
         self._standby_idle = True
+        self._last_call = 0.0
         self._backlog: Deque[Tuple[int, wire.Frame]] = collections.deque()
         self._ended: Optional[str] = None
 
@@ -185,6 +188,7 @@ class ServerConnection:
                     if item is not None:
                         self._busy = True
                         self._call_no += 1
+                        self._last_call = time.monotonic()
                         if self._standby_idle:
                             cond.notify_all()
                 if item is not None:
@@ -210,16 +214,22 @@ class ServerConnection:
         cond = self._cond
         while True:
             with cond:
-                self._standby_idle = True
-                while self._ended is None and not (self._busy and self._reader == "main"):
-                    cond.wait()
-                self._standby_idle = False
-                if self._ended is not None:
-                    return
-                n = self._call_no
-                cond.wait(self.STANDBY_DELAY)
-                if not (self._busy and self._reader == "main" and self._call_no == n):
-                    continue
+                while True:
+                    if self._ended is not None:
+                        return
+                    if self._busy and self._reader == "main":
+                        n = self._call_no
+                        cond.wait(self.STANDBY_DELAY)
+                        if self._busy and self._reader == "main" and self._call_no == n:
+                            break  # the same call for a whole delay: take over the reads
+                    elif time.monotonic() - self._last_call > self.STANDBY_IDLE:
+                        # Quiet connection: sleep until the main thread starts a call (it
+                        # notifies only then, so busy connections pay no wake-up per call).
+                        self._standby_idle = True
+                        cond.wait()
+                        self._standby_idle = False
+                    else:
+                        cond.wait(self.STANDBY_DELAY)
                 if self._ended is not None:
                     return
                 self._reader = "standby"
@@ -416,20 +426,13 @@ def spawn_local(clientclass: Any = None, **kw: Any) -> Any:
     return _spawn(clientclass, **kw)
 
 
-def main_spawned(argv: Sequence[str]) -> int:
-    """Entry of a process started by ``spawn_local``: ``--fd N``, key in hex on stdin."""
-    import socket
-
+def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
+    """Serve one local connection on ``sock`` (handshake with ``key``); ends the process."""
     from .transport import server_handshake
 
-    fd = int(argv[argv.index("--fd") + 1])
-    verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
     if verbosity:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="easycluster[%(process)d]: %(message)s")
-    key = bytes.fromhex(sys.stdin.readline().strip())
-    sys.stdin.close()
-    sock = socket.socket(fileno=fd)
     try:
         channel = server_handshake(sock, key, wire.WireOptions(), timeout=30)
     except (ConnectionLost, OSError) as e:
@@ -437,6 +440,17 @@ def main_spawned(argv: Sequence[str]) -> int:
         return 1
     serve_connection(channel, "local", verbosity)
     return 0
+
+
+def main_spawned(argv: Sequence[str]) -> int:
+    """Entry of a process started by ``spawn_local``: ``--fd N``, key in hex on stdin."""
+    import socket
+
+    fd = int(argv[argv.index("--fd") + 1])
+    verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
+    key = bytes.fromhex(sys.stdin.readline().strip())
+    sys.stdin.close()
+    return main_socket(socket.socket(fileno=fd), key, verbosity)
 
 
 if __name__ == "__main__":
