@@ -675,9 +675,6 @@ def drop_and_data_round(keyfile, key) -> str:
         srv.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="listener.py Listener.poll: a pending socket dropped "
-                   "by _accept (max_pending) in the same select round is then looked up by "
-                   "k.fileobj.fileno() == -1 -> KeyError kills the whole server")
 def test_drop_and_data_in_the_same_round_do_not_kill_the_server(keyfile, key):
     # Stopping the server lets both events arrive before its next select: a new
     # connection (which makes it drop the oldest pending socket) and a byte on that
