@@ -48,9 +48,10 @@ class _Waiters(list):
 class _Slot:
     """Where a blocking call's reply lands when the calling thread reads it itself."""
 
-    __slots__ = ("value", "exc", "_done")
+    __slots__ = ("value", "exc", "_done", "pins")
 
     def __init__(self) -> None:
+        self.pins: Any = None
         self.value: Any = None
         self.exc: Optional[BaseException] = None
         self._done = False
@@ -248,7 +249,7 @@ class Client:
                      kwargs: Optional[Dict[str, Any]] = None, nonblocking: bool = False,
                      oncomplete: Callback = None, onerror: Callback = None,
                      threadid: Optional[int] = None, origexc: Any = True,
-                     timeout: Optional[float] = None) -> Any:
+                     timeout: Optional[float] = None, target: Any = None) -> Any:
         """Send one request; the funnel every call goes through.
 
         Returns the value; or, with ``nonblocking``, a ``Response``; or, with
@@ -256,7 +257,8 @@ class Client:
         the ``RemoteException``, defaulting to ``oncomplete``). A blocking call with
         ``timeout`` raises ``CallTimeout`` when no reply came in time: the outcome is
         unknown (the call may still run remotely), it is never retried, and a late
-        reply is dropped.
+        reply is dropped. ``target`` (the proxy a method call is made on) is kept alive
+        until the reply, like the proxies among the arguments.
         """
         channel = self._channel
         if channel is None:
@@ -264,9 +266,15 @@ class Client:
         tid = self._thread_for_call() if threadid is None else threadid
         rid = next(self._rids)
         proxies = self._proxies
-        main, bufs = serialize.dumps((oid, meth, serialize.wrap_large(tuple(args), 3),
-                                      serialize.wrap_large(kwargs, 2) if kwargs else {}),
-                                     proxies)
+        proxies.pin_start()
+        try:
+            main, bufs = serialize.dumps((oid, meth, serialize.wrap_large(tuple(args), 3),
+                                          serialize.wrap_large(kwargs, 2) if kwargs else {}),
+                                         proxies)
+        finally:
+            pins = proxies.pin_take()
+        if target is not None:
+            pins.append(target)
         if proxies.releases:
             self._send_releases(flush=False)
         wait_here = not nonblocking and oncomplete is None and onerror is None
@@ -276,6 +284,8 @@ class Client:
             resp = Response(self, rid, origexc)
             if oncomplete is not None or onerror is not None:
                 resp.add_done_callback(_callback_runner(oncomplete, onerror))
+        if pins:
+            resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
         self._pending[rid] = resp
         try:
             if bufs or len(main) > _POST_MAX:

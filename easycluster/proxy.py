@@ -124,7 +124,7 @@ class RemoteProxy:
                         kwargs: Optional[Dict[str, Any]] = None, **opts: Any) -> Any:
         """Call ``method`` of the server object (opts: the per-call keywords)."""
         return self._ec_client().send_request(self.proxy_object_id, method, tuple(args),
-                                              kwargs or {}, **opts)
+                                              kwargs or {}, target=self, **opts)
 
     def raw_get_attribute(self, attr: str, **opts: Any) -> Any:
         return self._ec_client().send_request(0, "getattr", (self, attr), **opts)
@@ -154,12 +154,13 @@ class DefaultRemoteProxy(RemoteProxy):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_ec_") or (name.startswith("__") and name.endswith("__")):
             raise AttributeError(name)
-        is_method, value = self._ec_client().send_request(0, "getmethod", (self, name))
-        if not is_method:
-            return value
-        fwd = _forwarder(name).__get__(self)
-        self.__dict__[name] = fwd
-        return fwd
+        methods = self.__dict__.setdefault("_ec_methods", set())
+        if name not in methods:
+            is_method, value = self._ec_client().send_request(0, "getmethod", (self, name))
+            if not is_method:
+                return value
+            methods.add(name)  # names only: caching a bound method would make a cycle
+        return _forwarder(name).__get__(self)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_ec_") or name in self.__dict__ or hasattr(type(self), name):

@@ -42,12 +42,26 @@ class ProxyTable:
         self._lock = threading.Lock()
         self._flusher: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        self._local = threading.local()
+
+    def pin_start(self) -> None:
+        """Collect the proxies pickled by this thread from now on (see ``pin_take``)."""
+        self._local.pins = []
+
+    def pin_take(self) -> List[Any]:
+        """The proxies a request carries: the caller keeps them alive until the reply, so
+        no release can overtake a request that still has to resolve their ids."""
+        pins, self._local.pins = self._local.pins, None
+        return pins
 
     def reduce(self, obj: Any) -> Any:
         if not isinstance(obj, RemoteProxy):
             return None
         conn = obj.__dict__.get("_ec_conn")
         if conn is self.client:
+            pins = getattr(self._local, "pins", None)
+            if pins is not None:
+                pins.append(obj)
             return serialize.reference("arg", obj.__dict__["_ec_oid"])
         where = "a closed connection" if conn is None else conn.peername
         raise pickle.PicklingError(f"{obj!r} belongs to {where}; a proxy can only be sent to "

@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 import traceback
-import types
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from . import definitions, serialize, wire
@@ -105,10 +104,8 @@ class RootObject:
         """``(True, None)`` if ``obj.attr`` is a method (the proxy will call it remotely),
         else ``(False, value)``."""
         val = getattr(obj, attr)
-        if isinstance(val, (types.MethodType, types.BuiltinMethodType,
-                            types.MethodWrapperType)) or (callable(val) and not isinstance(
-                                val, type) and getattr(val, "__self__", None) is obj):
-            return True, None
+        if callable(val) and not isinstance(val, type):
+            return True, None  # methods, static methods, a module's functions: run here
         return False, val
 
     def verb_object_count(self) -> int:

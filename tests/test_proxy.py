@@ -380,9 +380,6 @@ def test_classmethods_through_default_proxy(rmt):
     assert s.cls_pid() == ("PxStatic", rmt.server_pid)
 
 
-@pytest.mark.xfail(strict=True, reason="server.py RootObject.verb_getmethod treats a plain "
-                   "function attribute (a staticmethod, a module's function) as a value: it "
-                   "is pickled by reference and the client runs its own copy")
 def test_plain_functions_through_default_proxy_run_on_server(rmt, monkeypatch):
     monkeypatch.setenv("PX_SIDE", "client")
     rmt.execblock("import os\nos.environ['PX_SIDE'] = 'server'")
@@ -831,10 +828,6 @@ def test_inflight_reply_race_reply_already_sent(rmt, tmp_path):
     assert count_is(rmt, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="server.py ServerConnection._dispatch applies "
-                   "FT_RELEASE at once on the reader thread, while a request queued for a "
-                   "busy server thread is unpickled later in run_request; a proxy dropped "
-                   "after its call was sent is released before the call resolves its id")
 def test_inflight_request_race(rmt):
     p = rmt.PxObj(43)
     busy = rmt.px_sleep(0.5, nonblocking=True)  # thread 0 busy: the next call queues
@@ -846,9 +839,6 @@ def test_inflight_request_race(rmt):
     assert r.wait(timeout=10, origexc="quiet") == 43
 
 
-@pytest.mark.xfail(strict=True, reason="proxy.py DefaultRemoteProxy.__getattr__ caches a "
-                   "bound forwarder in the proxy's own __dict__: a reference cycle, so the "
-                   "proxy (and the server object) lives until the cyclic GC runs")
 def test_release_without_cyclic_gc(rmt):
     gc.disable()
     try:
