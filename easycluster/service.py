@@ -239,8 +239,8 @@ class TCPServer:
         grace = self.opts.grace
         log.warning("stopping: no new connections; waiting up to %g s for %d open "
                     "connection(s)", grace, len(self.children))
-        stops = self._stop_requests
-        self._wait_children(time.monotonic() + grace, lambda: self._stop_requests > stops)
+        # Any stop request after the first (whenever it came) ends the grace early.
+        self._wait_children(time.monotonic() + grace, lambda: self._stop_requests > 1)
         if not self.children:
             return
         log.warning("grace period over: ending %d connection(s)", len(self.children))
