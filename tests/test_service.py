@@ -524,3 +524,24 @@ def test_listener_survives_drop_and_data_in_one_round(key):
     for s in (a, b):
         s.close()
     lst.close()
+
+
+def test_listener_update_drops_pending_peers_the_new_list_refuses(key):
+    from easycluster.listener import parse_allow
+
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    sock.listen(8)
+    lst = Listener(sock, key, lambda *a: None, parse_allow([HOST]))
+    a = socket.create_connection(lst.address(), timeout=5)
+    assert wait_until(lambda: (lst.poll(0.1), lst.pending())[1] == 1, 5)
+    assert lst.update(key, parse_allow(["10.0.0.0/8"]), 10.0, 64) == 1
+    assert lst.pending() == 0
+    assert len(a.recv(wire.SERVER_HELLO_SIZE + 1, socket.MSG_WAITALL)) == \
+        wire.SERVER_HELLO_SIZE  # its hello, then EOF
+    b = socket.create_connection(lst.address(), timeout=5)
+    lst.poll(1)  # accepted and refused at once: not in the list
+    assert b.recv(1) == b"" and lst.pending() == 0
+    for s in (a, b):
+        s.close()
+    lst.close()
