@@ -852,3 +852,35 @@ def test_release_without_cyclic_gc(rmt):
         assert count_is(rmt, 0, timeout=1)
     finally:
         gc.enable()
+
+
+def test_inflight_request_race_argument_on_other_thread(rmt):
+    """Like the above, with the dropped proxy as an argument of a call queued behind a busy
+    named server thread, and with no Response kept by the caller (oncomplete)."""
+    q = rmt.PxObj(44)
+    busy = rmt.px_sleep(0.5, nonblocking=True, threadid=3)
+    got = []
+    rmt.px_typename(q, threadid=3, oncomplete=got.append)
+    r = rmt.px_pass(q, threadid=3, nonblocking=True)
+    del q
+    collect()
+    _wait_released(rmt)
+    assert busy.wait(timeout=10) == 0.5
+    assert r.wait(timeout=10, origexc="quiet").getval() == 44
+    assert got == ["PxObj"]
+
+
+@pytest.mark.xfail(strict=True, reason="client.py Client.send_request sets resp.pins (the "
+                   "request's proxies) and nothing clears it when the reply arrives "
+                   "(Client._complete): a kept Response keeps its proxies, and the server "
+                   "objects, alive for as long as it lives")
+def test_kept_response_does_not_pin_proxy_after_reply(rmt):
+    """A Response the caller keeps must not keep the call's proxies alive once replied."""
+    p = rmt.PxObj(45)
+    r = p.getval(nonblocking=True)
+    s = rmt.px_typename(p, nonblocking=True)
+    assert (r.wait(timeout=10), s.wait(timeout=10)) == (45, "PxObj")
+    del p
+    collect()
+    assert count_is(rmt, 0, timeout=2)
+    assert (r.wait(), s.wait()) == (45, "PxObj")
