@@ -82,6 +82,8 @@ class Response(concurrent.futures.Future):
     ``concurrent.futures.wait`` and ``as_completed``.
     """
 
+    pins: Any = None  # proxies the request carries, kept alive until its reply
+
     def __init__(self, client: Client, request_id: int, origexc: Any = True):
         super().__init__()
         self.client = client
@@ -438,6 +440,7 @@ class Client:
         resp = self._pending.pop(rid, None)
         if resp is None:
             return  # the caller gave up (timeout): late replies are dropped by design
+        resp.pins = None  # the server has resolved the request's proxies by now
         try:
             (value,) = serialize.loads(main[REPLY_HEAD.size:], bufs, self._proxies)
         except BaseException as e:

@@ -15,6 +15,8 @@
      │         └── FrameTooLarge         a header announced more bytes than the limit allows
      ├── CallTimeout (TimeoutError)      no reply in time; the call may still run remotely
      ├── RemoteException                 the remote code raised; ``orig`` and ``text`` say what
+ ├── SystemdUnavailable              systemd is not running (or systemctl missing) for a service
+ │                                   command; the message says what to do instead
      └── NodeSetError (ValueError)       node-set notation and group sources
           ├── NodeSetParseError          a node set string that cannot be parsed
           └── GroupSourceError           a group source that is missing or failed
@@ -99,6 +101,11 @@ class RemoteException(EasyClusterError):
 
     def __reduce__(self) -> Any:
         return (RemoteException, (self.orig, self.text))
+
+
+class SystemdUnavailable(EasyClusterError):
+    """systemd (or systemctl) is not there to do what was asked; the message says what to
+    do instead."""
 
 
 class NodeSetError(EasyClusterError, ValueError):

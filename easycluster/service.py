@@ -70,6 +70,9 @@ class ServerOptions:
     max_connections: int = 0
     grace: float = 10.0
 
+    def __post_init__(self) -> None:
+        wire.check_key(self.key)  # no empty key over TCP, anywhere
+
 
 class TCPServer:
     """A bound listener plus its children; ``serve_forever`` until SIGTERM/SIGINT.

@@ -30,18 +30,13 @@ from typing import Callable, List, Mapping, Optional, Sequence
 
 from . import keys
 from .config import parse_config, set_values
-from .errors import ConfigError, EasyClusterError
+from .errors import ConfigError, SystemdUnavailable
 
 UNIT_NAME = "easycluster.service"
 KIT_FILES = ("easycluster.service", "easycluster.conf", "README.md")
 SYSTEMD_RUNNING_PROBE = "/run/systemd/system"
 
 Output = Callable[[str], None]
-
-
-class SystemdUnavailable(EasyClusterError):
-    """systemd (or systemctl) is not there to do what was asked; the message says what to
-    do instead."""
 
 
 @dataclass(frozen=True)

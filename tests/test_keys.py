@@ -294,8 +294,6 @@ def test_tcp_server_refuses_empty_key():
         TCPServer(ServerOptions(key=b"", port=0, bind="127.0.0.1"))
 
 
-@pytest.mark.xfail(strict=True, reason="ServerOptions does not validate its key; only "
-                   "TCPServer does (service.py ServerOptions has no __post_init__)")
 def test_server_options_refuse_empty_key():
     with pytest.raises(ValueError):
         ServerOptions(key=b"")

@@ -870,10 +870,6 @@ def test_inflight_request_race_argument_on_other_thread(rmt):
     assert got == ["PxObj"]
 
 
-@pytest.mark.xfail(strict=True, reason="client.py Client.send_request sets resp.pins (the "
-                   "request's proxies) and nothing clears it when the reply arrives "
-                   "(Client._complete): a kept Response keeps its proxies, and the server "
-                   "objects, alive for as long as it lives")
 def test_kept_response_does_not_pin_proxy_after_reply(rmt):
     """A Response the caller keeps must not keep the call's proxies alive once replied."""
     p = rmt.PxObj(45)
