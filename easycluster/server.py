@@ -19,6 +19,7 @@ import importlib
 import logging
 import os
 import queue
+import signal
 import struct
 import sys
 import threading
@@ -169,6 +170,9 @@ class ServerConnection:
         self._last_call = 0.0
         self._backlog: Deque[Tuple[int, wire.Frame]] = collections.deque()
         self._ended: Optional[str] = None
+        self._running = 0  # requests being run, on any thread
+        self._draining = False
+        self._count_lock = threading.Lock()
 
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
@@ -252,6 +256,25 @@ class ServerConnection:
                 self._end(str(e))
                 return
 
+    def drain(self) -> None:
+        """Finish the calls that are running, then end the process (idle: at once).
+
+        Safe to call from a signal handler: it takes no lock (the interrupted thread may
+        hold one); a racy read of the counter only means the last call ends it instead.
+        """
+        self._draining = True
+        if self._running == 0:
+            self._exit_drained()
+
+    def _exit_drained(self) -> None:
+        try:
+            self.channel.flush()
+        except ConnectionLost:
+            pass
+        log.info("%s: drained, exiting", self.peer)
+        _flush()
+        os._exit(0)
+
     def _protocol_error(self, e: ProtocolError) -> None:
         log.warning("%s: protocol error: %s; closing", self.peer, e)
         try:
@@ -320,6 +343,18 @@ class ServerConnection:
         ``more()`` tells how many requests wait behind this one; while there are some,
         small replies are batched instead of sent one by one.
         """
+        with self._count_lock:
+            self._running += 1
+        try:
+            self._run_request(rid, frame, more)
+        finally:
+            with self._count_lock:
+                self._running -= 1
+                done = self._draining and self._running == 0
+            if done:
+                self._exit_drained()
+
+    def _run_request(self, rid: int, frame: wire.Frame, more: Callable[[], int]) -> None:
         status, value = 0, None
         try:
             main, bufs = frame.parts()
@@ -393,8 +428,12 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
             _flush()  # the main thread may be stuck in a call: nobody wants its result
             os._exit(0)
 
+    conn = ServerConnection(channel, peer, verbosity, on_end=gone)
+    if threading.current_thread() is threading.main_thread():
+        # The listener asks connections to drain (SIGUSR1) when it is told to stop.
+        signal.signal(signal.SIGUSR1, lambda *_: conn.drain())
     try:
-        ServerConnection(channel, peer, verbosity, on_end=gone).serve()
+        conn.serve()
     except BaseException:
         log.exception("%s: server failed", peer)
         code = 1

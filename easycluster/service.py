@@ -7,8 +7,9 @@ process at all.
 
 Signals (the contract a service manager relies on):
 
-* SIGTERM or SIGINT: stop accepting at once (the listening socket is closed), let the
-  connection processes finish for up to ``grace`` seconds, then SIGTERM (and, 2 s later,
+* SIGTERM or SIGINT: stop accepting at once (the listening socket is closed), ask every
+  connection process to drain (SIGUSR1: idle ones exit at once, busy ones when their
+  running calls are done), wait up to ``grace`` seconds, then SIGTERM (and, 2 s later,
   SIGKILL) those still running; exit 0. A second SIGTERM/SIGINT cuts the grace short.
 * SIGHUP: call the ``reload`` function given at start (it re-reads the configuration
   and the key file) and use the new key, allow list and limits for new connections; the
@@ -242,6 +243,12 @@ class TCPServer:
         grace = self.opts.grace
         log.warning("stopping: no new connections; waiting up to %g s for %d open "
                     "connection(s)", grace, len(self.children))
+        # Ask each connection to drain: idle ones exit now, busy ones after their calls.
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
         # Any stop request after the first (whenever it came) ends the grace early.
         self._wait_children(time.monotonic() + grace, lambda: self._stop_requests > 1)
         if not self.children:

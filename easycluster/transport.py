@@ -159,6 +159,12 @@ class Channel:
             elif len(self._outbox) == 1:
                 self._wake.notify()
 
+    def flush(self) -> None:
+        """Send whatever is waiting in the outbox now."""
+        with self._send_lock:
+            if self._outbox and not self.closed:
+                self._flush_locked()
+
     def _check_open(self) -> None:
         if self.closed:
             raise ConnectionLost(self.close_reason or "connection closed")
