@@ -545,3 +545,16 @@ def test_listener_update_drops_pending_peers_the_new_list_refuses(key):
     for s in (a, b):
         s.close()
     lst.close()
+
+
+def test_idle_connections_do_not_hold_the_stop(keyfile, key):
+    """SIGTERM drains: an idle connection ends at once instead of holding the grace."""
+    srv = ServerProcess("-k", keyfile, "-b", HOST, "--grace", "30")
+    with easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
+        assert c.eval("1 + 1") == 2
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(ConnectionLost):
+            c.eval("2")
