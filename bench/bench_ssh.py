@@ -1,0 +1,119 @@
+"""ssh bootstrap benchmark: one command, one table, the ssh floor measured in the same run.
+
+    .venv/bin/python bench/bench_ssh.py [--quick] [--rpython CMD]
+
+Starts the test suite's throwaway sshd on loopback (tests/sshd.py) and measures, as
+medians over the runs:
+
+* the floor: ``ssh HOST python3 -c pass`` (ssh connect, auth, a remote Python start);
+* bootstrap to first completed call: ``Client(host=HOST, ...)`` (stage 0, payload,
+  in-memory imports, handshake, definitions) plus one ``eval``; target <= 1.3x the floor;
+* 32 host aliases connected in parallel (one thread each) plus one call on each, next to
+  32 ``ssh HOST python3 -c pass`` run in parallel (the floor for that row).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from sshd import sshd_missing, start_sshd  # noqa: E402
+
+import easycluster  # noqa: E402
+from easycluster import bootstrap  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+RUNS = 5 if QUICK else 15
+NPAR = 32
+RPYTHON = sys.argv[sys.argv.index("--rpython") + 1] if "--rpython" in sys.argv else "python3"
+
+
+def floor(config: str, host: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["ssh", "-F", config, host, RPYTHON, "-c", "pass"], check=True)
+    return time.perf_counter() - t0
+
+
+def first_call(config: str, host: str) -> float:
+    t0 = time.perf_counter()
+    c = easycluster.Client(host=host, extra_args=["-F", config], rpython=RPYTHON)
+    assert c.eval("6 * 7") == 42
+    t = time.perf_counter() - t0
+    c.close()
+    return t
+
+
+def parallel_floor(config: str, hosts: List[str]) -> float:
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(["ssh", "-F", config, h, RPYTHON, "-c", "pass"]) for h in hosts]
+    if any(p.wait() for p in procs):
+        raise RuntimeError("ssh failed")
+    return time.perf_counter() - t0
+
+
+def parallel(config: str, hosts: List[str]) -> float:
+    def one(h: str) -> easycluster.Client:
+        c = easycluster.Client(host=h, extra_args=["-F", config], rpython=RPYTHON,
+                               connect_timeout=60)
+        assert c.eval("6 * 7") == 42
+        return c
+
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(len(hosts)) as ex:
+        clients = list(ex.map(one, hosts))
+    t = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    return t
+
+
+def main() -> int:
+    why = sshd_missing()
+    if why:
+        print(f"bench_ssh: {why}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="easycluster-bench-") as tmp:
+        server = start_sshd(tmp)
+        try:
+            cfg, host = server.config, server.aliases[0]
+            first_call(cfg, host)  # warm up: payload cache, page cache
+            floors, firsts = [], []
+            for _ in range(RUNS):  # interleaved, so drifts hit both alike
+                floors.append(floor(cfg, host))
+                firsts.append(first_call(cfg, host))
+            par, parf = [], []
+            for _ in range(2 if QUICK else 3):
+                parf.append(parallel_floor(cfg, server.aliases[:NPAR]))
+                par.append(parallel(cfg, server.aliases[:NPAR]))
+        finally:
+            server.stop()
+    f, b = statistics.median(floors), statistics.median(firsts)
+    p, pf = statistics.median(par), statistics.median(parf)
+    rows = [
+        ("ssh HOST python3 -c pass (floor)", f * 1e3, "1.00x"),
+        ("bootstrap to first completed call", b * 1e3, f"{b / f:.2f}x (target <= 1.30x)"),
+        (f"{NPAR} x ssh python3 -c pass in parallel", pf * 1e3, "1.00x (parallel floor)"),
+        (f"{NPAR} aliases in parallel + 1 call each", p * 1e3,
+         f"{p / pf:.2f}x parallel floor, {p / NPAR * 1e3:.1f} ms/host"),
+    ]
+    print(f"ssh bootstrap, loopback sshd, median of {RUNS} runs ({len(par)} for parallel); "
+          f"rpython={RPYTHON}; payload {len(bootstrap.payload()) / 1024:.1f} KiB zlib; "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'measure':<42} {'ms':>9}  ratio")
+    for name, ms, ratio in rows:
+        print(f"{name:<42} {ms:>9.1f}  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
