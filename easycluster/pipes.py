@@ -27,7 +27,7 @@ class PipeSocket:
     stream and raise ``socket.timeout`` when a timeout set with ``settimeout`` passes;
     ``sendall`` writes everything or raises ``OSError``; ``sendmsg`` may write part of
     the buffers and returns the byte count. After ``close`` every call raises
-    ``OSError(EBADF)`` without touching the (possibly reused) fd numbers. ``pending``
+    ``OSError(EBADF)``. ``pending``
     is data already taken from ``rfd`` (the ssh client reads past the bootstrap greeting);
     it is returned first, and must be consumed before anything waits on ``fileno()``.
     """
@@ -103,10 +103,33 @@ class PipeSocket:
             os.close(self.wfd)
 
     def close(self) -> None:
-        """Close both fds; idempotent."""
+        """Close the write fd, and end the read side; idempotent.
+
+        Another thread may be about to read (a reader thread owns the reads), so the read
+        fd is not closed at once: its number could be reused by an unrelated file before
+        that thread's ``read``. It is pointed at ``/dev/null`` instead (reads see the end
+        of the stream) and closed when this object is collected.
+        """
         if not self._wclosed:
             self._wclosed = True
             os.close(self.wfd)
         if not self._rclosed:
             self._rclosed = True
-            os.close(self.rfd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            try:
+                os.dup2(null, self.rfd, inheritable=False)
+            finally:
+                os.close(null)
+
+    def __del__(self) -> None:
+        if not hasattr(self, "_rclosed"):
+            return
+        if not self._wclosed:
+            self._wclosed = True
+            os.close(self.wfd)
+        if self.rfd >= 0:
+            rfd, self.rfd, self._rclosed = self.rfd, -1, True
+            try:
+                os.close(rfd)
+            except OSError:
+                pass

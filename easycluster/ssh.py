@@ -32,7 +32,13 @@ import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from . import bootstrap, wire
-from .errors import AuthenticationError, ConfigError, ConnectError, ConnectionLost
+from .errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectError,
+    ConnectionLost,
+    ProtocolError,
+)
 from .pipes import PipeSocket
 from .transport import Channel, client_handshake
 
@@ -98,6 +104,8 @@ def open_channel(host: str, port: Optional[int] = None, user: Optional[str] = No
             channel = client_handshake(sock, key, options, conn.left())
         except ConnectError:
             raise conn.timed_out()
+        except (AuthenticationError, ProtocolError) as e:  # the stream was not ours alone
+            raise type(e)(f"{where}: bootstrap handshake failed: {e}")
         except ConnectionLost:
             raise conn.failure()
     except BaseException:

@@ -307,3 +307,60 @@ def test_classify_messages():
     assert "python3 not found on h" in str(e)
     e = classify("h", "python3", 3, "", (2, 7, 18))
     assert "2.7.18" in str(e) and "too old" in str(e)
+
+
+def test_pipe_socket_carries_a_channel():
+    """Both handshakes and frames over two os.pipe pairs, as the ssh transport uses them."""
+    import threading
+
+    from easycluster import wire
+    from easycluster.pipes import PipeSocket
+    from easycluster.transport import client_handshake, server_handshake
+
+    a_r, b_w = os.pipe()
+    b_r, a_w = os.pipe()
+    key = os.urandom(32)
+    server_side = {}
+
+    def serve():
+        server_side["ch"] = server_handshake(PipeSocket(b_r, b_w), key, wire.WireOptions(), 10)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    client = client_handshake(PipeSocket(a_r, a_w), key, wire.WireOptions(compress=True), 10)
+    t.join(10)
+    server = server_side["ch"]
+    big = os.urandom(3 << 20)
+    frames = []
+    reader = threading.Thread(target=lambda: frames.extend(server.recv(timeout=10)))
+    reader.start()  # a pipe holds 64 KiB: someone must read while the frame is written
+    client.send(wire.FT_REQUEST, [b"head", b"x" * 100], [big])
+    reader.join(10)
+    main, bufs = frames[0].parts()
+    assert bytes(main) == b"head" + b"x" * 100 and bytes(bufs[0]) == big
+    client.close()
+    with pytest.raises(easycluster.ConnectionLost):
+        while True:
+            server.recv(timeout=10)
+    server.close()
+    with pytest.raises(OSError):
+        client.sock.recv_into(bytearray(10))
+
+
+def test_pipe_socket_pending_and_timeout():
+    from easycluster.pipes import PipeSocket
+
+    r, w = os.pipe()
+    s = PipeSocket(r, w, pending=b"abc")
+    s.settimeout(0.05)
+    assert s.recv(2) == b"ab"
+    buf = bytearray(8)
+    assert s.recv_into(buf) == 1 and buf[:1] == b"c"
+    with pytest.raises(TimeoutError):
+        s.recv(1)
+    s.sendall(b"hello")
+    assert s.recv(5) == b"hello"
+    s.shutdown(2)
+    assert s.recv(5) == b""  # the write end is closed: end of stream
+    s.close()
+    s.close()
