@@ -10,11 +10,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import ServerProcess  # noqa: E402
+from sshd import sshd  # noqa: E402,F401 - the real sshd fixture
 
 import easycluster  # noqa: E402
 from easycluster.server import spawn_local  # noqa: E402
 
-TRANSPORTS = ["local", "tcp"]
+TRANSPORTS = ["local", "tcp", "ssh"]
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,9 @@ def connect(transport, request, **kw):
         srv = request.getfixturevalue("tcp_server")
         k = request.getfixturevalue("key")
         return easycluster.Client(k, "127.0.0.1", srv.port, **kw)
+    if transport == "ssh":  # this venv's Python as the remote one: the tests use numpy
+        cls = kw.pop("clientclass", None) or easycluster.Client
+        return cls(**request.getfixturevalue("sshd").client_kw(rpython=sys.executable), **kw)
     raise ValueError(transport)
 
 
