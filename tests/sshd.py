@@ -107,7 +107,8 @@ class SshServer:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 15.0) -> SshServer:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True) if os.geteuid() == 0 else None
+        if os.geteuid() == 0:  # sshd's privilege separation directory
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.sshd_config],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import getpass
+import glob
 import os
+import re
 import subprocess
 import sys
 import time
@@ -231,6 +233,38 @@ def test_remote_python_too_old(sshd, tmp_path):
     old = _script(tmp_path / "python3.6", 'echo "EASYCLUSTER-BOOT 3.6.9"\nexit 3\n')
     with pytest.raises(ConnectError, match=r"remote Python 3\.6\.9 .* on sshtest0 is too old"):
         easycluster.Client(**sshd.client_kw(rpython=old))
+
+
+def _other_pythons():
+    """Other real interpreters on this machine (pyenv builds), by version: none in CI is fine."""
+    found = {}
+    for path in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python*"))):
+        m = re.fullmatch(r"python(\d)\.(\d+)", os.path.basename(path))
+        if m and os.access(path, os.X_OK):
+            found.setdefault((int(m.group(1)), int(m.group(2))), path)
+    return found
+
+
+OTHER_PYTHONS = _other_pythons()
+OLD = [v for v in OTHER_PYTHONS if v < (3, 9)]
+NEW = [v for v in OTHER_PYTHONS if v >= (3, 9) and v != sys.version_info[:2]]
+
+
+@pytest.mark.skipif(not OLD, reason="no Python older than 3.9 installed here")
+def test_real_old_pythons_refused(sshd):
+    for v in OLD:
+        with pytest.raises(ConnectError, match=rf"remote Python {v[0]}\.{v[1]}\.\d+ .* too old"):
+            easycluster.Client(**sshd.client_kw(rpython=OTHER_PYTHONS[v]))
+
+
+@pytest.mark.skipif(not NEW, reason="no other Python >= 3.9 installed here")
+def test_real_other_pythons_serve(sshd):
+    for v in [min(NEW), max(NEW)]:  # the oldest supported and the newest
+        with easycluster.Client(**sshd.client_kw(rpython=OTHER_PYTHONS[v])) as c:
+            assert tuple(c.eval("sys.version_info[:2]")) == v
+            assert c.ssh_add(2, 3) == 5
+            with pytest.raises(KeyError):
+                c.ssh_fail("x")
 
 
 def test_remote_crash_before_and_during_bootstrap(sshd, tmp_path):
