@@ -172,6 +172,27 @@ def test_close_ends_remote_server(ssh_client):
         c.ssh_add(1, 2)
 
 
+def test_no_fds_or_processes_left_behind(sshd):
+    import gc
+
+    def fds():
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    easycluster.Client(**sshd.client_kw()).close()  # warm up (payload cache, imports)
+    before = fds()
+    for kw in ({}, {"rpython": "/nonexistent/python3"}, {"port": free_port()}):
+        try:
+            c = easycluster.Client(**sshd.client_kw(**kw))
+        except ConnectError:
+            continue
+        proc = c._closer.__self__.proc
+        assert c.ssh_add(1, 1) == 2
+        c.close()
+        assert proc.returncode is not None  # reaped
+    assert wait_until(lambda: fds() <= before, timeout=5), (before, fds())
+
+
 def test_reconnect_over_ssh(ssh_client):
     c = ssh_client()
     first = c.server_pid
