@@ -193,17 +193,18 @@ class Client:
         """
         if ssh or user or self.key is None:
             self._target = None
+            self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
             from .ssh import open_channel  # transport layer, below the client
 
             channel, closer, name = open_channel(
                 host, port=port, user=user, ssh=ssh, rpython=rpython, extra_args=extra_args,
                 options=self._wire_options(), timeout=self.connect_timeout)
-            self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
             self._attach(channel, peername or name, closer)
             return
         key = wire.check_key(self.key)
         port = DEFAULT_PORT if port is None else int(port)
         self._target = (host, port, peername)
+        self._ssh_target = None
         sock = connect_tcp(host, port, self.connect_timeout)
         try:
             channel = client_handshake(sock, key, self._wire_options(), self.connect_timeout)
@@ -225,8 +226,13 @@ class Client:
         self._start_reading()
         end, blocks = definitions.blocks_since(0)
         self._sent_blocks = end
-        self._server_info = self.send_request(0, "hello", (self.definitions, blocks),
-                                              threadid=0, origexc="quiet")
+        try:
+            self._server_info = self.send_request(0, "hello", (self.definitions, blocks),
+                                                  threadid=0, origexc="quiet")
+        except BaseException as e:  # e.g. a define_common block failing there: no leak
+            self._shutdown(ConnectionLost, f"{peername}: setting up the connection failed: "
+                                           f"{type(e).__name__}: {e}")
+            raise
 
     def _start_reading(self) -> None:
         """Hook for ThreadedClient: a plain Client reads in the waiting thread."""

@@ -257,13 +257,16 @@ class ServerConnection:
                 return
 
     def drain(self) -> None:
-        """Finish the calls that are running, then end the process (idle: at once).
+        """Finish the calls received so far, then end the process (idle: at once).
+
+        Requests arriving after this are not run: the client sees the connection end
+        (outcome unknown, as for any lost connection; in fact they did not run).
 
         Safe to call from a signal handler: it takes no lock (the interrupted thread may
         hold one); a racy read of the counter only means the last call ends it instead.
         """
         self._draining = True
-        if self._running == 0:
+        if self._idle():
             self._exit_drained()
 
     def _exit_drained(self) -> None:
@@ -298,6 +301,8 @@ class ServerConnection:
     def _dispatch(self, frame: wire.Frame, local: List[Tuple[int, wire.Frame]]) -> bool:
         """Route one frame; thread 0's requests are appended to ``local``. False at goodbye."""
         if frame.type == wire.FT_REQUEST:
+            if self._draining:
+                return True
             main, _ = frame.parts()
             if len(main) < REQUEST_HEAD.size:
                 raise ProtocolError("request too short")
@@ -350,9 +355,14 @@ class ServerConnection:
         finally:
             with self._count_lock:
                 self._running -= 1
-                done = self._draining and self._running == 0
-            if done:
+            if self._draining and self._idle():
                 self._exit_drained()
+
+    def _idle(self) -> bool:
+        """No request running or waiting on any thread (read without locks: a racy
+        answer only moves the exit to the next finished request)."""
+        return (self._running == 0 and not self._backlog
+                and all(t.queue.empty() for t in list(self.threads.values())))
 
     def _run_request(self, rid: int, frame: wire.Frame, more: Callable[[], int]) -> None:
         status, value = 0, None

@@ -263,3 +263,16 @@ def test_each_connection_is_its_own_process(make_client):
     with pytest.raises(NameError):
         b.x.value  # noqa: B018
     assert a.os.getpid() != b.os.getpid()
+
+
+def test_failing_definitions_raise_and_leak_nothing(transport, request):
+    from conftest import connect
+
+    define_common("raise RuntimeError('bad block')", name="easycluster.bad_defs", local=False)
+    try:
+        with pytest.raises(RuntimeError, match="bad block"):
+            connect(transport, request)
+    finally:
+        from easycluster import definitions as defs
+
+        defs._blocks[:] = [b for b in defs._blocks if b[0] != "easycluster.bad_defs"]

@@ -289,7 +289,7 @@ def test_exec_start_serves_reloads_on_hup_and_drains_on_term(tmp_path):
 
         # SIGTERM during a call: the call completes, new connections are refused, exit 0.
         resp = c.eval("__import__('time').sleep(1) or 'finished'", nonblocking=True)
-        srv.wait_for(r"request \d+: 0\.eval")
+        srv.wait_for(rf"request {resp.request_id}: 0\.eval")  # this call runs now
         srv.proc.send_signal(signal.SIGTERM)
         srv.wait_for(r"stopping: no new connections")
         with pytest.raises(ConnectionRefusedError):
