@@ -1,0 +1,152 @@
+"""What a call returns: ``Response`` (a ``concurrent.futures.Future``) and its helpers.
+
+``Response`` is EasyCluster's non-blocking response and a standard Future. The client it
+belongs to does the reading: a plain Client's waiting thread reads (``client._wait_for``),
+a ThreadedClient's reader thread completes it. ``_Slot`` is the lighter landing place of
+a blocking call's reply when the calling thread reads it itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+from typing import Any, Callable, Optional, Tuple, Union
+
+from .errors import CallTimeout, RemoteException
+
+Callback = Union[Callable[..., Any], Tuple[Any, ...], None]
+
+
+class _Waiters(list):
+    """Future._waiters for a plain Client: ``concurrent.futures.wait``/``as_completed``
+    install a waiter here, and then nobody would read the socket; appending one starts a
+    short-lived reader for the client instead."""
+
+    def __init__(self, client: Any):
+        super().__init__()
+        self.client = client
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self.client._ensure_pump()
+
+
+class _Slot:
+    """Where a blocking call's reply lands when the calling thread reads it itself."""
+
+    __slots__ = ("value", "exc", "_done", "pins")
+
+    def __init__(self) -> None:
+        self.pins: Any = None
+        self.value: Any = None
+        self.exc: Optional[BaseException] = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self.value, self._done = value, True
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.exc, self._done = exc, True
+
+
+def _mirror(resp: Response) -> concurrent.futures.Future:
+    """A plain Future mirroring ``resp``: asyncio must not call our result()/exception()
+    (they raise the remote error per ``origexc``; ``acall`` does that itself)."""
+    mirror: concurrent.futures.Future = concurrent.futures.Future()
+    resp.add_done_callback(lambda _r: mirror.set_result(None))
+    return mirror
+
+
+class Response(concurrent.futures.Future):
+    """The reply to one call: EasyCluster's non-blocking response and a standard Future.
+
+    ``wait()``/``result()`` return the value or raise as the call's ``origexc`` says;
+    ``have_response`` tells whether the reply is in. Works with
+    ``concurrent.futures.wait`` and ``as_completed``.
+    """
+
+    pins: Any = None  # proxies the request carries, kept alive until its reply
+
+    def __init__(self, client: Any, request_id: int, origexc: Any = True):
+        super().__init__()
+        self.client = client
+        self.request_id = request_id
+        self.origexc = origexc
+        if client._reads_inline:
+            self._waiters = _Waiters(client)
+
+    @property
+    def have_response(self) -> bool:
+        return self.done()
+
+    def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
+        """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
+        if not self.done():
+            self.client._wait_for(self, timeout)
+            if not self.done():
+                raise timeout_error(self.client, self.request_id, "", timeout)
+        exc = concurrent.futures.Future.exception(self, 0)
+        if exc is None:
+            return concurrent.futures.Future.result(self, 0)
+        self.client._raise(exc, self.origexc if origexc is None else origexc)
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        return self.wait(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if not self.done():
+            self.client._wait_for(self, timeout)
+        return concurrent.futures.Future.exception(self, 0)
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        """As Future's; on a plain Client someone must read, so a reader is started."""
+        super().add_done_callback(fn)
+        if self.client._reads_inline and not self.done():
+            self.client._ensure_pump()
+
+    def read_response(self, block: bool = True) -> None:
+        self.client.read_response(block)
+
+    def set_response(self, val: Any) -> None:
+        self.set_result(val)
+
+    def fileno(self) -> int:
+        return self.client.fileno()
+
+
+def timeout_error(client: Any, rid: int, what: str, timeout: Optional[float]) -> CallTimeout:
+    call = f"{what} (request {rid})" if what else f"request {rid}"
+    return CallTimeout(f"no reply to {call} from {client.peername} within {timeout:g} s; the "
+                       "outcome is unknown: the call may still be running there")
+
+
+def callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Response], None]:
+    def split(cb: Callback) -> Tuple[Optional[Callable[..., Any]], Tuple[Any, ...]]:
+        if cb is None:
+            return None, ()
+        if isinstance(cb, tuple):
+            return cb[0], tuple(cb[1:])
+        return cb, ()
+
+    ok_fn, ok_args = split(oncomplete)
+    err_fn, err_args = split(onerror) if onerror is not None else (ok_fn, ok_args)
+
+    def run(resp: Response) -> None:
+        exc = concurrent.futures.Future.exception(resp, 0)
+        try:
+            if exc is None:
+                if ok_fn is not None:
+                    ok_fn(concurrent.futures.Future.result(resp, 0), *ok_args)
+            elif err_fn is not None:
+                err = exc if isinstance(exc, RemoteException) else RemoteException(exc, [])
+                err_fn(err, *err_args)
+        except Exception:
+            import traceback
+
+            sys.stderr.write("exception in an oncomplete/onerror callback:\n")
+            traceback.print_exc()
+
+    return run
