@@ -17,15 +17,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import definitions, serialize, wire
 from .errors import CallTimeout, ConfigError, ConnectionLost, ProtocolError, RemoteException
-from .proxy import GlobalProxy
+from .proxy import SPECIAL_KEYWORDS, GlobalProxy
 from .proxytable import ProxyTable
 from .response import Callback, Response, _mirror, _Slot, callback_runner, timeout_error
 from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
+from .spec import DEFAULT_PORT
 from .transport import Channel, client_handshake, connect_tcp
 
-DEFAULT_PORT = 11998
 _POST_MAX = 1 << 15  # bodies up to this size may be batched
-SPECIAL_KEYWORDS = ("nonblocking", "oncomplete", "onerror", "threadid", "origexc")
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
 

@@ -38,7 +38,7 @@ def exec_return(rval: Any = None) -> None:
     raise ExecReturn(rval)
 
 
-def definitions_module(name: str = DEFAULT_MODULE, keep_source: bool = True) -> types.ModuleType:
+def definitions_module(name: str = DEFAULT_MODULE, keep_source: bool = True) -> types.ModuleType:  # noqa: ARG001 - EasyCluster signature
     """Return the definitions module ``name``, creating it (empty but for the preamble).
 
     Raises ImportError if ``name`` is a real module, or if the parent of a dotted name

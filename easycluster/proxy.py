@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 from .errors import ConnectionLost
 from .exports import TypeInfo
@@ -249,4 +249,4 @@ def new_proxy(cls: type, client: Any, oid: int) -> RemoteProxy:
 
 
 __all__ = ["GlobalProxy", "RemoteProxy", "DefaultRemoteProxy", "SelfIterProxy",
-           "GeneratorProxy", "FileProxy", "proxy_class", "new_proxy", "Tuple"]
+           "GeneratorProxy", "FileProxy", "proxy_class", "new_proxy"]

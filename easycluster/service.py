@@ -38,11 +38,11 @@ from typing import Callable, Dict, Optional, Tuple
 from . import wire
 from .listener import Listener, bind_tcp, parse_allow
 from .server import serve_connection
+from .spec import DEFAULT_PORT
 from .transport import Channel
 
 log = logging.getLogger("easycluster.server")
 
-DEFAULT_PORT = 11998
 KILL_WAIT = 2.0  # seconds between SIGTERM and SIGKILL for connections past the grace
 
 Reload = Callable[[], "ServerOptions"]

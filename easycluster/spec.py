@@ -52,6 +52,8 @@ from typing import Any, Collection, Dict, List, Optional, Tuple, Union
 from .errors import SpecError
 from .keys import decode_key, read_key_file
 
+DEFAULT_PORT = 11998  # the standalone server's TCP port (EasyCluster's, on Python 3)
+
 KNOWN = ("key", "compress", "ssh", "user", "rpython", "extra")
 _KEY_NAMES = {"kf": "key", "keyfile": "key", "key": "key"}
 _YES = ("1", "yes", "on", "true")
