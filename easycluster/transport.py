@@ -8,7 +8,7 @@ with a deadline. Socket I/O lives here and in ``listener.py`` only.
 from __future__ import annotations
 
 import logging
-import selectors
+import select
 import socket
 import threading
 import time
@@ -264,9 +264,13 @@ def _expand(frames: List[wire.Frame]) -> List[wire.Frame]:
 
 
 def _wait_readable(sock: socket.socket, timeout: float) -> bool:
-    with selectors.DefaultSelector() as sel:
-        sel.register(sock, selectors.EVENT_READ)
-        return bool(sel.select(timeout))
+    # poll, not a selector: this runs on every timed read, and a selector opens an epoll fd.
+    fd = sock.fileno()
+    if fd < 0:
+        raise ValueError("socket closed")
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(timeout * 1000))
 
 
 def socketpair() -> Tuple[socket.socket, socket.socket]:
