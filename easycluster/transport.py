@@ -143,14 +143,22 @@ class Channel:
         thread costs more than a send, so only bursts are worth batching.
         """
         now = time.monotonic()
+        size = len(body) + wire.BATCH_ITEM_OVERHEAD
         with self._send_lock:
             self._check_open()
+            cap = min(_BATCH_BYTES, self.session.max_send)
+            if size > cap:
+                if len(body) > self.session.max_send:
+                    raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
+                                             f"limit of {self.session.max_send} bytes")
+                flush = True  # too big to batch: it leaves alone, right after the queue
+            if self._outbox and self._outbox_bytes + size > cap:
+                self._flush_locked()  # a batch never grows past what the peer accepts
             self._outbox.append((ftype, body))
-            self._outbox_bytes += len(body)
+            self._outbox_bytes += size
             burst = now - self._last_post < BURST_GAP
             self._last_post = now
-            if (flush or not burst or len(self._outbox) >= _BATCH_MAX
-                    or self._outbox_bytes >= _BATCH_BYTES):
+            if flush or not burst or len(self._outbox) >= _BATCH_MAX:
                 self._flush_locked()
             elif self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, daemon=True,
@@ -175,12 +183,15 @@ class Channel:
                 if self._outbox:
                     try:
                         self._flush_locked()
-                    except ConnectionLost:
-                        return  # the reader sees the connection end and reports it
+                    except Exception as e:  # the stream is unusable: say so to everyone
+                        self._broken(f"sending failed: {e}")
+                        return
                 self._wake.wait()
 
     def _flush_locked(self) -> None:
         items, self._outbox, self._outbox_bytes = self._outbox, [], 0
+        if not items:
+            return
         if len(items) == 1:
             self._write(self.session.pack(items[0][0], items[0][1]))
         else:
@@ -192,8 +203,20 @@ class Channel:
                 self.sock.sendall(parts[0])
             else:
                 self._sendmsg_all(parts)
-        except OSError as e:
-            raise ConnectionLost(f"connection lost while sending: {e.strerror or e}")
+        except OSError as e:  # part of a frame may have left: nothing more can follow it
+            reason = f"connection lost while sending: {e.strerror or e}"
+            self._broken(reason)
+            raise ConnectionLost(reason)
+
+    def _broken(self, reason: str) -> None:
+        """Mark the channel dead (send lock held) and wake its reader and writer."""
+        if not self.closed:
+            self.closed, self.close_reason = True, reason
+            self._wake.notify_all()
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _sendmsg_all(self, parts: List[wire.Buffer]) -> None:
         views = [memoryview(p).cast("B") for p in parts]
@@ -239,18 +262,20 @@ class Channel:
                 return frames
 
     def close(self, reason: str = "connection closed") -> None:
-        """Close the socket; later sends raise ConnectionLost(reason). Idempotent."""
-        with self._send_lock:
-            if self.closed:
-                return
-            self.closed = True
-            self.close_reason = reason
-            self._wake.notify_all()
+        """Close the socket; later sends raise ConnectionLost(reason). Idempotent.
+
+        The socket is shut down before the send lock is taken, so a sender blocked on a
+        peer that stopped reading is woken (with an error) instead of holding us up.
+        """
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.sock.close()
+        with self._send_lock:
+            if not self.closed:
+                self.closed, self.close_reason = True, reason
+                self._wake.notify_all()
+        self.sock.close()  # also after _broken(), which only shut the socket down
 
 
 def _expand(frames: List[wire.Frame]) -> List[wire.Frame]:

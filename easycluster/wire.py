@@ -120,6 +120,7 @@ HEADER_SIZE = HEADER.size  # 20
 MAC_SIZE = 32
 _COUNT = struct.Struct(">I")
 _ITEM = struct.Struct(">BI")
+BATCH_ITEM_OVERHEAD = _ITEM.size
 _SHA = hashlib.sha256
 _COMPRESS_MIN = 512
 _SMALL = 1 << 16

@@ -11,6 +11,7 @@ import pytest
 
 import easycluster
 from easycluster import ConnectionLost, RemoteException, define_common
+from easycluster.server import spawn_local
 
 define_common("""
 import time
@@ -276,3 +277,15 @@ def test_failing_definitions_raise_and_leak_nothing(transport, request):
         from easycluster import definitions as defs
 
         defs._blocks[:] = [b for b in defs._blocks if b[0] != "easycluster.bad_defs"]
+
+
+def test_batched_replies_respect_the_peer_frame_limit():
+    """Many replies that together exceed the client's frame limit all arrive; one that
+    alone exceeds it fails clearly, and the connection goes on."""
+    define_common("def core_blob(n):\n    return 'x' * n\n")
+    with spawn_local(max_frame=100_000) as c:
+        rs = [c.core_blob(20_000, nonblocking=True) for _ in range(30)]
+        assert [len(r.wait(timeout=10)) for r in rs] == [20_000] * 30
+        with pytest.raises(easycluster.FrameTooLarge, match="limit of 100000"):
+            c.core_blob(200_000, origexc="quiet")
+        assert c.core_blob(5) == "xxxxx"
