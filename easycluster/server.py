@@ -14,6 +14,7 @@ pickle cannot be loaded, so that failure is reported against the right call.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import importlib
 import logging
@@ -41,6 +42,7 @@ REQUEST_HEAD = struct.Struct(">Qq")
 REPLY_HEAD = struct.Struct(">QB")
 RELEASE_ITEM = struct.Struct(">QQ")
 _POST_MAX = 1 << 15  # replies up to this size may be batched
+Request = Tuple[int, memoryview, List[memoryview]]  # request id, body, out-of-band buffers
 
 
 class RootObject:
@@ -127,7 +129,7 @@ class ServerThread(threading.Thread):
         super().__init__(name=f"easycluster-thread-{tid}", daemon=True)
         self.conn = conn
         self.tid = tid
-        self.queue: queue.SimpleQueue[Optional[Tuple[int, wire.Frame]]] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Optional[Request]] = queue.SimpleQueue()
 
     def run(self) -> None:
         while True:
@@ -168,9 +170,9 @@ class ServerConnection:
         self._call_no = 0
         self._standby_idle = True
         self._last_call = 0.0
-        self._backlog: Deque[Tuple[int, wire.Frame]] = collections.deque()
+        self._backlog: Deque[Request] = collections.deque()
         self._ended: Optional[str] = None
-        self._running = 0  # requests being run, on any thread
+        self._requests = 0  # requests received and not yet answered, on any thread
         self._draining = False
         self._count_lock = threading.Lock()
 
@@ -197,7 +199,7 @@ class ServerConnection:
                     with cond:
                         self._busy = False
                     continue
-                local: List[Tuple[int, wire.Frame]] = []
+                local: List[Request] = []
                 for frame in self.channel.recv():
                     if not self._dispatch(frame, local):
                         self._end("client closed the connection")
@@ -236,7 +238,7 @@ class ServerConnection:
                 self._reader = "standby"
             try:
                 while True:
-                    local: List[Tuple[int, wire.Frame]] = []
+                    local: List[Request] = []
                     for frame in self.channel.recv():
                         if not self._dispatch(frame, local):
                             self._end("client closed the connection")
@@ -263,11 +265,12 @@ class ServerConnection:
         (outcome unknown, as for any lost connection; in fact they did not run).
 
         Safe to call from a signal handler: it takes no lock (the interrupted thread may
-        hold one); a racy read of the counter only means the last call ends it instead.
+        hold one) and leaves the exit to a new bare thread; a racy read of the counter
+        only means the last request to finish ends the process instead.
         """
         self._draining = True
-        if self._idle():
-            self._exit_drained()
+        if self._requests == 0:
+            _thread.start_new_thread(self._exit_drained, ())
 
     def _exit_drained(self) -> None:
         try:
@@ -298,28 +301,33 @@ class ServerConnection:
         if self._on_end is not None:
             self._on_end(reason)
 
-    def _dispatch(self, frame: wire.Frame, local: List[Tuple[int, wire.Frame]]) -> bool:
+    def _dispatch(self, frame: wire.Frame, local: List[Request]) -> bool:
         """Route one frame; thread 0's requests are appended to ``local``. False at goodbye."""
         if frame.type == wire.FT_REQUEST:
             if self._draining:
                 return True
-            main, _ = frame.parts()
+            main, bufs = frame.parts()
             if len(main) < REQUEST_HEAD.size:
                 raise ProtocolError("request too short")
             rid, tid = REQUEST_HEAD.unpack_from(main)
+            with self._count_lock:  # received counts from here until its reply is sent
+                self._requests += 1
+            item = (rid, main, bufs)
             if tid == 0:
-                local.append((rid, frame))
+                local.append(item)
             elif tid == CONTROL:
-                self.run_request(rid, frame)
+                self.run_request(*item)
             elif tid == SINGLE:
-                threading.Thread(target=self.run_request, args=(rid, frame), daemon=True,
+                threading.Thread(target=self.run_request, args=item, daemon=True,
                                  name="easycluster-single").start()
             else:
-                self._thread(tid).queue.put((rid, frame))
+                self._thread(tid).queue.put(item)
             return True
         if frame.type == wire.FT_RELEASE:
             main, _ = frame.parts()
-            self.table.release(RELEASE_ITEM.iter_unpack(main[:len(main) - len(main) % 16]))
+            if len(main) % RELEASE_ITEM.size:
+                raise ProtocolError("malformed release frame")
+            self.table.release(RELEASE_ITEM.iter_unpack(main))
             return True
         if frame.type == wire.FT_PING:
             self.channel.send(wire.FT_PONG, frame.parts()[0])
@@ -341,33 +349,26 @@ class ServerConnection:
         if t is not None:
             t.queue.put(None)
 
-    def run_request(self, rid: int, frame: wire.Frame,
+    def run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
                     more: Callable[[], int] = lambda: 0) -> None:
         """Run one request and send its reply; never raises (the reply carries errors).
 
         ``more()`` tells how many requests wait behind this one; while there are some,
         small replies are batched instead of sent one by one.
         """
-        with self._count_lock:
-            self._running += 1
         try:
-            self._run_request(rid, frame, more)
+            self._run_request(rid, main, bufs, more)
         finally:
             with self._count_lock:
-                self._running -= 1
-            if self._draining and self._idle():
+                self._requests -= 1
+                done = self._draining and self._requests == 0
+            if done:
                 self._exit_drained()
 
-    def _idle(self) -> bool:
-        """No request running or waiting on any thread (read without locks: a racy
-        answer only moves the exit to the next finished request)."""
-        return (self._running == 0 and not self._backlog
-                and all(t.queue.empty() for t in list(self.threads.values())))
-
-    def _run_request(self, rid: int, frame: wire.Frame, more: Callable[[], int]) -> None:
+    def _run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
+                     more: Callable[[], int]) -> None:
         status, value = 0, None
         try:
-            main, bufs = frame.parts()
             oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs,
                                                          self.table)
             if self.verbosity > 1:
@@ -409,8 +410,11 @@ class ServerConnection:
                                   flush=not more())
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
-            self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),
-                                                 serialize.dumps((value,), self.table)[0]])
+            try:
+                self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),
+                                                     serialize.dumps((value,), self.table)[0]])
+            except ConnectionLost:
+                pass
         except ConnectionLost:
             pass  # the client is gone; the reader thread ends the process
 
