@@ -8,6 +8,7 @@ thread owns the reads and replies are handed to futures.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import pickle
 import sys
@@ -17,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import definitions, serialize, wire
 from .errors import CallTimeout, ConfigError, ConnectionLost, ProtocolError, RemoteException
-from .proxy import SPECIAL_KEYWORDS, GlobalProxy
+from .proxy import SPECIAL_KEYWORDS, GlobalProxy, split_opts
 from .proxytable import ProxyTable
 from .response import Callback, Response, _mirror, _Slot, callback_runner, timeout_error
 from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
@@ -90,6 +91,9 @@ class Client:
         the system's ``ssh`` (see ``ssh.open_channel``); otherwise ``host:port`` is an
         ``easycluster -S`` server and ``key`` its key.
         """
+        if self._channel is not None:
+            raise ConfigError(f"already connected to {self.peername}; close() it first "
+                              "(or use reconnect())")
         if ssh or user or self.key is None:
             self._target = None
             self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
@@ -240,9 +244,7 @@ class Client:
         """Call remote ``_func``; the special keywords are taken out of ``kwargs``."""
         if not kwargs:
             return self.send_request(0, "call", (_func, args, {}))
-        opts = {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs}
-        if "call_timeout" in kwargs:
-            opts["timeout"] = kwargs.pop("call_timeout")
+        opts = split_opts(kwargs)
         return self.send_request(0, "call", (_func, args, kwargs), **opts)
 
     async def acall(self, _func: str, *args: Any, **kwargs: Any) -> Any:
@@ -252,8 +254,10 @@ class Client:
         """
         import asyncio
 
-        opts = {k: kwargs.pop(k) for k in ("threadid", "origexc") if k in kwargs}
-        timeout = kwargs.pop("call_timeout", None)
+        opts = split_opts(kwargs)
+        timeout = opts.pop("timeout", None)
+        if opts.pop("nonblocking", None) or "oncomplete" in opts or "onerror" in opts:
+            raise TypeError("acall takes no nonblocking/oncomplete/onerror: it is awaited")
         resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(_mirror(resp))), timeout)
@@ -341,6 +345,8 @@ class Client:
 
     def _complete(self, frame: wire.Frame) -> None:
         main, bufs = frame.parts()
+        if len(main) < REPLY_HEAD.size:
+            raise ProtocolError(f"reply too short from {self.peername}")
         rid, status = REPLY_HEAD.unpack_from(main)
         resp = self._pending.pop(rid, None)
         if resp is None:
@@ -351,13 +357,13 @@ class Client:
         except BaseException as e:
             err = pickle.UnpicklingError(f"the reply to request {rid} from {self.peername} "
                                          f"cannot be unpickled here: {type(e).__name__}: {e}")
-            resp.set_exception(RemoteException(err, []))
+            _settle(resp.set_exception, RemoteException(err, []))
             return
         if status == 0:
-            resp.set_result(value)
+            _settle(resp.set_result, value)
         else:
-            resp.set_exception(value if isinstance(value, RemoteException)
-                               else RemoteException(value, []))
+            _settle(resp.set_exception, value if isinstance(value, RemoteException)
+                    else RemoteException(value, []))
 
     def _wait_for(self, fut: Any, timeout: Optional[float]) -> None:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
@@ -366,7 +372,7 @@ class Client:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
-            if not self._take_reader(left):
+            if not self._take_reader(left, fut):
                 continue
             try:
                 while not fut.done():
@@ -378,11 +384,13 @@ class Client:
             finally:
                 self._release_reader()
 
-    def _take_reader(self, left: Optional[float]) -> bool:
+    def _take_reader(self, left: Optional[float], fut: Any = None) -> bool:
         with self._cond:
             if not self._reading:
                 self._reading = True
                 return True
+            if fut is not None and fut.done():
+                return False  # completed by the other reader: checked under the lock
             self._nwait += 1
             self._cond.wait(1.0 if left is None else min(left, 1.0))
             self._nwait -= 1
@@ -401,7 +409,7 @@ class Client:
         try:
             self._handle(channel.recv(timeout))
         except ConnectionLost as e:
-            self._lost(e)
+            self._lost(channel, e)
             return False
         return True
 
@@ -432,8 +440,10 @@ class Client:
             finally:
                 self._release_reader()
 
-    def _lost(self, exc: ConnectionLost) -> None:
-        self._shutdown(type(exc), f"{self.peername}: {exc}")
+    def _lost(self, channel: Channel, exc: ConnectionLost) -> None:
+        """``channel`` failed: end the connection, unless it was already replaced."""
+        if channel is self._channel:
+            self._shutdown(type(exc), f"{self.peername}: {exc}")
 
     def _shutdown(self, kind: type, message: str) -> None:
         channel, self._channel = self._channel, None
@@ -441,9 +451,8 @@ class Client:
             channel.close(message)
         self._proxies.invalidate()
         pending, self._pending = self._pending, {}
-        for resp in pending.values():
-            if not resp.done():
-                resp.set_exception(kind(message))
+        for resp in list(pending.values()):  # a reader may still pop from it meanwhile
+            _settle(resp.set_exception, kind(message))
         closer, self._closer = self._closer, None
         if closer is not None:
             closer()
@@ -495,3 +504,11 @@ class Client:
 
 
 __all__ = ["Client", "Response", "SINGLE", "DEFAULT_PORT", "SPECIAL_KEYWORDS"]
+
+
+def _settle(setter: Callable[[Any], None], value: Any) -> None:
+    """Complete a reply once: a close racing with the reader must not raise in either."""
+    try:
+        setter(value)
+    except concurrent.futures.InvalidStateError:
+        pass

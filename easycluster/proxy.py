@@ -53,13 +53,20 @@ class GlobalProxy:
         return f"<remote global {self._name} on {self._client.peername}>"
 
 
-def _split_opts(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs} if kwargs else {}
+def split_opts(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """Take the per-call keywords out of ``kwargs`` (``call_timeout`` becomes ``timeout``;
+    a plain ``timeout`` stays for the remote function, as in EasyCluster)."""
+    if not kwargs:
+        return {}
+    opts = {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs}
+    if "call_timeout" in kwargs:
+        opts["timeout"] = kwargs.pop("call_timeout")
+    return opts
 
 
 def _forwarder(name: str) -> Any:
     def method(self: RemoteProxy, *args: Any, **kwargs: Any) -> Any:
-        opts = _split_opts(kwargs)
+        opts = split_opts(kwargs)
         return self.raw_call_method(name, args, kwargs, **opts)
 
     method.__name__ = name

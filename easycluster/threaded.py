@@ -61,8 +61,7 @@ class ThreadedClient(Client):
                 else:
                     channel.post(wire.FT_PING, b"", flush=True)
             except ConnectionLost as e:
-                if self._channel is channel:
-                    self._lost(e)
+                self._lost(channel, e)
                 return
 
     def _wait_for(self, fut: Response, timeout: Optional[float]) -> None:

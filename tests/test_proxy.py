@@ -18,6 +18,7 @@ from helpers import wait_until
 
 from easycluster import (
     SINGLE,
+    CallTimeout,
     ConnectionLost,
     DefaultRemoteProxy,
     RemoteException,
@@ -880,3 +881,10 @@ def test_kept_response_does_not_pin_proxy_after_reply(rmt):
     collect()
     assert count_is(rmt, 0, timeout=2)
     assert (r.wait(), s.wait()) == (45, "PxObj")
+
+
+def test_call_timeout_on_a_proxy_method(rmt):
+    p = rmt.PxObj(3)
+    with pytest.raises(CallTimeout):
+        p.me_later(0.5, call_timeout=0.05)  # the keyword is ours, not the method's
+    assert p.getval() == 3
