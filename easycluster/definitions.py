@@ -22,7 +22,7 @@ DEFAULT_MODULE = "easycluster.remote_code"
 # The blocks given to define_common, in order: (module name, source). Append-only, so a
 # client remembers how many it has sent. This is API state, not configuration.
 _blocks: List[Tuple[str, str]] = []
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a block may call define() itself
 
 
 class ExecReturn(BaseException):

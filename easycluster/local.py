@@ -12,9 +12,9 @@ runs over the socketpair.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -25,10 +25,9 @@ from . import definitions
 from .client import Client
 from .errors import ConnectError
 from .transport import client_handshake, socketpair
+from .zygote import REPLY, REQUEST
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_REQUEST = struct.Struct(">32sB")
-_REPLY = struct.Struct(">i")
 
 
 def _env() -> dict:
@@ -38,19 +37,36 @@ def _env() -> dict:
 
 
 class LocalProcess:
-    """A handle on a zygote-forked server: ``pid``, ``poll``, ``wait``, ``kill``, ``terminate``
-    (the zygote is its parent and reaps it; ``returncode`` is the signal we sent, negated,
-    or 0)."""
+    """A handle on a zygote-forked server: ``pid``, ``poll``, ``wait``, ``kill``, ``terminate``.
+
+    The zygote is its parent and reaps it, so we watch it through a pidfd where Linux
+    has them (a reused pid can then never be mistaken for it, nor signalled), else by
+    pid. ``returncode`` is the signal we sent, negated, or 0.
+    """
 
     def __init__(self, pid: int):
         self.pid = pid
         self.returncode: Optional[int] = None
         self._signal = 0
+        try:
+            self._pidfd: Optional[int] = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            self._pidfd = None
 
     def poll(self) -> Optional[int]:
-        if self.returncode is None and not _alive(self.pid):
+        if self.returncode is None and not self._alive():
             self.returncode = -self._signal if self._signal else 0
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
         return self.returncode
+
+    def _alive(self) -> bool:
+        if self._pidfd is not None:
+            p = select.poll()
+            p.register(self._pidfd, select.POLLIN)
+            return not p.poll(0)  # readable once the process has exited
+        return _alive(self.pid)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -61,18 +77,26 @@ class LocalProcess:
         return self.returncode  # type: ignore[return-value]
 
     def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            try:
+        if self.poll() is not None:
+            return
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)  # type: ignore[attr-defined]
+            else:
                 os.kill(self.pid, sig)
-                self._signal = sig
-            except ProcessLookupError:
-                pass
+            self._signal = sig
+        except ProcessLookupError:
+            pass
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
+
+    def __del__(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
 
 
 def _alive(pid: int) -> bool:
@@ -100,19 +124,27 @@ class _Zygote:
         finally:
             theirs.close()
         self.ctrl = mine
+        self.ctrl.settimeout(30)
         self.owner = os.getpid()
         self.lock = threading.Lock()
+        self.broken = False
 
     def spawn(self, sock: socket.socket, key: bytes, verbosity: int) -> LocalProcess:
-        msg = _REQUEST.pack(key, min(verbosity, 255)) + os.getcwd().encode(
+        msg = REQUEST.pack(key, min(verbosity, 255)) + os.getcwd().encode(
             "utf-8", "surrogateescape")
         with self.lock:
-            self.ctrl.settimeout(30)
-            socket.send_fds(self.ctrl, [msg], [sock.fileno()])
-            reply = self.ctrl.recv(16)
-        if len(reply) != _REPLY.size:
+            try:
+                socket.send_fds(self.ctrl, [msg], [sock.fileno()])
+                reply = self.ctrl.recv(16)
+            except OSError:
+                # The request may have reached it: its reply could come late and be taken
+                # for the next one's. Never use this zygote again.
+                self.broken = True
+                raise
+        if len(reply) != REPLY.size:
+            self.broken = True
             raise ConnectError("the local server zygote went away")
-        (pid,) = _REPLY.unpack(reply)
+        (pid,) = REPLY.unpack(reply)
         if pid <= 0:
             raise ConnectError(f"the local server zygote could not fork (errno {-pid})")
         return LocalProcess(pid)
@@ -128,7 +160,7 @@ def _get_zygote() -> _Zygote:
     global _zygote
     with _zygote_lock:
         z = _zygote
-        if z is None or z.owner != os.getpid() or z.proc.poll() is not None:
+        if z is None or z.broken or z.owner != os.getpid() or z.proc.poll() is not None:
             z = _zygote = _Zygote()
         return z
 
@@ -158,21 +190,24 @@ def spawn_local(clientclass: Optional[type] = None, *, verbosity: int = 0,
     """
     cls = clientclass or Client
     key = os.urandom(32)
-    mine, theirs = socketpair()
-    try:
-        proc: Any = None
-        if not fresh_interpreter:
-            try:
-                proc = _get_zygote().spawn(theirs, key, verbosity)
-            except (OSError, ConnectError):
-                proc = None  # fall back to a fresh interpreter
-        if proc is None:
+    proc: Any = None
+    if not fresh_interpreter:
+        mine, theirs = socketpair()
+        try:
+            proc = _get_zygote().spawn(theirs, key, verbosity)
+        except (OSError, ConnectError):
+            mine.close()  # the zygote may hold this socket: a fresh pair for the fallback
+        finally:
+            theirs.close()
+    if proc is None:
+        mine, theirs = socketpair()
+        try:
             proc = _spawn_fresh(theirs, key, verbosity)
-    finally:
-        theirs.close()
-    client = cls(key=key, definitions=definitions, enable_compression=enable_compression,
-                 **client_kw)
+        finally:
+            theirs.close()
     try:
+        client = cls(key=key, definitions=definitions, enable_compression=enable_compression,
+                     **client_kw)
         channel = client_handshake(mine, key, client._wire_options(), timeout)
     except BaseException:
         mine.close()

@@ -13,8 +13,6 @@ import selectors
 import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
-from .errors import ConnectionLost, RemoteException
-
 
 def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], return_exceptions: bool,
              origexc: Any) -> List[Any]:
@@ -22,7 +20,7 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], return_exceptio
     for t in targets:
         try:
             started.append(send(t))
-        except (ConnectionLost, RemoteException) as e:
+        except Exception as e:  # e.g. one host's arguments fail to pickle: others go on
             started.append(e)
     results: List[Any] = []
     first_error: Optional[BaseException] = None
@@ -127,8 +125,8 @@ class ClientGroup:
         with selectors.DefaultSelector() as sel:
             for c in live:
                 sel.register(c.fileno(), selectors.EVENT_READ, c)
-            left = None if deadline is None else _larger(0.0, deadline - time.monotonic())
-            ready = sel.select(left)
+            left = None if deadline is None else deadline - time.monotonic()
+            ready = sel.select(left)  # a negative timeout polls
         n = 0
         for key, _ in ready:
             if 0 < max <= n:
@@ -136,7 +134,3 @@ class ClientGroup:
             key.data.read_response(block=False)
             n += 1
         return n
-
-
-def _larger(a: float, b: float) -> float:
-    return a if a > b else b

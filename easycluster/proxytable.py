@@ -38,7 +38,7 @@ class ProxyTable:
     def __init__(self, client: Any):
         self.client = client
         self.entries: Dict[int, _Entry] = {}
-        self.releases: Deque[Tuple[int, int]] = collections.deque()
+        self.releases: Deque[Tuple[int, _Entry]] = collections.deque()
         self._lock = threading.Lock()
         self._flusher: Optional[threading.Thread] = None
         self._stop = threading.Event()
@@ -85,38 +85,35 @@ class ProxyTable:
         return p
 
     def _died(self, oid: int, e: _Entry) -> None:
-        # Runs wherever the last reference went away: only plain dict/deque operations.
-        if self.entries.get(oid) is e:
-            del self.entries[oid]
-        self.releases.append((oid, e.count))
+        # Runs wherever the last reference went away, even inside code holding our locks:
+        # one deque append, nothing else. take_releases tidies the table under the lock.
+        self.releases.append((oid, e))
 
     def take_releases(self) -> bytes:
         """Pop the queued releases as an FT_RELEASE body (b'' if none)."""
         items: List[bytes] = []
         releases = self.releases
-        while releases:
-            try:
-                oid, count = releases.popleft()
-            except IndexError:
-                break
-            items.append(RELEASE_ITEM.pack(oid, count))
+        with self._lock:
+            while releases:
+                try:
+                    oid, e = releases.popleft()
+                except IndexError:
+                    break
+                if self.entries.get(oid) is e:  # not already replaced by a newer proxy
+                    del self.entries[oid]
+                items.append(RELEASE_ITEM.pack(oid, e.count))
         return b"".join(items)
 
     def _start_flusher(self) -> None:
         with self._lock:
             if self._flusher is not None:
                 return
-            self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
-                                             name="easycluster-release")
+            # The thread holds the table weakly: a Client dropped without close() can
+            # still be collected (and its socket and server with it).
+            self._flusher = threading.Thread(target=_flush_loop,
+                                             args=(weakref.ref(self), self._stop),
+                                             daemon=True, name="easycluster-release")
             self._flusher.start()
-
-    def _flush_loop(self) -> None:
-        while not self._stop.wait(RELEASE_DELAY):
-            if self.releases:
-                try:
-                    self.client._send_releases(flush=True)
-                except Exception:
-                    return  # the connection is gone; close() invalidates the proxies
 
     def invalidate(self) -> None:
         """The connection closed: every live proxy gets ``proxy_connection = None``."""
@@ -128,3 +125,16 @@ class ProxyTable:
             if p is not None:
                 object.__setattr__(p, "_ec_conn", None)
         self.releases.clear()
+
+
+def _flush_loop(table_ref: weakref.ref[ProxyTable], stop: threading.Event) -> None:
+    while not stop.wait(RELEASE_DELAY):
+        table = table_ref()
+        if table is None:
+            return
+        if table.releases:
+            try:
+                table.client._send_releases(flush=True)
+            except Exception:
+                return  # the connection is gone; close() invalidates the proxies
+        del table

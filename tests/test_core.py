@@ -289,3 +289,10 @@ def test_batched_replies_respect_the_peer_frame_limit():
         with pytest.raises(easycluster.FrameTooLarge, match="limit of 100000"):
             c.core_blob(200_000, origexc="quiet")
         assert c.core_blob(5) == "xxxxx"
+
+
+def test_define_common_block_may_call_define():
+    define_common("define('nested_defined = 41 + 1')", name="easycluster.nested_defs")
+    import easycluster.nested_defs as mod
+
+    assert mod.nested_defined == 42
