@@ -71,29 +71,30 @@ def wrap_large(obj: Any, depth: int = 2) -> Any:
     t = type(obj)
     if t is bytes:
         return _BigBytes(obj) if len(obj) >= OOB_MIN else obj
-    if depth == 0:
-        return obj
-    if t is tuple or t is list:
-        items = obj
-    elif t is dict:
-        items = obj.values()
-    else:
-        return obj
-    for x in items:
-        tx = type(x)
-        if tx is bytes:
-            if len(x) >= OOB_MIN:
-                break
-        elif tx in _CONTAINERS and wrap_large(x, depth - 1) is not x:
-            break
-    else:
+    if depth == 0 or not (t is tuple or t is list or t is dict):
         return obj
     if t is dict:
-        return {k: wrap_large(v, depth - 1) for k, v in obj.items()}
-    return t(wrap_large(x, depth - 1) for x in obj)
+        out_d: Optional[dict] = None
+        for k, v in obj.items():
+            w = wrap_large(v, depth - 1)
+            if w is not v and out_d is None:
+                out_d = dict(obj)
+            if out_d is not None:
+                out_d[k] = w
+        return obj if out_d is None else out_d
+    out: Optional[list] = None  # copied only from the first change on
+    for i, x in enumerate(obj):
+        w = wrap_large(x, depth - 1) if type(x) in _WRAPPED else x  # skip scalars quickly
+        if w is not x and out is None:
+            out = list(obj[:i])
+        if out is not None:
+            out.append(w)
+    if out is None:
+        return obj
+    return tuple(out) if t is tuple else out
 
 
-_CONTAINERS = (tuple, list, dict)
+_WRAPPED = frozenset((bytes, tuple, list, dict))
 
 
 class Pickler(cloudpickle.Pickler):
