@@ -25,7 +25,6 @@ from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from .spec import DEFAULT_PORT
 from .transport import Channel, client_handshake, connect_tcp
 
-_POST_MAX = 1 << 15  # bodies up to this size may be batched
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
 
@@ -199,11 +198,9 @@ class Client:
             resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
         self._pending[rid] = resp
         try:
-            if bufs or len(main) > _POST_MAX:
-                channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
-            else:  # a non-blocking call may wait a moment to leave with others
-                channel.post(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main,
-                             flush=wait_here)
+            # a non-blocking call may wait a moment to leave with others
+            channel.send_message(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs,
+                                 flush=wait_here)
         except BaseException:
             self._pending.pop(rid, None)
             raise

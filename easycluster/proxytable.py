@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import pickle
-import struct
 import threading
 import weakref
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -19,8 +18,8 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from . import serialize
 from .exports import TypeInfo
 from .proxy import RemoteProxy, new_proxy, proxy_class
+from .server import RELEASE_ITEM
 
-RELEASE_ITEM = struct.Struct(">QQ")
 RELEASE_DELAY = 0.2
 
 

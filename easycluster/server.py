@@ -41,7 +41,6 @@ CONTROL = -2  # threadid: run inline on the reader thread (stop a thread, ping)
 REQUEST_HEAD = struct.Struct(">Qq")
 REPLY_HEAD = struct.Struct(">QB")
 RELEASE_ITEM = struct.Struct(">QQ")
-_POST_MAX = 1 << 15  # replies up to this size may be batched
 Request = Tuple[int, memoryview, List[memoryview]]  # request id, body, out-of-band buffers
 
 
@@ -403,11 +402,8 @@ class ServerConnection:
                 status, value = 1, _unpicklable(value, e2)
                 main, bufs = serialize.dumps((value,), self.table)
         try:
-            if bufs or len(main) > _POST_MAX:
-                self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, status), main], bufs)
-            else:
-                self.channel.post(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status) + main,
-                                  flush=not more())
+            self.channel.send_message(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status), main,
+                                      bufs, flush=not more())
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:

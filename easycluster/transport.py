@@ -22,6 +22,7 @@ log = logging.getLogger("easycluster.server")
 _IOV_MAX = 512
 _BATCH_MAX = 512  # frames in one batch
 _BATCH_BYTES = 1 << 18
+POST_MAX = 1 << 15  # bodies up to this size may be batched
 BURST_GAP = 50e-6  # posts closer together than this are batched
 
 
@@ -166,6 +167,15 @@ class Channel:
                 self._writer.start()
             elif len(self._outbox) == 1:
                 self._wake.notify()
+
+    def send_message(self, ftype: int, head: bytes, main: bytes,
+                     buffers: Sequence[wire.Buffer], flush: bool) -> None:
+        """Send ``head + main`` (+ buffers): small bodies go through ``post`` (batched
+        unless ``flush``), large ones or ones with buffers as a frame of their own."""
+        if buffers or len(main) > POST_MAX:
+            self.send(ftype, [head, main], buffers)
+        else:
+            self.post(ftype, head + main, flush)
 
     def flush(self) -> None:
         """Send whatever is waiting in the outbox now."""
