@@ -61,10 +61,9 @@ class RootObject:
 
     def verb_update_definitions(self, blocks: List[Tuple[str, str]]) -> None:
         for name, code in blocks:
-            definitions.definitions_module(name)
-            definitions.run_block(name, code)
-            mod = sys.modules[name]
+            mod = definitions.definitions_module(name)
             mod.running_server = self.conn  # type: ignore[attr-defined]
+            definitions.run_block(name, code)
 
     def verb_call(self, name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
         fn = definitions.get_global(name, self.context, auto_import=True)

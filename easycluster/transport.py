@@ -7,7 +7,6 @@ with a deadline. Socket I/O lives here and in ``listener.py`` only.
 
 from __future__ import annotations
 
-import logging
 import select
 import socket
 import threading
@@ -16,8 +15,6 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from . import wire
 from .errors import ConnectError, ConnectionLost, ProtocolError
-
-log = logging.getLogger("easycluster.server")
 
 _IOV_MAX = 512
 _BATCH_MAX = 512  # frames in one batch
