@@ -30,6 +30,9 @@ from .transport import Channel, client_handshake, connect_tcp
 
 
 
+_GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
+
+
 class Client:
     """A connection to one server; remote globals are reached as attributes.
 
@@ -62,6 +65,8 @@ class Client:
         self._default_thread = 0
         self._sent_blocks = 0
         self._cond = threading.Condition()
+        # one lock for all responses of a plain client (see Response.__init__)
+        self._futures_cond = threading.Condition() if self._reads_inline else None
         self._reading = False
         self._nwait = 0
         self._pumping = False
@@ -178,9 +183,7 @@ class Client:
         proxies = self._proxies
         proxies.pin_start()
         try:
-            main, bufs = serialize.dumps((oid, meth, serialize.wrap_large(tuple(args), 3),
-                                          serialize.wrap_large(kwargs, 2) if kwargs else {}),
-                                         proxies)
+            main, bufs = serialize.dumps((oid, meth, tuple(args), kwargs or {}), proxies, 4)
         finally:
             pins = proxies.pin_take()
         if target is not None:
@@ -208,9 +211,9 @@ class Client:
             return rid
         if nonblocking:
             return resp
-        if isinstance(resp, _Slot):
+        if resp.__class__ is _Slot:
             self._wait_for(resp, timeout)
-            if not resp.done():
+            if not resp._done:
                 self._pending.pop(rid, None)
                 raise timeout_error(self, rid, meth, timeout)
             if resp.exc is None:
@@ -309,7 +312,11 @@ class Client:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return GlobalProxy(self, name)
+        proxy = GlobalProxy(self, name)
+        d = self.__dict__
+        if name[0] != "_" and len(d) < _GLOBALS_KEPT:
+            d[name] = proxy  # kept: the next rmt.name skips this slow path (proxies are stateless)
+        return proxy
 
     # -- replies ---------------------------------------------------------------------
 
@@ -328,27 +335,43 @@ class Client:
         sys.stderr.write(f"Remote traceback from {self.peername}:\n{''.join(exc.text)}")
 
     def _handle(self, frames: List[wire.Frame]) -> None:
-        for f in frames:
-            if f.type == wire.FT_RESPONSE:
-                self._complete(f)
-            elif f.type == wire.FT_ERROR:
-                text = bytes(f.parts()[0]).decode("utf-8", "replace")
-                raise ProtocolError(f"{self.peername} reported a protocol error: {text}")
-            elif f.type != wire.FT_PONG:
-                raise ProtocolError(f"unexpected frame type {f.type} from {self.peername}")
+        """Complete the replies in ``frames`` (as ``Channel.recv_frames`` returns them)."""
+        saved = serialize.use_refs(self._proxies)  # once for all the replies read here
+        try:
+            for f in frames:
+                if f.type == wire.FT_BATCH:
+                    for ftype, body in wire.batch_items(f):
+                        if ftype == wire.FT_RESPONSE:
+                            self._complete(body, ())
+                        else:
+                            self._notice(ftype, body)
+                elif f.type == wire.FT_RESPONSE:
+                    self._complete(*f.parts())
+                else:
+                    self._notice(f.type, f.parts()[0])
+        finally:
+            serialize.use_refs(saved)
         if self._nwait:
             with self._cond:
                 self._cond.notify_all()
 
-    def _complete(self, frame: wire.Frame) -> None:
-        main, bufs = frame.parts()
+    def _notice(self, ftype: int, body: memoryview) -> None:
+        """A frame other than a reply: a pong is a sign of life, the rest protocol errors."""
+        if ftype == wire.FT_ERROR:
+            text = bytes(body).decode("utf-8", "replace")
+            raise ProtocolError(f"{self.peername} reported a protocol error: {text}")
+        if ftype != wire.FT_PONG:
+            raise ProtocolError(f"unexpected frame type {ftype} from {self.peername}")
+
+    def _complete(self, main: memoryview, bufs: Sequence[memoryview]) -> None:
         if len(main) < REPLY_HEAD.size:
             raise ProtocolError(f"reply too short from {self.peername}")
         rid, status = REPLY_HEAD.unpack_from(main)
         resp = self._pending.pop(rid, None)
         if resp is None:
             return  # the caller gave up (timeout): late replies are dropped by design
-        resp.pins = None  # the server has resolved the request's proxies by now
+        if resp.pins is not None:
+            resp.pins = None  # the server has resolved the request's proxies by now
         try:
             (value,) = serialize.loads(main[REPLY_HEAD.size:], bufs, self._proxies)
         except BaseException as e:
@@ -356,11 +379,14 @@ class Client:
                                          f"cannot be unpickled here: {type(e).__name__}: {e}")
             _settle(resp.set_exception, RemoteException(err, []))
             return
-        if status == 0:
-            _settle(resp.set_result, value)
-        else:
-            _settle(resp.set_exception, value if isinstance(value, RemoteException)
-                    else RemoteException(value, []))
+        try:  # a close racing with this reader may have completed it already
+            if status == 0:
+                resp.set_result(value)
+            else:
+                resp.set_exception(value if isinstance(value, RemoteException)
+                                   else RemoteException(value, []))
+        except concurrent.futures.InvalidStateError:
+            pass
 
     def _wait_for(self, fut: Any, timeout: Optional[float]) -> None:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
@@ -404,7 +430,7 @@ class Client:
         if channel is None:
             return False
         try:
-            self._handle(channel.recv(timeout))
+            self._handle(channel.recv_frames(timeout))
         except ConnectionLost as e:
             self._lost(channel, e)
             return False

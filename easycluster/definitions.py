@@ -110,6 +110,11 @@ def get_global(name: str, context: Optional[types.ModuleType] = None,
     With ``auto_import``, ``os.path.join`` imports ``os`` and binds it in ``context``,
     and a missing attribute of a module is tried as a submodule.
     """
+    if context is not None and "." not in name:  # the common case: a plain global
+        try:
+            return context.__dict__[name]
+        except KeyError:
+            pass
     first, *rest = name.split(".")
     ns = context.__dict__ if context is not None else {}
     if first in ns:

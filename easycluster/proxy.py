@@ -29,8 +29,8 @@ class GlobalProxy:
     __slots__ = ("_client", "_name")
 
     def __init__(self, client: Any, name: str):
-        object.__setattr__(self, "_client", client)
-        object.__setattr__(self, "_name", name)
+        self._client = client
+        self._name = name
 
     def __getattr__(self, attr: str) -> GlobalProxy:
         if attr.startswith("__") and attr.endswith("__"):
@@ -38,7 +38,11 @@ class GlobalProxy:
         return GlobalProxy(self._client, f"{self._name}.{attr}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.call(self._name, *args, **kwargs)
+        # straight to send_request: this is the hot path of every rmt.func(...) call
+        if not kwargs:
+            return self._client.send_request(0, "call", (self._name, args, {}))
+        opts = split_opts(kwargs)
+        return self._client.send_request(0, "call", (self._name, args, kwargs), **opts)
 
     @property
     def value(self) -> Any:
@@ -56,12 +60,13 @@ class GlobalProxy:
 def split_opts(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """Take the per-call keywords out of ``kwargs`` (``call_timeout`` becomes ``timeout``;
     a plain ``timeout`` stays for the remote function, as in EasyCluster)."""
-    if not kwargs:
-        return {}
-    opts = {k: kwargs.pop(k) for k in SPECIAL_KEYWORDS if k in kwargs}
-    if "call_timeout" in kwargs:
-        opts["timeout"] = kwargs.pop("call_timeout")
+    opts = {}
+    for k in _OPTION_NAMES.intersection(kwargs):
+        opts["timeout" if k == "call_timeout" else k] = kwargs.pop(k)
     return opts
+
+
+_OPTION_NAMES = frozenset(SPECIAL_KEYWORDS + ("call_timeout",))
 
 
 def _forwarder(name: str) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+import threading
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any, Callable, Optional, Tuple, Union
 
 from .errors import CallTimeout, RemoteException
@@ -60,6 +62,9 @@ def _mirror(resp: Response) -> concurrent.futures.Future:
     return mirror
 
 
+_ENDED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+
+
 class Response(concurrent.futures.Future):
     """The reply to one call: EasyCluster's non-blocking response and a standard Future.
 
@@ -71,40 +76,75 @@ class Response(concurrent.futures.Future):
     pins: Any = None  # proxies the request carries, kept alive until its reply
 
     def __init__(self, client: Any, request_id: int, origexc: Any = True):
-        super().__init__()
+        # Future.__init__ is not called: it makes a Condition per future, which costs
+        # more than a small call. A plain client's responses share one (nobody sleeps
+        # on it: the waiting thread reads the socket itself); a ThreadedClient's get
+        # their own, since callers sleep on them until the reader completes them.
+        shared = client._futures_cond
+        self._notify = shared is None
+        self._condition = threading.Condition() if shared is None else shared
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: Optional[BaseException] = None
+        self._waiters: list = _Waiters(client) if client._reads_inline else []
+        self._done_callbacks: list = []
         self.client = client
         self.request_id = request_id
         self.origexc = origexc
-        if client._reads_inline:
-            self._waiters = _Waiters(client)
 
     @property
     def have_response(self) -> bool:
-        return self.done()
+        return self._state in _ENDED
+
+    def done(self) -> bool:
+        return self._state in _ENDED
 
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
         """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
-        if not self.done():
+        if self._state not in _ENDED:
             self.client._wait_for(self, timeout)
-            if not self.done():
+            if self._state not in _ENDED:
                 raise timeout_error(self.client, self.request_id, "", timeout)
-        exc = concurrent.futures.Future.exception(self, 0)
+        if self._state is not FINISHED:
+            raise concurrent.futures.CancelledError()
+        exc = self._exception
         if exc is None:
-            return concurrent.futures.Future.result(self, 0)
+            return self._result
         self.client._raise(exc, self.origexc if origexc is None else origexc)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         return self.wait(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        if not self.done():
+        if self._state not in _ENDED:
             self.client._wait_for(self, timeout)
         return concurrent.futures.Future.exception(self, 0)
+
+    def set_result(self, result: Any) -> None:
+        self._finish(result, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._finish(None, exception)
+
+    def _finish(self, result: Any, exc: Optional[BaseException]) -> None:
+        with self._condition:
+            if self._state in _ENDED:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._result, self._exception, self._state = result, exc, FINISHED
+            for waiter in self._waiters:
+                if exc is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            if self._notify:
+                self._condition.notify_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
         """As Future's; on a plain Client someone must read, so a reader is started."""
         super().add_done_callback(fn)
-        if self.client._reads_inline and not self.done():
+        if self.client._reads_inline and self._state not in _ENDED:
             self.client._ensure_pump()
 
     def read_response(self, block: bool = True) -> None:

@@ -159,6 +159,8 @@ class ServerConnection:
         self.context = definitions.definitions_module(definitions.DEFAULT_MODULE)
         self.root = RootObject(self)
         self.table = ObjectTable(self.root)
+        self._verbs = {name[5:]: getattr(self.root, name) for name in dir(self.root)
+                       if name.startswith("verb_")}
         self.objects = self.table.objects
         self.threads: Dict[int, ServerThread] = {}
         self._on_end = on_end
@@ -185,23 +187,23 @@ class ServerConnection:
                         cond.wait()
                     if self._ended is not None:
                         return self._ended
-                    item = backlog.popleft() if backlog else None
-                    if item is not None:
+                    batch = None
+                    if backlog:  # take all that waits: replies go out together after it
+                        batch = list(backlog)
+                        backlog.clear()
                         self._busy = True
                         self._call_no += 1
                         self._last_call = time.monotonic()
                         if self._standby_idle:
                             cond.notify_all()
-                if item is not None:
-                    self.run_request(*item, more=backlog.__len__)
-                    with cond:
-                        self._busy = False
+                if batch is not None:
+                    try:
+                        self._run_batch(batch)
+                    finally:
+                        with cond:
+                            self._busy = False
                     continue
-                local: List[Request] = []
-                for frame in self.channel.recv():
-                    if not self._dispatch(frame, local):
-                        self._end("client closed the connection")
-                        break
+                local = self._read_some()
                 if local:
                     with cond:
                         backlog.extend(local)
@@ -210,6 +212,47 @@ class ServerConnection:
         except ConnectionLost as e:
             self._end(str(e))
         return self._ended or "ended"
+
+    def _read_some(self) -> Optional[List[Request]]:
+        """Read once and dispatch what came; return thread 0's requests (counted already,
+        so a drain waits for them), or None once the client said goodbye."""
+        local: List[Request] = []
+        for frame in self.channel.recv_frames():
+            if frame.type == wire.FT_BATCH:
+                for ftype, body in wire.batch_items(frame):
+                    if not self._dispatch(ftype, body, [], local):
+                        self._end("client closed the connection")
+                        return None
+            else:
+                main, bufs = frame.parts()
+                if not self._dispatch(frame.type, main, bufs, local):
+                    self._end("client closed the connection")
+                    return None
+        if local:
+            with self._count_lock:  # received counts from here until its reply is sent
+                self._requests += len(local)
+        return local
+
+    def _run_batch(self, batch: List[Request]) -> None:
+        """Run thread 0's requests in order on this thread; their small replies are held
+        and leave together at the end (the standby flushes them if a call runs long)."""
+        saved = serialize.use_refs(self.table)
+        try:
+            last = len(batch) - 1
+            for i, (rid, main, bufs) in enumerate(batch):
+                self._call_no += 1  # the standby watches this to spot a long call
+                self._run_request(rid, main, bufs, hold=i < last)
+        finally:
+            serialize.use_refs(saved)
+            with self._count_lock:
+                self._requests -= len(batch)
+                done = self._draining and self._requests == 0
+            try:
+                self.channel.flush()
+            except ConnectionLost:
+                pass
+        if done:
+            self._exit_drained()
 
     def _standby(self) -> None:
         cond = self._cond
@@ -235,12 +278,11 @@ class ServerConnection:
                     return
                 self._reader = "standby"
             try:
+                self.channel.flush()  # replies held behind the long call leave now
                 while True:
-                    local: List[Request] = []
-                    for frame in self.channel.recv():
-                        if not self._dispatch(frame, local):
-                            self._end("client closed the connection")
-                            return
+                    local = self._read_some()
+                    if local is None:
+                        return
                     with cond:
                         give_back = not self._busy
                         self._backlog.extend(local)
@@ -272,7 +314,7 @@ class ServerConnection:
 
     def _exit_drained(self) -> None:
         try:
-            self.channel.flush()
+            self.channel.flush(wait=True)
         except ConnectionLost:
             pass
         log.info("%s: drained, exiting", self.peer)
@@ -299,21 +341,22 @@ class ServerConnection:
         if self._on_end is not None:
             self._on_end(reason)
 
-    def _dispatch(self, frame: wire.Frame, local: List[Request]) -> bool:
-        """Route one frame; thread 0's requests are appended to ``local``. False at goodbye."""
-        if frame.type == wire.FT_REQUEST:
+    def _dispatch(self, ftype: int, main: memoryview, bufs: List[memoryview],
+                  local: List[Request]) -> bool:
+        """Route one message; thread 0's requests are appended to ``local``. False at goodbye."""
+        if ftype == wire.FT_REQUEST:
             if self._draining:
                 return True
-            main, bufs = frame.parts()
             if len(main) < REQUEST_HEAD.size:
                 raise ProtocolError("request too short")
             rid, tid = REQUEST_HEAD.unpack_from(main)
-            with self._count_lock:  # received counts from here until its reply is sent
-                self._requests += 1
             item = (rid, main, bufs)
             if tid == 0:
-                local.append(item)
-            elif tid == CONTROL:
+                local.append(item)  # counted by the caller, before anything runs it
+                return True
+            with self._count_lock:  # received counts from here until its reply is sent
+                self._requests += 1
+            if tid == CONTROL:
                 self.run_request(*item)
             elif tid == SINGLE:
                 threading.Thread(target=self.run_request, args=item, daemon=True,
@@ -321,18 +364,17 @@ class ServerConnection:
             else:
                 self._thread(tid).queue.put(item)
             return True
-        if frame.type == wire.FT_RELEASE:
-            main, _ = frame.parts()
+        if ftype == wire.FT_RELEASE:
             if len(main) % RELEASE_ITEM.size:
                 raise ProtocolError("malformed release frame")
             self.table.release(RELEASE_ITEM.iter_unpack(main))
             return True
-        if frame.type == wire.FT_PING:
-            self.channel.send(wire.FT_PONG, frame.parts()[0])
+        if ftype == wire.FT_PING:  # posted: a reader must never wait on a blocked write
+            self.channel.post(wire.FT_PONG, bytes(main), flush=True)
             return True
-        if frame.type == wire.FT_CLOSE:
+        if ftype == wire.FT_CLOSE:
             return False
-        raise ProtocolError(f"unexpected frame type {frame.type} from the client")
+        raise ProtocolError(f"unexpected frame type {ftype} from the client")
 
     def _thread(self, tid: int) -> ServerThread:
         t = self.threads.get(tid)
@@ -355,7 +397,7 @@ class ServerConnection:
         small replies are batched instead of sent one by one.
         """
         try:
-            self._run_request(rid, main, bufs, more)
+            self._run_request(rid, main, bufs, more=more)
         finally:
             with self._count_lock:
                 self._requests -= 1
@@ -364,32 +406,30 @@ class ServerConnection:
                 self._exit_drained()
 
     def _run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
-                     more: Callable[[], int]) -> None:
+                     hold: bool = False, more: Optional[Callable[[], int]] = None) -> None:
         status, value = 0, None
         try:
             oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs,
                                                          self.table)
             if self.verbosity > 1:
                 log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)
-            value = self._invoke(oid, method, args, kwargs)
+            if oid == 0:
+                fn = self._verbs.get(method)
+                if fn is None:
+                    raise AttributeError(f"no remote verb {method!r}")
+            else:
+                fn = getattr(self.table.get(oid), method)
+            value = fn(*args, **kwargs)
         except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
             status, value = 1, _remote_exception(e)
-        self._reply(rid, status, value, more)
+        self._reply(rid, status, value, hold, more)
 
-    def _invoke(self, oid: int, method: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
-        obj = self.table.get(oid)
-        if obj is self.root:
-            fn = getattr(self.root, "verb_" + method, None)
-            if fn is None:
-                raise AttributeError(f"no remote verb {method!r}")
-        else:
-            fn = getattr(obj, method)
-        return fn(*args, **kwargs)
-
-    def _reply(self, rid: int, status: int, value: Any,
-               more: Callable[[], int] = lambda: 0) -> None:
+    def _reply(self, rid: int, status: int, value: Any, hold: bool = False,
+               more: Optional[Callable[[], int]] = None) -> None:
+        """Send a reply: held in the outbox if ``hold`` (the caller flushes), else batched
+        with others only while ``more()`` says requests wait behind it."""
         try:
-            main, bufs = serialize.dumps((serialize.wrap_large(value),), self.table)
+            main, bufs = serialize.dumps((value,), self.table, 3)
         except BaseException as e:
             if status == 0:
                 status, value = 1, _remote_exception(e)
@@ -402,7 +442,8 @@ class ServerConnection:
                 main, bufs = serialize.dumps((value,), self.table)
         try:
             self.channel.send_message(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status), main,
-                                      bufs, flush=not more())
+                                      bufs, flush=not hold and not (more and more()),
+                                      hold=hold)
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:

@@ -50,7 +50,7 @@ class ThreadedClient(Client):
         last = time.monotonic()
         while True:
             try:
-                frames = channel.recv(timeout=interval if interval else None)
+                frames = channel.recv_frames(timeout=interval if interval else None)
                 now = time.monotonic()
                 if frames:
                     last = now

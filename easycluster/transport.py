@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+from time import monotonic as _monotonic
 from typing import List, Optional, Sequence, Tuple, Union
 
 from . import wire
@@ -96,24 +97,31 @@ def server_handshake(sock: socket.socket, key: bytes, options: wire.WireOptions,
 class Channel:
     """Authenticated frames over one connected socket.
 
-    Sending may happen from any thread: a lock keeps frames whole and in sequence.
-    Small bodies can be ``post``-ed: they wait in an outbox and leave together as one
-    FT_BATCH frame (one MAC, one system call), either when a poster asks to flush or
-    from a writer thread started on first use, so a burst of non-blocking calls costs
-    few frames while a lone call still leaves at once. ``recv`` must be called by one
-    thread at a time (the owner of the reads); it unpacks batches.
+    Sending may happen from any thread. Small bodies are ``post``-ed to an outbox and
+    leave together as FT_BATCH frames (one MAC, one system call for many). Two locks:
+    ``_lock`` guards the outbox and is only held for a moment; ``_write_lock`` is held
+    while frames are numbered and written, so frames stay whole and in sequence.
+    Whoever holds the write lock sends the outbox, and a poster that finds it taken
+    leaves its body there for the holder (who looks again before letting go): a poster
+    never waits for the socket, so a reader that answers a ping, or a server whose
+    client is slow to read, is never stuck behind a blocked write. Bursts of posts that
+    nobody flushes are sent by a writer thread started on first use; a lone post leaves
+    at once. ``recv``/``recv_frames`` must be called by one thread at a time (the owner
+    of the reads).
     """
 
     def __init__(self, sock: socket.socket, session: wire.Session):
         self.sock = sock
         self.session = session
         self._reader = session.reader
-        self._send_lock = threading.Lock()
-        self._wake = threading.Condition(self._send_lock)
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the writer thread sleeps on it
         self._outbox: List[Tuple[int, bytes]] = []
         self._outbox_bytes = 0
         self._writer: Optional[threading.Thread] = None
         self._last_post = 0.0
+        self._batch_cap = min(_BATCH_BYTES, session.max_send)
         self.closed = False
         self.close_reason = ""
 
@@ -122,83 +130,125 @@ class Channel:
 
     def send(self, ftype: int, main: Union[wire.Buffer, Sequence[wire.Buffer]],
              buffers: Sequence[wire.Buffer] = ()) -> None:
-        """Send one frame, whole, after anything posted before it.
+        """Send one frame, whole, after anything posted before it; blocks until written.
 
         Raises ConnectionLost if the connection is gone, FrameTooLarge if the peer's
         limit is exceeded (nothing sent).
         """
-        with self._send_lock:
+        with self._write_lock:
             self._check_open()
-            if self._outbox:
-                self._flush_locked()
+            self._write_outbox()
             self._write(self.session.pack(ftype, main, buffers))
+        if self._outbox:
+            self._kick(False)  # posted while we wrote: their posters left them to us
 
-    def post(self, ftype: int, body: bytes, flush: bool) -> None:
-        """Queue a small frame body; send it (and all queued) now if ``flush``.
+    def post(self, ftype: int, body: bytes, flush: bool, hold: bool = False) -> None:
+        """Queue a small frame body; with ``flush``, see that it leaves now.
 
         Even without ``flush`` a body leaves at once unless it is part of a burst (the
         previous post was less than ``BURST_GAP`` seconds ago): waking the writer
-        thread costs more than a send, so only bursts are worth batching.
+        thread costs more than a send, so only bursts are worth batching. ``hold``
+        queues without involving the writer: the caller promises a ``flush()`` soon.
+        Never waits for the socket (see the class notes); raises ConnectionLost once the
+        connection is gone and FrameTooLarge for a body above the peer's limit.
         """
-        now = time.monotonic()
         size = len(body) + wire.BATCH_ITEM_OVERHEAD
-        with self._send_lock:
-            self._check_open()
-            cap = min(_BATCH_BYTES, self.session.max_send)
-            if size > cap:
-                if len(body) > self.session.max_send:
-                    raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
-                                             f"limit of {self.session.max_send} bytes")
-                flush = True  # too big to batch: it leaves alone, right after the queue
-            if self._outbox and self._outbox_bytes + size > cap:
-                self._flush_locked()  # a batch never grows past what the peer accepts
-            self._outbox.append((ftype, body))
+        if size > self._batch_cap and len(body) > self.session.max_send:
+            raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
+                                     f"limit of {self.session.max_send} bytes")
+        with self._lock:
+            if self.closed:
+                raise ConnectionLost(self.close_reason or "connection closed")
+            outbox = self._outbox
+            outbox.append((ftype, body))
             self._outbox_bytes += size
+            full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
+            if hold and not (flush or full):
+                return
+            now = _monotonic()
             burst = now - self._last_post < BURST_GAP
             self._last_post = now
-            if flush or not burst or len(self._outbox) >= _BATCH_MAX:
-                self._flush_locked()
-            elif self._writer is None:
-                self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                                name="easycluster-writer")
-                self._writer.start()
-            elif len(self._outbox) == 1:
-                self._wake.notify()
+            if not (flush or full or not burst):
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                    name="easycluster-writer")
+                    self._writer.start()
+                elif len(outbox) == 1:
+                    self._wake.notify()
+                return
+        self._kick(False)
 
     def send_message(self, ftype: int, head: bytes, main: bytes,
-                     buffers: Sequence[wire.Buffer], flush: bool) -> None:
+                     buffers: Sequence[wire.Buffer], flush: bool, hold: bool = False) -> None:
         """Send ``head + main`` (+ buffers): small bodies go through ``post`` (batched
         unless ``flush``), large ones or ones with buffers as a frame of their own."""
         if buffers or len(main) > POST_MAX:
             self.send(ftype, [head, main], buffers)
         else:
-            self.post(ftype, head + main, flush)
+            self.post(ftype, head + main, flush, hold)
 
-    def flush(self) -> None:
-        """Send whatever is waiting in the outbox now."""
-        with self._send_lock:
-            if self._outbox and not self.closed:
-                self._flush_locked()
+    def flush(self, wait: bool = False) -> None:
+        """See that the outbox leaves now. With ``wait``, return only once it is written
+        (else a thread busy writing may still be about to send it)."""
+        if self._outbox and not self.closed:
+            self._kick(wait)
 
     def _check_open(self) -> None:
         if self.closed:
             raise ConnectionLost(self.close_reason or "connection closed")
 
-    def _write_loop(self) -> None:
-        with self._send_lock:
-            while not self.closed:
-                if self._outbox:
-                    try:
-                        self._flush_locked()
-                    except Exception as e:  # the stream is unusable: say so to everyone
-                        self._broken(f"sending failed: {e}")
-                        return
-                self._wake.wait()
+    def _kick(self, wait: bool) -> None:
+        """Write the outbox unless another thread is writing (it sends it after its own
+        write: it looks at the outbox again after letting go of the lock)."""
+        lock = self._write_lock
+        while self._outbox:
+            if not wait and lock.locked():
+                return  # (cheaper than a failed acquire, and as safe: see above)
+            if not lock.acquire(wait):
+                return
+            try:
+                if self.closed:
+                    raise ConnectionLost(self.close_reason or "connection closed")
+                self._write_outbox()
+            finally:
+                lock.release()
 
-    def _flush_locked(self) -> None:
-        items, self._outbox, self._outbox_bytes = self._outbox, [], 0
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._outbox and not self.closed:
+                    self._wake.wait()
+                if self.closed:
+                    return
+            try:
+                self._kick(True)
+            except ConnectionLost:
+                return
+            except Exception as e:  # the stream is unusable: say so to everyone
+                self._broken(f"sending failed: {e}")
+                return
+
+    def _write_outbox(self) -> None:
+        """Send what the outbox holds as batches within the peer's limit (write lock held)."""
+        with self._lock:
+            items, total = self._outbox, self._outbox_bytes
+            self._outbox, self._outbox_bytes = [], 0
         if not items:
             return
+        cap = self._batch_cap
+        if total <= cap and len(items) <= _BATCH_MAX:
+            self._write_batch(items)
+            return
+        start = size = 0
+        for i, (_t, body) in enumerate(items):
+            n = len(body) + wire.BATCH_ITEM_OVERHEAD
+            if i > start and (size + n > cap or i - start >= _BATCH_MAX):
+                self._write_batch(items[start:i])
+                start, size = i, 0
+            size += n
+        self._write_batch(items[start:])
+
+    def _write_batch(self, items: List[Tuple[int, bytes]]) -> None:
         if len(items) == 1:
             self._write(self.session.pack(items[0][0], items[0][1]))
         else:
@@ -216,14 +266,16 @@ class Channel:
             raise ConnectionLost(reason)
 
     def _broken(self, reason: str) -> None:
-        """Mark the channel dead (send lock held) and wake its reader and writer."""
-        if not self.closed:
+        """Mark the channel dead and wake its reader and writer."""
+        with self._lock:
+            if self.closed:
+                return
             self.closed, self.close_reason = True, reason
             self._wake.notify_all()
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _sendmsg_all(self, parts: List[wire.Buffer]) -> None:
         views = [memoryview(p).cast("B") for p in parts]
@@ -241,44 +293,52 @@ class Channel:
     def recv(self, timeout: Optional[float] = None) -> List[wire.Frame]:
         """Block until at least one frame is complete; ``[]`` if ``timeout`` passed first.
 
-        Raises ConnectionLost at end of stream (IntegrityError if a frame was cut off)
-        and ProtocolError subclasses for frames that fail the checks.
+        Batches come unpacked into their frames. Raises ConnectionLost at end of stream
+        (IntegrityError if a frame was cut off) and ProtocolError subclasses for frames
+        that fail the checks.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        frames = self.recv_frames(timeout)
+        if any(f.type == wire.FT_BATCH for f in frames):
+            return _expand(frames)
+        return frames
+
+    def recv_frames(self, timeout: Optional[float] = None) -> List[wire.Frame]:
+        """``recv`` with FT_BATCH frames left whole (see ``wire.batch_items``): the readers
+        on the hot paths walk batches themselves instead of making a Frame per item."""
+        deadline = None if timeout is None else _monotonic() + timeout
+        reader, sock = self._reader, self.sock
         while True:
             if deadline is not None:
-                left = deadline - time.monotonic()
+                left = deadline - _monotonic()
                 try:
-                    if not _wait_readable(self.sock, left if left > 0 else 0):
+                    if not _wait_readable(sock, left if left > 0 else 0):
                         return []
                 except (ValueError, OSError):  # closed under us by another thread
                     raise ConnectionLost(self.close_reason or "connection closed")
             try:
-                n = self.sock.recv_into(self._reader.buffer())
+                n = sock.recv_into(reader.buffer())
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as e:
                 raise ConnectionLost(f"connection lost: {e.strerror or e}")
             if n == 0:
-                self._reader.check_eof()
+                reader.check_eof()
                 raise ConnectionLost("the peer closed the connection")
-            frames = self._reader.advance(n)
+            frames = reader.advance(n)
             if frames:
-                if any(f.type == wire.FT_BATCH for f in frames):
-                    frames = _expand(frames)
                 return frames
 
     def close(self, reason: str = "connection closed") -> None:
         """Close the socket; later sends raise ConnectionLost(reason). Idempotent.
 
-        The socket is shut down before the send lock is taken, so a sender blocked on a
-        peer that stopped reading is woken (with an error) instead of holding us up.
+        The socket is shut down first, so a thread blocked writing to a peer that stopped
+        reading is woken (with an error) instead of holding us up.
         """
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        with self._send_lock:
+        with self._lock:
             if not self.closed:
                 self.closed, self.close_reason = True, reason
                 self._wake.notify_all()

@@ -474,19 +474,20 @@ def _bad_mac() -> IntegrityError:
                           "(altered frame, or sent with another key or session)")
 
 
-def pack_batch(items: Sequence[Tuple[int, bytes]]) -> List[bytes]:
+def pack_batch(items: Sequence[Tuple[int, bytes]]) -> bytes:
     """The body of an FT_BATCH frame carrying ``(type, body)`` items (no buffers)."""
     out: List[bytes] = []
+    add, pack = out.append, _ITEM.pack
     for ftype, body in items:
-        out.append(_ITEM.pack(ftype, len(body)))
-        out.append(body)
-    return out
+        add(pack(ftype, len(body)))
+        add(body)
+    return b"".join(out)
 
 
-def split_batch(frame: Frame) -> List[Frame]:
-    """The frames inside an (authenticated) FT_BATCH frame, in order."""
+def batch_items(frame: Frame) -> List[Tuple[int, memoryview]]:
+    """The ``(type, body)`` items inside an (authenticated) FT_BATCH frame, in order."""
     main, _ = frame.parts()
-    out, pos, end, limit = [], 0, len(main), frame.max_size
+    out, pos, end = [], 0, len(main)
     unpack, isize = _ITEM.unpack_from, _ITEM.size
     while pos < end:
         if end - pos < isize:
@@ -495,6 +496,12 @@ def split_batch(frame: Frame) -> List[Frame]:
         pos += isize
         if size > end - pos or ftype == FT_BATCH:
             raise ProtocolError("malformed batch frame (bad item)")
-        out.append(Frame(ftype, 0, main[pos:pos + size], limit))
+        out.append((ftype, main[pos:pos + size]))
         pos += size
     return out
+
+
+def split_batch(frame: Frame) -> List[Frame]:
+    """The frames inside an (authenticated) FT_BATCH frame, in order."""
+    limit = frame.max_size
+    return [Frame(ftype, 0, body, limit) for ftype, body in batch_items(frame)]
