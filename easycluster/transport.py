@@ -142,13 +142,12 @@ class Channel:
         if self._outbox:
             self._kick(False)  # posted while we wrote: their posters left them to us
 
-    def post(self, ftype: int, body: bytes, flush: bool, hold: bool = False) -> None:
+    def post(self, ftype: int, body: bytes, flush: bool) -> None:
         """Queue a small frame body; with ``flush``, see that it leaves now.
 
         Even without ``flush`` a body leaves at once unless it is part of a burst (the
         previous post was less than ``BURST_GAP`` seconds ago): waking the writer
-        thread costs more than a send, so only bursts are worth batching. ``hold``
-        queues without involving the writer: the caller promises a ``flush()`` soon.
+        thread costs more than a send, so only bursts are worth batching.
         Never waits for the socket (see the class notes); raises ConnectionLost once the
         connection is gone and FrameTooLarge for a body above the peer's limit.
         """
@@ -163,8 +162,6 @@ class Channel:
             outbox.append((ftype, body))
             self._outbox_bytes += size
             full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
-            if hold and not (flush or full):
-                return
             now = _monotonic()
             burst = now - self._last_post < BURST_GAP
             self._last_post = now
@@ -178,14 +175,33 @@ class Channel:
                 return
         self._kick(False)
 
+    def hold(self, ftype: int, body: bytes) -> None:
+        """``post`` for a caller that will ``flush()`` soon (a server running a batch):
+        the body waits in the outbox, and only a full outbox is sent at once."""
+        if len(body) > self.session.max_send:
+            raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
+                                     f"limit of {self.session.max_send} bytes")
+        with self._lock:
+            if self.closed:
+                raise ConnectionLost(self.close_reason or "connection closed")
+            outbox = self._outbox
+            outbox.append((ftype, body))
+            self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
+            if len(outbox) < _BATCH_MAX and self._outbox_bytes < self._batch_cap:
+                return
+        self._kick(False)
+
     def send_message(self, ftype: int, head: bytes, main: bytes,
                      buffers: Sequence[wire.Buffer], flush: bool, hold: bool = False) -> None:
         """Send ``head + main`` (+ buffers): small bodies go through ``post`` (batched
-        unless ``flush``), large ones or ones with buffers as a frame of their own."""
+        unless ``flush``; see ``hold``), large ones or ones with buffers as a frame of
+        their own."""
         if buffers or len(main) > POST_MAX:
             self.send(ftype, [head, main], buffers)
+        elif hold:
+            self.hold(ftype, head + main)
         else:
-            self.post(ftype, head + main, flush, hold)
+            self.post(ftype, head + main, flush)
 
     def flush(self, wait: bool = False) -> None:
         """See that the outbox leaves now. With ``wait``, return only once it is written
