@@ -86,11 +86,20 @@ class Response(concurrent.futures.Future):
         self._state = PENDING
         self._result: Any = None
         self._exception: Optional[BaseException] = None
-        self._waiters: list = _Waiters(client) if client._reads_inline else []
         self._done_callbacks: list = []
         self.client = client
         self.request_id = request_id
         self.origexc = origexc
+
+    @property
+    def _waiters(self) -> list:
+        """Future's list of ``concurrent.futures.wait`` waiters, made on first use (under
+        ``_condition``, as Future's helpers and ``_finish`` use it): most responses never
+        see one."""
+        w = self.__dict__.get("_w")
+        if w is None:
+            w = self.__dict__["_w"] = _Waiters(self.client) if self.client._reads_inline else []
+        return w
 
     @property
     def have_response(self) -> bool:
@@ -131,7 +140,7 @@ class Response(concurrent.futures.Future):
             if self._state in _ENDED:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._result, self._exception, self._state = result, exc, FINISHED
-            for waiter in self._waiters:
+            for waiter in self.__dict__.get("_w", ()):
                 if exc is None:
                     waiter.add_result(self)
                 else:

@@ -172,50 +172,60 @@ class ServerConnection:
         self._last_call = 0.0
         self._backlog: Deque[Request] = collections.deque()
         self._ended: Optional[str] = None
-        self._requests = 0  # requests received and not yet answered, on any thread
+        self._requests = 0  # received and not yet answered, on any thread (under _cond)
         self._draining = False
-        self._count_lock = threading.Lock()
 
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
         threading.Thread(target=self._standby, daemon=True, name="easycluster-standby").start()
         cond, backlog = self._cond, self._backlog
+        batch: Optional[List[Request]] = None
         try:
             while True:
                 with cond:
+                    if batch is not None:  # the one just run is answered
+                        self._busy = False
+                        self._requests -= len(batch)
+                        batch = None
+                        if self._draining and self._requests == 0:
+                            break
                     while self._ended is None and not backlog and self._reader != "main":
                         cond.wait()
                     if self._ended is not None:
                         return self._ended
-                    batch = None
-                    if backlog:  # take all that waits: replies go out together after it
-                        batch = list(backlog)
-                        backlog.clear()
-                        self._busy = True
-                        self._call_no += 1
-                        self._last_call = time.monotonic()
-                        if self._standby_idle:
-                            cond.notify_all()
-                if batch is not None:
-                    try:
-                        self._run_batch(batch)
-                    finally:
-                        with cond:
-                            self._busy = False
-                    continue
-                local = self._read_some()
-                if local:
+                    if backlog:
+                        batch = self._take_backlog()
+                if batch is None:
+                    local = self._read_some()
+                    if not local:
+                        continue
                     with cond:
+                        self._requests += len(local)  # counted before anyone can run them
                         backlog.extend(local)
+                        batch = self._take_backlog()
+                self._run_batch(batch)
         except ProtocolError as e:
             self._protocol_error(e)
         except ConnectionLost as e:
             self._end(str(e))
+        else:
+            self._exit_drained()
         return self._ended or "ended"
 
+    def _take_backlog(self) -> List[Request]:
+        """All the backlog, to run as one batch (``_cond`` held): replies go out together."""
+        batch = list(self._backlog)
+        self._backlog.clear()
+        self._busy = True
+        self._call_no += 1
+        self._last_call = time.monotonic()
+        if self._standby_idle:
+            self._cond.notify_all()
+        return batch
+
     def _read_some(self) -> Optional[List[Request]]:
-        """Read once and dispatch what came; return thread 0's requests (counted already,
-        so a drain waits for them), or None once the client said goodbye."""
+        """Read once and dispatch what came; return thread 0's requests (for the caller to
+        count and queue), or None once the client said goodbye."""
         local: List[Request] = []
         for frame in self.channel.recv_frames():
             if frame.type == wire.FT_BATCH:
@@ -228,9 +238,6 @@ class ServerConnection:
                 if not self._dispatch(frame.type, main, bufs, local):
                     self._end("client closed the connection")
                     return None
-        if local:
-            with self._count_lock:  # received counts from here until its reply is sent
-                self._requests += len(local)
         return local
 
     def _run_batch(self, batch: List[Request]) -> None:
@@ -244,15 +251,10 @@ class ServerConnection:
                 self._run_request(rid, main, bufs, hold=i < last)
         finally:
             serialize.use_refs(saved)
-            with self._count_lock:
-                self._requests -= len(batch)
-                done = self._draining and self._requests == 0
             try:
                 self.channel.flush()
             except ConnectionLost:
                 pass
-        if done:
-            self._exit_drained()
 
     def _standby(self) -> None:
         cond = self._cond
@@ -285,6 +287,7 @@ class ServerConnection:
                         return
                     with cond:
                         give_back = not self._busy
+                        self._requests += len(local)
                         self._backlog.extend(local)
                         if give_back:
                             self._reader = "main"
@@ -354,7 +357,7 @@ class ServerConnection:
             if tid == 0:
                 local.append(item)  # counted by the caller, before anything runs it
                 return True
-            with self._count_lock:  # received counts from here until its reply is sent
+            with self._cond:  # received counts from here until its reply is sent
                 self._requests += 1
             if tid == CONTROL:
                 self.run_request(*item)
@@ -399,7 +402,7 @@ class ServerConnection:
         try:
             self._run_request(rid, main, bufs, more=more)
         finally:
-            with self._count_lock:
+            with self._cond:
                 self._requests -= 1
                 done = self._draining and self._requests == 0
             if done:
