@@ -64,7 +64,8 @@ class Client:
         self._rids = itertools.count(1)
         self._default_thread = 0
         self._sent_blocks = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # the reader role; taken directly on the hot paths
+        self._cond = threading.Condition(self._lock)
         # one lock for all responses of a plain client (see Response.__init__)
         self._futures_cond = threading.Condition() if self._reads_inline else None
         self._reading = False
@@ -352,7 +353,7 @@ class Client:
         finally:
             serialize.use_refs(saved)
         if self._nwait:
-            with self._cond:
+            with self._lock:
                 self._cond.notify_all()
 
     def _notice(self, ftype: int, body: memoryview) -> None:
@@ -408,7 +409,7 @@ class Client:
                 self._release_reader()
 
     def _take_reader(self, left: Optional[float], fut: Any = None) -> bool:
-        with self._cond:
+        with self._lock:
             if not self._reading:
                 self._reading = True
                 return True
@@ -420,9 +421,10 @@ class Client:
             return False
 
     def _release_reader(self) -> None:
-        with self._cond:
+        with self._lock:
             self._reading = False
-            self._cond.notify_all()
+            if self._nwait:  # others wait in _take_reader
+                self._cond.notify_all()
 
     def _read_once(self, timeout: Optional[float]) -> bool:
         """Read and handle one batch of frames; False once the connection is gone."""
