@@ -86,7 +86,6 @@ class Response(concurrent.futures.Future):
         self._state = PENDING
         self._result: Any = None
         self._exception: Optional[BaseException] = None
-        self._done_callbacks: list = []
         self.client = client
         self.request_id = request_id
         self.origexc = origexc
@@ -100,6 +99,14 @@ class Response(concurrent.futures.Future):
         if w is None:
             w = self.__dict__["_w"] = _Waiters(self.client) if self.client._reads_inline else []
         return w
+
+    @property
+    def _done_callbacks(self) -> list:
+        """Future's callback list, made on first use (few responses get callbacks)."""
+        cbs = self.__dict__.get("_cb")
+        if cbs is None:
+            cbs = self.__dict__["_cb"] = []
+        return cbs
 
     @property
     def have_response(self) -> bool:
@@ -147,7 +154,7 @@ class Response(concurrent.futures.Future):
                     waiter.add_exception(self)
             if self._notify:
                 self._condition.notify_all()
-        if self._done_callbacks:
+        if self.__dict__.get("_cb"):
             self._invoke_callbacks()
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
