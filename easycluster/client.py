@@ -182,13 +182,20 @@ class Client:
         tid = self._thread_for_call() if threadid is None else threadid
         rid = next(self._rids)
         proxies = self._proxies
-        proxies.pin_start()
-        try:
-            main, bufs = serialize.dumps((oid, meth, tuple(args), kwargs or {}), proxies, 4)
-        finally:
-            pins = proxies.pin_take()
+        request = (oid, meth, tuple(args), kwargs or {})
+        main = serialize.dumps_plain(request)
+        pins: Optional[List[Any]] = None
+        if main is None:  # not plain data: proxies among the arguments are pinned
+            bufs: Sequence[Any] = ()
+            proxies.pin_start()
+            try:
+                main, bufs = serialize.dumps_full(request, proxies, 4)
+            finally:
+                pins = proxies.pin_take()
+        else:
+            bufs = ()
         if target is not None:
-            pins.append(target)
+            pins = [target] if pins is None else pins + [target]
         if proxies.releases:
             self._send_releases(flush=False)
         wait_here = not nonblocking and oncomplete is None and onerror is None

@@ -165,24 +165,37 @@ def dumps(obj: Any, refs: Optional[RefHooks] = None,
           depth: int = 0) -> Tuple[bytes, List[pickle.PickleBuffer]]:
     """Pickle ``obj``; return the pickle stream and its out-of-band buffers.
 
-    Plain data (containers of numbers, strings and small bytes) is pickled by the C
-    pickler alone, the common case and several times faster; anything else goes through
-    cloudpickle and ``refs``, with large bytes down to ``depth`` levels sent out of band
-    (see ``wrap_large``).
+    Plain data goes through ``dumps_plain``; anything else through cloudpickle and
+    ``refs``, with large bytes down to ``depth`` levels sent out of band (see
+    ``wrap_large``).
     """
+    data = dumps_plain(obj)
+    if data is not None:
+        return data, []
+    return dumps_full(obj, refs, depth)
+
+
+def dumps_plain(obj: Any) -> Optional[bytes]:
+    """The pickle of ``obj`` if it is plain data (containers of numbers, strings and
+    small bytes), made by the C pickler alone (the common case, several times faster
+    than cloudpickle); None for anything else. References are never involved."""
     r = _reusable
-    if not r.busy:
-        sink = r.sink
-        try:
-            r.plain.dump(obj)
-            data = sink.data
-            if data is not None:
-                return data, []
-        except _NotPlain:
-            pass
-        finally:
-            sink.data = None
-            r.plain.clear_memo()
+    if r.busy:  # inside a full pickling (a reducer pickling something itself)
+        return None
+    sink = r.sink
+    try:
+        r.plain.dump(obj)
+        return sink.data
+    except _NotPlain:
+        return None
+    finally:
+        sink.data = None
+        r.plain.clear_memo()
+
+
+def dumps_full(obj: Any, refs: Optional[RefHooks] = None,
+               depth: int = 0) -> Tuple[bytes, List[pickle.PickleBuffer]]:
+    """``dumps`` without the plain-data shortcut (see there)."""
     return _dumps_full(wrap_large(obj, depth) if depth else obj, refs)
 
 
