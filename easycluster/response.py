@@ -74,6 +74,10 @@ class Response(concurrent.futures.Future):
     """
 
     pins: Any = None  # proxies the request carries, kept alive until its reply
+    # Made on first use (see the properties below); class defaults, not instance
+    # dictionary lookups, so that instances keep CPython's compact attribute storage.
+    _w: Optional[list] = None
+    _cb: Optional[list] = None
 
     def __init__(self, client: Any, request_id: int, origexc: Any = True):
         # Future.__init__ is not called: it makes a Condition per future, which costs
@@ -95,17 +99,17 @@ class Response(concurrent.futures.Future):
         """Future's list of ``concurrent.futures.wait`` waiters, made on first use (under
         ``_condition``, as Future's helpers and ``_finish`` use it): most responses never
         see one."""
-        w = self.__dict__.get("_w")
+        w = self._w
         if w is None:
-            w = self.__dict__["_w"] = _Waiters(self.client) if self.client._reads_inline else []
+            w = self._w = _Waiters(self.client) if self.client._reads_inline else []
         return w
 
     @property
     def _done_callbacks(self) -> list:
         """Future's callback list, made on first use (few responses get callbacks)."""
-        cbs = self.__dict__.get("_cb")
+        cbs = self._cb
         if cbs is None:
-            cbs = self.__dict__["_cb"] = []
+            cbs = self._cb = []
         return cbs
 
     @property
@@ -147,14 +151,14 @@ class Response(concurrent.futures.Future):
             if self._state in _ENDED:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._result, self._exception, self._state = result, exc, FINISHED
-            for waiter in self.__dict__.get("_w", ()):
+            for waiter in self._w or ():
                 if exc is None:
                     waiter.add_result(self)
                 else:
                     waiter.add_exception(self)
             if self._notify:
                 self._condition.notify_all()
-        if self.__dict__.get("_cb"):
+        if self._cb:
             self._invoke_callbacks()
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
