@@ -57,7 +57,9 @@ Frames (after the handshake)
       20+n   32    HMAC-SHA256(direction key, bytes 0 .. 20+n), i.e. header and payload
 
 The MAC trails the payload so the receiver can check header and payload where they lie,
-without copying them together first.
+without copying them together first, and so both ends can hash a large payload a chunk at
+a time while it travels (``Session.pack_chunks``; the reader hashes a large frame's bytes
+as they arrive), instead of before sending and after receiving it.
 
 A frame of type FT_BATCH carries several small frames' bodies, each as
 ``u8 type || u32 size || body``, under the one header and MAC; the receiver unpacks them in
@@ -76,11 +78,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mmap
 import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import AuthenticationError, FrameTooLarge, IntegrityError, ProtocolError
 
@@ -125,6 +128,9 @@ _SHA = hashlib.sha256
 _COMPRESS_MIN = 512
 _SMALL = 1 << 16
 _SCRATCH = 1 << 18
+CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
+_MMAP_MIN = 1 << 25  # big receive buffers this large are populated mappings
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux, Python 3.10+
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -321,6 +327,31 @@ class Session:
         after it as out-of-band buffers. Raises ``FrameTooLarge`` (the sequence number is
         not consumed) if the peer's limit is exceeded.
         """
+        flags, parts, length = self._body(main, buffers)
+        return self._seal(self._head(ftype, flags, length), parts, length)
+
+    def pack_chunks(self, ftype: int, main: Union[Buffer, Sequence[Buffer]],
+                    buffers: Sequence[Buffer] = (), chunk: int = CHUNK) -> Iterator[List[Buffer]]:
+        """``pack`` in groups of pieces of about ``chunk`` bytes, for sending as they come.
+
+        Each group's bytes are hashed only when the group is taken, so the caller hashes
+        one group while the previous one travels (pipelined with the peer, which checks
+        the MAC as the bytes arrive). Send every group in order, before anything else: the
+        last one ends with the MAC. A frame of up to ``chunk`` bytes is one group, the
+        same pieces as ``pack``. The checks (``FrameTooLarge``, with the sequence number
+        not consumed) and the numbering happen in this call, not at the first group.
+        """
+        flags, parts, length = self._body(main, buffers)
+        if length <= chunk:
+            return iter((self._seal(self._head(ftype, flags, length), parts, length),))
+        views = [memoryview(p).cast("B") for p in parts]  # may raise: before numbering
+        head = self._head(ftype, flags, length)
+        return _chunked(hmac.new(self._send_key, head, _SHA), head, views, chunk)
+
+    def _body(self, main: Union[Buffer, Sequence[Buffer]],
+              buffers: Sequence[Buffer]) -> Tuple[int, List[Buffer], int]:
+        """``(flags, parts, length)`` of a payload, compressed if that pays; checks the
+        peer's limit."""
         flags = 0
         mains = [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main)
         if buffers:
@@ -338,8 +369,10 @@ class Session:
         if length > self.max_send:
             raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit of "
                                 f"{self.max_send} bytes")
-        head = HEADER.pack(self._send_dir, ftype, flags, self._send_seq, length)
-        self._send_seq += 1
+        return flags, parts, length
+
+    def _seal(self, head: bytes, parts: List[Buffer], length: int) -> List[Buffer]:
+        """The whole frame: one joined buffer when small, else the pieces and the MAC."""
         if length <= _SMALL:
             frame = head + b"".join(parts)
             return [frame + hmac.digest(self._send_key, frame, "sha256")]
@@ -347,6 +380,36 @@ class Session:
         for p in parts:
             h.update(p)
         return [head, *parts, h.digest()]
+
+    def _head(self, ftype: int, flags: int, length: int) -> bytes:
+        """The next frame header; consumes a sequence number."""
+        head = HEADER.pack(self._send_dir, ftype, flags, self._send_seq, length)
+        self._send_seq += 1
+        return head
+
+
+def _chunked(h: hmac.HMAC, head: bytes, views: List[memoryview],
+             chunk: int) -> Iterator[List[Buffer]]:
+    """Yield ``head`` and ``views`` in groups of ``chunk`` payload bytes (the last group
+    shorter, ending with the MAC), feeding ``h`` each group just before it is yielded."""
+    group: List[Buffer] = [head]
+    room = chunk
+    for view in views:
+        pos, n = 0, len(view)
+        while n - pos >= room:
+            piece = view[pos:pos + room]
+            h.update(piece)
+            group.append(piece)
+            pos += room
+            yield group
+            group, room = [], chunk
+        if pos < n:
+            piece = view[pos:] if pos else view
+            h.update(piece)
+            group.append(piece)
+            room -= n - pos
+    group.append(h.digest())
+    yield group
 
 
 class FrameReader:
@@ -366,15 +429,13 @@ class FrameReader:
         self._view = memoryview(self._scratch)
         self._start = 0
         self._end = 0
-        self._big: Optional[bytearray] = None
-        self._big_fill = 0
-        self._big_head = b""
+        self._big: Optional[_BigFrame] = None  # the frame too large for the scratch buffer
         self._failed: Optional[ProtocolError] = None
 
     def buffer(self) -> memoryview:
         """Writable space to receive into (never empty)."""
         if self._big is not None:
-            return memoryview(self._big)[self._big_fill:]
+            return self._big.buf[self._big.fill:]
         if self._end == len(self._scratch):
             pending = self._end - self._start
             self._scratch[:pending] = self._scratch[self._start:self._end]
@@ -384,7 +445,7 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes received but not yet part of a complete frame (0 between frames)."""
         if self._big is not None:
-            return self._big_fill + HEADER_SIZE
+            return self._big.fill + HEADER_SIZE
         return self._end - self._start
 
     def advance(self, n: int) -> List[Frame]:
@@ -402,13 +463,12 @@ class FrameReader:
 
     def _advance(self, n: int) -> List[Frame]:
         frames: List[Frame] = []
-        if self._big is not None:
-            self._big_fill += n
-            if self._big_fill < len(self._big):
-                return frames
-            big, head = self._big, self._big_head
-            self._big = None
-            frames.append(self._finish_big(head, big))
+        big = self._big
+        if big is not None:
+            big.received(n)
+            if big.fill == len(big.buf):
+                self._big = None
+                frames.append(self._finish_big(big))
             return frames
         self._end += n
         view, end = self._view, self._end
@@ -427,11 +487,8 @@ class FrameReader:
                                     self.max_size))
                 continue
             if total > len(self._scratch):
-                big = bytearray(length + MAC_SIZE)
-                avail = end - s - HEADER_SIZE
-                big[:avail] = view[s + HEADER_SIZE:end]
-                self._big, self._big_fill = big, avail
-                self._big_head = bytes(view[s:s + HEADER_SIZE])
+                h = hmac.new(self._key, view[s:s + HEADER_SIZE], _SHA)
+                self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE:end])
                 self._start = self._end = 0
             break
         if self._start == self._end:
@@ -451,22 +508,53 @@ class FrameReader:
                                 f"{self.max_size}-byte limit")
         return ftype, flags, length
 
-    def _finish_big(self, head: bytes, big: bytearray) -> Frame:
-        length = len(big) - MAC_SIZE
-        view = memoryview(big)
-        h = hmac.new(self._key, head, _SHA)
-        h.update(view[:length])
-        if not hmac.compare_digest(h.digest(), view[length:]):
+    def _finish_big(self, big: _BigFrame) -> Frame:
+        if not hmac.compare_digest(big.mac.digest(), big.buf[big.length:]):
             raise _bad_mac()
         self._seq += 1
-        _d, ftype, flags, _s, _l = HEADER.unpack_from(head)
-        return Frame(ftype, flags, view[:length], self.max_size)
+        return Frame(big.type, big.flags, big.buf[:big.length], self.max_size)
 
     def check_eof(self) -> None:
         """Call at end of stream: raise if a frame was cut off part-way."""
         if self.pending():
             raise IntegrityError(f"connection closed in the middle of a frame "
                                  f"({self.pending()} bytes of it received): truncated")
+
+
+class _BigFrame:
+    """A frame being received into a buffer of its own (payload, then MAC), its payload
+    hashed as it arrives, while fresh in the cache: at the end only the MAC is compared."""
+
+    __slots__ = ("type", "flags", "length", "mac", "buf", "fill")
+
+    def __init__(self, type: int, flags: int, length: int, mac: hmac.HMAC, start: memoryview):
+        """``mac`` has seen the header; ``start`` holds the bytes already received after
+        it (fewer than the rest of the frame)."""
+        self.type, self.flags, self.length, self.mac = type, flags, length, mac
+        self.buf = _big_buffer(length + MAC_SIZE)
+        self.fill = 0
+        self.buf[:len(start)] = start
+        self.received(len(start))
+
+    def received(self, n: int) -> None:
+        """Account for ``n`` more bytes written into ``buf`` after ``fill``."""
+        fill = self.fill
+        self.fill = fill + n
+        if fill < self.length:
+            self.mac.update(self.buf[fill:min(fill + n, self.length)])
+
+
+def _big_buffer(size: int) -> memoryview:
+    """A writable buffer of ``size`` bytes for one large frame; it lives as long as views
+    of it do (numpy arrays built on a payload keep it)."""
+    if size >= _MMAP_MIN and _POPULATE:
+        # Past glibc's largest mmap threshold (32 MiB) every bytearray is a fresh mapping
+        # that the kernel faults in and zeroes page by page as it is written; one populated
+        # mapping is faulted in a single call, about a fifth cheaper. Below it, malloc
+        # recycles freed memory, which beats any new mapping.
+        return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                                    | _POPULATE))
+    return memoryview(bytearray(size))
 
 
 def _bad_mac() -> IntegrityError:

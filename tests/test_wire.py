@@ -1,17 +1,22 @@
 """The sans-IO wire with in-memory pairs: handshake, frames, and every way to break them.
 
 No sockets here: the two ends are wired together by passing bytes by hand, so each test
-can alter, replay, reflect, reorder or cut any byte it likes.
+can alter, replay, reflect, reorder or cut any byte it likes. The one exception is the
+section on large frames over a real Channel (a socketpair), which checks what the wire
+hands on lives as long as the objects built on it.
 """
 
 from __future__ import annotations
 
 import ast
+import gc
 import hmac
 import inspect
 import os
 import random
+import socket
 import struct
+import threading
 import tracemalloc
 import zlib
 
@@ -474,6 +479,116 @@ def test_check_eof_is_quiet_between_frames():
 
 
 
+# -- large frames: sent in chunks, hashed as they arrive --------------------------------
+
+
+def chunked_bytes(session: wire.Session, body, buffers=(), chunk=1 << 16) -> bytes:
+    return b"".join(wire_bytes(g) for g in session.pack_chunks(wire.FT_REQUEST, body, buffers,
+                                                               chunk=chunk))
+
+
+def feed_pieces(reader: wire.FrameReader, data: bytes, size: int, frames=None):
+    """Feed ``data`` in pieces of at most ``size`` bytes; return the frames given (added to
+    ``frames``, which the caller still holds if the reader raises part-way)."""
+    frames = [] if frames is None else frames
+    pos = 0
+    while pos < len(data):
+        view = reader.buffer()
+        n = min(len(view), size, len(data) - pos)
+        view[:n] = data[pos:pos + n]
+        pos += n
+        frames += reader.advance(n)
+    return frames
+
+
+def test_pack_chunks_groups_hold_chunk_bytes_and_end_with_the_mac():
+    c, s = handshake()
+    body = os.urandom(300_000)
+    groups = list(c.pack_chunks(wire.FT_REQUEST, body, chunk=65_536))
+    sizes = [sum(memoryview(p).nbytes for p in g) for g in groups]
+    assert sizes[0] == wire.HEADER_SIZE + 65_536
+    assert sizes[1:-1] == [65_536] * (len(groups) - 2)
+    assert sizes[-1] == 300_000 % 65_536 + wire.MAC_SIZE
+    [f] = feed(s.reader, b"".join(wire_bytes(g) for g in groups))
+    assert bytes(f.payload) == body
+
+
+def test_pack_chunks_small_frames_are_one_group_like_pack():
+    c1, _ = handshake()
+    c2 = wire.Session(c1._send_key, b"", c1._send_dir, wire.DIR_S2C)  # the same stream
+    for body in (b"", b"tiny", os.urandom(wire._SMALL + 1), os.urandom(wire.CHUNK)):
+        [group] = c1.pack_chunks(wire.FT_REQUEST, body)
+        assert wire_bytes(group) == wire_bytes(c2.pack(wire.FT_REQUEST, body))
+    assert len(c1.pack(wire.FT_REQUEST, b"tiny")) == 1  # small: one buffer, one sendall
+
+
+@pytest.mark.parametrize("chunk", [1000, 65_535, 65_536, 100_001, 499_999])
+def test_pack_chunks_with_buffers_and_compression_round_trip(chunk):
+    for compress in (False, True):
+        c, s = handshake(copts=wire.WireOptions(compress=compress))
+        bufs = [os.urandom(150_000), memoryview(b""), bytearray(b"ab" * 120_000),
+                memoryview(os.urandom(4096)).cast("B", (64, 64))]
+        data = chunked_bytes(c, [b"main-", b"part"], bufs, chunk=chunk)
+        [f] = feed(s.reader, data, chunks=(1000, 90_000))
+        main, got = f.parts()
+        assert bytes(main) == b"main-part"
+        assert [bytes(g) for g in got] == [bytes(b) for b in bufs]
+
+
+def test_pack_chunks_checks_the_limit_before_numbering():
+    c, s = handshake(sopts=wire.WireOptions(max_frame=100_000))
+    with pytest.raises(FrameTooLarge, match="peer's limit"):
+        c.pack_chunks(wire.FT_REQUEST, bytes(100_001), chunk=1000)  # raises at the call
+    body = os.urandom(100_000)
+    [f] = feed(s.reader, chunked_bytes(c, body, chunk=1000))  # sequence 0 still unused
+    assert bytes(f.payload) == body
+
+
+@pytest.mark.parametrize("piece, size", [(1, 300_000), (7, 1_000_000),
+                                         (1 << 16, 3_000_017), (1 << 20, 3_000_017)])
+def test_large_frame_fed_in_small_pieces_verifies(piece, size):
+    c, s = handshake()
+    body = os.urandom(size)
+    data = chunked_bytes(c, body) + wire_bytes(c.pack(wire.FT_REQUEST, b"after"))
+    frames = feed_pieces(s.reader, data, piece)
+    assert [bytes(f.payload) for f in frames] == [body, b"after"]
+    assert frames[0].type == wire.FT_REQUEST and frames[0].flags == 0
+    s.reader.check_eof()
+
+
+def test_large_frame_altered_anywhere_is_rejected_and_never_handed_on():
+    c, s = handshake()
+    key = s.reader._key
+    size = 1_000_000
+    frame = chunked_bytes(c, os.urandom(size), chunk=1 << 16)
+    first = wire.HEADER_SIZE + 5
+    places = {"first chunk": first, "middle chunk": wire.HEADER_SIZE + size // 2,
+              "last chunk": wire.HEADER_SIZE + size - 1, "last payload byte of a chunk":
+              wire.HEADER_SIZE + (1 << 16) - 1, "trailer": len(frame) - 1,
+              "first trailer byte": len(frame) - wire.MAC_SIZE}
+    assert len(feed_pieces(wire.FrameReader(key, wire.DIR_C2S), frame, 4097)) == 1  # control
+    for where, offset in places.items():
+        for piece in (1 << 16, 4097):
+            reader = wire.FrameReader(key, wire.DIR_C2S)
+            frames: list = []
+            with pytest.raises(IntegrityError, match="authentication code"):
+                feed_pieces(reader, flip(frame, offset * 8 + 3), piece, frames)
+            assert frames == [], where
+            with pytest.raises(IntegrityError):  # and the reader stays dead
+                reader.advance(0)
+
+
+def test_large_frame_cut_short_is_truncated_at_eof():
+    c, s = handshake()
+    frame = chunked_bytes(c, os.urandom(700_000))
+    for cut in (wire.HEADER_SIZE + 1, 300_000, len(frame) - wire.MAC_SIZE, len(frame) - 1):
+        reader = wire.FrameReader(s.reader._key, wire.DIR_C2S)
+        assert feed_pieces(reader, frame[:cut], 50_000) == []
+        assert reader.pending() == cut
+        with pytest.raises(IntegrityError, match="truncated"):
+            reader.check_eof()
+
+
 # -- frames: size limits ---------------------------------------------------------------
 
 
@@ -590,6 +705,64 @@ def test_corrupt_compressed_payload_is_a_protocol_error():
 def test_malformed_buffer_tables_are_protocol_errors(payload):
     with pytest.raises(ProtocolError):
         wire.Frame(wire.FT_REQUEST, wire.FLAG_OOB, payload).parts()
+
+
+# -- large frames over a real Channel ---------------------------------------------------
+
+
+def channel_pair():
+    """Two Channels over a socketpair, with sessions from an in-memory handshake."""
+    from easycluster.transport import Channel
+
+    c, s = handshake()
+    a, b = socket.socketpair()
+    return Channel(a, c), Channel(b, s)
+
+
+def send_in_thread(channel, *args) -> threading.Thread:
+    t = threading.Thread(target=channel.send, args=args, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("n", [100_000, 5_000_000])  # a bytearray, and a mapping (>= 32 MiB)
+def test_numpy_array_stays_valid_after_frame_reader_and_channel_are_gone(n):
+    np = pytest.importorskip("numpy")
+    from easycluster import serialize
+
+    arr = np.random.default_rng(n).random(n)
+    cc, sc = channel_pair()
+    main, bufs = serialize.dumps(arr)
+    assert bufs  # out of band: the array is sent without a copy, in chunks
+    t = send_in_thread(cc, wire.FT_RESPONSE, main, bufs)
+    frames = sc.recv(timeout=30)
+    t.join(30)
+    [frame] = frames
+    got = serialize.loads(*frame.parts())
+    assert not got.flags.owndata  # built on the frame's buffer, not copied out of it
+    cc.close()
+    sc.close()
+    del frames, frame, cc, sc, t
+    gc.collect()
+    junk = [bytearray(b"\xa5") * (8 * n) for _ in range(3)]  # reuse any memory let go
+    assert np.array_equal(got, arr)
+    del junk
+
+
+def test_large_frames_follow_each_other_and_small_ones_over_a_channel():
+    cc, sc = channel_pair()
+    bodies = [os.urandom(3_000_001), b"small", os.urandom(wire.CHUNK), os.urandom(40 << 20)]
+    t = threading.Thread(target=lambda: [cc.send(wire.FT_REQUEST, b) for b in bodies],
+                         daemon=True)
+    t.start()
+    got: list = []
+    while len(got) < len(bodies):
+        got += [bytes(f.payload) for f in sc.recv(timeout=30)]
+    t.join(30)
+    assert got == bodies
+    cc.close()
+    sc.close()
+
 
 
 # -- the code itself -------------------------------------------------------------------
