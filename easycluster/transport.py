@@ -138,7 +138,18 @@ class Channel:
         with self._write_lock:
             self._check_open()
             self._write_outbox()
-            self._write(self.session.pack(ftype, main, buffers))
+            groups = self.session.pack_chunks(ftype, main, buffers)
+            started = False
+            try:
+                for group in groups:  # a large frame is hashed a chunk at a time as it goes
+                    started = True
+                    self._write(group)
+            except ConnectionLost:
+                raise
+            except BaseException as e:  # (Ctrl-C in a write): the frame may be cut short
+                if started:
+                    self._broken(f"sending failed part-way through a frame: {e!r}")
+                raise
         if self._outbox:
             self._kick(False)  # posted while we wrote: their posters left them to us
 
@@ -155,25 +166,36 @@ class Channel:
         if size > self._batch_cap and len(body) > self.session.max_send:
             raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
                                      f"limit of {self.session.max_send} bytes")
+        write_lock = self._write_lock
         with self._lock:
             if self.closed:
                 raise ConnectionLost(self.close_reason or "connection closed")
             outbox = self._outbox
-            outbox.append((ftype, body))
-            self._outbox_bytes += size
-            full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
-            now = _monotonic()
-            burst = now - self._last_post < BURST_GAP
-            self._last_post = now
-            if not (flush or full or not burst):
-                if self._writer is None:
-                    self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                                    name="easycluster-writer")
-                    self._writer.start()
-                elif len(outbox) == 1:
-                    self._wake.notify()
-                return
-        self._kick(False)
+            # A lone flushed body with nobody writing goes straight out (the common
+            # blocking call). Only a try-acquire here: the usual order is write lock first.
+            direct = flush and not outbox and write_lock.acquire(False)
+            if not direct:
+                outbox.append((ftype, body))
+                self._outbox_bytes += size
+                full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
+                now = _monotonic()
+                burst = now - self._last_post < BURST_GAP
+                self._last_post = now
+                if not (flush or full or not burst):
+                    if self._writer is None:
+                        self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                        name="easycluster-writer")
+                        self._writer.start()
+                    elif len(outbox) == 1:
+                        self._wake.notify()
+                    return
+        if direct:
+            try:
+                self._write(self.session.pack(ftype, body))
+            finally:
+                write_lock.release()
+        if self._outbox:
+            self._kick(False)  # (after a direct write: posted meanwhile, left to us)
 
     def hold(self, ftype: int, body: bytes) -> None:
         """``post`` for a caller that will ``flush()`` soon (a server running a batch):

@@ -764,6 +764,54 @@ def test_large_frames_follow_each_other_and_small_ones_over_a_channel():
     sc.close()
 
 
+class InterruptedSocket:
+    """A socket whose second send raises KeyboardInterrupt: a fake, because a real Ctrl-C
+    cannot be delivered between two chunks of a frame on demand."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock, self.calls = sock, 0
+
+    def _count(self) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+
+    def sendmsg(self, buffers):
+        self._count()
+        return self._sock.sendmsg(buffers)
+
+    def sendall(self, data):
+        self._count()
+        return self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_send_interrupted_between_chunks_breaks_the_channel():
+    cc, sc = channel_pair()
+    cc.sock = InterruptedSocket(cc.sock)
+    seen: list = []
+
+    def read():
+        try:
+            seen.extend(sc.recv(timeout=30))
+        except Exception as e:
+            seen.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    with pytest.raises(KeyboardInterrupt):
+        cc.send(wire.FT_REQUEST, os.urandom(3 * wire.CHUNK))  # only part of it left
+    assert cc.closed  # nothing may follow half a frame
+    with pytest.raises(ConnectionLost):
+        cc.send(wire.FT_REQUEST, b"next")
+    reader.join(30)
+    [error] = seen  # the peer saw the stream end inside the frame, and no frame
+    assert isinstance(error, IntegrityError) and "truncated" in str(error)
+    sc.close()
+    cc.close()
+
 
 # -- the code itself -------------------------------------------------------------------
 
