@@ -86,6 +86,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import AuthenticationError, FrameTooLarge, IntegrityError, ProtocolError
+from .mac import Hasher, Mac
 
 MAGIC = b"EZCLSTR\x00"
 PROTOCOL_MIN = 1
@@ -313,6 +314,7 @@ class Session:
                  max_recv: int = DEFAULT_MAX_FRAME, max_send: int = DEFAULT_MAX_FRAME,
                  compress: bool = False):
         self._send_key = send_key
+        self._send_mac = Mac(send_key)
         self._send_dir = send_dir
         self._send_seq = 0
         self.max_send = max_send
@@ -346,7 +348,9 @@ class Session:
             return iter((self._seal(self._head(ftype, flags, length), parts, length),))
         views = [memoryview(p).cast("B") for p in parts]  # may raise: before numbering
         head = self._head(ftype, flags, length)
-        return _chunked(hmac.new(self._send_key, head, _SHA), head, views, chunk)
+        h = self._send_mac.start()
+        h.update(head)
+        return _chunked(h, head, views, chunk)
 
     def _body(self, main: Union[Buffer, Sequence[Buffer]],
               buffers: Sequence[Buffer]) -> Tuple[int, List[Buffer], int]:
@@ -375,8 +379,9 @@ class Session:
         """The whole frame: one joined buffer when small, else the pieces and the MAC."""
         if length <= _SMALL:
             frame = head + b"".join(parts)
-            return [frame + hmac.digest(self._send_key, frame, "sha256")]
-        h = hmac.new(self._send_key, head, _SHA)
+            return [frame + self._send_mac.digest(frame)]
+        h = self._send_mac.start()
+        h.update(head)
         for p in parts:
             h.update(p)
         return [head, *parts, h.digest()]
@@ -388,7 +393,7 @@ class Session:
         return head
 
 
-def _chunked(h: hmac.HMAC, head: bytes, views: List[memoryview],
+def _chunked(h: Hasher, head: bytes, views: List[memoryview],
              chunk: int) -> Iterator[List[Buffer]]:
     """Yield ``head`` and ``views`` in groups of ``chunk`` payload bytes (the last group
     shorter, ending with the MAC), feeding ``h`` each group just before it is yielded."""
@@ -422,6 +427,7 @@ class FrameReader:
 
     def __init__(self, key: bytes, direction: int, max_size: int = DEFAULT_MAX_FRAME):
         self._key = key
+        self._mac = Mac(key)
         self._dir = direction
         self._seq = 0
         self.max_size = max_size
@@ -478,7 +484,7 @@ class FrameReader:
             total = HEADER_SIZE + length + MAC_SIZE
             if end - s >= total:
                 stop = s + HEADER_SIZE + length
-                mac = hmac.digest(self._key, view[s:stop], "sha256")
+                mac = self._mac.digest(view[s:stop])
                 if not hmac.compare_digest(mac, view[stop:stop + MAC_SIZE]):
                     raise _bad_mac()
                 self._seq += 1
@@ -487,7 +493,8 @@ class FrameReader:
                                     self.max_size))
                 continue
             if total > len(self._scratch):
-                h = hmac.new(self._key, view[s:s + HEADER_SIZE], _SHA)
+                h = self._mac.start()
+                h.update(view[s:s + HEADER_SIZE])
                 self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE:end])
                 self._start = self._end = 0
             break
@@ -527,7 +534,7 @@ class _BigFrame:
 
     __slots__ = ("type", "flags", "length", "mac", "buf", "fill")
 
-    def __init__(self, type: int, flags: int, length: int, mac: hmac.HMAC, start: memoryview):
+    def __init__(self, type: int, flags: int, length: int, mac: Hasher, start: memoryview):
         """``mac`` has seen the header; ``start`` holds the bytes already received after
         it (fewer than the rest of the frame)."""
         self.type, self.flags, self.length, self.mac = type, flags, length, mac
