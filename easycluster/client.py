@@ -67,7 +67,9 @@ class Client:
         self._lock = threading.Lock()  # the reader role; taken directly on the hot paths
         self._cond = threading.Condition(self._lock)
         # one lock for all responses of a plain client (see Response.__init__)
-        self._futures_cond = threading.Condition() if self._reads_inline else None
+        self._futures_lock = threading.RLock()
+        self._futures_cond = (threading.Condition(self._futures_lock) if self._reads_inline
+                              else None)
         self._reading = False
         self._nwait = 0
         self._pumping = False

@@ -86,7 +86,11 @@ class Response(concurrent.futures.Future):
         # their own, since callers sleep on them until the reader completes them.
         shared = client._futures_cond
         self._notify = shared is None
-        self._condition = threading.Condition() if shared is None else shared
+        if shared is None:
+            self._mutex = threading.RLock()  # the Condition's lock, used bare when it can be
+            self._condition = threading.Condition(self._mutex)
+        else:
+            self._mutex, self._condition = client._futures_lock, shared
         self._state = PENDING
         self._result: Any = None
         self._exception: Optional[BaseException] = None
@@ -147,7 +151,7 @@ class Response(concurrent.futures.Future):
         self._finish(None, exception)
 
     def _finish(self, result: Any, exc: Optional[BaseException]) -> None:
-        with self._condition:
+        with self._mutex:
             if self._state in _ENDED:
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             self._result, self._exception, self._state = result, exc, FINISHED
