@@ -41,6 +41,9 @@ class GlobalProxy:
         # straight to send_request: this is the hot path of every rmt.func(...) call
         if not kwargs:
             return self._client.send_request(0, "call", (self._name, args, {}))
+        if len(kwargs) == 1 and "nonblocking" in kwargs:  # the pipelining idiom, kept short
+            return self._client.send_request(0, "call", (self._name, args, {}),
+                                             nonblocking=kwargs["nonblocking"])
         opts = split_opts(kwargs)
         return self._client.send_request(0, "call", (self._name, args, kwargs), **opts)
 

@@ -154,8 +154,8 @@ class _Reusable(threading.local):
         self.buffers: List[pickle.PickleBuffer] = []
         self.pickler = Pickler(self.file, None, self.buffers.append)
         self.busy = False
-        self.sink = _PlainSink()
-        self.plain = _PlainPickler(self.sink, PROTOCOL)
+        sink = _PlainSink()
+        self.plain_pair = (sink, _PlainPickler(sink, PROTOCOL))  # one thread-local lookup
 
 
 _reusable = _Reusable()
@@ -182,15 +182,15 @@ def dumps_plain(obj: Any) -> Optional[bytes]:
     r = _reusable
     if r.busy:  # inside a full pickling (a reducer pickling something itself)
         return None
-    sink = r.sink
+    sink, plain = r.plain_pair
     try:
-        r.plain.dump(obj)
+        plain.dump(obj)
         return sink.data
     except _NotPlain:
         return None
     finally:
         sink.data = None
-        r.plain.clear_memo()
+        plain.clear_memo()
 
 
 def dumps_full(obj: Any, refs: Optional[RefHooks] = None,
