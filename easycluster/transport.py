@@ -171,16 +171,17 @@ class Channel:
             if self.closed:
                 raise ConnectionLost(self.close_reason or "connection closed")
             outbox = self._outbox
-            # A lone flushed body with nobody writing goes straight out (the common
-            # blocking call). Only a try-acquire here: the usual order is write lock first.
-            direct = flush and not outbox and write_lock.acquire(False)
+            now = _monotonic()
+            burst = now - self._last_post < BURST_GAP
+            self._last_post = now
+            # A body that leaves now, alone, with nobody writing, goes straight out (a
+            # blocking call, one request of a fan-out). Only a try-acquire here: the
+            # usual order is the write lock first.
+            direct = (flush or not burst) and not outbox and write_lock.acquire(False)
             if not direct:
                 outbox.append((ftype, body))
                 self._outbox_bytes += size
                 full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
-                now = _monotonic()
-                burst = now - self._last_post < BURST_GAP
-                self._last_post = now
                 if not (flush or full or not burst):
                     if self._writer is None:
                         self._writer = threading.Thread(target=self._write_loop, daemon=True,
