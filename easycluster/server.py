@@ -164,7 +164,8 @@ class ServerConnection:
         self.objects = self.table.objects
         self.threads: Dict[int, ServerThread] = {}
         self._on_end = on_end
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # taken bare on the hot paths; _cond to wait on it
+        self._cond = threading.Condition(self._lock)
         self._reader = "main"  # who may read now: "main" or "standby"
         self._busy = False  # the main thread is running a call
         self._call_no = 0
@@ -178,11 +179,11 @@ class ServerConnection:
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
         threading.Thread(target=self._standby, daemon=True, name="easycluster-standby").start()
-        cond, backlog = self._cond, self._backlog
+        cond, lock, backlog = self._cond, self._lock, self._backlog
         batch: Optional[List[Request]] = None
         try:
             while True:
-                with cond:
+                with lock:
                     if batch is not None:  # the one just run is answered
                         self._busy = False
                         self._requests -= len(batch)
@@ -199,7 +200,7 @@ class ServerConnection:
                     local = self._read_some()
                     if not local:
                         continue
-                    with cond:
+                    with lock:
                         self._requests += len(local)  # counted before anyone can run them
                         backlog.extend(local)
                         batch = self._take_backlog()
@@ -333,7 +334,7 @@ class ServerConnection:
         self._end(f"protocol error: {e}")
 
     def _end(self, reason: str) -> None:
-        with self._cond:
+        with self._lock:
             if self._ended is not None:
                 return
             self._ended = reason
@@ -357,7 +358,7 @@ class ServerConnection:
             if tid == 0:
                 local.append(item)  # counted by the caller, before anything runs it
                 return True
-            with self._cond:  # received counts from here until its reply is sent
+            with self._lock:  # received counts from here until its reply is sent
                 self._requests += 1
             if tid == CONTROL:
                 self.run_request(*item)
@@ -402,7 +403,7 @@ class ServerConnection:
         try:
             self._run_request(rid, main, bufs, more=more)
         finally:
-            with self._cond:
+            with self._lock:
                 self._requests -= 1
                 done = self._draining and self._requests == 0
             if done:
