@@ -329,6 +329,14 @@ class Session:
         after it as out-of-band buffers. Raises ``FrameTooLarge`` (the sequence number is
         not consumed) if the peer's limit is exceeded.
         """
+        if not buffers and type(main) is bytes and not self.compress:
+            length = len(main)  # the common case, a small body in one piece: kept short
+            if length <= _SMALL:
+                if length > self.max_send:
+                    raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit "
+                                        f"of {self.max_send} bytes")
+                frame = self._head(ftype, 0, length) + main
+                return [frame + self._send_mac.digest(frame)]
         flags, parts, length = self._body(main, buffers)
         return self._seal(self._head(ftype, flags, length), parts, length)
 
@@ -480,7 +488,9 @@ class FrameReader:
         view, end = self._view, self._end
         while end - self._start >= HEADER_SIZE:
             s = self._start
-            ftype, flags, length = self._check_header(view, s)
+            direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
+            if direction != self._dir or seq != self._seq or length > self.max_size:
+                self._check_header(view, s)  # raises the error that says which
             total = HEADER_SIZE + length + MAC_SIZE
             if end - s >= total:
                 stop = s + HEADER_SIZE + length
