@@ -1,11 +1,11 @@
 """Many servers and threads: one command, one table, the raw-socket floor in the same run.
 
-    .venv/bin/python bench/bench_many.py [--quick] [--big N]
+    .venv/bin/python bench/bench_many.py [--quick] [--big N] [--awake]
 
 Rows: the floor (raw TCP ping-pong, as in bench/run.py); one call on each of 50 local
 servers, collected (p50 per round); starting N (default 500) local servers and one round
 over them; ThreadedClient small-call p50; aggregate calls/s with 8 threads on one
-ThreadedClient.
+ThreadedClient. ``--awake`` holds the CPUs busy, as in bench/run.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from run import floor_tcp, percentiles  # noqa: E402
+from run import awake_cpus, floor_tcp, percentiles, print_table  # noqa: E402
 
 import easycluster  # noqa: E402
 from easycluster import ThreadedClient, call_multi  # noqa: E402
@@ -52,6 +52,13 @@ def rounds(clients: List[easycluster.Client], n: int) -> List[float]:
 
 
 def main() -> int:
+    with awake_cpus("--awake" in sys.argv):
+        rows = measure()
+    print_table(rows)
+    return 0
+
+
+def measure() -> List[tuple]:
     rows = []
     floor = percentiles(floor_tcp(2000 if QUICK else 10000))[0]
     rows.append(("floor: raw TCP ping-pong p50", f"{floor * 1e6:.1f} us", ""))
@@ -99,12 +106,7 @@ def main() -> int:
     rate = 8 * per_thread / (time.perf_counter() - t)
     rows.append(("ThreadedClient, 8 threads, aggregate", f"{rate:,.0f} calls/s", ""))
     tc.close()
-
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':>20}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>20}  {target}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
