@@ -448,7 +448,7 @@ class Client:
         return True
 
     def _ensure_pump(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._pumping:
                 return
             self._pumping = True
@@ -456,15 +456,20 @@ class Client:
 
     def _pump(self) -> None:
         try:
-            while self._pending and self._channel is not None:
+            while True:
+                with self._lock:  # decided where _ensure_pump looks: no waiter left alone
+                    if not self._pending or self._channel is None:
+                        self._pumping = False
+                        return
                 if self._take_reader(0.5):
                     try:
                         self._read_once(0.1)
                     finally:
                         self._release_reader()
-        finally:
-            with self._cond:
+        except BaseException:
+            with self._lock:
                 self._pumping = False
+            raise
 
     def read_response(self, block: bool = True) -> None:
         """Read and handle incoming replies once (running callbacks); for plain clients."""

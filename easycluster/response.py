@@ -165,6 +165,24 @@ class Response(concurrent.futures.Future):
         if self._cb:
             self._invoke_callbacks()
 
+    def cancel(self) -> bool:
+        """Stop waiting for the reply (False if it is already in). The call itself may
+        still run remotely: the outcome is unknown, and a late reply is dropped."""
+        with self._mutex:
+            if self._state is FINISHED:
+                return False
+            if self._state in _ENDED:
+                return True
+            # Straight to "cancelled and notified": no executor will do that step here.
+            self._state = CANCELLED_AND_NOTIFIED
+            for waiter in self._w or ():
+                waiter.add_cancelled(self)
+            if self._notify:
+                self._condition.notify_all()
+        if self._cb:
+            self._invoke_callbacks()
+        return True
+
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
         """As Future's; on a plain Client someone must read, so a reader is started."""
         super().add_done_callback(fn)
@@ -199,7 +217,10 @@ def callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Respon
     err_fn, err_args = split(onerror) if onerror is not None else (ok_fn, ok_args)
 
     def run(resp: Response) -> None:
-        exc = concurrent.futures.Future.exception(resp, 0)
+        try:
+            exc = concurrent.futures.Future.exception(resp, 0)
+        except concurrent.futures.CancelledError as e:  # cancelled here: an error too
+            exc = e
         try:
             if exc is None:
                 if ok_fn is not None:

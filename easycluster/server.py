@@ -31,7 +31,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from . import definitions, serialize, wire
 from .errors import ConnectionLost, ProtocolError, RemoteException
 from .objtable import ObjectTable
-from .transport import Channel
+from .transport import POST_MAX, Channel
 
 log = logging.getLogger("easycluster.server")
 
@@ -150,6 +150,7 @@ class ServerConnection:
 
     STANDBY_DELAY = 0.02
     STANDBY_IDLE = 1.0  # after this long without calls the standby sleeps until notified
+    FINISH_TIMEOUT = 2.0  # a drained connection waits this long for the client to close
 
     def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0,
                  on_end: Optional[Callable[[str], None]] = None):
@@ -201,7 +202,6 @@ class ServerConnection:
                     if not local:
                         continue
                     with lock:
-                        self._requests += len(local)  # counted before anyone can run them
                         backlog.extend(local)
                         batch = self._take_backlog()
                 self._run_batch(batch)
@@ -249,7 +249,9 @@ class ServerConnection:
             last = len(batch) - 1
             for i, (rid, main, bufs) in enumerate(batch):
                 self._call_no += 1  # the standby watches this to spot a long call
-                self._run_request(rid, main, bufs, hold=i < last)
+                # Hold only while the standby watches: once it reads (a call ran long),
+                # nobody would flush held replies until the batch ends.
+                self._run_request(rid, main, bufs, hold=i < last and self._reader == "main")
         finally:
             serialize.use_refs(saved)
             try:
@@ -281,14 +283,13 @@ class ServerConnection:
                     return
                 self._reader = "standby"
             try:
-                self.channel.flush()  # replies held behind the long call leave now
+                self.channel.flush_later()  # replies held behind the long call leave now
                 while True:
                     local = self._read_some()
                     if local is None:
                         return
                     with cond:
                         give_back = not self._busy
-                        self._requests += len(local)
                         self._backlog.extend(local)
                         if give_back:
                             self._reader = "main"
@@ -314,13 +315,16 @@ class ServerConnection:
         """
         self._draining = True
         if self._requests == 0:
-            _thread.start_new_thread(self._exit_drained, ())
+            _thread.start_new_thread(self._exit_if_idle, ())
+
+    def _exit_if_idle(self) -> None:
+        with self._lock:  # a request counted meanwhile: its end will exit instead
+            if self._requests:
+                return
+        self._exit_drained()
 
     def _exit_drained(self) -> None:
-        try:
-            self.channel.flush(wait=True)
-        except ConnectionLost:
-            pass
+        self.channel.finish(self.FINISH_TIMEOUT)
         log.info("%s: drained, exiting", self.peer)
         _flush()
         os._exit(0)
@@ -349,19 +353,18 @@ class ServerConnection:
                   local: List[Request]) -> bool:
         """Route one message; thread 0's requests are appended to ``local``. False at goodbye."""
         if ftype == wire.FT_REQUEST:
-            if self._draining:
-                return True
             if len(main) < REQUEST_HEAD.size:
                 raise ProtocolError("request too short")
             rid, tid = REQUEST_HEAD.unpack_from(main)
             item = (rid, main, bufs)
-            if tid == 0:
-                local.append(item)  # counted by the caller, before anything runs it
-                return True
             with self._lock:  # received counts from here until its reply is sent
+                if self._draining:  # (checked with the count: see _exit_if_idle)
+                    return True
                 self._requests += 1
-            if tid == CONTROL:
-                self.run_request(*item)
+            if tid == 0:
+                local.append(item)
+            elif tid == CONTROL:
+                self.run_request(*item, from_reader=True)
             elif tid == SINGLE:
                 threading.Thread(target=self.run_request, args=item, daemon=True,
                                  name="easycluster-single").start()
@@ -373,8 +376,8 @@ class ServerConnection:
                 raise ProtocolError("malformed release frame")
             self.table.release(RELEASE_ITEM.iter_unpack(main))
             return True
-        if ftype == wire.FT_PING:  # posted: a reader must never wait on a blocked write
-            self.channel.post(wire.FT_PONG, bytes(main), flush=True)
+        if ftype == wire.FT_PING:  # a reader must never wait on a blocked write
+            self.channel.post_later(wire.FT_PONG, bytes(main))
             return True
         if ftype == wire.FT_CLOSE:
             return False
@@ -394,14 +397,16 @@ class ServerConnection:
             t.queue.put(None)
 
     def run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
-                    more: Callable[[], int] = lambda: 0) -> None:
+                    more: Callable[[], int] = lambda: 0, from_reader: bool = False) -> None:
         """Run one request and send its reply; never raises (the reply carries errors).
 
         ``more()`` tells how many requests wait behind this one; while there are some,
-        small replies are batched instead of sent one by one.
+        small replies are batched instead of sent one by one. ``from_reader``: the
+        reading thread runs it (a control request), so a small reply goes through the
+        writer thread (``Channel.post_later``).
         """
         try:
-            self._run_request(rid, main, bufs, more=more)
+            self._run_request(rid, main, bufs, more=more, later=from_reader)
         finally:
             with self._lock:
                 self._requests -= 1
@@ -410,7 +415,8 @@ class ServerConnection:
                 self._exit_drained()
 
     def _run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
-                     hold: bool = False, more: Optional[Callable[[], int]] = None) -> None:
+                     hold: bool = False, more: Optional[Callable[[], int]] = None,
+                     later: bool = False) -> None:
         status, value = 0, None
         try:
             oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs,
@@ -426,12 +432,13 @@ class ServerConnection:
             value = fn(*args, **kwargs)
         except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
             status, value = 1, _remote_exception(e)
-        self._reply(rid, status, value, hold, more)
+        self._reply(rid, status, value, hold, more, later)
 
     def _reply(self, rid: int, status: int, value: Any, hold: bool = False,
-               more: Optional[Callable[[], int]] = None) -> None:
-        """Send a reply: held in the outbox if ``hold`` (the caller flushes), else batched
-        with others only while ``more()`` says requests wait behind it."""
+               more: Optional[Callable[[], int]] = None, later: bool = False) -> None:
+        """Send a reply: held in the outbox if ``hold`` (the caller flushes), handed to
+        the writer thread if ``later`` (small ones), else batched with others only while
+        ``more()`` says requests wait behind it."""
         try:
             main, bufs = serialize.dumps((value,), self.table, 3)
         except BaseException as e:
@@ -445,9 +452,12 @@ class ServerConnection:
                 status, value = 1, _unpicklable(value, e2)
                 main, bufs = serialize.dumps((value,), self.table)
         try:
-            self.channel.send_message(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status), main,
-                                      bufs, flush=not hold and not (more and more()),
-                                      hold=hold)
+            head = REPLY_HEAD.pack(rid, status)
+            if later and not bufs and len(main) <= POST_MAX:
+                self.channel.post_later(wire.FT_RESPONSE, head + main)
+            else:
+                self.channel.send_message(wire.FT_RESPONSE, head, main, bufs,
+                                          flush=not hold and not (more and more()), hold=hold)
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:

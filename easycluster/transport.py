@@ -120,6 +120,7 @@ class Channel:
         self._outbox: List[Tuple[int, bytes]] = []
         self._outbox_bytes = 0
         self._writer: Optional[threading.Thread] = None
+        self._writer_idle = False  # the writer thread sleeps until notified
         self._last_post = 0.0
         self._batch_cap = min(_BATCH_BYTES, session.max_send)
         self.closed = False
@@ -151,7 +152,10 @@ class Channel:
                     self._broken(f"sending failed part-way through a frame: {e!r}")
                 raise
         if self._outbox:
-            self._kick(False)  # posted while we wrote: their posters left them to us
+            try:  # posted while we wrote: their posters left them to us
+                self._kick(False)
+            except ConnectionLost:
+                pass  # our frame is out; the next send or read reports the loss
 
     def post(self, ftype: int, body: bytes, flush: bool) -> None:
         """Queue a small frame body; with ``flush``, see that it leaves now.
@@ -167,36 +171,67 @@ class Channel:
             raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
                                      f"limit of {self.session.max_send} bytes")
         write_lock = self._write_lock
-        with self._lock:
-            if self.closed:
-                raise ConnectionLost(self.close_reason or "connection closed")
-            outbox = self._outbox
-            now = _monotonic()
-            burst = now - self._last_post < BURST_GAP
-            self._last_post = now
-            # A body that leaves now, alone, with nobody writing, goes straight out (a
-            # blocking call, one request of a fan-out). Only a try-acquire here: the
-            # usual order is the write lock first.
-            direct = (flush or not burst) and not outbox and write_lock.acquire(False)
-            if not direct:
-                outbox.append((ftype, body))
-                self._outbox_bytes += size
-                full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
-                if not (flush or full or not burst):
-                    if self._writer is None:
-                        self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                                        name="easycluster-writer")
-                        self._writer.start()
-                    elif len(outbox) == 1:
-                        self._wake.notify()
-                    return
-        if direct:
-            try:
+        direct = False
+        try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
+            with self._lock:
+                if self.closed:
+                    raise ConnectionLost(self.close_reason or "connection closed")
+                outbox = self._outbox
+                now = _monotonic()
+                burst = now - self._last_post < BURST_GAP
+                self._last_post = now
+                # A body that leaves now, alone, with nobody writing, goes straight out
+                # (a blocking call, one request of a fan-out). Only a try-acquire here:
+                # the usual order is the write lock first.
+                direct = (flush or not burst) and not outbox and write_lock.acquire(False)
+                if not direct:
+                    outbox.append((ftype, body))
+                    self._outbox_bytes += size
+                    full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
+                    if not (flush or full or not burst):
+                        self._wake_writer()
+                        return
+            if direct:
                 self._write(self.session.pack(ftype, body))
-            finally:
+        finally:
+            if direct:
                 write_lock.release()
         if self._outbox:
             self._kick(False)  # (after a direct write: posted meanwhile, left to us)
+
+    def post_later(self, ftype: int, body: bytes) -> None:
+        """Queue a small body for the writer thread; never writes in the calling thread.
+
+        For the thread that owns the reads (answering a ping, a control request): a
+        reader that blocked on a full socket would stop reading, and a peer that is
+        itself blocked writing to us would never drain it.
+        """
+        if len(body) > self.session.max_send:
+            raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
+                                     f"limit of {self.session.max_send} bytes")
+        with self._lock:
+            if self.closed:
+                raise ConnectionLost(self.close_reason or "connection closed")
+            self._outbox.append((ftype, body))
+            self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
+            self._wake_writer()
+
+    def flush_later(self) -> None:
+        """Have the writer thread send the outbox; never writes in the calling thread
+        (see ``post_later``)."""
+        with self._lock:
+            if self._outbox and not self.closed:
+                self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Start the writer thread, or wake it if it sleeps (``_lock`` held)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                            name="easycluster-writer")
+            self._writer.start()
+        elif self._writer_idle:
+            self._writer_idle = False
+            self._wake.notify()
 
     def hold(self, ftype: int, body: bytes) -> None:
         """``post`` for a caller that will ``flush()`` soon (a server running a batch):
@@ -227,10 +262,15 @@ class Channel:
             self.post(ftype, head + main, flush)
 
     def flush(self, wait: bool = False) -> None:
-        """See that the outbox leaves now. With ``wait``, return only once it is written
-        (else a thread busy writing may still be about to send it)."""
-        if self._outbox and not self.closed:
-            self._kick(wait)
+        """See that the outbox leaves now. With ``wait``, return only once it is written,
+        including what another thread took from the outbox and is still writing (else
+        that thread may still be about to send it)."""
+        if wait:
+            with self._write_lock:
+                self._check_open()
+                self._write_outbox()
+        elif self._outbox and not self.closed:
+            self._kick(False)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -256,7 +296,9 @@ class Channel:
         while True:
             with self._lock:
                 while not self._outbox and not self.closed:
+                    self._writer_idle = True
                     self._wake.wait()
+                self._writer_idle = False
                 if self.closed:
                     return
             try:
@@ -366,6 +408,30 @@ class Channel:
             frames = reader.advance(n)
             if frames:
                 return frames
+
+    def finish(self, timeout: float) -> None:
+        """Send everything queued, close the sending side, then read and discard until
+        the peer closes or ``timeout`` passes; for a process about to exit.
+
+        Exiting with unread input makes the kernel reset the connection, and a reset
+        throws away replies still on their way to the peer; this lets them arrive.
+        """
+        try:
+            self.flush(wait=True)
+            self.sock.shutdown(socket.SHUT_WR)
+        except (ConnectionLost, OSError):
+            return
+        deadline = _monotonic() + timeout
+        scratch = bytearray(1 << 16)
+        while True:
+            left = deadline - _monotonic()
+            try:
+                if left <= 0 or not _wait_readable(self.sock, left):
+                    return
+                if not self.sock.recv_into(scratch):
+                    return
+            except (OSError, ValueError):
+                return
 
     def close(self, reason: str = "connection closed") -> None:
         """Close the socket; later sends raise ConnectionLost(reason). Idempotent.

@@ -250,9 +250,6 @@ def test_fast_replies_are_not_held_behind_a_long_call(rmt):
     assert slow.wait(timeout=20) is True
 
 
-@pytest.mark.xfail(strict=True, reason="a reply held after the standby took over the reads "
-                   "stays in the outbox until the whole batch ends (server.py _standby "
-                   "flushes once per take-over)")
 def test_replies_not_held_behind_a_second_long_call(rmt):
     """Long call, fast call, then a call waiting for an event we set only after the fast
     reply arrived. The standby takes over the reads during the first long call; the
@@ -266,9 +263,6 @@ def test_replies_not_held_behind_a_second_long_call(rmt):
     assert waiting.wait(timeout=20) is True, "the fast reply came only after the third call"
 
 
-@pytest.mark.xfail(strict=True, reason="the standby's take-over flush writes the held "
-                   "replies itself and blocks on a full socket; then nobody reads, and a "
-                   "client blocked sending large requests never reads either (deadlock)")
 def test_pipelined_large_requests_while_replies_are_held_behind_a_long_call():
     """Local transport only: its socketpair has fixed buffers, so the sizes below surely
     exceed them (TCP grows its buffers as it likes). Replies of ~200 KB are held when
@@ -441,6 +435,30 @@ def test_cancel_a_pending_response(rmt):
     # thread 2 runs in order: its late reply to the cancelled call came first, dropped
     assert rmt.pl_id("after", threadid=2) == "after"
     assert blocked.cancelled()
+
+
+def test_cancelled_response_is_done_for_waiters_and_callbacks(rmt):
+    """``concurrent.futures.wait``/``as_completed`` count a cancelled response as done
+    (without a timeout they would hang otherwise), and ``onerror`` hears of it."""
+    errors = []
+    blocked = rmt.pl_wait_event(20, nonblocking=True, threadid=3)
+    rid = rmt.pl_wait_event(20, threadid=4, oncomplete=lambda v: errors.append(("ok", v)),
+                            onerror=lambda e: errors.append(("error", e)))
+    waiter = threading.Thread(target=lambda: errors.append(cf.wait([blocked])))
+    waiter.start()
+    assert blocked.cancel()
+    waiter.join(10)
+    assert not waiter.is_alive(), "wait() did not see the cancellation"
+    done, not_done = errors.pop()
+    assert done == {blocked} and not not_done
+    assert list(cf.as_completed([blocked], timeout=5)) == [blocked]
+    assert isinstance(rid, int)
+    pending = rmt._pending[rid]
+    assert pending.cancel()
+    assert len(errors) == 1 and errors[0][0] == "error"
+    assert isinstance(errors[0][1].orig, cf.CancelledError)
+    rmt.pl_set_event(threadid=SINGLE)
+    assert rmt.pl_id("after", threadid=3) == "after"
 
 
 def test_repeated_burst_and_wait_always_has_a_reader(rmt):
