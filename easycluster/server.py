@@ -546,9 +546,6 @@ def main_spawned(argv: Sequence[str]) -> int:
     """Entry of a process started by ``spawn_local``: ``--fd N``, key in hex on stdin."""
     import socket
 
-    from .zygote import batch_scheduling
-
-    batch_scheduling()  # as for zygote-forked local servers
     fd = int(argv[argv.index("--fd") + 1])
     verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
     key = bytes.fromhex(sys.stdin.readline().strip())

@@ -6,8 +6,7 @@ SOCK_SEQPACKET control socket. Each request carries one end of a socketpair (pas
 SCM_RIGHTS), the session key, a verbosity and a working directory; the zygote forks a
 child that serves that socket and answers with the child's pid. Forking a warm
 interpreter starts a server in a few milliseconds instead of tens, and the children
-share the zygote's memory pages, which keeps many local servers cache-friendly. Local
-servers are batch-scheduled (see ``batch_scheduling``).
+share the zygote's memory pages, which keeps many local servers cache-friendly.
 
 The zygote exits when the master's end of the control socket closes; its children exit
 when their own connections close.
@@ -38,7 +37,6 @@ def main(argv: list) -> int:
     from . import exports, proxy, serialize, server, transport, wire  # noqa: F401
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the master's terminal
-    batch_scheduling()  # inherited by every child
     # Keep the warm objects out of the children's garbage collections: collecting would
     # write to them and unshare the pages the children share with the zygote.
     gc.collect()
@@ -71,21 +69,6 @@ def main(argv: list) -> int:
             _child(ctrl, fds[0], key, verbosity, cwd)
         os.close(fds[0])
         ctrl.send(REPLY.pack(pid))
-
-
-def batch_scheduling() -> None:
-    """Put this process (and its future children) in Linux's SCHED_BATCH class.
-
-    Local servers are workers of one master: with SCHED_BATCH, waking one (a request
-    arriving) never preempts the running master or a sibling server; it runs on an idle
-    CPU or when the current task yields. A fan-out to many local servers then sends all
-    its requests before the first server takes the CPU away. CPU shares (nice levels)
-    are unchanged. Does nothing where the policy does not exist.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        pass
 
 
 def _child(ctrl: socket.socket, fd: int, key: bytes, verbosity: int, cwd: str) -> None:

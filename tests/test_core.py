@@ -296,13 +296,3 @@ def test_define_common_block_may_call_define():
     import easycluster.nested_defs as mod
 
     assert mod.nested_defined == 42
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling classes only")
-@pytest.mark.parametrize("fresh", [False, True])
-def test_local_servers_are_batch_scheduled(fresh):
-    """Local servers never preempt the master when a request wakes them (see zygote)."""
-    with spawn_local(fresh_interpreter=fresh) as rmt:
-        assert rmt.os.sched_getscheduler(0) == os.SCHED_BATCH
-        assert rmt.server_pid != os.getpid()
-    assert os.sched_getscheduler(0) != os.SCHED_BATCH  # the master itself is left alone
