@@ -189,7 +189,8 @@ def print_table(rows: List[Tuple[str, ...]]) -> None:
     """Rows of (measure, value, [vs floor,] target), aligned."""
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
-    head = ("measure", "value", "vs floor", "target")[:len(rows[0])]
+    head = ("measure", "value", "vs floor", "target") if len(rows[0]) == 4 else (
+        "measure", "value", "target")
     for row in [head, *rows]:
         cells = [f"{row[0]:<{width}}", f"{row[1]:>{value_width}}"]
         if len(row) == 4:
