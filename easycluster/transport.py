@@ -103,12 +103,13 @@ class Channel:
     ``_lock`` guards the outbox and is only held for a moment; ``_write_lock`` is held
     while frames are numbered and written, so frames stay whole and in sequence.
     Whoever holds the write lock sends the outbox, and a poster that finds it taken
-    leaves its body there for the holder (who looks again before letting go): a poster
-    never waits for the socket, so a reader that answers a ping, or a server whose
-    client is slow to read, is never stuck behind a blocked write. Bursts of posts that
-    nobody flushes are sent by a writer thread started on first use; a lone post leaves
-    at once. ``recv``/``recv_frames`` must be called by one thread at a time (the owner
-    of the reads).
+    leaves its body there for the holder (who looks again before letting go) instead
+    of waiting behind a write that may be blocked. A poster that finds it free writes
+    itself; a thread that must never wait for the socket (the reader, answering a ping)
+    uses ``post_later``, which leaves the writing to a writer thread. That thread also
+    sends bursts of posts nobody flushes; a lone post leaves at once.
+    ``recv``/``recv_frames`` must be called by one thread at a time (the owner of the
+    reads).
     """
 
     def __init__(self, sock: socket.socket, session: wire.Session):
@@ -207,14 +208,8 @@ class Channel:
         reader that blocked on a full socket would stop reading, and a peer that is
         itself blocked writing to us would never drain it.
         """
-        if len(body) > self.session.max_send:
-            raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
-                                     f"limit of {self.session.max_send} bytes")
         with self._lock:
-            if self.closed:
-                raise ConnectionLost(self.close_reason or "connection closed")
-            self._outbox.append((ftype, body))
-            self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
+            self._queue(ftype, body)
             self._wake_writer()
 
     def flush_later(self) -> None:
@@ -237,18 +232,22 @@ class Channel:
     def hold(self, ftype: int, body: bytes) -> None:
         """``post`` for a caller that will ``flush()`` soon (a server running a batch):
         the body waits in the outbox, and only a full outbox is sent at once."""
+        with self._lock:
+            self._queue(ftype, body)
+            if len(self._outbox) < _BATCH_MAX and self._outbox_bytes < self._batch_cap:
+                return
+        self._kick(False)
+
+    def _queue(self, ftype: int, body: bytes) -> None:
+        """Put a body in the outbox (``_lock`` held), or raise: the connection is gone
+        (ConnectionLost), the body is above the peer's limit (FrameTooLarge)."""
+        if self.closed:
+            raise ConnectionLost(self.close_reason or "connection closed")
         if len(body) > self.session.max_send:
             raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
                                      f"limit of {self.session.max_send} bytes")
-        with self._lock:
-            if self.closed:
-                raise ConnectionLost(self.close_reason or "connection closed")
-            outbox = self._outbox
-            outbox.append((ftype, body))
-            self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
-            if len(outbox) < _BATCH_MAX and self._outbox_bytes < self._batch_cap:
-                return
-        self._kick(False)
+        self._outbox.append((ftype, body))
+        self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
 
     def send_message(self, ftype: int, head: bytes, main: bytes,
                      buffers: Sequence[wire.Buffer], flush: bool, hold: bool = False) -> None:
