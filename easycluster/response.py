@@ -179,6 +179,7 @@ class Response(concurrent.futures.Future):
                 waiter.add_cancelled(self)
             if self._notify:
                 self._condition.notify_all()
+        self.client._pending.pop(self.request_id, None)  # a late reply is dropped
         if self._cb:
             self._invoke_callbacks()
         return True

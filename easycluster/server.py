@@ -176,10 +176,16 @@ class ServerConnection:
         self._ended: Optional[str] = None
         self._requests = 0  # received and not yet answered, on any thread (under _cond)
         self._draining = False
+        self._finishing = False  # drained: the last replies are on their way out
+        self._main_thread: Optional[threading.Thread] = None  # set by serve()
+        self._standby_thread: Optional[threading.Thread] = None
 
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
-        threading.Thread(target=self._standby, daemon=True, name="easycluster-standby").start()
+        self._main_thread = threading.current_thread()
+        self._standby_thread = threading.Thread(target=self._standby, daemon=True,
+                                                name="easycluster-standby")
+        self._standby_thread.start()
         cond, lock, backlog = self._cond, self._lock, self._backlog
         batch: Optional[List[Request]] = None
         try:
@@ -250,8 +256,13 @@ class ServerConnection:
             for i, (rid, main, bufs) in enumerate(batch):
                 self._call_no += 1  # the standby watches this to spot a long call
                 # Hold only while the standby watches: once it reads (a call ran long),
-                # nobody would flush held replies until the batch ends.
-                self._run_request(rid, main, bufs, hold=i < last and self._reader == "main")
+                # nobody would flush held replies until the batch ends. If it took over
+                # during this call (its flush came too early for this reply), flush here:
+                # this thread is not the reader then, so it may write.
+                held = i < last and self._reader == "main"
+                self._run_request(rid, main, bufs, hold=held)
+                if held and self._reader != "main":
+                    self.channel.flush()
         finally:
             serialize.use_refs(saved)
             try:
@@ -324,7 +335,24 @@ class ServerConnection:
         self._exit_drained()
 
     def _exit_drained(self) -> None:
-        self.channel.finish(self.FINISH_TIMEOUT)
+        """Every counted request is answered: send the replies, then end the process
+        once the client has them (or after FINISH_TIMEOUT).
+
+        Exiting with unread input would reset the connection and throw away replies
+        still on their way, so the input is read out until the client closes: by this
+        thread if it is the reader, else by the reader (it drops requests while
+        draining, and its end of stream ends the process).
+        """
+        with self._lock:
+            if self._finishing:
+                return  # another thread is at it
+            self._finishing = True  # from now on pings go unanswered (nothing may follow)
+            reader = self._main_thread if self._reader == "main" else self._standby_thread
+            reading_elsewhere = reader is not threading.current_thread()
+        self.channel.finish(self.FINISH_TIMEOUT, read_out=not reading_elsewhere)
+        if reading_elsewhere:
+            with self._lock:
+                self._cond.wait_for(lambda: self._ended is not None, self.FINISH_TIMEOUT)
         log.info("%s: drained, exiting", self.peer)
         _flush()
         os._exit(0)
@@ -377,7 +405,8 @@ class ServerConnection:
             self.table.release(RELEASE_ITEM.iter_unpack(main))
             return True
         if ftype == wire.FT_PING:  # a reader must never wait on a blocked write
-            self.channel.post_later(wire.FT_PONG, bytes(main))
+            if not self._finishing:  # (then the sending side is shut: nothing may follow)
+                self.channel.post_later(wire.FT_PONG, bytes(main))
             return True
         if ftype == wire.FT_CLOSE:
             return False

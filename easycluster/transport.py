@@ -261,15 +261,9 @@ class Channel:
         else:
             self.post(ftype, head + main, flush)
 
-    def flush(self, wait: bool = False) -> None:
-        """See that the outbox leaves now. With ``wait``, return only once it is written,
-        including what another thread took from the outbox and is still writing (else
-        that thread may still be about to send it)."""
-        if wait:
-            with self._write_lock:
-                self._check_open()
-                self._write_outbox()
-        elif self._outbox and not self.closed:
+    def flush(self) -> None:
+        """See that the outbox leaves now: written here, or by the thread writing."""
+        if self._outbox and not self.closed:
             self._kick(False)
 
     def _check_open(self) -> None:
@@ -409,19 +403,29 @@ class Channel:
             if frames:
                 return frames
 
-    def finish(self, timeout: float) -> None:
-        """Send everything queued, close the sending side, then read and discard until
-        the peer closes or ``timeout`` passes; for a process about to exit.
+    def finish(self, timeout: float, read_out: bool = True) -> None:
+        """For a process about to exit: send everything queued (waiting at most
+        ``timeout`` for a write in progress), close the sending side, then, if
+        ``read_out``, read and discard until the peer closes or ``timeout`` passes.
 
         Exiting with unread input makes the kernel reset the connection, and a reset
-        throws away replies still on their way to the peer; this lets them arrive.
+        throws away replies still on their way to the peer; reading it out lets them
+        arrive. Only the thread that owns the reads may ``read_out``.
         """
+        deadline = _monotonic() + timeout
+        if not self._write_lock.acquire(timeout=timeout):
+            return  # a write blocked all along: the peer is not reading; give up
         try:
-            self.flush(wait=True)
+            if self.closed:
+                return
+            self._write_outbox()
             self.sock.shutdown(socket.SHUT_WR)
         except (ConnectionLost, OSError):
             return
-        deadline = _monotonic() + timeout
+        finally:
+            self._write_lock.release()
+        if not read_out:
+            return
         scratch = bytearray(1 << 16)
         while True:
             left = deadline - _monotonic()

@@ -85,6 +85,10 @@ def pl_set_event():
     pl_event.set()
 
 
+def pl_clear_event():
+    pl_event.clear()
+
+
 def pl_touch(path):
     open(path, "w").close()
 
@@ -264,6 +268,19 @@ def test_replies_not_held_behind_a_second_long_call(rmt):
     assert waiting.wait(timeout=20) is True, "the fast reply came only after the third call"
 
 
+def test_reply_of_a_long_call_is_not_held_behind_the_next_one(rmt):
+    """The reply of a call during which the standby took over the reads (it was to be
+    held when the call started) must leave before the next long call ends."""
+    for trial in range(3):
+        pre = rmt.pl_nap(0.01, "pre", nonblocking=True)  # so the next two share a batch
+        first = rmt.pl_nap(0.1, "first", nonblocking=True)
+        waiting = rmt.pl_wait_event(20, nonblocking=True)
+        assert first.wait(timeout=10) == "first", f"trial {trial}: held behind the wait"
+        rmt.pl_set_event(threadid=SINGLE)
+        assert waiting.wait(timeout=20) is True and pre.wait(timeout=5) == "pre"
+        rmt.pl_clear_event()
+
+
 def test_pipelined_large_requests_while_replies_are_held_behind_a_long_call():
     """Local transport only: its socketpair has fixed buffers, so the sizes below surely
     exceed them (TCP grows its buffers as it likes). Replies of ~200 KB are held when
@@ -316,15 +333,16 @@ def test_reader_keeps_reading_while_a_reply_write_is_blocked(rmt, tmp_path):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("transport", ["local", "tcp"])
-def test_drain_mid_burst_answers_every_call_that_ran(transport, request, tmp_path):
+@pytest.mark.parametrize("transport, tid", [("local", 0), ("tcp", 0), ("tcp", 1)])
+def test_drain_mid_burst_answers_every_call_that_ran(transport, tid, request, tmp_path):
     """SIGUSR1 (drain) to the server process while it works through a pipelined burst
     that we read as it comes: the calls that ran are exactly those answered, a prefix of
     the burst; then the connection ends and the process exits 0.
 
     Over TCP too: a drained server reads out what the client still sends before it
     exits, since closing with unread input would reset the connection and throw away
-    replies still in flight."""
+    replies still in flight. With the burst on server thread 1 (not the reading
+    thread) and pings arriving all along, the read-out is left to the reader."""
     n = 30000
     for trial in range(4):
         path = tmp_path / f"marks{trial}"
@@ -334,7 +352,7 @@ def test_drain_mid_burst_answers_every_call_that_ran(transport, request, tmp_pat
             c.pl_open_marks(str(path), n)
             with open(path, "rb") as f:
                 marks = mmap.mmap(f.fileno(), n, prot=mmap.PROT_READ)
-            rs = [c.pl_mark(i, nonblocking=True) for i in range(n)]
+            rs = [c.pl_mark(i, nonblocking=True, threadid=tid) for i in range(n)]
 
             def read_all(rs=rs):
                 got = []
@@ -350,9 +368,22 @@ def test_drain_mid_burst_answers_every_call_that_ran(transport, request, tmp_pat
             target = 500 + 3000 * trial
             assert wait_until(lambda m=marks, t=target: m[t] == 1, timeout=30,
                               interval=0.0002)
+            stop = threading.Event()
+
+            def pinger(ch=c._channel, stop=stop):
+                while not stop.wait(0.0005):
+                    try:
+                        ch.post(wire.FT_PING, b"q" * 200, flush=True)
+                    except ConnectionLost:
+                        return
+
+            pings = threading.Thread(target=pinger, daemon=True)
+            if tid:
+                pings.start()
             os.kill(c.server_pid, signal.SIGUSR1)
             got = got_f.result(timeout=60)
             reader.shutdown()
+            stop.set()
             if transport == "local":
                 assert c.process.wait(timeout=20) == 0
             else:  # a child of the listener: gone is all we can see
