@@ -400,7 +400,17 @@ class Client:
 
     def _wait_for(self, fut: Any, timeout: Optional[float]) -> None:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is None:  # the common case, kept short
+            while not fut.done():
+                if self._take_reader(None, fut):
+                    try:
+                        while not fut.done():
+                            if not self._read_once(None):
+                                return
+                    finally:
+                        self._release_reader()
+            return
+        deadline = time.monotonic() + timeout
         while not fut.done():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

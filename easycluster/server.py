@@ -66,7 +66,7 @@ class RootObject:
             definitions.run_block(name, code)
 
     def verb_call(self, name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
-        fn = definitions.get_global(name, self.context, auto_import=True)
+        fn = definitions.get_global(name, self.conn.context, auto_import=True)
         return fn(*args, **kwargs)
 
     def verb_get_global(self, name: str) -> Any:
@@ -208,8 +208,12 @@ class ServerConnection:
                     if not local:
                         continue
                     with lock:
-                        backlog.extend(local)
-                        batch = self._take_backlog()
+                        if backlog:
+                            backlog.extend(local)
+                            local = self._take_backlog()
+                        else:  # (the usual case: what was just read is all there is)
+                            self._start_batch()
+                        batch = local
                 self._run_batch(batch)
         except ProtocolError as e:
             self._protocol_error(e)
@@ -220,15 +224,19 @@ class ServerConnection:
         return self._ended or "ended"
 
     def _take_backlog(self) -> List[Request]:
-        """All the backlog, to run as one batch (``_cond`` held): replies go out together."""
+        """All the backlog, to run as one batch (``_lock`` held): replies go out together."""
         batch = list(self._backlog)
         self._backlog.clear()
+        self._start_batch()
+        return batch
+
+    def _start_batch(self) -> None:
+        """The main thread starts running a batch (``_lock`` held): tell the standby."""
         self._busy = True
         self._call_no += 1
         self._last_call = time.monotonic()
         if self._standby_idle:
             self._cond.notify_all()
-        return batch
 
     def _read_some(self) -> Optional[List[Request]]:
         """Read once and dispatch what came; return thread 0's requests (for the caller to
