@@ -346,6 +346,12 @@ class Client:
 
     def _handle(self, frames: List[wire.Frame]) -> None:
         """Complete the replies in ``frames`` (as ``Channel.recv_frames`` returns them)."""
+        if len(frames) == 1 and frames[0].type == wire.FT_RESPONSE:  # a lone reply
+            self._complete(*frames[0].parts())
+            if self._nwait:
+                with self._lock:
+                    self._cond.notify_all()
+            return
         saved = serialize.use_refs(self._proxies)  # once for all the replies read here
         try:
             for f in frames:

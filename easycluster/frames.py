@@ -61,9 +61,11 @@ class Frame:
         self.payload = payload
         self.max_size = max_size
 
-    def parts(self) -> Tuple[memoryview, List[memoryview]]:
+    def parts(self) -> Tuple[memoryview, Sequence[memoryview]]:
         """Return ``(main, buffers)``: decompressed, with out-of-band buffers split off."""
         data: Buffer = self.payload
+        if not self.flags:
+            return memoryview(data), ()  # the common case: nothing to undo
         if self.flags & FLAG_ZLIB:
             d = zlib.decompressobj()
             try:
