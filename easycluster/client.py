@@ -23,7 +23,7 @@ from .proxytable import ProxyTable
 from .response import Callback, Response, _mirror, _Slot, callback_runner, timeout_error
 from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from .spec import DEFAULT_PORT
-from .transport import Channel, client_handshake, connect_tcp
+from .transport import POST_MAX, Channel, client_handshake, connect_tcp
 
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
@@ -212,8 +212,10 @@ class Client:
         self._pending[rid] = resp
         try:
             # a non-blocking call may wait a moment to leave with others
-            channel.send_message(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs,
-                                 flush=wait_here)
+            if bufs or len(main) > POST_MAX:  # a frame of its own
+                channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
+            else:
+                channel.post(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main, wait_here)
         except BaseException:
             self._pending.pop(rid, None)
             raise

@@ -258,6 +258,10 @@ class ServerConnection:
     def _run_batch(self, batch: List[Request]) -> None:
         """Run thread 0's requests in order on this thread; their small replies are held
         and leave together at the end (the standby flushes them if a call runs long)."""
+        if len(batch) == 1:  # a lone call: nothing to hold, and loads sets the refs itself
+            self._call_no += 1
+            self._run_request(*batch[0])
+            return
         saved = serialize.use_refs(self.table)
         try:
             last = len(batch) - 1
@@ -490,11 +494,14 @@ class ServerConnection:
                 main, bufs = serialize.dumps((value,), self.table)
         try:
             head = REPLY_HEAD.pack(rid, status)
-            if later and not bufs and len(main) <= POST_MAX:
+            if bufs or len(main) > POST_MAX:  # a frame of its own
+                self.channel.send(wire.FT_RESPONSE, [head, main], bufs)
+            elif later:
                 self.channel.post_later(wire.FT_RESPONSE, head + main)
+            elif hold:
+                self.channel.hold(wire.FT_RESPONSE, head + main)
             else:
-                self.channel.send_message(wire.FT_RESPONSE, head, main, bufs,
-                                          flush=not hold and not (more and more()), hold=hold)
+                self.channel.post(wire.FT_RESPONSE, head + main, not (more and more()))
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:

@@ -249,18 +249,6 @@ class Channel:
         self._outbox.append((ftype, body))
         self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
 
-    def send_message(self, ftype: int, head: bytes, main: bytes,
-                     buffers: Sequence[wire.Buffer], flush: bool, hold: bool = False) -> None:
-        """Send ``head + main`` (+ buffers): small bodies go through ``post`` (batched
-        unless ``flush``; see ``hold``), large ones or ones with buffers as a frame of
-        their own."""
-        if buffers or len(main) > POST_MAX:
-            self.send(ftype, [head, main], buffers)
-        elif hold:
-            self.hold(ftype, head + main)
-        else:
-            self.post(ftype, head + main, flush)
-
     def flush(self) -> None:
         """See that the outbox leaves now: written here, or by the thread writing."""
         if self._outbox and not self.closed:
