@@ -23,7 +23,7 @@ from .proxytable import ProxyTable
 from .response import Callback, Response, _mirror, _Slot, callback_runner, timeout_error
 from .server import CONTROL, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from .spec import DEFAULT_PORT
-from .transport import POST_MAX, Channel, client_handshake, connect_tcp
+from .transport import Channel, client_handshake, connect_tcp
 
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
@@ -212,10 +212,8 @@ class Client:
         self._pending[rid] = resp
         try:
             # a non-blocking call may wait a moment to leave with others
-            if bufs or len(main) > POST_MAX:  # a frame of its own
-                channel.send(wire.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
-            else:
-                channel.post(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main, wait_here)
+            channel.send_message(wire.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs,
+                                 flush=wait_here)
         except BaseException:
             self._pending.pop(rid, None)
             raise
@@ -350,10 +348,13 @@ class Client:
         """Complete the replies in ``frames`` (as ``Channel.recv_frames`` returns them)."""
         if len(frames) == 1 and frames[0].type == wire.FT_RESPONSE:  # a lone reply
             self._complete(*frames[0].parts())
-            if self._nwait:
-                with self._lock:
-                    self._cond.notify_all()
-            return
+        else:
+            self._handle_many(frames)
+        if self._nwait:
+            with self._lock:
+                self._cond.notify_all()
+
+    def _handle_many(self, frames: List[wire.Frame]) -> None:
         saved = serialize.use_refs(self._proxies)  # once for all the replies read here
         try:
             for f in frames:
@@ -369,9 +370,6 @@ class Client:
                     self._notice(f.type, f.parts()[0])
         finally:
             serialize.use_refs(saved)
-        if self._nwait:
-            with self._lock:
-                self._cond.notify_all()
 
     def _notice(self, ftype: int, body: memoryview) -> None:
         """A frame other than a reply: a pong is a sign of life, the rest protocol errors."""
@@ -408,17 +406,7 @@ class Client:
 
     def _wait_for(self, fut: Any, timeout: Optional[float]) -> None:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
-        if timeout is None:  # the common case, kept short
-            while not fut.done():
-                if self._take_reader(None, fut):
-                    try:
-                        while not fut.done():
-                            if not self._read_once(None):
-                                return
-                    finally:
-                        self._release_reader()
-            return
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not fut.done():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from . import definitions, serialize, wire
 from .errors import ConnectionLost, ProtocolError, RemoteException
 from .objtable import ObjectTable
-from .transport import POST_MAX, Channel
+from .transport import Channel
 from .verbs import VERSION as VERSION  # (re-exported: easycluster.server.VERSION)
 from .verbs import RootObject
 
@@ -156,8 +156,7 @@ class ServerConnection:
 
     def _start_batch(self) -> None:
         """The main thread starts running a batch (``_lock`` held): tell the standby."""
-        self._busy = True
-        self._call_no += 1
+        self._busy = True  # (_run_batch counts the calls the standby watches)
         self._last_call = time.monotonic()
         if self._standby_idle:
             self._cond.notify_all()
@@ -417,15 +416,9 @@ class ServerConnection:
                 status, value = 1, _unpicklable(value, e2)
                 main, bufs = serialize.dumps((value,), self.table)
         try:
-            head = REPLY_HEAD.pack(rid, status)
-            if bufs or len(main) > POST_MAX:  # a frame of its own
-                self.channel.send(wire.FT_RESPONSE, [head, main], bufs)
-            elif later:
-                self.channel.post_later(wire.FT_RESPONSE, head + main)
-            elif hold:
-                self.channel.hold(wire.FT_RESPONSE, head + main)
-            else:
-                self.channel.post(wire.FT_RESPONSE, head + main, not (more and more()))
+            self.channel.send_message(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status), main,
+                                      bufs, flush=not (more and more()), hold=hold,
+                                      later=later)
         except wire.FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:

@@ -164,14 +164,11 @@ class Channel:
 
         Even without ``flush`` a body leaves at once unless it is part of a burst (the
         previous post was less than ``BURST_GAP`` seconds ago): waking the writer
-        thread costs more than a send, so only bursts are worth batching.
-        Never waits for the socket (see the class notes); raises ConnectionLost once the
-        connection is gone and FrameTooLarge for a body above the peer's limit.
+        thread costs more than a send, so only bursts are worth batching. What leaves
+        at once is written by this thread unless another one is writing (see the class
+        notes). Raises ConnectionLost once the connection is gone and FrameTooLarge for
+        a body above the peer's limit.
         """
-        size = len(body) + wire.BATCH_ITEM_OVERHEAD
-        if size > self._batch_cap and len(body) > self.session.max_send:
-            raise wire.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
-                                     f"limit of {self.session.max_send} bytes")
         write_lock = self._write_lock
         direct = False
         try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
@@ -187,8 +184,7 @@ class Channel:
                 # the usual order is the write lock first.
                 direct = (flush or not burst) and not outbox and write_lock.acquire(False)
                 if not direct:
-                    outbox.append((ftype, body))
-                    self._outbox_bytes += size
+                    self._queue(ftype, body)
                     full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
                     if not (flush or full or not burst):
                         self._wake_writer()
@@ -248,6 +244,22 @@ class Channel:
                                      f"limit of {self.session.max_send} bytes")
         self._outbox.append((ftype, body))
         self._outbox_bytes += len(body) + wire.BATCH_ITEM_OVERHEAD
+
+    def send_message(self, ftype: int, head: bytes, main: bytes,
+                     buffers: Sequence[wire.Buffer], flush: bool = False, hold: bool = False,
+                     later: bool = False) -> None:
+        """Send ``head + main`` (+ buffers): the one send-or-queue decision. A message with
+        buffers, or a large one, is a frame of its own (``send``); a small one is posted
+        (``post``, leaving at once if ``flush``), held (``hold``) or left to the writer
+        thread (``later``, for the reading thread)."""
+        if buffers or len(main) > POST_MAX:
+            self.send(ftype, [head, main], buffers)
+        elif later:
+            self.post_later(ftype, head + main)
+        elif hold:
+            self.hold(ftype, head + main)
+        else:
+            self.post(ftype, head + main, flush)
 
     def flush(self) -> None:
         """See that the outbox leaves now: written here, or by the thread writing."""
