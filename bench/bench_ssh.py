@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from sshd import sshd_missing, start_sshd  # noqa: E402
 
 import easycluster  # noqa: E402
-from easycluster import bootstrap  # noqa: E402
+from easycluster.launch import payload  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 RUNS = 5 if QUICK else 15
@@ -107,7 +107,7 @@ def main() -> int:
          f"{p / pf:.2f}x parallel floor, {p / NPAR * 1e3:.1f} ms/host"),
     ]
     print(f"ssh bootstrap, loopback sshd, median of {RUNS} runs ({len(par)} for parallel); "
-          f"rpython={RPYTHON}; payload {len(bootstrap.payload()) / 1024:.1f} KiB zlib; "
+          f"rpython={RPYTHON}; payload {len(payload.payload()) / 1024:.1f} KiB zlib; "
           f"{os.cpu_count()} CPUs")
     print(f"{'measure':<42} {'ms':>9}  ratio")
     for name, ms, ratio in rows:

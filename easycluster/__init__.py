@@ -1,47 +1,84 @@
 """EasyCluster: run Python code on many machines.
 
-The public names are EasyCluster 0.22's; a script written for it runs unchanged.
+The public names are EasyCluster 0.22's (a script written for it runs unchanged) and
+ours. ``import easycluster`` loads nothing but this table: each name's module is imported
+when the name is first used (module ``__getattr__``), so a client pays only for what it
+uses, and the server, the service and the node sets load only where they run.
 """
 
-from .client import Client, Response
-from .definitions import define_common, definitions_module, exec_return, get_global, set_global
-from .errors import (
-    AuthenticationError,
-    CallTimeout,
-    ConfigError,
-    ConnectError,
-    ConnectionLost,
-    EasyClusterError,
-    FrameTooLarge,
-    IntegrityError,
-    KeyFileError,
-    ProtocolError,
-    RemoteException,
-    SpecError,
-)
-from .exports import ServerObject, make_server_class, make_singleton
-from .keys import (
-    add_key_options,
-    decode_key,
-    generate_key,
-    key_from_options,
-    read_key_file,
-    write_key_file,
-)
-from .nodegroups import GroupResolver
-from .nodeset import NodeSet
-from .parallel import ClientGroup, call_method_multi, call_multi, eval_multi, execblock_multi
-from .proxy import DefaultRemoteProxy, FileProxy, GeneratorProxy, RemoteProxy, SelfIterProxy
-from .rangeset import RangeSet
-from .server import SINGLE, VERSION
-from .service import DEFAULT_PORT
-from .spec import parse_connection_spec
-from .threaded import AutoThreadingClient, ThreadedClient
+from __future__ import annotations
 
-NonblockingResponse = Response
-# EasyCluster's common base of Client and Server; scripts only ever named it in isinstance
-# checks and subclassing of clients, which the Client class serves.
-Connection = Client
+import importlib
+from typing import Any, Dict, List
+
+from .version import VERSION
+
+# name -> module it lives in. (Read by launch/payload.py, which ships a server-side
+# __init__ binding the names whose modules a remote server has.)
+_EXPORTS: Dict[str, str] = {
+    "Client": "easycluster.client.client",
+    "Connection": "easycluster.client.client",
+    "Response": "easycluster.client.response",
+    "NonblockingResponse": "easycluster.client.response",
+    "ThreadedClient": "easycluster.client.threaded",
+    "AutoThreadingClient": "easycluster.client.threaded",
+    "ClientGroup": "easycluster.client.parallel",
+    "call_multi": "easycluster.client.parallel",
+    "call_method_multi": "easycluster.client.parallel",
+    "eval_multi": "easycluster.client.parallel",
+    "execblock_multi": "easycluster.client.parallel",
+    "parse_connection_spec": "easycluster.client.spec",
+    "define_common": "easycluster.objects.definitions",
+    "definitions_module": "easycluster.objects.definitions",
+    "exec_return": "easycluster.objects.definitions",
+    "get_global": "easycluster.objects.definitions",
+    "set_global": "easycluster.objects.definitions",
+    "ServerObject": "easycluster.objects.exports",
+    "make_server_class": "easycluster.objects.exports",
+    "make_singleton": "easycluster.objects.exports",
+    "RemoteProxy": "easycluster.objects.proxy",
+    "DefaultRemoteProxy": "easycluster.objects.proxy",
+    "SelfIterProxy": "easycluster.objects.proxy",
+    "GeneratorProxy": "easycluster.objects.proxy",
+    "FileProxy": "easycluster.objects.proxy",
+    "PipeSocket": "easycluster.transport.pipes",
+    "SINGLE": "easycluster.protocol.messages",
+    "DEFAULT_PORT": "easycluster.protocol.messages",
+    "add_key_options": "easycluster.keys",
+    "decode_key": "easycluster.keys",
+    "generate_key": "easycluster.keys",
+    "key_from_options": "easycluster.keys",
+    "read_key_file": "easycluster.keys",
+    "write_key_file": "easycluster.keys",
+    "EasyClusterError": "easycluster.errors",
+    "ConfigError": "easycluster.errors",
+    "KeyFileError": "easycluster.errors",
+    "SpecError": "easycluster.errors",
+    "ConnectionLost": "easycluster.errors",
+    "ConnectError": "easycluster.errors",
+    "AuthenticationError": "easycluster.errors",
+    "ProtocolError": "easycluster.errors",
+    "IntegrityError": "easycluster.errors",
+    "FrameTooLarge": "easycluster.errors",
+    "CallTimeout": "easycluster.errors",
+    "RemoteException": "easycluster.errors",
+    "NodeSet": "easycluster.nodeset.nodeset",
+    "RangeSet": "easycluster.nodeset.rangeset",
+    "GroupResolver": "easycluster.nodeset.groups",
+    # EasyCluster 0.22's protocol constants (see easycluster/legacy.py)
+    "MIN_SERVER_VERSION": "easycluster.legacy",
+    "PYTHON3": "easycluster.legacy",
+    "HMAC_MOD": "easycluster.legacy",
+    "HMAC_SIZE": "easycluster.legacy",
+    "ERROR": "easycluster.legacy",
+    "CHALLENGE": "easycluster.legacy",
+    "CHALLENGE_RESPONSE": "easycluster.legacy",
+    "KEEPALIVE": "easycluster.legacy",
+    "REQUEST": "easycluster.legacy",
+    "RESPONSE": "easycluster.legacy",
+    "INIT": "easycluster.legacy",
+    "MSG_COMPRESSED": "easycluster.legacy",
+}
 
 __all__ = [
     "AutoThreadingClient", "ThreadedClient", "Client", "RemoteException",
@@ -56,3 +93,16 @@ __all__ = [
     "DefaultRemoteProxy", "SelfIterProxy", "GeneratorProxy", "FileProxy", "NodeSet", "RangeSet",
     "GroupResolver", "parse_connection_spec",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'easycluster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

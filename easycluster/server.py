@@ -1,518 +1,217 @@
-"""The server end of a connection: dispatch, server threads, replies (verbs in verbs.py).
+"""EasyCluster 0.22's ``easycluster.server`` module, for scripts written for it.
 
-One ``ServerConnection`` serves one authenticated connection in its own process. Its
-reader thread (the caller of ``serve``) owns the reads; each request runs on the server
-thread its ``threadid`` names (0 by default, created on first use; ``SINGLE`` gets a
-one-off thread), which sends the reply itself. When the client goes away the process
-ends at once, even if calls are still running: nobody is left to receive their results.
-
-Request body:  ``u64 request id, i64 thread id`` then the pickle of
-``(object id, method, args, kwargs)``. Reply body: ``u64 request id, u8 status`` (0 value,
-1 exception) then the pickle of ``(value,)``. The request id stays readable when a
-pickle cannot be loaded, so that failure is reported against the right call.
+Everything here forwards to the package's own parts; nothing inside the package imports
+this module. ``python -m easycluster.server`` runs the ``easycluster`` command, as 0.22's
+did. Heavy names (``Server``, ``ServerThread``, ``RootObject``) load on first use.
 """
 
 from __future__ import annotations
 
-import _thread
-import collections
-import logging
+import importlib
+import ipaddress
 import os
-import queue
 import signal
-import struct
+import socket
 import sys
-import threading
-import time
-import traceback
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
-from . import definitions, serialize, wire
-from .errors import ConnectionLost, ProtocolError, RemoteException
-from .objtable import ObjectTable
-from .transport import Channel
-from .verbs import VERSION as VERSION  # (re-exported: easycluster.server.VERSION)
-from .verbs import RootObject
+MIN_CLIENT_VERSION = "1.0.0"  # the oldest client this server talks to (0.22 said '0.16')
 
-log = logging.getLogger("easycluster.server")
-
-SINGLE = -1  # threadid: run this request in a new thread that ends with it
-CONTROL = -2  # threadid: run inline on the reader thread (stop a thread, ping)
-REQUEST_HEAD = struct.Struct(">Qq")
-REPLY_HEAD = struct.Struct(">QB")
-RELEASE_ITEM = struct.Struct(">QQ")
-Request = Tuple[int, memoryview, List[memoryview]]  # request id, body, out-of-band buffers
+_LAZY: Dict[str, str] = {
+    "RootObject": "easycluster.remote.verbs",
+    "ServerThread": "easycluster.remote.connection",
+}
 
 
-class ServerThread(threading.Thread):
-    """A persistent server thread: runs the requests queued for one thread id in order."""
 
-    def __init__(self, conn: ServerConnection, tid: int):
-        super().__init__(name=f"easycluster-thread-{tid}", daemon=True)
-        self.conn = conn
-        self.tid = tid
-        self.queue: queue.SimpleQueue[Optional[Request]] = queue.SimpleQueue()
-
-    def run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            self.conn.run_request(*item, more=self.queue.qsize)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'easycluster.server' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-class ServerConnection:
-    """Serves one connection: call ``serve()`` on the thread that runs thread 0's calls.
-
-    The serving thread (the process's main thread) both reads and runs thread 0's calls
-    itself, so a plain call costs no thread switch. While it runs a call, a standby
-    thread watches; if the call is still running after ``STANDBY_DELAY`` seconds the
-    standby takes over the reads (other threads' requests, pings and the end of the
-    connection are then seen at once) and hands them back when the main thread is free.
-    Exactly one thread reads at any time.
-    """
-
-    STANDBY_DELAY = 0.02
-    STANDBY_IDLE = 1.0  # after this long without calls the standby sleeps until notified
-    FINISH_TIMEOUT = 2.0  # a drained connection waits this long for the client to close
-
-    def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0,
-                 on_end: Optional[Callable[[str], None]] = None):
-        self.channel = channel
-        self.peer = peer
-        self.verbosity = verbosity
-        self.context = definitions.definitions_module(definitions.DEFAULT_MODULE)
-        self.root = RootObject(self)
-        self.table = ObjectTable(self.root)
-        self._verbs = {name[5:]: getattr(self.root, name) for name in dir(self.root)
-                       if name.startswith("verb_")}
-        self.objects = self.table.objects
-        self.threads: Dict[int, ServerThread] = {}
-        self._on_end = on_end
-        self._lock = threading.RLock()  # taken bare on the hot paths; _cond to wait on it
-        self._cond = threading.Condition(self._lock)
-        self._reader = "main"  # who may read now: "main" or "standby"
-        self._busy = False  # the main thread is running a call
-        self._call_no = 0
-        self._standby_idle = True
-        self._last_call = 0.0
-        self._backlog: Deque[Request] = collections.deque()
-        self._ended: Optional[str] = None
-        self._requests = 0  # received and not yet answered, on any thread (under _cond)
-        self._draining = False
-        self._finishing = False  # drained: the last replies are on their way out
-        self._main_thread: Optional[threading.Thread] = None  # set by serve()
-        self._standby_thread: Optional[threading.Thread] = None
-
-    def serve(self) -> str:
-        """Read and dispatch until the client goes away; return why the connection ended."""
-        self._main_thread = threading.current_thread()
-        self._standby_thread = threading.Thread(target=self._standby, daemon=True,
-                                                name="easycluster-standby")
-        self._standby_thread.start()
-        cond, lock, backlog = self._cond, self._lock, self._backlog
-        batch: Optional[List[Request]] = None
-        try:
-            while True:
-                with lock:
-                    if batch is not None:  # the one just run is answered
-                        self._busy = False
-                        self._requests -= len(batch)
-                        batch = None
-                        if self._draining and self._requests == 0:
-                            break
-                    while self._ended is None and not backlog and self._reader != "main":
-                        cond.wait()
-                    if self._ended is not None:
-                        return self._ended
-                    if backlog:
-                        batch = self._take_backlog()
-                if batch is None:
-                    local = self._read_some()
-                    if not local:
-                        continue
-                    with lock:
-                        if backlog:
-                            backlog.extend(local)
-                            local = self._take_backlog()
-                        else:  # (the usual case: what was just read is all there is)
-                            self._start_batch()
-                        batch = local
-                self._run_batch(batch)
-        except ProtocolError as e:
-            self._protocol_error(e)
-        except ConnectionLost as e:
-            self._end(str(e))
-        else:
-            self._exit_drained()
-        return self._ended or "ended"
-
-    def _take_backlog(self) -> List[Request]:
-        """All the backlog, to run as one batch (``_lock`` held): replies go out together."""
-        batch = list(self._backlog)
-        self._backlog.clear()
-        self._start_batch()
-        return batch
-
-    def _start_batch(self) -> None:
-        """The main thread starts running a batch (``_lock`` held): tell the standby."""
-        self._busy = True  # (_run_batch counts the calls the standby watches)
-        self._last_call = time.monotonic()
-        if self._standby_idle:
-            self._cond.notify_all()
-
-    def _read_some(self) -> Optional[List[Request]]:
-        """Read once and dispatch what came; return thread 0's requests (for the caller to
-        count and queue), or None once the client said goodbye."""
-        local: List[Request] = []
-        for frame in self.channel.recv_frames():
-            if frame.type == wire.FT_BATCH:
-                for ftype, body in wire.batch_items(frame):
-                    if not self._dispatch(ftype, body, [], local):
-                        self._end("client closed the connection")
-                        return None
-            else:
-                main, bufs = frame.parts()
-                if not self._dispatch(frame.type, main, bufs, local):
-                    self._end("client closed the connection")
-                    return None
-        return local
-
-    def _run_batch(self, batch: List[Request]) -> None:
-        """Run thread 0's requests in order on this thread; their small replies are held
-        and leave together at the end (the standby flushes them if a call runs long)."""
-        if len(batch) == 1:  # a lone call: nothing to hold, and loads sets the refs itself
-            self._call_no += 1
-            self._run_request(*batch[0])
-            return
-        saved = serialize.use_refs(self.table)
-        try:
-            last = len(batch) - 1
-            for i, (rid, main, bufs) in enumerate(batch):
-                self._call_no += 1  # the standby watches this to spot a long call
-                # Hold only while the standby watches: once it reads (a call ran long),
-                # nobody would flush held replies until the batch ends. If it took over
-                # during this call (its flush came too early for this reply), flush here:
-                # this thread is not the reader then, so it may write.
-                held = i < last and self._reader == "main"
-                self._run_request(rid, main, bufs, hold=held)
-                if held and self._reader != "main":
-                    self.channel.flush()
-        finally:
-            serialize.use_refs(saved)
-            try:
-                self.channel.flush()
-            except ConnectionLost:
-                pass
-
-    def _standby(self) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                while True:
-                    if self._ended is not None:
-                        return
-                    if self._busy and self._reader == "main":
-                        n = self._call_no
-                        cond.wait(self.STANDBY_DELAY)
-                        if self._busy and self._reader == "main" and self._call_no == n:
-                            break  # the same call for a whole delay: take over the reads
-                    elif time.monotonic() - self._last_call > self.STANDBY_IDLE:
-                        # Quiet connection: sleep until the main thread starts a call (it
-                        # notifies only then, so busy connections pay no wake-up per call).
-                        self._standby_idle = True
-                        cond.wait()
-                        self._standby_idle = False
-                    else:
-                        cond.wait(self.STANDBY_DELAY)
-                if self._ended is not None:
-                    return
-                self._reader = "standby"
-            try:
-                self.channel.flush_later()  # replies held behind the long call leave now
-                while True:
-                    local = self._read_some()
-                    if local is None:
-                        return
-                    with cond:
-                        give_back = not self._busy
-                        self._backlog.extend(local)
-                        if give_back:
-                            self._reader = "main"
-                        cond.notify_all()
-                    if give_back:
-                        break
-            except ProtocolError as e:
-                self._protocol_error(e)
-                return
-            except ConnectionLost as e:
-                self._end(str(e))
-                return
-
-    def drain(self) -> None:
-        """Finish the calls received so far, then end the process (idle: at once).
-
-        Requests arriving after this are not run: the client sees the connection end
-        (outcome unknown, as for any lost connection; in fact they did not run).
-
-        Safe to call from a signal handler: it takes no lock (the interrupted thread may
-        hold one) and leaves the exit to a new bare thread; a racy read of the counter
-        only means the last request to finish ends the process instead.
-        """
-        self._draining = True
-        if self._requests == 0:
-            _thread.start_new_thread(self._exit_if_idle, ())
-
-    def _exit_if_idle(self) -> None:
-        with self._lock:  # a request counted meanwhile: its end will exit instead
-            if self._requests:
-                return
-        self._exit_drained()
-
-    def _exit_drained(self) -> None:
-        """Every counted request is answered: send the replies, then end the process
-        once the client has them (or after FINISH_TIMEOUT).
-
-        Exiting with unread input would reset the connection and throw away replies
-        still on their way, so the input is read out until the client closes: by this
-        thread if it is the reader, else by the reader (it drops requests while
-        draining, and its end of stream ends the process).
-        """
-        with self._lock:
-            if self._finishing:
-                return  # another thread is at it
-            self._finishing = True  # from now on pings go unanswered (nothing may follow)
-            reader = self._main_thread if self._reader == "main" else self._standby_thread
-            reading_elsewhere = reader is not threading.current_thread()
-        self.channel.finish(self.FINISH_TIMEOUT, read_out=not reading_elsewhere)
-        if reading_elsewhere:
-            with self._lock:
-                self._cond.wait_for(lambda: self._ended is not None, self.FINISH_TIMEOUT)
-        log.info("%s: drained, exiting", self.peer)
-        _flush()
-        os._exit(0)
-
-    def _protocol_error(self, e: ProtocolError) -> None:
-        log.warning("%s: protocol error: %s; closing", self.peer, e)
-        try:
-            self.channel.send(wire.FT_ERROR, str(e).encode("utf-8", "replace"))
-        except ConnectionLost:
-            pass
-        self._end(f"protocol error: {e}")
-
-    def _end(self, reason: str) -> None:
-        with self._lock:
-            if self._ended is not None:
-                return
-            self._ended = reason
-            self._cond.notify_all()
-        self.channel.close(reason)
-        if self.verbosity:
-            log.info("%s: disconnected (%s)", self.peer, reason)
-        if self._on_end is not None:
-            self._on_end(reason)
-
-    def _dispatch(self, ftype: int, main: memoryview, bufs: List[memoryview],
-                  local: List[Request]) -> bool:
-        """Route one message; thread 0's requests are appended to ``local``. False at goodbye."""
-        if ftype == wire.FT_REQUEST:
-            if len(main) < REQUEST_HEAD.size:
-                raise ProtocolError("request too short")
-            rid, tid = REQUEST_HEAD.unpack_from(main)
-            item = (rid, main, bufs)
-            with self._lock:  # received counts from here until its reply is sent
-                if self._draining:  # (checked with the count: see _exit_if_idle)
-                    return True
-                self._requests += 1
-            if tid == 0:
-                local.append(item)
-            elif tid == CONTROL:
-                self.run_request(*item, from_reader=True)
-            elif tid == SINGLE:
-                threading.Thread(target=self.run_request, args=item, daemon=True,
-                                 name="easycluster-single").start()
-            else:
-                self._thread(tid).queue.put(item)
-            return True
-        if ftype == wire.FT_RELEASE:
-            if len(main) % RELEASE_ITEM.size:
-                raise ProtocolError("malformed release frame")
-            self.table.release(RELEASE_ITEM.iter_unpack(main))
-            return True
-        if ftype == wire.FT_PING:  # a reader must never wait on a blocked write
-            if not self._finishing:  # (then the sending side is shut: nothing may follow)
-                self.channel.post_later(wire.FT_PONG, bytes(main))
-            return True
-        if ftype == wire.FT_CLOSE:
-            return False
-        raise ProtocolError(f"unexpected frame type {ftype} from the client")
-
-    def _thread(self, tid: int) -> ServerThread:
-        t = self.threads.get(tid)
-        if t is None:
-            t = self.threads[tid] = ServerThread(self, tid)
-            t.start()
-        return t
-
-    def stop_thread(self, tid: int) -> None:
-        """Stop server thread ``tid`` after its queued calls (thread 0 is never stopped)."""
-        t = self.threads.pop(tid, None)
-        if t is not None:
-            t.queue.put(None)
-
-    def run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
-                    more: Callable[[], int] = lambda: 0, from_reader: bool = False) -> None:
-        """Run one request and send its reply; never raises (the reply carries errors).
-
-        ``more()`` tells how many requests wait behind this one; while there are some,
-        small replies are batched instead of sent one by one. ``from_reader``: the
-        reading thread runs it (a control request), so a small reply goes through the
-        writer thread (``Channel.post_later``).
-        """
-        try:
-            self._run_request(rid, main, bufs, more=more, later=from_reader)
-        finally:
-            with self._lock:
-                self._requests -= 1
-                done = self._draining and self._requests == 0
-            if done:
-                self._exit_drained()
-
-    def _run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
-                     hold: bool = False, more: Optional[Callable[[], int]] = None,
-                     later: bool = False) -> None:
-        status, value = 0, None
-        try:
-            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs,
-                                                         self.table)
-            if self.verbosity > 1:
-                log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)
-            if oid == 0:
-                fn = self._verbs.get(method)
-                if fn is None:
-                    raise AttributeError(f"no remote verb {method!r}")
-            else:
-                fn = getattr(self.table.get(oid), method)
-            value = fn(*args, **kwargs)
-        except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
-            status, value = 1, _remote_exception(e)
-        self._reply(rid, status, value, hold, more, later)
-
-    def _reply(self, rid: int, status: int, value: Any, hold: bool = False,
-               more: Optional[Callable[[], int]] = None, later: bool = False) -> None:
-        """Send a reply: held in the outbox if ``hold`` (the caller flushes), handed to
-        the writer thread if ``later`` (small ones), else batched with others only while
-        ``more()`` says requests wait behind it."""
-        try:
-            main, bufs = serialize.dumps((value,), self.table, 3)
-        except BaseException as e:
-            if status == 0:
-                status, value = 1, _remote_exception(e)
-            else:
-                value = _unpicklable(value, e)
-            try:
-                main, bufs = serialize.dumps((value,), self.table)
-            except BaseException as e2:
-                status, value = 1, _unpicklable(value, e2)
-                main, bufs = serialize.dumps((value,), self.table)
-        try:
-            self.channel.send_message(wire.FT_RESPONSE, REPLY_HEAD.pack(rid, status), main,
-                                      bufs, flush=not (more and more()), hold=hold,
-                                      later=later)
-        except wire.FrameTooLarge as e:
-            value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
-            try:
-                self.channel.send(wire.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),
-                                                     serialize.dumps((value,), self.table)[0]])
-            except ConnectionLost:
-                pass
-        except ConnectionLost:
-            pass  # the client is gone; the reader thread ends the process
-
-
-def _remote_exception(e: BaseException) -> RemoteException:
-    text = traceback.format_exception(type(e), e, e.__traceback__)
-    return RemoteException(e, text)
-
-
-def _unpicklable(value: Any, err: BaseException) -> RemoteException:
-    """Replace an exception that cannot be pickled by a RuntimeError that describes it."""
-    orig = value.orig if isinstance(value, RemoteException) else value
-    text = value.text if isinstance(value, RemoteException) else []
-    desc = f"{type(orig).__module__}.{type(orig).__qualname__}: {orig}"
-    return RemoteException(RuntimeError(f"{desc} (the remote exception could not be sent: "
-                                        f"{type(err).__name__}: {err})"), text)
-
-
-def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
-    """Serve one connection in this process, then end the process (os._exit)."""
-    code = 0
-
-    def gone(reason: str) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            _flush()  # the main thread may be stuck in a call: nobody wants its result
-            os._exit(0)
-
-    conn = ServerConnection(channel, peer, verbosity, on_end=gone)
-    if threading.current_thread() is threading.main_thread():
-        # The listener asks connections to drain (SIGUSR1) when it is told to stop.
-        signal.signal(signal.SIGUSR1, lambda *_: conn.drain())
-    try:
-        conn.serve()
-    except BaseException:
-        log.exception("%s: server failed", peer)
-        code = 1
-    finally:
-        _flush()
-    os._exit(code)
-
-
-def _flush() -> None:
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except Exception:
-            pass
-
-
-def spawn_local(clientclass: Any = None, **kw: Any) -> Any:
+def spawn_local(clientclass: Optional[type] = None, **kw: Any) -> Any:
     """Start a fresh local server process and return a client connected to it.
 
-    The server is a new interpreter (not a fork of this script) linked by a socketpair
-    and authenticated with a random key made for this one session.
+    The server is never a fork of this script (0.22's was): see
+    ``easycluster.client.local.spawn_local`` for the keywords.
     """
-    # The one upward import: EasyCluster's API puts spawn_local in easycluster.server.
-    from .local import spawn_local as _spawn
+    from .client.local import spawn_local as spawn
 
-    return _spawn(clientclass, **kw)
+    return spawn(clientclass, **kw)
 
 
-def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
-    """Serve one local connection on ``sock`` (handshake with ``key``); ends the process."""
-    from .transport import server_handshake
+def server_check_runner() -> None:
+    """Does nothing. (0.22 needed it on Windows, where a server child re-ran the script;
+    scripts call it at top level, so it stays.)"""
 
-    if verbosity:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="easycluster[%(process)d]: %(message)s")
+
+def server_main(args: Optional[List[str]] = None) -> int:
+    """The ``easycluster`` command with ``args`` (default ``sys.argv[1:]``); returns its
+    exit code (0.22's ``server_main`` was the same command line)."""
+    from .cli import main
+
+    return main(args)
+
+
+def server_init() -> None:
+    """Prepare this process to fork servers with ``spawn_runner_process``: finished
+    server processes are reaped as they end (a SIGCHLD handler), as 0.22 did."""
+    signal.signal(signal.SIGCHLD, _reap_children)
+
+
+def _reap_children(*_: object) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class Server:
+    """One connection's server in this process: ``Server(key, sock).run()`` runs the
+    handshake on ``sock`` (a connected socket) with ``key``, serves the client until it
+    goes away, and returns None (0.22's ``while svr: svr = svr.run()`` loop ends).
+
+    ``key`` must be a real key (0.22's empty key is refused: ValueError). ``profile`` and
+    ``repl`` are accepted and ignored.
+    """
+
+    def __init__(self, key: bytes, sock: socket.socket, peername: Optional[str] = None,
+                 verbosity: int = 0, profile: Any = None, repl: Any = None):
+        from .protocol.handshake import check_key
+
+        self.key = check_key(key)
+        self.sock = sock
+        self.peername = peername or "local"
+        self.verbosity = verbosity
+
+    def run(self) -> None:
+        from .protocol.handshake import WireOptions
+        from .remote.connection import ServerConnection
+        from .transport.handshake import server_handshake
+
+        channel = server_handshake(self.sock, self.key, WireOptions(), timeout=30)
+        ServerConnection(channel, self.peername, self.verbosity).serve()
+        return None
+
+
+QuietServer = Server
+
+
+def spawn_runner_process(csock: socket.socket, peername: str, key: bytes,
+                         kwargs: Dict[str, Any], close: Iterable[socket.socket] = ()) -> int:
+    """Fork a process that serves ``csock`` (``Server(key, csock, peername, **kwargs)``)
+    and return its pid. The child closes the sockets in ``close`` first (the listening
+    one, say) and ends when the client goes away. Call ``server_init()`` once so that
+    finished children are reaped."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            for s in close:
+                s.close()
+            Server(key, csock, peername, **kwargs).run()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def run_server(port: int, key: bytes, bindaddr: Optional[str] = None,
+               allow: Sequence[str] = (), verbosity: int = 0, daemonize: bool = False,
+               pidfile: Optional[str] = None, disable_ipv6: bool = False,
+               profile: Any = None) -> int:
+    """Serve ``easycluster -S``'s way until SIGTERM/SIGINT (or ``stop_server()``); return
+    the exit code. 0.22's signature over ``easycluster.service.tcpserver.run_server``."""
+    from .service.tcpserver import ServerOptions
+    from .service.tcpserver import run_server as serve
+
+    opts = ServerOptions(key=key, port=port, bind=bindaddr, allow=tuple(allow),
+                         ipv6=not disable_ipv6, verbosity=verbosity, pidfile=pidfile,
+                         daemonize=daemonize)
+    return serve(opts)
+
+
+def stop_server() -> None:
+    """Make the ``run_server`` serving in this process stop, as SIGTERM does (from any
+    thread). RuntimeError if none is serving."""
+    from .service.tcpserver import TCPServer
+
+    handler = signal.getsignal(signal.SIGTERM)
+    if not isinstance(getattr(handler, "__self__", None), TCPServer):
+        raise RuntimeError("stop_server(): no run_server() is serving in this process")
+    signal.raise_signal(signal.SIGTERM)
+
+
+def create_socket(family: int, bindaddr: Optional[str], port: int) -> socket.socket:
+    """A TCP socket of ``family`` bound to ``bindaddr`` (None: every address; with AF_INET6
+    IPv4 too) and ``port``, listening."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        channel = server_handshake(sock, key, wire.WireOptions(), timeout=30)
-    except (ConnectionLost, OSError) as e:
-        print(f"easycluster local server: handshake failed: {e}", file=sys.stderr)
-        return 1
-    serve_connection(channel, "local", verbosity)
-    return 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((bindaddr or "::", port, 0, 0))
+        else:
+            sock.bind((bindaddr or "0.0.0.0", port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
-def main_spawned(argv: Sequence[str]) -> int:
-    """Entry of a process started by ``spawn_local``: ``--fd N``, key in hex on stdin."""
-    import socket
+class IPAddress:
+    """An IPv4 or IPv6 address, or a network in CIDR notation (``10.0.0.0/8``).
 
-    fd = int(argv[argv.index("--fd") + 1])
-    verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
-    key = bytes.fromhex(sys.stdin.readline().strip())
-    sys.stdin.close()
-    return main_socket(socket.socket(fileno=fd), key, verbosity)
+    ``in_network(net)`` tells whether this address lies in ``net`` (an ``IPAddress`` or
+    text); an IPv4-mapped IPv6 address counts as its IPv4 address. ValueError for text
+    that is neither.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.network = ipaddress.ip_network(text.strip(), strict=False)
+        self.address = self.network.network_address if "/" in text else \
+            ipaddress.ip_address(text.strip())
+
+    def in_network(self, net: Union[IPAddress, str]) -> bool:
+        other = net if isinstance(net, IPAddress) else IPAddress(net)
+        addr = self.address
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return addr.version == other.network.version and addr in other.network
+
+    def __repr__(self) -> str:
+        return f"IPAddress({self.text!r})"
+
+
+def profile_request(func: Callable[..., Any], args: Sequence[Any]) -> Any:
+    """Run ``func(*args)`` under cProfile and write the statistics to
+    ``~/profile_<time>.txt`` (a debugging aid, as in 0.22); return what ``func``
+    returned."""
+    import cProfile
+    import pstats
+    import time
+
+    prof = cProfile.Profile()
+    result = prof.runcall(func, *args)
+    stamp = time.strftime("%Y_%m_%d_%H_%M_%S") + f".{time.time_ns() % 10**9:09d}"
+    path = os.path.join(os.path.expanduser("~"), f"profile_{stamp}.txt")
+    with open(path, "w") as f:
+        pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats()
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main_spawned(sys.argv[1:]))
+    sys.exit(server_main())

@@ -9,10 +9,10 @@ import os
 import tempfile
 import textwrap
 
+from easycluster.cli.nodeset import main as nodeset_command
 from easycluster.errors import NodeSetParseError
-from easycluster.nodegroups import GroupResolver
 from easycluster.nodeset import NodeSet
-from easycluster.nodeset_cmd import main as nodeset_command
+from easycluster.nodeset.groups import GroupResolver
 
 
 def show(label: str, value: object) -> None:

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+from easycluster.protocol import frames, handshake
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,3 +81,15 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def session_pair(ckey: bytes = b"k" * 32, skey: bytes = b"k" * 32,
+                 copts: handshake.WireOptions = handshake.WireOptions(),
+                 sopts: handshake.WireOptions = handshake.WireOptions(),
+                 ) -> Tuple[frames.Session, frames.Session]:
+    """Run a full handshake in memory; return (client session, server session)."""
+    server = handshake.ServerHandshake(skey, sopts)
+    client = handshake.ClientHandshake(ckey, copts)
+    reply, ssession = server.receive(client.receive_hello(server.hello))
+    assert ssession is not None, server.failure
+    return client.receive_accept(reply), ssession

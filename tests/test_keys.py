@@ -14,7 +14,7 @@ import pytest
 import easycluster
 from easycluster import keys
 from easycluster.errors import KeyFileError
-from easycluster.service import ServerOptions, TCPServer
+from easycluster.service.tcpserver import ServerOptions, TCPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

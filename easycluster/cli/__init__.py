@@ -1,0 +1,31 @@
+"""The ``easycluster`` command: ``main(argv) -> int`` dispatches to the subcommands.
+
+``easycluster nodeset ...`` runs ``cli/nodeset.py``; anything else is the server, key and
+boot-service command (``cli/serve.py``). A subcommand's module is imported only when it
+runs. Every subcommand maps errors to exit codes the same way (``cli/exitcodes.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import List, Optional
+
+SUBCOMMANDS = {"nodeset": "easycluster.cli.nodeset"}
+DEFAULT = "easycluster.cli.serve"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``easycluster`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module, argv = SUBCOMMANDS[argv[0]], argv[1:]
+    else:
+        module = DEFAULT
+    code: int = importlib.import_module(module).main(argv)
+    return code
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())

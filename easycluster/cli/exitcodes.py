@@ -1,0 +1,79 @@
+"""The one map from errors to exit codes, shared by every subcommand.
+
+==== ======================================================================================
+code meaning
+==== ======================================================================================
+0    success
+1    a runtime failure (a port in use, a server or group source that failed, systemd not
+     running for a service command) or input that cannot be honoured (a node set that
+     does not parse)
+2    bad usage or configuration: an unknown option or missing argument, a missing key, a
+     bad option value, an unreadable key file, a mistake in a configuration file
+130  interrupted (Ctrl-C)
+==== ======================================================================================
+
+Each subcommand builds its parser with ``Parser`` (usage mistakes raise ``UsageError``)
+and runs its body through ``run_command``, which prints one message on stderr and returns
+the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, NoReturn
+
+from ..errors import ConfigError, EasyClusterError, NodeSetParseError
+
+OK = 0
+FAILURE = 1
+USAGE = 2
+INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """The command line is wrong: the message says how."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose mistakes raise ``UsageError`` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error that ended a command (see the module docstring)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    if isinstance(exc, (UsageError, ConfigError)):
+        return USAGE
+    return FAILURE
+
+
+def message(exc: BaseException) -> str:
+    """The one line a command prints for ``exc`` after its name."""
+    if isinstance(exc, UsageError):
+        return f"error: {exc}"
+    if isinstance(exc, NodeSetParseError):
+        return f"parse error: {exc}"
+    return str(exc)
+
+
+def run_command(prog: str, parser: argparse.ArgumentParser, body: Callable[[], int]) -> int:
+    """Run ``body`` and return its exit code, or the code of the error it raised, after
+    printing one message naming ``prog`` on stderr (usage errors print the usage line
+    first). ``--help`` and ``--version`` return 0. Anything else (a programming error)
+    propagates with its traceback.
+    """
+    try:
+        return body()
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else OK
+    except KeyboardInterrupt as e:
+        return exit_code(e)
+    except (UsageError, EasyClusterError, ValueError, OSError) as e:
+        if isinstance(e, UsageError):
+            sys.stderr.write(parser.format_usage())
+        print(f"{prog}: {message(e)}", file=sys.stderr)
+        return exit_code(e)

@@ -1,0 +1,225 @@
+"""Local servers: a fresh server process linked by a socketpair (``spawn_local``'s half).
+
+The server never is a fork of the master script, so it inherits none of its state. By
+default it is forked from a *zygote*, a clean interpreter started once per master
+process (see ``zygote.py``): a few milliseconds per server, and many servers share
+memory. ``fresh_interpreter=True`` starts a brand-new interpreter instead (slower; it
+also sees environment changes the master made after the zygote started). Either way a
+random key made for this one session travels outside argv and the normal handshake
+runs over the socketpair.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Optional, Tuple
+
+from ..errors import ConnectError
+from ..protocol.control import KEY_SIZE, SPAWN, SPAWNED
+from ..protocol.handshake import WireOptions
+from ..transport.channel import Channel
+from ..transport.handshake import client_handshake
+from ..transport.tcp import socketpair
+
+# The folder holding the package, for the server's PYTHONPATH (a source checkout works too).
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_PARENT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+class LocalProcess:
+    """A handle on a zygote-forked server: ``pid``, ``poll``, ``wait``, ``kill``, ``terminate``.
+
+    The zygote is its parent and reaps it, so we watch it through a pidfd where Linux
+    has them (a reused pid can then never be mistaken for it, nor signalled), else by
+    pid. ``returncode`` is the signal we sent, negated, or 0.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: Optional[int] = None
+        self._signal = 0
+        try:
+            self._pidfd: Optional[int] = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None and not self._alive():
+            self.returncode = -self._signal if self._signal else 0
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+        return self.returncode
+
+    def _alive(self) -> bool:
+        if self._pidfd is not None:
+            p = select.poll()
+            p.register(self._pidfd, select.POLLIN)
+            return not p.poll(0)  # readable once the process has exited
+        return _alive(self.pid)
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"local server {self.pid}", timeout or 0)
+            time.sleep(0.005)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is not None:
+            return
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)  # type: ignore[attr-defined]
+            else:
+                os.kill(self.pid, sig)
+            self._signal = sig
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def __del__(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except OSError:
+        return True
+
+
+class _Zygote:
+    """The master's side of the zygote: start it, ask it for servers."""
+
+    def __init__(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-u", "-c",
+                "import sys; from easycluster.remote.zygote import main; "
+                "sys.exit(main(sys.argv[1:]))",
+                "--control", str(theirs.fileno())]
+        try:
+            self.proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), env=_env(),
+                                         stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self.ctrl = mine
+        self.ctrl.settimeout(30)
+        self.owner = os.getpid()
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def spawn(self, sock: socket.socket, key: bytes, verbosity: int) -> LocalProcess:
+        msg = SPAWN.pack(key, min(verbosity, 255)) + os.getcwd().encode(
+            "utf-8", "surrogateescape")
+        with self.lock:
+            try:
+                socket.send_fds(self.ctrl, [msg], [sock.fileno()])
+                reply = self.ctrl.recv(16)
+            except OSError:
+                # The request may have reached it: its reply could come late and be taken
+                # for the next one's. Never use this zygote again.
+                self.broken = True
+                raise
+        if len(reply) != SPAWNED.size:
+            self.broken = True
+            raise ConnectError("the local server zygote went away")
+        (pid,) = SPAWNED.unpack(reply)
+        if pid <= 0:
+            raise ConnectError(f"the local server zygote could not fork (errno {-pid})")
+        return LocalProcess(pid)
+
+
+# The zygote of this process, started on first use (runtime state, not configuration);
+# a forked master notices it is not the owner and starts its own.
+_zygote: Optional[_Zygote] = None
+_zygote_lock = threading.Lock()
+
+
+def _get_zygote() -> _Zygote:
+    global _zygote
+    with _zygote_lock:
+        z = _zygote
+        if z is None or z.broken or z.owner != os.getpid() or z.proc.poll() is not None:
+            z = _zygote = _Zygote()
+        return z
+
+
+def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.Popen:
+    argv = [sys.executable, "-u", "-c",
+            "import sys; from easycluster.remote.process import main_spawned; "
+            "sys.exit(main_spawned(sys.argv[1:]))", "--fd", str(sock.fileno())]
+    if verbosity:
+        argv += ["--verbosity", str(verbosity)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, pass_fds=(sock.fileno(),), env=_env())
+    assert proc.stdin is not None
+    proc.stdin.write(key.hex().encode() + b"\n")
+    proc.stdin.close()
+    return proc
+
+
+def start_local(options: WireOptions, verbosity: int = 0, timeout: float = 30.0,
+                fresh_interpreter: bool = False) -> Tuple[Channel, Any]:
+    """Start a local server process; return ``(channel, process)`` once the handshake with
+    it is done.
+
+    ``process`` is a ``LocalProcess`` (zygote-forked) or a ``subprocess.Popen`` (a fresh
+    interpreter): ``pid``, ``poll``, ``wait``, ``kill``, ``terminate``. The server exits
+    when its end of the socketpair closes; ``reap(process)`` then collects it. Raises
+    ConnectionLost subclasses (nothing is left running when it does).
+    """
+    key = os.urandom(KEY_SIZE)
+    proc: Any = None
+    if not fresh_interpreter:
+        mine, theirs = socketpair()
+        try:
+            proc = _get_zygote().spawn(theirs, key, verbosity)
+        except (OSError, ConnectError):
+            mine.close()  # the zygote may hold this socket: a fresh pair for the fallback
+        finally:
+            theirs.close()
+    if proc is None:
+        mine, theirs = socketpair()
+        try:
+            proc = _spawn_fresh(theirs, key, verbosity)
+        finally:
+            theirs.close()
+    try:
+        channel = client_handshake(mine, key, options, timeout)
+    except BaseException:
+        mine.close()
+        reap(proc)
+        raise
+    return channel, proc
+
+
+def reap(proc: Any) -> None:
+    """Wait briefly for the server to exit after its socket closed; kill it if it lingers."""
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)

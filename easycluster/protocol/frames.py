@@ -1,0 +1,405 @@
+"""Frames after the handshake: packing, reading and checking them (sans-IO).
+
+The layout is drawn in the package docstring (the protocol's one description).
+"""
+
+from __future__ import annotations
+
+import hmac
+import mmap
+import struct
+import zlib
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+from ..errors import FrameTooLarge, IntegrityError, ProtocolError
+from .mac import Hasher, Mac
+
+DEFAULT_MAX_FRAME = 1 << 30
+
+DIR_C2S = 1
+DIR_S2C = 2
+
+FLAG_ZLIB = 1
+FLAG_OOB = 2
+
+# Frame types. The wire does not interpret them; they live here so both ends agree.
+FT_REQUEST = 1
+FT_RESPONSE = 2
+FT_ERROR = 3  # a protocol error notice before the sender closes: utf-8 text
+FT_PING = 4
+FT_PONG = 5
+FT_RELEASE = 6  # client -> server: object ids whose last proxy is gone
+FT_CLOSE = 7  # orderly goodbye
+FT_BATCH = 8  # several small frames' bodies in one: repeated (u8 type, u32 size, body)
+
+HEADER = struct.Struct(">BBHQQ")
+HEADER_SIZE = HEADER.size  # 20
+MAC_SIZE = 32
+_COUNT = struct.Struct(">I")
+_ITEM = struct.Struct(">BI")
+BATCH_ITEM_OVERHEAD = _ITEM.size
+_COMPRESS_MIN = 512
+_SMALL = 1 << 16
+_SCRATCH = 1 << 18
+CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
+_MMAP_MIN = 1 << 25  # big receive buffers this large are populated mappings
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux, Python 3.10+
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class Frame:
+    """One authenticated frame. ``payload`` is the raw (possibly compressed) body."""
+
+    __slots__ = ("type", "flags", "payload", "max_size")
+
+    def __init__(self, type: int, flags: int, payload: Buffer, max_size: int = DEFAULT_MAX_FRAME):
+        self.type = type
+        self.flags = flags
+        self.payload = payload
+        self.max_size = max_size
+
+    def parts(self) -> Tuple[memoryview, Sequence[memoryview]]:
+        """Return ``(main, buffers)``: decompressed, with out-of-band buffers split off."""
+        data: Buffer = self.payload
+        if not self.flags:
+            return memoryview(data), ()  # the common case: nothing to undo
+        if self.flags & FLAG_ZLIB:
+            d = zlib.decompressobj()
+            try:
+                data = d.decompress(data, self.max_size + 1)
+            except zlib.error as e:
+                raise ProtocolError(f"compressed frame is corrupt: {e}")
+            if len(data) > self.max_size or d.unconsumed_tail:
+                raise FrameTooLarge(f"compressed frame expands beyond the {self.max_size}-byte "
+                                    "limit")
+            if not d.eof:
+                raise ProtocolError("compressed frame is incomplete")
+        view = memoryview(data)
+        if not self.flags & FLAG_OOB:
+            return view, []
+        try:
+            (n,) = _COUNT.unpack_from(view)
+            sizes = struct.unpack_from(f">{n}Q", view, 4)
+        except struct.error:
+            raise ProtocolError("malformed buffer table in frame")
+        pos = 4 + 8 * n
+        main_size = len(view) - pos - sum(sizes)
+        if main_size < 0:
+            raise ProtocolError("buffer table describes more bytes than the frame holds")
+        main = view[pos:pos + main_size]
+        pos += main_size
+        bufs = []
+        for size in sizes:
+            bufs.append(view[pos:pos + size])
+            pos += size
+        return main, bufs
+
+
+class Session:
+    """Both directions of an authenticated connection: packs outgoing frames, reads incoming.
+
+    Not thread-safe: callers serialise ``pack`` (a send lock) and own the reader (one
+    reading thread), as the layers above do.
+    """
+
+    def __init__(self, send_key: bytes, recv_key: bytes, send_dir: int, recv_dir: int,
+                 max_recv: int = DEFAULT_MAX_FRAME, max_send: int = DEFAULT_MAX_FRAME,
+                 compress: bool = False):
+        self._send_key = send_key
+        self._send_mac = Mac(send_key)
+        self._send_dir = send_dir
+        self._send_seq = 0
+        self.max_send = max_send
+        self.compress = compress
+        self.reader = FrameReader(recv_key, recv_dir, max_recv)
+
+    def pack(self, ftype: int, main: Union[Buffer, Sequence[Buffer]],
+             buffers: Sequence[Buffer] = ()) -> List[Buffer]:
+        """Return the pieces of one frame, ready for ``sendmsg`` in this order.
+
+        ``main`` is the body (or a list of pieces that make it up); ``buffers`` travel
+        after it as out-of-band buffers. Raises ``FrameTooLarge`` (the sequence number is
+        not consumed) if the peer's limit is exceeded.
+        """
+        if not buffers and type(main) is bytes and not self.compress:
+            length = len(main)  # the common case, a small body in one piece: kept short
+            if length <= _SMALL:
+                if length > self.max_send:
+                    raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit "
+                                        f"of {self.max_send} bytes")
+                frame = self._head(ftype, 0, length) + main
+                return [frame + self._send_mac.digest(frame)]
+        flags, parts, length = self._body(main, buffers)
+        return self._seal(self._head(ftype, flags, length), parts, length)
+
+    def pack_chunks(self, ftype: int, main: Union[Buffer, Sequence[Buffer]],
+                    buffers: Sequence[Buffer] = (), chunk: int = CHUNK) -> Iterator[List[Buffer]]:
+        """``pack`` in groups of pieces of about ``chunk`` bytes, for sending as they come.
+
+        Each group's bytes are hashed only when the group is taken, so the caller hashes
+        one group while the previous one travels (pipelined with the peer, which checks
+        the MAC as the bytes arrive). Send every group in order, before anything else: the
+        last one ends with the MAC. A frame of up to ``chunk`` bytes is one group, the
+        same pieces as ``pack``. The checks (``FrameTooLarge``, with the sequence number
+        not consumed) and the numbering happen in this call, not at the first group.
+        """
+        flags, parts, length = self._body(main, buffers)
+        if length <= chunk:
+            return iter((self._seal(self._head(ftype, flags, length), parts, length),))
+        views = [memoryview(p).cast("B") for p in parts]  # may raise: before numbering
+        head = self._head(ftype, flags, length)
+        h = self._send_mac.start()
+        h.update(head)
+        return _chunked(h, head, views, chunk)
+
+    def _body(self, main: Union[Buffer, Sequence[Buffer]],
+              buffers: Sequence[Buffer]) -> Tuple[int, List[Buffer], int]:
+        """``(flags, parts, length)`` of a payload, compressed if that pays; checks the
+        peer's limit."""
+        flags = 0
+        mains = [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main)
+        if buffers:
+            sizes = [memoryview(b).nbytes for b in buffers]
+            table = _COUNT.pack(len(sizes)) + struct.pack(f">{len(sizes)}Q", *sizes)
+            parts: List[Buffer] = [table, *mains, *buffers]
+            flags |= FLAG_OOB
+        else:
+            parts = mains
+        length = sum(memoryview(p).nbytes for p in parts)
+        if self.compress and length >= _COMPRESS_MIN:
+            packed = zlib.compress(b"".join(parts), 3)
+            if len(packed) < length:
+                parts, length, flags = [packed], len(packed), flags | FLAG_ZLIB
+        if length > self.max_send:
+            raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit of "
+                                f"{self.max_send} bytes")
+        return flags, parts, length
+
+    def _seal(self, head: bytes, parts: List[Buffer], length: int) -> List[Buffer]:
+        """The whole frame: one joined buffer when small, else the pieces and the MAC."""
+        if length <= _SMALL:
+            frame = head + b"".join(parts)
+            return [frame + self._send_mac.digest(frame)]
+        h = self._send_mac.start()
+        h.update(head)
+        for p in parts:
+            h.update(p)
+        return [head, *parts, h.digest()]
+
+    def _head(self, ftype: int, flags: int, length: int) -> bytes:
+        """The next frame header; consumes a sequence number."""
+        head = HEADER.pack(self._send_dir, ftype, flags, self._send_seq, length)
+        self._send_seq += 1
+        return head
+
+
+def _chunked(h: Hasher, head: bytes, views: List[memoryview],
+             chunk: int) -> Iterator[List[Buffer]]:
+    """Yield ``head`` and ``views`` in groups of ``chunk`` payload bytes (the last group
+    shorter, ending with the MAC), feeding ``h`` each group just before it is yielded."""
+    group: List[Buffer] = [head]
+    room = chunk
+    for view in views:
+        pos, n = 0, len(view)
+        while n - pos >= room:
+            piece = view[pos:pos + room]
+            h.update(piece)
+            group.append(piece)
+            pos += room
+            yield group
+            group, room = [], chunk
+        if pos < n:
+            piece = view[pos:] if pos else view
+            h.update(piece)
+            group.append(piece)
+            room -= n - pos
+    group.append(h.digest())
+    yield group
+
+
+class FrameReader:
+    """Turns received bytes into verified frames, reading large payloads in place.
+
+    Use: ``view = reader.buffer()``, receive up to ``len(view)`` bytes into it, then
+    ``frames = reader.advance(n)``. Small frames are parsed out of a scratch buffer many
+    at a time; a payload too big for it gets its own buffer, filled directly.
+    """
+
+    def __init__(self, key: bytes, direction: int, max_size: int = DEFAULT_MAX_FRAME):
+        self._key = key
+        self._mac = Mac(key)
+        self._dir = direction
+        self._seq = 0
+        self.max_size = max_size
+        self._scratch = bytearray(_SCRATCH)
+        self._view = memoryview(self._scratch)
+        self._start = 0
+        self._end = 0
+        self._big: Optional[_BigFrame] = None  # the frame too large for the scratch buffer
+        self._failed: Optional[ProtocolError] = None
+
+    def buffer(self) -> memoryview:
+        """Writable space to receive into (never empty)."""
+        if self._big is not None:
+            return self._big.buf[self._big.fill:]
+        if self._end == len(self._scratch):
+            pending = self._end - self._start
+            self._scratch[:pending] = self._scratch[self._start:self._end]
+            self._start, self._end = 0, pending
+        return self._view[self._end:]
+
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete frame (0 between frames)."""
+        if self._big is not None:
+            return self._big.fill + HEADER_SIZE
+        return self._end - self._start
+
+    def advance(self, n: int) -> List[Frame]:
+        """Account for ``n`` bytes written into ``buffer()``; return completed frames.
+
+        Once it has raised, the reader is dead: every later call raises the same error.
+        """
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return self._advance(n)
+        except ProtocolError as e:
+            self._failed = e
+            raise
+
+    def _advance(self, n: int) -> List[Frame]:
+        frames: List[Frame] = []
+        big = self._big
+        if big is not None:
+            big.received(n)
+            if big.fill == len(big.buf):
+                self._big = None
+                frames.append(self._finish_big(big))
+            return frames
+        self._end += n
+        view, end = self._view, self._end
+        while end - self._start >= HEADER_SIZE:
+            s = self._start
+            direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
+            if direction != self._dir or seq != self._seq or length > self.max_size:
+                self._check_header(view, s)  # raises the error that says which
+            total = HEADER_SIZE + length + MAC_SIZE
+            if end - s >= total:
+                stop = s + HEADER_SIZE + length
+                mac = self._mac.digest(view[s:stop])
+                if not hmac.compare_digest(mac, view[stop:stop + MAC_SIZE]):
+                    raise _bad_mac()
+                self._seq += 1
+                self._start = stop + MAC_SIZE
+                frames.append(Frame(ftype, flags, bytes(view[s + HEADER_SIZE:stop]),
+                                    self.max_size))
+                continue
+            if total > len(self._scratch):
+                h = self._mac.start()
+                h.update(view[s:s + HEADER_SIZE])
+                self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE:end])
+                self._start = self._end = 0
+            break
+        if self._start == self._end:
+            self._start = self._end = 0
+        return frames
+
+    def _check_header(self, view: memoryview, pos: int) -> Tuple[int, int, int]:
+        direction, ftype, flags, seq, length = HEADER.unpack_from(view, pos)
+        if direction != self._dir:
+            raise IntegrityError("frame rejected: it travels in the wrong direction "
+                                 "(a reflected frame)")
+        if seq != self._seq:
+            raise IntegrityError(f"frame rejected: sequence {seq} where {self._seq} was "
+                                 "expected (replayed, reordered or dropped frame)")
+        if length > self.max_size:
+            raise FrameTooLarge(f"frame rejected: header announces {length} bytes, above the "
+                                f"{self.max_size}-byte limit")
+        return ftype, flags, length
+
+    def _finish_big(self, big: _BigFrame) -> Frame:
+        if not hmac.compare_digest(big.mac.digest(), big.buf[big.length:]):
+            raise _bad_mac()
+        self._seq += 1
+        return Frame(big.type, big.flags, big.buf[:big.length], self.max_size)
+
+    def check_eof(self) -> None:
+        """Call at end of stream: raise if a frame was cut off part-way."""
+        if self.pending():
+            raise IntegrityError(f"connection closed in the middle of a frame "
+                                 f"({self.pending()} bytes of it received): truncated")
+
+
+class _BigFrame:
+    """A frame being received into a buffer of its own (payload, then MAC), its payload
+    hashed as it arrives, while fresh in the cache: at the end only the MAC is compared."""
+
+    __slots__ = ("type", "flags", "length", "mac", "buf", "fill")
+
+    def __init__(self, type: int, flags: int, length: int, mac: Hasher, start: memoryview):
+        """``mac`` has seen the header; ``start`` holds the bytes already received after
+        it (fewer than the rest of the frame)."""
+        self.type, self.flags, self.length, self.mac = type, flags, length, mac
+        self.buf = _big_buffer(length + MAC_SIZE)
+        self.fill = 0
+        self.buf[:len(start)] = start
+        self.received(len(start))
+
+    def received(self, n: int) -> None:
+        """Account for ``n`` more bytes written into ``buf`` after ``fill``."""
+        fill = self.fill
+        self.fill = fill + n
+        if fill < self.length:
+            self.mac.update(self.buf[fill:min(fill + n, self.length)])
+
+
+def _big_buffer(size: int) -> memoryview:
+    """A writable buffer of ``size`` bytes for one large frame; it lives as long as views
+    of it do (numpy arrays built on a payload keep it)."""
+    if size >= _MMAP_MIN and _POPULATE:
+        # Past glibc's largest mmap threshold (32 MiB) every bytearray is a fresh mapping
+        # that the kernel faults in and zeroes page by page as it is written; one populated
+        # mapping is faulted in a single call, about a fifth cheaper. Below it, malloc
+        # recycles freed memory, which beats any new mapping.
+        return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                                    | _POPULATE))
+    return memoryview(bytearray(size))
+
+
+def _bad_mac() -> IntegrityError:
+    return IntegrityError("frame rejected: authentication code does not match "
+                          "(altered frame, or sent with another key or session)")
+
+
+def pack_batch(items: Sequence[Tuple[int, bytes]]) -> bytes:
+    """The body of an FT_BATCH frame carrying ``(type, body)`` items (no buffers)."""
+    out: List[bytes] = []
+    add, pack = out.append, _ITEM.pack
+    for ftype, body in items:
+        add(pack(ftype, len(body)))
+        add(body)
+    return b"".join(out)
+
+
+def batch_items(frame: Frame) -> List[Tuple[int, memoryview]]:
+    """The ``(type, body)`` items inside an (authenticated) FT_BATCH frame, in order."""
+    main, _ = frame.parts()
+    out, pos, end = [], 0, len(main)
+    unpack, isize = _ITEM.unpack_from, _ITEM.size
+    while pos < end:
+        if end - pos < isize:
+            raise ProtocolError("malformed batch frame (truncated item header)")
+        ftype, size = unpack(main, pos)
+        pos += isize
+        if size > end - pos or ftype == FT_BATCH:
+            raise ProtocolError("malformed batch frame (bad item)")
+        out.append((ftype, main[pos:pos + size]))
+        pos += size
+    return out
+
+
+def split_batch(frame: Frame) -> List[Frame]:
+    """The frames inside an (authenticated) FT_BATCH frame, in order."""
+    limit = frame.max_size
+    return [Frame(ftype, 0, body, limit) for ftype, body in batch_items(frame)]

@@ -1,0 +1,149 @@
+"""The handshake (drawn in the package docstring): hellos, proofs and session keys."""
+
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..errors import AuthenticationError, ProtocolError
+from .frames import DEFAULT_MAX_FRAME, DIR_C2S, DIR_S2C, Buffer, Session
+
+MAGIC = b"EZCLSTR\x00"
+PROTOCOL_MIN = 1
+PROTOCOL_MAX = 1
+
+SERVER_HELLO_SIZE = 48
+CLIENT_HELLO_SIZE = 88
+ACCEPT_SIZE = 48
+
+STATUS_OK = 0
+STATUS_BAD_PROOF = 1
+STATUS_REFUSED = 2
+
+OPT_COMPRESS = 1
+
+
+
+@dataclass(frozen=True)
+class WireOptions:
+    """Per-connection limits and choices; both ends state their own."""
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    compress: bool = False
+
+
+def _mac(key: bytes, *parts: Buffer) -> bytes:
+    h = hmac.new(key, digestmod="sha256")
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+def check_key(key: object) -> bytes:
+    """Return ``key`` as bytes, refusing anything empty or not bytes-like."""
+    if isinstance(key, str):
+        raise TypeError("a key must be bytes (use read_key_file or decode_key), not str")
+    if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
+        raise ValueError("an empty or missing key is not allowed; make one with "
+                         "'easycluster -g FILE' and pass read_key_file(FILE)")
+    return bytes(key)
+
+
+def _session_keys(key: bytes, s_nonce: bytes, c_nonce: bytes) -> Tuple[bytes, bytes]:
+    k = _mac(key, b"easycluster session", s_nonce, c_nonce)
+    return _mac(k, b"client to server"), _mac(k, b"server to client")
+
+
+class ServerHandshake:
+    """Server side of the handshake: send ``hello``, feed the client hello, send the reply."""
+
+    def __init__(self, key: bytes, options: WireOptions = WireOptions()):
+        self._key = check_key(key)
+        self._options = options
+        self._nonce = os.urandom(32)
+        self.hello = MAGIC + struct.pack(">HHI", PROTOCOL_MIN, PROTOCOL_MAX, 0) + self._nonce
+
+    def receive(self, client_hello: bytes) -> Tuple[bytes, Optional[Session]]:
+        """Check the client's proof. Returns ``(reply, session)``.
+
+        ``session`` is ``None`` when the client failed; ``reply`` must still be sent (it
+        tells the client why) and the connection closed. Raises nothing for bad input
+        so that the caller can log and reply; ``failure`` holds the reason.
+        """
+        self.failure = ""
+        if len(client_hello) != CLIENT_HELLO_SIZE or client_hello[:8] != MAGIC:
+            self.failure = "not an EasyCluster client (bad magic)"
+            return self._refuse(STATUS_REFUSED), None
+        version, opts, _, max_frame = struct.unpack_from(">HHIQ", client_hello, 8)
+        c_nonce = client_hello[24:56]
+        proof = _mac(self._key, b"easycluster client proof", self.hello, client_hello[:56])
+        if not hmac.compare_digest(proof, client_hello[56:88]):
+            self.failure = "wrong key (client proof did not match)"
+            return self._refuse(STATUS_BAD_PROOF), None
+        if not PROTOCOL_MIN <= version <= PROTOCOL_MAX:
+            self.failure = f"client chose unsupported protocol version {version}"
+            return self._refuse(STATUS_REFUSED), None
+        agreed = opts & OPT_COMPRESS  # the client chooses; the server always can
+        head = struct.pack(">BBHIQ", STATUS_OK, agreed, version, 0, self._options.max_frame)
+        reply = head + _mac(self._key, b"easycluster server proof", self.hello, client_hello, head)
+        c2s, s2c = _session_keys(self._key, self._nonce, c_nonce)
+        session = Session(send_key=s2c, recv_key=c2s, send_dir=DIR_S2C, recv_dir=DIR_C2S,
+                          max_recv=self._options.max_frame, max_send=max_frame,
+                          compress=bool(agreed & OPT_COMPRESS))
+        return reply, session
+
+    def _refuse(self, status: int) -> bytes:
+        return struct.pack(">BBHIQ", status, 0, 0, 0, 0) + bytes(32)
+
+
+class ClientHandshake:
+    """Client side: feed the server hello, send ``hello``, then feed the accept."""
+
+    def __init__(self, key: bytes, options: WireOptions = WireOptions()):
+        self._key = check_key(key)
+        self._options = options
+        self._nonce = os.urandom(32)
+        self._server_hello = b""
+        self.hello = b""
+
+    def receive_hello(self, server_hello: bytes) -> bytes:
+        """Check the server hello and return the client hello to send."""
+        if len(server_hello) != SERVER_HELLO_SIZE or server_hello[:8] != MAGIC:
+            raise ProtocolError("the peer is not an EasyCluster server (bad greeting); "
+                                "check the host and port")
+        lo, hi, _ = struct.unpack_from(">HHI", server_hello, 8)
+        version = min(hi, PROTOCOL_MAX)
+        if version < max(lo, PROTOCOL_MIN):
+            raise ProtocolError(f"no common protocol version: server speaks {lo}-{hi}, "
+                                f"this client {PROTOCOL_MIN}-{PROTOCOL_MAX}; upgrade one side")
+        self._server_hello = bytes(server_hello)
+        opts = OPT_COMPRESS if self._options.compress else 0
+        head = MAGIC + struct.pack(">HHIQ", version, opts, 0, self._options.max_frame)
+        head += self._nonce
+        self.hello = head + _mac(self._key, b"easycluster client proof", server_hello, head)
+        return self.hello
+
+    def receive_accept(self, accept: bytes) -> Session:
+        """Check the server's proof and return the session, or raise AuthenticationError."""
+        if len(accept) != ACCEPT_SIZE:
+            raise ProtocolError("truncated handshake reply from the server")
+        status, agreed, _version, _, max_frame = struct.unpack_from(">BBHIQ", accept)
+        if status == STATUS_BAD_PROOF:
+            raise AuthenticationError("the server refused our key (wrong key?)")
+        if status != STATUS_OK:
+            raise ProtocolError(f"the server refused the connection (status {status}): "
+                                "protocol version or greeting not accepted")
+        proof = _mac(self._key, b"easycluster server proof", self._server_hello, self.hello,
+                     accept[:16])
+        if not hmac.compare_digest(proof, accept[16:]):
+            raise AuthenticationError("the server could not prove it holds the key "
+                                      "(wrong key on the server, or an impostor)")
+        s_nonce = self._server_hello[16:48]
+        c2s, s2c = _session_keys(self._key, s_nonce, self._nonce)
+        return Session(send_key=c2s, recv_key=s2c, send_dir=DIR_C2S, recv_dir=DIR_S2C,
+                       max_recv=self._options.max_frame, max_send=max_frame,
+                       compress=bool(agreed & OPT_COMPRESS))

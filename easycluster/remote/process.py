@@ -1,0 +1,72 @@
+"""How a server process runs: serve one connection, then end the process.
+
+Entry points: ``serve_connection`` (a forked ``easycluster -S`` child, a zygote child,
+the ssh stage 1), ``main_socket`` (a local server's socket: handshake, then serve) and
+``main_spawned`` (a fresh interpreter started by ``spawn_local``: ``--fd N``, the key in
+hex on stdin).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any, Sequence
+
+from ..errors import ConnectionLost
+from ..protocol.handshake import WireOptions
+from ..transport.channel import Channel
+from ..transport.handshake import server_handshake
+from .connection import ServerConnection, flush_output
+
+log = logging.getLogger("easycluster.server")
+
+
+def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
+    """Serve one connection in this process, then end the process (os._exit)."""
+    code = 0
+
+    def gone(reason: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            flush_output()  # the main thread may be stuck in a call: nobody wants its result
+            os._exit(0)
+
+    conn = ServerConnection(channel, peer, verbosity, on_end=gone)
+    if threading.current_thread() is threading.main_thread():
+        # The listener asks connections to drain (SIGUSR1) when it is told to stop.
+        signal.signal(signal.SIGUSR1, lambda *_: conn.drain())
+    try:
+        conn.serve()
+    except BaseException:
+        log.exception("%s: server failed", peer)
+        code = 1
+    finally:
+        flush_output()
+    os._exit(code)
+
+
+def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
+    """Serve one local connection on ``sock`` (handshake with ``key``); ends the process."""
+    if verbosity:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="easycluster[%(process)d]: %(message)s")
+    try:
+        channel = server_handshake(sock, key, WireOptions(), timeout=30)
+    except (ConnectionLost, OSError) as e:
+        print(f"easycluster local server: handshake failed: {e}", file=sys.stderr)
+        return 1
+    serve_connection(channel, "local", verbosity)
+    return 0
+
+
+def main_spawned(argv: Sequence[str]) -> int:
+    """Entry of a process started by ``spawn_local``: ``--fd N``, key in hex on stdin."""
+    fd = int(argv[argv.index("--fd") + 1])
+    verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
+    key = bytes.fromhex(sys.stdin.readline().strip())
+    sys.stdin.close()
+    return main_socket(socket.socket(fileno=fd), key, verbosity)
+

@@ -1,0 +1,92 @@
+"""The remote verbs: what object id 0 (the root object of every connection) can do.
+
+``RootObject.verb_<name>`` runs when a client sends method ``<name>`` to object 0:
+calling a global by dotted name, getting and setting globals, ``eval``/``execblock``,
+importing modules, definitions blocks, and the attribute access behind proxies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any, Dict, List, Sequence, Tuple
+
+from ..objects import definitions
+from ..version import VERSION
+
+
+class RootObject:
+    """Object id 0 on every connection; its ``verb_*`` methods are the remote verbs."""
+
+    def __init__(self, conn: Any):  # the ServerConnection
+        self.conn = conn
+
+    @property
+    def context(self) -> Any:
+        return self.conn.context
+
+    def verb_hello(self, module: str, blocks: List[Tuple[str, str]]) -> Dict[str, Any]:
+        self.verb_update_definitions(blocks)
+        self.conn.context = definitions.definitions_module(module)
+        return {"version": VERSION, "pid": os.getpid(), "python": sys.version_info[:3]}
+
+    def verb_update_definitions(self, blocks: List[Tuple[str, str]]) -> None:
+        for name, code in blocks:
+            mod = definitions.definitions_module(name)
+            mod.running_server = self.conn  # type: ignore[attr-defined]
+            definitions.run_block(name, code)
+
+    def verb_call(self, name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+        fn = definitions.get_global(name, self.conn.context, auto_import=True)
+        return fn(*args, **kwargs)
+
+    def verb_get_global(self, name: str) -> Any:
+        return definitions.get_global(name, self.context, auto_import=True)
+
+    def verb_set_global(self, name: str, value: Any) -> None:
+        definitions.set_global(name, value, self.context)
+
+    def verb_eval(self, code: str, mode: str = "eval") -> Any:
+        ns = self.context.__dict__
+        if mode == "eval":
+            return eval(compile(code, "<remote eval>", "eval"), ns)
+        try:
+            exec(compile(code, "<remote execblock>", "exec"), ns)
+        except definitions.ExecReturn as r:
+            return r.value
+        return None
+
+    def verb_import_modules(self, names: Sequence[str]) -> None:
+        ns = self.context.__dict__
+        for n in names:
+            importlib.import_module(n)
+            top = n.split(".", 1)[0]
+            ns[top] = sys.modules[top]
+
+    def verb_getattr(self, obj: Any, attr: str) -> Any:
+        return getattr(obj, attr)
+
+    def verb_setattr(self, obj: Any, attr: str, value: Any) -> None:
+        setattr(obj, attr, value)
+
+    def verb_delattr(self, obj: Any, attr: str) -> None:
+        delattr(obj, attr)
+
+    def verb_getmethod(self, obj: Any, attr: str) -> Tuple[bool, Any]:
+        """``(True, None)`` if ``obj.attr`` is a method (the proxy will call it remotely),
+        else ``(False, value)``."""
+        val = getattr(obj, attr)
+        if callable(val) and not isinstance(val, type):
+            return True, None  # methods, static methods, a module's functions: run here
+        return False, val
+
+    def verb_object_count(self) -> int:
+        """How many objects this connection keeps for the client's proxies."""
+        return len(self.conn.table)
+
+    def verb_stop_thread(self, tid: int) -> None:
+        self.conn.stop_thread(tid)
+
+    def verb_ping(self) -> None:
+        return None

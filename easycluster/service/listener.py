@@ -1,0 +1,295 @@
+"""The TCP listener of the standalone server: bind, allow list, handshakes without threads.
+
+``Listener`` accepts TCP connections, checks the allow list before anything else (before
+a single handshake byte is sent), runs many handshakes at once in one thread (each with a
+deadline, and a cap on how many may be pending) and hands each authenticated socket to a
+callback. Being single-threaded, the process it runs in may fork safely.
+
+The owner may pause accepting (connection limit), change the key and allow list while
+serving (SIGHUP reload) and register a wake-up descriptor (a signal self-pipe) so that
+``poll`` returns as soon as a signal arrives.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import selectors
+import socket
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from ..protocol import handshake
+from ..protocol.frames import Session
+from ..transport.tcp import nodelay
+
+log = logging.getLogger("easycluster.server")
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def parse_allow(nets: Sequence[str]) -> List[Network]:
+    """Parse ``-a`` values (addresses or CIDR networks); raise ValueError naming a bad one."""
+    out = []
+    for n in nets:
+        try:
+            out.append(ipaddress.ip_network(n.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"bad allow-list entry {n!r}: expected an address or network "
+                             "such as 10.0.0.0/8 or 2001:db8::/32")
+    return out
+
+
+def allowed(addr: str, nets: Sequence[Network]) -> bool:
+    """True if ``addr`` is in one of ``nets`` (empty list: everything is allowed)."""
+    if not nets:
+        return True
+    ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == n.version and ip in n for n in nets)
+
+
+def bind_tcp(port: int, bind: Optional[str] = None, ipv6: bool = True) -> socket.socket:
+    """A listening socket: dual-stack ``[::]`` by default, IPv4 only with ``ipv6=False``."""
+    if bind:
+        infos = socket.getaddrinfo(bind, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                                   socket.AI_PASSIVE)
+        if not ipv6:
+            infos = [i for i in infos if i[0] == socket.AF_INET] or infos
+        family, _, _, _, addr = infos[0]
+    elif ipv6 and socket.has_ipv6:
+        family, addr = socket.AF_INET6, ("::", port, 0, 0)
+    else:
+        family, addr = socket.AF_INET, ("0.0.0.0", port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if not bind else 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise OSError(e.errno, f"port {port} is already in use")
+        if family == socket.AF_INET6 and not bind and e.errno == errno.EAFNOSUPPORT:
+            return bind_tcp(port, None, ipv6=False)
+        raise
+    return sock
+
+
+class _Pending:
+    __slots__ = ("sock", "addr", "peer", "hs", "buf", "deadline")
+
+    def __init__(self, sock: socket.socket, addr: str, peer: str, hs: handshake.ServerHandshake,
+                 deadline: float):
+        self.sock, self.addr, self.peer, self.hs, self.deadline = sock, addr, peer, hs, deadline
+        self.buf = bytearray()
+
+
+_WAKE = object()  # selector data of the wake-up descriptor
+
+
+Handler = Callable[[socket.socket, Session, str], None]
+
+
+class Listener:
+    """Accept loop with non-blocking handshakes; single-threaded so forking is safe.
+
+    ``handler(sock, session, peer)`` is called for each authenticated connection.
+    Unauthenticated sockets get ``handshake_timeout`` seconds; at most ``max_pending``
+    wait at once (the oldest is dropped to make room), so idle or slow sockets cannot
+    exhaust the server.
+    """
+
+    def __init__(self, sock: socket.socket, key: bytes, handler: Handler,
+                 allow: Sequence[Network] = (),
+                 options: handshake.WireOptions = handshake.WireOptions(),
+                 handshake_timeout: float = 10.0, max_pending: int = 64):
+        self.sock = sock
+        self.key = handshake.check_key(key)
+        self.handler = handler
+        self.allow = list(allow)
+        self.options = options
+        self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        self._pending: Dict[int, _Pending] = {}
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(sock, selectors.EVENT_READ)
+        self._accepting = True
+        self._wake_fd: Optional[int] = None
+        sock.setblocking(False)
+        self.stopping = False
+
+    def address(self) -> Tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    @property
+    def accepting(self) -> bool:
+        """False while paused: new connections wait in the kernel's backlog."""
+        return self._accepting
+
+    def pause(self) -> None:
+        """Stop accepting (handshakes already under way go on)."""
+        if self._accepting:
+            self._sel.unregister(self.sock)
+            self._accepting = False
+
+    def resume(self) -> None:
+        """Accept again after ``pause``."""
+        if not self._accepting:
+            self._sel.register(self.sock, selectors.EVENT_READ)
+            self._accepting = True
+
+    def set_wakeup(self, fd: int) -> None:
+        """Make ``poll`` return when ``fd`` is readable; what is readable is read away."""
+        self._wake_fd = fd
+        self._sel.register(fd, selectors.EVENT_READ, _WAKE)
+
+    def update(self, key: bytes, allow: Sequence[Network], handshake_timeout: float,
+               max_pending: int) -> int:
+        """Use a new key and allow list for connections accepted from now on.
+
+        Pending handshakes from peers the new list refuses are dropped; the number dropped
+        is returned. Authenticated connections are not touched.
+        """
+        self.key = handshake.check_key(key)
+        self.allow = list(allow)
+        self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        gone = [p for p in self._pending.values() if not allowed(p.addr, self.allow)]
+        for p in gone:
+            log.warning("connection from %s refused: not in the reloaded allow list", p.peer)
+            self._drop(p)
+        return len(gone)
+
+    def pending(self) -> int:
+        """How many sockets are waiting to finish their handshake."""
+        return len(self._pending)
+
+    def poll(self, timeout: float = 1.0) -> None:
+        """Run one round: accept, advance handshakes, expire slow ones.
+
+        Returns after ``timeout`` seconds at most, sooner on activity, a wake-up or the
+        next handshake deadline (which is enforced on time whatever ``timeout`` is).
+        """
+        if self._pending:
+            first = min(p.deadline for p in self._pending.values())
+            timeout = min(timeout, max(0.0, first - time.monotonic()))
+        for k, _ in self._sel.select(timeout):
+            if k.data is _WAKE:
+                _drain_fd(k.fd)
+            elif k.fileobj is self.sock:
+                if self._accepting:
+                    self._accept()
+            elif self._pending.get(k.fd) is k.data:
+                # A socket dropped earlier in this round (to make room, say) is skipped;
+                # its descriptor number may even belong to a newer socket by now.
+                self._advance(k.data)
+        now = time.monotonic()
+        for p in [p for p in self._pending.values() if p.deadline <= now]:
+            log.warning("connection from %s refused: no handshake within %.1f s", p.peer,
+                        self.handshake_timeout)
+            self._drop(p)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                conn, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.error("accept failed: %s", e)
+                return
+            peer = _peername(addr)
+            if not allowed(addr[0], self.allow):
+                log.warning("connection from %s refused: not in the allow list", peer)
+                conn.close()
+                continue
+            if len(self._pending) >= self.max_pending:
+                oldest = min(self._pending.values(), key=lambda p: p.deadline)
+                log.warning("connection from %s dropped: too many unauthenticated sockets",
+                            oldest.peer)
+                self._drop(oldest)
+            conn.setblocking(False)
+            nodelay(conn)
+            hs = handshake.ServerHandshake(self.key, self.options)
+            p = _Pending(conn, addr[0], peer, hs, time.monotonic() + self.handshake_timeout)
+            try:
+                conn.send(hs.hello)
+            except OSError:
+                conn.close()
+                continue
+            self._pending[conn.fileno()] = p
+            self._sel.register(conn, selectors.EVENT_READ, p)
+
+    def _advance(self, p: _Pending) -> None:
+        try:
+            chunk = p.sock.recv(handshake.CLIENT_HELLO_SIZE - len(p.buf))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            log.warning("connection from %s closed before the handshake finished", p.peer)
+            self._drop(p)
+            return
+        p.buf += chunk
+        if len(p.buf) < handshake.CLIENT_HELLO_SIZE:
+            return
+        reply, session = p.hs.receive(bytes(p.buf))
+        self._sel.unregister(p.sock)
+        del self._pending[p.sock.fileno()]
+        try:
+            p.sock.setblocking(True)
+            p.sock.sendall(reply)
+        except OSError:
+            session = None
+        if session is None:
+            log.warning("connection from %s refused: %s", p.peer, p.hs.failure or "gone")
+            p.sock.close()
+            return
+        log.info("connection from %s authenticated", p.peer)
+        try:
+            self.handler(p.sock, session, p.peer)
+        finally:
+            p.sock.close()
+
+    def _drop(self, p: _Pending) -> None:
+        self._sel.unregister(p.sock)
+        del self._pending[p.sock.fileno()]
+        p.sock.close()
+
+    def close(self) -> None:
+        """Stop listening: drop pending handshakes and close the listening socket."""
+        for p in list(self._pending.values()):
+            self._drop(p)
+        self._sel.close()
+        self.sock.close()
+
+    def close_in_child(self) -> None:
+        """After fork: release the parent's sockets without disturbing the parent."""
+        for p in self._pending.values():
+            p.sock.close()
+        self.sock.close()
+
+
+def _drain_fd(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def _peername(addr: tuple) -> str:
+    host, port = addr[0], addr[1]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+

@@ -1,0 +1,337 @@
+"""The standalone TCP server (``easycluster -S``): listen, authenticate, fork per connection.
+
+The listening process is single-threaded and holds no user state. It authenticates each
+client itself (``listener.Listener``) and only then forks a child that serves that one
+connection, so every client gets a clean process and unauthenticated sockets cost no
+process at all.
+
+Signals (the contract a service manager relies on):
+
+* SIGTERM or SIGINT: stop accepting at once (the listening socket is closed), ask every
+  connection process to drain (SIGUSR1: idle ones exit at once, busy ones when their
+  running calls are done), wait up to ``grace`` seconds, then SIGTERM (and, 2 s later,
+  SIGKILL) those still running; exit 0. A second SIGTERM/SIGINT cuts the grace short.
+* SIGHUP: call the ``reload`` function given at start (it re-reads the configuration
+  and the key file) and use the new key, allow list and limits for new connections; the
+  port and bind address change only on restart. A reload that fails is logged and the
+  previous settings stay. Connections already open are not touched.
+* SIGCHLD: reaps finished connection processes, which frees their ``max_connections``
+  slots.
+
+Under systemd (``NOTIFY_SOCKET`` set, ``Type=notify``) the server reports READY=1 once it
+listens, RELOADING=1/READY=1 around a reload and STOPPING=1 when it stops accepting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+from ..protocol import frames, handshake
+from ..protocol.messages import DEFAULT_PORT
+from ..remote.process import serve_connection
+from ..transport.channel import Channel
+from .listener import Listener, bind_tcp, parse_allow
+
+log = logging.getLogger("easycluster.server")
+
+KILL_WAIT = 2.0  # seconds between SIGTERM and SIGKILL for connections past the grace
+
+Reload = Callable[[], "ServerOptions"]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything ``run_server`` needs; built by the command line or by callers.
+
+    ``max_connections`` caps the live connection processes (0: no cap); when reached, new
+    connections wait in the kernel's backlog. ``grace`` is how long SIGTERM lets open
+    connections finish.
+    """
+
+    key: bytes
+    port: int = DEFAULT_PORT
+    bind: Optional[str] = None
+    allow: Tuple[str, ...] = ()
+    ipv6: bool = True
+    verbosity: int = 0
+    handshake_timeout: float = 10.0
+    max_pending: int = 64
+    max_frame: int = frames.DEFAULT_MAX_FRAME
+    pidfile: Optional[str] = None
+    daemonize: bool = False
+    max_connections: int = 0
+    grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        handshake.check_key(self.key)  # no empty key over TCP, anywhere
+
+
+class TCPServer:
+    """A bound listener plus its children; ``serve_forever`` until SIGTERM/SIGINT.
+
+    ``reload`` (optional) returns fresh options on SIGHUP; ``notify_socket`` is systemd's
+    ``NOTIFY_SOCKET`` path (None: no notifications).
+    """
+
+    def __init__(self, opts: ServerOptions, reload: Optional[Reload] = None,
+                 notify_socket: Optional[str] = None):
+        self.opts = opts
+        handshake.check_key(opts.key)
+        nets = parse_allow(opts.allow)
+        self.sock = bind_tcp(opts.port, opts.bind, ipv6=opts.ipv6)
+        self.children: Dict[int, str] = {}  # pid -> peer
+        self.listener = Listener(self.sock, opts.key, self._fork_child, nets,
+                                 handshake.WireOptions(max_frame=opts.max_frame),
+                                 opts.handshake_timeout, opts.max_pending)
+        self.reload_options = reload
+        self.notify_socket = notify_socket
+        self.stopping = False
+        self._stop_requests = 0
+        self._hup = False
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self.listener.set_wakeup(self._wake_r)
+
+    def address(self) -> Tuple[str, int]:
+        return self.listener.address()
+
+    # -- connections --------------------------------------------------------------
+
+    def _fork_child(self, sock: socket.socket, session: frames.Session, peer: str) -> None:
+        limit = self.opts.max_connections
+        if limit and len(self.children) >= limit:
+            log.warning("connection from %s refused: %d connections open (max_connections)",
+                        peer, len(self.children))
+            return
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self.listener.close_in_child()
+                serve_connection(Channel(sock, session), peer, self.opts.verbosity)
+            finally:
+                os._exit(1)
+        self.children[pid] = peer
+        self._check_limit()
+
+    def reap(self) -> None:
+        """Collect finished connection processes (never blocks)."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                break
+            if pid == 0:
+                break
+            peer = self.children.pop(pid, "?")
+            code = os.waitstatus_to_exitcode(status)
+            if code not in (0, -signal.SIGTERM):
+                log.warning("connection process %d for %s ended with status %d", pid, peer,
+                            code)
+        self._check_limit()
+
+    def _check_limit(self) -> None:
+        if self.stopping:
+            return
+        limit = self.opts.max_connections
+        if limit and len(self.children) >= limit:
+            if self.listener.accepting:
+                log.warning("%d connections open (max_connections): new ones wait", limit)
+                self.listener.pause()
+        elif not self.listener.accepting:
+            log.info("below max_connections again: accepting")
+            self.listener.resume()
+
+    # -- signals ------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        """Ask ``serve_forever`` to stop (safe from a signal handler)."""
+        self.stopping = True
+        self._stop_requests += 1
+
+    def _on_hup(self, *_: object) -> None:
+        self._hup = True
+
+    def reload(self) -> bool:
+        """Apply fresh options from ``reload``; on failure log it and keep the old ones."""
+        self._hup = False
+        if self.reload_options is None:
+            log.warning("SIGHUP: nothing to reload (no reload function)")
+            return False
+        self.notify("RELOADING=1")
+        try:
+            new = self.reload_options()
+            nets = parse_allow(new.allow)
+            handshake.check_key(new.key)
+        except Exception as e:  # a bad edit must not take the server down
+            log.error("reload failed, keeping the previous settings: %s", e)
+            self.notify("READY=1")
+            return False
+        old = self.opts
+        if (new.port, new.bind, new.ipv6) != (old.port, old.bind, old.ipv6):
+            log.warning("reload: port/bind changes take effect only after a restart")
+        self.opts = dataclasses.replace(new, port=old.port, bind=old.bind, ipv6=old.ipv6,
+                                        pidfile=old.pidfile, daemonize=old.daemonize)
+        self.listener.update(new.key, nets, new.handshake_timeout, new.max_pending)
+        self._check_limit()
+        allow = ", ".join(new.allow) if new.allow else "everyone holding the key"
+        log.warning("reloaded: allow %s; key %s; max_connections %s", allow,
+                    "changed" if new.key != old.key else "unchanged",
+                    new.max_connections or "unlimited")
+        self.notify("READY=1")
+        return True
+
+    def notify(self, state: str) -> None:
+        """Send ``state`` to systemd's notification socket, if there is one."""
+        if self.notify_socket:
+            notify_systemd(self.notify_socket, state)
+
+    # -- main loop ----------------------------------------------------------------
+
+    def serve_forever(self, on_ready: Optional[Callable[[], None]] = None) -> int:
+        """Serve until SIGTERM/SIGINT, then drain within the grace period; return 0."""
+        handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+                    signal.SIGHUP: self._on_hup, signal.SIGCHLD: _ignore}
+        saved = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        saved_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        try:
+            host, port = self.address()
+            print(f"easycluster: serving on {host}:{port} (pid {os.getpid()})",
+                  file=sys.stderr, flush=True)
+            self.notify(f"READY=1\nSTATUS=serving on {host}:{port}\nMAINPID={os.getpid()}")
+            if on_ready:
+                on_ready()
+            try:
+                while not self.stopping:
+                    if self._hup:
+                        self.reload()
+                    self.listener.poll(5.0)
+                    self.reap()
+            finally:
+                self.listener.close()
+            self.notify("STOPPING=1")
+            self._drain()
+        finally:
+            signal.set_wakeup_fd(saved_fd)
+            for sig, h in saved.items():
+                signal.signal(sig, h)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        log.warning("stopped")
+        return 0
+
+    def _drain(self) -> None:
+        """Wait up to ``grace`` for the connection processes, then end them."""
+        self.reap()
+        if not self.children:
+            return
+        grace = self.opts.grace
+        log.warning("stopping: no new connections; waiting up to %g s for %d open "
+                    "connection(s)", grace, len(self.children))
+        # Ask each connection to drain: idle ones exit now, busy ones after their calls.
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        # Any stop request after the first (whenever it came) ends the grace early.
+        self._wait_children(time.monotonic() + grace, lambda: self._stop_requests > 1)
+        if not self.children:
+            return
+        log.warning("grace period over: ending %d connection(s)", len(self.children))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in list(self.children):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            self._wait_children(time.monotonic() + KILL_WAIT, lambda: False)
+            if not self.children:
+                return
+
+    def _wait_children(self, deadline: float, cut_short: Callable[[], bool]) -> None:
+        while True:
+            self.reap()
+            left = deadline - time.monotonic()
+            if not self.children or left <= 0 or cut_short():
+                return
+            try:
+                select.select([self._wake_r], [], [], left)  # SIGCHLD writes to the pipe
+            except InterruptedError:
+                pass
+            _drain_pipe(self._wake_r)
+
+
+def _ignore(*_: object) -> None:
+    """A Python-level SIGCHLD handler, so that the signal writes to the wake-up pipe."""
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def notify_systemd(path: str, state: str) -> bool:
+    """Send one sd_notify datagram (``READY=1`` ...) to ``path``; False if it failed."""
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+            s.sendall(state.encode("utf-8"))
+        return True
+    except OSError as e:
+        log.warning("cannot notify systemd at %s: %s", path.lstrip("\0"), e)
+        return False
+
+
+def daemonize(pidfile: Optional[str]) -> None:
+    """Detach from the terminal (double fork) and write ``pidfile`` atomically."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    if pidfile:
+        tmp = f"{pidfile}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, pidfile)
+
+
+def run_server(opts: ServerOptions, reload: Optional[Reload] = None) -> int:
+    """Bind, optionally daemonize, and serve until stopped. Returns the exit code.
+
+    ``reload`` is called on SIGHUP for fresh options (see the module docstring). The
+    ``NOTIFY_SOCKET`` variable is taken out of the environment so that the code clients
+    run never sees it.
+    """
+    server = TCPServer(opts, reload, os.environ.pop("NOTIFY_SOCKET", None))
+    if opts.daemonize:
+        daemonize(opts.pidfile)
+    elif opts.pidfile:
+        with open(opts.pidfile, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    return server.serve_forever()

@@ -1,0 +1,402 @@
+"""``Channel``: authenticated frames over one connected socket (or ``PipeSocket``).
+
+It carries a ``protocol.frames.Session``'s frames; the socket I/O of a connection lives
+in this package only (the service's listener and the cluster engine wait on descriptors
+too, for their own reasons).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from time import monotonic as _monotonic
+from typing import List, Optional, Sequence, Tuple, Union
+
+from ..errors import ConnectionLost
+from ..protocol import frames
+
+_IOV_MAX = 512
+_BATCH_MAX = 512  # frames in one batch
+_BATCH_BYTES = 1 << 18
+POST_MAX = 1 << 15  # bodies up to this size may be batched
+BURST_GAP = 50e-6  # posts closer together than this are batched
+
+
+class Channel:
+    """Authenticated frames over one connected socket.
+
+    Sending may happen from any thread. Small bodies are ``post``-ed to an outbox and
+    leave together as FT_BATCH frames (one MAC, one system call for many). Two locks:
+    ``_lock`` guards the outbox and is only held for a moment; ``_write_lock`` is held
+    while frames are numbered and written, so frames stay whole and in sequence.
+    Whoever holds the write lock sends the outbox, and a poster that finds it taken
+    leaves its body there for the holder (who looks again before letting go) instead
+    of waiting behind a write that may be blocked. A poster that finds it free writes
+    itself; a thread that must never wait for the socket (the reader, answering a ping)
+    uses ``post_later``, which leaves the writing to a writer thread. That thread also
+    sends bursts of posts nobody flushes; a lone post leaves at once.
+    ``recv``/``recv_frames`` must be called by one thread at a time (the owner of the
+    reads).
+    """
+
+    def __init__(self, sock: socket.socket, session: frames.Session):
+        self.sock = sock
+        self.session = session
+        self._reader = session.reader
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the writer thread sleeps on it
+        self._outbox: List[Tuple[int, bytes]] = []
+        self._outbox_bytes = 0
+        self._writer: Optional[threading.Thread] = None
+        self._writer_idle = False  # the writer thread sleeps until notified
+        self._last_post = 0.0
+        self._batch_cap = min(_BATCH_BYTES, session.max_send)
+        self.closed = False
+        self.close_reason = ""
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, ftype: int, main: Union[frames.Buffer, Sequence[frames.Buffer]],
+             buffers: Sequence[frames.Buffer] = ()) -> None:
+        """Send one frame, whole, after anything posted before it; blocks until written.
+
+        Raises ConnectionLost if the connection is gone, FrameTooLarge if the peer's
+        limit is exceeded (nothing sent).
+        """
+        with self._write_lock:
+            self._check_open()
+            self._write_outbox()
+            groups = self.session.pack_chunks(ftype, main, buffers)
+            started = False
+            try:
+                for group in groups:  # a large frame is hashed a chunk at a time as it goes
+                    started = True
+                    self._write(group)
+            except ConnectionLost:
+                raise
+            except BaseException as e:  # (Ctrl-C in a write): the frame may be cut short
+                if started:
+                    self._broken(f"sending failed part-way through a frame: {e!r}")
+                raise
+        if self._outbox:
+            try:  # posted while we wrote: their posters left them to us
+                self._kick(False)
+            except ConnectionLost:
+                pass  # our frame is out; the next send or read reports the loss
+
+    def post(self, ftype: int, body: bytes, flush: bool) -> None:
+        """Queue a small frame body; with ``flush``, see that it leaves now.
+
+        Even without ``flush`` a body leaves at once unless it is part of a burst (the
+        previous post was less than ``BURST_GAP`` seconds ago): waking the writer
+        thread costs more than a send, so only bursts are worth batching. What leaves
+        at once is written by this thread unless another one is writing (see the class
+        notes). Raises ConnectionLost once the connection is gone and FrameTooLarge for
+        a body above the peer's limit.
+        """
+        write_lock = self._write_lock
+        direct = False
+        try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
+            with self._lock:
+                if self.closed:
+                    raise ConnectionLost(self.close_reason or "connection closed")
+                outbox = self._outbox
+                now = _monotonic()
+                burst = now - self._last_post < BURST_GAP
+                self._last_post = now
+                # A body that leaves now, alone, with nobody writing, goes straight out
+                # (a blocking call, one request of a fan-out). Only a try-acquire here:
+                # the usual order is the write lock first.
+                direct = (flush or not burst) and not outbox and write_lock.acquire(False)
+                if not direct:
+                    self._queue(ftype, body)
+                    full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
+                    if not (flush or full or not burst):
+                        self._wake_writer()
+                        return
+            if direct:
+                self._write(self.session.pack(ftype, body))
+        finally:
+            if direct:
+                write_lock.release()
+        if self._outbox:
+            self._kick(False)  # (after a direct write: posted meanwhile, left to us)
+
+    def post_later(self, ftype: int, body: bytes) -> None:
+        """Queue a small body for the writer thread; never writes in the calling thread.
+
+        For the thread that owns the reads (answering a ping, a control request): a
+        reader that blocked on a full socket would stop reading, and a peer that is
+        itself blocked writing to us would never drain it.
+        """
+        with self._lock:
+            self._queue(ftype, body)
+            self._wake_writer()
+
+    def flush_later(self) -> None:
+        """Have the writer thread send the outbox; never writes in the calling thread
+        (see ``post_later``)."""
+        with self._lock:
+            if self._outbox and not self.closed:
+                self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Start the writer thread, or wake it if it sleeps (``_lock`` held)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                            name="easycluster-writer")
+            self._writer.start()
+        elif self._writer_idle:
+            self._writer_idle = False
+            self._wake.notify()
+
+    def hold(self, ftype: int, body: bytes) -> None:
+        """``post`` for a caller that will ``flush()`` soon (a server running a batch):
+        the body waits in the outbox, and only a full outbox is sent at once."""
+        with self._lock:
+            self._queue(ftype, body)
+            if len(self._outbox) < _BATCH_MAX and self._outbox_bytes < self._batch_cap:
+                return
+        self._kick(False)
+
+    def _queue(self, ftype: int, body: bytes) -> None:
+        """Put a body in the outbox (``_lock`` held), or raise: the connection is gone
+        (ConnectionLost), the body is above the peer's limit (FrameTooLarge)."""
+        if self.closed:
+            raise ConnectionLost(self.close_reason or "connection closed")
+        if len(body) > self.session.max_send:
+            raise frames.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
+                                     f"limit of {self.session.max_send} bytes")
+        self._outbox.append((ftype, body))
+        self._outbox_bytes += len(body) + frames.BATCH_ITEM_OVERHEAD
+
+    def send_message(self, ftype: int, head: bytes, main: bytes,
+                     buffers: Sequence[frames.Buffer], flush: bool = False, hold: bool = False,
+                     later: bool = False) -> None:
+        """Send ``head + main`` (+ buffers): the one send-or-queue decision. A message with
+        buffers, or a large one, is a frame of its own (``send``); a small one is posted
+        (``post``, leaving at once if ``flush``), held (``hold``) or left to the writer
+        thread (``later``, for the reading thread)."""
+        if buffers or len(main) > POST_MAX:
+            self.send(ftype, [head, main], buffers)
+        elif later:
+            self.post_later(ftype, head + main)
+        elif hold:
+            self.hold(ftype, head + main)
+        else:
+            self.post(ftype, head + main, flush)
+
+    def flush(self) -> None:
+        """See that the outbox leaves now: written here, or by the thread writing."""
+        if self._outbox and not self.closed:
+            self._kick(False)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ConnectionLost(self.close_reason or "connection closed")
+
+    def _kick(self, wait: bool) -> None:
+        """Write the outbox unless another thread is writing (it sends it after its own
+        write: it looks at the outbox again after letting go of the lock)."""
+        lock = self._write_lock
+        while self._outbox:
+            if not wait and lock.locked():
+                return  # (cheaper than a failed acquire, and as safe: see above)
+            if not lock.acquire(wait):
+                return
+            try:
+                if self.closed:
+                    raise ConnectionLost(self.close_reason or "connection closed")
+                self._write_outbox()
+            finally:
+                lock.release()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._outbox and not self.closed:
+                    self._writer_idle = True
+                    self._wake.wait()
+                self._writer_idle = False
+                if self.closed:
+                    return
+            try:
+                self._kick(True)
+            except ConnectionLost:
+                return
+            except Exception as e:  # the stream is unusable: say so to everyone
+                self._broken(f"sending failed: {e}")
+                return
+
+    def _write_outbox(self) -> None:
+        """Send what the outbox holds as batches within the peer's limit (write lock held)."""
+        with self._lock:
+            items, total = self._outbox, self._outbox_bytes
+            self._outbox, self._outbox_bytes = [], 0
+        if not items:
+            return
+        cap = self._batch_cap
+        if total <= cap and len(items) <= _BATCH_MAX:
+            self._write_batch(items)
+            return
+        start = size = 0
+        for i, (_t, body) in enumerate(items):
+            n = len(body) + frames.BATCH_ITEM_OVERHEAD
+            if i > start and (size + n > cap or i - start >= _BATCH_MAX):
+                self._write_batch(items[start:i])
+                start, size = i, 0
+            size += n
+        self._write_batch(items[start:])
+
+    def _write_batch(self, items: List[Tuple[int, bytes]]) -> None:
+        if len(items) == 1:
+            self._write(self.session.pack(items[0][0], items[0][1]))
+        else:
+            self._write(self.session.pack(frames.FT_BATCH, frames.pack_batch(items)))
+
+    def _write(self, parts: List[frames.Buffer]) -> None:
+        try:
+            if len(parts) == 1:
+                self.sock.sendall(parts[0])
+            else:
+                self._sendmsg_all(parts)
+        except OSError as e:  # part of a frame may have left: nothing more can follow it
+            reason = f"connection lost while sending: {e.strerror or e}"
+            self._broken(reason)
+            raise ConnectionLost(reason)
+
+    def _broken(self, reason: str) -> None:
+        """Mark the channel dead and wake its reader and writer."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed, self.close_reason = True, reason
+            self._wake.notify_all()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _sendmsg_all(self, parts: List[frames.Buffer]) -> None:
+        views = [memoryview(p).cast("B") for p in parts]
+        while views:
+            sent = self.sock.sendmsg(views[:_IOV_MAX])
+            while sent and views:
+                n = len(views[0])
+                if sent >= n:
+                    sent -= n
+                    views.pop(0)
+                else:
+                    views[0] = views[0][sent:]
+                    sent = 0
+
+    def recv(self, timeout: Optional[float] = None) -> List[frames.Frame]:
+        """Block until at least one frame is complete; ``[]`` if ``timeout`` passed first.
+
+        Batches come unpacked into their frames. Raises ConnectionLost at end of stream
+        (IntegrityError if a frame was cut off) and ProtocolError subclasses for frames
+        that fail the checks.
+        """
+        got = self.recv_frames(timeout)
+        if any(f.type == frames.FT_BATCH for f in got):
+            return _expand(got)
+        return got
+
+    def recv_frames(self, timeout: Optional[float] = None) -> List[frames.Frame]:
+        """``recv`` with FT_BATCH frames left whole (see ``frames.batch_items``): the readers
+        on the hot paths walk batches themselves instead of making a Frame per item."""
+        deadline = None if timeout is None else _monotonic() + timeout
+        reader, sock = self._reader, self.sock
+        while True:
+            if deadline is not None:
+                left = deadline - _monotonic()
+                try:
+                    if not _wait_readable(sock, left if left > 0 else 0):
+                        return []
+                except (ValueError, OSError):  # closed under us by another thread
+                    raise ConnectionLost(self.close_reason or "connection closed")
+            try:
+                n = sock.recv_into(reader.buffer())
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                raise ConnectionLost(f"connection lost: {e.strerror or e}")
+            if n == 0:
+                reader.check_eof()
+                raise ConnectionLost("the peer closed the connection")
+            got = reader.advance(n)
+            if got:
+                return got
+
+    def finish(self, timeout: float, read_out: bool = True) -> None:
+        """For a process about to exit: send everything queued (waiting at most
+        ``timeout`` for a write in progress), close the sending side, then, if
+        ``read_out``, read and discard until the peer closes or ``timeout`` passes.
+
+        Exiting with unread input makes the kernel reset the connection, and a reset
+        throws away replies still on their way to the peer; reading it out lets them
+        arrive. Only the thread that owns the reads may ``read_out``.
+        """
+        deadline = _monotonic() + timeout
+        if not self._write_lock.acquire(timeout=timeout):
+            return  # a write blocked all along: the peer is not reading; give up
+        try:
+            if self.closed:
+                return
+            self._write_outbox()
+            self.sock.shutdown(socket.SHUT_WR)
+        except (ConnectionLost, OSError):
+            return
+        finally:
+            self._write_lock.release()
+        if not read_out:
+            return
+        scratch = bytearray(1 << 16)
+        while True:
+            left = deadline - _monotonic()
+            try:
+                if left <= 0 or not _wait_readable(self.sock, left):
+                    return
+                if not self.sock.recv_into(scratch):
+                    return
+            except (OSError, ValueError):
+                return
+
+    def close(self, reason: str = "connection closed") -> None:
+        """Close the socket; later sends raise ConnectionLost(reason). Idempotent.
+
+        The socket is shut down first, so a thread blocked writing to a peer that stopped
+        reading is woken (with an error) instead of holding us up.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        with self._lock:
+            if not self.closed:
+                self.closed, self.close_reason = True, reason
+                self._wake.notify_all()
+        self.sock.close()  # also after _broken(), which only shut the socket down
+
+
+def _expand(got: List[frames.Frame]) -> List[frames.Frame]:
+    out: List[frames.Frame] = []
+    for f in got:
+        if f.type == frames.FT_BATCH:
+            out.extend(frames.split_batch(f))
+        else:
+            out.append(f)
+    return out
+
+
+def _wait_readable(sock: socket.socket, timeout: float) -> bool:
+    # poll, not a selector: this runs on every timed read, and a selector opens an epoll fd.
+    fd = sock.fileno()
+    if fd < 0:
+        raise ValueError("socket closed")
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(timeout * 1000))

@@ -1,0 +1,151 @@
+"""The ``easycluster nodeset`` command, driven in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from easycluster.cli.nodeset import main
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def run(argv, capsys, monkeypatch, stdin=""):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CASES = [
+    # argv, stdin, stdout
+    (["-f", "n[1-5]", "-x", "n2", "n7"], "", "n[1,3-5,7]\n"),
+    (["-f", "n[1-5]", "-x", "n2", "-i", "n[1-3]", "n7"], "", "n[1,3,7]\n"),
+    (["-f", "n[1-5]", "-X", "n[4-6]"], "", "n[1-3,6]\n"),
+    (["-c", "node[1-1000000]"], "", "1000000\n"),
+    (["-c", "n[1-3]", "n[2-5]"], "", "5\n"),
+    (["-e", "n[1-3]"], "", "n1 n2 n3\n"),
+    (["-e", "-S", "\\n", "n[1-2]"], "", "n1\nn2\n"),
+    (["-e", "-S", ",", "r[1-2]n[1-2]"], "", "r1n1,r1n2,r2n1,r2n2\n"),
+    (["-f"], "n1 n2 # comment n9\nn5\n\n", "n[1-2,5]\n"),
+    (["-f", "-x", "n2"], "n[1-3]\n", "n[1,3]\n"),
+    (["-f", "n7", "-"], "n1\n", "n[1,7]\n"),
+    (["-f", "--split", "3", "n[1-10]"], "", "n[1-4]\nn[5-7]\nn[8-10]\n"),
+    (["-f", "--contiguous", "n[1-3,5,7-8]"], "", "n[1-3]\nn5\nn[7-8]\n"),
+    (["-f", "--autostep", "3", "n1", "n3", "n5", "n7", "n20"], "", "n[1-7/2,20]\n"),
+    (["-f", "--autostep", "auto", "n[1-9/2]"], "", "n[1-9/2]\n"),
+    (["-f", "--autostep", "50%", "n[1-9/2]", "n20"], "", "n[1-9/2,20]\n"),
+    (["-f", "-I", "0-1,3", "n[5-10]"], "", "n[5-6,8]\n"),
+    (["-c", "--split", "2", "n[1-5]"], "", "3\n2\n"),
+    (["--fold", "--", "n1", "n2"], "", "n[1-2]\n"),
+]
+
+
+@pytest.mark.parametrize("argv,stdin,expected", CASES)
+def test_command_table(argv, stdin, expected, capsys, monkeypatch):
+    monkeypatch.delenv("EASYCLUSTER_GROUPS_CONF", raising=False)
+    code, out, err = run(argv, capsys, monkeypatch, stdin)
+    assert (code, out, err) == (0, expected, "")
+
+
+ERRORS = [
+    (["-f", "node[1-"], "parse error: missing bracket: 'node[1-'"),
+    (["-f", "node[5-3]"], "node[5-3]"),
+    (["-f", "@foo"], "no group source configured: '@foo'"),
+    (["-r", "n1"], "-r needs a groups file"),
+    (["-f", "-s", "src", "n1"], "no groups file"),
+    (["-l"], "no groups file"),
+    (["-f", "--groupsconf", "/nonexistent/groups.conf", "n1"], "cannot read groups file"),
+]
+
+
+# Usage mistakes exit 2, like every easycluster subcommand (and ClusterShell's nodeset).
+USAGE_ERRORS = [
+    ([], "no command given"),
+    (["-f", "-c", "n1"], "not allowed with argument"),
+    (["-f", "--split", "0", "n1"], "expected a positive integer"),
+    (["-f", "--autostep", "x", "n1"], "invalid autostep"),
+]
+
+
+@pytest.mark.parametrize("argv,message", ERRORS)
+def test_errors_exit_1_with_message(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("EASYCLUSTER_GROUPS_CONF", raising=False)
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 1 and out == ""
+    assert message in err and err.count("\n") <= 3
+
+
+@pytest.mark.parametrize("argv,message", USAGE_ERRORS)
+def test_usage_errors_exit_2_with_usage_and_message(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("EASYCLUSTER_GROUPS_CONF", raising=False)
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert message in err and err.startswith("usage:") and err.count("\n") <= 3
+
+
+def test_help_returns_0(capsys, monkeypatch):
+    code, out, _ = run(["--help"], capsys, monkeypatch)
+    assert code == 0 and "easycluster nodeset" in out and "--groupsconf" in out
+
+
+@pytest.fixture
+def conf(tmp_path):
+    (tmp_path / "g.groups").write_text("rack1: n[1-4]\nrack2: n[5-8]\nall: n[1-9]\n")
+    (tmp_path / "groups.conf").write_text(textwrap.dedent("""\
+        [Main]
+        default = racks
+        [racks]
+        file = g.groups
+        [cmd]
+        map = case $GROUP in odd) echo n1 n3;; even) echo n2 n4;; bad) echo boom >&2; exit 2;;esac
+        list = echo odd even
+        all = echo 'n[1-4]'
+        """))
+    return tmp_path / "groups.conf"
+
+
+GROUP_CASES = [
+    (["-f", "@rack1", "@rack2"], "n[1-8]\n"),
+    (["-r", "n[1-6]"], "@rack1,n[5-6]\n"),
+    (["-r", "-s", "cmd", "n[1-4]"], "@cmd:even,@cmd:odd\n"),
+    (["-r", "-s", "cmd", "-G", "n[1-4]"], "@even,@odd\n"),
+    (["-f", "-s", "cmd", "@odd"], "n[1,3]\n"),
+    (["-c", "-a"], "9\n"),
+    (["-f", "-a", "-x", "@rack1"], "n[5-9]\n"),
+    (["-f", "-s", "cmd", "-a"], "n[1-4]\n"),
+    (["-l"], "@all\n@rack1\n@rack2\n"),
+    (["-ll"], "@all n[1-9]\n@rack1 n[1-4]\n@rack2 n[5-8]\n"),
+    (["-lll", "n[3-5]"], "@all n[3-5] 3\n@rack1 n[3-4] 2\n@rack2 n5 1\n"),
+    (["--list-sources"], "racks (default)\ncmd\n"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", GROUP_CASES)
+def test_groups_via_command(argv, expected, conf, capsys, monkeypatch):
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(conf))
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert (code, out, err) == (0, expected, "")
+
+
+def test_failing_group_command_exit_1(conf, capsys, monkeypatch):
+    code, out, err = run(["--groupsconf", str(conf), "-f", "@cmd:bad"], capsys, monkeypatch)
+    assert code == 1 and out == ""
+    assert "'cmd'" in err and "exited with 2" in err and "boom" in err
+
+
+def test_real_subprocess(conf):
+    env = dict(os.environ, EASYCLUSTER_GROUPS_CONF=str(conf))
+    cmd = [sys.executable, "-m", "easycluster", "nodeset"]
+    proc = subprocess.run(cmd + ["-f", "-x", "n2"], input="@rack1\nn9\n", env=env,
+                          capture_output=True, text=True, timeout=20)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "n[1,3-4,9]\n", "")
+    proc = subprocess.run(cmd + ["-e", "node[1-"], env=env, capture_output=True, text=True,
+                          timeout=20)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "missing bracket" in proc.stderr and "node[1-" in proc.stderr

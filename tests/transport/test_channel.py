@@ -1,0 +1,117 @@
+"""Channel over a real socketpair, with sessions from an in-memory handshake: large frames
+in chunks, what a frame's buffer keeps alive, and a send cut short."""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import threading
+
+import pytest
+from helpers import session_pair
+
+from easycluster.errors import ConnectionLost, IntegrityError
+from easycluster.protocol import frames
+from easycluster.transport.channel import Channel
+
+
+def channel_pair():
+    """Two Channels over a socketpair, with sessions from an in-memory handshake."""
+    c, s = session_pair()
+    a, b = socket.socketpair()
+    return Channel(a, c), Channel(b, s)
+
+
+def send_in_thread(channel, *args) -> threading.Thread:
+    t = threading.Thread(target=channel.send, args=args, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("n", [100_000, 5_000_000])  # a bytearray, and a mapping (>= 32 MiB)
+def test_numpy_array_stays_valid_after_frame_reader_and_channel_are_gone(n):
+    np = pytest.importorskip("numpy")
+    from easycluster.objects import serialize
+
+    arr = np.random.default_rng(n).random(n)
+    cc, sc = channel_pair()
+    main, bufs = serialize.dumps(arr)
+    assert bufs  # out of band: the array is sent without a copy, in chunks
+    t = send_in_thread(cc, frames.FT_RESPONSE, main, bufs)
+    received = sc.recv(timeout=30)
+    t.join(30)
+    [frame] = received
+    got = serialize.loads(*frame.parts())
+    assert not got.flags.owndata  # built on the frame's buffer, not copied out of it
+    cc.close()
+    sc.close()
+    del received, frame, cc, sc, t
+    gc.collect()
+    junk = [bytearray(b"\xa5") * (8 * n) for _ in range(3)]  # reuse any memory let go
+    assert np.array_equal(got, arr)
+    del junk
+
+
+def test_large_frames_follow_each_other_and_small_ones_over_a_channel():
+    cc, sc = channel_pair()
+    bodies = [os.urandom(3_000_001), b"small", os.urandom(frames.CHUNK), os.urandom(40 << 20)]
+    t = threading.Thread(target=lambda: [cc.send(frames.FT_REQUEST, b) for b in bodies],
+                         daemon=True)
+    t.start()
+    got: list = []
+    while len(got) < len(bodies):
+        got += [bytes(f.payload) for f in sc.recv(timeout=30)]
+    t.join(30)
+    assert got == bodies
+    cc.close()
+    sc.close()
+
+
+class InterruptedSocket:
+    """A socket whose second send raises KeyboardInterrupt: a fake, because a real Ctrl-C
+    cannot be delivered between two chunks of a frame on demand."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock, self.calls = sock, 0
+
+    def _count(self) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+
+    def sendmsg(self, buffers):
+        self._count()
+        return self._sock.sendmsg(buffers)
+
+    def sendall(self, data):
+        self._count()
+        return self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_send_interrupted_between_chunks_breaks_the_channel():
+    cc, sc = channel_pair()
+    cc.sock = InterruptedSocket(cc.sock)
+    seen: list = []
+
+    def read():
+        try:
+            seen.extend(sc.recv(timeout=30))
+        except Exception as e:
+            seen.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    with pytest.raises(KeyboardInterrupt):
+        cc.send(frames.FT_REQUEST, os.urandom(3 * frames.CHUNK))  # only part of it left
+    assert cc.closed  # nothing may follow half a frame
+    with pytest.raises(ConnectionLost):
+        cc.send(frames.FT_REQUEST, b"next")
+    reader.join(30)
+    [error] = seen  # the peer saw the stream end inside the frame, and no frame
+    assert isinstance(error, IntegrityError) and "truncated" in str(error)
+    sc.close()
+    cc.close()
