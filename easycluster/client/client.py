@@ -1,9 +1,9 @@
 """``Client``: calls on one server, and ``Response``, the future a call returns.
 
-A plain ``Client`` has no thread of its own: the thread that waits for a reply reads the
-socket (one reader at a time; others wait for it) and completes every reply it reads.
-``ThreadedClient`` (in ``threaded.py``) has a reader thread instead. Either way one
-thread owns the reads and replies are handed to futures.
+A plain ``Client`` has no reader thread of its own: the thread that waits for a reply
+reads the socket (one reader at a time; others wait for it) and completes every reply it
+reads. ``ThreadedClient`` (in ``threaded.py``) has a reader thread instead. Either way one
+thread owns the reads (``reader.py``) and replies are handed to futures.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import concurrent.futures
 import itertools
 import pickle
 import sys
-import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import CallTimeout, ConfigError, ConnectionLost, ProtocolError, RemoteException
 from ..objects import definitions, serialize
-from ..objects.proxy import GlobalProxy, split_opts
+from ..objects.proxy import GlobalProxy, RootProxy, new_proxy, split_opts
 from ..protocol import frames
 from ..protocol.handshake import WireOptions, check_key
 from ..protocol.messages import CONTROL, DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
@@ -26,7 +24,17 @@ from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
 from ..transport.tcp import connect_tcp
 from .proxytable import ProxyTable
-from .response import Callback, Response, _mirror, _Slot, callback_runner, timeout_error
+from .reader import InlineReader
+from .response import (
+    Callback,
+    Response,
+    Slot,
+    callback_runner,
+    plain_mirror,
+    raise_reply,
+    timeout_error,
+)
+from .spec import client_from_spec
 
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
@@ -45,7 +53,6 @@ class Client:
     ``onerror``, ``threadid`` and ``origexc``.
     """
 
-    _reads_inline = True
     _channel: Optional[Channel] = None
     _closer: Optional[Callable[[], None]] = None
     _ssh_target: Optional[Tuple[Any, ...]] = None
@@ -63,19 +70,10 @@ class Client:
         self.enable_compression = enable_compression
         self.connect_timeout = connect_timeout
         self.max_frame = max_frame
-        self._pending: Dict[int, Response] = {}
+        self._reader: Any = self._new_reader()
         self._rids = itertools.count(1)
         self._default_thread = 0
         self._sent_blocks = 0
-        self._lock = threading.Lock()  # the reader role; taken directly on the hot paths
-        self._cond = threading.Condition(self._lock)
-        # one lock for all responses of a plain client (see Response.__init__)
-        self._futures_lock = threading.RLock()
-        self._futures_cond = (threading.Condition(self._futures_lock) if self._reads_inline
-                              else None)
-        self._reading = False
-        self._nwait = 0
-        self._pumping = False
         self._server_info: Dict[str, Any] = {}
         self._target: Optional[Tuple[Any, ...]] = None
         if host is not None:
@@ -88,8 +86,6 @@ class Client:
     def from_spec(cls, spec: str, default_port: Optional[int] = None,
                   default_key: Optional[bytes] = None, warn: bool = True, **kw: Any) -> Any:
         """A client connected as ``spec`` (``[user@]host[:port][:name=value]...``) says."""
-        from .spec import client_from_spec
-
         return client_from_spec(cls, spec, default_port, default_key, warn, **kw)
 
     def connect(self, host: str, port: Optional[int] = None, peername: Optional[str] = None,
@@ -132,12 +128,21 @@ class Client:
         return WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
 
     def attach(self, channel: Channel, peername: str,
-                closer: Optional[Callable[[], None]] = None) -> None:
-        self._proxies = ProxyTable(self)
+               closer: Optional[Callable[[], None]] = None) -> None:
+        """Use ``channel`` (a finished handshake) as this client's connection to the
+        server called ``peername``, and send the definitions; ``closer`` runs once the
+        connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
+        ConnectionLost (and closes) when setting up the connection fails."""
+        if self._channel is not None:
+            raise ConfigError(f"already connected to {self.peername}; close() it first")
+        self._proxies = ProxyTable(self, self._send_releases)
         self._channel = channel
         self.peername = peername
         self._closer = closer
-        self._start_reading()
+        if self._reader.pending or self._reader_used:  # one reader per connection
+            self._reader = self._new_reader()
+        self._reader_used = True
+        self._reader.start(channel)
         end, blocks = definitions.blocks_since(0)
         self._sent_blocks = end
         try:
@@ -148,8 +153,11 @@ class Client:
                                            f"{type(e).__name__}: {e}")
             raise
 
-    def _start_reading(self) -> None:
-        """Hook for ThreadedClient: a plain Client reads in the waiting thread."""
+    _reader_used = False
+
+    def _new_reader(self) -> Any:
+        """The reader of a new connection (ThreadedClient makes a ThreadReader)."""
+        return InlineReader(self._handle, self._lost)
 
     def reconnect(self) -> None:
         """Close and connect again to the same server: a fresh server process."""
@@ -205,38 +213,41 @@ class Client:
         if proxies.releases:
             self._send_releases(flush=False)
         wait_here = not nonblocking and oncomplete is None and onerror is None
-        if wait_here and self._reads_inline:
-            resp: Any = _Slot()  # this thread reads the reply itself: no Future needed
+        reader = self._reader
+        if wait_here and reader.inline:
+            resp: Any = Slot()  # this thread reads the reply itself: no Future needed
         else:
-            resp = Response(self, rid, origexc)
-            if oncomplete is not None or onerror is not None:
-                resp.add_done_callback(callback_runner(oncomplete, onerror))
+            resp = Response(self, reader, rid, origexc)
         if pins:
             resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
-        self._pending[rid] = resp
+        pending = reader.pending
+        pending[rid] = resp
         try:
             # a non-blocking call may wait a moment to leave with others
             channel.send_message(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs,
                                  flush=wait_here)
         except BaseException:
-            self._pending.pop(rid, None)
+            pending.pop(rid, None)
             raise
-        if oncomplete is not None:
-            return rid
+        if oncomplete is not None or onerror is not None:
+            resp.add_done_callback(callback_runner(oncomplete, onerror))
+            if oncomplete is not None:
+                return rid
         if nonblocking:
+            reader.watch()  # concurrent.futures.wait() and friends do not read
             return resp
-        if resp.__class__ is _Slot:
-            self._wait_for(resp, timeout)
-            if not resp._done:
-                self._pending.pop(rid, None)
+        if resp.__class__ is Slot:
+            reader.wait_for(resp, timeout)
+            if not resp.finished:
+                pending.pop(rid, None)
                 raise timeout_error(self, rid, meth, timeout)
             if resp.exc is None:
                 return resp.value
-            self._raise(resp.exc, origexc)
+            raise_reply(self, resp.exc, origexc)
         try:
             return resp.wait(timeout)
         except CallTimeout:
-            self._pending.pop(rid, None)
+            pending.pop(rid, None)
             raise
 
     def _send_releases(self, flush: bool) -> None:
@@ -274,9 +285,10 @@ class Client:
             raise TypeError("acall takes no nonblocking/oncomplete/onerror: it is awaited")
         resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(_mirror(resp))), timeout)
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plain_mirror(resp))),
+                                   timeout)
         except asyncio.TimeoutError:
-            self._pending.pop(resp.request_id, None)
+            resp.reader.forget(resp.request_id)
             raise timeout_error(self, resp.request_id, _func, timeout) from None
         return resp.wait(0)
 
@@ -311,8 +323,6 @@ class Client:
 
     def get_root(self) -> Any:
         """A proxy for the server's root object (object id 0)."""
-        from ..objects.proxy import RootProxy, new_proxy
-
         return new_proxy(RootProxy, self, 0)
 
     def set_default_thread(self, threadid: int) -> None:
@@ -334,14 +344,6 @@ class Client:
 
     # -- replies ---------------------------------------------------------------------
 
-    def _raise(self, exc: BaseException, origexc: Any) -> None:
-        if isinstance(exc, RemoteException) and origexc is not False:
-            if exc.orig is not None:
-                if origexc != "quiet":
-                    self.report_exception(exc)
-                raise exc.orig
-        raise exc
-
     def report_exception(self, exc: RemoteException) -> None:
         """Print the remote traceback to stderr (override to change); quiet for StopIteration."""
         if isinstance(exc.orig, StopIteration):
@@ -354,9 +356,6 @@ class Client:
             self._complete(*got[0].parts())
         else:
             self._handle_many(got)
-        if self._nwait:
-            with self._lock:
-                self._cond.notify_all()
 
     def _handle_many(self, got: List[frames.Frame]) -> None:
         saved = serialize.use_refs(self._proxies)  # once for all the replies read here
@@ -387,7 +386,7 @@ class Client:
         if len(main) < REPLY_HEAD.size:
             raise ProtocolError(f"reply too short from {self.peername}")
         rid, status = REPLY_HEAD.unpack_from(main)
-        resp = self._pending.pop(rid, None)
+        resp = self._reader.pending.pop(rid, None)
         if resp is None:
             return  # the caller gave up (timeout): late replies are dropped by design
         if resp.pins is not None:
@@ -408,86 +407,9 @@ class Client:
         except concurrent.futures.InvalidStateError:
             pass
 
-    def _wait_for(self, fut: Any, timeout: Optional[float]) -> None:
-        """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not fut.done():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            if not self._take_reader(left, fut):
-                continue
-            try:
-                while not fut.done():
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return
-                    if not self._read_once(left):
-                        return
-            finally:
-                self._release_reader()
-
-    def _take_reader(self, left: Optional[float], fut: Any = None) -> bool:
-        with self._lock:
-            if not self._reading:
-                self._reading = True
-                return True
-            if fut is not None and fut.done():
-                return False  # completed by the other reader: checked under the lock
-            self._nwait += 1
-            self._cond.wait(1.0 if left is None else min(left, 1.0))
-            self._nwait -= 1
-            return False
-
-    def _release_reader(self) -> None:
-        with self._lock:
-            self._reading = False
-            if self._nwait:  # others wait in _take_reader
-                self._cond.notify_all()
-
-    def _read_once(self, timeout: Optional[float]) -> bool:
-        """Read and handle one batch of frames; False once the connection is gone."""
-        channel = self._channel
-        if channel is None:
-            return False
-        try:
-            self._handle(channel.recv_frames(timeout))
-        except ConnectionLost as e:
-            self._lost(channel, e)
-            return False
-        return True
-
-    def _ensure_pump(self) -> None:
-        with self._lock:
-            if self._pumping:
-                return
-            self._pumping = True
-        threading.Thread(target=self._pump, name="easycluster-pump", daemon=True).start()
-
-    def _pump(self) -> None:
-        try:
-            while True:
-                with self._lock:  # decided where _ensure_pump looks: no waiter left alone
-                    if not self._pending or self._channel is None:
-                        self._pumping = False
-                        return
-                if self._take_reader(0.5):
-                    try:
-                        self._read_once(0.1)
-                    finally:
-                        self._release_reader()
-        except BaseException:
-            with self._lock:
-                self._pumping = False
-            raise
-
     def read_response(self, block: bool = True) -> None:
         """Read and handle incoming replies once (running callbacks); for plain clients."""
-        if self._take_reader(None if block else 0):
-            try:
-                self._read_once(None if block else 0)
-            finally:
-                self._release_reader()
+        self._reader.read_response(block)
 
     def _lost(self, channel: Channel, exc: ConnectionLost) -> None:
         """``channel`` failed: end the connection, unless it was already replaced."""
@@ -499,7 +421,9 @@ class Client:
         if channel is not None:
             channel.close(message)
         self._proxies.invalidate()
-        pending, self._pending = self._pending, {}
+        reader = self._reader
+        reader.stop()
+        pending, reader.pending = reader.pending, {}
         for resp in list(pending.values()):  # a reader may still pop from it meanwhile
             _settle(resp.set_exception, kind(message))
         closer, self._closer = self._closer, None

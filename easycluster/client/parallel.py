@@ -13,6 +13,8 @@ import selectors
 import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
+from .threaded import ThreadedClient
+
 
 def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], return_exceptions: bool,
              origexc: Any) -> List[Any]:
@@ -105,7 +107,7 @@ class ClientGroup:
             self.add_client(c)
 
     def add_client(self, client: Any) -> None:
-        if not getattr(client, "_reads_inline", False):
+        if isinstance(client, ThreadedClient):
             raise TypeError("ClientGroup works with plain Clients; a ThreadedClient reads "
                             "replies by itself")
         if client not in self.clients:

@@ -13,7 +13,7 @@ import collections
 import pickle
 import threading
 import weakref
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..objects import serialize
 from ..objects.exports import TypeInfo
@@ -34,8 +34,9 @@ class _Entry:
 class ProxyTable:
     """Proxies of one connection (``refs`` for the serializer)."""
 
-    def __init__(self, client: Any):
+    def __init__(self, client: Any, send_releases: Callable[..., None]):
         self.client = client
+        self.send_releases = send_releases  # send_releases(flush=...): sends take_releases()
         self.entries: Dict[int, _Entry] = {}
         self.releases: Deque[Tuple[int, _Entry]] = collections.deque()
         self._lock = threading.Lock()
@@ -133,7 +134,7 @@ def _flush_loop(table_ref: weakref.ref[ProxyTable], stop: threading.Event) -> No
             return
         if table.releases:
             try:
-                table.client._send_releases(flush=True)
+                table.send_releases(flush=True)
             except Exception:
                 return  # the connection is gone; close() invalidates the proxies
         del table

@@ -1,17 +1,16 @@
 """What a call returns: ``Response`` (a ``concurrent.futures.Future``) and its helpers.
 
-``Response`` is EasyCluster's non-blocking response and a standard Future. The client it
-belongs to does the reading: a plain Client's waiting thread reads (``client._wait_for``),
-a ThreadedClient's reader thread completes it. ``_Slot`` is the lighter landing place of
-a blocking call's reply when the calling thread reads it itself.
+``Response`` is EasyCluster's non-blocking response and a standard Future, built with
+``Future``'s public interface only. It does no reading itself: it asks its connection's
+reader (``reader.py``) to read until it is done, to ``watch`` when someone waits on it
+without reading, and to ``forget`` it when cancelled. ``Slot`` is the lighter landing
+place of a blocking call's reply when the calling thread reads it itself.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import sys
-import threading
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any, Callable, Optional, Tuple, Union
 
 from ..errors import CallTimeout, RemoteException
@@ -19,50 +18,37 @@ from ..errors import CallTimeout, RemoteException
 Callback = Union[Callable[..., Any], Tuple[Any, ...], None]
 
 
-class _Waiters(list):
-    """Future._waiters for a plain Client: ``concurrent.futures.wait``/``as_completed``
-    install a waiter here, and then nobody would read the socket; appending one starts a
-    short-lived reader for the client instead."""
-
-    def __init__(self, client: Any):
-        super().__init__()
-        self.client = client
-
-    def append(self, waiter: Any) -> None:
-        super().append(waiter)
-        self.client._ensure_pump()
-
-
-class _Slot:
+class Slot:
     """Where a blocking call's reply lands when the calling thread reads it itself."""
 
-    __slots__ = ("value", "exc", "_done", "pins")
+    __slots__ = ("value", "exc", "finished", "pins")
 
     def __init__(self) -> None:
         self.pins: Any = None
         self.value: Any = None
         self.exc: Optional[BaseException] = None
-        self._done = False
+        self.finished = False
 
     def done(self) -> bool:
-        return self._done
+        return self.finished
 
     def set_result(self, value: Any) -> None:
-        self.value, self._done = value, True
+        self.value, self.finished = value, True
 
     def set_exception(self, exc: BaseException) -> None:
-        self.exc, self._done = exc, True
+        self.exc, self.finished = exc, True
 
 
-def _mirror(resp: Response) -> concurrent.futures.Future:
-    """A plain Future mirroring ``resp``: asyncio must not call our result()/exception()
-    (they raise the remote error per ``origexc``; ``acall`` does that itself)."""
+def plain_mirror(resp: Response) -> concurrent.futures.Future:
+    """A plain Future completed (with None) when ``resp`` is: asyncio must not call our
+    result()/exception() (they raise the remote error per ``origexc``; ``acall`` does
+    that itself)."""
     mirror: concurrent.futures.Future = concurrent.futures.Future()
     resp.add_done_callback(lambda _r: mirror.set_result(None))
     return mirror
 
 
-_ENDED = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
+_Future = concurrent.futures.Future
 
 
 class Response(concurrent.futures.Future):
@@ -70,128 +56,61 @@ class Response(concurrent.futures.Future):
 
     ``wait()``/``result()`` return the value or raise as the call's ``origexc`` says;
     ``have_response`` tells whether the reply is in. Works with
-    ``concurrent.futures.wait`` and ``as_completed``.
+    ``concurrent.futures.wait`` and ``as_completed`` and done-callbacks (on a plain
+    Client the reader's standby thread reads for them).
     """
 
     pins: Any = None  # proxies the request carries, kept alive until its reply
-    # Made on first use (see the properties below); class defaults, not instance
-    # dictionary lookups, so that instances keep CPython's compact attribute storage.
-    _w: Optional[list] = None
-    _cb: Optional[list] = None
 
-    def __init__(self, client: Any, request_id: int, origexc: Any = True):
-        # Future.__init__ is not called: it makes a Condition per future, which costs
-        # more than a small call. A plain client's responses share one (nobody sleeps
-        # on it: the waiting thread reads the socket itself); a ThreadedClient's get
-        # their own, since callers sleep on them until the reader completes them.
-        shared = client._futures_cond
-        self._notify = shared is None
-        if shared is None:
-            self._mutex = threading.RLock()  # the Condition's lock, used bare when it can be
-            self._condition = threading.Condition(self._mutex)
-        else:
-            self._mutex, self._condition = client._futures_lock, shared
-        self._state = PENDING
-        self._result: Any = None
-        self._exception: Optional[BaseException] = None
+    def __init__(self, client: Any, reader: Any, request_id: int, origexc: Any = True):
+        _Future.__init__(self)
         self.client = client
+        self.reader = reader
         self.request_id = request_id
         self.origexc = origexc
 
     @property
-    def _waiters(self) -> list:
-        """Future's list of ``concurrent.futures.wait`` waiters, made on first use (under
-        ``_condition``, as Future's helpers and ``_finish`` use it): most responses never
-        see one."""
-        w = self._w
-        if w is None:
-            w = self._w = _Waiters(self.client) if self.client._reads_inline else []
-        return w
-
-    @property
-    def _done_callbacks(self) -> list:
-        """Future's callback list, made on first use (few responses get callbacks)."""
-        cbs = self._cb
-        if cbs is None:
-            cbs = self._cb = []
-        return cbs
-
-    @property
     def have_response(self) -> bool:
-        return self._state in _ENDED
-
-    def done(self) -> bool:
-        return self._state in _ENDED
+        return self.done()
 
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
         """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
-        if self._state not in _ENDED:
-            self.client._wait_for(self, timeout)
-            if self._state not in _ENDED:
+        if not self.done():
+            self.reader.wait_for(self, timeout)
+            if not self.done():
                 raise timeout_error(self.client, self.request_id, "", timeout)
-        if self._state is not FINISHED:
-            raise concurrent.futures.CancelledError()
-        exc = self._exception
+        exc = _Future.exception(self, 0)  # CancelledError if cancelled
         if exc is None:
-            return self._result
-        self.client._raise(exc, self.origexc if origexc is None else origexc)
+            return _Future.result(self, 0)
+        raise_reply(self.client, exc, self.origexc if origexc is None else origexc)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         return self.wait(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        if self._state not in _ENDED:
-            self.client._wait_for(self, timeout)
-        return concurrent.futures.Future.exception(self, 0)
-
-    def set_result(self, result: Any) -> None:
-        self._finish(result, None)
-
-    def set_exception(self, exception: BaseException) -> None:
-        self._finish(None, exception)
-
-    def _finish(self, result: Any, exc: Optional[BaseException]) -> None:
-        with self._mutex:
-            if self._state in _ENDED:
-                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
-            self._result, self._exception, self._state = result, exc, FINISHED
-            for waiter in self._w or ():
-                if exc is None:
-                    waiter.add_result(self)
-                else:
-                    waiter.add_exception(self)
-            if self._notify:
-                self._condition.notify_all()
-        if self._cb:
-            self._invoke_callbacks()
+        if not self.done():
+            self.reader.wait_for(self, timeout)
+        return _Future.exception(self, 0)  # TimeoutError if still not done
 
     def cancel(self) -> bool:
         """Stop waiting for the reply (False if it is already in). The call itself may
         still run remotely: the outcome is unknown, and a late reply is dropped."""
-        with self._mutex:
-            if self._state is FINISHED:
-                return False
-            if self._state in _ENDED:
-                return True
-            # Straight to "cancelled and notified": no executor will do that step here.
-            self._state = CANCELLED_AND_NOTIFIED
-            for waiter in self._w or ():
-                waiter.add_cancelled(self)
-            if self._notify:
-                self._condition.notify_all()
-        self.client._pending.pop(self.request_id, None)  # a late reply is dropped
-        if self._cb:
-            self._invoke_callbacks()
+        if not _Future.cancel(self):
+            return False
+        # No executor runs this future: do its step, which tells concurrent.futures
+        # waiters about the cancellation.
+        self.set_running_or_notify_cancel()
+        self.reader.forget(self.request_id)
         return True
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
-        """As Future's; on a plain Client someone must read, so a reader is started."""
-        super().add_done_callback(fn)
-        if self.client._reads_inline and self._state not in _ENDED:
-            self.client._ensure_pump()
+        """As Future's; on a plain Client someone must read, so the reader watches."""
+        _Future.add_done_callback(self, fn)
+        if not self.done():
+            self.reader.watch()
 
     def read_response(self, block: bool = True) -> None:
-        self.client.read_response(block)
+        self.reader.read_response(block)
 
     def set_response(self, val: Any) -> None:
         self.set_result(val)
@@ -201,6 +120,18 @@ class Response(concurrent.futures.Future):
 
 
 NonblockingResponse = Response  # EasyCluster 0.22's name
+
+
+def raise_reply(client: Any, exc: BaseException, origexc: Any) -> None:
+    """Raise a call's error as its ``origexc`` asks: the remote exception itself (after
+    ``client.report_exception``, unless ``"quiet"``), or with ``origexc=False`` the
+    ``RemoteException`` wrapping it."""
+    if isinstance(exc, RemoteException) and origexc is not False:
+        if exc.orig is not None:
+            if origexc != "quiet":
+                client.report_exception(exc)
+            raise exc.orig
+    raise exc
 
 
 def timeout_error(client: Any, rid: int, what: str, timeout: Optional[float]) -> CallTimeout:
@@ -222,13 +153,13 @@ def callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Respon
 
     def run(resp: Response) -> None:
         try:
-            exc = concurrent.futures.Future.exception(resp, 0)
+            exc = _Future.exception(resp, 0)
         except concurrent.futures.CancelledError as e:  # cancelled here: an error too
             exc = e
         try:
             if exc is None:
                 if ok_fn is not None:
-                    ok_fn(concurrent.futures.Future.result(resp, 0), *ok_args)
+                    ok_fn(_Future.result(resp, 0), *ok_args)
             elif err_fn is not None:
                 err = exc if isinstance(exc, RemoteException) else RemoteException(exc, [])
                 err_fn(err, *err_args)

@@ -91,7 +91,7 @@ def names_to_pats(names: List[str]) -> Dict[Key, Value]:
         pre, _, suf = first.groups()
         same = re.compile(f"^{re.escape(pre)}([0-9]+){re.escape(suf)}$", re.M).findall(joined)
         if len(same) == len(names):
-            return {(pre, suf): RangeSet._from_codes(_codes_of(same))}
+            return {(pre, suf): RangeSet.from_codes(_codes_of(same))}
     found = _LINE1.findall(joined)
     if len(found) == len(names):
         prefixes, digits, suffixes = zip(*found)
@@ -114,7 +114,7 @@ def names_to_pats(names: List[str]) -> Dict[Key, Value]:
         for key, tuples in multi.items():
             pats[key] = RangeSetND(elems=set(tuples))
     for key, digs in one.items():
-        pats[key] = RangeSet._from_codes(_codes_of(digs))
+        pats[key] = RangeSet.from_codes(_codes_of(digs))
     return pats
 
 

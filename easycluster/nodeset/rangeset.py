@@ -170,7 +170,7 @@ class RangeSet:
 
     # -- construction helpers -------------------------------------------------
     @classmethod
-    def _from_codes(cls, codes: set, autostep: Optional[int] = None) -> RangeSet:
+    def from_codes(cls, codes: set, autostep: Optional[int] = None) -> RangeSet:
         inst = cls.__new__(cls)
         inst._spans = None
         inst._codes = codes
@@ -256,7 +256,7 @@ class RangeSet:
 
     def __getitem__(self, index: Union[int, slice]) -> Union[str, RangeSet]:
         if isinstance(index, slice):
-            return RangeSet._from_codes(set(self.sorted_codes()[index]), self.autostep)
+            return RangeSet.from_codes(set(self.sorted_codes()[index]), self.autostep)
         if self._spans is not None:
             pos = index + len(self) if index < 0 else index
             if pos >= 0:
@@ -308,7 +308,7 @@ class RangeSet:
 
     def split(self, parts: int) -> Iterator[RangeSet]:
         """Up to ``parts`` RangeSets of nearly equal size (larger ones first), in order."""
-        return (RangeSet._from_codes(set(chunk), self.autostep)
+        return (RangeSet.from_codes(set(chunk), self.autostep)
                 for chunk in split_sequence(self.sorted_codes(), parts))
 
     # -- set algebra ----------------------------------------------------------
@@ -323,19 +323,19 @@ class RangeSet:
 
     def union(self, other: object) -> RangeSet:
         """Indexes in either set."""
-        return RangeSet._from_codes(self.codes() | self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() | self._other(other).codes(), self.autostep)
 
     def intersection(self, other: object) -> RangeSet:
         """Indexes in both sets."""
-        return RangeSet._from_codes(self.codes() & self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() & self._other(other).codes(), self.autostep)
 
     def difference(self, other: object) -> RangeSet:
         """Indexes of this set not in ``other``."""
-        return RangeSet._from_codes(self.codes() - self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() - self._other(other).codes(), self.autostep)
 
     def symmetric_difference(self, other: object) -> RangeSet:
         """Indexes in exactly one of the sets."""
-        return RangeSet._from_codes(self.codes() ^ self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() ^ self._other(other).codes(), self.autostep)
 
     def update(self, other: object) -> None:
         """Add every index of ``other``."""

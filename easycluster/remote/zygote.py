@@ -23,15 +23,14 @@ import signal
 import socket
 import sys
 
+from ..objects import definitions
 from ..protocol.control import SPAWN, SPAWNED
+from . import process
 
 
 def main(argv: list) -> int:
     ctrl = socket.socket(fileno=int(argv[argv.index("--control") + 1]))
     # Warm up everything a server needs, so children start ready.
-    from ..objects import definitions
-    from . import process  # noqa: F401
-
     definitions.warm_up()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the master's terminal
@@ -77,9 +76,7 @@ def _child(ctrl: socket.socket, fd: int, key: bytes, verbosity: int, cwd: str) -
             os.chdir(cwd)
         except OSError:
             pass
-        from .process import main_socket
-
-        main_socket(socket.socket(fileno=fd), key, verbosity)
+        process.main_socket(socket.socket(fileno=fd), key, verbosity)
     finally:
         os._exit(1)
 

@@ -489,7 +489,7 @@ def test_cancelled_response_is_done_for_waiters_and_callbacks(rmt):
     assert done == {blocked} and not not_done
     assert list(cf.as_completed([blocked], timeout=5)) == [blocked]
     assert isinstance(rid, int)
-    pending = rmt._pending[rid]
+    pending = rmt._reader.pending[rid]
     assert pending.cancel()
     assert len(errors) == 1 and errors[0][0] == "error"
     assert isinstance(errors[0][1].orig, cf.CancelledError)

@@ -1,0 +1,332 @@
+"""The import rules of docs/design.md, checked on the source with ``ast`` (no imports run).
+
+1. No import cycles between the package's modules, counting imports inside functions;
+   an import inside a function is allowed only where ``DEFERRED`` says why.
+2. A module imports only from its own layer unit or units below it (``LAYERS``), and
+   ``client/`` and ``remote/`` never import each other.
+3. The set shipped to a remote host imports only the standard library, cloudpickle and
+   itself.
+4. No private name imported across modules, no ``obj._attr`` reaching into another
+   module's objects (a subclass may use its base class's private members on ``self``).
+5. Named owners of dangerous work: only ``objects/serialize.py`` pickles, only
+   ``protocol/`` computes MACs, and only the modules in ``FD_WAITERS`` wait on file
+   descriptors.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import sys
+from typing import Dict, Iterator, List, Set, Tuple
+
+import pytest
+
+from easycluster.launch import payload
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "easycluster"
+
+# Bottom to top. A module may import from its own unit and from units in earlier rows.
+LAYERS: List[Tuple[str, ...]] = [
+    ("errors", "version"),
+    ("keys", "legacy"),
+    ("protocol",),
+    ("objects",),
+    ("transport",),
+    ("remote",),
+    ("launch",),
+    ("client",),
+    ("service", "nodeset"),
+    ("cluster",),
+    ("cli",),
+    ("server", "__init__", "__main__"),
+]
+
+# Imports inside functions, each with the reason it is deferred: (importer, imported).
+DEFERRED: Dict[Tuple[str, str], str] = {
+    # stage 1 runs from memory: these exist only once it has installed the shipped sources
+    ("remote.stage1", "errors"): "shipped sources are installed first",
+    ("remote.stage1", "protocol.boot"): "shipped sources are installed first",
+    ("remote.stage1", "protocol.handshake"): "shipped sources are installed first",
+    ("remote.stage1", "remote.process"): "shipped sources are installed first",
+    ("remote.stage1", "transport.handshake"): "shipped sources are installed first",
+    ("remote.stage1", "transport.pipes"): "shipped sources are installed first",
+    # the ssh launcher (subprocess, payload building) costs start-up time to clients
+    # that never use ssh
+    ("client.client", "launch.ssh"): "optional: only ssh connections need it",
+    # server.py is the 0.22 face: importing it must stay as light as 0.22's
+    ("server", "client.local"): "0.22 face: loaded on first use",
+    ("server", "cli"): "0.22 face: server_main is the CLI",
+    ("server", "service.tcpserver"): "0.22 face: loaded on first use",
+    ("server", "protocol.handshake"): "0.22 face: loaded on first use",
+    ("server", "remote.connection"): "0.22 face: loaded on first use",
+    ("server", "transport.handshake"): "0.22 face: loaded on first use",
+}
+
+# Modules that wait on file descriptors (select/selectors), and why they may.
+FD_WAITERS: Dict[str, str] = {
+    "transport.channel": "the connection's I/O",
+    "transport.pipes": "the connection's I/O over pipes",
+    "service.listener": "the service's accept loop",
+    "service.tcpserver": "the service's process reaper waits on its control pipe",
+    "remote.zygote": "the zygote serves spawn requests on its control socket",
+    "launch.ssh": "waits for the remote greeting on ssh's stdout before a channel exists",
+    "launch.local": "waits for the zygote's answer before a channel exists",
+    "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
+}
+
+# Private attributes of the standard library used on purpose.
+STDLIB_PRIVATE = {"_exit", "_getframe"}
+
+PICKLE_CALLS = {"dumps", "loads", "dump", "load", "Pickler", "Unpickler"}
+
+
+def module_name(path: pathlib.Path) -> str:
+    """``easycluster/client/client.py`` -> ``client.client``; the package -> ``__init__``."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES: Dict[str, pathlib.Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+TREES: Dict[str, ast.Module] = {m: ast.parse(p.read_text(), str(p)) for m, p in MODULES.items()}
+
+
+def unit(module: str) -> str:
+    return module.split(".")[0]
+
+
+def rank(module: str) -> int:
+    for i, row in enumerate(LAYERS):
+        if unit(module) in row:
+            return i
+    raise AssertionError(f"{module} is in no layer: add its unit to LAYERS")
+
+
+def in_function(tree: ast.Module) -> Set[ast.AST]:
+    """Import nodes that sit inside a function body."""
+    inner: Set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    inner.add(sub)
+    return inner
+
+
+def resolve(module: str, node: ast.ImportFrom) -> str:
+    """The absolute dotted name an ``ImportFrom`` refers to."""
+    if not node.level:
+        return node.module or ""
+    path = MODULES[module]
+    package = ["easycluster"] + module.split(".")
+    if module == "__init__":
+        package = ["easycluster"]
+    elif path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(module: str) -> Iterator[Tuple[str, List[str], bool, int]]:
+    """``(absolute target, names, inside a function, line)`` for each import."""
+    tree = TREES[module]
+    inner = in_function(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, [], node in inner, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            yield resolve(module, node), [a.name for a in node.names], node in inner, node.lineno
+
+
+def package_targets(target: str, names: List[str]) -> List[str]:
+    """The package modules an import of ``target`` (with ``names``) loads, by our names."""
+    if target != "easycluster" and not target.startswith("easycluster."):
+        return []
+    base = target[len("easycluster."):] if target != "easycluster" else "__init__"
+    out = []
+    for n in names:  # ``from . import payload`` names a module
+        sub = n if base == "__init__" else f"{base}.{n}"
+        if sub in MODULES:
+            out.append(sub)
+    return out or [base]
+
+
+def dynamic_imports(module: str) -> Iterator[Tuple[str, int]]:
+    """Package modules named as strings (``"easycluster.cli.serve"``): what
+    ``importlib.import_module`` loads, in the CLI's dispatch and ``__init__``'s lazy
+    names. They count for cycles and layers like imports made at first use. Logger
+    names (``getLogger("easycluster.server")``) are not imports."""
+    loggers = {id(a) for n in ast.walk(TREES[module]) if isinstance(n, ast.Call)
+               and getattr(n.func, "attr", getattr(n.func, "id", "")) == "getLogger"
+               for a in n.args}
+    for n in ast.walk(TREES[module]):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in loggers:
+            name = n.value.partition("easycluster.")[2]
+            if n.value.startswith("easycluster.") and name in MODULES and name != module:
+                yield name, n.lineno
+
+
+def edges() -> Iterator[Tuple[str, str, bool, int]]:
+    """``(importer, imported, inside a function, line)`` within the package; modules
+    named for ``importlib`` count as imports at module level (they need no reason)."""
+    for m in MODULES:
+        for target, names, inner, line in imports(m):
+            for t in package_targets(target, names):
+                if t != m:
+                    yield m, t, inner, line
+        for t, line in dynamic_imports(m):
+            yield m, t, False, line
+
+
+EDGES = list(edges())
+
+
+def test_the_table_knows_every_module():
+    for m in MODULES:
+        rank(m)
+
+
+def test_no_import_cycles_counting_deferred_imports():
+    graph: Dict[str, Set[str]] = {m: set() for m in MODULES}
+    for a, b, _, _ in EDGES:
+        graph[a].add(b)
+    # Tarjan-free: depth-first search that reports the first cycle with its path.
+    state: Dict[str, int] = {}
+    stack: List[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycle = stack[stack.index(n):] + [n]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_imports_inside_functions_are_the_listed_ones():
+    found = {(a, b) for a, b, inner, _ in EDGES if inner}
+    unlisted = sorted(found - set(DEFERRED))
+    assert not unlisted, f"imports inside functions without a reason in DEFERRED: {unlisted}"
+    stale = sorted(set(DEFERRED) - found)
+    assert not stale, f"DEFERRED lists imports that no longer exist: {stale}"
+
+
+def test_modules_import_only_from_below():
+    wrong = [f"{a}:{line} imports {b}" for a, b, _, line in EDGES
+             if unit(a) != unit(b) and rank(b) >= rank(a)]
+    assert not wrong, "imports against the layer table:\n" + "\n".join(wrong)
+
+
+def test_client_and_remote_never_import_each_other():
+    wrong = [f"{a}:{line} imports {b}" for a, b, _, line in EDGES
+             if {unit(a), unit(b)} == {"client", "remote"}]
+    assert not wrong, wrong
+
+
+def test_no_private_name_imported_across_modules():
+    wrong = []
+    for m in MODULES:
+        for target, names, _, line in imports(m):
+            for n in names:
+                if n.startswith("_") and not n.startswith("__"):
+                    wrong.append(f"{m}:{line} imports {n} from {target}")
+    assert not wrong, wrong
+
+
+def owned_names(tree: ast.Module) -> Set[str]:
+    """Names a module defines: functions, classes, assigned attributes and variables."""
+    own: Set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(n.name)
+        elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+            own.add(n.attr)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            own.add(n.id)
+        elif isinstance(n, ast.alias):
+            own.add(n.asname or n.name)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            own.add(n.value)  # __slots__ entries
+    return own
+
+
+def test_no_reaching_into_other_modules_private_attributes():
+    wrong = []
+    for m, tree in TREES.items():
+        own = owned_names(tree)
+        for n in ast.walk(tree):
+            if (isinstance(n, ast.Attribute) and n.attr.startswith("_")
+                    and not n.attr.startswith("__") and n.attr not in own
+                    and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"))
+                    and n.attr not in STDLIB_PRIVATE):
+                wrong.append(f"{m}:{n.lineno} {ast.unparse(n)}")
+    assert not wrong, "private attributes of other modules' objects:\n" + "\n".join(wrong)
+
+
+def third_party(module: str) -> Set[str]:
+    """Top-level names of what ``module`` imports outside the package and the stdlib."""
+    out = set()
+    for target, _, _, _ in imports(module):
+        top = target.split(".")[0]
+        if top and top != "easycluster" and top not in sys.stdlib_module_names:
+            out.add(top)
+    return out
+
+
+@pytest.mark.parametrize("role", sorted(payload.ROLES))
+def test_the_shipped_set_imports_only_stdlib_cloudpickle_and_itself(role):
+    shipped = {module_name(PACKAGE.parent.joinpath(*n.split(".")).with_suffix(".py"))
+               if not payload.is_package(n) else (n.partition(".")[2] or "__init__")
+               for n in payload.closure(payload.ROLES[role])}
+    shipped.add("remote.stage1")  # sent ahead of the sources, runs them
+    assert "remote.process" in shipped and "client.client" not in shipped
+    wrong = []
+    for m in sorted(shipped - {"__init__"}):  # the shipped __init__ is generated
+        for a, b, _, line in EDGES:
+            if a == m and b not in shipped and b != "__init__":
+                wrong.append(f"{a}:{line} imports {b}, which is not shipped")
+        extra = third_party(m) - {"cloudpickle"}
+        if extra:
+            wrong.append(f"{m} imports {sorted(extra)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_only_serialize_pickles():
+    wrong = []
+    for m, tree in TREES.items():
+        for n in ast.walk(tree):
+            if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                    and n.value.id in ("pickle", "cloudpickle") and n.attr in PICKLE_CALLS
+                    and m != "objects.serialize"):
+                wrong.append(f"{m}:{n.lineno} {ast.unparse(n)}")
+    assert not wrong, wrong
+
+
+def test_only_protocol_computes_macs():
+    wrong = [f"{m}:{line}" for m in MODULES for target, _, _, line in imports(m)
+             if target == "hmac" and unit(m) != "protocol"]
+    assert not wrong, wrong
+
+
+def test_only_the_listed_modules_wait_on_file_descriptors():
+    waiters = {m for m in MODULES for target, _, _, _ in imports(m)
+               if target in ("select", "selectors")}
+    assert waiters == set(FD_WAITERS), (
+        f"unlisted: {sorted(waiters - set(FD_WAITERS))}, "
+        f"listed but not waiting: {sorted(set(FD_WAITERS) - waiters)}")
+
+
+def test_server_py_is_imported_by_nothing_inside():
+    wrong = [f"{a}:{line}" for a, b, _, line in EDGES if b == "server"]
+    assert not wrong, wrong
