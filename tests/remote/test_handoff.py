@@ -1,0 +1,332 @@
+"""The server's reader hand-off as a pure object: every cell of the two tables drawn in
+``ReaderHandoff``'s docstring, read from the docstring itself (so the drawing cannot drift
+from the code), and the walks the server takes through them. No processes, sockets or
+threads."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import pytest
+
+from easycluster.remote.handoff import (
+    END,
+    EXIT,
+    MAIN,
+    POLL,
+    READ,
+    READING,
+    RETURNING,
+    RUN_BACKLOG,
+    SLEEP,
+    STANDBY,
+    TAKEN,
+    WAIT,
+    WATCH,
+    ReaderHandoff,
+)
+
+IDLE_AFTER = 1.0
+T0 = 100.0  # when the batches of the set-ups begin
+
+
+def drawn_tables(doc: str) -> List[Tuple[List[str], List[Tuple[str, List[str]]]]]:
+    """The tables in a docstring: the literal block after each ``::``, a header of states,
+    then rows of an event and one cell per state, cells apart by two spaces or more."""
+    tables = []
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        if not line.rstrip().endswith("::"):
+            continue
+        block: List[str] = []
+        for row in lines[i + 1:]:
+            if row.strip():
+                block.append(row.strip())
+            elif block:
+                break
+        header = block[0].split()
+        rows = []
+        for row in block[1:]:
+            cells = re.split(r"\s{2,}", row)
+            if len(cells) != len(header) + 1:
+                raise ValueError(f"a drawn row without one cell per state: {row!r}")
+            rows.append((cells[0], cells[1:]))
+        tables.append((header, rows))
+    return tables
+
+
+READER_TABLE, DRAIN_TABLE = drawn_tables(ReaderHandoff.__doc__ or "")
+
+
+def cells(table) -> list:
+    header, rows = table
+    return [pytest.param(state, event, cell, id=f"{state}-{event}")
+            for event, row in rows for state, cell in zip(header, row)]
+
+
+def split_cell(cell: str, states: List[str]) -> Tuple[Optional[str], str]:
+    """A cell is ``[next state] answer``."""
+    first, _, rest = cell.partition(" ")
+    if first in states and rest:
+        return first, rest
+    return None, cell
+
+
+def handoff_in(state: str) -> ReaderHandoff:
+    """A hand-off in ``state``, reached the way the server gets there: one request read
+    by the main thread, its call running long, the batch done. (The count of requests:
+    one in RUNNING and TAKEN, none in READING and RETURNING.)"""
+    h = ReaderHandoff(IDLE_AFTER)
+    if state == "READING":
+        return h
+    assert h.receive()
+    assert h.main_next() == READ
+    assert h.begin(T0, ["r1"]) == ["r1"]
+    assert h.call(False) is False
+    if state != "RUNNING":
+        assert h.standby_poll(T0 + 0.02) == WATCH
+        assert h.standby_check() is True
+    if state == "RETURNING":
+        assert h.main_done(1) is False
+    assert h.state_name == state
+    return h
+
+
+def with_backlog(h: ReaderHandoff) -> ReaderHandoff:
+    h.backlog.append("b0")  # (the backlog is data, not a state: set directly)
+    return h
+
+
+def ended(h: ReaderHandoff) -> ReaderHandoff:
+    assert h.end("gone")
+    return h
+
+
+def same_call(h: ReaderHandoff) -> ReaderHandoff:
+    h.watched = h.calls  # (what a WATCH poll records)
+    return h
+
+
+def next_call(h: ReaderHandoff) -> ReaderHandoff:
+    h.watched = h.calls - 1  # (a call began since the WATCH poll)
+    return h
+
+
+READER_EVENTS: Dict[str, Callable[[ReaderHandoff], Any]] = {
+    "main_next": lambda h: h.main_next(),
+    "main_next, backlog": lambda h: with_backlog(h).main_next(),
+    "main_next, ended": lambda h: ended(h).main_next(),
+    "begin(read)": lambda h: h.begin(T0 + 5, ["r2"]),
+    "begin(read), backlog": lambda h: with_backlog(h).begin(T0 + 5, ["r2"]),
+    "begin(backlog)": lambda h: with_backlog(h).begin(T0 + 5),
+    "call": lambda h: h.call(True),
+    "main_done": lambda h: h.main_done(1),
+    "standby_poll": lambda h: h.standby_poll(h.last_call + IDLE_AFTER / 2),
+    "standby_poll, quiet": lambda h: h.standby_poll(h.last_call + IDLE_AFTER * 2),
+    "standby_poll, ended": lambda h: ended(h).standby_poll(h.last_call),
+    "standby_check, same call": lambda h: same_call(h).standby_check(),
+    "standby_check, next call": lambda h: next_call(h).standby_check(),
+    "standby_check, ended": lambda h: same_call(ended(h)).standby_check(),
+    "standby_read": lambda h: h.standby_read(["s1"]),
+    "end": lambda h: h.end("gone"),
+    "end, ended": lambda h: ended(h).end("again"),
+}
+
+CODES = {"READ": READ, "RUN_BACKLOG": RUN_BACKLOG, "WAIT": WAIT, "END": END, "POLL": POLL,
+         "WATCH": WATCH, "SLEEP": SLEEP, "EXIT": EXIT, "MAIN": MAIN, "True": True,
+         "False": False, "None": None,
+         "more": True, "done": False}  # (call(True); main_done when not draining)
+
+
+def test_the_tables_draw_every_event_and_only_those():
+    assert READER_TABLE[0] == ["READING", "RUNNING", "TAKEN", "RETURNING"]
+    assert [event for event, _ in READER_TABLE[1]] == list(READER_EVENTS)
+    assert DRAIN_TABLE[0] == ["OPEN", "DRAINING", "FINISHING"]
+    assert [event for event, _ in DRAIN_TABLE[1]] == list(DRAIN_EVENTS)
+
+
+@pytest.mark.parametrize("state, event, cell", cells(READER_TABLE))
+def test_reader_transition(state, event, cell):
+    h = handoff_in(state)
+    requests, calls = h.requests, h.calls
+    do = READER_EVENTS[event]
+    if cell == "illegal":
+        with pytest.raises(RuntimeError, match=f"not allowed in state {state}"):
+            do(h)
+        assert h.state_name == state
+        return
+    next_state, answer = split_cell(cell, READER_TABLE[0])
+    backlog = list(h.backlog) + (["b0"] if "backlog" in event else [])
+    got = do(h)
+    if answer == "batch":
+        assert got == backlog + (["r2"] if "read" in event else [])  # backlog first
+        assert not h.backlog
+        assert h.last_call == T0 + 5  # (quiet is measured from here)
+    else:
+        assert (type(got), got) == (type(CODES[answer]), CODES[answer])
+    assert h.state_name == (next_state or state)
+    if event == "call":
+        assert h.calls == calls + 1
+    if event == "main_done":
+        assert h.requests == requests - 1
+    if event == "standby_read":
+        assert list(h.backlog) == ["s1"]  # queued, whether it gives back or not
+    if event == "standby_poll":
+        assert h.standby_idle is False
+    if event == "standby_poll, quiet":
+        assert h.standby_idle is (answer == "SLEEP")
+    if event == "standby_poll" and state == "RUNNING":
+        assert h.watched == h.calls
+    if event.startswith("end"):
+        assert h.ended == "gone"  # (the first reason stays)
+
+
+def drain_in(state: str) -> ReaderHandoff:
+    """A hand-off in a state of the drain table, reached by its events (READING)."""
+    h = ReaderHandoff(IDLE_AFTER)
+    if state in ("OPEN", "DRAINING"):
+        assert h.receive()
+    if state == "DRAINING":
+        assert h.drain() is False
+    if state == "FINISHING":
+        assert h.drain() is True
+        assert h.finish() == MAIN
+    assert drain_state(h) == state
+    return h
+
+
+def drain_state(h: ReaderHandoff) -> str:
+    return "FINISHING" if h.finishing else "DRAINING" if h.draining else "OPEN"
+
+
+DRAIN_EVENTS: Dict[str, Callable[[ReaderHandoff], Any]] = {
+    "receive": lambda h: h.receive(),
+    "answered": lambda h: h.answered(1),
+    "drain": lambda h: h.drain(),
+    "finish": lambda h: h.finish(),
+}
+
+
+@pytest.mark.parametrize("state, event, cell", cells(DRAIN_TABLE))
+def test_drain_transition(state, event, cell):
+    h = drain_in(state)
+    requests = h.requests
+    do = DRAIN_EVENTS[event]
+    if cell == "illegal":
+        with pytest.raises(RuntimeError, match="reader hand-off: "):
+            do(h)
+        assert (drain_state(h), h.requests) == (state, requests)
+        return
+    next_state, answer = split_cell(cell, DRAIN_TABLE[0])
+    assert do(h) is CODES[answer]
+    assert drain_state(h) == (next_state or state)
+    change = {"receive": int(answer == "True"), "answered": -1}.get(event, 0)
+    assert h.requests == requests + change
+
+
+def test_illegal_events_name_the_event_and_the_state():
+    h = handoff_in("RETURNING")
+    with pytest.raises(RuntimeError, match=r"^reader hand-off: main_done is not allowed in "
+                                           r"state RETURNING$"):
+        h.main_done(1)
+    with pytest.raises(RuntimeError, match="begin.read. is not allowed in state RETURNING"):
+        h.begin(T0, ["r"])
+    with pytest.raises(RuntimeError, match="finish before drain"):
+        h.finish()
+
+
+def test_more_answers_than_requests_is_an_error_and_changes_nothing():
+    h = ReaderHandoff(IDLE_AFTER)
+    h.receive()
+    with pytest.raises(RuntimeError, match="2 answered, but only 1 requests were counted"):
+        h.answered(2)
+    assert h.requests == 1
+
+
+def test_call_holds_only_when_more_calls_follow():
+    h = handoff_in("RUNNING")
+    assert h.call(True) is True
+    assert h.call(False) is False
+
+
+@pytest.mark.parametrize("state", ["TAKEN", "RETURNING"])
+def test_finish_names_the_standby_while_it_reads(state):
+    h = handoff_in(state)
+    h.drain()
+    assert h.finish() == STANDBY
+    assert h.finish() is None  # (someone is at it)
+
+
+def test_a_batch_counts_its_requests_and_the_last_one_drains():
+    h = ReaderHandoff(IDLE_AFTER)
+    for _ in range(3):
+        assert h.receive()
+    batch = h.begin(T0, ["a", "b", "c"])
+    assert h.drain() is False
+    assert h.receive() is False  # dropped: not run, not counted
+    assert h.main_done(len(batch)) is True
+    assert h.requests == 0
+
+
+def test_a_quiet_standby_sleeps_and_the_next_batch_must_wake_it():
+    h = ReaderHandoff(IDLE_AFTER)
+    assert h.standby_idle  # (it may be asleep before the first batch: the first wakes it)
+    assert h.standby_poll(T0) == SLEEP
+    assert h.standby_idle
+    h.receive()
+    h.begin(T0 + 1, ["r"])
+    assert h.standby_poll(T0 + 1.01) == WATCH  # woken: polls again
+    assert not h.standby_idle
+    h.call(False)
+    h.main_done(1)
+    assert h.standby_poll(T0 + 1.5) == POLL  # a call began less than idle_after ago
+    assert h.standby_poll(T0 + 1 + IDLE_AFTER * 1.5) == SLEEP
+
+
+def test_a_long_call_hands_the_reads_over_and_back_in_order():
+    h = ReaderHandoff(IDLE_AFTER)
+    for _ in range(2):
+        h.receive()
+    batch = h.begin(T0, ["a", "b"])
+    assert h.call(True) is True  # "a": quick, its reply held
+    assert h.standby_poll(T0 + 0.001) == WATCH
+    assert h.call(False) is False  # "b" begins during the watch
+    assert h.standby_check() is False  # a new call: watch again
+    assert h.standby_poll(T0 + 0.03) == WATCH
+    assert h.standby_check() is True  # "b" ran all along: the standby reads
+    assert h.state == TAKEN
+    for _ in range(2):
+        h.receive()
+    assert h.standby_read(["c"]) is False  # the batch still runs: keep reading
+    assert h.main_done(len(batch)) is False
+    assert h.state == RETURNING
+    assert h.main_next() == RUN_BACKLOG  # the main thread runs what the standby read
+    assert h.begin(T0 + 1) == ["c"]
+    assert h.state == TAKEN
+    assert h.standby_read(["d"]) is False
+    assert h.main_done(1) is False
+    assert h.main_next() == RUN_BACKLOG
+    assert h.begin(T0 + 2) == ["d"]
+    assert h.main_done(1) is False
+    assert h.main_next() == WAIT  # nothing to run: wait for the standby's next read
+    assert h.standby_read([]) is True  # (a ping): the reads go back
+    assert h.state == READING
+    assert h.main_next() == READ
+    assert h.requests == 0
+
+
+def test_the_end_lets_a_running_batch_finish_then_stops_both_threads():
+    h = handoff_in("TAKEN")
+    assert h.end("client went away")
+    assert h.standby_read(["late"]) is False  # read before the end was seen: queued
+    assert h.main_done(1) is False
+    assert h.main_next() == END
+    assert h.ended == "client went away"
+    h2 = handoff_in("RUNNING")
+    h2.end("gone")
+    assert h2.standby_poll(T0) == EXIT
+    h2.call(False)  # (the batch goes on)
+    assert h2.main_done(1) is False
+    assert h2.main_next() == END
+    assert h2.state == READING
