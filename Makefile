@@ -17,14 +17,17 @@ demo: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(PY) -m ruff check easycluster tests bench examples
+	$(PY) -m mypy easycluster
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/bench_nodeset.py
+	$(PY) bench/startup.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check easycluster tests bench examples
+	$(PY) -m mypy easycluster
 
 # System packages the test suite drives for real (sshd, systemd-analyze).
 sysdeps:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence, Union
 
 from ..errors import NodeSetError
 from ..nodeset.groups import GROUPS_CONF_ENV, GroupResolver
@@ -32,7 +32,9 @@ _VALUE_OPTS = {
 class _Operand(argparse.Action):
     """Record an operand and its operation, in command-line order."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Union[str, Sequence[Any], None],
+                 option_string: Optional[str] = None) -> None:
         ops = getattr(namespace, "ops", None) or []
         ops.append((self.const, values))
         namespace.ops = ops
@@ -125,7 +127,7 @@ def _tag_positionals(argv: Sequence[str]) -> List[str]:
 
 
 def _read_stdin(resolver: Optional[GroupResolver]) -> NodeSet:
-    words = []
+    words: List[str] = []
     for line in sys.stdin:
         words.extend(line.split("#", 1)[0].split())
     return NodeSet.fromlist(words, resolver=resolver)
@@ -201,7 +203,8 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     else:
         nodes = _compute(args, resolver)
     if listing:
-        _list_groups(args, resolver, nodes, out)  # type: ignore[arg-type]
+        assert resolver is not None  # refused above when listing
+        _list_groups(args, resolver, nodes, out)
         return
     if args.slice:
         picked = list(nodes)

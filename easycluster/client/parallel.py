@@ -28,7 +28,7 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], return_exceptio
     first_error: Optional[BaseException] = None
     for t, r in zip(targets, started):
         if isinstance(r, BaseException):
-            exc: Optional[BaseException] = r
+            exc: BaseException = r
         else:
             try:
                 results.append(r.wait(origexc=origexc if origexc is not None else "quiet"))
@@ -51,6 +51,7 @@ def _name_host(exc: BaseException, target: Any) -> None:
     if host and hasattr(exc, "add_note") and not getattr(exc, "_easycluster_noted", False):
         exc.add_note(f"(from {host})")
         try:
+            # a mark on someone else's exception object: deliberately dynamic
             exc._easycluster_noted = True  # type: ignore[attr-defined]
         except AttributeError:
             pass

@@ -72,13 +72,18 @@ class ProxyTable:
             raise pickle.UnpicklingError(f"unexpected reference kind {kind!r} from the server")
         with self._lock:
             e = self.entries.get(oid)
-            p = e.ref() if e is not None else None
-            if p is not None:
-                e.count += 1  # type: ignore[union-attr]
-                return p
+            if e is not None:
+                p = e.ref()
+                if p is not None:
+                    e.count += 1
+                    return p
             p = new_proxy(proxy_class(info), self.client, oid)
             e = _Entry()
-            e.ref = weakref.ref(p, lambda _r, oid=oid, e=e: self._died(oid, e))
+
+            def died(_r: object, oid: int = oid, e: _Entry = e) -> None:
+                self._died(oid, e)
+
+            e.ref = weakref.ref(p, died)
             self.entries[oid] = e
         if self._flusher is None:
             self._start_flusher()

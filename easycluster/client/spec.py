@@ -94,7 +94,8 @@ def parse_connection_spec(spec: str, default_port: Optional[int] = None,
                             f"options are name=value{hint}")
         canon = _KEY_NAMES.get(name, name)
         if canon not in KNOWN:
-            if custom_options is True or name in custom_options:  # type: ignore[operator]
+            if custom_options is True or (custom_options is not False
+                                          and name in custom_options):
                 if name in custom:
                     raise SpecError(f"duplicate option {name!r} in connection spec {spec!r}")
                 custom[name] = value

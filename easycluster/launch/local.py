@@ -51,7 +51,7 @@ class LocalProcess:
         self.returncode: Optional[int] = None
         self._signal = 0
         try:
-            self._pidfd: Optional[int] = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            self._pidfd: Optional[int] = os.pidfd_open(pid)  # Linux only: else AttributeError
         except (AttributeError, OSError):
             self._pidfd = None
 
@@ -72,18 +72,20 @@ class LocalProcess:
 
     def wait(self, timeout: Optional[float] = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
+        code = self.poll()
+        while code is None:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"local server {self.pid}", timeout or 0)
             time.sleep(0.005)
-        return self.returncode  # type: ignore[return-value]
+            code = self.poll()
+        return code
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is not None:
             return
         try:
             if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, sig)  # type: ignore[attr-defined]
+                signal.pidfd_send_signal(self._pidfd, sig)
             else:
                 os.kill(self.pid, sig)
             self._signal = sig

@@ -29,7 +29,7 @@ import configparser
 import os
 import subprocess
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, cast
 
 from ..errors import GroupSourceError
 
@@ -46,6 +46,7 @@ __all__ = [
 
 GROUPS_CONF_ENV = "EASYCLUSTER_GROUPS_CONF"
 _BAD_GROUP_CHARS = set("@,!&^* \t\n")
+_T = TypeVar("_T")
 
 
 class GroupSource:
@@ -55,6 +56,8 @@ class GroupSource:
     node (or None if the source cannot tell), ``groups()`` the group names and
     ``node_groups(node)`` the groups holding a node (or None if unsupported).
     """
+
+    name: str  # declared here, set by each subclass (a dataclass field)
 
     def resolve(self, group: str) -> str:
         raise NotImplementedError
@@ -283,16 +286,17 @@ class GroupResolver:
             raise GroupSourceError(f"unknown group source {name or '(default)'!r}")
         return self._sources[key]
 
-    def _cached(self, kind: str, src: GroupSource, arg: str, func):  # type: ignore[no-untyped-def]
+    def _cached(self, kind: str, src: GroupSource, arg: str, func: Callable[[], _T]) -> _T:
         key = (kind, src.name, arg)
         if key not in self._cache:
             self._cache[key] = func()
-        return self._cache[key]
+        # one kind, one answer type: what func returned for this key before
+        return cast(_T, self._cache[key])
 
     def resolve(self, group: str, source: Optional[str] = None) -> str:
         """Node set text of one group."""
         src = self.source(source)
-        return self._cached("map", src, group, lambda: src.resolve(group))  # type: ignore[return-value]
+        return self._cached("map", src, group, lambda: src.resolve(group))
 
     def all_nodes(self, source: Optional[str] = None) -> str:
         """Node set text of every node of a source; GroupSourceError if unsupported."""
@@ -300,14 +304,14 @@ class GroupResolver:
         text = self._cached("all", src, "", src.all_nodes)
         if text is None:
             raise GroupSourceError(f"group source {src.name!r} cannot list all nodes")
-        return text  # type: ignore[return-value]
+        return text
 
     def groups(self, source: Optional[str] = None) -> List[str]:
         """Group names of a source, sorted."""
         src = self.source(source)
-        return self._cached("list", src, "", src.groups)  # type: ignore[return-value]
+        return self._cached("list", src, "", src.groups)
 
     def node_groups(self, node: str, source: Optional[str] = None) -> Optional[List[str]]:
         """Groups holding ``node`` by the ``reverse`` upcall, or None if unsupported."""
         src = self.source(source)
-        return self._cached("reverse", src, node, lambda: src.node_groups(node))  # type: ignore[return-value]
+        return self._cached("reverse", src, node, lambda: src.node_groups(node))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from itertools import chain, islice, product
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Type, Union
 
 from ..errors import NodeSetError, NodeSetParseError
 from .groups import GroupResolver
@@ -45,6 +45,8 @@ from .rangesetnd import RangeSetND
 __all__ = ["NodeSet", "RangeSet", "RangeSetND", "expand", "fold", "count"]
 
 Nodes = Union[str, "NodeSet", Iterable[str], None]
+# What the named set methods accept: a NodeSet, node set text or node names.
+NodeSetLike = Union[str, "NodeSet", Iterable[str]]
 
 _MAX_DEPTH = 16
 
@@ -197,12 +199,12 @@ class NodeSet:
         inst._pats = pats
         return inst
 
-    def _coerce(self, other: object) -> NodeSet:
+    def _coerce(self, other: NodeSetLike) -> NodeSet:
         if isinstance(other, NodeSet):
             return other
         if isinstance(other, str):
             return NodeSet(other, resolver=self.resolver)
-        return NodeSet.fromlist(other, resolver=self.resolver)  # type: ignore[arg-type]
+        return NodeSet.fromlist(other, resolver=self.resolver)
 
     def _sorted_keys(self) -> List[Key]:
         return sorted(self._pats, key=sort_key)
@@ -236,15 +238,18 @@ class NodeSet:
     def __contains__(self, other: object) -> bool:
         if isinstance(other, str) and is_plain(other):
             parts = DIGITS.split(other)
-            value = self._pats.get(tuple(parts[0::2]), 0)
-            if value == 0:
+            key = tuple(parts[0::2])
+            if key not in self._pats:
                 return False
+            value = self._pats[key]
             if value is None:
                 return True
             if isinstance(value, RangeSet):
                 return parts[1] in value
             return tuple(parts[1::2]) in value
-        return self.issuperset(other)
+        # `in` takes any object: anything else is read as nodes, and one that is
+        # not (not iterable) raises TypeError in fromlist, as it always has
+        return self.issuperset(other)  # type: ignore[arg-type]
 
     def __getitem__(self, index: Union[int, slice]) -> Union[str, NodeSet]:
         if isinstance(index, slice):
@@ -297,11 +302,11 @@ class NodeSet:
         """Every node name, in order."""
         return list(self)
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> Tuple[Type[NodeSet], Tuple[str, Optional[int]]]:
         return (NodeSet, (str(self), self.autostep))
 
     # -- set algebra -------------------------------------------------------------
-    def _op(self, op: str, other: object) -> NodeSet:
+    def _op(self, op: str, other: NodeSetLike) -> NodeSet:
         mine, theirs = self._pats, self._coerce(other)._pats
         pats: Dict[Key, Value] = {}
         for key, value in mine.items():
@@ -326,82 +331,83 @@ class NodeSet:
 
     __copy__ = copy
 
-    def union(self, other: object) -> NodeSet:
+    def union(self, other: NodeSetLike) -> NodeSet:
         """Nodes in either set."""
         return self._op("|", other)
 
-    def intersection(self, other: object) -> NodeSet:
+    def intersection(self, other: NodeSetLike) -> NodeSet:
         """Nodes in both sets."""
         return self._op("&", other)
 
-    def difference(self, other: object) -> NodeSet:
+    def difference(self, other: NodeSetLike) -> NodeSet:
         """Nodes of this set not in ``other``."""
         return self._op("-", other)
 
-    def symmetric_difference(self, other: object) -> NodeSet:
+    def symmetric_difference(self, other: NodeSetLike) -> NodeSet:
         """Nodes in exactly one of the sets."""
         return self._op("^", other)
 
-    def update(self, other: object) -> None:
+    def update(self, other: NodeSetLike) -> None:
         """Add the nodes of ``other``."""
         apply_op(self._pats, "|", self._coerce(other)._pats)
 
-    def updaten(self, others: Iterable[object]) -> None:
+    def updaten(self, others: Iterable[NodeSetLike]) -> None:
         """Add the nodes of each item of ``others``."""
         for other in others:
             self.update(other)
 
-    def intersection_update(self, other: object) -> None:
+    def intersection_update(self, other: NodeSetLike) -> None:
         """Keep only nodes also in ``other``."""
         apply_op(self._pats, "&", self._coerce(other)._pats)
 
-    def difference_update(self, other: object) -> None:
+    def difference_update(self, other: NodeSetLike) -> None:
         """Remove the nodes of ``other``."""
         apply_op(self._pats, "-", self._coerce(other)._pats)
 
-    def symmetric_difference_update(self, other: object) -> None:
+    def symmetric_difference_update(self, other: NodeSetLike) -> None:
         """Keep nodes in exactly one of the sets."""
         apply_op(self._pats, "^", self._coerce(other)._pats)
 
-    def __or__(self, other: object) -> NodeSet:
+    def __or__(self, other: NodeSet) -> NodeSet:
         return self.union(other) if isinstance(other, NodeSet) else NotImplemented
 
-    def __and__(self, other: object) -> NodeSet:
+    def __and__(self, other: NodeSet) -> NodeSet:
         return self.intersection(other) if isinstance(other, NodeSet) else NotImplemented
 
-    def __sub__(self, other: object) -> NodeSet:
+    def __sub__(self, other: NodeSet) -> NodeSet:
         return self.difference(other) if isinstance(other, NodeSet) else NotImplemented
 
-    def __xor__(self, other: object) -> NodeSet:
+    def __xor__(self, other: NodeSet) -> NodeSet:
         return self.symmetric_difference(other) if isinstance(other, NodeSet) else NotImplemented
 
-    def __ior__(self, other: object) -> NodeSet:
+    def __ior__(self, other: NodeSetLike) -> NodeSet:
         self.update(other)
         return self
 
-    def __iand__(self, other: object) -> NodeSet:
+    def __iand__(self, other: NodeSetLike) -> NodeSet:
         self.intersection_update(other)
         return self
 
-    def __isub__(self, other: object) -> NodeSet:
+    def __isub__(self, other: NodeSetLike) -> NodeSet:
         self.difference_update(other)
         return self
 
-    def __ixor__(self, other: object) -> NodeSet:
+    def __ixor__(self, other: NodeSetLike) -> NodeSet:
         self.symmetric_difference_update(other)
         return self
 
-    def issubset(self, other: object) -> bool:
+    def issubset(self, other: NodeSetLike) -> bool:
         """True if every node is also in ``other``."""
         theirs = self._coerce(other)._pats
         for key, value in self._pats.items():
             if key not in theirs:
                 return False
+            # one key, one number of indexes: both RangeSet or both RangeSetND
             if value is not None and not value.issubset(theirs[key]):  # type: ignore[arg-type]
                 return False
         return True
 
-    def issuperset(self, other: object) -> bool:
+    def issuperset(self, other: NodeSetLike) -> bool:
         """True if every node of ``other`` is in this set."""
         return self._coerce(other).issubset(self)
 
@@ -428,20 +434,21 @@ class NodeSet:
             v is None or v == other._pats[k] for k, v in self._pats.items()
         )
 
+    # unhashable, like set (object's stub declares __hash__ a method, not Optional)
     __hash__ = None  # type: ignore[assignment]
 
-    def add(self, nodes: object) -> None:
+    def add(self, nodes: NodeSetLike) -> None:
         """Add a node (or node set string)."""
         self.update(nodes)
 
-    def remove(self, nodes: object) -> None:
+    def remove(self, nodes: NodeSetLike) -> None:
         """Remove nodes; KeyError if any of them is absent."""
         other = self._coerce(nodes)
         if not other.issubset(self):
             raise KeyError(str(other - self))
         self.difference_update(other)
 
-    def discard(self, nodes: object) -> None:
+    def discard(self, nodes: NodeSetLike) -> None:
         """Remove nodes that are present."""
         self.difference_update(nodes)
 

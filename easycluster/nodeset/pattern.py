@@ -10,7 +10,7 @@ such as ``da[10-19]c[1-2]``; ``easycluster.nodeset`` handles operators and group
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Tuple, Union
+from typing import Dict, Iterable, List, Set, Tuple, Union
 
 from ..errors import NodeSetParseError
 from .rangeset import RangeSet
@@ -30,7 +30,7 @@ def sort_key(key: Key) -> str:
     return "%s".join(part.replace("%", "%%") for part in key)
 
 
-def _codes_of(digits: Iterable[str]) -> set:
+def _codes_of(digits: Iterable[str]) -> Set[int]:
     return set(map(int, map("1".__add__, digits)))
 
 
@@ -41,6 +41,8 @@ def copy_value(value: Value) -> Value:
 def combine(op: str, left: Value, right: Value) -> Value:
     if left is None:  # names without indexes: presence only
         return None
+    # One pattern key has one number of indexes, so left and right are both
+    # RangeSet or both RangeSetND; mypy cannot see that pairing, hence the ignores.
     if op == "|":
         return left.union(right)  # type: ignore[arg-type]
     if op == "&":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from itertools import chain
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
 
 from ..errors import NodeSetParseError
 
@@ -32,6 +32,9 @@ _ITEM = re.compile(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?:\s*/\s*([0-9]+))?)?\s*\Z")
 _NEVER = 1 << 62  # autostep threshold meaning "never fold with steps"
 
 Span = Tuple[int, int, int]  # (first code, last code, step), all codes of one length
+# What the named set methods accept: a RangeSet, range-set text or indexes.
+RangeSetLike = Union["RangeSet", str, Iterable[Union[str, int]]]
+_T = TypeVar("_T")
 
 
 def index_code(text: str) -> int:
@@ -146,7 +149,7 @@ class RangeSet:
         autostep: Optional[int] = None,
     ) -> None:
         self._spans: Optional[List[Span]] = []
-        self._codes: Optional[set] = None
+        self._codes: Optional[Set[int]] = None
         self._sorted: Optional[List[int]] = None
         self.autostep = autostep
         if indexes is None:
@@ -170,7 +173,7 @@ class RangeSet:
 
     # -- construction helpers -------------------------------------------------
     @classmethod
-    def from_codes(cls, codes: set, autostep: Optional[int] = None) -> RangeSet:
+    def from_codes(cls, codes: Set[int], autostep: Optional[int] = None) -> RangeSet:
         inst = cls.__new__(cls)
         inst._spans = None
         inst._codes = codes
@@ -195,15 +198,15 @@ class RangeSet:
             result.update(cls(item))
         return result
 
-    def _set_codes(self, codes: set) -> None:
+    def _set_codes(self, codes: Set[int]) -> None:
         self._codes = codes
         self._spans = None
         self._sorted = None
 
-    def codes(self) -> set:
+    def codes(self) -> Set[int]:
         """The set of codes (see :func:`index_code`); do not mutate it."""
         if self._codes is None:
-            codes: set = set()
+            codes: Set[int] = set()
             for span in self._spans or ():
                 codes.update(_span_range(span))
             self._codes = codes
@@ -312,8 +315,8 @@ class RangeSet:
                 for chunk in split_sequence(self.sorted_codes(), parts))
 
     # -- set algebra ----------------------------------------------------------
-    def _other(self, other: object) -> RangeSet:
-        return other if isinstance(other, RangeSet) else RangeSet(other)  # type: ignore[arg-type]
+    def _other(self, other: RangeSetLike) -> RangeSet:
+        return other if isinstance(other, RangeSet) else RangeSet(other)
 
     def copy(self) -> RangeSet:
         """A shallow copy (independent for mutation)."""
@@ -321,71 +324,71 @@ class RangeSet:
 
     __copy__ = copy
 
-    def union(self, other: object) -> RangeSet:
+    def union(self, other: RangeSetLike) -> RangeSet:
         """Indexes in either set."""
         return RangeSet.from_codes(self.codes() | self._other(other).codes(), self.autostep)
 
-    def intersection(self, other: object) -> RangeSet:
+    def intersection(self, other: RangeSetLike) -> RangeSet:
         """Indexes in both sets."""
         return RangeSet.from_codes(self.codes() & self._other(other).codes(), self.autostep)
 
-    def difference(self, other: object) -> RangeSet:
+    def difference(self, other: RangeSetLike) -> RangeSet:
         """Indexes of this set not in ``other``."""
         return RangeSet.from_codes(self.codes() - self._other(other).codes(), self.autostep)
 
-    def symmetric_difference(self, other: object) -> RangeSet:
+    def symmetric_difference(self, other: RangeSetLike) -> RangeSet:
         """Indexes in exactly one of the sets."""
         return RangeSet.from_codes(self.codes() ^ self._other(other).codes(), self.autostep)
 
-    def update(self, other: object) -> None:
+    def update(self, other: RangeSetLike) -> None:
         """Add every index of ``other``."""
         self._set_codes(self.codes() | self._other(other).codes())
 
-    def intersection_update(self, other: object) -> None:
+    def intersection_update(self, other: RangeSetLike) -> None:
         """Keep only indexes also in ``other``."""
         self._set_codes(self.codes() & self._other(other).codes())
 
-    def difference_update(self, other: object) -> None:
+    def difference_update(self, other: RangeSetLike) -> None:
         """Remove every index of ``other``."""
         self._set_codes(self.codes() - self._other(other).codes())
 
-    def symmetric_difference_update(self, other: object) -> None:
+    def symmetric_difference_update(self, other: RangeSetLike) -> None:
         """Keep indexes in exactly one of the sets."""
         self._set_codes(self.codes() ^ self._other(other).codes())
 
-    def __or__(self, other: object) -> RangeSet:
+    def __or__(self, other: RangeSet) -> RangeSet:
         return self.union(other) if isinstance(other, RangeSet) else NotImplemented
 
-    def __and__(self, other: object) -> RangeSet:
+    def __and__(self, other: RangeSet) -> RangeSet:
         return self.intersection(other) if isinstance(other, RangeSet) else NotImplemented
 
-    def __sub__(self, other: object) -> RangeSet:
+    def __sub__(self, other: RangeSet) -> RangeSet:
         return self.difference(other) if isinstance(other, RangeSet) else NotImplemented
 
-    def __xor__(self, other: object) -> RangeSet:
+    def __xor__(self, other: RangeSet) -> RangeSet:
         return self.symmetric_difference(other) if isinstance(other, RangeSet) else NotImplemented
 
-    def __ior__(self, other: object) -> RangeSet:
+    def __ior__(self, other: RangeSetLike) -> RangeSet:
         self.update(other)
         return self
 
-    def __iand__(self, other: object) -> RangeSet:
+    def __iand__(self, other: RangeSetLike) -> RangeSet:
         self.intersection_update(other)
         return self
 
-    def __isub__(self, other: object) -> RangeSet:
+    def __isub__(self, other: RangeSetLike) -> RangeSet:
         self.difference_update(other)
         return self
 
-    def __ixor__(self, other: object) -> RangeSet:
+    def __ixor__(self, other: RangeSetLike) -> RangeSet:
         self.symmetric_difference_update(other)
         return self
 
-    def issubset(self, other: object) -> bool:
+    def issubset(self, other: RangeSetLike) -> bool:
         """True if every index is also in ``other``."""
         return self.codes() <= self._other(other).codes()
 
-    def issuperset(self, other: object) -> bool:
+    def issuperset(self, other: RangeSetLike) -> bool:
         """True if every index of ``other`` is in this set."""
         return self.codes() >= self._other(other).codes()
 
@@ -413,28 +416,32 @@ class RangeSet:
                 return True
         return len(self) == len(other) and self.codes() == other.codes()
 
+    # unhashable, like set (object's stub declares __hash__ a method, not Optional)
     __hash__ = None  # type: ignore[assignment]
 
     def add(self, index: Union[str, int]) -> None:
         """Add one index (a string keeps its padding)."""
-        self.codes().add(index_code(str(index)))
-        self._set_codes(self._codes)  # type: ignore[arg-type]
+        codes = self.codes()
+        codes.add(index_code(str(index)))
+        self._set_codes(codes)
 
     def remove(self, index: Union[str, int]) -> None:
         """Remove one index; KeyError if absent."""
-        self.codes().remove(index_code(str(index)))
-        self._set_codes(self._codes)  # type: ignore[arg-type]
+        codes = self.codes()
+        codes.remove(index_code(str(index)))
+        self._set_codes(codes)
 
     def discard(self, index: Union[str, int]) -> None:
         """Remove one index if present."""
-        self.codes().discard(index_code(str(index)))
-        self._set_codes(self._codes)  # type: ignore[arg-type]
+        codes = self.codes()
+        codes.discard(index_code(str(index)))
+        self._set_codes(codes)
 
     def clear(self) -> None:
         """Remove every index."""
         self._spans, self._codes, self._sorted = [], None, None
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> Tuple[Type[RangeSet], Tuple[str, Optional[int]]]:
         return (RangeSet, (str(self), self.autostep))
 
 
@@ -495,7 +502,8 @@ def _fold_stepped(codes: Sequence[int], autostep: int) -> List[Span]:
     padded = False
 
     def value(code: int) -> int:
-        return code - 10 ** _code_len(code)
+        base: int = 10 ** _code_len(code)  # int ** int is Any to mypy (may be a float)
+        return code - base
 
     def qualifies() -> bool:
         return step == 1 or len(run) >= autostep
@@ -530,12 +538,12 @@ def _fold_stepped(codes: Sequence[int], autostep: int) -> List[Span]:
     return out
 
 
-def split_sequence(items: Sequence, parts: int) -> List[Sequence]:
+def split_sequence(items: Sequence[_T], parts: int) -> List[Sequence[_T]]:
     """Cut ``items`` into ``min(parts, len)`` consecutive chunks, larger chunks first."""
     if parts < 1:
         raise ValueError("split needs a positive number of parts")
     size, extra = divmod(len(items), parts)
-    chunks = []
+    chunks: List[Sequence[_T]] = []
     pos = 0
     for i in range(min(parts, len(items))):
         end = pos + size + (1 if i < extra else 0)

@@ -20,21 +20,22 @@ from __future__ import annotations
 
 from itertools import product
 from math import prod
-from typing import FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .rangeset import RangeSet
 
 __all__ = ["RangeSetND"]
 
 Vector = Tuple[FrozenSet[str], ...]
+Elem = Tuple[str, ...]  # one index per dimension
 
 
 def _index_key(text: str) -> Tuple[int, str]:
     return (len(text), text)
 
 
-def _vector_key(vec: Vector) -> tuple:
-    keys = []
+def _vector_key(vec: Vector) -> Tuple[int, Tuple[Tuple[int, str, str], ...]]:
+    keys: List[Tuple[int, str, str]] = []
     for dim in vec:
         if len(dim) == 1:
             (only,) = dim
@@ -144,17 +145,17 @@ class RangeSetND:
     def __init__(
         self,
         vector: Optional[Sequence[RangeSet]] = None,
-        elems: Optional[set] = None,
+        elems: Optional[Set[Elem]] = None,
         autostep: Optional[int] = None,
     ) -> None:
         self._product: Optional[Tuple[RangeSet, ...]] = tuple(vector) if vector else None
-        self._elems: Optional[set] = elems if elems is not None or vector else set()
+        self._elems: Optional[Set[Elem]] = elems if elems is not None or vector else set()
         if vector:
             self._elems = None
         self._folded: Optional[List[Tuple[RangeSet, ...]]] = None
         self.autostep = autostep
 
-    def elems(self) -> set:
+    def elems(self) -> Set[Elem]:
         """The set of index tuples (built on demand; do not mutate)."""
         if self._elems is None:
             assert self._product is not None
@@ -206,7 +207,7 @@ class RangeSetND:
             return RangeSetND(self._product, autostep=self.autostep)
         return RangeSetND(elems=set(self.elems()), autostep=self.autostep)
 
-    def _new(self, elems: set) -> RangeSetND:
+    def _new(self, elems: Set[Elem]) -> RangeSetND:
         return RangeSetND(elems=elems, autostep=self.autostep)
 
     def union(self, other: RangeSetND) -> RangeSetND:
@@ -234,6 +235,7 @@ class RangeSetND:
             return NotImplemented
         return len(self) == len(other) and self.elems() == other.elems()
 
+    # unhashable, like set (object's stub declares __hash__ a method, not Optional)
     __hash__ = None  # type: ignore[assignment]
 
     def __str__(self) -> str:

@@ -113,8 +113,12 @@ def make_singleton(obj: Any, export_methods: Iterable[str] = (AUTO,),
     """
     rules = _rules(export_methods, export_attrs, export_attrs_cache, proxy_class)
     key = id(obj)
+
+    def forget(_r: object, k: int = key) -> None:
+        _singletons.pop(k, None)
+
     try:
-        ref: Any = weakref.ref(obj, lambda _r, k=key: _singletons.pop(k, None))
+        ref: Any = weakref.ref(obj, forget)
     except TypeError:
         ref = lambda o=obj: o  # noqa: E731 - strong reference for types without weakrefs
     with _lock:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Set, Type, cast
 
 from ..errors import ConnectionLost
 from .exports import TypeInfo
@@ -202,7 +202,7 @@ class RootProxy(RemoteProxy):
 class SelfIterProxy(RemoteProxy):
     """A proxy that is its own iterator (``__next__`` is remote)."""
 
-    proxy_methods = ("__next__",)
+    proxy_methods: Sequence[str] = ("__next__",)
 
     def __iter__(self) -> SelfIterProxy:
         return self
@@ -220,11 +220,11 @@ class FileProxy(SelfIterProxy):
     proxy_attrs = ("closed",)
 
 
-_classes: Dict[TypeInfo, type] = {}  # a cache: proxy class per type description
-_warned: set = set()
+_classes: Dict[TypeInfo, Type[RemoteProxy]] = {}  # a cache: proxy class per type description
+_warned: Set[str] = set()
 
 
-def proxy_class(info: TypeInfo) -> type:
+def proxy_class(info: TypeInfo) -> Type[RemoteProxy]:
     """The proxy class for a server type (built once per description)."""
     cls = _classes.get(info)
     if cls is not None:
@@ -234,13 +234,15 @@ def proxy_class(info: TypeInfo) -> type:
     else:
         base = DefaultRemoteProxy if info.auto_attrs else RemoteProxy
         name = "dynamic_proxy_" + "_".join(info.methods + info.attrs + info.cached)
-        cls = type(name, (base,), {"proxy_methods": info.methods, "proxy_attrs": info.attrs,
-                                   "proxy_attrs_cache": info.cached, "__module__": __name__})
+        # type() with three arguments is typed as returning a plain type
+        cls = cast(Type[RemoteProxy], type(name, (base,), {
+            "proxy_methods": info.methods, "proxy_attrs": info.attrs,
+            "proxy_attrs_cache": info.cached, "__module__": __name__}))
     _classes[info] = cls
     return cls
 
 
-def _import_proxy_class(path: str) -> type:
+def _import_proxy_class(path: str) -> Type[RemoteProxy]:
     module, _, qual = path.rpartition(".")
     try:
         obj: Any = importlib.import_module(module)
@@ -257,7 +259,7 @@ def _import_proxy_class(path: str) -> type:
         return DefaultRemoteProxy
 
 
-def new_proxy(cls: type, client: Any, oid: int) -> RemoteProxy:
+def new_proxy(cls: Type[RemoteProxy], client: Any, oid: int) -> RemoteProxy:
     p = cls.__new__(cls)
     RemoteProxy.__init__(p, client, oid)
     return p

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 MIN_PYTHON = (3, 9)
 GREETING_RE = re.compile(rb"EASYCLUSTER-BOOT (\d+)\.(\d+)\.(\d+)\r?\n")
@@ -33,7 +33,7 @@ def stage0_command(rpython: str, payload_size: int) -> str:
     return " ".join(shlex.quote(w) for w in [*words, "-c", code])
 
 
-def parse_greeting(data: bytes) -> Optional[Tuple[int, int, int]]:
+def parse_greeting(data: Union[bytes, bytearray]) -> Optional[Tuple[int, int, int]]:
     """The remote Python version from stage 0's greeting line in ``data``, or None if
     the greeting is not (yet) there. Anything before it (shell noise) is ignored."""
     m = GREETING_RE.search(data)
@@ -42,7 +42,7 @@ def parse_greeting(data: bytes) -> Optional[Tuple[int, int, int]]:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
-def greeting_end(data: bytes) -> int:
+def greeting_end(data: Union[bytes, bytearray]) -> int:
     """Offset just past the greeting line in ``data``; ValueError if it is not there."""
     m = GREETING_RE.search(data)
     if m is None:

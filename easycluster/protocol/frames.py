@@ -9,10 +9,13 @@ import hmac
 import mmap
 import struct
 import zlib
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import FrameTooLarge, IntegrityError, ProtocolError
 from .mac import Hasher, Mac
+
+if TYPE_CHECKING:  # a piece of a frame: anything with the buffer protocol (annotations only)
+    from .mac import Buffer as Buffer
 
 DEFAULT_MAX_FRAME = 1 << 30
 
@@ -45,7 +48,7 @@ CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (m
 _MMAP_MIN = 1 << 25  # big receive buffers this large are populated mappings
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux, Python 3.10+
 
-Buffer = Union[bytes, bytearray, memoryview]
+Bytes = Union[bytes, bytearray, memoryview]  # a body in one piece (see Session.pack)
 
 
 class Frame:
@@ -53,7 +56,7 @@ class Frame:
 
     __slots__ = ("type", "flags", "payload", "max_size")
 
-    def __init__(self, type: int, flags: int, payload: Buffer, max_size: int = DEFAULT_MAX_FRAME):
+    def __init__(self, type: int, flags: int, payload: Bytes, max_size: int = DEFAULT_MAX_FRAME):
         self.type = type
         self.flags = flags
         self.payload = payload
@@ -61,7 +64,7 @@ class Frame:
 
     def parts(self) -> Tuple[memoryview, Sequence[memoryview]]:
         """Return ``(main, buffers)``: decompressed, with out-of-band buffers split off."""
-        data: Buffer = self.payload
+        data: Bytes = self.payload
         if not self.flags:
             return memoryview(data), ()  # the common case: nothing to undo
         if self.flags & FLAG_ZLIB:
@@ -114,7 +117,7 @@ class Session:
         self.compress = compress
         self.reader = FrameReader(recv_key, recv_dir, max_recv)
 
-    def pack(self, ftype: int, main: Union[Buffer, Sequence[Buffer]],
+    def pack(self, ftype: int, main: Union[Bytes, Sequence[Buffer]],
              buffers: Sequence[Buffer] = ()) -> List[Buffer]:
         """Return the pieces of one frame, ready for ``sendmsg`` in this order.
 
@@ -133,7 +136,7 @@ class Session:
         flags, parts, length = self._body(main, buffers)
         return self._seal(self._head(ftype, flags, length), parts, length)
 
-    def pack_chunks(self, ftype: int, main: Union[Buffer, Sequence[Buffer]],
+    def pack_chunks(self, ftype: int, main: Union[Bytes, Sequence[Buffer]],
                     buffers: Sequence[Buffer] = (), chunk: int = CHUNK) -> Iterator[List[Buffer]]:
         """``pack`` in groups of pieces of about ``chunk`` bytes, for sending as they come.
 
@@ -153,12 +156,13 @@ class Session:
         h.update(head)
         return _chunked(h, head, views, chunk)
 
-    def _body(self, main: Union[Buffer, Sequence[Buffer]],
+    def _body(self, main: Union[Bytes, Sequence[Buffer]],
               buffers: Sequence[Buffer]) -> Tuple[int, List[Buffer], int]:
         """``(flags, parts, length)`` of a payload, compressed if that pays; checks the
         peer's limit."""
         flags = 0
-        mains = [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main)
+        mains: List[Buffer] = (
+            [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main))
         if buffers:
             sizes = [memoryview(b).nbytes for b in buffers]
             table = _COUNT.pack(len(sizes)) + struct.pack(f">{len(sizes)}Q", *sizes)

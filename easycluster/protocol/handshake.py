@@ -7,10 +7,13 @@ import hmac
 import os
 import struct
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import AuthenticationError, ProtocolError
-from .frames import DEFAULT_MAX_FRAME, DIR_C2S, DIR_S2C, Buffer, Session
+from .frames import DEFAULT_MAX_FRAME, DIR_C2S, DIR_S2C, Session
+
+if TYPE_CHECKING:  # annotations only
+    from .frames import Buffer
 
 MAGIC = b"EZCLSTR\x00"
 PROTOCOL_MIN = 1

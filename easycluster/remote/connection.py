@@ -11,7 +11,6 @@ The message bodies are drawn in ``protocol``'s docstring (``protocol/messages.py
 from __future__ import annotations
 
 import _thread
-import collections
 import logging
 import os
 import queue
@@ -19,19 +18,20 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConnectionLost, FrameTooLarge, ProtocolError, RemoteException
 from ..objects import definitions, serialize
 from ..protocol import frames
 from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from ..transport.channel import Channel
+from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
 from .verbs import RootObject
 
 log = logging.getLogger("easycluster.server")
 
-Request = Tuple[int, memoryview, List[memoryview]]  # request id, body, out-of-band buffers
+Request = Tuple[int, memoryview, Sequence[memoryview]]  # request id, body, out-of-band buffers
 
 
 class ServerThread(threading.Thread):
@@ -59,7 +59,9 @@ class ServerConnection:
     thread watches; if the call is still running after ``STANDBY_DELAY`` seconds the
     standby takes over the reads (other threads' requests, pings and the end of the
     connection are then seen at once) and hands them back when the main thread is free.
-    Exactly one thread reads at any time.
+    Exactly one thread reads at any time. Who reads, and when the reads change hands, is
+    decided by ``handoff`` (a ``ReaderHandoff``, where the states are drawn), consulted
+    and updated under ``_lock``; this class keeps the threads and the I/O.
     """
 
     STANDBY_DELAY = 0.02
@@ -81,16 +83,7 @@ class ServerConnection:
         self._on_end = on_end
         self._lock = threading.RLock()  # taken bare on the hot paths; _cond to wait on it
         self._cond = threading.Condition(self._lock)
-        self._reader = "main"  # who may read now: "main" or "standby"
-        self._busy = False  # the main thread is running a call
-        self._call_no = 0
-        self._standby_idle = True
-        self._last_call = 0.0
-        self._backlog: Deque[Request] = collections.deque()
-        self._ended: Optional[str] = None
-        self._requests = 0  # received and not yet answered, on any thread (under _cond)
-        self._draining = False
-        self._finishing = False  # drained: the last replies are on their way out
+        self.handoff = ReaderHandoff(self.STANDBY_IDLE)  # (under _lock but call and drain)
         self._main_thread: Optional[threading.Thread] = None  # set by serve()
         self._standby_thread: Optional[threading.Thread] = None
 
@@ -100,34 +93,34 @@ class ServerConnection:
         self._standby_thread = threading.Thread(target=self._standby, daemon=True,
                                                 name="easycluster-standby")
         self._standby_thread.start()
-        cond, lock, backlog = self._cond, self._lock, self._backlog
+        cond, lock, handoff = self._cond, self._lock, self.handoff
         batch: Optional[List[Request]] = None
         try:
             while True:
                 with lock:
                     if batch is not None:  # the one just run is answered
-                        self._busy = False
-                        self._requests -= len(batch)
+                        drained = handoff.main_done(len(batch))
                         batch = None
-                        if self._draining and self._requests == 0:
+                        if drained:
                             break
-                    while self._ended is None and not backlog and self._reader != "main":
+                    step = handoff.main_next()
+                    while step == WAIT:  # the standby reads; nothing waits to run
                         cond.wait()
-                    if self._ended is not None:
-                        return self._ended
-                    if backlog:
-                        batch = self._take_backlog()
+                        step = handoff.main_next()
+                    if step == END:
+                        return handoff.ended or "ended"
+                    if step == RUN_BACKLOG:
+                        batch = handoff.begin(time.monotonic())
+                        if handoff.standby_idle:
+                            cond.notify_all()
                 if batch is None:
                     local = self._read_some()
                     if not local:
                         continue
                     with lock:
-                        if backlog:
-                            backlog.extend(local)
-                            local = self._take_backlog()
-                        else:  # (the usual case: what was just read is all there is)
-                            self._start_batch()
-                        batch = local
+                        batch = handoff.begin(time.monotonic(), local)
+                        if handoff.standby_idle:  # (it sleeps until a batch begins)
+                            cond.notify_all()
                 self._run_batch(batch)
         except ProtocolError as e:
             self._protocol_error(e)
@@ -135,21 +128,7 @@ class ServerConnection:
             self._end(str(e))
         else:
             self._exit_drained()
-        return self._ended or "ended"
-
-    def _take_backlog(self) -> List[Request]:
-        """All the backlog, to run as one batch (``_lock`` held): replies go out together."""
-        batch = list(self._backlog)
-        self._backlog.clear()
-        self._start_batch()
-        return batch
-
-    def _start_batch(self) -> None:
-        """The main thread starts running a batch (``_lock`` held): tell the standby."""
-        self._busy = True  # (_run_batch counts the calls the standby watches)
-        self._last_call = time.monotonic()
-        if self._standby_idle:
-            self._cond.notify_all()
+        return handoff.ended or "ended"
 
     def _read_some(self) -> Optional[List[Request]]:
         """Read once and dispatch what came; return thread 0's requests (for the caller to
@@ -171,22 +150,22 @@ class ServerConnection:
     def _run_batch(self, batch: List[Request]) -> None:
         """Run thread 0's requests in order on this thread; their small replies are held
         and leave together at the end (the standby flushes them if a call runs long)."""
+        handoff = self.handoff
         if len(batch) == 1:  # a lone call: nothing to hold, and loads sets the refs itself
-            self._call_no += 1
+            handoff.call(False)
             self._run_request(*batch[0])
             return
         saved = serialize.use_refs(self.table)
         try:
             last = len(batch) - 1
             for i, (rid, main, bufs) in enumerate(batch):
-                self._call_no += 1  # the standby watches this to spot a long call
                 # Hold only while the standby watches: once it reads (a call ran long),
                 # nobody would flush held replies until the batch ends. If it took over
                 # during this call (its flush came too early for this reply), flush here:
                 # this thread is not the reader then, so it may write.
-                held = i < last and self._reader == "main"
+                held = handoff.call(i < last)  # (counted: the standby spots a long call)
                 self._run_request(rid, main, bufs, hold=held)
-                if held and self._reader != "main":
+                if held and handoff.state != RUNNING:
                     self.channel.flush()
         finally:
             serialize.use_refs(saved)
@@ -196,28 +175,21 @@ class ServerConnection:
                 pass
 
     def _standby(self) -> None:
-        cond = self._cond
+        cond, handoff, delay = self._cond, self.handoff, self.STANDBY_DELAY
         while True:
             with cond:
                 while True:
-                    if self._ended is not None:
+                    step = handoff.standby_poll(time.monotonic())
+                    if step == EXIT:
                         return
-                    if self._busy and self._reader == "main":
-                        n = self._call_no
-                        cond.wait(self.STANDBY_DELAY)
-                        if self._busy and self._reader == "main" and self._call_no == n:
-                            break  # the same call for a whole delay: take over the reads
-                    elif time.monotonic() - self._last_call > self.STANDBY_IDLE:
-                        # Quiet connection: sleep until the main thread starts a call (it
-                        # notifies only then, so busy connections pay no wake-up per call).
-                        self._standby_idle = True
+                    if step == WATCH:
+                        cond.wait(delay)
+                        if handoff.standby_check():
+                            break  # the same call for a whole delay: the reads are ours
+                    elif step == SLEEP:  # quiet: until the main thread begins a batch
                         cond.wait()
-                        self._standby_idle = False
                     else:
-                        cond.wait(self.STANDBY_DELAY)
-                if self._ended is not None:
-                    return
-                self._reader = "standby"
+                        cond.wait(delay)
             try:
                 self.channel.flush_later()  # replies held behind the long call leave now
                 while True:
@@ -225,10 +197,7 @@ class ServerConnection:
                     if local is None:
                         return
                     with cond:
-                        give_back = not self._busy
-                        self._backlog.extend(local)
-                        if give_back:
-                            self._reader = "main"
+                        give_back = handoff.standby_read(local)
                         cond.notify_all()
                     if give_back:
                         break
@@ -249,13 +218,12 @@ class ServerConnection:
         hold one) and leaves the exit to a new bare thread; a racy read of the counter
         only means the last request to finish ends the process instead.
         """
-        self._draining = True
-        if self._requests == 0:
+        if self.handoff.drain():
             _thread.start_new_thread(self._exit_if_idle, ())
 
     def _exit_if_idle(self) -> None:
         with self._lock:  # a request counted meanwhile: its end will exit instead
-            if self._requests:
+            if self.handoff.requests:
                 return
         self._exit_drained()
 
@@ -268,16 +236,17 @@ class ServerConnection:
         thread if it is the reader, else by the reader (it drops requests while
         draining, and its end of stream ends the process).
         """
+        handoff = self.handoff
         with self._lock:
-            if self._finishing:
+            who = handoff.finish()  # from now on pings go unanswered (nothing may follow)
+            if who is None:
                 return  # another thread is at it
-            self._finishing = True  # from now on pings go unanswered (nothing may follow)
-            reader = self._main_thread if self._reader == "main" else self._standby_thread
+            reader = self._main_thread if who == MAIN else self._standby_thread
             reading_elsewhere = reader is not threading.current_thread()
         self.channel.finish(self.FINISH_TIMEOUT, read_out=not reading_elsewhere)
         if reading_elsewhere:
             with self._lock:
-                self._cond.wait_for(lambda: self._ended is not None, self.FINISH_TIMEOUT)
+                self._cond.wait_for(lambda: handoff.ended is not None, self.FINISH_TIMEOUT)
         log.info("%s: drained, exiting", self.peer)
         flush_output()
         os._exit(0)
@@ -292,9 +261,8 @@ class ServerConnection:
 
     def _end(self, reason: str) -> None:
         with self._lock:
-            if self._ended is not None:
+            if not self.handoff.end(reason):
                 return
-            self._ended = reason
             self._cond.notify_all()
         self.channel.close(reason)
         if self.verbosity:
@@ -302,7 +270,7 @@ class ServerConnection:
         if self._on_end is not None:
             self._on_end(reason)
 
-    def _dispatch(self, ftype: int, main: memoryview, bufs: List[memoryview],
+    def _dispatch(self, ftype: int, main: memoryview, bufs: Sequence[memoryview],
                   local: List[Request]) -> bool:
         """Route one message; thread 0's requests are appended to ``local``. False at goodbye."""
         if ftype == frames.FT_REQUEST:
@@ -311,9 +279,8 @@ class ServerConnection:
             rid, tid = REQUEST_HEAD.unpack_from(main)
             item = (rid, main, bufs)
             with self._lock:  # received counts from here until its reply is sent
-                if self._draining:  # (checked with the count: see _exit_if_idle)
+                if not self.handoff.receive():  # draining (see _exit_if_idle): dropped
                     return True
-                self._requests += 1
             if tid == 0:
                 local.append(item)
             elif tid == CONTROL:
@@ -330,7 +297,7 @@ class ServerConnection:
             self.table.release(RELEASE_ITEM.iter_unpack(main))
             return True
         if ftype == frames.FT_PING:  # a reader must never wait on a blocked write
-            if not self._finishing:  # (then the sending side is shut: nothing may follow)
+            if not self.handoff.finishing:  # (then the sending side is shut: nothing may follow)
                 self.channel.post_later(frames.FT_PONG, bytes(main))
             return True
         if ftype == frames.FT_CLOSE:
@@ -350,7 +317,7 @@ class ServerConnection:
         if t is not None:
             t.queue.put(None)
 
-    def run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
+    def run_request(self, rid: int, main: memoryview, bufs: Sequence[memoryview],
                     more: Callable[[], int] = lambda: 0, from_reader: bool = False) -> None:
         """Run one request and send its reply; never raises (the reply carries errors).
 
@@ -363,12 +330,11 @@ class ServerConnection:
             self._run_request(rid, main, bufs, more=more, later=from_reader)
         finally:
             with self._lock:
-                self._requests -= 1
-                done = self._draining and self._requests == 0
+                done = self.handoff.answered(1)
             if done:
                 self._exit_drained()
 
-    def _run_request(self, rid: int, main: memoryview, bufs: List[memoryview],
+    def _run_request(self, rid: int, main: memoryview, bufs: Sequence[memoryview],
                      hold: bool = False, more: Optional[Callable[[], int]] = None,
                      later: bool = False) -> None:
         status, value = 0, None

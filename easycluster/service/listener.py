@@ -186,10 +186,12 @@ class Listener:
             elif k.fileobj is self.sock:
                 if self._accepting:
                     self._accept()
-            elif self._pending.get(k.fd) is k.data:
+            else:
                 # A socket dropped earlier in this round (to make room, say) is skipped;
                 # its descriptor number may even belong to a newer socket by now.
-                self._advance(k.data)
+                p = self._pending.get(k.fd)
+                if p is not None and p is k.data:
+                    self._advance(p)
         now = time.monotonic()
         for p in [p for p in self._pending.values() if p.deadline <= now]:
             log.warning("connection from %s refused: no handshake within %.1f s", p.peer,

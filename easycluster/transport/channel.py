@@ -11,55 +11,60 @@ import select
 import socket
 import threading
 from time import monotonic as _monotonic
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConnectionLost
 from ..protocol import frames
 
+if TYPE_CHECKING:
+    from .pipes import Stream
+from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
+
 _IOV_MAX = 512
-_BATCH_MAX = 512  # frames in one batch
-_BATCH_BYTES = 1 << 18
-POST_MAX = 1 << 15  # bodies up to this size may be batched
-BURST_GAP = 50e-6  # posts closer together than this are batched
 
 
 class Channel:
     """Authenticated frames over one connected socket.
 
     Sending may happen from any thread. Small bodies are ``post``-ed to an outbox and
-    leave together as FT_BATCH frames (one MAC, one system call for many). Two locks:
-    ``_lock`` guards the outbox and is only held for a moment; ``_write_lock`` is held
-    while frames are numbered and written, so frames stay whole and in sequence.
-    Whoever holds the write lock sends the outbox, and a poster that finds it taken
-    leaves its body there for the holder (who looks again before letting go) instead
-    of waiting behind a write that may be blocked. A poster that finds it free writes
-    itself; a thread that must never wait for the socket (the reader, answering a ping)
-    uses ``post_later``, which leaves the writing to a writer thread. That thread also
-    sends bursts of posts nobody flushes; a lone post leaves at once.
+    leave together as FT_BATCH frames (one MAC, one system call for many). What waits
+    and who sends it is decided by an ``Outbox`` (``outbox.py``, where the states are
+    drawn); the channel does the locking and the writing. Two locks: ``_lock`` guards
+    the outbox and is only held for a moment; ``_write_lock`` is held while frames are
+    numbered and written, so frames stay whole and in sequence. Whoever holds the write
+    lock sends the outbox, and a poster that finds it taken leaves its body there for
+    the holder (who looks again before letting go) instead of waiting behind a write
+    that may be blocked. A poster that finds it free writes itself; a thread that must
+    never wait for the socket (the reader, answering a ping) uses ``post_later``, which
+    leaves the writing to a writer thread. That thread also sends bursts of posts nobody
+    flushes; a lone post leaves at once.
     ``recv``/``recv_frames`` must be called by one thread at a time (the owner of the
     reads).
     """
 
-    def __init__(self, sock: socket.socket, session: frames.Session):
+    def __init__(self, sock: Stream, session: frames.Session):
         self.sock = sock
         self.session = session
         self._reader = session.reader
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the writer thread sleeps on it
-        self._outbox: List[Tuple[int, bytes]] = []
-        self._outbox_bytes = 0
-        self._writer: Optional[threading.Thread] = None
-        self._writer_idle = False  # the writer thread sleeps until notified
-        self._last_post = 0.0
-        self._batch_cap = min(_BATCH_BYTES, session.max_send)
-        self.closed = False
-        self.close_reason = ""
+        self._box = Outbox(session.max_send)
+
+    @property
+    def closed(self) -> bool:
+        """True once the channel is closed or broken; later sends raise ConnectionLost."""
+        return self._box.closed
+
+    @property
+    def close_reason(self) -> str:
+        """Why the channel closed ("" while open)."""
+        return self._box.reason
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, ftype: int, main: Union[frames.Buffer, Sequence[frames.Buffer]],
+    def send(self, ftype: int, main: Union[frames.Bytes, Sequence[frames.Buffer]],
              buffers: Sequence[frames.Buffer] = ()) -> None:
         """Send one frame, whole, after anything posted before it; blocks until written.
 
@@ -67,8 +72,7 @@ class Channel:
         limit is exceeded (nothing sent).
         """
         with self._write_lock:
-            self._check_open()
-            self._write_outbox()
+            self._write_outbox()  # (raises ConnectionLost once closed)
             groups = self.session.pack_chunks(ftype, main, buffers)
             started = False
             try:
@@ -81,7 +85,7 @@ class Channel:
                 if started:
                     self._broken(f"sending failed part-way through a frame: {e!r}")
                 raise
-        if self._outbox:
+        if self._box.items:
             try:  # posted while we wrote: their posters left them to us
                 self._kick(False)
             except ConnectionLost:
@@ -91,39 +95,33 @@ class Channel:
         """Queue a small frame body; with ``flush``, see that it leaves now.
 
         Even without ``flush`` a body leaves at once unless it is part of a burst (the
-        previous post was less than ``BURST_GAP`` seconds ago): waking the writer
+        previous post was less than ``outbox.BURST_GAP`` seconds ago): waking the writer
         thread costs more than a send, so only bursts are worth batching. What leaves
         at once is written by this thread unless another one is writing (see the class
         notes). Raises ConnectionLost once the connection is gone and FrameTooLarge for
         a body above the peer's limit.
         """
         write_lock = self._write_lock
-        direct = False
+        box = self._box
+        alone = False
         try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
             with self._lock:
-                if self.closed:
-                    raise ConnectionLost(self.close_reason or "connection closed")
-                outbox = self._outbox
-                now = _monotonic()
-                burst = now - self._last_post < BURST_GAP
-                self._last_post = now
-                # A body that leaves now, alone, with nobody writing, goes straight out
-                # (a blocking call, one request of a fan-out). Only a try-acquire here:
-                # the usual order is the write lock first.
-                direct = (flush or not burst) and not outbox and write_lock.acquire(False)
-                if not direct:
-                    self._queue(ftype, body)
-                    full = len(outbox) >= _BATCH_MAX or self._outbox_bytes >= self._batch_cap
-                    if not (flush or full or not burst):
-                        self._wake_writer()
-                        return
-            if direct:
+                action = box.post(ftype, body, flush, _monotonic())
+                if action == ALONE:
+                    # Only a try-acquire here: the usual order is the write lock first.
+                    alone = write_lock.acquire(False)
+                    if not alone:
+                        action = box.post_behind(ftype, body)
+                elif action != WRITE:
+                    self._wake_writer(action)
+                    return
+            if alone:
                 self._write(self.session.pack(ftype, body))
         finally:
-            if direct:
+            if alone:
                 write_lock.release()
-        if self._outbox:
-            self._kick(False)  # (after a direct write: posted meanwhile, left to us)
+        if box.items:
+            self._kick(False)  # (after a lone write: posted meanwhile, left to us)
 
     def post_later(self, ftype: int, body: bytes) -> None:
         """Queue a small body for the writer thread; never writes in the calling thread.
@@ -133,45 +131,29 @@ class Channel:
         itself blocked writing to us would never drain it.
         """
         with self._lock:
-            self._queue(ftype, body)
-            self._wake_writer()
+            self._wake_writer(self._box.later(ftype, body))
 
     def flush_later(self) -> None:
         """Have the writer thread send the outbox; never writes in the calling thread
         (see ``post_later``)."""
         with self._lock:
-            if self._outbox and not self.closed:
-                self._wake_writer()
+            self._wake_writer(self._box.flush_later())
 
-    def _wake_writer(self) -> None:
-        """Start the writer thread, or wake it if it sleeps (``_lock`` held)."""
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                            name="easycluster-writer")
-            self._writer.start()
-        elif self._writer_idle:
-            self._writer_idle = False
+    def _wake_writer(self, action: int) -> None:
+        """Start the writer thread, or wake it, as the outbox answered (``_lock`` held)."""
+        if action == START:
+            threading.Thread(target=self._write_loop, daemon=True,
+                             name="easycluster-writer").start()
+        elif action == NOTIFY:
             self._wake.notify()
 
     def hold(self, ftype: int, body: bytes) -> None:
         """``post`` for a caller that will ``flush()`` soon (a server running a batch):
         the body waits in the outbox, and only a full outbox is sent at once."""
         with self._lock:
-            self._queue(ftype, body)
-            if len(self._outbox) < _BATCH_MAX and self._outbox_bytes < self._batch_cap:
+            if self._box.hold(ftype, body) == NOTHING:
                 return
         self._kick(False)
-
-    def _queue(self, ftype: int, body: bytes) -> None:
-        """Put a body in the outbox (``_lock`` held), or raise: the connection is gone
-        (ConnectionLost), the body is above the peer's limit (FrameTooLarge)."""
-        if self.closed:
-            raise ConnectionLost(self.close_reason or "connection closed")
-        if len(body) > self.session.max_send:
-            raise frames.FrameTooLarge(f"message of {len(body)} bytes exceeds the peer's "
-                                     f"limit of {self.session.max_send} bytes")
-        self._outbox.append((ftype, body))
-        self._outbox_bytes += len(body) + frames.BATCH_ITEM_OVERHEAD
 
     def send_message(self, ftype: int, head: bytes, main: bytes,
                      buffers: Sequence[frames.Buffer], flush: bool = False, hold: bool = False,
@@ -191,38 +173,34 @@ class Channel:
 
     def flush(self) -> None:
         """See that the outbox leaves now: written here, or by the thread writing."""
-        if self._outbox and not self.closed:
+        if self._box.flush() == WRITE:
             self._kick(False)
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ConnectionLost(self.close_reason or "connection closed")
 
     def _kick(self, wait: bool) -> None:
         """Write the outbox unless another thread is writing (it sends it after its own
         write: it looks at the outbox again after letting go of the lock)."""
         lock = self._write_lock
-        while self._outbox:
+        box = self._box
+        while box.items:
             if not wait and lock.locked():
                 return  # (cheaper than a failed acquire, and as safe: see above)
             if not lock.acquire(wait):
                 return
             try:
-                if self.closed:
-                    raise ConnectionLost(self.close_reason or "connection closed")
                 self._write_outbox()
             finally:
                 lock.release()
 
     def _write_loop(self) -> None:
+        box = self._box
         while True:
             with self._lock:
-                while not self._outbox and not self.closed:
-                    self._writer_idle = True
+                step = box.writer_next()
+                while step == WAIT:
                     self._wake.wait()
-                self._writer_idle = False
-                if self.closed:
-                    return
+                    step = box.writer_next()
+            if step != WRITE:
+                return  # (EXIT: closed)
             try:
                 self._kick(True)
             except ConnectionLost:
@@ -232,26 +210,17 @@ class Channel:
                 return
 
     def _write_outbox(self) -> None:
-        """Send what the outbox holds as batches within the peer's limit (write lock held)."""
+        """Send what the outbox holds as batches within the peer's limit (write lock held).
+        Raises ConnectionLost once closed."""
+        box = self._box
         with self._lock:
-            items, total = self._outbox, self._outbox_bytes
-            self._outbox, self._outbox_bytes = [], 0
+            items, nbytes = box.take()
         if not items:
             return
-        cap = self._batch_cap
-        if total <= cap and len(items) <= _BATCH_MAX:
-            self._write_batch(items)
-            return
-        start = size = 0
-        for i, (_t, body) in enumerate(items):
-            n = len(body) + frames.BATCH_ITEM_OVERHEAD
-            if i > start and (size + n > cap or i - start >= _BATCH_MAX):
-                self._write_batch(items[start:i])
-                start, size = i, 0
-            size += n
-        self._write_batch(items[start:])
+        for batch in box.batches(items, nbytes):
+            self._write_batch(batch)
 
-    def _write_batch(self, items: List[Tuple[int, bytes]]) -> None:
+    def _write_batch(self, items: Sequence[Tuple[int, bytes]]) -> None:
         if len(items) == 1:
             self._write(self.session.pack(items[0][0], items[0][1]))
         else:
@@ -271,9 +240,8 @@ class Channel:
     def _broken(self, reason: str) -> None:
         """Mark the channel dead and wake its reader and writer."""
         with self._lock:
-            if self.closed:
+            if not self._box.close(reason):
                 return
-            self.closed, self.close_reason = True, reason
             self._wake.notify_all()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -344,9 +312,7 @@ class Channel:
         if not self._write_lock.acquire(timeout=timeout):
             return  # a write blocked all along: the peer is not reading; give up
         try:
-            if self.closed:
-                return
-            self._write_outbox()
+            self._write_outbox()  # (raises ConnectionLost once closed)
             self.sock.shutdown(socket.SHUT_WR)
         except (ConnectionLost, OSError):
             return
@@ -376,8 +342,7 @@ class Channel:
         except OSError:
             pass
         with self._lock:
-            if not self.closed:
-                self.closed, self.close_reason = True, reason
+            if self._box.close(reason):
                 self._wake.notify_all()
         self.sock.close()  # also after _broken(), which only shut the socket down
 
@@ -392,7 +357,7 @@ def _expand(got: List[frames.Frame]) -> List[frames.Frame]:
     return out
 
 
-def _wait_readable(sock: socket.socket, timeout: float) -> bool:
+def _wait_readable(sock: Stream, timeout: float) -> bool:
     # poll, not a selector: this runs on every timed read, and a selector opens an epoll fd.
     fd = sock.fileno()
     if fd < 0:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import ConnectError, ConnectionLost, ProtocolError
 from ..protocol import handshake
 from .channel import Channel
 
+if TYPE_CHECKING:  # annotations only
+    from .pipes import Stream
 
-def _recv_exact(sock: socket.socket, n: int, deadline: Optional[float], what: str) -> bytes:
+
+def _recv_exact(sock: Stream, n: int, deadline: Optional[float], what: str) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         if deadline is not None:
@@ -32,7 +35,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: Optional[float], what: st
     return bytes(buf)
 
 
-def client_handshake(sock: socket.socket, key: bytes, options: handshake.WireOptions,
+def client_handshake(sock: Stream, key: bytes, options: handshake.WireOptions,
                      timeout: Optional[float]) -> Channel:
     """Run the client side of the handshake on a connected socket; return a Channel."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -47,10 +50,11 @@ def client_handshake(sock: socket.socket, key: bytes, options: handshake.WireOpt
         raise ConnectionLost(f"connection failed during the handshake: {e}")
     session = hs.receive_accept(accept)
     sock.settimeout(None)
+    # Channel runs over any Stream; channel.py still annotates a socket.socket (to widen)
     return Channel(sock, session)
 
 
-def server_handshake(sock: socket.socket, key: bytes, options: handshake.WireOptions,
+def server_handshake(sock: Stream, key: bytes, options: handshake.WireOptions,
                      timeout: Optional[float]) -> Channel:
     """Run the server side of the handshake on one socket (used by ``spawn_local``)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -62,6 +66,7 @@ def server_handshake(sock: socket.socket, key: bytes, options: handshake.WireOpt
     if session is None:
         raise ProtocolError(f"handshake failed: {hs.failure}")
     sock.settimeout(None)
+    # Channel runs over any Stream; channel.py still annotates a socket.socket (to widen)
     return Channel(sock, session)
 
 

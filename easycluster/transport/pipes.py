@@ -2,10 +2,10 @@
 
 Over ssh both ends talk through pipes: the client through the ``ssh`` process's stdin
 and stdout, the remote server through its own fds 0 and 1 (moved away from 0 and 1).
-``PipeSocket`` offers the part of the socket API that ``transport`` uses: ``recv``,
-``recv_into``, ``sendall``, ``sendmsg``, ``settimeout``, ``fileno`` (the read fd, for
-``select``), ``shutdown`` and ``close``. It is shipped to the remote host by the ssh
-bootstrap, so it imports only the standard library.
+``PipeSocket`` offers the part of the socket API that ``transport`` uses (``Stream``):
+``recv``, ``recv_into``, ``sendall``, ``sendmsg``, ``settimeout``, ``fileno`` (the read
+fd, for ``select``), ``shutdown`` and ``close``. It is shipped to the remote host by the
+ssh bootstrap, so it imports only the standard library.
 """
 
 from __future__ import annotations
@@ -15,7 +15,27 @@ import math
 import os
 import select
 import socket
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:  # annotations only: at run time this module needs only the stdlib
+    from typing import Protocol, Union
+
+    from ..protocol.frames import Buffer
+
+    class Stream(Protocol):
+        """A connected stream as ``transport`` uses it (handshakes and ``Channel``): what
+        ``socket.socket`` and ``PipeSocket`` both offer. Arguments are positional, as the
+        socket methods take them."""
+
+        def fileno(self) -> int: ...
+        def settimeout(self, timeout: Optional[float], /) -> None: ...
+        def recv(self, n: int, /) -> bytes: ...
+        def recv_into(self, buf: Union[bytearray, memoryview], nbytes: int = ..., /) -> int: ...
+        def sendall(self, data: Buffer, /) -> None: ...
+        def sendmsg(self, buffers: Sequence[Buffer], /) -> int: ...
+        def shutdown(self, how: int, /) -> None: ...
+        def close(self) -> None: ...
+
 
 _CHUNK = 1 << 16
 
@@ -82,7 +102,7 @@ class PipeSocket:
         self._check_read()
         return os.readv(self.rfd, [view])
 
-    def sendall(self, data: bytes | bytearray | memoryview) -> None:
+    def sendall(self, data: Buffer) -> None:
         view = memoryview(data).cast("B")
         while view:
             if self._wclosed:
@@ -90,7 +110,7 @@ class PipeSocket:
             n = os.write(self.wfd, view[:_CHUNK * 16])
             view = view[n:]
 
-    def sendmsg(self, buffers: Sequence[bytes | bytearray | memoryview]) -> int:
+    def sendmsg(self, buffers: Sequence[Buffer]) -> int:
         if self._wclosed:
             raise OSError(errno.EBADF, "pipe closed")
         return os.writev(self.wfd, buffers)
