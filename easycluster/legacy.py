@@ -1,18 +1,21 @@
-"""EasyCluster 0.22's module constants, for scripts that name them.
+"""EasyCluster 0.22's module constants, with 0.22's values, for scripts that name them.
 
-Our protocol is not 0.22's (``protocol``'s docstring draws it): these name 0.22's message
-types and limits, and nothing here sends or reads them. ``HMAC_MOD`` and ``HMAC_SIZE``
-describe the MAC our frames really carry (HMAC-SHA256, 32 bytes), not 0.22's MD5.
+Every name here describes EasyCluster 0.22's wire protocol: its message types and
+compression flag, its MAC (HMAC-MD5, 16 bytes) and the oldest server version its client
+accepted. Our protocol is not 0.22's (``protocol``'s docstring draws it: HMAC-SHA256 with
+32-byte tags, versions negotiated in the handshake), and nothing in the package sends,
+reads or checks anything by these values. They exist so that a 0.22 script that prints,
+compares or stores them keeps running.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-MIN_SERVER_VERSION = "1.0.0"  # the oldest server this client talks to (0.22 said '0.09')
+MIN_SERVER_VERSION = "0.09"  # 0.22's floor for servers; our handshake checks versions itself
 PYTHON3 = True
-HMAC_MOD = hashlib.sha256
-HMAC_SIZE = 32
+HMAC_MOD = hashlib.md5  # 0.22's MAC hash (ours: protocol.mac, HMAC-SHA256)
+HMAC_SIZE = 16  # 0.22's MAC size in bytes (ours: protocol.mac.DIGEST_SIZE, 32)
 
 # 0.22's message types and its compression flag
 ERROR = 0

@@ -2,11 +2,16 @@
 
 Everything here forwards to the package's own parts; nothing inside the package imports
 this module. ``python -m easycluster.server`` runs the ``easycluster`` command, as 0.22's
-did. Heavy names (``Server``, ``ServerThread``, ``RootObject``) load on first use.
+did. Heavy names (``ServerThread``, ``RootObject``) load on first use.
+
+Where 0.22 had a bug or a hole, this face keeps the name and drops the hole: servers
+refuse the empty key, ``spawn_local``'s server is never a fork of the calling script, and
+``run_server`` authenticates before it forks (see ``easycluster.service.tcpserver``).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import ipaddress
 import os
@@ -15,13 +20,16 @@ import socket
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
-MIN_CLIENT_VERSION = "1.0.0"  # the oldest client this server talks to (0.22 said '0.16')
+from .errors import EasyClusterError
+
+# 0.22's value, kept for scripts that print or compare it. Our handshake negotiates
+# protocol versions itself; no 0.22 client can talk to this server either way.
+MIN_CLIENT_VERSION = "0.16"
 
 _LAZY: Dict[str, str] = {
     "RootObject": "easycluster.remote.verbs",
     "ServerThread": "easycluster.remote.connection",
 }
-
 
 
 def __getattr__(name: str) -> Any:
@@ -33,14 +41,21 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def spawn_local(clientclass: Optional[type] = None, **kw: Any) -> Any:
-    """Start a fresh local server process and return a client connected to it.
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
-    The server is never a fork of this script (0.22's was): see
-    ``easycluster.client.local.spawn_local`` for the keywords.
+
+def spawn_local(clientclass: Optional[type] = None, **kw: Any) -> Any:
+    """Start a fresh local server process and return a ``clientclass`` (default
+    ``Client``) connected to it.
+
+    The server is never a fork of this script (0.22's was, atexit handlers and all): see
+    ``easycluster.client.local.spawn_local`` for the keywords. ``profile``, which 0.22
+    handed to its server, is accepted and ignored.
     """
     from .client.local import spawn_local as spawn
 
+    kw.pop("profile", None)
     return spawn(clientclass, **kw)
 
 
@@ -74,13 +89,18 @@ def _reap_children(*_: object) -> None:
 
 
 class Server:
-    """One connection's server in this process: ``Server(key, sock).run()`` runs the
-    handshake on ``sock`` (a connected socket) with ``key``, serves the client until it
-    goes away, and returns None (0.22's ``while svr: svr = svr.run()`` loop ends).
+    """One connection's server in this process: ``Server(key, sock, peername).run()``
+    runs the handshake on ``sock`` (a connected socket) with ``key``, serves the client
+    until it goes away, and returns None, so 0.22's ``while svr: svr = svr.run()`` loop
+    ends.
 
     ``key`` must be a real key (0.22's empty key is refused: ValueError). ``profile`` and
-    ``repl`` are accepted and ignored.
+    ``repl`` are accepted and ignored. ``report_connection`` and ``report_disconnection``
+    are called around the served connection (override them to log differently); requests
+    are logged by the ``easycluster.server`` logger at ``verbosity`` 2.
     """
+
+    handshake_timeout = 30.0  # seconds the client may take to authenticate
 
     def __init__(self, key: bytes, sock: socket.socket, peername: Optional[str] = None,
                  verbosity: int = 0, profile: Any = None, repl: Any = None):
@@ -91,13 +111,40 @@ class Server:
         self.peername = peername or "local"
         self.verbosity = verbosity
 
-    def run(self) -> None:
+    def report_connection(self) -> None:
+        """Called once the client has authenticated; prints a line at verbosity >= 1."""
+        if self.verbosity >= 1:
+            print(f"New connection from {self.peername}", flush=True)
+
+    def report_disconnection(self) -> None:
+        """Called when the connection has ended; prints a line at verbosity >= 1."""
+        if self.verbosity >= 1:
+            print(f"Connection to {self.peername} terminated", flush=True)
+
+    def run(self) -> Optional[Server]:
+        """Serve the connection until the client goes away; always returns None.
+
+        A client that fails the handshake (wrong key, garbage, gone, too slow) ends the
+        connection: a line on stderr, the socket closed, None returned.
+        """
         from .protocol.handshake import WireOptions
         from .remote.connection import ServerConnection
         from .transport.handshake import server_handshake
 
-        channel = server_handshake(self.sock, self.key, WireOptions(), timeout=30)
-        ServerConnection(channel, self.peername, self.verbosity).serve()
+        try:
+            channel = server_handshake(self.sock, self.key, WireOptions(),
+                                       timeout=self.handshake_timeout)
+        except (EasyClusterError, OSError) as e:
+            print(f"easycluster: {self.peername}: handshake failed: {e}", file=sys.stderr,
+                  flush=True)
+            self.sock.close()
+            return None
+        self.report_connection()
+        try:
+            ServerConnection(channel, self.peername, self.verbosity).serve()
+        finally:
+            channel.close("server done")
+            self.report_disconnection()
         return None
 
 
@@ -108,8 +155,9 @@ def spawn_runner_process(csock: socket.socket, peername: str, key: bytes,
                          kwargs: Dict[str, Any], close: Iterable[socket.socket] = ()) -> int:
     """Fork a process that serves ``csock`` (``Server(key, csock, peername, **kwargs)``)
     and return its pid. The child closes the sockets in ``close`` first (the listening
-    one, say) and ends when the client goes away. Call ``server_init()`` once so that
-    finished children are reaped."""
+    one, say) and ends when the client goes away; the caller still holds ``csock`` and
+    should close its copy. Call ``server_init()`` once so that finished children are
+    reaped."""
     pid = os.fork()
     if pid == 0:
         code = 0
@@ -123,6 +171,11 @@ def spawn_runner_process(csock: socket.socket, peername: str, key: bytes,
             traceback.print_exc()
             code = 1
         finally:
+            for f in (sys.stdout, sys.stderr):
+                try:
+                    f.flush()
+                except (OSError, ValueError):
+                    pass
             os._exit(code)
     return pid
 
@@ -131,8 +184,10 @@ def run_server(port: int, key: bytes, bindaddr: Optional[str] = None,
                allow: Sequence[str] = (), verbosity: int = 0, daemonize: bool = False,
                pidfile: Optional[str] = None, disable_ipv6: bool = False,
                profile: Any = None) -> int:
-    """Serve ``easycluster -S``'s way until SIGTERM/SIGINT (or ``stop_server()``); return
-    the exit code. 0.22's signature over ``easycluster.service.tcpserver.run_server``."""
+    """Serve ``easycluster -S``'s way until SIGTERM/SIGINT or ``stop_server()``; return
+    the exit code (0). 0.22's signature over ``easycluster.service.tcpserver``; ``port``
+    0 picks a free port (logged on stderr), ``profile`` is ignored, and an empty ``key``
+    is refused (ValueError). Must run in the main thread (it handles signals)."""
     from .service.tcpserver import ServerOptions
     from .service.tcpserver import run_server as serve
 
@@ -142,29 +197,44 @@ def run_server(port: int, key: bytes, bindaddr: Optional[str] = None,
     return serve(opts)
 
 
-def stop_server() -> None:
-    """Make the ``run_server`` serving in this process stop, as SIGTERM does (from any
-    thread). RuntimeError if none is serving."""
+def stop_server() -> bool:
+    """Make the ``run_server`` serving in this process stop, as SIGTERM does; safe from
+    any thread. Returns whether one was serving: with none, nothing happens (as in
+    0.22)."""
     from .service.tcpserver import TCPServer
 
     handler = signal.getsignal(signal.SIGTERM)
     if not isinstance(getattr(handler, "__self__", None), TCPServer):
-        raise RuntimeError("stop_server(): no run_server() is serving in this process")
+        return False
     signal.raise_signal(signal.SIGTERM)
+    return True
 
 
 def create_socket(family: int, bindaddr: Optional[str], port: int) -> socket.socket:
-    """A TCP socket of ``family`` bound to ``bindaddr`` (None: every address; with AF_INET6
-    IPv4 too) and ``port``, listening."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    """A TCP socket bound to ``bindaddr`` and ``port`` (not yet listening: call
+    ``listen``), with SO_REUSEADDR.
+
+    ``bindaddr`` None binds every address of ``family``; with AF_INET6 the socket is
+    dual-stack (IPv4 clients too). A ``bindaddr`` name or address is resolved, and its
+    own family wins over AF_INET6 (``'127.0.0.1'`` gives an IPv4 socket). Where the
+    system has no IPv6, AF_INET6 falls back to IPv4. OSError if the bind fails.
+    """
+    sockaddr: Any = ("", port)
+    if bindaddr is not None:
+        want = 0 if family == socket.AF_INET6 else family
+        family, _, _, _, sockaddr = socket.getaddrinfo(bindaddr, port, want,
+                                                       socket.SOCK_STREAM)[0]
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        if family == socket.AF_INET6 and e.errno == errno.EAFNOSUPPORT:
+            return create_socket(socket.AF_INET, bindaddr, port)
+        raise
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind((bindaddr or "::", port, 0, 0))
-        else:
-            sock.bind((bindaddr or "0.0.0.0", port))
-        sock.listen(128)
+        sock.bind(sockaddr)
     except BaseException:
         sock.close()
         raise
@@ -172,28 +242,44 @@ def create_socket(family: int, bindaddr: Optional[str], port: int) -> socket.soc
 
 
 class IPAddress:
-    """An IPv4 or IPv6 address, or a network in CIDR notation (``10.0.0.0/8``).
+    """An IPv4 or IPv6 address, or a network in CIDR notation (``10.0.0.0/8``; host
+    bits are cleared, as 0.22 did).
 
     ``in_network(net)`` tells whether this address lies in ``net`` (an ``IPAddress`` or
-    text); an IPv4-mapped IPv6 address counts as its IPv4 address. ValueError for text
-    that is neither.
+    text); an IPv4-mapped IPv6 address (``::ffff:10.1.2.3``) counts as its IPv4 address.
+    ValueError for text that is neither.
     """
 
     def __init__(self, text: str):
         self.text = text
-        self.network = ipaddress.ip_network(text.strip(), strict=False)
-        self.address = self.network.network_address if "/" in text else \
-            ipaddress.ip_address(text.strip())
+        spec = text.strip()
+        self.network = _unmap(ipaddress.ip_network(spec, strict=False))
+        self.address = self.network.network_address if "/" in spec else \
+            _unmap_address(ipaddress.ip_address(spec))
 
     def in_network(self, net: Union[IPAddress, str]) -> bool:
+        """True if this address lies in ``net``."""
         other = net if isinstance(net, IPAddress) else IPAddress(net)
-        addr = self.address
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return addr.version == other.network.version and addr in other.network
+        return (self.address.version == other.network.version
+                and self.address in other.network)
 
     def __repr__(self) -> str:
         return f"IPAddress({self.text!r})"
+
+
+def _unmap_address(addr: Any) -> Any:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _unmap(net: Any) -> Any:
+    """``::ffff:a.b.c.d/n`` (n >= 96) as the IPv4 network ``a.b.c.d/(n - 96)``."""
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
+        v4 = net.network_address.ipv4_mapped
+        if v4 is not None:
+            return ipaddress.ip_network(f"{v4}/{net.prefixlen - 96}")
+    return net
 
 
 def profile_request(func: Callable[..., Any], args: Sequence[Any]) -> Any:

@@ -123,6 +123,49 @@ class Client:
         name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         self.attach(channel, name)
 
+    def set_socket(self, sock: Any, peername: Optional[str] = None) -> None:
+        """EasyCluster 0.22: adopt ``sock``, connected to a server; the handshake runs
+        with this client's key (see ``attach`` for a finished channel)."""
+        channel = client_handshake(sock, check_key(self.key), self.wire_options(),
+                                   self.connect_timeout)
+        self.attach(channel, peername or "socket")
+
+    def send_challenge(self) -> None:
+        """EasyCluster 0.22 started its handshake here; ours is done by connect()/attach()."""
+
+    def send_message(self, typ: int, data: bytes, delay_hmac: bool = False) -> None:
+        """EasyCluster 0.22's raw message; its messages are not this protocol's."""
+        raise NotImplementedError("0.22's raw messages are not this protocol's; "
+                                  "use send_request")
+
+    def make_pickle(self, obj: Any) -> bytes:
+        """``obj`` pickled as this connection pickles call arguments (proxies included)."""
+        main, _ = serialize.dumps_full(obj, self._proxies)  # depth 0: nothing out of band
+        return bytes(main)
+
+    def write_fileno(self) -> int:
+        """The file descriptor requests are written to (a pipe's for ssh connections)."""
+        if self._channel is None:
+            raise ConnectionLost(f"{self.peername}: not connected")
+        sock = self._channel.sock
+        wfd: Optional[int] = getattr(sock, "wfd", None)  # a PipeSocket writes elsewhere
+        return sock.fileno() if wfd is None else wfd
+
+    @property
+    def remote_host(self) -> Optional[str]:
+        """The host given to ``connect()`` (None for a local or adopted connection)."""
+        target = self._target or self._ssh_target
+        return target[0] if target else None
+
+    @property
+    def remote_port(self) -> Optional[int]:
+        """The port given to ``connect()`` (22 for ssh without one; None if local)."""
+        if self._target is not None:
+            return int(self._target[1])
+        if self._ssh_target is not None:
+            return int(self._ssh_target[1] or 22)
+        return None
+
     def wire_options(self) -> WireOptions:
         """The handshake options this client asks for (frame limit, compression)."""
         return WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
@@ -168,7 +211,7 @@ class Client:
         if self._target is not None:
             host, port, peername = self._target
             self.connect(host, port, peername)
-        else:
+        elif ssh_target is not None:  # (one of the two is set: checked above)
             host, port, user, ssh, rpython, extra = ssh_target
             self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython,
                          extra_args=extra)

@@ -39,16 +39,24 @@ class ThreadedClient(Client):
         if tid is not None:
             return tid
         with self._tid_lock:
-            dead = [t for t in self._tids if not t.is_alive()]
-            for t in dead:
-                old = self._tids.pop(t)
-                try:
-                    self.send_request(0, "stop_thread", (old,), threadid=CONTROL,
-                                      nonblocking=True)
-                except ConnectionLost:
-                    pass
+            self._stop_dead_threads()
             tid = self._tids[me] = next(self._tid_counter)
         return tid
+
+    def check_threads(self) -> None:
+        """Stop the server threads of client threads that have ended (EasyCluster 0.22;
+        calls from a new client thread do this too)."""
+        with self._tid_lock:
+            self._stop_dead_threads()
+
+    def _stop_dead_threads(self) -> None:
+        dead = [t for t in self._tids if not t.is_alive()]
+        for t in dead:
+            old = self._tids.pop(t)
+            try:
+                self.send_request(0, "stop_thread", (old,), threadid=CONTROL, nonblocking=True)
+            except ConnectionLost:
+                pass
 
 
 AutoThreadingClient = ThreadedClient

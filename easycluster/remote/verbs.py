@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..objects import definitions
 from ..version import VERSION
@@ -34,12 +34,14 @@ class RootObject:
     def verb_update_definitions(self, blocks: List[Tuple[str, str]]) -> None:
         for name, code in blocks:
             mod = definitions.definitions_module(name)
+            # a definitions module is a plain module: its globals are set at run time
             mod.running_server = self.conn  # type: ignore[attr-defined]
             definitions.run_block(name, code)
 
-    def verb_call(self, name: str, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+    def verb_call(self, name: str, args: Sequence[Any] = (),
+                  kwargs: Optional[Dict[str, Any]] = None) -> Any:
         fn = definitions.get_global(name, self.conn.context, auto_import=True)
-        return fn(*args, **kwargs)
+        return fn(*args, **(kwargs or {}))
 
     def verb_get_global(self, name: str) -> Any:
         return definitions.get_global(name, self.context, auto_import=True)
@@ -90,3 +92,21 @@ class RootObject:
 
     def verb_ping(self) -> None:
         return None
+
+    def do_easycluster_upgrade(self, code: Any, data: Any) -> None:
+        """EasyCluster 0.22 replaced a server's code from the client; never here."""
+        raise NotImplementedError("servers are not upgraded from the client; install the "
+                                  "new version where the server runs")
+
+    # EasyCluster 0.22's names for the verbs, for code that calls the root object
+    # directly (dispatch reads only the verb_* names, so the wire is unchanged).
+    eval = verb_eval
+    get_global = verb_get_global
+    set_global = verb_set_global
+    update_definitions = verb_update_definitions
+    getattr = verb_getattr
+    setattr = verb_setattr
+    delattr = verb_delattr
+    getmethod = verb_getmethod
+    import_modules = verb_import_modules
+    call = verb_call
