@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(PY) -m ruff check easycluster tests bench examples
+	$(PY) -m ruff format --check easycluster tests bench examples
 	$(PY) -m mypy easycluster
 	$(PY) -m pytest -q
 
@@ -27,6 +28,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check easycluster tests bench examples
+	$(PY) -m ruff format --check easycluster tests bench examples
 	$(PY) -m mypy easycluster
 
 # System packages the test suite drives for real (sshd, systemd-analyze).

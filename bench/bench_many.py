@@ -65,8 +65,9 @@ def measure() -> List[tuple]:
     fifty = start(50)
     rounds(fifty, 20)
     p50 = percentiles(rounds(fifty, 100 if QUICK else 500))[0]
-    rows.append(("one call on each of 50 servers, p50 per round", f"{p50 * 1e3:.2f} ms",
-                 "<= 1.5 ms"))
+    rows.append(
+        ("one call on each of 50 servers, p50 per round", f"{p50 * 1e3:.2f} ms", "<= 1.5 ms")
+    )
     for c in fifty:
         c.close()
 
@@ -89,8 +90,13 @@ def measure() -> List[tuple]:
         tc.add(1, 2)
         samples.append(time.perf_counter() - t)
     tp50, tp99 = percentiles(samples)
-    rows.append(("ThreadedClient small call p50 / p99",
-                 f"{tp50 * 1e6:.1f} / {tp99 * 1e6:.1f} us", f"{tp50 / floor:.2f}x floor"))
+    rows.append(
+        (
+            "ThreadedClient small call p50 / p99",
+            f"{tp50 * 1e6:.1f} / {tp99 * 1e6:.1f} us",
+            f"{tp50 / floor:.2f}x floor",
+        )
+    )
     per_thread = 500 if QUICK else 2500
 
     def work() -> None:

@@ -52,24 +52,51 @@ def cases(rnd: random.Random) -> List[Tuple[str, float, Callable, Callable]]:
 
     big = "node[1-1000000]"
     rows = [
-        ("fold 100k shuffled names, 10% holes", 5.0,
-         lambda: str(CSNodeSet.fromlist(shuffled)), lambda: str(NodeSet.fromlist(shuffled))),
-        ("expand + count node[1-1000000]", 5.0,
-         lambda: len(list(CSNodeSet(big))), lambda: len(list(NodeSet(big)))),
-        ("parse + len node[1-1000000]", 5.0,
-         lambda: len(CSNodeSet(big)), lambda: len(NodeSet(big))),
-        ("fold back 50k names of r[1-100]n[1-500]", 5.0,
-         lambda: str(CSNodeSet.fromlist(grid)), lambda: str(NodeSet.fromlist(grid))),
-        ("fold 10k rack<R>-node<N>, random 2-D holes", 5.0,
-         lambda: str(CSNodeSet.fromlist(racks)), lambda: str(NodeSet.fromlist(racks))),
+        (
+            "fold 100k shuffled names, 10% holes",
+            5.0,
+            lambda: str(CSNodeSet.fromlist(shuffled)),
+            lambda: str(NodeSet.fromlist(shuffled)),
+        ),
+        (
+            "expand + count node[1-1000000]",
+            5.0,
+            lambda: len(list(CSNodeSet(big))),
+            lambda: len(list(NodeSet(big))),
+        ),
+        (
+            "parse + len node[1-1000000]",
+            5.0,
+            lambda: len(CSNodeSet(big)),
+            lambda: len(NodeSet(big)),
+        ),
+        (
+            "fold back 50k names of r[1-100]n[1-500]",
+            5.0,
+            lambda: str(CSNodeSet.fromlist(grid)),
+            lambda: str(NodeSet.fromlist(grid)),
+        ),
+        (
+            "fold 10k rack<R>-node<N>, random 2-D holes",
+            5.0,
+            lambda: str(CSNodeSet.fromlist(racks)),
+            lambda: str(NodeSet.fromlist(racks)),
+        ),
     ]
-    for label, name in (("union", "union"), ("intersection", "intersection"),
-                        ("difference", "difference"), ("symmetric diff", "symmetric_difference")):
-        rows.append((
-            f"{label} of two 100k sets (+len)", 1.0,
-            (lambda n=name: len(getattr(cs_a, n)(cs_b))),
-            (lambda n=name: len(getattr(our_a, n)(our_b))),
-        ))
+    for label, name in (
+        ("union", "union"),
+        ("intersection", "intersection"),
+        ("difference", "difference"),
+        ("symmetric diff", "symmetric_difference"),
+    ):
+        rows.append(
+            (
+                f"{label} of two 100k sets (+len)",
+                1.0,
+                (lambda n=name: len(getattr(cs_a, n)(cs_b))),
+                (lambda n=name: len(getattr(our_a, n)(our_b))),
+            )
+        )
     return rows
 
 
@@ -91,8 +118,9 @@ def main(argv: List[str]) -> int:
         if cs_result != our_result:
             verdict = "MISMATCH"
         failed += verdict != "PASS"
-        rows.append((label, f"{cs_time:.4f}", f"{our_time:.4f}", f"{ratio:.1f}x",
-                     f">={target:g}x", verdict))
+        rows.append(
+            (label, f"{cs_time:.4f}", f"{our_time:.4f}", f"{ratio:.1f}x", f">={target:g}x", verdict)
+        )
     header = ("operation", "ClusterShell s", "ours s", "speedup", "target", "result")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = "  ".join("{:<" + str(w) + "}" for w in widths)

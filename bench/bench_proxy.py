@@ -48,8 +48,9 @@ N_CALLS = 2000 if QUICK else 10000
 N_OBJECTS = 10000
 
 
-def alternating(plain: Callable[[], Any], proxied: Callable[[], Any],
-                n: int) -> Tuple[List[float], List[float]]:
+def alternating(
+    plain: Callable[[], Any], proxied: Callable[[], Any], n: int
+) -> Tuple[List[float], List[float]]:
     """Time ``n`` calls of each, interleaved (after a warm-up)."""
     for _ in range(200):
         plain()
@@ -90,25 +91,50 @@ def create_release(rmt: easycluster.Client, n: int, pipelined: bool) -> float:
     return n / (time.perf_counter() - t)
 
 
-def measure(name: str, rmt: easycluster.Client, rows: List[Tuple[str, str, str, str]],
-            floor: float) -> None:
+def measure(
+    name: str, rmt: easycluster.Client, rows: List[Tuple[str, str, str, str]], floor: float
+) -> None:
     obj = rmt.BpObj()
     if obj.add(1, 2) != 3 or rmt.bp_add(1, 2) != 3:
         raise AssertionError("wrong result")
     plain, proxied = alternating(lambda: rmt.bp_add(1, 2), lambda: obj.add(1, 2), N_CALLS)
     pp50, pp99 = percentiles(plain)
     xp50, xp99 = percentiles(proxied)
-    rows.append((f"plain call bp_add(1, 2), {name} p50 / p99",
-                 f"{pp50 * 1e6:.1f} / {pp99 * 1e6:.1f} us", f"{pp50 / floor:.2f}x", ""))
-    rows.append((f"proxy method obj.add(1, 2), {name} p50 / p99",
-                 f"{xp50 * 1e6:.1f} / {xp99 * 1e6:.1f} us", f"{xp50 / floor:.2f}x", ""))
+    rows.append(
+        (
+            f"plain call bp_add(1, 2), {name} p50 / p99",
+            f"{pp50 * 1e6:.1f} / {pp99 * 1e6:.1f} us",
+            f"{pp50 / floor:.2f}x",
+            "",
+        )
+    )
+    rows.append(
+        (
+            f"proxy method obj.add(1, 2), {name} p50 / p99",
+            f"{xp50 * 1e6:.1f} / {xp99 * 1e6:.1f} us",
+            f"{xp50 / floor:.2f}x",
+            "",
+        )
+    )
     rows.append((f"proxy p50 / plain p50, {name}", f"{xp50 / pp50:.2f}x", "", "<= 1.20x"))
     rate = create_release(rmt, N_OBJECTS, pipelined=False)
-    rows.append((f"create + release {N_OBJECTS:,} proxies, one by one, {name}",
-                 f"{rate:,.0f} objects/s", "", ""))
+    rows.append(
+        (
+            f"create + release {N_OBJECTS:,} proxies, one by one, {name}",
+            f"{rate:,.0f} objects/s",
+            "",
+            "",
+        )
+    )
     rate = create_release(rmt, N_OBJECTS, pipelined=True)
-    rows.append((f"create + release {N_OBJECTS:,} proxies, pipelined, {name}",
-                 f"{rate:,.0f} objects/s", "", ""))
+    rows.append(
+        (
+            f"create + release {N_OBJECTS:,} proxies, pipelined, {name}",
+            f"{rate:,.0f} objects/s",
+            "",
+            "",
+        )
+    )
 
 
 def main() -> int:

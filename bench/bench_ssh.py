@@ -63,8 +63,9 @@ def parallel_floor(config: str, hosts: List[str]) -> float:
 
 def parallel(config: str, hosts: List[str]) -> float:
     def one(h: str) -> easycluster.Client:
-        c = easycluster.Client(host=h, extra_args=["-F", config], rpython=RPYTHON,
-                               connect_timeout=60)
+        c = easycluster.Client(
+            host=h, extra_args=["-F", config], rpython=RPYTHON, connect_timeout=60
+        )
         assert c.eval("6 * 7") == 42
         return c
 
@@ -103,12 +104,17 @@ def main() -> int:
         ("ssh HOST python3 -c pass (floor)", f * 1e3, "1.00x"),
         ("bootstrap to first completed call", b * 1e3, f"{b / f:.2f}x (target <= 1.30x)"),
         (f"{NPAR} x ssh python3 -c pass in parallel", pf * 1e3, "1.00x (parallel floor)"),
-        (f"{NPAR} aliases in parallel + 1 call each", p * 1e3,
-         f"{p / pf:.2f}x parallel floor, {p / NPAR * 1e3:.1f} ms/host"),
+        (
+            f"{NPAR} aliases in parallel + 1 call each",
+            p * 1e3,
+            f"{p / pf:.2f}x parallel floor, {p / NPAR * 1e3:.1f} ms/host",
+        ),
     ]
-    print(f"ssh bootstrap, loopback sshd, median of {RUNS} runs ({len(par)} for parallel); "
-          f"rpython={RPYTHON}; payload {len(payload.payload()) / 1024:.1f} KiB zlib; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"ssh bootstrap, loopback sshd, median of {RUNS} runs ({len(par)} for parallel); "
+        f"rpython={RPYTHON}; payload {len(payload.payload()) / 1024:.1f} KiB zlib; "
+        f"{os.cpu_count()} CPUs"
+    )
     print(f"{'measure':<42} {'ms':>9}  ratio")
     for name, ms, ratio in rows:
         print(f"{name:<42} {ms:>9.1f}  {ratio}")

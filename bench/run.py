@@ -52,8 +52,9 @@ def awake_cpus(enabled: bool) -> Iterator[None]:
     spinners = []
     if enabled:
         for _ in range(os.cpu_count() or 1):
-            spinners.append(subprocess.Popen([sys.executable, "-c", "import os\nos.nice(19)\n"
-                                              "while True: pass"]))
+            spinners.append(
+                subprocess.Popen([sys.executable, "-c", "import os\nos.nice(19)\nwhile True: pass"])
+            )
         time.sleep(0.5)
     try:
         yield
@@ -132,8 +133,12 @@ def echo_time(rmt: easycluster.Client, payload: object, check: Callable[[object]
 
 
 def start_server(keyfile: str) -> Tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "easycluster", "-S", "-k", keyfile, "-p", "0",
-                             "-b", "127.0.0.1"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "easycluster", "-S", "-k", keyfile, "-p", "0", "-b", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.stderr is not None
     line = proc.stderr.readline()
     return proc, int(line.rsplit(":", 1)[1].split()[0])
@@ -149,8 +154,14 @@ def main() -> int:
 def measure() -> List[Tuple[str, str, str, str]]:
     rows = []
     floor = percentiles(floor_tcp(N_SMALL))
-    rows.append(("floor: raw TCP ping-pong p50 / p99", f"{floor[0] * 1e6:.1f} / "
-                 f"{floor[1] * 1e6:.1f} us", "1.00x", ""))
+    rows.append(
+        (
+            "floor: raw TCP ping-pong p50 / p99",
+            f"{floor[0] * 1e6:.1f} / {floor[1] * 1e6:.1f} us",
+            "1.00x",
+            "",
+        )
+    )
     with tempfile.TemporaryDirectory() as d:
         keyfile = os.path.join(d, "bench.key")
         easycluster.write_key_file(keyfile)
@@ -158,19 +169,42 @@ def measure() -> List[Tuple[str, str, str, str]]:
         try:
             tcp = easycluster.Client(easycluster.read_key_file(keyfile), "127.0.0.1", port)
             p50, p99 = percentiles(round_trips(lambda: tcp.add(1, 2), N_SMALL))
-            rows.append(("small call add(1, 2), TCP p50 / p99",
-                         f"{p50 * 1e6:.1f} / {p99 * 1e6:.1f} us", f"{p50 / floor[0]:.2f}x",
-                         "p50 <= 2.5x floor"))
+            rows.append(
+                (
+                    "small call add(1, 2), TCP p50 / p99",
+                    f"{p50 * 1e6:.1f} / {p99 * 1e6:.1f} us",
+                    f"{p50 / floor[0]:.2f}x",
+                    "p50 <= 2.5x floor",
+                )
+            )
             local = spawn_local()
             lp50, lp99 = percentiles(round_trips(lambda: local.add(1, 2), N_SMALL))
-            rows.append(("small call add(1, 2), spawn_local p50 / p99",
-                         f"{lp50 * 1e6:.1f} / {lp99 * 1e6:.1f} us", f"{lp50 / floor[0]:.2f}x", ""))
+            rows.append(
+                (
+                    "small call add(1, 2), spawn_local p50 / p99",
+                    f"{lp50 * 1e6:.1f} / {lp99 * 1e6:.1f} us",
+                    f"{lp50 / floor[0]:.2f}x",
+                    "",
+                )
+            )
             rate = pipelined(tcp, N_PIPE)
-            rows.append((f"pipelined non-blocking calls, TCP ({N_PIPE})", f"{rate:,.0f} calls/s",
-                         "", ">= 150,000/s"))
+            rows.append(
+                (
+                    f"pipelined non-blocking calls, TCP ({N_PIPE})",
+                    f"{rate:,.0f} calls/s",
+                    "",
+                    ">= 150,000/s",
+                )
+            )
             lrate = pipelined(local, N_PIPE)
-            rows.append((f"pipelined non-blocking calls, spawn_local ({N_PIPE})",
-                         f"{lrate:,.0f} calls/s", "", ""))
+            rows.append(
+                (
+                    f"pipelined non-blocking calls, spawn_local ({N_PIPE})",
+                    f"{lrate:,.0f} calls/s",
+                    "",
+                    "",
+                )
+            )
             blob = os.urandom(64 << 20)
             t = echo_time(tcp, blob, lambda out: out == blob)
             rows.append(("64 MiB bytes echo, TCP", f"{t:.3f} s", "", "<= 0.3 s"))
@@ -189,8 +223,11 @@ def print_table(rows: List[Tuple[str, ...]]) -> None:
     """Rows of (measure, value, [vs floor,] target), aligned."""
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
-    head = ("measure", "value", "vs floor", "target") if len(rows[0]) == 4 else (
-        "measure", "value", "target")
+    head = (
+        ("measure", "value", "vs floor", "target")
+        if len(rows[0]) == 4
+        else ("measure", "value", "target")
+    )
     for row in [head, *rows]:
         cells = [f"{row[0]:<{width}}", f"{row[1]:>{value_width}}"]
         if len(row) == 4:

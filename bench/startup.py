@@ -64,9 +64,18 @@ TIMEOUT = 30.0  # seconds any one child may take
 
 
 def child_env(**extra: str) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONPROFILEIMPORTTIME",
-                        "PYTHONSTARTUP", "PYTHONHOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PYTHONDONTWRITEBYTECODE",
+            "PYTHONPATH",
+            "PYTHONPROFILEIMPORTTIME",
+            "PYTHONSTARTUP",
+            "PYTHONHOME",
+        )
+    }
     env["PYTHONUNBUFFERED"] = "1"  # 0.22 prints its ready line on stdout
     env.update(extra)
     return env
@@ -84,8 +93,9 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def wait_lines(fds: Sequence[int], pattern: bytes, timeout: float
-               ) -> List[Tuple[Optional[float], bytes]]:
+def wait_lines(
+    fds: Sequence[int], pattern: bytes, timeout: float
+) -> List[Tuple[Optional[float], bytes]]:
     """For each fd: (perf_counter when a line matching ``pattern`` arrived, that line), or
     (None, what was read) if the fd closed or ``timeout`` passed first."""
     rx = re.compile(pattern)
@@ -121,8 +131,15 @@ def wait_lines(fds: Sequence[int], pattern: bytes, timeout: float
 def run_once(argv: Sequence[str], env: Dict[str, str], cwd: str) -> float:
     t = time.perf_counter()
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, env=env, cwd=cwd, timeout=TIMEOUT)
+        p = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            timeout=TIMEOUT,
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {TIMEOUT:.0f} s")
     dt = time.perf_counter() - t
@@ -131,14 +148,20 @@ def run_once(argv: Sequence[str], env: Dict[str, str], cwd: str) -> float:
     return dt
 
 
-def until_line(argv: Sequence[str], pattern: bytes, on_stdout: bool, env: Dict[str, str],
-               cwd: str) -> float:
+def until_line(
+    argv: Sequence[str], pattern: bytes, on_stdout: bool, env: Dict[str, str], cwd: str
+) -> float:
     """Seconds from spawning ``argv`` to its first line matching ``pattern``."""
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                            stdout=subprocess.PIPE if on_stdout else subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT if on_stdout else subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE if on_stdout else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if on_stdout else subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         stream = proc.stdout if on_stdout else proc.stderr
         assert stream is not None
@@ -162,8 +185,15 @@ def bootstrap_once(python: str, role: str, env: Dict[str, str], cwd: str) -> flo
     data = payload.payload(role)
     argv = shlex.split(boot.stage0_command(python, len(data)))
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
 
     def feed() -> None:
@@ -234,17 +264,33 @@ def fleet_driver(argv: List[str]) -> int:
     try:
         t = time.perf_counter()
         for port in ports:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "easycluster", "-S", "-k", keyfile, "-b", HOST,
-                 "-p", str(port)], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if peer else subprocess.DEVNULL,
-                stderr=subprocess.STDOUT if peer else subprocess.PIPE))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "easycluster",
+                        "-S",
+                        "-k",
+                        keyfile,
+                        "-b",
+                        HOST,
+                        "-p",
+                        str(port),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if peer else subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT if peer else subprocess.PIPE,
+                )
+            )
         fds = [(p.stdout if peer else p.stderr).fileno() for p in procs]  # type: ignore
         seen = wait_lines(fds, PEER_READY if peer else OURS_READY, TIMEOUT)
         bad = [line for when, line in seen if when is None]
         if bad:
-            print(f"FAIL {len(bad)} of {n} servers did not listen: "
-                  + bad[0].decode(errors="replace").strip()[-200:])
+            print(
+                f"FAIL {len(bad)} of {n} servers did not listen: "
+                + bad[0].decode(errors="replace").strip()[-200:]
+            )
             return 1
         listening = max(when for when, _ in seen if when is not None) - t
         key = easycluster.read_key_file(keyfile)
@@ -276,13 +322,19 @@ def fleet_driver(argv: List[str]) -> int:
                 p.wait()
 
 
-def fleet_once(python: str, n: int, keyfile: str, kind: str, env: Dict[str, str],
-               cwd: str) -> Tuple[float, float]:
+def fleet_once(
+    python: str, n: int, keyfile: str, kind: str, env: Dict[str, str], cwd: str
+) -> Tuple[float, float]:
     """(all listening, all connected and called) in seconds, from the driver's report."""
-    proc = subprocess.Popen([python, os.path.abspath(__file__), "--fleet-driver", str(n),
-                             keyfile, kind], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                            start_new_session=True)  # the servers share its group
+    proc = subprocess.Popen(
+        [python, os.path.abspath(__file__), "--fleet-driver", str(n), keyfile, kind],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )  # the servers share its group
     try:
         out, _ = proc.communicate(timeout=3 * TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -306,8 +358,14 @@ class Row:
     """One measure of one setup: ``action()`` runs once per round (the fleets are run
     apart); compared with the ``bare`` row of its setup and the peer's row of its kind."""
 
-    def __init__(self, setup: str, kind: str, name: str,
-                 action: Optional[Callable[[], float]] = None, error: str = ""):
+    def __init__(
+        self,
+        setup: str,
+        kind: str,
+        name: str,
+        action: Optional[Callable[[], float]] = None,
+        error: str = "",
+    ):
         self.setup, self.kind, self.name, self.action = setup, kind, name, action
         self.error = error
         self.samples: List[float] = []
@@ -335,8 +393,15 @@ class Row:
 class Setup:
     """An interpreter and the environment its children get."""
 
-    def __init__(self, key: str, title: str, python: Optional[str], env: Dict[str, str],
-                 keyfile: str, error: str = ""):
+    def __init__(
+        self,
+        key: str,
+        title: str,
+        python: Optional[str],
+        env: Dict[str, str],
+        keyfile: str,
+        error: str = "",
+    ):
         self.key, self.title, self.python, self.env = key, title, python, env
         self.keyfile, self.error = keyfile, error
 
@@ -348,12 +413,27 @@ def ensure_peer(log: Callable[[str], None]) -> Tuple[Optional[str], str]:
     try:
         if not os.path.exists(python):
             log(f"creating {PEER_VENV} with {PEER} ...")
-            subprocess.run([sys.executable, "-m", "venv", PEER_VENV], check=True,
-                           capture_output=True, timeout=120)
-            subprocess.run([python, "-m", "pip", "install", "-q", PEER], check=True,
-                           capture_output=True, timeout=300, env=child_env())
-        version = subprocess.run(check, capture_output=True, text=True, timeout=TIMEOUT,
-                                 env=child_env(), cwd=tempfile.gettempdir())
+            subprocess.run(
+                [sys.executable, "-m", "venv", PEER_VENV],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            subprocess.run(
+                [python, "-m", "pip", "install", "-q", PEER],
+                check=True,
+                capture_output=True,
+                timeout=300,
+                env=child_env(),
+            )
+        version = subprocess.run(
+            check,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=child_env(),
+            cwd=tempfile.gettempdir(),
+        )
     except (OSError, subprocess.SubprocessError) as e:
         detail = getattr(e, "stderr", b"") or b""
         text = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
@@ -362,8 +442,9 @@ def ensure_peer(log: Callable[[str], None]) -> Tuple[Optional[str], str]:
     if version.returncode != 0:
         return None, f"{PEER} does not import: {version.stderr.strip()[-120:]}"
     if version.stdout.strip() != ours:
-        return None, (f"{PEER_VENV} runs Python {version.stdout.strip()}, not {ours}: "
-                      "remove it to rebuild")
+        return None, (
+            f"{PEER_VENV} runs Python {version.stdout.strip()}, not {ours}: remove it to rebuild"
+        )
     return python, ""
 
 
@@ -372,8 +453,12 @@ def plain_venv(work: str) -> Tuple[Optional[str], str]:
     project venv's site-packages, the package imports as from a normal install."""
     path = os.path.join(work, "plain")
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True,
-                       capture_output=True, timeout=TIMEOUT)
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", path],
+            check=True,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
     except (OSError, subprocess.SubprocessError) as e:
         return None, f"cannot make a plain venv: {e}"
     return os.path.join(path, "bin", "python"), ""
@@ -388,11 +473,18 @@ def payload_rows() -> List[Tuple[str, str]]:
         packed = payload.payload(role)
         raw = zlib.decompress(packed)
         lines = sum(src.count("\n") for _, src in sources.values())
-        cp = sum(src.count("\n") for name, (_, src) in sources.items()
-                 if name.split(".")[0] == "cloudpickle")
-        out.append((f"bootstrap payload, role `{role}`",
-                    f"{len(sources)} modules, {lines:,} lines ({cp:,} of them cloudpickle): "
-                    f"{len(raw) / 1024:.0f} KiB, {len(packed) / 1024:.1f} KiB zlib-9 sent"))
+        cp = sum(
+            src.count("\n")
+            for name, (_, src) in sources.items()
+            if name.split(".")[0] == "cloudpickle"
+        )
+        out.append(
+            (
+                f"bootstrap payload, role `{role}`",
+                f"{len(sources)} modules, {lines:,} lines ({cp:,} of them cloudpickle): "
+                f"{len(raw) / 1024:.0f} KiB, {len(packed) / 1024:.1f} KiB zlib-9 sent",
+            )
+        )
     return out
 
 
@@ -410,28 +502,52 @@ def setup_rows(st: Setup, work: str, fleet: int) -> List[Row]:
     ready = PEER_READY if peer else OURS_READY
     port = str(free_ports(1)[0]) if peer else "0"
     serve = [py, "-m", "easycluster", "-S", "-k", st.keyfile, "-b", HOST, "-p", port]
-    rows = [Row(st.key, "bare", "bare `python -c pass`", cmd("-c", "pass")),
-            Row(st.key, "import", "`python -c \"import easycluster\"`",
-                cmd("-c", "import easycluster"))]
+    rows = [
+        Row(st.key, "bare", "bare `python -c pass`", cmd("-c", "pass")),
+        Row(st.key, "import", '`python -c "import easycluster"`', cmd("-c", "import easycluster")),
+    ]
     if st.key == "venv":
         script = os.path.join(os.path.dirname(py), "easycluster")
         rows += [
-            Row(st.key, "client", "`import easycluster; easycluster.Client`",
-                cmd("-c", "import easycluster; easycluster.Client")),
-            Row(st.key, "version", "`python -m easycluster --version`",
-                cmd("-m", "easycluster", "--version")),
-            Row(st.key, "script", "`easycluster --version` (the console script)",
-                lambda: run_once([script, "--version"], env, work)),
+            Row(
+                st.key,
+                "client",
+                "`import easycluster; easycluster.Client`",
+                cmd("-c", "import easycluster; easycluster.Client"),
+            ),
+            Row(
+                st.key,
+                "version",
+                "`python -m easycluster --version`",
+                cmd("-m", "easycluster", "--version"),
+            ),
+            Row(
+                st.key,
+                "script",
+                "`easycluster --version` (the console script)",
+                lambda: run_once([script, "--version"], env, work),
+            ),
         ]
-    name = ("`python -m easycluster -S` to \"Listening\"" if peer
-            else "`python -m easycluster -S -p 0` to \"serving on\"")
+    name = (
+        '`python -m easycluster -S` to "Listening"'
+        if peer
+        else '`python -m easycluster -S -p 0` to "serving on"'
+    )
     rows.append(Row(st.key, "serve", name, lambda: until_line(serve, ready, peer, env, work)))
     if st.key == "venv":
-        rows.append(Row(st.key, "bootstrap", "ssh bootstrap without ssh, role `server`, to the "
-                        "server's hello", lambda: bootstrap_once(py, "server", env, work)))
+        rows.append(
+            Row(
+                st.key,
+                "bootstrap",
+                "ssh bootstrap without ssh, role `server`, to the server's hello",
+                lambda: bootstrap_once(py, "server", env, work),
+            )
+        )
     if fleet:
-        rows += [Row(st.key, "fleet", f"{fleet} × `-S` started at once, until all listen"),
-                 Row(st.key, "fleet+", f"{fleet} × `-S`, + a Client to each and one call")]
+        rows += [
+            Row(st.key, "fleet", f"{fleet} × `-S` started at once, until all listen"),
+            Row(st.key, "fleet+", f"{fleet} × `-S`, + a Client to each and one call"),
+        ]
     for r in rows:
         r.error = st.error
     return rows
@@ -461,11 +577,18 @@ def main() -> int:
         plain, plain_why = plain_venv(work)
         site = sysconfig.get_paths()["purelib"]
         setups = [
-            Setup("venv", "the project venv (editable install)", sys.executable, child_env(),
-                  ours_key),
-            Setup("plain", "installed-like: a plain venv, PYTHONPATH = work tree + the "
-                  "project venv's site-packages (no editable finder)", plain,
-                  child_env(PYTHONPATH=os.pathsep.join([ROOT, site])), ours_key, plain_why),
+            Setup(
+                "venv", "the project venv (editable install)", sys.executable, child_env(), ours_key
+            ),
+            Setup(
+                "plain",
+                "installed-like: a plain venv, PYTHONPATH = work tree + the "
+                "project venv's site-packages (no editable finder)",
+                plain,
+                child_env(PYTHONPATH=os.pathsep.join([ROOT, site])),
+                ours_key,
+                plain_why,
+            ),
             Setup("peer", f"{PEER} (bench/.venv022)", peer, child_env(), peer_key, peer_why),
         ]
         rows = build_rows(setups, work, args.fleet)
@@ -498,10 +621,12 @@ def fmt_ms(s: Optional[float]) -> str:
 
 def print_table(setups: List[Setup], rows: List[Row], args: argparse.Namespace) -> None:
     find = {(r.setup, r.kind): r for r in rows}
-    print(f"Start-up, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of "
-          f"{args.repeat} runs ({args.fleet_repeat} for the fleets). CPU: user + system "
-          "time of the processes timed (steadier than wall time on a busy machine). vs bare: "
-          "minus the bare row of the same setup.\n")
+    print(
+        f"Start-up, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of "
+        f"{args.repeat} runs ({args.fleet_repeat} for the fleets). CPU: user + system "
+        "time of the processes timed (steadier than wall time on a busy machine). vs bare: "
+        "minus the bare row of the same setup.\n"
+    )
     print("| measure | median | CPU | vs bare | vs 0.22.3 | target |")
     print("|---|---:|---:|---:|---:|---|")
     for st in setups:
@@ -519,13 +644,17 @@ def print_table(setups: List[Setup], rows: List[Row], args: argparse.Namespace) 
             target, limit = TARGETS.get(r.kind, ("", None)) if r.setup != "peer" else ("", None)
             ok = None
             if target and m:
-                ok = ((ratio <= 1) if ratio else None) if limit is None else (
-                    (m - b) <= limit if b else None)
+                ok = (
+                    ((ratio <= 1) if ratio else None)
+                    if limit is None
+                    else ((m - b) <= limit if b else None)
+                )
             target += "" if ok is None else (" ok" if ok else " **missed**")
             value = fmt_ms(m)
             if r.error:
                 value = ("not measured: " if st.error else "failed: ") + r.error.replace(
-                    "\n", " ").replace("|", "/")[:150]
+                    "\n", " "
+                ).replace("|", "/")[:150]
             cpu = fmt_ms(statistics.median(r.cpu)) if r.cpu and not r.error else ""
             print(f"| {r.name} | {value} | {cpu} | {vs_bare} | {vs_peer} | {target} |")
             if r.kind == "bootstrap":
@@ -534,20 +663,29 @@ def print_table(setups: List[Setup], rows: List[Row], args: argparse.Namespace) 
     ours, plain = find.get(("venv", "bare")), find.get(("plain", "bare"))
     if ours and plain and ours.median and plain.median:
         d_cpu = statistics.median(ours.cpu) - statistics.median(plain.cpu)
-        print(f"\nThe editable install's finder (site imports pathlib & co. to install it) "
-              f"costs {(ours.median - plain.median) * 1000:+.1f} ms ({d_cpu * 1000:+.1f} ms CPU) "
-              "on every start of the project venv's interpreter: its bare row minus the "
-              "plain venv's.")
+        print(
+            f"\nThe editable install's finder (site imports pathlib & co. to install it) "
+            f"costs {(ours.median - plain.median) * 1000:+.1f} ms ({d_cpu * 1000:+.1f} ms CPU) "
+            "on every start of the project venv's interpreter: its bare row minus the "
+            "plain venv's."
+        )
 
 
 def print_imports(keyfile: str, work: str) -> None:
     py = sys.executable
-    cases = [("`python -c \"import easycluster\"`", [py, "-c", "import easycluster"], None),
-             ("`import easycluster; easycluster.Client`",
-              [py, "-c", "import easycluster; easycluster.Client"], None),
-             ("`easycluster -S -p 0` until listening",
-              [py, "-m", "easycluster", "-S", "-k", keyfile, "-b", HOST, "-p", "0"],
-              OURS_READY)]
+    cases = [
+        ('`python -c "import easycluster"`', [py, "-c", "import easycluster"], None),
+        (
+            "`import easycluster; easycluster.Client`",
+            [py, "-c", "import easycluster; easycluster.Client"],
+            None,
+        ),
+        (
+            "`easycluster -S -p 0` until listening",
+            [py, "-m", "easycluster", "-S", "-k", keyfile, "-b", HOST, "-p", "0"],
+            OURS_READY,
+        ),
+    ]
     for title, argv, ready in cases:
         selfs: Dict[str, List[int]] = {}
         for _ in range(6):
@@ -556,8 +694,10 @@ def print_imports(keyfile: str, work: str) -> None:
                 selfs.setdefault(name, []).append(us)
         med = {k: statistics.median(v) for k, v in selfs.items() if len(v) >= 3}
         top = sorted(med.items(), key=lambda kv: -kv[1])[:10]
-        print(f"\nTop 10 own import times, {title}: {len(med)} modules, "
-              f"{sum(med.values()) / 1000:.1f} ms in all (under -X importtime)\n")
+        print(
+            f"\nTop 10 own import times, {title}: {len(med)} modules, "
+            f"{sum(med.values()) / 1000:.1f} ms in all (under -X importtime)\n"
+        )
         print("| module | own ms |\n|---|---:|")
         for name, own_us in top:
             print(f"| {name} | {own_us / 1000:.2f} |")
@@ -565,9 +705,15 @@ def print_imports(keyfile: str, work: str) -> None:
 
 def import_times(argv: List[str], ready: Optional[bytes], work: str) -> Dict[str, int]:
     """Own import time in µs of each module imported after ``site``, one run."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=work, start_new_session=True,
-                            env=child_env(PYTHONPROFILEIMPORTTIME="1"))
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=work,
+        start_new_session=True,
+        env=child_env(PYTHONPROFILEIMPORTTIME="1"),
+    )
     assert proc.stderr is not None
     text = b""
     try:

@@ -32,8 +32,7 @@ def decode_key(text: str) -> bytes:
         raise KeyFileError("empty key: make one with 'easycluster -g FILE'")
     if len(text) >= 32 and len(text) % 2 == 0 and set(text) <= _HEX:
         return bytes.fromhex(text)
-    return hashlib.pbkdf2_hmac("sha256", text.encode("utf-8"), b"easycluster passphrase",
-                               200_000)
+    return hashlib.pbkdf2_hmac("sha256", text.encode("utf-8"), b"easycluster passphrase", 200_000)
 
 
 def read_key_file(path: str) -> bytes:
@@ -43,25 +42,33 @@ def read_key_file(path: str) -> bytes:
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise KeyFileError(f"key file {path} does not exist; create it with "
-                           f"'easycluster -g {path}'")
+        raise KeyFileError(
+            f"key file {path} does not exist; create it with 'easycluster -g {path}'"
+        )
     except OSError as e:
-        raise KeyFileError(f"cannot read key file {path}: {e.strerror} (a key file must "
-                           "be a regular file, not a symlink)")
+        raise KeyFileError(
+            f"cannot read key file {path}: {e.strerror} (a key file must "
+            "be a regular file, not a symlink)"
+        )
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise KeyFileError(f"key file {path} is not a regular file (a key file holds one "
-                           f"line of hex; make one with 'easycluster -g FILE')")
+        raise KeyFileError(
+            f"key file {path} is not a regular file (a key file holds one "
+            f"line of hex; make one with 'easycluster -g FILE')"
+        )
     with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as f:
         if os.name == "posix" and st.st_mode & 0o077:
-            raise KeyFileError(f"key file {path} can be read by other users (mode "
-                               f"{stat.S_IMODE(st.st_mode):04o}); fix it with "
-                               f"'chmod 600 {path}'")
+            raise KeyFileError(
+                f"key file {path} can be read by other users (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); fix it with "
+                f"'chmod 600 {path}'"
+            )
         line = f.readline().rstrip("\r\n")
     if not line.strip():
-        raise KeyFileError(f"key file {path} is empty; make a new one with "
-                           f"'easycluster -g {path} -O'")
+        raise KeyFileError(
+            f"key file {path} is empty; make a new one with 'easycluster -g {path} -O'"
+        )
     return decode_key(line)
 
 
@@ -105,8 +112,13 @@ def write_key_file(path: str, key: Optional[bytes] = None, overwrite: bool = Fal
 def add_key_options(parser: Any, key_option: str = "-K", keyfile_option: str = "-k") -> None:
     """Add ``-K/--key`` and ``-k/--keyfile`` to an argparse (or optparse) parser."""
     add = getattr(parser, "add_argument", None) or parser.add_option
-    add(key_option, "--key", dest="key", default=None,
-        help="key as text (visible to other users in ps: prefer --keyfile)")
+    add(
+        key_option,
+        "--key",
+        dest="key",
+        default=None,
+        help="key as text (visible to other users in ps: prefer --keyfile)",
+    )
     add(keyfile_option, "--keyfile", dest="keyfile", default=None, help="read the key from FILE")
 
 
@@ -116,7 +128,10 @@ def key_from_options(opts: Any, warn: bool = True) -> bytes:
         return read_key_file(opts.keyfile)
     if getattr(opts, "key", None):
         if warn:
-            print("SECURITY WARNING: a key on the command line can be seen by other users; "
-                  "use a key file (-k FILE)", file=sys.stderr)
+            print(
+                "SECURITY WARNING: a key on the command line can be seen by other users; "
+                "use a key file (-k FILE)",
+                file=sys.stderr,
+            )
         return decode_key(opts.key)
     return b""

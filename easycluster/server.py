@@ -102,8 +102,15 @@ class Server:
 
     handshake_timeout = 30.0  # seconds the client may take to authenticate
 
-    def __init__(self, key: bytes, sock: socket.socket, peername: Optional[str] = None,
-                 verbosity: int = 0, profile: Any = None, repl: Any = None):
+    def __init__(
+        self,
+        key: bytes,
+        sock: socket.socket,
+        peername: Optional[str] = None,
+        verbosity: int = 0,
+        profile: Any = None,
+        repl: Any = None,
+    ):
         from .protocol.handshake import check_key
 
         self.key = check_key(key)
@@ -132,11 +139,13 @@ class Server:
         from .transport.handshake import server_handshake
 
         try:
-            channel = server_handshake(self.sock, self.key, WireOptions(),
-                                       timeout=self.handshake_timeout)
+            channel = server_handshake(
+                self.sock, self.key, WireOptions(), timeout=self.handshake_timeout
+            )
         except (EasyClusterError, OSError) as e:
-            print(f"easycluster: {self.peername}: handshake failed: {e}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"easycluster: {self.peername}: handshake failed: {e}", file=sys.stderr, flush=True
+            )
             self.sock.close()
             return None
         self.report_connection()
@@ -151,8 +160,13 @@ class Server:
 QuietServer = Server
 
 
-def spawn_runner_process(csock: socket.socket, peername: str, key: bytes,
-                         kwargs: Dict[str, Any], close: Iterable[socket.socket] = ()) -> int:
+def spawn_runner_process(
+    csock: socket.socket,
+    peername: str,
+    key: bytes,
+    kwargs: Dict[str, Any],
+    close: Iterable[socket.socket] = (),
+) -> int:
     """Fork a process that serves ``csock`` (``Server(key, csock, peername, **kwargs)``)
     and return its pid. The child closes the sockets in ``close`` first (the listening
     one, say) and ends when the client goes away; the caller still holds ``csock`` and
@@ -180,10 +194,17 @@ def spawn_runner_process(csock: socket.socket, peername: str, key: bytes,
     return pid
 
 
-def run_server(port: int, key: bytes, bindaddr: Optional[str] = None,
-               allow: Sequence[str] = (), verbosity: int = 0, daemonize: bool = False,
-               pidfile: Optional[str] = None, disable_ipv6: bool = False,
-               profile: Any = None) -> int:
+def run_server(
+    port: int,
+    key: bytes,
+    bindaddr: Optional[str] = None,
+    allow: Sequence[str] = (),
+    verbosity: int = 0,
+    daemonize: bool = False,
+    pidfile: Optional[str] = None,
+    disable_ipv6: bool = False,
+    profile: Any = None,
+) -> int:
     """Serve ``easycluster -S``'s way until SIGTERM/SIGINT or ``stop_server()``; return
     the exit code (0). 0.22's signature over ``easycluster.service.tcpserver``; ``port``
     0 picks a free port (logged on stderr), ``profile`` is ignored, and an empty ``key``
@@ -191,9 +212,16 @@ def run_server(port: int, key: bytes, bindaddr: Optional[str] = None,
     from .service.tcpserver import ServerOptions
     from .service.tcpserver import run_server as serve
 
-    opts = ServerOptions(key=key, port=port, bind=bindaddr, allow=tuple(allow),
-                         ipv6=not disable_ipv6, verbosity=verbosity, pidfile=pidfile,
-                         daemonize=daemonize)
+    opts = ServerOptions(
+        key=key,
+        port=port,
+        bind=bindaddr,
+        allow=tuple(allow),
+        ipv6=not disable_ipv6,
+        verbosity=verbosity,
+        pidfile=pidfile,
+        daemonize=daemonize,
+    )
     return serve(opts)
 
 
@@ -222,8 +250,7 @@ def create_socket(family: int, bindaddr: Optional[str], port: int) -> socket.soc
     sockaddr: Any = ("", port)
     if bindaddr is not None:
         want = 0 if family == socket.AF_INET6 else family
-        family, _, _, _, sockaddr = socket.getaddrinfo(bindaddr, port, want,
-                                                       socket.SOCK_STREAM)[0]
+        family, _, _, _, sockaddr = socket.getaddrinfo(bindaddr, port, want, socket.SOCK_STREAM)[0]
     try:
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as e:
@@ -254,14 +281,16 @@ class IPAddress:
         self.text = text
         spec = text.strip()
         self.network = _unmap(ipaddress.ip_network(spec, strict=False))
-        self.address = self.network.network_address if "/" in spec else \
-            _unmap_address(ipaddress.ip_address(spec))
+        self.address = (
+            self.network.network_address
+            if "/" in spec
+            else _unmap_address(ipaddress.ip_address(spec))
+        )
 
     def in_network(self, net: Union[IPAddress, str]) -> bool:
         """True if this address lies in ``net``."""
         other = net if isinstance(net, IPAddress) else IPAddress(net)
-        return (self.address.version == other.network.version
-                and self.address in other.network)
+        return self.address.version == other.network.version and self.address in other.network
 
     def __repr__(self) -> str:
         return f"IPAddress({self.text!r})"

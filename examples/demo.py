@@ -43,8 +43,23 @@ def banner(text: str) -> None:
 
 
 def start_tcp_server(keyfile: str) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "easycluster", "-S", "-k", keyfile,
-                             "-p", "0", "-b", "127.0.0.1", "-v"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "easycluster",
+            "-S",
+            "-k",
+            keyfile,
+            "-p",
+            "0",
+            "-b",
+            "127.0.0.1",
+            "-v",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     line = proc.stderr.readline()
     print("server says:", line.strip())
@@ -81,8 +96,7 @@ def main() -> int:
                 banner("a lambda from this script runs there (cloudpickle)")
                 scale = 3
                 rmt.scaler.value = lambda x: x * scale
-                print("rmt.scaler.value = lambda x: x * scale; rmt.scaler(14) ->",
-                      rmt.scaler(14))
+                print("rmt.scaler.value = lambda x: x * scale; rmt.scaler(14) ->", rmt.scaler(14))
 
                 banner("wrong key: refused before anything runs")
                 try:
@@ -113,9 +127,13 @@ def main() -> int:
             print("  ", f.result())
 
         banner("one call over several servers")
-        print("addvals on each ->", [r.wait() for r in
-                                      [s.addvals(i, 100, nonblocking=True)
-                                       for i, s in enumerate(servers)]])
+        print(
+            "addvals on each ->",
+            [
+                r.wait()
+                for r in [s.addvals(i, 100, nonblocking=True) for i, s in enumerate(servers)]
+            ],
+        )
         for s in servers:
             s.close()
     print("\ndemo finished")

@@ -46,7 +46,8 @@ def main() -> int:
             handle.write("rack1: n[1-4]\nrack2: n[5-8]\n")
         conf = os.path.join(tmp, "groups.conf")
         with open(conf, "w") as handle:
-            handle.write(textwrap.dedent("""\
+            handle.write(
+                textwrap.dedent("""\
                 [Main]
                 default = racks
                 [racks]
@@ -54,7 +55,8 @@ def main() -> int:
                 [parity]
                 map = case $GROUP in odd) echo 'n[1-7/2]';; even) echo 'n[2-8/2]';; esac
                 list = echo odd even
-                """))
+                """)
+            )
         resolver = GroupResolver.from_file(conf)
         show("@rack1,@parity:odd", NodeSet("@rack1,@parity:odd", resolver=resolver))
         show("regroup n[1-6]", NodeSet("n[1-6]").regroup(resolver))

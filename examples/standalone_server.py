@@ -15,8 +15,11 @@ from easycluster import Client, read_key_file, write_key_file
 with tempfile.TemporaryDirectory() as tmp:
     keyfile = os.path.join(tmp, "secret.key")
     write_key_file(keyfile)
-    server = subprocess.Popen([sys.executable, "-m", "easycluster", "-S", "-k", keyfile,
-                               "-p", "0", "-b", "127.0.0.1"], stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "easycluster", "-S", "-k", keyfile, "-p", "0", "-b", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = server.stderr.readline()  # "easycluster: serving on 127.0.0.1:PORT (pid N)"
     port = int(line.rsplit(":", 1)[1].split()[0])
     try:

@@ -18,7 +18,7 @@ def drawn_tables(doc: str) -> List[Tuple[List[str], List[Tuple[str, List[str]]]]
         if not line.rstrip().endswith("::"):
             continue
         block: List[str] = []
-        for row in lines[i + 1:]:
+        for row in lines[i + 1 :]:
             if row.strip():
                 block.append(row.strip())
             elif block:
@@ -36,8 +36,11 @@ def drawn_tables(doc: str) -> List[Tuple[List[str], List[Tuple[str, List[str]]]]
 
 def cells(table) -> list:
     header, rows = table
-    return [pytest.param(state, event, cell, id=f"{state}-{event}")
-            for event, row in rows for state, cell in zip(header, row)]
+    return [
+        pytest.param(state, event, cell, id=f"{state}-{event}")
+        for event, row in rows
+        for state, cell in zip(header, row)
+    ]
 
 
 def split_cell(cell: str, states: List[str]) -> Tuple[Optional[str], str]:

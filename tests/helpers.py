@@ -22,8 +22,9 @@ class ServerProcess:
 
     def __init__(self, *args: str, env: Optional[dict] = None):
         cmd = [sys.executable, "-m", "easycluster", "-S", "-p", "0", *args]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: List[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -83,10 +84,12 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def session_pair(ckey: bytes = b"k" * 32, skey: bytes = b"k" * 32,
-                 copts: handshake.WireOptions = handshake.WireOptions(),
-                 sopts: handshake.WireOptions = handshake.WireOptions(),
-                 ) -> Tuple[frames.Session, frames.Session]:
+def session_pair(
+    ckey: bytes = b"k" * 32,
+    skey: bytes = b"k" * 32,
+    copts: handshake.WireOptions = handshake.WireOptions(),
+    sopts: handshake.WireOptions = handshake.WireOptions(),
+) -> Tuple[frames.Session, frames.Session]:
     """Run a full handshake in memory; return (client session, server session)."""
     server = handshake.ServerHandshake(skey, sopts)
     client = handshake.ClientHandshake(ckey, copts)

@@ -36,8 +36,11 @@ def free_port() -> int:
 
 
 def _keygen(path: str) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "easycluster-test",
-                    "-f", path], check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "easycluster-test", "-f", path],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     with open(path + ".pub") as f:
         return f.read().strip()
 
@@ -67,41 +70,65 @@ class SshServer:
         _write(self.known_hosts, entry + " ".join(host_pub.split()[:2]) + "\n")
         _write(self.bad_known_hosts, entry + " ".join(other_pub.split()[:2]) + "\n")
         self.sshd_config = os.path.join(workdir, "sshd_config")
-        _write(self.sshd_config, "\n".join([
-            f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
-            f"HostKey {host_key}",
-            f"PidFile {os.path.join(workdir, 'sshd.pid')}",
-            f"AuthorizedKeysFile {auth}",
-            "AuthenticationMethods publickey",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "StrictModes no",
-            "UsePAM no",
-            "PermitRootLogin " + ("yes" if os.geteuid() == 0 else "no"),
-            "PrintMotd no",
-            "UseDNS no",
-            "MaxStartups 200",
-            "MaxSessions 200",
-            "LogLevel INFO",
-            f"SetEnv HOME={self.home}",
-            "",
-        ]))
+        _write(
+            self.sshd_config,
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"PidFile {os.path.join(workdir, 'sshd.pid')}",
+                    f"AuthorizedKeysFile {auth}",
+                    "AuthenticationMethods publickey",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PermitRootLogin " + ("yes" if os.geteuid() == 0 else "no"),
+                    "PrintMotd no",
+                    "UseDNS no",
+                    "MaxStartups 200",
+                    "MaxSessions 200",
+                    "LogLevel INFO",
+                    f"SetEnv HOME={self.home}",
+                    "",
+                ]
+            ),
+        )
         self.config = os.path.join(workdir, "ssh_config")
         self.aliases = [f"sshtest{i}" for i in range(nalias)]
-        common = ["    HostName 127.0.0.1", f"    Port {self.port}", f"    User {self.user}",
-                  "    IdentitiesOnly yes", "    BatchMode yes", "    StrictHostKeyChecking yes",
-                  "    CheckHostIP no", "    LogLevel ERROR", "    ConnectTimeout 10"]
-        _write(self.config, "\n".join([
-            "Host wrongkey-sshtest", *common, f"    IdentityFile {self.wrong_identity}",
-            f"    UserKnownHostsFile {self.known_hosts}",
-            "Host badhostkey-sshtest", *common, f"    IdentityFile {self.identity}",
-            f"    UserKnownHostsFile {self.bad_known_hosts}",
-            "Host sshtest*", *common, f"    IdentityFile {self.identity}",
-            f"    UserKnownHostsFile {self.known_hosts}",
-            "",
-        ]))
+        common = [
+            "    HostName 127.0.0.1",
+            f"    Port {self.port}",
+            f"    User {self.user}",
+            "    IdentitiesOnly yes",
+            "    BatchMode yes",
+            "    StrictHostKeyChecking yes",
+            "    CheckHostIP no",
+            "    LogLevel ERROR",
+            "    ConnectTimeout 10",
+        ]
+        _write(
+            self.config,
+            "\n".join(
+                [
+                    "Host wrongkey-sshtest",
+                    *common,
+                    f"    IdentityFile {self.wrong_identity}",
+                    f"    UserKnownHostsFile {self.known_hosts}",
+                    "Host badhostkey-sshtest",
+                    *common,
+                    f"    IdentityFile {self.identity}",
+                    f"    UserKnownHostsFile {self.bad_known_hosts}",
+                    "Host sshtest*",
+                    *common,
+                    f"    IdentityFile {self.identity}",
+                    f"    UserKnownHostsFile {self.known_hosts}",
+                    "",
+                ]
+            ),
+        )
         self.log: List[str] = []
         self._ready = threading.Event()
         self.proc: Optional[subprocess.Popen] = None
@@ -109,9 +136,13 @@ class SshServer:
     def start(self, timeout: float = 15.0) -> SshServer:
         if os.geteuid() == 0:  # sshd's privilege separation directory
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.sshd_config],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", self.sshd_config],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._pump, daemon=True, name="sshd-log").start()
         if not self._ready.wait(timeout) or self.proc.poll() is not None:
             self.stop()

@@ -9,13 +9,38 @@ import easycluster
 
 # EasyCluster 0.22's __all__, plus the public names it left out of __all__.
 COMPAT = [
-    "AutoThreadingClient", "ThreadedClient", "Client", "ClientGroup", "Connection",
-    "DefaultRemoteProxy", "RemoteException", "RemoteProxy", "SelfIterProxy", "ServerObject",
-    "add_key_options", "call_method_multi", "call_multi", "decode_key", "define_common",
-    "definitions_module", "eval_multi", "exec_return", "execblock_multi", "generate_key",
-    "key_from_options", "make_server_class", "make_singleton", "read_key_file",
-    "write_key_file", "parse_connection_spec",
-    "SINGLE", "NonblockingResponse", "get_global", "set_global", "GeneratorProxy", "FileProxy",
+    "AutoThreadingClient",
+    "ThreadedClient",
+    "Client",
+    "ClientGroup",
+    "Connection",
+    "DefaultRemoteProxy",
+    "RemoteException",
+    "RemoteProxy",
+    "SelfIterProxy",
+    "ServerObject",
+    "add_key_options",
+    "call_method_multi",
+    "call_multi",
+    "decode_key",
+    "define_common",
+    "definitions_module",
+    "eval_multi",
+    "exec_return",
+    "execblock_multi",
+    "generate_key",
+    "key_from_options",
+    "make_server_class",
+    "make_singleton",
+    "read_key_file",
+    "write_key_file",
+    "parse_connection_spec",
+    "SINGLE",
+    "NonblockingResponse",
+    "get_global",
+    "set_global",
+    "GeneratorProxy",
+    "FileProxy",
 ]
 
 
@@ -44,8 +69,9 @@ def test_spawn_local_lives_in_server_module():
 
 
 def test_python_dash_m_easycluster_help():
-    out = subprocess.run([sys.executable, "-m", "easycluster", "--help"], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "easycluster", "--help"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0 and "-S" in out.stdout and "--keyfile" in out.stdout
 
 

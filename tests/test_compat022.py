@@ -45,12 +45,14 @@ PY = sys.executable
 
 CLIENT_CHANGE = VERBS_CHANGE = pytest.mark.compat  # landed: no longer expected to fail
 HOOK_CHANGE = pytest.mark.xfail(
-    strict=True, reason="needs a per-request hook in remote/connection.py")
+    strict=True, reason="needs a per-request hook in remote/connection.py"
+)
 
 _UNCHECKED = object()  # a 0.22 default that is not a literal (spawn_local's Client)
 
 
 # -- the tables -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Name:
@@ -84,11 +86,20 @@ def _s(kind: str, name: str, sig: Optional[str] = None, **kw: Any) -> Name:
     return Name("easycluster.server", name, kind, sig=sig, **kw)
 
 
-MSG_TYPES = {"ERROR": 0, "CHALLENGE": 1, "CHALLENGE_RESPONSE": 2, "KEEPALIVE": 3,
-             "REQUEST": 4, "RESPONSE": 5, "INIT": 6, "MSG_COMPRESSED": 0x80}
+MSG_TYPES = {
+    "ERROR": 0,
+    "CHALLENGE": 1,
+    "CHALLENGE_RESPONSE": 2,
+    "KEEPALIVE": 3,
+    "REQUEST": 4,
+    "RESPONSE": 5,
+    "INIT": 6,
+    "MSG_COMPRESSED": 0x80,
+}
 
-MAKE_EXPORT = ("export_methods=('@auto',), export_attrs=('@auto',), export_attrs_cache=(), "
-               "proxy_class=None")
+MAKE_EXPORT = (
+    "export_methods=('@auto',), export_attrs=('@auto',), export_attrs_cache=(), proxy_class=None"
+)
 
 NAMES: List[Name] = [
     # §1.1 constants
@@ -102,10 +113,17 @@ NAMES: List[Name] = [
     *(_c(n, v) for n, v in MSG_TYPES.items()),
     # §1.1 __all__, with §1.2's functions and §1.3's classes
     Name("easycluster", "AutoThreadingClient", "alias", "ThreadedClient", in_all=True),
-    _k("ThreadedClient", "keep_alive_interval=10, keep_alive_timeout=60", positional=False,
-       base="Client"),
-    _k("Client", "key=None, host=None, port=None, definitions='easycluster.remote_code', "
-                 "enable_compression=False, ssh=None, user=None, rpython=None, extra_args=()"),
+    _k(
+        "ThreadedClient",
+        "keep_alive_interval=10, keep_alive_timeout=60",
+        positional=False,
+        base="Client",
+    ),
+    _k(
+        "Client",
+        "key=None, host=None, port=None, definitions='easycluster.remote_code', "
+        "enable_compression=False, ssh=None, user=None, rpython=None, extra_args=()",
+    ),
     _k("ClientGroup", "clients=()"),
     # ours is Client: Connection(key, enable_compression=...) binds by keyword only
     _k("Connection", "key, enable_compression=False", positional=False),
@@ -129,9 +147,12 @@ NAMES: List[Name] = [
     _f("make_singleton", "obj, " + MAKE_EXPORT),
     _f("read_key_file", "path"),
     _f("write_key_file", "path, key, overwrite=False"),
-    _f("parse_connection_spec", "spec, default_port=None, default_key=b'', "
-                                "default_enable_compression=False, custom_options=(), warn=True",
-       differ={"default_key": "None: no key means no key, never the empty HMAC key"}),
+    _f(
+        "parse_connection_spec",
+        "spec, default_port=None, default_key=b'', "
+        "default_enable_compression=False, custom_options=(), warn=True",
+        differ={"default_key": "None: no key means no key, never the empty HMAC key"},
+    ),
     # §1.1 public but not in __all__
     _k("NonblockingResponse", in_all=False),  # made by calls, never by scripts
     _f("get_global", "name, context=None, auto_import=False", in_all=False),
@@ -146,9 +167,13 @@ NAMES: List[Name] = [
     _s("alias", "QuietServer", value="Server"),
     _s("class", "ServerThread", base="threading.Thread"),
     _s("function", "spawn_local", "clientclass=Client, **kw"),
-    _s("function", "run_server", "port, key, bindaddr=None, allow=(), verbosity=0, "
-                                 "daemonize=False, pidfile=None, disable_ipv6=False, "
-                                 "profile=None"),
+    _s(
+        "function",
+        "run_server",
+        "port, key, bindaddr=None, allow=(), verbosity=0, "
+        "daemonize=False, pidfile=None, disable_ipv6=False, "
+        "profile=None",
+    ),
     _s("function", "stop_server", ""),
     _s("function", "server_main", "args=None"),
     _s("function", "server_check_runner", ""),
@@ -183,23 +208,39 @@ def _m(owner: str, spec: str, module: str = "easycluster", **kw: Any) -> Member:
 
 
 KWARGS_NONE = {"kwargs": "None, read as {} (no shared mutable default)"}
-CALL_KEYWORDS = ("nonblocking=False, oncomplete=None, onerror=None, threadid=None, "
-                 "origexc=True")
+CALL_KEYWORDS = "nonblocking=False, oncomplete=None, onerror=None, threadid=None, origexc=True"
 
 MEMBERS: List[Member] = [
     # §1.3 Connection (Client's base in 0.22; the same class here)
-    *(_m("Connection", s) for s in (
-        "peername", "connected",
-        "connect(host, port=None, peername=None, user=None, ssh=None, rpython=None, "
-        "extra_args=())",
-        "reconnect()", "fileno()", "close()")),
-    *(_m("Connection", s, marks=(CLIENT_CHANGE,)) for s in (
-        "remote_host", "remote_port", "set_socket(sock, peername=None)", "send_challenge()",
-        "send_message(typ, data, delay_hmac=False)", "make_pickle(obj)", "write_fileno()")),
+    *(
+        _m("Connection", s)
+        for s in (
+            "peername",
+            "connected",
+            "connect(host, port=None, peername=None, user=None, ssh=None, rpython=None, "
+            "extra_args=())",
+            "reconnect()",
+            "fileno()",
+            "close()",
+        )
+    ),
+    *(
+        _m("Connection", s, marks=(CLIENT_CHANGE,))
+        for s in (
+            "remote_host",
+            "remote_port",
+            "set_socket(sock, peername=None)",
+            "send_challenge()",
+            "send_message(typ, data, delay_hmac=False)",
+            "make_pickle(obj)",
+            "write_fileno()",
+        )
+    ),
     # §1.3 Client
     _m("Client", "from_spec(spec, default_port=None, default_key=None, warn=True)"),
-    _m("Client", f"send_request(oid, meth, args, kwargs={{}}, {CALL_KEYWORDS})",
-       differ=KWARGS_NONE),
+    _m(
+        "Client", f"send_request(oid, meth, args, kwargs={{}}, {CALL_KEYWORDS})", differ=KWARGS_NONE
+    ),
     _m("Client", "raw_call(func, args, kwargs={})", differ=KWARGS_NONE),
     _m("Client", "call(_func, *args, **kwargs)"),
     _m("Client", "eval(expr)"),
@@ -242,29 +283,71 @@ MEMBERS: List[Member] = [
     *(_m("GeneratorProxy", s) for s in ("send", "throw", "close")),
     # FileProxy: the file methods that exist in Python 3 (0.22 also listed 'next',
     # 'xreadlines' and 'readinto', which a remote Python 3 file cannot serve)
-    *(_m("FileProxy", s) for s in (
-        "close", "fileno", "flush", "isatty", "read", "readline", "readlines", "seek",
-        "tell", "truncate", "write", "writelines", "closed", "encoding", "errors", "mode",
-        "name", "newlines")),
+    *(
+        _m("FileProxy", s)
+        for s in (
+            "close",
+            "fileno",
+            "flush",
+            "isatty",
+            "read",
+            "readline",
+            "readlines",
+            "seek",
+            "tell",
+            "truncate",
+            "write",
+            "writelines",
+            "closed",
+            "encoding",
+            "errors",
+            "mode",
+            "name",
+            "newlines",
+        )
+    ),
     # §1.3 ServerObject's class attributes
     _m("ServerObject", "export_methods", value=("@auto",)),
     _m("ServerObject", "export_attrs", value=("@auto",)),
     _m("ServerObject", "export_attrs_cache", value=()),
     _m("ServerObject", "proxy_class", value=False),  # False stands for None
     # §1.4 easycluster.server
-    *(_m("RootObject", s, "easycluster.server", marks=(VERBS_CHANGE,)) for s in (
-        "eval(code, mode)", "get_global(name)", "set_global(name, value)",
-        "update_definitions(code)", "getattr(obj, attr)", "setattr(obj, attr, val)",
-        "delattr(obj, attr)", "getmethod(obj, attr)", "import_modules(names)",
-        "do_easycluster_upgrade(code, data)")),
-    _m("RootObject", "call(func, args, kwargs={})", "easycluster.server", differ=KWARGS_NONE,
-       marks=(VERBS_CHANGE,)),
+    *(
+        _m("RootObject", s, "easycluster.server", marks=(VERBS_CHANGE,))
+        for s in (
+            "eval(code, mode)",
+            "get_global(name)",
+            "set_global(name, value)",
+            "update_definitions(code)",
+            "getattr(obj, attr)",
+            "setattr(obj, attr, val)",
+            "delattr(obj, attr)",
+            "getmethod(obj, attr)",
+            "import_modules(names)",
+            "do_easycluster_upgrade(code, data)",
+        )
+    ),
+    _m(
+        "RootObject",
+        "call(func, args, kwargs={})",
+        "easycluster.server",
+        differ=KWARGS_NONE,
+        marks=(VERBS_CHANGE,),
+    ),
     _m("Server", "report_connection()", "easycluster.server"),
     _m("Server", "report_disconnection()", "easycluster.server"),
-    _m("Server", "report_request(rid, garbage, tid, oid, meth, args, kw)",
-       "easycluster.server", marks=(HOOK_CHANGE,)),
-    _m("Server", "run_request(rid, oid, meth, args, kw)", "easycluster.server",
-       marks=(HOOK_CHANGE,)),
+    _m(
+        "Server",
+        "report_request(rid, garbage, tid, oid, meth, args, kw)",
+        "easycluster.server",
+        marks=(HOOK_CHANGE,),
+    ),
+    _m(
+        "Server",
+        "run_request(rid, oid, meth, args, kw)",
+        "easycluster.server",
+        marks=(HOOK_CHANGE,),
+    ),
     _m("Server", "run()", "easycluster.server"),
     _m("IPAddress", "in_network(net)", "easycluster.server"),
 ]
@@ -273,13 +356,13 @@ MEMBERS: List[Member] = [
 def _ids(entries: List[Any]) -> List[Any]:
     out = []
     for e in entries:
-        tid = (f"{e.module}:{e.name}" if isinstance(e, Name)
-               else f"{e.module}:{e.owner}.{e.name}")
+        tid = f"{e.module}:{e.name}" if isinstance(e, Name) else f"{e.module}:{e.owner}.{e.name}"
         out.append(pytest.param(e, id=tid, marks=e.marks))
     return out
 
 
 # -- signature checking -------------------------------------------------------------------
+
 
 def _parse(spec: str) -> Tuple[List[str], Dict[str, Any], bool, bool]:
     """The reference's parameter list: required names, optional name -> default, *a, **kw."""
@@ -295,8 +378,9 @@ def _parse(spec: str) -> Tuple[List[str], Dict[str, Any], bool, bool]:
     return names[:n_req], optional, args.vararg is not None, args.kwarg is not None
 
 
-def _check_signature(sig: inspect.Signature, spec: str, positional: bool,
-                     differ: Dict[str, str]) -> None:
+def _check_signature(
+    sig: inspect.Signature, spec: str, positional: bool, differ: Dict[str, str]
+) -> None:
     required, optional, varargs, varkw = _parse(spec)
     # a 0.22 call: the required parameters in order, the others by name
     sig.bind(*required, **{k: object() for k in optional})
@@ -328,6 +412,7 @@ def _resolve(dotted: str) -> Any:
 
 # -- the table tests ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("entry", _ids(NAMES))
 def test_name(entry: Name) -> None:
     """Importable from the module 0.22 had it in, of the kind and value it had there."""
@@ -348,8 +433,13 @@ def test_name(entry: Name) -> None:
     elif entry.kind == "class":
         assert inspect.isclass(obj)
         if entry.base:
-            base = (threading.Thread if entry.base == "threading.Thread"
-                    else Exception if entry.base == "Exception" else _resolve(entry.base))
+            base = (
+                threading.Thread
+                if entry.base == "threading.Thread"
+                else Exception
+                if entry.base == "Exception"
+                else _resolve(entry.base)
+            )
             assert issubclass(obj, base)
     else:
         assert entry.kind == "function"
@@ -366,8 +456,9 @@ def test_member(entry: Member) -> None:
     assert hasattr(cls, entry.name), f"{entry.owner}.{entry.name} is missing"
     if entry.sig is not None:
         assert callable(getattr(cls, entry.name))
-        _check_signature(_method_signature(cls, entry.name), entry.sig, entry.positional,
-                         entry.differ)
+        _check_signature(
+            _method_signature(cls, entry.name), entry.sig, entry.positional, entry.differ
+        )
     if entry.value is not None:
         want = None if entry.value is False else entry.value
         assert getattr(cls, entry.name) == want
@@ -376,12 +467,33 @@ def test_member(entry: Member) -> None:
 def test_tables_cover_0_22_all() -> None:
     """Every name of 0.22's ``__all__`` (reference §1.1) is in the table, marked so."""
     all_022 = {
-        "AutoThreadingClient", "ThreadedClient", "Client", "ClientGroup", "Connection",
-        "DefaultRemoteProxy", "RemoteException", "RemoteProxy", "SelfIterProxy",
-        "ServerObject", "add_key_options", "call_method_multi", "call_multi", "decode_key",
-        "define_common", "definitions_module", "eval_multi", "exec_return",
-        "execblock_multi", "generate_key", "key_from_options", "make_server_class",
-        "make_singleton", "read_key_file", "write_key_file", "parse_connection_spec"}
+        "AutoThreadingClient",
+        "ThreadedClient",
+        "Client",
+        "ClientGroup",
+        "Connection",
+        "DefaultRemoteProxy",
+        "RemoteException",
+        "RemoteProxy",
+        "SelfIterProxy",
+        "ServerObject",
+        "add_key_options",
+        "call_method_multi",
+        "call_multi",
+        "decode_key",
+        "define_common",
+        "definitions_module",
+        "eval_multi",
+        "exec_return",
+        "execblock_multi",
+        "generate_key",
+        "key_from_options",
+        "make_server_class",
+        "make_singleton",
+        "read_key_file",
+        "write_key_file",
+        "parse_connection_spec",
+    }
     marked = {e.name for e in NAMES if e.in_all}
     assert marked == all_022
 
@@ -389,8 +501,9 @@ def test_tables_cover_0_22_all() -> None:
 def test_legacy_constants_are_the_package_names() -> None:
     """``easycluster.legacy`` holds the 0.22 constants the package exports, as is."""
     public = [n for n in vars(legacy) if n.isupper()]
-    assert sorted(public) == sorted(["MIN_SERVER_VERSION", "PYTHON3", "HMAC_MOD", "HMAC_SIZE",
-                                     *MSG_TYPES])
+    assert sorted(public) == sorted(
+        ["MIN_SERVER_VERSION", "PYTHON3", "HMAC_MOD", "HMAC_SIZE", *MSG_TYPES]
+    )
     for n in public:
         assert getattr(easycluster, n) is getattr(legacy, n)
     assert legacy.HMAC_MOD().digest_size == legacy.HMAC_SIZE  # a consistent pair, as in 0.22
@@ -398,14 +511,22 @@ def test_legacy_constants_are_the_package_names() -> None:
 
 # -- processes ----------------------------------------------------------------------------
 
+
 class Proc:
     """A Python subprocess in its own session (killed with its children at the end), its
     stderr lines collected by a thread so a test can wait for one."""
 
     def __init__(self, args: List[str], cwd: Optional[str] = None, **kw: Any):
-        self.proc = subprocess.Popen([PY, *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=cwd, start_new_session=True, **kw)
+        self.proc = subprocess.Popen(
+            [PY, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            start_new_session=True,
+            **kw,
+        )
         self.err: List[str] = []
         self._lines: queue.Queue[Optional[str]] = queue.Queue()
         self._pump = threading.Thread(target=self._read_err, daemon=True)
@@ -552,17 +673,23 @@ def test_0_22_script_runs(tmp_path, proc_factory) -> None:
 
 # -- python -m easycluster.server and server_main ---------------------------------------
 
-@pytest.mark.parametrize("args, code, stream, text", [
-    (["--help"], 0, "out", "--keyfile"),
-    (["--version"], 0, "out", easycluster.VERSION),
-    ([], 2, "err", "nothing to do"),
-    (["--no-such-option"], 2, "err", "unrecognized arguments"),
-], ids=["help", "version", "no-args", "bad-option"])
+
+@pytest.mark.parametrize(
+    "args, code, stream, text",
+    [
+        (["--help"], 0, "out", "--keyfile"),
+        (["--version"], 0, "out", easycluster.VERSION),
+        ([], 2, "err", "nothing to do"),
+        (["--no-such-option"], 2, "err", "unrecognized arguments"),
+    ],
+    ids=["help", "version", "no-args", "bad-option"],
+)
 def test_python_m_easycluster_server(args, code, stream, text) -> None:
     """``python -m easycluster.server`` is the ``easycluster`` command (reference §5);
     exit codes as ``cli/exitcodes.py`` documents them."""
-    out = subprocess.run([PY, "-m", "easycluster.server", *args], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [PY, "-m", "easycluster.server", *args], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == code, out
     assert text in (out.stdout if stream == "out" else out.stderr)
     assert "Warning" not in out.stderr  # no runpy double-import warning
@@ -612,8 +739,7 @@ def _server_on_pair(proc_factory, key: bytes) -> Tuple[Proc, socket.socket]:
     """``Server(key, sock, 'pair').run()`` in a subprocess on one end of a socket pair."""
     ours, theirs = socket.socketpair()
     with theirs:
-        p = proc_factory(["-c", SERVER_SCRIPT, str(theirs.fileno())],
-                         pass_fds=[theirs.fileno()])
+        p = proc_factory(["-c", SERVER_SCRIPT, str(theirs.fileno())], pass_fds=[theirs.fileno()])
     p.send(key.hex() + "\n")
     return p, ours
 
@@ -632,8 +758,11 @@ def test_server_over_socketpair(proc_factory) -> None:
         client.close()
     code, out, err = p.finish()
     assert code == 0, err
-    assert out.splitlines() == ["New connection from pair", "Connection to pair terminated",
-                                "run() returned None"]
+    assert out.splitlines() == [
+        "New connection from pair",
+        "Connection to pair terminated",
+        "run() returned None",
+    ]
 
 
 def test_server_wrong_key(proc_factory) -> None:
@@ -699,8 +828,12 @@ def test_spawn_runner_process(proc_factory) -> None:
     p = proc_factory(["-c", SPAWN_RUNNER_SCRIPT])
     code, out, err = p.finish()
     assert code == 0, err
-    assert out.splitlines() == ["New connection from pair", "served by the child: True",
-                                "Connection to pair terminated", "child ended: True"]
+    assert out.splitlines() == [
+        "New connection from pair",
+        "served by the child: True",
+        "Connection to pair terminated",
+        "child ended: True",
+    ]
 
 
 # -- run_server and stop_server -----------------------------------------------------------
@@ -724,8 +857,11 @@ print("run_server returned", rc, flush=True)
 """
 
 
-@pytest.mark.parametrize("allow, admitted", [("127.0.0.0/8", True), ("10.0.0.0/8", False)],
-                         ids=["allowed", "not-allowed"])
+@pytest.mark.parametrize(
+    "allow, admitted",
+    [("127.0.0.0/8", True), ("10.0.0.0/8", False)],
+    ids=["allowed", "not-allowed"],
+)
 def test_run_server_and_stop_server(proc_factory, allow, admitted) -> None:
     """``run_server(port, key, bindaddr, allow)`` serves clients on its allow list only;
     ``stop_server()`` from another thread makes it return 0; with nothing serving
@@ -743,8 +879,11 @@ def test_run_server_and_stop_server(proc_factory, allow, admitted) -> None:
     p.send("stop\n")
     code, out, err = p.finish()
     assert code == 0, err
-    assert out.splitlines() == ["before serving, stop_server() -> False",
-                                "stop_server() -> True", "run_server returned 0"]
+    assert out.splitlines() == [
+        "before serving, stop_server() -> False",
+        "stop_server() -> True",
+        "run_server returned 0",
+    ]
 
 
 def test_stop_server_with_nothing_serving() -> None:
@@ -763,6 +902,7 @@ def test_run_server_refuses_the_empty_key() -> None:
 
 
 # -- create_socket and IPAddress ------------------------------------------------------------
+
 
 def _accepts(sock: socket.socket, host: str) -> bool:
     """Whether a client at ``host`` reaches ``sock`` (made to listen here)."""
@@ -812,20 +952,23 @@ def test_create_socket_ipv4_address_on_ipv6_family() -> None:
         assert sock.family == socket.AF_INET and sock.getsockname()[0] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("addr, net, inside", [
-    ("10.1.2.3", "10.0.0.0/8", True),
-    ("11.0.0.1", "10.0.0.0/8", False),
-    ("10.1.2.3", "10.1.2.3", True),
-    ("10.1.2.4", "10.1.2.3", False),
-    ("10.1.2.3", "10.9.9.9/8", True),  # host bits of the network are cleared
-    ("192.168.1.5", "0.0.0.0/0", True),
-    ("2001:db8::5", "2001:db8::/32", True),
-    ("2001:db9::5", "2001:db8::/32", False),
-    ("::ffff:192.168.1.5", "192.168.0.0/16", True),  # IPv4-mapped counts as IPv4
-    ("192.168.1.5", "::ffff:192.168.0.0/112", True),
-    ("10.1.2.3", "::/0", False),  # families never mix
-    ("::1", "0.0.0.0/0", False),
-])
+@pytest.mark.parametrize(
+    "addr, net, inside",
+    [
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("11.0.0.1", "10.0.0.0/8", False),
+        ("10.1.2.3", "10.1.2.3", True),
+        ("10.1.2.4", "10.1.2.3", False),
+        ("10.1.2.3", "10.9.9.9/8", True),  # host bits of the network are cleared
+        ("192.168.1.5", "0.0.0.0/0", True),
+        ("2001:db8::5", "2001:db8::/32", True),
+        ("2001:db9::5", "2001:db8::/32", False),
+        ("::ffff:192.168.1.5", "192.168.0.0/16", True),  # IPv4-mapped counts as IPv4
+        ("192.168.1.5", "::ffff:192.168.0.0/112", True),
+        ("10.1.2.3", "::/0", False),  # families never mix
+        ("::1", "0.0.0.0/0", False),
+    ],
+)
 def test_ipaddress_in_network(addr, net, inside) -> None:
     from easycluster.server import IPAddress
 
@@ -833,8 +976,18 @@ def test_ipaddress_in_network(addr, net, inside) -> None:
     assert IPAddress(addr).in_network(net) is inside  # text works too
 
 
-@pytest.mark.parametrize("text", ["", "10.1.2", "10.1.2.300", "10.0.0.0/33", "2001:db8::/129",
-                                  "host.example", "1:2:3:4:5:6:7:8:9"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "10.1.2",
+        "10.1.2.300",
+        "10.0.0.0/33",
+        "2001:db8::/129",
+        "host.example",
+        "1:2:3:4:5:6:7:8:9",
+    ],
+)
 def test_ipaddress_rejects_bad_text(text) -> None:
     from easycluster.server import IPAddress
 
@@ -843,6 +996,7 @@ def test_ipaddress_rejects_bad_text(text) -> None:
 
 
 # -- spawn_local and Client -----------------------------------------------------------------
+
 
 def test_spawn_local_uses_attach() -> None:
     """``spawn_local`` hands its connection to ``Client.attach`` (0.22's ``set_socket``),
@@ -879,8 +1033,9 @@ def test_clients_positional_over_tcp(tcp_server, key) -> None:
     as 0.22 scripts wrote them, against a real ``easycluster -S``."""
     with easycluster.Client(key, "127.0.0.1", tcp_server.port) as c:
         assert c.connected and c.eval("1 + 2") == 3
-    t = easycluster.ThreadedClient(key, "127.0.0.1", tcp_server.port, keep_alive_interval=5,
-                                   keep_alive_timeout=30)
+    t = easycluster.ThreadedClient(
+        key, "127.0.0.1", tcp_server.port, keep_alive_interval=5, keep_alive_timeout=30
+    )
     with t:
         assert t.call("divmod", 17, 5) == (3, 2)
     assert not t.connected
@@ -899,6 +1054,7 @@ def test_make_pickle_and_write_fileno(local_rmt) -> None:
 
 
 # -- §1.3 NonblockingResponse and §1.5 the per-call keywords ---------------------------------
+
 
 def test_nonblocking_response(local_rmt) -> None:
     r = local_rmt.call("divmod", 17, 5, nonblocking=True)
@@ -965,8 +1121,13 @@ def test_origexc(local_rmt, capfd) -> None:
     assert "ZeroDivisionError" in "".join(info.value.text)
 
 
-HARMLESS = {"nonblocking": False, "oncomplete": None, "onerror": None, "threadid": None,
-            "origexc": True}
+HARMLESS = {
+    "nonblocking": False,
+    "oncomplete": None,
+    "onerror": None,
+    "threadid": None,
+    "origexc": True,
+}
 
 
 @pytest.mark.parametrize("keyword", list(HARMLESS))
@@ -999,12 +1160,18 @@ def test_root_object_verbs_by_0_22_names(local_rmt) -> None:
 def test_star_import_in_definitions() -> None:
     """Definitions code sees 0.22's ``__all__`` without importing it (reference §1.1)."""
     module = "easycluster.compat022_definitions"  # its own module: nobody else gets it
-    easycluster.define_common(textwrap.dedent("""
+    easycluster.define_common(
+        textwrap.dedent("""
         def compat022_names():
             return [n for n in ("ServerObject", "make_singleton", "exec_return",
                                 "RemoteException") if n in globals()]
-        """), module)
+        """),
+        module,
+    )
     with spawn_local(definitions=module) as rmt:
-        assert rmt.compat022_names() == ["ServerObject", "make_singleton", "exec_return",
-                                         "RemoteException"]
-
+        assert rmt.compat022_names() == [
+            "ServerObject",
+            "make_singleton",
+            "exec_return",
+            "RemoteException",
+        ]

@@ -20,8 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args, timeout=20):
-    return subprocess.run([sys.executable, "-m", "easycluster", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "easycluster", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 def mode(path):
@@ -170,8 +175,7 @@ def test_hex_and_passphrase_decoding(tmp_path):
     assert keys.decode_key(key.hex()) == key
     assert keys.decode_key(key.hex().upper()) == key
     assert keys.decode_key(f"  {key.hex()}\n") == key
-    expected = hashlib.pbkdf2_hmac("sha256", b"correct horse", b"easycluster passphrase",
-                                   200_000)
+    expected = hashlib.pbkdf2_hmac("sha256", b"correct horse", b"easycluster passphrase", 200_000)
     assert keys.decode_key("correct horse") == expected
     assert keys.decode_key("abcd") != bytes.fromhex("abcd")  # short hex is a passphrase
     assert len(keys.decode_key("a" * 33)) == 32  # odd-length hex too

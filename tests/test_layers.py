@@ -145,7 +145,7 @@ def package_targets(target: str, names: List[str]) -> List[str]:
     """The package modules an import of ``target`` (with ``names``) loads, by our names."""
     if target != "easycluster" and not target.startswith("easycluster."):
         return []
-    base = target[len("easycluster."):] if target != "easycluster" else "__init__"
+    base = target[len("easycluster.") :] if target != "easycluster" else "__init__"
     out = []
     for n in names:  # ``from . import payload`` names a module
         sub = n if base == "__init__" else f"{base}.{n}"
@@ -159,9 +159,13 @@ def dynamic_imports(module: str) -> Iterator[Tuple[str, int]]:
     ``importlib.import_module`` loads, in the CLI's dispatch and ``__init__``'s lazy
     names. They count for cycles and layers like imports made at first use. Logger
     names (``getLogger("easycluster.server")``) are not imports."""
-    loggers = {id(a) for n in ast.walk(TREES[module]) if isinstance(n, ast.Call)
-               and getattr(n.func, "attr", getattr(n.func, "id", "")) == "getLogger"
-               for a in n.args}
+    loggers = {
+        id(a)
+        for n in ast.walk(TREES[module])
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "attr", getattr(n.func, "id", "")) == "getLogger"
+        for a in n.args
+    }
     for n in ast.walk(TREES[module]):
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in loggers:
             name = n.value.partition("easycluster.")[2]
@@ -202,7 +206,7 @@ def test_no_import_cycles_counting_deferred_imports():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycle = stack[stack.index(n):] + [n]
+                cycle = stack[stack.index(n) :] + [n]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if n not in state:
                 visit(n)
@@ -223,14 +227,20 @@ def test_imports_inside_functions_are_the_listed_ones():
 
 
 def test_modules_import_only_from_below():
-    wrong = [f"{a}:{line} imports {b}" for a, b, _, line in EDGES
-             if unit(a) != unit(b) and rank(b) >= rank(a)]
+    wrong = [
+        f"{a}:{line} imports {b}"
+        for a, b, _, line in EDGES
+        if unit(a) != unit(b) and rank(b) >= rank(a)
+    ]
     assert not wrong, "imports against the layer table:\n" + "\n".join(wrong)
 
 
 def test_client_and_remote_never_import_each_other():
-    wrong = [f"{a}:{line} imports {b}" for a, b, _, line in EDGES
-             if {unit(a), unit(b)} == {"client", "remote"}]
+    wrong = [
+        f"{a}:{line} imports {b}"
+        for a, b, _, line in EDGES
+        if {unit(a), unit(b)} == {"client", "remote"}
+    ]
     assert not wrong, wrong
 
 
@@ -266,10 +276,14 @@ def test_no_reaching_into_other_modules_private_attributes():
     for m, tree in TREES.items():
         own = owned_names(tree)
         for n in ast.walk(tree):
-            if (isinstance(n, ast.Attribute) and n.attr.startswith("_")
-                    and not n.attr.startswith("__") and n.attr not in own
-                    and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"))
-                    and n.attr not in STDLIB_PRIVATE):
+            if (
+                isinstance(n, ast.Attribute)
+                and n.attr.startswith("_")
+                and not n.attr.startswith("__")
+                and n.attr not in own
+                and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"))
+                and n.attr not in STDLIB_PRIVATE
+            ):
                 wrong.append(f"{m}:{n.lineno} {ast.unparse(n)}")
     assert not wrong, "private attributes of other modules' objects:\n" + "\n".join(wrong)
 
@@ -286,9 +300,12 @@ def third_party(module: str) -> Set[str]:
 
 @pytest.mark.parametrize("role", sorted(payload.ROLES))
 def test_the_shipped_set_imports_only_stdlib_cloudpickle_and_itself(role):
-    shipped = {module_name(PACKAGE.parent.joinpath(*n.split(".")).with_suffix(".py"))
-               if not payload.is_package(n) else (n.partition(".")[2] or "__init__")
-               for n in payload.closure(payload.ROLES[role])}
+    shipped = {
+        module_name(PACKAGE.parent.joinpath(*n.split(".")).with_suffix(".py"))
+        if not payload.is_package(n)
+        else (n.partition(".")[2] or "__init__")
+        for n in payload.closure(payload.ROLES[role])
+    }
     shipped.add("remote.stage1")  # sent ahead of the sources, runs them
     assert "remote.process" in shipped and "client.client" not in shipped
     wrong = []
@@ -306,25 +323,35 @@ def test_only_serialize_pickles():
     wrong = []
     for m, tree in TREES.items():
         for n in ast.walk(tree):
-            if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-                    and n.value.id in ("pickle", "cloudpickle") and n.attr in PICKLE_CALLS
-                    and m != "objects.serialize"):
+            if (
+                isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id in ("pickle", "cloudpickle")
+                and n.attr in PICKLE_CALLS
+                and m != "objects.serialize"
+            ):
                 wrong.append(f"{m}:{n.lineno} {ast.unparse(n)}")
     assert not wrong, wrong
 
 
 def test_only_protocol_computes_macs():
-    wrong = [f"{m}:{line}" for m in MODULES for target, _, _, line in imports(m)
-             if target == "hmac" and unit(m) != "protocol"]
+    wrong = [
+        f"{m}:{line}"
+        for m in MODULES
+        for target, _, _, line in imports(m)
+        if target == "hmac" and unit(m) != "protocol"
+    ]
     assert not wrong, wrong
 
 
 def test_only_the_listed_modules_wait_on_file_descriptors():
-    waiters = {m for m in MODULES for target, _, _, _ in imports(m)
-               if target in ("select", "selectors")}
+    waiters = {
+        m for m in MODULES for target, _, _, _ in imports(m) if target in ("select", "selectors")
+    }
     assert waiters == set(FD_WAITERS), (
         f"unlisted: {sorted(waiters - set(FD_WAITERS))}, "
-        f"listed but not waiting: {sorted(set(FD_WAITERS) - waiters)}")
+        f"listed but not waiting: {sorted(set(FD_WAITERS) - waiters)}"
+    )
 
 
 def test_server_py_is_imported_by_nothing_inside():

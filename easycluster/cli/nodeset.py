@@ -24,17 +24,34 @@ from .exitcodes import Parser, UsageError, run_command
 
 PROG = "easycluster nodeset"
 _VALUE_OPTS = {
-    "-x", "--exclude", "-i", "--intersection", "-X", "--xor", "-s", "--groupsource",
-    "-S", "--separator", "--split", "--autostep", "--groupsconf", "-I", "--slice",
+    "-x",
+    "--exclude",
+    "-i",
+    "--intersection",
+    "-X",
+    "--xor",
+    "-s",
+    "--groupsource",
+    "-S",
+    "--separator",
+    "--split",
+    "--autostep",
+    "--groupsconf",
+    "-I",
+    "--slice",
 }
 
 
 class _Operand(argparse.Action):
     """Record an operand and its operation, in command-line order."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Union[str, Sequence[Any], None],
-                 option_string: Optional[str] = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Union[str, Sequence[Any], None],
+        option_string: Optional[str] = None,
+    ) -> None:
         ops = getattr(namespace, "ops", None) or []
         ops.append((self.const, values))
         namespace.ops = ops
@@ -69,39 +86,82 @@ def build_parser() -> argparse.ArgumentParser:
         usage=f"{PROG} COMMAND [OPTIONS] [NODESET ...] [-x|-i|-X NODESET ...]",
         description="Count, expand, fold or regroup node sets such as node[1-100].",
         epilog=f"Groups file: --groupsconf or ${GROUPS_CONF_ENV}. Exit codes: 0 ok, 1 error, "
-               "2 usage.",
+        "2 usage.",
     )
     cmd = parser.add_mutually_exclusive_group()
     cmd.add_argument("-c", "--count", action="store_true", help="print the number of nodes")
     cmd.add_argument("-e", "--expand", action="store_true", help="print every node name")
     cmd.add_argument("-f", "--fold", action="store_true", help="print the folded node set")
     cmd.add_argument("-r", "--regroup", action="store_true", help="fold using node groups")
-    cmd.add_argument("-l", "--list", action="count", default=0,
-                     help="list groups of the source (-ll: with nodes, -lll: and counts)")
-    cmd.add_argument("-L", "--list-all", action="count", default=0,
-                     help="list groups of every source (-LL, -LLL as for -l)")
-    cmd.add_argument("--list-sources", "--groupsources", action="store_true",
-                     help="list the group sources, the default one first")
-    parser.add_argument("-x", "--exclude", action=_Operand, const="-", metavar="NODESET",
-                        help="remove these nodes (difference)")
-    parser.add_argument("-i", "--intersection", action=_Operand, const="&", metavar="NODESET",
-                        help="keep only these nodes (intersection)")
-    parser.add_argument("-X", "--xor", action=_Operand, const="^", metavar="NODESET",
-                        help="symmetric difference with these nodes")
+    cmd.add_argument(
+        "-l",
+        "--list",
+        action="count",
+        default=0,
+        help="list groups of the source (-ll: with nodes, -lll: and counts)",
+    )
+    cmd.add_argument(
+        "-L",
+        "--list-all",
+        action="count",
+        default=0,
+        help="list groups of every source (-LL, -LLL as for -l)",
+    )
+    cmd.add_argument(
+        "--list-sources",
+        "--groupsources",
+        action="store_true",
+        help="list the group sources, the default one first",
+    )
+    parser.add_argument(
+        "-x",
+        "--exclude",
+        action=_Operand,
+        const="-",
+        metavar="NODESET",
+        help="remove these nodes (difference)",
+    )
+    parser.add_argument(
+        "-i",
+        "--intersection",
+        action=_Operand,
+        const="&",
+        metavar="NODESET",
+        help="keep only these nodes (intersection)",
+    )
+    parser.add_argument(
+        "-X",
+        "--xor",
+        action=_Operand,
+        const="^",
+        metavar="NODESET",
+        help="symmetric difference with these nodes",
+    )
     parser.add_argument("--node", action=_Operand, const="|", help=argparse.SUPPRESS)
     parser.add_argument("-a", "--all", action="store_true", help="start from all nodes")
     parser.add_argument("-s", "--groupsource", metavar="SOURCE", help="group source to use")
     parser.add_argument("--groupsconf", metavar="FILE", help="groups file")
-    parser.add_argument("-G", "--groupbase", action="store_true",
-                        help="no source prefix in group names (-r, -l)")
-    parser.add_argument("-S", "--separator", default=" ", metavar="SEP",
-                        help="separator for -e (escapes such as \\n work)")
-    parser.add_argument("-I", "--slice", metavar="RANGESET",
-                        help="keep the nodes at these 0-based positions")
+    parser.add_argument(
+        "-G", "--groupbase", action="store_true", help="no source prefix in group names (-r, -l)"
+    )
+    parser.add_argument(
+        "-S",
+        "--separator",
+        default=" ",
+        metavar="SEP",
+        help="separator for -e (escapes such as \\n work)",
+    )
+    parser.add_argument(
+        "-I", "--slice", metavar="RANGESET", help="keep the nodes at these 0-based positions"
+    )
     parser.add_argument("--split", type=_positive, metavar="N", help="print N sub-sets")
     parser.add_argument("--contiguous", action="store_true", help="print contiguous sub-sets")
-    parser.add_argument("--autostep", type=_autostep, metavar="N|P%|auto",
-                        help="fold evenly spaced indexes as a-b/step")
+    parser.add_argument(
+        "--autostep",
+        type=_autostep,
+        metavar="N|P%|auto",
+        help="fold evenly spaced indexes as a-b/step",
+    )
     parser.set_defaults(ops=[])
     return parser
 
@@ -137,8 +197,7 @@ def _compute(args: argparse.Namespace, resolver: Optional[GroupResolver]) -> Nod
     result = NodeSet(resolver=resolver)
     if args.all:
         if resolver is None:
-            raise NodeSetError("-a needs a groups file (--groupsconf or "
-                               f"${GROUPS_CONF_ENV})")
+            raise NodeSetError(f"-a needs a groups file (--groupsconf or ${GROUPS_CONF_ENV})")
         result.update(NodeSet.fromall(resolver))
     ops = list(args.ops)
     if not args.all and not any(op == "|" for op, _ in ops):
@@ -156,8 +215,9 @@ def _compute(args: argparse.Namespace, resolver: Optional[GroupResolver]) -> Nod
     return result
 
 
-def _list_groups(args: argparse.Namespace, resolver: GroupResolver, nodes: NodeSet,
-                 out: List[str]) -> None:
+def _list_groups(
+    args: argparse.Namespace, resolver: GroupResolver, nodes: NodeSet, out: List[str]
+) -> None:
     level = args.list or args.list_all
     sources = resolver.source_names() if args.list_all else [resolver.default]
     for source in sources:
@@ -189,8 +249,10 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     base = GroupResolver.from_file(path) if path else GroupResolver.from_env()
     resolver = base.with_default(args.groupsource) if base is not None else None
     if resolver is None and args.groupsource:
-        raise NodeSetError(f"no groups file to find source {args.groupsource!r} "
-                           f"(use --groupsconf or ${GROUPS_CONF_ENV})")
+        raise NodeSetError(
+            f"no groups file to find source {args.groupsource!r} "
+            f"(use --groupsconf or ${GROUPS_CONF_ENV})"
+        )
     if args.list_sources:
         for pos, name in enumerate(resolver.source_names() if resolver else []):
             out.append(name + (" (default)" if pos == 0 else ""))
@@ -211,7 +273,8 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
         picked = list(nodes)
         nodes = NodeSet.fromlist(
             [picked[int(i)] for i in RangeSet(args.slice).intiter() if int(i) < len(picked)],
-            resolver=resolver)
+            resolver=resolver,
+        )
     if args.autostep == "auto":
         nodes.autostep = max(3, len(nodes))
     elif isinstance(args.autostep, float):
@@ -245,8 +308,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(_tag_positionals(argv))
-        commands = (args.count, args.expand, args.fold, args.regroup, args.list,
-                    args.list_all, args.list_sources)
+        commands = (
+            args.count,
+            args.expand,
+            args.fold,
+            args.regroup,
+            args.list,
+            args.list_all,
+            args.list_sources,
+        )
         if not any(commands):
             raise UsageError("no command given: use one of -c -e -f -r -l -L --list-sources")
         out: List[str] = []

@@ -31,6 +31,7 @@ def _checked(name: str) -> Callable[[str], Any]:
             return parse(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(f"{text!r}: {e}")
+
     return convert
 
 
@@ -38,52 +39,112 @@ def _parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="easycluster",
         description="EasyCluster standalone server and tools. "
-                    "Subcommand: 'easycluster nodeset ...' (see 'easycluster nodeset -h').")
+        "Subcommand: 'easycluster nodeset ...' (see 'easycluster nodeset -h').",
+    )
     p.add_argument("--version", action="version", version=f"easycluster {VERSION}")
     p.add_argument("-S", "--serve", action="store_true", help="run the standalone server")
     keys.add_key_options(p)
     p.add_argument("-g", "--generate", metavar="FILE", help="write a new random key file")
-    p.add_argument("-O", "--overwrite", action="store_true",
-                   help="let -g replace a file, --install a configuration or key")
-    p.add_argument("--config", metavar="FILE",
-                   help="read server settings from FILE (options given here win)")
-    p.add_argument("-p", "--port", type=int, default=None,
-                   help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
-    p.add_argument("-b", "--bind", metavar="ADDR",
-                   help="address to listen on ('*': all; default: all, or loopback with "
-                        "--config)")
+    p.add_argument(
+        "-O",
+        "--overwrite",
+        action="store_true",
+        help="let -g replace a file, --install a configuration or key",
+    )
+    p.add_argument(
+        "--config", metavar="FILE", help="read server settings from FILE (options given here win)"
+    )
+    p.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        default=None,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    p.add_argument(
+        "-b",
+        "--bind",
+        metavar="ADDR",
+        help="address to listen on ('*': all; default: all, or loopback with --config)",
+    )
     p.add_argument("-N", "--no-ipv6", action="store_true", help="listen on IPv4 only")
-    p.add_argument("-a", "--allow", metavar="NET", action="append", default=[],
-                   help="only accept clients from this address or network (repeatable)")
-    p.add_argument("-v", "--verbose", action="count", default=None,
-                   help="log connections (-v) and every request (-vv)")
+    p.add_argument(
+        "-a",
+        "--allow",
+        metavar="NET",
+        action="append",
+        default=[],
+        help="only accept clients from this address or network (repeatable)",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=None,
+        help="log connections (-v) and every request (-vv)",
+    )
     p.add_argument("-c", "--class", dest="server_class", help=argparse.SUPPRESS)
     p.add_argument("-d", "--daemonize", action="store_true", help="detach and run in background")
     p.add_argument("-P", "--pidfile", metavar="FILE", help="write the server's pid here")
-    p.add_argument("--handshake-timeout", type=_checked("handshake_timeout"), default=None,
-                   help="seconds an unauthenticated socket may take to authenticate (10)")
-    p.add_argument("--max-pending", type=_checked("max_pending"), default=None,
-                   help="most unauthenticated sockets waiting at once (64)")
-    p.add_argument("--max-connections", type=_checked("max_connections"), default=None,
-                   metavar="N", help="most connections served at once (default 0: no limit)")
-    p.add_argument("--grace", type=_checked("grace"), default=None, metavar="S",
-                   help="seconds SIGTERM lets open connections finish (10)")
+    p.add_argument(
+        "--handshake-timeout",
+        type=_checked("handshake_timeout"),
+        default=None,
+        help="seconds an unauthenticated socket may take to authenticate (10)",
+    )
+    p.add_argument(
+        "--max-pending",
+        type=_checked("max_pending"),
+        default=None,
+        help="most unauthenticated sockets waiting at once (64)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_checked("max_connections"),
+        default=None,
+        metavar="N",
+        help="most connections served at once (default 0: no limit)",
+    )
+    p.add_argument(
+        "--grace",
+        type=_checked("grace"),
+        default=None,
+        metavar="S",
+        help="seconds SIGTERM lets open connections finish (10)",
+    )
     svc = p.add_argument_group("boot service (systemd)")
     acts = svc.add_mutually_exclusive_group()
-    acts.add_argument("-i", "--install", action="store_true",
-                      help="install and enable the systemd unit, configuration and key "
-                           "(-k FILE: install a copy of that key; -b/-p/-a...: settings)")
-    acts.add_argument("-u", "--uninstall", action="store_true",
-                      help="stop, disable and remove the unit (keeps key and configuration)")
+    acts.add_argument(
+        "-i",
+        "--install",
+        action="store_true",
+        help="install and enable the systemd unit, configuration and key "
+        "(-k FILE: install a copy of that key; -b/-p/-a...: settings)",
+    )
+    acts.add_argument(
+        "-u",
+        "--uninstall",
+        action="store_true",
+        help="stop, disable and remove the unit (keeps key and configuration)",
+    )
     acts.add_argument("--start", action="store_true", help="start the service")
     acts.add_argument("--stop", action="store_true", help="stop the service")
     acts.add_argument("--status", action="store_true", help="show the service's status")
-    acts.add_argument("--query-installed", action="store_true",
-                      help="exit 0 if the service is installed, 1 if not")
-    svc.add_argument("--purge", action="store_true",
-                     help="with --uninstall: remove the key and configuration too")
-    svc.add_argument("--root", metavar="DIR",
-                     help="install into (or query) a staging root; needs no running systemd")
+    acts.add_argument(
+        "--query-installed",
+        action="store_true",
+        help="exit 0 if the service is installed, 1 if not",
+    )
+    svc.add_argument(
+        "--purge",
+        action="store_true",
+        help="with --uninstall: remove the key and configuration too",
+    )
+    svc.add_argument(
+        "--root",
+        metavar="DIR",
+        help="install into (or query) a staging root; needs no running systemd",
+    )
     return p
 
 
@@ -106,8 +167,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"-S cannot be combined with --{action.replace('_', '-')}")
         return _service(action, args)
     if args.purge or args.root:
-        raise ConfigError("--purge and --root go with --install, --uninstall or "
-                          "--query-installed")
+        raise ConfigError("--purge and --root go with --install, --uninstall or --query-installed")
     if not args.serve:
         _parser().print_usage(sys.stderr)
         raise ConfigError("nothing to do: use -S to serve or -g FILE to make a key")
@@ -122,10 +182,18 @@ def _cli_settings(args: argparse.Namespace) -> Dict[str, Any]:
         allow = config.PARSERS["allow"](",".join(args.allow)) if args.allow else None
     except ValueError as e:
         raise ConfigError(str(e))
-    return {"port": args.port, "bind": args.bind, "keyfile": args.keyfile, "allow": allow,
-            "verbosity": args.verbose, "max_connections": args.max_connections,
-            "handshake_timeout": args.handshake_timeout, "max_pending": args.max_pending,
-            "grace": args.grace, "ipv6": False if args.no_ipv6 else None}
+    return {
+        "port": args.port,
+        "bind": args.bind,
+        "keyfile": args.keyfile,
+        "allow": allow,
+        "verbosity": args.verbose,
+        "max_connections": args.max_connections,
+        "handshake_timeout": args.handshake_timeout,
+        "max_pending": args.max_pending,
+        "grace": args.grace,
+        "ipv6": False if args.no_ipv6 else None,
+    }
 
 
 class _Setup:
@@ -149,31 +217,35 @@ class _Setup:
         else:
             key = config.load_key(settings)
         if not key:
-            raise ConfigError("refusing to serve without a key. Make one with "
-                              "'easycluster -g KEYFILE', then run 'easycluster -S -k KEYFILE'"
-                              + (f" or set 'keyfile = KEYFILE' in {args.config}"
-                                 if args.config else ""))
+            raise ConfigError(
+                "refusing to serve without a key. Make one with "
+                "'easycluster -g KEYFILE', then run 'easycluster -S -k KEYFILE'"
+                + (f" or set 'keyfile = KEYFILE' in {args.config}" if args.config else "")
+            )
         logging.getLogger().setLevel(logging.INFO if settings["verbosity"] else logging.WARNING)
         self.settings = settings
-        return config.server_options(settings, key, pidfile=args.pidfile,
-                                     daemonize=args.daemonize)
+        return config.server_options(settings, key, pidfile=args.pidfile, daemonize=args.daemonize)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="easycluster[%(process)d]: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
+    )
     setup = _Setup(args)
     opts = setup.options(first=True)
     try:
         return run_server(opts, reload=setup.options)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise EasyClusterError(f"{_where(setup.settings, 'port')}port {opts.port} is "
-                                   "already in use: is another server running? Stop it or "
-                                   "choose another port")
+            raise EasyClusterError(
+                f"{_where(setup.settings, 'port')}port {opts.port} is "
+                "already in use: is another server running? Stop it or "
+                "choose another port"
+            )
         if e.errno == errno.EADDRNOTAVAIL or isinstance(e, socket.gaierror):
-            raise EasyClusterError(f"{_where(setup.settings, 'bind')}cannot listen on "
-                                   f"{opts.bind!r}: {e.strerror or e}")
+            raise EasyClusterError(
+                f"{_where(setup.settings, 'bind')}cannot listen on {opts.bind!r}: {e.strerror or e}"
+            )
         raise
 
 
@@ -188,16 +260,19 @@ def _service(action: str, args: argparse.Namespace) -> int:
         raise ConfigError("--purge goes with --uninstall")
     if action == "install":
         if args.config:
-            raise ConfigError(f"--install writes its configuration to {layout.config}; "
-                              "--config is for -S")
+            raise ConfigError(
+                f"--install writes its configuration to {layout.config}; --config is for -S"
+            )
         if args.key:
-            raise ConfigError("--install takes a key file (-k FILE), not a key on the "
-                              "command line")
-        values = {name: _config_text(value)
-                  for name, value in _cli_settings(args).items()
-                  if value is not None and name != "keyfile"}
-        return systemd.install(layout, keyfile=args.keyfile, overwrite=args.overwrite,
-                               config_values=values)
+            raise ConfigError("--install takes a key file (-k FILE), not a key on the command line")
+        values = {
+            name: _config_text(value)
+            for name, value in _cli_settings(args).items()
+            if value is not None and name != "keyfile"
+        }
+        return systemd.install(
+            layout, keyfile=args.keyfile, overwrite=args.overwrite, config_values=values
+        )
     if action == "uninstall":
         return systemd.uninstall(layout, purge=args.purge)
     if action == "query_installed":

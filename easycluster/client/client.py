@@ -40,7 +40,6 @@ from .spec import client_from_spec
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
 
 
-
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
 
 
@@ -59,12 +58,21 @@ class Client:
     _proxies: Any = None
     peername = "(not connected)"
 
-    def __init__(self, key: Optional[bytes] = None, host: Optional[str] = None,
-                 port: Optional[int] = None, definitions: str = definitions.DEFAULT_MODULE,
-                 enable_compression: bool = False, ssh: Any = None, user: Optional[str] = None,
-                 rpython: Optional[str] = None, extra_args: Sequence[str] = (), *,
-                 connect_timeout: Optional[float] = 10.0,
-                 max_frame: int = frames.DEFAULT_MAX_FRAME):
+    def __init__(
+        self,
+        key: Optional[bytes] = None,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        definitions: str = definitions.DEFAULT_MODULE,
+        enable_compression: bool = False,
+        ssh: Any = None,
+        user: Optional[str] = None,
+        rpython: Optional[str] = None,
+        extra_args: Sequence[str] = (),
+        *,
+        connect_timeout: Optional[float] = 10.0,
+        max_frame: int = frames.DEFAULT_MAX_FRAME,
+    ):
         self.key = key
         self.definitions = definitions
         self.enable_compression = enable_compression
@@ -77,20 +85,32 @@ class Client:
         self._server_info: Dict[str, Any] = {}
         self._target: Optional[Tuple[Any, ...]] = None
         if host is not None:
-            self.connect(host, port, user=user, ssh=ssh, rpython=rpython,
-                         extra_args=extra_args)
+            self.connect(host, port, user=user, ssh=ssh, rpython=rpython, extra_args=extra_args)
 
     # -- connecting ------------------------------------------------------------------
 
     @classmethod
-    def from_spec(cls, spec: str, default_port: Optional[int] = None,
-                  default_key: Optional[bytes] = None, warn: bool = True, **kw: Any) -> Any:
+    def from_spec(
+        cls,
+        spec: str,
+        default_port: Optional[int] = None,
+        default_key: Optional[bytes] = None,
+        warn: bool = True,
+        **kw: Any,
+    ) -> Any:
         """A client connected as ``spec`` (``[user@]host[:port][:name=value]...``) says."""
         return client_from_spec(cls, spec, default_port, default_key, warn, **kw)
 
-    def connect(self, host: str, port: Optional[int] = None, peername: Optional[str] = None,
-                user: Optional[str] = None, ssh: Any = None, rpython: Optional[str] = None,
-                extra_args: Sequence[str] = ()) -> None:
+    def connect(
+        self,
+        host: str,
+        port: Optional[int] = None,
+        peername: Optional[str] = None,
+        user: Optional[str] = None,
+        ssh: Any = None,
+        rpython: Optional[str] = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses.
 
         Over ssh (``ssh`` set, a ``user`` given, or no key) the server is started through
@@ -98,16 +118,24 @@ class Client:
         ``easycluster -S`` server and ``key`` its key.
         """
         if self._channel is not None:
-            raise ConfigError(f"already connected to {self.peername}; close() it first "
-                              "(or use reconnect())")
+            raise ConfigError(
+                f"already connected to {self.peername}; close() it first (or use reconnect())"
+            )
         if ssh or user or self.key is None:
             self._target = None
             self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
             from ..launch.ssh import open_channel  # loaded only for ssh
 
             channel, closer, name = open_channel(
-                host, port=port, user=user, ssh=ssh, rpython=rpython, extra_args=extra_args,
-                options=self.wire_options(), timeout=self.connect_timeout)
+                host,
+                port=port,
+                user=user,
+                ssh=ssh,
+                rpython=rpython,
+                extra_args=extra_args,
+                options=self.wire_options(),
+                timeout=self.connect_timeout,
+            )
             self.attach(channel, peername or name, closer)
             return
         key = check_key(self.key)
@@ -126,8 +154,9 @@ class Client:
     def set_socket(self, sock: Any, peername: Optional[str] = None) -> None:
         """EasyCluster 0.22: adopt ``sock``, connected to a server; the handshake runs
         with this client's key (see ``attach`` for a finished channel)."""
-        channel = client_handshake(sock, check_key(self.key), self.wire_options(),
-                                   self.connect_timeout)
+        channel = client_handshake(
+            sock, check_key(self.key), self.wire_options(), self.connect_timeout
+        )
         self.attach(channel, peername or "socket")
 
     def send_challenge(self) -> None:
@@ -135,8 +164,7 @@ class Client:
 
     def send_message(self, typ: int, data: bytes, delay_hmac: bool = False) -> None:
         """EasyCluster 0.22's raw message; its messages are not this protocol's."""
-        raise NotImplementedError("0.22's raw messages are not this protocol's; "
-                                  "use send_request")
+        raise NotImplementedError("0.22's raw messages are not this protocol's; use send_request")
 
     def make_pickle(self, obj: Any) -> bytes:
         """``obj`` pickled as this connection pickles call arguments (proxies included)."""
@@ -170,8 +198,9 @@ class Client:
         """The handshake options this client asks for (frame limit, compression)."""
         return WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
 
-    def attach(self, channel: Channel, peername: str,
-               closer: Optional[Callable[[], None]] = None) -> None:
+    def attach(
+        self, channel: Channel, peername: str, closer: Optional[Callable[[], None]] = None
+    ) -> None:
         """Use ``channel`` (a finished handshake) as this client's connection to the
         server called ``peername``, and send the definitions; ``closer`` runs once the
         connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
@@ -189,11 +218,14 @@ class Client:
         end, blocks = definitions.blocks_since(0)
         self._sent_blocks = end
         try:
-            self._server_info = self.send_request(0, "hello", (self.definitions, blocks),
-                                                  threadid=0, origexc="quiet")
+            self._server_info = self.send_request(
+                0, "hello", (self.definitions, blocks), threadid=0, origexc="quiet"
+            )
         except BaseException as e:  # e.g. a define_common block failing there: no leak
-            self._shutdown(ConnectionLost, f"{peername}: setting up the connection failed: "
-                                           f"{type(e).__name__}: {e}")
+            self._shutdown(
+                ConnectionLost,
+                f"{peername}: setting up the connection failed: {type(e).__name__}: {e}",
+            )
             raise
 
     _reader_used = False
@@ -213,16 +245,24 @@ class Client:
             self.connect(host, port, peername)
         elif ssh_target is not None:  # (one of the two is set: checked above)
             host, port, user, ssh, rpython, extra = ssh_target
-            self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython,
-                         extra_args=extra)
+            self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
 
     # -- calls -----------------------------------------------------------------------
 
-    def send_request(self, oid: int, meth: str, args: Sequence[Any] = (),
-                     kwargs: Optional[Dict[str, Any]] = None, nonblocking: bool = False,
-                     oncomplete: Callback = None, onerror: Callback = None,
-                     threadid: Optional[int] = None, origexc: Any = True,
-                     timeout: Optional[float] = None, target: Any = None) -> Any:
+    def send_request(
+        self,
+        oid: int,
+        meth: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Dict[str, Any]] = None,
+        nonblocking: bool = False,
+        oncomplete: Callback = None,
+        onerror: Callback = None,
+        threadid: Optional[int] = None,
+        origexc: Any = True,
+        timeout: Optional[float] = None,
+        target: Any = None,
+    ) -> Any:
         """Send one request; the funnel every call goes through.
 
         Returns the value; or, with ``nonblocking``, a ``Response``; or, with
@@ -267,8 +307,9 @@ class Client:
         pending[rid] = resp
         try:
             # a non-blocking call may wait a moment to leave with others
-            channel.send_message(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs,
-                                 flush=wait_here)
+            channel.send_message(
+                frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs, flush=wait_here
+            )
         except BaseException:
             pending.pop(rid, None)
             raise
@@ -303,8 +344,13 @@ class Client:
     def _thread_for_call(self) -> int:
         return self._default_thread
 
-    def raw_call(self, func: str, args: Sequence[Any] = (),
-                 kwargs: Optional[Dict[str, Any]] = None, **opts: Any) -> Any:
+    def raw_call(
+        self,
+        func: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Dict[str, Any]] = None,
+        **opts: Any,
+    ) -> Any:
         """Call remote ``func`` (a dotted name) with ``args``/``kwargs`` as given."""
         return self.send_request(0, "call", (func, tuple(args), kwargs or {}), **opts)
 
@@ -328,8 +374,7 @@ class Client:
             raise TypeError("acall takes no nonblocking/oncomplete/onerror: it is awaited")
         resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plain_mirror(resp))),
-                                   timeout)
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plain_mirror(resp))), timeout)
         except asyncio.TimeoutError:
             resp.reader.forget(resp.request_id)
             raise timeout_error(self, resp.request_id, _func, timeout) from None
@@ -435,18 +480,21 @@ class Client:
         if resp.pins is not None:
             resp.pins = None  # the server has resolved the request's proxies by now
         try:
-            (value,) = serialize.loads(main[REPLY_HEAD.size:], bufs, self._proxies)
+            (value,) = serialize.loads(main[REPLY_HEAD.size :], bufs, self._proxies)
         except BaseException as e:
-            err = pickle.UnpicklingError(f"the reply to request {rid} from {self.peername} "
-                                         f"cannot be unpickled here: {type(e).__name__}: {e}")
+            err = pickle.UnpicklingError(
+                f"the reply to request {rid} from {self.peername} "
+                f"cannot be unpickled here: {type(e).__name__}: {e}"
+            )
             _settle(resp.set_exception, RemoteException(err, []))
             return
         try:  # a close racing with this reader may have completed it already
             if status == 0:
                 resp.set_result(value)
             else:
-                resp.set_exception(value if isinstance(value, RemoteException)
-                                   else RemoteException(value, []))
+                resp.set_exception(
+                    value if isinstance(value, RemoteException) else RemoteException(value, [])
+                )
         except concurrent.futures.InvalidStateError:
             pass
 

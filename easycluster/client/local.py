@@ -9,10 +9,16 @@ from ..objects import definitions
 from .client import Client
 
 
-def spawn_local(clientclass: Optional[type] = None, *, verbosity: int = 0,
-                definitions: str = definitions.DEFAULT_MODULE,
-                enable_compression: bool = False, timeout: float = 30.0,
-                fresh_interpreter: bool = False, **client_kw: Any) -> Any:
+def spawn_local(
+    clientclass: Optional[type] = None,
+    *,
+    verbosity: int = 0,
+    definitions: str = definitions.DEFAULT_MODULE,
+    enable_compression: bool = False,
+    timeout: float = 30.0,
+    fresh_interpreter: bool = False,
+    **client_kw: Any,
+) -> Any:
     """Start a local server process and return ``clientclass`` (default Client) on it.
 
     The server is never a fork of this script: it is forked from a clean zygote

@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence
 from .threaded import ThreadedClient
 
 
-def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], return_exceptions: bool,
-             origexc: Any) -> List[Any]:
+def _fan_out(
+    targets: Sequence[Any], send: Callable[[Any], Any], return_exceptions: bool, origexc: Any
+) -> List[Any]:
     started: List[Any] = []
     for t in targets:
         try:
@@ -68,31 +69,39 @@ def call_multi(_connections: Iterable[Any], _func: str, *a: Any, **kw: Any) -> L
     """
     return_exceptions, origexc = _pop_opts(kw)
     conns = list(_connections)
-    return _fan_out(conns, lambda c: c.raw_call(_func, a, kw, nonblocking=True),
-                    return_exceptions, origexc)
+    return _fan_out(
+        conns, lambda c: c.raw_call(_func, a, kw, nonblocking=True), return_exceptions, origexc
+    )
 
 
-def eval_multi(connections: Iterable[Any], code: str, return_exceptions: bool = False,
-               origexc: Any = None) -> List[Any]:
+def eval_multi(
+    connections: Iterable[Any], code: str, return_exceptions: bool = False, origexc: Any = None
+) -> List[Any]:
     """Evaluate ``code`` on every connection in parallel; results in input order."""
     conns = list(connections)
     return _fan_out(conns, lambda c: c.eval(code, nonblocking=True), return_exceptions, origexc)
 
 
-def execblock_multi(connections: Iterable[Any], code: str, return_exceptions: bool = False,
-                    origexc: Any = None) -> List[Any]:
+def execblock_multi(
+    connections: Iterable[Any], code: str, return_exceptions: bool = False, origexc: Any = None
+) -> List[Any]:
     """Run ``code`` with ``execblock`` on every connection; ``exec_return`` values in order."""
     conns = list(connections)
-    return _fan_out(conns, lambda c: c.execblock(code, nonblocking=True), return_exceptions,
-                    origexc)
+    return _fan_out(
+        conns, lambda c: c.execblock(code, nonblocking=True), return_exceptions, origexc
+    )
 
 
 def call_method_multi(_objects: Iterable[Any], _method: str, *a: Any, **kw: Any) -> List[Any]:
     """Call ``_method(*a, **kw)`` on every proxy in parallel; results in input order."""
     return_exceptions, origexc = _pop_opts(kw)
     objs = list(_objects)
-    return _fan_out(objs, lambda o: o.raw_call_method(_method, a, kw, nonblocking=True),
-                    return_exceptions, origexc)
+    return _fan_out(
+        objs,
+        lambda o: o.raw_call_method(_method, a, kw, nonblocking=True),
+        return_exceptions,
+        origexc,
+    )
 
 
 class ClientGroup:
@@ -109,8 +118,9 @@ class ClientGroup:
 
     def add_client(self, client: Any) -> None:
         if isinstance(client, ThreadedClient):
-            raise TypeError("ClientGroup works with plain Clients; a ThreadedClient reads "
-                            "replies by itself")
+            raise TypeError(
+                "ClientGroup works with plain Clients; a ThreadedClient reads replies by itself"
+            )
         if client not in self.clients:
             self.clients.append(client)
 

@@ -64,8 +64,10 @@ class ProxyTable:
                 pins.append(obj)
             return serialize.reference("arg", obj.__dict__["_ec_oid"])
         where = "a closed connection" if conn is None else conn.peername
-        raise pickle.PicklingError(f"{obj!r} belongs to {where}; a proxy can only be sent to "
-                                   f"the connection it came from ({self.client.peername})")
+        raise pickle.PicklingError(
+            f"{obj!r} belongs to {where}; a proxy can only be sent to "
+            f"the connection it came from ({self.client.peername})"
+        )
 
     def resolve(self, kind: str, oid: int, info: TypeInfo) -> Any:
         if kind != "obj":
@@ -115,9 +117,12 @@ class ProxyTable:
                 return
             # The thread holds the table weakly: a Client dropped without close() can
             # still be collected (and its socket and server with it).
-            self._flusher = threading.Thread(target=_flush_loop,
-                                             args=(weakref.ref(self), self._stop),
-                                             daemon=True, name="easycluster-release")
+            self._flusher = threading.Thread(
+                target=_flush_loop,
+                args=(weakref.ref(self), self._stop),
+                daemon=True,
+                name="easycluster-release",
+            )
             self._flusher.start()
 
     def invalidate(self) -> None:

@@ -117,8 +117,9 @@ class InlineReader:
                 return
             self._parked = False
             if self._standby is None:
-                self._standby = threading.Thread(target=self._standby_loop, daemon=True,
-                                                 name="easycluster-standby-reader")
+                self._standby = threading.Thread(
+                    target=self._standby_loop, daemon=True, name="easycluster-standby-reader"
+                )
                 self._standby.start()
                 return
         self._wake.set()
@@ -194,8 +195,9 @@ class ThreadReader:
 
     inline = False
 
-    def __init__(self, handle: Handle, lost: Lost, name: Callable[[], str],
-                 interval: float, limit: float):
+    def __init__(
+        self, handle: Handle, lost: Lost, name: Callable[[], str], interval: float, limit: float
+    ):
         self.pending: Dict[int, Any] = {}
         self._handle = handle
         self._lost = lost
@@ -204,8 +206,12 @@ class ThreadReader:
         self.limit = limit
 
     def start(self, channel: Channel) -> None:
-        threading.Thread(target=self._run, args=(channel,), daemon=True,
-                         name=f"easycluster-reader {self._name()}").start()
+        threading.Thread(
+            target=self._run,
+            args=(channel,),
+            daemon=True,
+            name=f"easycluster-reader {self._name()}",
+        ).start()
 
     def stop(self) -> None:
         """The reader thread ends by itself when the channel reports it closed."""
@@ -238,8 +244,9 @@ class ThreadReader:
                     last = now
                     self._handle(got)
                 elif limit and now - last > limit:
-                    raise ConnectionLost(f"no sign of life from {self._name()} for "
-                                         f"{limit:g} s (keep-alive)")
+                    raise ConnectionLost(
+                        f"no sign of life from {self._name()} for {limit:g} s (keep-alive)"
+                    )
                 else:
                     channel.post(frames.FT_PING, b"", flush=True)
             except ConnectionLost as e:

@@ -136,8 +136,10 @@ def raise_reply(client: Any, exc: BaseException, origexc: Any) -> None:
 
 def timeout_error(client: Any, rid: int, what: str, timeout: Optional[float]) -> CallTimeout:
     call = f"{what} (request {rid})" if what else f"request {rid}"
-    return CallTimeout(f"no reply to {call} from {client.peername} within {timeout:g} s; the "
-                       "outcome is unknown: the call may still be running there")
+    return CallTimeout(
+        f"no reply to {call} from {client.peername} within {timeout:g} s; the "
+        "outcome is unknown: the call may still be running there"
+    )
 
 
 def callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Response], None]:

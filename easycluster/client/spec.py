@@ -57,15 +57,20 @@ _KEY_NAMES = {"kf": "key", "keyfile": "key", "key": "key"}
 _YES = ("1", "yes", "on", "true")
 _NO = ("0", "no", "off", "false")
 _USER = re.compile(r"([^@:\[\]/\s]*)@")
-KEY_WARNING = ("easycluster: SECURITY WARNING: a key given on the command line (key=) can "
-               "be read by other users and is kept in shell histories; use kf=FILE instead")
+KEY_WARNING = (
+    "easycluster: SECURITY WARNING: a key given on the command line (key=) can "
+    "be read by other users and is kept in shell histories; use kf=FILE instead"
+)
 
 
-def parse_connection_spec(spec: str, default_port: Optional[int] = None,
-                          default_key: Optional[bytes] = None,
-                          default_enable_compression: bool = False,
-                          custom_options: Union[Collection[str], bool] = (),
-                          warn: bool = True) -> Any:
+def parse_connection_spec(
+    spec: str,
+    default_port: Optional[int] = None,
+    default_key: Optional[bytes] = None,
+    default_enable_compression: bool = False,
+    custom_options: Union[Collection[str], bool] = (),
+    warn: bool = True,
+) -> Any:
     """Parse ``spec``; return the ``Client`` keyword arguments (see the module docstring).
 
     ``default_port`` applies when the spec has no port. ``custom_options`` names extra
@@ -90,21 +95,26 @@ def parse_connection_spec(spec: str, default_port: Optional[int] = None,
             hint = ""
             if re.fullmatch(r"[0-9a-fA-F]*", host) and re.fullmatch(r"[0-9a-fA-F]*", field):
                 hint = " (write an IPv6 address in brackets: [2001:db8::2])"
-            raise SpecError(f"malformed option {field!r} in connection spec {spec!r}: "
-                            f"options are name=value{hint}")
+            raise SpecError(
+                f"malformed option {field!r} in connection spec {spec!r}: "
+                f"options are name=value{hint}"
+            )
         canon = _KEY_NAMES.get(name, name)
         if canon not in KNOWN:
-            if custom_options is True or (custom_options is not False
-                                          and name in custom_options):
+            if custom_options is True or (custom_options is not False and name in custom_options):
                 if name in custom:
                     raise SpecError(f"duplicate option {name!r} in connection spec {spec!r}")
                 custom[name] = value
                 continue
-            raise SpecError(f"unknown option {name!r} in connection spec {spec!r} (known: "
-                            "kf, keyfile, key, compress, ssh, user, rpython, extra)")
+            raise SpecError(
+                f"unknown option {name!r} in connection spec {spec!r} (known: "
+                "kf, keyfile, key, compress, ssh, user, rpython, extra)"
+            )
         if canon in opts:
-            raise SpecError(f"duplicate option {name!r} in connection spec {spec!r}"
-                            + (f" (after {opts[canon][0]!r})" if opts[canon][0] != name else ""))
+            raise SpecError(
+                f"duplicate option {name!r} in connection spec {spec!r}"
+                + (f" (after {opts[canon][0]!r})" if opts[canon][0] != name else "")
+            )
         opts[canon] = (name, value)
 
     key = default_key
@@ -139,13 +149,23 @@ def parse_connection_spec(spec: str, default_port: Optional[int] = None,
     if ssh is None:
         ssh = user is not None
     if not ssh and key is None:
-        raise SpecError(f"connection spec {spec!r} means TCP (no user@, user= or ssh=), "
-                        "which needs a key: add kf=FILE, or use ssh (user@host or ssh=yes)")
+        raise SpecError(
+            f"connection spec {spec!r} means TCP (no user@, user= or ssh=), "
+            "which needs a key: add kf=FILE, or use ssh (user@host or ssh=yes)"
+        )
     if not ssh and ("rpython" in opts or "extra" in opts):
-        raise SpecError(f"connection spec {spec!r} means TCP, but rpython= and extra= are for "
-                        "ssh: add ssh=yes or user@")
-    params: Dict[str, Any] = {"host": host, "port": port, "key": key, "ssh": ssh,
-                              "user": user, "enable_compression": compress}
+        raise SpecError(
+            f"connection spec {spec!r} means TCP, but rpython= and extra= are for "
+            "ssh: add ssh=yes or user@"
+        )
+    params: Dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "key": key,
+        "ssh": ssh,
+        "user": user,
+        "enable_compression": compress,
+    }
     if "rpython" in opts:
         rpython = opts["rpython"][1]
         if not rpython.strip():
@@ -158,9 +178,14 @@ def parse_connection_spec(spec: str, default_port: Optional[int] = None,
     return params
 
 
-def client_from_spec(cls: type, spec: str, default_port: Optional[int] = None,
-                     default_key: Optional[bytes] = None, warn: bool = True,
-                     **kw: Any) -> Any:
+def client_from_spec(
+    cls: type,
+    spec: str,
+    default_port: Optional[int] = None,
+    default_key: Optional[bytes] = None,
+    warn: bool = True,
+    **kw: Any,
+) -> Any:
     """``cls(...)`` connected as ``spec`` says: the body of ``Client.from_spec``.
 
     ``kw`` are further constructor arguments (``definitions``, ``connect_timeout``, ...);
@@ -168,8 +193,9 @@ def client_from_spec(cls: type, spec: str, default_port: Optional[int] = None,
     spec says wins over ``kw`` for the spec's own fields.
     """
     compress = bool(kw.pop("enable_compression", False))
-    params = parse_connection_spec(spec, default_port, default_key,
-                                   default_enable_compression=compress, warn=warn)
+    params = parse_connection_spec(
+        spec, default_port, default_key, default_enable_compression=compress, warn=warn
+    )
     return cls(**{**kw, **params})
 
 
@@ -182,12 +208,12 @@ def _split(spec: str) -> Tuple[Optional[str], str, List[str]]:
         user = m.group(1)
         if not user:
             raise SpecError(f"empty user name before '@' in connection spec {spec!r}")
-        rest = rest[m.end():]
+        rest = rest[m.end() :]
     if rest.startswith("["):
         end = rest.find("]")
         if end < 0:
             raise SpecError(f"unclosed '[' in connection spec {spec!r}")
-        host, after = rest[1:end], rest[end + 1:]
+        host, after = rest[1:end], rest[end + 1 :]
         if not host or not re.fullmatch(r"[0-9A-Za-z:.%_-]+", host) or ":" not in host:
             raise SpecError(f"bad bracketed address [{host}] in connection spec {spec!r}")
         if after and not after.startswith(":"):

@@ -20,8 +20,9 @@ from .reader import ThreadReader
 class ThreadedClient(Client):
     """A Client whose replies are read by a background thread; safe to share by threads."""
 
-    def __init__(self, *args: Any, keep_alive_interval: float = 10,
-                 keep_alive_timeout: float = 60, **kw: Any):
+    def __init__(
+        self, *args: Any, keep_alive_interval: float = 10, keep_alive_timeout: float = 60, **kw: Any
+    ):
         self.keep_alive_interval = keep_alive_interval
         self.keep_alive_timeout = keep_alive_timeout
         self._tids: Dict[threading.Thread, int] = {}
@@ -30,8 +31,13 @@ class ThreadedClient(Client):
         super().__init__(*args, **kw)
 
     def _new_reader(self) -> ThreadReader:
-        return ThreadReader(self._handle, self._lost, lambda: self.peername,
-                            self.keep_alive_interval, self.keep_alive_timeout)
+        return ThreadReader(
+            self._handle,
+            self._lost,
+            lambda: self.peername,
+            self.keep_alive_interval,
+            self.keep_alive_timeout,
+        )
 
     def _thread_for_call(self) -> int:
         me = threading.current_thread()

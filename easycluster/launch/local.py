@@ -119,13 +119,18 @@ class _Zygote:
 
     def __init__(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [sys.executable, "-u", "-c",
-                "import sys; from easycluster.remote.zygote import main; "
-                "sys.exit(main(sys.argv[1:]))",
-                "--control", str(theirs.fileno())]
+        argv = [
+            sys.executable,
+            "-u",
+            "-c",
+            "import sys; from easycluster.remote.zygote import main; sys.exit(main(sys.argv[1:]))",
+            "--control",
+            str(theirs.fileno()),
+        ]
         try:
-            self.proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), env=_env(),
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                argv, pass_fds=(theirs.fileno(),), env=_env(), stdin=subprocess.DEVNULL
+            )
         finally:
             theirs.close()
         self.ctrl = mine
@@ -135,8 +140,7 @@ class _Zygote:
         self.broken = False
 
     def spawn(self, sock: socket.socket, key: bytes, verbosity: int) -> LocalProcess:
-        msg = SPAWN.pack(key, min(verbosity, 255)) + os.getcwd().encode(
-            "utf-8", "surrogateescape")
+        msg = SPAWN.pack(key, min(verbosity, 255)) + os.getcwd().encode("utf-8", "surrogateescape")
         with self.lock:
             try:
                 socket.send_fds(self.ctrl, [msg], [sock.fileno()])
@@ -171,9 +175,15 @@ def _get_zygote() -> _Zygote:
 
 
 def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.Popen:
-    argv = [sys.executable, "-u", "-c",
-            "import sys; from easycluster.remote.process import main_spawned; "
-            "sys.exit(main_spawned(sys.argv[1:]))", "--fd", str(sock.fileno())]
+    argv = [
+        sys.executable,
+        "-u",
+        "-c",
+        "import sys; from easycluster.remote.process import main_spawned; "
+        "sys.exit(main_spawned(sys.argv[1:]))",
+        "--fd",
+        str(sock.fileno()),
+    ]
     if verbosity:
         argv += ["--verbosity", str(verbosity)]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, pass_fds=(sock.fileno(),), env=_env())
@@ -184,8 +194,9 @@ def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.
     return proc
 
 
-def start_local(options: WireOptions, verbosity: int = 0, timeout: float = 30.0,
-                fresh_interpreter: bool = False) -> Tuple[Channel, Any]:
+def start_local(
+    options: WireOptions, verbosity: int = 0, timeout: float = 30.0, fresh_interpreter: bool = False
+) -> Tuple[Channel, Any]:
     """Start a local server process; return ``(channel, process)`` once the handshake with
     it is done.
 

@@ -29,9 +29,14 @@ STAGE1 = "easycluster.remote.stage1"
 # The modules each role starts from (what stage 1 imports, and what definitions modules
 # bind from ``easycluster``); everything they import at module level is shipped too.
 ROLES: Dict[str, Tuple[str, ...]] = {
-    "server": ("easycluster.remote.process", "easycluster.transport.handshake",
-               "easycluster.transport.pipes", "easycluster.protocol.boot",
-               "easycluster.objects.proxy", "easycluster.objects.definitions"),
+    "server": (
+        "easycluster.remote.process",
+        "easycluster.transport.handshake",
+        "easycluster.transport.pipes",
+        "easycluster.protocol.boot",
+        "easycluster.objects.proxy",
+        "easycluster.objects.definitions",
+    ),
 }
 
 
@@ -84,7 +89,7 @@ def module_imports(name: str) -> List[str]:
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                anchor = ".".join(parts[:len(parts) - node.level + 1])
+                anchor = ".".join(parts[: len(parts) - node.level + 1])
                 base = f"{anchor}.{base}" if base else anchor
             if not (base == PACKAGE or base.startswith(PACKAGE + ".")):
                 continue
@@ -94,8 +99,9 @@ def module_imports(name: str) -> List[str]:
                 if _exists(sub):
                     found.append(sub)
         elif isinstance(node, ast.Import):
-            found.extend(a.name for a in node.names
-                         if a.name == PACKAGE or a.name.startswith(PACKAGE + "."))
+            found.extend(
+                a.name for a in node.names if a.name == PACKAGE or a.name.startswith(PACKAGE + ".")
+            )
     return found
 
 
@@ -104,8 +110,12 @@ def package_init(real_init: str, modules: List[str]) -> str:
     (its ``_EXPORTS`` table) from the shipped ``modules``, and an ``__all__`` of them."""
     table: Dict[str, str] = {}
     for node in ast.parse(real_init).body:
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and node.target.id == "_EXPORTS" and node.value is not None):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "_EXPORTS"
+            and node.value is not None
+        ):
             table = ast.literal_eval(node.value)
     shipped = set(modules)
     names = sorted(n for n, mod in table.items() if mod in shipped)
@@ -133,8 +143,9 @@ def _exists(name: str) -> bool:
 def _cloudpickle_sources() -> Sources:
     spec = importlib.util.find_spec("cloudpickle")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("cloudpickle is not installed as a package; the ssh bootstrap "
-                          "ships its source")
+        raise ImportError(
+            "cloudpickle is not installed as a package; the ssh bootstrap ships its source"
+        )
     pkg = list(spec.submodule_search_locations)[0]
     out: Sources = {}
     for fname in sorted(os.listdir(pkg)):

@@ -47,10 +47,17 @@ from . import payload
 
 _TRUE = ("", "1", "yes", "on", "true")
 _STDERR_KEEP = 1 << 16  # bytes of ssh's stderr kept for error messages
-_HOSTKEY_SIGNS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
-                  "host key for", "No matching host key")
-_AUTH_SIGNS = ("Permission denied", "Too many authentication failures",
-               "No more authentication methods")
+_HOSTKEY_SIGNS = (
+    "Host key verification failed",
+    "REMOTE HOST IDENTIFICATION HAS CHANGED",
+    "host key for",
+    "No matching host key",
+)
+_AUTH_SIGNS = (
+    "Permission denied",
+    "Too many authentication failures",
+    "No more authentication methods",
+)
 
 
 def ssh_program(ssh: Any) -> str:
@@ -61,8 +68,14 @@ def ssh_program(ssh: Any) -> str:
     return "ssh" if text.lower() in _TRUE else text
 
 
-def ssh_argv(host: str, command: str, port: Optional[int] = None, user: Optional[str] = None,
-             ssh: Any = None, extra_args: Sequence[str] = ()) -> List[str]:
+def ssh_argv(
+    host: str,
+    command: str,
+    port: Optional[int] = None,
+    user: Optional[str] = None,
+    ssh: Any = None,
+    extra_args: Sequence[str] = (),
+) -> List[str]:
     """The argv that runs ``command`` on ``host`` through OpenSSH.
 
     ``extra_args`` come first, so they win over the options added here (OpenSSH keeps the
@@ -79,10 +92,16 @@ def ssh_argv(host: str, command: str, port: Optional[int] = None, user: Optional
     return argv
 
 
-def open_channel(host: str, port: Optional[int] = None, user: Optional[str] = None,
-                 ssh: Any = None, rpython: Optional[str] = None, extra_args: Sequence[str] = (),
-                 options: WireOptions = WireOptions(),
-                 timeout: Optional[float] = 10.0) -> Tuple[Channel, Callable[[], None], str]:
+def open_channel(
+    host: str,
+    port: Optional[int] = None,
+    user: Optional[str] = None,
+    ssh: Any = None,
+    rpython: Optional[str] = None,
+    extra_args: Sequence[str] = (),
+    options: WireOptions = WireOptions(),
+    timeout: Optional[float] = 10.0,
+) -> Tuple[Channel, Callable[[], None], str]:
     """Start a server on ``host`` over ssh; return ``(channel, closer, peername)``.
 
     ``timeout`` bounds everything up to the completed handshake. ``closer()`` ends the
@@ -125,8 +144,9 @@ def _start(argv: List[str]) -> Tuple[subprocess.Popen, int, int, _StderrPump]:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        proc = subprocess.Popen(argv, stdin=in_r, stdout=out_w, stderr=err_w,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=in_r, stdout=out_w, stderr=err_w, start_new_session=True
+        )
     except OSError as e:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -193,9 +213,17 @@ def _write_stderr(data: bytes) -> None:
 class _Bootstrap:
     """One connection attempt: feeds ssh's stdin, finds the greeting, explains failures."""
 
-    def __init__(self, proc: subprocess.Popen, rfd: int, wfd: int, errors: _StderrPump,
-                 where: str, rpython: str, timeout: Optional[float],
-                 deadline: Optional[float]):
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        rfd: int,
+        wfd: int,
+        errors: _StderrPump,
+        where: str,
+        rpython: str,
+        timeout: Optional[float],
+        deadline: Optional[float],
+    ):
         self.proc = proc
         self.rfd, self.wfd = rfd, wfd
         self.errors = errors
@@ -227,7 +255,7 @@ class _Bootstrap:
             for fd, _ in events:
                 if fd == self.wfd:
                     try:
-                        todo = todo[os.write(self.wfd, todo[:1 << 16]):]
+                        todo = todo[os.write(self.wfd, todo[: 1 << 16]) :]
                     except BlockingIOError:
                         continue
                     except OSError:  # ssh is gone: its stdout tells the rest
@@ -244,7 +272,7 @@ class _Bootstrap:
                     if self.version is not None:
                         if self.version < boot.MIN_PYTHON:
                             raise self.failure()
-                        del out[:boot.greeting_end(out)]
+                        del out[: boot.greeting_end(out)]
         os.set_blocking(self.wfd, True)
         self.sock = PipeSocket(self.rfd, self.wfd, pending=bytes(out))
         return self.sock
@@ -295,8 +323,10 @@ class _Bootstrap:
         self._close_fds()
         self._stop(signal.SIGKILL, 0)
         msg = self.errors.text(0.5)
-        return ConnectError(f"connecting to {self.where} over ssh timed out after "
-                            f"{self.timeout} s" + (f"; ssh said: {msg}" if msg else ""))
+        return ConnectError(
+            f"connecting to {self.where} over ssh timed out after "
+            f"{self.timeout} s" + (f"; ssh said: {msg}" if msg else "")
+        )
 
     def failure(self) -> ConnectionLost:
         """Explain why the remote end closed before the server was up."""
@@ -308,8 +338,13 @@ class _Bootstrap:
         return classify(self.where, self.rpython, rc, msg, self.version)
 
 
-def classify(where: str, rpython: str, rc: Optional[int], stderr: str,
-             version: Optional[Tuple[int, int, int]]) -> ConnectionLost:
+def classify(
+    where: str,
+    rpython: str,
+    rc: Optional[int],
+    stderr: str,
+    version: Optional[Tuple[int, int, int]],
+) -> ConnectionLost:
     """The error for a bootstrap that ended early, from ssh's exit status and stderr.
 
     ``version`` is the remote Python version from the greeting (None if none came).
@@ -318,8 +353,10 @@ def classify(where: str, rpython: str, rc: Optional[int], stderr: str,
     if version is not None and version < boot.MIN_PYTHON:
         found = ".".join(map(str, version))
         need = ".".join(map(str, boot.MIN_PYTHON))
-        return ConnectError(f"remote Python {found} ({rpython}) on {where} is too old: "
-                            f"EasyCluster needs Python {need} or later")
+        return ConnectError(
+            f"remote Python {found} ({rpython}) on {where} is too old: "
+            f"EasyCluster needs Python {need} or later"
+        )
     if version is None and rc == 255:
         if any(s in stderr for s in _HOSTKEY_SIGNS):
             return AuthenticationError(f"ssh to {where}: host key verification failed{said}")
@@ -327,11 +364,12 @@ def classify(where: str, rpython: str, rc: Optional[int], stderr: str,
             return AuthenticationError(f"ssh to {where}: authentication refused{said}")
         return ConnectError(f"ssh cannot connect to {where}{said}")
     if version is None and rc in (126, 127):
-        return ConnectError(f"{rpython} not found on {where} (rpython={rpython!r}; exit "
-                            f"status {rc}){said}")
+        return ConnectError(
+            f"{rpython} not found on {where} (rpython={rpython!r}; exit status {rc}){said}"
+        )
     status = "killed by a signal" if rc is not None and rc < 0 else f"exit status {rc}"
     if version is None:
-        return ConnectError(f"the remote side failed before the bootstrap started on {where} "
-                            f"({status}){said}")
-    return ConnectError(f"the remote side crashed during the bootstrap on {where} "
-                        f"({status}){said}")
+        return ConnectError(
+            f"the remote side failed before the bootstrap started on {where} ({status}){said}"
+        )
+    return ConnectError(f"the remote side crashed during the bootstrap on {where} ({status}){said}")

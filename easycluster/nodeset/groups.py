@@ -121,8 +121,14 @@ class CommandGroupSource(GroupSource):
         env = dict(os.environ, GROUP=group, NODE=node, SOURCE=self.name)
         try:
             proc = subprocess.run(
-                command, shell=True, cwd=self.cwd or None, env=env, stdin=subprocess.DEVNULL,
-                capture_output=True, text=True, timeout=self.timeout,
+                command,
+                shell=True,
+                cwd=self.cwd or None,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise GroupSourceError(f"group source {self.name!r}: command {command!r}: {exc}")
@@ -212,10 +218,17 @@ def load_groups_conf(path: str) -> GroupsConfig:
                 raise GroupSourceError(f"group source {name!r}: cannot read {file_path!r}: {exc}")
             sources.append(FileGroupSource(name, mapping))
         elif "map" in opts:
-            sources.append(CommandGroupSource(
-                name, opts["map"], opts.get("all"), opts.get("list"), opts.get("reverse"),
-                cwd=confdir, timeout=float(opts.get("timeout", "60")),
-            ))
+            sources.append(
+                CommandGroupSource(
+                    name,
+                    opts["map"],
+                    opts.get("all"),
+                    opts.get("list"),
+                    opts.get("reverse"),
+                    cwd=confdir,
+                    timeout=float(opts.get("timeout", "60")),
+                )
+            )
         else:
             raise GroupSourceError(f"{path}: source [{section}] needs 'file' or 'map'")
     default = parser.get("Main", "default", fallback=None)
@@ -231,10 +244,15 @@ class GroupResolver:
     ``GroupResolver.from_file(path)`` / ``GroupResolver.from_env()``.
     """
 
-    def __init__(self, config: Optional[GroupsConfig] = None,
-                 sources: Tuple[GroupSource, ...] = (), default: Optional[str] = None) -> None:
-        config = config or GroupsConfig(tuple(sources), default or (
-            sources[0].name if sources else None))
+    def __init__(
+        self,
+        config: Optional[GroupsConfig] = None,
+        sources: Tuple[GroupSource, ...] = (),
+        default: Optional[str] = None,
+    ) -> None:
+        config = config or GroupsConfig(
+            tuple(sources), default or (sources[0].name if sources else None)
+        )
         self.config = config
         self._sources: Dict[str, GroupSource] = {s.name: s for s in config.sources}
         for alias, name in config.aliases:

@@ -77,8 +77,9 @@ def _parse_group(text: str, ctx: _Context) -> Dict[Key, Value]:
         raise NodeSetParseError(text, "empty group name")
     source = source or ctx.source
     if resolver is None or not resolver.has_source(source):
-        raise NodeSetParseError(text, "unknown group source" if resolver else
-                                "no group source configured")
+        raise NodeSetParseError(
+            text, "unknown group source" if resolver else "no group source configured"
+        )
     sub = _Context(resolver, source or resolver.default, ctx.depth + 1)
     if name == "*":
         return _parse_expr(resolver.all_nodes(source), sub)
@@ -158,8 +159,12 @@ class NodeSet:
 
     __slots__ = ("_pats", "autostep", "resolver")
 
-    def __init__(self, nodes: Nodes = None, autostep: Optional[int] = None,
-                 resolver: Optional[GroupResolver] = None) -> None:
+    def __init__(
+        self,
+        nodes: Nodes = None,
+        autostep: Optional[int] = None,
+        resolver: Optional[GroupResolver] = None,
+    ) -> None:
         self._pats: Dict[Key, Value] = {}
         self.autostep = autostep
         self.resolver = resolver
@@ -173,14 +178,21 @@ class NodeSet:
             self._pats = NodeSet.fromlist(nodes, resolver=resolver)._pats
 
     @classmethod
-    def fromlist(cls, items: Iterable[str], autostep: Optional[int] = None,
-                 resolver: Optional[GroupResolver] = None) -> NodeSet:
+    def fromlist(
+        cls,
+        items: Iterable[str],
+        autostep: Optional[int] = None,
+        resolver: Optional[GroupResolver] = None,
+    ) -> NodeSet:
         """Union of node set strings; plain names are parsed in bulk (fast)."""
         items = list(items)
         inst = cls(autostep=autostep, resolver=resolver)
         joined = "\n".join(items)
-        if joined.count("\n") == len(items) - 1 and NOT_PLAIN.search(joined.replace("\n", "")) \
-                is None and all(items):
+        if (
+            joined.count("\n") == len(items) - 1
+            and NOT_PLAIN.search(joined.replace("\n", "")) is None
+            and all(items)
+        ):
             inst._pats = names_to_pats(items)
         else:
             ctx = _Context(resolver, None, 0)
@@ -189,8 +201,9 @@ class NodeSet:
         return inst
 
     @classmethod
-    def fromall(cls, resolver: GroupResolver, source: Optional[str] = None,
-                autostep: Optional[int] = None) -> NodeSet:
+    def fromall(
+        cls, resolver: GroupResolver, source: Optional[str] = None, autostep: Optional[int] = None
+    ) -> NodeSet:
         """Every node of a group source (its ``all`` upcall or the union of its groups)."""
         return cls(resolver.all_nodes(source), autostep=autostep, resolver=resolver)
 
@@ -477,8 +490,12 @@ class NodeSet:
                         yield self._new({key: RangeSetND(pieces)})
 
     # -- groups ---------------------------------------------------------------
-    def regroup(self, resolver: Optional[GroupResolver] = None, source: Optional[str] = None,
-                noprefix: bool = False) -> str:
+    def regroup(
+        self,
+        resolver: Optional[GroupResolver] = None,
+        source: Optional[str] = None,
+        noprefix: bool = False,
+    ) -> str:
         """Fold using the largest groups of ``source`` fully inside this set.
 
         Groups are taken largest first (then by name) as long as they do not
@@ -503,8 +520,9 @@ class NodeSet:
                 rest.difference_update(members)
         return ",".join(chosen + ([str(rest)] if rest else []))
 
-    def groups(self, resolver: Optional[GroupResolver] = None,
-               source: Optional[str] = None) -> Dict[str, Tuple[NodeSet, NodeSet]]:
+    def groups(
+        self, resolver: Optional[GroupResolver] = None, source: Optional[str] = None
+    ) -> Dict[str, Tuple[NodeSet, NodeSet]]:
         """``{group: (group nodes, nodes of this set in it)}`` for groups meeting this set."""
         resolver = resolver or self.resolver
         if resolver is None:
@@ -539,4 +557,3 @@ def fold(nodes: Union[str, Iterable[str]], resolver: Optional[GroupResolver] = N
 def count(text: str, resolver: Optional[GroupResolver] = None) -> int:
     """Number of nodes of a node set string (without expanding ranges)."""
     return len(NodeSet(text, resolver=resolver))
-

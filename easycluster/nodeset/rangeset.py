@@ -168,8 +168,9 @@ class RangeSet:
             else:
                 self._spans = spans
             return
-        self._set_codes({index_code(str(i)) if isinstance(i, int) else index_code(i)
-                         for i in indexes})
+        self._set_codes(
+            {index_code(str(i)) if isinstance(i, int) else index_code(i) for i in indexes}
+        )
 
     # -- construction helpers -------------------------------------------------
     @classmethod
@@ -311,8 +312,10 @@ class RangeSet:
 
     def split(self, parts: int) -> Iterator[RangeSet]:
         """Up to ``parts`` RangeSets of nearly equal size (larger ones first), in order."""
-        return (RangeSet.from_codes(set(chunk), self.autostep)
-                for chunk in split_sequence(self.sorted_codes(), parts))
+        return (
+            RangeSet.from_codes(set(chunk), self.autostep)
+            for chunk in split_sequence(self.sorted_codes(), parts)
+        )
 
     # -- set algebra ----------------------------------------------------------
     def _other(self, other: RangeSetLike) -> RangeSet:

@@ -57,8 +57,10 @@ def definitions_module(name: str = DEFAULT_MODULE, keep_source: bool = True) -> 
             try:
                 parent = importlib.import_module(parent_name)
             except ImportError:
-                raise ImportError(f"cannot create definitions module {name!r}: "
-                                  f"its parent {parent_name!r} does not exist")
+                raise ImportError(
+                    f"cannot create definitions module {name!r}: "
+                    f"its parent {parent_name!r} does not exist"
+                )
     mod = types.ModuleType(name, "EasyCluster definitions module")
     mod._easycluster_definitions = True  # type: ignore[attr-defined]
     mod._source_code = []  # type: ignore[attr-defined]
@@ -109,8 +111,9 @@ def blocks_since(index: int) -> Tuple[int, List[Tuple[str, str]]]:
         return len(_blocks), list(_blocks[index:])
 
 
-def get_global(name: str, context: Optional[types.ModuleType] = None,
-               auto_import: bool = False) -> Any:
+def get_global(
+    name: str, context: Optional[types.ModuleType] = None, auto_import: bool = False
+) -> Any:
     """Resolve dotted ``name`` in ``context`` (then builtins), importing modules if asked.
 
     With ``auto_import``, ``os.path.join`` imports ``os`` and binds it in ``context``,
@@ -134,8 +137,10 @@ def get_global(name: str, context: Optional[types.ModuleType] = None,
             if e.name != first:
                 raise
             where = context.__name__ if context is not None else "the context"
-            raise NameError(f"name {first!r} is not defined (not in {where}, not a builtin, "
-                            "not an importable module)") from None
+            raise NameError(
+                f"name {first!r} is not defined (not in {where}, not a builtin, "
+                "not an importable module)"
+            ) from None
         if context is not None:
             ns[first] = obj
     else:

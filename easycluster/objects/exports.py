@@ -27,17 +27,51 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 AUTO = "@auto"
 
-_NOT_EXPORTED = frozenset({
-    "__init__", "__new__", "__del__", "__getattr__", "__getattribute__", "__setattr__",
-    "__delattr__", "__init_subclass__", "__subclasshook__", "__class_getitem__",
-    "__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__getnewargs__",
-    "__getnewargs_ex__", "__copy__", "__deepcopy__", "__dir__", "__sizeof__", "__format__",
-    "__set_name__", "__instancecheck__", "__subclasscheck__", "__prepare__", "__weakref__",
-    "__dict__", "__class__", "__doc__", "__module__", "__slots__", "__hash__",
-    "__getformat__", "__new_member__",
-})
-_METHOD_TYPES = (types.FunctionType, types.BuiltinFunctionType, staticmethod, classmethod,
-                 types.WrapperDescriptorType)
+_NOT_EXPORTED = frozenset(
+    {
+        "__init__",
+        "__new__",
+        "__del__",
+        "__getattr__",
+        "__getattribute__",
+        "__setattr__",
+        "__delattr__",
+        "__init_subclass__",
+        "__subclasshook__",
+        "__class_getitem__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__getstate__",
+        "__setstate__",
+        "__getnewargs__",
+        "__getnewargs_ex__",
+        "__copy__",
+        "__deepcopy__",
+        "__dir__",
+        "__sizeof__",
+        "__format__",
+        "__set_name__",
+        "__instancecheck__",
+        "__subclasscheck__",
+        "__prepare__",
+        "__weakref__",
+        "__dict__",
+        "__class__",
+        "__doc__",
+        "__module__",
+        "__slots__",
+        "__hash__",
+        "__getformat__",
+        "__new_member__",
+    }
+)
+_METHOD_TYPES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    staticmethod,
+    classmethod,
+    types.WrapperDescriptorType,
+)
 
 
 @dataclass(frozen=True)
@@ -81,19 +115,31 @@ _infos: weakref.WeakKeyDictionary[type, Optional[TypeInfo]] = weakref.WeakKeyDic
 _lock = threading.Lock()
 
 
-def _rules(export_methods: Iterable[str], export_attrs: Iterable[str],
-           export_attrs_cache: Iterable[str], proxy_class: Any) -> _Rules:
-    for name, val in (("export_methods", export_methods), ("export_attrs", export_attrs),
-                      ("export_attrs_cache", export_attrs_cache)):
+def _rules(
+    export_methods: Iterable[str],
+    export_attrs: Iterable[str],
+    export_attrs_cache: Iterable[str],
+    proxy_class: Any,
+) -> _Rules:
+    for name, val in (
+        ("export_methods", export_methods),
+        ("export_attrs", export_attrs),
+        ("export_attrs_cache", export_attrs_cache),
+    ):
         if isinstance(val, str):
             raise TypeError(f"{name} must be a list or tuple of names, not a str")
-    return _Rules(tuple(export_methods), tuple(export_attrs), tuple(export_attrs_cache),
-                  proxy_class)
+    return _Rules(
+        tuple(export_methods), tuple(export_attrs), tuple(export_attrs_cache), proxy_class
+    )
 
 
-def make_server_class(typ: type, export_methods: Iterable[str] = (AUTO,),
-                      export_attrs: Iterable[str] = (AUTO,), export_attrs_cache: Iterable[str] = (),
-                      proxy_class: Any = None) -> type:
+def make_server_class(
+    typ: type,
+    export_methods: Iterable[str] = (AUTO,),
+    export_attrs: Iterable[str] = (AUTO,),
+    export_attrs_cache: Iterable[str] = (),
+    proxy_class: Any = None,
+) -> type:
     """Mark ``typ`` (any class, builtin and extension types too) as a server class."""
     if not isinstance(typ, type):
         raise TypeError(f"make_server_class needs a class, not {type(typ).__name__}")
@@ -103,9 +149,13 @@ def make_server_class(typ: type, export_methods: Iterable[str] = (AUTO,),
     return typ
 
 
-def make_singleton(obj: Any, export_methods: Iterable[str] = (AUTO,),
-                   export_attrs: Iterable[str] = (AUTO,), export_attrs_cache: Iterable[str] = (),
-                   proxy_class: Any = None) -> Any:
+def make_singleton(
+    obj: Any,
+    export_methods: Iterable[str] = (AUTO,),
+    export_attrs: Iterable[str] = (AUTO,),
+    export_attrs_cache: Iterable[str] = (),
+    proxy_class: Any = None,
+) -> Any:
     """Mark one object as proxied (other instances of its class are still copied).
 
     Held weakly when its type allows weak references (it is forgotten when it dies);
@@ -148,8 +198,13 @@ def _compute(cls: type, rules: _Rules) -> TypeInfo:
                 seen.add(attr)
                 methods.append(attr)
     attrs = tuple(a for a in rules.export_attrs if a != AUTO)
-    return TypeInfo(_name(cls), tuple(sorted(methods)), attrs, tuple(rules.export_attrs_cache),
-                    AUTO in rules.export_attrs)
+    return TypeInfo(
+        _name(cls),
+        tuple(sorted(methods)),
+        attrs,
+        tuple(rules.export_attrs_cache),
+        AUTO in rules.export_attrs,
+    )
 
 
 def _rules_for(cls: type) -> Optional[_Rules]:
@@ -158,8 +213,7 @@ def _rules_for(cls: type) -> Optional[_Rules]:
         if r is not None:
             return r
     if issubclass(cls, ServerObject):
-        return _rules(cls.export_methods, cls.export_attrs, cls.export_attrs_cache,
-                      cls.proxy_class)
+        return _rules(cls.export_methods, cls.export_attrs, cls.export_attrs_cache, cls.proxy_class)
     return None
 
 

@@ -42,8 +42,9 @@ class GlobalProxy:
         if not kwargs:
             return self._client.send_request(0, "call", (self._name, args, {}))
         if len(kwargs) == 1 and "nonblocking" in kwargs:  # the pipelining idiom, kept short
-            return self._client.send_request(0, "call", (self._name, args, {}),
-                                             nonblocking=kwargs["nonblocking"])
+            return self._client.send_request(
+                0, "call", (self._name, args, {}), nonblocking=kwargs["nonblocking"]
+            )
         opts = split_opts(kwargs)
         return self._client.send_request(0, "call", (self._name, args, kwargs), **opts)
 
@@ -83,9 +84,12 @@ def _forwarder(name: str) -> Any:
 
 
 def _remote_property(name: str) -> property:
-    return property(lambda self: self.raw_get_attribute(name),
-                    lambda self, v: self.raw_set_attribute(name, v),
-                    lambda self: self.raw_del_attribute(name), doc=f"remote attribute {name}")
+    return property(
+        lambda self: self.raw_get_attribute(name),
+        lambda self, v: self.raw_set_attribute(name, v),
+        lambda self: self.raw_del_attribute(name),
+        doc=f"remote attribute {name}",
+    )
 
 
 def _cached_property(name: str) -> property:
@@ -135,11 +139,17 @@ class RemoteProxy:
             raise ConnectionLost(f"the connection of {self!r} is closed")
         return conn
 
-    def raw_call_method(self, method: str, args: Sequence[Any] = (),
-                        kwargs: Optional[Dict[str, Any]] = None, **opts: Any) -> Any:
+    def raw_call_method(
+        self,
+        method: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Dict[str, Any]] = None,
+        **opts: Any,
+    ) -> Any:
         """Call ``method`` of the server object (opts: the per-call keywords)."""
-        return self._ec_client().send_request(self.proxy_object_id, method, tuple(args),
-                                              kwargs or {}, target=self, **opts)
+        return self._ec_client().send_request(
+            self.proxy_object_id, method, tuple(args), kwargs or {}, target=self, **opts
+        )
 
     def raw_get_attribute(self, attr: str, **opts: Any) -> Any:
         return self._ec_client().send_request(0, "getattr", (self, attr), **opts)
@@ -213,9 +223,26 @@ class GeneratorProxy(SelfIterProxy):
 
 
 class FileProxy(SelfIterProxy):
-    proxy_methods = ("__next__", "read", "readline", "readlines", "write", "writelines", "seek",
-                     "tell", "flush", "close", "fileno", "isatty", "readable", "writable",
-                     "seekable", "truncate", "__enter__", "__exit__")
+    proxy_methods = (
+        "__next__",
+        "read",
+        "readline",
+        "readlines",
+        "write",
+        "writelines",
+        "seek",
+        "tell",
+        "flush",
+        "close",
+        "fileno",
+        "isatty",
+        "readable",
+        "writable",
+        "seekable",
+        "truncate",
+        "__enter__",
+        "__exit__",
+    )
     proxy_attrs_cache = ("name", "mode", "encoding", "errors", "newlines")
     proxy_attrs = ("closed",)
 
@@ -235,9 +262,19 @@ def proxy_class(info: TypeInfo) -> Type[RemoteProxy]:
         base = DefaultRemoteProxy if info.auto_attrs else RemoteProxy
         name = "dynamic_proxy_" + "_".join(info.methods + info.attrs + info.cached)
         # type() with three arguments is typed as returning a plain type
-        cls = cast(Type[RemoteProxy], type(name, (base,), {
-            "proxy_methods": info.methods, "proxy_attrs": info.attrs,
-            "proxy_attrs_cache": info.cached, "__module__": __name__}))
+        cls = cast(
+            Type[RemoteProxy],
+            type(
+                name,
+                (base,),
+                {
+                    "proxy_methods": info.methods,
+                    "proxy_attrs": info.attrs,
+                    "proxy_attrs_cache": info.cached,
+                    "__module__": __name__,
+                },
+            ),
+        )
     _classes[info] = cls
     return cls
 
@@ -254,8 +291,12 @@ def _import_proxy_class(path: str) -> Type[RemoteProxy]:
     except Exception as e:
         if path not in _warned:
             _warned.add(path)
-            warnings.warn(f"proxy class {path} cannot be used here ({type(e).__name__}: {e}); "
-                          "using DefaultRemoteProxy instead", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"proxy class {path} cannot be used here ({type(e).__name__}: {e}); "
+                "using DefaultRemoteProxy instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return DefaultRemoteProxy
 
 
@@ -265,5 +306,13 @@ def new_proxy(cls: Type[RemoteProxy], client: Any, oid: int) -> RemoteProxy:
     return p
 
 
-__all__ = ["GlobalProxy", "RemoteProxy", "DefaultRemoteProxy", "SelfIterProxy",
-           "GeneratorProxy", "FileProxy", "proxy_class", "new_proxy"]
+__all__ = [
+    "GlobalProxy",
+    "RemoteProxy",
+    "DefaultRemoteProxy",
+    "SelfIterProxy",
+    "GeneratorProxy",
+    "FileProxy",
+    "proxy_class",
+    "new_proxy",
+]

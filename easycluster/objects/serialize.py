@@ -161,8 +161,9 @@ class _Reusable(threading.local):
 _reusable = _Reusable()
 
 
-def dumps(obj: Any, refs: Optional[RefHooks] = None,
-          depth: int = 0) -> Tuple[bytes, List[pickle.PickleBuffer]]:
+def dumps(
+    obj: Any, refs: Optional[RefHooks] = None, depth: int = 0
+) -> Tuple[bytes, List[pickle.PickleBuffer]]:
     """Pickle ``obj``; return the pickle stream and its out-of-band buffers.
 
     Plain data goes through ``dumps_plain``; anything else through cloudpickle and
@@ -193,8 +194,9 @@ def dumps_plain(obj: Any) -> Optional[bytes]:
         plain.clear_memo()
 
 
-def dumps_full(obj: Any, refs: Optional[RefHooks] = None,
-               depth: int = 0) -> Tuple[bytes, List[pickle.PickleBuffer]]:
+def dumps_full(
+    obj: Any, refs: Optional[RefHooks] = None, depth: int = 0
+) -> Tuple[bytes, List[pickle.PickleBuffer]]:
     """``dumps`` without the plain-data shortcut (see there)."""
     return _dumps_full(wrap_large(obj, depth) if depth else obj, refs)
 

@@ -13,10 +13,12 @@ EXIT_TOO_OLD = 3  # stage 0's exit status on a Python older than MIN_PYTHON
 KEY_SIZE = 32  # the session key that follows the payload on stdin
 
 # Stage 0: one line, no quotes of its own kind, valid Python 2 and 3 syntax.
-_STAGE0 = ("import sys,os,zlib;v=tuple(sys.version_info[:3]);"
-           'os.write(1,("\\nEASYCLUSTER-BOOT %d.%d.%d\\n"%v).encode());'
-           "v<{minimum} and sys.exit({too_old});"
-           "exec(zlib.decompress(sys.stdin.buffer.read({size})))")
+_STAGE0 = (
+    "import sys,os,zlib;v=tuple(sys.version_info[:3]);"
+    'os.write(1,("\\nEASYCLUSTER-BOOT %d.%d.%d\\n"%v).encode());'
+    "v<{minimum} and sys.exit({too_old});"
+    "exec(zlib.decompress(sys.stdin.buffer.read({size})))"
+)
 
 
 def stage0_command(rpython: str, payload_size: int) -> str:

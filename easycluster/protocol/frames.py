@@ -74,8 +74,9 @@ class Frame:
             except zlib.error as e:
                 raise ProtocolError(f"compressed frame is corrupt: {e}")
             if len(data) > self.max_size or d.unconsumed_tail:
-                raise FrameTooLarge(f"compressed frame expands beyond the {self.max_size}-byte "
-                                    "limit")
+                raise FrameTooLarge(
+                    f"compressed frame expands beyond the {self.max_size}-byte limit"
+                )
             if not d.eof:
                 raise ProtocolError("compressed frame is incomplete")
         view = memoryview(data)
@@ -90,11 +91,11 @@ class Frame:
         main_size = len(view) - pos - sum(sizes)
         if main_size < 0:
             raise ProtocolError("buffer table describes more bytes than the frame holds")
-        main = view[pos:pos + main_size]
+        main = view[pos : pos + main_size]
         pos += main_size
         bufs = []
         for size in sizes:
-            bufs.append(view[pos:pos + size])
+            bufs.append(view[pos : pos + size])
             pos += size
         return main, bufs
 
@@ -106,9 +107,16 @@ class Session:
     reading thread), as the layers above do.
     """
 
-    def __init__(self, send_key: bytes, recv_key: bytes, send_dir: int, recv_dir: int,
-                 max_recv: int = DEFAULT_MAX_FRAME, max_send: int = DEFAULT_MAX_FRAME,
-                 compress: bool = False):
+    def __init__(
+        self,
+        send_key: bytes,
+        recv_key: bytes,
+        send_dir: int,
+        recv_dir: int,
+        max_recv: int = DEFAULT_MAX_FRAME,
+        max_send: int = DEFAULT_MAX_FRAME,
+        compress: bool = False,
+    ):
         self._send_key = send_key
         self._send_mac = Mac(send_key)
         self._send_dir = send_dir
@@ -117,8 +125,9 @@ class Session:
         self.compress = compress
         self.reader = FrameReader(recv_key, recv_dir, max_recv)
 
-    def pack(self, ftype: int, main: Union[Bytes, Sequence[Buffer]],
-             buffers: Sequence[Buffer] = ()) -> List[Buffer]:
+    def pack(
+        self, ftype: int, main: Union[Bytes, Sequence[Buffer]], buffers: Sequence[Buffer] = ()
+    ) -> List[Buffer]:
         """Return the pieces of one frame, ready for ``sendmsg`` in this order.
 
         ``main`` is the body (or a list of pieces that make it up); ``buffers`` travel
@@ -129,15 +138,22 @@ class Session:
             length = len(main)  # the common case, a small body in one piece: kept short
             if length <= _SMALL:
                 if length > self.max_send:
-                    raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit "
-                                        f"of {self.max_send} bytes")
+                    raise FrameTooLarge(
+                        f"message of {length} bytes exceeds the peer's limit "
+                        f"of {self.max_send} bytes"
+                    )
                 frame = self._head(ftype, 0, length) + main
                 return [frame + self._send_mac.digest(frame)]
         flags, parts, length = self._body(main, buffers)
         return self._seal(self._head(ftype, flags, length), parts, length)
 
-    def pack_chunks(self, ftype: int, main: Union[Bytes, Sequence[Buffer]],
-                    buffers: Sequence[Buffer] = (), chunk: int = CHUNK) -> Iterator[List[Buffer]]:
+    def pack_chunks(
+        self,
+        ftype: int,
+        main: Union[Bytes, Sequence[Buffer]],
+        buffers: Sequence[Buffer] = (),
+        chunk: int = CHUNK,
+    ) -> Iterator[List[Buffer]]:
         """``pack`` in groups of pieces of about ``chunk`` bytes, for sending as they come.
 
         Each group's bytes are hashed only when the group is taken, so the caller hashes
@@ -156,13 +172,15 @@ class Session:
         h.update(head)
         return _chunked(h, head, views, chunk)
 
-    def _body(self, main: Union[Bytes, Sequence[Buffer]],
-              buffers: Sequence[Buffer]) -> Tuple[int, List[Buffer], int]:
+    def _body(
+        self, main: Union[Bytes, Sequence[Buffer]], buffers: Sequence[Buffer]
+    ) -> Tuple[int, List[Buffer], int]:
         """``(flags, parts, length)`` of a payload, compressed if that pays; checks the
         peer's limit."""
         flags = 0
         mains: List[Buffer] = (
-            [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main))
+            [main] if isinstance(main, (bytes, bytearray, memoryview)) else list(main)
+        )
         if buffers:
             sizes = [memoryview(b).nbytes for b in buffers]
             table = _COUNT.pack(len(sizes)) + struct.pack(f">{len(sizes)}Q", *sizes)
@@ -176,8 +194,9 @@ class Session:
             if len(packed) < length:
                 parts, length, flags = [packed], len(packed), flags | FLAG_ZLIB
         if length > self.max_send:
-            raise FrameTooLarge(f"message of {length} bytes exceeds the peer's limit of "
-                                f"{self.max_send} bytes")
+            raise FrameTooLarge(
+                f"message of {length} bytes exceeds the peer's limit of {self.max_send} bytes"
+            )
         return flags, parts, length
 
     def _seal(self, head: bytes, parts: List[Buffer], length: int) -> List[Buffer]:
@@ -198,8 +217,7 @@ class Session:
         return head
 
 
-def _chunked(h: Hasher, head: bytes, views: List[memoryview],
-             chunk: int) -> Iterator[List[Buffer]]:
+def _chunked(h: Hasher, head: bytes, views: List[memoryview], chunk: int) -> Iterator[List[Buffer]]:
     """Yield ``head`` and ``views`` in groups of ``chunk`` payload bytes (the last group
     shorter, ending with the MAC), feeding ``h`` each group just before it is yielded."""
     group: List[Buffer] = [head]
@@ -207,7 +225,7 @@ def _chunked(h: Hasher, head: bytes, views: List[memoryview],
     for view in views:
         pos, n = 0, len(view)
         while n - pos >= room:
-            piece = view[pos:pos + room]
+            piece = view[pos : pos + room]
             h.update(piece)
             group.append(piece)
             pos += room
@@ -246,12 +264,12 @@ class FrameReader:
     def buffer(self) -> memoryview:
         """Writable space to receive into (never empty)."""
         if self._big is not None:
-            return self._big.buf[self._big.fill:]
+            return self._big.buf[self._big.fill :]
         if self._end == len(self._scratch):
             pending = self._end - self._start
-            self._scratch[:pending] = self._scratch[self._start:self._end]
+            self._scratch[:pending] = self._scratch[self._start : self._end]
             self._start, self._end = 0, pending
-        return self._view[self._end:]
+        return self._view[self._end :]
 
     def pending(self) -> int:
         """Bytes received but not yet part of a complete frame (0 between frames)."""
@@ -292,17 +310,18 @@ class FrameReader:
             if end - s >= total:
                 stop = s + HEADER_SIZE + length
                 mac = self._mac.digest(view[s:stop])
-                if not hmac.compare_digest(mac, view[stop:stop + MAC_SIZE]):
+                if not hmac.compare_digest(mac, view[stop : stop + MAC_SIZE]):
                     raise _bad_mac()
                 self._seq += 1
                 self._start = stop + MAC_SIZE
-                frames.append(Frame(ftype, flags, bytes(view[s + HEADER_SIZE:stop]),
-                                    self.max_size))
+                frames.append(
+                    Frame(ftype, flags, bytes(view[s + HEADER_SIZE : stop]), self.max_size)
+                )
                 continue
             if total > len(self._scratch):
                 h = self._mac.start()
-                h.update(view[s:s + HEADER_SIZE])
-                self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE:end])
+                h.update(view[s : s + HEADER_SIZE])
+                self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
                 self._start = self._end = 0
             break
         if self._start == self._end:
@@ -312,27 +331,34 @@ class FrameReader:
     def _check_header(self, view: memoryview, pos: int) -> Tuple[int, int, int]:
         direction, ftype, flags, seq, length = HEADER.unpack_from(view, pos)
         if direction != self._dir:
-            raise IntegrityError("frame rejected: it travels in the wrong direction "
-                                 "(a reflected frame)")
+            raise IntegrityError(
+                "frame rejected: it travels in the wrong direction (a reflected frame)"
+            )
         if seq != self._seq:
-            raise IntegrityError(f"frame rejected: sequence {seq} where {self._seq} was "
-                                 "expected (replayed, reordered or dropped frame)")
+            raise IntegrityError(
+                f"frame rejected: sequence {seq} where {self._seq} was "
+                "expected (replayed, reordered or dropped frame)"
+            )
         if length > self.max_size:
-            raise FrameTooLarge(f"frame rejected: header announces {length} bytes, above the "
-                                f"{self.max_size}-byte limit")
+            raise FrameTooLarge(
+                f"frame rejected: header announces {length} bytes, above the "
+                f"{self.max_size}-byte limit"
+            )
         return ftype, flags, length
 
     def _finish_big(self, big: _BigFrame) -> Frame:
-        if not hmac.compare_digest(big.mac.digest(), big.buf[big.length:]):
+        if not hmac.compare_digest(big.mac.digest(), big.buf[big.length :]):
             raise _bad_mac()
         self._seq += 1
-        return Frame(big.type, big.flags, big.buf[:big.length], self.max_size)
+        return Frame(big.type, big.flags, big.buf[: big.length], self.max_size)
 
     def check_eof(self) -> None:
         """Call at end of stream: raise if a frame was cut off part-way."""
         if self.pending():
-            raise IntegrityError(f"connection closed in the middle of a frame "
-                                 f"({self.pending()} bytes of it received): truncated")
+            raise IntegrityError(
+                f"connection closed in the middle of a frame "
+                f"({self.pending()} bytes of it received): truncated"
+            )
 
 
 class _BigFrame:
@@ -347,7 +373,7 @@ class _BigFrame:
         self.type, self.flags, self.length, self.mac = type, flags, length, mac
         self.buf = _big_buffer(length + MAC_SIZE)
         self.fill = 0
-        self.buf[:len(start)] = start
+        self.buf[: len(start)] = start
         self.received(len(start))
 
     def received(self, n: int) -> None:
@@ -355,7 +381,7 @@ class _BigFrame:
         fill = self.fill
         self.fill = fill + n
         if fill < self.length:
-            self.mac.update(self.buf[fill:min(fill + n, self.length)])
+            self.mac.update(self.buf[fill : min(fill + n, self.length)])
 
 
 def _big_buffer(size: int) -> memoryview:
@@ -366,14 +392,17 @@ def _big_buffer(size: int) -> memoryview:
         # that the kernel faults in and zeroes page by page as it is written; one populated
         # mapping is faulted in a single call, about a fifth cheaper. Below it, malloc
         # recycles freed memory, which beats any new mapping.
-        return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-                                    | _POPULATE))
+        return memoryview(
+            mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
+        )
     return memoryview(bytearray(size))
 
 
 def _bad_mac() -> IntegrityError:
-    return IntegrityError("frame rejected: authentication code does not match "
-                          "(altered frame, or sent with another key or session)")
+    return IntegrityError(
+        "frame rejected: authentication code does not match "
+        "(altered frame, or sent with another key or session)"
+    )
 
 
 def pack_batch(items: Sequence[Tuple[int, bytes]]) -> bytes:
@@ -398,7 +427,7 @@ def batch_items(frame: Frame) -> List[Tuple[int, memoryview]]:
         pos += isize
         if size > end - pos or ftype == FT_BATCH:
             raise ProtocolError("malformed batch frame (bad item)")
-        out.append((ftype, main[pos:pos + size]))
+        out.append((ftype, main[pos : pos + size]))
         pos += size
     return out
 

@@ -1,6 +1,5 @@
 """The handshake (drawn in the package docstring): hellos, proofs and session keys."""
 
-
 from __future__ import annotations
 
 import hmac
@@ -30,7 +29,6 @@ STATUS_REFUSED = 2
 OPT_COMPRESS = 1
 
 
-
 @dataclass(frozen=True)
 class WireOptions:
     """Per-connection limits and choices; both ends state their own."""
@@ -51,8 +49,10 @@ def check_key(key: object) -> bytes:
     if isinstance(key, str):
         raise TypeError("a key must be bytes (use read_key_file or decode_key), not str")
     if not isinstance(key, (bytes, bytearray)) or len(key) == 0:
-        raise ValueError("an empty or missing key is not allowed; make one with "
-                         "'easycluster -g FILE' and pass read_key_file(FILE)")
+        raise ValueError(
+            "an empty or missing key is not allowed; make one with "
+            "'easycluster -g FILE' and pass read_key_file(FILE)"
+        )
     return bytes(key)
 
 
@@ -94,9 +94,15 @@ class ServerHandshake:
         head = struct.pack(">BBHIQ", STATUS_OK, agreed, version, 0, self._options.max_frame)
         reply = head + _mac(self._key, b"easycluster server proof", self.hello, client_hello, head)
         c2s, s2c = _session_keys(self._key, self._nonce, c_nonce)
-        session = Session(send_key=s2c, recv_key=c2s, send_dir=DIR_S2C, recv_dir=DIR_C2S,
-                          max_recv=self._options.max_frame, max_send=max_frame,
-                          compress=bool(agreed & OPT_COMPRESS))
+        session = Session(
+            send_key=s2c,
+            recv_key=c2s,
+            send_dir=DIR_S2C,
+            recv_dir=DIR_C2S,
+            max_recv=self._options.max_frame,
+            max_send=max_frame,
+            compress=bool(agreed & OPT_COMPRESS),
+        )
         return reply, session
 
     def _refuse(self, status: int) -> bytes:
@@ -116,13 +122,16 @@ class ClientHandshake:
     def receive_hello(self, server_hello: bytes) -> bytes:
         """Check the server hello and return the client hello to send."""
         if len(server_hello) != SERVER_HELLO_SIZE or server_hello[:8] != MAGIC:
-            raise ProtocolError("the peer is not an EasyCluster server (bad greeting); "
-                                "check the host and port")
+            raise ProtocolError(
+                "the peer is not an EasyCluster server (bad greeting); check the host and port"
+            )
         lo, hi, _ = struct.unpack_from(">HHI", server_hello, 8)
         version = min(hi, PROTOCOL_MAX)
         if version < max(lo, PROTOCOL_MIN):
-            raise ProtocolError(f"no common protocol version: server speaks {lo}-{hi}, "
-                                f"this client {PROTOCOL_MIN}-{PROTOCOL_MAX}; upgrade one side")
+            raise ProtocolError(
+                f"no common protocol version: server speaks {lo}-{hi}, "
+                f"this client {PROTOCOL_MIN}-{PROTOCOL_MAX}; upgrade one side"
+            )
         self._server_hello = bytes(server_hello)
         opts = OPT_COMPRESS if self._options.compress else 0
         head = MAGIC + struct.pack(">HHIQ", version, opts, 0, self._options.max_frame)
@@ -138,15 +147,26 @@ class ClientHandshake:
         if status == STATUS_BAD_PROOF:
             raise AuthenticationError("the server refused our key (wrong key?)")
         if status != STATUS_OK:
-            raise ProtocolError(f"the server refused the connection (status {status}): "
-                                "protocol version or greeting not accepted")
-        proof = _mac(self._key, b"easycluster server proof", self._server_hello, self.hello,
-                     accept[:16])
+            raise ProtocolError(
+                f"the server refused the connection (status {status}): "
+                "protocol version or greeting not accepted"
+            )
+        proof = _mac(
+            self._key, b"easycluster server proof", self._server_hello, self.hello, accept[:16]
+        )
         if not hmac.compare_digest(proof, accept[16:]):
-            raise AuthenticationError("the server could not prove it holds the key "
-                                      "(wrong key on the server, or an impostor)")
+            raise AuthenticationError(
+                "the server could not prove it holds the key "
+                "(wrong key on the server, or an impostor)"
+            )
         s_nonce = self._server_hello[16:48]
         c2s, s2c = _session_keys(self._key, s_nonce, self._nonce)
-        return Session(send_key=c2s, recv_key=s2c, send_dir=DIR_C2S, recv_dir=DIR_S2C,
-                       max_recv=self._options.max_frame, max_send=max_frame,
-                       compress=bool(agreed & OPT_COMPRESS))
+        return Session(
+            send_key=c2s,
+            recv_key=s2c,
+            send_dir=DIR_C2S,
+            recv_dir=DIR_S2C,
+            max_recv=self._options.max_frame,
+            max_send=max_frame,
+            compress=bool(agreed & OPT_COMPRESS),
+        )

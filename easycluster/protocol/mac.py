@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at imp
         def update(self, data: Buffer, /) -> None: ...
         def digest(self) -> bytes: ...
 
+
 _BLOCK = 64  # SHA-256 block size in bytes
 DIGEST_SIZE = 32
 

@@ -68,16 +68,24 @@ class ServerConnection:
     STANDBY_IDLE = 1.0  # after this long without calls the standby sleeps until notified
     FINISH_TIMEOUT = 2.0  # a drained connection waits this long for the client to close
 
-    def __init__(self, channel: Channel, peer: str = "local", verbosity: int = 0,
-                 on_end: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        channel: Channel,
+        peer: str = "local",
+        verbosity: int = 0,
+        on_end: Optional[Callable[[str], None]] = None,
+    ):
         self.channel = channel
         self.peer = peer
         self.verbosity = verbosity
         self.context = definitions.definitions_module(definitions.DEFAULT_MODULE)
         self.root = RootObject(self)
         self.table = ObjectTable(self.root)
-        self._verbs = {name[5:]: getattr(self.root, name) for name in dir(self.root)
-                       if name.startswith("verb_")}
+        self._verbs = {
+            name[5:]: getattr(self.root, name)
+            for name in dir(self.root)
+            if name.startswith("verb_")
+        }
         self.objects = self.table.objects
         self.threads: Dict[int, ServerThread] = {}
         self._on_end = on_end
@@ -90,8 +98,9 @@ class ServerConnection:
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
         self._main_thread = threading.current_thread()
-        self._standby_thread = threading.Thread(target=self._standby, daemon=True,
-                                                name="easycluster-standby")
+        self._standby_thread = threading.Thread(
+            target=self._standby, daemon=True, name="easycluster-standby"
+        )
         self._standby_thread.start()
         cond, lock, handoff = self._cond, self._lock, self.handoff
         batch: Optional[List[Request]] = None
@@ -270,8 +279,9 @@ class ServerConnection:
         if self._on_end is not None:
             self._on_end(reason)
 
-    def _dispatch(self, ftype: int, main: memoryview, bufs: Sequence[memoryview],
-                  local: List[Request]) -> bool:
+    def _dispatch(
+        self, ftype: int, main: memoryview, bufs: Sequence[memoryview], local: List[Request]
+    ) -> bool:
         """Route one message; thread 0's requests are appended to ``local``. False at goodbye."""
         if ftype == frames.FT_REQUEST:
             if len(main) < REQUEST_HEAD.size:
@@ -286,8 +296,9 @@ class ServerConnection:
             elif tid == CONTROL:
                 self.run_request(*item, from_reader=True)
             elif tid == SINGLE:
-                threading.Thread(target=self.run_request, args=item, daemon=True,
-                                 name="easycluster-single").start()
+                threading.Thread(
+                    target=self.run_request, args=item, daemon=True, name="easycluster-single"
+                ).start()
             else:
                 self._thread(tid).queue.put(item)
             return True
@@ -317,8 +328,14 @@ class ServerConnection:
         if t is not None:
             t.queue.put(None)
 
-    def run_request(self, rid: int, main: memoryview, bufs: Sequence[memoryview],
-                    more: Callable[[], int] = lambda: 0, from_reader: bool = False) -> None:
+    def run_request(
+        self,
+        rid: int,
+        main: memoryview,
+        bufs: Sequence[memoryview],
+        more: Callable[[], int] = lambda: 0,
+        from_reader: bool = False,
+    ) -> None:
         """Run one request and send its reply; never raises (the reply carries errors).
 
         ``more()`` tells how many requests wait behind this one; while there are some,
@@ -334,13 +351,18 @@ class ServerConnection:
             if done:
                 self._exit_drained()
 
-    def _run_request(self, rid: int, main: memoryview, bufs: Sequence[memoryview],
-                     hold: bool = False, more: Optional[Callable[[], int]] = None,
-                     later: bool = False) -> None:
+    def _run_request(
+        self,
+        rid: int,
+        main: memoryview,
+        bufs: Sequence[memoryview],
+        hold: bool = False,
+        more: Optional[Callable[[], int]] = None,
+        later: bool = False,
+    ) -> None:
         status, value = 0, None
         try:
-            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size:], bufs,
-                                                         self.table)
+            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size :], bufs, self.table)
             if self.verbosity > 1:
                 log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)
             if oid == 0:
@@ -354,8 +376,15 @@ class ServerConnection:
             status, value = 1, _remote_exception(e)
         self._reply(rid, status, value, hold, more, later)
 
-    def _reply(self, rid: int, status: int, value: Any, hold: bool = False,
-               more: Optional[Callable[[], int]] = None, later: bool = False) -> None:
+    def _reply(
+        self,
+        rid: int,
+        status: int,
+        value: Any,
+        hold: bool = False,
+        more: Optional[Callable[[], int]] = None,
+        later: bool = False,
+    ) -> None:
         """Send a reply: held in the outbox if ``hold`` (the caller flushes), handed to
         the writer thread if ``later`` (small ones), else batched with others only while
         ``more()`` says requests wait behind it."""
@@ -372,14 +401,22 @@ class ServerConnection:
                 status, value = 1, _unpicklable(value, e2)
                 main, bufs = serialize.dumps((value,), self.table)
         try:
-            self.channel.send_message(frames.FT_RESPONSE, REPLY_HEAD.pack(rid, status), main,
-                                      bufs, flush=not (more and more()), hold=hold,
-                                      later=later)
+            self.channel.send_message(
+                frames.FT_RESPONSE,
+                REPLY_HEAD.pack(rid, status),
+                main,
+                bufs,
+                flush=not (more and more()),
+                hold=hold,
+                later=later,
+            )
         except FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:
-                self.channel.send(frames.FT_RESPONSE, [REPLY_HEAD.pack(rid, 1),
-                                                     serialize.dumps((value,), self.table)[0]])
+                self.channel.send(
+                    frames.FT_RESPONSE,
+                    [REPLY_HEAD.pack(rid, 1), serialize.dumps((value,), self.table)[0]],
+                )
             except ConnectionLost:
                 pass
         except ConnectionLost:
@@ -396,8 +433,12 @@ def _unpicklable(value: Any, err: BaseException) -> RemoteException:
     orig = value.orig if isinstance(value, RemoteException) else value
     text = value.text if isinstance(value, RemoteException) else []
     desc = f"{type(orig).__module__}.{type(orig).__qualname__}: {orig}"
-    return RemoteException(RuntimeError(f"{desc} (the remote exception could not be sent: "
-                                        f"{type(err).__name__}: {err})"), text)
+    return RemoteException(
+        RuntimeError(
+            f"{desc} (the remote exception could not be sent: {type(err).__name__}: {err})"
+        ),
+        text,
+    )
 
 
 def flush_output() -> None:

@@ -115,8 +115,19 @@ class ReaderHandoff:
     ``answered`` with no request counted raises RuntimeError, like the ``illegal`` cells.
     """
 
-    __slots__ = ("state", "calls", "watched", "last_call", "standby_idle", "idle_after",
-                 "backlog", "ended", "requests", "draining", "finishing")
+    __slots__ = (
+        "state",
+        "calls",
+        "watched",
+        "last_call",
+        "standby_idle",
+        "idle_after",
+        "backlog",
+        "ended",
+        "requests",
+        "draining",
+        "finishing",
+    )
 
     def __init__(self, idle_after: float):
         self.state = READING
@@ -268,8 +279,9 @@ class ReaderHandoff:
         """``n`` requests were answered. True: draining and none left (end the process)."""
         left = self.requests - n
         if left < 0:
-            raise RuntimeError(f"reader hand-off: {n} answered, but only {self.requests} "
-                               f"requests were counted")
+            raise RuntimeError(
+                f"reader hand-off: {n} answered, but only {self.requests} requests were counted"
+            )
         self.requests = left
         return self.draining and left == 0
 
@@ -294,5 +306,6 @@ class ReaderHandoff:
         return MAIN if self.state == READING or self.state == RUNNING else STANDBY
 
     def _illegal(self, event: str) -> RuntimeError:
-        return RuntimeError(f"reader hand-off: {event} is not allowed in state "
-                            f"{STATE_NAMES[self.state]}")
+        return RuntimeError(
+            f"reader hand-off: {event} is not allowed in state {STATE_NAMES[self.state]}"
+        )

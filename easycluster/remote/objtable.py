@@ -35,8 +35,9 @@ class ObjectTable:
         try:
             return self.objects[oid]
         except KeyError:
-            raise LookupError(f"object id {oid} is unknown on this connection (never issued, "
-                              "or already released)") from None
+            raise LookupError(
+                f"object id {oid} is unknown on this connection (never issued, or already released)"
+            ) from None
 
     def reduce(self, obj: Any) -> Any:
         info = object_info(obj)

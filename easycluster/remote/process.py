@@ -51,8 +51,9 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
 def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
     """Serve one local connection on ``sock`` (handshake with ``key``); ends the process."""
     if verbosity:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="easycluster[%(process)d]: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
+        )
     try:
         channel = server_handshake(sock, key, WireOptions(), timeout=30)
     except (ConnectionLost, OSError) as e:
@@ -69,4 +70,3 @@ def main_spawned(argv: Sequence[str]) -> int:
     key = bytes.fromhex(sys.stdin.readline().strip())
     sys.stdin.close()
     return main_socket(socket.socket(fileno=fd), key, verbosity)
-

@@ -32,8 +32,9 @@ class ShippedModules:
     def __init__(self, sources: Sources):
         self.sources = sources
 
-    def find_spec(self, name: str, path: Optional[Sequence[str]] = None,
-                  target: Optional[ModuleType] = None) -> Optional[ModuleSpec]:
+    def find_spec(
+        self, name: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
+    ) -> Optional[ModuleSpec]:
         if name not in self.sources:
             return None
         import importlib.machinery
@@ -42,8 +43,11 @@ class ShippedModules:
         # the stub wants an importlib.abc.Loader, and importing importlib.abc would cost
         # stage 1 some 9 ms.
         return importlib.machinery.ModuleSpec(
-            name, self,  # type: ignore[arg-type]
-            origin=self._filename(name), is_package=self.sources[name][0])
+            name,
+            self,  # type: ignore[arg-type]
+            origin=self._filename(name),
+            is_package=self.sources[name][0],
+        )
 
     def create_module(self, spec: ModuleSpec) -> None:
         return None

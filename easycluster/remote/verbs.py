@@ -38,8 +38,9 @@ class RootObject:
             mod.running_server = self.conn  # type: ignore[attr-defined]
             definitions.run_block(name, code)
 
-    def verb_call(self, name: str, args: Sequence[Any] = (),
-                  kwargs: Optional[Dict[str, Any]] = None) -> Any:
+    def verb_call(
+        self, name: str, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None
+    ) -> Any:
         fn = definitions.get_global(name, self.conn.context, auto_import=True)
         return fn(*args, **(kwargs or {}))
 
@@ -95,8 +96,10 @@ class RootObject:
 
     def do_easycluster_upgrade(self, code: Any, data: Any) -> None:
         """EasyCluster 0.22 replaced a server's code from the client; never here."""
-        raise NotImplementedError("servers are not upgraded from the client; install the "
-                                  "new version where the server runs")
+        raise NotImplementedError(
+            "servers are not upgraded from the client; install the "
+            "new version where the server runs"
+        )
 
     # EasyCluster 0.22's names for the verbs, for code that calls the root object
     # directly (dispatch reads only the verb_* names, so the wire is unchanged).

@@ -55,7 +55,7 @@ def main(argv: list) -> int:
             ctrl.send(SPAWNED.pack(-22))
             continue
         key, verbosity = SPAWN.unpack_from(msg)
-        cwd = msg[SPAWN.size:].decode("utf-8", "surrogateescape")
+        cwd = msg[SPAWN.size :].decode("utf-8", "surrogateescape")
         try:
             pid = os.fork()
         except OSError as e:

@@ -52,6 +52,7 @@ def _count(low: int) -> Callable[[str], int]:
         if not re.fullmatch(r"\d+", text) or int(text) < low:
             raise ValueError(f"expected a whole number >= {low}")
         return int(text)
+
     return parse
 
 
@@ -119,8 +120,15 @@ PARSERS: Dict[str, Callable[[str], Any]] = {
 }
 
 DEFAULTS: Dict[str, Any] = {
-    "port": DEFAULT_PORT, "bind": None, "keyfile": None, "allow": [], "verbosity": 0,
-    "max_connections": 0, "handshake_timeout": 10.0, "max_pending": 64, "grace": 10.0,
+    "port": DEFAULT_PORT,
+    "bind": None,
+    "keyfile": None,
+    "allow": [],
+    "verbosity": 0,
+    "max_connections": 0,
+    "handshake_timeout": 10.0,
+    "max_pending": 64,
+    "grace": 10.0,
     "ipv6": True,
 }
 
@@ -166,10 +174,13 @@ def parse_config(text: str, path: str = "<config>") -> Dict[str, Tuple[Any, str]
         parse = PARSERS.get(name)
         if parse is None:
             if name.lower() in SECRET_NAMES:  # never echo what may be a key
-                raise ConfigError(f"{where}: unknown key {name!r}: the key itself never "
-                                  "goes in this file; name a key file with 'keyfile = FILE'")
-            raise ConfigError(f"{where}: unknown key {name!r} (value {value!r}); "
-                              f"{_known_hint(name)}")
+                raise ConfigError(
+                    f"{where}: unknown key {name!r}: the key itself never "
+                    "goes in this file; name a key file with 'keyfile = FILE'"
+                )
+            raise ConfigError(
+                f"{where}: unknown key {name!r} (value {value!r}); {_known_hint(name)}"
+            )
         if name == "allow" and value == "":
             out.setdefault(name, ([], where))
             continue
@@ -181,8 +192,9 @@ def parse_config(text: str, path: str = "<config>") -> Dict[str, Tuple[Any, str]
             before = out.get(name, ([], where))[0]
             out[name] = (before + parsed, where)
         elif name in out:
-            raise ConfigError(f"{where}: {name} = {value!r} repeats the {name} set at "
-                              f"{out[name][1]}")
+            raise ConfigError(
+                f"{where}: {name} = {value!r} repeats the {name} set at {out[name][1]}"
+            )
         else:
             out[name] = (parsed, where)
     if "keyfile" in out:
@@ -240,10 +252,18 @@ def server_options(settings: Settings, key: bytes, **extra: Any) -> ServerOption
     (pidfile, daemonize)."""
     v = settings.values
     return ServerOptions(
-        key=key, port=v["port"], bind=v["bind"], allow=tuple(v["allow"]), ipv6=v["ipv6"],
-        verbosity=v["verbosity"], handshake_timeout=v["handshake_timeout"],
-        max_pending=v["max_pending"], max_connections=v["max_connections"],
-        grace=v["grace"], **extra)
+        key=key,
+        port=v["port"],
+        bind=v["bind"],
+        allow=tuple(v["allow"]),
+        ipv6=v["ipv6"],
+        verbosity=v["verbosity"],
+        handshake_timeout=v["handshake_timeout"],
+        max_pending=v["max_pending"],
+        max_connections=v["max_connections"],
+        grace=v["grace"],
+        **extra,
+    )
 
 
 def set_values(text: str, values: Mapping[str, str]) -> str:

@@ -37,8 +37,10 @@ def parse_allow(nets: Sequence[str]) -> List[Network]:
         try:
             out.append(ipaddress.ip_network(n.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"bad allow-list entry {n!r}: expected an address or network "
-                             "such as 10.0.0.0/8 or 2001:db8::/32")
+            raise ValueError(
+                f"bad allow-list entry {n!r}: expected an address or network "
+                "such as 10.0.0.0/8 or 2001:db8::/32"
+            )
     return out
 
 
@@ -55,8 +57,9 @@ def allowed(addr: str, nets: Sequence[Network]) -> bool:
 def bind_tcp(port: int, bind: Optional[str] = None, ipv6: bool = True) -> socket.socket:
     """A listening socket: dual-stack ``[::]`` by default, IPv4 only with ``ipv6=False``."""
     if bind:
-        infos = socket.getaddrinfo(bind, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
-                                   socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            bind, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
         if not ipv6:
             infos = [i for i in infos if i[0] == socket.AF_INET] or infos
         family, _, _, _, addr = infos[0]
@@ -84,8 +87,14 @@ def bind_tcp(port: int, bind: Optional[str] = None, ipv6: bool = True) -> socket
 class _Pending:
     __slots__ = ("sock", "addr", "peer", "hs", "buf", "deadline")
 
-    def __init__(self, sock: socket.socket, addr: str, peer: str, hs: handshake.ServerHandshake,
-                 deadline: float):
+    def __init__(
+        self,
+        sock: socket.socket,
+        addr: str,
+        peer: str,
+        hs: handshake.ServerHandshake,
+        deadline: float,
+    ):
         self.sock, self.addr, self.peer, self.hs, self.deadline = sock, addr, peer, hs, deadline
         self.buf = bytearray()
 
@@ -105,10 +114,16 @@ class Listener:
     exhaust the server.
     """
 
-    def __init__(self, sock: socket.socket, key: bytes, handler: Handler,
-                 allow: Sequence[Network] = (),
-                 options: handshake.WireOptions = handshake.WireOptions(),
-                 handshake_timeout: float = 10.0, max_pending: int = 64):
+    def __init__(
+        self,
+        sock: socket.socket,
+        key: bytes,
+        handler: Handler,
+        allow: Sequence[Network] = (),
+        options: handshake.WireOptions = handshake.WireOptions(),
+        handshake_timeout: float = 10.0,
+        max_pending: int = 64,
+    ):
         self.sock = sock
         self.key = handshake.check_key(key)
         self.handler = handler
@@ -150,8 +165,9 @@ class Listener:
         self._wake_fd = fd
         self._sel.register(fd, selectors.EVENT_READ, _WAKE)
 
-    def update(self, key: bytes, allow: Sequence[Network], handshake_timeout: float,
-               max_pending: int) -> int:
+    def update(
+        self, key: bytes, allow: Sequence[Network], handshake_timeout: float, max_pending: int
+    ) -> int:
         """Use a new key and allow list for connections accepted from now on.
 
         Pending handshakes from peers the new list refuses are dropped; the number dropped
@@ -194,8 +210,11 @@ class Listener:
                     self._advance(p)
         now = time.monotonic()
         for p in [p for p in self._pending.values() if p.deadline <= now]:
-            log.warning("connection from %s refused: no handshake within %.1f s", p.peer,
-                        self.handshake_timeout)
+            log.warning(
+                "connection from %s refused: no handshake within %.1f s",
+                p.peer,
+                self.handshake_timeout,
+            )
             self._drop(p)
 
     def _accept(self) -> None:
@@ -214,8 +233,9 @@ class Listener:
                 continue
             if len(self._pending) >= self.max_pending:
                 oldest = min(self._pending.values(), key=lambda p: p.deadline)
-                log.warning("connection from %s dropped: too many unauthenticated sockets",
-                            oldest.peer)
+                log.warning(
+                    "connection from %s dropped: too many unauthenticated sockets", oldest.peer
+                )
                 self._drop(oldest)
             conn.setblocking(False)
             nodelay(conn)
@@ -293,5 +313,3 @@ def _peername(addr: tuple) -> str:
     if host.startswith("::ffff:"):
         host = host[7:]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-

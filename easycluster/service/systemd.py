@@ -83,14 +83,15 @@ def render_unit(config_path: str, command: Optional[Sequence[str]] = None) -> st
     """The unit file text: ``ExecStart`` runs ``command -S --config config_path``."""
     argv = list(command or server_command()) + ["-S", "--config", config_path]
     return kit_text("easycluster.service").replace(
-        "@EXEC_START@", " ".join(_unit_quote(a) for a in argv))
+        "@EXEC_START@", " ".join(_unit_quote(a) for a in argv)
+    )
 
 
 def exec_start(unit_text: str) -> List[str]:
     """The argv of a unit's ``ExecStart=`` line (quotes, ``%%`` and ``$$`` undone)."""
     for line in unit_text.splitlines():
         if line.startswith("ExecStart="):
-            value = line[len("ExecStart="):].lstrip("-@:+!")
+            value = line[len("ExecStart=") :].lstrip("-@:+!")
             return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(value)]
     raise ValueError("the unit has no ExecStart= line")
 
@@ -98,8 +99,9 @@ def exec_start(unit_text: str) -> List[str]:
 def render_config(values: Mapping[str, str]) -> str:
     """The default configuration with ``values`` (key -> text) filled in; checked by
     parsing it, so a bad value raises ConfigError before anything is written."""
-    text = set_values(kit_text("easycluster.conf"), values) if values else \
-        kit_text("easycluster.conf")
+    text = (
+        set_values(kit_text("easycluster.conf"), values) if values else kit_text("easycluster.conf")
+    )
     parse_config(text, "the configuration to install")
     return text
 
@@ -124,12 +126,15 @@ def _write(path: str, text: str, mode: int) -> None:
         raise
 
 
-def _systemctl(args: Sequence[str], layout: Layout, capture: bool = False
-               ) -> subprocess.CompletedProcess[str]:
+def _systemctl(
+    args: Sequence[str], layout: Layout, capture: bool = False
+) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("systemctl")
     if exe is None:
-        raise SystemdUnavailable("systemctl not found: is this a systemd machine? Run the "
-                                 f"server directly: {_direct_command(layout)}")
+        raise SystemdUnavailable(
+            "systemctl not found: is this a systemd machine? Run the "
+            f"server directly: {_direct_command(layout)}"
+        )
     argv = [exe] + ([f"--root={layout.root}"] if layout.root else []) + list(args)
     return subprocess.run(argv, text=True, capture_output=capture, check=False)
 
@@ -140,17 +145,23 @@ def _direct_command(layout: Layout) -> str:
 
 def _require_systemd(layout: Layout, doing: str, instead: str) -> None:
     if layout.root:
-        raise ConfigError(f"cannot {doing} in a staging root ({layout.root}); "
-                          "drop --root to act on this machine")
+        raise ConfigError(
+            f"cannot {doing} in a staging root ({layout.root}); drop --root to act on this machine"
+        )
     if not systemd_running(layout):
         raise SystemdUnavailable(
             f"systemd is not running here (no {layout.probe}: a container, or another "
-            f"init system?), so it cannot {doing}. {instead}")
+            f"init system?), so it cannot {doing}. {instead}"
+        )
 
 
-def install(layout: Layout, keyfile: Optional[str] = None, overwrite: bool = False,
-            config_values: Optional[Mapping[str, str]] = None,
-            out: Output = print) -> int:
+def install(
+    layout: Layout,
+    keyfile: Optional[str] = None,
+    overwrite: bool = False,
+    config_values: Optional[Mapping[str, str]] = None,
+    out: Output = print,
+) -> int:
     """Write the unit, the configuration and the key, then enable the unit.
 
     The unit is always (re)written. The configuration and the key are written only when
@@ -166,8 +177,9 @@ def install(layout: Layout, keyfile: Optional[str] = None, overwrite: bool = Fal
     if key_exists and not overwrite:
         old_key = keys.read_key_file(key_path)  # refuses a loose or broken one
         if new_key is not None and old_key != new_key:
-            raise ConfigError(f"{key_path} exists and holds another key than {keyfile}; "
-                              "add -O to replace it")
+            raise ConfigError(
+                f"{key_path} exists and holds another key than {keyfile}; add -O to replace it"
+            )
 
     _write(layout.host(layout.unit), render_unit(layout.config), 0o644)
     out(f"wrote the unit {layout.host(layout.unit)}")
@@ -185,24 +197,33 @@ def install(layout: Layout, keyfile: Optional[str] = None, overwrite: bool = Fal
         out(f"wrote {what} to {key_path} (mode 0600); clients need the same key")
     installed = parse_config(_read(config_path), config_path)
     if installed.get("bind", ("127.0.0.1",))[0] in ("127.0.0.1", "::1", "localhost"):
-        out(f"note: the server listens on loopback only; set 'bind' in {layout.config} "
-            "(or install with -b ADDR) to serve the cluster")
+        out(
+            f"note: the server listens on loopback only; set 'bind' in {layout.config} "
+            "(or install with -b ADDR) to serve the cluster"
+        )
 
     if not layout.root:
-        _require_systemd(layout, f"enable {UNIT_NAME}",
-                         "The files are installed. Enable the unit for the next boot "
-                         "without a running systemd with 'easycluster --install --root /', "
-                         f"or run the server directly: {_direct_command(layout)}")
+        _require_systemd(
+            layout,
+            f"enable {UNIT_NAME}",
+            "The files are installed. Enable the unit for the next boot "
+            "without a running systemd with 'easycluster --install --root /', "
+            f"or run the server directly: {_direct_command(layout)}",
+        )
         _systemctl(["daemon-reload"], layout)
     r = _systemctl(["enable", UNIT_NAME], layout, capture=bool(layout.root))
     for line in (r.stdout or "").splitlines() + (r.stderr or "").splitlines():
         if "non-existent unit" not in line:  # a staging root holds no multi-user.target
             out(line)
     if r.returncode != 0:
-        raise SystemdUnavailable(f"'systemctl enable {UNIT_NAME}' failed (status "
-                                 f"{r.returncode}); the files are installed")
-    out(f"enabled {UNIT_NAME}" + (f" in {layout.root}" if layout.root else
-                                  "; start it with 'easycluster --start'"))
+        raise SystemdUnavailable(
+            f"'systemctl enable {UNIT_NAME}' failed (status "
+            f"{r.returncode}); the files are installed"
+        )
+    out(
+        f"enabled {UNIT_NAME}"
+        + (f" in {layout.root}" if layout.root else "; start it with 'easycluster --start'")
+    )
     return 0
 
 
@@ -251,9 +272,11 @@ def query_installed(layout: Layout, out: Output = print) -> int:
     present = os.path.exists(unit)
     if not layout.root:
         _require_systemd(
-            layout, f"tell whether {UNIT_NAME} is installed",
+            layout,
+            f"tell whether {UNIT_NAME} is installed",
             f"The unit file {'is' if present else 'is not'} at {unit}; "
-            "'easycluster --query-installed --root /' checks the files only.")
+            "'easycluster --query-installed --root /' checks the files only.",
+        )
     if not present:
         out(f"not installed: no unit at {unit}")
         return 1
@@ -269,17 +292,19 @@ def control(action: str, layout: Layout, out: Output = print) -> int:
     """``start``, ``stop`` or ``status`` through systemctl; 0 on success, 1 otherwise."""
     instead = {
         "start": f"Run the server directly instead: {_direct_command(layout)} "
-                 "(add -d -P PIDFILE to detach)",
+        "(add -d -P PIDFILE to detach)",
         "stop": "Stop a server started by hand with 'kill -TERM PID' (its pid file, or "
-                "pgrep -f 'easycluster -S').",
+        "pgrep -f 'easycluster -S').",
         "status": "Look for a server started by hand with: pgrep -af 'easycluster -S'",
     }[action]
     _require_systemd(layout, f"{action} {UNIT_NAME}", instead)
     args = [action, UNIT_NAME] + (["--no-pager"] if action == "status" else [])
     r = _systemctl(args, layout)
     if r.returncode != 0 and action != "status":
-        out(f"systemctl {action} {UNIT_NAME} failed (status {r.returncode}); "
-            f"see 'journalctl -u {UNIT_NAME}'")
+        out(
+            f"systemctl {action} {UNIT_NAME} failed (status {r.returncode}); "
+            f"see 'journalctl -u {UNIT_NAME}'"
+        )
     return 0 if r.returncode == 0 else 1
 
 

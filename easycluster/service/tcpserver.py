@@ -82,16 +82,26 @@ class TCPServer:
     ``NOTIFY_SOCKET`` path (None: no notifications).
     """
 
-    def __init__(self, opts: ServerOptions, reload: Optional[Reload] = None,
-                 notify_socket: Optional[str] = None):
+    def __init__(
+        self,
+        opts: ServerOptions,
+        reload: Optional[Reload] = None,
+        notify_socket: Optional[str] = None,
+    ):
         self.opts = opts
         handshake.check_key(opts.key)
         nets = parse_allow(opts.allow)
         self.sock = bind_tcp(opts.port, opts.bind, ipv6=opts.ipv6)
         self.children: Dict[int, str] = {}  # pid -> peer
-        self.listener = Listener(self.sock, opts.key, self._fork_child, nets,
-                                 handshake.WireOptions(max_frame=opts.max_frame),
-                                 opts.handshake_timeout, opts.max_pending)
+        self.listener = Listener(
+            self.sock,
+            opts.key,
+            self._fork_child,
+            nets,
+            handshake.WireOptions(max_frame=opts.max_frame),
+            opts.handshake_timeout,
+            opts.max_pending,
+        )
         self.reload_options = reload
         self.notify_socket = notify_socket
         self.stopping = False
@@ -110,8 +120,11 @@ class TCPServer:
     def _fork_child(self, sock: socket.socket, session: frames.Session, peer: str) -> None:
         limit = self.opts.max_connections
         if limit and len(self.children) >= limit:
-            log.warning("connection from %s refused: %d connections open (max_connections)",
-                        peer, len(self.children))
+            log.warning(
+                "connection from %s refused: %d connections open (max_connections)",
+                peer,
+                len(self.children),
+            )
             return
         pid = os.fork()
         if pid == 0:
@@ -141,8 +154,7 @@ class TCPServer:
             peer = self.children.pop(pid, "?")
             code = os.waitstatus_to_exitcode(status)
             if code not in (0, -signal.SIGTERM):
-                log.warning("connection process %d for %s ended with status %d", pid, peer,
-                            code)
+                log.warning("connection process %d for %s ended with status %d", pid, peer, code)
         self._check_limit()
 
     def _check_limit(self) -> None:
@@ -185,14 +197,23 @@ class TCPServer:
         old = self.opts
         if (new.port, new.bind, new.ipv6) != (old.port, old.bind, old.ipv6):
             log.warning("reload: port/bind changes take effect only after a restart")
-        self.opts = dataclasses.replace(new, port=old.port, bind=old.bind, ipv6=old.ipv6,
-                                        pidfile=old.pidfile, daemonize=old.daemonize)
+        self.opts = dataclasses.replace(
+            new,
+            port=old.port,
+            bind=old.bind,
+            ipv6=old.ipv6,
+            pidfile=old.pidfile,
+            daemonize=old.daemonize,
+        )
         self.listener.update(new.key, nets, new.handshake_timeout, new.max_pending)
         self._check_limit()
         allow = ", ".join(new.allow) if new.allow else "everyone holding the key"
-        log.warning("reloaded: allow %s; key %s; max_connections %s", allow,
-                    "changed" if new.key != old.key else "unchanged",
-                    new.max_connections or "unlimited")
+        log.warning(
+            "reloaded: allow %s; key %s; max_connections %s",
+            allow,
+            "changed" if new.key != old.key else "unchanged",
+            new.max_connections or "unlimited",
+        )
         self.notify("READY=1")
         return True
 
@@ -205,14 +226,21 @@ class TCPServer:
 
     def serve_forever(self, on_ready: Optional[Callable[[], None]] = None) -> int:
         """Serve until SIGTERM/SIGINT, then drain within the grace period; return 0."""
-        handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
-                    signal.SIGHUP: self._on_hup, signal.SIGCHLD: _ignore}
+        handlers = {
+            signal.SIGTERM: self.stop,
+            signal.SIGINT: self.stop,
+            signal.SIGHUP: self._on_hup,
+            signal.SIGCHLD: _ignore,
+        }
         saved = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
         saved_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         try:
             host, port = self.address()
-            print(f"easycluster: serving on {host}:{port} (pid {os.getpid()})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"easycluster: serving on {host}:{port} (pid {os.getpid()})",
+                file=sys.stderr,
+                flush=True,
+            )
             self.notify(f"READY=1\nSTATUS=serving on {host}:{port}\nMAINPID={os.getpid()}")
             if on_ready:
                 on_ready()
@@ -241,8 +269,11 @@ class TCPServer:
         if not self.children:
             return
         grace = self.opts.grace
-        log.warning("stopping: no new connections; waiting up to %g s for %d open "
-                    "connection(s)", grace, len(self.children))
+        log.warning(
+            "stopping: no new connections; waiting up to %g s for %d open connection(s)",
+            grace,
+            len(self.children),
+        )
         # Ask each connection to drain: idle ones exit now, busy ones after their calls.
         for pid in list(self.children):
             try:

@@ -64,8 +64,12 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, ftype: int, main: Union[frames.Bytes, Sequence[frames.Buffer]],
-             buffers: Sequence[frames.Buffer] = ()) -> None:
+    def send(
+        self,
+        ftype: int,
+        main: Union[frames.Bytes, Sequence[frames.Buffer]],
+        buffers: Sequence[frames.Buffer] = (),
+    ) -> None:
         """Send one frame, whole, after anything posted before it; blocks until written.
 
         Raises ConnectionLost if the connection is gone, FrameTooLarge if the peer's
@@ -142,8 +146,9 @@ class Channel:
     def _wake_writer(self, action: int) -> None:
         """Start the writer thread, or wake it, as the outbox answered (``_lock`` held)."""
         if action == START:
-            threading.Thread(target=self._write_loop, daemon=True,
-                             name="easycluster-writer").start()
+            threading.Thread(
+                target=self._write_loop, daemon=True, name="easycluster-writer"
+            ).start()
         elif action == NOTIFY:
             self._wake.notify()
 
@@ -155,9 +160,16 @@ class Channel:
                 return
         self._kick(False)
 
-    def send_message(self, ftype: int, head: bytes, main: bytes,
-                     buffers: Sequence[frames.Buffer], flush: bool = False, hold: bool = False,
-                     later: bool = False) -> None:
+    def send_message(
+        self,
+        ftype: int,
+        head: bytes,
+        main: bytes,
+        buffers: Sequence[frames.Buffer],
+        flush: bool = False,
+        hold: bool = False,
+        later: bool = False,
+    ) -> None:
         """Send ``head + main`` (+ buffers): the one send-or-queue decision. A message with
         buffers, or a large one, is a frame of its own (``send``); a small one is posted
         (``post``, leaving at once if ``flush``), held (``hold``) or left to the writer

@@ -35,8 +35,9 @@ def _recv_exact(sock: Stream, n: int, deadline: Optional[float], what: str) -> b
     return bytes(buf)
 
 
-def client_handshake(sock: Stream, key: bytes, options: handshake.WireOptions,
-                     timeout: Optional[float]) -> Channel:
+def client_handshake(
+    sock: Stream, key: bytes, options: handshake.WireOptions, timeout: Optional[float]
+) -> Channel:
     """Run the client side of the handshake on a connected socket; return a Channel."""
     deadline = None if timeout is None else time.monotonic() + timeout
     hs = handshake.ClientHandshake(key, options)
@@ -54,19 +55,19 @@ def client_handshake(sock: Stream, key: bytes, options: handshake.WireOptions,
     return Channel(sock, session)
 
 
-def server_handshake(sock: Stream, key: bytes, options: handshake.WireOptions,
-                     timeout: Optional[float]) -> Channel:
+def server_handshake(
+    sock: Stream, key: bytes, options: handshake.WireOptions, timeout: Optional[float]
+) -> Channel:
     """Run the server side of the handshake on one socket (used by ``spawn_local``)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     hs = handshake.ServerHandshake(key, options)
     sock.sendall(hs.hello)
-    reply, session = hs.receive(_recv_exact(sock, handshake.CLIENT_HELLO_SIZE, deadline,
-                                            "client greeting"))
+    reply, session = hs.receive(
+        _recv_exact(sock, handshake.CLIENT_HELLO_SIZE, deadline, "client greeting")
+    )
     sock.sendall(reply)
     if session is None:
         raise ProtocolError(f"handshake failed: {hs.failure}")
     sock.settimeout(None)
     # Channel runs over any Stream; channel.py still annotates a socket.socket (to widen)
     return Channel(sock, session)
-
-

@@ -100,8 +100,7 @@ class Outbox:
     wakes it.
     """
 
-    __slots__ = ("items", "nbytes", "max_body", "cap", "last_post", "writer", "closed",
-                 "reason")
+    __slots__ = ("items", "nbytes", "max_body", "cap", "last_post", "writer", "closed", "reason")
 
     def __init__(self, max_body: int):
         self.items: List[Item] = []

@@ -107,7 +107,7 @@ class PipeSocket:
         while view:
             if self._wclosed:
                 raise OSError(errno.EBADF, "pipe closed")
-            n = os.write(self.wfd, view[:_CHUNK * 16])
+            n = os.write(self.wfd, view[: _CHUNK * 16])
             view = view[n:]
 
     def sendmsg(self, buffers: Sequence[Buffer]) -> int:

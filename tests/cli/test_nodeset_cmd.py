@@ -97,7 +97,8 @@ def test_help_returns_0(capsys, monkeypatch):
 @pytest.fixture
 def conf(tmp_path):
     (tmp_path / "g.groups").write_text("rack1: n[1-4]\nrack2: n[5-8]\nall: n[1-9]\n")
-    (tmp_path / "groups.conf").write_text(textwrap.dedent("""\
+    (tmp_path / "groups.conf").write_text(
+        textwrap.dedent("""\
         [Main]
         default = racks
         [racks]
@@ -106,7 +107,8 @@ def conf(tmp_path):
         map = case $GROUP in odd) echo n1 n3;; even) echo n2 n4;; bad) echo boom >&2; exit 2;;esac
         list = echo odd even
         all = echo 'n[1-4]'
-        """))
+        """)
+    )
     return tmp_path / "groups.conf"
 
 
@@ -142,10 +144,17 @@ def test_failing_group_command_exit_1(conf, capsys, monkeypatch):
 def test_real_subprocess(conf):
     env = dict(os.environ, EASYCLUSTER_GROUPS_CONF=str(conf))
     cmd = [sys.executable, "-m", "easycluster", "nodeset"]
-    proc = subprocess.run(cmd + ["-f", "-x", "n2"], input="@rack1\nn9\n", env=env,
-                          capture_output=True, text=True, timeout=20)
+    proc = subprocess.run(
+        cmd + ["-f", "-x", "n2"],
+        input="@rack1\nn9\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "n[1,3-4,9]\n", "")
-    proc = subprocess.run(cmd + ["-e", "node[1-"], env=env, capture_output=True, text=True,
-                          timeout=20)
+    proc = subprocess.run(
+        cmd + ["-e", "node[1-"], env=env, capture_output=True, text=True, timeout=20
+    )
     assert proc.returncode == 1 and proc.stdout == ""
     assert "missing bracket" in proc.stderr and "node[1-" in proc.stderr

@@ -13,8 +13,15 @@ HEXKEY = K.hex()
 
 
 def P(host, port=None, key=None, ssh=True, user=None, compress=False, **more):
-    return {"host": host, "port": port, "key": key, "ssh": ssh, "user": user,
-            "enable_compression": compress, **more}
+    return {
+        "host": host,
+        "port": port,
+        "key": key,
+        "ssh": ssh,
+        "user": user,
+        "enable_compression": compress,
+        **more,
+    }
 
 
 GOOD = [
@@ -28,12 +35,15 @@ GOOD = [
     ("node1:user=bob", P("node1", user="bob")),
     ("node1:22:user=bob:compress=1", P("node1", 22, user="bob", compress=True)),
     ("bob@node1:compress=0", P("node1", user="bob")),
-    ("bob@node1:rpython=/usr/bin/python3.11", P("node1", user="bob",
-                                                rpython="/usr/bin/python3.11")),
+    (
+        "bob@node1:rpython=/usr/bin/python3.11",
+        P("node1", user="bob", rpython="/usr/bin/python3.11"),
+    ),
     # B2: extra= used to raise NameError (shlex was not imported)
-    ("bob@node1:extra=-F cfg -o 'ProxyJump=gw'", P("node1", user="bob",
-                                                   extra_args=["-F", "cfg", "-o",
-                                                               "ProxyJump=gw"])),
+    (
+        "bob@node1:extra=-F cfg -o 'ProxyJump=gw'",
+        P("node1", user="bob", extra_args=["-F", "cfg", "-o", "ProxyJump=gw"]),
+    ),
     ("bob@node1::", P("node1", user="bob")),  # empty fields are skipped
     ("node1:ssh=yes:::compress=yes", P("node1", compress=True)),
     # B3: bracketed IPv6 anywhere
@@ -111,22 +121,22 @@ def test_key_option_warns(capsys):
 
 
 def test_defaults():
-    p = parse_connection_spec("node1", default_port=4000, default_key=K,
-                              default_enable_compression=True)
+    p = parse_connection_spec(
+        "node1", default_port=4000, default_key=K, default_enable_compression=True
+    )
     assert p == P("node1", 4000, key=K, ssh=False, compress=True)
-    assert parse_connection_spec("node1:5:compress=0", default_port=4000,
-                                 default_key=K)["port"] == 5
+    assert (
+        parse_connection_spec("node1:5:compress=0", default_port=4000, default_key=K)["port"] == 5
+    )
     assert parse_connection_spec("bob@node1", default_key=K)["key"] == K  # unused over ssh
 
 
 def test_custom_options():
-    params, custom = parse_connection_spec("bob@node1:slots=4:compress=1",
-                                           custom_options=["slots"])
+    params, custom = parse_connection_spec("bob@node1:slots=4:compress=1", custom_options=["slots"])
     assert custom == {"slots": "4"} and params["enable_compression"] is True
     params, custom = parse_connection_spec("bob@node1:a=1:b=2", custom_options=True)
     assert custom == {"a": "1", "b": "2"}
-    assert parse_connection_spec("bob@node1", custom_options=True) == (P("node1", user="bob"),
-                                                                       {})
+    assert parse_connection_spec("bob@node1", custom_options=True) == (P("node1", user="bob"), {})
     with pytest.raises(SpecError, match="duplicate option 'a'"):
         parse_connection_spec("bob@node1:a=1:a=2", custom_options=True)
     with pytest.raises(SpecError, match="unknown option 'b'"):
@@ -154,7 +164,6 @@ def test_from_spec_over_ssh_with_compression(sshd):
         assert c.eval("len") is len
         assert c.call("len", data) == len(data)
         assert c.peername == "sshtest3"
-    with client_from_spec(easycluster.Client, f"{sshd.user}@sshtest4:extra=-F {sshd.config}"
-                          ) as c:
+    with client_from_spec(easycluster.Client, f"{sshd.user}@sshtest4:extra=-F {sshd.config}") as c:
         assert c.peername == f"{sshd.user}@sshtest4"
         assert c.eval("6 * 7") == 42

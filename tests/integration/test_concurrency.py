@@ -117,8 +117,9 @@ def test_threaded_client_callbacks_run_on_reader_thread():
     try:
         seen = threading.Event()
         where = []
-        tc.conc_add(1, 2, oncomplete=lambda v: (where.append((v, threading.current_thread())),
-                                                 seen.set()))
+        tc.conc_add(
+            1, 2, oncomplete=lambda v: (where.append((v, threading.current_thread())), seen.set())
+        )
         assert seen.wait(10)
         assert where[0][0] == 3 and where[0][1] is not threading.current_thread()
         with pytest.raises(TypeError):
@@ -173,10 +174,12 @@ def test_asyncio_gather_over_servers():
     clients = [spawn_local() for _ in range(3)]
     tclient = spawn_local(ThreadedClient)
     try:
+
         async def main():
             t = time.perf_counter()
-            got = await asyncio.gather(*(c.acall("conc_nap", 0.3, i)
-                                         for i, c in enumerate(clients + [tclient])))
+            got = await asyncio.gather(
+                *(c.acall("conc_nap", 0.3, i) for i, c in enumerate(clients + [tclient]))
+            )
             return got, time.perf_counter() - t
 
         got, took = asyncio.run(main())

@@ -151,8 +151,11 @@ def test_oncomplete_onerror(rmt):
     got = []
     rid = rmt.addvals(1, 2, oncomplete=(lambda v, tag: got.append((tag, v)), "ok"))
     assert isinstance(rid, int)
-    rmt.fail("e", oncomplete=lambda v: got.append(("oc", v)),
-             onerror=lambda e: got.append(("err", type(e.orig))))
+    rmt.fail(
+        "e",
+        oncomplete=lambda v: got.append(("oc", v)),
+        onerror=lambda e: got.append(("err", type(e.orig))),
+    )
     rmt.fail("f", oncomplete=lambda v: got.append(("both", type(v))))
     rmt.addvals(0, 0)  # a blocking call reads the earlier replies, running the callbacks
     assert ("ok", 3) in got and ("err", ValueError) in got

@@ -15,7 +15,8 @@ EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.py")))
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=os.path.basename)
 def test_example_runs(script):
-    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip(), "an example should print what it does"

@@ -63,8 +63,9 @@ def test_first_error_raised_after_all_finished(servers):
 
 
 def test_return_exceptions_keeps_each_result(servers):
-    out = [call_multi([s], "maybe_fail", i, return_exceptions=True)[0]
-           for i, s in enumerate(servers)]
+    out = [
+        call_multi([s], "maybe_fail", i, return_exceptions=True)[0] for i, s in enumerate(servers)
+    ]
     assert out[0] == 0 and out[2] == 2
     assert isinstance(out[1], KeyError) and isinstance(out[3], KeyError)
     mixed = call_multi(servers, "maybe_fail", 1, return_exceptions=True)

@@ -322,8 +322,9 @@ def test_reader_keeps_reading_while_a_reply_write_is_blocked(rmt, tmp_path):
     assert wait_until(lambda: pending_bytes(rmt) > 0, timeout=20, interval=0.005)
     rmt._channel.post(frames.FT_PING, b"", flush=True)  # what ThreadedClient._reader posts
     rmt.pl_touch(after, nonblocking=True, threadid=2)
-    assert wait_until(lambda: os.path.exists(after), timeout=20, interval=0.01), \
+    assert wait_until(lambda: os.path.exists(after), timeout=20, interval=0.01), (
         "the server stopped reading while a reply was being written"
+    )
     got = big.wait(timeout=60)
     assert len(got) == size and got == b"z" * size
     assert rmt.pl_id(5) == 5
@@ -366,8 +367,7 @@ def test_drain_mid_burst_answers_every_call_that_ran(transport, tid, request, tm
             reader = cf.ThreadPoolExecutor(1)
             got_f = reader.submit(read_all)
             target = 500 + 3000 * trial
-            assert wait_until(lambda m=marks, t=target: m[t] == 1, timeout=30,
-                              interval=0.0002)
+            assert wait_until(lambda m=marks, t=target: m[t] == 1, timeout=30, interval=0.0002)
             stop = threading.Event()
 
             def pinger(ch=c._channel, stop=stop):
@@ -436,19 +436,20 @@ def test_callbacks_on_burst_responses_run_once(rmt):
         def cb(*args):
             with lock:
                 calls.append((kind, args))
+
         return cb
 
     rs = [rmt.pl_maybe_fail(i, nonblocking=True, origexc="quiet") for i in range(30)]
     for r in rs:
         r.add_done_callback(record("future"))
-    rids = [rmt.pl_maybe_fail(i, oncomplete=record("ok"), onerror=record("err"))
-            for i in range(30)]
+    rids = [rmt.pl_maybe_fail(i, oncomplete=record("ok"), onerror=record("err")) for i in range(30)]
     assert len(set(rids)) == 30
     assert wait_until(lambda: len(calls) == 60, timeout=20), calls
     futs = [a[0] for k, a in calls if k == "future"]
     assert sorted(map(id, futs)) == sorted(map(id, rs))
     assert sorted(a[0] for k, a in calls if k == "ok") == sorted(
-        i * i for i in range(30) if i % 7 != 3)
+        i * i for i in range(30) if i % 7 != 3
+    )
     errs = [a[0] for k, a in calls if k == "err"]
     assert sorted(e.orig.args[0] for e in errs) == [i for i in range(30) if i % 7 == 3]
     # a callback added to a finished response runs at once, on this thread
@@ -478,8 +479,12 @@ def test_cancelled_response_is_done_for_waiters_and_callbacks(rmt):
     (without a timeout they would hang otherwise), and ``onerror`` hears of it."""
     errors = []
     blocked = rmt.pl_wait_event(20, nonblocking=True, threadid=3)
-    rid = rmt.pl_wait_event(20, threadid=4, oncomplete=lambda v: errors.append(("ok", v)),
-                            onerror=lambda e: errors.append(("error", e)))
+    rid = rmt.pl_wait_event(
+        20,
+        threadid=4,
+        oncomplete=lambda v: errors.append(("ok", v)),
+        onerror=lambda e: errors.append(("error", e)),
+    )
     waiter = threading.Thread(target=lambda: errors.append(cf.wait([blocked])))
     waiter.start()
     assert blocked.cancel()
@@ -577,8 +582,10 @@ def test_large_bytes_nested_in_arguments_and_results(rmt, size):
         (rmt.pl_echo(bytearray(payload), nonblocking=True), bytearray(payload)),
         (rmt.pl_echo(text, nonblocking=True), text),
         (rmt.pl_id(2, nonblocking=True), 2),
-        (rmt.pl_digest(payload, [payload[:size // 2]], k={"v": (payload,)}, nonblocking=True),
-         digest(payload, [payload[:size // 2]], k={"v": (payload,)})),
+        (
+            rmt.pl_digest(payload, [payload[: size // 2]], k={"v": (payload,)}, nonblocking=True),
+            digest(payload, [payload[: size // 2]], k={"v": (payload,)}),
+        ),
         (rmt.pl_random_bytes(size, size, nonblocking=True), payload),
         (rmt.pl_echo([payload, payload], nonblocking=True), [payload, payload]),
     ]

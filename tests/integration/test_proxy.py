@@ -32,7 +32,7 @@ from easycluster.server import spawn_local
 
 # --- the README section "Manipulating objects on the server", block by block ----------
 
-define_common('''
+define_common("""
 class TestObject1(ServerObject):
     def __init__(self, val):
         self.val = val
@@ -43,9 +43,9 @@ class TestObject1(ServerObject):
 
 def get_object_vals(lst):
     return [obj.val for obj in lst]
-''')
+""")
 
-define_common('''
+define_common("""
 class TestObject2(TestObject1):
     export_methods = ('getval',)
     export_attrs = ('val',)
@@ -56,12 +56,12 @@ class TestObject3Proxy(RemoteProxy):
 
 class TestObject3(TestObject1):
     proxy_class = TestObject3Proxy
-''')
+""")
 
-define_common('''
+define_common("""
 import array
 make_server_class(array.array)
-''')
+""")
 
 # --- helpers for the rest ----------------------------------------------------------------
 
@@ -281,9 +281,10 @@ def test_readme_export_lists_testobject2(rmt):
     assert type(obj2).__name__ == "dynamic_proxy_getval_val"
     assert obj2.val == 200
     assert obj2.getval() == 200
-    with pytest.raises(AttributeError,
-                       match="'dynamic_proxy_getval_val' object has no attribute "
-                             "'non_existant_method'"):
+    with pytest.raises(
+        AttributeError,
+        match="'dynamic_proxy_getval_val' object has no attribute 'non_existant_method'",
+    ):
         obj2.non_existant_method()
     with pytest.raises(AttributeError):
         obj2.newobj  # exported by the parent, not by TestObject2  # noqa: B018
@@ -309,8 +310,10 @@ def test_readme_custom_proxy_class_testobject3(rmt):
     rmt.update_definitions()
     obj3 = rmt.TestObject3(300)
     assert type(obj3) is TestObject3Proxy
-    assert f"{type(obj3).__module__}.{type(obj3).__qualname__}" == \
-        "easycluster.remote_code.TestObject3Proxy"
+    assert (
+        f"{type(obj3).__module__}.{type(obj3).__qualname__}"
+        == "easycluster.remote_code.TestObject3Proxy"
+    )
     assert obj3.val == 300
     assert obj3.getval() == 300
     obj3.val = 301  # proxy_attrs are remote properties
@@ -511,13 +514,16 @@ def test_module_proxy(rmt):
 
 def test_unimportable_proxy_class_falls_back_with_one_warning(rmt, transport):
     name = f"PxHiddenProxy_{transport}"
-    define_common(f'''
+    define_common(
+        f"""
 class {name}(RemoteProxy):
     proxy_methods = ('getval',)
 
 class PxHidden_{transport}(TestObject1):
     proxy_class = {name}
-''', local=False)  # only the server knows these classes
+""",
+        local=False,
+    )  # only the server knows these classes
     rmt.update_definitions()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -525,8 +531,7 @@ class PxHidden_{transport}(TestObject1):
         h2 = getattr(rmt, f"PxHidden_{transport}")(8)
     assert type(h1) is DefaultRemoteProxy and type(h2) is DefaultRemoteProxy
     assert (h1.getval(), h2.getval()) == (7, 8)
-    mine = [w for w in caught if issubclass(w.category, RuntimeWarning)
-            and name in str(w.message)]
+    mine = [w for w in caught if issubclass(w.category, RuntimeWarning) and name in str(w.message)]
     assert len(mine) == 1, [str(w.message) for w in caught]
     text = str(mine[0].message)
     assert f"easycluster.remote_code.{name}" in text

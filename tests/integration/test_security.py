@@ -140,8 +140,9 @@ def marker(tmp_path):
 @pytest.fixture
 def strict_server(keyfile):
     """A server with a short handshake deadline and a small cap on pending sockets."""
-    srv = ServerProcess("-k", keyfile, "-b", HOST, "-v", "--handshake-timeout", "1",
-                        "--max-pending", "4")
+    srv = ServerProcess(
+        "-k", keyfile, "-b", HOST, "-v", "--handshake-timeout", "1", "--max-pending", "4"
+    )
     yield srv
     srv.stop()
 
@@ -240,11 +241,15 @@ class FakeServer:
             self.done.set()
 
 
-@pytest.mark.parametrize("proof", [
-    lambda hello: os.urandom(32),
-    lambda hello: bytes(32),
-    lambda hello: hello[56:88],  # the client's own proof reflected back
-], ids=["random", "zeros", "reflected"])
+@pytest.mark.parametrize(
+    "proof",
+    [
+        lambda hello: os.urandom(32),
+        lambda hello: bytes(32),
+        lambda hello: hello[56:88],  # the client's own proof reflected back
+    ],
+    ids=["random", "zeros", "reflected"],
+)
 def test_fake_server_without_key_is_detected(key, proof):
     fake = FakeServer(proof)
     with pytest.raises(AuthenticationError, match="could not prove"):
@@ -293,23 +298,48 @@ def field_offset(name: str, frame: bytes) -> int:
     mac_first = frames.HEADER_SIZE > frames.HEADER.size
     mac = frames.HEADER.size if mac_first else len(frame) - 32
     payload = frames.HEADER.size + (32 if mac_first else 0)
-    return {"direction": 0, "type": 1, "flags": 2, "flags-low": 3, "seq-high": 4,
-            "seq-low": 11, "length-high": 12, "length-low": 19, "mac-first": mac,
-            "mac-last": mac + 31, "payload-first": payload,
-            "payload-last": (len(frame) - 33) if not mac_first else len(frame) - 1}[name]
+    return {
+        "direction": 0,
+        "type": 1,
+        "flags": 2,
+        "flags-low": 3,
+        "seq-high": 4,
+        "seq-low": 11,
+        "length-high": 12,
+        "length-low": 19,
+        "mac-first": mac,
+        "mac-last": mac + 31,
+        "payload-first": payload,
+        "payload-last": (len(frame) - 33) if not mac_first else len(frame) - 1,
+    }[name]
 
 
-@pytest.mark.parametrize("field", ["direction", "type", "flags", "flags-low", "seq-high",
-                                   "seq-low", "length-high", "length-low", "mac-first",
-                                   "mac-last", "payload-first", "payload-last"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "direction",
+        "type",
+        "flags",
+        "flags-low",
+        "seq-high",
+        "seq-low",
+        "length-high",
+        "length-low",
+        "mac-first",
+        "mac-last",
+        "payload-first",
+        "payload-last",
+    ],
+)
 def test_tampered_header_or_mac_is_rejected(tcp_server, key, marker, field):
     ch = raw_channel(tcp_server.port, key)
     data = bytearray(frame_bytes(ch.session, marker))
     data[field_offset(field, data)] ^= 0x01
     send_raw(ch, bytes(data))
     got = finish(ch)
-    assert re.search("authentication code|direction|sequence|truncated|limit",
-                     error_text(got)), error_text(got)
+    assert re.search("authentication code|direction|sequence|truncated|limit", error_text(got)), (
+        error_text(got)
+    )
     assert not any(f.type == frames.FT_RESPONSE for f in got)
     assert_serves(tcp_server.port, key)
     assert marker_lines(marker) == 0
@@ -379,16 +409,24 @@ def test_reflected_server_frame_is_rejected(tcp_server, key, marker):
     ch = raw_channel(tcp_server.port, key)
     peer = peer_of(ch.sock)
     # Capture the server's bytes for one genuine reply, then send them back to it.
-    send_raw(ch, b"".join(bytes(p) for p in ch.session.pack(
-        frames.FT_REQUEST, [REQUEST_HEAD.pack(1, 0), pickle.dumps((0, "ping", (), {}))])))
+    send_raw(
+        ch,
+        b"".join(
+            bytes(p)
+            for p in ch.session.pack(
+                frames.FT_REQUEST, [REQUEST_HEAD.pack(1, 0), pickle.dumps((0, "ping", (), {}))]
+            )
+        ),
+    )
     raw = b""
     ch.sock.settimeout(5)
     while len(raw) < frames.HEADER.size or len(raw) < frames.HEADER.size + 32 + int.from_bytes(
-            raw[12:20], "big"):
+        raw[12:20], "big"
+    ):
         raw += ch.sock.recv(65536)
     assert raw[0] == frames.DIR_S2C
     view = ch.session.reader.buffer()  # let our reader see it too, to stay in sequence
-    view[:len(raw)] = raw
+    view[: len(raw)] = raw
     assert ch.session.reader.advance(len(raw))[0].type == frames.FT_RESPONSE
     send_raw(ch, raw)
     got = read_until_closed(ch)
@@ -421,8 +459,9 @@ def test_reordered_frames_are_rejected(tcp_server, key, marker):
     assert marker_lines(marker) == 0
 
 
-@pytest.mark.parametrize("cut", [10, frames.HEADER_SIZE, -1], ids=["in-header", "header-only",
-                                                                   "last-byte-missing"])
+@pytest.mark.parametrize(
+    "cut", [10, frames.HEADER_SIZE, -1], ids=["in-header", "header-only", "last-byte-missing"]
+)
 def test_truncated_frame_is_rejected(tcp_server, key, marker, cut):
     ch = raw_channel(tcp_server.port, key)
     peer = peer_of(ch.sock)
@@ -522,7 +561,7 @@ def test_unloadable_request_is_answered_and_the_connection_goes_on(tcp_server, k
             assert f.type == frames.FT_RESPONSE
             main = bytes(f.parts()[0])
             rid, status = REPLY_HEAD.unpack_from(main)
-            replies[rid] = (status, pickle.loads(main[REPLY_HEAD.size:]))
+            replies[rid] = (status, pickle.loads(main[REPLY_HEAD.size :]))
     status, (err,) = replies[7]
     assert status == 1 and isinstance(err, RemoteException)
     assert replies[8] == (0, (None,))  # the next request on the same connection ran
@@ -593,8 +632,10 @@ def test_silent_socket_cut_off_at_the_deadline(strict_server, key):
     assert_serves(strict_server.port, key)  # served while the silent one waits
     assert sock_closed_by_peer(s, 5)
     assert 0.8 < time.monotonic() - start < 5
-    strict_server.wait_for(rf"connection from {re.escape(peer)} refused: no handshake "
-                           r"within 1\.0 s")
+    strict_server.wait_for(
+        rf"connection from {re.escape(peer)} refused: no handshake "
+        r"within 1\.0 s"
+    )
 
 
 def test_slowloris_is_cut_off_while_others_are_served(strict_server, key):
@@ -624,14 +665,17 @@ def test_slowloris_is_cut_off_while_others_are_served(strict_server, key):
     t.join(5)
     assert closed and elapsed < 6
     assert 1 <= len(sent) <= 8  # it was dripping, and it did not get far
-    strict_server.wait_for(rf"connection from {re.escape(peer)} refused: no handshake "
-                           r"within 1\.0 s")
+    strict_server.wait_for(
+        rf"connection from {re.escape(peer)} refused: no handshake "
+        r"within 1\.0 s"
+    )
 
 
 def test_many_idle_sockets_do_not_block_a_client(keyfile, key):
     # A long deadline: if idle sockets could block the server, the client would wait 30 s.
-    srv = ServerProcess("-k", keyfile, "-b", HOST, "-v", "--handshake-timeout", "30",
-                        "--max-pending", "4")
+    srv = ServerProcess(
+        "-k", keyfile, "-b", HOST, "-v", "--handshake-timeout", "30", "--max-pending", "4"
+    )
     idle = [open_idle(srv.port) for _ in range(10)]  # more than the cap of 4
     try:
         start = time.monotonic()
@@ -693,10 +737,12 @@ def test_drop_and_data_in_the_same_round_do_not_kill_the_server(keyfile, key):
 
 def test_unpicklable_exception(rmt):
     pid = rmt.os.getpid()
-    code = ("import threading\n"
-            "e = ValueError('with a lock inside')\n"
-            "e.lock = threading.Lock()\n"
-            "raise e\n")
+    code = (
+        "import threading\n"
+        "e = ValueError('with a lock inside')\n"
+        "e.lock = threading.Lock()\n"
+        "raise e\n"
+    )
     with pytest.raises(RemoteException) as info:
         rmt.execblock(code, origexc=False)
     err = info.value
@@ -709,10 +755,12 @@ def test_unpicklable_exception(rmt):
 
 def test_exception_that_cannot_be_rebuilt_on_the_client(rmt):
     pid = rmt.os.getpid()
-    code = ("class TwoArgs(Exception):\n"
-            "    def __init__(self, a, b):\n"
-            "        super().__init__(a)\n"
-            "raise TwoArgs('one', 'two')\n")
+    code = (
+        "class TwoArgs(Exception):\n"
+        "    def __init__(self, a, b):\n"
+        "        super().__init__(a)\n"
+        "raise TwoArgs('one', 'two')\n"
+    )
     with pytest.raises(RemoteException) as info:
         rmt.execblock(code, origexc=False)
     assert isinstance(info.value.orig, pickle.UnpicklingError)
@@ -779,8 +827,12 @@ c.eval("(open(%r, 'w').close(), __import__('time').sleep(60))" % started)
 def test_client_killed_mid_call_server_cleans_up(transport, request, keyfile, tmp_path):
     port = request.getfixturevalue("tcp_server").port if transport == "tcp" else 0
     started = str(tmp_path / "started")
-    proc = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, transport, str(port),
-                             keyfile, started], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLIENT_SCRIPT, transport, str(port), keyfile, started],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     pid = None
     try:
         pid = int(proc.stdout.readline())

@@ -37,16 +37,16 @@ def mode(path) -> int:
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 class Service(ServerProcess):
     """A server started from an exact argv (the unit's ExecStart), log lines captured."""
 
     def __init__(self, argv, env=None):
-        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(
+            argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -96,15 +96,23 @@ def test_default_configuration_parses_and_binds_loopback():
 
 def test_rendered_unit():
     text = systemd.render_unit("/etc/easycluster/easycluster.conf")
-    assert systemd.exec_start(text) == [EXE, "-S", "--config",
-                                        "/etc/easycluster/easycluster.conf"]
-    for line in ("Restart=on-failure", "After=network-online.target",
-                 "Wants=network-online.target", "KillMode=mixed", "Type=notify",
-                 "WantedBy=multi-user.target"):
+    assert systemd.exec_start(text) == [EXE, "-S", "--config", "/etc/easycluster/easycluster.conf"]
+    for line in (
+        "Restart=on-failure",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "KillMode=mixed",
+        "Type=notify",
+        "WantedBy=multi-user.target",
+    ):
         assert line in text.splitlines()
     odd = systemd.render_unit("/etc/my dir/50%$.conf", ["/opt/my venv/bin/easycluster"])
-    assert systemd.exec_start(odd) == ["/opt/my venv/bin/easycluster", "-S", "--config",
-                                       "/etc/my dir/50%$.conf"]
+    assert systemd.exec_start(odd) == [
+        "/opt/my venv/bin/easycluster",
+        "-S",
+        "--config",
+        "/etc/my dir/50%$.conf",
+    ]
     assert '"/etc/my dir/50%%$$.conf"' in odd
 
 
@@ -112,8 +120,7 @@ def test_rendered_unit():
 
 
 def test_install_into_a_root_writes_files_with_modes(tmp_path, capsys):
-    root, lay = install_root(tmp_path, "-b", "*", "-a", "10.0.0.0/8", "-p", "12345",
-                             "--grace", "5")
+    root, lay = install_root(tmp_path, "-b", "*", "-a", "10.0.0.0/8", "-p", "12345", "--grace", "5")
     out = capsys.readouterr().out
     unit, conf, key = (lay.host(p) for p in (lay.unit, lay.config, lay.key))
     assert mode(key) == 0o600 and mode(unit) == 0o644 and mode(conf) == 0o644
@@ -187,15 +194,16 @@ def systemd_analyze() -> str:
     exe = shutil.which("systemd-analyze")
     if exe is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("systemd-analyze is missing in CI: 'make test' installs the systemd "
-                        "package (as root)")
+            pytest.fail(
+                "systemd-analyze is missing in CI: 'make test' installs the systemd "
+                "package (as root)"
+            )
         pytest.skip("systemd-analyze not installed ('make sysdeps' installs it as root)")
     return exe
 
 
 def verify(exe: str, unit_path: str) -> subprocess.CompletedProcess:
-    return subprocess.run([exe, "verify", unit_path], capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run([exe, "verify", unit_path], capture_output=True, text=True, timeout=30)
 
 
 def test_unit_passes_systemd_analyze_verify(tmp_path):
@@ -208,8 +216,12 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     # The check itself bites: a broken copy of the unit is reported.
     broken = tmp_path / "broken" / "easycluster.service"
     broken.parent.mkdir()
-    broken.write_text(open(unit).read().replace("KillMode=mixed", "KillMode=bogus")
-                      .replace("Restart=on-failure", "Restrat=on-failure"))
+    broken.write_text(
+        open(unit)
+        .read()
+        .replace("KillMode=mixed", "KillMode=bogus")
+        .replace("Restart=on-failure", "Restrat=on-failure")
+    )
     r = verify(exe, str(broken))
     assert "Restrat" in r.stderr and "bogus" in r.stderr
 
@@ -410,8 +422,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("text,line,what,hint", BAD, ids=[b[2] for b in BAD])
-def test_bad_configuration_names_file_line_and_value(tmp_path, capsys, text, line, what,
-                                                     hint):
+def test_bad_configuration_names_file_line_and_value(tmp_path, capsys, text, line, what, hint):
     conf = tmp_path / "server.conf"
     conf.write_text(text)
     assert cli.main(["-S", "--config", str(conf)]) == 2
@@ -466,12 +477,15 @@ def test_command_line_wins_over_config(tmp_path, keyfile, key):
 
 
 @pytest.mark.skipif(SYSTEMD_RUNNING, reason="systemd is running on this machine")
-@pytest.mark.parametrize("action,hint", [
-    ("--start", "easycluster -S --config /etc/easycluster/easycluster.conf"),
-    ("--stop", "kill -TERM"),
-    ("--status", "pgrep -af"),
-    ("--query-installed", "--query-installed --root /"),
-])
+@pytest.mark.parametrize(
+    "action,hint",
+    [
+        ("--start", "easycluster -S --config /etc/easycluster/easycluster.conf"),
+        ("--stop", "kill -TERM"),
+        ("--status", "pgrep -af"),
+        ("--query-installed", "--query-installed --root /"),
+    ],
+)
 def test_service_commands_without_systemd(capsys, action, hint):
     assert cli.main([action]) == 1
     err = capsys.readouterr().err
@@ -482,9 +496,11 @@ def test_service_commands_without_systemd(capsys, action, hint):
 def test_install_without_systemd_writes_files_and_says_it_cannot_enable(tmp_path):
     # The live layout, with its paths moved into tmp (not a staging root).
     etc = str(tmp_path / "etc")
-    lay = systemd.Layout(unit=f"{etc}/systemd/system/easycluster.service",
-                         config=f"{etc}/easycluster/easycluster.conf",
-                         key=f"{etc}/easycluster/easycluster.key")
+    lay = systemd.Layout(
+        unit=f"{etc}/systemd/system/easycluster.service",
+        config=f"{etc}/easycluster/easycluster.conf",
+        key=f"{etc}/easycluster/easycluster.key",
+    )
     with pytest.raises(systemd.SystemdUnavailable, match="--install --root /"):
         systemd.install(lay, out=lambda s: None)
     assert mode(lay.key) == 0o600 and os.path.exists(lay.unit)
@@ -537,8 +553,10 @@ def test_listener_update_drops_pending_peers_the_new_list_refuses(key):
     assert wait_until(lambda: (lst.poll(0.1), lst.pending())[1] == 1, 5)
     assert lst.update(key, parse_allow(["10.0.0.0/8"]), 10.0, 64) == 1
     assert lst.pending() == 0
-    assert len(a.recv(handshake.SERVER_HELLO_SIZE + 1, socket.MSG_WAITALL)) == \
-        handshake.SERVER_HELLO_SIZE  # its hello, then EOF
+    assert (
+        len(a.recv(handshake.SERVER_HELLO_SIZE + 1, socket.MSG_WAITALL))
+        == handshake.SERVER_HELLO_SIZE
+    )  # its hello, then EOF
     b = socket.create_connection(lst.address(), timeout=5)
     lst.poll(1)  # accepted and refused at once: not in the list
     assert b.recv(1) == b"" and lst.pending() == 0

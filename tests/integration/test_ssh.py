@@ -113,8 +113,10 @@ def _tmp_names() -> set:
 def test_shipped_modules_come_from_memory(ssh_client, sshd):
     before, tmp_before = sshd.home_listing(), _tmp_names()
     c = ssh_client()
-    origins = c.eval("[sys.modules[m].__spec__.origin for m in "
-                     "('easycluster', 'easycluster.remote.connection', 'cloudpickle')]")
+    origins = c.eval(
+        "[sys.modules[m].__spec__.origin for m in "
+        "('easycluster', 'easycluster.remote.connection', 'cloudpickle')]"
+    )
     assert all(o.startswith("<easycluster-ssh>/") for o in origins), origins
     assert c.eval("os.environ['HOME']") == sshd.home
     c.ssh_add(1, 1)
@@ -226,8 +228,7 @@ def test_unreachable_port(sshd):
 
 
 def test_authentication_refused(sshd):
-    with pytest.raises(AuthenticationError, match="wrongkey-sshtest: authentication refused"
-                       ) as ei:
+    with pytest.raises(AuthenticationError, match="wrongkey-sshtest: authentication refused") as ei:
         easycluster.Client(**sshd.client_kw("wrongkey-sshtest"))
     assert "Permission denied" in str(ei.value)
 
@@ -294,8 +295,10 @@ def test_remote_crash_before_and_during_bootstrap(sshd, tmp_path):
     bad = _script(tmp_path / "badpython", 'echo "boom: cannot start" >&2\nexit 1\n')
     with pytest.raises(ConnectError, match="exit status 1.*boom: cannot start"):
         easycluster.Client(**sshd.client_kw(rpython=bad))
-    crash = _script(tmp_path / "crashpython",
-                    'echo "EASYCLUSTER-BOOT 3.11.0"\necho "Traceback: kaput" >&2\nexit 1\n')
+    crash = _script(
+        tmp_path / "crashpython",
+        'echo "EASYCLUSTER-BOOT 3.11.0"\necho "Traceback: kaput" >&2\nexit 1\n',
+    )
     with pytest.raises(ConnectError, match="crashed during the bootstrap on sshtest0.*kaput"):
         easycluster.Client(**sshd.client_kw(rpython=crash))
 
@@ -321,10 +324,22 @@ def test_missing_ssh_program(sshd):
 
 
 def test_ssh_argv():
-    argv = ssh_argv("[2001:db8::2]", "CMD", port=2222, user="bob", ssh=True,
-                    extra_args=["-F", "cfg"])
-    assert argv == ["ssh", "-F", "cfg", "-T", "-o", "BatchMode=yes", "-p", "2222", "--",
-                    "bob@2001:db8::2", "CMD"]
+    argv = ssh_argv(
+        "[2001:db8::2]", "CMD", port=2222, user="bob", ssh=True, extra_args=["-F", "cfg"]
+    )
+    assert argv == [
+        "ssh",
+        "-F",
+        "cfg",
+        "-T",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        "2222",
+        "--",
+        "bob@2001:db8::2",
+        "CMD",
+    ]
     assert ssh_argv("h", "C", ssh="/opt/ssh")[0] == "/opt/ssh"
     assert ssh_argv("h", "C", ssh="yes")[0] == "ssh"
     assert not any("StrictHostKeyChecking" in a for a in argv)
@@ -350,10 +365,18 @@ def test_payload_is_small_and_cached():
     assert p is payload.payload()
     assert len(p) < 100_000
     names = payload.shipped_sources()
-    assert {"easycluster", "easycluster.remote.connection", "easycluster.transport.pipes",
-            "cloudpickle"} <= set(names)
-    assert not {"easycluster.client", "easycluster.launch.ssh", "easycluster.keys",
-                "easycluster.server"} & set(names)
+    assert {
+        "easycluster",
+        "easycluster.remote.connection",
+        "easycluster.transport.pipes",
+        "cloudpickle",
+    } <= set(names)
+    assert not {
+        "easycluster.client",
+        "easycluster.launch.ssh",
+        "easycluster.keys",
+        "easycluster.server",
+    } & set(names)
 
 
 def test_classify_messages():

@@ -24,11 +24,19 @@ pytestmark = pytest.mark.timeout(30)
 NOTATION = [
     ("node[1-5]", "node[1-5]", 5, ["node1", "node2"]),
     ("node[001-100]", "node[001-100]", 100, ["node001", "node002"]),
-    ("node[1-99/2]", "node[1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31,33,35,37,39,41,43,45,47,"
-     "49,51,53,55,57,59,61,63,65,67,69,71,73,75,77,79,81,83,85,87,89,91,93,95,97,99]", 50,
-     ["node1", "node3"]),
-    ("curie[50,100-120,200-249]-ipmi", "curie[50,100-120,200-249]-ipmi", 72,
-     ["curie50-ipmi", "curie100-ipmi"]),
+    (
+        "node[1-99/2]",
+        "node[1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31,33,35,37,39,41,43,45,47,"
+        "49,51,53,55,57,59,61,63,65,67,69,71,73,75,77,79,81,83,85,87,89,91,93,95,97,99]",
+        50,
+        ["node1", "node3"],
+    ),
+    (
+        "curie[50,100-120,200-249]-ipmi",
+        "curie[50,100-120,200-249]-ipmi",
+        72,
+        ["curie50-ipmi", "curie100-ipmi"],
+    ),
     ("da[10-19]c[1-2]", "da[10-19]c[1-2]", 20, ["da10c1", "da10c2"]),
     ("r[1-100]n[1-500]", "r[1-100]n[1-500]", 50000, ["r1n1", "r1n2"]),
     ("n[9-11],n[09-11]", "n[9,09-11]", 4, ["n9", "n09", "n10"]),
@@ -101,8 +109,7 @@ SET_OPS = [
     # a, b, |, &, -, ^
     ("n[1-10]", "n[5-15]", "n[1-15]", "n[5-10]", "n[1-4]", "n[1-4,11-15]"),
     ("n[1-3],x", "x,y", "n[1-3],x,y", "x", "n[1-3]", "n[1-3],y"),
-    ("r[1-2]n[1-2]", "r2n[2-3]", "r2n[1-3],r1n[1-2]", "r2n2", "r1n[1-2],r2n1",
-     "r1n[1-2],r2n[1,3]"),
+    ("r[1-2]n[1-2]", "r2n[2-3]", "r2n[1-3],r1n[1-2]", "r2n2", "r1n[1-2],r2n1", "r1n[1-2],r2n[1,3]"),
     ("n[01-03]", "n[1-3]", "n[1-3,01-03]", "", "n[01-03]", "n[1-3,01-03]"),
 ]
 
@@ -114,8 +121,12 @@ def test_set_operations(a, b, union, inter, diff, xor):
     assert str(x & y) == str(x.intersection(b)) == inter
     assert str(x - y) == str(x.difference(b)) == diff
     assert str(x ^ y) == str(x.symmetric_difference(b)) == xor
-    for method, expected in [("update", union), ("intersection_update", inter),
-                             ("difference_update", diff), ("symmetric_difference_update", xor)]:
+    for method, expected in [
+        ("update", union),
+        ("intersection_update", inter),
+        ("difference_update", diff),
+        ("symmetric_difference_update", xor),
+    ]:
         z = x.copy()
         getattr(z, method)(y)
         assert str(z) == expected
@@ -145,7 +156,11 @@ def test_indexing_slicing_split_contiguous():
         ns[13]
     assert [str(p) for p in ns.split(3)] == ["a[1-3],n[1-2]", "n[3-6]", "n[7-10]"]
     assert [str(p) for p in NodeSet("n[1-3,5],r[1-2]n[1-2],x").contiguous()] == [
-        "n[1-3]", "n5", "r[1-2]n[1-2]", "x"]
+        "n[1-3]",
+        "n5",
+        "r[1-2]n[1-2]",
+        "x",
+    ]
     assert ns.index("n2") == 4
     assert NodeSet("r[1-2]n[1-2]")[1] == "r1n2"
 
@@ -183,26 +198,31 @@ def test_rangeset_table(text, folded, size):
 # -- groups -------------------------------------------------------------------------
 @pytest.fixture
 def groups_conf(tmp_path):
-    (tmp_path / "racks.groups").write_text(textwrap.dedent("""\
+    (tmp_path / "racks.groups").write_text(
+        textwrap.dedent("""\
         # racks
         rack1: n[1-4]
         rack2: n[5-8]
         big: n[1-8]
         all: n[1-10]
         nested: @rack1,n9
-        """))
+        """)
+    )
     script = tmp_path / "map.sh"
-    script.write_text(textwrap.dedent("""\
+    script.write_text(
+        textwrap.dedent("""\
         #!/bin/sh
         case "$GROUP" in
           odd) echo "n1 n3"; echo "n5" ;;
           even) echo "n[2,4]" ;;
           broken) echo "cannot reach the database" >&2; exit 3 ;;
         esac
-        """))
+        """)
+    )
     script.chmod(0o755)
     conf = tmp_path / "groups.conf"
-    conf.write_text(textwrap.dedent("""\
+    conf.write_text(
+        textwrap.dedent("""\
         [Main]
         default = racks
 
@@ -214,7 +234,8 @@ def groups_conf(tmp_path):
         list = echo odd even
         all = echo 'n[1-5]'
         reverse = case "$NODE" in n1|n3|n5) echo odd;; *) echo even;; esac
-        """))
+        """)
+    )
     return conf
 
 

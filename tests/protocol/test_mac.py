@@ -18,7 +18,7 @@ def test_matches_stdlib_hmac(key_len, msg_len):
     assert mac.digest(memoryview(msg)) == expected
     h = mac.start()
     for i in range(0, msg_len, 777):  # piece by piece gives the same tag
-        h.update(memoryview(msg)[i:i + 777])
+        h.update(memoryview(msg)[i : i + 777])
     assert h.digest() == expected
 
 

@@ -63,7 +63,7 @@ def feed(reader: frames.FrameReader, data: bytes, chunks=None):
         view = reader.buffer()
         n = len(view) if chunks is None else min(len(view), rng.randint(*chunks))
         n = min(n, len(data) - pos)
-        view[:n] = data[pos:pos + n]
+        view[:n] = data[pos : pos + n]
         pos += n
         got += reader.advance(n)
     return got
@@ -110,8 +110,9 @@ def test_server_without_the_key_cannot_prove_itself():
     impostor = handshake.ServerHandshake(OTHER_KEY)
     hello = client.receive_hello(impostor.hello)
     head = struct.pack(">BBHIQ", handshake.STATUS_OK, 0, 1, 0, frames.DEFAULT_MAX_FRAME)
-    wrong = hmac.new(OTHER_KEY, b"easycluster server proof" + impostor.hello + hello + head,
-                     "sha256").digest()
+    wrong = hmac.new(
+        OTHER_KEY, b"easycluster server proof" + impostor.hello + hello + head, "sha256"
+    ).digest()
     for proof in (wrong, os.urandom(32), bytes(32)):
         with pytest.raises(AuthenticationError, match="could not prove"):
             client.receive_accept(head + proof)
@@ -149,38 +150,44 @@ def test_reflected_client_proof_is_not_a_server_proof():
 def test_reflected_server_hello_as_client_hello_is_refused():
     # A peer that echoes a server's greeting back at it (padded to size) is no client.
     server = handshake.ServerHandshake(KEY)
-    reply, session = server.receive((server.hello * 2)[:handshake.CLIENT_HELLO_SIZE])
+    reply, session = server.receive((server.hello * 2)[: handshake.CLIENT_HELLO_SIZE])
     assert session is None and reply[0] in (handshake.STATUS_BAD_PROOF, handshake.STATUS_REFUSED)
 
 
-@pytest.mark.parametrize("offset,value", [
-    (8, struct.pack(">H", 0)),      # chosen protocol version
-    (8, struct.pack(">H", 2)),
-    (10, struct.pack(">H", 1)),     # options: compression turned on by someone else
-    (12, b"\x00\x00\x00\x01"),      # reserved
-    (16, struct.pack(">Q", 1)),     # max frame
-    (24, b"\xff"),                  # client nonce
-])
+@pytest.mark.parametrize(
+    "offset,value",
+    [
+        (8, struct.pack(">H", 0)),  # chosen protocol version
+        (8, struct.pack(">H", 2)),
+        (10, struct.pack(">H", 1)),  # options: compression turned on by someone else
+        (12, b"\x00\x00\x00\x01"),  # reserved
+        (16, struct.pack(">Q", 1)),  # max frame
+        (24, b"\xff"),  # client nonce
+    ],
+)
 def test_altered_client_hello_fails(offset, value):
     server = handshake.ServerHandshake(KEY)
     client = handshake.ClientHandshake(KEY)
     hello = bytearray(client.receive_hello(server.hello))
-    assert hello[offset:offset + len(value)] != value
-    hello[offset:offset + len(value)] = value
+    assert hello[offset : offset + len(value)] != value
+    hello[offset : offset + len(value)] = value
     reply, session = server.receive(bytes(hello))
     assert session is None and reply[0] == handshake.STATUS_BAD_PROOF
 
 
-@pytest.mark.parametrize("offset,value", [
-    (8, struct.pack(">HH", 0, 0)),  # version range downgraded on the way to the client
-    (12, b"\x00\x00\x00\x01"),
-    (16, b"\xff"),                  # server nonce
-])
+@pytest.mark.parametrize(
+    "offset,value",
+    [
+        (8, struct.pack(">HH", 0, 0)),  # version range downgraded on the way to the client
+        (12, b"\x00\x00\x00\x01"),
+        (16, b"\xff"),  # server nonce
+    ],
+)
 def test_altered_server_hello_fails(offset, value):
     server = handshake.ServerHandshake(KEY)
     client = handshake.ClientHandshake(KEY)
     hello = bytearray(server.hello)
-    hello[offset:offset + len(value)] = value
+    hello[offset : offset + len(value)] = value
     try:
         client_hello = client.receive_hello(bytes(hello))
     except ProtocolError:
@@ -189,18 +196,21 @@ def test_altered_server_hello_fails(offset, value):
     assert session is None and reply[0] == handshake.STATUS_BAD_PROOF
 
 
-@pytest.mark.parametrize("offset,value", [
-    (1, b"\x01"),                   # options agreed: compression switched on
-    (2, struct.pack(">H", 0)),      # version in force
-    (4, b"\x00\x00\x00\x01"),
-    (8, struct.pack(">Q", 1 << 62)),  # server's frame limit raised
-])
+@pytest.mark.parametrize(
+    "offset,value",
+    [
+        (1, b"\x01"),  # options agreed: compression switched on
+        (2, struct.pack(">H", 0)),  # version in force
+        (4, b"\x00\x00\x00\x01"),
+        (8, struct.pack(">Q", 1 << 62)),  # server's frame limit raised
+    ],
+)
 def test_altered_server_accept_fails(offset, value):
     server = handshake.ServerHandshake(KEY)
     client = handshake.ClientHandshake(KEY)
     reply, _ = server.receive(client.receive_hello(server.hello))
     bad = bytearray(reply)
-    bad[offset:offset + len(value)] = value
+    bad[offset : offset + len(value)] = value
     with pytest.raises(AuthenticationError):
         client.receive_accept(bytes(bad))
 
@@ -268,7 +278,7 @@ def test_sessions_differ_per_handshake():
     c2, s2 = sessions()
     a = wire_bytes(c1.pack(frames.FT_REQUEST, b"same"))
     b = wire_bytes(c2.pack(frames.FT_REQUEST, b"same"))
-    assert a[:frames.HEADER.size] == b[:frames.HEADER.size]  # the same header...
+    assert a[: frames.HEADER.size] == b[: frames.HEADER.size]  # the same header...
     assert mac_of(a) != mac_of(b)  # ...but another MAC
 
 
@@ -325,8 +335,10 @@ def test_round_trip_compressed():
 def test_compression_is_the_clients_choice_and_both_ends_agree():
     for client_wants in (False, True):
         for server_wants in (False, True):
-            c, s = sessions(copts=handshake.WireOptions(compress=client_wants),
-                             sopts=handshake.WireOptions(compress=server_wants))
+            c, s = sessions(
+                copts=handshake.WireOptions(compress=client_wants),
+                sopts=handshake.WireOptions(compress=server_wants),
+            )
             assert c.compress == s.compress == client_wants
 
 
@@ -353,8 +365,9 @@ def test_every_bit_flip_of_a_small_frame_is_rejected():
     key = s.reader._key
     frame = wire_bytes(c.pack(frames.FT_REQUEST, b"payload that matters" * 3))
     for bit in range(len(frame) * 8):  # a fresh reader each time: one that raised is dead
-        assert_rejected(frames.FrameReader(key, frames.DIR_C2S, max_size=1 << 20),
-                        flip(frame, bit), bit)
+        assert_rejected(
+            frames.FrameReader(key, frames.DIR_C2S, max_size=1 << 20), flip(frame, bit), bit
+        )
 
 
 def test_sampled_bit_flips_of_a_large_frame_are_rejected():
@@ -365,11 +378,18 @@ def test_sampled_bit_flips_of_a_large_frame_are_rejected():
     start, stop = mac_span(frame)
     header_bits = list(range(frames.HEADER.size * 8))
     mac_bits = list(range(start * 8, stop * 8))
-    body_bits = rng.sample([b for b in range(len(frame) * 8) if not (
-        b < frames.HEADER.size * 8 or start * 8 <= b < stop * 8)], 40)
+    body_bits = rng.sample(
+        [
+            b
+            for b in range(len(frame) * 8)
+            if not (b < frames.HEADER.size * 8 or start * 8 <= b < stop * 8)
+        ],
+        40,
+    )
     for bit in header_bits[::3] + mac_bits[::5] + body_bits + [len(frame) * 8 - 1]:
-        assert_rejected(frames.FrameReader(key, frames.DIR_C2S, max_size=1 << 20),
-                        flip(frame, bit), bit)
+        assert_rejected(
+            frames.FrameReader(key, frames.DIR_C2S, max_size=1 << 20), flip(frame, bit), bit
+        )
 
 
 def test_bit_flips_in_compressed_and_oob_frames_are_rejected():
@@ -377,8 +397,9 @@ def test_bit_flips_in_compressed_and_oob_frames_are_rejected():
     key = s.reader._key
     frame = wire_bytes(c.pack(frames.FT_REQUEST, b"m" * 2000, [b"buffer" * 100]))
     for bit in range(0, len(frame) * 8, 7):
-        assert_rejected(frames.FrameReader(key, frames.DIR_C2S, max_size=1 << 20),
-                        flip(frame, bit), bit)
+        assert_rejected(
+            frames.FrameReader(key, frames.DIR_C2S, max_size=1 << 20), flip(frame, bit), bit
+        )
 
 
 def test_unflipped_frame_passes_the_same_fresh_reader():
@@ -472,13 +493,13 @@ def test_check_eof_is_quiet_between_frames():
     s.reader.check_eof()
 
 
-
 # -- large frames: sent in chunks, hashed as they arrive --------------------------------
 
 
 def chunked_bytes(session: frames.Session, body, buffers=(), chunk=1 << 16) -> bytes:
-    return b"".join(wire_bytes(g) for g in session.pack_chunks(frames.FT_REQUEST, body, buffers,
-                                                               chunk=chunk))
+    return b"".join(
+        wire_bytes(g) for g in session.pack_chunks(frames.FT_REQUEST, body, buffers, chunk=chunk)
+    )
 
 
 def feed_pieces(reader: frames.FrameReader, data: bytes, size: int, got=None):
@@ -489,7 +510,7 @@ def feed_pieces(reader: frames.FrameReader, data: bytes, size: int, got=None):
     while pos < len(data):
         view = reader.buffer()
         n = min(len(view), size, len(data) - pos)
-        view[:n] = data[pos:pos + n]
+        view[:n] = data[pos : pos + n]
         pos += n
         got += reader.advance(n)
     return got
@@ -520,8 +541,12 @@ def test_pack_chunks_small_frames_are_one_group_like_pack():
 def test_pack_chunks_with_buffers_and_compression_round_trip(chunk):
     for compress in (False, True):
         c, s = sessions(copts=handshake.WireOptions(compress=compress))
-        bufs = [os.urandom(150_000), memoryview(b""), bytearray(b"ab" * 120_000),
-                memoryview(os.urandom(4096)).cast("B", (64, 64))]
+        bufs = [
+            os.urandom(150_000),
+            memoryview(b""),
+            bytearray(b"ab" * 120_000),
+            memoryview(os.urandom(4096)).cast("B", (64, 64)),
+        ]
         data = chunked_bytes(c, [b"main-", b"part"], bufs, chunk=chunk)
         [f] = feed(s.reader, data, chunks=(1000, 90_000))
         main, got = f.parts()
@@ -538,8 +563,9 @@ def test_pack_chunks_checks_the_limit_before_numbering():
     assert bytes(f.payload) == body
 
 
-@pytest.mark.parametrize("piece, size", [(1, 300_000), (7, 1_000_000),
-                                         (1 << 16, 3_000_017), (1 << 20, 3_000_017)])
+@pytest.mark.parametrize(
+    "piece, size", [(1, 300_000), (7, 1_000_000), (1 << 16, 3_000_017), (1 << 20, 3_000_017)]
+)
 def test_large_frame_fed_in_small_pieces_verifies(piece, size):
     c, s = sessions()
     body = os.urandom(size)
@@ -556,10 +582,14 @@ def test_large_frame_altered_anywhere_is_rejected_and_never_handed_on():
     size = 1_000_000
     frame = chunked_bytes(c, os.urandom(size), chunk=1 << 16)
     first = frames.HEADER_SIZE + 5
-    places = {"first chunk": first, "middle chunk": frames.HEADER_SIZE + size // 2,
-              "last chunk": frames.HEADER_SIZE + size - 1, "last payload byte of a chunk":
-              frames.HEADER_SIZE + (1 << 16) - 1, "trailer": len(frame) - 1,
-              "first trailer byte": len(frame) - frames.MAC_SIZE}
+    places = {
+        "first chunk": first,
+        "middle chunk": frames.HEADER_SIZE + size // 2,
+        "last chunk": frames.HEADER_SIZE + size - 1,
+        "last payload byte of a chunk": frames.HEADER_SIZE + (1 << 16) - 1,
+        "trailer": len(frame) - 1,
+        "first trailer byte": len(frame) - frames.MAC_SIZE,
+    }
     assert len(feed_pieces(frames.FrameReader(key, frames.DIR_C2S), frame, 4097)) == 1  # control
     for where, offset in places.items():
         for piece in (1 << 16, 4097):
@@ -620,9 +650,9 @@ def test_oversize_header_rejected_even_in_a_partial_chunk():
     view = reader.buffer()
     view[:half] = head[:half]
     assert reader.advance(half) == []
-    rest = head[half:frames.HEADER_SIZE]
+    rest = head[half : frames.HEADER_SIZE]
     view = reader.buffer()
-    view[:len(rest)] = rest
+    view[: len(rest)] = rest
     with pytest.raises(FrameTooLarge):
         reader.advance(len(rest))
 
@@ -660,8 +690,9 @@ def test_zlib_bomb_is_bounded_by_max_frame():
 
 
 def test_zlib_bomb_through_an_authenticated_session():
-    c, s = sessions(copts=handshake.WireOptions(compress=True),
-                     sopts=handshake.WireOptions(max_frame=1 << 20))
+    c, s = sessions(
+        copts=handshake.WireOptions(compress=True), sopts=handshake.WireOptions(max_frame=1 << 20)
+    )
     c.max_send = 1 << 30
     [f] = feed(s.reader, wire_bytes(c.pack(frames.FT_REQUEST, bytes(8 * 1024 * 1024))))
     assert f.flags & frames.FLAG_ZLIB and len(f.payload) < 1 << 20  # the header passes...
@@ -689,13 +720,16 @@ def test_corrupt_compressed_payload_is_a_protocol_error():
         frame.parts()
 
 
-@pytest.mark.parametrize("payload", [
-    b"",
-    b"\x00\x00",
-    struct.pack(">I", 1),                              # table cut short
-    struct.pack(">IQ", 1, 100) + b"short",             # buffer longer than the frame
-    struct.pack(">I", 0xFFFFFFFF) + bytes(8),          # absurd buffer count
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\x00\x00",
+        struct.pack(">I", 1),  # table cut short
+        struct.pack(">IQ", 1, 100) + b"short",  # buffer longer than the frame
+        struct.pack(">I", 0xFFFFFFFF) + bytes(8),  # absurd buffer count
+    ],
+)
 def test_malformed_buffer_tables_are_protocol_errors(payload):
     with pytest.raises(ProtocolError):
         frames.Frame(frames.FT_REQUEST, frames.FLAG_OOB, payload).parts()
@@ -711,7 +745,8 @@ def test_macs_are_compared_with_compare_digest(monkeypatch):
     secret_names = {"mac", "proof", "digest", "_mac", "expected"}
     for node in ast.walk(ast.parse(src)):  # no MAC or proof is ever compared with ==
         if isinstance(node, ast.Compare) and any(
-                isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
+            isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops
+        ):
             names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
             names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
             assert not names & secret_names, ast.unparse(node)
@@ -737,8 +772,15 @@ PROTOCOL_DIR = os.path.dirname(os.path.abspath(frames.__file__))
 def test_protocol_is_sans_io(name):
     with open(os.path.join(PROTOCOL_DIR, name)) as f:
         src = f.read()
-    for banned in ("import socket", "import threading", "import time", "import select",
-                   "import pickle", "import cloudpickle", "serialize"):
+    for banned in (
+        "import socket",
+        "import threading",
+        "import time",
+        "import select",
+        "import pickle",
+        "import cloudpickle",
+        "serialize",
+    ):
         assert banned not in src, banned
 
 

@@ -94,10 +94,22 @@ READER_EVENTS: Dict[str, Callable[[ReaderHandoff], Any]] = {
     "end, ended": lambda h: ended(h).end("again"),
 }
 
-CODES = {"READ": READ, "RUN_BACKLOG": RUN_BACKLOG, "WAIT": WAIT, "END": END, "POLL": POLL,
-         "WATCH": WATCH, "SLEEP": SLEEP, "EXIT": EXIT, "MAIN": MAIN, "True": True,
-         "False": False, "None": None,
-         "more": True, "done": False}  # (call(True); main_done when not draining)
+CODES = {
+    "READ": READ,
+    "RUN_BACKLOG": RUN_BACKLOG,
+    "WAIT": WAIT,
+    "END": END,
+    "POLL": POLL,
+    "WATCH": WATCH,
+    "SLEEP": SLEEP,
+    "EXIT": EXIT,
+    "MAIN": MAIN,
+    "True": True,
+    "False": False,
+    "None": None,
+    "more": True,
+    "done": False,
+}  # (call(True); main_done when not draining)
 
 
 def test_the_tables_draw_every_event_and_only_those():
@@ -188,8 +200,11 @@ def test_drain_transition(state, event, cell):
 
 def test_illegal_events_name_the_event_and_the_state():
     h = handoff_in("RETURNING")
-    with pytest.raises(RuntimeError, match=r"^reader hand-off: main_done is not allowed in "
-                                           r"state RETURNING$"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^reader hand-off: main_done is not allowed in "
+        r"state RETURNING$",
+    ):
         h.main_done(1)
     with pytest.raises(RuntimeError, match="begin.read. is not allowed in state RETURNING"):
         h.begin(T0, ["r"])

@@ -15,14 +15,17 @@ def write(tmp_path, text: str) -> str:
 
 
 def test_values_comments_and_where_they_came_from(tmp_path):
-    path = write(tmp_path, "# a comment\n"
-                           "port = 12000   # trailing comment\n"
-                           "\n"
-                           "allow = 10.0.0.0/8, 192.168.1.0/24\n"
-                           "allow = 2001:db8::/32\n"
-                           "keyfile = keys/node.key\n"
-                           "grace = 2.5\n"
-                           "ipv6 = no\n")
+    path = write(
+        tmp_path,
+        "# a comment\n"
+        "port = 12000   # trailing comment\n"
+        "\n"
+        "allow = 10.0.0.0/8, 192.168.1.0/24\n"
+        "allow = 2001:db8::/32\n"
+        "keyfile = keys/node.key\n"
+        "grace = 2.5\n"
+        "ipv6 = no\n",
+    )
     got = config.read_config(path)
     assert got["port"] == (12000, f"{path}:2")
     assert got["allow"] == (["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"], f"{path}:5")
@@ -51,16 +54,19 @@ def test_empty_allow_means_everyone(tmp_path):
     assert config.resolve(write(tmp_path, "allow =\n"), {})["allow"] == []
 
 
-@pytest.mark.parametrize("text,expect", [
-    ("max_connections = -1\n", "bad max_connections '-1'"),
-    ("max_pending = 0\n", "bad max_pending '0'"),
-    ("handshake_timeout = 0\n", "bad handshake_timeout '0'"),
-    ("ipv6 = maybe\n", "bad ipv6 'maybe': expected yes or no"),
-    ("bind = \n", "bad bind ''"),
-    ("= 3\n", "expected 'key = value'"),
-    ("grace = nan\n", "bad grace 'nan'"),
-    ("verbosity = 2\nmaxconnections = 3\n", "did you mean 'max_connections'"),
-])
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        ("max_connections = -1\n", "bad max_connections '-1'"),
+        ("max_pending = 0\n", "bad max_pending '0'"),
+        ("handshake_timeout = 0\n", "bad handshake_timeout '0'"),
+        ("ipv6 = maybe\n", "bad ipv6 'maybe': expected yes or no"),
+        ("bind = \n", "bad bind ''"),
+        ("= 3\n", "expected 'key = value'"),
+        ("grace = nan\n", "bad grace 'nan'"),
+        ("verbosity = 2\nmaxconnections = 3\n", "did you mean 'max_connections'"),
+    ],
+)
 def test_each_mistake_names_line_and_value(tmp_path, text, expect):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
@@ -82,8 +88,14 @@ def test_key_file_errors_carry_the_config_line(tmp_path):
 def test_server_options_from_settings(tmp_path):
     path = write(tmp_path, "port = 0\nallow = 127.0.0.1\nmax_connections = 3\ngrace = 1\n")
     opts = config.server_options(config.resolve(path, {}), b"k" * 32, pidfile="/p")
-    assert (opts.port, opts.bind, opts.allow, opts.max_connections, opts.grace,
-            opts.pidfile) == (0, "127.0.0.1", ("127.0.0.1",), 3, 1.0, "/p")
+    assert (opts.port, opts.bind, opts.allow, opts.max_connections, opts.grace, opts.pidfile) == (
+        0,
+        "127.0.0.1",
+        ("127.0.0.1",),
+        3,
+        1.0,
+        "/p",
+    )
 
 
 def test_set_values_replaces_first_line_or_appends():

@@ -56,8 +56,9 @@ def test_numpy_array_stays_valid_after_frame_reader_and_channel_are_gone(n):
 def test_large_frames_follow_each_other_and_small_ones_over_a_channel():
     cc, sc = channel_pair()
     bodies = [os.urandom(3_000_001), b"small", os.urandom(frames.CHUNK), os.urandom(40 << 20)]
-    t = threading.Thread(target=lambda: [cc.send(frames.FT_REQUEST, b) for b in bodies],
-                         daemon=True)
+    t = threading.Thread(
+        target=lambda: [cc.send(frames.FT_REQUEST, b) for b in bodies], daemon=True
+    )
     t.start()
     got: list = []
     while len(got) < len(bodies):

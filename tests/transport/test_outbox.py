@@ -77,8 +77,16 @@ BOX_EVENTS: Dict[str, Tuple[Callable[[Outbox], object], Optional[bytes]]] = {
     "close": (lambda b: b.close("closed again"), None),
 }
 
-CODES = {"ALONE": ALONE, "WRITE": WRITE, "-": NOTHING, "START": START, "NOTIFY": NOTIFY,
-         "WAIT": WAIT, "EXIT": EXIT, "wake": START}  # (wake, with no writer yet: START)
+CODES = {
+    "ALONE": ALONE,
+    "WRITE": WRITE,
+    "-": NOTHING,
+    "START": START,
+    "NOTIFY": NOTIFY,
+    "WAIT": WAIT,
+    "EXIT": EXIT,
+    "wake": START,
+}  # (wake, with no writer yet: START)
 
 
 def test_the_tables_draw_every_event_and_only_those():
@@ -226,11 +234,14 @@ def test_batches_within_the_limits_are_one():
     assert box.batches(items, sizes(items)) == (items,)
 
 
-@pytest.mark.parametrize("bodies", [
-    [SMALL] * 200,  # the byte cap
-    [b""] * (2 * BATCH_MAX + 3),  # the count limit
-    [SMALL, FILLER, SMALL, FILLER, FILLER],  # a body alone above the cap: a batch of one
-])
+@pytest.mark.parametrize(
+    "bodies",
+    [
+        [SMALL] * 200,  # the byte cap
+        [b""] * (2 * BATCH_MAX + 3),  # the count limit
+        [SMALL, FILLER, SMALL, FILLER, FILLER],  # a body alone above the cap: a batch of one
+    ],
+)
 def test_batches_are_cut_within_the_limits_in_order(bodies):
     box = Outbox(LIMIT)
     items = [(i, body) for i, body in enumerate(bodies)]
