@@ -260,10 +260,7 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     listing = args.list or args.list_all
     if listing and resolver is None:
         raise NodeSetError(f"no groups file (use --groupsconf or ${GROUPS_CONF_ENV})")
-    if listing and not args.ops and not args.all:
-        nodes = NodeSet()
-    else:
-        nodes = _compute(args, resolver)
+    nodes = NodeSet() if listing and not args.ops and not args.all else _compute(args, resolver)
     if listing:
         if resolver is None:  # refused above when listing; kept explicit for the reader
             raise NodeSetError("listing groups needs a groups file")

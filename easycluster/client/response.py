@@ -126,11 +126,10 @@ def raise_reply(client: Any, exc: BaseException, origexc: Any) -> None:
     """Raise a call's error as its ``origexc`` asks: the remote exception itself (after
     ``client.report_exception``, unless ``"quiet"``), or with ``origexc=False`` the
     ``RemoteException`` wrapping it."""
-    if isinstance(exc, RemoteException) and origexc is not False:
-        if exc.orig is not None:
-            if origexc != "quiet":
-                client.report_exception(exc)
-            raise exc.orig
+    if isinstance(exc, RemoteException) and origexc is not False and exc.orig is not None:
+        if origexc != "quiet":
+            client.report_exception(exc)
+        raise exc.orig
     raise exc
 
 

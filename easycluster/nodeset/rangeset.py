@@ -414,9 +414,8 @@ class RangeSet:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RangeSet):
             return NotImplemented
-        if self._spans is not None and other._spans is not None:
-            if self._spans == other._spans:
-                return True
+        if self._spans is not None and other._spans is not None and self._spans == other._spans:
+            return True
         return len(self) == len(other) and self.codes() == other.codes()
 
     # unhashable, like set (object's stub declares __hash__ a method, not Optional)

@@ -153,7 +153,7 @@ class ReaderHandoff:
         """What the main thread does next, after ``main_done``: READ, RUN_BACKLOG, WAIT or
         END."""
         state = self.state
-        if state == RUNNING or state == TAKEN:
+        if state in (RUNNING, TAKEN):
             raise self._illegal("main_next")
         if self.ended is not None:
             return END
@@ -220,7 +220,7 @@ class ReaderHandoff:
         """What the standby does next (it is not reading): WATCH, SLEEP, POLL or EXIT.
         SLEEP sets ``standby_idle`` (cleared at the next poll)."""
         state = self.state
-        if state == TAKEN or state == RETURNING:
+        if state in (TAKEN, RETURNING):
             raise self._illegal("standby_poll")
         self.standby_idle = False
         if self.ended is not None:
@@ -239,7 +239,7 @@ class ReaderHandoff:
         """After a WATCH: True if the same call ran all along; the standby has taken over
         the reads (TAKEN)."""
         state = self.state
-        if state == TAKEN or state == RETURNING:
+        if state in (TAKEN, RETURNING):
             raise self._illegal("standby_check")
         if state == RUNNING and self.calls == self.watched and self.ended is None:
             self.state = TAKEN

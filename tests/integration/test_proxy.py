@@ -337,7 +337,7 @@ def test_readme_make_server_class_array(rmt):
     assert isinstance(b, RemoteProxy) and b is not a
     assert len(b) == 10
     assert (a * 2).tolist() == b.tolist()
-    assert a == a and not (a == b)
+    assert a == a and not (a == b)  # noqa: SIM201 - tests __eq__ itself
     assert a.typecode == "B"
     assert rmt.px_typename(b) == "array"
 

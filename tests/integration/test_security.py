@@ -295,7 +295,7 @@ def finish(ch: Channel) -> list:
 def field_offset(name: str, frame: bytes) -> int:
     """Byte offset of a field in a whole frame, whether the MAC follows the header or
     trails the payload."""
-    mac_first = frames.HEADER_SIZE > frames.HEADER.size
+    mac_first = frames.HEADER.size < frames.HEADER_SIZE
     mac = frames.HEADER.size if mac_first else len(frame) - 32
     payload = frames.HEADER.size + (32 if mac_first else 0)
     return {

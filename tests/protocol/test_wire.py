@@ -44,7 +44,7 @@ def wire_bytes(pieces) -> bytes:
 
 def mac_span(frame: bytes):
     """Where the 32-byte MAC of a whole frame lies: after the 20-byte header, or last."""
-    if frames.HEADER_SIZE > frames.HEADER.size:
+    if frames.HEADER.size < frames.HEADER_SIZE:
         return frames.HEADER.size, frames.HEADER.size + 32
     return len(frame) - 32, len(frame)
 
