@@ -22,7 +22,9 @@ for it. Interface (both classes):
 (others wait on a condition and are woken after each batch). A *standby* thread covers
 the waiters that do not read (callbacks, ``concurrent.futures.wait``): it is started on
 the first non-blocking call, looks every ``STANDBY_DELAY`` seconds, and reads only when
-replies are outstanding and nobody has read since its last look; it parks after
+replies are outstanding and nobody has read or sent since its last look (a caller busy
+sending a burst reads it afterwards: reading meanwhile would only fight it for the
+interpreter); it parks after
 ``STANDBY_PARK`` seconds without outstanding replies.
 
 ``ThreadReader``: a reader thread per connection reads everything and completes the
@@ -63,6 +65,7 @@ class InlineReader:
         self._reading = False  # some thread holds the reader role
         self._nwait = 0  # threads waiting in _take_reader for the role
         self._reads = 0  # batches read so far: the standby's sign that someone reads
+        self._sends = 0  # non-blocking calls watched: a sender busy sending reads later
         self._standby: Optional[threading.Thread] = None
         self._parked = True  # the standby thread sleeps until watch() wakes it
         self._wake = threading.Event()
@@ -108,6 +111,7 @@ class InlineReader:
 
     def watch(self) -> None:
         """Make sure replies get read although their waiter does not read."""
+        self._sends += 1
         if self._parked:
             self._unpark()
 
@@ -161,13 +165,13 @@ class InlineReader:
 
     def _standby_loop(self) -> None:
         """Read for the waiters that do not read, when nobody else does (module doc)."""
-        seen = -1
+        seen = (-1, -1)
         idle_since = time.monotonic()
         while self._channel is not None:
             if self._parked:
                 self._wake.wait()
                 self._wake.clear()
-                seen, idle_since = -1, time.monotonic()
+                seen, idle_since = (-1, -1), time.monotonic()
                 continue
             time.sleep(STANDBY_DELAY)
             now = time.monotonic()
@@ -177,8 +181,9 @@ class InlineReader:
                         self._parked = True
                 continue
             idle_since = now
-            if self._reads != seen or self._reading:
-                seen = self._reads  # someone reads: look again later
+            now_seen = (self._reads, self._sends)
+            if now_seen != seen or self._reading:
+                seen = now_seen  # someone reads or is still sending: look again later
                 continue
             if self._take_reader(0):
                 try:
@@ -187,7 +192,7 @@ class InlineReader:
                         pass
                 finally:
                     self._release_reader()
-            seen = self._reads
+            seen = (self._reads, self._sends)
 
 
 class ThreadReader:
@@ -220,7 +225,10 @@ class ThreadReader:
         self.pending.pop(rid, None)
 
     def wait_for(self, fut: Any, timeout: Optional[float]) -> None:
-        concurrent.futures.wait((fut,), timeout)
+        try:  # Future's own wait (the reader thread completes it)
+            concurrent.futures.Future.exception(fut, timeout)
+        except concurrent.futures.TimeoutError:
+            pass
 
     def watch(self) -> None:
         """The reader thread reads anyway."""

@@ -61,6 +61,11 @@ class Response(concurrent.futures.Future):
     """
 
     pins: Any = None  # proxies the request carries, kept alive until its reply
+    # Our own copy of the outcome, set after Future's (which stays the authority): the
+    # common wait() reads it without taking the Future's lock three times.
+    finished = False
+    value: Any = None
+    error: Optional[BaseException] = None
 
     def __init__(self, client: Any, reader: Any, request_id: int, origexc: Any = True):
         _Future.__init__(self)
@@ -71,17 +76,33 @@ class Response(concurrent.futures.Future):
 
     @property
     def have_response(self) -> bool:
-        return self.done()
+        return self.finished or self.done()
+
+    def set_result(self, result: Any) -> None:
+        _Future.set_result(self, result)  # InvalidStateError if already done
+        self.value = result
+        self.finished = True
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        _Future.set_exception(self, exception)
+        self.error = exception
+        self.finished = True
 
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
         """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
-        if not self.done():
-            self.reader.wait_for(self, timeout)
+        if not self.finished:
             if not self.done():
-                raise timeout_error(self.client, self.request_id, "", timeout)
-        exc = _Future.exception(self, 0)  # CancelledError if cancelled
+                self.reader.wait_for(self, timeout)
+                if not self.done():
+                    raise timeout_error(self.client, self.request_id, "", timeout)
+            if not self.finished:  # cancelled, or completed this instant by another thread
+                exc = _Future.exception(self, 0)  # CancelledError if cancelled
+                if exc is None:
+                    return _Future.result(self, 0)
+                raise_reply(self.client, exc, self.origexc if origexc is None else origexc)
+        exc = self.error
         if exc is None:
-            return _Future.result(self, 0)
+            return self.value
         raise_reply(self.client, exc, self.origexc if origexc is None else origexc)
 
     def result(self, timeout: Optional[float] = None) -> Any:
