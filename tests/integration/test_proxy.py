@@ -681,7 +681,9 @@ def test_release_without_further_requests(rmt, tmp_path):
     assert not marker.exists()
     del p
     collect()
-    assert wait_until(marker.exists, timeout=3, interval=0.01), "server kept the object"
+    # __del__ creates the file, then writes: wait for the whole word, not the file alone
+    written = lambda: marker.exists() and marker.read_text() == "released"  # noqa: E731
+    assert wait_until(written, timeout=3, interval=0.01), "server kept the object"
     assert marker.read_text() == "released"
     assert rmt.get_root().object_count() == 0
 
