@@ -7,8 +7,8 @@ import sys
 
 import easycluster
 
-# EasyCluster 0.22's __all__, plus the public names it left out of __all__.
-COMPAT = [
+# EasyCluster 0.22's __all__ (also read by test_compat022.py) ...
+ALL_022 = [
     "AutoThreadingClient",
     "ThreadedClient",
     "Client",
@@ -35,6 +35,9 @@ COMPAT = [
     "read_key_file",
     "write_key_file",
     "parse_connection_spec",
+]
+# ... plus the public names it left out of __all__.
+COMPAT = ALL_022 + [
     "SINGLE",
     "NonblockingResponse",
     "get_global",
