@@ -72,6 +72,7 @@ FD_WAITERS: Dict[str, str] = {
     "remote.zygote": "the zygote serves spawn requests on its control socket",
     "launch.ssh": "waits for the remote greeting on ssh's stdout before a channel exists",
     "launch.local": "waits for the zygote's answer before a channel exists",
+    "client.reader": "the one standby thread waits for replies nobody reads, all clients at once",
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
 }
 

@@ -11,7 +11,8 @@ for it. Interface (both classes):
                              light ``Slot`` instead of a Future)
     start(channel)           a connection is attached: begin reading it
     stop()                   the connection is gone: stop reading
-    wait_for(fut, timeout)   return once ``fut.done()`` or ``timeout`` passed
+    wait_for(fut, timeout)   return once ``fut.done()`` or ``timeout`` passed (``fut`` is
+                             a Response or a Slot: ``finished`` set means done)
     watch()                  someone waits on a Future without reading (a done-callback,
                              ``concurrent.futures.wait``/``as_completed``): make sure
                              replies are read anyway
@@ -19,13 +20,14 @@ for it. Interface (both classes):
     read_response(block)     read once and complete what came (plain clients only)
 
 ``InlineReader``: the thread that waits for a reply reads the socket, one at a time
-(others wait on a condition and are woken after each batch). A *standby* thread covers
-the waiters that do not read (callbacks, ``concurrent.futures.wait``): it is started on
-the first non-blocking call, looks every ``STANDBY_DELAY`` seconds, and reads only when
-replies are outstanding and nobody has read or sent since its last look (a caller busy
-sending a burst reads it afterwards: reading meanwhile would only fight it for the
-interpreter); it parks after
-``STANDBY_PARK`` seconds without outstanding replies.
+(others wait on a condition and are woken after each batch). The *standby* thread covers
+the waiters that do not read (callbacks, ``concurrent.futures.wait``): one thread for
+every plain Client of the process (``Standby``), told by ``watch`` on each non-blocking
+call. Every ``STANDBY_DELAY`` seconds it looks at the readers it watches and reads for
+those with replies outstanding that nobody has read or sent on since its last look (a
+caller busy sending a burst reads it afterwards: reading meanwhile would only fight it
+for the interpreter), waiting on all their sockets at once; a reader without outstanding
+replies for ``STANDBY_PARK`` seconds leaves the watch until the next ``watch``.
 
 ``ThreadReader``: a reader thread per connection reads everything and completes the
 futures (callbacks run on it), pinging a quiet server as a keep-alive; callers sleep on
@@ -35,9 +37,11 @@ their futures.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import selectors
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ConnectionLost
 from ..protocol import frames
@@ -66,38 +70,42 @@ class InlineReader:
         self._nwait = 0  # threads waiting in _take_reader for the role
         self._reads = 0  # batches read so far: the standby's sign that someone reads
         self._sends = 0  # non-blocking calls watched: a sender busy sending reads later
-        self._standby: Optional[threading.Thread] = None
-        self._parked = True  # the standby thread sleeps until watch() wakes it
-        self._wake = threading.Event()
+        self._parked = True  # not in the standby's watch until watch() puts it there
+        # The standby thread's notes on this reader (only that thread touches them).
+        self._seen = (-1, -1)
+        self._idle_since = 0.0
 
     def start(self, channel: Channel) -> None:
         self._channel = channel
 
     def stop(self) -> None:
         """The connection is gone (a reader serves one connection: a new one gets a new
-        reader)."""
+        reader); the standby drops it at its next look."""
         self._channel = None
-        self._wake.set()  # let a parked standby thread see the end
 
     def forget(self, rid: int) -> None:
         self.pending.pop(rid, None)
 
     def wait_for(self, fut: Any, timeout: Optional[float]) -> None:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
+        # ``finished`` first: set once the outcome is in, it spares a Future its lock
+        # (done() is asked once per pass: it also covers a cancelled future)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not fut.done():
+        while not (fut.finished or fut.done()):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
             if not self._take_reader(left, fut):
                 continue
             try:
-                while not fut.done():
+                while not fut.finished:  # (completed by the reader before us, maybe)
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return
                     if not self._read_once(left):
                         return
+                    if not fut.finished and fut.done():
+                        return  # cancelled
             finally:
                 self._release_reader()
 
@@ -120,13 +128,8 @@ class InlineReader:
             if not self._parked:
                 return
             self._parked = False
-            if self._standby is None:
-                self._standby = threading.Thread(
-                    target=self._standby_loop, daemon=True, name="easycluster-standby-reader"
-                )
-                self._standby.start()
-                return
-        self._wake.set()
+            self._seen, self._idle_since = (-1, -1), time.monotonic()
+        STANDBY.watch(self)
 
     def _take_reader(self, left: Optional[float], fut: Any = None) -> bool:
         with self._lock:
@@ -153,8 +156,9 @@ class InlineReader:
             return False
         try:
             got = channel.recv_frames(timeout)
-            self._reads += 1
-            self._handle(got)
+            if got:
+                self._reads += 1
+                self._handle(got)
         except ConnectionLost as e:
             self._lost(channel, e)
             return False
@@ -163,36 +167,134 @@ class InlineReader:
                 self._cond.notify_all()
         return True
 
-    def _standby_loop(self) -> None:
-        """Read for the waiters that do not read, when nobody else does (module doc)."""
-        seen = (-1, -1)
-        idle_since = time.monotonic()
-        while self._channel is not None:
-            if self._parked:
-                self._wake.wait()
-                self._wake.clear()
-                seen, idle_since = (-1, -1), time.monotonic()
-                continue
-            time.sleep(STANDBY_DELAY)
+    # The standby thread's side (``Standby``).
+
+    def standby_look(self, now: float) -> int:
+        """Called by the standby thread every ``STANDBY_DELAY``: returns the socket to
+        wait on when this reader needs the standby to read, ``NO_NEED`` when it does not
+        (now), ``IDLE`` when it has had nothing outstanding for ``STANDBY_PARK`` seconds,
+        or ``DROP`` when its connection is gone."""
+        channel = self._channel
+        if channel is None:
+            return DROP
+        if not self.pending:
+            return IDLE if now - self._idle_since > STANDBY_PARK else NO_NEED
+        self._idle_since = now
+        seen = (self._reads, self._sends)
+        if seen != self._seen or self._reading:
+            self._seen = seen  # someone reads or is still sending: look again later
+            return NO_NEED
+        try:
+            return channel.fileno()
+        except (OSError, ValueError):
+            return DROP
+
+    def standby_read(self) -> None:
+        """The standby thread reads what has come, unless a caller holds the reads."""
+        if self._take_reader(0):
+            try:
+                while self.pending and not self._nwait:
+                    reads = self._reads
+                    if not self._read_once(0) or self._reads == reads:
+                        break
+            finally:
+                self._release_reader()
+        self._seen = (self._reads, self._sends)  # our own reads do not count
+
+    def standby_park(self) -> bool:
+        """The standby is about to drop this idle reader (holding its own lock, which
+        ``watch`` -> ``Standby.watch`` needs too): True if it may. Parked is set before
+        ``pending`` is looked at again, and ``watch`` looks at parked after adding to
+        ``pending``: so either the sender sees parked and watches anew, or this sees the
+        new reply and stays."""
+        self._parked = True
+        if self.pending:
+            self._parked = False
+            return False
+        return True
+
+
+NO_NEED = -1  # standby_look's answers other than a socket
+IDLE = -2
+DROP = -3
+
+
+class Standby:
+    """The one standby thread of the process, reading for every plain Client's
+    non-blocking replies that nobody reads (see the module doc).
+
+    One thread for all clients rather than one each: a master with 500 clients had 500
+    threads waking 50 times a second. It is started on the first ``watch`` and sleeps
+    while it watches nobody; a forked child starts its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._readers: Dict[int, InlineReader] = {}  # by id(): each once, in order
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, reader: InlineReader) -> None:
+        with self._lock:
+            self._readers[id(reader)] = reader
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="easycluster-standby-reader"
+                )
+                self._thread.start()
+            elif len(self._readers) == 1:
+                self._cond.notify()
+
+    def forked(self) -> None:
+        """In a forked child: the parent's thread and readers are not ours."""
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._readers = {}
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._readers:
+                    self._cond.wait()
+                readers = list(self._readers.values())
             now = time.monotonic()
-            if not self.pending:
-                if now - idle_since > STANDBY_PARK:
-                    with self._lock:
-                        self._parked = True
-                continue
-            idle_since = now
-            now_seen = (self._reads, self._sends)
-            if now_seen != seen or self._reading:
-                seen = now_seen  # someone reads or is still sending: look again later
-                continue
-            if self._take_reader(0):
-                try:
-                    # read while replies are outstanding and no caller asks for the role
-                    while self.pending and not self._nwait and self._read_once(STANDBY_DELAY):
-                        pass
-                finally:
-                    self._release_reader()
-            seen = (self._reads, self._sends)
+            needy: List[Tuple[InlineReader, int]] = []
+            leaving: List[Tuple[InlineReader, int]] = []
+            for reader in readers:
+                fd = reader.standby_look(now)
+                if fd >= 0:
+                    needy.append((reader, fd))
+                elif fd != NO_NEED:
+                    leaving.append((reader, fd))
+            if leaving:
+                with self._lock:
+                    for reader, why in leaving:
+                        if why == DROP or reader.standby_park():
+                            self._readers.pop(id(reader), None)
+            if needy:
+                self._read_ready(needy)
+            else:
+                time.sleep(STANDBY_DELAY)
+
+    @staticmethod
+    def _read_ready(needy: List[Tuple[InlineReader, int]]) -> None:
+        """Wait up to ``STANDBY_DELAY`` for any needy socket, and read the ready ones."""
+        ready = []
+        try:
+            with selectors.DefaultSelector() as sel:
+                for reader, fd in needy:
+                    sel.register(fd, selectors.EVENT_READ, reader)
+                ready = [key.data for key, _ in sel.select(STANDBY_DELAY)]
+        except (OSError, ValueError):  # a socket closed under us: read each to find out
+            ready = [reader for reader, _ in needy]
+        for reader in ready:
+            reader.standby_read()
+
+
+STANDBY = Standby()  # process-wide, like the interpreter's own threads (see Standby)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=STANDBY.forked)
 
 
 class ThreadReader:

@@ -91,10 +91,9 @@ class Response(concurrent.futures.Future):
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
         """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
         if not self.finished:
-            if not self.done():
-                self.reader.wait_for(self, timeout)
-                if not self.done():
-                    raise timeout_error(self.client, self.request_id, "", timeout)
+            self.reader.wait_for(self, timeout)
+            if not (self.finished or self.done()):
+                raise timeout_error(self.client, self.request_id, "", timeout)
             if not self.finished:  # cancelled, or completed this instant by another thread
                 exc = _Future.exception(self, 0)  # CancelledError if cancelled
                 if exc is None:

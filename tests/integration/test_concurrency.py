@@ -196,3 +196,25 @@ def test_asyncio_gather_over_servers():
     finally:
         for c in clients + [tclient]:
             c.close()
+
+
+def test_one_standby_thread_reads_for_every_plain_client():
+    """``concurrent.futures.wait`` over several plain clients: nobody reads, so the
+    process's one standby thread reads for all of them (not a thread per client)."""
+    import concurrent.futures as cf
+
+    clients = [spawn_local() for _ in range(3)]
+    try:
+        rs = [c.conc_add(i, 1, nonblocking=True) for i, c in enumerate(clients)]
+        done, not_done = cf.wait(rs, timeout=20)
+        assert not not_done and sorted(r.result() for r in done) == [1, 2, 3]
+        standby = [t for t in threading.enumerate() if t.name == "easycluster-standby-reader"]
+        assert len(standby) == 1
+        # a second round after the first: the same thread serves it
+        rs = [c.conc_nap(0.05, i, nonblocking=True) for i, c in enumerate(clients)]
+        assert sorted(f.result() for f in cf.as_completed(rs, timeout=20)) == [0, 1, 2]
+        again = [t for t in threading.enumerate() if t.name == "easycluster-standby-reader"]
+        assert again == standby
+    finally:
+        for c in clients:
+            c.close()
