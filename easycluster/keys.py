@@ -10,7 +10,6 @@ import hashlib
 import os
 import stat
 import sys
-import tempfile
 from typing import Any, Optional
 
 from .errors import KeyFileError
@@ -85,6 +84,8 @@ def write_key_file(path: str, key: Optional[bytes] = None, overwrite: bool = Fal
     if os.path.lexists(path) and not overwrite:
         return False
     directory = os.path.dirname(os.path.abspath(path))
+    import tempfile  # (only key writers need it: -S starts without it)
+
     fd, tmp = tempfile.mkstemp(prefix=".easycluster-key-", dir=directory)
     try:
         os.fchmod(fd, 0o600)

@@ -54,6 +54,11 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # the ssh launcher (subprocess, payload building) costs start-up time to clients
     # that never use ssh
     ("client.client", "launch.ssh"): "optional: only ssh connections need it",
+    # `easycluster -S` starts without the boot-service code
+    ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
+    # `easycluster -S` opens its port first, then imports what serves a connection
+    ("service.tcpserver", "remote.process"): "imported once the port is open",
+    ("service.tcpserver", "transport.channel"): "imported once the port is open",
     # server.py is the 0.22 face: importing it must stay as light as 0.22's
     ("server", "client.local"): "0.22 face: loaded on first use",
     ("server", "cli"): "0.22 face: server_main is the CLI",
@@ -77,7 +82,7 @@ FD_WAITERS: Dict[str, str] = {
 }
 
 # Private attributes of the standard library used on purpose.
-STDLIB_PRIVATE = {"_exit", "_getframe"}
+STDLIB_PRIVATE = {"_exit", "_getframe", "_asdict", "_replace"}  # (namedtuple API)
 
 PICKLE_CALLS = {"dumps", "loads", "dump", "load", "Pickler", "Unpickler"}
 

@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import List, Optional
 
+from ..version import VERSION
+
 SUBCOMMANDS = {"nodeset": "easycluster.cli.nodeset"}
 DEFAULT = "easycluster.cli.serve"
 
@@ -18,6 +20,9 @@ DEFAULT = "easycluster.cli.serve"
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``easycluster`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # answered without loading the server's command
+        print(f"easycluster {VERSION}")
+        return 0
     if argv and argv[0] in SUBCOMMANDS:
         module, argv = SUBCOMMANDS[argv[0]], argv[1:]
     else:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .. import keys
 from ..errors import ConfigError, EasyClusterError
 from ..protocol.messages import DEFAULT_PORT
-from ..service import config, systemd
+from ..service import config
 from ..service.tcpserver import ServerOptions, run_server
 from ..version import VERSION
 from .exitcodes import Parser, run_command
@@ -255,6 +255,8 @@ def _where(settings: config.Settings, name: str) -> str:
 
 
 def _service(action: str, args: argparse.Namespace) -> int:
+    from ..service import systemd  # (only the boot-service actions need it)
+
     layout = systemd.Layout(root=args.root)
     if args.purge and action != "uninstall":
         raise ConfigError("--purge goes with --uninstall")

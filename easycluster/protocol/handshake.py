@@ -5,8 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
 
 from ..errors import AuthenticationError, ProtocolError
 from .frames import DEFAULT_MAX_FRAME, DIR_C2S, DIR_S2C, Session
@@ -29,9 +28,9 @@ STATUS_REFUSED = 2
 OPT_COMPRESS = 1
 
 
-@dataclass(frozen=True)
-class WireOptions:
-    """Per-connection limits and choices; both ends state their own."""
+class WireOptions(NamedTuple):
+    """Per-connection limits and choices; both ends state their own. (A NamedTuple,
+    not a dataclass: ``easycluster -S`` opens its port without importing dataclasses.)"""
 
     max_frame: int = DEFAULT_MAX_FRAME
     compress: bool = False

@@ -24,10 +24,8 @@ interfaces, as it always was.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import keys
@@ -133,13 +131,24 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
 class Settings:
     """Resolved settings: ``values`` by key, ``origins`` saying where each came from
-    ("FILE:LINE", "command line" or "default")."""
+    ("FILE:LINE", "command line" or "default"). Immutable (a small class rather than a
+    dataclass: ``easycluster -S`` opens its port without importing dataclasses)."""
 
+    __slots__ = ("values", "origins")
     values: Mapping[str, Any]
-    origins: Mapping[str, str] = field(default_factory=dict)
+    origins: Mapping[str, str]
+
+    def __init__(self, values: Mapping[str, Any], origins: Optional[Mapping[str, str]] = None):
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "origins", {} if origins is None else origins)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are immutable: cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Settings({dict(self.values)!r}, {dict(self.origins)!r})"
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -204,6 +213,8 @@ def parse_config(text: str, path: str = "<config>") -> Dict[str, Tuple[Any, str]
 
 
 def _known_hint(name: str) -> str:
+    import difflib  # (only a misspelt key needs it: -S starts without it)
+
     close = difflib.get_close_matches(name, PARSERS, n=1)
     if close:
         return f"did you mean {close[0]!r}?"

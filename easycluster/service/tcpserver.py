@@ -24,7 +24,6 @@ listens, RELOADING=1/READY=1 around a reload and STOPPING=1 when it stops accept
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import select
@@ -32,13 +31,10 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from ..protocol import frames, handshake
 from ..protocol.messages import DEFAULT_PORT
-from ..remote.process import serve_connection
-from ..transport.channel import Channel
 from .listener import Listener, bind_tcp, parse_allow
 
 log = logging.getLogger("easycluster.server")
@@ -46,17 +42,10 @@ log = logging.getLogger("easycluster.server")
 KILL_WAIT = 2.0  # seconds between SIGTERM and SIGKILL for connections past the grace
 
 Reload = Callable[[], "ServerOptions"]
+Serve = Callable[[socket.socket, frames.Session, str, int], None]
 
 
-@dataclass(frozen=True)
-class ServerOptions:
-    """Everything ``run_server`` needs; built by the command line or by callers.
-
-    ``max_connections`` caps the live connection processes (0: no cap); when reached, new
-    connections wait in the kernel's backlog. ``grace`` is how long SIGTERM lets open
-    connections finish.
-    """
-
+class _ServerFields(NamedTuple):
     key: bytes
     port: int = DEFAULT_PORT
     bind: Optional[str] = None
@@ -71,8 +60,25 @@ class ServerOptions:
     max_connections: int = 0
     grace: float = 10.0
 
-    def __post_init__(self) -> None:
-        handshake.check_key(self.key)  # no empty key over TCP, anywhere
+
+class ServerOptions(_ServerFields):
+    """Everything ``run_server`` needs; built by the command line or by callers.
+
+    ``max_connections`` caps the live connection processes (0: no cap); when reached, new
+    connections wait in the kernel's backlog. ``grace`` is how long SIGTERM lets open
+    connections finish. Immutable (a NamedTuple: ``replace`` gives a changed copy; not a
+    dataclass, so that ``easycluster -S`` opens its port without importing dataclasses).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, key: bytes, *args: Any, **kw: Any) -> ServerOptions:
+        handshake.check_key(key)  # no empty key over TCP, anywhere
+        return super().__new__(cls, key, *args, **kw)
+
+    def replace(self, **changes: Any) -> ServerOptions:
+        """A copy with ``changes`` (field names as keywords)."""
+        return ServerOptions(**{**self._asdict(), **changes})
 
 
 class TCPServer:
@@ -107,6 +113,7 @@ class TCPServer:
         self.stopping = False
         self._stop_requests = 0
         self._hup = False
+        self._serve: Optional[Serve] = None
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
@@ -135,11 +142,25 @@ class TCPServer:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 self.listener.close_in_child()
-                serve_connection(Channel(sock, session), peer, self.opts.verbosity)
+                self.connection_server()(sock, session, peer, self.opts.verbosity)
             finally:
                 os._exit(1)
         self.children[pid] = peer
         self._check_limit()
+
+    def connection_server(self) -> Serve:
+        """The code that serves one connection (in its forked process), imported on first
+        use: ``serve_forever`` asks for it right after the port opens, so the server
+        listens sooner and every connection process inherits it already imported."""
+        if self._serve is None:
+            from ..remote.process import serve_connection
+            from ..transport.channel import Channel
+
+            def serve(sock: socket.socket, session: frames.Session, peer: str, v: int) -> None:
+                serve_connection(Channel(sock, session), peer, v)
+
+            self._serve = serve
+        return self._serve
 
     def reap(self) -> None:
         """Collect finished connection processes (never blocks)."""
@@ -197,8 +218,7 @@ class TCPServer:
         old = self.opts
         if (new.port, new.bind, new.ipv6) != (old.port, old.bind, old.ipv6):
             log.warning("reload: port/bind changes take effect only after a restart")
-        self.opts = dataclasses.replace(
-            new,
+        self.opts = new.replace(
             port=old.port,
             bind=old.bind,
             ipv6=old.ipv6,
@@ -244,6 +264,7 @@ class TCPServer:
             self.notify(f"READY=1\nSTATUS=serving on {host}:{port}\nMAINPID={os.getpid()}")
             if on_ready:
                 on_ready()
+            self.connection_server()  # (imported now, not before: see there)
             try:
                 while not self.stopping:
                     if self._hup:
