@@ -5,6 +5,18 @@ taken is close to the slowest server's, not the sum. Results come back in input 
 By default the first error (in input order) is raised once every call has finished, as
 in EasyCluster; with ``return_exceptions=True`` each failing server's exception takes
 its place in the list instead, so one dead host never hides the others' results.
+
+Two more options, taken out of the keywords like ``return_exceptions`` (so a remote
+function cannot receive keywords of these names through ``call_multi``):
+
+* ``call_timeout=SECONDS`` bounds the whole fan-out: a server whose reply has not come
+  by then gets a ``CallTimeout`` in its place (raised, as the first error, after the
+  others were collected, unless ``return_exceptions``). The call may still be running
+  there: see ``CallTimeout``. Replies that came in time are never lost to a slow
+  server collected before them.
+* ``on_result=callable`` is called as ``on_result(host, value_or_exception)`` for each
+  server as its result is collected (in input order, on the calling thread), to show
+  progress over many hosts. An exception it raises propagates at once.
 """
 
 from __future__ import annotations
@@ -13,12 +25,38 @@ import selectors
 import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
+from ..errors import CallTimeout
+from .client import Client
 from .threaded import ThreadedClient
 
+OnResult = Optional[Callable[[str, Any], Any]]
 
-def _fan_out(
-    targets: Sequence[Any], send: Callable[[Any], Any], return_exceptions: bool, origexc: Any
-) -> List[Any]:
+
+class _Options:
+    """The fan-out's own keywords, taken out of the remote call's."""
+
+    __slots__ = ("return_exceptions", "origexc", "call_timeout", "on_result")
+
+    def __init__(
+        self,
+        return_exceptions: bool = False,
+        origexc: Any = None,
+        call_timeout: Optional[float] = None,
+        on_result: OnResult = None,
+    ):
+        if call_timeout is not None and not call_timeout >= 0:
+            raise ValueError(f"call_timeout must be a number of seconds >= 0, not {call_timeout!r}")
+        if on_result is not None and not callable(on_result):
+            raise TypeError(f"on_result must be callable, not {type(on_result).__name__}")
+        self.return_exceptions = return_exceptions
+        self.origexc = origexc
+        self.call_timeout = call_timeout
+        self.on_result = on_result
+
+
+def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options) -> List[Any]:
+    deadline = None if opts.call_timeout is None else time.monotonic() + opts.call_timeout
+    origexc = opts.origexc if opts.origexc is not None else "quiet"
     started: List[Any] = []
     for t in targets:
         try:
@@ -32,23 +70,51 @@ def _fan_out(
             exc: BaseException = r
         else:
             try:
-                results.append(r.wait(origexc=origexc if origexc is not None else "quiet"))
-                continue
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                value = r.wait(left, origexc=origexc)
             except BaseException as e:  # the remote exception, as origexc asks
                 exc = e
+                if deadline is not None and isinstance(e, CallTimeout) and not r.done():
+                    exc = _late(t, opts.call_timeout)
+            else:
+                results.append(value)
+                if opts.on_result is not None:
+                    opts.on_result(_host(t), value)
+                continue
         _name_host(exc, t)
         results.append(exc)
         if first_error is None:
             first_error = exc
-    if first_error is not None and not return_exceptions:
+        if opts.on_result is not None:
+            opts.on_result(_host(t), exc)
+    if first_error is not None and not opts.return_exceptions:
         raise first_error
     return results
 
 
+def _late(target: Any, call_timeout: Optional[float]) -> CallTimeout:
+    return CallTimeout(
+        f"no reply from {_host(target)} within call_timeout={call_timeout:g} s; the outcome "
+        "is unknown: the call may still be running there, and later calls on the same "
+        "server thread wait behind it (use another threadid, or close this client)"
+    )
+
+
+def _client(target: Any) -> Any:
+    """The client of a target: itself, or a proxy's connection. (Not getattr on a Client:
+    its unknown attributes are the server's globals.)"""
+    return target if isinstance(target, Client) else getattr(target, "proxy_connection", target)
+
+
+def _host(target: Any) -> str:
+    """The server a target (a client, or a proxy) talks to, as a name."""
+    client = _client(target)
+    return str(getattr(client, "peername", None) or client)
+
+
 def _name_host(exc: BaseException, target: Any) -> None:
     """Say which server an error came from (as a note, where Python has notes)."""
-    client = getattr(target, "proxy_connection", target)
-    host = getattr(client, "peername", None)
+    host = _host(target)
     if host and hasattr(exc, "add_note") and not getattr(exc, "_easycluster_noted", False):
         exc.add_note(f"(from {host})")
         try:
@@ -58,50 +124,60 @@ def _name_host(exc: BaseException, target: Any) -> None:
             pass
 
 
-def _pop_opts(kw: dict) -> tuple:
-    return kw.pop("return_exceptions", False), kw.pop("origexc", None)
+def _pop_opts(kw: dict) -> _Options:
+    return _Options(
+        kw.pop("return_exceptions", False),
+        kw.pop("origexc", None),
+        kw.pop("call_timeout", None),
+        kw.pop("on_result", None),
+    )
 
 
 def call_multi(_connections: Iterable[Any], _func: str, *a: Any, **kw: Any) -> List[Any]:
     """Call ``_func(*a, **kw)`` on every connection in parallel; results in input order.
 
-    ``return_exceptions=True`` (taken out of ``kw``) puts each failure in the list.
+    ``return_exceptions``, ``origexc``, ``call_timeout`` and ``on_result`` are taken out
+    of ``kw`` (module doc).
     """
-    return_exceptions, origexc = _pop_opts(kw)
+    opts = _pop_opts(kw)
     conns = list(_connections)
-    return _fan_out(
-        conns, lambda c: c.raw_call(_func, a, kw, nonblocking=True), return_exceptions, origexc
-    )
+    return _fan_out(conns, lambda c: c.raw_call(_func, a, kw, nonblocking=True), opts)
 
 
 def eval_multi(
-    connections: Iterable[Any], code: str, return_exceptions: bool = False, origexc: Any = None
+    connections: Iterable[Any],
+    code: str,
+    return_exceptions: bool = False,
+    origexc: Any = None,
+    call_timeout: Optional[float] = None,
+    on_result: OnResult = None,
 ) -> List[Any]:
     """Evaluate ``code`` on every connection in parallel; results in input order."""
+    opts = _Options(return_exceptions, origexc, call_timeout, on_result)
     conns = list(connections)
-    return _fan_out(conns, lambda c: c.eval(code, nonblocking=True), return_exceptions, origexc)
+    return _fan_out(conns, lambda c: c.eval(code, nonblocking=True), opts)
 
 
 def execblock_multi(
-    connections: Iterable[Any], code: str, return_exceptions: bool = False, origexc: Any = None
+    connections: Iterable[Any],
+    code: str,
+    return_exceptions: bool = False,
+    origexc: Any = None,
+    call_timeout: Optional[float] = None,
+    on_result: OnResult = None,
 ) -> List[Any]:
     """Run ``code`` with ``execblock`` on every connection; ``exec_return`` values in order."""
+    opts = _Options(return_exceptions, origexc, call_timeout, on_result)
     conns = list(connections)
-    return _fan_out(
-        conns, lambda c: c.execblock(code, nonblocking=True), return_exceptions, origexc
-    )
+    return _fan_out(conns, lambda c: c.execblock(code, nonblocking=True), opts)
 
 
 def call_method_multi(_objects: Iterable[Any], _method: str, *a: Any, **kw: Any) -> List[Any]:
-    """Call ``_method(*a, **kw)`` on every proxy in parallel; results in input order."""
-    return_exceptions, origexc = _pop_opts(kw)
+    """Call ``_method(*a, **kw)`` on every proxy in parallel; results in input order
+    (the fan-out's own keywords as in ``call_multi``)."""
+    opts = _pop_opts(kw)
     objs = list(_objects)
-    return _fan_out(
-        objs,
-        lambda o: o.raw_call_method(_method, a, kw, nonblocking=True),
-        return_exceptions,
-        origexc,
-    )
+    return _fan_out(objs, lambda o: o.raw_call_method(_method, a, kw, nonblocking=True), opts)
 
 
 class ClientGroup:

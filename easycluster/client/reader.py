@@ -87,25 +87,31 @@ class InlineReader:
         self.pending.pop(rid, None)
 
     def wait_for(self, fut: Any, timeout: Optional[float]) -> None:
-        """Read until ``fut`` is done or ``timeout`` passes (one reader at a time)."""
+        """Read until ``fut`` is done or ``timeout`` passes (one reader at a time). Even
+        with no time left, replies already here are read once: a caller that spent its
+        time on one server still finds the others' replies (``call_multi``)."""
         # ``finished`` first: set once the outcome is in, it spares a Future its lock
         # (done() is asked once per pass: it also covers a cancelled future)
         deadline = None if timeout is None else time.monotonic() + timeout
+        looked = False  # the one look after the deadline is done
         while not (fut.finished or fut.done()):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                return
+                if looked:
+                    return
+                looked, left = True, 0.0
             if not self._take_reader(left, fut):
                 continue
             try:
                 while not fut.finished:  # (completed by the reader before us, maybe)
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return
                     if not self._read_once(left):
                         return
                     if not fut.finished and fut.done():
                         return  # cancelled
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return
             finally:
                 self._release_reader()
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import time
 
 import pytest
 
 import easycluster
 from easycluster import (
+    CallTimeout,
     ClientGroup,
     ConnectionLost,
     call_multi,
@@ -109,3 +113,52 @@ def test_client_group_refuses_threaded_clients(servers):
             ClientGroup([tc])
     finally:
         tc.close()
+
+
+@pytest.mark.parametrize("cls", [easycluster.Client, easycluster.ThreadedClient])
+def test_call_timeout_bounds_a_frozen_server(cls):
+    """A stopped server becomes a CallTimeout in its slot; the others' replies, which
+    came while the fan-out waited on the frozen one (first in input order), are kept;
+    on_result sees every host once, in input order."""
+    cs = [spawn_local(cls) for _ in range(3)]
+    frozen = cs[0].process.pid
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        seen = []
+        out = call_multi(
+            cs,
+            "nap",
+            0.05,
+            "v",
+            call_timeout=1.0,
+            return_exceptions=True,
+            on_result=lambda host, v: seen.append((host, v)),
+        )
+        assert isinstance(out[0], CallTimeout) and "call_timeout=1 s" in str(out[0])
+        assert out[1:] == ["v", "v"]
+        assert [host for host, _ in seen] == [c.peername for c in cs]
+        assert seen[0][1] is out[0] and [v for _, v in seen[1:]] == ["v", "v"]
+        with pytest.raises(CallTimeout, match=cs[0].peername):
+            call_multi(cs, "nap", 0, 1, call_timeout=0.2)
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+        for c in cs:
+            c.close()
+
+
+def test_fan_out_keywords_are_not_passed_to_the_remote_function(servers):
+    assert call_multi(servers, "nap", 0, "v", call_timeout=30) == ["v"] * len(servers)
+    assert eval_multi(servers, "6 * 7", call_timeout=30) == [42] * len(servers)
+    with pytest.raises(ValueError, match="call_timeout"):
+        call_multi(servers, "nap", 0, "v", call_timeout=-1)
+    with pytest.raises(TypeError, match="on_result"):
+        call_multi(servers, "nap", 0, "v", on_result=3)
+
+
+def test_wait_with_no_time_left_still_reads_a_reply_that_came(servers):
+    """``wait(timeout=0)`` looks once at what has arrived (call_multi relies on it)."""
+    c = servers[0]
+    r = c.nap(0, 5, nonblocking=True)
+    ready, _, _ = select.select([c.fileno()], [], [], 30)
+    assert ready, "the reply never arrived"
+    assert r.wait(timeout=0) == 5
