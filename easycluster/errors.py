@@ -14,12 +14,30 @@
      │         │                         reordered, reflected) or a truncated frame
      │         └── FrameTooLarge         a header announced more bytes than the limit allows
      ├── CallTimeout (TimeoutError)      no reply in time; the call may still run remotely
+     ├── TaskTimeout (TimeoutError)      Task.resume(timeout) passed; what still ran was killed
      ├── RemoteException                 the remote code raised; ``orig`` and ``text`` say what
- ├── SystemdUnavailable              systemd is not running (or systemctl missing) for a service
- │                                   command; the message says what to do instead
-     └── NodeSetError (ValueError)       node-set notation and group sources
-          ├── NodeSetParseError          a node set string that cannot be parsed
-          └── GroupSourceError           a group source that is missing or failed
+     ├── SystemdUnavailable              systemd is not running (or systemctl missing) for a service
+     │                                   command; the message says what to do instead
+     └── NodeSetError (ValueError)       node-set notation and group sources (= NodeSetException)
+          ├── NodeSetParseError          a node set string that cannot be parsed (``part``, ``msg``)
+          │    ├── NodeSetParseRangeError  a bad range inside a node set's brackets
+          │    └── RangeSetParseError    a range set that cannot be parsed (and a RangeSetException)
+          │         └── RangeSetPaddingError  the ends of a padded range differ in width
+          ├── RangeSetException          base of the range set errors (ClusterShell's name)
+          ├── NodeSetExternalError       a group source failed while a node set was being built
+          ├── GroupSourceError           a group that is unknown, or a source that failed
+          │    │                         (``group_source``: the source, when known)
+          │    ├── GroupSourceNoUpcall   the source has no upcall for the question (all, list)
+          │    └── GroupSourceQueryFailed  an upcall command exited non-zero or could not run
+          │                              (also a NodeSetExternalError)
+          └── GroupResolverError         the group configuration as a whole
+               ├── GroupResolverSourceError       no group source of that name
+               ├── GroupResolverIllegalCharError  a group name with a character node sets reserve
+               └── GroupResolverConfigError       a bad groups.conf, groups.conf.d part or YAML file
+
+The node-set names are ClusterShell 1.10's, so ``except`` clauses of its scripts keep
+working; all of them are ``NodeSetError`` here (in ClusterShell the range set, group
+source and resolver errors have separate roots).
 
 ``ConnectionLost`` subclasses ``IOError`` (``OSError``) because EasyCluster 0.22 raised
 ``IOError`` for dead connections and scripts catch that.
@@ -82,6 +100,12 @@ class CallTimeout(EasyClusterError, TimeoutError):
     """
 
 
+class TaskTimeout(EasyClusterError, TimeoutError):
+    """``Task.resume(timeout)`` (or ``run(timeout=...)`` without a command) ran out of
+    time: every command still running was killed, those not started never ran (their
+    status is ``aborted``); the results of the others are kept."""
+
+
 class RemoteException(EasyClusterError):
     """An exception raised by remote code.
 
@@ -124,5 +148,73 @@ class NodeSetParseError(NodeSetError):
         return (NodeSetParseError, (self.part, self.msg))
 
 
+class NodeSetParseRangeError(NodeSetParseError):
+    """A bad range inside a node set's brackets (``n[5-3]``, ``n[01-100]``)."""
+
+    def __reduce__(self) -> Any:
+        return (NodeSetParseRangeError, (self.part, self.msg))
+
+
+class RangeSetException(NodeSetError):
+    """Base of the range set errors (ClusterShell's name)."""
+
+
+class RangeSetParseError(NodeSetParseError, RangeSetException):
+    """A range set string that cannot be parsed (``RangeSet("5-3")``); ``part``, ``msg``."""
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.part, self.msg))
+
+
+class RangeSetPaddingError(RangeSetParseError):
+    """The two ends of a padded range have different widths (``01-100``)."""
+
+
+class NodeSetExternalError(NodeSetError):
+    """A group source failed while a node set was being built or regrouped."""
+
+
 class GroupSourceError(NodeSetError):
-    """A node group source that is unknown, misconfigured, or whose command failed."""
+    """A node group that is unknown, or a group source whose command failed.
+
+    ``group_source`` is the source involved (an object with a ``name``), or None.
+    """
+
+    def __init__(self, message: str, group_source: Any = None):
+        super().__init__(message)
+        self.group_source = group_source
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.group_source))
+
+
+class GroupSourceNoUpcall(GroupSourceError):
+    """The group source has no upcall to answer this question (``all``, ``list``)."""
+
+
+class GroupSourceQueryFailed(GroupSourceError, NodeSetExternalError):
+    """A group source's upcall command exited non-zero or could not be run.
+
+    Also a ``NodeSetExternalError``: that is what ClusterShell scripts catch when a
+    node set's group cannot be resolved.
+    """
+
+
+class GroupResolverError(NodeSetError):
+    """Base of the errors of the group configuration as a whole."""
+
+
+class GroupResolverSourceError(GroupResolverError):
+    """No group source of that name (the message is the name, as in ClusterShell)."""
+
+
+class GroupResolverIllegalCharError(GroupResolverError):
+    """A group name holds a character that node sets reserve (``@ , ! & ^ *``)."""
+
+
+class GroupResolverConfigError(GroupResolverError):
+    """A bad groups.conf, groups.conf.d part or YAML group file; the message names it."""
+
+
+# ClusterShell's root of the node set errors; here it is NodeSetError itself.
+NodeSetException = NodeSetError

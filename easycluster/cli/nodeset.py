@@ -1,9 +1,16 @@
 """The ``easycluster nodeset`` command: count, expand, fold and regroup node sets.
 
 Operands are read left to right: each positional node set is added (union), and
-``-x`` / ``-i`` / ``-X`` apply to what has been gathered so far. With no
+``-x`` / ``-i`` / ``-X`` apply to what has been gathered so far. An operand holding
+whitespace is several node sets (``"$(scontrol show hostnames)"``). With no
 positional node set (and no ``-a``), node sets are read from stdin first
 (whitespace separated, ``#`` starts a comment); ``-`` reads stdin at that place.
+``-R`` works on bare range sets (``1-5,9``) instead. The options are ClusterShell's
+``nodeset``/``cluset`` ones.
+
+Groups come from ``--groupsconf FILE``, else from the default configuration
+(``$EASYCLUSTER_GROUPS_CONF`` or ClusterShell's groups.conf files), read only when a
+group is needed. This module imports only the node-set package: start-up stays light.
 
 Exit codes (``exitcodes``): 0 success; 1 a node set that does not parse or a group
 source that fails; 2 bad usage; one message on stderr names what is wrong.
@@ -14,13 +21,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
-from ..errors import NodeSetError
+from ..errors import GroupResolverSourceError, GroupSourceNoUpcall, NodeSetError
 from ..nodeset.groups import GROUPS_CONF_ENV, GroupResolver
 from ..nodeset.nodeset import NodeSet
 from ..nodeset.rangeset import RangeSet
+from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
+
+# What the command works on: node sets, or range sets with -R.
+AnySet = Union[NodeSet, RangeSet]
 
 PROG = "easycluster nodeset"
 _VALUE_OPTS = {
@@ -39,6 +50,11 @@ _VALUE_OPTS = {
     "--groupsconf",
     "-I",
     "--slice",
+    "-O",
+    "--output-format",
+    "--pick",
+    "--axis",
+    "--index",
 }
 
 
@@ -113,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the group sources, the default one first",
     )
+    cmd.add_argument("--index", metavar="NODE", help="print the position of NODE in the set")
     parser.add_argument(
         "-x",
         "--exclude",
@@ -162,6 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N|P%|auto",
         help="fold evenly spaced indexes as a-b/step",
     )
+    parser.add_argument(
+        "-R", "--rangeset", action="store_true", help="work on range sets (1-5,9), not node sets"
+    )
+    parser.add_argument(
+        "-O",
+        "--output-format",
+        default="%s",
+        metavar="FORMAT",
+        help="printf-style format of each item (-e, -f: each node, before folding)",
+    )
+    parser.add_argument("--pick", type=_positive, metavar="N", help="keep N nodes at random")
+    parser.add_argument(
+        "--axis", metavar="RANGESET", help="fold only along these axes (1..n; -1 the last; -f)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print essential output only")
+    parser.add_argument("-d", "--debug", action="store_true", help="show group upcalls as they run")
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
     parser.set_defaults(ops=[])
     return parser
 
@@ -186,26 +220,37 @@ def _tag_positionals(argv: Sequence[str]) -> List[str]:
     return out
 
 
-def _read_stdin(resolver: Optional[GroupResolver]) -> NodeSet:
+def _words(text: str) -> List[str]:
+    """An operand as a list of node sets: split on whitespace (shell output)."""
+    return text.split() or [""]
+
+
+def _read_stdin() -> List[str]:
     words: List[str] = []
     for line in sys.stdin:
         words.extend(line.split("#", 1)[0].split())
+    return words
+
+
+def _make(words: List[str], args: argparse.Namespace, resolver: GroupResolver) -> AnySet:
+    if args.rangeset:
+        return RangeSet.fromlist(words)
     return NodeSet.fromlist(words, resolver=resolver)
 
 
-def _compute(args: argparse.Namespace, resolver: Optional[GroupResolver]) -> NodeSet:
-    result = NodeSet(resolver=resolver)
+def _compute(args: argparse.Namespace, resolver: GroupResolver) -> AnySet:
+    result: AnySet = RangeSet() if args.rangeset else NodeSet(resolver=resolver)
     if args.all:
-        if resolver is None:
-            raise NodeSetError(f"-a needs a groups file (--groupsconf or ${GROUPS_CONF_ENV})")
-        result.update(NodeSet.fromall(resolver))
+        result.update(NodeSet.fromall(resolver=resolver))
     ops = list(args.ops)
     if not args.all and not any(op == "|" for op, _ in ops):
         ops.insert(0, ("|", "-"))
     for op, text in ops:
-        other = _read_stdin(resolver) if text == "-" else NodeSet(text, resolver=resolver)
+        other = _make(_read_stdin() if text == "-" else _words(text), args, resolver)
+        if op != "|" and not result and not args.quiet:
+            print(f"{PROG}: warning: empty left operand for {op!r}", file=sys.stderr)
         if op == "|":
-            result.update(other)
+            result.update(other)  # same kind: both -R or not
         elif op == "-":
             result.difference_update(other)
         elif op == "&":
@@ -222,7 +267,15 @@ def _list_groups(
     sources = resolver.source_names() if args.list_all else [resolver.default]
     for source in sources:
         prefix = "@" if (not args.list_all or args.groupbase) else f"@{source}:"
-        for group in resolver.groups(source):
+        try:
+            groups = resolver.groups(source)
+        except GroupSourceNoUpcall:
+            if not args.list_all:
+                raise
+            if not args.quiet:
+                print(f"{PROG}: warning: source {source!r} cannot list groups", file=sys.stderr)
+            continue
+        for group in groups:
             members = NodeSet(resolver.resolve(group, source), resolver=resolver)
             if nodes:
                 members = members & nodes
@@ -236,59 +289,124 @@ def _list_groups(
             out.append(line)
 
 
-def _parts(args: argparse.Namespace, nodes: NodeSet) -> Iterator[NodeSet]:
+def _parts(args: argparse.Namespace, nodes: AnySet) -> Iterator[AnySet]:
     if args.contiguous:
-        return nodes.contiguous()
+        return iter(nodes.contiguous())
     if args.split:
-        return nodes.split(args.split)
+        return iter(nodes.split(args.split))
     return iter([nodes])
 
 
-def _run(args: argparse.Namespace, out: List[str]) -> None:
-    path = args.groupsconf
-    base = GroupResolver.from_file(path) if path else GroupResolver.from_env()
-    resolver = base.with_default(args.groupsource) if base is not None else None
-    if resolver is None and args.groupsource:
+def _formatter(fmt: str) -> Callable[[object], str]:
+    def apply(value: object) -> str:
+        try:
+            return fmt % (value,)
+        except (TypeError, ValueError) as exc:
+            raise NodeSetError(f"bad output format {fmt!r} (-O): {exc}") from exc
+
+    return apply
+
+
+def _fold_axis(text: str) -> List[int]:
+    """``--axis`` (1-based range set, or one negative number) as 0-based axes."""
+    if text.startswith("-"):
+        try:
+            return [int(text)]
+        except ValueError:
+            raise UsageError(f"bad --axis {text!r}: a range set such as 1-2, or -1")
+    return [i - 1 for i in RangeSet(text).intiter() if i > 0]
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    if args.rangeset and (args.all or args.regroup or args.list or args.list_all):
+        raise UsageError("-a, -r, -l and -L work on node sets, not with -R")
+    if args.split and args.contiguous:
+        raise UsageError("--split and --contiguous do not go together")
+    if args.axis and (not args.fold or args.rangeset):
+        raise UsageError("--axis works only with -f on node sets")
+    if args.index is not None and args.pick:
+        raise UsageError("--index and --pick do not go together")
+
+
+def _resolver(args: argparse.Namespace) -> GroupResolver:
+    base = (
+        GroupResolver.from_file(args.groupsconf) if args.groupsconf else GroupResolver.from_config()
+    )
+    try:
+        return base.with_default(args.groupsource)
+    except GroupResolverSourceError:
         raise NodeSetError(
-            f"no groups file to find source {args.groupsource!r} "
+            f"unknown group source {args.groupsource!r} (known: "
+            f"{', '.join(base.source_names()) or f'none; use --groupsconf or ${GROUPS_CONF_ENV}'})"
+        )
+
+
+def _need_groups(resolver: GroupResolver, what: str) -> None:
+    if not resolver.source_names():
+        raise NodeSetError(
+            f"{what} needs a group source: no groups.conf found "
             f"(use --groupsconf or ${GROUPS_CONF_ENV})"
         )
+
+
+def _run(args: argparse.Namespace, out: List[str]) -> None:
+    _check_usage(args)
+    if args.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(message)s")
+    resolver = _resolver(args)
     if args.list_sources:
-        for pos, name in enumerate(resolver.source_names() if resolver else []):
-            out.append(name + (" (default)" if pos == 0 else ""))
+        for pos, name in enumerate(resolver.source_names()):
+            out.append(name + (" (default)" if pos == 0 and not args.quiet else ""))
         return
     listing = args.list or args.list_all
-    if listing and resolver is None:
-        raise NodeSetError(f"no groups file (use --groupsconf or ${GROUPS_CONF_ENV})")
+    if listing or args.all or args.regroup:
+        _need_groups(resolver, "-l" if listing else "-a" if args.all else "-r")
     nodes = NodeSet() if listing and not args.ops and not args.all else _compute(args, resolver)
     if listing:
-        if resolver is None:  # refused above when listing; kept explicit for the reader
-            raise NodeSetError("listing groups needs a groups file")
+        if not isinstance(nodes, NodeSet):  # refused by _check_usage; kept for the reader
+            raise UsageError("-l needs node sets")
         _list_groups(args, resolver, nodes, out)
         return
     if args.slice:
         picked = list(nodes)
-        nodes = NodeSet.fromlist(
-            [picked[int(i)] for i in RangeSet(args.slice).intiter() if int(i) < len(picked)],
-            resolver=resolver,
-        )
+        kept = [picked[i] for i in RangeSet(args.slice).intiter() if i < len(picked)]
+        nodes = _make(kept, args, resolver)
     if args.autostep == "auto":
         nodes.autostep = max(3, len(nodes))
     elif isinstance(args.autostep, float):
         nodes.autostep = int(math.ceil(len(nodes) * args.autostep))
     else:
         nodes.autostep = args.autostep
+    if args.axis and isinstance(nodes, NodeSet):
+        nodes.fold_axis = _fold_axis(args.axis)
+    if args.pick and args.pick < len(nodes):
+        import random  # only --pick needs it (start-up time)
+
+        kept = random.sample(list(nodes), args.pick)
+        nodes.intersection_update(_make(kept, args, resolver))
+    fmt = _formatter(args.output_format)
+    if args.index is not None:
+        out.append(fmt(nodes.index(args.index)))
+        return
     sep = args.separator.encode("latin-1", "backslashreplace").decode("unicode_escape")
     for part in _parts(args, nodes):
         part.autostep = nodes.autostep
         if args.count:
-            out.append(str(len(part)))
+            out.append(fmt(len(part)))
         elif args.expand:
-            out.append(sep.join(part))
-        elif args.regroup:
-            if base is None:
-                raise NodeSetError(f"-r needs a groups file (--groupsconf or ${GROUPS_CONF_ENV})")
-            out.append(part.regroup(base, source=args.groupsource, noprefix=args.groupbase))
+            out.append(sep.join(map(fmt, part)))
+        elif args.regroup and isinstance(part, NodeSet):
+            out.append(fmt(part.regroup(args.groupsource, noprefix=args.groupbase)))
+        elif args.output_format != "%s":
+            # ClusterShell formats each node, then folds the result
+            names = [fmt(name) for name in part]
+            again = _make(names, args, resolver)
+            again.autostep = nodes.autostep
+            if isinstance(again, NodeSet) and isinstance(part, NodeSet):
+                again.fold_axis = part.fold_axis
+            out.append(str(again))
         else:
             out.append(str(part))
 
@@ -313,11 +431,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.list,
             args.list_all,
             args.list_sources,
+            args.index is not None,
         )
         if not any(commands):
-            raise UsageError("no command given: use one of -c -e -f -r -l -L --list-sources")
+            raise UsageError(
+                "no command given: use one of -c -e -f -r -l -L --list-sources --index"
+            )
         out: List[str] = []
-        _run(args, out)
+        try:
+            _run(args, out)
+        except OverflowError:
+            # a count beyond what len() can return (a huge range or product)
+            raise NodeSetError("range too large")
         if out:
             sys.stdout.write("\n".join(out) + "\n")
         sys.stdout.flush()

@@ -1,269 +1,99 @@
-"""Node group sources: where ``@name`` in a node set comes from.
+"""The group resolver: answers ``@group`` questions from its group sources.
 
-A groups file is INI text, in the spirit of ClusterShell's ``groups.conf``::
+``GroupResolver`` has ClusterShell 1.10's interface (``GroupResolver(default_source,
+illegal_chars)``, ``add_source``, ``sources``, ``default_source_name``,
+``group_nodes``, ``all_nodes``, ``grouplist``, ``has_node_groups``, ``node_groups``)
+and ours (``from_file``, ``from_env``, ``from_config``, ``resolve``, ``groups``,
+``source_names``, ``with_default``). ``GroupResolverConfig(filenames)`` reads
+ClusterShell's configuration files (``groupsconf``) the first time it is asked
+something, so building one costs nothing. Sources are in ``groupsources``.
 
-    [Main]
-    default = racks            # source used by @name and @*
-
-    [racks]                    # a flat-file source
-    file = racks.groups        # relative to the directory of the groups file
-
-    [slurm,sl]                 # an external-command source with an alias
-    map = sinfo -h -o %N -p "$GROUP"
-    all = sinfo -h -o %N
-    list = sinfo -h -o %R
-    reverse = ...              # optional: the groups of "$NODE"
-
-Commands run with ``/bin/sh`` in the directory of the groups file, stdin from
-/dev/null, and the environment variables ``GROUP``, ``NODE`` and ``SOURCE`` set
-(so ``$GROUP`` is never pasted into the command text). A flat file has one
-``group: nodeset`` per line; ``#`` starts a comment.
-
-Sources return node set *text*; ``easycluster.nodeset`` parses it. A
-``GroupResolver`` caches answers for its own lifetime; there is no global state.
+A resolver keeps no global state; the process-wide default one lives in ``std``.
 """
 
 from __future__ import annotations
 
-import configparser
 import os
-import subprocess
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, cast
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
-from ..errors import GroupSourceError
+from ..errors import (
+    GroupResolverIllegalCharError,
+    GroupResolverSourceError,
+    GroupSourceNoUpcall,
+)
+from .groupsconf import GROUPS_CONF_ENV, GroupsConfig, default_paths, load_groups_conf
+from .groupsources import (
+    CommandGroupSource,
+    FileGroupSource,
+    GroupSource,
+    UpcallGroupSource,
+    parse_group_lines,
+)
 
 __all__ = [
+    "GroupResolver",
+    "GroupResolverConfig",
     "GroupSource",
     "FileGroupSource",
+    "UpcallGroupSource",
     "CommandGroupSource",
-    "GroupResolver",
     "GroupsConfig",
+    "GROUPS_CONF_ENV",
+    "ILLEGAL_GROUP_CHARS",
     "load_groups_conf",
     "parse_group_lines",
-    "GROUPS_CONF_ENV",
 ]
 
-GROUPS_CONF_ENV = "EASYCLUSTER_GROUPS_CONF"
-_BAD_GROUP_CHARS = set("@,!&^* \t\n")
-_T = TypeVar("_T")
-
-
-class GroupSource:
-    """Base class: a named source of node groups (subclasses have a ``name``).
-
-    ``resolve(group)`` returns node set text, ``all_nodes()`` the text of every
-    node (or None if the source cannot tell), ``groups()`` the group names and
-    ``node_groups(node)`` the groups holding a node (or None if unsupported).
-    """
-
-    name: str  # declared here, set by each subclass (a dataclass field)
-
-    def resolve(self, group: str) -> str:
-        raise NotImplementedError
-
-    def all_nodes(self) -> Optional[str]:
-        return None
-
-    def groups(self) -> List[str]:
-        return []
-
-    def node_groups(self, node: str) -> Optional[List[str]]:
-        return None
-
-
-@dataclass(frozen=True)
-class FileGroupSource(GroupSource):
-    """Groups given as a mapping ``{group: nodeset text}`` (e.g. from a flat file).
-
-    The special group ``all``, when present, is what ``@*`` means; otherwise
-    ``@*`` is the union of every group. An unknown group raises GroupSourceError.
-    """
-
-    name: str
-    mapping: Mapping[str, str] = field(default_factory=dict)
-
-    def resolve(self, group: str) -> str:
-        try:
-            return self.mapping[group]
-        except KeyError:
-            raise GroupSourceError(f"unknown group {group!r} in source {self.name!r}")
-
-    def all_nodes(self) -> Optional[str]:
-        if "all" in self.mapping:
-            return self.mapping["all"]
-        return ",".join(text for text in self.mapping.values() if text.strip())
-
-    def groups(self) -> List[str]:
-        return sorted(self.mapping)
-
-
-@dataclass(frozen=True)
-class CommandGroupSource(GroupSource):
-    """Groups answered by shell commands (``map`` required; others optional).
-
-    Output is read as whitespace-separated node sets (``map``, ``all``) or group
-    names (``list``, ``reverse``). A command that exits non-zero raises
-    GroupSourceError naming the source, the command and its stderr; one that
-    prints nothing gives an empty group.
-    """
-
-    name: str
-    map: str
-    all: Optional[str] = None
-    list: Optional[str] = None
-    reverse: Optional[str] = None
-    cwd: Optional[str] = None
-    timeout: float = 60.0
-
-    def run(self, command: str, group: str = "", node: str = "") -> str:
-        """Run one upcall and return its stdout."""
-        env = dict(os.environ, GROUP=group, NODE=node, SOURCE=self.name)
-        try:
-            proc = subprocess.run(
-                command,
-                shell=True,
-                cwd=self.cwd or None,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise GroupSourceError(f"group source {self.name!r}: command {command!r}: {exc}")
-        if proc.returncode != 0:
-            raise GroupSourceError(
-                f"group source {self.name!r}: command {command!r} exited with "
-                f"{proc.returncode}: {proc.stderr.strip() or '(no stderr)'}"
-            )
-        return proc.stdout
-
-    def resolve(self, group: str) -> str:
-        return ",".join(self.run(self.map, group=group).split())
-
-    def all_nodes(self) -> Optional[str]:
-        if self.all:
-            return ",".join(self.run(self.all).split())
-        if self.list:
-            return ",".join(self.resolve(g) for g in self.groups()) or ""
-        return None
-
-    def groups(self) -> List[str]:
-        if not self.list:
-            return []
-        return sorted(set(self.run(self.list).split()))
-
-    def node_groups(self, node: str) -> Optional[List[str]]:
-        if not self.reverse:
-            return None
-        return sorted(set(self.run(self.reverse, node=node).split()))
-
-
-def parse_group_lines(text: str, where: str = "<groups>") -> Dict[str, str]:
-    """Parse flat-file groups: ``group: nodeset`` lines, ``#`` comments, blank lines.
-
-    A group listed twice gets the union of its lines. Raises GroupSourceError on a
-    line without ``:`` or with an invalid group name.
-    """
-    mapping: Dict[str, str] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, sep, nodes = line.partition(":")
-        name = name.strip()
-        if not sep or not name or _BAD_GROUP_CHARS & set(name):
-            raise GroupSourceError(f"{where}:{lineno}: expected 'group: nodeset', got {line!r}")
-        nodes = ",".join(nodes.split())
-        mapping[name] = f"{mapping[name]},{nodes}" if mapping.get(name) else nodes
-    return mapping
-
-
-@dataclass(frozen=True)
-class GroupsConfig:
-    """Parsed groups file: the sources by name (aliases included) and the default."""
-
-    sources: Tuple[GroupSource, ...] = ()
-    default: Optional[str] = None
-    aliases: Tuple[Tuple[str, str], ...] = ()  # (alias, source name)
-
-
-def load_groups_conf(path: str) -> GroupsConfig:
-    """Read a groups file (see module docstring). Raises GroupSourceError if invalid."""
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
-    try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle, source=path)
-    except (OSError, configparser.Error) as exc:
-        raise GroupSourceError(f"cannot read groups file {path!r}: {exc}")
-    confdir = os.path.dirname(os.path.abspath(path))
-    sources: List[GroupSource] = []
-    aliases: List[Tuple[str, str]] = []
-    for section in parser.sections():
-        if section == "Main":
-            continue
-        names = [n.strip() for n in section.split(",") if n.strip()]
-        if not names:
-            raise GroupSourceError(f"{path}: empty source section name")
-        opts = parser[section]
-        name = names[0]
-        aliases.extend((alias, name) for alias in names[1:])
-        if "file" in opts:
-            file_path = os.path.join(confdir, opts["file"])
-            try:
-                with open(file_path, encoding="utf-8") as handle:
-                    mapping = parse_group_lines(handle.read(), file_path)
-            except OSError as exc:
-                raise GroupSourceError(f"group source {name!r}: cannot read {file_path!r}: {exc}")
-            sources.append(FileGroupSource(name, mapping))
-        elif "map" in opts:
-            sources.append(
-                CommandGroupSource(
-                    name,
-                    opts["map"],
-                    opts.get("all"),
-                    opts.get("list"),
-                    opts.get("reverse"),
-                    cwd=confdir,
-                    timeout=float(opts.get("timeout", "60")),
-                )
-            )
-        else:
-            raise GroupSourceError(f"{path}: source [{section}] needs 'file' or 'map'")
-    default = parser.get("Main", "default", fallback=None)
-    if default is None and sources:
-        default = sources[0].name
-    return GroupsConfig(tuple(sources), default, tuple(aliases))
+# Characters node sets reserve, refused in group names read from a source.
+ILLEGAL_GROUP_CHARS = frozenset("@,!&^*")
 
 
 class GroupResolver:
-    """Answers group questions for node set parsing, with a per-instance cache.
+    """Group sources by name, one of them the default.
 
-    Build it from a ``GroupsConfig``, from sources directly, or with
-    ``GroupResolver.from_file(path)`` / ``GroupResolver.from_env()``.
+    ``GroupResolver(default_source=None, illegal_chars=None)`` as in ClusterShell
+    (``default_source`` a ``GroupSource``; a ``GroupsConfig`` is also taken), or
+    ``GroupResolver(sources=(...), default="name")``. An unknown source name raises
+    ``GroupResolverSourceError``; a group name from a source holding one of
+    ``illegal_chars`` raises ``GroupResolverIllegalCharError``.
     """
 
     def __init__(
         self,
-        config: Optional[GroupsConfig] = None,
-        sources: Tuple[GroupSource, ...] = (),
+        default_source: Union[GroupSource, GroupsConfig, None] = None,
+        illegal_chars: Optional[Iterable[str]] = None,
+        *,
+        sources: Sequence[GroupSource] = (),
         default: Optional[str] = None,
+        loader: Optional[Callable[[], GroupsConfig]] = None,
     ) -> None:
-        config = config or GroupsConfig(
-            tuple(sources), default or (sources[0].name if sources else None)
-        )
-        self.config = config
-        self._sources: Dict[str, GroupSource] = {s.name: s for s in config.sources}
-        for alias, name in config.aliases:
-            if name in self._sources:
-                self._sources[alias] = self._sources[name]
-        self._cache: Dict[Tuple[str, str, str], object] = {}
+        self.illegal_chars = frozenset(illegal_chars or ())
+        self._sources: Dict[str, GroupSource] = {}
+        self._default: Optional[str] = None
+        self._loader = loader
+        config = default_source if isinstance(default_source, GroupsConfig) else None
+        if isinstance(default_source, GroupSource):
+            sources = (default_source, *sources)
+            default = default or default_source.name
+        if config is not None:
+            sources, default = (*config.sources, *sources), default or config.default
+        for src in sources:
+            self._sources[src.name] = src
+        self._default = default or (sources[0].name if sources else None)
+
+    def _load(self) -> None:
+        # run the lazy loader once; a failure propagates and is retried next time
+        if self._loader is not None:
+            config = self._loader()
+            self._loader = None
+            for src in config.sources:
+                self._sources.setdefault(src.name, src)
+            self._default = self._default or config.default
 
     @classmethod
     def from_file(cls, path: str) -> GroupResolver:
-        """Resolver for a groups file."""
-        return cls(load_groups_conf(path))
+        """Resolver for one groups.conf file (read now; errors raise at once)."""
+        return cls(load_groups_conf([path]))
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> Optional[GroupResolver]:
@@ -271,65 +101,133 @@ class GroupResolver:
         path = (os.environ if environ is None else environ).get(GROUPS_CONF_ENV)
         return cls.from_file(path) if path else None
 
+    @classmethod
+    def from_config(cls, environ: Optional[Mapping[str, str]] = None) -> GroupResolver:
+        """Lazy resolver for the default configuration files (``groupsconf``)."""
+        return GroupResolverConfig(default_paths(environ), ILLEGAL_GROUP_CHARS, strict=False)
+
     def with_default(self, source: Optional[str]) -> GroupResolver:
-        """A resolver using ``source`` as default source, sharing this one's cache."""
+        """A resolver with ``source`` as its default, sharing this one's sources."""
         if source is None or source == self.default:
             return self
-        self.source(source)  # raise GroupSourceError if unknown
-        other = GroupResolver(GroupsConfig(self.config.sources, source, self.config.aliases))
-        other._cache = self._cache
-        return other
+        self.source(source)  # GroupResolverSourceError if unknown
+        return GroupResolver(
+            None,
+            self.illegal_chars,
+            sources=tuple(self._sources.values()),
+            default=source,
+        )
 
+    # -- sources ---------------------------------------------------------------
     @property
     def default(self) -> Optional[str]:
         """Name of the default source (None if there is none)."""
-        return self.config.default
+        self._load()
+        return self._default
+
+    @property
+    def default_source_name(self) -> Optional[str]:
+        """ClusterShell's name for ``default``; settable to another known source."""
+        return self.default
+
+    @default_source_name.setter
+    def default_source_name(self, name: str) -> None:
+        self.source(name)
+        self._default = name
+
+    def add_source(self, group_source: GroupSource) -> None:
+        """Add a source; ValueError if its name is taken."""
+        self._load()
+        if group_source.name in self._sources:
+            raise ValueError(f"GroupSource {group_source.name!r}: name collision")
+        self._sources[group_source.name] = group_source
+        self._default = self._default or group_source.name
 
     def source_names(self) -> List[str]:
-        """Source names, the default first (aliases excluded)."""
-        names = [s.name for s in self.config.sources]
-        if self.default in names:
-            names.remove(self.default)
-            names.insert(0, self.default)
+        """Source names, the default first."""
+        self._load()
+        names = list(self._sources)
+        if self._default in names:
+            names.remove(self._default)
+            names.insert(0, self._default)
         return names
 
-    def has_source(self, name: Optional[str]) -> bool:
+    sources = source_names
+
+    def has_source(self, name: Optional[str] = None) -> bool:
         """True if ``name`` (None: the default source) is configured."""
-        return (name or self.default) in self._sources
+        self._load()
+        return (name or self._default) in self._sources
 
     def source(self, name: Optional[str] = None) -> GroupSource:
-        """The source called ``name`` (None: default); GroupSourceError if unknown."""
-        key = name or self.default
+        """The source called ``name`` (None: the default one)."""
+        self._load()
+        key = name or self._default
         if key is None or key not in self._sources:
-            raise GroupSourceError(f"unknown group source {name or '(default)'!r}")
+            raise GroupResolverSourceError(name or "<default>")
         return self._sources[key]
 
-    def _cached(self, kind: str, src: GroupSource, arg: str, func: Callable[[], _T]) -> _T:
-        key = (kind, src.name, arg)
-        if key not in self._cache:
-            self._cache[key] = func()
-        # one kind, one answer type: what func returned for this key before
-        return cast(_T, self._cache[key])
+    def set_verbosity(self, value: int) -> None:
+        """Accepted for ClusterShell scripts; does nothing (upcalls are not traced)."""
+
+    # -- questions ---------------------------------------------------------------
+    def _checked(self, names: List[str]) -> List[str]:
+        for name in names:
+            bad = self.illegal_chars.intersection(name)
+            if bad:
+                raise GroupResolverIllegalCharError(" ".join(sorted(bad)))
+        return names
 
     def resolve(self, group: str, source: Optional[str] = None) -> str:
         """Node set text of one group."""
-        src = self.source(source)
-        return self._cached("map", src, group, lambda: src.resolve(group))
+        return self.source(source).resolve(group)
 
-    def all_nodes(self, source: Optional[str] = None) -> str:
-        """Node set text of every node of a source; GroupSourceError if unsupported."""
-        src = self.source(source)
-        text = self._cached("all", src, "", src.all_nodes)
+    def group_nodes(self, group: str, namespace: Optional[str] = None) -> List[str]:
+        """The node set texts of one group (ClusterShell's form of ``resolve``)."""
+        text = self.resolve(group, namespace)
+        return [text] if text.strip() else []
+
+    def all_nodes(self, namespace: Optional[str] = None) -> List[str]:
+        """Node set texts of every node of a source; GroupSourceNoUpcall if it cannot tell."""
+        src = self.source(namespace)
+        text = src.all_nodes()
         if text is None:
-            raise GroupSourceError(f"group source {src.name!r} cannot list all nodes")
-        return text
+            raise GroupSourceNoUpcall(f"group source {src.name!r} cannot list all nodes", src)
+        return [text] if text.strip() else []
 
     def groups(self, source: Optional[str] = None) -> List[str]:
         """Group names of a source, sorted."""
-        src = self.source(source)
-        return self._cached("list", src, "", src.groups)
+        return self._checked(self.source(source).groups())
 
-    def node_groups(self, node: str, source: Optional[str] = None) -> Optional[List[str]]:
-        """Groups holding ``node`` by the ``reverse`` upcall, or None if unsupported."""
-        src = self.source(source)
-        return self._cached("reverse", src, node, lambda: src.node_groups(node))
+    grouplist = groups
+
+    def has_node_groups(self, namespace: Optional[str] = None) -> bool:
+        """True if the source has a reverse upcall (groups of a node)."""
+        return self.has_source(namespace) and self.source(namespace).has_reverse
+
+    def node_groups(self, node: str, namespace: Optional[str] = None) -> List[str]:
+        """Groups holding ``node`` by the reverse upcall; GroupSourceNoUpcall without one."""
+        src = self.source(namespace)
+        found = src.node_groups(node)
+        if found is None:
+            raise GroupSourceNoUpcall(f"group source {src.name!r} has no reverse upcall", src)
+        return self._checked(found)
+
+
+class GroupResolverConfig(GroupResolver):
+    """A resolver for ClusterShell configuration files, read on first use.
+
+    ``GroupResolverConfig(filenames, illegal_chars=None)``: the files are read and
+    merged as ClusterShell does (``groupsconf``); missing ones are skipped unless
+    ``strict``.
+    """
+
+    def __init__(
+        self,
+        filenames: Union[str, Sequence[str]],
+        illegal_chars: Optional[Iterable[str]] = None,
+        strict: bool = False,
+    ) -> None:
+        paths = [filenames] if isinstance(filenames, str) else list(filenames)
+        self.filenames = paths
+        super().__init__(None, illegal_chars, loader=lambda: load_groups_conf(paths, strict=strict))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, List, Set, Tuple, Union
 
-from ..errors import NodeSetParseError
+from ..errors import NodeSetParseError, NodeSetParseRangeError
 from .rangeset import RangeSet
 from .rangesetnd import RangeSetND
 
@@ -53,7 +53,13 @@ def combine(op: str, left: Value, right: Value) -> Value:
 
 
 def apply_op(pats: Dict[Key, Value], op: str, other: Dict[Key, Value]) -> None:
-    """In place: ``pats = pats <op> other`` with op one of ``| & - ^``."""
+    """In place: ``pats = pats <op> other`` with op one of ``| & - ^``.
+
+    ``other`` may be ``pats`` itself (``ns -= ns``): it is then read from a copy,
+    since the loop below deletes keys of ``pats`` while it walks ``other``.
+    """
+    if other is pats:
+        other = dict(other)
     if op == "&":
         for key in list(pats):
             if key not in other:
@@ -114,7 +120,7 @@ def names_to_pats(names: List[str]) -> Dict[Key, Value]:
             else:
                 multi.setdefault(tuple(parts[0::2]), []).append(tuple(parts[1::2]))
         for key, tuples in multi.items():
-            pats[key] = RangeSetND(elems=set(tuples))
+            pats[key] = RangeSetND.from_elems(set(tuples))
     for key, digs in one.items():
         pats[key] = RangeSet.from_codes(_codes_of(digs))
     return pats
@@ -163,9 +169,9 @@ def parse_pattern(text: str) -> Dict[Key, Value]:
         try:
             ranges = RangeSet(tokens[i][1])
         except NodeSetParseError as exc:
-            raise NodeSetParseError(text, f"{exc.msg} {exc.part!r}")
+            raise NodeSetParseRangeError(text, f"{exc.msg} {exc.part!r}") from exc
         if not ranges:
-            raise NodeSetParseError(text, "empty range")
+            raise NodeSetParseRangeError(text, "empty range")
         tail = ""
         if i + 1 < len(tokens) and tokens[i + 1][0] == "n":
             tail, i = tokens[i + 1][1], i + 1
@@ -179,4 +185,4 @@ def parse_pattern(text: str) -> Dict[Key, Value]:
         return {key: None}
     if len(dims) == 1:
         return {key: dims[0]}
-    return {key: RangeSetND(dims)}
+    return {key: RangeSetND.from_product(dims)}

@@ -1,202 +1,156 @@
-"""Range sets: ordered sets of numeric indexes, one dimension or several.
+"""Range sets: ordered sets of numeric indexes, with ClusterShell 1.10's ``RangeSet`` API.
 
-An index is a string of digits. ``"9"`` and ``"09"`` are different indexes (the
-leading zero is padding); ``"10"`` written in a padded range such as ``08-10`` is
-the same index as an unpadded ``10``. Indexes sort by length, then by value, which
-is also the order used for folding ranges back into text.
+An index is a string of digits; ``"9"`` and ``"09"`` are different indexes (see
+``indexes`` for the codes and spans underneath). A ``RangeSet`` keeps either a list
+of spans (parsed ranges, so ``1-1000000`` costs O(1) to parse and count) or a Python
+``set`` of codes (for set algebra at C speed), building the other one only when
+asked.
 
-Internally every index is an integer *code*: ``int("1" + text)``. The code keeps
-the text (``str(code)[1:]``), its order is the index order, and indexes of the same
-length that follow each other have codes that follow each other. A ``RangeSet``
-keeps either a list of spans (parsed ranges, so ``1-1000000`` costs O(1) to parse
-and count) or a Python ``set`` of codes (for set algebra at C speed), building the
-other one only when asked.
-
-``RangeSetND`` holds tuples of index strings, one per dimension, and folds them
-back into vectors of ``RangeSet`` the way ClusterShell 1.10 does, so that the same
-set prints the same text.
+Where ClusterShell's ``RangeSet`` differs (it subclasses ``set``, accepts negative
+integers, refuses ``""``), docs/nodeset.md says what we do and why.
 """
 
 from __future__ import annotations
 
-import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import chain
-from typing import Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
+from math import inf
+from typing import Iterable, Iterator, List, Optional, Set, Tuple, Type, Union
 
-from ..errors import NodeSetParseError
+from ..errors import RangeSetParseError
+from .indexes import (
+    Span,
+    code_text,
+    fold_stepped,
+    index_code,
+    merge_spans,
+    parse_rangeset,
+    runs,
+    span_range,
+    span_str,
+    span_texts,
+    split_run,
+    split_sequence,
+)
 
-__all__ = ["RangeSet", "index_code", "code_text", "split_sequence"]
+__all__ = ["RangeSet", "AUTOSTEP_DISABLED", "index_code", "code_text", "split_sequence"]
 
-_ITEM = re.compile(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?:\s*/\s*([0-9]+))?)?\s*\Z")
-_NEVER = 1 << 62  # autostep threshold meaning "never fold with steps"
+# ClusterShell's "no autostep" value; any autostep at or above it means disabled.
+AUTOSTEP_DISABLED = 1e100
 
-Span = Tuple[int, int, int]  # (first code, last code, step), all codes of one length
+Index = Union[str, int]
 # What the named set methods accept: a RangeSet, range-set text or indexes.
-RangeSetLike = Union["RangeSet", str, Iterable[Union[str, int]]]
-_T = TypeVar("_T")
+RangeSetLike = Union["RangeSet", str, Iterable[Index]]
 
 
-def index_code(text: str) -> int:
-    """Code of an index string (digits only): ``int("1" + text)``."""
-    return int("1" + text)
+def index_text(element: object, pad: int = 0) -> Optional[str]:
+    """The index string of ``element`` (digits, or an int written with ``pad`` digits),
+    or None when it is not an index (negative, not a number, not a str or int)."""
+    if isinstance(element, str):
+        return element if element.isdigit() and element.isascii() else None
+    if isinstance(element, int) and not isinstance(element, bool) and element >= 0:
+        return str(element).zfill(pad)
+    return None
 
 
-def code_text(code: int) -> str:
-    """Index string of a code (inverse of :func:`index_code`)."""
-    return str(code)[1:]
+def _checked_code(element: object, pad: int = 0) -> int:
+    text = index_text(element, pad)
+    if text is None:
+        # text '-1-0' (what ClusterShell prints for -1, 0) could not be read back
+        raise RangeSetParseError(str(element), "not an index (a non-negative integer)")
+    return index_code(text)
 
 
-def _code_len(code: int) -> int:
-    return len(str(code)) - 1
-
-
-def _is_padded(code: int) -> bool:
-    text = str(code)
-    return len(text) > 2 and text[1] == "0"
-
-
-def _range_spans(first: str, last: str, step: int) -> List[Span]:
-    """Spans (one per index length) of ``first-last/step``; texts already validated."""
-    lo, hi = int(first), int(last)
-    if len(first) > 1 and first[0] == "0":  # padded: every index has len(first) digits
-        base = 10 ** len(first)
-        hi = lo + (hi - lo) // step * step
-        return [(base + lo, base + hi, step)]
-    spans = []
-    for width in range(len(first), len(last) + 1):
-        base = 10**width
-        wlo = max(lo, 10 ** (width - 1) if width > 1 else 0)
-        whi = min(hi, base - 1)
-        start = lo + -(-(wlo - lo) // step) * step
-        if start <= whi:
-            spans.append((base + start, base + start + (whi - start) // step * step, step))
-    return spans
-
-
-def _normalize_spans(spans: List[Span]) -> Optional[List[Span]]:
-    """Sort spans and merge touching step-1 spans; None if stepped spans overlap."""
-    spans.sort()
-    out: List[Span] = []
-    for span in spans:
-        if out:
-            first, last, step = out[-1]
-            if span[0] <= last + 1 and step == 1 and span[2] == 1:
-                out[-1] = (first, max(last, span[1]), 1)
-                continue
-            if span[0] <= last:
-                return None
-        out.append(span)
-    return out
-
-
-def parse_rangeset(text: str) -> Tuple[Optional[List[Span]], List[Span]]:
-    """Parse ``"1-5,7,10-20/5"``; return (normalized spans or None, raw spans)."""
-    raw: List[Span] = []
-    for item in text.split(","):
-        match = _ITEM.match(item)
-        if match is None:
-            msg = "empty range" if not item.strip() else "invalid range"
-            raise NodeSetParseError(item.strip() or text, msg)
-        first, last, step_text = match.groups()
-        if last is None:
-            raw.append((index_code(first), index_code(first), 1))
-            continue
-        step = int(step_text) if step_text else 1
-        if step < 1 or int(last) < int(first):
-            raise NodeSetParseError(item.strip(), "invalid values in range")
-        padded = (len(first) > 1 and first[0] == "0") or (len(last) > 1 and last[0] == "0")
-        if padded and len(first) != len(last):
-            raise NodeSetParseError(item.strip(), "padding length mismatch")
-        raw.extend(_range_spans(first, last, step))
-    return _normalize_spans(list(raw)), raw
-
-
-def _runs(codes: Sequence[int]) -> List[Tuple[int, int]]:
-    """(first, last) of each run of consecutive indexes in sorted codes (no steps)."""
-    runs: List[Tuple[int, int]] = []
-    if not codes:
-        return runs
-    start = prev = codes[0]
-    for code in codes[1:]:
-        if code == prev + 1:
-            prev = code
-            continue
-        # an unpadded run goes on from 9..9 to 10..0 (one more digit)
-        if code * 2 == (prev + 1) * 11 and not _is_padded(start):
-            prev = code
-            continue
-        runs.append((start, prev))
-        start = prev = code
-    runs.append((start, prev))
-    return runs
+def autostep_value(value: Optional[float]) -> Optional[int]:
+    """An autostep as stored: None when disabled (None or ``AUTOSTEP_DISABLED``), else an int."""
+    if value is None or value >= AUTOSTEP_DISABLED:
+        return None
+    return int(value)
 
 
 class RangeSet:
     """An ordered set of indexes (strings of digits), e.g. ``RangeSet("1-5,08-10/2")``.
 
-    Iteration yields index strings sorted by length then value. ``str()`` folds to
-    the compact text; ``autostep`` (an int, or None to disable) is the minimum
-    number of evenly spaced indexes printed as ``a-b/step``. Set operators take
-    another RangeSet; the named methods also take a string or iterable of indexes.
+    ``RangeSet(pattern=None, autostep=None)``: ``pattern`` is range-set text, another
+    RangeSet, or an iterable of index strings and non-negative ints. Iteration yields
+    index strings sorted by length then value; ``str()`` folds to the compact text.
+    ``autostep`` (an int, or None / ``AUTOSTEP_DISABLED`` to disable) is the minimum
+    number of evenly spaced indexes printed as ``a-b/step``. Set operators take another
+    RangeSet; the named methods also take text or an iterable of indexes. Bad text
+    raises ``RangeSetParseError`` (``RangeSetPaddingError`` for ``01-100``).
     """
 
-    __slots__ = ("_spans", "_codes", "_sorted", "autostep")
+    __slots__ = ("_spans", "_codes", "_sorted", "_autostep")
 
     def __init__(
         self,
-        indexes: Union[str, Iterable[Union[str, int]], RangeSet, None] = None,
-        autostep: Optional[int] = None,
+        pattern: Union[str, Iterable[Index], RangeSet, None] = None,
+        autostep: Optional[float] = None,
     ) -> None:
         self._spans: Optional[List[Span]] = []
         self._codes: Optional[Set[int]] = None
         self._sorted: Optional[List[int]] = None
-        self.autostep = autostep
-        if indexes is None:
+        self._autostep = autostep_value(autostep)
+        if pattern is None:
             return
-        if isinstance(indexes, RangeSet):
-            self._spans = indexes._spans
-            self._codes = None if indexes._codes is None else set(indexes._codes)
-            self._sorted = indexes._sorted
+        if isinstance(pattern, RangeSet):
+            self._spans = pattern._spans
+            self._codes = None if pattern._codes is None else set(pattern._codes)
+            self._sorted = pattern._sorted
             return
-        if isinstance(indexes, str):
-            if not indexes.strip():
+        if isinstance(pattern, str):
+            if not pattern.strip():
                 return
-            spans, raw = parse_rangeset(indexes)
+            spans, raw = parse_rangeset(pattern)
             if spans is None:
-                self._set_codes(set(chain.from_iterable(_span_range(s) for s in raw)))
+                self._set_codes(set(chain.from_iterable(span_range(s) for s in raw)))
             else:
                 self._spans = spans
             return
-        self._set_codes(
-            {index_code(str(i)) if isinstance(i, int) else index_code(i) for i in indexes}
-        )
+        self._set_codes({_checked_code(i) for i in pattern})
 
     # -- construction helpers -------------------------------------------------
     @classmethod
     def from_codes(cls, codes: Set[int], autostep: Optional[int] = None) -> RangeSet:
+        """A RangeSet owning ``codes`` (see ``indexes.index_code``)."""
         inst = cls.__new__(cls)
         inst._spans = None
         inst._codes = codes
         inst._sorted = None
-        inst.autostep = autostep
+        inst._autostep = autostep
         return inst
 
     @classmethod
-    def _from_spans(cls, spans: List[Span], autostep: Optional[int] = None) -> RangeSet:
+    def from_spans(cls, spans: List[Span], autostep: Optional[int] = None) -> RangeSet:
+        """A RangeSet owning sorted, disjoint ``spans``."""
         inst = cls.__new__(cls)
         inst._spans = spans
         inst._codes = None
         inst._sorted = None
-        inst.autostep = autostep
+        inst._autostep = autostep
         return inst
 
     @classmethod
-    def fromlist(cls, items: Iterable[str], autostep: Optional[int] = None) -> RangeSet:
-        """Union of range-set strings such as ``["1-3", "5"]``."""
+    def fromlist(
+        cls, rnglist: Iterable[Union[str, RangeSet]], autostep: Optional[float] = None
+    ) -> RangeSet:
+        """Union of range-set strings or RangeSets such as ``["1-3", "5"]``."""
         result = cls(autostep=autostep)
-        for item in items:
-            result.update(cls(item))
+        result.updaten(rnglist)
+        return result
+
+    @classmethod
+    def fromone(
+        cls, index: Union[Index, slice], pad: int = 0, autostep: Optional[float] = None
+    ) -> RangeSet:
+        """One index (an int written with ``pad`` digits, or a string), or a ``slice``."""
+        result = cls(autostep=autostep)
+        if isinstance(index, slice):
+            if not index.stop:
+                raise ValueError(f"invalid range upper limit ({index.stop})")
+            result.add_range(index.start or 0, index.stop, index.step or 1, pad)
+        else:
+            result.add(index, pad)
         return result
 
     def _set_codes(self, codes: Set[int]) -> None:
@@ -205,11 +159,11 @@ class RangeSet:
         self._sorted = None
 
     def codes(self) -> Set[int]:
-        """The set of codes (see :func:`index_code`); do not mutate it."""
+        """The set of codes (see ``indexes.index_code``); do not mutate it."""
         if self._codes is None:
             codes: Set[int] = set()
             for span in self._spans or ():
-                codes.update(_span_range(span))
+                codes.update(span_range(span))
             self._codes = codes
         return self._codes
 
@@ -217,10 +171,35 @@ class RangeSet:
         """Codes in index order (cached; do not mutate)."""
         if self._sorted is None:
             if self._spans is not None:
-                self._sorted = list(chain.from_iterable(_span_range(s) for s in self._spans))
+                self._sorted = list(chain.from_iterable(span_range(s) for s in self._spans))
             else:
                 self._sorted = sorted(self._codes or ())
         return self._sorted
+
+    # -- properties -------------------------------------------------------------
+    def get_autostep(self) -> Optional[int]:
+        """The autostep threshold, or None when disabled."""
+        return self._autostep
+
+    def set_autostep(self, value: Optional[float]) -> None:
+        """Set the autostep threshold (None or ``AUTOSTEP_DISABLED`` disables it)."""
+        self._autostep = autostep_value(value)
+
+    autostep = property(get_autostep, set_autostep)
+
+    @property
+    def padding(self) -> Optional[int]:
+        """Width of the widest zero-padded index, or None if no index is padded."""
+        padded = [len(t) for t in self if len(t) > 1 and t[0] == "0"]
+        return max(padded) if padded else None
+
+    @padding.setter
+    def padding(self, value: Optional[int]) -> None:
+        self._set_codes({index_code(str(int(t)).zfill(value or 1)) for t in self})
+
+    def dim(self) -> int:
+        """Number of dimensions: 1, or 0 when empty (as ``RangeSetND.dim``)."""
+        return int(bool(self))
 
     # -- sized / iterable / container ----------------------------------------
     def __len__(self) -> int:
@@ -237,30 +216,32 @@ class RangeSet:
     def striter(self) -> Iterator[str]:
         """Index strings in order."""
         if self._spans is not None:
-            return chain.from_iterable(_span_texts(s, "%s") for s in self._spans)
+            return chain.from_iterable(span_texts(s, "%s") for s in self._spans)
         return map(code_text, self.sorted_codes())
 
     def intiter(self) -> Iterator[int]:
         """Index values as ints, in order."""
         return (int(code_text(c)) for c in self.sorted_codes())
 
-    def __contains__(self, index: object) -> bool:
-        if isinstance(index, int):
-            index = str(index)
-        if not isinstance(index, str) or not index.isdigit():
-            return False
-        code = index_code(index)
+    def _has_code(self, code: int) -> bool:
         if self._spans is not None:
-            pos = bisect_right(self._spans, (code, _NEVER, 0)) - 1
+            pos = bisect_right(self._spans, (code, inf, 0)) - 1
             if pos < 0:
                 return False
             first, last, step = self._spans[pos]
             return code <= last and (code - first) % step == 0
         return code in (self._codes or ())
 
+    def __contains__(self, element: object) -> bool:
+        """An index (str or int) is in the set; a RangeSet is a subset (ClusterShell)."""
+        if isinstance(element, RangeSet):
+            return self.issuperset(element)
+        text = index_text(element)
+        return text is not None and self._has_code(index_code(text))
+
     def __getitem__(self, index: Union[int, slice]) -> Union[str, RangeSet]:
         if isinstance(index, slice):
-            return RangeSet.from_codes(set(self.sorted_codes()[index]), self.autostep)
+            return RangeSet.from_codes(set(self.sorted_codes()[index]), self._autostep)
         if self._spans is not None:
             pos = index + len(self) if index < 0 else index
             if pos >= 0:
@@ -272,25 +253,33 @@ class RangeSet:
             raise IndexError("RangeSet index out of range")
         return code_text(self.sorted_codes()[index])
 
-    def index(self, item: str) -> int:
-        """Position of ``item`` in iteration order; ValueError if absent."""
-        if item not in self:
-            raise ValueError(f"{item!r} is not in RangeSet")
-        return bisect_right(self.sorted_codes(), index_code(item)) - 1
+    def index(self, elem: Index, start: int = 0, stop: Optional[int] = None) -> int:
+        """Position of index ``elem`` (str or int) in iteration order, looked for in
+        positions ``start`` to ``stop``; ValueError if it is not there."""
+        text = index_text(elem)
+        if text is None or not self._has_code(index_code(text)):
+            raise ValueError(f"{elem!r} is not in RangeSet")
+        pos = bisect_left(self.sorted_codes(), index_code(text))
+        size = len(self)
+        low = start + size if start < 0 else start
+        high = size if stop is None else (stop + size if stop < 0 else stop)
+        if not low <= pos < high:
+            raise ValueError(f"{elem!r} is not in RangeSet")
+        return pos
 
     # -- folding --------------------------------------------------------------
     def fold_spans(self, autostep: Optional[int] = None) -> List[Span]:
         """Folded ranges as (first code, last code, step) in order."""
-        step_min = autostep if autostep is not None else self.autostep
+        step_min = autostep if autostep is not None else self._autostep
         if step_min is None or step_min <= 0:
             if self._spans is not None and all(s[2] == 1 for s in self._spans):
-                return [(a, b, 1) for a, b in _merge_spans(self._spans)]
-            return [(a, b, 1) for a, b in _runs(self.sorted_codes())]
-        return _fold_stepped(self.sorted_codes(), max(step_min, 1))
+                return [(a, b, 1) for a, b in merge_spans(self._spans)]
+            return [(a, b, 1) for a, b in runs(self.sorted_codes())]
+        return fold_stepped(self.sorted_codes(), max(step_min, 1))
 
     def fold_texts(self, autostep: Optional[int] = None) -> List[str]:
         """Folded ranges as texts (``"1-5"``, ``"7"``, ``"10-20/5"``)."""
-        return [_span_str(s) for s in self.fold_spans(autostep)]
+        return [span_str(s) for s in self.fold_spans(autostep)]
 
     def __str__(self) -> str:
         return ",".join(self.fold_texts())
@@ -299,61 +288,79 @@ class RangeSet:
         """``prefix + index + suffix`` for each index, in order (fast for ranges)."""
         if self._spans is not None:
             fmt = prefix.replace("%", "%%") + "%s" + suffix.replace("%", "%%")
-            return chain.from_iterable(_span_texts(s, fmt) for s in self._spans)
+            return chain.from_iterable(span_texts(s, fmt) for s in self._spans)
         return (prefix + text + suffix for text in map(code_text, self.sorted_codes()))
 
     def __repr__(self) -> str:
         return f"RangeSet({str(self)!r})"
 
+    def slices(self) -> Iterator[slice]:
+        """Each folded range as ``slice(first, last + 1, step)`` (padding is not kept)."""
+        for first, last, step in self.fold_spans():
+            yield slice(int(code_text(first)), int(code_text(last)) + 1, step)
+
     def contiguous(self) -> Iterator[RangeSet]:
         """Each run of consecutive indexes (same padding) as its own RangeSet."""
-        for first, last in _runs(self.sorted_codes()):
-            yield RangeSet._from_spans(_split_run(first, last), self.autostep)
+        for first, last in runs(self.sorted_codes()):
+            yield RangeSet.from_spans(split_run(first, last), self._autostep)
 
-    def split(self, parts: int) -> Iterator[RangeSet]:
-        """Up to ``parts`` RangeSets of nearly equal size (larger ones first), in order."""
+    def split(self, nbr: int) -> Iterator[RangeSet]:
+        """Up to ``nbr`` RangeSets of nearly equal size (larger ones first), in order."""
         return (
-            RangeSet.from_codes(set(chunk), self.autostep)
-            for chunk in split_sequence(self.sorted_codes(), parts)
+            RangeSet.from_codes(set(chunk), self._autostep)
+            for chunk in split_sequence(self.sorted_codes(), nbr)
         )
 
     # -- set algebra ----------------------------------------------------------
-    def _other(self, other: RangeSetLike) -> RangeSet:
+    def _other(self, other: Optional[RangeSetLike]) -> RangeSet:
         return other if isinstance(other, RangeSet) else RangeSet(other)
 
     def copy(self) -> RangeSet:
         """A shallow copy (independent for mutation)."""
-        return RangeSet(self, self.autostep)
+        return RangeSet(self, self._autostep)
 
     __copy__ = copy
 
     def union(self, other: RangeSetLike) -> RangeSet:
         """Indexes in either set."""
-        return RangeSet.from_codes(self.codes() | self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() | self._other(other).codes(), self._autostep)
 
     def intersection(self, other: RangeSetLike) -> RangeSet:
         """Indexes in both sets."""
-        return RangeSet.from_codes(self.codes() & self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() & self._other(other).codes(), self._autostep)
 
     def difference(self, other: RangeSetLike) -> RangeSet:
         """Indexes of this set not in ``other``."""
-        return RangeSet.from_codes(self.codes() - self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() - self._other(other).codes(), self._autostep)
 
     def symmetric_difference(self, other: RangeSetLike) -> RangeSet:
         """Indexes in exactly one of the sets."""
-        return RangeSet.from_codes(self.codes() ^ self._other(other).codes(), self.autostep)
+        return RangeSet.from_codes(self.codes() ^ self._other(other).codes(), self._autostep)
 
+    # Each in-place method builds a new code set before replacing its own, so
+    # ``rs.difference_update(rs)`` and friends are safe.
     def update(self, other: RangeSetLike) -> None:
         """Add every index of ``other``."""
         self._set_codes(self.codes() | self._other(other).codes())
+
+    union_update = update
+
+    def updaten(self, rangesets: Iterable[RangeSetLike]) -> None:
+        """Add the indexes of each item of ``rangesets``."""
+        for other in rangesets:
+            self.update(other)
 
     def intersection_update(self, other: RangeSetLike) -> None:
         """Keep only indexes also in ``other``."""
         self._set_codes(self.codes() & self._other(other).codes())
 
-    def difference_update(self, other: RangeSetLike) -> None:
-        """Remove every index of ``other``."""
-        self._set_codes(self.codes() - self._other(other).codes())
+    def difference_update(self, other: RangeSetLike, strict: bool = False) -> None:
+        """Remove every index of ``other``; with ``strict``, KeyError if one is absent."""
+        theirs = self._other(other).codes()
+        if strict and not theirs <= self.codes():
+            missing = RangeSet.from_codes(theirs - self.codes())
+            raise KeyError(str(missing))
+        self._set_codes(self.codes() - theirs)
 
     def symmetric_difference_update(self, other: RangeSetLike) -> None:
         """Keep indexes in exactly one of the sets."""
@@ -421,134 +428,37 @@ class RangeSet:
     # unhashable, like set (object's stub declares __hash__ a method, not Optional)
     __hash__ = None  # type: ignore[assignment]
 
-    def add(self, index: Union[str, int]) -> None:
-        """Add one index (a string keeps its padding)."""
+    def add(self, element: Index, pad: int = 0) -> None:
+        """Add one index: a string keeps its padding, an int is written with ``pad``
+        digits. Raises RangeSetParseError for anything else (a negative int)."""
         codes = self.codes()
-        codes.add(index_code(str(index)))
+        codes.add(_checked_code(element, pad))
         self._set_codes(codes)
 
-    def remove(self, index: Union[str, int]) -> None:
-        """Remove one index; KeyError if absent."""
+    def add_range(self, start: int, stop: int, step: int = 1, pad: int = 0) -> None:
+        """Add ``range(start, stop, step)``, each index written with ``pad`` digits."""
+        if not 0 <= start < stop or step < 1 or pad < 0:
+            raise ValueError(f"bad range: start={start} stop={stop} step={step} pad={pad}")
+        self.update(RangeSet(f"{str(start).zfill(pad)}-{str(stop - 1).zfill(pad)}/{step}"))
+
+    def remove(self, element: Index, pad: int = 0) -> None:
+        """Remove one index; KeyError if it is absent (or is not an index)."""
+        text = index_text(element, pad)
+        if text is None or not self._has_code(index_code(text)):
+            raise KeyError(element)
         codes = self.codes()
-        codes.remove(index_code(str(index)))
+        codes.remove(index_code(text))
         self._set_codes(codes)
 
-    def discard(self, index: Union[str, int]) -> None:
-        """Remove one index if present."""
-        codes = self.codes()
-        codes.discard(index_code(str(index)))
-        self._set_codes(codes)
+    def discard(self, element: Index, pad: int = 0) -> None:
+        """Remove one index if present (anything that is not an index is ignored)."""
+        text = index_text(element, pad)
+        if text is not None and self._has_code(index_code(text)):
+            self.remove(text)
 
     def clear(self) -> None:
         """Remove every index."""
         self._spans, self._codes, self._sorted = [], None, None
 
     def __reduce__(self) -> Tuple[Type[RangeSet], Tuple[str, Optional[int]]]:
-        return (RangeSet, (str(self), self.autostep))
-
-
-def _span_range(span: Span) -> range:
-    return range(span[0], span[1] + 1, span[2])
-
-
-def _span_texts(span: Span, fmt: str) -> Iterator[str]:
-    """Strings ``fmt % index`` for each index of a span (fmt has one %s, no other %)."""
-    first, last, step = span
-    width = len(str(first)) - 1
-    base = 10**width
-    num = fmt.replace("%s", "%0" + str(width) + "d") if width > 1 else fmt.replace("%s", "%d")
-    return map(num.__mod__, range(first - base, last - base + 1, step))
-
-
-def _merge_spans(spans: List[Span]) -> List[Tuple[int, int]]:
-    """Step-1 spans to folded runs (joining unpadded runs across digit counts)."""
-    runs: List[Tuple[int, int]] = []
-    for first, last, _ in spans:
-        if runs:
-            start, prev = runs[-1]
-            if first == prev + 1 or (first * 2 == (prev + 1) * 11 and not _is_padded(start)):
-                runs[-1] = (start, last)
-                continue
-        runs.append((first, last))
-    return runs
-
-
-def _split_run(first: int, last: int) -> List[Span]:
-    """Spans of one folded run (which may cross digit counts)."""
-    if _code_len(first) == _code_len(last):
-        return [(first, last, 1)]
-    return _range_spans(code_text(first), code_text(last), 1)
-
-
-def _span_str(span: Span) -> str:
-    first, last, step = span
-    if first == last:
-        return code_text(first)
-    if step == 1:
-        return f"{code_text(first)}-{code_text(last)}"
-    return f"{code_text(first)}-{code_text(last)}/{step}"
-
-
-def _fold_stepped(codes: Sequence[int], autostep: int) -> List[Span]:
-    """Fold sorted codes with a-b/step ranges (ClusterShell's greedy autostep rule).
-
-    A run of evenly spaced indexes with the same padding is printed as one range
-    when its step is 1 or it has at least ``autostep`` indexes. When the spacing
-    changes, a run that qualifies is printed and the next run starts at the new
-    index, expecting the spacing just seen; a run that does not qualify has all
-    its indexes but the last printed alone and goes on from its last index.
-    """
-    out: List[Span] = []
-    run: List[int] = []  # codes of the current run
-    step: Optional[int] = None  # expected difference of values; None: any
-    padded = False
-
-    def value(code: int) -> int:
-        base: int = 10 ** _code_len(code)  # int ** int is Any to mypy (may be a float)
-        return code - base
-
-    def qualifies() -> bool:
-        return step == 1 or len(run) >= autostep
-
-    for code in codes:
-        if not run:
-            run, step, padded = [code], None, _is_padded(code)
-            continue
-        prev = run[-1]
-        if (_code_len(code) != _code_len(run[0])) if padded else _is_padded(code):
-            if step is None or qualifies():
-                out.append((run[0], prev, step or 1))
-            else:
-                out.extend((c, c, 1) for c in run)
-            run, step, padded = [code], None, _is_padded(code)
-            continue
-        diff = value(code) - value(prev)
-        if step is None or diff == step:
-            step = diff
-            run.append(code)
-        elif qualifies():
-            out.append((run[0], prev, step))
-            run, step = [code], diff
-        else:
-            out.extend((c, c, 1) for c in run[:-1])
-            run, step = [prev, code], diff
-    if run:
-        if step is None or qualifies():
-            out.append((run[0], run[-1], step or 1))
-        else:
-            out.extend((c, c, 1) for c in run)
-    return out
-
-
-def split_sequence(items: Sequence[_T], parts: int) -> List[Sequence[_T]]:
-    """Cut ``items`` into ``min(parts, len)`` consecutive chunks, larger chunks first."""
-    if parts < 1:
-        raise ValueError("split needs a positive number of parts")
-    size, extra = divmod(len(items), parts)
-    chunks: List[Sequence[_T]] = []
-    pos = 0
-    for i in range(min(parts, len(items))):
-        end = pos + size + (1 if i < extra else 0)
-        chunks.append(items[pos:end])
-        pos = end
-    return chunks
+        return (RangeSet, (str(self), self._autostep))

@@ -48,7 +48,7 @@ CASES = [
 
 @pytest.mark.parametrize("argv,stdin,expected", CASES)
 def test_command_table(argv, stdin, expected, capsys, monkeypatch):
-    monkeypatch.delenv("EASYCLUSTER_GROUPS_CONF", raising=False)
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
     code, out, err = run(argv, capsys, monkeypatch, stdin)
     assert (code, out, err) == (0, expected, "")
 
@@ -57,9 +57,9 @@ ERRORS = [
     (["-f", "node[1-"], "parse error: missing bracket: 'node[1-'"),
     (["-f", "node[5-3]"], "node[5-3]"),
     (["-f", "@foo"], "no group source configured: '@foo'"),
-    (["-r", "n1"], "-r needs a groups file"),
-    (["-f", "-s", "src", "n1"], "no groups file"),
-    (["-l"], "no groups file"),
+    (["-r", "n1"], "-r needs a group source"),
+    (["-f", "-s", "src", "n1"], "unknown group source 'src'"),
+    (["-l"], "-l needs a group source"),
     (["-f", "--groupsconf", "/nonexistent/groups.conf", "n1"], "cannot read groups file"),
 ]
 
@@ -75,7 +75,7 @@ USAGE_ERRORS = [
 
 @pytest.mark.parametrize("argv,message", ERRORS)
 def test_errors_exit_1_with_message(argv, message, capsys, monkeypatch):
-    monkeypatch.delenv("EASYCLUSTER_GROUPS_CONF", raising=False)
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
     code, out, err = run(argv, capsys, monkeypatch)
     assert code == 1 and out == ""
     assert message in err and err.count("\n") <= 3
@@ -83,7 +83,7 @@ def test_errors_exit_1_with_message(argv, message, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv,message", USAGE_ERRORS)
 def test_usage_errors_exit_2_with_usage_and_message(argv, message, capsys, monkeypatch):
-    monkeypatch.delenv("EASYCLUSTER_GROUPS_CONF", raising=False)
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
     code, out, err = run(argv, capsys, monkeypatch)
     assert code == 2 and out == ""
     assert message in err and err.startswith("usage:") and err.count("\n") <= 3
@@ -158,3 +158,65 @@ def test_real_subprocess(conf):
     )
     assert proc.returncode == 1 and proc.stdout == ""
     assert "missing bracket" in proc.stderr and "node[1-" in proc.stderr
+
+
+# ClusterShell's nodeset habits (issue 17, item 14)
+HABITS = [
+    (["-f", "n1 n2\nn3\tn5"], "n[1-3,5]\n"),  # "$(scontrol show hostnames)"
+    (["-f", "n[1-5]", "-x", "n2 n4"], "n[1,3,5]\n"),
+    (["-R", "-f", "1-5", "7"], "1-5,7\n"),
+    (["-R", "-c", "1-5", "-x", "2"], "4\n"),
+    (["-R", "-e", "1-3"], "1 2 3\n"),
+    (["-f", "-O", "%s-ib", "n[1-3]"], "n[1-3]-ib\n"),
+    (["-e", "-O", "%s-ib", "n[1-2]"], "n1-ib n2-ib\n"),
+    (["-c", "-O", "[%s]", "n[1-3]"], "[3]\n"),
+    (["--index", "n3", "n[1-5]"], "2\n"),
+    (["--index", "n3", "-O", "x%s", "n[1-5]"], "x2\n"),
+    (["-f", "--axis", "1", "r[1-2]n[1-3]"], "r[1-2]n1,r[1-2]n2,r[1-2]n3\n"),
+    (["-f", "--axis=-1", "r[1-2]n[1-3]"], "r1n[1-3],r2n[1-3]\n"),
+    (["-f", "--axis", "1-2", "r[1-2]n[1-3]"], "r[1-2]n[1-3]\n"),
+    (["-q", "-f", "-i", "n1", "n2"], "n2\n"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", HABITS)
+def test_clustershell_habits(argv, expected, capsys, monkeypatch):
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert (code, out, err) == (0, expected, "")
+
+
+def test_pick_keeps_n_nodes_of_the_set(capsys, monkeypatch):
+    code, out, _ = run(["-e", "--pick", "3", "n[1-10]"], capsys, monkeypatch)
+    picked = out.split()
+    assert code == 0 and len(set(picked)) == 3
+    assert all(name in [f"n{i}" for i in range(1, 11)] for name in picked)
+
+
+def test_version_and_warnings(capsys, monkeypatch):
+    code, out, _ = run(["--version"], capsys, monkeypatch)
+    assert code == 0 and out.startswith("easycluster nodeset ")
+    code, out, err = run(["-f", "-i", "n1", "n2"], capsys, monkeypatch)
+    assert (code, out) == (0, "n2\n") and "empty left operand" in err
+
+
+def test_range_too_large_is_a_message_not_a_traceback(capsys, monkeypatch):
+    code, out, err = run(["-c", "n[1-10000000000000000000]"], capsys, monkeypatch)
+    assert code == 1 and out == "" and "range too large" in err and "Traceback" not in err
+    half = "n[1-9000000000000000000],m[1-9000000000000000000]"
+    code, out, err = run(["-c", half], capsys, monkeypatch)
+    assert code == 1 and "range too large" in err
+
+
+def test_regroup_folds_group_names(tmp_path, capsys, monkeypatch):
+    (tmp_path / "g.groups").write_text("rack1: n[1-4]\nrack2: n[5-8]\n")
+    (tmp_path / "groups.conf").write_text("[Main]\ndefault:\n[racks]\nfile: g.groups\n")
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(tmp_path / "groups.conf"))
+    code, out, err = run(["-r", "n[1-9]"], capsys, monkeypatch)
+    assert (code, out, err) == (0, "@rack[1-2],n9\n", "")
+
+
+def test_usage_mistakes_of_the_new_options(capsys, monkeypatch):
+    for argv in (["-R", "-r", "1"], ["-e", "--axis", "1", "n1"], ["--index", "n1", "--pick", "1"]):
+        code, _, err = run(argv, capsys, monkeypatch)
+        assert code == 2 and err.startswith("usage:"), argv
