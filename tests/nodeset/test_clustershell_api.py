@@ -323,3 +323,50 @@ def test_std_group_resolver_is_lazy_and_settable(cs_conf, monkeypatch):
     assert str(NodeSet("@g")) == "y1" and ec.grouplist() == ["g"]
     set_std_group_resolver_config(str(cs_conf))
     assert str(NodeSet.fromall("roles")) == "login[1-2],n[1-8]"
+
+
+SCRIPT = """\
+import sys
+from {pkg} import NodeSet, RangeSet, RangeSetND, NodeSetParseError, fold, expand
+from {pkg} import set_std_group_resolver_config, std_group_resolver
+set_std_group_resolver_config(sys.argv[1])
+ns = NodeSet("n[1-10],login[1-2]")
+ns.difference_update("n[3-4]")
+ns.update(NodeSet("@local:rack2"))
+print(ns, len(ns), ns[0], ns[-1])
+print([str(x) for x in ns.split(3)])
+print([str(x) for x in ns.contiguous()])
+print(ns.regroup("local"), sorted(ns.groups("local")))
+print(RangeSet("1-5,9").striter().__next__(), list(RangeSet("1-5,9").slices()))
+nd = RangeSetND([["0-3", "1-2"], ["5", "3"]])
+print(nd, len(nd), nd.dim(), list(nd.pads()))
+print(fold("a1,a2,a3"), expand("b[1-2]"))
+print(sorted(std_group_resolver().grouplist("local")))
+try:
+    NodeSet("n[1-")
+except NodeSetParseError as e:
+    print("parse error", type(e).__name__)
+"""
+
+
+def test_a_clustershell_script_runs_after_changing_its_import(cs_conf, tmp_path):
+    """The same script, once with ``from ClusterShell.NodeSet import ...`` and once with
+    ``from easycluster.nodeset import ...``: the same output, line for line."""
+    import subprocess
+    import sys
+
+    outputs = {}
+    for pkg in ("ClusterShell.NodeSet", "easycluster.nodeset"):
+        script = tmp_path / f"{pkg}.py"
+        script.write_text(SCRIPT.format(pkg=pkg))
+        run = subprocess.run(
+            [sys.executable, str(script), str(cs_conf)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "EASYCLUSTER_GROUPS_CONF": str(cs_conf)},
+        )
+        assert run.returncode == 0, f"{pkg}: {run.stderr}"
+        outputs[pkg] = run.stdout.splitlines()
+    assert outputs["easycluster.nodeset"][-1] == "parse error NodeSetParseError"
+    assert outputs["easycluster.nodeset"] == outputs["ClusterShell.NodeSet"]
