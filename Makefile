@@ -24,6 +24,7 @@ test: $(STAMP) sysdeps
 bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/bench_nodeset.py
+	$(PY) bench/bench_gather.py
 	$(PY) bench/startup.py
 
 lint: $(STAMP)

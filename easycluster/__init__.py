@@ -65,6 +65,9 @@ _EXPORTS: Dict[str, str] = {
     "NodeSet": "easycluster.nodeset.nodeset",
     "RangeSet": "easycluster.nodeset.rangeset",
     "GroupResolver": "easycluster.nodeset.groups",
+    "Task": "easycluster.cluster.task",
+    "task_self": "easycluster.cluster.task",
+    "EventHandler": "easycluster.cluster.events",
     # EasyCluster 0.22's protocol constants (see easycluster/legacy.py)
     "MIN_SERVER_VERSION": "easycluster.legacy",
     "PYTHON3": "easycluster.legacy",
@@ -130,6 +133,9 @@ __all__ = [
     "RangeSet",
     "GroupResolver",
     "parse_connection_spec",
+    "Task",
+    "task_self",
+    "EventHandler",
 ]
 
 

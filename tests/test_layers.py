@@ -79,6 +79,7 @@ FD_WAITERS: Dict[str, str] = {
     "launch.local": "waits for the zygote's answer before a channel exists",
     "client.reader": "the one standby thread waits for replies nobody reads, all clients at once",
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
+    "cluster.engine": "the Task's one I/O thread: every node's pipes, pidfds and stdin",
 }
 
 # Private attributes of the standard library used on purpose.

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from ..version import VERSION
 
-SUBCOMMANDS = {"nodeset": "easycluster.cli.nodeset"}
+SUBCOMMANDS = {"nodeset": "easycluster.cli.nodeset", "gather": "easycluster.cli.gather"}
 DEFAULT = "easycluster.cli.serve"
 
 

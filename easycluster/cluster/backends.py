@@ -1,0 +1,332 @@
+"""How a slot's command runs: the backends behind one interface.
+
+A ``Backend`` turns ``(node, rank, command)`` into a running ``Command``: a process
+whose stdout, stderr and stdin are non-blocking pipe ends the engine waits on, and
+whose end the engine sees on a pidfd (or by polling where there is none). It also
+classifies a return code: the command's own (``exit``), or the backend's failure
+(``unreachable``, ``hostkey``). The backends here are exec backends (one local process
+per slot): ``ExecBackend`` runs any local command with ``%h`` (host) and ``%n`` (rank)
+substituted, ``SshBackend`` runs ``ssh [options] host command``. A later RPC backend
+(our server over a session) keeps this contract: ``start`` gives the engine file
+descriptors to wait on and an end to report, ``kill`` ends the command, ``classify``
+names the failure class.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+from typing import List, Optional, Sequence
+
+from .nodestate import RC_NOT_STARTED
+
+EXIT = "exit"
+UNREACHABLE = "unreachable"
+HOSTKEY = "hostkey"
+
+SSH_FAILED = 255  # ssh's own exit status: it could not connect, authenticate, or lost the link
+
+
+class Command:
+    """One slot's running process, seen by the engine.
+
+    ``stdout`` and ``stderr`` are the read ends (``stderr`` is None when stderr goes to
+    stdout), ``stdin`` the write end or None (stdin is /dev/null, or held open and never
+    written: see ``SshBackend``), ``pidfd`` a descriptor readable once the process ended
+    (None where ``os.pidfd_open`` is missing: the engine then polls). All are
+    non-blocking and non-inheritable. The process leads its own process group, so
+    ``kill`` reaches what it started too.
+    """
+
+    __slots__ = ("proc", "stdout", "stderr", "stdin", "pidfd", "held", "rc")
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        stdout: int,
+        stderr: Optional[int],
+        stdin: Optional[int],
+        held: Optional[int],
+    ) -> None:
+        self.proc = proc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin = stdin
+        self.held = held  # a stdin write end kept open and never written (closed at the end)
+        self.rc: Optional[int] = None
+        try:
+            self.pidfd: Optional[int] = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfd here (old kernel or not Linux)
+            self.pidfd = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> Optional[int]:
+        """The return code once the process ended (128+N if killed by signal N); None while
+        it runs. The process is not reaped (``wait`` does that): while it is a zombie its
+        pid stays its process group's id, so ``kill`` still reaches what it left running
+        (a child holding the output open) and never a stranger that reused the pid."""
+        if self.rc is None:
+            if self.proc.returncode is not None:  # (reaped already)
+                rc = self.proc.returncode
+                self.rc = 128 - rc if rc < 0 else rc
+                return self.rc
+            try:
+                info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                info = None
+            except AttributeError:  # no waitid here: reap (the pid may then be reused)
+                rc = self.proc.poll()
+                if rc is not None:
+                    self.rc = 128 - rc if rc < 0 else rc
+                return self.rc
+            if info is not None and info.si_pid:
+                exited = info.si_code == os.CLD_EXITED
+                self.rc = info.si_status if exited else 128 + info.si_status
+        return self.rc
+
+    def reap(self) -> bool:
+        """Reap the process if it ended; True once reaped."""
+        return self.proc.poll() is not None
+
+    def kill(self) -> None:
+        """SIGKILL the process group (ssh and any ProxyCommand; the local command and its
+        children). Safe to call twice; the process must still be reaped (``wait``)."""
+        if self.proc.returncode is None:  # not reaped, so the pid (= pgid) is still ours
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def wait(self) -> None:
+        """Reap the process, blocking (after ``kill``, or once it ended)."""
+        self.proc.wait()
+
+    def close_stdin(self) -> None:
+        if self.stdin is not None:
+            _close(self.stdin)
+            self.stdin = None
+
+    def close(self) -> None:
+        """Close every descriptor the engine holds for this process."""
+        self.close_stdin()
+        for fd in (self.stdout, self.stderr, self.pidfd, self.held):
+            if fd is not None and fd >= 0:
+                _close(fd)
+        self.stdout = -1
+        self.stderr = self.pidfd = self.held = None
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def spawn(argv: Sequence[str], stdin: bool, stderr: bool, hold_stdin: bool = False) -> Command:
+    """Start ``argv`` in a new session (its own process group) with pipes for the engine.
+
+    ``stdin``: give it a pipe the engine writes; else ``hold_stdin`` gives it a pipe
+    nobody writes (it sees EOF only when the engine closes it); else /dev/null.
+    ``stderr``: a pipe of its own; else stderr goes to stdout. Raises OSError when the
+    program cannot be started.
+    """
+    fds: List[int] = []
+    try:
+        out_r, out_w = os.pipe()
+        fds += [out_r, out_w]
+        err_r = err_w = None
+        if stderr:
+            err_r, err_w = os.pipe()
+            fds += [err_r, err_w]
+        in_r = in_w = None
+        if stdin or hold_stdin:
+            in_r, in_w = os.pipe()
+            fds += [in_r, in_w]
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=in_r if in_r is not None else subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w if err_w is not None else subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        for fd in fds:
+            _close(fd)
+        raise
+    for child_end in (out_w, err_w, in_r):
+        if child_end is not None:
+            _close(child_end)
+    for our_end in (out_r, err_r, in_w):
+        if our_end is not None:
+            os.set_blocking(our_end, False)
+    if stdin:
+        return Command(proc, out_r, err_r, in_w, None)
+    return Command(proc, out_r, err_r, None, in_w)
+
+
+class Backend:
+    """How a slot's command is started and how its return code is read.
+
+    ``start(node, rank, command, stdin, stderr)`` returns a running ``Command`` or raises
+    OSError (the slot is then ``failed``); ``classify(rc, tail)`` names the outcome from
+    the return code and the last bytes of the stream carrying stderr: ``"exit"`` (the
+    command's own code), ``"unreachable"`` or ``"hostkey"``.
+    """
+
+    name = "backend"
+
+    def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
+        raise NotImplementedError
+
+    def classify(self, rc: int, tail: bytes) -> str:
+        return EXIT
+
+
+_PLACEHOLDER = re.compile(r"%(host|rank|h|n|%)")
+
+
+def substitute(command: str, host: str, rank: int) -> str:
+    """``command`` with ``%h``/``%host`` as the host (shell-quoted), ``%n``/``%rank`` as the
+    0-based rank and ``%%`` as ``%``."""
+
+    def one(m: re.Match[str]) -> str:
+        what = m.group(1)
+        if what in ("h", "host"):
+            return shlex.quote(host)
+        if what in ("n", "rank"):
+            return str(rank)
+        return "%"
+
+    return _PLACEHOLDER.sub(one, command)
+
+
+class ExecBackend(Backend):
+    """A local command per node, run by ``shell -c`` after ``%h``/``%n`` substitution:
+    ``docker exec %h uname -r``, ``kubectl exec %h -- ...``, or plain ``sh -c`` work
+    per node. The command's return code is always its own (nothing is classified)."""
+
+    name = "exec"
+
+    def __init__(self, shell: str = "/bin/sh") -> None:
+        self.shell = shell
+
+    def argv(self, node: str, rank: int, command: str) -> List[str]:
+        return [self.shell, "-c", substitute(command, node, rank)]
+
+    def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
+        return spawn(self.argv(node, rank, command), stdin, stderr)
+
+
+# ssh's messages when it, not the remote command, failed (it then exits 255).
+HOSTKEY_SIGNS = (
+    b"Host key verification failed",
+    b"REMOTE HOST IDENTIFICATION HAS CHANGED",
+    b"No matching host key",
+    b"host key is known for",
+)
+UNREACHABLE_SIGNS = (
+    b"ssh: ",  # "ssh: connect to host ...", "ssh: Could not resolve hostname ..."
+    b"Connection refused",
+    b"Connection timed out",
+    b"Connection reset",
+    b"Connection closed by",
+    b"closed by remote host",
+    b"Permission denied",
+    b"Too many authentication failures",
+    b"No route to host",
+    b"Network is unreachable",
+    b"kex_exchange_identification",
+    b"banner exchange",
+    b"Received disconnect",
+)
+
+# The remote wrapper that ends the command when the ssh connection goes away (sshd leaves
+# a command without a terminal running when its client dies). A background subshell
+# reads a copy of stdin, which ssh holds open and nobody writes; EOF comes only when the
+# channel closes, and if the command (this shell's pid, the leader of the process group
+# sshd made) still runs then, the whole group is killed. POSIX sh; no single quotes.
+_WATCH = (
+    "exec 3<&0; "
+    "(cat <&3 >/dev/null 2>&1; kill -0 $$ 2>/dev/null && kill -9 -$$) >/dev/null 2>&1 & "
+    'exec 3<&-; exec sh -c "$1" </dev/null'
+)
+
+
+def watched(command: str) -> str:
+    """``command`` wrapped so that it is killed when its ssh connection ends."""
+    return f"exec sh -c '{_WATCH}' sh {shlex.quote(command)}"
+
+
+class SshBackend(Backend):
+    """``ssh [options] host command`` per node (nothing needed remotely but a shell).
+
+    ``options`` come first (OpenSSH keeps the first value of an option, so the caller's
+    win), then ``-oBatchMode=yes`` (never a password prompt), ``-oConnectTimeout``,
+    ``-l user``. Host key checking is left as the caller's ssh configuration says: an
+    unknown or changed key is reported per host (``hostkey``), never switched off here;
+    pass ``-oStrictHostKeyChecking=accept-new`` in ``options`` to accept new keys.
+
+    ``kill_remote`` (default True): when the Task kills a command (timeout, abort), the
+    remote command dies too; without a terminal sshd would leave it running. It wraps a
+    command that reads no stdin in a small POSIX sh watcher (``watched``), so it needs a
+    POSIX login shell remotely; a command fed stdin is not wrapped (it sees EOF on its
+    stdin when the connection ends instead).
+    """
+
+    name = "ssh"
+
+    def __init__(
+        self,
+        user: Optional[str] = None,
+        options: Sequence[str] = (),
+        path: str = "ssh",
+        connect_timeout: Optional[float] = 10,
+        kill_remote: bool = True,
+    ) -> None:
+        self.user = user
+        self.options = list(options)
+        self.path = path
+        self.connect_timeout = connect_timeout
+        self.kill_remote = kill_remote
+
+    def argv(self, node: str, command: str) -> List[str]:
+        if not node or node.startswith("-"):
+            raise OSError(f"bad ssh host name {node!r}")
+        argv = [self.path, *self.options, "-oBatchMode=yes"]
+        if self.connect_timeout:
+            argv.append(f"-oConnectTimeout={max(1, int(self.connect_timeout + 0.999))}")
+        if self.user:
+            argv += ["-l", self.user]
+        return [*argv, "--", node, command]
+
+    def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
+        hold = self.kill_remote and not stdin
+        remote = watched(command) if hold else command
+        return spawn(self.argv(node, remote), stdin, stderr, hold_stdin=hold)
+
+    def classify(self, rc: int, tail: bytes) -> str:
+        return classify_ssh(rc, tail)
+
+
+def classify_ssh(rc: int, tail: bytes) -> str:
+    """``hostkey``, ``unreachable`` or ``exit`` from ssh's return code and stderr's end."""
+    if rc != SSH_FAILED:
+        return EXIT
+    if any(s in tail for s in HOSTKEY_SIGNS):
+        return HOSTKEY
+    if any(s in tail for s in UNREACHABLE_SIGNS):
+        return UNREACHABLE
+    return EXIT  # the remote command itself exited 255
+
+
+def failed_message(node: str, error: BaseException) -> bytes:
+    """The error buffer of a slot whose command could not be started."""
+    return f"{node}: cannot start the command: {error} (rc {RC_NOT_STARTED})\n".encode()

@@ -1,0 +1,146 @@
+"""What a Task keeps of each slot's run: bounded output buffers, the state and return code.
+
+Pure: the engine feeds bytes in, the getters read them out; tested without processes in
+``tests/cluster/test_results.py``.
+
+What the buffers hold: for each slot, the first ``buffer_max`` bytes of its stdout and
+the first ``buffer_max`` bytes of its stderr (``Task.set_info('buffer_max', N)``,
+default ``BUFFER_MAX``); bytes past that are counted (``dropped``) and thrown away as they
+arrive, so a node that floods output costs the engine at most ``2 * buffer_max`` bytes,
+and never slows the reading of the others. ``buffer_max=0`` keeps nothing (a handler
+sees every line through ``ev_read`` anyway); ``None`` keeps everything.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from .nodestate import HUP, TIMEOUT, NodeState
+
+BUFFER_MAX = 1 << 22  # 4 MiB per stream per slot
+TAIL_MAX = 4096  # bytes of the stream ssh writes its errors to, kept for classifying
+
+
+class SlotResult:
+    """One slot: ``key`` (``node`` or ``node#k``), ``node`` (the host name), ``rank``
+    (0-based position in its worker), its ``NodeState``, kept output and dropped bytes."""
+
+    __slots__ = ("key", "node", "rank", "state", "stdout", "stderr", "dropped", "tail")
+
+    def __init__(self, key: str, node: str, rank: int) -> None:
+        self.key = key
+        self.node = node
+        self.rank = rank
+        self.state = NodeState()
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.dropped = 0  # bytes of output beyond buffer_max, not kept
+        self.tail = b""  # the last TAIL_MAX bytes of the stream carrying stderr
+
+    @property
+    def status(self) -> str:
+        return self.state.state
+
+    @property
+    def rc(self) -> Optional[int]:
+        return self.state.rc
+
+    def keep(self, sname: str, data: bytes, limit: Optional[int], tail: bool) -> None:
+        """Keep ``data`` from stream ``sname`` up to ``limit`` bytes in all; ``tail``: this
+        stream carries stderr (remember its end for the backend's classifier)."""
+        buf = self.stdout if sname == "stdout" else self.stderr
+        if limit is None:
+            buf += data
+        else:
+            room = limit - len(buf)
+            if room >= len(data):
+                buf += data
+            else:
+                if room > 0:
+                    buf += data[:room]
+                self.dropped += len(data) - max(room, 0)
+        if tail:
+            self.tail = (self.tail + data)[-TAIL_MAX:]
+
+
+def message(buf: bytes) -> bytes:
+    """A buffer as the getters return it: without one final newline (as ClusterShell's)."""
+    return buf[:-1] if buf.endswith(b"\n") else buf
+
+
+class Results:
+    """Every slot of the last run, in the order the slots were made."""
+
+    def __init__(self) -> None:
+        self.slots: Dict[str, SlotResult] = {}
+        self.counts: Dict[str, int] = {}  # node -> times listed so far in this run
+
+    def new_slot(self, node: str, rank: int) -> SlotResult:
+        """A slot for ``node``: key ``node`` the first time, ``node#k`` the k-th time."""
+        k = self.counts.get(node, 0) + 1
+        self.counts[node] = k
+        key = node if k == 1 else f"{node}#{k}"
+        while key in self.slots:  # a node literally named "x#2" next to x listed twice
+            k += 1
+            key = f"{node}#{k}"
+        slot = SlotResult(key, node, rank)
+        self.slots[key] = slot
+        return slot
+
+    def clear(self) -> None:
+        self.slots.clear()
+        self.counts.clear()
+
+    def slot(self, key: str) -> SlotResult:
+        try:
+            return self.slots[key]
+        except KeyError:
+            raise KeyError(f"no slot {key!r} in the last run") from None
+
+    def _gathered(self, pick: str) -> Iterator[Tuple[bytes, List[str]]]:
+        groups: Dict[bytes, List[str]] = {}
+        for key, slot in self.slots.items():
+            buf = slot.stdout if pick == "stdout" else slot.stderr
+            if buf:
+                groups.setdefault(message(bytes(buf)), []).append(key)
+        return iter(groups.items())
+
+    def iter_buffers(self) -> Iterator[Tuple[bytes, List[str]]]:
+        """``(output, keys)`` for each distinct non-empty stdout, keys in slot order."""
+        return self._gathered("stdout")
+
+    def iter_errors(self) -> Iterator[Tuple[bytes, List[str]]]:
+        """``(errors, keys)`` for each distinct non-empty stderr, keys in slot order."""
+        return self._gathered("stderr")
+
+    def iter_retcodes(self) -> Iterator[Tuple[int, List[str]]]:
+        """``(rc, keys)`` for each return code seen (slots that timed out, were aborted
+        or never ran have none)."""
+        groups: Dict[int, List[str]] = {}
+        for key, slot in self.slots.items():
+            if slot.rc is not None:
+                groups.setdefault(slot.rc, []).append(key)
+        return iter(groups.items())
+
+    def max_retcode(self) -> Optional[int]:
+        """The largest return code, or None if no slot has one (all timed out)."""
+        codes = [s.rc for s in self.slots.values() if s.rc is not None]
+        return max(codes) if codes else None
+
+    def iter_keys_timeout(self) -> Iterator[str]:
+        return (k for k, s in self.slots.items() if s.status == TIMEOUT)
+
+    def num_timeout(self) -> int:
+        return sum(1 for s in self.slots.values() if s.status == TIMEOUT)
+
+    def iter_status(self) -> Iterator[Tuple[str, List[str]]]:
+        """``(status, keys)`` for each final state seen: ``hup`` (whatever the rc),
+        ``timeout``, ``unreachable``, ``hostkey``, ``failed``, ``aborted``."""
+        groups: Dict[str, List[str]] = {}
+        for key, slot in self.slots.items():
+            groups.setdefault(slot.status, []).append(key)
+        return iter(groups.items())
+
+    def succeeded(self) -> List[str]:
+        """Keys of the slots whose command ended with return code 0."""
+        return [k for k, s in self.slots.items() if s.status == HUP and s.rc == 0]

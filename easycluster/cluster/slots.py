@@ -1,0 +1,90 @@
+"""Result keys: one per slot, in natural order, folded into node-set text for display.
+
+A *key* names one slot of a run. It is the node's name, and when the same node is listed
+more than once (``-w n1,n1`` after group expansion, a host file with repeats) the later
+slots get ``#2``, ``#3``... (``node1``, ``node1#2``), so that no slot's output or outcome
+is ever merged into another's (``slot_keys``). ``node_of_key`` gives the node back.
+
+*Natural order* (``natural_key``): digit runs compare as numbers, so ``n2`` comes before
+``n10``; names equal as numbers (``n1`` and ``n01``) are then ordered by their text. It
+is a total order on strings, so every listing built on it is deterministic.
+
+*Folding* (``fold_keys``): keys that are plain node names (no brackets, operators,
+``@``, wildcards or spaces) are folded by ``NodeSet`` (``node[1-3]``; slot keys fold
+too: ``node[1-2]#2``); any other key, one that ``NodeSet`` would read as notation or
+refuse, is kept verbatim after them, in natural order, so it is printed rather than
+misread or lost. Nothing here raises on an odd key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, List, Sequence, Tuple, Union
+
+from ..errors import NodeSetError
+from ..nodeset.nodeset import NodeSet
+from ..nodeset.pattern import is_plain
+
+__all__ = [
+    "SLOT_MARK",
+    "NaturalKey",
+    "natural_key",
+    "natural_sorted",
+    "slot_keys",
+    "node_of_key",
+    "fold_keys",
+]
+
+SLOT_MARK = "#"
+_DIGITS = re.compile(r"([0-9]+)")
+
+# Even positions hold text, odd positions (number, digits) pairs: DIGITS.split always
+# alternates that way, so two keys never compare a str with a tuple.
+NaturalKey = Tuple[Union[str, Tuple[int, str]], ...]
+
+
+def natural_key(name: str) -> NaturalKey:
+    """The sort key of ``name`` in natural order (see the module docstring)."""
+    parts = _DIGITS.split(name)
+    return tuple((int(p), p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def natural_sorted(names: Iterable[str]) -> List[str]:
+    """``names`` in natural order."""
+    return sorted(names, key=natural_key)
+
+
+def slot_keys(nodes: Sequence[str]) -> List[str]:
+    """One key per listed node, in the same order: the first time a node appears its
+    key is its name, its n-th appearance gets ``name#n`` (n >= 2)."""
+    seen: Dict[str, int] = {}
+    keys: List[str] = []
+    for node in nodes:
+        count = seen.get(node, 0) + 1
+        seen[node] = count
+        keys.append(node if count == 1 else f"{node}{SLOT_MARK}{count}")
+    return keys
+
+
+def node_of_key(key: str) -> str:
+    """The node a slot key belongs to (``node1#2`` -> ``node1``)."""
+    name, mark, number = key.rpartition(SLOT_MARK)
+    if mark and name and number.isdigit():
+        return name
+    return key
+
+
+def fold_keys(keys: Iterable[str]) -> str:
+    """Node-set text for ``keys`` (see the module docstring); ``""`` for no keys."""
+    plain: List[str] = []
+    verbatim: List[str] = []
+    for key in keys:
+        (plain if key and is_plain(key) else verbatim).append(key)
+    parts: List[str] = []
+    if plain:
+        try:
+            parts.append(str(NodeSet.fromlist(plain)))
+        except NodeSetError:  # a name NodeSet cannot hold: list every key as it is
+            verbatim.extend(plain)
+    parts.extend(dict.fromkeys(natural_sorted(verbatim)))
+    return ",".join(parts)

@@ -1,0 +1,339 @@
+"""``Task``, ``Worker``, ``Timer`` and ``task_self``: ClusterShell's vocabulary, our engine.
+
+A Task collects work (``shell``, ``timer``) and runs it when its thread calls
+``resume()`` (or ``run()``): that thread owns all the Task's I/O and runs every handler
+(``engine.py``). One Task per thread: ``task_self()`` returns the calling thread's. A
+Task is not thread-safe: configure and run it from one thread; ``abort()`` may be called
+from a handler.
+
+Results are kept per slot (``results.py``): a node listed twice runs twice, under the
+keys ``node`` and ``node#2``. They are those of the last run, kept until the next
+``shell()`` after it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+
+from ..errors import TaskTimeout
+from ..nodeset import NodeSet
+from .backends import Backend, ExecBackend, SshBackend
+from .engine import Engine
+from .events import EventHandler
+from .feed import StdinFeed
+from .results import BUFFER_MAX, Results, message
+from .window import FanoutWindow, check_limit
+from .worker import Timer, Worker
+
+Nodes = Union[str, NodeSet, Iterable[str], None]
+Stdin = Union[bytes, bytearray, bool, int, Any, None]
+
+# set_info keys and their defaults.
+INFO_DEFAULTS: Dict[str, Any] = {
+    "fanout": 64,  # slots running at once
+    "connect_timeout": 10,  # s, passed to ssh (-oConnectTimeout)
+    "command_timeout": 0,  # s per command when shell() gives none; 0: none
+    "buffer_max": BUFFER_MAX,  # bytes kept per stream per slot (None: all)
+    "ssh_user": None,  # -l USER
+    "ssh_path": "ssh",
+    "ssh_options": "",  # extra ssh arguments, one string (shell words): "-F cfg -p 22"
+    "ssh_kill_remote": True,  # kill the remote command when the Task kills ssh
+    "debug": False,
+}
+DEFAULT_BACKEND = "ssh"  # ``set_default('backend', ...)``: "ssh", "exec" or a Backend
+
+
+def node_list(nodes: Nodes) -> List[str]:
+    """Node names in the order given, duplicates kept (each listing is a slot).
+
+    A string is read as node-set notation; top-level commas separate items that are
+    expanded one by one (so ``"n[1-2],n1"`` is n1, n2, n1), unless it uses the
+    operators ``!&^`` (then it is one set). An iterable gives names or patterns.
+    """
+    if nodes is None:
+        return []
+    if isinstance(nodes, NodeSet):
+        return list(nodes)
+    if isinstance(nodes, str):
+        if any(op in nodes for op in "!&^"):
+            return list(NodeSet(nodes))
+        items, depth, start = [], 0, 0
+        for i, c in enumerate(nodes):
+            depth += (c == "[") - (c == "]")
+            if c == "," and depth == 0:
+                items.append(nodes[start:i])
+                start = i + 1
+        items.append(nodes[start:])
+        return [n for item in items if item.strip() for n in NodeSet(item.strip())]
+    return [n for item in nodes for n in node_list(str(item))]
+
+
+class Task:
+    """Work to run on many nodes, and the results of the last run. See ``task_self``."""
+
+    def __init__(self) -> None:
+        self.infos: Dict[str, Any] = dict(INFO_DEFAULTS)
+        self.defaults: Dict[str, Any] = {"backend": DEFAULT_BACKEND, "stderr": True}
+        self.results = Results()
+        self.window = FanoutWindow(self.infos["fanout"])
+        self.engine: Optional[Engine] = None  # while running
+        self.workers: List[Worker] = []  # scheduled, not run yet
+        self.timers: List[Tuple[Timer, float]] = []  # armed before resume
+        self.aborting = False
+        self.finished_run = False  # the results are a finished run's: next shell() clears
+        self.thread: Optional[threading.Thread] = None  # the thread in resume()
+
+    # -- settings ----------------------------------------------------------------------
+
+    def info(self, key: str, default: Any = None) -> Any:
+        return self.infos.get(key, default)
+
+    def set_info(self, key: str, value: Any) -> None:
+        """Set a Task setting (``INFO_DEFAULTS`` lists ours; ``USER_*`` keys are yours).
+        ``fanout`` applies at once, even while running."""
+        if key == "fanout":
+            self.window.limit = check_limit(value)
+        self.infos[key] = value
+
+    def default(self, key: str, default: Any = None) -> Any:
+        return self.defaults.get(key, default)
+
+    def set_default(self, key: str, value: Any) -> None:
+        """``backend`` ("ssh", "exec" or a ``Backend``) and ``stderr`` (True: keep stderr
+        apart; False: merged into stdout) for later ``shell()`` calls."""
+        self.defaults[key] = value
+
+    @property
+    def buffer_max(self) -> Optional[int]:
+        value = self.infos.get("buffer_max")
+        return None if value is None else int(value)
+
+    def backend(self, spec: Union[str, Backend, None]) -> Backend:
+        """The backend ``shell()`` uses for ``spec`` (a name is built from the info keys)."""
+        spec = self.defaults.get("backend", DEFAULT_BACKEND) if spec is None else spec
+        if isinstance(spec, Backend):
+            return spec
+        if spec == "exec":
+            return ExecBackend()
+        if spec == "ssh":
+            return SshBackend(
+                user=self.infos.get("ssh_user"),
+                options=shlex.split(self.infos.get("ssh_options") or ""),
+                path=self.infos.get("ssh_path") or "ssh",
+                connect_timeout=self.infos.get("connect_timeout"),
+                kill_remote=bool(self.infos.get("ssh_kill_remote", True)),
+            )
+        raise ValueError(f"unknown backend {spec!r} (use 'ssh', 'exec' or a Backend)")
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def shell(
+        self,
+        command: str,
+        nodes: Nodes = None,
+        handler: Optional[EventHandler] = None,
+        timeout: Optional[float] = None,
+        stdin: Stdin = None,
+        stderr: Optional[bool] = None,
+        key: Optional[str] = None,
+        backend: Union[str, Backend, None] = None,
+    ) -> Worker:
+        """Schedule ``command`` on every node of ``nodes`` (or once locally, under ``key``
+        or ``"local"``, when ``nodes`` is None) and return its ``Worker``.
+
+        ``timeout``: seconds per node (default: the ``command_timeout`` info, 0 = none);
+        a node past it is killed (status ``timeout``, no ``ev_hup``). ``stdin``: bytes
+        (the same bytes to every node, then EOF), a readable file object or descriptor
+        (its content broadcast as it comes), True (write it with ``worker.write`` and
+        end it with ``worker.set_write_eof``), or None/False (/dev/null). ``stderr``: keep
+        stderr apart (default True) or merge it into stdout. ``backend``: "ssh" (default),
+        "exec" or a ``Backend``; ``nodes=None`` always runs locally.
+        """
+        if self.finished_run:
+            self.results.clear()
+            self.finished_run = False
+        if nodes is None:
+            names = [key or "local"]
+            chosen: Backend = ExecBackend() if backend is None else self.backend(backend)
+        else:
+            names = node_list(nodes)
+            chosen = self.backend(backend)
+        keys = [self.results.new_slot(n, rank).key for rank, n in enumerate(names)]
+        if timeout is None:
+            timeout = self.infos.get("command_timeout") or None
+        worker = Worker(
+            self,
+            command,
+            keys,
+            handler,
+            timeout,
+            chosen,
+            self.defaults.get("stderr", True) if stderr is None else bool(stderr),
+            make_feed(stdin),
+        )
+        if self.engine is not None:
+            self.engine.add_worker(worker)
+        else:
+            self.workers.append(worker)
+        return worker
+
+    def timer(
+        self, fire: float, handler: Any, interval: float = -1, autoclose: bool = False
+    ) -> Timer:
+        """A timer firing ``handler.ev_timer(timer)`` ``fire`` s after ``resume()`` starts
+        (or from now if running), then every ``interval`` s if > 0."""
+        timer = Timer(self, fire, handler, interval, autoclose)
+        self.arm_timer(timer, fire)
+        return timer
+
+    def arm_timer(self, timer: Timer, delay: float) -> None:
+        if self.engine is not None:
+            self.engine.add_timer(timer, delay)
+        else:
+            self.timers = [(t, d) for t, d in self.timers if t is not timer] + [(timer, delay)]
+
+    def feed_changed(self, worker: Worker) -> None:
+        if self.engine is not None:
+            self.engine.feed_changed(worker)
+
+    # -- running -----------------------------------------------------------------------
+
+    def running(self) -> bool:
+        return self.engine is not None
+
+    def run(self, command: Optional[str] = None, **kw: Any) -> Optional[Worker]:
+        """``shell(command, **kw)`` then ``resume()`` (``timeout`` is then per command);
+        without a command, ``resume(timeout)``."""
+        if command is None:
+            self.resume(kw.get("timeout"))
+            return None
+        worker = self.shell(command, **kw)
+        self.resume()
+        return worker
+
+    def resume(self, timeout: Optional[float] = None) -> None:
+        """Run everything scheduled until it is done, on this thread.
+
+        ``timeout``: seconds for the whole run; when it passes every node still running
+        is killed, those not started never start (status ``aborted``), and TaskTimeout
+        is raised. Whatever happens (a handler raising included), no process of this run
+        is left running or unreaped when this returns.
+        """
+        if self.engine is not None:
+            raise RuntimeError("Task.resume(): this task is already running")
+        engine = Engine(self, self.results, self.window)
+        self.engine = engine
+        self.thread = threading.current_thread()
+        self.aborting = False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for worker in self.workers:
+                engine.add_worker(worker)
+            self.workers = []
+            for timer, delay in self.timers:
+                engine.add_timer(timer, delay)
+            self.timers = []
+            finished = engine.run(deadline)
+        finally:
+            self.engine = None
+            self.thread = None
+            self.finished_run = True
+            self.aborting = False
+        if not finished:
+            raise TaskTimeout(f"the task did not finish within {timeout} s")
+
+    def abort(self, kill: bool = False) -> None:
+        """Stop the run: running commands are killed (always: ``kill`` is accepted for
+        ClusterShell's signature), waiting ones never start, timers stop; ``resume()``
+        returns. Call it from a handler, or before ``resume()`` to drop what is
+        scheduled."""
+        if self.engine is not None:
+            self.aborting = True
+            return
+        for worker in self.workers:
+            for k in worker.keys:
+                self.results.slot(k).state.abort()
+        self.workers = []
+        self.timers = []
+
+    def emit(self, worker: Worker, event: str, *args: Any) -> None:
+        """Call ``worker.handler.<event>(*args)`` if it has one (on the Task's thread).
+        After ``abort()`` only ``ev_close`` is still delivered."""
+        handler = worker.handler
+        if handler is not None and (not self.aborting or event == "ev_close"):
+            method = getattr(handler, event, None)
+            if method is not None:
+                method(*args)
+
+    # -- results of the last run ----------------------------------------------------------
+
+    def iter_buffers(self) -> Iterator[Tuple[bytes, List[str]]]:
+        """``(output, keys)`` per distinct stdout (without its final newline)."""
+        return self.results.iter_buffers()
+
+    def iter_errors(self) -> Iterator[Tuple[bytes, List[str]]]:
+        return self.results.iter_errors()
+
+    def iter_retcodes(self) -> Iterator[Tuple[int, List[str]]]:
+        return self.results.iter_retcodes()
+
+    def iter_status(self) -> Iterator[Tuple[str, List[str]]]:
+        """``(status, keys)`` per final state: hup, timeout, unreachable, hostkey,
+        failed, aborted (``nodestate.py``)."""
+        return self.results.iter_status()
+
+    def max_retcode(self) -> Optional[int]:
+        return self.results.max_retcode()
+
+    def node_buffer(self, node: str) -> bytes:
+        return message(bytes(self.results.slot(node).stdout))
+
+    def node_error(self, node: str) -> bytes:
+        return message(bytes(self.results.slot(node).stderr))
+
+    def node_retcode(self, node: str) -> Optional[int]:
+        """The return code, or None (timed out, aborted). Raises KeyError for a key that
+        was not in the last run."""
+        return self.results.slot(node).rc
+
+    def node_status(self, node: str) -> str:
+        return self.results.slot(node).status
+
+    def node_dropped(self, node: str) -> int:
+        """Bytes of output beyond ``buffer_max``, not kept."""
+        return self.results.slot(node).dropped
+
+    def num_timeout(self) -> int:
+        return self.results.num_timeout()
+
+    def iter_keys_timeout(self) -> Iterator[str]:
+        return self.results.iter_keys_timeout()
+
+
+def make_feed(stdin: Stdin) -> Optional[StdinFeed]:
+    if stdin is None or stdin is False:
+        return None
+    if stdin is True:
+        return StdinFeed()
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return StdinFeed(bytes(stdin), eof=True)
+    if isinstance(stdin, int):
+        return StdinFeed(source=stdin)
+    if hasattr(stdin, "fileno"):
+        return StdinFeed(source=stdin.fileno(), owner=stdin)
+    raise TypeError(f"stdin must be bytes, a file, a descriptor, True or None: {stdin!r}")
+
+
+_local = threading.local()
+
+
+def task_self() -> Task:
+    """The calling thread's Task (made on first use)."""
+    task: Optional[Task] = getattr(_local, "task", None)
+    if task is None:
+        task = Task()
+        _local.task = task
+    return task

@@ -1,0 +1,147 @@
+"""``Worker`` (one ``shell()`` call) and ``Timer``: what a Task's handlers are given.
+
+They hold their settings and counters; the engine drives them and the Task answers the
+getters. (Kept apart from ``task.py`` so that ``events.py`` and ``engine.py`` can name
+these types without importing the Task.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, List, Optional, Protocol
+
+from .backends import Backend
+from .feed import StdinFeed
+from .results import Results
+
+
+class Owner(Protocol):
+    """What a worker or timer needs of its Task."""
+
+    results: Results
+
+    def abort(self, kill: bool = False) -> None: ...
+    def info(self, key: str, default: Any = None) -> Any: ...
+    def set_info(self, key: str, value: Any) -> None: ...
+    def feed_changed(self, worker: Worker) -> None: ...
+    def arm_timer(self, timer: Timer, delay: float) -> None: ...
+    def node_buffer(self, node: str) -> bytes: ...
+    def node_error(self, node: str) -> bytes: ...
+    def node_retcode(self, node: str) -> Optional[int]: ...
+    def node_status(self, node: str) -> str: ...
+
+
+def overrides(handler: object, event: str) -> bool:
+    """True if ``handler`` has ``event`` and it is not the do-nothing default of
+    ``EventHandler`` (the engine skips line splitting when nobody listens to ev_read)."""
+    method = getattr(type(handler), event, None)
+    if method is None:
+        return False
+    return getattr(method, "__qualname__", "") != f"EventHandler.{event}"
+
+
+class Timer:
+    """A timer of a Task: ``ev_timer(timer)`` fires ``fire`` s after it is armed, then
+    every ``interval`` s if ``interval`` > 0. A timer keeps ``resume()`` running unless
+    ``autoclose``; ``invalidate()`` stops it."""
+
+    def __init__(
+        self, task: Owner, fire: float, handler: Any, interval: float, autoclose: bool
+    ) -> None:
+        self.task = task
+        self.fire = fire
+        self.handler = handler
+        self.interval = interval
+        self.autoclose = autoclose
+        self.valid = True
+        self.seq = 0  # the engine's number for the schedule in force (older ones are stale)
+
+    def invalidate(self) -> None:
+        self.valid = False
+
+    def is_valid(self) -> bool:
+        return self.valid
+
+    def set_nextfire(self, fire: float, interval: float = -1) -> None:
+        """Fire again ``fire`` s from now (then every ``interval`` s if > 0)."""
+        self.valid = True
+        self.interval = interval
+        self.task.arm_timer(self, fire)  # (a new schedule: the old one is ignored)
+
+
+class Worker:
+    """One ``shell()`` call: a command over a list of slots, run by one backend.
+
+    ``keys`` are its slot keys in order; ``handler`` gets its events. The getters read
+    the Task's results for this worker's slots.
+    """
+
+    def __init__(
+        self,
+        task: Owner,
+        command: str,
+        keys: List[str],
+        handler: Any,
+        timeout: Optional[float],
+        backend: Backend,
+        stderr: bool,
+        feed: Optional[StdinFeed],
+    ) -> None:
+        self.task = task
+        self.command = command
+        self.keys = keys
+        self.handler = handler
+        self.timeout = timeout
+        self.backend = backend
+        self.stderr = stderr
+        self.feed = feed
+        self.started = False  # ev_start was called
+        self.closed = False  # ev_close was called
+        self.open = len(keys)  # slots not in a final state
+        self.timeouts = 0
+        self.wants_lines = overrides(handler, "ev_read")
+        self.wants_written = overrides(handler, "ev_written")
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.backend.name} {self.command!r} on {len(self.keys)} slots>"
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` to every node's stdin (``shell(..., stdin=True)``)."""
+        if self.feed is None:
+            raise ValueError("this worker's stdin is closed: shell(..., stdin=True) to write")
+        self.feed.append(data)
+        self.task.feed_changed(self)
+
+    def set_write_eof(self) -> None:
+        """End every node's stdin once what was written has gone."""
+        if self.feed is not None:
+            self.feed.end()
+            self.task.feed_changed(self)
+
+    def abort(self) -> None:
+        """Abort the whole Task this worker belongs to."""
+        self.task.abort()
+
+    def node_buffer(self, node: str) -> bytes:
+        return self.task.node_buffer(node)
+
+    def node_error(self, node: str) -> bytes:
+        return self.task.node_error(node)
+
+    def node_retcode(self, node: str) -> Optional[int]:
+        return self.task.node_retcode(node)
+
+    def node_status(self, node: str) -> str:
+        return self.task.node_status(node)
+
+    def host_of(self, node: str) -> str:
+        """The host name of a slot key (``n1#2`` -> ``n1``)."""
+        return self.task.results.slot(node).node
+
+    def iter_keys_timeout(self) -> Iterator[str]:
+        return (k for k in self.keys if self.task.node_status(k) == "timeout")
+
+    def num_timeout(self) -> int:
+        return self.timeouts
+
+    def did_timeout(self) -> bool:
+        return self.timeouts > 0

@@ -1,0 +1,138 @@
+"""The exec backends' pure parts: placeholder substitution, ssh's argv, and the
+classification of ssh's exit; and how ``nodes=`` becomes slots. No processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from easycluster.cluster.backends import (
+    EXIT,
+    HOSTKEY,
+    UNREACHABLE,
+    ExecBackend,
+    SshBackend,
+    classify_ssh,
+    substitute,
+    watched,
+)
+from easycluster.cluster.task import Task, node_list
+
+
+@pytest.mark.parametrize(
+    "template, expected",
+    [
+        ("docker exec %h uname", "docker exec n1 uname"),
+        ("echo %host %rank %n", "echo n1 4 4"),
+        ("printf '100%%'", "printf '100%'"),
+        ("echo %%h", "echo %h"),
+        ("echo %x %", "echo %x %"),  # unknown placeholders stay as they are
+    ],
+)
+def test_exec_substitution(template, expected):
+    assert substitute(template, "n1", 4) == expected
+
+
+def test_a_host_is_shell_quoted_in_the_command():
+    assert substitute("ping %h", "a b;rm", 0) == "ping 'a b;rm'"
+    assert ExecBackend().argv("n1", 0, "echo %h") == ["/bin/sh", "-c", "echo n1"]
+
+
+def test_ssh_argv_puts_the_callers_options_first():
+    b = SshBackend(user="root", options=["-F", "cfg", "-oBatchMode=no"], connect_timeout=2.5)
+    assert b.argv("n1", "uptime") == [
+        "ssh",
+        "-F",
+        "cfg",
+        "-oBatchMode=no",  # first: OpenSSH keeps the first value, so the caller's wins
+        "-oBatchMode=yes",
+        "-oConnectTimeout=3",
+        "-l",
+        "root",
+        "--",
+        "n1",
+        "uptime",
+    ]
+    assert SshBackend(connect_timeout=None).argv("h", "c") == [
+        "ssh",
+        "-oBatchMode=yes",
+        "--",
+        "h",
+        "c",
+    ]
+
+
+def test_ssh_never_takes_a_host_for_an_option():
+    with pytest.raises(OSError, match="bad ssh host name"):
+        SshBackend().argv("-oProxyCommand=x", "c")
+
+
+def test_the_remote_watcher_keeps_the_command_intact():
+    wrapped = watched("echo 'it''s' $HOME")
+    assert wrapped.startswith("exec sh -c '") and wrapped.endswith(
+        "sh 'echo '\"'\"'it'\"'\"''\"'\"'s'\"'\"' $HOME'"
+    )
+
+
+@pytest.mark.parametrize(
+    "rc, stderr, verdict",
+    [
+        (0, b"", EXIT),
+        (1, b"ssh: connect to host x port 22: Connection refused", EXIT),  # not ssh's 255
+        (255, b"ssh: connect to host x port 1: Connection refused\r\n", UNREACHABLE),
+        (255, b"ssh: Could not resolve hostname nosuch: Name or service not known", UNREACHABLE),
+        (255, b"user@127.0.0.1: Permission denied (publickey).", UNREACHABLE),
+        (255, b"Connection timed out during banner exchange", UNREACHABLE),
+        (
+            255,
+            b"No ED25519 host key is known for [127.0.0.1]:2222 and you have requested "
+            b"strict checking.\r\nHost key verification failed.\r\n",
+            HOSTKEY,
+        ),
+        (255, b"@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @", HOSTKEY),
+        (255, b"my script failed", EXIT),  # the remote command's own 255
+        (255, b"", EXIT),
+    ],
+)
+def test_ssh_exit_classification(rc, stderr, verdict):
+    assert classify_ssh(rc, stderr) == verdict
+
+
+@pytest.mark.parametrize(
+    "nodes, expected",
+    [
+        ("n[1-3]", ["n1", "n2", "n3"]),
+        ("n[1-2],n1", ["n1", "n2", "n1"]),
+        ("b,a,b", ["b", "a", "b"]),
+        ("n[1-4]!n2", ["n1", "n3", "n4"]),
+        (["x", "n[1-2]", "x"], ["x", "n1", "n2", "x"]),
+        (None, []),
+    ],
+)
+def test_nodes_become_slots_in_order_with_duplicates(nodes, expected):
+    assert node_list(nodes) == expected
+
+
+def test_shell_names_slots_and_a_new_run_starts_fresh():
+    task = Task()
+    w = task.shell("true", nodes="n1,n2,n1", backend="exec")
+    assert w.keys == ["n1", "n2", "n1#2"] and w.host_of("n1#2") == "n1"
+    w2 = task.shell("true", nodes="n1", backend="exec")
+    assert w2.keys == ["n1#3"]  # same run: never merged
+    task.abort()  # (before resume: drops what was scheduled)
+    assert task.node_status("n1") == "aborted"
+
+
+def test_backend_names_and_info_keys():
+    task = Task()
+    task.set_info("ssh_user", "admin")
+    task.set_info("ssh_options", "-F '/a b/cfg' -p 2222")
+    task.set_info("connect_timeout", 4)
+    b = task.backend("ssh")
+    assert isinstance(b, SshBackend)
+    assert b.argv("n1", "c")[:4] == ["ssh", "-F", "/a b/cfg", "-p"]
+    assert "-oConnectTimeout=4" in b.argv("n1", "c") and b.user == "admin"
+    assert isinstance(task.backend("exec"), ExecBackend)
+    with pytest.raises(ValueError, match="unknown backend"):
+        task.backend("telnet")
+    with pytest.raises(ValueError, match="fanout must be a positive integer"):
+        task.set_info("fanout", 0)
