@@ -13,7 +13,11 @@ from typing import List, Optional
 
 from ..version import VERSION
 
-SUBCOMMANDS = {"nodeset": "easycluster.cli.nodeset", "gather": "easycluster.cli.gather"}
+SUBCOMMANDS = {
+    "nodeset": "easycluster.cli.nodeset",
+    "gather": "easycluster.cli.gather",
+    "shell": "easycluster.cli.shell",
+}
 DEFAULT = "easycluster.cli.serve"
 
 

@@ -1,0 +1,329 @@
+"""The ``easycluster shell`` command: run a command on many nodes (ClusterShell's clush).
+
+``easycluster shell -w NODESET [options] COMMAND...`` runs COMMAND on every node of the
+set (over ``ssh host COMMAND``, or any local command per node with ``-R exec`` and
+``%h``), at most ``-f`` at a time, and prints what they write:
+
+=============== =====================================================================
+options         output (stdout; stderr lines go to stderr the same way)
+=============== =====================================================================
+(none)          ``node: line`` as lines arrive (``-N``: just the line)
+``-b``          at the end, nodes with identical output and exit code in one block
+                under their folded node set (``-B``: stderr gathered with stdout)
+``-L``          at the end, ``node: line``, nodes in natural order (``-bL``: blocks)
+``--diff``      at the end, each output as a diff against the most common one
+=============== =====================================================================
+
+Nodes: ``-w`` (node sets; a node listed twice runs twice), ``-g GROUP``, ``-a`` (every
+node of the default group source), minus ``-x NODESET`` and ``-X GROUP``; ``--pick N``
+keeps N of them at random. Standard input, when it is not a terminal, goes to every
+node (``tar c dir | easycluster shell -w n[1-64] tar -C /tmp -x``; ``--nostdin`` to
+stop that). Without a command, commands are read one per line (with a prompt on a
+terminal) and each runs on every node.
+
+After the run, stderr gets a summary naming every node that did not succeed exactly
+once, grouped by class (exit code, timed out, unreachable, host key refused,
+interrupted), each as a folded node set (``-q``: no summary). A progress line shows
+on stderr when it is a terminal (``-P`` forces it, ``--no-progress`` hides it).
+
+Exit codes (``cluster/summary.py``): 0 every node exited 0; 250 some node exited
+non-zero (``-S``: the largest exit code instead); 251 some node timed out; 252 some
+node unreachable; 253 a host key refused; 130 interrupted; 1 easycluster failed;
+2 bad usage. Several classes: the most severe decides (interrupted, host key,
+unreachable, timeout, failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from typing import IO, Any, Dict, List, Optional
+
+from ..cluster.events import EventHandler
+from ..cluster.gather import Gatherer, LineWriter, write_gathered
+from ..cluster.progress import Progress
+from ..cluster.summary import Outcome, Summary
+from ..cluster.task import Task, node_list
+from ..cluster.terminal import COLOR_CHOICES, palette_for
+from ..cluster.worker import Worker
+from ..nodeset.nodeset import NodeSet
+from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
+
+PROG = "easycluster shell"
+PROMPT = "easycluster shell> "
+HOSTKEY_HINT = (
+    "to trust a host seen for the first time: -o '-oStrictHostKeyChecking=accept-new' "
+    "(a changed key needs 'ssh-keygen -R HOST' after checking why it changed)"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``easycluster shell`` (clush's options where they exist)."""
+    p = Parser(
+        prog=PROG,
+        description="Run a command on many nodes at once (over ssh, or a local command "
+        "per node with -R exec) and gather what they print.",
+        epilog="Exit codes: 0 all ok; 250 some node exited non-zero (-S: the largest "
+        "code); 251 timed out; 252 unreachable; 253 host key refused; 130 interrupted; "
+        "1 failure; 2 usage.",
+    )
+    nodes = p.add_argument_group("nodes")
+    nodes.add_argument("-w", dest="nodes", action="append", default=[], metavar="NODESET")
+    nodes.add_argument("-x", dest="exclude", action="append", default=[], metavar="NODESET")
+    nodes.add_argument("-g", "--group", dest="groups", action="append", default=[])
+    nodes.add_argument("-X", dest="exclude_groups", action="append", default=[], metavar="GROUP")
+    nodes.add_argument("-a", "--all", action="store_true", help="every node of the groups")
+    nodes.add_argument("--pick", type=int, metavar="N", help="run on N nodes picked at random")
+    out = p.add_argument_group("output")
+    out.add_argument("-b", "--dshbak", dest="gather", action="store_true", help="gather")
+    out.add_argument(
+        "-B", dest="gather_all", action="store_true", help="gather, stderr with stdout"
+    )
+    out.add_argument("-L", dest="lines", action="store_true", help="node: line, in node order")
+    out.add_argument("-N", dest="nolabel", action="store_true", help="no node prefix or header")
+    out.add_argument("--diff", action="store_true", help="diff each output with the commonest")
+    out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    out.add_argument("-v", "--verbose", action="store_true", help="say what runs where")
+    out.add_argument("-P", "--progress", dest="progress", action="store_true", default=None)
+    out.add_argument("--no-progress", dest="progress", action="store_false")
+    out.add_argument("--color", choices=COLOR_CHOICES, default="auto")
+    run = p.add_argument_group("running")
+    run.add_argument(
+        "-S", dest="maxrc", action="store_true", help="exit with the largest remote exit code"
+    )
+    run.add_argument("-f", "--fanout", type=int, default=64, help="nodes at once (64)")
+    run.add_argument("-t", "--connect_timeout", type=float, metavar="SECONDS")
+    run.add_argument("-u", "--command_timeout", type=float, metavar="SECONDS")
+    run.add_argument("-l", "--user", help="remote user name")
+    run.add_argument(
+        "-o", "--options", action="append", default=[], help="ssh options ('-F cfg -p 22')"
+    )
+    run.add_argument(
+        "-R", "--worker", choices=("ssh", "exec"), default="ssh", help="ssh (default) or exec"
+    )
+    run.add_argument("--nostdin", action="store_true", help="do not send stdin to the nodes")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command (several words)")
+    return p
+
+
+def select_nodes(args: argparse.Namespace) -> List[str]:
+    """The slots to run on, in the order given (duplicates kept), or UsageError."""
+    names: List[str] = []
+    for text in args.nodes:
+        names += node_list(text)
+    for group in args.groups:
+        names += list(NodeSet("@" + group))
+    if args.all:
+        names += list(NodeSet.fromall())
+    if not (args.nodes or args.groups or args.all):
+        raise UsageError("no nodes: give -w NODESET, -g GROUP or -a")
+    excluded = NodeSet()
+    for text in args.exclude:
+        excluded.update(NodeSet(text))
+    for group in args.exclude_groups:
+        excluded.update(NodeSet("@" + group))
+    if excluded:
+        names = [n for n in names if n not in excluded]
+    if args.pick is not None:
+        if args.pick < 1:
+            raise UsageError(f"--pick takes a number of nodes >= 1, not {args.pick}")
+        chosen = set(random.sample(range(len(names)), min(args.pick, len(names))))
+        names = [n for i, n in enumerate(names) if i in chosen]
+    if not names:
+        raise UsageError("no node left to run on (every node was excluded)")
+    return names
+
+
+def outcome(status: str, rc: Optional[int]) -> Outcome:
+    """A slot's final state (``cluster/nodestate.py``) as a summary outcome."""
+    if status == "hup" and rc is not None:
+        return Outcome.from_exit(rc)
+    if status == "failed":
+        return Outcome.from_exit(rc if rc else 127)
+    if status == "timeout":
+        return Outcome.timeout()
+    if status == "unreachable":
+        return Outcome.unreachable()
+    if status == "hostkey":
+        return Outcome.hostkey()
+    return Outcome.interrupted()  # aborted, or still running when Ctrl-C came
+
+
+class ShellHandler(EventHandler):
+    """Live output and progress: the shell's side of a Task's events."""
+
+    def __init__(
+        self, out: Optional[LineWriter], err: Optional[LineWriter], progress: Progress
+    ) -> None:
+        self.out = out  # None: stdout is gathered at the end
+        self.err = err  # None: stderr is gathered with stdout
+        self.progress = progress
+        self.done = 0
+        self.failed = 0
+
+    def ev_read(self, worker: Worker, node: str, sname: str, msg: bytes) -> None:
+        writer = self.out if sname == "stdout" else self.err
+        if writer is not None:
+            with self.progress.paused():
+                writer.write(node, msg)
+
+    def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
+        self.done += 1
+        if rc != 0 or worker.node_status(node) != "hup":
+            self.failed += 1
+        self.progress.update(self.done, self.failed)
+
+    def ev_close(self, worker: Worker, timedout: bool) -> None:
+        self.progress.clear()
+
+
+class Shell:
+    """One ``easycluster shell`` invocation: its options, streams and Task."""
+
+    def __init__(self, args: argparse.Namespace, nodes: List[str]) -> None:
+        self.args = args
+        self.nodes = nodes
+        self.stdout: IO[bytes] = sys.stdout.buffer
+        self.stderr: IO[bytes] = sys.stderr.buffer
+        self.environ = dict(os.environ)
+        self.gathered = bool(args.gather or args.gather_all or args.lines or args.diff)
+        self.task = Task()
+        task = self.task
+        task.set_info("fanout", args.fanout)
+        if args.connect_timeout is not None:
+            task.set_info("connect_timeout", args.connect_timeout)
+        if args.command_timeout is not None:
+            task.set_info("command_timeout", args.command_timeout)
+        task.set_info("ssh_user", args.user)
+        task.set_info("ssh_options", " ".join(args.options))
+        task.set_default("backend", args.worker)
+        task.set_default("stderr", not args.gather_all)
+
+    def run(self, command: str, stdin: Any) -> int:
+        """Run ``command`` on every node; print its output and summary; return the code."""
+        args = self.args
+        palette = palette_for(sys.stdout, self.environ, args.color)
+        err_palette = palette_for(sys.stderr, self.environ, args.color)
+        label = not args.nolabel
+        progress = Progress(
+            sys.stderr, len(self.nodes), self.environ, prefix=PROG + ": ", enabled=args.progress
+        )
+        live_out = None if self.gathered else LineWriter(self.stdout, label, palette)
+        live_err = None if args.gather_all else LineWriter(self.stderr, label, err_palette)
+        handler = ShellHandler(live_out, live_err, progress)
+        if args.verbose:
+            print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
+        worker = self.task.shell(command, nodes=self.nodes, handler=handler, stdin=stdin)
+        interrupted = False
+        try:
+            self.task.resume()
+        except KeyboardInterrupt:  # the engine killed and reaped everything already
+            interrupted = True
+        finally:
+            progress.clear()
+        if self.gathered:
+            self._print_gathered(worker)
+        self.stdout.flush()
+        outcomes = {k: outcome(worker.node_status(k), worker.node_retcode(k)) for k in worker.keys}
+        summary = Summary(outcomes)
+        if not args.quiet:
+            self._print_summary(worker, summary)
+        self.stderr.flush()
+        return INTERRUPTED if interrupted else summary.exit_code(maxrc=args.maxrc)
+
+    def _print_gathered(self, worker: Worker) -> None:
+        args = self.args
+        gatherer = Gatherer()
+        codes: Dict[str, int] = {}
+        for key in worker.keys:
+            buf = worker.node_buffer(key)
+            if buf:
+                gatherer.extend(key, buf.split(b"\n"))
+                rc = worker.node_retcode(key)
+                if rc is not None:
+                    codes[key] = rc
+        if args.diff:
+            mode = "diff"
+        elif args.gather or args.gather_all:
+            mode = "block-lines" if args.lines else "blocks"
+        else:
+            mode = "lines"
+        palette = palette_for(sys.stdout, self.environ, args.color)
+        write_gathered(
+            self.stdout,
+            gatherer,
+            mode,
+            label=not args.nolabel,
+            palette=palette,
+            codes=codes if mode == "blocks" else None,
+        )
+
+    def _print_summary(self, worker: Worker, summary: Summary) -> None:
+        lines = summary.lines(PROG)
+        dropped = [k for k in worker.keys if self.task.node_dropped(k)]
+        if dropped:
+            lines.append(
+                f"{PROG}: output beyond {self.task.buffer_max} bytes per stream was not kept "
+                f"for {NodeSet.fromlist(dropped)} (shown live without -b/-L/--diff)"
+            )
+        if any(worker.node_status(k) == "hostkey" for k in worker.keys):
+            lines.append(f"{PROG}: {HOSTKEY_HINT}")
+        for line in lines:
+            self.stderr.write(line.encode("utf-8", "backslashreplace") + b"\n")
+
+
+def _stdin_for_nodes(args: argparse.Namespace) -> Any:
+    """Standard input to broadcast: the file when it is not a terminal, else None."""
+    if args.nostdin:
+        return None
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stdin (embedded, tests)
+        return None
+    if os.isatty(fd):
+        return None
+    return sys.stdin.buffer
+
+
+def _interactive(shell: Shell) -> int:
+    """Commands read one per line (prompted on a terminal); the last one's exit code."""
+    tty = sys.stdin.isatty()
+    code = 0
+    while True:
+        try:
+            line = input(PROMPT) if tty else sys.stdin.readline()
+        except EOFError:
+            break
+        if not tty and not line:
+            break
+        command = line.strip()
+        if command in ("exit", "quit"):
+            break
+        if command and not command.startswith("#"):
+            code = shell.run(command, None)
+    return code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``easycluster shell`` with ``argv`` (default ``sys.argv[1:]``); return the exit
+    code (module docstring). Never calls ``sys.exit``."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        if args.fanout < 1:
+            raise UsageError(f"-f takes a number of nodes >= 1, not {args.fanout}")
+        for name in ("connect_timeout", "command_timeout"):
+            value = getattr(args, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name} takes seconds > 0, not {value:g}")
+        shell = Shell(args, select_nodes(args))
+        command = " ".join(args.command).strip()
+        if not command:
+            return _interactive(shell)
+        return shell.run(command, _stdin_for_nodes(args))
+
+    return run_command(PROG, parser, body)

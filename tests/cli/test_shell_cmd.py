@@ -1,0 +1,196 @@
+"""The ``easycluster shell`` command: in-process through ``main(argv)`` with local-exec
+nodes (real ``sh`` processes), as real subprocesses (stdin broadcast, commands read from
+stdin, Ctrl-C), and over ssh against the real loopback sshd (unreachable and host-key
+classes; under ``CI=true`` those never skip)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from easycluster.cli import main as cli_main
+from easycluster.cli.shell import main
+
+pytestmark = pytest.mark.timeout(60)
+SHELL = [sys.executable, "-m", "easycluster", "shell"]
+
+
+def run(argv, capfdbinary, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    code = main(argv)
+    out, err = capfdbinary.readouterr()
+    return code, out.decode(), err.decode()
+
+
+def test_live_output_is_prefixed_and_a_node_listed_twice_runs_twice(capfdbinary, monkeypatch):
+    code, out, err = run(
+        ["-R", "exec", "-w", "n[1-3],n2", "echo out %h %n; echo err %h >&2"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0
+    assert sorted(out.splitlines()) == [
+        "n1: out n1 0",
+        "n2#2: out n2 3",
+        "n2: out n2 1",
+        "n3: out n3 2",
+    ]
+    assert sorted(err.splitlines()) == ["n1: err n1", "n2#2: err n2", "n2: err n2", "n3: err n3"]
+
+
+def test_gathered_blocks_exit_codes_and_summary(capfdbinary, monkeypatch):
+    code, out, err = run(
+        ["-R", "exec", "-b", "-w", "n[1-6]", "echo same; [ %h = n3 ] && exit 3; true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 250  # some node exited non-zero, without -S
+    blocks = [line for line in out.splitlines() if line.startswith("---")]
+    assert len(blocks) == 2
+    assert blocks[0].startswith("--- n[1-2,4-6] (5 nodes) ")
+    assert blocks[1].startswith("--- n3 (exit code 3) ")
+    assert "easycluster shell: n3: exit code 3" in err
+    assert "1 of 6 did not succeed" in err
+
+
+def test_dash_S_gives_the_largest_remote_code(capfdbinary, monkeypatch):
+    code, _, err = run(
+        ["-S", "-R", "exec", "-w", "n[1-4]", "exit $((%n * 2))"], capfdbinary, monkeypatch
+    )
+    assert code == 6
+    assert err.count("did not succeed") == 1
+
+
+def test_command_timeout_kills_and_is_its_own_class(capfdbinary, monkeypatch):
+    code, out, err = run(
+        ["-R", "exec", "-u", "0.5", "-w", "n[1-3]", "[ %h = n2 ] && exec sleep 30; echo done"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 251
+    assert "easycluster shell: n2: timed out" in err
+    assert sorted(out.splitlines()) == ["n1: done", "n3: done"]
+
+
+def test_line_mode_and_diff_are_ordered_by_node(capfdbinary, monkeypatch):
+    code, out, _ = run(["-R", "exec", "-L", "-w", "n[10,9,1]", "echo %h"], capfdbinary, monkeypatch)
+    assert code == 0 and out.splitlines() == ["n1: n1", "n9: n9", "n10: n10"]
+    code, out, _ = run(
+        ["-R", "exec", "--diff", "-w", "n[1-3]", "echo a; [ %h = n2 ] && echo b; true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0
+    assert "+b" in out.splitlines() and "--- n[1,3] (2 nodes)" in out
+
+
+def test_exclusions_pick_and_usage_errors(capfdbinary, monkeypatch):
+    code, out, _ = run(
+        ["-R", "exec", "-L", "-w", "n[1-5]", "-x", "n[2-4]", "echo x"], capfdbinary, monkeypatch
+    )
+    assert code == 0 and out.splitlines() == ["n1: x", "n5: x"]
+    code, out, _ = run(
+        ["-R", "exec", "-w", "n[1-9]", "--pick", "3", "echo x"], capfdbinary, monkeypatch
+    )
+    assert code == 0 and len(out.splitlines()) == 3
+    for argv, what in (
+        (["echo", "x"], "no nodes"),
+        (["-w", "n1", "-x", "n1", "echo"], "no node left"),
+        (["-w", "n1", "-f", "0", "echo"], "-f"),
+        (["-w", "n1", "-u", "0", "echo"], "command_timeout"),
+        (["-w", "n[1-", "echo"], "parse error"),
+    ):
+        code, _, err = run(argv, capfdbinary, monkeypatch)
+        assert code in (1, 2), argv
+        assert what in err, (argv, err)
+    assert cli_main(["shell", "-w", "n1", "-x", "n1", "true"]) == 2  # the dispatcher knows it
+
+
+def test_stdin_is_broadcast_and_nostdin_keeps_it():
+    run_ = subprocess.run(
+        [*SHELL, "-R", "exec", "-L", "-w", "n[1-3]", "wc -c"],
+        input=b"x" * 100_000,
+        capture_output=True,
+        timeout=60,
+    )
+    assert run_.returncode == 0, run_.stderr
+    assert run_.stdout.decode().split() == ["n1:", "100000", "n2:", "100000", "n3:", "100000"]
+    run_ = subprocess.run(
+        [*SHELL, "--nostdin", "-R", "exec", "-L", "-w", "n1", "wc -c"],
+        input=b"x" * 10,
+        capture_output=True,
+        timeout=60,
+    )
+    assert run_.stdout.decode().split() == ["n1:", "0"]
+
+
+def test_without_a_command_commands_are_read_from_stdin():
+    run_ = subprocess.run(
+        [*SHELL, "-R", "exec", "-L", "-w", "n[1-2]"],
+        input=b"echo one %h\n# a comment\n\necho two\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert run_.returncode == 0, run_.stderr
+    assert run_.stdout.decode().splitlines() == ["n1: one n1", "n2: one n2", "n1: two", "n2: two"]
+
+
+def test_ctrl_c_ends_every_command_and_reports_what_finished(tmp_path):
+    """SIGINT to the shell's process group (a terminal's Ctrl-C): exit 130, the nodes
+    still running are killed and named as interrupted, finished ones are reported."""
+    pids = tmp_path / "pids"
+    proc = subprocess.Popen(
+        [
+            *SHELL,
+            "-R",
+            "exec",
+            "-w",
+            "n[1-3]",
+            f"[ %h = n1 ] && {{ echo quick; exit 0; }}; echo $$ >> {pids}; "
+            "echo started; exec sleep 60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        seen = []
+        while len([s for s in seen if b"started" in s]) < 2:
+            line = proc.stdout.readline()
+            assert line, "the shell ended early"
+            seen.append(line)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert b"n1: quick" in b"".join(seen) + out
+    assert b"n[2-3] (2 nodes): interrupted" in err
+    for pid in pids.read_text().split():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+def test_ssh_unreachable_and_host_key_classes(sshd, capfdbinary, monkeypatch):
+    code, out, err = run(
+        ["-o", f"-F {sshd.config}", "-t", "5", "-w", "sshtest[1-2],nosuch.invalid", "echo ok"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 252
+    assert sorted(out.splitlines()) == ["sshtest1: ok", "sshtest2: ok"]
+    assert "nosuch.invalid: unreachable" in err
+    code, _, err = run(
+        ["-o", f"-F {sshd.config}", "-w", "sshtest1,badhostkey-sshtest", "echo ok"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 253
+    assert "badhostkey-sshtest: host key unknown or changed" in err
+    assert "accept-new" in err
