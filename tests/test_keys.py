@@ -293,6 +293,12 @@ def test_client_refuses_empty_key_before_connecting():
         easycluster.Client("a str key", "127.0.0.1", 1)
 
 
+def test_a_host_name_as_first_argument_is_refused_with_a_hint():
+    """Client('node1') (RPyC's and Fabric's habit) made an unconnected client silently."""
+    with pytest.raises(TypeError, match=r"Client\(host='node1'\)"):
+        easycluster.Client("node1")
+
+
 def test_tcp_server_refuses_empty_key():
     with pytest.raises(ValueError, match="empty or missing key"):
         TCPServer(ServerOptions(key=b"", port=0, bind="127.0.0.1"))

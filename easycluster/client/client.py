@@ -73,6 +73,14 @@ class Client:
         connect_timeout: Optional[float] = 10.0,
         max_frame: int = frames.DEFAULT_MAX_FRAME,
     ):
+        if isinstance(key, str):
+            # Client('node1') is the habit from RPyC and Fabric: say so at once instead
+            # of making an unconnected client that fails later
+            raise TypeError(
+                f"Client's first argument is the key (bytes), not {key!r}: to connect "
+                f"over ssh write Client(host={key!r}); over TCP "
+                "Client(read_key_file(FILE), host, port); or Client.from_spec('HOST')"
+            )
         self.key = key
         self.definitions = definitions
         self.enable_compression = enable_compression
