@@ -128,8 +128,14 @@ class _Zygote:
             str(theirs.fileno()),
         ]
         try:
+            # a session of its own (and so for the servers it forks): a terminal's Ctrl-C
+            # interrupts the master script, not its servers
             self.proc = subprocess.Popen(
-                argv, pass_fds=(theirs.fileno(),), env=_env(), stdin=subprocess.DEVNULL
+                argv,
+                pass_fds=(theirs.fileno(),),
+                env=_env(),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         finally:
             theirs.close()
@@ -186,7 +192,13 @@ def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.
     ]
     if verbosity:
         argv += ["--verbosity", str(verbosity)]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, pass_fds=(sock.fileno(),), env=_env())
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        pass_fds=(sock.fileno(),),
+        env=_env(),
+        start_new_session=True,  # (Ctrl-C is for the master: see _Zygote)
+    )
     if proc.stdin is None:  # stdin=PIPE always gives one; explicit for the type checker
         raise ConnectError("could not open a pipe to the new server process")
     proc.stdin.write(key.hex().encode() + b"\n")

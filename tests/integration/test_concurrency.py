@@ -218,3 +218,49 @@ def test_one_standby_thread_reads_for_every_plain_client():
     finally:
         for c in clients:
             c.close()
+
+
+CTRL_C_SCRIPT = """
+import sys, easycluster
+from easycluster.server import spawn_local
+easycluster.define_common("import time\\ndef nap(t):\\n    time.sleep(t)\\n    return t\\n")
+c = spawn_local(fresh_interpreter=FRESH)
+assert c.nap(0) == 0
+print("calling", flush=True)
+try:
+    c.nap(60)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+# nap(60) still runs on the server's thread 0; another server thread answers
+print("after", c.nap(0.01, threadid=1), flush=True)
+c.close()
+"""
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_ctrl_c_interrupts_the_call_not_the_local_server(fresh, tmp_path):
+    """SIGINT to the master's process group (a terminal's Ctrl-C) during a call: the
+    call raises KeyboardInterrupt, the local server lives on (its own session) and the
+    client stays usable (the interrupted call still runs there: another thread answers)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT.replace("FRESH", str(fresh)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline() == b"calling\n"
+        time.sleep(0.2)  # (into the call; an earlier signal would only be caught earlier)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines() == ["interrupted", "after 0.01"]
