@@ -49,7 +49,12 @@ class Client:
     ``Client(key, host, port)`` connects to a standalone server at once (key from
     ``read_key_file``). ``definitions`` names the definitions module whose names calls
     resolve against. Calls take the special keywords ``nonblocking``, ``oncomplete``,
-    ``onerror``, ``threadid`` and ``origexc``.
+    ``onerror``, ``threadid``, ``origexc`` and ``call_timeout`` (seconds; then
+    ``CallTimeout``). ``call_timeout=`` given here bounds every call and wait that sets
+    no timeout of its own (default None: no bound, as in EasyCluster 0.22): a stopped or
+    stuck server then never makes a script hang. After a ``CallTimeout`` the call may
+    still run on its server thread; later calls on that thread wait behind it (the
+    error says what to do: another ``threadid``, or a new connection).
     """
 
     _channel: Optional[Channel] = None
@@ -72,6 +77,7 @@ class Client:
         *,
         connect_timeout: Optional[float] = 10.0,
         max_frame: int = frames.DEFAULT_MAX_FRAME,
+        call_timeout: Optional[float] = None,
     ):
         if isinstance(key, str):
             # Client('node1') is the habit from RPyC and Fabric: say so at once instead
@@ -85,6 +91,8 @@ class Client:
         self.definitions = definitions
         self.enable_compression = enable_compression
         self.connect_timeout = connect_timeout
+        # seconds a call without its own timeout may take (None: no bound, as in 0.22)
+        self.call_timeout = call_timeout
         self.max_frame = max_frame
         self._reader: Any = self._new_reader()
         self._rids = itertools.count(1)
@@ -308,7 +316,7 @@ class Client:
         if wait_here and reader.inline:
             resp: Any = Slot()  # this thread reads the reply itself: no Future needed
         else:
-            resp = Response(self, reader, rid, origexc)
+            resp = Response(self, reader, rid, origexc, tid)
         if pins:
             resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
         pending = reader.pending
@@ -328,11 +336,13 @@ class Client:
         if nonblocking:
             reader.watch()  # concurrent.futures.wait() and friends do not read
             return resp
+        if timeout is None:
+            timeout = self.call_timeout
         if resp.__class__ is Slot:
             reader.wait_for(resp, timeout)
             if not resp.finished:
                 pending.pop(rid, None)
-                raise timeout_error(self, rid, meth, timeout)
+                raise timeout_error(self, rid, meth, timeout, tid)
             if resp.exc is None:
                 return resp.value
             raise_reply(self, resp.exc, origexc)
@@ -378,6 +388,8 @@ class Client:
 
         opts = split_opts(kwargs)
         timeout = opts.pop("timeout", None)
+        if timeout is None:
+            timeout = self.call_timeout
         if opts.pop("nonblocking", None) or "oncomplete" in opts or "onerror" in opts:
             raise TypeError("acall takes no nonblocking/oncomplete/onerror: it is awaited")
         resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
@@ -385,7 +397,7 @@ class Client:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plain_mirror(resp))), timeout)
         except asyncio.TimeoutError:
             resp.reader.forget(resp.request_id)
-            raise timeout_error(self, resp.request_id, _func, timeout) from None
+            raise timeout_error(self, resp.request_id, _func, timeout, resp.thread) from None
         return resp.wait(0)
 
     def eval(self, expr: str, **opts: Any) -> Any:

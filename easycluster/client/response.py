@@ -67,8 +67,11 @@ class Response(concurrent.futures.Future):
     value: Any = None
     error: Optional[BaseException] = None
 
-    def __init__(self, client: Any, reader: Any, request_id: int, origexc: Any = True):
+    def __init__(
+        self, client: Any, reader: Any, request_id: int, origexc: Any = True, thread: int = 0
+    ):
         _Future.__init__(self)
+        self.thread = thread  # the server thread it runs on (for messages)
         self.client = client
         self.reader = reader
         self.request_id = request_id
@@ -89,11 +92,15 @@ class Response(concurrent.futures.Future):
         self.finished = True
 
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
-        """Wait for the reply; return its value or raise (``CallTimeout`` on timeout)."""
+        """Wait for the reply; return its value or raise (``CallTimeout`` on timeout;
+        ``timeout=None`` is the client's ``call_timeout``, None: wait as long as it
+        takes)."""
         if not self.finished:
+            if timeout is None:
+                timeout = self.client.call_timeout
             self.reader.wait_for(self, timeout)
             if not (self.finished or self.done()):
-                raise timeout_error(self.client, self.request_id, "", timeout)
+                raise timeout_error(self.client, self.request_id, "", timeout, self.thread)
             if not self.finished:  # cancelled, or completed this instant by another thread
                 exc = _Future.exception(self, 0)  # CancelledError if cancelled
                 if exc is None:
@@ -153,11 +160,19 @@ def raise_reply(client: Any, exc: BaseException, origexc: Any) -> None:
     raise exc
 
 
-def timeout_error(client: Any, rid: int, what: str, timeout: Optional[float]) -> CallTimeout:
+def timeout_error(
+    client: Any, rid: int, what: str, timeout: Optional[float], thread: Optional[int] = None
+) -> CallTimeout:
+    """The error of a call whose reply did not come in time: what happened, and what to
+    do about the call that may still be running (docs/timeouts.md)."""
     call = f"{what} (request {rid})" if what else f"request {rid}"
+    on = "the same server thread" if thread is None else f"server thread {thread}"
     return CallTimeout(
         f"no reply to {call} from {client.peername} within {timeout:g} s; the "
-        "outcome is unknown: the call may still be running there"
+        f"outcome is unknown: the call may still be running there, and later calls on "
+        f"{on} wait until it ends. To go on at once, call with another threadid= "
+        "(or run long calls with their own threadid from the start), or close this "
+        "client and connect again (which ends the server's calls)"
     )
 
 

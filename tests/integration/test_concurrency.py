@@ -264,3 +264,32 @@ def test_ctrl_c_interrupts_the_call_not_the_local_server(fresh, tmp_path):
             proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert out.decode().splitlines() == ["interrupted", "after 0.01"]
+
+
+def test_client_call_timeout_bounds_every_untimed_call(make_client):
+    """``Client(call_timeout=...)``: a call or wait without its own timeout is bounded;
+    the error says which server thread is still busy and what to do; another thread
+    answers at once; a per-call timeout wins over the client's."""
+    c = make_client(call_timeout=0.3)
+    with pytest.raises(CallTimeout, match="server thread 0") as info:
+        c.conc_nap(5)
+    assert "threadid=" in str(info.value) and "connect again" in str(info.value)
+    assert c.conc_add(1, 2, threadid=1) == 3
+    r = c.conc_nap(5, nonblocking=True, threadid=2)
+    with pytest.raises(CallTimeout, match="server thread 2"):
+        r.wait()
+    assert c.conc_nap(0.5, "x", call_timeout=10, threadid=3) == "x"
+
+
+@pytest.mark.parametrize("cls", [easycluster.Client, ThreadedClient])
+def test_client_call_timeout_bounds_a_stopped_server(cls):
+    c = spawn_local(cls, call_timeout=0.5)
+    pid = c.process.pid
+    try:
+        assert c.conc_add(1, 1) == 2
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(CallTimeout):
+            c.conc_add(2, 2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        c.close()
