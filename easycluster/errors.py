@@ -16,6 +16,7 @@
      ├── CallTimeout (TimeoutError)      no reply in time; the call may still run remotely
      ├── TaskTimeout (TimeoutError)      Task.resume(timeout) passed; what still ran was killed
      ├── RemoteException                 the remote code raised; ``orig`` and ``text`` say what
+     ├── DefinitionsError                a define_common block failed on a server (which, where)
      ├── SystemdUnavailable              systemd is not running (or systemctl missing) for a service
      │                                   command; the message says what to do instead
      └── NodeSetError (ValueError)       node-set notation and group sources (= NodeSetException)
@@ -125,6 +126,33 @@ class RemoteException(EasyClusterError):
 
     def __reduce__(self) -> Any:
         return (RemoteException, (self.orig, self.text))
+
+
+class DefinitionsError(EasyClusterError):
+    """A ``define_common`` block failed on a server (say an import the server's Python
+    cannot do). ``block`` is the definitions module it belongs to, ``python`` the server's
+    interpreter, ``text`` the remote traceback lines and ``host`` the server (set by the
+    client that sent the block). The message says what to do."""
+
+    def __init__(self, block: str, python: str, text: List[str], host: str = ""):
+        super().__init__(block, python, text, host)
+        self.block = block
+        self.python = python
+        self.text = list(text)
+        self.host = host
+
+    def __str__(self) -> str:
+        where = self.host or "the server"
+        return (
+            f"{where}: a define_common block of {self.block!r} failed there "
+            f"(Python: {self.python}):\n" + "".join(self.text).rstrip() + "\n"
+            "Every define_common block runs on each server at connect time: install "
+            "what it needs there, or import optional modules inside the functions that "
+            "use them (or guard the import with try/except)."
+        )
+
+    def __reduce__(self) -> Any:
+        return (DefinitionsError, (self.block, self.python, self.text, self.host))
 
 
 class SystemdUnavailable(EasyClusterError):

@@ -14,7 +14,14 @@ import pickle
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..errors import CallTimeout, ConfigError, ConnectionLost, ProtocolError, RemoteException
+from ..errors import (
+    CallTimeout,
+    ConfigError,
+    ConnectionLost,
+    DefinitionsError,
+    ProtocolError,
+    RemoteException,
+)
 from ..objects import definitions, serialize
 from ..objects.proxy import GlobalProxy, RootProxy, new_proxy, split_opts
 from ..protocol import frames
@@ -238,6 +245,8 @@ class Client:
                 0, "hello", (self.definitions, blocks), threadid=0, origexc="quiet"
             )
         except BaseException as e:  # e.g. a define_common block failing there: no leak
+            if isinstance(e, DefinitionsError):
+                e.host = peername
             self._shutdown(
                 ConnectionLost,
                 f"{peername}: setting up the connection failed: {type(e).__name__}: {e}",

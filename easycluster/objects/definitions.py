@@ -11,7 +11,9 @@ its functions and classes are pickled by reference.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import importlib
+import linecache
 import sys
 import threading
 import types
@@ -82,10 +84,18 @@ def warm_up() -> None:
     exec("from easycluster import *", {})
 
 
+BLOCK_FILE = "<define_common {name} {digest}>"  # a block's file name in tracebacks
+
+
 def run_block(name: str, code: str) -> None:
-    """Execute one block of source in definitions module ``name``."""
+    """Execute one block of source in definitions module ``name``. Its source goes into
+    ``linecache`` under a name of its own, so tracebacks through its functions (here,
+    and formatted on a server for the client) show its lines."""
     mod = definitions_module(name)
-    exec(compile(code, f"<define_common {name}>", "exec", dont_inherit=True), mod.__dict__)
+    digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    filename = BLOCK_FILE.format(name=name, digest=digest)
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    exec(compile(code, filename, "exec", dont_inherit=True), mod.__dict__)
 
 
 def define_common(code: str, name: str = DEFAULT_MODULE, local: bool = True) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import DefinitionsError
 from ..objects import definitions
 from ..version import VERSION
 
@@ -36,7 +38,17 @@ class RootObject:
             mod = definitions.definitions_module(name)
             # a definitions module is a plain module: its globals are set at run time
             mod.running_server = self.conn  # type: ignore[attr-defined]
-            definitions.run_block(name, code)
+            try:
+                definitions.run_block(name, code)
+            except Exception as e:  # the client names the host and says what to do
+                python = f"{sys.executable} {sys.version.split()[0]}"
+                tb = e.__traceback__  # from the block's own frame on, not our dispatch
+                while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(
+                    "<define_common"
+                ):
+                    tb = tb.tb_next
+                text = traceback.format_exception(type(e), e, tb or e.__traceback__)
+                raise DefinitionsError(name, python, text) from e
 
     def verb_call(
         self, name: str, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None

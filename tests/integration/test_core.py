@@ -274,8 +274,10 @@ def test_failing_definitions_raise_and_leak_nothing(transport, request):
 
     define_common("raise RuntimeError('bad block')", name="easycluster.bad_defs", local=False)
     try:
-        with pytest.raises(RuntimeError, match="bad block"):
+        # (0.22 let the block's own RuntimeError through, naming no host)
+        with pytest.raises(easycluster.DefinitionsError, match="bad block") as info:
             connect(transport, request)
+        assert info.value.host and str(info.value).startswith(info.value.host + ": ")
     finally:
         from easycluster.objects import definitions as defs
 
@@ -299,3 +301,51 @@ def test_define_common_block_may_call_define():
     import easycluster.nested_defs as mod
 
     assert mod.nested_defined == 42
+
+
+DEFINITIONS_FAIL = """
+import os, easycluster
+from easycluster.server import spawn_local
+easycluster.define_common(
+    "import os\\n"
+    "def boom(x):\\n"
+    "    return 1 / x  # the user's own line\\n"
+    f"if os.getpid() != {os.getpid()}:\\n"
+    "    import no_such_module_here\\n"
+)
+try:
+    spawn_local()
+except easycluster.DefinitionsError as e:
+    print(str(e))
+"""
+
+
+def test_a_define_common_block_failing_on_the_server_names_host_block_and_python(tmp_path):
+    """A block that imports what only the master has: the error names the server, the
+    definitions module, the server's Python and shows the block's own source line."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fail.py"
+    script.write_text(DEFINITIONS_FAIL)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.startswith("local:"), out
+    assert "define_common block of 'easycluster.remote_code' failed there" in out
+    assert f"Python: {sys.executable}" in out
+    assert "    import no_such_module_here\n" in out  # the source line, from the block
+    assert "ModuleNotFoundError" in out and "install what it needs there" in out
+    assert "verbs.py" not in out  # our dispatch frames are left out
+
+
+define_common("""
+def core_divide(x):
+    return 1 / x  # core_divide's line
+""")
+
+
+def test_remote_tracebacks_show_define_common_source_lines(rmt):
+    with pytest.raises(RemoteException) as info:
+        rmt.core_divide(0, origexc=False)
+    assert "return 1 / x  # core_divide's line" in str(info.value)
