@@ -67,6 +67,7 @@ _EXPORTS: Dict[str, str] = {
     "RangeSet": "easycluster.nodeset.rangeset",
     "GroupResolver": "easycluster.nodeset.groups",
     "Task": "easycluster.cluster.task",
+    "Cluster": "easycluster.cluster.session",
     "task_self": "easycluster.cluster.task",
     "EventHandler": "easycluster.cluster.events",
     # EasyCluster 0.22's protocol constants (see easycluster/legacy.py)
@@ -136,6 +137,7 @@ __all__ = [
     "GroupResolver",
     "parse_connection_spec",
     "Task",
+    "Cluster",
     "task_self",
     "EventHandler",
 ]

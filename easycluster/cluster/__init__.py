@@ -27,6 +27,9 @@ from typing import Any, Dict, List
 
 _EXPORTS: Dict[str, str] = {
     "Task": "easycluster.cluster.task",
+    "Cluster": "easycluster.cluster.session",
+    "NodeResults": "easycluster.cluster.session",
+    "CommandResult": "easycluster.cluster.session",
     "Worker": "easycluster.cluster.task",
     "Timer": "easycluster.cluster.task",
     "task_self": "easycluster.cluster.task",

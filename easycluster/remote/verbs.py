@@ -18,6 +18,12 @@ from ..objects import definitions
 from ..version import VERSION
 
 
+def apply(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """``func(*args, **kwargs)``: what a client calls to run a callable it sent (the
+    cluster layer's ``Cluster.call(function)``)."""
+    return func(*args, **kwargs)
+
+
 class RootObject:
     """Object id 0 on every connection; its ``verb_*`` methods are the remote verbs."""
 

@@ -1,0 +1,225 @@
+"""``Cluster``: one authenticated session per node, for commands and Python calls alike.
+
+``Cluster(nodes, **connect_options)`` connects a ``Client`` to every node at once (over
+ssh by default: nothing installed remotely; ``fanout`` connections at a time) and keeps
+them open, so the next command or call costs a round trip, not an ssh start:
+
+    with Cluster("node[1-64]") as c:
+        r = c.run("uname -r")             # NodeResults: per slot, a CommandResult
+        print(r.summary())
+        loads = c.call(os.getloadavg)     # a function (cloudpickled) or a remote name
+        good = loads.succeeded            # {slot key: value}
+
+Results (``NodeResults``) are keyed by slot (a node listed twice gets ``node`` and
+``node#2``: ``slots.slot_keys``). Every slot ends in one outcome of ``summary.py``: a
+node that could not be connected is ``unreachable`` (``hostkey`` when ssh refused its
+host key) for every later operation too; a call that raised is ``failed``; a command is
+``failed`` with its exit code; a call or command past ``call_timeout`` is ``timeout``
+(the remote work may go on: see ``docs/timeouts.md``). ``summary()`` names every slot
+that did not succeed once, folded by class; ``exit_code()`` is the shell's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+
+from ..client.client import Client
+from ..client.parallel import call_multi
+from ..errors import CallTimeout, EasyClusterError
+from ..nodeset.nodeset import NodeSet
+from .slots import slot_keys
+from .summary import Outcome, Summary
+from .task import node_list
+
+APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
+
+
+class CommandResult:
+    """What a command printed and how it ended on one node."""
+
+    __slots__ = ("rc", "stdout", "stderr")
+
+    def __init__(self, rc: int, stdout: bytes, stderr: bytes) -> None:
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"CommandResult(rc={self.rc}, stdout={self.stdout[:40]!r}...)"
+
+
+class NodeResults(Mapping[str, Any]):
+    """Per-slot results of one operation: ``results[key]`` (also ``data[key]``) is the
+    value, or the exception that took its place; ``outcomes[key]`` says how it ended (a
+    call that raised counts as ``failed`` with code 1)."""
+
+    def __init__(self, values: Dict[str, Any], outcomes: Dict[str, Outcome]) -> None:
+        self.data = values
+        self.outcomes = outcomes
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def succeeded(self) -> Dict[str, Any]:
+        """``{key: value}`` of the slots that succeeded."""
+        return {k: v for k, v in self.data.items() if self.outcomes[k].succeeded}
+
+    @property
+    def failed(self) -> Dict[str, Any]:
+        """``{key: exception or CommandResult}`` of the slots that did not succeed."""
+        return {k: v for k, v in self.data.items() if not self.outcomes[k].succeeded}
+
+    def summary(self) -> str:
+        """One line per failure class with its folded slots, then a count; "" if all
+        succeeded."""
+        return "\n".join(Summary(self.outcomes).lines())
+
+    def exit_code(self, maxrc: bool = False) -> int:
+        """The exit code ``easycluster shell`` would give (``summary.py``)."""
+        return Summary(self.outcomes).exit_code(maxrc)
+
+
+def _connect_outcome(exc: BaseException) -> Outcome:
+    text = str(exc)
+    if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
+        return Outcome.hostkey()
+    return Outcome.unreachable()
+
+
+class Cluster:
+    """Sessions to many nodes (module doc). ``connect_options`` go to each ``Client``
+    (``user``, ``extra_args`` for ssh, ``rpython``, ``ssh``...); ``client`` may replace
+    how one node is connected (``client(node) -> Client``, e.g. ``spawn_local`` for
+    tests). Connection failures are kept per slot, never raised."""
+
+    def __init__(
+        self,
+        nodes: Union[str, NodeSet, Sequence[str]],
+        fanout: int = 64,
+        call_timeout: Optional[float] = None,
+        client: Optional[Callable[[str], Client]] = None,
+        **connect_options: Any,
+    ) -> None:
+        names = node_list(nodes) if isinstance(nodes, (str, NodeSet)) else list(nodes)
+        if not names:
+            raise EasyClusterError("Cluster needs at least one node")
+        if fanout < 1:
+            raise ValueError(f"fanout must be >= 1, not {fanout}")
+        self.keys = slot_keys(names)
+        self.node_of = dict(zip(self.keys, names))
+        self.call_timeout = call_timeout
+        connect = client or (lambda node: Client(host=node, **connect_options))
+        self.clients: Dict[str, Client] = {}
+        self.unreachable: Dict[str, BaseException] = {}
+        with ThreadPoolExecutor(max_workers=min(fanout, len(names))) as pool:
+            futures = {key: pool.submit(connect, self.node_of[key]) for key in self.keys}
+            for key, fut in futures.items():
+                try:
+                    self.clients[key] = fut.result()
+                except Exception as e:  # one node's failure is that node's outcome
+                    self.unreachable[key] = e
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every session (the remote servers end with them)."""
+        for c in self.clients.values():
+            c.close()
+
+    def _fan_out(self, func: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+        keys = list(self.clients)
+        got = call_multi(
+            [self.clients[k] for k in keys],
+            func,
+            *args,
+            return_exceptions=True,
+            call_timeout=self.call_timeout,
+            origexc="quiet",  # the exception takes the slot; nothing printed
+            **kwargs,
+        )
+        return dict(zip(keys, got))
+
+    def _results(self, got: Dict[str, Any], judge: Callable[[Any], Outcome]) -> NodeResults:
+        values: Dict[str, Any] = {}
+        outcomes: Dict[str, Outcome] = {}
+        for key in self.keys:
+            if key in self.unreachable:
+                values[key] = self.unreachable[key]
+                outcomes[key] = _connect_outcome(self.unreachable[key])
+            else:
+                values[key] = got[key]
+                outcomes[key] = judge(got[key])
+        return NodeResults(values, outcomes)
+
+    def call(self, func: Union[str, Callable[..., Any]], *args: Any, **kwargs: Any) -> NodeResults:
+        """Call ``func(*args, **kwargs)`` on every node: a callable is sent (cloudpickle),
+        a string names a remote function (``"os.getloadavg"``, or one of
+        ``define_common``)."""
+        if callable(func):
+            got = self._fan_out(APPLY, func, *args, **kwargs)
+        else:
+            got = self._fan_out(func, *args, **kwargs)
+        return self._results(got, _call_outcome)
+
+    def run(self, command: str, timeout: Optional[float] = None) -> NodeResults:
+        """Run shell ``command`` on every node over its session; each value is a
+        ``CommandResult`` (exit code, stdout, stderr). ``timeout``: seconds, after which
+        the command is killed on the node (outcome ``timeout``)."""
+        got = self._fan_out(APPLY, _RUN_COMMAND, command, timeout)
+        for key, value in got.items():
+            if isinstance(value, tuple):
+                got[key] = CommandResult(*value)
+        return self._results(got, _command_outcome)
+
+    def __repr__(self) -> str:
+        up = NodeSet.fromlist([self.node_of[k] for k in self.clients]) if self.clients else ""
+        return f"Cluster({str(up)!r}, {len(self.unreachable)} unreachable)"
+
+
+def _call_outcome(value: Any) -> Outcome:
+    if isinstance(value, CallTimeout):
+        return Outcome.timeout()
+    if isinstance(value, BaseException):
+        return Outcome.failed(1)
+    return Outcome.ok()
+
+
+def _command_outcome(value: Any) -> Outcome:
+    if isinstance(value, CommandResult):
+        return Outcome.from_exit(value.rc)
+    if isinstance(value, (CallTimeout, subprocess.TimeoutExpired)):
+        return Outcome.timeout()
+    return Outcome.unreachable()  # the session died during the command
+
+
+def _remote_runner() -> Callable[[str, Optional[float]], Tuple[int, bytes, bytes]]:
+    """The function ``run`` sends to each node. Made inside a function so cloudpickle
+    sends it by value: the nodes have no ``easycluster.cluster``. It returns a plain
+    tuple for the same reason."""
+
+    def run_command(command: str, timeout: Optional[float]) -> Tuple[int, bytes, bytes]:
+        import subprocess
+
+        done = subprocess.run(
+            command, shell=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        rc = done.returncode
+        return (128 - rc if rc < 0 else rc), done.stdout, done.stderr
+
+    return run_command
+
+
+_RUN_COMMAND = _remote_runner()

@@ -1,0 +1,73 @@
+"""``Cluster``: sessions to many nodes, commands and Python calls per slot, over local
+servers and over ssh against the real loopback sshd (never skipped under ``CI=true``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+import easycluster
+from easycluster import Cluster
+from easycluster.server import spawn_local
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def local_cluster():
+    with Cluster("n[1-3],n1", client=lambda node: spawn_local()) as c:
+        yield c
+
+
+def test_run_gives_each_slot_its_exit_code_and_output(local_cluster):
+    r = local_cluster.run("echo out; echo err >&2; [ $(($$ % 1)) = 0 ] && exit 4")
+    assert list(r) == ["n1", "n2", "n3", "n1#2"]  # a node listed twice: two slots
+    assert {k: v.rc for k, v in r.items()} == dict.fromkeys(r, 4)
+    assert all(v.stdout == b"out\n" and v.stderr == b"err\n" for v in r.values())
+    assert r.succeeded == {} and set(r.failed) == set(r)
+    assert r.summary().splitlines() == [
+        "n[1-3],n1#2 (4 nodes): exit code 4",
+        "4 of 4 did not succeed",
+    ]
+    assert r.exit_code() == 250 and r.exit_code(maxrc=True) == 4
+    ok = local_cluster.run("true")
+    assert ok.summary() == "" and ok.exit_code() == 0
+
+
+def test_call_sends_functions_and_names(local_cluster):
+    pids = local_cluster.call(os.getpid)
+    assert len(set(pids.values())) == 4 and os.getpid() not in pids.values()
+    assert set(local_cluster.call("os.getloadavg").succeeded) == set(local_cluster.keys)
+    r = local_cluster.call(lambda x: 10 // x, 0)
+    assert all(isinstance(v, ZeroDivisionError) for v in r.values())
+    assert r.exit_code() == 250 and "4 of 4 did not succeed" in r.summary()
+
+
+def test_a_command_past_its_timeout_is_killed_and_classified(local_cluster):
+    r = local_cluster.run("sleep 30", timeout=0.5)
+    assert r.exit_code() == 251 and "timed out" in r.summary()
+    assert local_cluster.run("echo again")["n2"].stdout == b"again\n"  # sessions go on
+
+
+def test_call_timeout_bounds_a_call_per_slot():
+    with Cluster(["a", "b"], call_timeout=0.5, client=lambda n: spawn_local()) as c:
+        r = c.call("time.sleep", 10)
+        assert all(isinstance(v, easycluster.CallTimeout) for v in r.values())
+        assert r.exit_code() == 251
+
+
+def test_over_ssh_unreachable_nodes_are_kept_per_slot(sshd):
+    kw = sshd.client_kw(rpython=sys.executable)
+    kw.pop("host")
+    with Cluster("sshtest[1-2],nosuch.invalid", **kw) as c:
+        assert set(c.unreachable) == {"nosuch.invalid"}
+        r = c.run("echo ok")
+        assert {k: v.stdout for k, v in r.succeeded.items()} == {
+            "sshtest1": b"ok\n",
+            "sshtest2": b"ok\n",
+        }
+        assert r.summary().splitlines()[0] == "nosuch.invalid: unreachable"
+        assert r.exit_code() == 252
+        assert c.call(sum, [1, 2]).succeeded == {"sshtest1": 3, "sshtest2": 3}
