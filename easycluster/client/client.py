@@ -165,13 +165,18 @@ class Client:
         port = DEFAULT_PORT if port is None else int(port)
         self._target = (host, port, peername)
         self._ssh_target = None
+        name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         sock = connect_tcp(host, port, self.connect_timeout)
         try:
             channel = client_handshake(sock, key, self.wire_options(), self.connect_timeout)
+        except ConnectionLost as e:  # (and its subclasses): say which server
+            sock.close()
+            if name in str(e):
+                raise
+            raise type(e)(f"{name}: {e}") from e
         except BaseException:
             sock.close()
             raise
-        name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         self.attach(channel, name)
 
     def set_socket(self, sock: Any, peername: Optional[str] = None) -> None:

@@ -118,6 +118,25 @@ class ClientHandshake:
         self._server_hello = b""
         self.hello = b""
 
+    @staticmethod
+    def check_greeting_start(received: bytes) -> None:
+        """Raise ProtocolError as soon as the first bytes of a greeting show it is not
+        ours (an ssh or web server answers at once, with a banner of its own), instead
+        of waiting for a full greeting that never comes."""
+        n = min(len(received), len(MAGIC))
+        if received[:n] == MAGIC[:n]:
+            return
+        if received.startswith(b"SSH-"):
+            banner = received.split(b"\r", 1)[0].split(b"\n", 1)[0][:60]
+            raise ProtocolError(
+                f"this port speaks ssh ({banner.decode('ascii', 'replace')}), not "
+                "EasyCluster: for a server over ssh use Client(host=HOST) without a port; "
+                "over TCP use the port of 'easycluster -S'"
+            )
+        raise ProtocolError(
+            "the peer is not an EasyCluster server (bad greeting); check the host and port"
+        )
+
     def receive_hello(self, server_hello: bytes) -> bytes:
         """Check the server hello and return the client hello to send."""
         if len(server_hello) != SERVER_HELLO_SIZE or server_hello[:8] != MAGIC:

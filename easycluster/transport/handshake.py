@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import ConnectError, ConnectionLost, ProtocolError
 from ..protocol import handshake
@@ -15,7 +15,15 @@ if TYPE_CHECKING:  # annotations only
     from .pipes import Stream
 
 
-def _recv_exact(sock: Stream, n: int, deadline: Optional[float], what: str) -> bytes:
+def _recv_exact(
+    sock: Stream,
+    n: int,
+    deadline: Optional[float],
+    what: str,
+    check: Optional[Callable[[bytes], None]] = None,
+) -> bytes:
+    """``n`` bytes, or ConnectError/ConnectionLost; ``check`` sees what came so far
+    after each read (and may raise)."""
     buf = bytearray()
     while len(buf) < n:
         if deadline is not None:
@@ -32,6 +40,8 @@ def _recv_exact(sock: Stream, n: int, deadline: Optional[float], what: str) -> b
         if not chunk:
             raise ConnectionLost(f"the peer closed the connection during the {what}")
         buf += chunk
+        if check is not None:
+            check(bytes(buf))
     return bytes(buf)
 
 
@@ -42,7 +52,13 @@ def client_handshake(
     deadline = None if timeout is None else time.monotonic() + timeout
     hs = handshake.ClientHandshake(key, options)
     try:
-        hello = _recv_exact(sock, handshake.SERVER_HELLO_SIZE, deadline, "server greeting")
+        hello = _recv_exact(
+            sock,
+            handshake.SERVER_HELLO_SIZE,
+            deadline,
+            "server greeting",
+            handshake.ClientHandshake.check_greeting_start,
+        )
         sock.sendall(hs.receive_hello(hello))
         accept = _recv_exact(sock, handshake.ACCEPT_SIZE, deadline, "server's handshake reply")
     except OSError as e:
