@@ -17,7 +17,14 @@ import tempfile
 import time
 
 import easycluster
-from easycluster import Client, RemoteException, define_common, read_key_file, write_key_file
+from easycluster import (
+    Client,
+    RemoteException,
+    call_multi,
+    define_common,
+    read_key_file,
+    write_key_file,
+)
 from easycluster.server import spawn_local
 
 define_common("""
@@ -34,7 +41,7 @@ def divide(a, b):
 
 def work(seconds, tag):
     time.sleep(seconds)
-    return f"{tag} done after {seconds}s in pid {os.getpid()}"
+    return f"{tag} done after {seconds:g} s in pid {os.getpid()}"
 """)
 
 
@@ -109,7 +116,7 @@ def main() -> int:
             for line in proc.stderr or []:
                 print("server log:", line.rstrip())
 
-        banner("three local servers (spawn_local: fresh interpreters)")
+        banner("three local servers (spawn_local: forked from a clean zygote process)")
         servers = [spawn_local() for _ in range(3)]
         for s in servers:
             print(s, "->", s.whoami())
@@ -126,13 +133,18 @@ def main() -> int:
         for f in concurrent.futures.as_completed(futs, timeout=10):
             print("  ", f.result())
 
-        banner("one call over several servers")
+        banner("one call over several servers: call_multi")
+        print("call_multi(servers, 'addvals', 1, 100) ->", call_multi(servers, "addvals", 1, 100))
         print(
-            "addvals on each ->",
-            [
-                r.wait()
-                for r in [s.addvals(i, 100, nonblocking=True) for i, s in enumerate(servers)]
-            ],
+            "with a bound and per-host progress ->",
+            call_multi(
+                servers,
+                "work",
+                0.1,
+                "late?",
+                call_timeout=5,
+                on_result=lambda host, value: print(f"   {host}: {value}"),
+            ),
         )
         for s in servers:
             s.close()
