@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/bench_nodeset.py
 	$(PY) bench/bench_gather.py
+	$(PY) bench/bench_shell.py
 	$(PY) bench/startup.py
 
 lint: $(STAMP)

@@ -4,10 +4,10 @@ a TCP client pointed at an ssh port, a wrong key, nobody listening."""
 from __future__ import annotations
 
 import pytest
+from sshd import free_port
 
 import easycluster
 from easycluster import AuthenticationError, ConnectError, ProtocolError
-from sshd import free_port
 
 HOST = "127.0.0.1"
 
