@@ -15,9 +15,10 @@ The modules: ``task`` (Task, Worker, Timer, task_self), ``engine`` (the loop),
 ``events`` (EventHandler and the event order), ``nodestate`` (the per-node state
 machine), ``window`` (the fan-out window), ``feed`` (stdin broadcast), ``results``
 (bounded per-slot buffers and getters), ``backends`` (how a command runs: local exec
-with ``%h``/``%n``, plain ``ssh host cmd``). ``gather``, ``summary`` and ``progress``
-display results and are light: importing this package loads none of the engine; each
-name below loads its module on first use.
+with ``%h``/``%n``, plain ``ssh host cmd``), ``copy`` and ``copyio`` (``task.copy``
+and ``task.rcopy``: the node's side as ``sh`` commands, and the local side).
+``gather``, ``summary`` and ``progress`` display results and are light: importing this
+package loads none of the engine; each name below loads its module on first use.
 """
 
 from __future__ import annotations

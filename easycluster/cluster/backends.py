@@ -178,7 +178,9 @@ class Backend:
     ``start(node, rank, command, stdin, stderr)`` returns a running ``Command`` or raises
     OSError (the slot is then ``failed``); ``classify(rc, tail)`` names the outcome from
     the return code and the last bytes of the stream carrying stderr: ``"exit"`` (the
-    command's own code), ``"unreachable"`` or ``"hostkey"``.
+    command's own code), ``"unreachable"`` or ``"hostkey"``. ``literal(command)`` is the
+    text to give ``start`` so that ``command`` runs exactly as written (``copy`` and
+    ``rcopy`` build their commands that way).
     """
 
     name = "backend"
@@ -189,13 +191,20 @@ class Backend:
     def classify(self, rc: int, tail: bytes) -> str:
         return EXIT
 
+    def literal(self, command: str) -> str:
+        """``command`` as ``start`` must be given it to run it exactly as written (an
+        exec backend escapes its ``%`` placeholders; others return it unchanged)."""
+        return command
+
 
 _PLACEHOLDER = re.compile(r"%(host|rank|h|n|%)")
+_TEMPLATE_PLACEHOLDER = re.compile(r"%(host|rank|h|n|c|%)")
 
 
-def substitute(command: str, host: str, rank: int) -> str:
+def substitute(command: str, host: str, rank: int, inner: Optional[str] = None) -> str:
     """``command`` with ``%h``/``%host`` as the host (shell-quoted), ``%n``/``%rank`` as the
-    0-based rank and ``%%`` as ``%``."""
+    0-based rank and ``%%`` as ``%``; when ``inner`` is given (a template), ``%c`` as
+    ``inner`` shell-quoted."""
 
     def one(m: re.Match[str]) -> str:
         what = m.group(1)
@@ -203,23 +212,40 @@ def substitute(command: str, host: str, rank: int) -> str:
             return shlex.quote(host)
         if what in ("n", "rank"):
             return str(rank)
+        if what == "c":
+            return shlex.quote(inner or "")
         return "%"
 
-    return _PLACEHOLDER.sub(one, command)
+    pattern = _PLACEHOLDER if inner is None else _TEMPLATE_PLACEHOLDER
+    return pattern.sub(one, command)
 
 
 class ExecBackend(Backend):
     """A local command per node, run by ``shell -c`` after ``%h``/``%n`` substitution:
     ``docker exec %h uname -r``, ``kubectl exec %h -- ...``, or plain ``sh -c`` work
-    per node. The command's return code is always its own (nothing is classified)."""
+    per node. The command's return code is always its own (nothing is classified).
+
+    ``template`` (optional) wraps every command: ``%c`` in it is the command (after its
+    own substitution, shell-quoted), ``%h``/``%n``/``%%`` as in a command. So
+    ``ExecBackend(template="docker exec -i %h sh -c %c")`` runs ``shell("uname -r")``
+    in each container, and ``Task.copy`` and ``rcopy`` work through it (their commands
+    are POSIX ``sh``, fed on stdin or read on stdout: keep ``-i`` for ``copy``)."""
 
     name = "exec"
 
-    def __init__(self, shell: str = "/bin/sh") -> None:
+    def __init__(self, shell: str = "/bin/sh", template: Optional[str] = None) -> None:
         self.shell = shell
+        self.template = template
 
     def argv(self, node: str, rank: int, command: str) -> List[str]:
-        return [self.shell, "-c", substitute(command, node, rank)]
+        text = substitute(command, node, rank)
+        if self.template is not None:
+            text = substitute(self.template, node, rank, text)
+        return [self.shell, "-c", text]
+
+    def literal(self, command: str) -> str:
+        """``command`` escaped so that it runs as written (no ``%h`` substitution)."""
+        return command.replace("%", "%%")
 
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
         return spawn(self.argv(node, rank, command), stdin, stderr)

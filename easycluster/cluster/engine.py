@@ -8,7 +8,10 @@ kept). Hot per-slot state is in plain dicts keyed by slot key.
 
 Fairness: each ready descriptor gets one read of ``CHUNK`` bytes per turn of the loop,
 so a node that floods output shares the loop with the others; what it sends beyond the
-result buffers' limit is counted and dropped at once (see ``results.py``).
+result buffers' limit is counted and dropped at once (see ``results.py``). A worker
+with a ``sink`` (``worker.Sink``: rcopy's raw data) has its stdout handed to the sink
+as it comes, neither kept nor split into lines; the sink commits or discards each
+started slot exactly once, as the slot ends.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import selectors
 import time
 from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
 
-from .backends import HOSTKEY, UNREACHABLE, Command, failed_message
+from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, failed_message
 from .feed import CHUNK
 from .nodestate import CLOSE, KILL, PICKUP_CLOSE
 from .results import Results, SlotResult
@@ -224,6 +227,9 @@ class Engine:
         worker = run.worker
         if data:
             run.slot.state.read()
+            if sname == "stdout" and worker.sink is not None:
+                worker.sink.write(run.slot, data)
+                return
             carries_stderr = sname == "stderr" or run.cmd.stderr is None
             run.slot.keep(sname, data, self.task.buffer_max, carries_stderr)
             if worker.wants_lines:
@@ -359,6 +365,11 @@ class Engine:
         slot, worker, cmd = run.slot, run.worker, run.cmd
         rc = cmd.rc if cmd.rc is not None else 0
         verdict = worker.backend.classify(rc, slot.tail)
+        if worker.sink is not None:
+            if verdict == EXIT and rc == 0:
+                rc = worker.sink.commit(slot)
+            else:
+                worker.sink.discard(slot)
         if verdict == UNREACHABLE:
             answer = slot.state.unreachable(rc)
         elif verdict == HOSTKEY:
@@ -390,6 +401,8 @@ class Engine:
 
     def kill(self, run: Running) -> None:
         run.cmd.kill()
+        if run.worker.sink is not None:
+            run.worker.sink.discard(run.slot)
         self.release(run)
 
     def expire(self, now: float) -> None:
@@ -459,13 +472,16 @@ class Engine:
 
     def cleanup(self) -> None:
         """Whatever happened (a handler raised, the thread was interrupted): no process
-        is left running or unreaped, no descriptor open."""
+        is left running or unreaped, no descriptor open, every worker of the run
+        released (``Worker.release``)."""
         for run in list(self.running.values()):
             if not run.slot.state.final:
                 run.slot.state.abort()
             self.kill(run)
         for key in self.window.drop():
             self.results.slot(str(key)).state.abort()
+        for worker in dict.fromkeys(self.slot_worker.values()):
+            worker.release()
         for cmd in self.reaping:
             cmd.kill()
             cmd.wait()

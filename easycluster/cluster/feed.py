@@ -66,6 +66,10 @@ class StdinFeed:
             i -= 1
         return memoryview(self.chunks[i])[pos - self.starts[i] :]
 
+    def close(self) -> None:
+        """The run is over: release what the feed holds (nothing here; see
+        ``copyio.FileFeed``)."""
+
     def trim(self, needed_from: int) -> None:
         """Drop the chunks that end at or before ``needed_from`` (the smallest offset any
         slot still needs)."""

@@ -1,6 +1,6 @@
 """``Task``, ``Worker``, ``Timer`` and ``task_self``: ClusterShell's vocabulary, our engine.
 
-A Task collects work (``shell``, ``timer``) and runs it when its thread calls
+A Task collects work (``shell``, ``copy``, ``rcopy``, ``timer``) and runs it when its thread calls
 ``resume()`` (or ``run()``): that thread owns all the Task's I/O and runs every handler
 (``engine.py``). One Task per thread: ``task_self()`` returns the calling thread's. A
 Task is not thread-safe: configure and run it from one thread; ``abort()`` may be called
@@ -13,6 +13,8 @@ keys ``node`` and ``node#2``. They are those of the last run, kept until the nex
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
 import threading
 import time
@@ -21,6 +23,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 from ..errors import TaskTimeout
 from ..nodeset import NodeSet
 from .backends import Backend, ExecBackend, SshBackend
+from .copy import base_name, pull_command, pull_names, push_command
+from .copyio import PullSink, open_push
 from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
@@ -152,28 +156,145 @@ class Task:
         stderr apart (default True) or merge it into stdout. ``backend``: "ssh" (default),
         "exec" or a ``Backend``; ``nodes=None`` always runs locally.
         """
-        if self.finished_run:
-            self.results.clear()
-            self.finished_run = False
         if nodes is None:
             names = [key or "local"]
             chosen: Backend = ExecBackend() if backend is None else self.backend(backend)
         else:
             names = node_list(nodes)
             chosen = self.backend(backend)
-        keys = [self.results.new_slot(n, rank).key for rank, n in enumerate(names)]
-        if timeout is None:
-            timeout = self.infos.get("command_timeout") or None
+        keys = self.new_keys(names)
         worker = Worker(
             self,
             command,
             keys,
             handler,
-            timeout,
+            self.command_timeout(timeout),
             chosen,
             self.defaults.get("stderr", True) if stderr is None else bool(stderr),
             make_feed(stdin),
         )
+        return self.schedule(worker)
+
+    def copy(
+        self,
+        source: str,
+        dest: str,
+        nodes: Nodes = None,
+        handler: Optional[EventHandler] = None,
+        timeout: Optional[float] = None,
+        preserve: bool = False,
+        reverse: bool = False,
+        backend: Union[str, Backend, None] = None,
+    ) -> Worker:
+        """Schedule copying the local file or directory ``source`` to ``dest`` on every
+        node of ``nodes`` (``reverse=True``: ``rcopy``) and return its ``Worker``.
+
+        On each node: if ``dest`` is an existing directory the copy is
+        ``dest/<basename of source>``, else it is ``dest`` (its directory must exist). It
+        is written to a temporary next to it and renamed into place only when every byte
+        arrived, so a copy that fails leaves neither a partial file under that name nor
+        its temporary (``copy.py`` draws the receiver). A directory replaces a directory
+        of that name as a whole. ``preserve``: keep mode and mtime (else the mode is the
+        source's less the node's umask, the mtime now). A node's failure is a non-zero
+        return code (1) with the reason in its error buffer. Raises FileNotFoundError for
+        a missing ``source`` (ValueError for one that is neither file nor directory)
+        before anything is scheduled. ``timeout``, ``handler``, ``backend`` as for
+        ``shell()``; ``nodes`` is required.
+        """
+        if reverse:
+            return self.rcopy(source, dest, nodes, handler, timeout, preserve, backend)
+        names, chosen = self.copy_targets(nodes, backend)
+        push = open_push(os.fspath(source))
+        try:
+            command = push_command(
+                os.fspath(dest),
+                push.name,
+                push.feed.total,
+                push.mode,
+                push.kind,
+                preserve,
+                push.mtime,
+            )
+            worker = Worker(
+                self,
+                chosen.literal(command),
+                self.new_keys(names),
+                handler,
+                self.command_timeout(timeout),
+                chosen,
+                True,
+                push.feed,
+            )
+        except BaseException:
+            push.feed.close()
+            raise
+        return self.schedule(worker)
+
+    def rcopy(
+        self,
+        source: str,
+        dest: str,
+        nodes: Nodes = None,
+        handler: Optional[EventHandler] = None,
+        timeout: Optional[float] = None,
+        preserve: bool = False,
+        backend: Union[str, Backend, None] = None,
+    ) -> Worker:
+        """Schedule copying the file or directory ``source`` of every node of ``nodes``
+        into the local directory ``dest`` and return its ``Worker``.
+
+        Each slot's copy is ``dest/<basename of source>.<node>`` (``.<node>~k`` for the
+        k-th listing of a node, ``/`` in a node's name as ``_``; see
+        ``copy.pull_names``), written to a temporary in ``dest`` and renamed only when
+        the node's command ended with 0 (removed otherwise). Raises NotADirectoryError if
+        ``dest`` is not an existing directory, ValueError if ``source`` has no base name,
+        before anything is scheduled. The slots' stdout carries the data: it is not kept
+        in the buffers and gives no ``ev_read`` (stderr does). Other arguments as for
+        ``copy()``.
+        """
+        source, dest = os.fspath(source), os.fspath(dest)
+        name = base_name(source)
+        if not os.path.isdir(dest):
+            raise NotADirectoryError(
+                errno.ENOTDIR, "rcopy: the destination must be an existing directory", dest
+            )
+        names, chosen = self.copy_targets(nodes, backend)
+        keys = self.new_keys(names)
+        hosts = [self.results.slot(k).node for k in keys]
+        worker = Worker(
+            self,
+            chosen.literal(pull_command(source)),
+            keys,
+            handler,
+            self.command_timeout(timeout),
+            chosen,
+            True,
+            None,
+            PullSink(dest, pull_names(name, keys, hosts), preserve),
+        )
+        return self.schedule(worker)
+
+    def copy_targets(
+        self, nodes: Nodes, backend: Union[str, Backend, None]
+    ) -> Tuple[List[str], Backend]:
+        if nodes is None:
+            raise ValueError("copy and rcopy need nodes")
+        return node_list(nodes), self.backend(backend)
+
+    def new_keys(self, names: List[str]) -> List[str]:
+        """New slots for ``names`` (the results of a finished run are cleared first)."""
+        if self.finished_run:
+            self.results.clear()
+            self.finished_run = False
+        return [self.results.new_slot(n, rank).key for rank, n in enumerate(names)]
+
+    def command_timeout(self, timeout: Optional[float]) -> Optional[float]:
+        """``timeout``, or the ``command_timeout`` info when it is None (0: none)."""
+        if timeout is None:
+            return self.infos.get("command_timeout") or None
+        return timeout
+
+    def schedule(self, worker: Worker) -> Worker:
         if self.engine is not None:
             self.engine.add_worker(worker)
         else:
@@ -256,6 +377,7 @@ class Task:
         for worker in self.workers:
             for k in worker.keys:
                 self.results.slot(k).state.abort()
+            worker.release()
         self.workers = []
         self.timers = []
 

@@ -11,7 +11,7 @@ from typing import Any, Iterator, List, Optional, Protocol
 
 from .backends import Backend
 from .feed import StdinFeed
-from .results import Results
+from .results import Results, SlotResult
 
 
 class Owner(Protocol):
@@ -28,6 +28,21 @@ class Owner(Protocol):
     def node_error(self, node: str) -> bytes: ...
     def node_retcode(self, node: str) -> Optional[int]: ...
     def node_status(self, node: str) -> str: ...
+
+
+class Sink(Protocol):
+    """Where a worker's stdout goes instead of the result buffers and ``ev_read`` (the
+    raw bytes of ``Task.rcopy``). The engine calls, on the Task's thread: ``write`` with
+    each piece of a slot's stdout as it comes; then, once per started slot, exactly one
+    of ``commit`` (the command ended with its own return code 0 and its output was read
+    to the end; before ``ev_hup``) or ``discard`` (anything else: another return code,
+    unreachable, timed out, aborted, the run interrupted). ``commit`` returns the return
+    code to report: 0, or non-zero with the reason appended to ``slot.stderr``. None of
+    them may raise."""
+
+    def write(self, slot: SlotResult, data: bytes) -> None: ...
+    def commit(self, slot: SlotResult) -> int: ...
+    def discard(self, slot: SlotResult) -> None: ...
 
 
 def overrides(handler: object, event: str) -> bool:
@@ -69,10 +84,12 @@ class Timer:
 
 
 class Worker:
-    """One ``shell()`` call: a command over a list of slots, run by one backend.
+    """One ``shell()`` (or ``copy()``, ``rcopy()``) call: a command over a list of
+    slots, run by one backend.
 
     ``keys`` are its slot keys in order; ``handler`` gets its events. The getters read
-    the Task's results for this worker's slots.
+    the Task's results for this worker's slots. ``sink``, when given, takes the slots'
+    stdout instead of the buffers (no ``ev_read`` for stdout then).
     """
 
     def __init__(
@@ -85,6 +102,7 @@ class Worker:
         backend: Backend,
         stderr: bool,
         feed: Optional[StdinFeed],
+        sink: Optional[Sink] = None,
     ) -> None:
         self.task = task
         self.command = command
@@ -94,6 +112,7 @@ class Worker:
         self.backend = backend
         self.stderr = stderr
         self.feed = feed
+        self.sink = sink  # takes stdout instead of the buffers (None: the buffers)
         self.started = False  # ev_start was called
         self.closed = False  # ev_close was called
         self.open = len(keys)  # slots not in a final state
@@ -116,6 +135,12 @@ class Worker:
         if self.feed is not None:
             self.feed.end()
             self.task.feed_changed(self)
+
+    def release(self) -> None:
+        """The run this worker was part of is over (or it will never run): close what
+        it holds (its stdin feed's file)."""
+        if self.feed is not None:
+            self.feed.close()
 
     def abort(self) -> None:
         """Abort the whole Task this worker belongs to."""

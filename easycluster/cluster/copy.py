@@ -1,0 +1,227 @@
+"""File copy as shell commands: the remote side of ``Task.copy`` and ``Task.rcopy`` (pure).
+
+Nothing here touches a file or a process: it builds the POSIX ``sh`` command lines a
+node runs (through any backend that runs a shell command: ssh, local exec, a
+``docker exec %h sh -c %c`` template) and chooses names. The local side (the bytes
+sent, the files written here) is in ``copyio.py``.
+
+Push (``copy``): every node runs ``RECEIVER`` with the data on its stdin (a file's
+bytes, or a tar stream of a directory) and these arguments::
+
+    $1 dest   $2 name (the source's base name)   $3 size (bytes that must arrive)
+    $4 mode (octal)   $5 keep ("p": preserve)   $6 stamp (touch -t, UTC, or "")
+    $7 kind ("f" file, "d" directory)   $8 the guard's script (``GUARD``)
+
+Where it goes: if ``dest`` is an existing directory the copy is ``dest/name``, else it
+is ``dest`` itself (whose directory must exist). A file never replaces a directory; a
+directory replaces a directory of that name as a whole (it is not merged) and never
+replaces a file.
+
+How it fails safe: the data is written to ``.NAME.ectmp.PID`` next to the target (a
+file: the copy itself, made with umask 077 and given its mode at the end; a
+directory: a temporary directory holding the tar file, then the unpacked tree), and
+renamed onto the target only once exactly ``size`` bytes arrived and every step
+succeeded. A replaced directory is first renamed to ``.NAME.ecold.PID``. The writer
+runs on the left of a pipeline whose right side is the guard (detached with ``setsid``
+where there is one, so that a SIGKILL of the receiver's process group does not reach
+it): the writer sends its exit status down the pipe when it ends; the guard waits for
+that (or for the pipe's end, if the writer was killed), removes the temporary, puts a
+moved-aside directory back if the new one never took its place (else removes it), and
+exits with the writer's status (1 if it had none). So whatever ends the writer
+(killed, timed out, disk full, the connection lost: stdin ends early and the byte
+count is short) leaves neither a half-written target nor a temporary, and a failure
+is the node's return code 1 with the reason on its stderr, each line starting with
+``easycluster copy:`` (or the failing tool's own message).
+
+Pull (``rcopy``): every node runs ``SENDER`` with the source path as ``$1``. It writes
+one header line then the data on stdout: ``F MODE MTIME`` and the file's bytes (MODE
+in octal and MTIME in seconds, or ``-`` where ``stat`` cannot tell), or ``D`` and a
+tar stream of the directory's content. A source that cannot be read exits non-zero
+with the reason on stderr; the local side keeps nothing unless the command's return
+code is 0 (for ssh that also means every byte arrived).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from typing import Dict, List, NamedTuple, Optional
+
+TEMP_MARK = ".ectmp."  # in every temporary name (remote and local): ``.NAME.ectmp.PID``
+OLD_MARK = ".ecold."  # a directory moved aside while its replacement is renamed in
+DUP_MARK = "~"  # rcopy names the k-th listing of a node ``NAME.NODE~k``
+
+# The guard: $1 the temporary, $2 the moved-aside directory, $3 the target; stdin is the
+# pipe the writer sends its exit status down.
+GUARD = r"""rc=; read -r rc
+rm -rf -- "$1"
+if [ -e "$2" ] || [ -L "$2" ]; then
+  if [ -e "$3" ] || [ -L "$3" ]; then rm -rf -- "$2"; else mv -f -- "$2" "$3"; fi
+fi
+case $rc in
+''|*[!0-9]*) echo "easycluster copy: the receiver was killed" >&2; exit 1 ;;
+esac
+exit "$rc"
+"""
+
+RECEIVER = r"""dest=$1 name=$2 size=$3 mode=$4 keep=$5 stamp=$6 kind=$7 guard=$8
+fail() { printf 'easycluster copy: %s\n' "$*" >&2; exit 1; }
+if [ -d "$dest" ]; then target=$dest/$name; else target=$dest; fi
+dir=$(dirname -- "$target") && base=$(basename -- "$target") || exit 1
+case $dir in */) ;; *) dir=$dir/ ;; esac
+[ -d "$dir" ] || fail "$dir: no such directory"
+target=$dir$base
+if [ "$kind" = f ] && [ -d "$target" ]; then fail "$target: is a directory"; fi
+if [ "$kind" = d ] && [ -e "$target" ] && [ ! -d "$target" ]; then
+  fail "$target: exists and is not a directory"
+fi
+tmp=$dir.$base.ectmp.$$ old=$dir.$base.ecold.$$ mask=$(umask)
+receive() {
+  umask 077
+  if [ "$kind" = d ]; then
+    mkdir -- "$tmp" && cat >"$tmp/t.tar" || fail "$tmp: cannot write"
+    got=$(($(wc -c <"$tmp/t.tar")))
+    [ "$got" -eq "$size" ] || fail "$target: incomplete, $got of $size bytes came"
+    umask "$mask"
+    if [ -n "$keep" ]; then how=-p; else how=-m; fi
+    tar -x "$how" -f "$tmp/t.tar" -C "$tmp" || fail "$target: cannot unpack"
+    rm -f -- "$tmp/t.tar"
+    if [ -d "$target" ]; then mv -f -- "$target" "$old" || fail "$target: cannot move it"; fi
+    mv -f -- "$tmp/d" "$target" || fail "$target: cannot rename into place"
+  else
+    cat >"$tmp" || fail "$tmp: cannot write"
+    got=$(($(wc -c <"$tmp")))
+    [ "$got" -eq "$size" ] || fail "$target: incomplete, $got of $size bytes came"
+    [ -n "$keep" ] || mode=$(printf %o $((0$mode & ~0$mask & 0777)))
+    chmod "$mode" "$tmp" || fail "$target: cannot set its mode"
+    if [ -n "$stamp" ]; then
+      TZ=UTC0 touch -m -t "$stamp" "$tmp" || fail "$target: cannot set its time"
+    fi
+    mv -f -- "$tmp" "$target" || fail "$target: cannot rename into place"
+  fi
+}
+detach=
+if command -v setsid >/dev/null 2>&1; then detach=setsid; fi
+exec 4>&1
+{ (receive) 4>&-; echo $? >&3; } 3>&1 >&4 |
+  $detach sh -c "$guard" guard "$tmp" "$old" "$target" >/dev/null 4>&-
+"""
+
+SENDER = r"""src=$1
+if [ ! -e "$src" ]; then
+  printf 'easycluster rcopy: %s: no such file or directory\n' "$src" >&2; exit 1
+fi
+if [ -d "$src" ]; then
+  cd -- "$src" || exit 1
+  echo D && exec tar -cf - .
+fi
+exec 3<"$src" || exit 1
+meta=$(stat -c '%a %Y' -- "$src" 2>/dev/null || stat -f '%Lp %m' -- "$src" 2>/dev/null) || meta=
+[ -n "$meta" ] || meta='- -'
+echo "F $meta" && exec cat <&3
+"""
+
+TAR_TOP = "d"  # the name of the pushed directory inside its tar stream
+
+
+class Header(NamedTuple):
+    """What a sender's header line says: ``kind`` "f" or "d"; for a file its ``mode``
+    and ``mtime`` when the node could tell (else None)."""
+
+    kind: str
+    mode: Optional[int] = None
+    mtime: Optional[int] = None
+
+
+def sh_command(script: str, name: str, args: List[str]) -> str:
+    """``sh -c SCRIPT NAME ARGS...`` as one shell command line, every word quoted."""
+    return " ".join(["sh", "-c", shlex.quote(script), name, *map(shlex.quote, args)])
+
+
+def touch_stamp(mtime: float) -> str:
+    """``mtime`` as ``touch -t`` reads it with ``TZ=UTC0``: ``CCYYMMDDhhmm.SS``."""
+    return time.strftime("%Y%m%d%H%M.%S", time.gmtime(int(mtime)))
+
+
+def push_command(
+    dest: str, name: str, size: int, mode: int, kind: str, preserve: bool, mtime: float
+) -> str:
+    """The command a node runs to receive a pushed file (``kind`` "f") or directory
+    ("d", a tar stream of ``size`` bytes) on stdin; see the module docstring."""
+    if kind not in ("f", "d"):
+        raise ValueError(f"kind must be 'f' or 'd', not {kind!r}")
+    if not dest:
+        raise ValueError("copy: the destination is empty")
+    args = [
+        dest,
+        name,
+        str(size),
+        f"{mode & 0o7777:04o}",
+        "p" if preserve else "",
+        touch_stamp(mtime) if preserve and kind == "f" else "",
+        kind,
+        GUARD,
+    ]
+    return sh_command(RECEIVER, "easycluster-copy", args)
+
+
+def pull_command(source: str) -> str:
+    """The command a node runs to send ``source`` (a header line, then the data) on
+    stdout."""
+    if not source:
+        raise ValueError("rcopy: the source is empty")
+    return sh_command(SENDER, "easycluster-rcopy", [source])
+
+
+def parse_header(line: bytes) -> Header:
+    """The header line of a sender (without its newline). Raises ValueError if it is not
+    one."""
+    words = line.split()
+    if words == [b"D"]:
+        return Header("d")
+    if len(words) == 3 and words[0] == b"F":
+        octal = words[1] and all(c in b"01234567" for c in words[1])
+        mode = int(words[1], 8) & 0o7777 if octal else None
+        mtime = int(words[2]) if words[2].isdigit() else None
+        return Header("f", mode, mtime)
+    raise ValueError(f"not a copy header: {line[:80]!r}")
+
+
+def base_name(path: str) -> str:
+    """The last component of ``path`` (trailing slashes ignored); ValueError for a path
+    without one (``/``, empty)."""
+    name = os.path.basename(path.rstrip("/"))
+    if not name or name in (".", ".."):
+        raise ValueError(f"cannot name a copy of {path!r}: it has no base name")
+    return name
+
+
+def safe_part(text: str) -> str:
+    """``text`` usable inside one file name: ``/`` and NUL become ``_``."""
+    return text.replace("/", "_").replace("\0", "_")
+
+
+def pull_names(name: str, keys: List[str], hosts: List[str]) -> Dict[str, str]:
+    """The local file name of each slot's copy of ``name``, for one rcopy: ``NAME.NODE``
+    for a node's first listing in it and ``NAME.NODE~k`` for its k-th, with ``/`` in a
+    node's name as ``_``; a name already taken (a node literally called ``n1~2``) gets
+    ``~k`` bumped until it is free. ``hosts[i]`` is the node of the slot ``keys[i]``."""
+    names: Dict[str, str] = {}
+    taken = set()
+    seen: Dict[str, int] = {}
+    for key, host in zip(keys, hosts):
+        k = seen[host] = seen.get(host, 0) + 1
+        while True:
+            candidate = f"{name}.{safe_part(host)}" + (f"{DUP_MARK}{k}" if k > 1 else "")
+            if candidate not in taken:
+                break
+            k += 1
+        taken.add(candidate)
+        names[key] = candidate
+    return names
+
+
+def temp_name(name: str, unique: str) -> str:
+    """A hidden temporary name for ``name`` in the same directory: ``.NAME.ectmp.UNIQUE``."""
+    return f".{name}{TEMP_MARK}{unique}"

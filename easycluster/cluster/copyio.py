@@ -1,0 +1,321 @@
+"""The local side of ``Task.copy`` and ``Task.rcopy``: what is sent, what is written here.
+
+``open_push(path)`` turns the local source into a ``FileFeed`` (the bytes every node's
+receiver reads on stdin, ``copy.RECEIVER``): a regular file is read where it lies; a
+directory is packed once into an anonymous temporary tar file. ``PullSink`` is the
+engine's ``Sink`` for rcopy: each slot's stdout (``copy.SENDER``'s header line, then the
+data) goes to a temporary in the destination directory, which becomes the slot's name
+only when the node's command ended with 0; anything else removes it.
+
+The engine calls these on the Task's thread; a commit that unpacks a directory does
+so there, delaying the other nodes' I/O for that long.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from typing import IO, Any, Callable, Dict, NamedTuple, Optional
+
+from .copy import TAR_TOP, TEMP_MARK, Header, base_name, parse_header
+from .feed import CHUNK, StdinFeed
+from .results import SlotResult
+
+CACHE_CHUNKS = 32  # chunks of a pushed file kept in memory for nodes a little behind
+HEADER_MAX = 256  # bytes: a longer first line is not a sender's header
+
+
+class FileFeed(StdinFeed):
+    """A ``StdinFeed`` over a seekable file of ``size`` bytes: any node may be at any
+    offset, and a chunk is read again (``os.pread``) when a node needs one no longer
+    cached, so memory stays at ``CACHE_CHUNKS`` chunks however many nodes wait for the
+    fan-out window. If the file turns out shorter than ``size`` (it shrank), the stream
+    ends there: receivers then see fewer bytes than announced and fail. ``close()`` closes
+    the file (the worker's ``release``)."""
+
+    __slots__ = ("file", "cache")
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        super().__init__()
+        self.file: Optional[IO[bytes]] = file
+        self.total = size
+        self.eof = True
+        self.cache: Dict[int, bytes] = {}
+
+    def view(self, pos: int) -> memoryview:
+        if pos >= self.total or self.file is None:
+            return memoryview(b"")
+        index = pos // CHUNK
+        chunk = self.cache.get(index)
+        if chunk is None:
+            start = index * CHUNK
+            want = min(CHUNK, self.total - start)
+            try:
+                chunk = os.pread(self.file.fileno(), want, start)
+            except OSError:
+                chunk = b""
+            if len(chunk) < want:  # the file shrank (or cannot be read): end here
+                self.total = start + len(chunk)
+            if len(self.cache) >= CACHE_CHUNKS:
+                del self.cache[next(iter(self.cache))]
+            self.cache[index] = chunk
+        return memoryview(chunk)[pos - index * CHUNK :]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.cache.clear()
+
+
+class PushSource(NamedTuple):
+    """A local source opened for ``copy``: its base ``name``, ``kind`` ("f" or "d"),
+    ``mode`` and ``mtime`` (for ``preserve``), and the ``feed`` of its bytes (``feed.total``
+    of them: the file, or the tar stream of the directory)."""
+
+    name: str
+    kind: str
+    mode: int
+    mtime: float
+    feed: FileFeed
+
+
+def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A member as packed for a push: no owner names, uid and gid 0 (a root receiver
+    gives the files to root, anyone else to themselves, as ``scp`` does)."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def open_push(path: str) -> PushSource:
+    """Open the local source of a copy. Raises FileNotFoundError (with the path) when it
+    does not exist, ValueError when it is neither a regular file nor a directory, and
+    what reading it raises (a directory is packed here, before anything starts)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "copy: no such file or directory", path) from None
+    name = base_name(os.path.abspath(path))  # ("." is named after the directory)
+    if stat.S_ISREG(st.st_mode):
+        file = open(path, "rb")
+        return PushSource(name, "f", st.st_mode, st.st_mtime, FileFeed(file, st.st_size))
+    if not stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"copy: {path!r} is neither a regular file nor a directory")
+    packed = tempfile.TemporaryFile()
+    try:
+        with tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(os.path.join(path, ""), arcname=TAR_TOP, filter=owned_by_root)
+        size = packed.tell()
+        packed.flush()  # (the feed reads the descriptor)
+    except BaseException:
+        packed.close()
+        raise
+    return PushSource(name, "d", st.st_mode, st.st_mtime, FileFeed(packed, size))
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class Incoming:
+    """One slot's pull in progress: the header read so far, the temporary file it goes
+    to once the header is known, and the first error met (then the rest is ignored)."""
+
+    __slots__ = ("head", "header", "file", "temp", "error")
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.header: Optional[Header] = None
+        self.file: Optional[IO[bytes]] = None
+        self.temp: Optional[str] = None  # the file written: the copy, or a directory's tar
+        self.error: Optional[str] = None
+
+
+class PullSink:
+    """``worker.Sink`` of an rcopy into the local directory ``dest``: slot key -> its
+    file name (``names``, from ``copy.pull_names``). A slot's data goes to
+    ``dest/.NAME.ectmp.XXXX`` (mode 0600); ``commit`` gives a file its mode (the
+    node's, less the umask; exactly the node's with ``preserve``, which also keeps its
+    mtime) and renames it to ``dest/NAME``, replacing a file of that name; a directory's
+    tar stream is unpacked into a temporary directory first, which then replaces a
+    directory of that name as a whole. A failure removes every temporary, appends
+    ``easycluster rcopy: KEY: REASON`` to the slot's stderr and reports return code 1."""
+
+    def __init__(self, dest: str, names: Dict[str, str], preserve: bool) -> None:
+        self.dest = dest
+        self.names = names
+        self.preserve = preserve
+        self.umask = current_umask()
+        self.incoming: Dict[str, Incoming] = {}
+
+    # -- the Sink interface ------------------------------------------------------------
+
+    def write(self, slot: SlotResult, data: bytes) -> None:
+        inc = self.incoming.get(slot.key)
+        if inc is None:
+            inc = self.incoming[slot.key] = Incoming()
+        if inc.error is not None:
+            return
+        try:
+            if inc.header is None:
+                data = self.read_header(inc, slot.key, data)
+            if data and inc.file is not None:
+                inc.file.write(data)
+        except (OSError, ValueError) as e:
+            inc.error = str(e)
+            self.drop(inc)
+
+    def commit(self, slot: SlotResult) -> int:
+        inc = self.incoming.pop(slot.key, None) or Incoming()
+        try:
+            if inc.error is not None:
+                raise CopyFailed(inc.error)
+            if inc.header is None or inc.file is None or inc.temp is None:
+                raise CopyFailed("the node sent no data")
+            inc.file.close()
+            final = os.path.join(self.dest, self.names[slot.key])
+            if inc.header.kind == "f":
+                self.finish_file(inc.temp, inc.header, final)
+            else:
+                self.finish_dir(inc.temp, final)
+            inc.temp = None
+            return 0
+        except (OSError, CopyFailed, tarfile.TarError) as e:
+            self.drop(inc)
+            slot.stderr += f"easycluster rcopy: {slot.key}: {e}\n".encode()
+            return 1
+
+    def discard(self, slot: SlotResult) -> None:
+        inc = self.incoming.pop(slot.key, None)
+        if inc is not None:
+            self.drop(inc)
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def read_header(self, inc: Incoming, key: str, data: bytes) -> bytes:
+        """Take the header line from the start of the stream; open the temporary once it
+        is complete. Returns the data after it."""
+        end = data.find(b"\n")
+        if end < 0:
+            inc.head += data
+            if len(inc.head) > HEADER_MAX:
+                raise ValueError("the node sent no copy header")
+            return b""
+        inc.head += data[:end]
+        inc.header = parse_header(bytes(inc.head))
+        suffix = ".tar" if inc.header.kind == "d" else ""
+        fd, inc.temp = tempfile.mkstemp(
+            suffix=suffix, prefix=f".{self.names[key]}{TEMP_MARK}", dir=self.dest
+        )
+        inc.file = os.fdopen(fd, "wb")
+        return data[end + 1 :]
+
+    def finish_file(self, temp: str, header: Header, final: str) -> None:
+        mode = 0o666 if header.mode is None else header.mode
+        os.chmod(temp, mode if self.preserve else mode & ~self.umask & 0o777)
+        if self.preserve and header.mtime is not None:
+            os.utime(temp, (header.mtime, header.mtime))
+        if os.path.isdir(final):
+            raise CopyFailed(f"{final}: is a directory")
+        os.replace(temp, final)
+
+    def finish_dir(self, tar_path: str, final: str) -> None:
+        if os.path.lexists(final) and not os.path.isdir(final):
+            raise CopyFailed(f"{final}: exists and is not a directory")
+        name = os.path.basename(final)
+        unpacked = tempfile.mkdtemp(prefix=f".{name}{TEMP_MARK}", dir=self.dest)
+        try:
+            with tarfile.open(tar_path, mode="r:") as tar:
+                unpack(tar, unpacked, self.member_filter())
+            os.unlink(tar_path)
+            replace_dir(unpacked, final)
+        except BaseException:
+            shutil.rmtree(unpacked, ignore_errors=True)
+            raise
+
+    def member_filter(self) -> Callable[[tarfile.TarInfo, str], Optional[tarfile.TarInfo]]:
+        """tarfile's ``tar`` filter (nothing lands outside the directory), owners left to
+        us; without ``preserve`` modes less the umask and mtimes not restored."""
+
+        def member(info: tarfile.TarInfo, path: str) -> Optional[tarfile.TarInfo]:
+            info = tarfile.tar_filter(info, path)  # (raises for a member outside ``path``)
+            changes: Dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
+            if not self.preserve:
+                changes["mtime"] = None
+                if info.mode is not None:
+                    changes["mode"] = info.mode & ~self.umask & 0o777
+            return info.replace(**changes, deep=False)
+
+        return member
+
+    def drop(self, inc: Incoming) -> None:
+        """Close and remove a slot's temporary."""
+        if inc.file is not None:
+            try:
+                inc.file.close()
+            except OSError:
+                pass
+            inc.file = None
+        if inc.temp is not None:
+            try:
+                os.unlink(inc.temp)
+            except OSError:
+                pass
+            inc.temp = None
+
+
+class CopyFailed(Exception):
+    """A pull that cannot be committed (the message says why); caught in ``commit``."""
+
+
+def unpack(
+    tar: tarfile.TarFile,
+    into: str,
+    member: Callable[[tarfile.TarInfo, str], Optional[tarfile.TarInfo]],
+) -> None:
+    """Extract ``tar`` into ``into`` through the member filter ``member``. Where tarfile
+    has no filters (Python before 3.9.17, 3.10.12, 3.11.4) a member named outside
+    ``into`` (absolute, or through ``..``) or linking outside it is refused, and modes,
+    mtimes and owners are restored as the archive says."""
+    if hasattr(tarfile, "tar_filter"):
+        tar.extractall(into, filter=member)
+        return
+    members = tar.getmembers()
+    for info in members:
+        for name in (info.name, info.linkname if info.issym() or info.islnk() else ""):
+            if name.startswith("/") or ".." in name.split("/"):
+                raise CopyFailed(f"refusing the archive member {info.name!r}")
+    tar.extractall(into, members)
+
+
+def replace_dir(new: str, final: str) -> None:
+    """Rename the directory ``new`` to ``final``; a directory already there is moved
+    aside first and removed after (put back if the rename fails)."""
+    if not os.path.isdir(final):
+        os.rename(new, final)
+        return
+    parent, name = os.path.split(final)
+    old = tempfile.mkdtemp(prefix=f".{name}.ecold.", dir=parent)
+    os.rmdir(old)  # (only the unique name is wanted)
+    os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
