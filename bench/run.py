@@ -145,6 +145,10 @@ def start_server(keyfile: str) -> Tuple[subprocess.Popen, int]:
 
 
 def main() -> int:
+    if "-h" in sys.argv or "--help" in sys.argv:
+        print(__doc__)
+        print("options: --quick (fewer samples), --awake (keep the CPUs out of idle states)")
+        return 0
     with awake_cpus("--awake" in sys.argv):
         rows = measure()
     print_table(rows)

@@ -13,6 +13,8 @@ from typing import Any, Dict, List
 
 from .version import VERSION
 
+__version__ = VERSION  # (the usual name; VERSION is EasyCluster 0.22's)
+
 # name -> module it lives in. (Read by launch/payload.py, which ships a server-side
 # __init__ binding the names whose modules a remote server has.)
 _EXPORTS: Dict[str, str] = {

@@ -48,6 +48,7 @@ from ..cluster.terminal import COLOR_CHOICES, palette_for
 from ..errors import NodeSetError
 from ..nodeset.nodeset import NodeSet
 from ..nodeset.pattern import is_plain
+from ..version import VERSION
 from .exitcodes import FAILURE, OK, Parser, UsageError, run_command
 
 PROG = "easycluster gather"
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="report malformed lines by count only"
     )
     parser.add_argument("-F", "--fast", action="store_true", help="accepted; no effect")
+    parser.add_argument("--version", action="version", version=f"easycluster {VERSION}")
     return parser
 
 

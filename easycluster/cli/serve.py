@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import os
 import socket
@@ -231,6 +232,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
     )
+    if importlib.util.find_spec("cloudpickle") is None:  # (found, not imported: fast)
+        raise EasyClusterError(
+            f"cloudpickle is not installed for {sys.executable}: the server needs it to "
+            "run calls; install the package with its dependencies (pip install easycluster)"
+        )
     setup = _Setup(args)
     opts = setup.options(first=True)
     try:

@@ -18,7 +18,12 @@ Nodes: ``-w`` (node sets; a node listed twice runs twice), ``-g GROUP``, ``-a`` 
 node of the default group source), minus ``-x NODESET`` and ``-X GROUP``; ``--pick N``
 keeps N of them at random. Standard input, when it is not a terminal, goes to every
 node (``tar c dir | easycluster shell -w n[1-64] tar -C /tmp -x``; ``--nostdin`` to
-stop that). Without a command, commands are read one per line (with a prompt on a
+stop that). Copies: ``easycluster shell -w NODESET --copy FILE... [--dest DIR]`` writes each file
+or directory on every node (into DIR, or the same path), renamed into place only once
+complete; ``--rcopy FILE... --dest DIR`` fetches them into the local DIR as
+``FILE.NODE`` (``Task.copy``/``rcopy``; ``-p`` keeps mode and mtime).
+
+Without a command, commands are read one per line (with a prompt on a
 terminal) and each runs on every node.
 
 After the run, stderr gets a summary naming every node that did not succeed exactly
@@ -39,7 +44,7 @@ import argparse
 import os
 import random
 import sys
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from ..cluster.events import EventHandler
 from ..cluster.gather import Gatherer, LineWriter, write_gathered
@@ -49,6 +54,7 @@ from ..cluster.task import Task, node_list
 from ..cluster.terminal import COLOR_CHOICES, palette_for
 from ..cluster.worker import Worker
 from ..nodeset.nodeset import NodeSet
+from ..version import VERSION
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
 
 PROG = "easycluster shell"
@@ -104,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-R", "--worker", choices=("ssh", "exec"), default="ssh", help="ssh (default) or exec"
     )
     run.add_argument("--nostdin", action="store_true", help="do not send stdin to the nodes")
+    cp = p.add_argument_group("copy (the arguments are then the files)")
+    cp.add_argument("-c", "--copy", action="store_true", help="copy files or dirs to the nodes")
+    cp.add_argument(
+        "--rcopy", action="store_true", help="copy files or dirs from the nodes (NAME.NODE)"
+    )
+    cp.add_argument("--dest", metavar="DIR", help="where copies go (copy: default the same path)")
+    cp.add_argument("-p", "--preserve", action="store_true", help="keep mode and mtime")
+    p.add_argument("--version", action="version", version=f"easycluster {VERSION}")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command (several words)")
     return p
 
@@ -203,6 +217,40 @@ class Shell:
 
     def run(self, command: str, stdin: Any) -> int:
         """Run ``command`` on every node; print its output and summary; return the code."""
+        if self.args.verbose:
+            print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
+        return self.execute(
+            lambda h: [self.task.shell(command, nodes=self.nodes, handler=h, stdin=stdin)]
+        )
+
+    def copy(self, sources: List[str], dest: Optional[str], reverse: bool) -> int:
+        """``--copy`` (to the nodes) or ``--rcopy`` (from them) of every source."""
+        args = self.args
+        if not sources:
+            raise UsageError("--copy and --rcopy take the files to copy as arguments")
+        if args.worker == "exec":
+            raise UsageError("--copy/--rcopy run over ssh; -R exec is not offered for copies")
+        if reverse and not dest:
+            raise UsageError("--rcopy needs --dest DIR (a local directory)")
+        for src in sources if not reverse else ():
+            if not os.path.exists(src):
+                raise UsageError(f"{src}: no such file or directory to copy")
+
+        def schedule(handler: EventHandler) -> List[Worker]:
+            workers = []
+            for src in sources:
+                where = dest or os.path.dirname(os.path.abspath(src))
+                how = self.task.rcopy if reverse else self.task.copy
+                workers.append(
+                    how(src, where, nodes=self.nodes, handler=handler, preserve=args.preserve)
+                )
+            return workers
+
+        return self.execute(schedule)
+
+    def execute(self, schedule: Callable[[EventHandler], List[Worker]]) -> int:
+        """Run what ``schedule(handler)`` puts on the Task; print output and summary;
+        return the exit code."""
         args = self.args
         palette = palette_for(sys.stdout, self.environ, args.color)
         err_palette = palette_for(sys.stderr, self.environ, args.color)
@@ -213,9 +261,7 @@ class Shell:
         live_out = None if self.gathered else LineWriter(self.stdout, label, palette)
         live_err = None if args.gather_all else LineWriter(self.stderr, label, err_palette)
         handler = ShellHandler(live_out, live_err, progress)
-        if args.verbose:
-            print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
-        worker = self.task.shell(command, nodes=self.nodes, handler=handler, stdin=stdin)
+        workers = schedule(handler)
         interrupted = False
         try:
             self.task.resume()
@@ -224,12 +270,15 @@ class Shell:
         finally:
             progress.clear()
         if self.gathered:
-            self._print_gathered(worker)
+            for worker in workers:
+                self._print_gathered(worker)
         self.stdout.flush()
-        outcomes = {k: outcome(worker.node_status(k), worker.node_retcode(k)) for k in worker.keys}
+        outcomes = {
+            k: outcome(w.node_status(k), w.node_retcode(k)) for w in workers for k in w.keys
+        }
         summary = Summary(outcomes)
         if not args.quiet:
-            self._print_summary(worker, summary)
+            self._print_summary(workers, summary)
         self.stderr.flush()
         return INTERRUPTED if interrupted else summary.exit_code(maxrc=args.maxrc)
 
@@ -260,15 +309,16 @@ class Shell:
             codes=codes if mode == "blocks" else None,
         )
 
-    def _print_summary(self, worker: Worker, summary: Summary) -> None:
+    def _print_summary(self, workers: List[Worker], summary: Summary) -> None:
         lines = summary.lines(PROG)
-        dropped = [k for k in worker.keys if self.task.node_dropped(k)]
+        keys = [k for w in workers for k in w.keys]
+        dropped = [k for k in keys if self.task.node_dropped(k)]
         if dropped:
             lines.append(
                 f"{PROG}: output beyond {self.task.buffer_max} bytes per stream was not kept "
                 f"for {NodeSet.fromlist(dropped)} (shown live without -b/-L/--diff)"
             )
-        if any(worker.node_status(k) == "hostkey" for k in worker.keys):
+        if any(w.node_status(k) == "hostkey" for w in workers for k in w.keys):
             lines.append(f"{PROG}: {HOSTKEY_HINT}")
         for line in lines:
             self.stderr.write(line.encode("utf-8", "backslashreplace") + b"\n")
@@ -306,6 +356,26 @@ def _interactive(shell: Shell) -> int:
     return code
 
 
+def _copy_operands(words: List[str], args: argparse.Namespace) -> Tuple[List[str], Optional[str]]:
+    """The files of ``--copy``/``--rcopy`` and the destination: ``--dest DIR`` and
+    ``-p`` may also come after the files, as clush users write them."""
+    sources: List[str] = []
+    dest = args.dest
+    it = iter(words)
+    for word in it:
+        if word == "--dest":
+            dest = next(it, None)
+            if dest is None:
+                raise UsageError("--dest needs a directory")
+        elif word.startswith("--dest="):
+            dest = word.split("=", 1)[1]
+        elif word in ("-p", "--preserve"):
+            args.preserve = True
+        else:
+            sources.append(word)
+    return sources, dest
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``easycluster shell`` with ``argv`` (default ``sys.argv[1:]``); return the exit
     code (module docstring). Never calls ``sys.exit``."""
@@ -321,6 +391,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} takes seconds > 0, not {value:g}")
         shell = Shell(args, select_nodes(args))
+        if args.copy or args.rcopy:
+            if args.copy and args.rcopy:
+                raise UsageError("--copy and --rcopy go one way each: choose one")
+            sources, dest = _copy_operands(list(args.command), args)
+            return shell.copy(sources, dest, reverse=args.rcopy)
         command = " ".join(args.command).strip()
         if not command:
             return _interactive(shell)

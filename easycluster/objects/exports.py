@@ -71,6 +71,7 @@ _METHOD_TYPES = (
     staticmethod,
     classmethod,
     types.WrapperDescriptorType,
+    types.MethodDescriptorType,  # methods of C types: deque.append, array.tolist
 )
 
 

@@ -194,3 +194,48 @@ def test_ssh_unreachable_and_host_key_classes(sshd, capfdbinary, monkeypatch):
     assert code == 253
     assert "badhostkey-sshtest: host key unknown or changed" in err
     assert "accept-new" in err
+
+
+def test_copy_and_rcopy_over_ssh(sshd, tmp_path, capfdbinary, monkeypatch):
+    src = tmp_path / "conf.txt"
+    src.write_bytes(b"setting = 1\n" * 1000)
+    remote_dir = tmp_path / "remote"
+    remote_dir.mkdir()
+    ssh = ["-o", f"-F {sshd.config}"]
+    code, _, err = run(
+        [*ssh, "-w", "sshtest[1-2]", "--copy", str(src), "--dest", str(remote_dir)],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert (remote_dir / "conf.txt").read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in remote_dir.iterdir()) == ["conf.txt"]  # no temporaries
+    back = tmp_path / "back"
+    back.mkdir()
+    code, _, err = run(
+        [*ssh, "-w", "sshtest[1-2]", "--rcopy", str(remote_dir / "conf.txt"), "--dest", str(back)],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in back.iterdir()) == ["conf.txt.sshtest1", "conf.txt.sshtest2"]
+    assert (back / "conf.txt.sshtest2").read_bytes() == src.read_bytes()
+    code, _, err = run(
+        [*ssh, "-w", "sshtest1", "--rcopy", str(tmp_path / "missing"), "--dest", str(back)],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 250 and "sshtest1: exit code 1" in err
+    code, _, err = run(
+        [*ssh, "-w", "sshtest1", "--copy", str(tmp_path / "nope")], capfdbinary, monkeypatch
+    )
+    assert code == 2 and "no such file" in err
+
+
+def test_every_subcommand_and_the_package_say_one_version(capsys):
+    import easycluster
+
+    assert easycluster.__version__ == easycluster.VERSION
+    for argv in (["--version"], ["shell", "--version"], ["gather", "--version"]):
+        assert cli_main(argv) == 0
+        assert capsys.readouterr().out.strip() == f"easycluster {easycluster.VERSION}"

@@ -30,3 +30,24 @@ def test_nobody_listening_names_host_and_port(key):
     port = free_port()
     with pytest.raises(ConnectError, match=f"{HOST}:{port}"):
         easycluster.Client(key, HOST, port, connect_timeout=5)
+
+
+def test_a_server_without_cloudpickle_says_so_before_listening(keyfile):
+    """``python -m easycluster -S`` from a checkout, without the dependencies: a clear
+    error at once, not a listening server whose connections then die."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    code = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); from easycluster.cli import main; "
+        f"sys.exit(main(['-S', '-k', {keyfile!r}, '-b', '127.0.0.1', '-p', '0']))"
+    )
+    # -S: no site-packages, so no cloudpickle
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 1
+    assert "cloudpickle is not installed" in run.stderr
+    assert "serving on" not in run.stderr
