@@ -543,11 +543,17 @@ class Client:
 
     def _shutdown(self, kind: type, message: str) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close(message)
-        self._proxies.invalidate()
         reader = self._reader
-        reader.stop()
+        if channel is not None:
+            # Shut down, let the reader end, then close: a reader thread still between
+            # taking the descriptor and waiting on it would otherwise wait on whatever
+            # socket reuses that number next (for up to its keep-alive interval).
+            channel.shutdown()
+            reader.stop()
+            channel.close(message)
+        else:
+            reader.stop()
+        self._proxies.invalidate()
         pending, reader.pending = reader.pending, {}
         for resp in list(pending.values()):  # a reader may still pop from it meanwhile
             _settle(resp.set_exception, kind(message))

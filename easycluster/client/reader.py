@@ -52,6 +52,7 @@ Lost = Callable[[Channel, ConnectionLost], None]  # the channel failed
 
 STANDBY_DELAY = 0.02  # how long replies may wait unread with nobody reading
 STANDBY_PARK = 1.0  # idle time after which the standby thread sleeps until needed
+STOP_WAIT = 2.0  # how long close() waits for a ThreadedClient's reader thread to end
 
 
 class InlineReader:
@@ -318,16 +319,23 @@ class ThreadReader:
         self.interval = interval
         self.limit = limit
 
+    _thread: Optional[threading.Thread] = None
+
     def start(self, channel: Channel) -> None:
-        threading.Thread(
+        self._thread = threading.Thread(
             target=self._run,
             args=(channel,),
             daemon=True,
             name=f"easycluster-reader {self._name()}",
-        ).start()
+        )
+        self._thread.start()
 
     def stop(self) -> None:
-        """The reader thread ends by itself when the channel reports it closed."""
+        """Wait (briefly) for the reader thread to end: the channel was shut down, so its
+        read fails at once. Not from the reader thread itself (it is ending anyway)."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_WAIT)
 
     def forget(self, rid: int) -> None:
         self.pending.pop(rid, None)

@@ -343,6 +343,14 @@ class Channel:
             except (OSError, ValueError):
                 return
 
+    def shutdown(self) -> None:
+        """Shut the socket down both ways without closing it: a thread waiting to read
+        wakes at once and sees the end. ``close`` still has to follow."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self, reason: str = "connection closed") -> None:
         """Close the socket; later sends raise ConnectionLost(reason). Idempotent.
 

@@ -293,3 +293,15 @@ def test_client_call_timeout_bounds_a_stopped_server(cls):
     finally:
         os.kill(pid, signal.SIGCONT)
         c.close()
+
+
+def test_closed_threaded_clients_leave_no_reader_threads(tcp_server, key):
+    """close() ends the reader thread at once (it used to linger until its keep-alive
+    interval when the socket's number was reused by the next connection)."""
+    before = {t for t in threading.enumerate() if t.name.startswith("easycluster-reader")}
+    for _ in range(200):
+        c = ThreadedClient(key, "127.0.0.1", tcp_server.port)
+        assert c.eval("1") == 1
+        c.close()
+    after = {t for t in threading.enumerate() if t.name.startswith("easycluster-reader")}
+    assert after - before == set()
