@@ -44,9 +44,7 @@ lines arrive.
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
-from typing import IO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import IO, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .slots import fold_keys, natural_key, natural_sorted
 from .terminal import Palette
@@ -82,8 +80,7 @@ def encode_key(key: str) -> bytes:
         return key.encode("utf-8", "backslashreplace")
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):
     """Keys with identical output (and exit code, when gathered with codes).
 
     ``keys`` are in natural order, ``nodes`` is their folded text (``slots.fold_keys``)
@@ -244,6 +241,8 @@ def write_diff(out: IO[bytes], blocks: Sequence[Block], palette: Palette = _PLAI
     reference = reference_block(blocks)
     if reference is None:
         return
+    import difflib  # (only --diff needs it: the other modes start without it)
+
     ref_name = encode_key(describe(reference))
     for block in blocks:
         if block is reference:

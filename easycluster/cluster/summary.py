@@ -41,9 +41,8 @@ exit status with them, so they sit where commands rarely exit: above the signal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from .slots import fold_keys, natural_sorted
 
@@ -99,20 +98,25 @@ _TEXT = {
 }
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One key's end. ``code`` is the exit code (1-255) for ``FAILED``, 0 otherwise;
-    anything else raises ValueError. Build with the class methods."""
-
+class _OutcomeFields(NamedTuple):
     kind: Kind
     code: int = 0
 
-    def __post_init__(self) -> None:
-        if self.kind is Kind.FAILED:
-            if not 1 <= self.code <= 255:
-                raise ValueError(f"a failed command's exit code is 1-255, not {self.code}")
-        elif self.code != 0:
-            raise ValueError(f"only a failed outcome has an exit code ({self.kind.value})")
+
+class Outcome(_OutcomeFields):
+    """One key's end. ``code`` is the exit code (1-255) for ``FAILED``, 0 otherwise;
+    anything else raises ValueError. Build with the class methods. (A NamedTuple, not a
+    dataclass: the display modules load without dataclasses and inspect.)"""
+
+    __slots__ = ()
+
+    def __new__(cls, kind: Kind, code: int = 0) -> Outcome:
+        if kind is Kind.FAILED:
+            if not 1 <= code <= 255:
+                raise ValueError(f"a failed command's exit code is 1-255, not {code}")
+        elif code != 0:
+            raise ValueError(f"only a failed outcome has an exit code ({kind.value})")
+        return super().__new__(cls, kind, code)
 
     @property
     def succeeded(self) -> bool:
@@ -150,8 +154,7 @@ class Outcome:
         return cls(Kind.INTERRUPTED)
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):
     """Keys that ended the same way: ``kind`` and (for ``FAILED``) ``code``; ``keys``
     in natural order, ``nodes`` their folded text."""
 

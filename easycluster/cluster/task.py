@@ -24,7 +24,6 @@ from ..errors import TaskTimeout
 from ..nodeset import NodeSet
 from .backends import Backend, ExecBackend, SshBackend
 from .copy import base_name, pull_command, pull_names, push_command
-from .copyio import PullSink, open_push
 from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
@@ -204,6 +203,8 @@ class Task:
         if reverse:
             return self.rcopy(source, dest, nodes, handler, timeout, preserve, backend)
         names, chosen = self.copy_targets(nodes, backend)
+        from .copyio import open_push  # (tarfile & co. only for copies: see DEFERRED)
+
         push = open_push(os.fspath(source))
         try:
             command = push_command(
@@ -252,6 +253,8 @@ class Task:
         in the buffers and gives no ``ev_read`` (stderr does). Other arguments as for
         ``copy()``.
         """
+        from .copyio import PullSink  # (see copy())
+
         source, dest = os.fspath(source), os.fspath(dest)
         name = base_name(source)
         if not os.path.isdir(dest):

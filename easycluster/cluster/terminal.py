@@ -20,8 +20,7 @@ never asks "colour or not?" itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import IO, Any, Literal, Mapping
+from typing import IO, Any, Literal, Mapping, NamedTuple
 
 __all__ = ["COLOR_CHOICES", "Role", "is_terminal", "color_enabled", "Palette", "palette_for"]
 
@@ -51,9 +50,10 @@ def color_enabled(stream: IO[Any], environ: Mapping[str, str], when: str = "auto
     return is_terminal(stream) and environ.get("TERM", "") != "dumb"
 
 
-@dataclass(frozen=True)
-class Palette:
-    """ANSI sequences per role; empty strings mean no colour."""
+class Palette(NamedTuple):
+    """ANSI sequences per role; empty strings mean no colour. (NamedTuples, not
+    dataclasses, in the display modules: `easycluster gather` starts without importing
+    dataclasses and inspect.)"""
 
     header: str = ""
     label: str = ""
