@@ -253,7 +253,9 @@ class Engine:
         buf = run.partial.pop(sname, b"") + data
         start = 0
         while key in self.running:  # (a handler may abort: stop delivering then)
-            end = buf.find(b"\n", start)
+            # (only within one piece's reach: a newline further on must not let a longer
+            # line through whole)
+            end = buf.find(b"\n", start, start + LINE_MAX + 1)
             if end < 0:
                 if len(buf) - start < LINE_MAX:
                     break
