@@ -1,7 +1,9 @@
-"""Shared fixtures: a key file, a real TCP server, and ``rmt`` over every transport."""
+"""Shared fixtures: a key file, a real TCP server, ``rmt`` over every transport, and
+``closing`` for sockets and channels a test opens by hand."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -9,11 +11,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import ServerProcess  # noqa: E402
+from helpers import ServerProcess, connect  # noqa: E402
 from sshd import sshd  # noqa: E402,F401 - the real sshd fixture
 
 import easycluster  # noqa: E402
-from easycluster.server import spawn_local  # noqa: E402
 
 TRANSPORTS = ["local", "tcp", "ssh"]
 
@@ -32,22 +33,16 @@ def key(keyfile):
 
 @pytest.fixture(scope="session")
 def tcp_server(keyfile):
-    srv = ServerProcess("-k", keyfile, "-b", "127.0.0.1", "-v")
-    yield srv
-    srv.stop()
+    with ServerProcess("-k", keyfile, "-b", "127.0.0.1", "-v") as srv:
+        yield srv
 
 
-def connect(transport, request, **kw):
-    if transport == "local":
-        return spawn_local(**kw)
-    if transport == "tcp":
-        srv = request.getfixturevalue("tcp_server")
-        k = request.getfixturevalue("key")
-        return easycluster.Client(k, "127.0.0.1", srv.port, **kw)
-    if transport == "ssh":  # this venv's Python as the remote one: the tests use numpy
-        cls = kw.pop("clientclass", None) or easycluster.Client
-        return cls(**request.getfixturevalue("sshd").client_kw(rpython=sys.executable), **kw)
-    raise ValueError(transport)
+@pytest.fixture
+def closing():
+    """``closing(thing)`` returns ``thing`` and closes it after the test, however the test
+    ends (last opened, first closed): for sockets, channels and listeners opened by hand."""
+    with contextlib.ExitStack() as stack:
+        yield lambda thing: stack.enter_context(contextlib.closing(thing))
 
 
 @pytest.fixture(params=TRANSPORTS)

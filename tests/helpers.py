@@ -12,30 +12,45 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
+import easycluster
 from easycluster.protocol import frames, handshake
+from easycluster.server import spawn_local
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServerProcess:
-    """``easycluster -S ...`` in a subprocess; ``port`` is read from its first log line."""
+    """``easycluster -S ...`` in a subprocess; ``port`` is read from its first log line.
+
+    A context manager: ``with ServerProcess(...) as srv:`` stops it however the test
+    ends. ``stop()`` also waits for the log reader, which closes the stderr pipe."""
 
     def __init__(self, *args: str, env: Optional[dict] = None):
-        cmd = [sys.executable, "-m", "easycluster", "-S", "-p", "0", *args]
+        self._start([sys.executable, "-m", "easycluster", "-S", "-p", "0", *args], env)
+
+    def _start(self, argv: List[str], env: Optional[dict]) -> None:
+        """Run ``argv``, collect its stderr lines, wait for "serving on"; stopped again
+        if it never gets there."""
         self.proc = subprocess.Popen(
-            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
+            argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: List[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        line = self.wait_for(r"serving on", timeout=20)
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        try:
+            line = self.wait_for(r"serving on", timeout=20)
+        except BaseException:
+            self.stop()
+            raise
         self.port = int(line.rsplit(":", 1)[1].split()[0])
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            self.lines.put(line)
+        with self.proc.stderr as stream:  # closed at end of stream, by the one reading it
+            for line in stream:
+                self.log.append(line)
+                self.lines.put(line)
 
     def wait_for(self, pattern: str, timeout: float = 10) -> str:
         """Return the next log line matching ``pattern``; fail after ``timeout`` s."""
@@ -52,6 +67,8 @@ class ServerProcess:
                 return line
 
     def stop(self) -> int:
+        """SIGTERM (SIGKILL after 10 s), reap, and wait for the end of its log; return
+        the exit code. Idempotent."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -59,7 +76,15 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # The pipe ends when every process holding it has (connection processes too).
+        self._reader.join(10)
         return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def wait_until(cond, timeout: float = 10, interval: float = 0.02) -> bool:
@@ -96,3 +121,20 @@ def session_pair(
     reply, ssession = server.receive(client.receive_hello(server.hello))
     assert ssession is not None, server.failure
     return client.receive_accept(reply), ssession
+
+
+def connect(transport, request, **kw):
+    """A client over ``transport`` ("local", "tcp" or "ssh"), using the session's
+    fixtures through ``request`` (the ``rmt`` fixture's connection, for tests that need
+    more than one). Imported from here, never from ``conftest``: another folder's
+    conftest module may hold that name."""
+    if transport == "local":
+        return spawn_local(**kw)
+    if transport == "tcp":
+        srv = request.getfixturevalue("tcp_server")
+        k = request.getfixturevalue("key")
+        return easycluster.Client(k, "127.0.0.1", srv.port, **kw)
+    if transport == "ssh":  # this venv's Python as the remote one: the tests use numpy
+        cls = kw.pop("clientclass", None) or easycluster.Client
+        return cls(**request.getfixturevalue("sshd").client_kw(rpython=sys.executable), **kw)
+    raise ValueError(transport)

@@ -132,6 +132,7 @@ class SshServer:
         self.log: List[str] = []
         self._ready = threading.Event()
         self.proc: Optional[subprocess.Popen] = None
+        self._reader: Optional[threading.Thread] = None
 
     def start(self, timeout: float = 15.0) -> SshServer:
         if os.geteuid() == 0:  # sshd's privilege separation directory
@@ -143,7 +144,8 @@ class SshServer:
             stderr=subprocess.PIPE,
             text=True,
         )
-        threading.Thread(target=self._pump, daemon=True, name="sshd-log").start()
+        self._reader = threading.Thread(target=self._pump, daemon=True, name="sshd-log")
+        self._reader.start()
         if not self._ready.wait(timeout) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("sshd did not start: " + "".join(self.log))
@@ -151,10 +153,11 @@ class SshServer:
 
     def _pump(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            if "Server listening" in line:
-                self._ready.set()
+        with self.proc.stderr as stream:  # closed at end of stream, by the one reading it
+            for line in stream:
+                self.log.append(line)
+                if "Server listening" in line:
+                    self._ready.set()
         self._ready.set()  # sshd ended: start() sees it and reports the log
 
     def client_kw(self, alias: str = "sshtest0", **kw: object) -> Dict[str, object]:
@@ -170,6 +173,8 @@ class SshServer:
         return sorted(out)
 
     def stop(self) -> None:
+        """Stop sshd, reap it, and wait for the end of its log (which closes the pipe:
+        it ends once the session processes sshd forked, which share it, are gone too)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -177,6 +182,8 @@ class SshServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(10)
 
 
 def _write(path: str, text: str, mode: int = 0o644) -> None:

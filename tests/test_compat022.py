@@ -508,9 +508,10 @@ class Proc:
 
     def _read_err(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.err.append(line)
-            self._lines.put(line)
+        with self.proc.stderr as stream:  # closed at end of stream, by the one reading it
+            for line in stream:
+                self.err.append(line)
+                self._lines.put(line)
         self._lines.put(None)
 
     def wait_for(self, pattern: str, timeout: float = 20) -> re.Match:
@@ -549,6 +550,7 @@ class Proc:
         for f in (self.proc.stdin, self.proc.stdout):
             if f is not None:
                 f.close()
+        self._pump.join(10)  # stderr ends with the process group; the pump closes it
 
 
 @pytest.fixture

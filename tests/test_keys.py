@@ -44,7 +44,7 @@ def test_write_then_read_round_trip_mode_0600(tmp_path):
     assert keys.write_key_file(path, key) is True
     assert mode(path) == 0o600
     assert keys.read_key_file(path) == key
-    assert open(path).read() == key.hex() + "\n"
+    assert (tmp_path / "k").read_text() == key.hex() + "\n"
 
 
 def test_write_makes_a_new_key_when_none_given(tmp_path):
@@ -67,9 +67,9 @@ def test_mode_is_0600_whatever_the_umask(tmp_path):
 def test_refuses_to_overwrite_unless_asked(tmp_path):
     path = str(tmp_path / "k")
     keys.write_key_file(path, b"\x01" * 32)
-    before = open(path, "rb").read()
+    before = (tmp_path / "k").read_bytes()
     assert keys.write_key_file(path, b"\x02" * 32) is False
-    assert open(path, "rb").read() == before
+    assert (tmp_path / "k").read_bytes() == before
     assert keys.write_key_file(path, b"\x02" * 32, overwrite=True) is True
     assert keys.read_key_file(path) == b"\x02" * 32
     assert mode(path) == 0o600

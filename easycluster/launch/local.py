@@ -11,6 +11,7 @@ runs over the socketpair.
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import signal
@@ -115,7 +116,7 @@ def _alive(pid: int) -> bool:
 
 
 class _Zygote:
-    """The master's side of the zygote: start it, ask it for servers."""
+    """The master's side of the zygote: start it, ask it for servers, ``close`` it."""
 
     def __init__(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -137,6 +138,9 @@ class _Zygote:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        except BaseException:
+            mine.close()
+            raise
         finally:
             theirs.close()
         self.ctrl = mine
@@ -164,9 +168,25 @@ class _Zygote:
             raise ConnectError(f"the local server zygote could not fork (errno {-pid})")
         return LocalProcess(pid)
 
+    def close(self) -> None:
+        """Close the control socket, which ends the zygote (the servers it forked go on),
+        and reap it; kill it if it lingers. In a fork of the master only this process's
+        copy of the socket is closed: the zygote is not its child, so nothing is reaped
+        (``poll`` finds no such child and marks it ended)."""
+        self.ctrl.close()
+        if self.owner != os.getpid():
+            self.proc.poll()
+            return
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
 
 # The zygote of this process, started on first use (runtime state, not configuration);
-# a forked master notices it is not the owner and starts its own.
+# a forked master notices it is not the owner and starts its own. The one replaced, and
+# the last one at exit, are closed (``_Zygote.close``).
 _zygote: Optional[_Zygote] = None
 _zygote_lock = threading.Lock()
 
@@ -176,8 +196,21 @@ def _get_zygote() -> _Zygote:
     with _zygote_lock:
         z = _zygote
         if z is None or z.broken or z.owner != os.getpid() or z.proc.poll() is not None:
+            if z is None:
+                atexit.register(_close_zygote)  # once (a forked master inherits it)
+            else:
+                z.close()
             z = _zygote = _Zygote()
         return z
+
+
+def _close_zygote() -> None:
+    """At exit: end this process's zygote (its control socket closes, it exits)."""
+    global _zygote
+    with _zygote_lock:
+        z, _zygote = _zygote, None
+    if z is not None:
+        z.close()
 
 
 def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.Popen:
@@ -199,10 +232,17 @@ def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.
         env=_env(),
         start_new_session=True,  # (Ctrl-C is for the master: see _Zygote)
     )
-    if proc.stdin is None:  # stdin=PIPE always gives one; explicit for the type checker
-        raise ConnectError("could not open a pipe to the new server process")
-    proc.stdin.write(key.hex().encode() + b"\n")
-    proc.stdin.close()
+    try:
+        if proc.stdin is None:  # stdin=PIPE always gives one; explicit for the type checker
+            raise ConnectError("could not open a pipe to the new server process")
+        with proc.stdin:  # closed even if the write fails (the process died at once)
+            proc.stdin.write(key.hex().encode() + b"\n")
+    except BaseException as e:
+        proc.kill()
+        proc.wait()
+        if isinstance(e, OSError):
+            raise ConnectError(f"the new local server process went away at once: {e}")
+        raise
     return proc
 
 
@@ -223,14 +263,19 @@ def start_local(
         mine, theirs = socketpair()
         try:
             proc = _get_zygote().spawn(theirs, key, verbosity)
-        except (OSError, ConnectError):
+        except BaseException as e:
             mine.close()  # the zygote may hold this socket: a fresh pair for the fallback
+            if not isinstance(e, (OSError, ConnectError)):
+                raise
         finally:
             theirs.close()
     if proc is None:
         mine, theirs = socketpair()
         try:
             proc = _spawn_fresh(theirs, key, verbosity)
+        except BaseException:
+            mine.close()
+            raise
         finally:
             theirs.close()
     try:

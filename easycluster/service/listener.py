@@ -237,11 +237,11 @@ class Listener:
                     "connection from %s dropped: too many unauthenticated sockets", oldest.peer
                 )
                 self._drop(oldest)
-            conn.setblocking(False)
-            nodelay(conn)
             hs = handshake.ServerHandshake(self.key, self.options)
             p = _Pending(conn, addr[0], peer, hs, time.monotonic() + self.handshake_timeout)
             try:
+                conn.setblocking(False)
+                nodelay(conn)  # (setsockopt may fail too once the peer is gone)
                 conn.send(hs.hello)
             except OSError:
                 conn.close()

@@ -99,28 +99,46 @@ class TCPServer:
         nets = parse_allow(opts.allow)
         self.sock = bind_tcp(opts.port, opts.bind, ipv6=opts.ipv6)
         self.children: Dict[int, str] = {}  # pid -> peer
-        self.listener = Listener(
-            self.sock,
-            opts.key,
-            self._fork_child,
-            nets,
-            handshake.WireOptions(max_frame=opts.max_frame),
-            opts.handshake_timeout,
-            opts.max_pending,
-        )
         self.reload_options = reload
         self.notify_socket = notify_socket
         self.stopping = False
         self._stop_requests = 0
         self._hup = False
         self._serve: Optional[Serve] = None
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
-        self.listener.set_wakeup(self._wake_r)
+        self._wake_r = self._wake_w = -1
+        try:
+            self.listener = Listener(
+                self.sock,
+                opts.key,
+                self._fork_child,
+                nets,
+                handshake.WireOptions(max_frame=opts.max_frame),
+                opts.handshake_timeout,
+                opts.max_pending,
+            )
+            self._wake_r, self._wake_w = os.pipe()
+            for fd in (self._wake_r, self._wake_w):
+                os.set_blocking(fd, False)
+            self.listener.set_wakeup(self._wake_r)
+        except BaseException:
+            self.close()
+            raise
 
     def address(self) -> Tuple[str, int]:
         return self.listener.address()
+
+    def close(self) -> None:
+        """Close the listening socket, pending handshakes and the wake-up pipe (the
+        connection processes go on). ``serve_forever`` does it when it returns or fails;
+        call it for a server that will not serve. Idempotent."""
+        listener = getattr(self, "listener", None)
+        if listener is not None:
+            listener.close()
+        self.sock.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     # -- connections --------------------------------------------------------------
 
@@ -252,9 +270,12 @@ class TCPServer:
             signal.SIGHUP: self._on_hup,
             signal.SIGCHLD: _ignore,
         }
-        saved = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-        saved_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        try:
+        saved: Dict[signal.Signals, Any] = {}
+        saved_fd: Optional[int] = None
+        try:  # (signal handlers need the main thread: ValueError elsewhere, port closed)
+            for sig, h in handlers.items():
+                saved[sig] = signal.signal(sig, h)
+            saved_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
             host, port = self.address()
             print(
                 f"easycluster: serving on {host}:{port} (pid {os.getpid()})",
@@ -276,11 +297,11 @@ class TCPServer:
             self.notify("STOPPING=1")
             self._drain()
         finally:
-            signal.set_wakeup_fd(saved_fd)
+            if saved_fd is not None:
+                signal.set_wakeup_fd(saved_fd)
             for sig, h in saved.items():
                 signal.signal(sig, h)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self.close()
         log.warning("stopped")
         return 0
 
@@ -381,9 +402,13 @@ def run_server(opts: ServerOptions, reload: Optional[Reload] = None) -> int:
     run never sees it.
     """
     server = TCPServer(opts, reload, os.environ.pop("NOTIFY_SOCKET", None))
-    if opts.daemonize:
-        daemonize(opts.pidfile)
-    elif opts.pidfile:
-        with open(opts.pidfile, "w") as f:
-            f.write(f"{os.getpid()}\n")
+    try:
+        if opts.daemonize:
+            daemonize(opts.pidfile)
+        elif opts.pidfile:
+            with open(opts.pidfile, "w") as f:
+                f.write(f"{os.getpid()}\n")
+    except BaseException:  # e.g. the pid file cannot be written
+        server.close()
+        raise
     return server.serve_forever()

@@ -228,7 +228,7 @@ def test_close_fails_pending_and_later_calls(rmt):
 
 
 def test_reconnect_gives_fresh_process(request):
-    from conftest import connect
+    from helpers import connect
 
     c = connect("tcp", request)
     try:
@@ -243,7 +243,7 @@ def test_reconnect_gives_fresh_process(request):
 
 
 def test_reconnect_needs_an_address(request):
-    from conftest import connect
+    from helpers import connect
 
     c = connect("local", request)
     try:
@@ -254,7 +254,7 @@ def test_reconnect_needs_an_address(request):
 
 
 def test_context_manager_closes(transport, request):
-    from conftest import connect
+    from helpers import connect
 
     with connect(transport, request) as c:
         assert c.addvals(2, 2) == 4
@@ -270,7 +270,7 @@ def test_each_connection_is_its_own_process(make_client):
 
 
 def test_failing_definitions_raise_and_leak_nothing(transport, request):
-    from conftest import connect
+    from helpers import connect
 
     define_common("raise RuntimeError('bad block')", name="easycluster.bad_defs", local=False)
     try:

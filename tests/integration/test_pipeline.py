@@ -28,8 +28,7 @@ import termios
 import threading
 
 import pytest
-from conftest import connect
-from helpers import pid_alive, wait_until
+from helpers import connect, pid_alive, wait_until
 
 from easycluster import (
     SINGLE,

@@ -30,7 +30,7 @@ from easycluster.client.proxytable import RELEASE_DELAY
 from easycluster.objects.proxy import FileProxy, GeneratorProxy, new_proxy
 from easycluster.server import spawn_local
 
-# --- the README section "Manipulating objects on the server", block by block ----------
+# --- EasyCluster 0.22's README "Manipulating objects on the server" (ours: docs/proxies.md)
 
 define_common("""
 class TestObject1(ServerObject):
@@ -482,7 +482,7 @@ def test_file_proxy(rmt, tmp_path):
     assert f.closed is False
     assert f.write("one\ntwo\nthree\n") == 14
     f.flush()
-    assert open(path).read() == "one\ntwo\nthree\n"  # written by the server
+    assert (tmp_path / "remote.txt").read_text() == "one\ntwo\nthree\n"  # written by the server
     assert f.seek(0) == 0
     assert f.read() == "one\ntwo\nthree\n"
     f.seek(0)

@@ -71,7 +71,11 @@ def frame_bytes(session: frames.Session, marker, ftype=frames.FT_REQUEST) -> byt
 def raw_channel(port: int, key: bytes) -> Channel:
     """A real, authenticated connection without a Client on top: we write frames by hand."""
     sock = connect_tcp(HOST, port, 5)
-    return client_handshake(sock, key, handshake.WireOptions(), 5)
+    try:
+        return client_handshake(sock, key, handshake.WireOptions(), 5)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def peer_of(sock: socket.socket) -> str:
@@ -150,9 +154,9 @@ def strict_server(keyfile):
 # -- the marker works ------------------------------------------------------------------
 
 
-def test_control_genuine_marker_frame_is_unpickled(tcp_server, key, marker):
+def test_control_genuine_marker_frame_is_unpickled(tcp_server, key, marker, closing):
     # The positive control for every "no marker" assertion below.
-    ch = raw_channel(tcp_server.port, key)
+    ch = closing(raw_channel(tcp_server.port, key))
     send_raw(ch, frame_bytes(ch.session, marker))
     [reply] = ch.recv(5)
     assert reply.type == frames.FT_RESPONSE
@@ -172,9 +176,9 @@ def test_wrong_key_client_is_refused_and_logged(tcp_server, key):
     assert_serves(tcp_server.port, key)
 
 
-def test_wrong_key_raw_client_runs_nothing(tcp_server, key, marker):
+def test_wrong_key_raw_client_runs_nothing(tcp_server, key, marker, closing):
     # A client with the wrong key that ignores the refusal and sends a frame anyway.
-    sock = connect_tcp(HOST, tcp_server.port, 5)
+    sock = closing(connect_tcp(HOST, tcp_server.port, 5))
     peer = peer_of(sock)
     hs = handshake.ClientHandshake(easycluster.generate_key())
     sock.sendall(hs.receive_hello(sock.recv(handshake.SERVER_HELLO_SIZE, socket.MSG_WAITALL)))
@@ -186,7 +190,6 @@ def test_wrong_key_raw_client_runs_nothing(tcp_server, key, marker):
     except OSError:
         pass  # already closed: fine
     assert sock_closed_by_peer(sock, 5)
-    sock.close()
     tcp_server.wait_for(rf"connection from {re.escape(peer)} refused: wrong key")
     assert_serves(tcp_server.port, key)
     assert marker_lines(marker) == 0
@@ -261,8 +264,8 @@ def test_fake_server_without_key_is_detected(key, proof):
 # -- tampered, replayed, reflected, truncated, oversize frames ---------------------------
 
 
-def test_tampered_frame_is_rejected_and_not_unpickled(tcp_server, key, marker):
-    ch = raw_channel(tcp_server.port, key)
+def test_tampered_frame_is_rejected_and_not_unpickled(tcp_server, key, marker, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     peer = peer_of(ch.sock)
     data = bytearray(frame_bytes(ch.session, marker))
     data[-5] ^= 0x01  # one bit of the pickle
@@ -331,8 +334,8 @@ def field_offset(name: str, frame: bytes) -> int:
         "payload-last",
     ],
 )
-def test_tampered_header_or_mac_is_rejected(tcp_server, key, marker, field):
-    ch = raw_channel(tcp_server.port, key)
+def test_tampered_header_or_mac_is_rejected(tcp_server, key, marker, field, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     data = bytearray(frame_bytes(ch.session, marker))
     data[field_offset(field, data)] ^= 0x01
     send_raw(ch, bytes(data))
@@ -345,8 +348,8 @@ def test_tampered_header_or_mac_is_rejected(tcp_server, key, marker, field):
     assert marker_lines(marker) == 0
 
 
-def test_replay_on_same_connection_is_rejected(tcp_server, key, marker):
-    ch = raw_channel(tcp_server.port, key)
+def test_replay_on_same_connection_is_rejected(tcp_server, key, marker, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     peer = peer_of(ch.sock)
     data = frame_bytes(ch.session, marker)
     send_raw(ch, data)
@@ -361,14 +364,14 @@ def test_replay_on_same_connection_is_rejected(tcp_server, key, marker):
     assert marker_lines(marker) == 1  # ran once, never twice
 
 
-def test_replay_on_a_new_connection_is_rejected(tcp_server, key, marker):
-    first = raw_channel(tcp_server.port, key)
+def test_replay_on_a_new_connection_is_rejected(tcp_server, key, marker, closing):
+    first = closing(raw_channel(tcp_server.port, key))
     data = frame_bytes(first.session, marker)
     send_raw(first, data)
     assert first.recv(5)[0].type == frames.FT_RESPONSE
     first.close()
     assert wait_until(lambda: marker_lines(marker) == 1, 5)
-    second = raw_channel(tcp_server.port, key)  # sequence 0 again, but another session
+    second = closing(raw_channel(tcp_server.port, key))  # sequence 0 again, but another session
     send_raw(second, data)
     got = read_until_closed(second)
     assert "authentication code does not match" in error_text(got)
@@ -376,9 +379,9 @@ def test_replay_on_a_new_connection_is_rejected(tcp_server, key, marker):
     assert marker_lines(marker) == 1
 
 
-def test_replayed_handshake_and_frames_on_a_new_connection(tcp_server, key, marker):
+def test_replayed_handshake_and_frames_on_a_new_connection(tcp_server, key, marker, closing):
     # Record a whole genuine conversation, then play the client's bytes to a new socket.
-    sock = connect_tcp(HOST, tcp_server.port, 5)
+    sock = closing(connect_tcp(HOST, tcp_server.port, 5))
     hs = handshake.ClientHandshake(key)
     hello = hs.receive_hello(sock.recv(handshake.SERVER_HELLO_SIZE, socket.MSG_WAITALL))
     sock.sendall(hello)
@@ -388,7 +391,7 @@ def test_replayed_handshake_and_frames_on_a_new_connection(tcp_server, key, mark
     assert wait_until(lambda: marker_lines(marker) == 1, 5)
     sock.close()
 
-    replay = connect_tcp(HOST, tcp_server.port, 5)
+    replay = closing(connect_tcp(HOST, tcp_server.port, 5))
     peer = peer_of(replay)
     replay.recv(handshake.SERVER_HELLO_SIZE, socket.MSG_WAITALL)
     replay.sendall(hello)
@@ -399,14 +402,13 @@ def test_replayed_handshake_and_frames_on_a_new_connection(tcp_server, key, mark
     except OSError:
         pass
     assert sock_closed_by_peer(replay, 5)
-    replay.close()
     tcp_server.wait_for(rf"connection from {re.escape(peer)} refused: wrong key")
     assert_serves(tcp_server.port, key)
     assert marker_lines(marker) == 1
 
 
-def test_reflected_server_frame_is_rejected(tcp_server, key, marker):
-    ch = raw_channel(tcp_server.port, key)
+def test_reflected_server_frame_is_rejected(tcp_server, key, marker, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     peer = peer_of(ch.sock)
     # Capture the server's bytes for one genuine reply, then send them back to it.
     send_raw(
@@ -435,10 +437,10 @@ def test_reflected_server_frame_is_rejected(tcp_server, key, marker):
     assert_serves(tcp_server.port, key)
 
 
-def test_frame_made_with_the_server_key_is_rejected(tcp_server, key, marker):
+def test_frame_made_with_the_server_key_is_rejected(tcp_server, key, marker, closing):
     # What a reflected server frame carrying our payload would look like: sent with the
     # server-to-client key and direction, at the right sequence number.
-    ch = raw_channel(tcp_server.port, key)
+    ch = closing(raw_channel(tcp_server.port, key))
     s2c_key = ch.session.reader._key
     mirror = frames.Session(s2c_key, b"unused" * 6, frames.DIR_S2C, frames.DIR_C2S)
     send_raw(ch, frame_bytes(mirror, marker))
@@ -448,8 +450,8 @@ def test_frame_made_with_the_server_key_is_rejected(tcp_server, key, marker):
     assert marker_lines(marker) == 0
 
 
-def test_reordered_frames_are_rejected(tcp_server, key, marker):
-    ch = raw_channel(tcp_server.port, key)
+def test_reordered_frames_are_rejected(tcp_server, key, marker, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     first = frame_bytes(ch.session, marker)
     second = frame_bytes(ch.session, marker)
     send_raw(ch, second + first)
@@ -462,8 +464,8 @@ def test_reordered_frames_are_rejected(tcp_server, key, marker):
 @pytest.mark.parametrize(
     "cut", [10, frames.HEADER_SIZE, -1], ids=["in-header", "header-only", "last-byte-missing"]
 )
-def test_truncated_frame_is_rejected(tcp_server, key, marker, cut):
-    ch = raw_channel(tcp_server.port, key)
+def test_truncated_frame_is_rejected(tcp_server, key, marker, cut, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     peer = peer_of(ch.sock)
     data = frame_bytes(ch.session, marker)
     send_raw(ch, data[:cut])
@@ -477,8 +479,8 @@ def test_truncated_frame_is_rejected(tcp_server, key, marker, cut):
 
 
 @pytest.mark.parametrize("length", [(1 << 30) + 1, 1 << 62])
-def test_oversize_length_header_closes_promptly(tcp_server, key, length):
-    ch = raw_channel(tcp_server.port, key)
+def test_oversize_length_header_closes_promptly(tcp_server, key, length, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     peer = peer_of(ch.sock)
     head = frames.HEADER.pack(frames.DIR_C2S, frames.FT_REQUEST, 0, 0, length)
     start = time.monotonic()
@@ -500,16 +502,22 @@ class TamperingProxy:
         self.port = self.sock.getsockname()[1]
         self.armed = threading.Event()
         self.flipped = threading.Event()
-        threading.Thread(target=self.run, daemon=True).start()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
 
     def arm(self):
         self.armed.set()
 
     def run(self):
-        client, _ = self.sock.accept()
-        server = socket.create_connection((HOST, self.target))
-        threading.Thread(target=self.pump, args=(client, server, False), daemon=True).start()
-        self.pump(server, client, True)
+        try:
+            client, _ = self.sock.accept()
+        except OSError:  # closed before anyone connected
+            return
+        with client, socket.create_connection((HOST, self.target)) as server:
+            up = threading.Thread(target=self.pump, args=(client, server, False), daemon=True)
+            up.start()
+            self.pump(server, client, True)
+            up.join(10)  # either side's end shuts both down: it ends too
 
     def pump(self, src, dst, tamper):
         try:
@@ -531,27 +539,33 @@ class TamperingProxy:
                     pass
 
     def close(self):
+        """Stop listening and wait for the forwarding to end (the client closed first)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes an accept() still waiting
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(10)
 
 
-def test_authenticated_client_sending_an_unknown_frame_type(tcp_server, key):
-    ch = raw_channel(tcp_server.port, key)
+def test_authenticated_client_sending_an_unknown_frame_type(tcp_server, key, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     ch.send(99, b"what is this")
     got = read_until_closed(ch)
     assert "unexpected frame type 99" in error_text(got)
     assert_serves(tcp_server.port, key)
 
 
-def test_authenticated_request_too_short(tcp_server, key):
-    ch = raw_channel(tcp_server.port, key)
+def test_authenticated_request_too_short(tcp_server, key, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     ch.send(frames.FT_REQUEST, b"\x00" * (REQUEST_HEAD.size - 1))
     got = read_until_closed(ch)
     assert "request too short" in error_text(got)
     assert_serves(tcp_server.port, key)
 
 
-def test_unloadable_request_is_answered_and_the_connection_goes_on(tcp_server, key):
-    ch = raw_channel(tcp_server.port, key)
+def test_unloadable_request_is_answered_and_the_connection_goes_on(tcp_server, key, closing):
+    ch = closing(raw_channel(tcp_server.port, key))
     ch.send(frames.FT_REQUEST, [REQUEST_HEAD.pack(7, 0), b"\x80\x05not a pickle at all"])
     ch.send(frames.FT_REQUEST, [REQUEST_HEAD.pack(8, 0), pickle.dumps((0, "ping", (), {}))])
     replies = {}
@@ -594,20 +608,24 @@ def test_client_rejects_a_tampered_reply(tcp_server, key):
 
 def open_idle(port: int) -> socket.socket:
     s = socket.create_connection((HOST, port), timeout=5)
-    hello = s.recv(handshake.SERVER_HELLO_SIZE, socket.MSG_WAITALL)
-    assert len(hello) == handshake.SERVER_HELLO_SIZE
+    try:
+        hello = s.recv(handshake.SERVER_HELLO_SIZE, socket.MSG_WAITALL)
+        assert len(hello) == handshake.SERVER_HELLO_SIZE
+    except BaseException:
+        s.close()
+        raise
     return s
 
 
-def test_garbage_instead_of_a_handshake(strict_server, key):
-    s = open_idle(strict_server.port)
+def test_garbage_instead_of_a_handshake(strict_server, key, closing):
+    s = closing(open_idle(strict_server.port))
     peer = peer_of(s)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".ljust(handshake.CLIENT_HELLO_SIZE, b"x"))
     reply = s.recv(handshake.ACCEPT_SIZE, socket.MSG_WAITALL)
     assert reply[0] == handshake.STATUS_REFUSED
     assert sock_closed_by_peer(s, 3)
     strict_server.wait_for(rf"connection from {re.escape(peer)} refused: .*bad magic")
-    big = socket.create_connection((HOST, strict_server.port), timeout=5)
+    big = closing(socket.create_connection((HOST, strict_server.port), timeout=5))
     try:
         big.sendall(os.urandom(256 * 1024))
     except OSError:
@@ -616,8 +634,8 @@ def test_garbage_instead_of_a_handshake(strict_server, key):
     assert_serves(strict_server.port, key)
 
 
-def test_half_open_socket(strict_server, key):
-    s = open_idle(strict_server.port)
+def test_half_open_socket(strict_server, key, closing):
+    s = closing(open_idle(strict_server.port))
     peer = peer_of(s)
     s.shutdown(socket.SHUT_WR)
     strict_server.wait_for(rf"connection from {re.escape(peer)} closed before the handshake")
@@ -625,8 +643,8 @@ def test_half_open_socket(strict_server, key):
     assert_serves(strict_server.port, key)
 
 
-def test_silent_socket_cut_off_at_the_deadline(strict_server, key):
-    s = open_idle(strict_server.port)
+def test_silent_socket_cut_off_at_the_deadline(strict_server, key, closing):
+    s = closing(open_idle(strict_server.port))
     peer = peer_of(s)
     start = time.monotonic()
     assert_serves(strict_server.port, key)  # served while the silent one waits
@@ -638,8 +656,8 @@ def test_silent_socket_cut_off_at_the_deadline(strict_server, key):
     )
 
 
-def test_slowloris_is_cut_off_while_others_are_served(strict_server, key):
-    s = open_idle(strict_server.port)
+def test_slowloris_is_cut_off_while_others_are_served(strict_server, key, closing):
+    s = closing(open_idle(strict_server.port))
     peer = peer_of(s)
     cut = threading.Event()
     sent = []
@@ -671,13 +689,12 @@ def test_slowloris_is_cut_off_while_others_are_served(strict_server, key):
     )
 
 
-def test_many_idle_sockets_do_not_block_a_client(keyfile, key):
+def test_many_idle_sockets_do_not_block_a_client(keyfile, key, closing):
     # A long deadline: if idle sockets could block the server, the client would wait 30 s.
-    srv = ServerProcess(
+    with ServerProcess(
         "-k", keyfile, "-b", HOST, "-v", "--handshake-timeout", "30", "--max-pending", "4"
-    )
-    idle = [open_idle(srv.port) for _ in range(10)]  # more than the cap of 4
-    try:
+    ) as srv:
+        idle = [closing(open_idle(srv.port)) for _ in range(10)]  # more than the cap of 4
         start = time.monotonic()
         assert_serves(srv.port, key)
         assert time.monotonic() - start < 5
@@ -685,10 +702,6 @@ def test_many_idle_sockets_do_not_block_a_client(keyfile, key):
         assert sock_closed_by_peer(idle[0], 2)  # the oldest were dropped to make room
         assert not sock_closed_by_peer(idle[-1], 0.2)  # the newest still wait their turn
         assert srv.proc.poll() is None
-    finally:
-        for s in idle:
-            s.close()
-        srv.stop()
 
 
 def drop_and_data_round(keyfile, key) -> str:
@@ -827,26 +840,26 @@ c.eval("(open(%r, 'w').close(), __import__('time').sleep(60))" % started)
 def test_client_killed_mid_call_server_cleans_up(transport, request, keyfile, tmp_path):
     port = request.getfixturevalue("tcp_server").port if transport == "tcp" else 0
     started = str(tmp_path / "started")
-    proc = subprocess.Popen(
+    pid = None
+    with subprocess.Popen(  # (its exit closes the stdout pipe)
         [sys.executable, "-c", CLIENT_SCRIPT, transport, str(port), keyfile, started],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-    )
-    pid = None
-    try:
-        pid = int(proc.stdout.readline())
-        assert wait_until(lambda: os.path.exists(started), 10)  # the call is running
-        assert pid_alive(pid)
-        proc.kill()
-        proc.wait(5)
-        assert wait_until(lambda: not pid_alive(pid), 5), "server process outlived its client"
-    finally:
-        if proc.poll() is None:
+    ) as proc:
+        try:
+            pid = int(proc.stdout.readline())
+            assert wait_until(lambda: os.path.exists(started), 10)  # the call is running
+            assert pid_alive(pid)
             proc.kill()
-            proc.wait()
-        if pid is not None and pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+            proc.wait(5)
+            assert wait_until(lambda: not pid_alive(pid), 5), "server process outlived its client"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if pid is not None and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_server_killed_mid_call_nonblocking(rmt):

@@ -44,17 +44,15 @@ class Service(ServerProcess):
     """A server started from an exact argv (the unit's ExecStart), log lines captured."""
 
     def __init__(self, argv, env=None):
-        self.proc = subprocess.Popen(
-            argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        line = self.wait_for(r"serving on", timeout=20)
-        self.port = int(line.rsplit(":", 1)[1].split()[0])
+        self._start(argv, env)
 
     def text(self) -> str:
         return "".join(self.log)
+
+
+def read(path) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def install_root(tmp_path, *extra: str):
@@ -127,7 +125,7 @@ def test_install_into_a_root_writes_files_with_modes(tmp_path, capsys):
     assert len(keys.read_key_file(key)) == keys.KEY_BYTES
     link = root / "etc/systemd/system/multi-user.target.wants/easycluster.service"
     assert os.readlink(link) == "/etc/systemd/system/easycluster.service"
-    text = open(conf).read()
+    text = read(conf)
     for line in ("bind = *", "allow = 10.0.0.0/8", "port = 12345", "grace = 5.0"):
         assert line in text.splitlines()
     assert "wrote a new key" in out and "enabled easycluster.service" in out
@@ -147,7 +145,7 @@ def test_install_never_overwrites_config_or_key_without_O(tmp_path, capsys):
     assert cli.main(["--install", "--root", str(root), "-p", "1"]) == 0
     out = capsys.readouterr().out
     assert "kept the existing configuration" in out and "kept the existing key" in out
-    assert open(conf).read().endswith("# edited by the admin\n")
+    assert read(conf).endswith("# edited by the admin\n")
     assert keys.read_key_file(keyfile) == first_key
 
     other = str(tmp_path / "other.key")
@@ -159,7 +157,7 @@ def test_install_never_overwrites_config_or_key_without_O(tmp_path, capsys):
     assert cli.main(["--install", "--root", str(root), "-k", other, "-O"]) == 0
     assert keys.read_key_file(keyfile) == keys.read_key_file(other)
     assert mode(keyfile) == 0o600
-    assert "edited by the admin" not in open(conf).read()
+    assert "edited by the admin" not in read(conf)
     assert [n for n in os.listdir(os.path.dirname(conf)) if n.startswith(".")] == []
 
 
@@ -217,8 +215,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     broken = tmp_path / "broken" / "easycluster.service"
     broken.parent.mkdir()
     broken.write_text(
-        open(unit)
-        .read()
+        read(unit)
         .replace("KillMode=mixed", "KillMode=bogus")
         .replace("Restart=on-failure", "Restrat=on-failure")
     )
@@ -241,7 +238,7 @@ def staged_command(tmp_path, **settings: str):
         text = set_values(f.read(), values)
     with open(conf, "w") as f:
         f.write(text)
-    argv = systemd.exec_start(open(lay.host(lay.unit)).read())
+    argv = systemd.exec_start(read(lay.host(lay.unit)))
     assert argv[-2:] == ["--config", lay.config]
     return argv[:-1] + [conf], lay
 
@@ -250,7 +247,7 @@ def edit_config(lay, **values: str) -> None:
     from easycluster.service.config import set_values
 
     conf = lay.host(lay.config)
-    text = set_values(open(conf).read(), values)
+    text = set_values(read(conf), values)
     with open(conf, "w") as f:
         f.write(text)
 
@@ -260,9 +257,9 @@ def hup(srv: Service, pattern: str) -> str:
     return srv.wait_for(pattern)
 
 
-def test_exec_start_serves_reloads_on_hup_and_drains_on_term(tmp_path):
+def test_exec_start_serves_reloads_on_hup_and_drains_on_term(tmp_path, closing):
     argv, lay = staged_command(tmp_path, verbosity="2", grace="20")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify = closing(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(10)
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
@@ -270,7 +267,7 @@ def test_exec_start_serves_reloads_on_hup_and_drains_on_term(tmp_path):
     try:
         assert notify.recv(4096).startswith(b"READY=1")
         key = keys.read_key_file(lay.host(lay.key))
-        c = easycluster.Client(key, HOST, srv.port, connect_timeout=5)
+        c = closing(easycluster.Client(key, HOST, srv.port, connect_timeout=5))
         assert c.eval("'payload-' + 'secret'") == "payload-secret"
         assert c.os.getppid() == srv.proc.pid  # a child process of the listener
         srv.wait_for(r"connection from 127\.0\.0\.1:\d+ authenticated")
@@ -321,31 +318,36 @@ def test_exec_start_serves_reloads_on_hup_and_drains_on_term(tmp_path):
         srv.wait_for(r"stopped")
     finally:
         srv.stop()
-        notify.close()
     log = srv.text()
     assert key.hex() not in log and new_key.hex() not in log
     assert "payload" not in log and "secret" not in log
 
 
-def test_grace_over_ends_open_connections(keyfile, key):
-    srv = ServerProcess("-k", keyfile, "-b", HOST, "--grace", "0.5")
-    c = easycluster.Client(key, HOST, srv.port, connect_timeout=5)
-    child = c.os.getpid()
-    resp = c.eval("__import__('time').sleep(30)", nonblocking=True)
-    t0 = time.monotonic()
-    srv.proc.send_signal(signal.SIGTERM)
-    assert srv.proc.wait(timeout=10) == 0
-    assert time.monotonic() - t0 < 5
-    srv.wait_for(r"grace period over: ending 1 connection")
-    with pytest.raises(ConnectionLost):
-        resp.wait(timeout=10)
-    c.close()
-    assert wait_until(lambda: not pid_alive(child), 5)  # a zombie counts as gone
+def test_grace_over_ends_open_connections(keyfile, key, tmp_path):
+    started = str(tmp_path / "started")
+    with ServerProcess("-k", keyfile, "-b", HOST, "--grace", "0.5") as srv:
+        with easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
+            child = c.os.getpid()
+            resp = c.eval(
+                f"(open({started!r}, 'w').close(), __import__('time').sleep(30))",
+                nonblocking=True,
+            )
+            # Busy before SIGTERM (a nonblocking call may leave a moment later): an idle
+            # connection would end at once instead of holding the grace.
+            assert wait_until(lambda: os.path.exists(started), 10)
+            t0 = time.monotonic()
+            srv.proc.send_signal(signal.SIGTERM)
+            assert srv.proc.wait(timeout=10) == 0
+            assert time.monotonic() - t0 < 5
+            srv.wait_for(r"grace period over: ending 1 connection")
+            with pytest.raises(ConnectionLost):
+                resp.wait(timeout=10)
+        assert wait_until(lambda: not pid_alive(child), 5)  # a zombie counts as gone
 
 
 def test_second_sigterm_cuts_the_grace_short(keyfile, key):
     srv = ServerProcess("-k", keyfile, "-b", HOST, "--grace", "30")
-    with easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
+    with srv, easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
         resp = c.eval("__import__('time').sleep(30)", nonblocking=True)
         srv.proc.send_signal(signal.SIGTERM)
         srv.wait_for(r"waiting up to 30 s for 1 open connection")
@@ -380,10 +382,10 @@ def test_hup_reloads_the_key_file_given_with_k(tmp_path):
     assert old.hex() not in "".join(srv.log) and new.hex() not in "".join(srv.log)
 
 
-def test_max_connections_makes_new_ones_wait(keyfile, key):
+def test_max_connections_makes_new_ones_wait(keyfile, key, closing):
     srv = ServerProcess("-k", keyfile, "-b", HOST, "--max-connections", "1", "-v")
     try:
-        first = easycluster.Client(key, HOST, srv.port, connect_timeout=5)
+        first = closing(easycluster.Client(key, HOST, srv.port, connect_timeout=5))
         assert first.eval("1") == 1
         srv.wait_for(r"1 connections open \(max_connections\): new ones wait")
         got: queue.Queue = queue.Queue()
@@ -514,18 +516,18 @@ def test_staging_root_refuses_start(tmp_path, capsys):
 # -- listener --------------------------------------------------------------------------
 
 
-def test_listener_survives_drop_and_data_in_one_round(key):
+def test_listener_survives_drop_and_data_in_one_round(key, closing):
     # max_pending=1: a second connection drops the first pending one; the first one's
     # data arrives in the same select round (the old code then raised KeyError).
-    sock = socket.socket()
+    sock = closing(socket.socket())
     sock.bind((HOST, 0))
     sock.listen(8)
-    lst = Listener(sock, key, lambda *a: None, max_pending=1)
-    a = socket.create_connection(lst.address(), timeout=5)
+    lst = closing(Listener(sock, key, lambda *a: None, max_pending=1))
+    a = closing(socket.create_connection(lst.address(), timeout=5))
     lst.poll(1)
     assert lst.pending() == 1
     (server_side,) = [p.sock for p in lst._pending.values()]
-    b = socket.create_connection(lst.address(), timeout=5)
+    closing(socket.create_connection(lst.address(), timeout=5))  # the first is dropped for it
     a.send(b"x")
     ready = set()
     deadline = time.monotonic() + 5
@@ -537,19 +539,16 @@ def test_listener_survives_drop_and_data_in_one_round(key):
     assert lst.pending() == 1
     a_closed = a.recv(handshake.SERVER_HELLO_SIZE + 1, socket.MSG_WAITALL)
     assert len(a_closed) == handshake.SERVER_HELLO_SIZE  # its hello, then EOF: dropped
-    for s in (a, b):
-        s.close()
-    lst.close()
 
 
-def test_listener_update_drops_pending_peers_the_new_list_refuses(key):
+def test_listener_update_drops_pending_peers_the_new_list_refuses(key, closing):
     from easycluster.service.listener import parse_allow
 
-    sock = socket.socket()
+    sock = closing(socket.socket())
     sock.bind((HOST, 0))
     sock.listen(8)
-    lst = Listener(sock, key, lambda *a: None, parse_allow([HOST]))
-    a = socket.create_connection(lst.address(), timeout=5)
+    lst = closing(Listener(sock, key, lambda *a: None, parse_allow([HOST])))
+    a = closing(socket.create_connection(lst.address(), timeout=5))
     assert wait_until(lambda: (lst.poll(0.1), lst.pending())[1] == 1, 5)
     assert lst.update(key, parse_allow(["10.0.0.0/8"]), 10.0, 64) == 1
     assert lst.pending() == 0
@@ -557,18 +556,15 @@ def test_listener_update_drops_pending_peers_the_new_list_refuses(key):
         len(a.recv(handshake.SERVER_HELLO_SIZE + 1, socket.MSG_WAITALL))
         == handshake.SERVER_HELLO_SIZE
     )  # its hello, then EOF
-    b = socket.create_connection(lst.address(), timeout=5)
+    b = closing(socket.create_connection(lst.address(), timeout=5))
     lst.poll(1)  # accepted and refused at once: not in the list
     assert b.recv(1) == b"" and lst.pending() == 0
-    for s in (a, b):
-        s.close()
-    lst.close()
 
 
 def test_idle_connections_do_not_hold_the_stop(keyfile, key):
     """SIGTERM drains: an idle connection ends at once instead of holding the grace."""
     srv = ServerProcess("-k", keyfile, "-b", HOST, "--grace", "30")
-    with easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
+    with srv, easycluster.Client(key, HOST, srv.port, connect_timeout=5) as c:
         assert c.eval("1 + 1") == 2
         t0 = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
