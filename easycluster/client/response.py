@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+import threading
 from typing import Any, Callable, Optional, Tuple, Union
 
 from ..errors import CallTimeout, RemoteException
@@ -49,6 +50,14 @@ def plain_mirror(resp: Response) -> concurrent.futures.Future:
 
 
 _Future = concurrent.futures.Future
+_BASE_LOCK = threading.Lock()  # orders Response._base against a racing completion
+
+
+def _set(fut: concurrent.futures.Future, value: Any, error: Optional[BaseException]) -> None:
+    if error is None:
+        _Future.set_result(fut, value)
+    else:
+        _Future.set_exception(fut, error)
 
 
 class Response(concurrent.futures.Future):
@@ -58,38 +67,89 @@ class Response(concurrent.futures.Future):
     ``have_response`` tells whether the reply is in. Works with
     ``concurrent.futures.wait`` and ``as_completed`` and done-callbacks (on a plain
     Client the reader's standby thread reads for them).
+
+    The Future part is made on first use. Most responses are created, completed and
+    read without anyone touching Future's machinery, and ``Future.__init__`` (a
+    ``Condition``: an ``RLock``, bound methods, a deque; and garbage the collector walks
+    while thousands are pending) cost more than the call itself. So a Response keeps
+    its outcome in ``finished``/``value``/``error``, and the first use of anything of
+    Future's that is not overridden here (``concurrent.futures.wait`` reading its state,
+    ``add_done_callback``, ``cancel``, ``running()``...) runs ``Future.__init__`` and
+    replays an outcome already in through the public ``set_result``/``set_exception``
+    (``_base``). Only ``Future``'s public methods are called; an attribute Future looks
+    for and does not find yet is what triggers the set-up (``__getattr__``). A lock
+    shared by all responses orders that set-up against a completion racing with it;
+    the common path takes no lock at all.
     """
 
     pins: Any = None  # proxies the request carries, kept alive until its reply
-    # Our own copy of the outcome, set after Future's (which stays the authority): the
-    # common wait() reads it without taking the Future's lock three times.
-    finished = False
+    finished = False  # the outcome is in: ``value``, or ``error`` when not None
     value: Any = None
     error: Optional[BaseException] = None
+    _base_ready = False  # Future.__init__ has run (see the class docstring)
 
     def __init__(
         self, client: Any, reader: Any, request_id: int, origexc: Any = True, thread: int = 0
     ):
-        _Future.__init__(self)
+        # Future.__init__ is deliberately not called here: see _base
         self.thread = thread  # the server thread it runs on (for messages)
         self.client = client
         self.reader = reader
         self.request_id = request_id
         self.origexc = origexc
 
+    def __getattr__(self, name: str) -> Any:
+        # Called only for attributes normal lookup did not find: Future's own state
+        # before its __init__ ran. Dunder probes (copy, pickle) are not Future's state.
+        if name.startswith("__") or self._base_ready:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._base()
+        return object.__getattribute__(self, name)
+
+    def _base(self) -> None:
+        """Set up the Future part now, replaying an outcome already in."""
+        with _BASE_LOCK:
+            if self._base_ready:
+                return
+            _Future.__init__(self)
+            self._base_ready = True
+            if self.finished:
+                if self.error is None:
+                    _Future.set_result(self, self.value)
+                else:
+                    _Future.set_exception(self, self.error)
+
     @property
     def have_response(self) -> bool:
         return self.finished or self.done()
 
+    def done(self) -> bool:
+        return self.finished or (self._base_ready and _Future.done(self))
+
     def set_result(self, result: Any) -> None:
-        _Future.set_result(self, result)  # InvalidStateError if already done
-        self.value = result
-        self.finished = True
+        self._complete(result, None)
 
     def set_exception(self, exception: Optional[BaseException]) -> None:
-        _Future.set_exception(self, exception)
-        self.error = exception
-        self.finished = True
+        self._complete(None, exception)
+
+    def _complete(self, value: Any, error: Optional[BaseException]) -> None:
+        """Record the outcome (InvalidStateError if there is one already, or the
+        response was cancelled), and tell Future's machinery if it is in use. Either
+        this sees ``_base_ready`` set or ``_base`` sees ``finished`` set (each is
+        written before the other is read), and the lock keeps the two from both
+        completing the Future."""
+        if self._base_ready:
+            with _BASE_LOCK:
+                _set(self, value, error)  # raises if cancelled or done
+                self.value, self.error, self.finished = value, error, True
+            return
+        if self.finished:
+            raise concurrent.futures.InvalidStateError(f"{self!r}: the outcome is in already")
+        self.value, self.error, self.finished = value, error, True
+        if self._base_ready:  # set up by another thread meanwhile
+            with _BASE_LOCK:
+                if not _Future.done(self):
+                    _set(self, value, error)
 
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
         """Wait for the reply; return its value or raise (``CallTimeout`` on timeout;
@@ -99,13 +159,10 @@ class Response(concurrent.futures.Future):
             if timeout is None:
                 timeout = self.client.call_timeout
             self.reader.wait_for(self, timeout)
-            if not (self.finished or self.done()):
+            if not self.done():
                 raise timeout_error(self.client, self.request_id, "", timeout, self.thread)
-            if not self.finished:  # cancelled, or completed this instant by another thread
-                exc = _Future.exception(self, 0)  # CancelledError if cancelled
-                if exc is None:
-                    return _Future.result(self, 0)
-                raise_reply(self.client, exc, self.origexc if origexc is None else origexc)
+            if not self.finished:  # cancelled
+                _Future.result(self, 0)  # raises CancelledError
         exc = self.error
         if exc is None:
             return self.value
@@ -117,11 +174,14 @@ class Response(concurrent.futures.Future):
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         if not self.done():
             self.reader.wait_for(self, timeout)
-        return _Future.exception(self, 0)  # TimeoutError if still not done
+        if self.finished:
+            return self.error
+        return _Future.exception(self, 0)  # TimeoutError, or CancelledError
 
     def cancel(self) -> bool:
         """Stop waiting for the reply (False if it is already in). The call itself may
         still run remotely: the outcome is unknown, and a late reply is dropped."""
+        self._base()
         if not _Future.cancel(self):
             return False
         # No executor runs this future: do its step, which tells concurrent.futures
@@ -132,6 +192,7 @@ class Response(concurrent.futures.Future):
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
         """As Future's; on a plain Client someone must read, so the reader watches."""
+        self._base()
         _Future.add_done_callback(self, fn)
         if not self.done():
             self.reader.watch()
