@@ -87,6 +87,7 @@ class Response(concurrent.futures.Future):
     value: Any = None
     error: Optional[BaseException] = None
     _base_ready = False  # Future.__init__ has run (see the class docstring)
+    _delivered = False  # the Future part has been given its outcome, or cancelled
 
     def __init__(
         self, client: Any, reader: Any, request_id: int, origexc: Any = True, thread: int = 0
@@ -113,11 +114,10 @@ class Response(concurrent.futures.Future):
                 return
             _Future.__init__(self)
             self._base_ready = True
-            if self.finished:
-                if self.error is None:
-                    _Future.set_result(self, self.value)
-                else:
-                    _Future.set_exception(self, self.error)
+            replay = self.finished and not self._delivered
+            self._delivered = self._delivered or replay
+        if replay:  # outside the lock: done-callbacks run here, and may make calls
+            _set(self, self.value, self.error)
 
     @property
     def have_response(self) -> bool:
@@ -134,22 +134,34 @@ class Response(concurrent.futures.Future):
 
     def _complete(self, value: Any, error: Optional[BaseException]) -> None:
         """Record the outcome (InvalidStateError if there is one already, or the
-        response was cancelled), and tell Future's machinery if it is in use. Either
-        this sees ``_base_ready`` set or ``_base`` sees ``finished`` set (each is
-        written before the other is read), and the lock keeps the two from both
-        completing the Future."""
+        response was cancelled), and tell Future's machinery if it is in use.
+
+        The outcome is stored before Future's machinery hears of it, so a done-callback
+        (``acall``'s among them) always finds it. Exactly one of this, ``_base`` and
+        ``cancel`` hands an outcome to the Future part (``_delivered``, decided under
+        the lock); the hand-over runs outside the lock because it runs done-callbacks,
+        which may start calls of their own. Either this sees ``_base_ready`` set or
+        ``_base`` sees ``finished`` set (each is written before the other is read).
+        """
         if self._base_ready:
             with _BASE_LOCK:
-                _set(self, value, error)  # raises if cancelled or done
+                if self._delivered:
+                    raise concurrent.futures.InvalidStateError(f"{self!r}: already settled")
                 self.value, self.error, self.finished = value, error, True
+                self._delivered = True
+            _set(self, value, error)
             return
         if self.finished:
             raise concurrent.futures.InvalidStateError(f"{self!r}: the outcome is in already")
         self.value, self.error, self.finished = value, error, True
         if self._base_ready:  # set up by another thread meanwhile
             with _BASE_LOCK:
-                if not _Future.done(self):
-                    _set(self, value, error)
+                if self._delivered:
+                    if _Future.cancelled(self):  # cancel won: the reply is dropped
+                        self.finished = False
+                    return
+                self._delivered = True
+            _set(self, value, error)
 
     def wait(self, timeout: Optional[float] = None, origexc: Any = None) -> Any:
         """Wait for the reply; return its value or raise (``CallTimeout`` on timeout;
@@ -182,8 +194,11 @@ class Response(concurrent.futures.Future):
         """Stop waiting for the reply (False if it is already in). The call itself may
         still run remotely: the outcome is unknown, and a late reply is dropped."""
         self._base()
-        if not _Future.cancel(self):
-            return False
+        with _BASE_LOCK:
+            if self._delivered or self.finished:
+                return _Future.cancelled(self)
+            self._delivered = True  # the outcome is "cancelled": a late reply is refused
+        _Future.cancel(self)  # outside the lock: it runs done-callbacks
         # No executor runs this future: do its step, which tells concurrent.futures
         # waiters about the cancellation.
         self.set_running_or_notify_cancel()

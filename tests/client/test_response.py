@@ -112,3 +112,70 @@ def test_completion_racing_with_the_first_future_use_never_loses_the_outcome():
         out.append(cf.wait([r], timeout=30))
         t.join()
         assert out[0].done == {r} and r.result() == i
+
+
+def test_a_done_callback_finds_the_outcome_already_stored():
+    """acall's mirror callback reads wait(0) at once (CI saw None here once: the Future
+    part heard of the reply before the reply was stored)."""
+    for setup_first in (True, False):
+        r = new()
+        seen = []
+        if setup_first:
+            r.add_done_callback(lambda f, seen=seen: seen.append(f.wait(0)))
+            r.set_result(42)
+        else:
+            r.set_result(42)
+            r.add_done_callback(lambda f, seen=seen: seen.append(f.wait(0)))
+        assert seen == [42]
+
+
+def test_a_done_callback_may_start_another_response():
+    """Callbacks run outside the lock that orders set-up: one that sets up another
+    response (an oncomplete that makes a further call) must not deadlock."""
+    first, second = new(), new()
+    seen = []
+
+    def chain(f):
+        second.add_done_callback(lambda g: seen.append(g.result()))
+        second.set_result(f.result() + 1)
+
+    first.add_done_callback(chain)
+    t = threading.Thread(target=first.set_result, args=(1,), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and seen == [2]
+    third = new()
+    third.set_result(5)  # replayed by the set-up: the callback runs then
+    fourth = new()
+    third.add_done_callback(lambda f: fourth.add_done_callback(lambda g: None))
+    assert fourth._base_ready
+
+
+def test_cancel_racing_with_the_reply_settles_once():
+    """cancel() on one thread while the reply lands on another: either the call is
+    cancelled and the reply refused, or the reply wins and cancel() says False; the
+    response never reports both."""
+    for i in range(2000):
+        r = new()
+        r._base()  # a caller holding the Future: cancel and completion both see it
+        go = threading.Barrier(2)
+        refused = []
+
+        def complete(r=r, go=go, i=i, refused=refused):
+            go.wait()
+            try:
+                r.set_result(i)
+            except cf.InvalidStateError:
+                refused.append(True)
+
+        t = threading.Thread(target=complete)
+        t.start()
+        go.wait()
+        cancelled = r.cancel()
+        t.join()
+        if cancelled:
+            assert r.cancelled() and refused and not r.finished
+            with pytest.raises(cf.CancelledError):
+                r.result(0)
+        else:
+            assert not refused and r.result(0) == i and not r.cancelled()

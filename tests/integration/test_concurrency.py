@@ -305,3 +305,26 @@ def test_closed_threaded_clients_leave_no_reader_threads(tcp_server, key):
         c.close()
     after = {t for t in threading.enumerate() if t.name.startswith("easycluster-reader")}
     assert after - before == set()
+
+
+def test_threaded_oncomplete_may_make_another_call_with_oncomplete():
+    """0.22's chaining pattern: an oncomplete callback (on the reader thread) starts the
+    next call with its own oncomplete. It deadlocked once on the lock that orders a
+    response's lazy Future set-up, held while callbacks ran."""
+    tclient = spawn_local(ThreadedClient)
+    done, got = threading.Event(), []
+    try:
+
+        def second(v):
+            got.append(v)
+            done.set()
+
+        def first(v):
+            got.append(v)
+            tclient.call("conc_add", v, 1, nonblocking=True, oncomplete=second)
+
+        tclient.call("conc_add", 1, 0, nonblocking=True, oncomplete=first)
+        assert done.wait(20), f"the chained call never completed (got {got})"
+        assert got == [1, 2]
+    finally:
+        tclient.close()
