@@ -84,3 +84,9 @@ def test_console_script_version():
     exe = shutil.which("easycluster") or f"{sys.prefix}/bin/easycluster"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and easycluster.VERSION in out.stdout
+
+
+def test_definitions_modules_bind_exactly_0_22s_public_names():
+    from easycluster.objects.definitions import PREAMBLE_NAMES
+
+    assert sorted(PREAMBLE_NAMES) == sorted(ALL_022)

@@ -59,6 +59,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # `easycluster -S` opens its port first, then imports what serves a connection
     ("service.tcpserver", "remote.process"): "imported once the port is open",
     ("service.tcpserver", "transport.channel"): "imported once the port is open",
+    ("service.tcpserver", "objects.definitions"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.
     ("cluster.task", "cluster.copyio"): "optional: only copies need it",
     # server.py is the 0.22 face: importing it must stay as light as 0.22's

@@ -1,7 +1,8 @@
 """Definitions modules (``define_common``) and dotted-name lookup, shared by both ends.
 
 A definitions module is a virtual module registered in ``sys.modules`` (by default
-``easycluster.remote_code``) that starts with ``from easycluster import *``. Code given to
+``easycluster.remote_code``) that starts with EasyCluster 0.22's public names bound
+(``PREAMBLE_NAMES``, what 0.22's ``from easycluster import *`` gave). Code given to
 ``define_common`` runs in it locally (unless ``local=False``) and is recorded, so every
 client can send all recorded blocks to a new server on connect, and the new ones with
 ``update_definitions()``. Because the module exists on both ends under the same name,
@@ -66,7 +67,7 @@ def definitions_module(name: str = DEFAULT_MODULE, keep_source: bool = True) -> 
     mod = types.ModuleType(name, "EasyCluster definitions module")
     mod._easycluster_definitions = True  # type: ignore[attr-defined]
     mod._source_code = []  # type: ignore[attr-defined]
-    exec("from easycluster import *", mod.__dict__)
+    exec(_preamble(), mod.__dict__)
 
     def define(code: str, local: bool = True) -> None:
         define_common(code, name, local)
@@ -78,10 +79,54 @@ def definitions_module(name: str = DEFAULT_MODULE, keep_source: bool = True) -> 
     return mod
 
 
+# What a definitions module's preamble binds: EasyCluster 0.22's ``__all__`` (its
+# definitions modules began with ``from easycluster import *``). Not our whole
+# ``__all__``: node sets and the cluster layer would cost every server ~30 ms to load.
+PREAMBLE_NAMES = (
+    "AutoThreadingClient",
+    "ThreadedClient",
+    "Client",
+    "ClientGroup",
+    "Connection",
+    "DefaultRemoteProxy",
+    "RemoteException",
+    "RemoteProxy",
+    "SelfIterProxy",
+    "ServerObject",
+    "add_key_options",
+    "call_method_multi",
+    "call_multi",
+    "decode_key",
+    "define_common",
+    "definitions_module",
+    "eval_multi",
+    "exec_return",
+    "execblock_multi",
+    "generate_key",
+    "key_from_options",
+    "make_server_class",
+    "make_singleton",
+    "read_key_file",
+    "write_key_file",
+    "parse_connection_spec",
+)
+
+
+def _preamble() -> str:
+    """The preamble's source: the names of ``PREAMBLE_NAMES`` this process's package
+    has (a server started over ssh carries only the server's modules)."""
+    have = set(getattr(sys.modules.get("easycluster"), "__all__", ()) or ())
+    if not have:
+        exec("import easycluster", {})
+        have = set(getattr(sys.modules.get("easycluster"), "__all__", ()))
+    names = [n for n in PREAMBLE_NAMES if n in have]
+    return f"from easycluster import {', '.join(names)}" if names else ""
+
+
 def warm_up() -> None:
     """Import what a new definitions module's preamble binds (for a process that forks
     servers: its children then start warm)."""
-    exec("from easycluster import *", {})
+    exec(_preamble(), {})
 
 
 BLOCK_FILE = "<define_common {name} {digest}>"  # a block's file name in tracebacks

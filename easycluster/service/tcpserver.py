@@ -171,8 +171,11 @@ class TCPServer:
         use: ``serve_forever`` asks for it right after the port opens, so the server
         listens sooner and every connection process inherits it already imported."""
         if self._serve is None:
+            from ..objects import definitions
             from ..remote.process import serve_connection
             from ..transport.channel import Channel
+
+            definitions.warm_up()  # what every connection's definitions module binds
 
             def serve(sock: socket.socket, session: frames.Session, peer: str, v: int) -> None:
                 serve_connection(Channel(sock, session), peer, v)
