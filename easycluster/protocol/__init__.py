@@ -54,20 +54,30 @@ Frames (after the handshake)
 
 ::
 
-    FRAME, 52 bytes + payload
+    FRAME, 68 bytes + payload (protocol version 2)
       offset size  field
       0      1     direction: 1 = client to server, 2 = server to client
       1      1     frame type (meaning chosen by the layers above; see the FT_* constants)
       2      2     flags (u16): bit 0 = payload is zlib-compressed, bit 1 = out-of-band buffers
       4      8     sequence number (u64), counting from 0 in each direction
       12     8     payload length in bytes (u64), checked against the limit before allocating
-      20     n     payload
-      20+n   32    HMAC-SHA256(direction key, bytes 0 .. 20+n), i.e. header and payload
+      20     16    header tag: HMAC-SHA256(direction key, bytes 0 .. 20), first 16 bytes
+      36     n     payload
+      36+n   32    HMAC-SHA256(direction key, bytes 0 .. 36+n), i.e. header, tag and payload
 
 The MAC trails the payload so the receiver can check header and payload where they lie,
 without copying them together first, and so both ends can hash a large payload a chunk at
 a time while it travels (``Session.pack_chunks``; the reader hashes a large frame's bytes
 as they arrive), instead of before sending and after receiving it.
+
+The header tag lets the receiver trust the length before the payload is there: the
+fields are checked as soon as their 20 bytes arrive (direction, sequence, limit), and a
+frame that is not complete in the receive buffer is waited for (or given a buffer of its
+own) only once its tag checks out. A flipped length bit or a header misread after bytes
+were lost is an error at once, with nothing allocated; a frame that arrives whole needs
+only its MAC, which covers the tag. (Version 1 had no tag: a corrupted length made the
+receiver wait, holding a buffer of the announced size.) The sender computes the tag and
+the MAC from one hash state of the header.
 
 A frame of type FT_BATCH carries several small frames' bodies, each as
 ``u8 type || u32 size || body``, under the one header and MAC; the receiver unpacks them in
@@ -76,10 +86,18 @@ order after the MAC checked out.
 With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main || buf1 ..
 bufn``: the buffers are pickle protocol 5 out-of-band buffers, sent without copying.
 
-The receiver checks direction, sequence and length from the header, reads payload and
-MAC, and compares the MAC with ``hmac.compare_digest`` before handing anything on; nothing is
-unpickled here at all. Any failure raises an ``IntegrityError`` or ``FrameTooLarge`` and
+The receiver checks direction, sequence and length from the header (and the tag, unless
+the frame is already whole), reads payload and MAC, and compares tag and MAC with
+``hmac.compare_digest`` before handing anything on; nothing is unpickled here at all. A
+compressed payload is inflated a step at a time and refused as soon as it passes the
+limit. Any failure raises an ``IntegrityError`` or ``FrameTooLarge`` and
 the connection must be closed: a reader that raised is dead.
+
+Bytes lost at the end of what a peer sends leave the receiver waiting for the rest of a
+frame with no error to find. The client's end of a connection therefore pings while a
+read waits in silence (``transport.channel.KeepAlive``), the server echoes each ping's
+body in a pong, and unanswered pings grow (up to the bytes a frame begun still lacks):
+the next bytes fill the hole and fail the MAC, in either direction.
 
 Messages (frame bodies; ``messages.py``)
 ----------------------------------------

@@ -12,7 +12,7 @@ import zlib
 from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import FrameTooLarge, IntegrityError, ProtocolError
-from .mac import Hasher, Mac
+from .mac import TAG_SIZE, Hasher, Mac
 
 if TYPE_CHECKING:  # a piece of a frame: anything with the buffer protocol (annotations only)
     from .mac import Buffer as Buffer
@@ -35,9 +35,10 @@ FT_RELEASE = 6  # client -> server: object ids whose last proxy is gone
 FT_CLOSE = 7  # orderly goodbye
 FT_BATCH = 8  # several small frames' bodies in one: repeated (u8 type, u32 size, body)
 
-HEADER = struct.Struct(">BBHQQ")
-HEADER_SIZE = HEADER.size  # 20
+HEADER = struct.Struct(">BBHQQ")  # the fields; the header's tag follows them
+HEADER_SIZE = HEADER.size + TAG_SIZE  # 36: fields and tag, before the payload
 MAC_SIZE = 32
+_FIELDS = HEADER.size  # 20
 _COUNT = struct.Struct(">I")
 _ITEM = struct.Struct(">BI")
 BATCH_ITEM_OVERHEAD = _ITEM.size
@@ -45,6 +46,7 @@ _COMPRESS_MIN = 512
 _SMALL = 1 << 16
 _SCRATCH = 1 << 18
 CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
+_INFLATE_STEP = 1 << 18  # a compressed payload is inflated this many bytes at a time
 _MMAP_MIN = 1 << 25  # big receive buffers this large are populated mappings
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux, Python 3.10+
 
@@ -68,17 +70,7 @@ class Frame:
         if not self.flags:
             return memoryview(data), ()  # the common case: nothing to undo
         if self.flags & FLAG_ZLIB:
-            d = zlib.decompressobj()
-            try:
-                data = d.decompress(data, self.max_size + 1)
-            except zlib.error as e:
-                raise ProtocolError(f"compressed frame is corrupt: {e}")
-            if len(data) > self.max_size or d.unconsumed_tail:
-                raise FrameTooLarge(
-                    f"compressed frame expands beyond the {self.max_size}-byte limit"
-                )
-            if not d.eof:
-                raise ProtocolError("compressed frame is incomplete")
+            data = _inflate(data, self.max_size)
         view = memoryview(data)
         if not self.flags & FLAG_OOB:
             return view, []
@@ -98,6 +90,31 @@ class Frame:
             bufs.append(view[pos : pos + size])
             pos += size
         return main, bufs
+
+
+def _inflate(data: Bytes, limit: int) -> bytearray:
+    """``data`` decompressed, a step at a time into one growing buffer, refused as soon as
+    it passes ``limit``: at most about ``limit`` bytes are ever held (one ``decompress``
+    call bounded by the limit would hold its output blocks and then their joined copy,
+    twice the limit)."""
+    d = zlib.decompressobj()
+    out = bytearray()
+    tail: Bytes = data
+    try:
+        while not d.eof:
+            # never more than one byte past the limit: that byte is the refusal
+            piece = d.decompress(tail, min(_INFLATE_STEP, limit + 1 - len(out)))
+            tail = d.unconsumed_tail
+            if not piece and not tail:
+                break  # input used up, stream not ended
+            out += piece
+            if len(out) > limit:
+                raise FrameTooLarge(f"compressed frame expands beyond the {limit}-byte limit")
+    except zlib.error as e:
+        raise ProtocolError(f"compressed frame is corrupt: {e}")
+    if not d.eof:
+        raise ProtocolError("compressed frame is incomplete")
+    return out
 
 
 class Session:
@@ -120,6 +137,7 @@ class Session:
         self._send_key = send_key
         self._send_mac = Mac(send_key)
         self._send_dir = send_dir
+        self.is_client = send_dir == DIR_C2S  # the end that sends requests
         self._send_seq = 0
         self.max_send = max_send
         self.compress = compress
@@ -142,8 +160,9 @@ class Session:
                         f"message of {length} bytes exceeds the peer's limit "
                         f"of {self.max_send} bytes"
                     )
-                frame = self._head(ftype, 0, length) + main
-                return [frame + self._send_mac.digest(frame)]
+                head = self._head(ftype, 0, length)
+                tag, mac = self._send_mac.seal(head, main)
+                return [b"".join((head, tag, main, mac))]
         flags, parts, length = self._body(main, buffers)
         return self._seal(self._head(ftype, flags, length), parts, length)
 
@@ -167,9 +186,7 @@ class Session:
         if length <= chunk:
             return iter((self._seal(self._head(ftype, flags, length), parts, length),))
         views = [memoryview(p).cast("B") for p in parts]  # may raise: before numbering
-        head = self._head(ftype, flags, length)
-        h = self._send_mac.start()
-        h.update(head)
+        h, head = self._start(ftype, flags, length)
         return _chunked(h, head, views, chunk)
 
     def _body(
@@ -202,13 +219,25 @@ class Session:
     def _seal(self, head: bytes, parts: List[Buffer], length: int) -> List[Buffer]:
         """The whole frame: one joined buffer when small, else the pieces and the MAC."""
         if length <= _SMALL:
-            frame = head + b"".join(parts)
-            return [frame + self._send_mac.digest(frame)]
+            body = b"".join(parts)
+            tag, mac = self._send_mac.seal(head, body)
+            return [b"".join((head, tag, body, mac))]
         h = self._send_mac.start()
         h.update(head)
+        tag = h.digest()[:TAG_SIZE]
+        h.update(tag)
         for p in parts:
             h.update(p)
-        return [head, *parts, h.digest()]
+        return [head + tag, *parts, h.digest()]
+
+    def _start(self, ftype: int, flags: int, length: int) -> Tuple[Hasher, bytes]:
+        """The MAC computation of a frame sent in pieces, and its header with the tag."""
+        head = self._head(ftype, flags, length)
+        h = self._send_mac.start()
+        h.update(head)
+        tag = h.digest()[:TAG_SIZE]
+        h.update(tag)
+        return h, head + tag
 
     def _head(self, ftype: int, flags: int, length: int) -> bytes:
         """The next frame header; consumes a sequence number."""
@@ -259,6 +288,7 @@ class FrameReader:
         self._start = 0
         self._end = 0
         self._big: Optional[_BigFrame] = None  # the frame too large for the scratch buffer
+        self._head_ok = False  # the tag of the header at _start checked out
         self._failed: Optional[ProtocolError] = None
 
     def buffer(self) -> memoryview:
@@ -276,6 +306,20 @@ class FrameReader:
         if self._big is not None:
             return self._big.fill + HEADER_SIZE
         return self._end - self._start
+
+    def missing(self) -> int:
+        """Bytes still to come before the frame begun can be checked (0 between frames): a
+        hint for a peer asked to send something (``transport.channel``'s keep-alive)."""
+        big = self._big
+        if big is not None:
+            return len(big.buf) - big.fill
+        have = self._end - self._start
+        if not have:
+            return 0
+        if have < HEADER_SIZE or not self._head_ok:
+            return max(HEADER_SIZE - have, 1)
+        length: int = HEADER.unpack_from(self._view, self._start)[4]
+        return HEADER_SIZE + length + MAC_SIZE - have
 
     def advance(self, n: int) -> List[Frame]:
         """Account for ``n`` bytes written into ``buffer()``; return completed frames.
@@ -301,28 +345,44 @@ class FrameReader:
             return frames
         self._end += n
         view, end = self._view, self._end
-        while end - self._start >= HEADER_SIZE:
+        while end - self._start >= _FIELDS:
             s = self._start
             direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
             if direction != self._dir or seq != self._seq or length > self.max_size:
                 self._check_header(view, s)  # raises the error that says which
             total = HEADER_SIZE + length + MAC_SIZE
             if end - s >= total:
+                # Whole: the MAC covers fields, tag and payload at once (a length altered
+                # to fit what is here fails it too, so the tag needs no check of its own).
                 stop = s + HEADER_SIZE + length
                 mac = self._mac.digest(view[s:stop])
                 if not hmac.compare_digest(mac, view[stop : stop + MAC_SIZE]):
                     raise _bad_mac()
                 self._seq += 1
                 self._start = stop + MAC_SIZE
+                self._head_ok = False
                 frames.append(
                     Frame(ftype, flags, bytes(view[s + HEADER_SIZE : stop]), self.max_size)
                 )
                 continue
+            if end - s < HEADER_SIZE:
+                break  # the tag is still on its way
+            # Not whole: the length is about to decide what we wait for (and allocate),
+            # so it must be the sender's. The tag says so, or the stream is corrupt.
+            if not self._head_ok:
+                tag = self._mac.tag(view[s : _FIELDS + s])
+                if not hmac.compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
+                    raise IntegrityError(
+                        "frame rejected: header authentication code does not match "
+                        "(altered length or header, bytes lost or injected, or another key)"
+                    )
+                self._head_ok = True
             if total > len(self._scratch):
                 h = self._mac.start()
                 h.update(view[s : s + HEADER_SIZE])
                 self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
                 self._start = self._end = 0
+                self._head_ok = False
             break
         if self._start == self._end:
             self._start = self._end = 0

@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # annotations only
     from .frames import Buffer
 
 MAGIC = b"EZCLSTR\x00"
-PROTOCOL_MIN = 1
-PROTOCOL_MAX = 1
+# 2: frame headers carry a tag of their own (checked before a length is trusted).
+PROTOCOL_MIN = 2
+PROTOCOL_MAX = 2
 
 SERVER_HELLO_SIZE = 48
 CLIENT_HELLO_SIZE = 88
@@ -116,6 +117,8 @@ class ClientHandshake:
         self._options = options
         self._nonce = os.urandom(32)
         self._server_hello = b""
+        self._versions = (0, 0)  # the range the server's hello announced
+        self._version = 0  # the one we chose
         self.hello = b""
 
     @staticmethod
@@ -144,12 +147,15 @@ class ClientHandshake:
                 "the peer is not an EasyCluster server (bad greeting); check the host and port"
             )
         lo, hi, _ = struct.unpack_from(">HHI", server_hello, 8)
+        self._versions = (lo, hi)
         version = min(hi, PROTOCOL_MAX)
-        if version < max(lo, PROTOCOL_MIN):
-            raise ProtocolError(
-                f"no common protocol version: server speaks {lo}-{hi}, "
-                f"this client {PROTOCOL_MIN}-{PROTOCOL_MAX}; upgrade one side"
-            )
+        if lo > PROTOCOL_MAX:
+            raise ProtocolError(self._no_common_version())
+        # An older server (hi < PROTOCOL_MIN) is still sent a proven hello with our
+        # lowest version: a genuine one refuses it (then receive_accept says why), and a
+        # peer without the key is told apart by its proof, not by what it claims.
+        version = max(version, PROTOCOL_MIN)
+        self._version = version
         self._server_hello = bytes(server_hello)
         opts = OPT_COMPRESS if self._options.compress else 0
         head = MAGIC + struct.pack(">HHIQ", version, opts, 0, self._options.max_frame)
@@ -157,13 +163,23 @@ class ClientHandshake:
         self.hello = head + _mac(self._key, b"easycluster client proof", server_hello, head)
         return self.hello
 
+    def _no_common_version(self) -> str:
+        lo, hi = self._versions
+        side = "this client" if lo > PROTOCOL_MAX else "the server"
+        return (
+            f"no common protocol version: server speaks {lo}-{hi}, "
+            f"this client {PROTOCOL_MIN}-{PROTOCOL_MAX}; upgrade {side}"
+        )
+
     def receive_accept(self, accept: bytes) -> Session:
         """Check the server's proof and return the session, or raise AuthenticationError."""
         if len(accept) != ACCEPT_SIZE:
             raise ProtocolError("truncated handshake reply from the server")
-        status, agreed, _version, _, max_frame = struct.unpack_from(">BBHIQ", accept)
+        status, agreed, version, _, max_frame = struct.unpack_from(">BBHIQ", accept)
         if status == STATUS_BAD_PROOF:
             raise AuthenticationError("the server refused our key (wrong key?)")
+        if status == STATUS_REFUSED and self._versions[1] < PROTOCOL_MIN:
+            raise ProtocolError(self._no_common_version())
         if status != STATUS_OK:
             raise ProtocolError(
                 f"the server refused the connection (status {status}): "
@@ -177,6 +193,8 @@ class ClientHandshake:
                 "the server could not prove it holds the key "
                 "(wrong key on the server, or an impostor)"
             )
+        if version != self._version:  # (proven: a server of ours never does this)
+            raise ProtocolError(f"the server put protocol version {version} in force")
         s_nonce = self._server_hello[16:48]
         c2s, s2c = _session_keys(self._key, s_nonce, self._nonce)
         return Session(

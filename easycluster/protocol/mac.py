@@ -9,7 +9,7 @@ copies them per message: the same tag, computed in about a third of the time.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Tuple
 
 if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at import
     from typing import Protocol
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at imp
 
 _BLOCK = 64  # SHA-256 block size in bytes
 DIGEST_SIZE = 32
+TAG_SIZE = 16  # a frame header's own tag: the first bytes of its HMAC
 
 
 class Mac:
@@ -53,6 +54,24 @@ class Mac:
         outer.update(inner.digest())
         return outer.digest()
 
+    def tag(self, head: Buffer) -> bytes:
+        """The short tag of a frame header: the first ``TAG_SIZE`` bytes of its HMAC."""
+        return self.digest(head)[:TAG_SIZE]
+
+    def seal(self, head: Buffer, body: Buffer) -> Tuple[bytes, bytes]:
+        """``(tag, mac)`` of a frame in one pass: ``tag`` as ``tag(head)``, ``mac`` the
+        HMAC of ``head || tag || body``; the header is hashed once for both."""
+        inner = self._inner.copy()
+        inner.update(head)
+        outer = self._outer.copy()
+        outer.update(inner.digest())  # (digest() leaves the running state as it was)
+        tag = outer.digest()[:TAG_SIZE]
+        inner.update(tag)
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return tag, outer.digest()
+
     def start(self) -> Hasher:
         """A fresh incremental computation of a tag."""
         return Hasher(self._inner.copy(), self._outer)
@@ -71,6 +90,7 @@ class Hasher:
         self._inner.update(data)
 
     def digest(self) -> bytes:
+        """The tag of what was fed so far (more may be fed after: nothing is finalized)."""
         outer = self._outer.copy()
         outer.update(self._inner.digest())
         return outer.digest()

@@ -158,7 +158,7 @@ def test_reflected_server_hello_as_client_hello_is_refused():
     "offset,value",
     [
         (8, struct.pack(">H", 0)),  # chosen protocol version
-        (8, struct.pack(">H", 2)),
+        (8, struct.pack(">H", handshake.PROTOCOL_MAX + 1)),
         (10, struct.pack(">H", 1)),  # options: compression turned on by someone else
         (12, b"\x00\x00\x00\x01"),  # reserved
         (16, struct.pack(">Q", 1)),  # max frame
