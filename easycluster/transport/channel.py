@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import threading
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..errors import ConnectionLost
 from ..protocol import frames
@@ -21,6 +22,30 @@ if TYPE_CHECKING:
 from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
 
 _IOV_MAX = 512
+_PADS = (0, 1 << 10, 1 << 14, 1 << 16)  # a ping's padding, by pings unanswered so far
+_PAD_MAX = 1 << 20
+
+
+class KeepAlive(NamedTuple):
+    """How the waiting end of a connection (the client's) makes sure a wait ends.
+
+    While a read waits and nothing arrives for ``first`` seconds, the channel pings the
+    peer (FT_PING; the server echoes the body in its FT_PONG from its reading thread, even
+    while calls run), then again after twice as long, up to every ``most`` seconds, until
+    a frame other than a pong arrives. A ping that goes unanswered makes the next one
+    bigger (padding of up to 64 KiB, or the bytes still missing from a frame begun, up to
+    1 MiB). That is what turns a corrupted stream into an error instead of a wait: bytes
+    lost on the way leave a receiver waiting for the rest of a frame, and the pings (one
+    way) or pongs (the other) fill the hole with bytes that fail the MAC. Nothing at all
+    for ``limit`` seconds (a stopped peer, a dead link) is ``ConnectionLost``.
+    """
+
+    first: float = 1.0
+    most: float = 8.0
+    limit: float = 60.0
+
+
+DEFAULT_KEEPALIVE = KeepAlive()
 
 
 class Channel:
@@ -42,10 +67,31 @@ class Channel:
     reads).
     """
 
-    def __init__(self, sock: Stream, session: frames.Session):
+    def __init__(
+        self,
+        sock: Stream,
+        session: frames.Session,
+        keepalive: Optional[KeepAlive] = DEFAULT_KEEPALIVE,
+    ):
+        """``keepalive`` applies to the client's end only (the server's reads wait for
+        requests, which may never come); ``None`` turns it off."""
         self.sock = sock
         self.session = session
         self._reader = session.reader
+        self._keepalive = keepalive if session.is_client else None
+        self._pings = 0  # pings sent since the last frame other than a pong
+        self._timed_recv = False  # a blocking recv on sock ends after keepalive.first
+        if self._keepalive is not None and isinstance(sock, socket.socket):
+            sec = self._keepalive.first
+            try:  # the kernel ends a quiet recv, so a plain read needs no poll first
+                sock.setsockopt(
+                    socket.SOL_SOCKET,
+                    socket.SO_RCVTIMEO,
+                    struct.pack("@ll", int(sec), int(sec % 1 * 1e6)),
+                )
+                self._timed_recv = True
+            except (OSError, AttributeError):
+                pass
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the writer thread sleeps on it
@@ -289,6 +335,8 @@ class Channel:
         """``recv`` with FT_BATCH frames left whole (see ``frames.batch_items``): the readers
         on the hot paths walk batches themselves instead of making a Frame per item."""
         deadline = None if timeout is None else _monotonic() + timeout
+        if self._keepalive is not None:
+            return self._recv_kept(deadline, self._keepalive)
         reader, sock = self._reader, self.sock
         while True:
             if deadline is not None:
@@ -310,6 +358,57 @@ class Channel:
             got = reader.advance(n)
             if got:
                 return got
+
+    def _recv_kept(self, deadline: Optional[float], ka: KeepAlive) -> List[frames.Frame]:
+        """``recv_frames`` with the keep-alive (see ``KeepAlive``)."""
+        reader, sock = self._reader, self.sock
+        heard = quiet = _monotonic()  # when bytes last came; when bytes came or we pinged
+        unanswered = 0  # pings sent in this wait (any frame ends the wait)
+        poll = deadline is not None or not self._timed_recv
+        while True:
+            due = quiet + min(ka.first * (1 << min(self._pings, 16)), ka.most)
+            ready = True
+            if poll:
+                until = due if deadline is None else min(due, deadline)
+                left = until - _monotonic()
+                try:
+                    ready = _wait_readable(sock, left if left > 0 else 0)
+                except (ValueError, OSError):  # closed under us by another thread
+                    raise ConnectionLost(self.close_reason or "connection closed")
+            if ready:
+                try:
+                    n = sock.recv_into(reader.buffer())
+                except InterruptedError:
+                    continue
+                except BlockingIOError:  # the kernel's receive timeout: a quiet spell
+                    n = -1
+                except OSError as e:
+                    raise ConnectionLost(f"connection lost: {e.strerror or e}")
+                if n == 0:
+                    reader.check_eof()
+                    raise ConnectionLost("the peer closed the connection")
+                if n > 0:
+                    got = reader.advance(n)
+                    if got:
+                        if self._pings and any(f.type != frames.FT_PONG for f in got):
+                            self._pings = 0
+                        return got
+                    heard = quiet = _monotonic()
+                    continue
+            now = _monotonic()
+            if deadline is not None and now >= deadline:
+                return []
+            if now - heard >= ka.limit:
+                raise ConnectionLost(
+                    f"no sign of life from the peer for {ka.limit:g} s (keep-alive)"
+                )
+            if now >= due:
+                pad = _PADS[min(unanswered, len(_PADS) - 1)]
+                pad = max(pad, min(reader.missing(), _PAD_MAX))
+                self.post_later(frames.FT_PING, bytes(pad))
+                self._pings += 1
+                unanswered += 1
+                quiet = now  # (the next ping: after the next interval)
 
     def finish(self, timeout: float, read_out: bool = True) -> None:
         """For a process about to exit: send everything queued (waiting at most
