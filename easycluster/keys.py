@@ -10,12 +10,18 @@ import hashlib
 import os
 import stat
 import sys
+import warnings
 from typing import Any, Optional
 
 from .errors import KeyFileError
 
 KEY_BYTES = 32
+PASSPHRASE_MIN = 16  # shorter passphrases are warned about (guessable offline)
 _HEX = set("0123456789abcdefABCDEF")
+
+
+class WeakKeyWarning(UserWarning):
+    """A passphrase short enough to be guessed offline (from one recorded handshake)."""
 
 
 def generate_key() -> bytes:
@@ -25,12 +31,21 @@ def generate_key() -> bytes:
 
 def decode_key(text: str) -> bytes:
     """Key bytes from text: an even-length hex string of 32+ digits is taken as is,
-    anything else is a passphrase stretched with PBKDF2-HMAC-SHA256."""
+    anything else is a passphrase stretched with PBKDF2-HMAC-SHA256 (one shorter than
+    ``PASSPHRASE_MIN`` characters gets a ``WeakKeyWarning``)."""
     text = text.strip()
     if not text:
         raise KeyFileError("empty key: make one with 'easycluster -g FILE'")
     if len(text) >= 32 and len(text) % 2 == 0 and set(text) <= _HEX:
         return bytes.fromhex(text)
+    if len(text) < PASSPHRASE_MIN:
+        warnings.warn(
+            f"a passphrase of {len(text)} characters can be guessed offline by anyone who "
+            f"recorded one handshake; use at least {PASSPHRASE_MIN} characters, or better a "
+            "key file made by 'easycluster -g FILE'",
+            WeakKeyWarning,
+            stacklevel=2,
+        )
     return hashlib.pbkdf2_hmac("sha256", text.encode("utf-8"), b"easycluster passphrase", 200_000)
 
 

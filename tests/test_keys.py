@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -175,18 +176,34 @@ def test_hex_and_passphrase_decoding(tmp_path):
     assert keys.decode_key(key.hex()) == key
     assert keys.decode_key(key.hex().upper()) == key
     assert keys.decode_key(f"  {key.hex()}\n") == key
-    expected = hashlib.pbkdf2_hmac("sha256", b"correct horse", b"easycluster passphrase", 200_000)
-    assert keys.decode_key("correct horse") == expected
-    assert keys.decode_key("abcd") != bytes.fromhex("abcd")  # short hex is a passphrase
+    phrase = "correct horse battery staple"
+    expected = hashlib.pbkdf2_hmac("sha256", phrase.encode(), b"easycluster passphrase", 200_000)
+    assert keys.decode_key(phrase) == expected
+    with pytest.warns(keys.WeakKeyWarning, match="4 characters"):
+        assert keys.decode_key("abcd") != bytes.fromhex("abcd")  # short hex is a passphrase
     assert len(keys.decode_key("a" * 33)) == 32  # odd-length hex too
     path = tmp_path / "pass"
-    path.write_text("correct horse\nignored second line\n")
+    path.write_text(f"{phrase}\nignored second line\n")
     path.chmod(0o600)
     assert keys.read_key_file(str(path)) == expected
     crlf = tmp_path / "crlf"
     crlf.write_bytes(key.hex().encode() + b"\r\n")
     crlf.chmod(0o600)
     assert keys.read_key_file(str(crlf)) == key
+
+
+def test_short_passphrases_are_warned_about_everywhere(tmp_path):
+    """Item 9 of issue 17: -K, key files, key= in a spec and the service's configuration
+    all go through decode_key; 15 characters warn, 16 do not."""
+    with pytest.warns(keys.WeakKeyWarning, match="at least 16 characters"):
+        keys.decode_key("x" * 15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keys.decode_key("x" * 16)
+    p = argparse.ArgumentParser()
+    keys.add_key_options(p)
+    with pytest.warns(keys.WeakKeyWarning):
+        keys.key_from_options(p.parse_args(["-K", "sekrit"]), warn=False)
 
 
 def test_empty_text_key_is_refused():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable, NoReturn
 
 from ..errors import ConfigError, EasyClusterError, NodeSetParseError
@@ -67,7 +68,11 @@ def run_command(prog: str, parser: argparse.ArgumentParser, body: Callable[[], i
     propagates with its traceback.
     """
     try:
-        return body()
+        with warnings.catch_warnings():  # a warning reads as one line naming the command
+            warnings.showwarning = lambda msg, *_a, **_k: print(
+                f"{prog}: warning: {msg}", file=sys.stderr
+            )
+            return body()
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else OK
     except KeyboardInterrupt as e:
