@@ -86,7 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--class", dest="server_class", help=argparse.SUPPRESS)
     p.add_argument("-d", "--daemonize", action="store_true", help="detach and run in background")
-    p.add_argument("-P", "--pidfile", metavar="FILE", help="write the server's pid here")
+    p.add_argument(
+        "-P", "--pidfile", metavar="FILE", help="write the server's pid here (removed on exit)"
+    )
+    p.add_argument(
+        "-L",
+        "--logfile",
+        metavar="FILE",
+        help="append the log (and anything written to stderr) to FILE instead of the "
+        "terminal; with -d and no --logfile, the log is discarded",
+    )
     p.add_argument(
         "--handshake-timeout",
         type=_checked("handshake_timeout"),
@@ -229,6 +238,8 @@ class _Setup:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.logfile:
+        _log_to(os.path.abspath(args.logfile))
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
     )
@@ -253,6 +264,19 @@ def _serve(args: argparse.Namespace) -> int:
                 f"{_where(setup.settings, 'bind')}cannot listen on {opts.bind!r}: {e.strerror or e}"
             )
         raise
+
+
+def _log_to(path: str) -> None:
+    """Send stderr (and so the log, and any stray output of the code clients run) to
+    ``path``, appended, from now on: a daemon keeps writing there, not to a terminal
+    that may be gone."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as e:
+        raise ConfigError(f"cannot open the log file {path}: {e.strerror or e}")
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _where(settings: config.Settings, name: str) -> str:

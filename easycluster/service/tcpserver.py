@@ -29,6 +29,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
@@ -388,8 +389,11 @@ def daemonize(pidfile: Optional[str]) -> None:
         os._exit(0)
     os.chdir("/")
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
+    # stderr too, unless it already goes to a file (--logfile): not a terminal now gone
+    keep_stderr = stat.S_ISREG(os.fstat(2).st_mode)
+    for fd in (0, 1) if keep_stderr else (0, 1, 2):
         os.dup2(null, fd)
+    os.close(null)
     if pidfile:
         tmp = f"{pidfile}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
@@ -414,4 +418,20 @@ def run_server(opts: ServerOptions, reload: Optional[Reload] = None) -> int:
     except BaseException:  # e.g. the pid file cannot be written
         server.close()
         raise
-    return server.serve_forever()
+    try:
+        return server.serve_forever()
+    finally:
+        if opts.pidfile:
+            remove_pidfile(opts.pidfile)
+
+
+def remove_pidfile(path: str) -> None:
+    """Remove the pid file if it still names this process (another server may have
+    replaced it since)."""
+    try:
+        with open(path) as f:
+            mine = f.read().strip() == str(os.getpid())
+        if mine:
+            os.unlink(path)
+    except (OSError, ValueError) as e:
+        log.warning("cannot remove the pid file %s: %s", path, e)
