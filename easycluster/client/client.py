@@ -50,6 +50,17 @@ from .spec import client_from_spec
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
 
 
+OutputSink = Callable[[str, str, str], None]  # (host, "stdout" or "stderr", text)
+
+
+def print_remote_output(host: str, stream: str, text: str) -> None:
+    """Remote print's default sink: each line as ``host: line`` on this process's
+    stdout or stderr (as the server wrote it), like clush."""
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write("".join(f"{host}: {line}\n" for line in text.splitlines()))
+    out.flush()
+
+
 class Client:
     """A connection to one server; remote globals are reached as attributes.
 
@@ -62,6 +73,12 @@ class Client:
     stuck server then never makes a script hang. After a ``CallTimeout`` the call may
     still run on its server thread; later calls on that thread wait behind it (the
     error says what to do: another ``threadid``, or a new connection).
+
+    What remote code prints (``sys.stdout``/``sys.stderr`` on the server) comes back
+    over the connection on every transport and is printed here line by line as
+    ``host: line``, stdout to stdout and stderr to stderr (``remote_output=True``, the
+    default); ``remote_output=callable`` receives ``(host, stream, text)`` instead, and
+    ``False`` leaves it where the server's own streams go (``remote/output.py``).
     """
 
     _channel: Optional[Channel] = None
@@ -85,6 +102,7 @@ class Client:
         connect_timeout: Optional[float] = 10.0,
         max_frame: int = frames.DEFAULT_MAX_FRAME,
         call_timeout: Optional[float] = None,
+        remote_output: Union[bool, OutputSink] = True,
     ):
         if isinstance(key, str):
             # Client('node1') is the habit from RPyC and Fabric: say so at once instead
@@ -100,6 +118,10 @@ class Client:
         self.connect_timeout = connect_timeout
         # seconds a call without its own timeout may take (None: no bound, as in 0.22)
         self.call_timeout = call_timeout
+        # remote print: True prints each line here as "host: line" (stdout to stdout,
+        # stderr to stderr), a callable(host, stream, text) gets the text instead, False
+        # leaves it where the server's own streams go (differs by transport)
+        self.remote_output = remote_output
         self.max_frame = max_frame
         self._reader: Any = self._new_reader()
         self._rids = itertools.count(1)
@@ -246,8 +268,9 @@ class Client:
         end, blocks = definitions.blocks_since(0)
         self._sent_blocks = end
         try:
+            hello = (self.definitions, blocks, True) if self.remote_output else None
             self._server_info = self.send_request(
-                0, "hello", (self.definitions, blocks), threadid=0, origexc="quiet"
+                0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
             )
         except BaseException as e:  # e.g. a define_common block failing there: no leak
             if isinstance(e, DefinitionsError):
@@ -497,7 +520,16 @@ class Client:
             serialize.use_refs(saved)
 
     def _notice(self, ftype: int, body: memoryview) -> None:
-        """A frame other than a reply: a pong is a sign of life, the rest protocol errors."""
+        """A frame other than a reply: remote output is printed, a pong is a sign of
+        life, the rest protocol errors."""
+        if ftype == frames.FT_OUTPUT:
+            if len(body) < 1 or body[0] not in (1, 2):
+                raise ProtocolError(f"malformed output frame from {self.peername}")
+            stream = "stdout" if body[0] == 1 else "stderr"
+            text = bytes(body[1:]).decode("utf-8", "replace")
+            sink = self.remote_output
+            (sink if callable(sink) else print_remote_output)(self.peername, stream, text)
+            return
         if ftype == frames.FT_ERROR:
             text = bytes(body).decode("utf-8", "replace")
             raise ProtocolError(f"{self.peername} reported a protocol error: {text}")

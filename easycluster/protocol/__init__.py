@@ -119,6 +119,11 @@ Messages (frame bodies; ``messages.py``)
       0      8     object id (u64) whose last proxy died on the client
       8      8     how many references to it the client received (u64)
 
+    OUTPUT (FT_OUTPUT), server -> client, when the client's hello asked for it
+      0      1     stream: 1 stdout, 2 stderr
+      1      n     utf-8 text remote code wrote to sys.stdout/sys.stderr (whole lines,
+                   or a partial line flushed before a reply)
+
 The ids stay readable when a pickle cannot be loaded, so that failure is reported
 against the right call. Pickles travel only inside authenticated frames.
 

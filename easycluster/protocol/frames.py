@@ -34,6 +34,7 @@ FT_PONG = 5
 FT_RELEASE = 6  # client -> server: object ids whose last proxy is gone
 FT_CLOSE = 7  # orderly goodbye
 FT_BATCH = 8  # several small frames' bodies in one: repeated (u8 type, u32 size, body)
+FT_OUTPUT = 9  # server -> client: what remote code printed: u8 stream (1 out, 2 err), utf-8
 
 HEADER = struct.Struct(">BBHQQ")  # the fields; the header's tag follows them
 HEADER_SIZE = HEADER.size + TAG_SIZE  # 36: fields and tag, before the payload

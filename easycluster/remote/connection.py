@@ -27,6 +27,7 @@ from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD,
 from ..transport.channel import Channel
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
+from .output import Forwarding
 from .verbs import RootObject
 
 log = logging.getLogger("easycluster.server")
@@ -94,6 +95,7 @@ class ServerConnection:
         self.handoff = ReaderHandoff(self.STANDBY_IDLE)  # (under _lock but call and drain)
         self._main_thread: Optional[threading.Thread] = None  # set by serve()
         self._standby_thread: Optional[threading.Thread] = None
+        self.output: Optional[Forwarding] = None  # remote print, once the hello asks
 
     def serve(self) -> str:
         """Read and dispatch until the client goes away; return why the connection ended."""
@@ -388,6 +390,9 @@ class ServerConnection:
         """Send a reply: held in the outbox if ``hold`` (the caller flushes), handed to
         the writer thread if ``later`` (small ones), else batched with others only while
         ``more()`` says requests wait behind it."""
+        fwd = self.output
+        if fwd is not None and (fwd.out.pending or fwd.err.pending):
+            fwd.flush_partial()  # a partial line printed by the call goes first
         try:
             main, bufs = serialize.dumps((value,), self.table, 3)
         except BaseException as e:

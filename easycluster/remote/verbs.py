@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import DefinitionsError
 from ..objects import definitions
 from ..version import VERSION
+from . import output as remote_output
 
 
 def apply(func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -34,7 +35,13 @@ class RootObject:
     def context(self) -> Any:
         return self.conn.context
 
-    def verb_hello(self, module: str, blocks: List[Tuple[str, str]]) -> Dict[str, Any]:
+    def verb_hello(
+        self, module: str, blocks: List[Tuple[str, str]], output: bool = False
+    ) -> Dict[str, Any]:
+        """Set up the connection: definitions blocks, the definitions module, and (if the
+        client asks) remote print forwarded to it (``output.py``)."""
+        if output and self.conn.output is None:
+            self.conn.output = remote_output.install(self.conn.channel)
         self.verb_update_definitions(blocks)
         self.conn.context = definitions.definitions_module(module)
         return {"version": VERSION, "pid": os.getpid(), "python": sys.version_info[:3]}

@@ -125,10 +125,23 @@ def test_shipped_modules_come_from_memory(ssh_client, sshd):
     assert _tmp_names() <= tmp_before
 
 
-def test_remote_print_goes_to_stderr_not_the_stream(ssh_client, capsys):
-    c = ssh_client()
+def test_remote_print_arrives_prefixed_and_never_corrupts_the_stream(ssh_client):
+    got = []
+    c = ssh_client(remote_output=lambda host, stream, text: got.append((stream, text)))
     assert c.ssh_shout(200) == 200
     assert c.ssh_add(20, 22) == 42  # the stream is intact after all that output
+    lines = "".join(text for _, text in got)
+    assert {stream for stream, _ in got} == {"stdout"}
+    assert lines.startswith("remote print line 0\n")
+    assert "remote print line 199\n" in lines
+    assert "no newline at the end" in lines  # flushed before the reply, not lost
+    assert "raw bytes to fd 1" not in lines  # fd 1 is /dev/null on the remote side
+
+
+def test_remote_output_off_leaves_prints_on_ssh_stderr(ssh_client, capsys):
+    c = ssh_client(remote_output=False)
+    assert c.ssh_shout(200) == 200
+    assert c.ssh_add(20, 22) == 42
     seen = []
 
     def arrived():
@@ -136,9 +149,7 @@ def test_remote_print_goes_to_stderr_not_the_stream(ssh_client, capsys):
         return "remote print line 199" in "".join(seen)
 
     assert wait_until(arrived, timeout=10)
-    err = "".join(seen)
-    assert "remote print line 0\n" in err
-    assert "raw bytes to fd 1" not in err  # fd 1 is /dev/null on the remote side
+    assert "remote print line 0\n" in "".join(seen)
 
 
 def test_compression_end_to_end(ssh_client):
