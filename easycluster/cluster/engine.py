@@ -135,8 +135,28 @@ class Engine:
                 self.expire(time.monotonic())
                 self.fire_timers(time.monotonic())
                 self.reaping = [c for c in self.reaping if not c.reap()]
+        except KeyboardInterrupt:
+            self.settle()
+            raise
         finally:
             self.cleanup()
+
+    def settle(self, budget: float = 0.2) -> None:
+        """On Ctrl-C, take in what already happened before everything is killed: output
+        already written and commands already ended are read and closed, so a node that
+        finished is reported as finished, not interrupted. Never waits for anything
+        (a zero-timeout poll), and gives up after ``budget`` seconds of a chatty node."""
+        if self.sel is None:
+            return
+        stop = time.monotonic() + budget
+        while time.monotonic() < stop:
+            events = self.sel.select(0)
+            if not events:
+                break
+            for key, _ in events:
+                self.ready(key.fileobj, key.data)  # type: ignore[arg-type]
+        for run in list(self.running.values()):
+            self.maybe_finish(run)
 
     def wait_time(self, now: float, deadline: Optional[float]) -> Optional[float]:
         ends = [deadline] if deadline is not None else []

@@ -294,6 +294,34 @@ def test_a_handler_that_raises_leaves_no_process(task, error):
     assert task.node_status("n1") == "aborted"
 
 
+def test_ctrl_c_reports_a_node_that_already_ended_as_ended(task, tmp_path):
+    # The interrupt lands while n1's end is still unread (n2's handler waits until n1's
+    # shell is a zombie): what already happened is taken in first, only n2 is aborted.
+    marker = tmp_path / "n1.pid"
+
+    def n1_ended() -> bool:
+        text = marker.read_text() if marker.exists() else ""
+        return text.endswith("\n") and not pid_alive(int(text))
+
+    class CtrlCLate(EventHandler):
+        def ev_read(self, worker, node, sname, msg):
+            if node == "n2":
+                assert wait_until(n1_ended, timeout=10)
+                raise KeyboardInterrupt
+
+    task.shell(
+        f"[ %h = n1 ] && {{ sleep 0.2; echo quick; echo $$ > {marker}; exit 0; }}; "
+        "echo started; exec sleep 60",
+        nodes="n[1-2]",
+        handler=CtrlCLate(),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        task.resume()
+    assert task.node_status("n1") != "aborted"
+    assert task.node_retcode("n1") == 0 and task.node_buffer("n1") == b"quick"
+    assert task.node_status("n2") == "aborted"
+
+
 def test_the_fanout_may_change_while_running(task):
     class Widen(Recorder):
         def ev_hup(self, worker, node, rc):
