@@ -98,7 +98,15 @@ class ServerConnection:
         self.output: Optional[Forwarding] = None  # remote print, once the hello asks
 
     def serve(self) -> str:
-        """Read and dispatch until the client goes away; return why the connection ended."""
+        """Read and dispatch until the client goes away; return why the connection ended.
+        Remote print, if the client asked for it, ends with the connection."""
+        try:
+            return self._serve()
+        finally:
+            if self.output is not None:
+                self.output.uninstall()
+
+    def _serve(self) -> str:
         self._main_thread = threading.current_thread()
         self._standby_thread = threading.Thread(
             target=self._standby, daemon=True, name="easycluster-standby"
@@ -259,6 +267,8 @@ class ServerConnection:
             with self._lock:
                 self._cond.wait_for(lambda: handoff.ended is not None, self.FINISH_TIMEOUT)
         log.info("%s: drained, exiting", self.peer)
+        if self.output is not None:
+            self.output.uninstall()  # (anything printed from here on is the process's own)
         flush_output()
         os._exit(0)
 

@@ -119,13 +119,24 @@ class Forwarding:
     """The two streams of one connection once installed; ``flush_partial()`` before a
     reply sends the partial lines written so far, so they arrive before it."""
 
-    def __init__(self, out: RemoteOutput, err: RemoteOutput) -> None:
+    def __init__(self, out: RemoteOutput, err: RemoteOutput, saved: Any = (None, None)) -> None:
         self.out = out
         self.err = err
+        self.saved = saved  # (sys.stdout, sys.stderr) before install
 
     def flush_partial(self) -> None:
         self.out.flush()
         self.err.flush()
+
+    def uninstall(self) -> None:
+        """The connection ended: send what is left if the client is still there, and
+        give ``sys.stdout``/``sys.stderr`` back (a server that goes on, like 0.22's
+        ``Server.run()`` loop, prints to its own streams again)."""
+        self.flush_partial()
+        if sys.stdout is self.out and self.saved[0] is not None:
+            sys.stdout = self.saved[0]
+        if sys.stderr is self.err and self.saved[1] is not None:
+            sys.stderr = self.saved[1]
 
 
 def install(channel: Any) -> Forwarding:
@@ -140,6 +151,7 @@ def install(channel: Any) -> Forwarding:
     fwd = Forwarding(
         RemoteOutput(post, STDOUT, sys.__stdout__ or sys.stdout),
         RemoteOutput(post, STDERR, sys.__stderr__ or sys.stderr),
+        (sys.stdout, sys.stderr),
     )
     sys.stdout, sys.stderr = fwd.out, fwd.err
     return fwd
