@@ -28,8 +28,7 @@ from ..protocol import frames
 from ..protocol.handshake import WireOptions, check_key
 from ..protocol.messages import CONTROL, DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
 from ..transport.channel import Channel
-from ..transport.handshake import client_handshake
-from ..transport.tcp import connect_tcp
+from ..transport.handshake import client_handshake, open_tcp_channel
 from .proxytable import ProxyTable
 from .reader import InlineReader
 from .response import (
@@ -188,17 +187,12 @@ class Client:
         self._target = (host, port, peername)
         self._ssh_target = None
         name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        sock = connect_tcp(host, port, self.connect_timeout)
-        try:
-            channel = client_handshake(sock, key, self.wire_options(), self.connect_timeout)
+        try:  # (a handshake the server dropped, as under a flood, is tried again)
+            channel = open_tcp_channel(host, port, key, self.wire_options(), self.connect_timeout)
         except ConnectionLost as e:  # (and its subclasses): say which server
-            sock.close()
             if name in str(e):
                 raise
             raise type(e)(f"{name}: {e}") from e
-        except BaseException:
-            sock.close()
-            raise
         self.attach(channel, name)
 
     def set_socket(self, sock: Any, peername: Optional[str] = None) -> None:

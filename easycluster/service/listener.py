@@ -2,8 +2,17 @@
 
 ``Listener`` accepts TCP connections, checks the allow list before anything else (before
 a single handshake byte is sent), runs many handshakes at once in one thread (each with a
-deadline, and a cap on how many may be pending) and hands each authenticated socket to a
+deadline, and caps on how many may be pending) and hands each authenticated socket to a
 callback. Being single-threaded, the process it runs in may fork safely.
+
+Floods of unauthenticated sockets: pending handshakes are counted per *source* (an IPv4
+address, or the /64 network of an IPv6 address, since one IPv6 host commonly holds a
+whole /64). One source may hold at most ``max_pending_per_source`` of them (by default
+half of ``max_pending``); past that its own oldest is dropped. When all ``max_pending``
+are taken, the oldest of the *largest* source is dropped. So a flood from one source
+churns through its own slots, and clients from elsewhere keep completing their
+handshakes. Refusals are logged through ``RefusalLog``: a few lines per reason and
+interval, then one line counting what was not logged.
 
 The owner may pause accepting (connection limit), change the key and allow list while
 serving (SIGHUP reload) and register a wake-up descriptor (a signal self-pipe) so that
@@ -84,8 +93,83 @@ def bind_tcp(port: int, bind: Optional[str] = None, ipv6: bool = True) -> socket
     return sock
 
 
+def source_of(addr: str) -> str:
+    """The source a pending handshake is counted under: the IPv4 address (also for an
+    IPv4-mapped IPv6 one), or the /64 network of an IPv6 address."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:  # (not an IP address: AF_UNIX, say) one source
+        return addr
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class RefusalLog:
+    """Rate-limited warnings about refused connections, so that a flood cannot grow the
+    log without limit.
+
+    For each reason, at most ``burst`` lines are written per ``interval`` seconds; the
+    refusals past that are counted, and the count is written as one line (``N more ...
+    not logged``) when the interval is over (at the next refusal, ``flush`` or
+    ``close``). ``clock`` returns seconds (``time.monotonic``; a test may pass its own).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 5,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.logger, self.burst, self.interval, self.clock = logger, burst, interval, clock
+        # reason -> [start of the interval, lines written in it, refusals not logged]
+        self._windows: Dict[str, List[float]] = {}
+
+    def refused(self, reason: str, msg: str, *args: object) -> None:
+        """Log ``msg % args`` as a warning unless ``reason`` already had its ``burst``
+        lines in this interval (then it is only counted)."""
+        now = self.clock()
+        w = self._windows.get(reason)
+        if w is not None and now - w[0] >= self.interval:
+            self._summary(reason, w)
+            w = None
+        if w is None:
+            w = self._windows[reason] = [now, 0, 0]
+        if w[1] < self.burst:
+            w[1] += 1
+            self.logger.warning(msg, *args)
+        else:
+            w[2] += 1
+
+    def flush(self) -> None:
+        """Write the counts of intervals that are over (call it now and then)."""
+        now = self.clock()
+        for reason, w in list(self._windows.items()):
+            if now - w[0] >= self.interval:
+                self._summary(reason, w)
+                del self._windows[reason]
+
+    def close(self) -> None:
+        """Write every count not written yet (at stop: the log tells the whole story)."""
+        for reason, w in self._windows.items():
+            self._summary(reason, w)
+        self._windows.clear()
+
+    def _summary(self, reason: str, w: List[float]) -> None:
+        if w[2]:
+            self.logger.warning(
+                "%d more connection(s) %s in %.0f s, not logged one by one",
+                w[2],
+                reason,
+                max(self.clock() - w[0], 0.0),
+            )
+
+
 class _Pending:
-    __slots__ = ("sock", "addr", "peer", "hs", "buf", "deadline")
+    __slots__ = ("sock", "addr", "source", "peer", "hs", "buf", "deadline")
 
     def __init__(
         self,
@@ -96,6 +180,7 @@ class _Pending:
         deadline: float,
     ):
         self.sock, self.addr, self.peer, self.hs, self.deadline = sock, addr, peer, hs, deadline
+        self.source = source_of(addr)
         self.buf = bytearray()
 
 
@@ -110,8 +195,11 @@ class Listener:
 
     ``handler(sock, session, peer)`` is called for each authenticated connection.
     Unauthenticated sockets get ``handshake_timeout`` seconds; at most ``max_pending``
-    wait at once (the oldest is dropped to make room), so idle or slow sockets cannot
-    exhaust the server.
+    wait at once, and at most ``max_pending_per_source`` from one source (None: half of
+    ``max_pending``, at least 1); see the module docstring for which one is dropped to
+    make room. So idle or slow sockets cannot exhaust the server, and a flood from one
+    source cannot keep other sources out. ``refusals`` rate-limits the warnings about
+    refused connections (the owner may log its own refusals through it too).
     """
 
     def __init__(
@@ -123,6 +211,8 @@ class Listener:
         options: handshake.WireOptions = handshake.WireOptions(),
         handshake_timeout: float = 10.0,
         max_pending: int = 64,
+        max_pending_per_source: Optional[int] = None,
+        refusals: Optional[RefusalLog] = None,
     ):
         self.sock = sock
         self.key = handshake.check_key(key)
@@ -131,7 +221,11 @@ class Listener:
         self.options = options
         self.handshake_timeout = handshake_timeout
         self.max_pending = max_pending
+        self._per_source_option = max_pending_per_source
+        self.refusals = refusals or RefusalLog(log)
         self._pending: Dict[int, _Pending] = {}
+        # source -> its pending handshakes by descriptor, oldest first (insertion order)
+        self._by_source: Dict[str, Dict[int, _Pending]] = {}
         self._sel = selectors.DefaultSelector()
         self._sel.register(sock, selectors.EVENT_READ)
         self._accepting = True
@@ -142,6 +236,13 @@ class Listener:
     def address(self) -> Tuple[str, int]:
         host, port = self.sock.getsockname()[:2]
         return host, port
+
+    @property
+    def max_pending_per_source(self) -> int:
+        """The most pending handshakes one source may hold."""
+        if self._per_source_option is not None:
+            return max(1, min(self._per_source_option, self.max_pending))
+        return max(1, self.max_pending // 2)
 
     @property
     def accepting(self) -> bool:
@@ -179,13 +280,21 @@ class Listener:
         self.max_pending = max_pending
         gone = [p for p in self._pending.values() if not allowed(p.addr, self.allow)]
         for p in gone:
-            log.warning("connection from %s refused: not in the reloaded allow list", p.peer)
+            self.refusals.refused(
+                "refused: not in the reloaded allow list",
+                "connection from %s refused: not in the reloaded allow list",
+                p.peer,
+            )
             self._drop(p)
         return len(gone)
 
     def pending(self) -> int:
         """How many sockets are waiting to finish their handshake."""
         return len(self._pending)
+
+    def pending_by_source(self) -> Dict[str, int]:
+        """How many sockets wait to finish their handshake, per source."""
+        return {src: len(ps) for src, ps in self._by_source.items()}
 
     def poll(self, timeout: float = 1.0) -> None:
         """Run one round: accept, advance handshakes, expire slow ones.
@@ -210,12 +319,14 @@ class Listener:
                     self._advance(p)
         now = time.monotonic()
         for p in [p for p in self._pending.values() if p.deadline <= now]:
-            log.warning(
+            self.refusals.refused(
+                "refused: no handshake in time",
                 "connection from %s refused: no handshake within %.1f s",
                 p.peer,
                 self.handshake_timeout,
             )
             self._drop(p)
+        self.refusals.flush()
 
     def _accept(self) -> None:
         for _ in range(64):
@@ -228,17 +339,16 @@ class Listener:
                 return
             peer = _peername(addr)
             if not allowed(addr[0], self.allow):
-                log.warning("connection from %s refused: not in the allow list", peer)
+                self.refusals.refused(
+                    "refused: not in the allow list",
+                    "connection from %s refused: not in the allow list",
+                    peer,
+                )
                 conn.close()
                 continue
-            if len(self._pending) >= self.max_pending:
-                oldest = min(self._pending.values(), key=lambda p: p.deadline)
-                log.warning(
-                    "connection from %s dropped: too many unauthenticated sockets", oldest.peer
-                )
-                self._drop(oldest)
             hs = handshake.ServerHandshake(self.key, self.options)
             p = _Pending(conn, addr[0], peer, hs, time.monotonic() + self.handshake_timeout)
+            self._make_room(p.source)
             try:
                 conn.setblocking(False)
                 nodelay(conn)  # (setsockopt may fail too once the peer is gone)
@@ -246,8 +356,43 @@ class Listener:
             except OSError:
                 conn.close()
                 continue
-            self._pending[conn.fileno()] = p
-            self._sel.register(conn, selectors.EVENT_READ, p)
+            self._add(p)
+
+    def _make_room(self, source: str) -> None:
+        """Drop a pending handshake if one more from ``source`` would pass a cap: that
+        source's oldest past its own cap, else the largest source's oldest past the
+        global one (a source that floods loses its own sockets, not others')."""
+        mine = self._by_source.get(source, {})
+        if len(mine) >= self.max_pending_per_source:
+            victim = next(iter(mine.values()))
+        elif len(self._pending) >= self.max_pending:
+            largest = max(self._by_source.values(), key=len)
+            victim = next(iter(largest.values()))
+        else:
+            return
+        self.refusals.refused(
+            "dropped: too many unauthenticated sockets",
+            "connection from %s dropped: too many unauthenticated sockets from %s",
+            victim.peer,
+            victim.source,
+        )
+        self._drop(victim)
+
+    def _add(self, p: _Pending) -> None:
+        fd = p.sock.fileno()
+        self._pending[fd] = p
+        self._by_source.setdefault(p.source, {})[fd] = p
+        self._sel.register(p.sock, selectors.EVENT_READ, p)
+
+    def _forget(self, p: _Pending) -> None:
+        """Take ``p`` out of the tables and the selector (its socket stays open)."""
+        fd = p.sock.fileno()
+        self._sel.unregister(p.sock)
+        del self._pending[fd]
+        same = self._by_source[p.source]
+        del same[fd]
+        if not same:
+            del self._by_source[p.source]
 
     def _advance(self, p: _Pending) -> None:
         try:
@@ -257,22 +402,30 @@ class Listener:
         except OSError:
             chunk = b""
         if not chunk:
-            log.warning("connection from %s closed before the handshake finished", p.peer)
+            self.refusals.refused(
+                "closed before the handshake finished",
+                "connection from %s closed before the handshake finished",
+                p.peer,
+            )
             self._drop(p)
             return
         p.buf += chunk
         if len(p.buf) < handshake.CLIENT_HELLO_SIZE:
             return
         reply, session = p.hs.receive(bytes(p.buf))
-        self._sel.unregister(p.sock)
-        del self._pending[p.sock.fileno()]
+        self._forget(p)
         try:
             p.sock.setblocking(True)
             p.sock.sendall(reply)
         except OSError:
             session = None
         if session is None:
-            log.warning("connection from %s refused: %s", p.peer, p.hs.failure or "gone")
+            self.refusals.refused(
+                "refused: failed handshake",
+                "connection from %s refused: %s",
+                p.peer,
+                p.hs.failure or "gone",
+            )
             p.sock.close()
             return
         log.info("connection from %s authenticated", p.peer)
@@ -282,14 +435,15 @@ class Listener:
             p.sock.close()
 
     def _drop(self, p: _Pending) -> None:
-        self._sel.unregister(p.sock)
-        del self._pending[p.sock.fileno()]
+        self._forget(p)
         p.sock.close()
 
     def close(self) -> None:
-        """Stop listening: drop pending handshakes and close the listening socket."""
+        """Stop listening: drop pending handshakes and close the listening socket; the
+        counts of refusals not logged yet are written."""
         for p in list(self._pending.values()):
             self._drop(p)
+        self.refusals.close()
         self._sel.close()
         self.sock.close()
 

@@ -15,10 +15,16 @@ def nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def connect_tcp(host: str, port: int, timeout: Optional[float]) -> socket.socket:
-    """Open a TCP connection (IPv4 or IPv6), or raise ConnectError naming the host."""
+def connect_tcp(
+    host: str, port: int, timeout: Optional[float], source: Optional[str] = None
+) -> socket.socket:
+    """Open a TCP connection (IPv4 or IPv6), or raise ConnectError naming the host.
+
+    ``source``: the local address to connect from (None: the system chooses)."""
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=None if source is None else (source, 0)
+        )
     except socket.timeout:
         raise ConnectError(f"connecting to {host}:{port} timed out after {timeout} s")
     except OSError as e:
