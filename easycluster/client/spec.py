@@ -40,16 +40,27 @@ The result is a dict for ``Client(**params)``: ``host``, ``port`` (None: ssh's o
 configuration over ssh, 11998 over TCP), ``key``, ``ssh`` (False, True or the ssh
 program's path), ``user``, ``enable_compression``, plus ``rpython`` and ``extra_args``
 when given.
+
+SLURM: ``srun:NODE[:name=value]...``
+------------------------------------
+
+A server started as one job step on ``NODE`` of a SLURM allocation
+(``launch/srun.py``): ``Client.from_spec("srun:n3")`` inside ``salloc``/``sbatch``.
+Options: ``jobid=`` (another allocation than ``$SLURM_JOB_ID``), ``rpython=``,
+``compress=``, ``srun=PATH``. ``parse_srun_spec`` returns ``{"node", "jobid",
+"rpython", "srun", "enable_compression"}``; ``srun_client`` connects one client and
+``clients_from_slurm`` one per node of the allocation, in parallel.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import sys
-from typing import Any, Collection, Dict, List, Optional, Tuple, Union
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..errors import SpecError
+from ..errors import ConnectionLost, SpecError
 from ..keys import decode_key, read_key_file
 
 KNOWN = ("key", "compress", "ssh", "user", "rpython", "extra")
@@ -81,6 +92,11 @@ def parse_connection_spec(
     """
     if not isinstance(spec, str):
         raise SpecError(f"a connection spec must be a str, not {type(spec).__name__}")
+    if spec.strip().startswith(SRUN_PREFIX):
+        raise SpecError(
+            f"{spec!r} starts a server with srun, which has no Client(**params) form: "
+            "use Client.from_spec (or parse_srun_spec and srun_client)"
+        )
     user, host, fields = _split(spec)
     port: Optional[int] = default_port
     if fields and fields[0].isdigit():
@@ -193,6 +209,9 @@ def client_from_spec(
     spec says wins over ``kw`` for the spec's own fields.
     """
     compress = bool(kw.pop("enable_compression", False))
+    if isinstance(spec, str) and spec.strip().startswith(SRUN_PREFIX):
+        opts = parse_srun_spec(spec, default_enable_compression=compress)
+        return srun_client(cls, **opts, **kw)
     params = parse_connection_spec(
         spec, default_port, default_key, default_enable_compression=compress, warn=warn
     )
@@ -252,3 +271,137 @@ def _extra(spec: str, value: str) -> List[str]:
         return shlex.split(value)
     except ValueError as e:
         raise SpecError(f"cannot split extra={value!r} in connection spec {spec!r}: {e}")
+
+
+# -- SLURM: srun:NODE ---------------------------------------------------------------------
+
+SRUN_PREFIX = "srun:"
+_SRUN_OPTIONS = ("jobid", "rpython", "compress", "srun")
+
+
+def parse_srun_spec(spec: str, default_enable_compression: bool = False) -> Dict[str, Any]:
+    """``srun:NODE[:name=value]...`` (module docstring) to ``srun_client`` arguments."""
+    text = spec.strip()
+    if not text.startswith(SRUN_PREFIX):
+        raise SpecError(f"{spec!r} is not an srun spec (srun:NODE[:jobid=N]...)")
+    node, *fields = text[len(SRUN_PREFIX) :].split(":")
+    if not node or not re.fullmatch(r"[A-Za-z0-9_.-]+", node) or node.startswith("-"):
+        raise SpecError(f"bad or missing SLURM node name in connection spec {spec!r}")
+    out: Dict[str, Any] = {
+        "node": node,
+        "jobid": None,
+        "rpython": None,
+        "srun": None,
+        "enable_compression": default_enable_compression,
+    }
+    seen = set()
+    for field in fields:
+        if not field:
+            continue
+        name, eq, value = field.partition("=")
+        if not eq or name not in _SRUN_OPTIONS:
+            raise SpecError(
+                f"unknown or malformed option {field!r} in connection spec {spec!r} "
+                f"(srun specs take {', '.join(n + '=' for n in _SRUN_OPTIONS)})"
+            )
+        if name in seen:
+            raise SpecError(f"duplicate option {name!r} in connection spec {spec!r}")
+        seen.add(name)
+        if not value.strip():
+            raise SpecError(f"empty {name}= in connection spec {spec!r}")
+        if name == "compress":
+            out["enable_compression"] = _flag(spec, name, value)
+        else:
+            out[name] = value
+    return out
+
+
+def _srun() -> Any:
+    # loaded at first use: clients that never use SLURM do not pay for it
+    return importlib.import_module("easycluster.launch.srun")
+
+
+def srun_client(
+    cls: type,
+    node: str,
+    jobid: Union[str, int, None] = None,
+    rpython: Optional[str] = None,
+    srun: Optional[str] = None,
+    members: Optional[Sequence[str]] = None,
+    **kw: Any,
+) -> Any:
+    """``cls(**kw)`` connected to a server started on ``node`` as one step of SLURM
+    allocation ``jobid`` (default: ``$SLURM_JOB_ID``); see ``launch/srun.py`` for the
+    errors. Closing the client cancels its step. ``reconnect()`` is not available for
+    such a client: make a new one."""
+    client = cls(**kw)
+    channel, closer, name = _srun().open_channel(
+        node,
+        jobid,
+        rpython=rpython,
+        srun=srun,
+        members=members,
+        options=client.wire_options(),
+        timeout=client.connect_timeout,
+    )
+    client.attach(channel, name, closer)
+    return client
+
+
+def clients_from_slurm(
+    cls: type,
+    nodes: Optional[Sequence[str]] = None,
+    jobid: Union[str, int, None] = None,
+    *,
+    rpython: Optional[str] = None,
+    srun: Optional[str] = None,
+    return_exceptions: bool = False,
+    max_workers: int = 64,
+    **kw: Any,
+) -> List[Any]:
+    """One connected ``cls`` per node of SLURM allocation ``jobid`` (default: the current
+    one; ``nodes``: a subset, by name), the steps started in parallel, in node order.
+
+    A node that fails raises its error (named), after every other client is closed
+    and its step cancelled; with ``return_exceptions`` the error takes that node's
+    place in the list instead. Errors about the request itself (srun missing, outside
+    an allocation, a node not in it) are raised before any step starts.
+    """
+    launcher = _srun()
+    job = launcher.current_jobid(jobid)
+    members = launcher.allocation_nodes(job)
+    names = list(members if nodes is None else nodes)
+    first: Any = cls(**kw)  # unconnected: its options say how to connect
+    spare: Optional[Any] = first
+    opened = launcher.open_channels(
+        names,
+        job,
+        rpython=rpython,
+        srun=srun,
+        members=members,
+        max_workers=max_workers,
+        options=first.wire_options(),
+        timeout=first.connect_timeout,
+    )
+    out: List[Any] = []
+    first_error: Optional[BaseException] = None
+    for got in opened:
+        if isinstance(got, BaseException):
+            out.append(got)
+            first_error = first_error or got
+            continue
+        channel, closer, name = got
+        client, spare = (spare if spare is not None else cls(**kw)), None
+        try:
+            client.attach(channel, name, closer)
+        except ConnectionLost as e:  # (attach closed it)
+            out.append(e)
+            first_error = first_error or e
+            continue
+        out.append(client)
+    if first_error is not None and not return_exceptions:
+        for item in out:
+            if not isinstance(item, BaseException):
+                item.close()
+        raise first_error
+    return out

@@ -29,6 +29,7 @@ from .groupsources import (
     UpcallGroupSource,
     parse_group_lines,
 )
+from .slurmgroups import with_slurm_sources
 
 __all__ = [
     "GroupResolver",
@@ -219,7 +220,8 @@ class GroupResolverConfig(GroupResolver):
 
     ``GroupResolverConfig(filenames, illegal_chars=None)``: the files are read and
     merged as ClusterShell does (``groupsconf``); missing ones are skipped unless
-    ``strict``.
+    ``strict``. Where SLURM is usable, its built-in sources (``@sp:``, ``@sj:``,
+    ``@st:``..., see ``slurmgroups``) are added under the names the files leave free.
     """
 
     def __init__(
@@ -230,4 +232,8 @@ class GroupResolverConfig(GroupResolver):
     ) -> None:
         paths = [filenames] if isinstance(filenames, str) else list(filenames)
         self.filenames = paths
-        super().__init__(None, illegal_chars, loader=lambda: load_groups_conf(paths, strict=strict))
+        super().__init__(
+            None,
+            illegal_chars,
+            loader=lambda: with_slurm_sources(load_groups_conf(paths, strict=strict)),
+        )
