@@ -70,6 +70,7 @@ _EXPORTS: Dict[str, str] = {
     "GroupResolver": "easycluster.nodeset.groups",
     "Task": "easycluster.cluster.task",
     "Cluster": "easycluster.cluster.session",
+    "ClusterExecutor": "easycluster.cluster.executor",
     "task_self": "easycluster.cluster.task",
     "EventHandler": "easycluster.cluster.events",
     # EasyCluster 0.22's protocol constants (see easycluster/legacy.py)
@@ -140,6 +141,7 @@ __all__ = [
     "parse_connection_spec",
     "Task",
     "Cluster",
+    "ClusterExecutor",
     "task_self",
     "EventHandler",
 ]

@@ -40,6 +40,8 @@ _EXPORTS: Dict[str, str] = {
     "SshBackend": "easycluster.cluster.backends",
     "NodeState": "easycluster.cluster.nodestate",
     "FanoutWindow": "easycluster.cluster.window",
+    "ClusterExecutor": "easycluster.cluster.executor",
+    "Scheduler": "easycluster.cluster.scheduler",
 }
 
 __all__ = sorted(_EXPORTS)

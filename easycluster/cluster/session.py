@@ -23,12 +23,25 @@ from __future__ import annotations
 
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from ..client.client import Client
 from ..client.parallel import call_multi
 from ..errors import CallTimeout, EasyClusterError
 from ..nodeset.nodeset import NodeSet
+from .executor import ClusterExecutor
 from .slots import slot_keys
 from .summary import Outcome, Summary
 from .task import node_list
@@ -128,6 +141,40 @@ class Cluster:
                 except Exception as e:  # one node's failure is that node's outcome
                     self.unreachable[key] = e
 
+    @classmethod
+    def from_slurm(
+        cls,
+        nodes: Union[str, NodeSet, Sequence[str], None] = None,
+        jobid: Union[str, int, None] = None,
+        fanout: int = 64,
+        call_timeout: Optional[float] = None,
+        **connect_options: Any,
+    ) -> Cluster:
+        """A Cluster over SLURM allocation ``jobid`` (default: ``$SLURM_JOB_ID``), each
+        server started as its own ``srun`` step on its node (``launch/srun.py``);
+        ``nodes`` picks a subset of the allocation's nodes (default: all of them). A
+        node whose step fails is that node's outcome, as for any Cluster; errors about
+        the request itself (no srun, outside an allocation, a node not in it) raise."""
+        from ..client.spec import srun_client
+        from ..launch import srun
+
+        job = srun.current_jobid(jobid)
+        members = srun.allocation_nodes(job)
+        if nodes is None:
+            names = list(members)
+        elif isinstance(nodes, (str, NodeSet)):
+            names = node_list(nodes)
+        else:
+            names = list(nodes)
+        for node in names:  # (raises for a node outside the allocation, before any step)
+            srun.node_in_allocation(node, job, members)
+
+        def connect(node: str) -> Client:
+            client: Client = srun_client(Client, node, job, members=members, **connect_options)
+            return client
+
+        return cls(names, fanout=fanout, call_timeout=call_timeout, client=connect)
+
     def __enter__(self) -> Cluster:
         return self
 
@@ -183,6 +230,39 @@ class Cluster:
             if isinstance(value, tuple):
                 got[key] = CommandResult(*value)
         return self._results(got, _command_outcome)
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        retries: int = 3,
+        timeout: Optional[float] = None,
+        chunksize: int = 1,
+    ) -> List[Any]:
+        """``[func(item) for item in iterable]``, run over the connected nodes (one
+        server each; unreachable ones are skipped), results in input order. ``func`` is
+        sent by cloudpickle (lambdas too). An item whose node is lost (connection died,
+        heartbeat missed) or that runs longer than ``timeout`` seconds (None: no limit)
+        is rerun on another node, ``retries`` times in all; such an item may have run
+        there too (at-least-once: see ``ClusterExecutor``). The first item that raised
+        re-raises its exception here (items not started yet are cancelled); an item
+        given up raises ``WorkLost``/``WorkStuck``, and ``NoHostsLeft`` when every node
+        is gone. ``chunksize`` items travel as one call. A node declared lost is closed
+        (its later calls fail at once with ConnectionLost instead of hanging).
+        """
+        clients = [self.clients[k] for k in self.keys if k in self.clients]
+        if not clients:
+            raise EasyClusterError(
+                f"Cluster.map: no node is connected ({len(self.unreachable)} unreachable)"
+            )
+        executor = ClusterExecutor(clients, retries=retries, task_timeout=timeout)
+        try:
+            return list(executor.map(func, iterable, chunksize=chunksize))
+        except BaseException:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            executor.shutdown(wait=True)
 
     def __repr__(self) -> str:
         up = NodeSet.fromlist([self.node_of[k] for k in self.clients]) if self.clients else ""

@@ -1,0 +1,158 @@
+"""Distributed map against the standard library's pools, and recovery time after a death.
+
+    .venv/bin/python bench/bench_map.py [--quick]
+
+One table. Rows:
+
+* ``map`` of N tiny items (N = 100,000; 10,000 with ``--quick``) with 2 workers and the
+  same chunk size (100) through ``Cluster.map`` over 2 local servers,
+  ``ClusterExecutor(local=2).map``, ``concurrent.futures.ProcessPoolExecutor.map`` and
+  ``multiprocessing.Pool.map``: items per second and the ratio to ProcessPoolExecutor.
+* The same without chunking (chunksize 1; ProcessPoolExecutor and Pool on fewer items,
+  they are slow at it): microseconds per item (target <= 100 us).
+* Time from a server's death (SIGKILL, and SIGSTOP with a 1 s heartbeat) to its item
+  running on the other server (target <= 2 heartbeat intervals).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+from typing import Callable, List, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from easycluster.cluster.executor import ClusterExecutor  # noqa: E402
+from easycluster.cluster.session import Cluster  # noqa: E402
+from easycluster.server import spawn_local  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+N = 10_000 if QUICK else 100_000
+N_UNCHUNKED_POOL = 2_000 if QUICK else 10_000  # the stdlib pools, one item per message
+WORKERS = 2
+CHUNK = 100
+HEARTBEAT = 1.0
+
+
+def tiny(x: int) -> int:
+    return x + 1
+
+
+def timed(run: Callable[[], List[int]], n: int) -> float:
+    """Seconds for one run of ``n`` items, checking the answer."""
+    t = time.perf_counter()
+    got = run()
+    took = time.perf_counter() - t
+    if got != [x + 1 for x in range(n)]:
+        raise AssertionError("wrong results")
+    return took
+
+
+def map_rates(chunk: int, n: int, n_pool: int) -> List[Tuple[str, float]]:
+    """(name, seconds per item) for each runner."""
+    out = []
+    with Cluster([f"l{i}" for i in range(WORKERS)], client=lambda _: spawn_local()) as c:
+        c.map(tiny, range(100), chunksize=chunk)  # warm up
+        out.append(("Cluster.map", timed(lambda: c.map(tiny, range(n), chunksize=chunk), n) / n))
+    with ClusterExecutor(local=WORKERS) as ex:
+        list(ex.map(tiny, range(100), chunksize=chunk))
+        took = timed(lambda: list(ex.map(tiny, range(n), chunksize=chunk)), n)
+        out.append(("ClusterExecutor(local=2).map", took / n))
+    with concurrent.futures.ProcessPoolExecutor(WORKERS) as ppe:
+        list(ppe.map(tiny, range(100), chunksize=chunk))
+        took = timed(lambda: list(ppe.map(tiny, range(n_pool), chunksize=chunk)), n_pool)
+        out.append(("ProcessPoolExecutor.map", took / n_pool))
+    with multiprocessing.Pool(WORKERS) as pool:
+        pool.map(tiny, range(100), chunksize=chunk)
+        took = timed(lambda: pool.map(tiny, range(n_pool), chunksize=chunk), n_pool)
+        out.append(("multiprocessing.Pool.map", took / n_pool))
+    return out
+
+
+def recovery(sig: int) -> float:
+    """Seconds from sending ``sig`` to the server running an item until the item
+    starts again on the other server."""
+    with tempfile.TemporaryDirectory() as d:
+
+        def job(tag: str) -> int:
+            import os
+            import time
+
+            with open(os.path.join(d, f"{tag}.{os.getpid()}.{time.monotonic()}"), "w"):
+                pass
+            time.sleep(0.5)
+            return os.getpid()
+
+        with ClusterExecutor(local=2, heartbeat=HEARTBEAT) as ex:
+            ex.submit(job, "warm").result(30)
+            fut = ex.submit(job, "item")
+            while not [n for n in os.listdir(d) if n.startswith("item.")]:
+                time.sleep(0.001)
+            (first,) = [n for n in os.listdir(d) if n.startswith("item.")]
+            pid = int(first.split(".")[1])
+            t0 = time.monotonic()
+            os.kill(pid, sig)
+            try:
+                fut.result(60)
+            finally:
+                if sig == signal.SIGSTOP:  # the executor killed it already; be sure
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            again = [n for n in os.listdir(d) if n.startswith("item.") and n != first]
+            return float(again[0].split(".", 2)[2]) - t0
+
+
+def main() -> int:
+    rows: List[Tuple[str, str, str, str]] = []
+    chunked = map_rates(CHUNK, N, N)
+    base = dict(chunked)["ProcessPoolExecutor.map"]
+    for name, per in chunked:
+        rows.append(
+            (
+                f"{name}, {N:,} items, chunksize {CHUNK}",
+                f"{1 / per:,.0f} items/s",
+                f"{base / per:.2f}x",
+                ">= 1x ProcessPoolExecutor" if "Cluster" in name else "",
+            )
+        )
+    single = map_rates(1, N, N_UNCHUNKED_POOL)
+    base1 = dict(single)["ProcessPoolExecutor.map"]
+    for name, per in single:
+        items = N if "Cluster" in name else N_UNCHUNKED_POOL
+        rows.append(
+            (
+                f"{name}, {items:,} items, no chunking",
+                f"{per * 1e6:.1f} us/item",
+                f"{base1 / per:.2f}x",
+                "<= 100 us/item" if "Cluster" in name else "",
+            )
+        )
+    for name, sig in (("SIGKILL", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)):
+        took = recovery(sig)
+        rows.append(
+            (
+                f"{name} of a server -> its item running elsewhere (heartbeat {HEARTBEAT:g} s)",
+                f"{took * 1e3:.0f} ms",
+                f"{took / HEARTBEAT:.2f} hb",
+                "<= 2 heartbeats",
+            )
+        )
+    print(f"{WORKERS} workers on {os.cpu_count()} CPUs; ratio: ProcessPoolExecutor's time / this")
+    table = [("measure", "value", "ratio", "target"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for r in table:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

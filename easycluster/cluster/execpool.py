@@ -1,0 +1,165 @@
+"""The shared core of ``ClusterExecutor`` (``executor.py``): the lock, the scheduler,
+the submitted items, and how a settled item's future gets its outcome; the errors a
+future can raise. The runners (``execrunner.py``) and the executor share one
+``WorkPool``: every scheduler call is made with ``lock`` held, and futures are given
+their outcomes after it is released (``take_settled`` then ``finish``), since future
+callbacks may submit.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import CallTimeout, ConnectionLost, EasyClusterError, RemoteException
+from . import jobstate
+from .scheduler import CANCELLED, Scheduler
+
+__all__ = [
+    "NoHostsLeft",
+    "WorkLost",
+    "WorkStuck",
+    "RemoteTraceback",
+    "Work",
+    "WorkPool",
+    "unwrap",
+]
+
+
+class NoHostsLeft(EasyClusterError, concurrent.futures.BrokenExecutor):
+    """Every server of the executor was lost, unreachable or retired: the item never
+    finished. The message says what happened to each server."""
+
+
+class WorkLost(ConnectionLost):
+    """The item's server was lost (connection died, heartbeat missed) and its retries
+    are used up, or it lost ``poison_after`` servers (poisonous: it probably kills
+    them). It may have run, partly or fully, on those servers."""
+
+
+class WorkStuck(CallTimeout):
+    """The item ran past ``task_timeout`` on every server it was tried on."""
+
+
+class RemoteTraceback(Exception):
+    """The cause attached to a re-raised remote exception: its traceback there."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Work:
+    """One submitted item: what to call and the future that gets its outcome."""
+
+    __slots__ = ("future", "name", "fn", "args", "kwargs", "token", "value", "error")
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Any],
+        fn: Any,
+        args: Tuple[Any, ...],
+        kwargs: Dict[str, Any],
+        token: Optional[str],
+    ) -> None:
+        self.future = future
+        self.fn = fn  # with a token: the object registered under it on each server
+        self.args = args
+        self.kwargs = kwargs
+        self.token = token
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+
+
+class WorkPool:
+    """What the executor and its runners share (see the module docstring).
+
+    ``lock`` guards everything here; ``wake`` (on ``lock``) is where idle runners wait
+    for work, ``idle`` counts them; ``work`` maps job ids to items; ``why`` says what
+    retired each server (for ``NoHostsLeft``); ``closing`` is set by ``shutdown``.
+    """
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.idle = 0
+        self.work: Dict[Any, Work] = {}
+        self.why: Dict[str, str] = {}
+        self.closing = False
+
+    def take_settled(self) -> List[Tuple[Work, Any, jobstate.JobState]]:
+        """The items settled since the last call, each with its final state; the
+        scheduler forgets them (a long-lived executor keeps no record per item)."""
+        out = []
+        for job in self.sched.take_settled():
+            w = self.work.pop(job, None)
+            state = self.sched.forget(job)
+            if w is not None:
+                out.append((w, job, state))
+        return out
+
+    def finish(self, settled: List[Tuple[Work, Any, jobstate.JobState]]) -> None:
+        """Give each settled item's future its outcome (outside the lock: future
+        callbacks may submit)."""
+        for w, job, state in settled:
+            fut = w.future
+            if fut.done():
+                continue  # cancelled by its owner
+            try:
+                if state.state == jobstate.DONE:
+                    fut.set_result(w.value)
+                elif state.state == jobstate.FAILED:
+                    fut.set_exception(self.failure(job, state, w))
+                elif state.reason == CANCELLED:
+                    if not fut.cancel():  # it had begun, and was waiting for a retry
+                        fut.set_exception(
+                            concurrent.futures.CancelledError(
+                                f"item {job} was cancelled while it waited to be retried"
+                            )
+                        )
+                else:
+                    fut.set_exception(self.not_run(job, state))
+            except concurrent.futures.InvalidStateError:
+                pass  # cancelled meanwhile
+
+    def failure(self, job: Any, state: jobstate.JobState, w: Work) -> BaseException:
+        where = ", ".join(sorted(state.tried)) or "?"
+        if state.kind == jobstate.KIND_FAILED and w.error is not None:
+            return w.error
+        if state.kind == jobstate.KIND_POISONOUS:
+            return WorkLost(
+                f"item {job}: its server was lost {state.losses} times ({where}); it is "
+                "probably what kills them (poisonous), so it is not retried. It may have "
+                "run, partly or fully, on them"
+            )
+        if state.kind == jobstate.KIND_LOST:
+            return WorkLost(
+                f"item {job}: its server was lost ({where}) and its {self.sched.retries} "
+                "retries are used up; it may have run, partly or fully, there"
+            )
+        return WorkStuck(
+            f"item {job}: ran past task_timeout={self.sched.timeout:g} s on {where}, "
+            f"{state.attempts} times; given up"
+        )
+
+    def not_run(self, job: Any, state: jobstate.JobState) -> BaseException:
+        why = "; ".join(f"{h}: {r}" for h, r in sorted(self.why.items())) or "none connected"
+        return NoHostsLeft(
+            f"item {job} was not run: {state.reason} (every server of this executor is gone: {why})"
+        )
+
+
+def unwrap(err: BaseException) -> BaseException:
+    """The exception a future raises for a remote one: the original, with the remote
+    traceback as its cause."""
+    if isinstance(err, RemoteException) and err.orig is not None:
+        orig = err.orig
+        if err.text:
+            orig.__cause__ = RemoteTraceback("\n" + "".join(err.text).rstrip())
+        return orig
+    return err

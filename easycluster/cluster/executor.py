@@ -1,0 +1,327 @@
+"""``ClusterExecutor``: a ``concurrent.futures.Executor`` over many servers that
+survives their death.
+
+    with ClusterExecutor(local=4) as ex:                # a drop-in for ProcessPoolExecutor
+        print(list(ex.map(lambda x: x * x, range(10))))
+    with ClusterExecutor("node[1-8]", heartbeat=5) as ex:   # over ssh, as Cluster connects
+        fut = ex.submit(simulate, params)
+    with ClusterExecutor([client1, client2]) as ex: ...     # Clients you made (any transport)
+
+Functions and lambdas travel by cloudpickle (``remote.verbs.apply``, as ``Cluster.call``
+sends them); ``map`` sends its function once per server and then only the arguments.
+
+One thread per server (a *runner*) connects it, keeps up to ``pipeline`` calls in
+flight on it (fewer when items take long: it keeps about ``PIPELINE_WINDOW`` seconds of
+work queued there, so long items spread over the servers), reads the replies and
+watches the heartbeat (``execrunner.py``). What runs where is decided by the pure
+``Scheduler`` (``scheduler.py``); each server is one scheduler host. ``execpool.py``
+holds what the executor and its runners share, and the errors below.
+
+What happens when things go wrong:
+
+* A function that raises: its future raises the same exception (the remote traceback
+  as its ``__cause__``). It is never retried.
+* A server whose connection dies, or that does not answer a ping within ``heartbeat``
+  seconds (a frozen host: SIGSTOP, a hung kernel), is *lost*: retired, closed, and the
+  items it was running go to other servers (``retries`` times in all; an item that lost
+  ``poison_after`` servers is poisonous and fails with ``WorkLost``). A frozen server
+  is declared lost at most about 2 heartbeat intervals after it stopped answering.
+  The server answers pings from its reading thread while items run, but that thread
+  needs the GIL: an item holding it longer than ``heartbeat`` (one long C call) makes
+  its server look frozen, so pick a heartbeat above that.
+* An item running longer than ``task_timeout`` is *stuck*: its server is reconnected
+  (a new server process: the stuck call ends with the old one) and the item is retried
+  elsewhere, then fails with ``WorkStuck``. A client that cannot reconnect (a
+  ``spawn_local`` client you passed in) is retired instead, and left open.
+* No server left: every item not done fails with ``NoHostsLeft``, at once.
+
+**At-least-once.** An item whose server was lost or stuck is run again elsewhere, and
+it may have run partly, or even completely, on the lost server (the reply was lost
+with the connection). Retried work must be safe to run twice: idempotent, or writing
+its results where a second run replaces the first.
+
+A client that the executor declares lost is closed, even one you passed in (its
+connection is dead or frozen). Clients you passed in are otherwise left open at
+shutdown; those it made (node names, ``local=``) are closed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from ..client.client import Client
+from ..client.local import spawn_local
+from ..errors import ConfigError
+from ..nodeset.nodeset import NodeSet
+from . import jobstate
+from .execpool import NoHostsLeft, Work, WorkLost, WorkPool, WorkStuck
+from .execrunner import Runner, Server
+from .scheduler import Scheduler
+from .slots import slot_keys
+from .task import node_list
+
+__all__ = ["ClusterExecutor", "NoHostsLeft", "WorkLost", "WorkStuck"]
+
+TOKENS_KEPT = 256  # functions map() remembers having sent
+
+
+def _chunk_runner(fn: Callable[..., Any], star: bool) -> Callable[[List[Any]], List[Any]]:
+    """What map(chunksize > 1) sends: ``fn`` over a list of items (``star``: of
+    argument tuples, for several iterables). Made in a function so cloudpickle sends it
+    by value (servers have no easycluster.cluster)."""
+    if star:
+
+        def run_star_chunk(chunk: List[Any]) -> List[Any]:
+            return [fn(*args) for args in chunk]
+
+        return run_star_chunk
+
+    def run_chunk(chunk: List[Any]) -> List[Any]:
+        return [fn(item) for item in chunk]
+
+    return run_chunk
+
+
+Nodes = Union[str, NodeSet, Sequence[Union[str, Client]], None]
+
+
+class ClusterExecutor(concurrent.futures.Executor):
+    """An Executor over servers (module docstring).
+
+    ``nodes``: node-set text or a NodeSet (each node connected over ssh as ``Cluster``
+    does, with ``connect_options``), or a list of node names and ``Client`` objects
+    (any transport); or ``local=N`` for N local server processes. ``client``:
+    ``client(node) -> Client`` replaces how a node name is connected. ``retries``:
+    reruns of an item whose server was lost or that got stuck (3); ``poison_after``:
+    servers an item may lose before it is given up (3); ``task_timeout``: seconds an
+    item may run before it is stuck (None: no limit); ``heartbeat``: seconds within
+    which a server must answer a ping while it runs our items (2.0); ``pipeline``: most
+    calls in flight per server (128).
+    """
+
+    def __init__(
+        self,
+        nodes: Nodes = None,
+        *,
+        local: Optional[int] = None,
+        client: Optional[Callable[[str], Client]] = None,
+        retries: int = 3,
+        poison_after: int = 3,
+        task_timeout: Optional[float] = None,
+        heartbeat: float = 2.0,
+        pipeline: int = 128,
+        **connect_options: Any,
+    ) -> None:
+        if not heartbeat > 0:
+            raise ValueError(f"heartbeat must be a number of seconds > 0, not {heartbeat!r}")
+        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline < 1:
+            raise ValueError(f"pipeline must be a whole number >= 1, not {pipeline!r}")
+        self.heartbeat = heartbeat
+        self.pipeline = pipeline
+        hosts = self._hosts_from(nodes, local, client, connect_options)
+        self._hosts: Dict[str, Server] = {h.name: h for h in hosts}
+        sched = Scheduler(
+            list(self._hosts),
+            slots=pipeline,
+            retries=retries,
+            poison_after=poison_after,
+            retire_after=0,  # an exception is the item's failure, never the server's
+            timeout=task_timeout,
+            lazy=False,
+        )
+        self._pool = WorkPool(sched)
+        self._ids = itertools.count()
+        self._tokens: Dict[Tuple[int, int], Tuple[Any, Any, str]] = {}  # see _token_for
+        self._token_ids = itertools.count(1)
+        runner = Runner(self._pool, heartbeat, pipeline)
+        for name in sched.to_open(time.monotonic()):
+            h = self._hosts[name]
+            h.thread = threading.Thread(
+                target=runner.serve, args=(h,), daemon=True, name=f"easycluster-executor {name}"
+            )
+            h.thread.start()
+
+    @staticmethod
+    def _hosts_from(
+        nodes: Nodes,
+        local: Optional[int],
+        client: Optional[Callable[[str], Client]],
+        options: Dict[str, Any],
+    ) -> List[Server]:
+        if (nodes is None) == (local is None):
+            raise ConfigError(
+                "ClusterExecutor needs nodes (node names, a node set or Clients) or "
+                "local=N, and not both"
+            )
+        if local is not None:
+            if isinstance(local, bool) or not isinstance(local, int) or local < 1:
+                raise ValueError(f"local must be a number of servers >= 1, not {local!r}")
+            return [
+                Server(key, None, lambda: spawn_local(**options))
+                for key in slot_keys(["local"] * local)
+            ]
+        items: List[Union[str, Client]] = (
+            list(node_list(nodes)) if isinstance(nodes, (str, NodeSet)) else list(nodes or ())
+        )
+        if not items:
+            raise ConfigError("ClusterExecutor needs at least one node or client")
+        labels = []
+        for item in items:
+            if isinstance(item, Client):
+                labels.append(item.peername)
+            elif isinstance(item, str) and item:
+                labels.append(item)
+            else:
+                raise TypeError(f"a node is a name or a Client, not {item!r}")
+        connect = client or (lambda node: Client(host=node, **options))
+        out = []
+        for key, item in zip(slot_keys(labels), items):
+            if isinstance(item, Client):
+                out.append(Server(key, item, None))
+            else:
+                out.append(Server(key, None, _bind(connect, item)))
+        return out
+
+    # -- the Executor interface ----------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on some server; a Future of its value."""
+        if not callable(fn):
+            raise TypeError(f"submit needs a callable, not {type(fn).__name__}")
+        return self._submit([Work(concurrent.futures.Future(), fn, args, kwargs, None)])[0][1]
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: Optional[float] = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """``fn`` over the items, results in input order (as ``Executor.map``): the
+        items are all submitted now; an item's exception is raised when the iterator
+        reaches it; ``timeout`` bounds the whole wait from this call (TimeoutError);
+        ``chunksize`` items travel and run as one call."""
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a whole number >= 1, not {chunksize!r}")
+        if not callable(fn):
+            raise TypeError(f"map needs a callable, not {type(fn).__name__}")
+        end = None if timeout is None else time.monotonic() + timeout
+        star = len(iterables) != 1
+        items: Iterator[Any] = zip(*iterables) if star else iter(iterables[0])
+        if chunksize == 1:
+            target, token = self._token_for(fn, 0)
+            if not star:
+                items = ((x,) for x in items)
+            works = [Work(concurrent.futures.Future(), target, a, {}, token) for a in items]
+        else:
+            target, token = self._token_for(fn, 2 if star else 1)
+            works = []
+            while True:
+                chunk = list(itertools.islice(items, chunksize))
+                if not chunk:
+                    break
+                works.append(Work(concurrent.futures.Future(), target, (chunk,), {}, token))
+        submitted = self._submit(works)
+        return self._results(submitted, end, chunksize > 1)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more work; with ``cancel_futures`` cancel the items not started;
+        with ``wait`` return once every item has finished and the servers this executor
+        started are closed."""
+        with self._pool.lock:
+            self._pool.closing = True
+            if cancel_futures:
+                for job, state in list(self._pool.sched.jobs.items()):
+                    if state.state == jobstate.QUEUED:
+                        self._pool.sched.cancel(job)
+            self._pool.sched.close()
+            settled = self._pool.take_settled()
+            self._pool.wake.notify_all()
+        self._pool.finish(settled)
+        if wait:
+            for h in self._hosts.values():
+                if h.thread is not None:
+                    h.thread.join()
+
+    # -- submitting and results ----------------------------------------------------------
+
+    def _token_for(self, fn: Any, form: int) -> Tuple[Any, str]:
+        """What map() registers on the servers for ``fn`` (``form`` 0: the function;
+        1 or 2: its chunk runner, 2 for argument tuples) and the name it goes by there;
+        the same function is sent once."""
+        key = (id(fn), form)
+        with self._pool.lock:
+            known = self._tokens.get(key)
+            if known is not None and known[0] is fn:  # (kept alive: its id is not reused)
+                return known[1], known[2]
+        target = _chunk_runner(fn, form == 2) if form else fn
+        token = f"_easycluster_executor_{id(self):x}_{next(self._token_ids)}"
+        with self._pool.lock:
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._tokens.clear()
+            self._tokens[key] = (fn, target, token)
+        return target, token
+
+    def _submit(self, works: List[Work]) -> List[Tuple[int, concurrent.futures.Future[Any]]]:
+        out = []
+        with self._pool.lock:
+            if self._pool.closing:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            for w in works:
+                job = next(self._ids)
+                self._pool.work[job] = w
+                self._pool.sched.add(job)
+                out.append((job, w.future))
+            settled = self._pool.take_settled()  # (no server left: settled at once)
+            if self._pool.idle:
+                self._pool.wake.notify_all()
+        self._pool.finish(settled)
+        return out
+
+    def _results(
+        self,
+        submitted: List[Tuple[int, concurrent.futures.Future[Any]]],
+        end: Optional[float],
+        chunked: bool,
+    ) -> Iterator[Any]:
+        pending = list(reversed(submitted))
+        try:
+            while pending:
+                _, fut = pending[-1]
+                if end is None:
+                    value = fut.result()
+                else:
+                    value = fut.result(max(end - time.monotonic(), 0.0))
+                pending.pop()
+                if chunked:
+                    yield from value
+                else:
+                    yield value
+        finally:
+            if pending:
+                self._cancel(pending)
+
+    def _cancel(self, items: List[Tuple[int, concurrent.futures.Future[Any]]]) -> None:
+        """Cancel items not started (the rest of a map that was left or failed)."""
+        with self._pool.lock:
+            for job, _fut in items:
+                state = self._pool.sched.jobs.get(job)
+                if state is not None and state.state == jobstate.QUEUED:
+                    self._pool.sched.cancel(job)
+            settled = self._pool.take_settled()
+        self._pool.finish(settled)
+
+    def __repr__(self) -> str:
+        c = self._pool.sched.counts()
+        return (
+            f"<ClusterExecutor {len(self._hosts)} servers ({c['retired']} retired), "
+            f"{c['done']} done, {c['running']} running, {c['queued']} queued>"
+        )
+
+
+def _bind(connect: Callable[[str], Client], node: str) -> Callable[[], Client]:
+    return lambda: connect(node)
