@@ -54,6 +54,8 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # the ssh launcher (subprocess, payload building) costs start-up time to clients
     # that never use ssh
     ("client.client", "launch.ssh"): "optional: only ssh connections need it",
+    ("cluster.session", "launch.srun"): "optional: only SLURM users need it",
+    ("cluster.session", "client.spec"): "optional: only SLURM users need srun_client",
     # `easycluster -S` starts without the boot-service code
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
     # `easycluster -S` opens its port first, then imports what serves a connection
