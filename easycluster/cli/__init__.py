@@ -1,6 +1,7 @@
 """The ``easycluster`` command: ``main(argv) -> int`` dispatches to the subcommands.
 
-``easycluster nodeset ...`` runs ``cli/nodeset.py``; anything else is the server, key and
+``easycluster nodeset ...`` runs ``cli/nodeset.py`` (likewise ``gather``, ``shell`` and
+``farm``); anything else is the server, key and
 boot-service command (``cli/serve.py``). A subcommand's module is imported only when it
 runs. Every subcommand maps errors to exit codes the same way (``cli/exitcodes.py``).
 """
@@ -17,6 +18,7 @@ SUBCOMMANDS = {
     "nodeset": "easycluster.cli.nodeset",
     "gather": "easycluster.cli.gather",
     "shell": "easycluster.cli.shell",
+    "farm": "easycluster.cli.farm",
 }
 DEFAULT = "easycluster.cli.serve"
 

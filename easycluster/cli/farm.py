@@ -1,0 +1,413 @@
+"""The ``easycluster farm`` command: a job farm (clstr's options, made robust).
+
+``easycluster farm -w node[1-8] -J jobs.txt --joblog run.log`` runs every job (one shell
+command each) once on some host slot, over one warm session per host (``cluster/farm.py``),
+and at the end says what became of each job: done, failed (with its class and last exit
+code) or not run. ``docs/farm.md`` is the user's guide.
+
+Hosts: ``-n HOST...`` (repeatable; a host named N times has N slots), ``-N FILE...`` (one
+host or node set per line), ``-w NODESET``, ``-g GROUP``; ``--slots N`` multiplies.
+Jobs: ``-j COMMAND`` (repeatable), ``-J FILE...`` (one per line; blank lines and lines
+starting with ``#`` are skipped; ``-`` is stdin), or ``-E COMMAND`` once on each host.
+
+Exit codes (``cluster/farmout.py``): 0 every job done; 250 some job exited non-zero;
+251 some job stuck past ``--timeout``; 252 some job lost with its hosts; 254 some job
+not run (no hosts left, or halted); 130 interrupted; 1 easycluster failed; 2 bad usage.
+The most severe decides: interrupted, not run, lost, stuck, failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple
+
+from ..client.local import spawn_local
+from ..client.threaded import ThreadedClient
+from ..cluster.farm import Farm, FarmOptions, Job
+from ..cluster.farmlog import JobLog, JobLogError, read_done
+from ..cluster.farmout import INTERRUPTED, FarmWriter, Outcome
+from ..cluster.task import node_list
+from ..cluster.terminal import is_terminal
+from ..nodeset.nodeset import NodeSet
+from ..version import VERSION
+from .exitcodes import Parser, UsageError, run_command
+
+PROG = "easycluster farm"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser: clstr's options, then ours."""
+    p = Parser(
+        prog=PROG,
+        description="Run many jobs (shell commands) over many hosts, each job once, "
+        "on warm sessions; retry work lost with a host; say what became of every job.",
+        epilog="Exit codes: 0 all done; 250 a job exited non-zero; 251 a job stuck past "
+        "--timeout; 252 a job lost with its hosts; 254 jobs not run; 130 interrupted; "
+        "1 failure; 2 usage.",
+    )
+    h = p.add_argument_group("hosts")
+    h.add_argument(
+        "-n",
+        "--node",
+        dest="nodes",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="HOST",
+        help="hosts (a host named N times has N slots)",
+    )
+    h.add_argument(
+        "-N",
+        "--node-file",
+        dest="node_files",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="files of hosts, one per line",
+    )
+    h.add_argument(
+        "-w",
+        dest="nodesets",
+        action="append",
+        default=[],
+        metavar="NODESET",
+        help="hosts as a node set, as clush -w (node[1-8], @group)",
+    )
+    h.add_argument(
+        "-g",
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="hosts of a node group, as clush -g",
+    )
+    h.add_argument("--slots", type=int, default=1, metavar="N", help="slots per host (1)")
+    h.add_argument(
+        "-m",
+        "--max-nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hosts in use at once (0: no limit)",
+    )
+    h.add_argument(
+        "-u",
+        "--max-node-uses",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retire a host after N jobs (0: no limit)",
+    )
+    j = p.add_argument_group("jobs")
+    j.add_argument("-j", "--job", dest="jobs", action="append", default=[], metavar="COMMAND")
+    j.add_argument(
+        "-J",
+        "--job-file",
+        dest="job_files",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="files of jobs, one per line (- : stdin)",
+    )
+    j.add_argument("-E", "--on-each-node", metavar="COMMAND", help="run COMMAND once per host")
+    r = p.add_argument_group("running")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="seconds a job may run")
+    r.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="reruns of work lost with a host or stuck (3)",
+    )
+    r.add_argument(
+        "--retry-failed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reruns of a job that exited non-zero (0)",
+    )
+    r.add_argument("--halt", metavar="now|soon,fail=N", help="stop after N failed jobs")
+    r.add_argument("--joblog", metavar="FILE", help="one line per attempt")
+    r.add_argument("--resume", action="store_true", help="skip jobs the joblog records done")
+    r.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a host silent for 2 heartbeats is lost (5)",
+    )
+    r.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    r.add_argument("-l", "--user", help="remote user name")
+    r.add_argument(
+        "--ssh-options",
+        action="append",
+        default=[],
+        metavar="OPTIONS",
+        help="ssh arguments, shell words ('-F cfg -p 2222')",
+    )
+    r.add_argument(
+        "-R",
+        "--worker",
+        choices=("ssh", "local"),
+        default="ssh",
+        help="ssh (default), or local servers named by the hosts (tests)",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "-o",
+        "--stdout",
+        nargs="?",
+        const=os.devnull,
+        metavar="FILE",
+        help="jobs' stdout to FILE (no FILE: discard)",
+    )
+    o.add_argument(
+        "-e",
+        "--stderr",
+        nargs="?",
+        const=os.devnull,
+        metavar="FILE",
+        help="jobs' stderr to FILE (no FILE: discard)",
+    )
+    o.add_argument("--outdir", metavar="DIR", help="per-job files DIR/SEQ.out, DIR/SEQ.err")
+    o.add_argument(
+        "-s",
+        "--status",
+        dest="status",
+        action="store_true",
+        default=None,
+        help="status line on stderr (default: when it is a terminal)",
+    )
+    o.add_argument("--no-status", dest="status", action="store_false")
+    o.add_argument("-A", "--active-nodes", metavar="FILE", help="running jobs, kept current")
+    o.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-V", "--version", action="version", version=f"easycluster {VERSION}")
+    return p
+
+
+def _read_lines(path: str, what: str, stdin: IO[str]) -> List[str]:
+    """Non-blank lines of ``path`` that do not start with ``#``, stripped."""
+    try:
+        if path == "-":
+            text = stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} file {path}: {e.strerror or e}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def select_hosts(args: argparse.Namespace, stdin: IO[str]) -> List[str]:
+    """Host slots in the order given (a host named N times appears N times)."""
+    hosts: List[str] = []
+    for name in args.nodes:
+        hosts += node_list(name)
+    for path in args.node_files:
+        for line in _read_lines(path, "node", stdin):
+            hosts += node_list(line)
+    for text in args.nodesets:
+        hosts += node_list(text)
+    for group in args.groups:
+        hosts += list(NodeSet("@" + group))
+    if not hosts:
+        raise UsageError("no hosts: give -n HOST, -N FILE, -w NODESET or -g GROUP")
+    return hosts
+
+
+def select_jobs(args: argparse.Namespace, hosts: List[str], stdin: IO[str]) -> List[str]:
+    """The job commands in order (``-j`` first, then each ``-J`` file)."""
+    if args.on_each_node is not None:
+        if args.jobs or args.job_files:
+            raise UsageError("-E runs one command on each host: do not give -j or -J with it")
+        if not args.on_each_node.strip():
+            raise UsageError("-E needs a command")
+        return [args.on_each_node] * len(dict.fromkeys(hosts))
+    jobs = [j for j in args.jobs]
+    for j in jobs:
+        if not j.strip():
+            raise UsageError("-j got an empty command: give the command to run")
+    for path in args.job_files:
+        jobs += _read_lines(path, "job", stdin)
+    if not jobs:
+        raise UsageError("no jobs: give -j COMMAND, -J FILE or -E COMMAND")
+    return jobs
+
+
+def parse_halt(text: Optional[str]) -> Optional[Tuple[str, int]]:
+    """``now,fail=N`` or ``soon,fail=N`` (GNU parallel's spelling); ``never``: None."""
+    if text is None or text == "never":
+        return None
+    when, _, rest = text.partition(",")
+    key, _, count = rest.partition("=")
+    if when not in ("now", "soon") or key != "fail" or not count.isdigit() or int(count) < 1:
+        raise UsageError(
+            f"--halt takes now,fail=N or soon,fail=N (N >= 1), not {text!r}: 'soon' lets "
+            "running jobs finish, 'now' abandons them"
+        )
+    return when, int(count)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    for flag, value, low in (
+        ("--slots", args.slots, 1),
+        ("-m/--max-nodes", args.max_nodes, 0),
+        ("-u/--max-node-uses", args.max_node_uses, 0),
+        ("--retries", args.retries, 0),
+        ("--retry-failed", args.retry_failed, 0),
+    ):
+        if value < low:
+            raise UsageError(f"{flag} takes a whole number >= {low}, not {value}")
+    for flag, fvalue in (
+        ("--timeout", args.timeout),
+        ("--heartbeat", args.heartbeat),
+        ("--connect-timeout", args.connect_timeout),
+    ):
+        if fvalue is not None and not fvalue > 0:
+            raise UsageError(f"{flag} takes seconds > 0, not {fvalue:g}")
+    if args.resume and not args.joblog:
+        raise UsageError("--resume reads the joblog: give --joblog FILE too")
+    if args.outdir and (args.stdout or args.stderr):
+        raise UsageError("--outdir writes each job's output to its own files: drop -o/-e")
+
+
+def connector(args: argparse.Namespace) -> Callable[[str], Any]:
+    """How a host's session is opened: ssh (with ``--ssh-options``) or a local server."""
+    keep = {
+        "keep_alive_interval": args.heartbeat,
+        "keep_alive_timeout": 2 * args.heartbeat,
+        "remote_output": False,
+    }
+    if args.worker == "local":
+        return lambda host: spawn_local(ThreadedClient, **keep)
+    extra = [w for text in args.ssh_options for w in shlex.split(text)]
+
+    def connect(host: str) -> Any:
+        return ThreadedClient(
+            host=host,
+            user=args.user,
+            extra_args=extra,
+            connect_timeout=args.connect_timeout,
+            **keep,
+        )
+
+    return connect
+
+
+def _open_output(path: Optional[str], default: IO[bytes], opened: List[IO[bytes]]) -> IO[bytes]:
+    if path is None:
+        return default
+    try:
+        f = open(path, "wb")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    opened.append(f)
+    return f
+
+
+def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
+    """Everything after parsing: returns the exit code."""
+    check_numbers(args)
+    halt = parse_halt(args.halt)
+    hosts = select_hosts(args, stdin)
+    commands = select_jobs(args, hosts, stdin)
+    if args.on_each_node is not None:
+        hosts = list(dict.fromkeys(hosts))  # one copy per host: a host listed twice runs once
+    all_jobs = {seq: Job(seq, c) for seq, c in enumerate(commands, 1)}
+    skipped: Set[int] = set()
+    if args.resume:
+        try:
+            skipped = read_done(args.joblog, {s: j.command for s, j in all_jobs.items()})
+        except JobLogError as e:
+            raise UsageError(str(e)) from None
+    jobs = {s: j for s, j in all_jobs.items() if s not in skipped}
+    if args.outdir:
+        os.makedirs(args.outdir, exist_ok=True)
+    options = FarmOptions(
+        slots=args.slots,
+        retries=args.retries,
+        retry_failed=args.retry_failed,
+        max_hosts=args.max_nodes,
+        max_uses=1 if args.on_each_node is not None else args.max_node_uses,
+        timeout=args.timeout,
+        halt=halt,
+    )
+    opened: List[IO[bytes]] = []
+    joblog = JobLog(args.joblog, append=args.resume) if args.joblog else None
+    try:
+        writer = FarmWriter(
+            PROG,
+            sys.stderr,
+            stdout=_open_output(args.stdout, sys.stdout.buffer, opened),
+            stderr=_open_output(args.stderr, sys.stderr.buffer, opened),
+            outdir=args.outdir,
+            joblog=joblog,
+            active_file=args.active_nodes,
+            status=is_terminal(sys.stderr) if args.status is None else args.status,
+            verbose=args.verbose,
+        )
+        return _run(args, jobs, all_jobs, skipped, hosts, options, writer)
+    finally:
+        if joblog is not None:
+            joblog.close()
+        for f in opened:
+            f.close()
+
+
+def _run(
+    args: argparse.Namespace,
+    jobs: Dict[int, Job],
+    all_jobs: Dict[int, Job],
+    skipped: Set[int],
+    hosts: List[str],
+    options: FarmOptions,
+    writer: FarmWriter,
+) -> int:
+    if args.verbose:
+        writer.say(
+            f"{len(jobs)} jobs ({len(skipped)} done before) on "
+            f"{NodeSet.fromlist(list(dict.fromkeys(hosts)))} ({len(hosts) * options.slots} slots)"
+        )
+    farm = Farm(list(jobs.values()), hosts, connector(args), options)
+    interrupted = False
+    try:
+        report = farm.run(writer) if jobs else farm.scheduler.report()
+    except KeyboardInterrupt:
+        interrupted = True
+        report = farm.scheduler.report()
+    writer.finish()
+    if interrupted:
+        reason = "interrupted"
+    elif farm.halted == "now":
+        reason = "halted while running"
+    else:
+        reason = "unfinished"
+    outcome = Outcome(all_jobs, report, skipped, reason)
+    for line in outcome.lines(PROG, farm.retired, limit=0 if args.verbose else 10):
+        print(line, file=sys.stderr)
+    sys.stdout.flush()
+    return INTERRUPTED if interrupted else outcome.exit_code()
+
+
+def main(argv: Optional[List[str]] = None, stdin: Optional[IO[str]] = None) -> int:
+    """Run ``easycluster farm`` with ``argv`` (default ``sys.argv[1:]``); return the exit
+    code (module docstring). Never calls ``sys.exit``."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        return run_farm(args, stdin if stdin is not None else sys.stdin)
+
+    return run_command(PROG, parser, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
