@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import ServerProcess, connect  # noqa: E402
+from netns import netns  # noqa: E402,F401 - the network-namespace fixture (tree mode)
 from slurm import slurm, slurm_cluster  # noqa: E402,F401 - the real SLURM fixtures
 from sshd import sshd  # noqa: E402,F401 - the real sshd fixture
 

@@ -7,8 +7,13 @@ source text: the modules a role needs (the closure of its roots over module-leve
 imports), a minimal ``easycluster`` package ``__init__`` and cloudpickle's source from
 this installation. The payload is built once per process and role.
 
-Roles: ``server`` (serve one connection). The modules shipped for a role import only
-the standard library, cloudpickle and each other at module level (a test checks it);
+Roles: ``server`` (serve one connection). A caller above this layer may add root
+modules of its own (``extra``): tree mode's gateway, a server that is a client in turn,
+adds ``easycluster.cluster.tree`` and so carries ``client``, ``launch``, ``cluster`` and
+``nodeset`` too (named by the cluster layer, since this layer may not name those above
+it). Without ``extra`` the payload is exactly the role's. The modules shipped for a role
+import only the standard library, cloudpickle and each other at module level (a test
+checks it);
 imports inside functions are not followed, so keep those client-only.
 """
 
@@ -24,7 +29,11 @@ from typing import Dict, List, Tuple
 Sources = Dict[str, Tuple[bool, str]]
 
 PACKAGE = "easycluster"
-_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package folder
+# The package folder; empty where this module was imported from memory (a tree-mode
+# gateway bootstrapped over ssh has no files to ship further: ``module_path`` says so).
+_HERE = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) if "__file__" in globals() else ""
+)
 STAGE1 = "easycluster.remote.stage1"
 # The modules each role starts from (what stage 1 imports, and what definitions modules
 # bind from ``easycluster``); everything they import at module level is shipped too.
@@ -41,19 +50,21 @@ ROLES: Dict[str, Tuple[str, ...]] = {
 
 
 @functools.cache
-def payload(role: str = "server") -> bytes:
-    """The compressed stage-1 payload for ``role`` (built once per process)."""
-    code = _read(module_path(STAGE1)) + f"\nremote_main({shipped_sources(role)!r})\n"
+def payload(role: str = "server", extra: Tuple[str, ...] = ()) -> bytes:
+    """The compressed stage-1 payload for ``role`` plus the root modules ``extra``
+    (built once per process and argument pair)."""
+    code = _read(module_path(STAGE1)) + f"\nremote_main({shipped_sources(role, extra)!r})\n"
     return zlib.compress(code.encode("utf-8"), 9)
 
 
-def shipped_sources(role: str = "server") -> Sources:
+def shipped_sources(role: str = "server", extra: Tuple[str, ...] = ()) -> Sources:
     """``{module name: (is package, source)}`` for everything ``role`` imports: the
     closure of its roots over module-level imports (with the packages on the way), a
     package ``__init__`` binding what the real one exports from those modules (so
     ``from easycluster import *`` in a definitions module works remotely), and
-    cloudpickle. KeyError for an unknown role."""
-    modules = closure(ROLES[role])
+    cloudpickle. ``extra``: more roots (see the module docstring). KeyError for an
+    unknown role."""
+    modules = closure(ROLES[role] + tuple(extra))
     out: Sources = {PACKAGE: (True, package_init(_read(module_path(PACKAGE)), modules))}
     for name in sorted(modules):
         if name != PACKAGE:
@@ -127,6 +138,11 @@ def package_init(real_init: str, modules: List[str]) -> str:
 
 def module_path(name: str) -> str:
     """The source file of package module ``name``."""
+    if not _HERE:
+        raise FileNotFoundError(
+            f"cannot ship {name}: this process runs easycluster from memory (an ssh-bootstrapped"
+            " server), so it has no source files to bootstrap another server with"
+        )
     rel = name.split(".")[1:]
     base = os.path.join(_HERE, *rel)
     return os.path.join(base, "__init__.py") if os.path.isdir(base) else base + ".py"

@@ -101,8 +101,13 @@ def open_channel(
     extra_args: Sequence[str] = (),
     options: WireOptions = WireOptions(),
     timeout: Optional[float] = 10.0,
+    payload_data: Optional[bytes] = None,
 ) -> Tuple[Channel, Callable[[], None], str]:
     """Start a server on ``host`` over ssh; return ``(channel, closer, peername)``.
+
+    ``payload_data``: the stage-1 payload to send (default: the server's,
+    ``payload.payload()``); tree mode sends a gateway's, built once at the admin node
+    and handed down the levels.
 
     ``timeout`` bounds everything up to the completed handshake. ``closer()`` ends the
     ssh process (politely first: the server exits when its stdin closes) and reaps it.
@@ -110,7 +115,7 @@ def open_channel(
     """
     rpython = rpython or "python3"
     where = f"{user}@{host}" if user else host
-    data = payload.payload()
+    data = payload.payload() if payload_data is None else payload_data
     try:
         command = boot.stage0_command(rpython, len(data))
     except ValueError as e:
