@@ -134,20 +134,16 @@ def test_servers_start_in_parallel_and_answer(slurm, inside):
     assert our_steps(slurm, job) == []
 
 
-def slurmd_node() -> str:
-    return os.environ["SLURMD_NODENAME"]
-
-
 def test_cluster_from_slurm_runs_on_every_allocated_node(slurm, inside):
     job = inside(3)
     with Cluster.from_slurm() as cluster:
-        names = cluster.call(slurmd_node)
+        names = cluster.call("eval", NODENAME)
+        assert names.failed == {}, names.summary()
         assert sorted(names.succeeded.values()) == ["n1", "n2", "n3"]
-        assert names.failed == {}
         assert len(our_steps(slurm, job)) == 3
     assert our_steps(slurm, job) == []
     with Cluster.from_slurm(nodes="n2") as cluster:
-        assert list(cluster.call(slurmd_node).succeeded.values()) == ["n2"]
+        assert list(cluster.call("eval", NODENAME).succeeded.values()) == ["n2"]
     with pytest.raises(ConfigError, match="not in SLURM allocation"):
         Cluster.from_slurm(nodes=["n1", "n4"])
     assert our_steps(slurm, job) == []
