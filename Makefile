@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_gather.py
 	$(PY) bench/bench_shell.py
 	$(PY) bench/startup.py
+	$(PY) bench/bench_map.py --quick
+	$(PY) bench/bench_farm.py --quick
+	$(PY) bench/bench_handshake.py
+	-$(PY) bench/bench_srun.py  # needs root and slurm-wlm (make sysdeps)
+	-$(PY) bench/bench_tree.py  # needs root (network namespaces)
 
 lint: $(STAMP)
 	$(PY) -m ruff check easycluster tests bench examples
