@@ -55,6 +55,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # that never use ssh
     ("client.client", "launch.ssh"): "optional: only ssh connections need it",
     ("cluster.session", "launch.srun"): "optional: only SLURM users need it",
+    ("cluster.task", "cluster.rpc"): "optional: the client stack only for the rpc backend",
     ("cluster.session", "client.spec"): "optional: only SLURM users need srun_client",
     # `easycluster -S` starts without the boot-service code
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
@@ -85,6 +86,7 @@ FD_WAITERS: Dict[str, str] = {
     "client.reader": "the one standby thread waits for replies nobody reads, all clients at once",
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
     "cluster.engine": "the Task's one I/O thread: every node's pipes, pidfds and stdin",
+    "remote.commands": "a server reads the output of a command the RPC backend started",
 }
 
 # Private attributes of the standard library used on purpose.

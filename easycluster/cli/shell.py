@@ -107,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--options", action="append", default=[], help="ssh options ('-F cfg -p 22')"
     )
     run.add_argument(
-        "-R", "--worker", choices=("ssh", "exec"), default="ssh", help="ssh (default) or exec"
+        "-R",
+        "--worker",
+        choices=("ssh", "exec", "rpc"),
+        default="ssh",
+        help="ssh (default: one ssh per node and command), exec (a local command per "
+        "node, %%h the node) or rpc (our server on each node, started over ssh with "
+        "nothing installed; its session serves every command of an interactive run)",
     )
     run.add_argument("--nostdin", action="store_true", help="do not send stdin to the nodes")
     cp = p.add_argument_group("copy (the arguments are then the files)")
@@ -391,14 +397,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} takes seconds > 0, not {value:g}")
         shell = Shell(args, select_nodes(args))
-        if args.copy or args.rcopy:
-            if args.copy and args.rcopy:
-                raise UsageError("--copy and --rcopy go one way each: choose one")
-            sources, dest = _copy_operands(list(args.command), args)
-            return shell.copy(sources, dest, reverse=args.rcopy)
-        command = " ".join(args.command).strip()
-        if not command:
-            return _interactive(shell)
-        return shell.run(command, _stdin_for_nodes(args))
+        try:
+            if args.copy or args.rcopy:
+                if args.copy and args.rcopy:
+                    raise UsageError("--copy and --rcopy go one way each: choose one")
+                sources, dest = _copy_operands(list(args.command), args)
+                return shell.copy(sources, dest, reverse=args.rcopy)
+            command = " ".join(args.command).strip()
+            if not command:
+                return _interactive(shell)
+            return shell.run(command, _stdin_for_nodes(args))
+        finally:
+            shell.task.close_sessions()  # (-R rpc: the nodes' servers end with them)
 
     return run_command(PROG, parser, body)

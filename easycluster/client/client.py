@@ -373,6 +373,10 @@ class Client:
             reader.wait_for(resp, timeout)
             if not resp.finished:
                 pending.pop(rid, None)
+                if timeout is None or self._channel is None:
+                    # the connection closed while this request was being sent: the
+                    # sweep of pending calls at close missed it (it was not listed yet)
+                    raise ConnectionLost(f"{self.peername}: connection closed during the call")
                 raise timeout_error(self, rid, meth, timeout, tid)
             if resp.exc is None:
                 return resp.value

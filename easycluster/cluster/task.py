@@ -18,7 +18,18 @@ import os
 import shlex
 import threading
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from ..errors import TaskTimeout
 from ..nodeset import NodeSet
@@ -30,6 +41,9 @@ from .feed import StdinFeed
 from .results import BUFFER_MAX, Results, message
 from .window import FanoutWindow, check_limit
 from .worker import Timer, Worker
+
+if TYPE_CHECKING:  # (loaded on first use of "rpc": it brings the client stack)
+    from .rpc import RpcBackend
 
 Nodes = Union[str, NodeSet, Iterable[str], None]
 Stdin = Union[bytes, bytearray, bool, int, Any, None]
@@ -46,7 +60,8 @@ INFO_DEFAULTS: Dict[str, Any] = {
     "ssh_kill_remote": True,  # kill the remote command when the Task kills ssh
     "debug": False,
 }
-DEFAULT_BACKEND = "ssh"  # ``set_default('backend', ...)``: "ssh", "exec" or a Backend
+DEFAULT_BACKEND = "ssh"  # ``set_default('backend', ...)``: "ssh", "exec", "rpc" or a Backend
+APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
 
 
 def node_list(nodes: Nodes) -> List[str]:
@@ -88,6 +103,7 @@ class Task:
         self.aborting = False
         self.finished_run = False  # the results are a finished run's: next shell() clears
         self.thread: Optional[threading.Thread] = None  # the thread in resume()
+        self._rpc: Optional[RpcBackend] = None  # sessions, made on first use of "rpc"
 
     # -- settings ----------------------------------------------------------------------
 
@@ -129,7 +145,46 @@ class Task:
                 connect_timeout=self.infos.get("connect_timeout"),
                 kill_remote=bool(self.infos.get("ssh_kill_remote", True)),
             )
-        raise ValueError(f"unknown backend {spec!r} (use 'ssh', 'exec' or a Backend)")
+        if spec == "rpc":
+            return self.rpc_backend()
+        raise ValueError(f"unknown backend {spec!r} (use 'ssh', 'exec', 'rpc' or a Backend)")
+
+    def rpc_backend(self) -> RpcBackend:
+        """This Task's RPC backend (``rpc.py``): one session per node to our server,
+        connected over ssh on first use (``ssh_user``, ``ssh_options``,
+        ``connect_timeout``), kept open for later commands and ``call``s. Set the
+        ``rpc_connect`` info to ``connect(node) -> Client`` to connect another way."""
+        if self._rpc is None:
+            from .rpc import RpcBackend
+
+            opts: Dict[str, Any] = {}
+            if self.infos.get("ssh_user"):
+                opts["user"] = self.infos["ssh_user"]
+            if self.infos.get("ssh_options"):
+                opts["extra_args"] = shlex.split(self.infos["ssh_options"])
+            if self.infos.get("connect_timeout"):
+                opts["connect_timeout"] = float(self.infos["connect_timeout"])
+            self._rpc = RpcBackend(self.infos.get("rpc_connect"), **opts)
+        return self._rpc
+
+    def call(
+        self, func: Union[str, Callable[..., Any]], *args: Any, nodes: Nodes, **kwargs: Any
+    ) -> Dict[str, Any]:
+        """``func(*args, **kwargs)`` on every node of ``nodes``, in parallel, over the
+        sessions of the RPC backend (the ones ``shell(..., backend="rpc")`` uses):
+        ``{node: value}``, or the exception in place of the value for a node that
+        raised or could not be reached. A callable is sent by cloudpickle; a string
+        names a remote function. Runs now, on the calling thread (not by ``resume``)."""
+        names = list(dict.fromkeys(node_list(nodes)))
+        target: Any = func
+        if callable(func):
+            target, args = APPLY, (func, *args)
+        return self.rpc_backend().call_all(names, target, *args, **kwargs)
+
+    def close_sessions(self) -> None:
+        """Close the RPC backend's sessions (the next rpc command connects again)."""
+        if self._rpc is not None:
+            self._rpc.close()
 
     # -- scheduling --------------------------------------------------------------------
 

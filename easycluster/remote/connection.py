@@ -25,6 +25,7 @@ from ..objects import definitions, serialize
 from ..protocol import frames
 from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from ..transport.channel import Channel
+from . import commands
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
 from .output import Forwarding
@@ -267,6 +268,7 @@ class ServerConnection:
             with self._lock:
                 self._cond.wait_for(lambda: handoff.ended is not None, self.FINISH_TIMEOUT)
         log.info("%s: drained, exiting", self.peer)
+        commands.kill_all()
         if self.output is not None:
             self.output.uninstall()  # (anything printed from here on is the process's own)
         flush_output()

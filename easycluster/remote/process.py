@@ -20,6 +20,7 @@ from ..errors import ConnectionLost
 from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from ..transport.handshake import server_handshake
+from . import commands
 from .connection import ServerConnection, flush_output
 
 log = logging.getLogger("easycluster.server")
@@ -30,6 +31,7 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
     code = 0
 
     def gone(reason: str) -> None:
+        commands.kill_all()  # (the RPC backend's commands end with their connection)
         if threading.current_thread() is not threading.main_thread():
             flush_output()  # the main thread may be stuck in a call: nobody wants its result
             os._exit(0)
@@ -44,6 +46,7 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
         log.exception("%s: server failed", peer)
         code = 1
     finally:
+        commands.kill_all()
         flush_output()
     os._exit(code)
 

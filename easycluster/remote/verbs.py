@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import DefinitionsError
 from ..objects import definitions
 from ..version import VERSION
+from . import commands  # noqa: F401 - the RPC backend calls it by name
 from . import output as remote_output
 
 

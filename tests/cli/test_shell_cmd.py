@@ -177,9 +177,11 @@ def test_ctrl_c_ends_every_command_and_reports_what_finished(tmp_path):
             os.kill(int(pid), 0)
 
 
-def test_ssh_unreachable_and_host_key_classes(sshd, capfdbinary, monkeypatch):
+@pytest.mark.parametrize("worker", ["ssh", "rpc"])
+def test_ssh_unreachable_and_host_key_classes(worker, sshd, capfdbinary, monkeypatch):
+    ssh = ["-R", worker, "-o", f"-F {sshd.config}"]
     code, out, err = run(
-        ["-o", f"-F {sshd.config}", "-t", "5", "-w", "sshtest[1-2],nosuch.invalid", "echo ok"],
+        [*ssh, "-t", "5", "-w", "sshtest[1-2],nosuch.invalid", "echo ok"],
         capfdbinary,
         monkeypatch,
     )
@@ -187,7 +189,7 @@ def test_ssh_unreachable_and_host_key_classes(sshd, capfdbinary, monkeypatch):
     assert sorted(out.splitlines()) == ["sshtest1: ok", "sshtest2: ok"]
     assert "nosuch.invalid: unreachable" in err
     code, _, err = run(
-        ["-o", f"-F {sshd.config}", "-w", "sshtest1,badhostkey-sshtest", "echo ok"],
+        [*ssh, "-w", "sshtest1,badhostkey-sshtest", "echo ok"],
         capfdbinary,
         monkeypatch,
     )
@@ -196,12 +198,13 @@ def test_ssh_unreachable_and_host_key_classes(sshd, capfdbinary, monkeypatch):
     assert "accept-new" in err
 
 
-def test_copy_and_rcopy_over_ssh(sshd, tmp_path, capfdbinary, monkeypatch):
+@pytest.mark.parametrize("worker", ["ssh", "rpc"])
+def test_copy_and_rcopy_over_ssh(worker, sshd, tmp_path, capfdbinary, monkeypatch):
     src = tmp_path / "conf.txt"
     src.write_bytes(b"setting = 1\n" * 1000)
     remote_dir = tmp_path / "remote"
     remote_dir.mkdir()
-    ssh = ["-o", f"-F {sshd.config}"]
+    ssh = ["-R", worker, "-o", f"-F {sshd.config}"]
     code, _, err = run(
         [*ssh, "-w", "sshtest[1-2]", "--copy", str(src), "--dest", str(remote_dir)],
         capfdbinary,
