@@ -65,6 +65,8 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("service.tcpserver", "objects.definitions"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.
     ("cluster.task", "cluster.copyio"): "optional: only copies need it",
+    ("cli.shell", "cluster.task"): "start-up: loaded once a run starts",
+    ("cli.shell", "cli.keeper"): "optional: only --keep needs it",
     # server.py is the 0.22 face: importing it must stay as light as 0.22's
     ("server", "client.local"): "0.22 face: loaded on first use",
     ("server", "cli"): "0.22 face: server_main is the CLI",

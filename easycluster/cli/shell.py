@@ -44,18 +44,19 @@ import argparse
 import os
 import random
 import sys
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..cluster.events import EventHandler
 from ..cluster.gather import Gatherer, LineWriter, write_gathered
 from ..cluster.progress import Progress
 from ..cluster.summary import Outcome, Summary
-from ..cluster.task import Task, node_list
 from ..cluster.terminal import COLOR_CHOICES, palette_for
-from ..cluster.worker import Worker
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
+
+if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
+    from ..cluster.worker import Worker
 
 PROG = "easycluster shell"
 PROMPT = "easycluster shell> "
@@ -110,10 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
         "-R",
         "--worker",
         choices=("ssh", "exec", "rpc"),
-        default="ssh",
+        default=None,
         help="ssh (default: one ssh per node and command), exec (a local command per "
         "node, %%h the node) or rpc (our server on each node, started over ssh with "
         "nothing installed; its session serves every command of an interactive run)",
+    )
+    run.add_argument(
+        "--keep",
+        nargs="?",
+        type=float,
+        const=600.0,
+        metavar="SECONDS",
+        help="keep the rpc sessions open after this command, for the next ones with the "
+        "same -l/-o/-t (a background keeper, like ssh's ControlPersist; it ends after "
+        "SECONDS without a command, 600 by default); implies -R rpc",
+    )
+    run.add_argument(
+        "--keep-exit", action="store_true", help="end the keeper of these -l/-o/-t options"
     )
     run.add_argument("--nostdin", action="store_true", help="do not send stdin to the nodes")
     cp = p.add_argument_group("copy (the arguments are then the files)")
@@ -130,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_nodes(args: argparse.Namespace) -> List[str]:
     """The slots to run on, in the order given (duplicates kept), or UsageError."""
+    from ..cluster.task import node_list  # the engine loads only once a run starts
+
     names: List[str] = []
     for text in args.nodes:
         names += node_list(text)
@@ -203,6 +219,8 @@ class Shell:
     """One ``easycluster shell`` invocation: its options, streams and Task."""
 
     def __init__(self, args: argparse.Namespace, nodes: List[str]) -> None:
+        from ..cluster.task import Task  # deferred: `shell --help` starts without the engine
+
         self.args = args
         self.nodes = nodes
         self.stdout: IO[bytes] = sys.stdout.buffer
@@ -218,7 +236,7 @@ class Shell:
             task.set_info("command_timeout", args.command_timeout)
         task.set_info("ssh_user", args.user)
         task.set_info("ssh_options", " ".join(args.options))
-        task.set_default("backend", args.worker)
+        task.set_default("backend", KEPT.get(args.worker, args.worker))
         task.set_default("stderr", not args.gather_all)
 
     def run(self, command: str, stdin: Any) -> int:
@@ -382,6 +400,33 @@ def _copy_operands(words: List[str], args: argparse.Namespace) -> Tuple[List[str
     return sources, dest
 
 
+# In a keeper process (``--keep``): the backend whose sessions outlive each run, by name.
+KEPT: Dict[str, Any] = {}
+
+
+def _through_keeper(args: argparse.Namespace, argv: List[str]) -> int:
+    """``--keep``/``--keep-exit``: hand the run to the keeper of these connection options
+    (``keeper.py``), started now if none runs."""
+    from . import keeper
+
+    if args.worker not in (None, "rpc"):
+        raise UsageError(f"--keep keeps rpc sessions: it does not go with -R {args.worker}")
+    if args.keep is not None and args.keep <= 0:
+        raise UsageError(f"--keep takes seconds > 0, not {args.keep:g}")
+    options = [args.user or "", *args.options, str(args.connect_timeout)]
+    if args.keep_exit:
+        if not keeper.stop_keeper(options):
+            print(f"{PROG}: no keeper runs for these options", file=sys.stderr)
+        return 0
+
+    def serve(request: List[str]) -> int:
+        if not KEPT:  # (first request in the keeper: its sessions live as long as it)
+            KEPT["rpc"] = Shell(args, []).task.rpc_backend()
+        return main(request)
+
+    return keeper.run_kept(argv, options, args.keep, serve)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``easycluster shell`` with ``argv`` (default ``sys.argv[1:]``); return the exit
     code (module docstring). Never calls ``sys.exit``."""
@@ -390,6 +435,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
+        if (args.keep is not None or args.keep_exit) and not KEPT:
+            return _through_keeper(args, argv)
+        args.worker = args.worker or ("rpc" if args.keep is not None else "ssh")
         if args.fanout < 1:
             raise UsageError(f"-f takes a number of nodes >= 1, not {args.fanout}")
         for name in ("connect_timeout", "command_timeout"):
@@ -409,5 +457,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             return shell.run(command, _stdin_for_nodes(args))
         finally:
             shell.task.close_sessions()  # (-R rpc: the nodes' servers end with them)
+            # (a keeper's sessions are its own: KEPT's backend is not the Task's _rpc)
 
     return run_command(PROG, parser, body)
