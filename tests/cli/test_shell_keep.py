@@ -37,8 +37,8 @@ def kept(sshd, tmp_path):
     yield run
     keepers = _keeper_pids(runtime)
     subprocess.run([*SHELL, "--keep-exit", "-o", f"-F {sshd.config}"], env=env, timeout=30)
-    for pid in keepers:
-        assert wait_until(lambda: not pid_alive(pid), timeout=10), "the keeper is still there"
+    gone = lambda: not any(pid_alive(p) for p in keepers)  # noqa: E731
+    assert keepers and wait_until(gone, timeout=10), f"keeper {keepers} is still there"
 
 
 def _keeper_pids(runtime) -> list:
