@@ -16,6 +16,8 @@
      ├── CallTimeout (TimeoutError)      no reply in time; the call may still run remotely
      ├── TaskTimeout (TimeoutError)      Task.resume(timeout) passed; what still ran was killed
      ├── RemoteException                 the remote code raised; ``orig`` and ``text`` say what
+     ├── UnpicklableError (TypeError,    an argument or return value cannot be pickled: which
+     │    pickle.PicklingError)          call, which argument, what type; keep it on the server
      ├── DefinitionsError                a define_common block failed on a server (which, where)
      ├── SystemdUnavailable              systemd is not running (or systemctl missing) for a service
      │                                   command; the message says what to do instead
@@ -46,6 +48,7 @@ source and resolver errors have separate roots).
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, List, Optional
 
 
@@ -126,6 +129,67 @@ class RemoteException(EasyClusterError):
 
     def __reduce__(self) -> Any:
         return (RemoteException, (self.orig, self.text))
+
+
+class UnpicklableError(EasyClusterError, TypeError, pickle.PicklingError):
+    """An argument or a return value of a call cannot be pickled, so it cannot travel.
+
+    ``call`` names the call (``"echo()"``, ``"method take() of <proxy ...>"``), ``what``
+    the part that failed (``"args[1]"``, ``"keyword argument 'g'"``, ``"the return
+    value"``; then the path inside it: ``"args[1]['k']"``, ``"the return value at
+    [0]"``), ``type_name``
+    its type, ``reason`` pickle's own message and ``host`` the server (set by the client
+    when the server raised it). The message suggests keeping the object on the server.
+
+    A ``TypeError`` and a ``pickle.PicklingError``: 0.22 let pickle's own error through
+    (a ``TypeError`` for locks, sockets and generators, a ``PicklingError`` for a proxy
+    sent to the wrong connection), so scripts catching either still do.
+    """
+
+    def __init__(self, call: str, what: str, type_name: str, reason: str, host: str = ""):
+        super().__init__(call, what, type_name, reason, host)
+        self.call = call
+        self.what = what
+        self.type_name = type_name
+        self.reason = reason
+        self.host = host
+
+    @classmethod
+    def of(
+        cls, call: str, what: str, part: Any, error: BaseException, path: str = "", host: str = ""
+    ) -> UnpicklableError:
+        """The error for ``part``, found at ``path`` inside ``what`` (``args[1]``, ``"the
+        return value"``...), which pickle refused with ``error``."""
+        if path:  # args[1] + [0] reads as Python; elsewhere the path is said apart
+            what = what + path if what.startswith("args[") else f"{what} at {path}"
+        t = type(part)
+        name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        return cls(call, what, name, f"{type(error).__name__}: {error}", host)
+
+    def __str__(self) -> str:
+        returned = self.what.startswith("the return value")
+        if returned:
+            doing = f"the return value of {self.call} cannot be sent back"
+            at = self.what[len("the return value") :].strip()
+            subject = f"its part {at}" if at else "it"
+        else:
+            doing, subject = f"cannot send the call {self.call}", self.what
+        where = f"{self.host}: " if self.host else ""
+        keep = (
+            "return a proxy instead: make its class a ServerObject subclass (or register "
+            "the type with make_server_class) so it stays on the server"
+            if returned
+            else "keep such an object on the server: create it there as a ServerObject "
+            "(or a type registered with make_server_class) and pass its proxy"
+        )
+        return (
+            f"{where}{doing}: {subject} is a {self.type_name}, which cannot be pickled "
+            f"({self.reason}). Locks, sockets, open files, generators and the like cannot "
+            f"travel; {keep} (docs/proxies.md)."
+        )
+
+    def __reduce__(self) -> Any:
+        return (UnpicklableError, (self.call, self.what, self.type_name, self.reason, self.host))
 
 
 class DefinitionsError(EasyClusterError):

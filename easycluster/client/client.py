@@ -21,6 +21,7 @@ from ..errors import (
     DefinitionsError,
     ProtocolError,
     RemoteException,
+    UnpicklableError,
 )
 from ..objects import definitions, serialize
 from ..objects.proxy import GlobalProxy, RootProxy, new_proxy, split_opts
@@ -29,9 +30,12 @@ from ..protocol.handshake import WireOptions, check_key
 from ..protocol.messages import CONTROL, DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
 from ..transport.channel import Channel
 from ..transport.handshake import client_handshake, open_tcp_channel
+from .failures import unpicklable_request
 from .proxytable import ProxyTable
 from .reader import InlineReader
 from .response import (
+    CLIENT_ORIGEXC,
+    ORIGEXC_VALUES,
     Callback,
     Response,
     Slot,
@@ -78,6 +82,11 @@ class Client:
     ``host: line``, stdout to stdout and stderr to stderr (``remote_output=True``, the
     default); ``remote_output=callable`` receives ``(host, stream, text)`` instead, and
     ``False`` leaves it where the server's own streams go (``remote/output.py``).
+
+    ``origexc=`` given here is how this client's calls raise a remote exception when
+    they say nothing themselves (a call's own ``origexc=`` wins): True (the default, as
+    in 0.22) prints the remote traceback and raises the original exception, ``"quiet"``
+    raises it without printing, False raises the ``RemoteException`` around it.
     """
 
     _channel: Optional[Channel] = None
@@ -85,6 +94,7 @@ class Client:
     _ssh_target: Optional[Tuple[Any, ...]] = None
     _proxies: Any = None
     peername = "(not connected)"
+    origexc: Any = True  # (set per instance; here for subclasses that skip __init__)
 
     def __init__(
         self,
@@ -102,6 +112,7 @@ class Client:
         max_frame: int = frames.DEFAULT_MAX_FRAME,
         call_timeout: Optional[float] = None,
         remote_output: Union[bool, OutputSink] = True,
+        origexc: Any = True,
     ):
         if isinstance(key, str):
             # Client('node1') is the habit from RPyC and Fabric: say so at once instead
@@ -111,7 +122,11 @@ class Client:
                 f"over ssh write Client(host={key!r}); over TCP "
                 "Client(read_key_file(FILE), host, port); or Client.from_spec('HOST')"
             )
+        if not any(origexc is v or origexc == v for v in ORIGEXC_VALUES):
+            raise ValueError(f"origexc must be True, False or 'quiet', not {origexc!r}")
         self.key = key
+        # how calls that give no origexc= of their own raise remote exceptions
+        self.origexc = origexc
         self.definitions = definitions
         self.enable_compression = enable_compression
         self.connect_timeout = connect_timeout
@@ -306,7 +321,7 @@ class Client:
         oncomplete: Callback = None,
         onerror: Callback = None,
         threadid: Optional[int] = None,
-        origexc: Any = True,
+        origexc: Any = CLIENT_ORIGEXC,
         timeout: Optional[float] = None,
         target: Any = None,
     ) -> Any:
@@ -318,12 +333,18 @@ class Client:
         ``timeout`` raises ``CallTimeout`` when no reply came in time: the outcome is
         unknown (the call may still run remotely), it is never retried, and a late
         reply is dropped. ``target`` (the proxy a method call is made on) is kept alive
-        until the reply, like the proxies among the arguments.
+        until the reply, like the proxies among the arguments. ``origexc`` defaults to
+        the client's (``Client(origexc=...)``, True unless set there).
+
+        An argument that cannot be pickled raises ``UnpicklableError`` (naming the call,
+        the argument and its type) before anything is sent.
         """
         channel = self._channel
         if channel is None:
             raise ConnectionLost(f"{self.peername}: not connected")
         tid = self._thread_for_call() if threadid is None else threadid
+        if origexc is CLIENT_ORIGEXC:
+            origexc = self.origexc
         rid = next(self._rids)
         proxies = self._proxies
         request = (oid, meth, tuple(args), kwargs or {})
@@ -334,6 +355,14 @@ class Client:
             proxies.pin_start()
             try:
                 main, bufs = serialize.dumps_full(request, proxies, 4)
+            except Exception as e:
+                proxies.pin_take()  # (the probe below must not pin proxies again)
+                err = unpicklable_request(
+                    self.peername, oid, meth, args, kwargs, target, e, proxies
+                )
+                if err is e:
+                    raise
+                raise err from e
             finally:
                 pins = proxies.pin_take()
         else:
@@ -488,9 +517,13 @@ class Client:
     # -- replies ---------------------------------------------------------------------
 
     def report_exception(self, exc: RemoteException) -> None:
-        """Print the remote traceback to stderr (override to change); quiet for StopIteration."""
+        """Print the remote traceback to stderr (override to change); quiet for
+        StopIteration and for a traceback without frames (nothing the error's own
+        message does not say)."""
         if isinstance(exc.orig, StopIteration):
             return
+        if not any(line.startswith("  File ") for line in exc.text):
+            return  # no frames (a return value that failed to pickle): the error says it all
         sys.stderr.write(f"Remote traceback from {self.peername}:\n{''.join(exc.text)}")
 
     def _handle(self, got: List[frames.Frame]) -> None:
@@ -556,9 +589,11 @@ class Client:
             if status == 0:
                 resp.set_result(value)
             else:
-                resp.set_exception(
-                    value if isinstance(value, RemoteException) else RemoteException(value, [])
-                )
+                if not isinstance(value, RemoteException):
+                    value = RemoteException(value, [])
+                elif isinstance(value.orig, UnpicklableError) and not value.orig.host:
+                    value.orig.host = self.peername  # the server cannot name itself as we do
+                resp.set_exception(value)
         except concurrent.futures.InvalidStateError:
             pass
 

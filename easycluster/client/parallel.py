@@ -56,7 +56,6 @@ class _Options:
 
 def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options) -> List[Any]:
     deadline = None if opts.call_timeout is None else time.monotonic() + opts.call_timeout
-    origexc = opts.origexc if opts.origexc is not None else "quiet"
     started: List[Any] = []
     for t in targets:
         try:
@@ -71,7 +70,7 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options)
         else:
             try:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                value = r.wait(left, origexc=origexc)
+                value = r.wait(left, origexc=_origexc(t, opts.origexc))
             except BaseException as e:  # the remote exception, as origexc asks
                 exc = e
                 if deadline is not None and isinstance(e, CallTimeout) and not r.done():
@@ -90,6 +89,15 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options)
     if first_error is not None and not opts.return_exceptions:
         raise first_error
     return results
+
+
+def _origexc(target: Any, given: Any) -> Any:
+    """How a fan-out raises a remote exception: as ``origexc=`` given to it says, else
+    as the target's client does (``Client(origexc=...)``), but never printing each
+    host's traceback (the first error is raised, and notes name the hosts)."""
+    if given is not None:
+        return given
+    return False if getattr(_client(target), "origexc", True) is False else "quiet"
 
 
 def _late(target: Any, call_timeout: Optional[float]) -> CallTimeout:

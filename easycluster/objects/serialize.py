@@ -249,3 +249,85 @@ def use_refs(refs: Optional[RefHooks]) -> Optional[RefHooks]:
     """
     saved, _current.refs = _current.refs, refs
     return saved
+
+
+class _Discard:
+    """A file that drops what is written: a probe only asks whether pickling works."""
+
+    __slots__ = ()
+
+    def write(self, data: Any) -> None:
+        pass
+
+
+def _pickles(obj: Any, refs: Optional[RefHooks]) -> Optional[BaseException]:
+    """None if ``obj`` pickles (as ``dumps`` would, with ``refs``), else the error."""
+    try:
+        Pickler(_Discard(), refs, lambda _buf: None).dump(obj)
+    except Exception as e:  # whatever pickling raises (TypeError, PicklingError, ...)
+        return e
+    return None
+
+
+_OBJECT_GETSTATE = getattr(object, "__getstate__", None)  # (Python >= 3.11 has one)
+
+
+def _parts(obj: Any) -> List[Tuple[str, Any]]:
+    """The parts of ``obj`` a pickle is made of, with their paths (``[1]``, ``['k']``,
+    ``.attr``); empty for anything else (a set, a class pickled its own way)."""
+    if isinstance(obj, (list, tuple)):
+        return [(f"[{i}]", x) for i, x in enumerate(obj)]
+    if isinstance(obj, dict):
+        return [(f"[{k!r}]", v) for k, v in obj.items()]
+    t = type(obj)
+    if (
+        t.__reduce_ex__ is not object.__reduce_ex__
+        or t.__reduce__ is not object.__reduce__
+        or getattr(t, "__getstate__", None) not in (None, _OBJECT_GETSTATE)
+    ):
+        return []  # pickled its own way: its __dict__ is not what travels
+    try:
+        state = vars(obj)
+    except TypeError:  # no __dict__ (slots, builtins)
+        return []
+    return [(f".{k}", v) for k, v in state.items()]
+
+
+# Types that always pickle: skipped without a probe, so a huge list of numbers with one
+# lock in it is searched quickly.
+_ATOMIC = frozenset((type(None), bool, int, float, complex, str, bytes, bytearray))
+PROBES_MAX = 2000  # parts probed at most when looking for the culprit
+
+
+def find_unpicklable(
+    obj: Any, refs: Optional[RefHooks] = None, depth: int = 8
+) -> Optional[Tuple[str, Any, BaseException]]:
+    """Where pickling ``obj`` fails: ``(path, part, error)`` for the innermost part that
+    fails on its own (``path`` like ``[1]['key'].attr``, ``""`` for ``obj`` itself), or
+    None when ``obj`` pickles.
+
+    For error messages only: it pickles each level again, so call it after a failure,
+    never on the way of a call that works. It probes at most ``PROBES_MAX`` parts (then
+    the innermost container found so far is blamed) and ``depth`` levels. ``refs`` must
+    have no side effects: its ``reduce`` runs again for every part probed.
+    """
+    return _find(obj, refs, depth, [PROBES_MAX])
+
+
+def _find(
+    obj: Any, refs: Optional[RefHooks], depth: int, budget: List[int]
+) -> Optional[Tuple[str, Any, BaseException]]:
+    budget[0] -= 1
+    error = _pickles(obj, refs)
+    if error is None:
+        return None
+    if depth > 0:
+        for path, part in _parts(obj):
+            if type(part) in _ATOMIC:
+                continue
+            if budget[0] <= 0:
+                break
+            found = _find(part, refs, depth - 1, budget)
+            if found is not None:
+                return path + found[0], found[1], found[2]
+    return "", obj, error

@@ -17,7 +17,6 @@ import queue
 import sys
 import threading
 import time
-import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConnectionLost, FrameTooLarge, ProtocolError, RemoteException
@@ -26,6 +25,7 @@ from ..protocol import frames
 from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from ..transport.channel import Channel
 from . import commands
+from .failures import remote_exception, unpicklable_return
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
 from .output import Forwarding
@@ -374,9 +374,10 @@ class ServerConnection:
         more: Optional[Callable[[], int]] = None,
         later: bool = False,
     ) -> None:
-        status, value = 0, None
+        status, value, request = 0, None, None
         try:
-            oid, method, args, kwargs = serialize.loads(main[REQUEST_HEAD.size :], bufs, self.table)
+            request = serialize.loads(main[REQUEST_HEAD.size :], bufs, self.table)
+            oid, method, args, kwargs = request
             if self.verbosity > 1:
                 log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)
             if oid == 0:
@@ -387,8 +388,8 @@ class ServerConnection:
                 fn = getattr(self.table.get(oid), method)
             value = fn(*args, **kwargs)
         except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
-            status, value = 1, _remote_exception(e)
-        self._reply(rid, status, value, hold, more, later)
+            status, value = 1, remote_exception(e)
+        self._reply(rid, status, value, hold, more, later, request)
 
     def _reply(
         self,
@@ -398,18 +399,20 @@ class ServerConnection:
         hold: bool = False,
         more: Optional[Callable[[], int]] = None,
         later: bool = False,
+        request: Any = None,
     ) -> None:
         """Send a reply: held in the outbox if ``hold`` (the caller flushes), handed to
         the writer thread if ``later`` (small ones), else batched with others only while
-        ``more()`` says requests wait behind it."""
+        ``more()`` says requests wait behind it. ``request`` (the unpickled request, if
+        it got that far) names the call when its return value cannot be pickled."""
         fwd = self.output
         if fwd is not None and (fwd.out.pending or fwd.err.pending):
             fwd.flush_partial()  # a partial line printed by the call goes first
         try:
             main, bufs = serialize.dumps((value,), self.table, 3)
         except BaseException as e:
-            if status == 0:
-                status, value = 1, _remote_exception(e)
+            if status == 0:  # the value: say which call, which part, and what to do
+                status, value = 1, unpicklable_return(request, value, e, self.table)
             else:
                 value = _unpicklable(value, e)
             try:
@@ -438,11 +441,6 @@ class ServerConnection:
                 pass
         except ConnectionLost:
             pass  # the client is gone; the reader thread ends the process
-
-
-def _remote_exception(e: BaseException) -> RemoteException:
-    text = traceback.format_exception(type(e), e, e.__traceback__)
-    return RemoteException(e, text)
 
 
 def _unpicklable(value: Any, err: BaseException) -> RemoteException:

@@ -54,6 +54,11 @@ class ObjectTable:
             self._sent[oid] += 1
         return serialize.reference("obj", oid, info)
 
+    def dry_refs(self) -> _DryRefs:
+        """Hooks that pickle as ``reduce`` does but count nothing and keep nothing: for
+        probing a value that failed to pickle (``serialize.find_unpicklable``)."""
+        return _DryRefs()
+
     def resolve(self, kind: str, oid: int, *_: Any) -> Any:
         if kind != "arg":
             raise LookupError(f"unexpected reference kind {kind!r} from the client")
@@ -74,3 +79,16 @@ class ObjectTable:
                 del self._sent[oid]
                 self._ids.pop(id(obj), None)
                 del obj
+
+
+class _DryRefs:
+    """``ObjectTable.reduce`` without its side effects: a server object becomes a
+    reference to nothing (a probe's pickle is thrown away, never sent)."""
+
+    def reduce(self, obj: Any) -> Any:
+        if object_info(obj) is None:
+            return None
+        return serialize.reference("obj", 0, None)
+
+    def resolve(self, *args: Any) -> Any:
+        raise LookupError("a probe's references are never unpickled")

@@ -7,9 +7,13 @@ importing modules, definitions blocks, and the attribute access behind proxies.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import importlib
+import linecache
 import os
 import sys
+import threading
 import traceback
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -26,11 +30,34 @@ def apply(func: Any, *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
 
+SOURCES_KEPT = 64  # execblock/eval sources kept for tracebacks, per connection
+
+
 class RootObject:
     """Object id 0 on every connection; its ``verb_*`` methods are the remote verbs."""
 
     def __init__(self, conn: Any):  # the ServerConnection
         self.conn = conn
+        # file names of the execblock/eval sources in linecache, oldest first
+        self._sources: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._sources_lock = threading.Lock()  # server threads may eval at the same time
+
+    def _compile(self, code: str, mode: str) -> Any:
+        """``code`` compiled under a file name of its own whose source ``linecache``
+        knows, so a traceback through it shows its lines (as for define_common blocks).
+        The last ``SOURCES_KEPT`` are kept: a script may send endless distinct blocks."""
+        digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        filename = f"<remote {'eval' if mode == 'eval' else 'execblock'} {digest}>"
+        sources = self._sources
+        with self._sources_lock:
+            if filename in sources:
+                sources.move_to_end(filename)
+            else:
+                sources[filename] = None
+                if len(sources) > SOURCES_KEPT:
+                    linecache.cache.pop(sources.popitem(last=False)[0], None)
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        return compile(code, filename, mode)
 
     @property
     def context(self) -> Any:
@@ -79,9 +106,9 @@ class RootObject:
     def verb_eval(self, code: str, mode: str = "eval") -> Any:
         ns = self.context.__dict__
         if mode == "eval":
-            return eval(compile(code, "<remote eval>", "eval"), ns)
+            return eval(self._compile(code, "eval"), ns)
         try:
-            exec(compile(code, "<remote execblock>", "exec"), ns)
+            exec(self._compile(code, "exec"), ns)
         except definitions.ExecReturn as r:
             return r.value
         return None
