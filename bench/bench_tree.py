@@ -9,14 +9,18 @@ the figures are its own:
 * flat: the admin runs ``ssh node uname -r`` on every node (the cluster ``Task``, fan-out
   64); for this the gateways forward packets in the kernel (``allow_direct``), no
   gateway process is involved;
-* tree: ``tree_shell`` through the gateways (each bootstrapped over ssh with nothing
-  installed, running the command on its nodes and sending back grouped results).
+* tree: the same ``Task.shell`` with ``Task.load_topology`` (the tree worker): through
+  the gateways, each bootstrapped over ssh with nothing installed, running the command
+  on its nodes and sending back groomed batches (identical output under one node set,
+  at most one batch per 0.25 s per gateway).
 
 Columns: the admin's peak of established ssh connections (sampled from /proc/net/tcp
 every 5 ms), its CPU seconds (itself and its children: the ssh clients), its peak
 resident memory (itself; and the largest child), wall time, and the distinct output
 groups it received. Wall time on this 2-core machine includes every sshd and gateway
-sharing the same cores: compare the admin's costs, not wall-clock wins.
+sharing the same cores: compare the admin's costs, not wall-clock wins. ``batches`` and
+``entries``: what the admin received from the gateways (replies, and output plus end
+entries in them), against N nodes.
 """
 
 from __future__ import annotations
@@ -61,22 +65,18 @@ def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    if mode == "flat":
-        from easycluster.cluster.backends import SshBackend
-        from easycluster.cluster.task import Task
+    from easycluster.cluster.task import Task
 
-        task = Task()
-        task.set_info("fanout", 64)
-        task.shell(COMMAND, nodes=nodes, backend=SshBackend(options=["-F", config]))
-        task.resume()
-        groups = len(list(task.iter_buffers()))
-        bad = sum(len(k) for s, k in task.iter_status() if s != "hup")
-    else:
-        from easycluster.cluster.tree import tree_shell
-
-        result = tree_shell(COMMAND, nodes, topology, ssh_options=["-F", config])
-        groups = len(result.groups)
-        bad = sum(len(g.nodes) for g in result.groups if g.status != "hup")
+    task = Task()
+    task.set_info("fanout", 64)
+    task.set_info("ssh_options", f"-F {config}")
+    if mode == "tree":
+        task.load_topology(topology)
+    worker = task.shell(COMMAND, nodes=nodes)
+    task.resume()
+    groups = len(list(task.iter_buffers()))
+    bad = sum(len(k) for s, k in task.iter_status() if s != "hup")
+    stats = worker.run.stats.values() if mode == "tree" else []  # type: ignore[attr-defined]
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
@@ -91,6 +91,8 @@ def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
         "wall": wall,
         "groups": groups,
         "not_ok": bad,
+        "batches": sum(s[0] for s in stats),
+        "entries": sum(s[1] + s[2] for s in stats),
     }
 
 
@@ -130,12 +132,13 @@ def main() -> int:
                     return 1
                 rows.append(json.loads(out.stdout))
     print(f"N = {k * per} nodes behind {k} gateways (network built in {built:.1f} s)")
-    head = "mode  ssh conns  CPU s  RSS MB  child RSS MB  wall s  groups  not ok"
+    head = "mode  ssh conns  CPU s  RSS MB  child RSS MB  wall s  groups  not ok  batches  entries"
     print(head)
     for r in rows:
         print(
             f"{r['mode']:<5} {r['connections']:>9} {r['cpu']:>6.2f} {r['rss_mb']:>7.1f}"
             f" {r['child_rss_mb']:>13.1f} {r['wall']:>7.2f} {r['groups']:>7} {r['not_ok']:>7}"
+            f" {r['batches']:>8} {r['entries']:>8}"
         )
     return 0
 

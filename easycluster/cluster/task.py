@@ -39,6 +39,7 @@ from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
 from .results import BUFFER_MAX, Results, message
+from .topology import Topology, load_topology
 from .window import FanoutWindow, check_limit
 from .worker import Timer, Worker
 
@@ -58,6 +59,7 @@ INFO_DEFAULTS: Dict[str, Any] = {
     "ssh_path": "ssh",
     "ssh_options": "",  # extra ssh arguments, one string (shell words): "-F cfg -p 22"
     "ssh_kill_remote": True,  # kill the remote command when the Task kills ssh
+    "gateway_python": None,  # tree mode: the Python gateways start with (None: python3)
     "debug": False,
 }
 DEFAULT_BACKEND = "ssh"  # ``set_default('backend', ...)``: "ssh", "exec", "rpc" or a Backend
@@ -104,6 +106,8 @@ class Task:
         self.finished_run = False  # the results are a finished run's: next shell() clears
         self.thread: Optional[threading.Thread] = None  # the thread in resume()
         self._rpc: Optional[RpcBackend] = None  # sessions, made on first use of "rpc"
+        self.topology: Optional[Topology] = None  # tree mode (load_topology)
+        self.tree_workers: List[Any] = []  # tree workers of the coming or current run
 
     # -- settings ----------------------------------------------------------------------
 
@@ -167,6 +171,19 @@ class Task:
             self._rpc = RpcBackend(self.infos.get("rpc_connect"), **opts)
         return self._rpc
 
+    def load_topology(self, topology: Any) -> None:
+        """Use ``topology`` for tree mode (ClusterShell's name): a file path, or what
+        ``Topology.build`` takes (a ``Topology``, ``{parents: children}``, the text).
+        Then ``shell()`` on nodes runs through the gateways (``tree`` decides);
+        raises ``TopologyError`` for a bad one (the Task's topology is left as it was)."""
+        if isinstance(topology, os.PathLike) or (
+            isinstance(topology, str) and "\n" not in topology
+            and (os.path.exists(topology) or ":" not in topology)
+        ):  # (a path; text has "parents: children" lines)  # fmt: skip
+            self.topology = load_topology(os.fspath(topology))
+        else:
+            self.topology = Topology.build(topology)
+
     def call(
         self, func: Union[str, Callable[..., Any]], *args: Any, nodes: Nodes, **kwargs: Any
     ) -> Dict[str, Any]:
@@ -198,6 +215,7 @@ class Task:
         stderr: Optional[bool] = None,
         key: Optional[str] = None,
         backend: Union[str, Backend, None] = None,
+        tree: Optional[bool] = None,
     ) -> Worker:
         """Schedule ``command`` on every node of ``nodes`` (or once locally, under ``key``
         or ``"local"``, when ``nodes`` is None) and return its ``Worker``.
@@ -208,8 +226,14 @@ class Task:
         (its content broadcast as it comes), True (write it with ``worker.write`` and
         end it with ``worker.set_write_eof``), or None/False (/dev/null). ``stderr``: keep
         stderr apart (default True) or merge it into stdout. ``backend``: "ssh" (default),
-        "exec" or a ``Backend``; ``nodes=None`` always runs locally.
+        "exec" or a ``Backend``; ``nodes=None`` always runs locally. ``tree``: run
+        through the gateways of ``load_topology`` (None: when a topology is loaded and
+        the backend is ssh and no stdin is given; True: always, ValueError without a
+        topology or with stdin); the handlers and results are the same as flat, each
+        node runs once (``treeworker.py``).
         """
+        if nodes is not None and self.use_tree(tree, backend, stdin):
+            return self.tree_shell(command, node_list(nodes), handler, timeout, stderr)
         if nodes is None:
             names = [key or "local"]
             chosen: Backend = ExecBackend() if backend is None else self.backend(backend)
@@ -228,6 +252,38 @@ class Task:
             make_feed(stdin),
         )
         return self.schedule(worker)
+
+    def use_tree(self, tree: Optional[bool], backend: Any, stdin: Stdin) -> bool:
+        if tree is False:
+            return False
+        if tree is None:
+            ssh = (self.defaults.get("backend") if backend is None else backend) == "ssh"
+            return self.topology is not None and ssh and stdin in (None, False)
+        if self.topology is None:
+            raise ValueError("tree mode needs a topology: Task.load_topology(...) first")
+        if stdin not in (None, False):
+            raise ValueError("tree mode does not send stdin through the gateways")
+        return True
+
+    def tree_shell(
+        self,
+        command: str,
+        names: List[str],
+        handler: Optional[EventHandler],
+        timeout: Optional[float],
+        stderr: Optional[bool],
+    ) -> Worker:
+        """Schedule ``command`` through the gateways (each node once)."""
+        from .treeworker import TreeWorker  # (the client stack only for tree mode)
+
+        assert self.topology is not None
+        keys = self.new_keys(list(dict.fromkeys(names)))
+        keep = self.defaults.get("stderr", True) if stderr is None else bool(stderr)
+        worker = TreeWorker(self, command, keys, handler, self.command_timeout(timeout), keep,
+                            self.topology)  # fmt: skip
+        self.tree_workers.append(worker)
+        worker.arm()
+        return worker
 
     def copy(
         self,
@@ -417,6 +473,7 @@ class Task:
             self.timers = []
             finished = engine.run(deadline)
         finally:
+            self.finish_tree_workers()  # (before the engine goes: their ev_close is emitted)
             self.engine = None
             self.thread = None
             self.finished_run = True
@@ -438,6 +495,13 @@ class Task:
             worker.release()
         self.workers = []
         self.timers = []
+        self.finish_tree_workers()
+
+    def finish_tree_workers(self) -> None:
+        """End the tree workers of this run (``TreeWorker.finish``: nothing left going)."""
+        workers, self.tree_workers = self.tree_workers, []
+        for worker in workers:
+            worker.finish()
 
     def emit(self, worker: Worker, event: str, *args: Any) -> None:
         """Call ``worker.handler.<event>(*args)`` if it has one (on the Task's thread).

@@ -11,6 +11,7 @@ from easycluster.cluster.topology import (
     load_topology,
     parse_topology,
 )
+from easycluster.cluster.treegroom import STDERR, STDOUT, Groomer, expand, lines_of
 from easycluster.errors import ConfigError
 
 TWO_LEVELS = """
@@ -163,3 +164,42 @@ def test_release_frees_the_load():
     router.route(["node1", "node2"])
     router.release(["node1", "node2", "never-routed"])
     assert router.load == {} and router.paths == {}
+
+
+# -- grooming (treegroom.Groomer: pure, what a gateway sends up) ---------------------
+
+
+def test_groomer_groups_identical_pending_lines_under_one_node_set():
+    g = Groomer()
+    for n in ("n1", "n2", "n3"):
+        g.line(n, STDOUT, b"same")
+    g.line("n3", STDOUT, b"more")
+    g.line("n2", STDERR, b"oops")
+    g.end("n1", "hup", 0)
+    g.end("n2", "hup", 0)
+    g.end("n3", "hup", 1)
+    outputs, ends, reasons, done = g.take()
+    assert outputs == [("n[1-2]", STDOUT, b"same\n"), ("n3", STDOUT, b"same\nmore\n"),
+                       ("n2", STDERR, b"oops\n")]  # fmt: skip
+    assert ends == [("n[1-2]", "hup", 0), ("n3", "hup", 1)]
+    assert (reasons, done) == ([], False)
+    assert not g and g.take() == ([], [], [], False)  # nothing is kept after a take
+
+
+def test_groomer_merges_blocks_from_below_without_reordering_a_node():
+    g = Groomer()
+    g.block("gwA", "n[1-2]", STDOUT, b"a\n")
+    g.block("gwB", "n[3-4]", STDOUT, b"a\n")  # another source, same content: merged
+    g.block("gwA", "n1", STDOUT, b"b\n")
+    g.block("gwA", "n2", STDOUT, b"a\n")  # gwA already has a later entry: not merged back
+    outputs, _, _, _ = g.take()
+    assert outputs == [("n[1-4]", STDOUT, b"a\n"), ("n1", STDOUT, b"b\n"), ("n2", STDOUT, b"a\n")]
+
+
+def test_groomer_reasons_and_the_last_batch():
+    g = Groomer()
+    g.reason("n[5-6]", "gateway gw1 lost")
+    assert g
+    assert g.take(done=True) == ([], [], [("n[5-6]", "gateway gw1 lost")], True)
+    assert expand("n[5-6]") == ["n5", "n6"] and expand("n5") == ["n5"]
+    assert lines_of(b"x\ny\n") == [b"x", b"y"]

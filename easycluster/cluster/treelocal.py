@@ -1,0 +1,120 @@
+"""The targets a tree-mode host reaches itself: ``ssh node command`` on each, run by the
+cluster engine (fan-out window, command timeouts, unreachable/hostkey classification),
+with every line and every end handed to a callback as it comes.
+
+``run_local`` drives an ``Engine`` with ``LocalOwner``, the few things the engine and a
+worker need of a Task (``engine.Hooks``, ``worker.Owner``), rather than a ``Task``:
+tree mode runs inside the Task's own tree worker (``treeworker.py``, loaded by
+``task.py``), so it must not import the Task back; and a gateway needs nothing else of
+it. One engine run per call, on the calling thread, which alone owns its I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence
+
+from .backends import SshBackend
+from .engine import Engine
+from .events import EventHandler
+from .results import Results, message
+from .window import FanoutWindow
+from .worker import Timer, Worker
+
+KILL_CHECK = 0.1  # s between two looks at the stop flag (a run is stopped from its thread)
+
+# line(node, sid, data) and end(node, status, rc), called on the running thread
+LineSink = Callable[[str, int, bytes], None]
+EndSink = Callable[[str, str, Optional[int]], None]
+
+
+class LocalOwner:
+    """What the engine and a worker ask of their Task, and no more: results with no
+    buffers kept (lines are forwarded as they come), events to the worker's handler,
+    ``abort``. Node getters read the results (for the handler's ``node_status``)."""
+
+    def __init__(self) -> None:
+        self.results = Results()
+        self.aborting = False
+        self.buffer_max: Optional[int] = 0
+
+    def emit(self, worker: Worker, event: str, *args: Any) -> None:
+        method = getattr(worker.handler, event, None)
+        if method is not None and (not self.aborting or event == "ev_close"):
+            method(*args)
+
+    def abort(self, kill: bool = False) -> None:
+        self.aborting = True
+
+    def info(self, key: str, default: Any = None) -> Any:
+        return default
+
+    def set_info(self, key: str, value: Any) -> None:
+        pass
+
+    def feed_changed(self, worker: Worker) -> None:
+        pass  # (no stdin in tree mode)
+
+    def arm_timer(self, timer: Timer, delay: float) -> None:
+        raise RuntimeError("timers are armed by run_local only")
+
+    def node_buffer(self, node: str) -> bytes:
+        return message(bytes(self.results.slot(node).stdout))
+
+    def node_error(self, node: str) -> bytes:
+        return message(bytes(self.results.slot(node).stderr))
+
+    def node_retcode(self, node: str) -> Optional[int]:
+        return self.results.slot(node).rc
+
+    def node_status(self, node: str) -> str:
+        return self.results.slot(node).status
+
+
+class _Forward(EventHandler):
+    def __init__(self, line: LineSink, end: EndSink, stop: Callable[[], bool]) -> None:
+        self.line = line
+        self.end = end
+        self.stop = stop
+
+    def ev_read(self, worker: Worker, node: str, sname: str, msg: bytes) -> None:
+        self.line(node, 1 if sname == "stdout" else 2, msg)
+
+    def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
+        status = worker.node_status(node)
+        if status == "failed":  # (its reason went to the error buffer, not to ev_read)
+            for text in worker.node_error(node).split(b"\n"):
+                self.line(node, 2, text)
+        self.end(node, status, rc)
+
+    def ev_timer(self, timer: Timer) -> None:
+        if self.stop():
+            timer.task.abort()
+
+
+def run_local(
+    command: str,
+    names: Sequence[str],
+    opts: Any,
+    line: LineSink,
+    end: EndSink,
+    stop: Callable[[], bool],
+) -> None:
+    """Run ``command`` on ``names`` (each once) over ssh with the run's options
+    (``treerun.options``): ``line`` gets each line, ``end`` each node's end as the
+    Task would report it (``hup``/``unreachable``/``hostkey``/``failed`` with the rc;
+    ``timeout`` and ``aborted`` with None). Returns when every node ended, or soon
+    after ``stop()`` turns true (the rest end as ``aborted``). No process is left."""
+    owner = LocalOwner()
+    keys: List[str] = [owner.results.new_slot(n, rank).key for rank, n in enumerate(names)]
+    forward = _Forward(line, end, stop)
+    backend = SshBackend(options=opts["ssh_options"], connect_timeout=opts["connect_timeout"])
+    worker = Worker(owner, command, keys, forward, opts["timeout"] or None, backend,
+                    bool(opts["stderr"]), None)  # fmt: skip
+    engine = Engine(owner, owner.results, FanoutWindow(int(opts["fanout"])))
+    engine.add_worker(worker)
+    engine.add_timer(Timer(owner, KILL_CHECK, forward, KILL_CHECK, True), KILL_CHECK)
+    engine.run(None)
+    for key in keys:  # timed out (no ev_hup) or aborted
+        slot = owner.results.slot(key)
+        if slot.status in ("timeout", "aborted"):
+            end(slot.node, slot.status, None)

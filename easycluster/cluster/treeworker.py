@@ -1,0 +1,212 @@
+"""``TreeWorker``: a Task's ``shell()`` run through gateways, seen by the Task's handlers
+and results exactly as a flat one.
+
+The Task's engine waits only on its own slots' descriptors and timers; a tree worker
+has no descriptor per node (that is the point: the admin holds one connection per
+gateway). So it drives itself from a Task timer (``TICK``), on the Task's thread: the
+first tick emits ``ev_start`` and starts a ``treerun.TreeRun`` (its source threads
+talk to the gateways); every tick takes what the run has (``TreeRun.take``, never
+waiting) and applies it to the worker's slots with the same ``NodeState`` transitions
+and the same events, in the same order per node, as the engine does:
+
+    first news of a node      start    -> ev_pickup(worker, node)
+    a line on stdout/stderr   read     -> kept in the node's buffer (buffer_max), then
+                                          ev_read(worker, node, sname, line)
+    ended: hup                exit(rc) -> ev_hup(worker, node, rc)
+    ended: unreachable/lost   unreachable(255) -> ev_hup(worker, node, 255)
+    ended: hostkey            hostkey(rc)      -> ev_hup(worker, node, rc)
+    ended: failed             (never started here) spawn_error -> ev_pickup, ev_hup(127)
+    ended: timeout            timeout  -> no ev_hup; ev_timeout before ev_close
+    ended: aborted            abort    -> no ev_hup
+    every node ended          ev_close(worker, timedout); the timer stops
+
+A gateway lost mid-command, with no other gateway declared for its nodes, ends them as
+``unreachable`` (rc 255, the reason in their error buffer), as flat ssh reports a
+connection that died. The added latency is at most one tick after a batch arrives (the
+gateways batch every ``treerun.DELAY`` anyway).
+
+``finish()`` (the Task calls it when ``resume()`` ends, whatever the reason) kills the
+run if it is still going, waits for its threads (bounded), aborts the slots not ended
+and delivers ``ev_close`` once, as the engine's ``abort_all`` does for flat workers.
+
+Differences from flat, by design: a node listed twice runs once (the Task dedupes
+before making slots); stdin is not sent through gateways; a line's ``\\r\\n`` ending
+is kept as ``\\n`` in the buffers.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any, Dict, List, Optional
+
+from .backends import Backend, Command
+from .nodestate import PENDING
+from .results import SlotResult
+from .topology import Topology
+from .treegroom import STDOUT, Batch, expand, lines_of
+from .treerun import KILL_GRACE, TreeRun, options
+from .worker import Timer, Worker
+
+TICK = 0.02  # s between two looks at what the gateways sent (bounds the added latency)
+RC_NOT_STARTED = 127
+
+
+class TreeBackend(Backend):
+    """The backend a tree worker names (its slots are run by gateways, never here)."""
+
+    name = "tree"
+
+    def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
+        raise OSError("tree mode: the gateways run this command")
+
+
+def task_options(task: Any, stderr: bool, timeout: Optional[float]) -> Dict[str, Any]:
+    """The run's options (``treerun.options``) from a Task's infos: ``ssh_options``
+    (and ``ssh_user`` as ``-l``), ``connect_timeout``, ``fanout``, ``gateway_python``."""
+    ssh = shlex.split(task.info("ssh_options") or "")
+    if task.info("ssh_user"):
+        ssh += ["-l", str(task.info("ssh_user"))]
+    return options(
+        ssh,
+        timeout or None,
+        float(task.info("connect_timeout") or 10.0),
+        int(task.info("fanout") or 64),
+        task.info("gateway_python"),
+        stderr,
+    )
+
+
+class TreeWorker(Worker):
+    """One ``shell()`` through the tree (module docstring); ``task`` is the Task."""
+
+    def __init__(
+        self,
+        task: Any,
+        command: str,
+        keys: List[str],
+        handler: Any,
+        timeout: Optional[float],
+        stderr: bool,
+        topology: Topology,
+    ) -> None:
+        super().__init__(task, command, keys, handler, timeout, TreeBackend(), stderr, None)
+        self.owner = task
+        self.topology = topology
+        self.opts = task_options(task, stderr, timeout)
+        self.key_of: Dict[str, str] = {task.results.slot(k).node: k for k in keys}
+        self.run: Optional[TreeRun] = None
+        self.timer: Optional[Timer] = None
+
+    def arm(self) -> None:
+        """Ask for the first tick (at once if the Task runs, else when it starts)."""
+        self.timer = self.owner.timer(0, self, interval=TICK)
+
+    # -- the tick --------------------------------------------------------------------
+
+    def ev_timer(self, timer: Timer) -> None:
+        if self.closed:
+            timer.invalidate()
+            return
+        if self.run is None:
+            self.started = True
+            self.owner.emit(self, "ev_start", self)
+            self.run = TreeRun(self.command, list(self.key_of), self.topology, None,
+                               self.opts)  # fmt: skip
+            self.run.start()
+        self.apply(self.run.take())
+
+    def apply(self, batch: Batch) -> None:
+        """Apply one batch to the slots, emitting the events (module docstring)."""
+        outputs, ends, _, done = batch
+        results = self.owner.results
+        limit = self.owner.buffer_max
+        for text, sid, data in outputs:
+            sname = "stdout" if sid == STDOUT else "stderr"
+            lines = lines_of(bytes(data)) if self.wants_lines else []
+            for node in expand(text):
+                key = self.key_of.get(node)
+                if key is None:
+                    continue
+                slot = results.slot(key)
+                if slot.state.final:
+                    continue
+                self.pickup(slot)
+                slot.state.read()
+                slot.keep(sname, bytes(data), limit, sname == "stderr" or not self.stderr)
+                for line in lines:
+                    if self.owner.aborting:
+                        return
+                    self.owner.emit(self, "ev_read", self, key, sname, line)
+        for text, status, rc in ends:
+            for node in expand(text):
+                key = self.key_of.get(node)
+                if key is not None:
+                    self.end(results.slot(key), status, rc)
+        if done:
+            for key in self.keys:  # (none left unless the run was killed)
+                slot = results.slot(key)
+                if not slot.state.final:
+                    self.end(slot, "aborted", None)
+
+    def pickup(self, slot: SlotResult) -> None:
+        if slot.state.state == PENDING:
+            slot.state.start()
+            self.owner.emit(self, "ev_pickup", self, slot.key)
+
+    def end(self, slot: SlotResult, status: str, rc: Optional[int]) -> None:
+        """``slot`` ended with ``status`` (as a gateway's Task saw it)."""
+        if slot.state.final:
+            return
+        state = slot.state
+        if status == "aborted":
+            state.abort()
+        elif status == "failed" and state.state == PENDING:
+            state.spawn_error()
+            self.owner.emit(self, "ev_pickup", self, slot.key)
+            self.owner.emit(self, "ev_hup", self, slot.key, state.rc)
+        else:
+            self.pickup(slot)
+            if status == "timeout":
+                state.timeout()
+                self.timeouts += 1
+            else:
+                code = rc if rc is not None else RC_NOT_STARTED
+                if status in ("unreachable", "lost"):
+                    state.unreachable(code)
+                elif status == "hostkey":
+                    state.hostkey(code)
+                else:  # hup (or failed after some output: its own code)
+                    state.exit(code)
+                self.owner.emit(self, "ev_hup", self, slot.key, code)
+        self.open -= 1
+        if self.open == 0:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.invalidate()
+        if self.timeouts:
+            self.owner.emit(self, "ev_timeout", self)
+        self.owner.emit(self, "ev_close", self, self.timeouts > 0)
+
+    # -- the end of the Task's run -------------------------------------------------
+
+    def finish(self) -> None:
+        """The Task's run is over (module docstring): nothing of it is left running."""
+        if self.timer is not None:
+            self.timer.invalidate()
+        if self.run is not None:
+            if not self.closed:
+                self.run.kill()
+            self.run.wait(KILL_GRACE + 5)  # (bounded: a source stops within KILL_GRACE)
+        for key in self.keys:
+            slot = self.owner.results.slot(key)
+            if not slot.state.final:
+                slot.state.abort()
+                self.open -= 1
+        if self.started and not self.closed:
+            self.closed = True
+            self.owner.emit(self, "ev_close", self, self.timeouts > 0)
