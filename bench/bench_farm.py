@@ -12,6 +12,16 @@ whole command measured from start to exit, in the same run:
 * GNU parallel ``--sshlogin 2/HOST,...`` (one ssh per job), when installed (Debian
   package ``parallel``). It costs tens of ms a job here, so it runs a sample (1,000
   jobs; ``--quick``: 200) and its time is scaled to N.
+* clstr 0.1 (``pip install clstr==0.1.0``, GPLv2; kept out of our venv: put it in its
+  own, ``python3 -m venv V && V/bin/pip install clstr==0.1.0``, and pass
+  ``--clstr V/bin/clstr`` or set ``CLSTR``; else ``clstr`` on PATH), on the same sample
+  and the same hosts with 2 slots each (``-n`` names each alias twice). clstr runs
+  plain ``ssh HOST JOB`` and ``ping HOST``, so it gets two shims first in PATH: ``ssh``
+  adds ``-F`` with the bench's ssh_config, and ``ping`` succeeds (the aliases exist
+  only in that ssh_config; its ICMP check is not what is measured). clstr opens
+  ``/dev/tty`` even without ``-s`` (its defect 1), so it runs in a new session with a
+  pseudo-terminal as its controlling terminal, stdin ``/dev/null`` (its defect 3:
+  jobs sharing a terminal as stdin hang it now and then).
 
 Per job = wall time / N (the jobs run 16 at a time, so this is the cost a job adds to
 the whole run, startup included). Target: ours <= 1 ms a job. Figures are ratios against
@@ -21,6 +31,7 @@ GNU parallel measured here; this machine's cores are shared, so absolute numbers
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -73,6 +84,53 @@ def gnu_parallel(config: str, jobfile: str) -> float:
     return timed(argv)
 
 
+def clstr_program() -> Optional[str]:
+    """Where clstr is: ``--clstr PATH``, ``$CLSTR``, or ``clstr`` on PATH."""
+    if "--clstr" in sys.argv:
+        return sys.argv[sys.argv.index("--clstr") + 1]
+    return os.environ.get("CLSTR") or shutil.which("clstr")
+
+
+def clstr(program: str, config: str, jobfile: str, work: str) -> float:
+    """Seconds for clstr to run the jobs of ``jobfile`` (see the module docstring)."""
+    shims = os.path.join(work, "clstr-shims")
+    os.makedirs(shims, exist_ok=True)
+    for name, body in (("ssh", f'exec ssh -F "{config}" "$@"'), ("ping", "exit 0")):
+        path = os.path.join(shims, name)
+        with open(path, "w") as f:
+            # (the ssh shim drops its own directory from PATH, so "ssh" is the real one)
+            f.write(f'#!/bin/sh\nPATH="{os.environ.get("PATH", "")}"\n{body}\n')
+        os.chmod(path, 0o755)
+    env = dict(os.environ, PATH=shims + os.pathsep + os.environ.get("PATH", ""))
+    hosts = [h for h in HOSTS for _ in range(SLOTS)]  # a host named N times: N slots
+    argv = [program, "-n", *hosts, "-J", jobfile, "-o", "-e"]
+    controller, terminal = pty.openpty()
+    tty_name = os.ttyname(terminal)
+
+    def take_terminal() -> None:  # in the child, after setsid(): it becomes the ctty
+        os.close(os.open(tty_name, os.O_RDWR))
+
+    try:
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+        t = time.perf_counter() - t0
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    if done.returncode != 0:
+        raise RuntimeError(f"clstr exited {done.returncode}: {done.stderr[-2000:]!r}")
+    return t
+
+
 def main() -> int:
     why = sshd_missing()
     if why:
@@ -96,19 +154,27 @@ def main() -> int:
                 rows.append(("GNU parallel --sshlogin", peer * NJOBS / PEER_JOBS))
             else:
                 rows.append(("GNU parallel (not installed: apt-get install parallel)", 0.0))
+            program = clstr_program()
+            if program:
+                took = clstr(program, server.config, peerfile, work)
+                rows.append(("clstr 0.1 (one ssh per job)", took * NJOBS / PEER_JOBS))
+            else:
+                rows.append(("clstr 0.1 (not installed: see this file's docstring)", 0.0))
         finally:
             server.stop()
     peer = rows[2][1]
+    slow = rows[3][1]
     print(f"{NJOBS} jobs of 'true' on {len(HOSTS)} loopback ssh hosts x {SLOTS} slots")
     if PEER_JOBS < NJOBS:
-        print(f"(GNU parallel ran {PEER_JOBS} of them; its wall time is scaled to {NJOBS})")
-    print(f"{'runner':<46} {'wall s':>8} {'ms/job':>8} {'vs parallel':>12}")
+        print(f"(GNU parallel and clstr ran {PEER_JOBS} of them; time scaled to {NJOBS})")
+    print(f"{'runner':<52} {'wall s':>8} {'ms/job':>8} {'vs parallel':>12} {'vs clstr':>9}")
     for name, wall in rows:
         if not wall:
-            print(f"{name:<46} {'-':>8} {'-':>8} {'-':>12}")
+            print(f"{name:<52} {'-':>8} {'-':>8} {'-':>12} {'-':>9}")
             continue
         ratio = f"{wall / peer:.3f}x" if peer else "-"
-        print(f"{name:<46} {wall:>8.2f} {wall / NJOBS * 1000:>8.3f} {ratio:>12}")
+        ratio2 = f"{wall / slow:.4f}x" if slow else "-"
+        print(f"{name:<52} {wall:>8.2f} {wall / NJOBS * 1000:>8.3f} {ratio:>12} {ratio2:>9}")
     print("target: easycluster farm (ssh) <= 1 ms/job")
     return 0
 

@@ -237,7 +237,7 @@ class Cluster:
         iterable: Iterable[Any],
         retries: int = 3,
         timeout: Optional[float] = None,
-        chunksize: int = 1,
+        chunksize: Optional[int] = None,
     ) -> List[Any]:
         """``[func(item) for item in iterable]``, run over the connected nodes (one
         server each; unreachable ones are skipped), results in input order. ``func`` is
@@ -247,8 +247,11 @@ class Cluster:
         there too (at-least-once: see ``ClusterExecutor``). The first item that raised
         re-raises its exception here (items not started yet are cancelled); an item
         given up raises ``WorkLost``/``WorkStuck``, and ``NoHostsLeft`` when every node
-        is gone. ``chunksize`` items travel as one call. A node declared lost is closed
-        (its later calls fail at once with ConnectionLost instead of hanging).
+        is gone. ``chunksize`` items travel as one call (None: picked as
+        ``multiprocessing.Pool.map`` does; 1: one call per item); a chunk is retried
+        whole and its ``timeout`` is per item it holds (``ClusterExecutor.map``). A node
+        declared lost is closed (its later calls fail at once with ConnectionLost
+        instead of hanging).
         """
         clients = [self.clients[k] for k in self.keys if k in self.clients]
         if not clients:
