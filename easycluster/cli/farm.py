@@ -7,6 +7,11 @@ code) or not run. ``docs/farm.md`` is the user's guide.
 
 Hosts: ``-n HOST...`` (repeatable; a host named N times has N slots), ``-N FILE...`` (one
 host or node set per line), ``-w NODESET``, ``-g GROUP``; ``--slots N`` multiplies.
+``--slurm [JOBID]``: the nodes of the SLURM allocation this runs in (or JOBID), each with
+as many slots as it has CPUs there (``SLURM_JOB_CPUS_PER_NODE``; 1 when unknown), and a
+server started on each as an ``srun`` step instead of over ssh; with hosts also given,
+those nodes of the allocation (their slots as usual). A node SLURM takes out of service
+(DOWN, DRAIN, FAIL) is retired as lost and its jobs rerun elsewhere.
 Jobs: ``-j COMMAND`` (repeatable), ``-J FILE...`` (one per line; blank lines and lines
 starting with ``#`` are skipped; ``-`` is stdin), or ``-E COMMAND`` once on each host.
 
@@ -22,18 +27,17 @@ import argparse
 import os
 import shlex
 import sys
-from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..client.local import spawn_local
-from ..client.threaded import ThreadedClient
-from ..cluster.farm import Farm, FarmOptions, Job
 from ..cluster.farmlog import JobLog, JobLogError, read_done
-from ..cluster.farmout import INTERRUPTED, FarmWriter, Outcome
-from ..cluster.task import node_list
 from ..cluster.terminal import is_terminal
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
+
+if TYPE_CHECKING:  # annotations only: the farm, its scheduler and clients load at run time
+    from ..cluster.farm import FarmOptions, Job
+    from ..cluster.farmout import FarmWriter
 
 PROG = "easycluster farm"
 
@@ -85,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GROUP",
         help="hosts of a node group, as clush -g",
+    )
+    h.add_argument(
+        "--slurm",
+        nargs="?",
+        const="",
+        metavar="JOBID",
+        help="the nodes of this SLURM allocation ($SLURM_JOB_ID, or JOBID), a slot per "
+        "CPU, servers started with srun; with hosts given: those nodes of it",
     )
     h.add_argument("--slots", type=int, default=1, metavar="N", help="slots per host (1)")
     h.add_argument(
@@ -207,6 +219,8 @@ def _read_lines(path: str, what: str, stdin: IO[str]) -> List[str]:
 
 def select_hosts(args: argparse.Namespace, stdin: IO[str]) -> List[str]:
     """Host slots in the order given (a host named N times appears N times)."""
+    from ..cluster.task import node_list  # the engine loads only once a run starts
+
     hosts: List[str] = []
     for name in args.nodes:
         hosts += node_list(name)
@@ -217,9 +231,31 @@ def select_hosts(args: argparse.Namespace, stdin: IO[str]) -> List[str]:
         hosts += node_list(text)
     for group in args.groups:
         hosts += list(NodeSet("@" + group))
+    if args.slurm is not None:
+        return slurm_hosts(args, hosts)
     if not hosts:
-        raise UsageError("no hosts: give -n HOST, -N FILE, -w NODESET or -g GROUP")
+        raise UsageError("no hosts: give -n HOST, -N FILE, -w NODESET, -g GROUP or --slurm")
     return hosts
+
+
+def slurm_hosts(args: argparse.Namespace, named: List[str]) -> List[str]:
+    """``--slurm``: the host slots on the allocation (``named``: the hosts given, which
+    must be its nodes; none: every node, a slot per CPU). Notes the job and its nodes on
+    ``args`` (``slurm_job``, ``slurm_nodes``) for ``connector`` and the node watch.
+    ConfigError (exit 2) outside an allocation or for a node not in it."""
+    from ..launch import slurmwatch, srun  # only --slurm needs SLURM's commands
+
+    if args.worker == "local":
+        raise UsageError("--slurm starts servers with srun: it does not go with -R local")
+    job = srun.current_jobid(args.slurm or None)
+    members = srun.allocation_nodes(job)
+    for node in named:  # (before any step starts)
+        srun.node_in_allocation(node, job, members)
+    args.slurm_job, args.slurm_nodes = job, members
+    if named:
+        return named
+    cpus = slurmwatch.cpus_per_node(members) if job == os.environ.get("SLURM_JOB_ID") else {}
+    return [node for node in members for _ in range(cpus.get(node, 1))]
 
 
 def select_jobs(args: argparse.Namespace, hosts: List[str], stdin: IO[str]) -> List[str]:
@@ -279,7 +315,12 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def connector(args: argparse.Namespace) -> Callable[[str], Any]:
-    """How a host's session is opened: ssh (with ``--ssh-options``) or a local server."""
+    """How a host's session is opened: ssh (with ``--ssh-options``), an srun step
+    (``--slurm``: after ``slurm_hosts``) or a local server."""
+    # Deferred: the client stack is most of a start-up's cost; `farm --help` skips it.
+    from ..client.local import spawn_local
+    from ..client.threaded import ThreadedClient
+
     keep = {
         "keep_alive_interval": args.heartbeat,
         "keep_alive_timeout": 2 * args.heartbeat,
@@ -287,6 +328,18 @@ def connector(args: argparse.Namespace) -> Callable[[str], Any]:
     }
     if args.worker == "local":
         return lambda host: spawn_local(ThreadedClient, **keep)
+    if args.slurm is not None:
+        from ..client.spec import srun_client
+
+        job, members = args.slurm_job, args.slurm_nodes
+        return lambda node: srun_client(
+            ThreadedClient,
+            node,
+            job,
+            members=members,
+            connect_timeout=args.connect_timeout,
+            **keep,
+        )
     extra = [w for text in args.ssh_options for w in shlex.split(text)]
 
     def connect(host: str) -> Any:
@@ -314,6 +367,9 @@ def _open_output(path: Optional[str], default: IO[bytes], opened: List[IO[bytes]
 
 def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
     """Everything after parsing: returns the exit code."""
+    from ..cluster.farm import FarmOptions, Job  # deferred: see connector
+    from ..cluster.farmout import FarmWriter
+
     check_numbers(args)
     halt = parse_halt(args.halt)
     hosts = select_hosts(args, stdin)
@@ -370,18 +426,29 @@ def _run(
     options: FarmOptions,
     writer: FarmWriter,
 ) -> int:
+    from ..cluster.farm import Farm
+    from ..cluster.farmout import INTERRUPTED, Outcome
+
     if args.verbose:
         writer.say(
             f"{len(jobs)} jobs ({len(skipped)} done before) on "
             f"{NodeSet.fromlist(list(dict.fromkeys(hosts)))} ({len(hosts) * options.slots} slots)"
         )
     farm = Farm(list(jobs.values()), hosts, connector(args), options)
+    watch = None
+    if args.slurm is not None and jobs:  # SLURM's word on the nodes, besides heartbeats
+        from ..launch.slurmwatch import SlurmWatch
+
+        watch = SlurmWatch(list(dict.fromkeys(hosts)), farm.host_gone).start()
     interrupted = False
     try:
         report = farm.run(writer) if jobs else farm.scheduler.report()
     except KeyboardInterrupt:
         interrupted = True
         report = farm.scheduler.report()
+    finally:
+        if watch is not None:
+            watch.stop()
     writer.finish()
     if interrupted:
         reason = "interrupted"

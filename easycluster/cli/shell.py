@@ -23,6 +23,10 @@ or directory on every node (into DIR, or the same path), renamed into place only
 complete; ``--rcopy FILE... --dest DIR`` fetches them into the local DIR as
 ``FILE.NODE`` (``Task.copy``/``rcopy``; ``-p`` keeps mode and mtime).
 
+Inside a SLURM allocation (``salloc``, ``sbatch``: ``SLURM_JOB_ID`` is set) and with
+none of ``-w``/``-g``/``-a``, the nodes are the allocation's; ``-w @sj:JOBID`` names a
+job's nodes from anywhere.
+
 Without a command, commands are read one per line (with a prompt on a
 terminal) and each runs on every node.
 
@@ -77,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "1 failure; 2 usage.",
     )
     nodes = p.add_argument_group("nodes")
-    nodes.add_argument("-w", dest="nodes", action="append", default=[], metavar="NODESET")
+    nodes.add_argument(
+        "-w",
+        dest="nodes",
+        action="append",
+        default=[],
+        metavar="NODESET",
+        help="nodes (node[1-8], @group, @sj:JOBID); without -w/-g/-a inside a SLURM "
+        "allocation ($SLURM_JOB_ID set): the allocation's nodes",
+    )
     nodes.add_argument("-x", dest="exclude", action="append", default=[], metavar="NODESET")
     nodes.add_argument("-g", "--group", dest="groups", action="append", default=[])
     nodes.add_argument("-X", dest="exclude_groups", action="append", default=[], metavar="GROUP")
@@ -130,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-exit", action="store_true", help="end the keeper of these -l/-o/-t options"
     )
     run.add_argument("--nostdin", action="store_true", help="do not send stdin to the nodes")
+    run.add_argument(
+        "--topology",
+        metavar="FILE",
+        help="run through the gateways of this topology (tree mode; stdin is not sent)",
+    )
     cp = p.add_argument_group("copy (the arguments are then the files)")
     cp.add_argument("-c", "--copy", action="store_true", help="copy files or dirs to the nodes")
     cp.add_argument(
@@ -154,7 +171,7 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
     if args.all:
         names += list(NodeSet.fromall())
     if not (args.nodes or args.groups or args.all):
-        raise UsageError("no nodes: give -w NODESET, -g GROUP or -a")
+        names = allocation_default()
     excluded = NodeSet()
     for text in args.exclude:
         excluded.update(NodeSet(text))
@@ -170,6 +187,18 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
     if not names:
         raise UsageError("no node left to run on (every node was excluded)")
     return names
+
+
+def allocation_default() -> List[str]:
+    """The nodes when none are named: the SLURM allocation's this runs in (as clush
+    users expect inside ``salloc``/``sbatch``), else UsageError."""
+    if not (os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")):
+        raise UsageError(
+            "no nodes: give -w NODESET, -g GROUP or -a (or run inside a SLURM allocation)"
+        )
+    from ..launch.srun import allocation_nodes  # only SLURM users pay for it
+
+    return allocation_nodes()
 
 
 def outcome(status: str, rc: Optional[int]) -> Outcome:
@@ -238,6 +267,8 @@ class Shell:
         task.set_info("ssh_options", " ".join(args.options))
         task.set_default("backend", KEPT.get(args.worker, args.worker))
         task.set_default("stderr", not args.gather_all)
+        if args.topology:
+            task.load_topology(args.topology)
 
     def run(self, command: str, stdin: Any) -> int:
         """Run ``command`` on every node; print its output and summary; return the code."""
@@ -350,7 +381,7 @@ class Shell:
 
 def _stdin_for_nodes(args: argparse.Namespace) -> Any:
     """Standard input to broadcast: the file when it is not a terminal, else None."""
-    if args.nostdin:
+    if args.nostdin or args.topology:  # (tree mode sends no stdin through gateways)
         return None
     try:
         fd = sys.stdin.fileno()

@@ -10,7 +10,9 @@ ping is unanswered for a heartbeat. How many calls are in flight adapts: about
 ``PIPELINE_WINDOW`` seconds of work, at least one, at most ``pipeline``.
 
 A lost server: its items are reported (``Scheduler.lost``), its client closed (a
-local process killed first: a frozen one would not exit). A stuck item: the items
+local process killed first: a frozen one would not exit). A server another thread
+condemns (``Server.condemned``: SLURM took its node out of service) is lost the same
+way as soon as its runner sees it. A stuck item: the items
 behind it are released, the server is replaced (``connect`` again, or the client's
 ``reconnect()``), or retired when that fails.
 """
@@ -64,6 +66,9 @@ class Server:
         self.bad_tokens: Dict[str, BaseException] = {}
         self.service = 0.0  # smoothed seconds per item (0: not measured yet)
         self.thread: Optional[threading.Thread] = None
+        # set (once, by another thread) when the server must be treated as lost though
+        # it still answers, e.g. SLURM drained its node: its runner loses it at once
+        self.condemned: Optional[str] = None
 
 
 class Runner:
@@ -106,6 +111,9 @@ class Runner:
         ping: Any = None
         ping_sent = 0.0
         while True:
+            if h.condemned is not None:  # (see Server.condemned; the waits below are short)
+                self._lose(h, h.condemned)
+                return
             with self.pool.lock:
                 if not sched.hosts[h.name].alive:
                     return
@@ -323,7 +331,9 @@ class Runner:
             self.pool.wake.notify_all()
         self.pool.finish(settled)
         h.inflight.clear()
-        process = getattr(h.client, "process", None)
+        # (not getattr: a Client answers any unknown name with a proxy of a remote global,
+        # and calling it would be a round trip to the very server just declared lost)
+        process = vars(h.client).get("process") if h.client is not None else None
         if h.connect is not None and process is not None:
             try:
                 process.kill()  # a frozen local server would not exit by itself

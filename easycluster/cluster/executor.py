@@ -6,6 +6,7 @@ survives their death.
     with ClusterExecutor("node[1-8]", heartbeat=5) as ex:   # over ssh, as Cluster connects
         fut = ex.submit(simulate, params)
     with ClusterExecutor([client1, client2]) as ex: ...     # Clients you made (any transport)
+    with ClusterExecutor.from_slurm() as ex: ...   # in salloc/sbatch: a srun step per node
 
 Functions and lambdas travel by cloudpickle (``remote.verbs.apply``, as ``Cluster.call``
 sends them); ``map`` sends its function once per server and then only the arguments.
@@ -34,11 +35,16 @@ What happens when things go wrong:
   elsewhere, then fails with ``WorkStuck``. A client that cannot reconnect (a
   ``spawn_local`` client you passed in) is retired instead, and left open.
 * No server left: every item not done fails with ``NoHostsLeft``, at once.
+* On a SLURM allocation (``from_slurm``), a node SLURM marks DOWN, DRAINED or FAIL is
+  lost too, though its server may still answer.
 
 **At-least-once.** An item whose server was lost or stuck is run again elsewhere, and
 it may have run partly, or even completely, on the lost server (the reply was lost
 with the connection). Retried work must be safe to run twice: idempotent, or writing
-its results where a second run replaces the first.
+its results where a second run replaces the first. ``map`` sends its items in chunks
+(by default about 4 per server, as ``multiprocessing.Pool.map``; ``chunksize=1`` for
+one call per item), and a chunk is what is rerun: every item of a chunk whose server
+was lost runs again, those that had finished there too.
 
 A client that the executor declares lost is closed, even one you passed in (its
 connection is dead or frozen). Clients you passed in are otherwise left open at
@@ -58,7 +64,7 @@ from ..client.local import spawn_local
 from ..errors import ConfigError
 from ..nodeset.nodeset import NodeSet
 from . import jobstate
-from .execpool import NoHostsLeft, Work, WorkLost, WorkPool, WorkStuck
+from .execpool import NoHostsLeft, RemoteTraceback, Work, WorkLost, WorkPool, WorkStuck
 from .execrunner import Runner, Server
 from .scheduler import Scheduler
 from .slots import slot_keys
@@ -67,23 +73,43 @@ from .task import node_list
 __all__ = ["ClusterExecutor", "NoHostsLeft", "WorkLost", "WorkStuck"]
 
 TOKENS_KEPT = 256  # functions map() remembers having sent
+AUTO_CHUNK_MAX = 5000  # largest chunk map picks by itself (see auto_chunksize)
 
 
-def _chunk_runner(fn: Callable[..., Any], star: bool) -> Callable[[List[Any]], List[Any]]:
-    """What map(chunksize > 1) sends: ``fn`` over a list of items (``star``: of
-    argument tuples, for several iterables). Made in a function so cloudpickle sends it
-    by value (servers have no easycluster.cluster)."""
-    if star:
+def _chunk_runner(fn: Callable[..., Any], star: bool) -> Callable[[List[Any]], Any]:
+    """What a chunked map sends: ``fn`` over a list of items (``star``: of argument
+    tuples, for several iterables). Made in a function so cloudpickle sends it by value
+    (servers have no easycluster.cluster).
 
-        def run_star_chunk(chunk: List[Any]) -> List[Any]:
-            return [fn(*args) for args in chunk]
+    It returns the list of values, or, when an item raises an ``Exception``, the tuple
+    ``(values before it, its index, the exception, its traceback lines)`` so that the
+    exception is raised at that item and the items before it are still yielded (the
+    items after it in the chunk are not run: map's iterator ends at the exception, and
+    the items not started are cancelled). A BaseException (SystemExit...) fails the
+    chunk as a whole, as does an exception that cannot be pickled back."""
 
-        return run_star_chunk
+    def run_chunk(chunk: List[Any]) -> Any:
+        out = []
+        for i, item in enumerate(chunk):
+            try:
+                out.append(fn(*item) if star else fn(item))
+            except Exception as e:
+                import traceback
 
-    def run_chunk(chunk: List[Any]) -> List[Any]:
-        return [fn(item) for item in chunk]
+                return out, i, e, traceback.format_exception(type(e), e, e.__traceback__)
+        return out
 
     return run_chunk
+
+
+def auto_chunksize(items: int, servers: int) -> int:
+    """The chunk size map uses when the caller gives none: ``multiprocessing.Pool``'s
+    rule (about 4 chunks per server, so the per-call cost is paid a few times per
+    server, not once per item) capped at ``AUTO_CHUNK_MAX`` (a lost server's chunk is
+    rerun whole, so a chunk bounds the work lost with it)."""
+    if items <= 0 or servers <= 0:
+        return 1
+    return max(1, min(AUTO_CHUNK_MAX, -(-items // (4 * servers))))
 
 
 Nodes = Union[str, NodeSet, Sequence[Union[str, Client]], None]
@@ -199,33 +225,51 @@ class ClusterExecutor(concurrent.futures.Executor):
         fn: Callable[..., Any],
         *iterables: Iterable[Any],
         timeout: Optional[float] = None,
-        chunksize: int = 1,
+        chunksize: Optional[int] = None,
     ) -> Iterator[Any]:
         """``fn`` over the items, results in input order (as ``Executor.map``): the
         items are all submitted now; an item's exception is raised when the iterator
-        reaches it; ``timeout`` bounds the whole wait from this call (TimeoutError);
-        ``chunksize`` items travel and run as one call."""
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        reaches it (the values before it are yielded first, also within a chunk);
+        ``timeout`` bounds the whole wait from this call (TimeoutError).
+
+        ``chunksize`` items travel and run as one call. None (the default) picks one as
+        ``multiprocessing.Pool.map`` does (``auto_chunksize``: about 4 chunks per
+        server, at most ``AUTO_CHUNK_MAX`` items); 1 sends every item as its own call.
+        A chunk is the unit of fault tolerance: when its server is lost, the whole
+        chunk is rerun elsewhere (at-least-once, item by item); it is stuck after
+        ``task_timeout`` seconds per item it holds; an item that raises ends its chunk
+        (the items after it in the chunk are not run, as the items not started are
+        cancelled when the iterator raises)."""
+        if chunksize is not None and (
+            isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
+        ):
             raise ValueError(f"chunksize must be a whole number >= 1, not {chunksize!r}")
         if not callable(fn):
             raise TypeError(f"map needs a callable, not {type(fn).__name__}")
         end = None if timeout is None else time.monotonic() + timeout
         star = len(iterables) != 1
         items: Iterator[Any] = zip(*iterables) if star else iter(iterables[0])
+        if chunksize is None:  # (map submits every item now anyway: list() costs nothing)
+            every = list(items)
+            chunksize = auto_chunksize(len(every), len(self._hosts))
+            items = iter(every)
         if chunksize == 1:
             target, token = self._token_for(fn, 0)
             if not star:
                 items = ((x,) for x in items)
             works = [Work(concurrent.futures.Future(), target, a, {}, token) for a in items]
+            submitted = self._submit(works)
         else:
             target, token = self._token_for(fn, 2 if star else 1)
             works = []
+            sizes = []
             while True:
                 chunk = list(itertools.islice(items, chunksize))
                 if not chunk:
                     break
                 works.append(Work(concurrent.futures.Future(), target, (chunk,), {}, token))
-        submitted = self._submit(works)
+                sizes.append(len(chunk))
+            submitted = self._submit(works, sizes)
         return self._results(submitted, end, chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -266,15 +310,24 @@ class ClusterExecutor(concurrent.futures.Executor):
             self._tokens[key] = (fn, target, token)
         return target, token
 
-    def _submit(self, works: List[Work]) -> List[Tuple[int, concurrent.futures.Future[Any]]]:
+    def _submit(
+        self, works: List[Work], sizes: Optional[List[int]] = None
+    ) -> List[Tuple[int, concurrent.futures.Future[Any]]]:
+        """Queue the items; ``sizes``: items per chunk, whose deadline is
+        ``task_timeout`` per item it holds (a chunk of 100 items of 1 s is not stuck
+        after a ``task_timeout`` of 5 s)."""
         out = []
+        per_item = self._pool.sched.timeout
         with self._pool.lock:
             if self._pool.closing:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            for w in works:
+            for i, w in enumerate(works):
                 job = next(self._ids)
                 self._pool.work[job] = w
-                self._pool.sched.add(job)
+                if sizes is not None and per_item is not None and sizes[i] > 1:
+                    self._pool.sched.add(job, per_item * sizes[i])
+                else:
+                    self._pool.sched.add(job)
                 out.append((job, w.future))
             settled = self._pool.take_settled()  # (no server left: settled at once)
             if self._pool.idle:
@@ -297,10 +350,16 @@ class ClusterExecutor(concurrent.futures.Executor):
                 else:
                     value = fut.result(max(end - time.monotonic(), 0.0))
                 pending.pop()
-                if chunked:
-                    yield from value
-                else:
+                if not chunked:
                     yield value
+                elif type(value) is tuple:  # an item raised: see _chunk_runner
+                    values, _index, error, text = value
+                    yield from values
+                    if text:
+                        error.__cause__ = RemoteTraceback("\n" + "".join(text).rstrip())
+                    raise error
+                else:
+                    yield from value
         finally:
             if pending:
                 self._cancel(pending)
@@ -321,6 +380,81 @@ class ClusterExecutor(concurrent.futures.Executor):
             f"<ClusterExecutor {len(self._hosts)} servers ({c['retired']} retired), "
             f"{c['done']} done, {c['running']} running, {c['queued']} queued>"
         )
+
+    # -- on a SLURM allocation -----------------------------------------------------------
+
+    @classmethod
+    def from_slurm(
+        cls,
+        nodes: Union[str, NodeSet, Sequence[str], None] = None,
+        jobid: Union[str, int, None] = None,
+        *,
+        watch_interval: float = 3.0,
+        **kw: Any,
+    ) -> ClusterExecutor:
+        """An executor over SLURM allocation ``jobid`` (default: ``$SLURM_JOB_ID``): one
+        server per node, each started by its runner as its own ``srun`` step on that
+        node (``launch/srun.py``: nothing installed there beyond Python); ``nodes`` picks
+        some of the allocation's nodes (node-set text, a NodeSet or names; default: all).
+
+        ``kw`` holds the executor's own options (``retries``, ``poison_after``,
+        ``task_timeout``, ``heartbeat``, ``pipeline``) and, for the rest, how a server
+        starts (``rpython=``, ``srun=``, ``connect_timeout=``, ``enable_compression=``...,
+        as ``srun_client`` takes them).
+
+        Besides the heartbeat (still the primary signal), SLURM is asked every
+        ``watch_interval`` seconds for the nodes' states (``launch/slurmwatch.py``): a
+        node it marks DOWN, DRAINED/DRAINING or FAIL(ING) is lost as a server that died
+        is (its client closed, which cancels its step; its items rerun elsewhere under
+        ``retries`` and ``poison_after``). A node whose step cannot start is unreachable.
+        Errors about the request itself (srun missing, outside any allocation, a node
+        not in it) raise ConfigError here, before any step starts."""
+        import inspect
+
+        from ..client.spec import srun_client
+        from ..launch import slurmwatch, srun
+
+        job = srun.current_jobid(jobid)
+        srun.slurm_program("srun", kw.get("srun"))
+        members = srun.allocation_nodes(job)
+        if nodes is None:
+            names = list(members)
+        elif isinstance(nodes, (str, NodeSet)):
+            names = node_list(nodes)
+        else:
+            names = list(nodes)
+        names = list(dict.fromkeys(names))  # one server per node, named by it
+        for node in names:  # (raises for a node outside the allocation, before any step)
+            srun.node_in_allocation(node, job, members)
+        # the executor's keyword-only options by its signature, so a new one needs no
+        # second list here; everything else is how a server starts
+        own = {
+            name
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and name not in ("local", "client")
+        }
+        connect_options = {k: v for k, v in kw.items() if k not in own}
+
+        def connect(node: str) -> Client:
+            client: Client = srun_client(Client, node, job, members=members, **connect_options)
+            return client
+
+        ex = cls(names, client=connect, **{k: v for k, v in kw.items() if k in own})
+        slurmwatch.SlurmWatch(names, ex._condemn, watch_interval, until=ex._runners_ended).start()
+        return ex
+
+    def _condemn(self, node: str, why: str) -> None:
+        """From the SLURM watch's thread: ``node``'s server is to be lost (its runner
+        does it: it owns the client), and idle runners woken so it sees it now."""
+        with self._pool.lock:
+            h = self._hosts.get(node)
+            if h is not None and h.condemned is None:
+                h.condemned = why
+                self._pool.wake.notify_all()
+
+    def _runners_ended(self) -> bool:
+        """Every runner thread has ended (shut down, or no server left)."""
+        return all(h.thread is None or not h.thread.is_alive() for h in self._hosts.values())
 
 
 def _bind(connect: Callable[[str], Client], node: str) -> Callable[[], Client]:

@@ -26,6 +26,8 @@ the attempt's deadline passes       ``expire``: stuck, retried elsewhere; the
 the job exits non-zero              ``failed(code)``: final unless ``retry_failed``;
                                     the host stays (retired only after
                                     ``retire_after`` failures in a row)
+``host_gone(host)``: SLURM took     ``lost(host)``; ``unreachable(host)`` if its
+the node out of service             session had not opened yet
 =================================== ==============================================
 
 A late reply for an attempt already judged (stuck, or lost) changes nothing. Retried
@@ -220,6 +222,14 @@ class Farm:
         self._failed = 0
         self.started = time.monotonic()
 
+    def host_gone(self, host: str, why: str) -> None:
+        """``host`` must take no more work though its session may still answer (SLURM
+        drained or downed its node: ``launch/slurmwatch.py``). Safe from any thread: the
+        loop retires it as lost, its running jobs retried elsewhere as for a dead
+        session (a host not connected yet is retired as unreachable). ``why`` is what
+        the summary says of it."""
+        self._events.put(("gone", host, why))
+
     # -- what observers read ---------------------------------------------------------
 
     def counts(self) -> Dict[str, Any]:
@@ -368,15 +378,22 @@ class Farm:
         now = time.monotonic()
         if kind == "opened":
             _, host, client = event
+            if host in self.retired:  # gone while it connected (host_gone)
+                client.close()
+                return
             self.clients[host] = client
             s.opened(host, now)
         elif kind == "unreachable":
             _, host, exc = event
+            if host in self.retired:
+                return
             s.unreachable(host, now)
             self.retired[host] = ("unreachable", str(exc))
             obs.host_retired(host, "unreachable", str(exc))
         elif kind == "lost":
             self._lose(event[1], event[2], obs)
+        elif kind == "gone":
+            self._gone(event[1], event[2], obs)
         elif kind == "reply":
             _, attempt, tid, fut = event
             exc = fut.exception()
@@ -402,6 +419,18 @@ class Farm:
         state = self.scheduler.jobs[attempt.job]
         if state.final:
             self._failed += 1
+
+    def _gone(self, host: str, why: str, obs: FarmObserver) -> None:
+        """``host_gone``: a host with a session is lost (its jobs retried elsewhere); one
+        not connected yet is never opened (retired as unreachable: no job ran there)."""
+        if host not in self.scheduler.hosts or host in self.retired:
+            return
+        if host in self.clients:
+            self._lose(host, ConnectionLost(why), obs)
+            return
+        self.scheduler.unreachable(host, time.monotonic())
+        self.retired[host] = ("unreachable", why)
+        obs.host_retired(host, "unreachable", why)
 
     def _lose(self, host: str, exc: BaseException, obs: FarmObserver) -> None:
         """``host``'s session died (once per host; later replies find it retired)."""
