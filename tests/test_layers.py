@@ -56,7 +56,15 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("client.client", "launch.ssh"): "optional: only ssh connections need it",
     ("cluster.session", "launch.srun"): "optional: only SLURM users need it",
     ("cluster.task", "cluster.rpc"): "optional: the client stack only for the rpc backend",
+    ("cluster.task", "cluster.treeworker"): "optional: the client stack only for tree mode",
     ("cluster.session", "client.spec"): "optional: only SLURM users need srun_client",
+    ("cluster.executor", "launch.srun"): "optional: only SLURM users need it",
+    ("cluster.executor", "launch.slurmwatch"): "optional: only SLURM users need it",
+    ("cluster.executor", "client.spec"): "optional: only SLURM users need srun_client",
+    ("cli.shell", "launch.srun"): "optional: only a run inside a SLURM allocation needs it",
+    ("cli.farm", "launch.srun"): "optional: only --slurm needs it",
+    ("cli.farm", "launch.slurmwatch"): "optional: only --slurm needs it",
+    ("cli.farm", "client.spec"): "optional: only --slurm needs srun_client",
     # `easycluster -S` starts without the boot-service code
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
     # `easycluster -S` opens its port first, then imports what serves a connection
@@ -65,8 +73,15 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("service.tcpserver", "objects.definitions"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.
     ("cluster.task", "cluster.copyio"): "optional: only copies need it",
+    # every subcommand starts within 30 ms of a bare interpreter (`--help`, usage errors):
+    # the engine, the farm and the client stack load once a run starts
     ("cli.shell", "cluster.task"): "start-up: loaded once a run starts",
     ("cli.shell", "cli.keeper"): "optional: only --keep needs it",
+    ("cli.farm", "cluster.task"): "start-up: loaded once a run starts",
+    ("cli.farm", "cluster.farm"): "start-up: loaded once a run starts",
+    ("cli.farm", "cluster.farmout"): "start-up: loaded once a run starts",
+    ("cli.farm", "client.local"): "start-up: loaded once a run starts",
+    ("cli.farm", "client.threaded"): "start-up: loaded once a run starts",
     # server.py is the 0.22 face: importing it must stay as light as 0.22's
     ("server", "client.local"): "0.22 face: loaded on first use",
     ("server", "cli"): "0.22 face: server_main is the CLI",

@@ -1,9 +1,10 @@
 """The ``easycluster`` command: ``main(argv) -> int`` dispatches to the subcommands.
 
 ``easycluster nodeset ...`` runs ``cli/nodeset.py`` (likewise ``gather``, ``shell`` and
-``farm``); anything else is the server, key and
-boot-service command (``cli/serve.py``). A subcommand's module is imported only when it
-runs. Every subcommand maps errors to exit codes the same way (``cli/exitcodes.py``).
+``farm``); ``--completion SHELL`` and ``--man-pages DIR`` print or write the generated
+documents (``cli/docgen.py``); anything else is the server, key and boot-service command
+(``cli/serve.py``). A subcommand's module is imported only when it runs. Every
+subcommand maps errors to exit codes the same way (``cli/exitcodes.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ SUBCOMMANDS = {
     "farm": "easycluster.cli.farm",
 }
 DEFAULT = "easycluster.cli.serve"
+# Generated documents (``--completion SHELL``, ``--man-pages DIR``): built from the
+# parsers of the commands above, without loading the client stack or the engine.
+DOCGEN = "easycluster.cli.docgen"
+DOCGEN_OPTIONS = ("--completion", "--man-pages")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -29,6 +34,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv == ["--version"]:  # answered without loading the server's command
         print(f"easycluster {VERSION}")
         return 0
+    if argv and argv[0].partition("=")[0] in DOCGEN_OPTIONS:
+        docgen: int = importlib.import_module(DOCGEN).main(argv, SUBCOMMANDS, DEFAULT)
+        return docgen
     if argv and argv[0] in SUBCOMMANDS:
         module, argv = SUBCOMMANDS[argv[0]], argv[1:]
     else:

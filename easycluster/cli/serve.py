@@ -36,13 +36,23 @@ def _checked(name: str) -> Callable[[str], Any]:
     return convert
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``easycluster`` without a subcommand (also read by ``commandinfo``)."""
     p = Parser(
         prog="easycluster",
-        description="EasyCluster standalone server and tools. "
-        "Subcommand: 'easycluster nodeset ...' (see 'easycluster nodeset -h').",
+        description="EasyCluster standalone server and tools. Subcommands: nodeset, "
+        "gather, shell, farm (see 'easycluster SUBCOMMAND -h').",
+        epilog="Exit codes: 0 ok; 1 failure (a port in use, a failed service command, "
+        "--query-installed when not installed); 2 usage or configuration (a bad option, "
+        "a missing or unreadable key); 130 interrupted.",
     )
     p.add_argument("--version", action="version", version=f"easycluster {VERSION}")
+    # Answered by cli/__init__.py before this parser runs (docgen.py); listed here so
+    # that --help, the man page and the completion show them.
+    p.add_argument(
+        "--completion", choices=("bash", "zsh"), help="print the shell completion script"
+    )
+    p.add_argument("--man-pages", metavar="DIR", help="write the man pages into DIR")
     p.add_argument("-S", "--serve", action="store_true", help="run the standalone server")
     keys.add_key_options(p)
     p.add_argument("-g", "--generate", metavar="FILE", help="write a new random key file")
@@ -161,11 +171,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command with ``argv`` (default sys.argv[1:]); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    parser = build_parser()
     return run_command("easycluster", parser, lambda: _run(parser.parse_args(argv)))
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.completion or args.man_pages:
+        raise ConfigError("--completion and --man-pages take no other options")
     if args.generate:
         if not keys.write_key_file(args.generate, overwrite=args.overwrite):
             raise ConfigError(f"{args.generate} already exists; add -O to replace it")
@@ -179,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.purge or args.root:
         raise ConfigError("--purge and --root go with --install, --uninstall or --query-installed")
     if not args.serve:
-        _parser().print_usage(sys.stderr)
+        build_parser().print_usage(sys.stderr)
         raise ConfigError("nothing to do: use -S to serve or -g FILE to make a key")
     return _serve(args)
 
