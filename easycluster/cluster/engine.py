@@ -205,7 +205,7 @@ class Engine:
                 slot.node, slot.rank, worker.command, worker.feed is not None, worker.stderr
             )
         except OSError as e:
-            assert slot.state.spawn_error() == PICKUP_CLOSE
+            expect(slot.state.spawn_error(), PICKUP_CLOSE, key)
             slot.stderr += failed_message(slot.node, e)
             self.window.done(key)
             self.task.emit(worker, "ev_pickup", worker, key)
@@ -215,14 +215,14 @@ class Engine:
         slot.state.start()
         run = Running(slot, worker, cmd)
         self.running[key] = run
-        assert self.sel is not None
-        self.sel.register(cmd.stdout, selectors.EVENT_READ, (OUT, key, "stdout"))
+        sel = self.selector()
+        sel.register(cmd.stdout, selectors.EVENT_READ, (OUT, key, "stdout"))
         run.open = 1
         if cmd.stderr is not None:
-            self.sel.register(cmd.stderr, selectors.EVENT_READ, (OUT, key, "stderr"))
+            sel.register(cmd.stderr, selectors.EVENT_READ, (OUT, key, "stderr"))
             run.open = 2
         if cmd.pidfd is not None:
-            self.sel.register(cmd.pidfd, selectors.EVENT_READ, (EXITED, key))
+            sel.register(cmd.pidfd, selectors.EVENT_READ, (EXITED, key))
         else:
             self.polled.append(key)
         if worker.timeout:
@@ -298,10 +298,9 @@ class Engine:
         fd = run.cmd.stdin
         if feed is None or fd is None:
             return
-        assert self.sel is not None
         if run.pos < feed.total:
             if not run.writing:
-                self.sel.register(fd, selectors.EVENT_WRITE, (STDIN, run.slot.key))
+                self.selector().register(fd, selectors.EVENT_WRITE, (STDIN, run.slot.key))
                 run.writing = True
             return
         if run.writing:
@@ -349,9 +348,8 @@ class Engine:
             return
         if any(r.pos < feed.total for r in self.writers(worker)):
             return
-        assert self.sel is not None
         try:
-            self.sel.register(feed.source, selectors.EVENT_READ, (SOURCE, worker))
+            self.selector().register(feed.source, selectors.EVENT_READ, (SOURCE, worker))
         except KeyError:
             pass  # already waiting for it
         except OSError:  # a regular file (epoll refuses it): it never blocks, read it now
@@ -398,7 +396,7 @@ class Engine:
             answer = slot.state.hostkey(rc)
         else:
             answer = slot.state.exit(rc)
-        assert answer == CLOSE
+        expect(answer, CLOSE, slot.key)
         self.release(run)
         self.task.emit(worker, "ev_hup", worker, slot.key, rc)
         self.worker_slot_done(worker)
@@ -433,7 +431,7 @@ class Engine:
             run = self.running.get(key)
             if run is None or run.deadline is None or run.deadline > now:
                 continue
-            assert run.slot.state.timeout() == KILL
+            expect(run.slot.state.timeout(), KILL, key)
             run.worker.timeouts += 1
             self.kill(run)
             self.worker_slot_done(run.worker)
@@ -513,8 +511,20 @@ class Engine:
             self.sel = None
 
     def unregister(self, fd: int) -> None:
-        assert self.sel is not None
-        self.sel.unregister(fd)
+        self.selector().unregister(fd)
+
+    def selector(self) -> selectors.BaseSelector:
+        """The selector of the run in progress (RuntimeError outside ``run``)."""
+        if self.sel is None:
+            raise RuntimeError("the engine is not running")
+        return self.sel
+
+
+def expect(answer: Any, wanted: Any, key: str) -> None:
+    """A node-state transition must answer ``wanted`` here; anything else is a bug in the
+    engine, named (an explicit check: it must not vanish under ``python -O``)."""
+    if answer != wanted:
+        raise RuntimeError(f"engine: slot {key}: state machine answered {answer!r}, not {wanted!r}")
 
 
 __all__ = ["Engine", "Running", "POLL_INTERVAL"]

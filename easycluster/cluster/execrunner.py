@@ -91,7 +91,8 @@ class Runner:
             raise
 
     def _connect(self, h: Server) -> bool:
-        assert h.connect is not None
+        if h.connect is None:
+            raise RuntimeError(f"{h.name}: no way to connect it")
         try:
             h.client = h.connect()
             return True
@@ -185,7 +186,8 @@ class Runner:
         """Send the new attempts (registering functions first); False if the server was
         lost meanwhile (the runner ends)."""
         client = h.client
-        assert client is not None
+        if client is None:
+            raise RuntimeError(f"{h.name}: not connected")
         dropped: List[Attempt] = []
         broken: List[Tuple[Attempt, BaseException]] = []
         for a, w in zip(new, works):
@@ -307,7 +309,8 @@ class Runner:
                 self._close(h, owned_only=True)
                 h.client = h.connect()
             else:
-                assert h.client is not None
+                if h.client is None:
+                    raise RuntimeError(f"{h.name}: nothing to reconnect")
                 h.client.reconnect()
         except Exception as e:
             with self.pool.lock:

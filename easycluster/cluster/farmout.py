@@ -137,7 +137,8 @@ class FarmWriter(FarmObserver):
 
     def write_active(self, active: List[Tuple[str, Job]]) -> None:
         """Replace the active-nodes file if its text changed."""
-        assert self.active_file is not None
+        if self.active_file is None:
+            return  # (no --active-nodes file asked for)
         text = "".join(f"{host}: {job.seq} {job.command}\n" for host, job in active).encode()
         if text != self._active:
             write_atomic(self.active_file, text)

@@ -115,7 +115,8 @@ class JobState:
     def _running(self, event: str) -> str:
         if self.state != RUNNING:
             raise _illegal("job", event, self.state)
-        assert self.host is not None  # set by assign
+        if self.host is None:  # (set by assign, before RUNNING)
+            raise _illegal("job", event, "running without a host")
         return self.host
 
     def assign(self, host: str) -> None:

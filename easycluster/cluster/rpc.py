@@ -218,7 +218,8 @@ class RpcCommand:
         """Forward what the engine writes to our stdin pipe to the node, in order (one
         blocking call at a time), then end the command's input."""
         fd = self._in_r
-        assert fd is not None
+        if fd is None:  # (started only for a command given stdin)
+            return
         try:
             while True:
                 data = os.read(fd, 1 << 16)

@@ -276,7 +276,8 @@ class Task:
         """Schedule ``command`` through the gateways (each node once)."""
         from .treeworker import TreeWorker  # (the client stack only for tree mode)
 
-        assert self.topology is not None
+        if self.topology is None:
+            raise ValueError("tree mode needs a topology: call load_topology() first")
         keys = self.new_keys(list(dict.fromkeys(names)))
         keep = self.defaults.get("stderr", True) if stderr is None else bool(stderr)
         worker = TreeWorker(self, command, keys, handler, self.command_timeout(timeout), keep,
