@@ -161,9 +161,11 @@ class Session:
                         f"message of {length} bytes exceeds the peer's limit "
                         f"of {self.max_send} bytes"
                     )
-                head = self._head(ftype, 0, length)
-                tag, mac = self._send_mac.seal(head, main)
-                return [b"".join((head, tag, main, mac))]
+                # (``_head`` written out: this runs for every call and every reply)
+                seq = self._send_seq
+                self._send_seq = seq + 1
+                head = HEADER.pack(self._send_dir, ftype, 0, seq, length)
+                return [self._send_mac.frame(head, main)]
         flags, parts, length = self._body(main, buffers)
         return self._seal(self._head(ftype, flags, length), parts, length)
 
@@ -220,9 +222,7 @@ class Session:
     def _seal(self, head: bytes, parts: List[Buffer], length: int) -> List[Buffer]:
         """The whole frame: one joined buffer when small, else the pieces and the MAC."""
         if length <= _SMALL:
-            body = b"".join(parts)
-            tag, mac = self._send_mac.seal(head, body)
-            return [b"".join((head, tag, body, mac))]
+            return [self._send_mac.frame(head, b"".join(parts))]
         h = self._send_mac.start()
         h.update(head)
         tag = h.digest()[:TAG_SIZE]

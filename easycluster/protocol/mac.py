@@ -9,7 +9,7 @@ copies them per message: the same tag, computed in about a third of the time.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at import
     from typing import Protocol
@@ -58,9 +58,11 @@ class Mac:
         """The short tag of a frame header: the first ``TAG_SIZE`` bytes of its HMAC."""
         return self.digest(head)[:TAG_SIZE]
 
-    def seal(self, head: Buffer, body: Buffer) -> Tuple[bytes, bytes]:
-        """``(tag, mac)`` of a frame in one pass: ``tag`` as ``tag(head)``, ``mac`` the
-        HMAC of ``head || tag || body``; the header is hashed once for both."""
+    def frame(self, head: bytes, body: Buffer) -> bytes:
+        """A small frame's whole wire form, ``head || tag || body || mac``, in one buffer:
+        ``tag`` as ``tag(head)``, ``mac`` the HMAC of ``head || tag || body``. The header
+        is hashed once for both, and nothing is built but the result (every call and
+        every reply is such a frame, so each Python step counts)."""
         inner = self._inner.copy()
         inner.update(head)
         outer = self._outer.copy()
@@ -70,7 +72,7 @@ class Mac:
         inner.update(body)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return tag, outer.digest()
+        return b"".join((head, tag, body, outer.digest()))
 
     def start(self) -> Hasher:
         """A fresh incremental computation of a tag."""

@@ -30,3 +30,15 @@ def test_tags_differ_by_key_and_message_and_do_not_interfere():
     first.update(b"abc")
     a.digest(b"something else")  # other uses of the same Mac leave a started tag alone
     assert first.digest() == hmac.digest(b"k" * 32, b"abc", "sha256")
+
+
+@pytest.mark.parametrize("body_len", [0, 1, 19, 20, 27, 28, 100, 5000])
+def test_frame_is_header_tag_body_and_mac(body_len):
+    # Mac.frame (the packing of every small frame) against the definition, via stdlib hmac
+    key, head, body = os.urandom(32), os.urandom(20), os.urandom(body_len)
+    tag = hmac.digest(key, head, "sha256")[:16]
+    mac = hmac.digest(key, head + tag + body, "sha256")
+    out = Mac(key).frame(head, body)
+    assert out == head + tag + body + mac
+    assert Mac(key).frame(head, memoryview(body)) == out
+    assert Mac(key).tag(head) == tag

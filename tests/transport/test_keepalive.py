@@ -167,3 +167,55 @@ def test_keepalive_off_reads_as_before():
     finally:
         client.close()
         server.close()
+
+
+def test_a_reply_in_two_pieces_is_waited_for_without_a_ping():
+    # recv_frames' fast path (one plain read) gets only part of the frame: the wait goes
+    # on in the keep-alive loop and returns the whole frame, nothing sent meanwhile.
+    client, server = pair(KeepAlive(first=5.0, most=5.0, limit=30.0))
+    reply = b"".join(bytes(p) for p in server.session.pack(frames.FT_RESPONSE, b"r" * 300))
+    server.sock.sendall(reply[:100])
+    rest = threading.Event()
+
+    def later():
+        rest.wait(5)
+        server.sock.sendall(reply[100:])
+
+    t = threading.Thread(target=later, daemon=True)
+    t.start()
+    try:
+        timer = threading.Timer(0.05, rest.set)
+        timer.start()
+        [f] = client.recv_frames()
+        assert f.type == frames.FT_RESPONSE and bytes(f.payload) == b"r" * 300
+        assert server.recv(0.05) == []  # no ping went out
+    finally:
+        client.close()
+        server.close()
+        t.join(5)
+
+
+def test_a_wait_with_a_timeout_still_ends_empty():
+    client, server = pair()
+    try:
+        assert client.recv_frames(0.01) == []
+        assert client.recv(0) == []
+    finally:
+        client.close()
+        server.close()
+
+
+def test_the_fast_read_times_out_into_the_keep_alive():
+    # First read: the kernel's receive timeout (first) ends it with nothing; the wait then
+    # pings at once (a whole interval of silence has passed) and the pong ends it.
+    client, server = pair(KeepAlive(first=0.05, most=0.05, limit=2.0))
+    seen: list = []
+    t = answer_pings(server, seen)
+    try:
+        [pong] = client.recv_frames()
+        assert pong.type == frames.FT_PONG
+        assert seen == [(frames.FT_PING, 0)]
+    finally:
+        client.close()
+        server.close()
+        t.join(5)
