@@ -24,13 +24,15 @@ from ..errors import (
     UnpicklableError,
 )
 from ..objects import definitions, serialize
-from ..objects.proxy import GlobalProxy, RootProxy, new_proxy, split_opts
+from ..objects.proxy import GlobalProxy, split_opts
 from ..protocol import frames
 from ..protocol.handshake import WireOptions, check_key
-from ..protocol.messages import CONTROL, DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
+from ..protocol.messages import DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
 from ..transport.channel import Channel
-from ..transport.handshake import client_handshake, open_tcp_channel
+from ..transport.handshake import open_tcp_channel
 from .failures import unpicklable_request
+from .legacy022 import Legacy022
+from .output import OutputSink, print_remote_output
 from .proxytable import ProxyTable
 from .reader import InlineReader
 from .response import (
@@ -45,6 +47,7 @@ from .response import (
     timeout_error,
 )
 from .spec import client_from_spec
+from .verbs import ServerVerbs
 
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
@@ -53,18 +56,7 @@ from .spec import client_from_spec
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
 
 
-OutputSink = Callable[[str, str, str], None]  # (host, "stdout" or "stderr", text)
-
-
-def print_remote_output(host: str, stream: str, text: str) -> None:
-    """Remote print's default sink: each line as ``host: line`` on this process's
-    stdout or stderr (as the server wrote it), like clush."""
-    out = sys.stdout if stream == "stdout" else sys.stderr
-    out.write("".join(f"{host}: {line}\n" for line in text.splitlines()))
-    out.flush()
-
-
-class Client:
+class Client(ServerVerbs, Legacy022):
     """A connection to one server; remote globals are reached as attributes.
 
     ``Client(key, host, port)`` connects to a standalone server at once (key from
@@ -209,49 +201,6 @@ class Client:
                 raise
             raise type(e)(f"{name}: {e}") from e
         self.attach(channel, name)
-
-    def set_socket(self, sock: Any, peername: Optional[str] = None) -> None:
-        """EasyCluster 0.22: adopt ``sock``, connected to a server; the handshake runs
-        with this client's key (see ``attach`` for a finished channel)."""
-        channel = client_handshake(
-            sock, check_key(self.key), self.wire_options(), self.connect_timeout
-        )
-        self.attach(channel, peername or "socket")
-
-    def send_challenge(self) -> None:
-        """EasyCluster 0.22 started its handshake here; ours is done by connect()/attach()."""
-
-    def send_message(self, typ: int, data: bytes, delay_hmac: bool = False) -> None:
-        """EasyCluster 0.22's raw message; its messages are not this protocol's."""
-        raise NotImplementedError("0.22's raw messages are not this protocol's; use send_request")
-
-    def make_pickle(self, obj: Any) -> bytes:
-        """``obj`` pickled as this connection pickles call arguments (proxies included)."""
-        main, _ = serialize.dumps_full(obj, self._proxies)  # depth 0: nothing out of band
-        return bytes(main)
-
-    def write_fileno(self) -> int:
-        """The file descriptor requests are written to (a pipe's for ssh connections)."""
-        if self._channel is None:
-            raise ConnectionLost(f"{self.peername}: not connected")
-        sock = self._channel.sock
-        wfd: Optional[int] = getattr(sock, "wfd", None)  # a PipeSocket writes elsewhere
-        return sock.fileno() if wfd is None else wfd
-
-    @property
-    def remote_host(self) -> Optional[str]:
-        """The host given to ``connect()`` (None for a local or adopted connection)."""
-        target = self._target or self._ssh_target
-        return target[0] if target else None
-
-    @property
-    def remote_port(self) -> Optional[int]:
-        """The port given to ``connect()`` (22 for ssh without one; None if local)."""
-        if self._target is not None:
-            return int(self._target[1])
-        if self._ssh_target is not None:
-            return int(self._ssh_target[1] or 22)
-        return None
 
     def wire_options(self) -> WireOptions:
         """The handshake options this client asks for (frame limit, compression)."""
@@ -463,47 +412,6 @@ class Client:
             resp.reader.forget(resp.request_id)
             raise timeout_error(self, resp.request_id, _func, timeout, resp.thread) from None
         return resp.wait(0)
-
-    def eval(self, expr: str, **opts: Any) -> Any:
-        """Evaluate ``expr`` in the server's definitions module."""
-        return self.send_request(0, "eval", (expr, "eval"), **opts)
-
-    def execblock(self, code: str, **opts: Any) -> Any:
-        """Run ``code`` there; returns None or what it passed to ``exec_return``."""
-        return self.send_request(0, "eval", (code, "exec"), **opts)
-
-    def import_modules(self, names: Union[str, Sequence[str]], **opts: Any) -> Any:
-        """Import modules on the server and bind them in its definitions module."""
-        if isinstance(names, str):
-            names = [names]
-        return self.send_request(0, "import_modules", (list(names),), **opts)
-
-    def import_module(self, name: str, **opts: Any) -> Any:
-        return self.import_modules([name], **opts)
-
-    def update_definitions(self, **opts: Any) -> Any:
-        """Send the ``define_common`` blocks added since this client last sent them."""
-        end, blocks = definitions.blocks_since(self._sent_blocks)
-        self._sent_blocks = end
-        return self.send_request(0, "update_definitions", (blocks,), **opts)
-
-    def get_global(self, name: str, **opts: Any) -> Any:
-        return self.send_request(0, "get_global", (name,), **opts)
-
-    def set_global(self, name: str, value: Any, **opts: Any) -> Any:
-        return self.send_request(0, "set_global", (name, value), **opts)
-
-    def get_root(self) -> Any:
-        """A proxy for the server's root object (object id 0)."""
-        return new_proxy(RootProxy, self, 0)
-
-    def set_default_thread(self, threadid: int) -> None:
-        """Server thread used by calls that give no ``threadid``."""
-        self._default_thread = int(threadid)
-
-    def stop_remote_thread(self, threadid: int) -> None:
-        """Stop server thread ``threadid`` once its queued calls have run."""
-        self.send_request(0, "stop_thread", (int(threadid),), threadid=CONTROL)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 from easycluster import ThreadedClient, define_common
-from easycluster.client.client import print_remote_output
+from easycluster.client.output import print_remote_output
 from easycluster.server import spawn_local
 
 define_common("""

@@ -1,0 +1,18 @@
+"""Remote print's default sink on the client: what server code writes to its
+``sys.stdout``/``sys.stderr`` arrives as output frames (``remote/output.py`` sends
+them) and is printed here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+OutputSink = Callable[[str, str, str], None]  # (host, "stdout" or "stderr", text)
+
+
+def print_remote_output(host: str, stream: str, text: str) -> None:
+    """Each line as ``host: line`` on this process's stdout or stderr (as the server
+    wrote it), like clush."""
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write("".join(f"{host}: {line}\n" for line in text.splitlines()))
+    out.flush()
