@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
 
 _IOV_MAX = 512
+_INTERRUPTED, _QUIET = -2, -1  # _read_kept's results other than a byte count
 _PADS = (0, 1 << 10, 1 << 14, 1 << 16)  # a ping's padding, by pings unanswered so far
 _PAD_MAX = 1 << 20
 
@@ -341,28 +342,15 @@ class Channel:
             # poll and no clock is needed until a read times out or brings only part of a
             # frame (a reply is nearly always whole, or already waiting). That saves the
             # keep-alive's bookkeeping on every call (a little under 1 us here).
-            reader = self._reader
-            quiet = 0.0  # how long the read below was silent, if it brings nothing
-            try:
-                n = self.sock.recv_into(reader.buffer())
-            except InterruptedError:
-                n = -1
-            except BlockingIOError:  # the kernel's receive timeout: ka.first of silence
-                n, quiet = -1, ka.first
-            except OSError as e:
-                raise ConnectionLost(f"connection lost: {e.strerror or e}")
-            if n == 0:
-                reader.check_eof()
-                raise ConnectionLost("the peer closed the connection")
+            n = self._read_kept()
             if n > 0:
-                got = reader.advance(n)
+                got = self._reader.advance(n)
                 if got:
-                    if self._pings and any(f.type != frames.FT_PONG for f in got):
-                        self._pings = 0
-                    return got
+                    return self._heard(got)
                 return self._recv_kept(None, ka, _monotonic())  # bytes came just now
-            # Interrupted, or timed out: the wait goes on as if it had begun when it did.
-            return self._recv_kept(None, ka, _monotonic() - quiet)
+            # Interrupted, or timed out (ka.first of silence): the wait goes on as if it
+            # had begun when it did.
+            return self._recv_kept(None, ka, _monotonic() - (ka.first if n == _QUIET else 0))
         deadline = None if timeout is None else _monotonic() + timeout
         if ka is not None:
             return self._recv_kept(deadline, ka, _monotonic())
@@ -388,6 +376,30 @@ class Channel:
             if got:
                 return got
 
+    def _read_kept(self) -> int:
+        """One read into the frame reader for the keep-alive paths: the byte count, or
+        ``_INTERRUPTED`` (a signal) or ``_QUIET`` (the kernel's receive timeout: a quiet
+        spell); raises ConnectionLost when the peer closed or the read failed."""
+        try:
+            n = self.sock.recv_into(self._reader.buffer())
+        except InterruptedError:
+            return _INTERRUPTED
+        except BlockingIOError:
+            return _QUIET
+        except OSError as e:
+            raise ConnectionLost(f"connection lost: {e.strerror or e}")
+        if n == 0:
+            self._reader.check_eof()
+            raise ConnectionLost("the peer closed the connection")
+        return n
+
+    def _heard(self, got: List[frames.Frame]) -> List[frames.Frame]:
+        """``got``, having reset the keep-alive's ping count if a frame other than a pong
+        came (the peer is alive and talking)."""
+        if self._pings and any(f.type != frames.FT_PONG for f in got):
+            self._pings = 0
+        return got
+
     def _recv_kept(
         self, deadline: Optional[float], ka: KeepAlive, since: float
     ) -> List[frames.Frame]:
@@ -408,23 +420,13 @@ class Channel:
                 except (ValueError, OSError):  # closed under us by another thread
                     raise ConnectionLost(self.close_reason or "connection closed")
             if ready:
-                try:
-                    n = sock.recv_into(reader.buffer())
-                except InterruptedError:
+                n = self._read_kept()
+                if n == _INTERRUPTED:
                     continue
-                except BlockingIOError:  # the kernel's receive timeout: a quiet spell
-                    n = -1
-                except OSError as e:
-                    raise ConnectionLost(f"connection lost: {e.strerror or e}")
-                if n == 0:
-                    reader.check_eof()
-                    raise ConnectionLost("the peer closed the connection")
                 if n > 0:
                     got = reader.advance(n)
                     if got:
-                        if self._pings and any(f.type != frames.FT_PONG for f in got):
-                            self._pings = 0
-                        return got
+                        return self._heard(got)
                     heard = quiet = _monotonic()
                     continue
             now = _monotonic()
