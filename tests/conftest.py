@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import ServerProcess, connect  # noqa: E402
 from netns import netns  # noqa: E402,F401 - the network-namespace fixture (tree mode)
-from slurm import slurm, slurm_cluster  # noqa: E402,F401 - the real SLURM fixtures
+from slurm import healed, inside, slurm, slurm_cluster  # noqa: E402,F401 - real SLURM fixtures
 from sshd import sshd  # noqa: E402,F401 - the real sshd fixture
 
 import easycluster  # noqa: E402

@@ -404,3 +404,30 @@ def slurm(slurm_cluster, monkeypatch):
     (so SLURM's commands, and our group sources, reach it)."""
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.conf)
     return slurm_cluster
+
+
+@pytest.fixture
+def inside(slurm, monkeypatch):
+    """``inside(n, cpus=None)``: allocate ``n`` nodes and make this test run "inside"
+    that allocation, as a shell in ``salloc`` would (``SLURM_JOB_ID``,
+    ``SLURM_JOB_NODELIST``; with ``cpus``, ``SLURM_JOB_CPUS_PER_NODE`` as salloc sets it
+    for an exclusive job); returns the job id. Jobs are cancelled afterwards."""
+
+    def enter(count: int, cpus: Optional[int] = None) -> str:
+        job = slurm.allocate(count)
+        env = slurm.job_env(job)
+        if cpus is not None:
+            env["SLURM_JOB_CPUS_PER_NODE"] = f"{cpus}(x{count})"
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return job
+
+    yield enter
+    slurm.cancel_all()
+
+
+@pytest.fixture
+def healed(slurm):
+    """For tests that break nodes: every node idle again afterwards."""
+    yield slurm
+    slurm.heal()

@@ -31,28 +31,6 @@ def resolver(slurm, tmp_path):
     return GroupResolver.from_config({"EASYCLUSTER_GROUPS_CONF": str(tmp_path / "none.conf")})
 
 
-@pytest.fixture
-def inside(slurm, monkeypatch):
-    """``inside(n)``: allocate ``n`` nodes and make this test run "inside" that
-    allocation; returns the job id. Jobs are cancelled afterwards."""
-
-    def enter(count: int) -> str:
-        job = slurm.allocate(count)
-        for name, value in slurm.job_env(job).items():
-            monkeypatch.setenv(name, value)
-        return job
-
-    yield enter
-    slurm.cancel_all()
-
-
-@pytest.fixture
-def healed(slurm):
-    """For tests that break nodes: everything idle again afterwards."""
-    yield slurm
-    slurm.heal()
-
-
 def our_steps(slurm, job):
     out = slurm.run("squeue", "-h", "-s", "-j", job, "-o", "%i %j", check=False)
     return [line for line in out.splitlines() if launch_srun.STEP_PREFIX in line]

@@ -32,30 +32,6 @@ CPUS = 2  # per node in tests/slurm.py's slurm.conf; --exclusive gives a job all
 
 
 @pytest.fixture
-def inside(slurm, monkeypatch):
-    """``inside(n)``: allocate ``n`` nodes and run this test "inside" the allocation;
-    returns the job id. Jobs are cancelled afterwards."""
-
-    def enter(count: int) -> str:
-        job = slurm.allocate(count)
-        env = slurm.job_env(job)
-        env["SLURM_JOB_CPUS_PER_NODE"] = f"{CPUS}(x{count})"  # as salloc sets it
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return job
-
-    yield enter
-    slurm.cancel_all()
-
-
-@pytest.fixture
-def healed(slurm):
-    """For tests that break nodes: every node idle again afterwards."""
-    yield slurm
-    slurm.heal()
-
-
-@pytest.fixture
 def no_groups(tmp_path, monkeypatch):
     """No site group files: only SLURM's built-in sources (``@sj:``...) exist."""
     monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(tmp_path / "none.conf"))
@@ -125,7 +101,7 @@ def on_node(job: str) -> str:
 
 
 def test_shell_defaults_to_the_allocation_nodes(slurm, inside, no_groups, monkeypatch):
-    job = inside(3)
+    job = inside(3, CPUS)
     r = run("shell", "-R", "exec", "-L", on_node(job))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [f"{n}: {n}" for n in held()]
@@ -158,7 +134,7 @@ def joblog(path) -> List[List[str]]:
 
 
 def test_farm_slurm_runs_every_job_and_names_failures(slurm, inside, tmp_path):
-    job = inside(2)
+    job = inside(2, CPUS)
     log = tmp_path / "log"
     jobs = [f"echo job{i} on $SLURMD_NODENAME" for i in range(1, 10)]
     jobs[3] = "echo job4 fails; exit 3"
@@ -193,7 +169,7 @@ def test_farm_slurm_outside_an_allocation(monkeypatch):
 
 
 def test_farm_slurm_node_not_in_the_allocation(slurm, inside):
-    inside(1)
+    inside(1, CPUS)
     outsider = sorted(NodeSet("n[1-4]") - NodeSet(held()))[0]
     r = run("farm", "--slurm", "-w", outsider, "-j", "true")
     assert r.returncode == 2
@@ -202,7 +178,7 @@ def test_farm_slurm_node_not_in_the_allocation(slurm, inside):
 
 def test_farm_slurm_drained_node_jobs_rerun_elsewhere(healed, inside, tmp_path):
     slurm = healed
-    job = inside(2)
+    job = inside(2, CPUS)
     keep, victim = held()
     started, release, log = tmp_path / "started", tmp_path / "release", tmp_path / "log"
     started.mkdir()
@@ -247,7 +223,7 @@ NODENAME = "SLURMD_NODENAME"
 
 
 def test_executor_from_slurm_map(slurm, inside):
-    job = inside(3)
+    job = inside(3, CPUS)
     with ClusterExecutor.from_slurm(heartbeat=5.0) as ex:
         got = list(ex.map(lambda x: (x * x, os.environ[NODENAME]), range(40), chunksize=1))
         assert [v for v, _ in got] == [x * x for x in range(40)]
@@ -275,7 +251,7 @@ def test_executor_node_out_of_service_mid_run_work_redone_elsewhere(
     healed, inside, tmp_path, state
 ):
     slurm = healed
-    job = inside(3)
+    job = inside(3, CPUS)
     victim = held()[1]
     started, hit, release = tmp_path / "started", tmp_path / "hit", tmp_path / "release"
     started.mkdir()
