@@ -40,8 +40,10 @@ def farm_argv(sshd, *args: str) -> List[str]:
     ]
 
 
-def run_farm(sshd, *args: str, timeout: float = 90) -> Tuple[int, str, str]:
-    proc = subprocess.Popen(
+def start_farm(sshd, *args: str) -> subprocess.Popen:
+    """``easycluster farm`` with ``args`` in its own session (so ``kill_group`` reaches
+    its ssh children), stdin /dev/null, stdout and stderr piped as text."""
+    return subprocess.Popen(
         farm_argv(sshd, *args),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
@@ -50,6 +52,10 @@ def run_farm(sshd, *args: str, timeout: float = 90) -> Tuple[int, str, str]:
         text=True,
         start_new_session=True,
     )
+
+
+def run_farm(sshd, *args: str, timeout: float = 90) -> Tuple[int, str, str]:
+    proc = start_farm(sshd, *args)
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -128,15 +134,7 @@ def test_server_killed_mid_job_work_reruns_elsewhere(sshd, tmp_path):
     args = ["-n", "sshtest0", "sshtest1", "--heartbeat", "1", "--joblog", log]
     for j in jobs:
         args += ["-j", j]
-    proc = subprocess.Popen(
-        farm_argv(sshd, *args),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_farm(sshd, *args)
     job_pid = 0
     try:
         server = read_pid(str(tmp_path / "victim.server"))
@@ -162,15 +160,7 @@ def test_frozen_host_is_lost_after_its_heartbeats(sshd, tmp_path):
     args = ["-n", "sshtest2", "sshtest3", "--heartbeat", "0.5"]
     for j in jobs:
         args += ["-j", j]
-    proc = subprocess.Popen(
-        farm_argv(sshd, *args),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_farm(sshd, *args)
     server = job_pid = 0
     try:
         server = read_pid(str(tmp_path / "frozen.server"))
@@ -323,15 +313,7 @@ def test_interrupted_master_reports_and_kills_its_jobs(sshd, tmp_path):
     args = ["-n", "sshtest12"]
     for j in jobs:
         args += ["-j", j]
-    proc = subprocess.Popen(
-        farm_argv(sshd, *args),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_farm(sshd, *args)
     pid = 0
     try:
         pid = read_pid(str(pidfile))
