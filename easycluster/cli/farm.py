@@ -53,40 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
         "1 failure; 2 usage.",
     )
     h = p.add_argument_group("hosts")
-    h.add_argument(
+    _many(
+        h,
         "-n",
         "--node",
         dest="nodes",
-        action="extend",
-        nargs="+",
-        default=[],
         metavar="HOST",
         help="hosts (a host named N times has N slots)",
     )
-    h.add_argument(
+    _many(
+        h,
         "-N",
         "--node-file",
         dest="node_files",
-        action="extend",
-        nargs="+",
-        default=[],
         metavar="FILE",
         help="files of hosts, one per line",
     )
-    h.add_argument(
+    _each(
+        h,
         "-w",
         dest="nodesets",
-        action="append",
-        default=[],
         metavar="NODESET",
         help="hosts as a node set, as clush -w (node[1-8], @group)",
     )
-    h.add_argument(
+    _each(
+        h,
         "-g",
         "--group",
         dest="groups",
-        action="append",
-        default=[],
         metavar="GROUP",
         help="hosts of a node group, as clush -g",
     )
@@ -99,51 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU, servers started with srun; with hosts given: those nodes of it",
     )
     h.add_argument("--slots", type=int, default=1, metavar="N", help="slots per host (1)")
-    h.add_argument(
-        "-m",
-        "--max-nodes",
-        type=int,
-        default=0,
-        metavar="N",
-        help="hosts in use at once (0: no limit)",
-    )
-    h.add_argument(
-        "-u",
-        "--max-node-uses",
-        type=int,
-        default=0,
-        metavar="N",
-        help="retire a host after N jobs (0: no limit)",
-    )
+    _count(h, "-m", "--max-nodes", default=0, help="hosts in use at once (0: no limit)")
+    _count(h, "-u", "--max-node-uses", default=0, help="retire a host after N jobs (0: no limit)")
     j = p.add_argument_group("jobs")
-    j.add_argument("-j", "--job", dest="jobs", action="append", default=[], metavar="COMMAND")
-    j.add_argument(
+    _each(j, "-j", "--job", dest="jobs", metavar="COMMAND")
+    _many(
+        j,
         "-J",
         "--job-file",
         dest="job_files",
-        action="extend",
-        nargs="+",
-        default=[],
         metavar="FILE",
         help="files of jobs, one per line (- : stdin)",
     )
     j.add_argument("-E", "--on-each-node", metavar="COMMAND", help="run COMMAND once per host")
     r = p.add_argument_group("running")
     r.add_argument("--timeout", type=float, metavar="SECONDS", help="seconds a job may run")
-    r.add_argument(
-        "--retries",
-        type=int,
-        default=3,
-        metavar="N",
-        help="reruns of work lost with a host or stuck (3)",
-    )
-    r.add_argument(
-        "--retry-failed",
-        type=int,
-        default=0,
-        metavar="N",
-        help="reruns of a job that exited non-zero (0)",
-    )
+    _count(r, "--retries", default=3, help="reruns of work lost with a host or stuck (3)")
+    _count(r, "--retry-failed", default=0, help="reruns of a job that exited non-zero (0)")
     r.add_argument("--halt", metavar="now|soon,fail=N", help="stop after N failed jobs")
     r.add_argument("--joblog", metavar="FILE", help="one line per attempt")
     r.add_argument("--resume", action="store_true", help="skip jobs the joblog records done")
@@ -201,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-V", "--version", action="version", version=f"easycluster {VERSION}")
     return p
+
+
+def _many(group: Any, *flags: str, dest: str, metavar: str, help: str) -> None:
+    """A repeatable option taking one or more values, gathered into one list."""
+    group.add_argument(
+        *flags, dest=dest, action="extend", nargs="+", default=[], metavar=metavar, help=help
+    )
+
+
+def _each(group: Any, *flags: str, dest: str, metavar: str, help: Optional[str] = None) -> None:
+    """A repeatable option taking one value each time, gathered into one list."""
+    group.add_argument(*flags, dest=dest, action="append", default=[], metavar=metavar, help=help)
+
+
+def _count(group: Any, *flags: str, default: int, help: str) -> None:
+    """An option taking a whole number N."""
+    group.add_argument(*flags, type=int, default=default, metavar="N", help=help)
 
 
 def _read_lines(path: str, what: str, stdin: IO[str]) -> List[str]:
