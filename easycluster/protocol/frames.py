@@ -45,6 +45,10 @@ _ITEM = struct.Struct(">BI")
 BATCH_ITEM_OVERHEAD = _ITEM.size
 _COMPRESS_MIN = 512
 _SMALL = 1 << 16
+# A reader's scratch buffer starts small (a master with 1,000 connections holds 1,000 of
+# them) and grows to its full size once a read fills it or a frame needs it (pipelined
+# or medium-sized traffic); larger frames get buffers of their own either way.
+_SCRATCH_FIRST = 1 << 13
 _SCRATCH = 1 << 18
 CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
 _INFLATE_STEP = 1 << 18  # a compressed payload is inflated this many bytes at a time
@@ -284,10 +288,11 @@ class FrameReader:
         self._dir = direction
         self._seq = 0
         self.max_size = max_size
-        self._scratch = bytearray(_SCRATCH)
+        self._scratch = bytearray(_SCRATCH_FIRST)
         self._view = memoryview(self._scratch)
         self._start = 0
         self._end = 0
+        self._grow = False  # the next buffer() moves to a full-size scratch buffer
         self._big: Optional[_BigFrame] = None  # the frame too large for the scratch buffer
         self._head_ok = False  # the tag of the header at _start checked out
         self._failed: Optional[ProtocolError] = None
@@ -296,11 +301,22 @@ class FrameReader:
         """Writable space to receive into (never empty)."""
         if self._big is not None:
             return self._big.buf[self._big.fill :]
-        if self._end == len(self._scratch):
-            pending = self._end - self._start
-            self._scratch[:pending] = self._scratch[self._start : self._end]
-            self._start, self._end = 0, pending
+        if self._end == len(self._scratch) or self._grow:
+            self._compact()
         return self._view[self._end :]
+
+    def _compact(self) -> None:
+        """Move the bytes of the frame begun to the start of the scratch buffer (into a
+        full-size one if it is to grow)."""
+        pending = self._end - self._start
+        if self._grow:
+            self._grow = False
+            bigger = bytearray(_SCRATCH)
+            bigger[:pending] = self._view[self._start : self._end]
+            self._scratch, self._view = bigger, memoryview(bigger)
+        else:
+            self._scratch[:pending] = self._scratch[self._start : self._end]
+        self._start, self._end = 0, pending
 
     def pending(self) -> int:
         """Bytes received but not yet part of a complete frame (0 between frames)."""
@@ -346,6 +362,8 @@ class FrameReader:
             return frames
         self._end += n
         view, end = self._view, self._end
+        if end == len(view) and end < _SCRATCH:
+            self._grow = True  # a read filled the small buffer: traffic wants the big one
         while end - self._start >= _FIELDS:
             s = self._start
             direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
@@ -379,6 +397,9 @@ class FrameReader:
                     )
                 self._head_ok = True
             if total > len(self._scratch):
+                if total <= _SCRATCH:
+                    self._grow = True  # it fits a full-size scratch buffer: wait there
+                    break
                 h = self._mac.start()
                 h.update(view[s : s + HEADER_SIZE])
                 self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
