@@ -98,6 +98,15 @@ class Server:
     ``repl`` are accepted and ignored. ``report_connection`` and ``report_disconnection``
     are called around the served connection (override them to log differently); requests
     are logged by the ``easycluster.server`` logger at ``verbosity`` 2.
+
+    A subclass that overrides ``report_request`` or ``run_request`` (0.22's per-request
+    hooks) has every call go through them, on the thread that runs it:
+    ``report_request(rid, garbage, tid, oid, meth, args, kw)`` first (``garbage`` is
+    always empty: releases travel in frames of their own here), then
+    ``run_request(rid, oid, meth, args, kw)``, whose return value (or exception) is the
+    call's reply. 0.22's ``run_request`` sent the reply itself and returned nothing: an
+    override must return what the base method returns. Without such an override the
+    hooks cost nothing.
     """
 
     handshake_timeout = 30.0  # seconds the client may take to authenticate
@@ -115,6 +124,7 @@ class Server:
 
         self.key = check_key(key)
         self.sock = sock
+        self._calls: Dict[int, Callable[..., Any]] = {}  # rid -> what run_request runs
         self.peername = peername or "local"
         self.verbosity = verbosity
 
@@ -127,6 +137,37 @@ class Server:
         """Called when the connection has ended; prints a line at verbosity >= 1."""
         if self.verbosity >= 1:
             print(f"Connection to {self.peername} terminated", flush=True)
+
+    def report_request(
+        self, rid: int, garbage: Any, tid: int, oid: int, meth: str, args: Any, kw: Any
+    ) -> None:
+        """0.22's hook, called before each call when a subclass overrides it or
+        ``run_request``; prints a line at verbosity >= 2."""
+        if self.verbosity >= 2:
+            print(f"{self.peername}: request {rid} (thread {tid}): {oid}.{meth}", flush=True)
+
+    def run_request(self, rid: int, oid: int, meth: str, args: Any, kw: Any) -> Any:
+        """Run one call and return its value (an exception it raises is its reply).
+        Called (with ``report_request`` first) only when a subclass overrides either."""
+        fn = self._calls[rid]
+        return fn(*args, **kw)
+
+    def _hook(
+        self,
+        rid: int,
+        tid: int,
+        oid: int,
+        meth: str,
+        args: Any,
+        kw: Any,
+        fn: Callable[..., Any],
+    ) -> Any:
+        self._calls[rid] = fn  # (request ids are unique on a connection)
+        try:
+            self.report_request(rid, [], tid, oid, meth, args, kw)
+            return self.run_request(rid, oid, meth, args, kw)
+        finally:
+            self._calls.pop(rid, None)
 
     def run(self) -> Optional[Server]:
         """Serve the connection until the client goes away; always returns None.
@@ -150,7 +191,14 @@ class Server:
             return None
         self.report_connection()
         try:
-            ServerConnection(channel, self.peername, self.verbosity).serve()
+            cls = type(self)
+            hooked = (
+                cls.report_request is not Server.report_request
+                or cls.run_request is not Server.run_request
+            )
+            ServerConnection(
+                channel, self.peername, self.verbosity, request_hook=self._hook if hooked else None
+            ).serve()
         finally:
             channel.close("server done")
             self.report_disconnection()

@@ -45,9 +45,7 @@ from easycluster.transport.handshake import client_handshake
 PY = sys.executable
 
 CLIENT_CHANGE = VERBS_CHANGE = pytest.mark.compat  # landed: no longer expected to fail
-HOOK_CHANGE = pytest.mark.xfail(
-    strict=True, reason="needs a per-request hook in remote/connection.py"
-)
+HOOK_CHANGE = pytest.mark.compat  # landed: Server's per-request hooks (server.py)
 
 _UNCHECKED = object()  # a 0.22 default that is not a literal (spawn_local's Client)
 
@@ -711,11 +709,35 @@ print("run() returned", svr, flush=True)
 """
 
 
-def _server_on_pair(proc_factory, key: bytes) -> Tuple[Proc, socket.socket]:
+HOOKED_SERVER_SCRIPT = """\
+import socket, sys
+from easycluster.server import Server
+
+class Logged(Server):
+    def report_request(self, rid, garbage, tid, oid, meth, args, kw):
+        print("report", rid, garbage, tid, oid, meth, args, kw, flush=True)
+
+    def run_request(self, rid, oid, meth, args, kw):
+        if args == ("'refused'", "eval"):
+            raise PermissionError("refused by the hook")
+        value = Server.run_request(self, rid, oid, meth, args, kw)
+        print("ran", rid, meth, repr(value), flush=True)
+        return value
+
+key = bytes.fromhex(sys.stdin.readline())
+svr = Logged(key, socket.socket(fileno=int(sys.argv[1])), "pair")
+while svr:
+    svr = svr.run()
+"""
+
+
+def _server_on_pair(
+    proc_factory, key: bytes, script: str = SERVER_SCRIPT
+) -> Tuple[Proc, socket.socket]:
     """``Server(key, sock, 'pair').run()`` in a subprocess on one end of a socket pair."""
     ours, theirs = socket.socketpair()
     with theirs:
-        p = proc_factory(["-c", SERVER_SCRIPT, str(theirs.fileno())], pass_fds=[theirs.fileno()])
+        p = proc_factory(["-c", script, str(theirs.fileno())], pass_fds=[theirs.fileno()])
     p.send(key.hex() + "\n")
     return p, ours
 
@@ -739,6 +761,31 @@ def test_server_over_socketpair(proc_factory) -> None:
         "Connection to pair terminated",
         "run() returned None",
     ]
+
+
+def test_server_request_hooks(proc_factory) -> None:
+    """A subclass overriding 0.22's ``report_request``/``run_request`` sees every call
+    (on the thread that runs it) and decides its reply: the value run_request returns,
+    or the exception it raises."""
+    key = easycluster.generate_key()
+    p, sock = _server_on_pair(proc_factory, key, HOOKED_SERVER_SCRIPT)
+    printed: List[str] = []  # (what the hooks print comes back as remote output)
+    client = easycluster.Client(key, remote_output=lambda host, stream, text: printed.append(text))
+    client.attach(client_handshake(sock, key, WireOptions(), 20), "pair")
+    try:
+        assert client.eval("6 * 7") == 42
+        assert client.eval("1 + 1", threadid=3) == 2
+        with pytest.raises(PermissionError, match="refused by the hook"):
+            client.eval("'refused'", origexc="quiet")
+    finally:
+        client.close()
+    code, out, err = p.finish()
+    assert code == 0, err
+    lines = [line for line in "".join(printed).splitlines() if "eval" in line]
+    assert [line.split()[0] for line in lines] == ["report", "ran", "report", "ran", "report"]
+    assert "('6 * 7', 'eval')" in lines[0] and "ran" in lines[1] and lines[1].endswith("42")
+    assert lines[0].split()[2:4] == ["[]", "0"]  # no garbage; thread 0
+    assert lines[2].split()[2:4] == ["[]", "3"]  # thread 3
 
 
 def test_server_wrong_key(proc_factory) -> None:
