@@ -5,11 +5,18 @@ whose stdout, stderr and stdin are non-blocking pipe ends the engine waits on, a
 whose end the engine sees on a pidfd (or by polling where there is none). It also
 classifies a return code: the command's own (``exit``), or the backend's failure
 (``unreachable``, ``hostkey``). The backends here are exec backends (one local process
-per slot): ``ExecBackend`` runs any local command with ``%h`` (host) and ``%n`` (rank)
-substituted, ``SshBackend`` runs ``ssh [options] host command``. A later RPC backend
-(our server over a session) keeps this contract: ``start`` gives the engine file
-descriptors to wait on and an end to report, ``kill`` ends the command, ``classify``
-names the failure class.
+per slot): ``ExecBackend`` runs any local command, ``SshBackend`` runs ``ssh [options]
+host command``. The RPC backend (``rpc.py``: our server over a session) keeps this
+contract: ``start`` gives the engine file descriptors to wait on and an end to report,
+``kill`` ends the command, ``classify`` names the failure class.
+
+Placeholders (the one rule, ``substitute``): the backends that run the command
+themselves, ``exec`` (a local ``sh -c``) and ``rpc`` (``sh -c`` under our server on
+the node), replace ``%h``/``%host`` with the node's name (shell-quoted), ``%n``/``%rank``
+with its 0-based rank and ``%%`` with ``%``, as ClusterShell's ExecWorker does. ``ssh``
+hands the command to the remote login shell exactly as written, as clush and pdsh do
+(``date +%h`` stays a date format there). ``literal(command)`` is the text that runs a
+command as written on any backend; ``copy`` and ``rcopy`` take their paths literally.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import re
 import shlex
 import signal
 import subprocess
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
+from .copy import pull_command, push_command
 from .nodestate import RC_NOT_STARTED
 
 EXIT = "exit"
@@ -109,7 +117,7 @@ class Command:
 
     def close_stdin(self) -> None:
         if self.stdin is not None:
-            _close(self.stdin)
+            close_fd(self.stdin)
             self.stdin = None
 
     def close(self) -> None:
@@ -117,16 +125,39 @@ class Command:
         self.close_stdin()
         for fd in (self.stdout, self.stderr, self.pidfd, self.held):
             if fd is not None and fd >= 0:
-                _close(fd)
+                close_fd(fd)
         self.stdout = -1
         self.stderr = self.pidfd = self.held = None
 
 
-def _close(fd: int) -> None:
+def close_fd(fd: int) -> None:
+    """Close ``fd``, ignoring an error (it was closed already, or the peer went away)."""
     try:
         os.close(fd)
     except OSError:
         pass
+
+
+def open_pipes(*wanted: bool) -> List[Optional[Tuple[int, int]]]:
+    """A ``(read end, write end)`` pipe for each true ``wanted``, None for each false one,
+    in order. On an error (out of descriptors) the pipes made so far are closed and the
+    error raised: nothing leaks."""
+    made: List[Optional[Tuple[int, int]]] = []
+    try:
+        for want in wanted:
+            made.append(os.pipe() if want else None)
+    except BaseException:
+        close_pipes(made)
+        raise
+    return made
+
+
+def close_pipes(pipes: Sequence[Optional[Tuple[int, int]]]) -> None:
+    """Close both ends of every pipe of ``pipes`` (None entries skipped)."""
+    for pipe in pipes:
+        if pipe is not None:
+            close_fd(pipe[0])
+            close_fd(pipe[1])
 
 
 def spawn(argv: Sequence[str], stdin: bool, stderr: bool, hold_stdin: bool = False) -> Command:
@@ -137,18 +168,11 @@ def spawn(argv: Sequence[str], stdin: bool, stderr: bool, hold_stdin: bool = Fal
     ``stderr``: a pipe of its own; else stderr goes to stdout. Raises OSError when the
     program cannot be started.
     """
-    fds: List[int] = []
+    pipes = open_pipes(True, stderr, stdin or hold_stdin)
+    out_r, out_w = pipes[0] or (-1, -1)  # (always made)
+    err_r, err_w = pipes[1] or (None, None)
+    in_r, in_w = pipes[2] or (None, None)
     try:
-        out_r, out_w = os.pipe()
-        fds += [out_r, out_w]
-        err_r = err_w = None
-        if stderr:
-            err_r, err_w = os.pipe()
-            fds += [err_r, err_w]
-        in_r = in_w = None
-        if stdin or hold_stdin:
-            in_r, in_w = os.pipe()
-            fds += [in_r, in_w]
         proc = subprocess.Popen(
             list(argv),
             stdin=in_r if in_r is not None else subprocess.DEVNULL,
@@ -158,12 +182,11 @@ def spawn(argv: Sequence[str], stdin: bool, stderr: bool, hold_stdin: bool = Fal
             close_fds=True,
         )
     except BaseException:
-        for fd in fds:
-            _close(fd)
+        close_pipes(pipes)
         raise
     for child_end in (out_w, err_w, in_r):
         if child_end is not None:
-            _close(child_end)
+            close_fd(child_end)
     for our_end in (out_r, err_r, in_w):
         if our_end is not None:
             os.set_blocking(our_end, False)
@@ -192,9 +215,23 @@ class Backend:
         return EXIT
 
     def literal(self, command: str) -> str:
-        """``command`` as ``start`` must be given it to run it exactly as written (an
-        exec backend escapes its ``%`` placeholders; others return it unchanged)."""
+        """``command`` as ``start`` must be given it to run it exactly as written (a
+        backend that substitutes placeholders escapes its ``%``; others return it
+        unchanged)."""
         return command
+
+    def push_command(
+        self, dest: str, name: str, size: int, mode: int, kind: str, preserve: bool, mtime: float
+    ) -> str:
+        """What ``start`` is given for a node to receive ``Task.copy``'s stream on stdin
+        (default: ``copy.RECEIVER`` as a literal ``sh`` command; arguments as for
+        ``copy.push_command``). A backend with a better way returns its own."""
+        return self.literal(push_command(dest, name, size, mode, kind, preserve, mtime))
+
+    def pull_command(self, source: str) -> str:
+        """What ``start`` is given for a node to send ``source`` for ``Task.rcopy`` on
+        stdout (a header line, then the data: ``copy.SENDER``'s stream)."""
+        return self.literal(pull_command(source))
 
 
 _PLACEHOLDER = re.compile(r"%(host|rank|h|n|%)")
@@ -204,7 +241,7 @@ _TEMPLATE_PLACEHOLDER = re.compile(r"%(host|rank|h|n|c|%)")
 def substitute(command: str, host: str, rank: int, inner: Optional[str] = None) -> str:
     """``command`` with ``%h``/``%host`` as the host (shell-quoted), ``%n``/``%rank`` as the
     0-based rank and ``%%`` as ``%``; when ``inner`` is given (a template), ``%c`` as
-    ``inner`` shell-quoted."""
+    ``inner`` shell-quoted. (Which backends apply it: the module docstring.)"""
 
     def one(m: re.Match[str]) -> str:
         what = m.group(1)

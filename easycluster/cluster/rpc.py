@@ -8,7 +8,18 @@ engine, a slot's command looks like a local process (``backends.Command``'s cont
 pipe that becomes readable when the command ended, and a thread moves the output from
 the session into those pipes. On the node the command runs under ``/bin/sh -c`` in a
 session of its own (``remote/commands.py``); a call returns as soon as there is output,
-so output streams as it comes, a round trip per batch.
+so output streams as it comes, a round trip per batch. ``%h``/``%n``/``%%`` are
+substituted in the command as the exec backend does (the rule: ``backends.py``), so
+``literal`` escapes ``%``. A command left running when its server dies without cleaning
+up is killed on the node by the server's watchdog (``remote/commands.py``).
+
+Copies: ``push_command`` and ``pull_command`` return a ``RemoteCall`` instead of a
+shell command: the node's server receives or sends the file itself
+(``remote/filecopy.py``, no shell or tools needed there). A push's bytes are the
+worker's stdin feed, forwarded as raw chunks of up to ``STDIN_CHUNK`` bytes (each one
+call, carried out of band, never the whole file); a pull's chunks come back like a
+command's stdout, into the worker's sink. The node writes a temporary file and renames
+it into place, so the rules and outcomes are ``Task.copy``'s.
 
 Failures: a node that cannot be connected, or whose session dies mid-command, ends with
 ``RC_UNREACHABLE`` (255, as ssh) and a message on its error stream that ``classify``
@@ -23,17 +34,43 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..client.client import Client
 from ..client.parallel import call_multi
 from ..protocol.messages import CONTROL, SINGLE
-from .backends import EXIT, HOSTKEY, UNREACHABLE, Backend
+from .backends import (
+    EXIT,
+    HOSTKEY,
+    UNREACHABLE,
+    Backend,
+    close_fd,
+    close_pipes,
+    open_pipes,
+    substitute,
+)
+from .copy import TAR_TOP, pull_command, push_command
 
 REMOTE = "easycluster.remote.commands."
 RC_UNREACHABLE = 255
 MARK = b"easycluster rpc: "  # starts the message of a node we could not reach or lost
 KILL_GRACE = 2.0  # seconds a killed command's node has to report its end
+STDIN_CHUNK = 1 << 20  # bytes of stdin forwarded per call at most (the pipe is grown to it)
+F_SETPIPE_SZ = 1031  # (fcntl's name for it came in Python 3.10)
+
+
+class RemoteCall(str):
+    """A "command" that is a call of ``remote/commands.py`` (``func(token, *args)``,
+    which answers as ``start`` does) rather than a shell command; its text is the
+    equivalent ``sh`` command, for display."""
+
+    func: str
+    args: Tuple[Any, ...]
+
+    def __new__(cls, text: str, func: str, *args: Any) -> RemoteCall:
+        self = super().__new__(cls, text)
+        self.func, self.args = func, args
+        return self
 
 
 class RpcBackend(Backend):
@@ -88,7 +125,25 @@ class RpcBackend(Backend):
             c.close()
 
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Any:
+        if not isinstance(command, RemoteCall):
+            command = substitute(command, node, rank)
         return RpcCommand(self, node, command, stdin, stderr, next(self._tokens))
+
+    def literal(self, command: str) -> str:
+        """``command`` escaped so that it runs as written (no ``%h`` substitution)."""
+        return command.replace("%", "%%")
+
+    def push_command(
+        self, dest: str, name: str, size: int, mode: int, kind: str, preserve: bool, mtime: float
+    ) -> str:
+        """The node's server receives the stream itself (module docstring)."""
+        text = push_command(dest, name, size, mode, kind, preserve, mtime)  # (checks too)
+        args = (dest, name, size, mode & 0o7777, kind, preserve, mtime, TAR_TOP)
+        return RemoteCall(text, "push_start", *args)
+
+    def pull_command(self, source: str) -> str:
+        """The node's server sends ``source`` itself (module docstring)."""
+        return RemoteCall(pull_command(source), "pull_start", source)
 
     def classify(self, rc: int, tail: bytes) -> str:
         if rc == RC_UNREACHABLE and MARK in tail:
@@ -130,27 +185,21 @@ class RpcCommand:
         self._client: Optional[Client] = None
         self._killed = False
         self._ended = False  # rc is final (set just before the end pipe is written)
-        fds: List[int] = []
-        try:
-            out_r, out_w = os.pipe()
-            fds += [out_r, out_w]
-            err_r = err_w = None
-            if stderr:
-                err_r, err_w = os.pipe()
-                fds += [err_r, err_w]
-            end_r, end_w = os.pipe()
-            fds += [end_r, end_w]
-            in_r = in_w = None
-            if stdin:  # the engine writes here; a thread forwards it to the node
-                in_r, in_w = os.pipe()
-                fds += [in_r, in_w]
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
+        out, err, end, inp = open_pipes(True, stderr, True, stdin)
+        out_r, out_w = out or (-1, -1)  # (always made)
+        end_r, end_w = end or (-1, -1)  # (always made)
+        err_r, err_w = err or (None, None)
+        in_r, in_w = inp or (None, None)
         for rfd in (out_r, err_r, end_r, in_w):
             if rfd is not None:
                 os.set_blocking(rfd, False)
+        if in_w is not None:  # room for a whole chunk per call (best effort)
+            try:
+                import fcntl
+
+                fcntl.fcntl(in_w, F_SETPIPE_SZ, STDIN_CHUNK)
+            except (ImportError, OSError):
+                pass
         self.stdin = in_w
         self._in_r = in_r
         self._feeding = False  # _feed owns _in_r (else _run closes it at the end)
@@ -163,7 +212,11 @@ class RpcCommand:
         self._thread = threading.Thread(
             target=self._run, args=(command, stderr), daemon=True, name=f"easycluster-rpc {node}"
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            close_pipes([out, err, end, inp])
+            raise
 
     def _run(self, command: str, stderr: bool) -> None:
         rc = RC_UNREACHABLE
@@ -174,15 +227,19 @@ class RpcCommand:
                 self._put(2, MARK + f"{self.node}: cannot connect: {e}\n".encode())
                 return
             try:
-                chunks, code = client.call(
-                    REMOTE + "start",
-                    self.token,
-                    command,
-                    stderr,
-                    self._in_r is not None,
-                    threadid=SINGLE,
-                )
-                if self._in_r is not None:
+                if isinstance(command, RemoteCall):
+                    how = REMOTE + command.func
+                    chunks, code = client.call(how, self.token, *command.args, threadid=SINGLE)
+                else:
+                    chunks, code = client.call(
+                        REMOTE + "start",
+                        self.token,
+                        command,
+                        stderr,
+                        self._in_r is not None,
+                        threadid=SINGLE,
+                    )
+                if self._in_r is not None and code is None:
                     self._feeding = True
                     threading.Thread(
                         target=self._feed, args=(client,), daemon=True, name="easycluster-rpc-in"
@@ -201,18 +258,18 @@ class RpcCommand:
                 self._put(2, MARK + f"{self.node}: lost during the command: {e}\n".encode())
         finally:
             if self._in_r is not None and not self._feeding:
-                _close(self._in_r)
+                close_fd(self._in_r)
             self.rc = rc
             self._ended = True
             for wfd in (self._out_w, self._err_w):
                 if wfd is not None:
-                    _close(wfd)
+                    close_fd(wfd)
             self._out_w = self._err_w = None
             try:
                 os.write(self._end_w, b"x")
             except OSError:  # the engine let go of the slot already (killed)
                 pass
-            _close(self._end_w)
+            close_fd(self._end_w)
 
     def _feed(self, client: Client) -> None:
         """Forward what the engine writes to our stdin pipe to the node, in order (one
@@ -222,7 +279,7 @@ class RpcCommand:
             return
         try:
             while True:
-                data = os.read(fd, 1 << 16)
+                data = os.read(fd, STDIN_CHUNK)
                 if not data:
                     break
                 client.call(REMOTE + "write", self.token, data, threadid=SINGLE)
@@ -230,7 +287,7 @@ class RpcCommand:
         except Exception:
             pass  # the command or its session ended: its end is reported by _run
         finally:
-            _close(fd)
+            close_fd(fd)
 
     def _put(self, sid: int, data: bytes) -> None:
         """Write ``data`` to our stdout (sid 1) or stderr pipe, all of it (blocking: the
@@ -275,23 +332,16 @@ class RpcCommand:
     def close_stdin(self) -> None:
         """End the command's input (after what was written to ``stdin``)."""
         if self.stdin is not None:
-            _close(self.stdin)
+            close_fd(self.stdin)
             self.stdin = None
 
     def close(self) -> None:
         self.close_stdin()
         for fd in (self.stdout, self.stderr, self.pidfd):
             if fd is not None and fd >= 0:
-                _close(fd)
+                close_fd(fd)
         self.stdout = -1
         self.stderr = self.pidfd = None
 
 
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-__all__ = ["RpcBackend", "RpcCommand", "RC_UNREACHABLE"]
+__all__ = ["RpcBackend", "RpcCommand", "RemoteCall", "RC_UNREACHABLE"]

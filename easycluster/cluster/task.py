@@ -34,7 +34,7 @@ from typing import (
 from ..errors import TaskTimeout
 from ..nodeset import NodeSet
 from .backends import Backend, ExecBackend, SshBackend
-from .copy import base_name, pull_command, pull_names, push_command
+from .copy import base_name, pull_names
 from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
@@ -319,7 +319,7 @@ class Task:
 
         push = open_push(os.fspath(source))
         try:
-            command = push_command(
+            command = chosen.push_command(
                 os.fspath(dest),
                 push.name,
                 push.feed.total,
@@ -330,7 +330,7 @@ class Task:
             )
             worker = Worker(
                 self,
-                chosen.literal(command),
+                command,
                 self.new_keys(names),
                 handler,
                 self.command_timeout(timeout),
@@ -378,7 +378,7 @@ class Task:
         hosts = [self.results.slot(k).node for k in keys]
         worker = Worker(
             self,
-            chosen.literal(pull_command(source)),
+            chosen.pull_command(source),
             keys,
             handler,
             self.command_timeout(timeout),

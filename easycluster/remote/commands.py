@@ -1,9 +1,11 @@
-"""Shell commands run by a server for the cluster layer's RPC backend.
+"""Shell commands (and copies) run by a server for the cluster layer's RPC backend.
 
 The client (``cluster/rpc.py``) starts a command with ``start`` and collects its output
 with ``read`` until ``read`` reports the return code; ``kill`` ends it early. Each
 command is named by a token the client chooses (unique per connection), and is kept in
-``RUNNING`` until its return code has been read or it was killed.
+``RUNNING`` until its return code has been read or it was killed. ``push_start`` and
+``pull_start`` start a copy's receiver or sender instead (``filecopy.py``); ``write``,
+``close_stdin``, ``read`` and ``kill`` then work on it as on a command.
 
 ``start`` and ``read`` block until there is something to report (output, or the end),
 so the client sends them on one-off server threads (``SINGLE``); ``kill`` returns at
@@ -13,6 +15,18 @@ The command runs under ``/bin/sh -c`` in a session of its own (``kill`` reaches 
 started too), with stdin from /dev/null, or from a pipe the client fills with ``write``
 and ends with ``close_stdin``. A ``read`` returns at most ``READ_MAX`` bytes, so one
 chatty command cannot build an unbounded reply.
+
+Orphans: a connection that ends cleanly kills its commands (``kill_all``). So that they
+also die when this server process dies without cleaning up (SIGKILL, a crash), the
+first command starts a watchdog (``WATCHDOG``, a small ``sh`` loop in a session of its
+own) on a pipe whose write end only this process holds. Each command's process group
+is announced on it (``+ PGID``) right after the fork, and withdrawn (``- PGID``) once
+the command exited, before it is reaped (so the id cannot have been reused). When the
+pipe ends, the watchdog SIGKILLs the groups still announced and exits. One watchdog per
+server costs a pipe write per command (a wrapper process per command, or
+``PR_SET_PDEATHSIG`` in a ``preexec_fn``, cost about 1 ms per command more; and the
+death signal follows the forking thread, a one-off thread here, not the process).
+A command is unprotected only for the instant between its fork and its announcement.
 """
 
 from __future__ import annotations
@@ -21,7 +35,9 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple
+
+from .filecopy import CopyError, Receiver, Sender
 
 if TYPE_CHECKING:  # (imported when first used: every server ships this module)
     import subprocess
@@ -47,10 +63,126 @@ class Running:
                 os.set_blocking(fd, False)
                 self.open[fd] = sid
         self.lock = threading.Lock()  # one read() at a time
+        self.watched = True  # announced to the watchdog and not withdrawn
+
+    def read(self) -> Tuple[Chunks, Optional[int]]:
+        """As the module's ``read``, for this command."""
+        return _read_process(self)
+
+    def write(self, data: bytes) -> None:
+        stdin = self.proc.stdin
+        if stdin is None:
+            raise ValueError("the command was started without stdin")
+        try:
+            stdin.write(data)
+            stdin.flush()
+        except (BrokenPipeError, ValueError):  # (ValueError: closed meanwhile by its end)
+            pass
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def kill(self) -> None:
+        if self.proc.returncode is not None:  # reaped: the id may be someone else's now
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
-RUNNING: Dict[int, Running] = {}
+class Job(Protocol):
+    """What ``RUNNING`` holds: a ``Running`` command, or a copy's ``filecopy.Receiver``
+    or ``filecopy.Sender``."""
+
+    def read(self) -> Tuple[Chunks, Optional[int]]: ...
+    def write(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+RUNNING: Dict[int, Job] = {}
 _RUNNING_LOCK = threading.Lock()
+
+WATCHDOG = r"""pgs=
+while read -r op pg; do
+  case $op in
+  +) pgs="$pgs $pg" ;;
+  -) left=; for p in $pgs; do [ "$p" = "$pg" ] || left="$left $p"; done; pgs=$left ;;
+  esac
+done
+for p in $pgs; do kill -9 -"$p"; done 2>/dev/null
+"""
+
+
+class Watchdog:
+    """The process that kills our commands' groups if this process dies (module
+    docstring). ``announce`` and ``withdraw`` never raise: a watchdog that died is
+    started again with the groups still running."""
+
+    def __init__(self) -> None:
+        self.fd: Optional[int] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None  # (kept: never collected running)
+        self.lock = threading.Lock()
+
+    def announce(self, pgid: int) -> None:
+        self._send(b"+ %d\n" % pgid, pgid)
+
+    def withdraw(self, pgid: int) -> None:
+        self._send(b"- %d\n" % pgid, None)
+
+    def close(self) -> None:
+        """Let the watchdog go (it kills what is still announced, then exits)."""
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+    def _send(self, line: bytes, pgid: Optional[int]) -> None:
+        with self.lock:
+            if self.fd is not None:
+                try:
+                    os.write(self.fd, line)  # (one short line: atomic on a pipe)
+                    return
+                except OSError:  # it died (killed by someone): start another one
+                    os.close(self.fd)
+                    self.fd = None
+            if pgid is not None:
+                self._start(pgid)
+
+    def _start(self, pgid: int) -> None:
+        """Start a watchdog told about ``pgid`` and every command still announced."""
+        import subprocess
+
+        if self.proc is not None:
+            self.proc.poll()  # (reap the one that died)
+        r, w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", WATCHDOG],
+                stdin=r,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+            groups = [pgid] + [
+                j.proc.pid for j in list(RUNNING.values()) if isinstance(j, Running) and j.watched
+            ]
+            os.write(w, b"".join(b"+ %d\n" % g for g in groups))
+        except OSError:  # (no watchdog: the commands are not protected, but they run)
+            os.close(w)
+            return
+        finally:
+            os.close(r)
+        self.fd = w
+
+
+WATCH = Watchdog()
 
 
 def start(token: int, command: str, stderr: bool, stdin: bool) -> Tuple[Chunks, Optional[int]]:
@@ -72,10 +204,53 @@ def start(token: int, command: str, stderr: bool, stdin: bool) -> Tuple[Chunks, 
             start_new_session=True,
             close_fds=True,
         )
+        WATCH.announce(proc.pid)  # (it leads its own group: pgid == pid)
         RUNNING[token] = Running(proc)
     if stdin:
         return [], None
     return read(token)
+
+
+def push_start(
+    token: int,
+    dest: str,
+    name: str,
+    size: int,
+    mode: int,
+    kind: str,
+    preserve: bool,
+    mtime: float,
+    top: str,
+) -> Tuple[Chunks, Optional[int]]:
+    """Start receiving a pushed file or directory as ``token`` (``filecopy.Receiver``):
+    ``([], None)``, then its bytes come with ``write`` and end with ``close_stdin``,
+    and ``read`` reports the outcome. A target refused at once: ``([(STDERR, why)],
+    1)``. ValueError for a token in use."""
+    try:
+        job: Job = Receiver(dest, name, size, mode, kind, preserve, mtime, top)
+    except CopyError as e:
+        return [(STDERR, f"{e}\n".encode("utf-8", "replace"))], 1
+    _add(token, job)
+    return [], None
+
+
+def pull_start(token: int, source: str) -> Tuple[Chunks, Optional[int]]:
+    """Start sending ``source`` as ``token`` (``filecopy.Sender``), then as ``read``.
+    A source that cannot be read: ``([(STDERR, why)], 1)``."""
+    try:
+        job: Job = Sender(source)
+    except CopyError as e:
+        return [(STDERR, f"{e}\n".encode("utf-8", "replace"))], 1
+    _add(token, job)
+    return read(token)
+
+
+def _add(token: int, job: Job) -> None:
+    with _RUNNING_LOCK:
+        if token in RUNNING:
+            job.kill()
+            raise ValueError(f"command token {token} is in use")
+        RUNNING[token] = job
 
 
 def read(token: int) -> Tuple[Chunks, Optional[int]]:
@@ -83,9 +258,17 @@ def read(token: int) -> Tuple[Chunks, Optional[int]]:
     the output read (at most ``READ_MAX`` bytes) and, once both streams ended and the
     process exited, its return code (128+N if killed by signal N), else None. After the
     return code the token is forgotten. KeyError for an unknown token."""
+    job = RUNNING[token]
+    chunks, rc = job.read()
+    if rc is not None:
+        with _RUNNING_LOCK:
+            RUNNING.pop(token, None)
+    return chunks, rc
+
+
+def _read_process(run: Running) -> Tuple[Chunks, Optional[int]]:
     import selectors
 
-    run = RUNNING[token]
     chunks: Chunks = []
     size = 0
     with run.lock:
@@ -118,55 +301,63 @@ def read(token: int) -> Tuple[Chunks, Optional[int]]:
                     timeout = max(0.0, min(LINGER, until - now))
         if run.open:
             return chunks, None
+        _exited(run.proc.pid)
+        _withdraw(run)  # (before the reap: the group id is still ours)
         rc = run.proc.wait()
-        _forget(token, run)
+        _close_streams(run)
     return chunks, 128 - rc if rc < 0 else rc
 
 
 def write(token: int, data: bytes) -> None:
-    """Write ``data`` to command ``token``'s stdin (blocking until the pipe takes it).
-    BrokenPipeError is ignored: the command stopped reading, as with a local pipe."""
-    run = RUNNING.get(token)
-    if run is None:  # (ended, and its end was read: nothing wants the input any more)
-        return
-    proc = run.proc
-    if proc.stdin is None:
-        raise ValueError(f"command {token} was started without stdin")
-    try:
-        proc.stdin.write(data)
-        proc.stdin.flush()
-    except (BrokenPipeError, ValueError):  # (ValueError: closed meanwhile by its end)
-        pass
+    """Write ``data`` to command ``token``'s stdin (blocking until the pipe takes it), or
+    to a push's receiver. BrokenPipeError is ignored: the command stopped reading, as
+    with a local pipe. ValueError if it was started without stdin."""
+    job = RUNNING.get(token)
+    if job is not None:  # (else ended, and its end was read: nobody wants the input)
+        job.write(data)
 
 
 def close_stdin(token: int) -> None:
-    """End command ``token``'s stdin (it reads end of file)."""
-    run = RUNNING.get(token)
-    if run is not None and run.proc.stdin is not None:
-        try:
-            run.proc.stdin.close()
-        except BrokenPipeError:
-            pass
+    """End command ``token``'s stdin (it reads end of file; a push then finishes)."""
+    job = RUNNING.get(token)
+    if job is not None:
+        job.close_stdin()
 
 
 def kill(token: int) -> bool:
-    """SIGKILL command ``token`` and what it started (its session); its ``read`` then
-    reports the end. False if the token is unknown (ended and read already)."""
-    run = RUNNING.get(token)
-    if run is None:
+    """SIGKILL command ``token`` and what it started (its session), or abandon a copy;
+    its ``read`` then reports the end. False if the token is unknown (ended and read
+    already)."""
+    job = RUNNING.get(token)
+    if job is None:
         return False
-    try:
-        os.killpg(run.proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    job.kill()
     return True
 
 
 def kill_all() -> None:
-    """Kill every command still running: the connection that started them ends (its
-    server process is about to exit, and nobody would read their output)."""
-    for token in list(RUNNING):
-        kill(token)
+    """Kill every command still running and abandon every copy: the connection that
+    started them ends (its server process is about to exit, and nobody would read their
+    output). The watchdog is let go (killed here, the groups need it no longer)."""
+    for job in list(RUNNING.values()):
+        job.kill()
+        if isinstance(job, Running):
+            _withdraw(job)  # (killed, and not reaped before we exit: not reused)
+    WATCH.close()
+
+
+def _withdraw(run: Running) -> None:
+    if run.watched:
+        run.watched = False
+        WATCH.withdraw(run.proc.pid)
+
+
+def _exited(pid: int) -> None:
+    """Wait until process ``pid`` (our child) has exited, without reaping it."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except (AttributeError, ChildProcessError, OSError):  # (no waitid: the reap waits)
+        pass
 
 
 def _read(fd: int) -> Optional[bytes]:
@@ -179,12 +370,10 @@ def _read(fd: int) -> Optional[bytes]:
         return b""
 
 
-def _forget(token: int, run: Running) -> None:
+def _close_streams(run: Running) -> None:
     for f in (run.proc.stdout, run.proc.stderr, run.proc.stdin):
         if f is not None:
             try:
                 f.close()
             except OSError:
                 pass
-    with _RUNNING_LOCK:
-        RUNNING.pop(token, None)

@@ -136,3 +136,59 @@ def test_backend_names_and_info_keys():
         task.backend("telnet")
     with pytest.raises(ValueError, match="fanout must be a positive integer"):
         task.set_info("fanout", 0)
+
+
+def test_which_backends_substitute_placeholders():
+    """The rule in backends.py's docstring: exec and rpc substitute, ssh does not, and
+    ``literal`` runs a command as written on each."""
+    from easycluster.cluster.rpc import RpcBackend
+
+    assert SshBackend().argv("n1", "date +%h")[-1] == "date +%h"
+    assert SshBackend().literal("date +%h") == "date +%h"
+    for backend in (ExecBackend(), RpcBackend(connect=lambda node: None)):
+        assert substitute(backend.literal("echo %h 100%"), "n1", 0) == "echo %h 100%"
+
+
+def test_copy_commands_per_backend():
+    from easycluster.cluster.copy import pull_command, push_command
+    from easycluster.cluster.rpc import RemoteCall, RpcBackend
+
+    args = ("/d", "f", 10, 0o100644, "f", True, 1e9)
+    assert SshBackend().push_command(*args) == push_command(*args)
+    assert ExecBackend().pull_command("/s%h") == pull_command("/s%h").replace("%", "%%")
+    rpc = RpcBackend(connect=lambda node: None)
+    push = rpc.push_command(*args)
+    assert isinstance(push, RemoteCall) and push == push_command(*args)
+    assert (push.func, push.args) == ("push_start", ("/d", "f", 10, 0o644, "f", True, 1e9, "d"))
+    pull = rpc.pull_command("/s")
+    assert isinstance(pull, RemoteCall) and (pull.func, pull.args) == ("pull_start", ("/s",))
+    with pytest.raises(ValueError):
+        rpc.push_command("", "f", 1, 0o644, "f", False, 0)
+
+
+def test_open_pipes_gives_the_pipes_asked_for_and_closes_them_on_failure(monkeypatch):
+    import os
+
+    from easycluster.cluster import backends
+
+    out, none, other = backends.open_pipes(True, False, True)
+    assert none is None and out is not None and other is not None
+    backends.close_pipes([out, none, other])
+    for fd in (*out, *other):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    made = []
+    real_pipe = os.pipe
+
+    def pipe_then_fail():
+        if made:
+            raise OSError(24, "Too many open files")
+        made.append(real_pipe())
+        return made[-1]
+
+    monkeypatch.setattr(backends.os, "pipe", pipe_then_fail)  # (running out is hard to cause)
+    with pytest.raises(OSError, match="Too many"):
+        backends.open_pipes(True, True)
+    for fd in made[0]:
+        with pytest.raises(OSError):
+            os.fstat(fd)

@@ -31,6 +31,10 @@ HAS_SETSID = shutil.which("setsid") is not None
 def no_leftover_children(request):
     if "sshd" in request.fixturenames:
         request.getfixturevalue("sshd")  # (the session's sshd is not a leftover)
+    if "rpc_task" in request.fixturenames:
+        from easycluster.server import spawn_local
+
+        spawn_local().close()  # (spawn_local's zygote, kept for the process, is not one)
     before = children()
     yield
     left = children() - before
@@ -353,3 +357,129 @@ def test_ssh_copy_to_an_unreachable_node(sshd, source, tmp_path):
     task.resume()
     assert dict(task.iter_status()) == {"unreachable": ["127.0.0.1", "127.0.0.1#2"]}
     assert not [p for p in tree(tmp_path) if "hostname" in p or TEMP_MARK in p]
+
+
+# -- over RPC sessions (local servers) -----------------------------------------------
+
+
+@pytest.fixture
+def rpc_task(nodes):
+    """A Task whose rpc sessions are local servers, each working in its node's
+    directory with an empty PATH: a copy that needed ``sh`` and its tools there
+    (``cat``, ``mv``, ``tar``) would fail, so these copies prove the server does it."""
+    from easycluster.server import spawn_local
+
+    task = Task()
+
+    def connect(node: str):
+        client = spawn_local()
+        try:
+            client.call("os.chdir", str(nodes / node))
+            client.call("os.environ.__setitem__", "PATH", "/nonexistent")
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    task.set_info("rpc_connect", connect)
+    task.set_default("backend", "rpc")
+    yield task
+    task.close_sessions()
+
+
+def test_rpc_push_of_random_mib_keeps_every_byte_and_fails_per_node(rpc_task, nodes, tmp_path):
+    big = tmp_path / "random"
+    big.write_bytes(os.urandom(5 * 2**20 + 12345))  # several MiB, not a chunk multiple
+    os.chmod(big, 0o640)
+    for n in ("n1", "n2"):
+        (nodes / n / "into").mkdir()
+    (nodes / "n3" / "into").write_bytes(b"a file, not a directory")
+    rpc_task.copy(str(big), "into/", nodes="n[1-3]")
+    rpc_task.resume()
+    assert [rpc_task.node_retcode(n) for n in ("n1", "n2", "n3")] == [0, 0, 1]
+    assert rpc_task.node_status("n3") == "hup"  # the node failed, it was reachable
+    assert b"easycluster copy: into/: no such directory" in rpc_task.node_error("n3")
+    mask = os.umask(0)
+    os.umask(mask)
+    for n in ("n1", "n2"):
+        assert sha(nodes / n / "into" / "random") == sha(big)
+        assert os.stat(nodes / n / "into" / "random").st_mode & 0o7777 == 0o640 & ~mask
+    assert temporaries(nodes) == [] and tree(nodes / "n3") == ["into"]
+
+
+def test_rpc_push_keeps_mode_and_time_and_replaces_atomically(rpc_task, nodes, source):
+    os.chmod(source / "big", 0o751)
+    os.utime(source / "big", (1_000_000_000, 1_000_000_000))
+    (nodes / "n1" / "big").write_bytes(b"old")
+    (nodes / "n2" / "big").mkdir()
+    rpc_task.copy(str(source / "big"), ".", nodes="n[1-2]", preserve=True)
+    rpc_task.copy(str(source / "big"), "p%hq", nodes="n1")  # taken literally
+    rpc_task.resume()
+    assert rpc_task.node_retcode("n1") == 0 and rpc_task.node_retcode("n1#2") == 0
+    st = os.stat(nodes / "n1" / "big")
+    assert st.st_mode & 0o7777 == 0o751 and st.st_mtime == 1_000_000_000
+    assert sha(nodes / "n1" / "big") == sha(source / "big")
+    assert (nodes / "n1" / "p%hq").exists()
+    assert b"big: is a directory" in rpc_task.node_error("n2")
+    assert temporaries(nodes) == []
+
+
+def test_rpc_push_and_pull_directories(rpc_task, nodes, source, tmp_path):
+    (nodes / "n2" / "src").mkdir()
+    (nodes / "n2" / "src" / "stale").write_bytes(b"gone after the copy")
+    rpc_task.copy(str(source / "src"), ".", nodes="n[1-2]")
+    rpc_task.resume()
+    assert rpc_task.max_retcode() == 0, list(rpc_task.iter_errors())
+    for n in ("n1", "n2"):
+        assert tree(nodes / n) == ["src/", "src/a", "src/sub/", "src/sub/b"]
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    rpc_task.rcopy("src", str(pulled), nodes="n1")
+    rpc_task.rcopy("src/sub/b", str(pulled), nodes="n[1-2],n1")
+    rpc_task.rcopy("missing", str(pulled), nodes="n3")
+    rpc_task.resume()
+    assert [rpc_task.node_retcode(k) for k in rpc_task.results.slots] == [0, 0, 0, 0, 1]
+    assert b"missing: no such file or directory" in rpc_task.node_error("n3")
+    assert tree(pulled) == [
+        "b.n1",
+        "b.n1~2",
+        "b.n2",
+        "src.n1/",
+        "src.n1/a",
+        "src.n1/sub/",
+        "src.n1/sub/b",
+    ]
+    assert (pulled / "b.n1~2").read_bytes() == b"B" * 100_000
+
+
+def test_rpc_pull_of_random_mib_keeps_every_byte(rpc_task, nodes, tmp_path):
+    data = os.urandom(3 * 2**20 + 7)
+    for n in ("n1", "n2", "n3"):
+        (nodes / n / "f").write_bytes(data)
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    rpc_task.rcopy("f", str(pulled), nodes="n[1-3]", preserve=True)
+    rpc_task.resume()
+    assert rpc_task.max_retcode() == 0, list(rpc_task.iter_errors())
+    digest = hashlib.sha256(data).hexdigest()
+    assert {sha(pulled / f"f.{n}") for n in ("n1", "n2", "n3")} == {digest}
+
+
+def test_rpc_push_aborted_midway_leaves_nothing(rpc_task, nodes, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(20_000_000))
+
+    class AbortAfterSome(EventHandler):
+        def ev_written(self, worker, node, sname, size):
+            if size and any(TEMP_MARK in p for p in tree(nodes)):  # a temporary exists
+                worker.task.abort(kill=True)
+
+    rpc_task.copy(str(big), ".", nodes="n[1-2]", handler=AbortAfterSome())
+    rpc_task.resume()
+    assert {rpc_task.node_status(n) for n in ("n1", "n2")} <= {"aborted", "ok"}
+    assert "aborted" in {rpc_task.node_status(n) for n in ("n1", "n2")}
+    # the node's server removes an abandoned temporary when told the copy was killed
+    assert wait_until(lambda: temporaries(nodes) == []), temporaries(nodes)
+    for n in ("n1", "n2"):
+        if rpc_task.node_status(n) == "aborted":
+            assert not (nodes / n / "big").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from typing import Any, Dict, List
 
 import pytest
@@ -163,3 +164,57 @@ def test_closing_the_sessions_ends_the_commands_still_running(task, tmp_path):
     task.resume()
     assert pidfile.exists()
     assert task.node_status("n1") == "unreachable"  # the session went away under it
+
+
+def test_placeholders_are_substituted_as_for_exec(task):
+    task.run("echo %h %n %host %rank 100%%", nodes="n[1-2]")
+    assert dict(task.iter_buffers()) == {b"n1 0 n1 0 100%": ["n1"], b"n2 1 n2 1 100%": ["n2"]}
+    backend = task.rpc_backend()
+    task.run(backend.literal("echo %h 100%"), nodes="n1")  # literal: runs as written
+    assert task.node_buffer("n1") == b"%h 100%"
+
+
+def test_a_command_dies_with_its_killed_server(task, tmp_path):
+    """The server is SIGKILLed (no clean end of its session): the watchdog it started
+    kills the command's process group, children included."""
+    pids: List[int] = []
+
+    class KillServerWhenStarted(EventHandler):
+        def ev_read(self, worker, node, sname, msg):
+            if sname == "stdout":
+                pids.extend(int(p) for p in msg.split())
+                os.kill(task.made[node].server_pid, signal.SIGKILL)
+
+    task.shell("sleep 60 & echo $$ $!; wait", nodes="n1", handler=KillServerWhenStarted())
+    task.resume()
+    assert task.node_status("n1") == "unreachable" and len(pids) == 2
+    for pid in pids:  # the shell and its background child
+        assert wait_until(lambda p=pid: not pid_alive(p), timeout=10), f"{pid} left running"
+
+
+def test_one_watchdog_per_server_and_it_goes_with_the_server(task):
+    """One watchdog per server however many commands ran, and it goes with its server
+    (it is not left behind when the server is SIGKILLed)."""
+    for _ in range(3):
+        task.run("echo $$", nodes="n[1-2]")
+    server = task.made["n1"].server_pid
+    watchdogs = [p for p in children_of(server) if b"while read -r op pg" in cmdline(p)]
+    assert len(watchdogs) == 1
+    os.kill(server, signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(watchdogs[0]), timeout=10)
+
+
+def children_of(pid: int) -> List[int]:
+    out: List[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            out += [int(p) for p in f.read().split()]
+    return out
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

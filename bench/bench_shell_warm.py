@@ -1,0 +1,175 @@
+"""Warm shell commands: the second command of a Task on N nodes, per backend, same run.
+
+    .venv/bin/python bench/bench_shell_warm.py [--nodes N] [--runs R] [--no-ssh]
+
+One Task per row runs ``echo ok`` on N nodes once (untimed: sessions connect, caches
+fill), then R more times, timed; the rows take turns round by round (interleaved, after
+the machine is mostly idle: ``bench_shell.wait_quiet``), so a busy moment hits every row.
+Every run's output is checked (one gathered buffer ``ok`` on all N nodes, return code 0).
+
+Rows:
+
+* ``rpc, local servers``: ``backend="rpc"``, each node a server of ours started with
+  ``spawn_local`` (the session stays open; each command is a fork on its node);
+* ``rpc, ssh sessions``: ``backend="rpc"`` with the sessions started over ssh to
+  ``bench_shell``'s throwaway loopback sshd (curve25519), as on a real cluster;
+* ``exec``: ``backend="exec"``, a local ``sh -c echo ok`` per node (no session: this is
+  the cost of a fork per node, seen from the Task: the floor for a command);
+* ``ssh``: ``backend="ssh"`` to the loopback sshd, a new connection per command (what
+  pdsh and clush do every time);
+* ``ssh, ControlMaster``: the same with OpenSSH's connection sharing
+  (``ControlMaster auto``, ``ControlPersist``), OpenSSH's own warm path.
+
+The table gives the median and range in ms, and the ratio to ``exec``. The sshd, the
+servers and the temporary files are removed at the end, also on error. ``--no-ssh`` (or
+no sshd here) keeps the local rows only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_shell import SSHD, Sshd, wait_quiet  # noqa: E402
+
+from easycluster.cluster import ExecBackend, SshBackend, Task  # noqa: E402
+from easycluster.server import spawn_local  # noqa: E402
+
+
+class Row:
+    """A Task set up for one backend; ``once()`` times one checked ``echo ok``."""
+
+    def __init__(self, label: str, task: Task, nodes: str, count: int, backend: Any) -> None:
+        self.label, self.task, self.nodes, self.count = label, task, nodes, count
+        self.backend = backend
+        self.times: List[float] = []
+        self.error: Optional[str] = None
+
+    def once(self) -> float:
+        t = time.perf_counter()
+        self.task.run("echo ok", nodes=self.nodes, backend=self.backend)
+        took = time.perf_counter() - t
+        got = {bytes(b): len(keys) for b, keys in self.task.iter_buffers()}
+        if got != {b"ok": self.count} or self.task.max_retcode() != 0:
+            errors = {bytes(e): len(k) for e, k in self.task.iter_errors()}
+            raise RuntimeError(f"{self.label}: wrong results {got} {errors}")
+        return took
+
+
+def make_rows(nodes: int, sshd: Optional[Sshd], workdir: str) -> List[Row]:
+    names = f"n[1-{nodes}]"
+    rows: List[Row] = []
+    local = Task()
+    local.set_info("rpc_connect", lambda node: spawn_local())
+    rows.append(Row("rpc, local servers", local, names, nodes, "rpc"))
+    rows.append(Row("exec (local sh per node)", Task(), names, nodes, ExecBackend()))
+    if sshd is not None:
+        config = sshd.configs["curve25519"]
+        hosts = f"h[1-{nodes}]"
+        over_ssh = Task()
+        over_ssh.set_info("ssh_options", f"-F {config}")
+        rows.append(Row("rpc, ssh sessions", over_ssh, hosts, nodes, "rpc"))
+        plain = SshBackend(options=["-F", config])
+        rows.append(Row("ssh (a connection per command)", Task(), hosts, nodes, plain))
+        control = os.path.join(workdir, "cm-%C")
+        shared = SshBackend(
+            options=[
+                "-F",
+                config,
+                "-oControlMaster=auto",
+                f"-oControlPath={control}",
+                "-oControlPersist=120",
+            ]
+        )
+        rows.append(Row("ssh, ControlMaster", Task(), hosts, nodes, shared))
+    return rows
+
+
+def close_rows(rows: List[Row], workdir: str) -> None:
+    for r in rows:
+        r.task.close_sessions()
+    for name in os.listdir(workdir):  # the ControlMaster processes: ask each to exit
+        if name.startswith("cm-"):
+            path = os.path.join(workdir, name)
+            subprocess.run(
+                ["ssh", f"-oControlPath={path}", "-O", "exit", "x"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            )
+
+
+def table(rows: List[Row]) -> List[str]:
+    floor = next((statistics.median(r.times) for r in rows if r.label.startswith("exec")), None)
+    out = ["| backend | median ms | range ms | vs exec |", "|---|---:|---|---:|"]
+    for r in rows:
+        if r.error or not r.times:
+            out.append(f"| {r.label} | failed: {r.error} | | |")
+            continue
+        m = statistics.median(r.times)
+        ratio = f"{m / floor:.2f}x" if floor else ""
+        lo, hi = min(r.times) * 1e3, max(r.times) * 1e3
+        out.append(f"| {r.label} | {m * 1e3:.1f} | {lo:.1f}-{hi:.1f} | {ratio} |")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=64, help="nodes (64)")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per row (20)")
+    ap.add_argument("--no-ssh", action="store_true", help="local rows only")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    use_ssh = not args.no_ssh and os.access(SSHD, os.X_OK) and shutil.which("ssh")
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
+        sshd = Sshd(tmp, [f"h{i}" for i in range(1, args.nodes + 1)]) if use_ssh else None
+        rows: List[Row] = []
+        try:
+            if sshd is not None:
+                sshd.start()
+            rows = make_rows(args.nodes, sshd, tmp)
+            for r in rows:  # untimed: connect the sessions, check the output
+                run_guarded(r, r.once)
+            for rnd in range(1, args.runs + 1):
+                wait_quiet(limit=2.0)
+                for r in rows:
+                    if r.error is None:
+                        run_guarded(r, lambda r=r: r.times.append(r.once()))
+                print(f"round {rnd}/{args.runs}", file=sys.stderr, flush=True)
+        finally:
+            close_rows(rows, tmp)
+            if sshd is not None:
+                sshd.stop()
+    print(
+        f"Warm `echo ok` on {args.nodes} nodes, the second and later commands of one Task "
+        f"per backend, median of {args.runs} runs (interleaved); {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}. Local servers and the sshd share this "
+        "machine's CPUs with the Task."
+    )
+    print()
+    print("\n".join(table(rows)))
+    return 0
+
+
+def run_guarded(row: Row, step: Callable[[], Any]) -> None:
+    """Run a step of ``row``; a failure marks the row failed (the others go on)."""
+    try:
+        step()
+    except Exception as e:  # (reported in the table)
+        row.error = f"{type(e).__name__}: {str(e)[:120]}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

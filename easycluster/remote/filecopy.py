@@ -1,0 +1,316 @@
+"""The node's side of ``Task.copy`` and ``Task.rcopy`` over an RPC session, in Python.
+
+Over ssh and exec a copy is a POSIX ``sh`` receiver or sender (``cluster/copy.py``);
+over our own server the same streams are handled here, with no shell and no tools on
+the node. ``commands.py`` keeps these objects under the client's token, as it keeps a
+shell command: the client sends a pushed file's bytes in raw chunks with ``write`` (out
+of band: no base64, never the whole file in one message), ends them with
+``close_stdin`` and learns the outcome with ``read``; a pull's ``read`` returns the
+next chunks of ``copy.SENDER``'s stream (a header line, then the data).
+
+``Receiver`` follows ``copy.RECEIVER``'s rules: the target is ``dest/name`` when
+``dest`` is a directory, else ``dest`` (whose directory must exist); a file never
+replaces a directory; a directory replaces a directory as a whole and never a file.
+The bytes go to ``.NAME.ectmp.XXXX`` next to the target (mode 0600 until the end),
+which is renamed onto it only once exactly ``size`` bytes came and every step
+succeeded; any failure, a ``kill`` or the session's end removes the temporary. (A
+server killed with SIGKILL in the middle of a push leaves its temporary, never a
+partial target.) Failures are return code 1 with ``easycluster copy: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+STDOUT, STDERR = 1, 2
+Chunks = List[Tuple[int, bytes]]
+CHUNK = 1 << 20  # bytes a pull's read() returns at most
+RC_KILLED = 128 + 9
+TEMP_MARK = ".ectmp."  # as cluster/copy.py names temporaries (the cleanup tools look for it)
+
+
+class CopyError(Exception):
+    """A copy that cannot go on; the message is the line for the node's stderr."""
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (changing it
+    is process-wide, so another thread could create a file with the wrong one)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: Optional[str]) -> None:
+    if path is None:
+        return
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+class Receiver:
+    """One pushed file (``kind`` "f") or directory ("d": a tar stream whose top member
+    is ``top``) of ``size`` bytes arriving for ``dest`` (module docstring). Raises
+    CopyError when the target is refused before any byte came."""
+
+    def __init__(
+        self,
+        dest: str,
+        name: str,
+        size: int,
+        mode: int,
+        kind: str,
+        preserve: bool,
+        mtime: float,
+        top: str,
+    ) -> None:
+        import tempfile
+
+        if kind not in ("f", "d"):
+            raise CopyError(f"easycluster copy: unknown kind {kind!r}")
+        target = os.path.join(dest, name) if os.path.isdir(dest) else dest
+        parent, base = os.path.split(target)
+        parent = parent or "."
+        if not base or not os.path.isdir(parent):
+            raise CopyError(f"easycluster copy: {parent}/: no such directory")
+        if kind == "f" and os.path.isdir(target):
+            raise CopyError(f"easycluster copy: {target}: is a directory")
+        if kind == "d" and os.path.lexists(target) and not os.path.isdir(target):
+            raise CopyError(f"easycluster copy: {target}: exists and is not a directory")
+        self.target = target
+        self.size, self.mode, self.kind = size, mode, kind
+        self.preserve, self.mtime, self.top = preserve, mtime, top
+        self.got = 0
+        self.rc: Optional[int] = None
+        self.message = b""
+        self.cond = threading.Condition()
+        prefix = f".{base}{TEMP_MARK}"
+        try:
+            if kind == "f":
+                fd, self.temp = tempfile.mkstemp(prefix=prefix, dir=parent)  # (mode 0600)
+                self.data = self.temp
+            else:
+                self.temp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+                self.data = os.path.join(self.temp, "t.tar")
+                fd = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise CopyError(f"easycluster copy: {target}: cannot write: {e.strerror}") from None
+        self.fd: Optional[int] = fd
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (ignored once the copy failed or ended)."""
+        with self.cond:
+            if self.fd is None:
+                return
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.got += len(data)
+            except OSError as e:
+                self._fail(f"{self.target}: cannot write: {e.strerror}")
+
+    def close_stdin(self) -> None:
+        """The stream ended: check, finish and rename into place (or fail and clean up)."""
+        with self.cond:
+            if self.fd is None:
+                return
+            try:
+                os.close(self.fd)
+                self.fd = None
+                if self.got != self.size:
+                    got, size = self.got, self.size
+                    raise CopyError(f"{self.target}: incomplete, {got} of {size} bytes came")
+                if self.kind == "f":
+                    self._finish_file()
+                else:
+                    self._finish_dir()
+                self._end(0, b"")
+            except CopyError as e:
+                self._fail(str(e))
+            except (OSError, ValueError, EOFError) as e:  # (tarfile's errors are these)
+                self._fail(f"{self.target}: {e}")
+
+    def kill(self) -> None:
+        """Give up: remove the temporary; ``read`` reports 137."""
+        with self.cond:
+            if self.rc is None:
+                self._abandon()
+                self._end(RC_KILLED, b"")
+
+    def read(self) -> Tuple[Chunks, Optional[int]]:
+        """Wait for the outcome: ``([(STDERR, why)] or [], rc)``."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.rc is not None)
+            chunks = [(STDERR, self.message)] if self.message else []
+            return chunks, self.rc
+
+    # -- the steps (with self.cond held) --------------------------------------------------
+
+    def _finish_file(self) -> None:
+        mode = self.mode & 0o7777 if self.preserve else self.mode & ~current_umask() & 0o777
+        os.chmod(self.temp, mode)
+        if self.preserve:
+            os.utime(self.temp, (self.mtime, self.mtime))
+        if os.path.isdir(self.target):
+            raise CopyError(f"{self.target}: is a directory")
+        os.replace(self.temp, self.target)
+        self.temp = ""
+
+    def _finish_dir(self) -> None:
+        import tarfile
+
+        with tarfile.open(self.data, mode="r:") as tar:
+            _unpack(tar, self.temp, self.preserve)
+        os.unlink(self.data)
+        new = os.path.join(self.temp, self.top)
+        if not os.path.isdir(new):
+            raise CopyError(f"{self.target}: the stream held no directory")
+        if os.path.lexists(self.target) and not os.path.isdir(self.target):
+            raise CopyError(f"{self.target}: exists and is not a directory")
+        old = None
+        if os.path.isdir(self.target):  # moved aside for the instant of the swap
+            old = os.path.join(self.temp, "old")
+            os.rename(self.target, old)
+        try:
+            os.rename(new, self.target)
+        except OSError:
+            if old is not None:
+                os.rename(old, self.target)
+            raise
+        _remove(self.temp)  # (the old tree with it)
+        self.temp = ""
+
+    def _fail(self, why: str) -> None:
+        self._abandon()
+        self._end(1, f"easycluster copy: {why}\n".encode("utf-8", "replace"))
+
+    def _abandon(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        if self.temp:
+            _remove(self.temp)
+            self.temp = ""
+
+    def _end(self, rc: int, message: bytes) -> None:
+        if self.rc is None:
+            self.rc, self.message = rc, message
+            self.cond.notify_all()
+
+
+def _unpack(tar: Any, into: str, preserve: bool) -> None:
+    """Extract ``tar`` into ``into``: nothing outside it, owners left to us, and without
+    ``preserve`` the umask applied and mtimes not restored (as ``tar -x -m`` does)."""
+    import tarfile
+
+    umask = current_umask()
+    if hasattr(tarfile, "tar_filter"):
+
+        def member(info: Any, path: str) -> Any:
+            info = tarfile.tar_filter(info, path)  # (raises for a member outside ``path``)
+            changes: Dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
+            if not preserve:
+                changes["mtime"] = None
+                if info.mode is not None:
+                    changes["mode"] = info.mode & ~umask & 0o777
+            return info.replace(**changes, deep=False)
+
+        tar.extractall(into, filter=member)
+        return
+    members = tar.getmembers()  # (Python without tarfile filters: check names by hand)
+    for info in members:
+        for name in (info.name, info.linkname if info.issym() or info.islnk() else ""):
+            if name.startswith("/") or ".." in name.split("/"):
+                raise CopyError(f"refusing the archive member {info.name!r}")
+    tar.extractall(into, members)
+
+
+class Sender:
+    """``source`` sent as ``copy.SENDER`` sends it: ``F MODE MTIME`` and the file's bytes,
+    or ``D`` and a tar stream of the directory's content (packed first into an anonymous
+    temporary file: memory stays bounded). Raises CopyError when it cannot be read."""
+
+    def __init__(self, source: str) -> None:
+        try:
+            st = os.stat(source)
+            if stat.S_ISDIR(st.st_mode):
+                self.file = self._pack(source)
+                head = b"D\n"
+            else:
+                self.file = open(source, "rb")
+                head = b"F %o %d\n" % (st.st_mode & 0o7777, int(st.st_mtime))
+        except FileNotFoundError:
+            raise CopyError(f"easycluster rcopy: {source}: no such file or directory") from None
+        except OSError as e:
+            raise CopyError(f"easycluster rcopy: {source}: {e.strerror or e}") from None
+        self.head: Optional[bytes] = head
+        self.rc: Optional[int] = None
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _pack(source: str) -> Any:
+        import tarfile
+        import tempfile
+
+        packed = tempfile.TemporaryFile()
+        try:
+            with tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(source, arcname=".")
+            packed.seek(0)
+        except BaseException:
+            packed.close()
+            raise
+        return packed
+
+    def read(self) -> Tuple[Chunks, Optional[int]]:
+        """The next piece of the stream (at most ``CHUNK`` bytes), with 0 once it ended."""
+        with self.lock:
+            if self.rc is not None:
+                return [], self.rc
+            out = self.head or b""
+            self.head = None
+            try:
+                data = self.file.read(CHUNK - len(out))
+            except OSError as e:
+                self._close(1)
+                why = f"easycluster rcopy: cannot read: {e.strerror or e}\n".encode()
+                return ([(STDOUT, out)] if out else []) + [(STDERR, why)], 1
+            chunks = [(STDOUT, out + data)] if out or data else []
+            if not data:
+                self._close(0)
+            return chunks, self.rc
+
+    def kill(self) -> None:
+        with self.lock:
+            if self.rc is None:
+                self._close(RC_KILLED)
+
+    def write(self, data: bytes) -> None:
+        raise ValueError("a copy's sender takes no input")
+
+    def close_stdin(self) -> None:
+        pass
+
+    def _close(self, rc: int) -> None:
+        self.rc = rc
+        self.file.close()
