@@ -21,6 +21,20 @@ groups it received. Wall time on this 2-core machine includes every sshd and gat
 sharing the same cores: compare the admin's costs, not wall-clock wins. ``batches`` and
 ``entries``: what the admin received from the gateways (replies, and output plus end
 entries in them), against N nodes.
+
+    sudo .venv/bin/python bench/bench_tree.py --scale [N ...]
+
+measures flat and tree once at each N (default 8 64 256 1000; 8 gateways; the network
+rebuilt per N; N = 8, one node per gateway, measures what a level costs), writes
+the rows to ``bench/results/tree-scale.json`` and a plot to
+``bench/results/tree-scale.png`` (matplotlib: ``pip install matplotlib``, or the
+``bench`` extra): the admin's ssh connections, CPU seconds and wall time against N, the
+measured points and a model extrapolated to 10,000 and 100,000 nodes. The model: flat
+opens one connection per node and its CPU and wall grow linearly (least squares on the
+measured points); tree opens one per gateway (8, or K per level with K gateways each)
+and its admin CPU grows with the batches it receives, which grooming keeps near one per
+gateway per 0.25 s, fitted the same way; each extra level of gateways adds the
+per-level cost measured as tree wall minus the slowest gateway's share.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -96,6 +111,185 @@ def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
     }
 
 
+def run_modes(n: int, k: int, modes: Sequence[str]) -> Tuple[float, List[dict]]:
+    """Build the network of ``n`` nodes behind ``k`` gateways and measure each mode in
+    ``modes`` in a fresh process; returns the build time and the rows."""
+    from netns import build_network
+
+    per = n // k
+    groups = [([f"gw{g + 1}"], [f"node{g * per + j + 1}" for j in range(per)]) for g in range(k)]
+    topology = f"admin: gw[1-{k}]\n" + "".join(
+        f"gw{g + 1}: node[{g * per + 1}-{(g + 1) * per}]\n" for g in range(k)
+    )
+    nodes = f"node[1-{k * per}]"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with build_network(tmp, groups) as net:
+            built = time.perf_counter() - t0
+            net.allow_direct()
+            for mode in modes:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, net.config, nodes, topology],
+                    capture_output=True,
+                    text=True,
+                    timeout=1800,
+                )
+                if out.returncode:
+                    raise RuntimeError(f"{mode} at N={n} failed:\n{out.stderr}")
+                row = json.loads(out.stdout)
+                row["n"] = k * per
+                rows.append(row)
+    return built, rows
+
+
+def fit(points: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
+    """Least-squares line ``a + b * x`` through ``points``; returns (a, b)."""
+    xs = [x for x, _ in points]
+    ys = [y for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+    return my - b * mx, b
+
+
+FANOUT = 64  # children per gateway below the first level, in the model
+
+
+def model(rows: List[dict], k: int, sizes: Sequence[int]) -> Dict[str, List[float]]:
+    """The admin's costs extrapolated to ``sizes`` (see the module docstring).
+
+    Flat: connections = N; CPU and wall fitted linearly on the measured points. Tree:
+    the admin talks to its ``k`` gateways whatever N is; its CPU fitted linearly (the
+    slope is small: it receives groomed batches); levels = the fewest L with
+    ``k * FANOUT**(L-1) * m >= N``, ``m`` the most nodes per gateway measured; wall (on
+    machines of their own, gateways working in parallel) = the flat wall of ``m`` nodes
+    plus L times the per-level cost, measured at the smallest N (one node per gateway
+    when N = k) as tree wall minus flat wall: what a level adds (bootstrapping the
+    gateways, their batching) when no CPU is short.
+    """
+    flat = [r for r in rows if r["mode"] == "flat"]
+    tree = [r for r in rows if r["mode"] == "tree"]
+    out: Dict[str, List[float]] = {"n": [float(n) for n in sizes]}
+    fa, fb = fit([(r["n"], r["cpu"]) for r in flat])
+    ta, tb = fit([(r["n"], r["cpu"]) for r in tree])
+    wa, wb = fit([(r["n"], r["wall"]) for r in flat])
+    out["flat_cpu"] = [max(fa + fb * n, 0.0) for n in sizes]
+    out["tree_cpu"] = [max(ta + tb * n, 0.0) for n in sizes]
+    out["flat_wall"] = [max(wa + wb * n, 0.0) for n in sizes]
+    biggest = max(tree, key=lambda r: r["n"])
+    m = biggest["n"] / k  # nodes per gateway
+    small = min(r["n"] for r in tree)
+    level_cost = max(
+        min(r["wall"] for r in tree if r["n"] == small)
+        - min(r["wall"] for r in flat if r["n"] == small),
+        0.0,
+    )
+    levels = []
+    for n in sizes:
+        lv = 1
+        while k * FANOUT ** (lv - 1) * m < n:
+            lv += 1
+        levels.append(float(lv))
+    out["levels"] = levels
+    out["level_cost"] = [level_cost] * len(sizes)
+    out["tree_wall"] = [(wa + wb * min(m, n / k)) + lv * level_cost for n, lv in zip(sizes, levels)]
+    out["flat_connections"] = [float(n) for n in sizes]
+    out["tree_connections"] = [float(k)] * len(sizes)
+    return out
+
+
+def plot(rows: List[dict], k: int, path: str) -> Optional[str]:
+    """Write the PNG; None, or why it could not be written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib)"
+    sizes = sorted({r["n"] for r in rows} | {10_000, 100_000})
+    m = model(rows, k, sizes)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    panels = (
+        ("connections", "ssh connections opened by the admin", "flat_connections"),
+        ("cpu", "admin CPU seconds (itself + its ssh clients)", "flat_cpu"),
+        ("wall", "wall seconds (2 cores shared by every node)", "flat_wall"),
+    )
+    for ax, (key, title, _) in zip(axes, panels):
+        for mode, color in (("flat", "tab:red"), ("tree", "tab:blue")):
+            pts = [
+                (r["n"], r["n"] if key == "connections" and mode == "flat" else r[key])
+                for r in rows
+                if r["mode"] == mode
+            ]
+            if key == "connections" and mode == "tree":
+                pts = [(n, float(k)) for n, _ in pts]
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                "o",
+                color=color,
+                label=f"{mode}, measured",
+            )
+            ys = m[f"{mode}_{key}"]
+            ax.plot(m["n"], ys, "--", color=color, label=f"{mode}, model")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("nodes")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Flat vs tree ({k} gateways), one shell command on every node; "
+        "points measured, dashed lines the model",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return None
+
+
+def scale(sizes: List[int], k: int = 8) -> int:
+    rows: List[dict] = []
+    for n in sizes:
+        built, got = run_modes(n, k, ("flat", "tree"))
+        print(f"N = {n}: network built in {built:.1f} s", file=sys.stderr)
+        rows += got
+    print_rows(rows)
+    out_dir = os.path.join(ROOT, "bench", "results")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "tree-scale.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    png = os.path.join(out_dir, "tree-scale.png")
+    why = plot(rows, k, png)
+    print(f"plot: {png}" if why is None else f"no plot: {why}")
+    m = model(rows, k, [10_000, 100_000])
+    for i, n in enumerate(m["n"]):
+        print(
+            f"model N={n:,.0f}: flat {m['flat_connections'][i]:,.0f} conns, "
+            f"{m['flat_cpu'][i]:,.0f} CPU s; tree {m['tree_connections'][i]:,.0f} conns, "
+            f"{m['tree_cpu'][i]:,.1f} CPU s, {m['levels'][i]:.0f} level(s), "
+            f"wall {m['tree_wall'][i]:.1f} s at {m['level_cost'][i]:.2f} s per level"
+        )
+    return 0
+
+
+def print_rows(rows: List[dict]) -> None:
+    head = (
+        "N      mode  ssh conns  CPU s  RSS MB  child RSS MB  wall s  groups  not ok  "
+        "batches  entries"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r.get('n', 0):<6} {r['mode']:<5} {r['connections']:>9} {r['cpu']:>6.2f}"
+            f" {r['rss_mb']:>7.1f} {r['child_rss_mb']:>13.1f} {r['wall']:>7.2f}"
+            f" {r['groups']:>7} {r['not_ok']:>7} {r['batches']:>8} {r['entries']:>8}"
+        )
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(*sys.argv[2:6])))
@@ -106,6 +300,8 @@ def main() -> int:
     if why:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2
+    if len(sys.argv) > 1 and sys.argv[1] == "--scale":
+        return scale([int(a) for a in sys.argv[2:]] or [8, 64, 256, 1000])
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     k = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     per = n // k
