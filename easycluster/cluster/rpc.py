@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..client.client import Client
 from ..client.parallel import call_multi
 from ..protocol.messages import CONTROL, SINGLE
+from ..transport.threads import ReusedThreads
 from .backends import (
     EXIT,
     HOSTKEY,
@@ -92,6 +93,8 @@ class RpcBackend(Backend):
         self._locks: Dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._tokens = itertools.count(1)
+        # the threads that relay commands (one per running command, kept for the next)
+        self.relays = ReusedThreads("easycluster-rpc")
 
     def session(self, node: str) -> Client:
         """The open session to ``node``, connected now if there is none (raises what
@@ -209,11 +212,9 @@ class RpcCommand:
         self._out_w: Optional[int] = out_w
         self._err_w: Optional[int] = err_w
         self._end_w = end_w
-        self._thread = threading.Thread(
-            target=self._run, args=(command, stderr), daemon=True, name=f"easycluster-rpc {node}"
-        )
+        self._done = threading.Event()  # _run has finished
         try:
-            self._thread.start()
+            backend.relays.run(self._run, command, stderr)
         except BaseException:
             close_pipes([out, err, end, inp])
             raise
@@ -270,6 +271,7 @@ class RpcCommand:
             except OSError:  # the engine let go of the slot already (killed)
                 pass
             close_fd(self._end_w)
+            self._done.set()
 
     def _feed(self, client: Client) -> None:
         """Forward what the engine writes to our stdin pipe to the node, in order (one
@@ -324,10 +326,9 @@ class RpcCommand:
     def wait(self) -> None:
         """Wait for the end; a node that does not report it within ``KILL_GRACE``
         seconds loses its session (which ends the wait)."""
-        self._thread.join(KILL_GRACE)
-        if self._thread.is_alive() and self._client is not None:
+        if not self._done.wait(KILL_GRACE) and self._client is not None:
             self.backend.drop(self.node, self._client)
-            self._thread.join()
+            self._done.wait()
 
     def close_stdin(self) -> None:
         """End the command's input (after what was written to ``stdin``)."""

@@ -7,7 +7,7 @@ import struct
 
 DEFAULT_PORT = 11998  # the standalone server's TCP port (EasyCluster's, on Python 3)
 
-SINGLE = -1  # thread id: run this request in a new thread that ends with it
+SINGLE = -1  # thread id: run this request on a thread of its own (new, or idle and reused)
 CONTROL = -2  # thread id: run inline on the server's reading thread (stop a thread, ping)
 
 REQUEST_HEAD = struct.Struct(">Qq")  # request id, thread id; the pickle follows

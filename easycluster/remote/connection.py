@@ -24,6 +24,7 @@ from ..objects import definitions, serialize
 from ..protocol import frames
 from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from ..transport.channel import Channel
+from ..transport.threads import ReusedThreads
 from . import commands
 from .failures import remote_exception, unpicklable_return
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
@@ -97,6 +98,8 @@ class ServerConnection:
         }
         self.objects = self.table.objects
         self.threads: Dict[int, ServerThread] = {}
+        # SINGLE requests: each on a thread of its own, idle ones kept for the next
+        self.singles = ReusedThreads("easycluster-single")
         self._on_end = on_end
         self._lock = threading.RLock()  # taken bare on the hot paths; _cond to wait on it
         self._cond = threading.Condition(self._lock)
@@ -317,9 +320,7 @@ class ServerConnection:
             elif tid == CONTROL:
                 self.run_request(*item, from_reader=True)
             elif tid == SINGLE:
-                threading.Thread(
-                    target=self.run_request, args=item, daemon=True, name="easycluster-single"
-                ).start()
+                self.singles.run(self.run_request, *item)
             else:
                 self._thread(tid).queue.put(item)
             return True
