@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--topology",
         metavar="FILE",
-        help="run through the gateways of this topology (tree mode; stdin is not sent)",
+        help="run through the gateways of this topology (tree mode)",
     )
     cp = p.add_argument_group("copy (the arguments are then the files)")
     cp.add_argument("-c", "--copy", action="store_true", help="copy files or dirs to the nodes")
@@ -381,7 +381,7 @@ class Shell:
 
 def _stdin_for_nodes(args: argparse.Namespace) -> Any:
     """Standard input to broadcast: the file when it is not a terminal, else None."""
-    if args.nostdin or args.topology:  # (tree mode sends no stdin through gateways)
+    if args.nostdin:
         return None
     try:
         fd = sys.stdin.fileno()

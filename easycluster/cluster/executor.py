@@ -416,16 +416,10 @@ class ClusterExecutor(concurrent.futures.Executor):
 
         job = srun.current_jobid(jobid)
         srun.slurm_program("srun", kw.get("srun"))
-        members = srun.allocation_nodes(job)
-        if nodes is None:
-            names = list(members)
-        elif isinstance(nodes, (str, NodeSet)):
-            names = node_list(nodes)
-        else:
-            names = list(nodes)
+        job, members, names = srun.allocation_targets(
+            None if nodes is None else node_list(nodes), job
+        )
         names = list(dict.fromkeys(names))  # one server per node, named by it
-        for node in names:  # (raises for a node outside the allocation, before any step)
-            srun.node_in_allocation(node, job, members)
         # the executor's keyword-only options by its signature, so a new one needs no
         # second list here; everything else is how a server starts
         own = {

@@ -21,6 +21,7 @@ that did not succeed once, folded by class; ``exit_code()`` is the shell's.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import (
@@ -45,6 +46,9 @@ from .executor import ClusterExecutor
 from .slots import slot_keys
 from .summary import Outcome, Summary
 from .task import node_list
+from .topology import Topology, load_topology
+from .treecall import LOST, OK, UNREACHABLE, TreeCaller, call_options
+from .treerun import SILENCE
 
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
 
@@ -112,7 +116,18 @@ class Cluster:
     """Sessions to many nodes (module doc). ``connect_options`` go to each ``Client``
     (``user``, ``extra_args`` for ssh, ``rpython``, ``ssh``...); ``client`` may replace
     how one node is connected (``client(node) -> Client``, e.g. ``spawn_local`` for
-    tests). Connection failures are kept per slot, never raised."""
+    tests). Connection failures are kept per slot, never raised.
+
+    ``topology`` (a ``Topology``, a file path, or what ``Topology.build`` takes): reach
+    the nodes through gateways (tree mode, ``treecall.py``): the admin holds one
+    session per first-hop gateway, each gateway one per node of its share, all kept
+    across calls. ``user``, ``extra_args``, ``rpython`` and ``connect_timeout`` apply
+    at every level (``client`` only to the nodes this host reaches itself);
+    ``gateway_python`` starts the gateways; ``silence``: seconds a gateway may say
+    nothing before it is taken as hung. ``call`` and ``run`` give what flat gives; a
+    node whose gateway died mid-call with no other gateway declared for it is
+    ``unreachable`` (its value a ``ConnectionLost`` naming the gateway). A node listed
+    twice runs once. ``map`` is not available in tree mode."""
 
     def __init__(
         self,
@@ -120,6 +135,9 @@ class Cluster:
         fanout: int = 64,
         call_timeout: Optional[float] = None,
         client: Optional[Callable[[str], Client]] = None,
+        topology: Any = None,
+        gateway_python: Optional[str] = None,
+        silence: float = SILENCE,
         **connect_options: Any,
     ) -> None:
         names = node_list(nodes) if isinstance(nodes, (str, NodeSet)) else list(nodes)
@@ -133,6 +151,18 @@ class Cluster:
         connect = client or (lambda node: Client(host=node, **connect_options))
         self.clients: Dict[str, Client] = {}
         self.unreachable: Dict[str, BaseException] = {}
+        self.tree: Optional[TreeCaller] = None
+        self.lost: Dict[str, BaseException] = {}  # tree mode: lost in the last operation
+        if topology is not None:
+            self.tree = tree_caller(
+                topology, connect, fanout, call_timeout, gateway_python, silence, connect_options
+            )
+            got = self.tree.call(names, None)  # connect every node, through its gateway
+            for key in self.keys:
+                kind, value = got[self.node_of[key]]
+                if kind != OK:
+                    self.unreachable[key] = value
+            return
         with ThreadPoolExecutor(max_workers=min(fanout, len(names))) as pool:
             futures = {key: pool.submit(connect, self.node_of[key]) for key in self.keys}
             for key, fut in futures.items():
@@ -158,16 +188,9 @@ class Cluster:
         from ..client.spec import srun_client
         from ..launch import srun
 
-        job = srun.current_jobid(jobid)
-        members = srun.allocation_nodes(job)
-        if nodes is None:
-            names = list(members)
-        elif isinstance(nodes, (str, NodeSet)):
-            names = node_list(nodes)
-        else:
-            names = list(nodes)
-        for node in names:  # (raises for a node outside the allocation, before any step)
-            srun.node_in_allocation(node, job, members)
+        job, members, names = srun.allocation_targets(
+            None if nodes is None else node_list(nodes), jobid
+        )
 
         def connect(node: str) -> Client:
             client: Client = srun_client(Client, node, job, members=members, **connect_options)
@@ -185,8 +208,12 @@ class Cluster:
         """Close every session (the remote servers end with them)."""
         for c in self.clients.values():
             c.close()
+        if self.tree is not None:
+            self.tree.close()
 
     def _fan_out(self, func: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+        if self.tree is not None:
+            return self._tree_fan_out(func, args, kwargs)
         keys = list(self.clients)
         got = call_multi(
             [self.clients[k] for k in keys],
@@ -199,6 +226,22 @@ class Cluster:
         )
         return dict(zip(keys, got))
 
+    def _tree_fan_out(self, func: str, args: Any, kwargs: Any) -> Dict[str, Any]:
+        """``_fan_out`` through the gateways: a node lost with its gateway counts as
+        unreachable for this operation (``self.lost``)."""
+        if self.tree is None:
+            raise EasyClusterError("this Cluster has no topology")
+        keys = [k for k in self.keys if k not in self.unreachable]
+        got = self.tree.call([self.node_of[k] for k in keys], func, args, kwargs)
+        self.lost = {}
+        out: Dict[str, Any] = {}
+        for key in keys:
+            kind, value = got[self.node_of[key]]
+            out[key] = value
+            if kind in (LOST, UNREACHABLE):
+                self.lost[key] = value
+        return out
+
     def _results(self, got: Dict[str, Any], judge: Callable[[Any], Outcome]) -> NodeResults:
         values: Dict[str, Any] = {}
         outcomes: Dict[str, Outcome] = {}
@@ -206,6 +249,9 @@ class Cluster:
             if key in self.unreachable:
                 values[key] = self.unreachable[key]
                 outcomes[key] = _connect_outcome(self.unreachable[key])
+            elif key in self.lost:
+                values[key] = self.lost[key]
+                outcomes[key] = Outcome.unreachable()
             else:
                 values[key] = got[key]
                 outcomes[key] = judge(got[key])
@@ -253,6 +299,8 @@ class Cluster:
         declared lost is closed (its later calls fail at once with ConnectionLost
         instead of hanging).
         """
+        if self.tree is not None:
+            raise EasyClusterError("Cluster.map does not run through a topology yet")
         clients = [self.clients[k] for k in self.keys if k in self.clients]
         if not clients:
             raise EasyClusterError(
@@ -268,8 +316,41 @@ class Cluster:
             executor.shutdown(wait=True)
 
     def __repr__(self) -> str:
-        up = NodeSet.fromlist([self.node_of[k] for k in self.clients]) if self.clients else ""
+        names = [self.node_of[k] for k in self.keys if k not in self.unreachable]
+        up = NodeSet.fromlist(names) if names else ""
         return f"Cluster({str(up)!r}, {len(self.unreachable)} unreachable)"
+
+
+def tree_caller(
+    topology: Any,
+    connect: Callable[[str], Client],
+    fanout: int,
+    call_timeout: Optional[float],
+    gateway_python: Optional[str],
+    silence: float,
+    connect_options: Dict[str, Any],
+) -> TreeCaller:
+    """The ``TreeCaller`` of a Cluster with a topology (the class docstring)."""
+    if isinstance(topology, Topology):
+        topo = topology
+    elif isinstance(topology, os.PathLike) or (
+        isinstance(topology, str) and ":" not in topology
+    ):  # (a path: a topology's text has "parents: children")
+        topo = load_topology(os.fspath(topology))
+    else:
+        topo = Topology.build(topology)
+    timeout = connect_options.get("connect_timeout")
+    opts = call_options(
+        list(connect_options.get("extra_args", ())),
+        connect_options.get("user"),
+        connect_options.get("rpython"),
+        gateway_python,
+        10.0 if timeout is None else float(timeout),
+        call_timeout,
+        silence,
+        fanout,
+    )
+    return TreeCaller(topo, opts, connect=connect)
 
 
 def _call_outcome(value: Any) -> Outcome:

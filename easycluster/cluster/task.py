@@ -108,6 +108,7 @@ class Task:
         self._rpc: Optional[RpcBackend] = None  # sessions, made on first use of "rpc"
         self.topology: Optional[Topology] = None  # tree mode (load_topology)
         self.tree_workers: List[Any] = []  # tree workers of the coming or current run
+        self.tree_caller: Optional[Any] = None  # tree mode's sessions for call()
 
     # -- settings ----------------------------------------------------------------------
 
@@ -191,17 +192,26 @@ class Task:
         sessions of the RPC backend (the ones ``shell(..., backend="rpc")`` uses):
         ``{node: value}``, or the exception in place of the value for a node that
         raised or could not be reached. A callable is sent by cloudpickle; a string
-        names a remote function. Runs now, on the calling thread (not by ``resume``)."""
+        names a remote function. Runs now, on the calling thread (not by ``resume``).
+        With a topology (``load_topology``), through the gateways (``treecall.py``)."""
         names = list(dict.fromkeys(node_list(nodes)))
         target: Any = func
         if callable(func):
             target, args = APPLY, (func, *args)
+        if self.topology is not None:
+            from .treeworker import tree_call  # (the client stack only for tree mode)
+
+            return tree_call(self, names, target, args, kwargs)
         return self.rpc_backend().call_all(names, target, *args, **kwargs)
 
     def close_sessions(self) -> None:
-        """Close the RPC backend's sessions (the next rpc command connects again)."""
+        """Close the RPC backend's sessions and tree mode's (the next command or call
+        connects again)."""
         if self._rpc is not None:
             self._rpc.close()
+        if self.tree_caller is not None:
+            self.tree_caller.close()
+            self.tree_caller = None
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -228,12 +238,12 @@ class Task:
         stderr apart (default True) or merge it into stdout. ``backend``: "ssh" (default),
         "exec" or a ``Backend``; ``nodes=None`` always runs locally. ``tree``: run
         through the gateways of ``load_topology`` (None: when a topology is loaded and
-        the backend is ssh and no stdin is given; True: always, ValueError without a
-        topology or with stdin); the handlers and results are the same as flat, each
-        node runs once (``treeworker.py``).
+        the backend is ssh; True: always, ValueError without a topology); the handlers
+        and results are the same as flat, each node runs once, stdin goes through the
+        gateways (``treeworker.py``).
         """
         if nodes is not None and self.use_tree(tree, backend, stdin):
-            return self.tree_shell(command, node_list(nodes), handler, timeout, stderr)
+            return self.tree_shell(command, node_list(nodes), handler, timeout, stderr, stdin)
         if nodes is None:
             names = [key or "local"]
             chosen: Backend = ExecBackend() if backend is None else self.backend(backend)
@@ -258,11 +268,11 @@ class Task:
             return False
         if tree is None:
             ssh = (self.defaults.get("backend") if backend is None else backend) == "ssh"
-            return self.topology is not None and ssh and stdin in (None, False)
+            return self.topology is not None and ssh and stdin is not True
         if self.topology is None:
             raise ValueError("tree mode needs a topology: Task.load_topology(...) first")
-        if stdin not in (None, False):
-            raise ValueError("tree mode does not send stdin through the gateways")
+        if stdin is True:
+            raise ValueError("tree mode sends bytes, a file or a descriptor as stdin, not True")
         return True
 
     def tree_shell(
@@ -272,6 +282,7 @@ class Task:
         handler: Optional[EventHandler],
         timeout: Optional[float],
         stderr: Optional[bool],
+        stdin: Stdin = None,
     ) -> Worker:
         """Schedule ``command`` through the gateways (each node once)."""
         from .treeworker import TreeWorker  # (the client stack only for tree mode)
@@ -281,7 +292,7 @@ class Task:
         keys = self.new_keys(list(dict.fromkeys(names)))
         keep = self.defaults.get("stderr", True) if stderr is None else bool(stderr)
         worker = TreeWorker(self, command, keys, handler, self.command_timeout(timeout), keep,
-                            self.topology)  # fmt: skip
+                            self.topology, stdin)  # fmt: skip
         self.tree_workers.append(worker)
         worker.arm()
         return worker

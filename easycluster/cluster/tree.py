@@ -28,6 +28,7 @@ from .treegroom import expand, fold
 from .treerun import (
     GATEWAY_ROOTS,
     LOST,
+    SILENCE,
     UNREACHABLE,
     TreeRun,
     gateway_kill,
@@ -113,6 +114,7 @@ def tree_shell(
     rpython: Optional[str] = None,
     root: Optional[str] = None,
     stderr: bool = True,
+    silence: float = SILENCE,
 ) -> TreeResult:
     """Run ``command`` on ``nodes`` (each once) through the gateways of ``topology``.
 
@@ -121,10 +123,12 @@ def tree_shell(
     the command (None: no bound). ``fanout``: ssh commands run at once per host.
     ``rpython``: the Python to start gateways with. ``root``: where this call stands in
     the tree (default: the topology's root). ``stderr``: False merges it into stdout.
+    ``silence``: seconds a gateway may say nothing (it sends a heartbeat every second)
+    before it is taken as hung or frozen, and its targets failed over or lost.
     Returns when every target has a result; see ``treerun.py`` for the faults.
     """
     topo = topology if isinstance(topology, Topology) else Topology.build(topology)
-    opts = options(ssh_options, timeout, connect_timeout, fanout, rpython, stderr)
+    opts = options(ssh_options, timeout, connect_timeout, fanout, rpython, stderr, silence=silence)
     run = TreeRun(command, node_list(nodes), topo, root, opts)
     run.start()
     outs: Dict[int, Dict[str, bytearray]] = {1: {}, 2: {}}

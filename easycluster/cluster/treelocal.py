@@ -16,6 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence
 from .backends import SshBackend
 from .engine import Engine
 from .events import EventHandler
+from .feed import StdinFeed
 from .results import Results, message
 from .window import FanoutWindow
 from .worker import Timer, Worker
@@ -52,7 +53,7 @@ class LocalOwner:
         pass
 
     def feed_changed(self, worker: Worker) -> None:
-        pass  # (no stdin in tree mode)
+        pass  # (stdin comes from a pipe the engine reads itself: never written to here)
 
     def arm_timer(self, timer: Timer, delay: float) -> None:
         raise RuntimeError("timers are armed by run_local only")
@@ -98,18 +99,22 @@ def run_local(
     line: LineSink,
     end: EndSink,
     stop: Callable[[], bool],
+    stdin_fd: Optional[int] = None,
 ) -> None:
     """Run ``command`` on ``names`` (each once) over ssh with the run's options
     (``treerun.options``): ``line`` gets each line, ``end`` each node's end as the
     Task would report it (``hup``/``unreachable``/``hostkey``/``failed`` with the rc;
     ``timeout`` and ``aborted`` with None). Returns when every node ended, or soon
-    after ``stop()`` turns true (the rest end as ``aborted``). No process is left."""
+    after ``stop()`` turns true (the rest end as ``aborted``). No process is left.
+    ``stdin_fd``: a descriptor whose bytes every node gets on its stdin, read to its end
+    by the engine (None: no stdin; the caller closes it)."""
     owner = LocalOwner()
     keys: List[str] = [owner.results.new_slot(n, rank).key for rank, n in enumerate(names)]
     forward = _Forward(line, end, stop)
     backend = SshBackend(options=opts["ssh_options"], connect_timeout=opts["connect_timeout"])
+    feed = None if stdin_fd is None else StdinFeed(source=stdin_fd)
     worker = Worker(owner, command, keys, forward, opts["timeout"] or None, backend,
-                    bool(opts["stderr"]), None)  # fmt: skip
+                    bool(opts["stderr"]), feed)  # fmt: skip
     engine = Engine(owner, owner.results, FanoutWindow(int(opts["fanout"])))
     engine.add_worker(worker)
     engine.add_timer(Timer(owner, KILL_CHECK, forward, KILL_CHECK, True), KILL_CHECK)

@@ -21,12 +21,13 @@ parent: waits, batches) or ``take`` (the admin's tree worker: whatever is there 
 Faults, each reported by name (ClusterShell #207), never a hang (#471):
 
 - a gateway that cannot be reached, or whose connection ends (it died), or that says
-  nothing for ``SILENCE`` seconds (it hangs): its targets that had not ended are
-  rerouted through another gateway declared for them (``Router.fail``), or reached
-  from here when they are children of this host; the command then runs on them from
-  the start again. With no route left they end as ``unreachable`` (the gateway could
-  not be reached) or ``lost`` (it died mid-command), rc 255, with the reason as a
-  line of their stderr and in the batch's reasons;
+  nothing for ``opts["silence"]`` seconds (default ``SILENCE``; it hangs, or it was
+  frozen with SIGSTOP): its targets that had not ended are rerouted through another
+  gateway declared for them (``Router.fail``), or reached from here when they are
+  children of this host; the command then runs on them from the start again. With no
+  route left they end as ``unreachable`` (the gateway could not be reached) or
+  ``lost`` (it died mid-command), rc 255, with the reason as a line of their stderr
+  and in the batch's reasons;
 - targets no live gateway leads to: ``unreachable`` at once, with the reason;
 - ``kill()``: every source stops (local commands killed, gateways told to stop, then
   closed);
@@ -46,6 +47,7 @@ down with ``gateway_start`` when a share reaches below the next level.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set
@@ -59,14 +61,16 @@ from .routing import Router
 from .topology import Topology
 from .treegroom import STDERR, Batch, Groomer, empty_batch, expand, fold
 from .treelocal import run_local
+from .treestdin import StdinStream, pump, start_thread
 
-# What a gateway's payload carries on top of a server's: this module and its imports.
+# What a gateway's payload carries on top of a server's: this module and its imports
+# (a gateway for Python calls carries treecall.py too: its CALL_ROOTS).
 GATEWAY_ROOTS = ("easycluster.cluster.treerun",)
 ENTRY = "easycluster.cluster.treerun."  # the gateway's entry points (called by name)
 
 DELAY = 0.25  # s between two batches a gateway sends up while output comes
 HEARTBEAT = 1.0  # s a gateway's read waits at most when nothing comes (then: empty batch)
-SILENCE = 30.0  # s without any reply after which a gateway is taken as hung (lost)
+SILENCE = 30.0  # s without any reply after which a gateway is taken as hung (default)
 KILL_GRACE = 5.0  # s a killed gateway has to report its end before it is closed
 
 LOST = "lost"
@@ -84,12 +88,19 @@ def options(
     rpython: Optional[str] = None,
     stderr: bool = True,
     delay: float = DELAY,
+    silence: float = SILENCE,
+    stdin: bool = False,
 ) -> Dict[str, Any]:
     """The options of a run, as plain data (they travel to every gateway):
     ``ssh_options`` for every ssh at every level (files they name must exist on the
     gateways too), ``timeout`` per node (None: none), ``connect_timeout``, ``fanout``
     (ssh commands at once per host), ``rpython`` (the Python gateways start with),
-    ``stderr`` (False: merged into stdout), ``delay`` (grooming period)."""
+    ``stderr`` (False: merged into stdout), ``delay`` (grooming period), ``silence``
+    (seconds a gateway may say nothing, its heartbeats included, before it is taken as
+    hung and its targets failed over or lost; more than ``HEARTBEAT``), ``stdin``
+    (the command reads a stream given with ``TreeRun.feed``: ``treestdin.py``)."""
+    if not silence > HEARTBEAT:
+        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
     return {
         "ssh_options": list(ssh_options),
         "timeout": timeout,
@@ -98,6 +109,8 @@ def options(
         "rpython": rpython,
         "stderr": stderr,
         "delay": delay,
+        "silence": float(silence),
+        "stdin": bool(stdin),
     }
 
 
@@ -132,6 +145,14 @@ class TreeRun:
         # per gateway: [reads answered, output entries, end entries] (what crossed a level)
         self.stats: Dict[str, List[int]] = {}
         self.rerouted: List[str] = []  # "node set: gw1 -> gw3" for each reroute
+        self.stdin = StdinStream() if opts.get("stdin") else None  # (treestdin.py)
+
+    def feed(self, data: bytes, eof: bool = False) -> None:
+        """More of the commands' stdin (``eof``: its end); every target gets it all.
+        ValueError when the run has no stdin (``options(stdin=True)``)."""
+        if self.stdin is None:
+            raise ValueError("this tree run was started without stdin")
+        self.stdin.append(data, eof)
 
     # -- starting --------------------------------------------------------------------
 
@@ -248,12 +269,22 @@ class TreeRun:
     # -- the local source: a Task here -----------------------------------------------
 
     def _local(self, names: List[str]) -> None:
+        ended = threading.Event()
+        source = None  # the read end of the pipe the stdin stream is pumped into
         try:
-            run_local(self.command, names, self.opts, self.line, self._end_one, lambda: self.killed)
+            if self.stdin is not None:
+                source, sink = os.pipe()
+                stop = lambda: self.killed or ended.is_set()  # noqa: E731
+                start_thread(pump, self.stdin, sink, stop, name="easycluster-tree stdin")
+            run_local(self.command, names, self.opts, self.line, self._end_one,
+                      lambda: self.killed, source)  # fmt: skip
         except Exception as e:  # reported per node, never dropped
             with self.cond:
                 self._lose(names, FAILED, f"{self.router.root}: cannot run the command: {e}")
         finally:
+            ended.set()
+            if source is not None:
+                os.close(source)  # (a pump blocked on a full pipe gets EPIPE and ends)
             self._source_done()
 
     def _end_one(self, node: str, status: str, rc: Optional[int]) -> None:
@@ -265,8 +296,10 @@ class TreeRun:
         left = set(names)  # this source's targets not ended yet
         source: Hashable = object()  # (its blocks' identity in the groomer)
         client: Optional[Client] = None
+        ended = threading.Event()  # (tells the stdin feeder to stop)
         stage = UNREACHABLE  # until the gateway runs our command: then LOST
         opts = self.opts
+        silence = float(opts.get("silence", SILENCE))
         try:
             boot = self._boot()
             client = open_gateway(
@@ -277,20 +310,22 @@ class TreeRun:
             deeper = not set(names) <= self.topology.children.get(gw, frozenset())
             token = client.call(
                 ENTRY + "gateway_start", self.command, names, self.topology.to_text(), gw,
-                opts, boot if deeper else None, threadid=SINGLE, call_timeout=SILENCE,
+                opts, boot if deeper else None, threadid=SINGLE, call_timeout=silence,
             )  # fmt: skip
             stage = LOST
+            if self.stdin is not None:
+                start_thread(self._feed, client, token, ended, name=f"easycluster-feed {gw}")
             kill_by: Optional[float] = None
             while True:
                 if self.killed and kill_by is None:
                     client.call(
-                        ENTRY + "gateway_kill", token, threadid=CONTROL, call_timeout=SILENCE
+                        ENTRY + "gateway_kill", token, threadid=CONTROL, call_timeout=silence
                     )
                     kill_by = time.monotonic() + KILL_GRACE
                 if kill_by is not None and time.monotonic() > kill_by:
                     break  # (closing the connection ends the gateway and its commands)
                 batch = client.call(
-                    ENTRY + "gateway_read", token, threadid=SINGLE, call_timeout=SILENCE
+                    ENTRY + "gateway_read", token, threadid=SINGLE, call_timeout=silence
                 )
                 if self._absorb(gw, source, left, batch):
                     break
@@ -301,9 +336,22 @@ class TreeRun:
             with self.cond:
                 self._lose(sorted(left), FAILED, f"gateway {gw} failed: {e}")
         finally:
+            ended.set()
             if client is not None:
                 client.close()
             self._source_done()
+
+    def _feed(self, client: Client, token: int, ended: threading.Event) -> None:
+        """Send the stdin stream to a gateway's run, chunk by chunk, in order (no
+        deadline: a full pipe down there holds a chunk back; the reads find a death)."""
+        stream = self.stdin
+        if stream is None:
+            return
+        try:
+            for chunk, last in stream.follow(lambda: self.killed or ended.is_set()):
+                client.call(ENTRY + "gateway_feed", token, chunk, last, threadid=SINGLE)
+        except (ConnectionLost, CallTimeout, OSError, RemoteException):
+            pass  # (the gateway died or its run ended: the source reports it)
 
     def _boot(self) -> bytes:
         with self.cond:
@@ -418,6 +466,16 @@ def gateway_read(token: int) -> Batch:
         with _RUNS_LOCK:
             RUNS.pop(token, None)
     return batch
+
+
+def gateway_feed(token: int, data: bytes, eof: bool) -> bool:
+    """More stdin for run ``token`` (``TreeRun.feed``); False when the run is over."""
+    with _RUNS_LOCK:
+        run = RUNS.get(token)
+    if run is None:
+        return False
+    run.feed(data, eof)
+    return True
 
 
 def gateway_kill(token: int) -> bool:

@@ -30,8 +30,9 @@ run if it is still going, waits for its threads (bounded), aborts the slots not 
 and delivers ``ev_close`` once, as the engine's ``abort_all`` does for flat workers.
 
 Differences from flat, by design: a node listed twice runs once (the Task dedupes
-before making slots); stdin is not sent through gateways; a line's ``\\r\\n`` ending
-is kept as ``\\n`` in the buffers.
+before making slots); a line's ``\\r\\n`` ending is kept as ``\\n`` in the buffers.
+stdin (bytes, a file or a descriptor; not ``True``) is read here and streamed to every
+gateway, which pipes it to its nodes (``treestdin.py``).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from .backends import Backend, Command
 from .nodestate import PENDING
 from .results import SlotResult
 from .topology import Topology
+from .treecall import TreeCaller, call_options
 from .treegroom import STDOUT, Batch, expand, lines_of
-from .treerun import KILL_GRACE, TreeRun, options
+from .treerun import KILL_GRACE, SILENCE, TreeRun, options
+from .treestdin import read_into, start_thread
 from .worker import Timer, Worker
 
 TICK = 0.02  # s between two looks at what the gateways sent (bounds the added latency)
@@ -62,7 +65,8 @@ class TreeBackend(Backend):
 
 def task_options(task: Any, stderr: bool, timeout: Optional[float]) -> Dict[str, Any]:
     """The run's options (``treerun.options``) from a Task's infos: ``ssh_options``
-    (and ``ssh_user`` as ``-l``), ``connect_timeout``, ``fanout``, ``gateway_python``."""
+    (and ``ssh_user`` as ``-l``), ``connect_timeout``, ``fanout``, ``gateway_python``,
+    ``gateway_silence`` (seconds a silent gateway is waited for; default ``SILENCE``)."""
     ssh = shlex.split(task.info("ssh_options") or "")
     if task.info("ssh_user"):
         ssh += ["-l", str(task.info("ssh_user"))]
@@ -73,7 +77,32 @@ def task_options(task: Any, stderr: bool, timeout: Optional[float]) -> Dict[str,
         int(task.info("fanout") or 64),
         task.info("gateway_python"),
         stderr,
+        silence=float(task.info("gateway_silence") or SILENCE),
     )
+
+
+def tree_call(task: Any, names: List[str], func: Any, args: Any, kwargs: Any) -> Dict[str, Any]:
+    """``Task.call`` through the gateways of the Task's topology (``treecall.py``):
+    ``{node: value, or the exception in its place}``, as flat. The caller (its
+    sessions to the gateways and theirs to the nodes) is kept in ``task.tree_caller``
+    for the next call, until the topology changes or ``Task.close_sessions``."""
+    caller = task.tree_caller
+    if caller is None or caller.topology is not task.topology:
+        if caller is not None:
+            caller.close()
+        ssh = shlex.split(task.info("ssh_options") or "")
+        opts = call_options(
+            ssh,
+            task.info("ssh_user"),
+            gateway_python=task.info("gateway_python"),
+            connect_timeout=float(task.info("connect_timeout") or 10.0),
+            silence=float(task.info("gateway_silence") or SILENCE),
+            fanout=int(task.info("fanout") or 64),
+        )
+        caller = task.tree_caller = TreeCaller(
+            task.topology, opts, connect=task.info("rpc_connect")
+        )
+    return {node: value for node, (_, value) in caller.call(names, func, args, kwargs).items()}
 
 
 class TreeWorker(Worker):
@@ -88,11 +117,14 @@ class TreeWorker(Worker):
         timeout: Optional[float],
         stderr: bool,
         topology: Topology,
+        stdin: Any = None,
     ) -> None:
         super().__init__(task, command, keys, handler, timeout, TreeBackend(), stderr, None)
         self.owner = task
         self.topology = topology
         self.opts = task_options(task, stderr, timeout)
+        self.opts["stdin"] = stdin not in (None, False)
+        self.stdin = stdin
         self.key_of: Dict[str, str] = {task.results.slot(k).node: k for k in keys}
         self.run: Optional[TreeRun] = None
         self.timer: Optional[Timer] = None
@@ -113,7 +145,20 @@ class TreeWorker(Worker):
             self.run = TreeRun(self.command, list(self.key_of), self.topology, None,
                                self.opts)  # fmt: skip
             self.run.start()
+            self.start_stdin(self.run)
         self.apply(self.run.take())
+
+    def start_stdin(self, run: TreeRun) -> None:
+        """Give ``run`` the stdin of this shell(): bytes at once, a file or descriptor
+        read to its end by a thread (every node gets all of it: ``treestdin.py``)."""
+        stdin = self.stdin
+        if stdin in (None, False) or run.stdin is None:
+            return
+        if isinstance(stdin, (bytes, bytearray, memoryview)):
+            run.feed(bytes(stdin), eof=True)
+            return
+        fd = stdin if isinstance(stdin, int) else stdin.fileno()
+        start_thread(read_into, run.stdin, fd, lambda: self.closed, name="easycluster-stdin")
 
     def apply(self, batch: Batch) -> None:
         """Apply one batch to the slots, emitting the events (module docstring)."""

@@ -166,6 +166,22 @@ def node_in_allocation(node: str, job: str, members: Optional[Sequence[str]]) ->
         )
 
 
+def allocation_targets(
+    names: Optional[Sequence[str]], jobid: Union[str, int, None] = None
+) -> Tuple[str, List[str], List[str]]:
+    """``(job, members, chosen)`` for work on allocation ``jobid`` (default: the current
+    one): its job id, its node names in SLURM's order, and ``names`` (default: all its
+    nodes) each checked to be one of them. Raises ConfigError (outside any allocation,
+    an unknown job, a node not in it) before any step starts. Shared by
+    ``Cluster.from_slurm`` and ``ClusterExecutor.from_slurm``."""
+    job = current_jobid(jobid)
+    members = allocation_nodes(job)
+    chosen = list(members) if names is None else list(names)
+    for node in chosen:
+        node_in_allocation(node, job, members)
+    return job, members, chosen
+
+
 def _srun_args(job: str, node: str, step: str) -> List[str]:
     return [
         f"--jobid={job}",
