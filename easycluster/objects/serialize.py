@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import threading
 from typing import Any, List, Optional, Protocol, Sequence, Tuple
 
@@ -122,18 +123,46 @@ class _NotPlain(Exception):
 
 class _PlainSink:
     """The plain pickler's file. A small pickle arrives in one write at the end of
-    ``dump``; a second write means the C pickler streamed a large payload (a big bytes or
-    str) past its buffer, which the full path must send out of band instead."""
+    ``dump``; a large one in frames of about 64 KiB (each a FRAME opcode and its length,
+    the first after the protocol header), kept and joined. A write of 64 KiB or more that
+    is not a frame is a large payload (a big bytes or str) the C pickler streamed past
+    its buffer: the full path must send it out of band instead, so the plain path ends.
+    (Only speed depends on telling them apart: either way the pickle is whole.)"""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "more")
 
     def __init__(self) -> None:
         self.data: Optional[bytes] = None
+        self.more: List[bytes] = []  # the frames after the first write
 
     def write(self, data: bytes) -> None:
-        if self.data is not None:
+        if self.data is None:
+            self.data = data
+        elif len(data) >= _FRAME_MIN and not _is_frame(data):
             raise _NotPlain
-        self.data = data
+        else:
+            self.more.append(data)
+
+    def take(self) -> Optional[bytes]:
+        """The whole pickle (and the sink emptied for the next)."""
+        data, more = self.data, self.more
+        self.data = None
+        if more:
+            self.more = []
+            return b"".join([data or b"", *more])
+        return data
+
+
+_FRAME_MIN = 1 << 16  # the C pickler writes payloads this large on their own
+_FRAME = struct.Struct("<BQ")  # the FRAME opcode (0x95) and its payload length
+
+
+def _is_frame(data: bytes) -> bool:
+    """A whole pickle frame: its header declares the rest of ``data``."""
+    if len(data) < _FRAME.size:
+        return False
+    op, length = _FRAME.unpack_from(data)
+    return op == 0x95 and length == len(data) - _FRAME.size
 
 
 class _PlainPickler(pickle.Pickler):
@@ -186,11 +215,11 @@ def dumps_plain(obj: Any) -> Optional[bytes]:
     sink, plain = r.plain_pair
     try:
         plain.dump(obj)
-        return sink.data
+        return sink.take()
     except _NotPlain:
+        sink.take()
         return None
     finally:
-        sink.data = None
         plain.clear_memo()
 
 
