@@ -46,7 +46,6 @@ LAYERS: List[Tuple[str, ...]] = [
 DEFERRED: Dict[Tuple[str, str], str] = {
     # stage 1 runs from memory: these exist only once it has installed the shipped sources
     ("remote.stage1", "errors"): "shipped sources are installed first",
-    ("remote.stage1", "protocol.boot"): "shipped sources are installed first",
     ("remote.stage1", "protocol.handshake"): "shipped sources are installed first",
     ("remote.stage1", "remote.process"): "shipped sources are installed first",
     ("remote.stage1", "transport.handshake"): "shipped sources are installed first",

@@ -3,9 +3,11 @@
 ``open_channel`` runs ``ssh [EXTRA] -T -o BatchMode=yes [-p PORT] -- [user@]host STAGE0``
 with the system's ``ssh`` (or the program given as ``ssh``), so the user's
 ``~/.ssh/config``, agents, ``ProxyJump`` and ``ControlMaster`` all apply and host keys are
-checked as that configuration says (never switched off here). It writes the bootstrap
-payload and a fresh random session key to ssh's stdin at once, waits for the stage-0
-greeting on ssh's stdout, and runs the ordinary client handshake over the two pipes
+checked as that configuration says (never switched off here). It writes the stage-1
+script, the modules compiled for this Python and a fresh random session key to ssh's
+stdin at once (``launch/payload.py``), waits for the stage-0 greeting and stage 1's status
+line on ssh's stdout (sending the modules' source when stage 1 asks: a remote Python of
+another bytecode version), and runs the ordinary client handshake over the two pipes
 (``remote/stage1.py`` is the remote side).
 
 Failures raise typed errors that name the host and carry ssh's own message:
@@ -40,6 +42,7 @@ from ..errors import (
 )
 from ..protocol import boot
 from ..protocol.handshake import WireOptions
+from ..remote.stage1 import READY, WANT_SOURCE
 from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
 from ..transport.pipes import PipeSocket
@@ -105,9 +108,9 @@ def open_channel(
 ) -> Tuple[Channel, Callable[[], None], str]:
     """Start a server on ``host`` over ssh; return ``(channel, closer, peername)``.
 
-    ``payload_data``: the stage-1 payload to send (default: the server's,
+    ``payload_data``: the bootstrap bundle to send (default: the server's,
     ``payload.payload()``); tree mode sends a gateway's, built once at the admin node
-    and handed down the levels.
+    and handed down the levels. ConfigError if it is not a bundle.
 
     ``timeout`` bounds everything up to the completed handshake. ``closer()`` ends the
     ssh process (politely first: the server exits when its stdin closes) and reaps it.
@@ -115,9 +118,15 @@ def open_channel(
     """
     rpython = rpython or "python3"
     where = f"{user}@{host}" if user else host
-    data = payload.payload() if payload_data is None else payload_data
+    sections: Optional[Tuple[bytes, bytes, bytes]] = None
+    if payload_data is not None:
+        try:
+            sections = payload.unbundle(payload_data)
+        except ValueError as e:
+            raise ConfigError(f"bad payload_data: {e}")
+    script = payload.stage1_script() if sections is None else sections[0]
     try:
-        command = boot.stage0_command(rpython, len(data))
+        command = boot.stage0_command(rpython, len(script))
     except ValueError as e:
         raise ConfigError(f"bad rpython {rpython!r}: {e}")
     argv = ssh_argv(host, command, port, user, ssh, extra_args)
@@ -126,7 +135,10 @@ def open_channel(
     proc, rfd, wfd, errors = _start(argv)
     conn = _Bootstrap(proc, rfd, wfd, errors, where, rpython, timeout, deadline)
     try:
-        sock = conn.run(data + key)
+        if sections is None:  # built (or read from the cache) while ssh connects
+            sections = payload.unbundle(payload.payload())
+        _, code, source = sections
+        sock = conn.run(script + (code or source) + key, source if code else b"")
         try:
             channel = client_handshake(sock, key, options, conn.left())
         except ConnectError:
@@ -244,15 +256,17 @@ class _Bootstrap:
             return None
         return max(0.0, self.deadline - time.monotonic())
 
-    def run(self, data: bytes) -> PipeSocket:
-        """Send ``data`` and read up to the greeting; return the pipes as a socket."""
+    def run(self, data: bytes, source: bytes) -> PipeSocket:
+        """Send ``data``, read up to the greeting and stage 1's status line, sending
+        ``source`` too if stage 1 asks for it; return the pipes as a socket."""
         todo = memoryview(data)
         out = bytearray()
         os.set_blocking(self.wfd, False)
         poller = select.poll()
         poller.register(self.rfd, select.POLLIN)
         poller.register(self.wfd, select.POLLOUT)
-        while self.version is None or todo:
+        ready = False  # stage 1 said it has what it needs
+        while not ready or todo:
             left = self.left()
             if left is not None and left <= 0:
                 raise self.timed_out()
@@ -274,13 +288,38 @@ class _Bootstrap:
                 out += chunk
                 if self.version is None:
                     self.version = boot.parse_greeting(out)
-                    if self.version is not None:
-                        if self.version < boot.MIN_PYTHON:
-                            raise self.failure()
-                        del out[: boot.greeting_end(out)]
+                    if self.version is None:
+                        continue
+                    if self.version < boot.MIN_PYTHON:
+                        raise self.failure()
+                    del out[: boot.greeting_end(out)]
+                if not ready:
+                    status = self._status(out, bool(source))
+                    if status == WANT_SOURCE:
+                        if not todo:
+                            poller.register(self.wfd, select.POLLOUT)
+                        todo = memoryview(bytes(todo) + source)
+                    ready = status is not None
         os.set_blocking(self.wfd, True)
         self.sock = PipeSocket(self.rfd, self.wfd, pending=bytes(out))
         return self.sock
+
+    def _status(self, out: bytearray, can_source: bool) -> Optional[bytes]:
+        """Stage 1's status line, taken off the front of ``out``; None while it has not
+        fully come. ProtocolError for anything else (or a second request for source)."""
+        for line in (READY, WANT_SOURCE):
+            if out.startswith(line):
+                if line == WANT_SOURCE and not can_source:
+                    break  # it has the source already
+                del out[: len(line)]
+                return line
+        else:
+            if READY.startswith(out) or WANT_SOURCE.startswith(out):
+                return None
+        raise ProtocolError(
+            f"{self.where}: unexpected bootstrap output {bytes(out[:80])!r} (is {self.rpython}"
+            " a Python this client supports?)"
+        )
 
     def _stop(self, sig: int, grace: float) -> None:
         """Wait up to ``grace`` s for ssh to exit, then send ``sig`` to its process group

@@ -22,8 +22,7 @@ import io
 import threading
 import types
 import weakref
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, NamedTuple, Optional, Tuple
 
 AUTO = "@auto"
 
@@ -75,8 +74,9 @@ _METHOD_TYPES = (
 )
 
 
-@dataclass(frozen=True)
-class TypeInfo:
+# NamedTuples, not dataclasses: importing dataclasses would cost a remote server some 5 ms
+# of its start-up (inspect, dis, ast...), and a tuple pickles smaller.
+class TypeInfo(NamedTuple):
     """What a proxy of one server class looks like (sent with each reference)."""
 
     name: str
@@ -100,8 +100,7 @@ class ServerObject:
     proxy_class: Any = None
 
 
-@dataclass(frozen=True)
-class _Rules:
+class _Rules(NamedTuple):
     export_methods: Tuple[str, ...]
     export_attrs: Tuple[str, ...]
     export_attrs_cache: Tuple[str, ...]

@@ -3,6 +3,11 @@
 The only module that pickles or unpickles. Callers must only ``loads`` data whose MAC has
 been verified (the wire layer guarantees that for everything it hands out).
 
+cloudpickle is imported on first need: the first pickle of something the C pickler alone
+cannot take (``dumps_full``, ``find_unpicklable``). Unpickling never needs it up front:
+a pickle that names cloudpickle's helpers imports them by name. So a server that only
+ever sees plain data never loads it (about 8 ms of a remote server's start-up).
+
 - Functions, lambdas and closures of the master's ``__main__`` travel by value
   (cloudpickle); functions of importable modules, including definitions modules made by
   ``define_common``, travel by reference.
@@ -18,13 +23,12 @@ been verified (the wire layer guarantees that for everything it hands out).
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import struct
 import threading
 from typing import Any, List, Optional, Protocol, Sequence, Tuple
-
-import cloudpickle
 
 PROTOCOL = 5
 OOB_MIN = 1 << 16  # below this, copying into the pickle stream is cheaper than a buffer
@@ -98,18 +102,26 @@ def wrap_large(obj: Any, depth: int = 2) -> Any:
 _WRAPPED = frozenset((bytes, tuple, list, dict))
 
 
-class Pickler(cloudpickle.Pickler):
-    def __init__(self, file: Any, refs: Optional[RefHooks], buffer_callback: Any):
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=buffer_callback)
-        self._refs = refs
+@functools.cache
+def pickler_class() -> Any:
+    """The full pickler: cloudpickle's, with the connection's references (imported and
+    made on first call)."""
+    import cloudpickle
 
-    def reducer_override(self, obj: Any) -> Any:
-        refs = self._refs
-        if refs is not None:
-            r = refs.reduce(obj)
-            if r is not None:
-                return r
-        return super().reducer_override(obj)
+    class Pickler(cloudpickle.Pickler):
+        def __init__(self, file: Any, refs: Optional[RefHooks], buffer_callback: Any):
+            super().__init__(file, protocol=PROTOCOL, buffer_callback=buffer_callback)
+            self._refs = refs
+
+        def reducer_override(self, obj: Any) -> Any:
+            refs = self._refs
+            if refs is not None:
+                r = refs.reduce(obj)
+                if r is not None:
+                    return r
+            return super().reducer_override(obj)
+
+    return Pickler
 
 
 def reference(*args: Any) -> tuple:
@@ -181,7 +193,7 @@ class _Reusable(threading.local):
     def __init__(self) -> None:
         self.file = io.BytesIO()
         self.buffers: List[pickle.PickleBuffer] = []
-        self.pickler = Pickler(self.file, None, self.buffers.append)
+        self.pickler: Any = None  # the full pickler, made on this thread's first need
         self.busy = False
         sink = _PlainSink()
         self.plain_pair = (sink, _PlainPickler(sink, PROTOCOL))  # one thread-local lookup
@@ -235,8 +247,10 @@ def _dumps_full(obj: Any, refs: Optional[RefHooks]) -> Tuple[bytes, List[pickle.
     if r.busy:  # re-entered (a reducer pickling something itself): use a fresh pickler
         buffers: List[pickle.PickleBuffer] = []
         f = io.BytesIO()
-        Pickler(f, refs, buffers.append).dump(obj)
+        pickler_class()(f, refs, buffers.append).dump(obj)
         return f.getvalue(), buffers
+    if r.pickler is None:
+        r.pickler = pickler_class()(r.file, None, r.buffers.append)
     r.busy = True
     p, f = r.pickler, r.file
     try:
@@ -292,7 +306,7 @@ class _Discard:
 def _pickles(obj: Any, refs: Optional[RefHooks]) -> Optional[BaseException]:
     """None if ``obj`` pickles (as ``dumps`` would, with ``refs``), else the error."""
     try:
-        Pickler(_Discard(), refs, lambda _buf: None).dump(obj)
+        pickler_class()(_Discard(), refs, lambda _buf: None).dump(obj)
     except Exception as e:  # whatever pickling raises (TypeError, PicklingError, ...)
         return e
     return None

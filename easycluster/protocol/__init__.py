@@ -132,9 +132,12 @@ The ssh bootstrap (``boot.py``)
 
 Before the handshake, over ssh, the remote ``python3 -c STAGE0`` writes one line to its
 stdout, ``EASYCLUSTER-BOOT <major>.<minor>.<micro>\n`` (anything before it is shell
-noise, skipped), then reads from its stdin the zlib-compressed stage-1 payload (its size
-is in the command line) followed by a 32-byte random session key. The handshake above
-then runs over the two pipes.
+noise, skipped), then reads from its stdin the zlib-compressed stage-1 script (its size
+is in the command line) and runs it. Stage 1 (``remote/stage1.py`` draws its bytes) reads
+the modules, compiled for the client's Python or as source, then a 32-byte random
+session key, and answers one line, ``EASYCLUSTER-STAGE1 ready\n``, or
+``EASYCLUSTER-STAGE1 source\n`` to have the source sent (a Python of another bytecode
+version). The handshake above then runs over the two pipes.
 
 Local servers (``control.py``)
 ------------------------------

@@ -11,7 +11,6 @@ The message bodies are drawn in ``protocol``'s docstring (``protocol/messages.py
 from __future__ import annotations
 
 import _thread
-import logging
 import os
 import queue
 import sys
@@ -32,7 +31,18 @@ from .objtable import ObjectTable
 from .output import Forwarding
 from .verbs import RootObject
 
-log = logging.getLogger("easycluster.server")
+
+class _ServerLog:
+    """The ``easycluster.server`` logger, with ``logging`` imported on first use: a server
+    that logs nothing (an ssh one) never loads it, some 6 ms of its start-up."""
+
+    def __getattr__(self, name: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger("easycluster.server"), name)
+
+
+log = _ServerLog()
 
 Request = Tuple[int, memoryview, Sequence[memoryview]]  # request id, body, out-of-band buffers
 # (rid, tid, oid, method, args, kwargs, the callable the request names) -> its value

@@ -10,7 +10,6 @@ and ``eval`` show because their code is registered with ``linecache`` where it r
 
 from __future__ import annotations
 
-import traceback
 from types import FrameType, TracebackType
 from typing import Any, Optional
 
@@ -41,6 +40,8 @@ def user_traceback(tb: Optional[TracebackType]) -> Optional[TracebackType]:
 def remote_exception(e: BaseException) -> RemoteException:
     """What the client gets for an exception raised by a call: the exception and its
     traceback lines, from the user's code on (see the module docstring)."""
+    import traceback  # (on the first failure: a server that has none never loads it)
+
     text = traceback.format_exception(type(e), e, user_traceback(e.__traceback__))
     return RemoteException(e, text)
 
@@ -75,4 +76,6 @@ def unpicklable_return(
     path, part, reason = found if found is not None else ("", value, error)
     err = UnpicklableError.of(call_name(request, table), "the return value", part, reason, path)
     # No frames: the failure is in our pickling, after the user's code returned.
+    import traceback
+
     return RemoteException(err, traceback.format_exception_only(type(err), err))

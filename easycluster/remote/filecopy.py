@@ -21,7 +21,6 @@ partial target.) Failures are return code 1 with ``easycluster copy: ...`` on st
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import threading
 from typing import Any, Dict, List, Optional, Tuple
@@ -57,6 +56,8 @@ def _remove(path: Optional[str]) -> None:
         return
     try:
         if os.path.isdir(path) and not os.path.islink(path):
+            import shutil  # (here: every server imports this module, few remove trees)
+
             shutil.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)

@@ -8,7 +8,6 @@ hex on stdin).
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -21,9 +20,7 @@ from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from ..transport.handshake import server_handshake
 from . import commands
-from .connection import ServerConnection, flush_output
-
-log = logging.getLogger("easycluster.server")
+from .connection import ServerConnection, flush_output, log
 
 
 def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
@@ -54,6 +51,8 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
 def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
     """Serve one local connection on ``sock`` (handshake with ``key``); ends the process."""
     if verbosity:
+        import logging
+
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
         )

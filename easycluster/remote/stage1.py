@@ -1,41 +1,79 @@
 """Stage 1 of the ssh bootstrap, on the remote host: import from memory, take over the
 pipes, serve.
 
-This file is not imported there: its source travels in the payload (built by
-``launch.payload``), followed by a call of ``remote_main(SOURCES)``, and is executed as a
-script by stage 0. So at module level it imports only the standard library, and it runs
-on Python 3.9. ``SOURCES`` maps module names to ``(is package, source)`` for everything
-the server imports; ``remote_main`` puts a finder for them first on ``sys.meta_path``
-(tracebacks still show their lines), reads the 32-byte session key that follows the
-payload on stdin, moves the protocol off fds 0 and 1 (they point at ``/dev/null``
-afterwards, and ``sys.stdout`` is ``sys.stderr``, so a remote ``print`` reaches the
-client's stderr instead of corrupting the stream), and runs the ordinary server handshake
-and ``serve_connection`` over the two pipes.
+This file is not imported there: its source travels as the stage-1 script (built by
+``launch.payload``), followed by a call of ``remote_main()``, and is executed by stage 0.
+So at module level it imports only the standard library, it runs on Python 3.9, and it
+stays small (it is compiled on every connection).
+
+What follows the script on stdin (the layout ``launch.payload`` writes)::
+
+    SECTION_HEAD  8 bytes: the Python magic number the modules were compiled for (4),
+                  or SOURCE_TAG for source; the size of the blob (u32, big-endian)
+    blob          zlib(marshal({module name: (is package, code or source)})), where
+                  code is marshal.dumps of the module's code object (bytes) and source
+                  is its text (str)
+    session key   KEY_SIZE bytes
+
+Stage 1 reads the head, the blob and the key, then writes one status line to stdout:
+``READY`` when it can use the blob (source, or code for its own magic number), else
+``WANT_SOURCE``, after which the client sends a second section (source) and stage 1
+reads it. The container is unmarshalled at once (it holds only bytes and str); each
+module's code object is unmarshalled, or its source compiled, only when the module is
+imported, so a module the server never imports costs nothing but its bytes.
+
+``remote_main`` puts a finder for the modules first on ``sys.meta_path`` (tracebacks name
+``<easycluster-ssh>/...`` files; their lines show when the source was shipped), moves the
+protocol off fds 0 and 1 (they point at ``/dev/null`` afterwards, and ``sys.stdout`` is
+``sys.stderr``, so a remote ``print`` reaches the client's stderr instead of corrupting
+the stream), and runs the ordinary server handshake and ``serve_connection`` over the
+two pipes. The blob comes over ssh's authenticated channel, as the script does; every
+frame after the handshake is MAC-checked before anything in it is unpickled.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
-from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
+import zlib
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple, Union
 
 if TYPE_CHECKING:  # annotations only: stage 1 imports nothing it does not run
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-Sources = Dict[str, Tuple[bool, str]]
+Modules = Dict[str, Tuple[bool, Union[bytes, str]]]
+
+KEY_SIZE = 32  # protocol.boot.KEY_SIZE (importing it would load re and shlex here)
+SOURCE_TAG = b"SRC\n"  # a section of source; otherwise the head names a magic number
+READY = b"EASYCLUSTER-STAGE1 ready\n"
+WANT_SOURCE = b"EASYCLUSTER-STAGE1 source\n"
+PREFIX = "<easycluster-ssh>/"
+
+
+def python_magic() -> bytes:
+    """This interpreter's bytecode magic number (importlib.util.MAGIC_NUMBER, read from
+    the import system that is already loaded: importing importlib.util costs ms)."""
+    magic = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
+    if magic is None:
+        from importlib.util import MAGIC_NUMBER
+
+        return MAGIC_NUMBER
+    return bytes(magic)
 
 
 class ShippedModules:
-    """A ``sys.meta_path`` finder and loader for modules whose source came over stdin."""
+    """A ``sys.meta_path`` finder and loader for modules that came over stdin."""
 
-    def __init__(self, sources: Sources):
-        self.sources = sources
+    def __init__(self, modules: Modules):
+        self.modules = modules
 
     def find_spec(
         self, name: str, path: Optional[Sequence[str]] = None, target: Optional[ModuleType] = None
     ) -> Optional[ModuleSpec]:
-        if name not in self.sources:
+        entry = self.modules.get(name)
+        if entry is None:
             return None
         import importlib.machinery
 
@@ -45,8 +83,8 @@ class ShippedModules:
         return importlib.machinery.ModuleSpec(
             name,
             self,  # type: ignore[arg-type]
-            origin=self._filename(name),
-            is_package=self.sources[name][0],
+            origin=filename(name, entry[0]),
+            is_package=entry[0],
         )
 
     def create_module(self, spec: ModuleSpec) -> None:
@@ -54,25 +92,50 @@ class ShippedModules:
 
     def exec_module(self, module: ModuleType) -> None:
         name = module.__name__
-        code = compile(self.sources[name][1], self._filename(name), "exec", dont_inherit=True)
+        is_package, body = self.modules[name]
+        if isinstance(body, bytes):  # compiled by the client for this magic number
+            code = marshal.loads(body)
+        else:
+            code = compile(body, filename(name, is_package), "exec", dont_inherit=True)
         exec(code, module.__dict__)  # noqa: S102 - the payload the client sent
 
-    def get_source(self, name: str) -> str:
-        return self.sources[name][1]
-
-    def _filename(self, name: str) -> str:
-        suffix = "/__init__.py" if self.sources[name][0] else ".py"
-        return "<easycluster-ssh>/" + name.replace(".", "/") + suffix
+    def get_source(self, name: str) -> Optional[str]:
+        body = self.modules[name][1]
+        return body if isinstance(body, str) else None
 
 
-def remote_main(sources: Sources) -> None:
-    """Stage 1 on the remote host: import from memory, take over the pipes, serve."""
-    sys.meta_path.insert(0, ShippedModules(sources))
-    from easycluster.protocol.boot import KEY_SIZE
+def filename(name: str, is_package: bool) -> str:
+    """The file name a shipped module's code and tracebacks carry."""
+    return PREFIX + name.replace(".", "/") + ("/__init__.py" if is_package else ".py")
 
-    key = sys.stdin.buffer.read(KEY_SIZE)
-    if len(key) != KEY_SIZE:
-        sys.exit("easycluster bootstrap: stdin closed before the session key arrived")
+
+def read_section(stream: object) -> Tuple[bytes, bytes]:
+    """``(tag, blob)`` of the next section on ``stream`` (a binary file)."""
+    head = _read(stream, 8)
+    return head[:4], _read(stream, int.from_bytes(head[4:], "big"))
+
+
+def _read(stream: object, n: int) -> bytes:
+    data = stream.read(n)  # type: ignore[attr-defined]
+    if len(data) != n:
+        sys.exit("easycluster bootstrap: stdin closed before the payload arrived")
+    return data
+
+
+def remote_main() -> None:
+    """Stage 1 on the remote host: take the modules, import from memory, serve."""
+    stdin = sys.stdin.buffer  # stage 0 read through it: it may hold what follows
+    tag, blob = read_section(stdin)
+    key = _read(stdin, KEY_SIZE)
+    if tag not in (SOURCE_TAG, python_magic()):
+        os.write(1, WANT_SOURCE)
+        tag, blob = read_section(stdin)
+        if tag != SOURCE_TAG:
+            sys.exit("easycluster bootstrap: the client sent no source")
+    else:
+        os.write(1, READY)
+    sys.meta_path.insert(0, ShippedModules(marshal.loads(zlib.decompress(blob))))
+    del blob
     rfd, wfd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)

@@ -14,7 +14,6 @@ import linecache
 import os
 import sys
 import threading
-import traceback
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DefinitionsError
@@ -88,6 +87,8 @@ class RootObject:
                     "<define_common"
                 ):
                     tb = tb.tb_next
+                import traceback  # (on failure only: it costs a server's start ~1 ms)
+
                 text = traceback.format_exception(type(e), e, tb or e.__traceback__)
                 raise DefinitionsError(name, python, text) from e
 

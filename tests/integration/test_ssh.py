@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import getpass
 import glob
+import importlib.util
 import os
 import re
 import subprocess
@@ -113,8 +114,8 @@ def _tmp_names() -> set:
 def test_shipped_modules_come_from_memory(ssh_client, sshd):
     before, tmp_before = sshd.home_listing(), _tmp_names()
     c = ssh_client()
-    origins = c.eval(
-        "[sys.modules[m].__spec__.origin for m in "
+    origins = c.eval(  # (cloudpickle is imported on first need: import it here)
+        "[__import__('importlib').import_module(m).__spec__.origin for m in "
         "('easycluster', 'easycluster.remote.connection', 'cloudpickle')]"
     )
     assert all(o.startswith("<easycluster-ssh>/") for o in origins), origins
@@ -297,6 +298,10 @@ def test_real_other_pythons_serve(sshd):
         with easycluster.Client(**sshd.client_kw(rpython=OTHER_PYTHONS[v])) as c:
             assert tuple(c.eval("sys.version_info[:2]")) == v
             assert c.ssh_add(2, 3) == 5
+            # code objects when the bytecode version matches, else the source
+            magic = c.eval("__import__('_frozen_importlib_external').MAGIC_NUMBER")
+            source = c.eval("sys.modules['easycluster'].__loader__.get_source('easycluster')")
+            assert (source is None) == (magic == importlib.util.MAGIC_NUMBER)
             with pytest.raises(KeyError):
                 c.ssh_fail("x")
 
@@ -374,7 +379,13 @@ def test_stage0_reports_version_and_runs_payload():
 def test_payload_is_small_and_cached():
     p = payload.payload()
     assert p is payload.payload()
-    assert len(p) < 100_000
+    script, code, source = payload.unbundle(p)
+    # What a connection sends: stage 1 and the compiled modules (code objects with their
+    # line tables and docstrings: about twice the source's 85 KB), or source on a Python
+    # of another bytecode version. (The bound was 100 KB when source went every time.)
+    assert len(script) < 4_000
+    assert payload.sent_size(p) == len(script) + len(code) < 200_000
+    assert len(source) < 100_000
     names = payload.shipped_sources()
     assert {
         "easycluster",
