@@ -188,12 +188,12 @@ def dynamic_imports(module: str) -> Iterator[Tuple[str, int]]:
     """Package modules named as strings (``"easycluster.cli.serve"``): what
     ``importlib.import_module`` loads, in the CLI's dispatch and ``__init__``'s lazy
     names. They count for cycles and layers like imports made at first use. Logger
-    names (``getLogger("easycluster.server")``) are not imports."""
+    names (``getLogger("easycluster.server")``, ``lazy_logger(...)``) are not imports."""
     loggers = {
         id(a)
         for n in ast.walk(TREES[module])
         if isinstance(n, ast.Call)
-        and getattr(n.func, "attr", getattr(n.func, "id", "")) == "getLogger"
+        and getattr(n.func, "attr", getattr(n.func, "id", "")) in ("getLogger", "lazy_logger")
         for a in n.args
     }
     for n in ast.walk(TREES[module]):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
-import logging
+import importlib.machinery
 import os
 import socket
 import sys
@@ -36,9 +35,33 @@ def _checked(name: str) -> Callable[[str], Any]:
     return convert
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, sized as ``shutil.get_terminal_size`` would size it but
+    without importing ``shutil`` (argparse makes one for every option it adds: about
+    1.5 ms of ``easycluster -S``'s start)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24):
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2)
+
+
+def _columns() -> int:
+    """The terminal's width: $COLUMNS, else the width of stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``easycluster`` without a subcommand (also read by ``commandinfo``)."""
     p = Parser(
+        formatter_class=_HelpFormatter,
         prog="easycluster",
         description="EasyCluster standalone server and tools. Subcommands: nodeset, "
         "gather, shell, farm (see 'easycluster SUBCOMMAND -h').",
@@ -230,6 +253,8 @@ class _Setup:
         self.args = args
         self.cli = _cli_settings(args)
         self.settings = config.Settings({})
+        self.log_level = "WARNING"
+        self.logging_started = False
 
     def options(self, first: bool = False) -> ServerOptions:
         args = self.args
@@ -244,18 +269,27 @@ class _Setup:
                 "'easycluster -g KEYFILE', then run 'easycluster -S -k KEYFILE'"
                 + (f" or set 'keyfile = KEYFILE' in {args.config}" if args.config else "")
             )
-        logging.getLogger().setLevel(logging.INFO if settings["verbosity"] else logging.WARNING)
+        self.log_level = "INFO" if settings["verbosity"] else "WARNING"
+        if self.logging_started:  # (a reload: the level may have changed)
+            self.start_logging()
         self.settings = settings
         return config.server_options(settings, key, pidfile=args.pidfile, daemonize=args.daemonize)
+
+    def start_logging(self) -> None:
+        """Send the log to stderr at the configured level. Called when the server first
+        has work (``TCPServer.serve_forever``): ``logging`` (with traceback, threading &
+        co.) is not loaded before, and nothing logs before then (errors raise)."""
+        import logging
+
+        logging.basicConfig(stream=sys.stderr, format="easycluster[%(process)d]: %(message)s")
+        logging.getLogger().setLevel(self.log_level)
+        self.logging_started = True
 
 
 def _serve(args: argparse.Namespace) -> int:
     if args.logfile:
         _log_to(os.path.abspath(args.logfile))
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
-    )
-    if importlib.util.find_spec("cloudpickle") is None:  # (found, not imported: fast)
+    if not _importable("cloudpickle"):
         raise EasyClusterError(
             f"cloudpickle is not installed for {sys.executable}: the server needs it to "
             "run calls; install the package with its dependencies (pip install easycluster)"
@@ -263,7 +297,7 @@ def _serve(args: argparse.Namespace) -> int:
     setup = _Setup(args)
     opts = setup.options(first=True)
     try:
-        return run_server(opts, reload=setup.options)
+        return run_server(opts, reload=setup.options, before_work=setup.start_logging)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise EasyClusterError(
@@ -276,6 +310,17 @@ def _serve(args: argparse.Namespace) -> int:
                 f"{_where(setup.settings, 'bind')}cannot listen on {opts.bind!r}: {e.strerror or e}"
             )
         raise
+
+
+def _importable(name: str) -> bool:
+    """True if module ``name`` can be imported (found, not imported). The path finder
+    answers for a normal install; ``importlib.util`` (which loads contextlib & co.,
+    about 2 ms) asks the other finders only when it finds nothing."""
+    if importlib.machinery.PathFinder.find_spec(name) is not None:
+        return True
+    from importlib.util import find_spec
+
+    return find_spec(name) is not None
 
 
 def _log_to(path: str) -> None:

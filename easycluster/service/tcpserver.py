@@ -33,24 +33,26 @@ listens, RELOADING=1/READY=1 around a reload and STOPPING=1 when it stops accept
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import signal
 import socket
 import stat
 import sys
-import threading
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from ..protocol import frames, handshake
 from ..protocol.messages import DEFAULT_PORT
-from .listener import Listener, bind_tcp, parse_allow
+from .listener import Listener, bind_tcp, lazy_logger, parse_allow
 
-log = logging.getLogger("easycluster.server")
+log = lazy_logger("easycluster.server")  # (logging loads once there is work: see below)
 
 KILL_WAIT = 2.0  # seconds between SIGTERM and SIGKILL for connections past the grace
+# Seconds an idle listener waits before it loads the connection code (any work loads it
+# at once: ``serve_forever``). Loaded right after listening, it took CPU from the servers
+# started beside it: 50 started at once on 2 cores all listen within a second or two.
+WARM_UP_AFTER = 5.0
 
 Reload = Callable[[], "ServerOptions"]
 Serve = Callable[[socket.socket, frames.Session, str, int], None]
@@ -168,6 +170,7 @@ class TCPServer:
                 len(self.children),
             )
             return
+        serve = self.connection_server()  # (here, before the fork: every child shares it)
         listener_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -180,7 +183,7 @@ class TCPServer:
                 os.close(self._alive_w)  # the listener's alone: its EOF is the news
                 watch_listener(self._alive_r, listener_pid, self._death_signal)
                 self.listener.close_in_child()
-                self.connection_server()(sock, session, peer, self.opts.verbosity)
+                serve(sock, session, peer, self.opts.verbosity)
             finally:
                 os._exit(1)
         self.children[pid] = peer
@@ -188,8 +191,9 @@ class TCPServer:
 
     def connection_server(self) -> Serve:
         """The code that serves one connection (in its forked process), imported on first
-        use: ``serve_forever`` asks for it right after the port opens, so the server
-        listens sooner and every connection process inherits it already imported."""
+        use, in the listener (``serve_forever`` says when). So the port opens sooner,
+        servers started together do not slow each other down loading it, and every
+        connection process inherits it already imported."""
         if self._serve is None:
             from ..objects import definitions
             from ..remote.process import serve_connection
@@ -286,8 +290,19 @@ class TCPServer:
 
     # -- main loop ----------------------------------------------------------------
 
-    def serve_forever(self, on_ready: Optional[Callable[[], None]] = None) -> int:
-        """Serve until SIGTERM/SIGINT, then drain within the grace period; return 0."""
+    def serve_forever(
+        self,
+        on_ready: Optional[Callable[[], None]] = None,
+        before_work: Optional[Callable[[], None]] = None,
+    ) -> int:
+        """Serve until SIGTERM/SIGINT, then drain within the grace period; return 0.
+
+        ``on_ready`` is called once the port is open, after the "serving on" line and
+        before systemd is told READY=1. Then the listener stays small until there is
+        work (a connection or a signal; under systemd at once, since notifying may log),
+        or for ``WARM_UP_AFTER`` seconds: only then does it call ``before_work`` (the
+        command line sets up logging there: nothing is logged before) and load the
+        connection code."""
         handlers = {
             signal.SIGTERM: self.stop,
             signal.SIGINT: self.stop,
@@ -306,11 +321,16 @@ class TCPServer:
                 file=sys.stderr,
                 flush=True,
             )
-            self.notify(f"READY=1\nSTATUS=serving on {host}:{port}\nMAINPID={os.getpid()}")
             if on_ready:
                 on_ready()
-            self.connection_server()  # (imported now, not before: see there)
+            if not self.notify_socket:  # (under systemd the work starts now: notify may log)
+                self._idle(WARM_UP_AFTER)
+            if before_work:
+                before_work()
+            self.notify(f"READY=1\nSTATUS=serving on {host}:{port}\nMAINPID={os.getpid()}")
             try:
+                if not self.stopping:
+                    self.connection_server()  # (see there)
                 while not self.stopping:
                     if self._hup:
                         self.reload()
@@ -328,6 +348,12 @@ class TCPServer:
             self.close()
         log.warning("stopped")
         return 0
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until a connection or a signal comes (nothing is taken: the listener's
+        ``poll`` reads them), or ``seconds`` pass. A signal's handler writes to the
+        wake-up pipe, so a signal ends the wait too."""
+        select.select([self.sock.fileno(), self._wake_r], [], [], seconds)
 
     def _drain(self) -> None:
         """Wait up to ``grace`` for the connection processes, then end them."""
@@ -414,6 +440,8 @@ def watch_listener(
             os.kill(os.getpid(), signal.SIGUSR1)
         return
 
+    import threading  # (only here: the listening port opens without it)
+
     def watch() -> None:
         try:
             while os.read(fd, 64):
@@ -472,10 +500,15 @@ def daemonize(pidfile: Optional[str]) -> None:
         os.replace(tmp, pidfile)
 
 
-def run_server(opts: ServerOptions, reload: Optional[Reload] = None) -> int:
+def run_server(
+    opts: ServerOptions,
+    reload: Optional[Reload] = None,
+    before_work: Optional[Callable[[], None]] = None,
+) -> int:
     """Bind, optionally daemonize, and serve until stopped. Returns the exit code.
 
-    ``reload`` is called on SIGHUP for fresh options (see the module docstring). The
+    ``reload`` is called on SIGHUP for fresh options (see the module docstring);
+    ``before_work`` before the server first does any work (``serve_forever``). The
     ``NOTIFY_SOCKET`` variable is taken out of the environment so that the code clients
     run never sees it.
     """
@@ -490,7 +523,7 @@ def run_server(opts: ServerOptions, reload: Optional[Reload] = None) -> int:
         server.close()
         raise
     try:
-        return server.serve_forever()
+        return server.serve_forever(before_work=before_work)
     finally:
         if opts.pidfile:
             remove_pidfile(opts.pidfile)
