@@ -12,6 +12,7 @@ its functions and classes are pickled by reference.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import importlib
 import linecache
@@ -67,7 +68,7 @@ def definitions_module(name: str = DEFAULT_MODULE, keep_source: bool = True) -> 
     mod = types.ModuleType(name, "EasyCluster definitions module")
     mod._easycluster_definitions = True  # type: ignore[attr-defined]
     mod._source_code = []  # type: ignore[attr-defined]
-    exec(_preamble(), mod.__dict__)
+    exec(_compiled(_preamble()), mod.__dict__)
 
     def define(code: str, local: bool = True) -> None:
         define_common(code, name, local)
@@ -123,10 +124,17 @@ def _preamble() -> str:
     return f"from easycluster import {', '.join(names)}" if names else ""
 
 
+@functools.lru_cache(maxsize=4)
+def _compiled(source: str) -> types.CodeType:
+    """``source`` compiled once (a new definitions module runs the preamble: a zygote's
+    children inherit the code object instead of compiling it again)."""
+    return compile(source, "<easycluster preamble>", "exec", dont_inherit=True)
+
+
 def warm_up() -> None:
     """Import what a new definitions module's preamble binds (for a process that forks
     servers: its children then start warm)."""
-    exec(_preamble(), {})
+    exec(_compiled(_preamble()), {})
 
 
 BLOCK_FILE = "<define_common {name} {digest}>"  # a block's file name in tracebacks

@@ -44,6 +44,8 @@ class _ServerLog:
 
 log = _ServerLog()
 
+_VERB_NAMES = tuple(n for n in dir(RootObject) if n.startswith("verb_"))  # (dir() is slow)
+
 Request = Tuple[int, memoryview, Sequence[memoryview]]  # request id, body, out-of-band buffers
 # (rid, tid, oid, method, args, kwargs, the callable the request names) -> its value
 RequestHook = Callable[[int, int, int, str, Any, Any, Callable[..., Any]], Any]
@@ -101,11 +103,7 @@ class ServerConnection:
         self.context = definitions.definitions_module(definitions.DEFAULT_MODULE)
         self.root = RootObject(self)
         self.table = ObjectTable(self.root)
-        self._verbs = {
-            name[5:]: getattr(self.root, name)
-            for name in dir(self.root)
-            if name.startswith("verb_")
-        }
+        self._verbs = {name[5:]: getattr(self.root, name) for name in _VERB_NAMES}
         self.objects = self.table.objects
         self.threads: Dict[int, ServerThread] = {}
         # SINGLE requests: each on a thread of its own, idle ones kept for the next
