@@ -39,6 +39,7 @@ import marshal
 import os
 import struct
 import sys
+import threading
 import zlib
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -80,11 +81,26 @@ def stage1_script() -> bytes:
     return zlib.compress((body.lstrip() + "\nremote_main()\n").encode("utf-8"), 9)
 
 
-@functools.cache
+# Bundles made by this process, by (role, extra). One lock around making them: the
+# threads of a fan-out connect at once, and CPython's compile() is not safe from
+# several threads at once ("AST constructor recursion depth mismatch", seen in tree mode).
+_bundles: Dict[Tuple[str, Tuple[str, ...]], bytes] = {}
+_bundles_lock = threading.Lock()
+
+
 def payload(role: str = "server", extra: Tuple[str, ...] = ()) -> bytes:
     """The bundle for ``role`` plus the root modules ``extra`` (see the module docstring;
     ``unbundle`` splits it): from this process's memory, else the disk cache, else built
-    (and cached)."""
+    (and cached). Safe from several threads: one of them makes it, the others wait."""
+    key = (role, tuple(extra))
+    with _bundles_lock:
+        found = _bundles.get(key)
+        if found is None:
+            found = _bundles[key] = _make(role, key[1])
+        return found
+
+
+def _make(role: str, extra: Tuple[str, ...]) -> bytes:
     path = cache_path(role, extra)
     stamp = fingerprint(role, extra) if path else b""
     if path:

@@ -8,6 +8,7 @@ another bytecode version does the same: tests/integration/test_ssh_payload.py).
 
 from __future__ import annotations
 
+import concurrent.futures
 import marshal
 import os
 import select
@@ -244,7 +245,7 @@ def test_the_fingerprint_follows_every_source_file(tmp_path, monkeypatch):
 
 
 def _fresh() -> bytes:
-    return payload.payload.__wrapped__("server")  # the disk cache, not this process's
+    return payload._make("server", ())  # the disk cache, not this process's
 
 
 def test_the_bundle_is_cached_on_disk_privately(cache_home, monkeypatch):
@@ -291,3 +292,22 @@ def test_no_cache_without_a_usable_home(monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")
     assert payload.cache_path("server", ()) is None
     assert payload.unbundle(_fresh())  # built in memory all the same
+
+
+def test_threads_asking_at_once_get_one_bundle_built_once(cache_home, monkeypatch):
+    """A fan-out's threads all want the bundle at once: one builds it (compile() is not
+    safe from several threads), the others wait and get the same bytes."""
+    monkeypatch.setattr(payload, "_bundles", {})
+    builds = []
+    real_build = payload.build
+
+    def counted(*args):
+        builds.append(1)
+        return real_build(*args)
+
+    monkeypatch.setattr(payload, "build", counted)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(
+            pool.map(lambda _: payload.payload("server", ("easycluster.cluster.tree",)), range(16))
+        )
+    assert len(set(got)) == 1 and len(builds) == 1
