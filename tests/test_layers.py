@@ -56,6 +56,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cluster.session", "launch.srun"): "optional: only SLURM users need it",
     ("cluster.task", "cluster.rpc"): "optional: the client stack only for the rpc backend",
     ("cluster.task", "cluster.treeworker"): "optional: the client stack only for tree mode",
+    ("cluster.task", "cluster.treecopy"): "optional: the client stack only for tree mode",
     ("cluster.session", "client.spec"): "optional: only SLURM users need srun_client",
     ("cluster.executor", "launch.srun"): "optional: only SLURM users need it",
     ("cluster.executor", "launch.slurmwatch"): "optional: only SLURM users need it",
@@ -79,6 +80,8 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.farm", "cluster.task"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farm"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farmout"): "start-up: loaded once a run starts",
+    ("cli.farm", "cluster.treeexec"): "start-up: loaded once a run starts (--topology)",
+    ("cli.farm", "cluster.treerelay"): "start-up: loaded once a run starts (--topology)",
     ("cli.farm", "client.local"): "start-up: loaded once a run starts",
     ("cli.farm", "client.threaded"): "start-up: loaded once a run starts",
     # server.py is the 0.22 face: importing it must stay as light as 0.22's

@@ -40,8 +40,9 @@ _easycluster() {
         'farm --user'|'farm --ssh-options') how='text' ;;
         ' -k'|' --keyfile'|' -g'|' --generate'|' --config'|' -P'|' --pidfile'|' -L'| \
         ' --logfile'|'nodeset --groupsconf'|'shell --topology'|'farm -N'| \
-        'farm --node-file'|'farm -J'|'farm --job-file'|'farm --joblog'|'farm -o'| \
-        'farm --stdout'|'farm -e'|'farm --stderr'|'farm -A'|'farm --active-nodes') how='file' ;;
+        'farm --node-file'|'farm -J'|'farm --job-file'|'farm --joblog'|'farm --topology'| \
+        'farm -o'|'farm --stdout'|'farm -e'|'farm --stderr'|'farm -A'| \
+        'farm --active-nodes') how='file' ;;
         'gather --interpret-keys'|'gather --color'|'shell --color') how='choice:never always auto' ;;
         'shell -R'|'shell --worker') how='choice:ssh exec rpc' ;;
         'farm -R'|'farm --worker') how='choice:ssh local' ;;
@@ -68,14 +69,14 @@ _easycluster() {
         'shell') opts='-h --help --version -w -x -g --group -X -a --all --pick -b --dshbak -B -L -N
             --diff -q --quiet -v --verbose -P --progress --no-progress --color -S -f
             --fanout -t --connect_timeout -u --command_timeout -l --user -o --options -R
-            --worker --keep --keep-exit --nostdin --topology -c --copy --rcopy --dest -p
-            --preserve' ;;
+            --worker --keep --keep-exit --nostdin --topology --no-topology -c --copy
+            --rcopy --dest -p --preserve' ;;
         'farm') opts='-h --help -V --version -n --node -N --node-file -w -g --group --slurm
             --slots -m --max-nodes -u --max-node-uses -j --job -J --job-file -E
             --on-each-node --timeout --retries --retry-failed --halt --joblog --resume
-            --heartbeat --connect-timeout -l --user --ssh-options -R --worker -o
-            --stdout -e --stderr --outdir -s --status --no-status -A --active-nodes -v
-            --verbose' ;;
+            --heartbeat --connect-timeout -l --user --ssh-options --topology
+            --no-topology -R --worker -o --stdout -e --stderr --outdir -s --status
+            --no-status -A --active-nodes -v --verbose' ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))

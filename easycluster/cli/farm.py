@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, 
 
 from ..cluster.farmlog import JobLog, JobLogError, read_done
 from ..cluster.terminal import is_terminal
+from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
@@ -128,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="OPTIONS",
         help="ssh arguments, shell words ('-F cfg -p 2222')",
+    )
+    r.add_argument(
+        "--topology",
+        metavar="FILE",
+        help="reach the hosts through the gateways of this topology (tree mode; default: "
+        "$EASYCLUSTER_TOPOLOGY or a topology.conf, see docs/tree.md)",
+    )
+    r.add_argument(
+        "--no-topology",
+        action="store_true",
+        help="connect every host directly, whatever topology is configured",
     )
     r.add_argument(
         "-R",
@@ -334,7 +346,41 @@ def connector(args: argparse.Namespace) -> Callable[[str], Any]:
             **keep,
         )
 
+    if getattr(args, "topology_file", None):
+        return tree_connect(args, extra, connect)
     return connect
+
+
+def tree_connect(
+    args: argparse.Namespace, extra: List[str], direct: Callable[[str], Any]
+) -> Callable[[str], Any]:
+    """``--topology``: hosts behind a gateway get a session that their gateway holds
+    (``cluster/treerelay.py``; the gateway's session to the host keeps the heartbeat,
+    and a gateway silent for 2 heartbeats loses its hosts); the connector is kept on
+    ``args.relay`` for ``_run`` to close."""
+    from ..cluster.treeexec import HEARTBEAT, relay_options
+    from ..cluster.treerelay import TreeConnector, as_topology
+
+    opts = relay_options(
+        extra,
+        args.user,
+        connect_timeout=args.connect_timeout,
+        silence=max(2 * args.heartbeat, 2 * HEARTBEAT),
+        keep_alive=args.heartbeat,
+    )
+    args.relay = TreeConnector(as_topology(args.topology_file), opts, direct)
+    return args.relay.connect
+
+
+def choose_topology(args: argparse.Namespace) -> None:
+    """``args.topology_file``: ``--topology``, else the configured default (none with
+    ``--no-topology``, ``-R local`` or ``--slurm``, which start no ssh)."""
+    if args.topology and (args.worker == "local" or args.slurm is not None):
+        raise UsageError("--topology goes with ssh hosts, not with -R local or --slurm")
+    if args.topology and args.no_topology:
+        raise UsageError("give --topology FILE or --no-topology, not both")
+    flat = args.no_topology or args.worker == "local" or args.slurm is not None
+    args.topology_file = topology_for(args.topology, flat)
 
 
 def _open_output(path: Optional[str], default: IO[bytes], opened: List[IO[bytes]]) -> IO[bytes]:
@@ -417,6 +463,7 @@ def _run(
             f"{len(jobs)} jobs ({len(skipped)} done before) on "
             f"{NodeSet.fromlist(list(dict.fromkeys(hosts)))} ({len(hosts) * options.slots} slots)"
         )
+    choose_topology(args)
     farm = Farm(list(jobs.values()), hosts, connector(args), options)
     watch = None
     if args.slurm is not None and jobs:  # SLURM's word on the nodes, besides heartbeats
@@ -432,6 +479,8 @@ def _run(
     finally:
         if watch is not None:
             watch.stop()
+        if getattr(args, "relay", None) is not None:
+            args.relay.close()  # (after the farm closed its sessions: the gateways end)
     writer.finish()
     if interrupted:
         reason = "interrupted"

@@ -55,6 +55,7 @@ from ..cluster.gather import Gatherer, LineWriter, write_gathered
 from ..cluster.progress import Progress
 from ..cluster.summary import Outcome, Summary
 from ..cluster.terminal import COLOR_CHOICES, palette_for
+from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
@@ -145,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--topology",
         metavar="FILE",
-        help="run through the gateways of this topology (tree mode)",
+        help="run through the gateways of this topology (tree mode; default: "
+        "$EASYCLUSTER_TOPOLOGY or a topology.conf, see docs/tree.md)",
+    )
+    run.add_argument(
+        "--no-topology", action="store_true", help="run flat, whatever topology is configured"
     )
     cp = p.add_argument_group("copy (the arguments are then the files)")
     cp.add_argument("-c", "--copy", action="store_true", help="copy files or dirs to the nodes")
@@ -267,8 +272,9 @@ class Shell:
         task.set_info("ssh_options", " ".join(args.options))
         task.set_default("backend", KEPT.get(args.worker, args.worker))
         task.set_default("stderr", not args.gather_all)
-        if args.topology:
-            task.load_topology(args.topology)
+        topology = topology_for(args.topology, args.no_topology)
+        if topology:
+            task.load_topology(topology)
 
     def run(self, command: str, stdin: Any) -> int:
         """Run ``command`` on every node; print its output and summary; return the code."""

@@ -7,6 +7,7 @@ survives their death.
         fut = ex.submit(simulate, params)
     with ClusterExecutor([client1, client2]) as ex: ...     # Clients you made (any transport)
     with ClusterExecutor.from_slurm() as ex: ...   # in salloc/sbatch: a srun step per node
+    with ClusterExecutor("node[1-400]", topology="topology.conf") as ex: ...  # via gateways
 
 Functions and lambdas travel by cloudpickle (``remote.verbs.apply``, as ``Cluster.call``
 sends them); ``map`` sends its function once per server and then only the arguments.
@@ -49,6 +50,14 @@ was lost runs again, those that had finished there too.
 A client that the executor declares lost is closed, even one you passed in (its
 connection is dead or frozen). Clients you passed in are otherwise left open at
 shutdown; those it made (node names, ``local=``) are closed.
+
+**Through gateways** (``topology=``, tree mode: ``treerelay.py``): each node's session
+is held by its gateway (a server of ours bootstrapped over ssh, one connection from
+here per first-hop gateway), which forwards the runner's requests (items, pings) and
+streams the replies back as they come. The scheduler and its failure classes are
+unchanged: a node lost with its gateway (the gateway died or went silent) is *lost*,
+and its items rerun on other nodes; a node that neither its gateway nor any other
+declared for it can connect is *unreachable*, named with the gateway's error.
 """
 
 from __future__ import annotations
@@ -69,6 +78,8 @@ from .execrunner import Runner, Server
 from .scheduler import Scheduler
 from .slots import slot_keys
 from .task import node_list
+from .treeexec import SILENCE
+from .treerelay import TreeConnector, tree_connector
 
 __all__ = ["ClusterExecutor", "NoHostsLeft", "WorkLost", "WorkStuck"]
 
@@ -127,6 +138,13 @@ class ClusterExecutor(concurrent.futures.Executor):
     item may run before it is stuck (None: no limit); ``heartbeat``: seconds within
     which a server must answer a ping while it runs our items (2.0); ``pipeline``: most
     calls in flight per server (128).
+
+    ``topology`` (a ``Topology``, a file path, or what ``Topology.build`` takes): reach
+    the named nodes through its gateways (module docstring); ``user``, ``extra_args``,
+    ``rpython`` and ``connect_timeout`` among ``connect_options`` apply at every level,
+    ``gateway_python`` starts the gateways, ``silence`` is the seconds a gateway may
+    say nothing before its nodes are lost (30). ``client`` then connects only the nodes
+    reached from here (the topology's direct children and nodes it does not list).
     """
 
     def __init__(
@@ -134,12 +152,15 @@ class ClusterExecutor(concurrent.futures.Executor):
         nodes: Nodes = None,
         *,
         local: Optional[int] = None,
-        client: Optional[Callable[[str], Client]] = None,
+        client: Optional[Callable[[str], Any]] = None,
         retries: int = 3,
         poison_after: int = 3,
         task_timeout: Optional[float] = None,
         heartbeat: float = 2.0,
         pipeline: int = 128,
+        topology: Any = None,
+        gateway_python: Optional[str] = None,
+        silence: float = SILENCE,
         **connect_options: Any,
     ) -> None:
         if not heartbeat > 0:
@@ -148,6 +169,14 @@ class ClusterExecutor(concurrent.futures.Executor):
             raise ValueError(f"pipeline must be a whole number >= 1, not {pipeline!r}")
         self.heartbeat = heartbeat
         self.pipeline = pipeline
+        self._connector: Optional[TreeConnector] = None
+        if topology is not None:
+            if local is not None:
+                raise ConfigError("local=N servers run here: they take no topology")
+            self._connector = tree_connector(
+                topology, client, gateway_python, silence, connect_options
+            )
+            client = self._connector.connect
         hosts = self._hosts_from(nodes, local, client, connect_options)
         self._hosts: Dict[str, Server] = {h.name: h for h in hosts}
         sched = Scheduler(
@@ -175,7 +204,7 @@ class ClusterExecutor(concurrent.futures.Executor):
     def _hosts_from(
         nodes: Nodes,
         local: Optional[int],
-        client: Optional[Callable[[str], Client]],
+        client: Optional[Callable[[str], Any]],
         options: Dict[str, Any],
     ) -> List[Server]:
         if (nodes is None) == (local is None):
@@ -290,6 +319,17 @@ class ClusterExecutor(concurrent.futures.Executor):
             for h in self._hosts.values():
                 if h.thread is not None:
                     h.thread.join()
+            if self._connector is not None:
+                self._connector.close()
+        elif self._connector is not None:  # closed once the runners are done with it
+            threading.Thread(target=self._close_connector, daemon=True).start()
+
+    def _close_connector(self) -> None:
+        for h in self._hosts.values():
+            if h.thread is not None:
+                h.thread.join()
+        if self._connector is not None:
+            self._connector.close()
 
     # -- submitting and results ----------------------------------------------------------
 
@@ -451,5 +491,5 @@ class ClusterExecutor(concurrent.futures.Executor):
         return all(h.thread is None or not h.thread.is_alive() for h in self._hosts.values())
 
 
-def _bind(connect: Callable[[str], Client], node: str) -> Callable[[], Client]:
+def _bind(connect: Callable[[str], Any], node: str) -> Callable[[], Any]:
     return lambda: connect(node)

@@ -21,7 +21,6 @@ that did not succeed once, folded by class; ``exit_code()`` is the shell's.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import (
@@ -46,8 +45,8 @@ from .executor import ClusterExecutor
 from .slots import slot_keys
 from .summary import Outcome, Summary
 from .task import node_list
-from .topology import Topology, load_topology
 from .treecall import LOST, OK, UNREACHABLE, TreeCaller, call_options
+from .treerelay import TreeConnector, as_topology, tree_connector
 from .treerun import SILENCE
 
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
@@ -127,7 +126,9 @@ class Cluster:
     nothing before it is taken as hung. ``call`` and ``run`` give what flat gives; a
     node whose gateway died mid-call with no other gateway declared for it is
     ``unreachable`` (its value a ``ConnectionLost`` naming the gateway). A node listed
-    twice runs once. ``map`` is not available in tree mode."""
+    twice runs once. ``map`` runs through the gateways too, as ``ClusterExecutor`` with
+    a topology does (``treerelay.py``: its own sessions to the nodes, opened by the
+    gateways for each map; the links to the gateways are kept until ``close``)."""
 
     def __init__(
         self,
@@ -153,7 +154,11 @@ class Cluster:
         self.unreachable: Dict[str, BaseException] = {}
         self.tree: Optional[TreeCaller] = None
         self.lost: Dict[str, BaseException] = {}  # tree mode: lost in the last operation
+        self.relay: Optional[TreeConnector] = None  # tree mode: map's, made on first use
+        self._relay_args: Any = None
         if topology is not None:
+            topology = as_topology(topology)
+            self._relay_args = (topology, client, gateway_python, silence, connect_options)
             self.tree = tree_caller(
                 topology, connect, fanout, call_timeout, gateway_python, silence, connect_options
             )
@@ -210,6 +215,8 @@ class Cluster:
             c.close()
         if self.tree is not None:
             self.tree.close()
+        if self.relay is not None:
+            self.relay.close()
 
     def _fan_out(self, func: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
         if self.tree is not None:
@@ -300,13 +307,18 @@ class Cluster:
         instead of hanging).
         """
         if self.tree is not None:
-            raise EasyClusterError("Cluster.map does not run through a topology yet")
-        clients = [self.clients[k] for k in self.keys if k in self.clients]
-        if not clients:
+            if self.relay is None:
+                self.relay = tree_connector(*self._relay_args)
+            servers: List[Any] = [self.node_of[k] for k in self.keys if k not in self.unreachable]
+            connect: Any = self.relay.connect
+        else:
+            servers = [self.clients[k] for k in self.keys if k in self.clients]
+            connect = None
+        if not servers:
             raise EasyClusterError(
                 f"Cluster.map: no node is connected ({len(self.unreachable)} unreachable)"
             )
-        executor = ClusterExecutor(clients, retries=retries, task_timeout=timeout)
+        executor = ClusterExecutor(servers, client=connect, retries=retries, task_timeout=timeout)
         try:
             return list(executor.map(func, iterable, chunksize=chunksize))
         except BaseException:
@@ -331,14 +343,7 @@ def tree_caller(
     connect_options: Dict[str, Any],
 ) -> TreeCaller:
     """The ``TreeCaller`` of a Cluster with a topology (the class docstring)."""
-    if isinstance(topology, Topology):
-        topo = topology
-    elif isinstance(topology, os.PathLike) or (
-        isinstance(topology, str) and ":" not in topology
-    ):  # (a path: a topology's text has "parents: children")
-        topo = load_topology(os.fspath(topology))
-    else:
-        topo = Topology.build(topology)
+    topo = as_topology(topology)
     timeout = connect_options.get("connect_timeout")
     opts = call_options(
         list(connect_options.get("extra_args", ())),

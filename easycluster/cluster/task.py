@@ -307,6 +307,7 @@ class Task:
         preserve: bool = False,
         reverse: bool = False,
         backend: Union[str, Backend, None] = None,
+        tree: Optional[bool] = None,
     ) -> Worker:
         """Schedule copying the local file or directory ``source`` to ``dest`` on every
         node of ``nodes`` (``reverse=True``: ``rcopy``) and return its ``Worker``.
@@ -320,35 +321,25 @@ class Task:
         source's less the node's umask, the mtime now). A node's failure is a non-zero
         return code (1) with the reason in its error buffer. Raises FileNotFoundError for
         a missing ``source`` (ValueError for one that is neither file nor directory)
-        before anything is scheduled. ``timeout``, ``handler``, ``backend`` as for
-        ``shell()``; ``nodes`` is required.
+        before anything is scheduled. ``timeout``, ``handler``, ``backend``, ``tree`` as
+        for ``shell()`` (through the gateways: streamed, each node once, ``treecopy.py``);
+        ``nodes`` is required.
         """
         if reverse:
-            return self.rcopy(source, dest, nodes, handler, timeout, preserve, backend)
+            return self.rcopy(source, dest, nodes, handler, timeout, preserve, backend, tree)
         names, chosen = self.copy_targets(nodes, backend)
+        if self.use_tree(tree, backend, None):
+            from .treecopy import tree_copy  # (the client stack only for tree mode)
+
+            return tree_copy(self, source, dest, names, handler, timeout, preserve)
         from .copyio import open_push  # (tarfile & co. only for copies: see DEFERRED)
 
         push = open_push(os.fspath(source))
         try:
-            command = chosen.push_command(
-                os.fspath(dest),
-                push.name,
-                push.feed.total,
-                push.mode,
-                push.kind,
-                preserve,
-                push.mtime,
-            )
-            worker = Worker(
-                self,
-                command,
-                self.new_keys(names),
-                handler,
-                self.command_timeout(timeout),
-                chosen,
-                True,
-                push.feed,
-            )
+            command = chosen.push_command(os.fspath(dest), push.name, push.feed.total,
+                                          push.mode, push.kind, preserve, push.mtime)  # fmt: skip
+            worker = Worker(self, command, self.new_keys(names), handler,
+                            self.command_timeout(timeout), chosen, True, push.feed)  # fmt: skip
         except BaseException:
             push.feed.close()
             raise
@@ -363,6 +354,7 @@ class Task:
         timeout: Optional[float] = None,
         preserve: bool = False,
         backend: Union[str, Backend, None] = None,
+        tree: Optional[bool] = None,
     ) -> Worker:
         """Schedule copying the file or directory ``source`` of every node of ``nodes``
         into the local directory ``dest`` and return its ``Worker``.
@@ -376,6 +368,10 @@ class Task:
         in the buffers and gives no ``ev_read`` (stderr does). Other arguments as for
         ``copy()``.
         """
+        if nodes is not None and self.use_tree(tree, backend, None):
+            from .treecopy import tree_rcopy  # (the client stack only for tree mode)
+
+            return tree_rcopy(self, source, dest, node_list(nodes), handler, timeout, preserve)
         from .copyio import PullSink  # (see copy())
 
         source, dest = os.fspath(source), os.fspath(dest)

@@ -10,7 +10,10 @@ What goes in, from the sources of one run:
   a folded node set, ``data`` one or more lines, each ending with ``\\n``);
 - ``end(nodes, status, rc)``: nodes that ended (``hup`` with rc, ``timeout``,
   ``unreachable``, ``hostkey``, ``failed``, ``lost``, ``aborted``);
-- ``reason(nodes, why)``: why targets did not run (gateway lost, no route).
+- ``reason(nodes, why)``: why targets did not run (gateway lost, no route);
+- for an rcopy, ``raw(node, data)``: a node's stdout as it came, not lines (sid ``RAW``),
+  and ``void(nodes)``: what came for ``nodes`` so far is void (they were rerouted and
+  run again from the start; sid ``RESET``, a barrier nothing is merged across).
 
 ``take()`` returns everything pending as one ``Batch`` and starts afresh. In a batch, a
 node's output entries come in the order its lines came; every output entry of a batch
@@ -28,6 +31,7 @@ from typing import Dict, Hashable, List, Optional, Tuple
 from ..nodeset import RESOLVER_NOGROUP, NodeSet
 
 STDOUT, STDERR = 1, 2
+RAW, RESET = 3, 4  # an rcopy's data, and "forget what came for these nodes"
 
 # The wire form of a batch (plain data: it crosses every level as a call's reply).
 Output = Tuple[str, int, bytes]  # (folded nodes, STDOUT or STDERR, lines each ending "\n")
@@ -48,7 +52,7 @@ class Groomer:
 
     def reset(self) -> None:
         """Forget everything pending."""
-        self.local: Dict[int, Dict[str, bytearray]] = {STDOUT: {}, STDERR: {}}
+        self.local: Dict[int, Dict[str, bytearray]] = {STDOUT: {}, STDERR: {}, RAW: {}}
         # blocks from below, in arrival order: [parts of the node set, sid, data]
         self.blocks: List[Tuple[List[str], int, bytes]] = []
         self.block_at: Dict[Tuple[int, bytes], int] = {}  # (sid, data) -> index in blocks
@@ -67,6 +71,20 @@ class Groomer:
             self.count += 1
         buf += data
         buf += b"\n"
+
+    def raw(self, node: str, data: bytes) -> None:
+        buf = self.local[RAW].get(node)
+        if buf is None:
+            buf = self.local[RAW][node] = bytearray()
+            self.count += 1
+        buf += data
+
+    def void(self, nodes: str) -> None:
+        """Void what came for ``nodes`` so far (after every entry pending, before every
+        later one: nothing later is merged into an entry before it)."""
+        self.blocks.append(([nodes], RESET, b""))
+        self.block_at.clear()
+        self.count += 1
 
     def block(self, source: Hashable, nodes: str, sid: int, data: bytes) -> None:
         """Lines of ``nodes`` from ``source`` (one gateway's stream of batches). Merged
@@ -97,7 +115,7 @@ class Groomer:
     def take(self, done: bool = False) -> Batch:
         """Everything pending as one batch (``done``: say it is the last one)."""
         outputs: List[Output] = [(fold(parts), sid, data) for parts, sid, data in self.blocks]
-        for sid in (STDOUT, STDERR):
+        for sid in (STDOUT, STDERR, RAW):
             alike: Dict[bytes, List[str]] = {}
             for node, buf in self.local[sid].items():
                 alike.setdefault(bytes(buf), []).append(node)

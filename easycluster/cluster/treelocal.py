@@ -17,14 +17,16 @@ from .backends import SshBackend
 from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
-from .results import Results, message
+from .results import Results, SlotResult, message
+from .treespool import SpoolFeed, SpoolStream
 from .window import FanoutWindow
 from .worker import Timer, Worker
 
 KILL_CHECK = 0.1  # s between two looks at the stop flag (a run is stopped from its thread)
 
-# line(node, sid, data) and end(node, status, rc), called on the running thread
+# line(node, sid, data), raw(node, data) and end(node, status, rc), on the running thread
 LineSink = Callable[[str, int, bytes], None]
+RawSink = Callable[[str, bytes], None]
 EndSink = Callable[[str, str, Optional[int]], None]
 
 
@@ -71,6 +73,24 @@ class LocalOwner:
         return self.results.slot(node).status
 
 
+class RawForward:
+    """``worker.Sink`` of an rcopy on a tree host: each node's stdout goes to ``raw`` as
+    it comes; nothing is committed here (the admin's ``PullSink`` does that when the
+    node's end, rc 0, reaches it), so ``commit`` keeps the return code 0."""
+
+    def __init__(self, raw: RawSink) -> None:
+        self.raw = raw
+
+    def write(self, slot: SlotResult, data: bytes) -> None:
+        self.raw(slot.node, data)
+
+    def commit(self, slot: SlotResult) -> int:
+        return 0
+
+    def discard(self, slot: SlotResult) -> None:
+        pass  # (the node's end says it failed: the admin drops what came)
+
+
 class _Forward(EventHandler):
     def __init__(self, line: LineSink, end: EndSink, stop: Callable[[], bool]) -> None:
         self.line = line
@@ -100,6 +120,8 @@ def run_local(
     end: EndSink,
     stop: Callable[[], bool],
     stdin_fd: Optional[int] = None,
+    spool: Optional[SpoolStream] = None,
+    raw: Optional[RawSink] = None,
 ) -> None:
     """Run ``command`` on ``names`` (each once) over ssh with the run's options
     (``treerun.options``): ``line`` gets each line, ``end`` each node's end as the
@@ -107,14 +129,19 @@ def run_local(
     ``timeout`` and ``aborted`` with None). Returns when every node ended, or soon
     after ``stop()`` turns true (the rest end as ``aborted``). No process is left.
     ``stdin_fd``: a descriptor whose bytes every node gets on its stdin, read to its end
-    by the engine (None: no stdin; the caller closes it)."""
+    by the engine (None: no stdin; the caller closes it); ``spool``: the stream behind
+    it is in that file (a copy's): the nodes' writes are read back from there. ``raw``:
+    the nodes' stdout is data (an rcopy's), handed to ``raw`` as it comes, not lines."""
     owner = LocalOwner()
     keys: List[str] = [owner.results.new_slot(n, rank).key for rank, n in enumerate(names)]
     forward = _Forward(line, end, stop)
     backend = SshBackend(options=opts["ssh_options"], connect_timeout=opts["connect_timeout"])
-    feed = None if stdin_fd is None else StdinFeed(source=stdin_fd)
+    feed: Optional[StdinFeed] = None
+    if stdin_fd is not None:
+        feed = StdinFeed(source=stdin_fd) if spool is None else SpoolFeed(spool, stdin_fd)
+    sink = None if raw is None else RawForward(raw)
     worker = Worker(owner, command, keys, forward, opts["timeout"] or None, backend,
-                    bool(opts["stderr"]), feed)  # fmt: skip
+                    bool(opts["stderr"]), feed, sink)  # fmt: skip
     engine = Engine(owner, owner.results, FanoutWindow(int(opts["fanout"])))
     engine.add_worker(worker)
     engine.add_timer(Timer(owner, KILL_CHECK, forward, KILL_CHECK, True), KILL_CHECK)

@@ -33,15 +33,21 @@ Faults, each reported by name (ClusterShell #207), never a hang (#471):
   closed);
   targets not ended yet end as ``aborted``.
 
+Copies (``treecopy.py``): a push is a command whose stdin is spooled to a file at every
+level (``options(spool=True)``, ``treespool.py``); a pull sends the nodes' stdout up raw
+(``options(raw=True)``: ``RAW`` entries, at most ``RAW_LIMIT`` bytes pending per host,
+a ``RESET`` entry before a rerouted node's second try).
+
 Per-target state is plain sets and dicts, under one lock; node sets are folded once per
 batch, by the groomer (ClusterShell #560).
 
 The gateway's entry points are at the end of this module (``gateway_start``,
-``gateway_read``, ``gateway_kill``), called by name by the parent over RPC. A gateway is
-our own server, bootstrapped over ssh with nothing installed: its payload is a server's
-plus this module and what it imports (``GATEWAY_ROOTS``: client, launch, the engine,
-nodeset), built once at the admin; a gateway runs from memory, so the payload travels
-down with ``gateway_start`` when a share reaches below the next level.
+``gateway_read``, ``gateway_feed``, ``gateway_kill``), called by name by the parent over
+RPC. A gateway is our own server, bootstrapped over ssh with nothing installed: its
+payload is a server's plus this module and what it imports (``GATEWAY_ROOTS``: client,
+launch, the engine, nodeset), built once at the admin; a gateway runs from memory, so
+the payload travels down with ``gateway_start`` when a share reaches below the next
+level. A run's options (``options``) and timings are in ``treeopts.py``.
 """
 
 from __future__ import annotations
@@ -59,8 +65,15 @@ from ..launch.ssh import open_channel
 from ..protocol.messages import CONTROL, SINGLE
 from .routing import Router
 from .topology import Topology
-from .treegroom import STDERR, Batch, Groomer, empty_batch, expand, fold
+from .treegroom import RAW, RESET, STDERR, Batch, Groomer, empty_batch, expand, fold
 from .treelocal import run_local
+from .treeopts import DELAY, HEARTBEAT, RAW_LIMIT, RAW_SEND
+
+# (re-exported: their home was this module; tree.py, treeworker.py, treecall.py, session.py)
+from .treeopts import KILL_GRACE as KILL_GRACE
+from .treeopts import SILENCE as SILENCE
+from .treeopts import options as options
+from .treespool import SpoolStream
 from .treestdin import StdinStream, pump, start_thread
 
 # What a gateway's payload carries on top of a server's: this module and its imports
@@ -68,50 +81,11 @@ from .treestdin import StdinStream, pump, start_thread
 GATEWAY_ROOTS = ("easycluster.cluster.treerun",)
 ENTRY = "easycluster.cluster.treerun."  # the gateway's entry points (called by name)
 
-DELAY = 0.25  # s between two batches a gateway sends up while output comes
-HEARTBEAT = 1.0  # s a gateway's read waits at most when nothing comes (then: empty batch)
-SILENCE = 30.0  # s without any reply after which a gateway is taken as hung (default)
-KILL_GRACE = 5.0  # s a killed gateway has to report its end before it is closed
-
 LOST = "lost"
 UNREACHABLE = "unreachable"
 FAILED = "failed"
 ABORTED = "aborted"
 RC_LOST = 255  # as ssh's own failure: the admin's Task reports these as unreachable
-
-
-def options(
-    ssh_options: Sequence[str] = (),
-    timeout: Optional[float] = None,
-    connect_timeout: float = 10.0,
-    fanout: int = 64,
-    rpython: Optional[str] = None,
-    stderr: bool = True,
-    delay: float = DELAY,
-    silence: float = SILENCE,
-    stdin: bool = False,
-) -> Dict[str, Any]:
-    """The options of a run, as plain data (they travel to every gateway):
-    ``ssh_options`` for every ssh at every level (files they name must exist on the
-    gateways too), ``timeout`` per node (None: none), ``connect_timeout``, ``fanout``
-    (ssh commands at once per host), ``rpython`` (the Python gateways start with),
-    ``stderr`` (False: merged into stdout), ``delay`` (grooming period), ``silence``
-    (seconds a gateway may say nothing, its heartbeats included, before it is taken as
-    hung and its targets failed over or lost; more than ``HEARTBEAT``), ``stdin``
-    (the command reads a stream given with ``TreeRun.feed``: ``treestdin.py``)."""
-    if not silence > HEARTBEAT:
-        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
-    return {
-        "ssh_options": list(ssh_options),
-        "timeout": timeout,
-        "connect_timeout": connect_timeout,
-        "fanout": fanout,
-        "rpython": rpython,
-        "stderr": stderr,
-        "delay": delay,
-        "silence": float(silence),
-        "stdin": bool(stdin),
-    }
 
 
 class TreeRun:
@@ -126,6 +100,7 @@ class TreeRun:
         root: Optional[str],
         opts: Dict[str, Any],
         boot: Optional[bytes] = None,
+        stream: Optional[SpoolStream] = None,
     ) -> None:
         self.command = command
         self.targets = list(dict.fromkeys(targets))  # each node once
@@ -142,10 +117,15 @@ class TreeRun:
         self.done = False  # every source finished (every target ended)
         self.sent_done = False  # the batch saying so was taken
         self.last_sent = time.monotonic()
+        self.raw_pending = 0  # bytes of rcopy data not taken yet (RAW_LIMIT)
         # per gateway: [reads answered, output entries, end entries] (what crossed a level)
         self.stats: Dict[str, List[int]] = {}
         self.rerouted: List[str] = []  # "node set: gw1 -> gw3" for each reroute
-        self.stdin = StdinStream() if opts.get("stdin") else None  # (treestdin.py)
+        # the commands' stdin (treestdin.py), a copy's in a file (treespool.py; ``stream``:
+        # one given complete, the admin's source)
+        self.stdin: Any = stream
+        if stream is None and opts.get("stdin"):
+            self.stdin = SpoolStream() if opts.get("spool") else StdinStream()
 
     def feed(self, data: bytes, eof: bool = False) -> None:
         """More of the commands' stdin (``eof``: its end); every target gets it all.
@@ -197,7 +177,7 @@ class TreeRun:
                 if left <= 0:
                     return self._take()
                 self.cond.wait(left)
-            while not self.done:
+            while not self.done and self.raw_pending < RAW_SEND:
                 left = self.last_sent + delay - time.monotonic()
                 if left <= 0:
                     break
@@ -208,6 +188,8 @@ class TreeRun:
         if self.sent_done:
             return empty_batch(True)
         batch = self.groomer.take(self.done)
+        self.raw_pending = 0
+        self.cond.notify_all()  # (sources held back by RAW_LIMIT go on)
         self.sent_done = self.done
         self.last_sent = time.monotonic()
         return batch
@@ -232,6 +214,20 @@ class TreeRun:
             if node in self.open:
                 self.groomer.line(node, sid, data)
                 self.cond.notify_all()
+
+    def raw(self, node: str, data: bytes) -> None:
+        """A chunk of ``node``'s rcopy data; waits while ``RAW_LIMIT`` bytes are pending
+        (the engine's thread: every node here is held back, so memory stays bounded)."""
+        with self.cond:
+            self._hold_raw()
+            if node in self.open:
+                self.groomer.raw(node, data)
+                self.raw_pending += len(data)
+                self.cond.notify_all()
+
+    def _hold_raw(self) -> None:
+        while self.raw_pending >= RAW_LIMIT and not self.killed:
+            self.cond.wait(HEARTBEAT)
 
     def ended(self, nodes: List[str], status: str, rc: Optional[int]) -> None:
         with self.cond:
@@ -276,8 +272,10 @@ class TreeRun:
                 source, sink = os.pipe()
                 stop = lambda: self.killed or ended.is_set()  # noqa: E731
                 start_thread(pump, self.stdin, sink, stop, name="easycluster-tree stdin")
+            spool = self.stdin if isinstance(self.stdin, SpoolStream) else None
+            raw = self.raw if self.opts.get("raw") else None
             run_local(self.command, names, self.opts, self.line, self._end_one,
-                      lambda: self.killed, source)  # fmt: skip
+                      lambda: self.killed, source, spool, raw)  # fmt: skip
         except Exception as e:  # reported per node, never dropped
             with self.cond:
                 self._lose(names, FAILED, f"{self.router.root}: cannot run the command: {e}")
@@ -368,7 +366,13 @@ class TreeRun:
             counts[1] += len(outputs)
             counts[2] += len(ends)
             for nodes, sid, data in outputs:
-                self.groomer.block(source, nodes, sid, bytes(data))
+                if sid == RAW:
+                    self._hold_raw()  # (this gateway's reads wait: it holds its nodes back)
+                    self.raw_pending += len(data)
+                if sid == RESET:
+                    self.groomer.void(nodes)
+                else:
+                    self.groomer.block(source, nodes, sid, bytes(data))
             for nodes, status, rc in ends:
                 names = [n for n in expand(nodes) if n in left]
                 left.difference_update(names)
@@ -390,6 +394,10 @@ class TreeRun:
                 self._ended(sorted(mine), ABORTED, None)
                 return
             self._lose(sorted(mine & moved.lost), stage, why)
+            if self.opts.get("raw"):  # (their rcopy starts again: void what came)
+                again = sorted(mine - moved.lost)
+                if again:
+                    self.groomer.void(fold(again))
             direct = sorted(mine & moved.direct)
             if direct:
                 self.rerouted.append(f"{fold(direct)}: {gw} -> {self.router.root}")
@@ -465,6 +473,8 @@ def gateway_read(token: int) -> Batch:
     if batch[3]:
         with _RUNS_LOCK:
             RUNS.pop(token, None)
+        if isinstance(run.stdin, SpoolStream):
+            run.stdin.close()  # (a copy's spool: every consumer ended with the run)
     return batch
 
 

@@ -32,7 +32,11 @@ and delivers ``ev_close`` once, as the engine's ``abort_all`` does for flat work
 Differences from flat, by design: a node listed twice runs once (the Task dedupes
 before making slots); a line's ``\\r\\n`` ending is kept as ``\\n`` in the buffers.
 stdin (bytes, a file or a descriptor; not ``True``) is read here and streamed to every
-gateway, which pipes it to its nodes (``treestdin.py``).
+gateway, which pipes it to its nodes (``treestdin.py``). A copy (``treecopy.py``) is
+such a run whose stdin is the source, spooled at every level (``treespool.py``); an
+rcopy's worker has a sink (``PullSink``): the nodes' raw stdout goes there (no
+``ev_read``), committed when the node ends with 0 (its rc then is the commit's),
+discarded otherwise or when the node is rerouted (``RESET``).
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from .nodestate import PENDING
 from .results import SlotResult
 from .topology import Topology
 from .treecall import TreeCaller, call_options
-from .treegroom import STDOUT, Batch, expand, lines_of
+from .treegroom import RAW, RESET, STDOUT, Batch, expand, lines_of
 from .treerun import KILL_GRACE, SILENCE, TreeRun, options
+from .treespool import SpoolStream
 from .treestdin import read_into, start_thread
-from .worker import Timer, Worker
+from .worker import Sink, Timer, Worker
 
 TICK = 0.02  # s between two looks at what the gateways sent (bounds the added latency)
 RC_NOT_STARTED = 127
@@ -118,12 +123,16 @@ class TreeWorker(Worker):
         stderr: bool,
         topology: Topology,
         stdin: Any = None,
+        sink: Optional[Sink] = None,
     ) -> None:
-        super().__init__(task, command, keys, handler, timeout, TreeBackend(), stderr, None)
+        super().__init__(task, command, keys, handler, timeout, TreeBackend(), stderr, None,
+                         sink)  # fmt: skip
         self.owner = task
         self.topology = topology
         self.opts = task_options(task, stderr, timeout)
-        self.opts["stdin"] = stdin not in (None, False)
+        self.opts["stdin"] = stdin is not None and stdin is not False
+        self.opts["spool"] = isinstance(stdin, SpoolStream)  # (a copy: treecopy.py)
+        self.opts["raw"] = sink is not None  # (an rcopy: the nodes' stdout is data)
         self.stdin = stdin
         self.key_of: Dict[str, str] = {task.results.slot(k).node: k for k in keys}
         self.run: Optional[TreeRun] = None
@@ -142,8 +151,9 @@ class TreeWorker(Worker):
         if self.run is None:
             self.started = True
             self.owner.emit(self, "ev_start", self)
+            spool = self.stdin if isinstance(self.stdin, SpoolStream) else None
             self.run = TreeRun(self.command, list(self.key_of), self.topology, None,
-                               self.opts)  # fmt: skip
+                               self.opts, stream=spool)  # fmt: skip
             self.run.start()
             self.start_stdin(self.run)
         self.apply(self.run.take())
@@ -152,7 +162,7 @@ class TreeWorker(Worker):
         """Give ``run`` the stdin of this shell(): bytes at once, a file or descriptor
         read to its end by a thread (every node gets all of it: ``treestdin.py``)."""
         stdin = self.stdin
-        if stdin in (None, False) or run.stdin is None:
+        if stdin is None or stdin is False or run.stdin is None or stdin is run.stdin:
             return
         if isinstance(stdin, (bytes, bytearray, memoryview)):
             run.feed(bytes(stdin), eof=True)
@@ -166,6 +176,9 @@ class TreeWorker(Worker):
         results = self.owner.results
         limit = self.owner.buffer_max
         for text, sid, data in outputs:
+            if sid in (RAW, RESET):
+                self.apply_raw(text, sid, bytes(data))
+                continue
             sname = "stdout" if sid == STDOUT else "stderr"
             lines = lines_of(bytes(data)) if self.wants_lines else []
             for node in expand(text):
@@ -193,6 +206,23 @@ class TreeWorker(Worker):
                 if not slot.state.final:
                     self.end(slot, "aborted", None)
 
+    def apply_raw(self, text: str, sid: int, data: bytes) -> None:
+        """An rcopy's data for the nodes ``text`` to the sink, or (``RESET``) what came
+        for them dropped: they run again through another gateway."""
+        if self.sink is None:
+            return
+        for node in expand(text):
+            key = self.key_of.get(node)
+            if key is None or self.owner.results.slot(key).state.final:
+                continue
+            slot = self.owner.results.slot(key)
+            if sid == RESET:
+                self.sink.discard(slot)
+                continue
+            self.pickup(slot)
+            slot.state.read()
+            self.sink.write(slot, data)
+
     def pickup(self, slot: SlotResult) -> None:
         if slot.state.state == PENDING:
             slot.state.start()
@@ -203,6 +233,11 @@ class TreeWorker(Worker):
         if slot.state.final:
             return
         state = slot.state
+        if self.sink is not None:  # (an rcopy: what came is kept only after a 0)
+            if status == "hup" and rc == 0:
+                rc = self.sink.commit(slot)
+            else:
+                self.sink.discard(slot)
         if status == "aborted":
             state.abort()
         elif status == "failed" and state.state == PENDING:
@@ -247,11 +282,15 @@ class TreeWorker(Worker):
             if not self.closed:
                 self.run.kill()
             self.run.wait(KILL_GRACE + 5)  # (bounded: a source stops within KILL_GRACE)
+        if isinstance(self.stdin, SpoolStream):
+            self.stdin.close()  # (a copy's source: this worker owns it)
         for key in self.keys:
             slot = self.owner.results.slot(key)
             if not slot.state.final:
                 slot.state.abort()
                 self.open -= 1
+                if self.sink is not None:
+                    self.sink.discard(slot)
         if self.started and not self.closed:
             self.closed = True
             self.owner.emit(self, "ev_close", self, self.timeouts > 0)
