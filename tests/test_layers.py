@@ -72,7 +72,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("service.tcpserver", "transport.channel"): "imported once the port is open",
     ("service.tcpserver", "objects.definitions"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.
-    ("cluster.task", "cluster.copyio"): "optional: only copies need it",
+    ("cluster.task", "cluster.taskcopy"): "optional: only copies need it (tarfile & co.)",
     # every subcommand starts within 30 ms of a bare interpreter (`--help`, usage errors):
     # the engine, the farm and the client stack load once a run starts
     ("cli.shell", "cluster.task"): "start-up: loaded once a run starts",

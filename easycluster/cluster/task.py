@@ -13,7 +13,6 @@ keys ``node`` and ``node#2``. They are those of the last run, kept until the nex
 
 from __future__ import annotations
 
-import errno
 import os
 import shlex
 import threading
@@ -34,7 +33,6 @@ from typing import (
 from ..errors import TaskTimeout
 from ..nodeset import NodeSet
 from .backends import Backend, ExecBackend, SshBackend
-from .copy import base_name, pull_names
 from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
@@ -332,18 +330,11 @@ class Task:
             from .treecopy import tree_copy  # (the client stack only for tree mode)
 
             return tree_copy(self, source, dest, names, handler, timeout, preserve)
-        from .copyio import open_push  # (tarfile & co. only for copies: see DEFERRED)
+        from .taskcopy import push_worker  # (tarfile & co. only for copies: see DEFERRED)
 
-        push = open_push(os.fspath(source))
-        try:
-            command = chosen.push_command(os.fspath(dest), push.name, push.feed.total,
-                                          push.mode, push.kind, preserve, push.mtime)  # fmt: skip
-            worker = Worker(self, command, self.new_keys(names), handler,
-                            self.command_timeout(timeout), chosen, True, push.feed)  # fmt: skip
-        except BaseException:
-            push.feed.close()
-            raise
-        return self.schedule(worker)
+        return self.schedule(
+            push_worker(self, source, dest, names, chosen, handler, timeout, preserve)
+        )
 
     def rcopy(
         self,
@@ -372,29 +363,12 @@ class Task:
             from .treecopy import tree_rcopy  # (the client stack only for tree mode)
 
             return tree_rcopy(self, source, dest, node_list(nodes), handler, timeout, preserve)
-        from .copyio import PullSink  # (see copy())
+        from .taskcopy import pull_worker  # (see copy())
 
-        source, dest = os.fspath(source), os.fspath(dest)
-        name = base_name(source)
-        if not os.path.isdir(dest):
-            raise NotADirectoryError(
-                errno.ENOTDIR, "rcopy: the destination must be an existing directory", dest
-            )
         names, chosen = self.copy_targets(nodes, backend)
-        keys = self.new_keys(names)
-        hosts = [self.results.slot(k).node for k in keys]
-        worker = Worker(
-            self,
-            chosen.pull_command(source),
-            keys,
-            handler,
-            self.command_timeout(timeout),
-            chosen,
-            True,
-            None,
-            PullSink(dest, pull_names(name, keys, hosts), preserve),
+        return self.schedule(
+            pull_worker(self, source, dest, names, chosen, handler, timeout, preserve)
         )
-        return self.schedule(worker)
 
     def copy_targets(
         self, nodes: Nodes, backend: Union[str, Backend, None]

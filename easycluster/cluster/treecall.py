@@ -55,7 +55,6 @@ from ..launch.ssh import open_channel
 from ..protocol.messages import SINGLE
 from .routing import Plan, Router
 from .topology import Topology
-from .treeexec import PAYLOAD_LOCK
 from .treerun import SILENCE, open_gateway
 
 ENTRY = "easycluster.cluster.treecall."  # the gateway's entry points (called by name)
@@ -295,16 +294,14 @@ class TreeCaller:
     # -- gateways --------------------------------------------------------------------
 
     def _payload(self) -> bytes:
-        with PAYLOAD_LOCK:  # (one gateway thread builds it; see PAYLOAD_LOCK)
-            if self.boot is None:
-                self.boot = payload.payload("server", CALL_ROOTS)
-            return self.boot
+        if self.boot is None:  # (payload() is safe from several threads, and cached)
+            self.boot = payload.payload("server", CALL_ROOTS)
+        return self.boot
 
     def _node_payload(self) -> bytes:
-        with PAYLOAD_LOCK:
-            if self.node_boot is None:
-                self.node_boot = payload.payload("server")
-            return self.node_boot
+        if self.node_boot is None:
+            self.node_boot = payload.payload("server")
+        return self.node_boot
 
     def _gateway(self, gw: str) -> Client:
         """The open session to gateway ``gw``, opened now if there is none."""

@@ -59,11 +59,6 @@ OK = "ok"
 RAISED = "raised"
 LOST = "lost"
 
-# Held while a payload is built: the threads that open gateways at once would otherwise
-# compile the payload's sources at once, and CPython's compile() is not safe from
-# several threads ("AST constructor recursion depth mismatch", seen here).
-PAYLOAD_LOCK = threading.Lock()
-
 
 def relay_options(
     ssh_options: Sequence[str] = (),

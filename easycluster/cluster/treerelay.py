@@ -37,7 +37,7 @@ from ..launch import payload
 from ..launch.ssh import open_channel
 from .routing import Router
 from .topology import Topology, load_topology
-from .treeexec import ENTRY, LOST, OK, PAYLOAD_LOCK, RAISED, Link, RelayedClient, relay_options
+from .treeexec import ENTRY, LOST, OK, RAISED, Link, RelayedClient, relay_options
 
 __all__ = ["TreeConnector", "RELAY_ROOTS", "as_topology", "relay_setup", "relay_open", "relay_send"]
 
@@ -168,16 +168,14 @@ class TreeConnector:
         return client
 
     def _boot(self) -> bytes:
-        with PAYLOAD_LOCK:
-            if self.boot is None:
-                self.boot = payload.payload("server", RELAY_ROOTS)
-            return self.boot
+        if self.boot is None:  # (payload() is safe from several threads, and cached)
+            self.boot = payload.payload("server", RELAY_ROOTS)
+        return self.boot
 
     def _node_boot(self) -> bytes:
-        with PAYLOAD_LOCK:
-            if self.node_boot is None:
-                self.node_boot = payload.payload("server")
-            return self.node_boot
+        if self.node_boot is None:
+            self.node_boot = payload.payload("server")
+        return self.node_boot
 
     def close(self) -> None:
         """End every link (each gateway ends its sessions with it); idempotent."""
