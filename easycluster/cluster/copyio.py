@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 from typing import IO, Any, Callable, Dict, NamedTuple, Optional
 
+from ..remote.filecopy import current_umask
 from .copy import TAR_TOP, TEMP_MARK, Header, base_name, parse_header
 from .feed import CHUNK, StdinFeed
 from .results import SlotResult
@@ -116,20 +117,6 @@ def open_push(path: str) -> PushSource:
         packed.close()
         raise
     return PushSource(name, "d", st.st_mode, st.st_mtime, FileFeed(packed, size))
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where Linux tells it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 class Incoming:
