@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from .backends import Backend
 from .copy import base_name, pull_names
@@ -55,15 +55,9 @@ def pull_worker(
 ) -> Worker:
     """The worker of a flat rcopy of ``source`` from ``names`` into the local directory
     ``dest`` (not scheduled); raises before anything is made for a bad ``dest``/``source``."""
-    source, dest = os.fspath(source), os.fspath(dest)
-    name = base_name(source)
-    if not os.path.isdir(dest):
-        raise NotADirectoryError(
-            errno.ENOTDIR, "rcopy: the destination must be an existing directory", dest
-        )
+    source, dest, name = pull_paths(source, dest)
     keys = task.new_keys(names)
-    hosts = [task.results.slot(k).node for k in keys]
-    sink = PullSink(dest, pull_names(name, keys, hosts), preserve)
+    sink = pull_sink(task, dest, name, keys, preserve)
     return Worker(
         task,
         chosen.pull_command(source),
@@ -75,3 +69,21 @@ def pull_worker(
         None,
         sink,
     )
+
+
+def pull_paths(source: str, dest: str) -> Tuple[str, str, str]:
+    """``(source, dest, base name of source)`` for an rcopy; raises NotADirectoryError
+    unless ``dest`` is an existing directory, ValueError if ``source`` has no base name."""
+    source, dest = os.fspath(source), os.fspath(dest)
+    name = base_name(source)
+    if not os.path.isdir(dest):
+        raise NotADirectoryError(
+            errno.ENOTDIR, "rcopy: the destination must be an existing directory", dest
+        )
+    return source, dest, name
+
+
+def pull_sink(task: Any, dest: str, name: str, keys: List[str], preserve: bool) -> PullSink:
+    """Where an rcopy's slots ``keys`` write: ``dest/NAME.NODE`` (``copy.pull_names``)."""
+    hosts = [task.results.slot(k).node for k in keys]
+    return PullSink(dest, pull_names(name, keys, hosts), preserve)

@@ -40,12 +40,11 @@ its stream again from the start: what came before is dropped first (``RESET``).
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import Any, List, Optional
 
-from .copy import base_name, pull_names
-from .copyio import PullSink, open_push
+from .copyio import open_push
+from .taskcopy import pull_paths, pull_sink
 from .treespool import SpoolStream
 from .treeworker import TreeWorker
 from .worker import Worker
@@ -94,20 +93,14 @@ def tree_rcopy(
     through the gateways of ``task``'s topology (``Task.rcopy``'s contract, each node
     once: ``dest/NAME.NODE``) and return its worker. NotADirectoryError / ValueError
     before anything is scheduled, as flat."""
-    source, dest = os.fspath(source), os.fspath(dest)
-    name = base_name(source)
-    if not os.path.isdir(dest):
-        raise NotADirectoryError(
-            errno.ENOTDIR, "rcopy: the destination must be an existing directory", dest
-        )
+    source, dest, name = pull_paths(source, dest)
     if task.topology is None:
         raise ValueError("tree mode needs a topology: call load_topology() first")
     command = task.backend("ssh").pull_command(source)
     keys = task.new_keys(list(dict.fromkeys(names)))
-    hosts = [task.results.slot(k).node for k in keys]
-    sink = PullSink(dest, pull_names(name, keys, hosts), preserve)
-    worker = TreeWorker(task, command, keys, handler, task.command_timeout(timeout), True,
-                        task.topology, None, sink)  # fmt: skip
+    sink = pull_sink(task, dest, name, keys, preserve)
+    timeout = task.command_timeout(timeout)
+    worker = TreeWorker(task, command, keys, handler, timeout, True, task.topology, None, sink)
     task.tree_workers.append(worker)
     worker.arm()
     return worker
