@@ -176,9 +176,10 @@ class Task:
         Then ``shell()`` on nodes runs through the gateways (``tree`` decides);
         raises ``TopologyError`` for a bad one (the Task's topology is left as it was)."""
         if isinstance(topology, os.PathLike) or (
-            isinstance(topology, str) and "\n" not in topology
+            isinstance(topology, str)
+            and "\n" not in topology
             and (os.path.exists(topology) or ":" not in topology)
-        ):  # (a path; text has "parents: children" lines)  # fmt: skip
+        ):  # (a path; text has "parents: children" lines)
             self.topology = load_topology(os.fspath(topology))
         else:
             self.topology = Topology.build(topology)
@@ -289,8 +290,9 @@ class Task:
             raise ValueError("tree mode needs a topology: call load_topology() first")
         keys = self.new_keys(list(dict.fromkeys(names)))
         keep = self.defaults.get("stderr", True) if stderr is None else bool(stderr)
-        worker = TreeWorker(self, command, keys, handler, self.command_timeout(timeout), keep,
-                            self.topology, stdin)  # fmt: skip
+        worker = TreeWorker(
+            self, command, keys, handler, self.command_timeout(timeout), keep, self.topology, stdin
+        )
         self.tree_workers.append(worker)
         worker.arm()
         return worker

@@ -347,17 +347,29 @@ class TreeCaller:
                 deeper = any(c in self.topology.children for c in below)
                 boots = (self._payload() if deeper else None, self._node_payload())
             token = client.call(
-                ENTRY + "gateway_call_start", share, self.topology.to_text(), gw, self.opts,
-                boots, func, args, kwargs,
-                threadid=SINGLE, call_timeout=silence, origexc=False,
-            )  # fmt: skip
+                ENTRY + "gateway_call_start",
+                share,
+                self.topology.to_text(),
+                gw,
+                self.opts,
+                boots,
+                func,
+                args,
+                kwargs,
+                threadid=SINGLE,
+                call_timeout=silence,
+                origexc=False,
+            )
             self.shipped.add(gw)
             stage = LOST
             while True:
                 done, got = client.call(
-                    ENTRY + "gateway_call_read", token,
-                    threadid=SINGLE, call_timeout=silence, origexc=False,
-                )  # fmt: skip
+                    ENTRY + "gateway_call_read",
+                    token,
+                    threadid=SINGLE,
+                    call_timeout=silence,
+                    origexc=False,
+                )
                 if done:
                     return dict(got)
         except RemoteException as e:  # the gateway raised: each node of its share did

@@ -140,8 +140,17 @@ def run_local(
     if stdin_fd is not None:
         feed = StdinFeed(source=stdin_fd) if spool is None else SpoolFeed(spool, stdin_fd)
     sink = None if raw is None else RawForward(raw)
-    worker = Worker(owner, command, keys, forward, opts["timeout"] or None, backend,
-                    bool(opts["stderr"]), feed, sink)  # fmt: skip
+    worker = Worker(
+        owner,
+        command,
+        keys,
+        forward,
+        opts["timeout"] or None,
+        backend,
+        bool(opts["stderr"]),
+        feed,
+        sink,
+    )
     engine = Engine(owner, owner.results, FanoutWindow(int(opts["fanout"])))
     engine.add_worker(worker)
     engine.add_timer(Timer(owner, KILL_CHECK, forward, KILL_CHECK, True), KILL_CHECK)

@@ -137,10 +137,14 @@ class TreeConnector:
                 deeper = any(c in self.topology.children for c in below)
                 boots = (self._boot() if deeper else None, self._node_boot())
                 client.call(
-                    ENTRY + "relay_setup", self.topology.to_text(), gw, self.opts, boots,
+                    ENTRY + "relay_setup",
+                    self.topology.to_text(),
+                    gw,
+                    self.opts,
+                    boots,
                     call_timeout=self.opts["silence"] + self.opts["connect_timeout"],
                     origexc=False,
-                )  # fmt: skip
+                )
             except BaseException:
                 client.close()
                 raise

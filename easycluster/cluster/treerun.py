@@ -274,8 +274,17 @@ class TreeRun:
                 start_thread(pump, self.stdin, sink, stop, name="easycluster-tree stdin")
             spool = self.stdin if isinstance(self.stdin, SpoolStream) else None
             raw = self.raw if self.opts.get("raw") else None
-            run_local(self.command, names, self.opts, self.line, self._end_one,
-                      lambda: self.killed, source, spool, raw)  # fmt: skip
+            run_local(
+                self.command,
+                names,
+                self.opts,
+                self.line,
+                self._end_one,
+                lambda: self.killed,
+                source,
+                spool,
+                raw,
+            )
         except Exception as e:  # reported per node, never dropped
             with self.cond:
                 self._lose(names, FAILED, f"{self.router.root}: cannot run the command: {e}")
@@ -307,9 +316,16 @@ class TreeRun:
                 return  # (nothing started there: left targets end as aborted)
             deeper = not set(names) <= self.topology.children.get(gw, frozenset())
             token = client.call(
-                ENTRY + "gateway_start", self.command, names, self.topology.to_text(), gw,
-                opts, boot if deeper else None, threadid=SINGLE, call_timeout=silence,
-            )  # fmt: skip
+                ENTRY + "gateway_start",
+                self.command,
+                names,
+                self.topology.to_text(),
+                gw,
+                opts,
+                boot if deeper else None,
+                threadid=SINGLE,
+                call_timeout=silence,
+            )
             stage = LOST
             if self.stdin is not None:
                 start_thread(self._feed, client, token, ended, name=f"easycluster-feed {gw}")

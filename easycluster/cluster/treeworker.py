@@ -125,8 +125,7 @@ class TreeWorker(Worker):
         stdin: Any = None,
         sink: Optional[Sink] = None,
     ) -> None:
-        super().__init__(task, command, keys, handler, timeout, TreeBackend(), stderr, None,
-                         sink)  # fmt: skip
+        super().__init__(task, command, keys, handler, timeout, TreeBackend(), stderr, None, sink)
         self.owner = task
         self.topology = topology
         self.opts = task_options(task, stderr, timeout)
@@ -152,8 +151,9 @@ class TreeWorker(Worker):
             self.started = True
             self.owner.emit(self, "ev_start", self)
             spool = self.stdin if isinstance(self.stdin, SpoolStream) else None
-            self.run = TreeRun(self.command, list(self.key_of), self.topology, None,
-                               self.opts, stream=spool)  # fmt: skip
+            self.run = TreeRun(
+                self.command, list(self.key_of), self.topology, None, self.opts, stream=spool
+            )
             self.run.start()
             self.start_stdin(self.run)
         self.apply(self.run.take())
