@@ -23,6 +23,10 @@ __all__ = [
     "RemoteTraceback",
     "Work",
     "WorkPool",
+    "MapGroup",
+    "MapItem",
+    "MAP_DONE",
+    "MAP_CANCELLED",
     "unwrap",
 ]
 
@@ -53,14 +57,94 @@ class RemoteTraceback(Exception):
         return self.text
 
 
+# MapItem states
+MAP_PENDING, MAP_RUNNING, MAP_DONE, MAP_CANCELLED = 0, 1, 2, 3
+
+
+class MapGroup:
+    """The items of one ``map`` call and the one thread that consumes them (in order).
+
+    ``wait`` blocks until an item is done; ``finish`` wakes the consumer once per batch
+    it settles, and only when the item it waits for is among them (a real Future per
+    item woke it, and paid a Condition, per item)."""
+
+    __slots__ = ("cond", "waiting")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.waiting: Optional[MapItem] = None
+
+    def wait(self, item: MapItem, timeout: Optional[float]) -> bool:
+        """Wait for ``item`` (of this group) to be done, at most ``timeout`` seconds
+        (None: no limit); True if it is. No wake-up is lost: the consumer publishes
+        ``waiting`` before it looks at the state, a settler sets the state before it
+        looks at ``waiting`` (and notifies under ``cond``)."""
+        with self.cond:
+            self.waiting = item
+            try:
+                if item.state < MAP_DONE:
+                    self.cond.wait(timeout)
+            finally:
+                self.waiting = None
+        return item.state >= MAP_DONE
+
+    def wake(self) -> None:
+        item = self.waiting
+        if item is not None and item.state >= MAP_DONE:
+            with self.cond:
+                self.cond.notify()
+
+
+class MapItem:
+    """The outcome of one item (or chunk) of a ``map`` call: the part of a Future the
+    executor uses (``running``, ``set_running_or_notify_cancel``, ``done``, ``cancel``,
+    ``set_result``, ``set_exception``) without its Condition. Never seen by users: map's
+    iterator reads ``state``/``value``/``error``. Only the scheduler cancels it (a
+    QUEUED job, which no runner holds), so its transitions need no lock."""
+
+    __slots__ = ("group", "state", "value", "error")
+
+    def __init__(self, group: MapGroup) -> None:
+        self.group = group
+        self.state = MAP_PENDING
+        self.value: Any = None
+        self.error: Optional[BaseException] = None
+
+    def running(self) -> bool:
+        return self.state == MAP_RUNNING
+
+    def set_running_or_notify_cancel(self) -> bool:
+        if self.state == MAP_CANCELLED:
+            return False
+        self.state = MAP_RUNNING
+        return True
+
+    def done(self) -> bool:
+        return self.state >= MAP_DONE
+
+    def cancel(self) -> bool:
+        if self.state == MAP_PENDING:
+            self.state = MAP_CANCELLED
+        return self.state == MAP_CANCELLED
+
+    def set_result(self, value: Any) -> None:
+        self.value = value
+        self.state = MAP_DONE
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+        self.state = MAP_DONE
+
+
 class Work:
-    """One submitted item: what to call and the future that gets its outcome."""
+    """One submitted item: what to call and the future that gets its outcome (a
+    ``concurrent.futures.Future`` from ``submit``, a ``MapItem`` from ``map``)."""
 
     __slots__ = ("future", "name", "fn", "args", "kwargs", "token", "value", "error")
 
     def __init__(
         self,
-        future: concurrent.futures.Future[Any],
+        future: Any,
         fn: Any,
         args: Tuple[Any, ...],
         kwargs: Dict[str, Any],
@@ -105,9 +189,16 @@ class WorkPool:
 
     def finish(self, settled: List[Tuple[Work, Any, jobstate.JobState]]) -> None:
         """Give each settled item's future its outcome (outside the lock: future
-        callbacks may submit)."""
+        callbacks may submit); a map's consumer is woken once per batch."""
+        groups: Optional[List[MapGroup]] = None
         for w, job, state in settled:
             fut = w.future
+            if fut.__class__ is MapItem:
+                group = fut.group
+                if groups is None:
+                    groups = [group]
+                elif group is not groups[-1] and group not in groups:
+                    groups.append(group)
             if fut.done():
                 continue  # cancelled by its owner
             try:
@@ -126,6 +217,9 @@ class WorkPool:
                     fut.set_exception(self.not_run(job, state))
             except concurrent.futures.InvalidStateError:
                 pass  # cancelled meanwhile
+        if groups is not None:
+            for group in groups:
+                group.wake()
 
     def failure(self, job: Any, state: jobstate.JobState, w: Work) -> BaseException:
         where = ", ".join(sorted(state.tried)) or "?"

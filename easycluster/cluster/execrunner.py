@@ -2,7 +2,8 @@
 
 It connects the server (or takes the client it was given), asks the scheduler for
 items (``assign(queued=True)``), sends them as pipelined calls on one server thread
-(``WORK_THREAD``), registering a ``map`` function once, reads the replies in order
+(``WORK_THREAD``: the server's reader, which runs them inline), registering a ``map``
+function once, reads the replies in order
 (the head of the pipeline is the call running there, so an item's deadline starts
 when the call before it returns), pings the server (``CONTROL`` thread, answered even
 while calls run) when nothing came for half a heartbeat, and declares it lost when a
@@ -34,7 +35,11 @@ from .scheduler import Attempt
 __all__ = ["APPLY", "WORK_THREAD", "PIPELINE_WINDOW", "Sent", "Server", "Runner"]
 
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
-WORK_THREAD = 0x45584543  # the server thread executor calls run on (not 0: the reader's)
+# The server thread executor calls run on: 0, the one the server's reader runs inline
+# (no queue and thread switch per call there). A call that runs long is no harm: the
+# server's standby reader takes the reads over (remote/handoff.py), so pings are still
+# answered and a stuck item is still seen. Thread 0 is never stopped (``_close``).
+WORK_THREAD = 0
 PIPELINE_WINDOW = 0.005  # seconds of work a runner keeps queued on its server
 
 
@@ -354,7 +359,7 @@ class Runner:
                 client.close()
             except Exception:
                 pass
-        else:  # a client passed in stays open: only our server thread ends
+        elif WORK_THREAD:  # a client passed in stays open: only our server thread ends
             try:
                 client.send_request(0, "stop_thread", (WORK_THREAD,), threadid=CONTROL)
             except Exception:

@@ -73,7 +73,18 @@ from ..client.local import spawn_local
 from ..errors import ConfigError
 from ..nodeset.nodeset import NodeSet
 from . import jobstate
-from .execpool import NoHostsLeft, RemoteTraceback, Work, WorkLost, WorkPool, WorkStuck
+from .execpool import (
+    MAP_CANCELLED,
+    MAP_DONE,
+    MapGroup,
+    MapItem,
+    NoHostsLeft,
+    RemoteTraceback,
+    Work,
+    WorkLost,
+    WorkPool,
+    WorkStuck,
+)
 from .execrunner import Runner, Server
 from .scheduler import Scheduler
 from .slots import slot_keys
@@ -90,7 +101,7 @@ AUTO_CHUNK_MAX = 5000  # largest chunk map picks by itself (see auto_chunksize)
 def _chunk_runner(fn: Callable[..., Any], star: bool) -> Callable[[List[Any]], Any]:
     """What a chunked map sends: ``fn`` over a list of items (``star``: of argument
     tuples, for several iterables). Made in a function so cloudpickle sends it by value
-    (servers have no easycluster.cluster).
+    (servers have no easycluster.cluster; ``itertools`` travels as a module reference).
 
     It returns the list of values, or, when an item raises an ``Exception``, the tuple
     ``(values before it, its index, the exception, its traceback lines)`` so that the
@@ -100,14 +111,17 @@ def _chunk_runner(fn: Callable[..., Any], star: bool) -> Callable[[List[Any]], A
     chunk as a whole, as does an exception that cannot be pickled back."""
 
     def run_chunk(chunk: List[Any]) -> Any:
-        out = []
-        for i, item in enumerate(chunk):
-            try:
-                out.append(fn(*item) if star else fn(item))
-            except Exception as e:
-                import traceback
+        # one loop in C (map / starmap into extend); when an item raises, the values
+        # before it are already in ``out``, so its index is len(out): no try per item
+        out: List[Any] = []
+        try:
+            out.extend(itertools.starmap(fn, chunk) if star else map(fn, chunk))
+        except Exception as e:
+            import traceback
 
-                return out, i, e, traceback.format_exception(type(e), e, e.__traceback__)
+            return out, len(out), e, traceback.format_exception(type(e), e, e.__traceback__)
+        if len(out) < len(chunk):  # map ends quietly when fn raises StopIteration
+            return out, len(out), StopIteration(f"item {len(out)} raised StopIteration"), []
         return out
 
     return run_chunk
@@ -282,11 +296,12 @@ class ClusterExecutor(concurrent.futures.Executor):
             every = list(items)
             chunksize = auto_chunksize(len(every), len(self._hosts))
             items = iter(every)
+        group = MapGroup()  # (map's items need no Future each: see MapItem)
         if chunksize == 1:
             target, token = self._token_for(fn, 0)
             if not star:
                 items = ((x,) for x in items)
-            works = [Work(concurrent.futures.Future(), target, a, {}, token) for a in items]
+            works = [Work(MapItem(group), target, a, {}, token) for a in items]
             submitted = self._submit(works)
         else:
             target, token = self._token_for(fn, 2 if star else 1)
@@ -296,10 +311,14 @@ class ClusterExecutor(concurrent.futures.Executor):
                 chunk = list(itertools.islice(items, chunksize))
                 if not chunk:
                     break
-                works.append(Work(concurrent.futures.Future(), target, (chunk,), {}, token))
+                works.append(Work(MapItem(group), target, (chunk,), {}, token))
                 sizes.append(len(chunk))
             submitted = self._submit(works, sizes)
-        return self._results(submitted, end, chunksize > 1)
+        if chunksize == 1:
+            return self._results(submitted, group, end, False)
+        # the chunks' lists, flattened in C: a generator resumed per item cost about as
+        # much as the rest of the master's work per item with big chunks
+        return itertools.chain.from_iterable(self._results(submitted, group, end, True))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no more work; with ``cancel_futures`` cancel the items not started;
@@ -352,7 +371,7 @@ class ClusterExecutor(concurrent.futures.Executor):
 
     def _submit(
         self, works: List[Work], sizes: Optional[List[int]] = None
-    ) -> List[Tuple[int, concurrent.futures.Future[Any]]]:
+    ) -> List[Tuple[int, Any]]:
         """Queue the items; ``sizes``: items per chunk, whose deadline is
         ``task_timeout`` per item it holds (a chunk of 100 items of 1 s is not stuck
         after a ``task_timeout`` of 5 s)."""
@@ -377,34 +396,47 @@ class ClusterExecutor(concurrent.futures.Executor):
 
     def _results(
         self,
-        submitted: List[Tuple[int, concurrent.futures.Future[Any]]],
+        submitted: List[Tuple[int, Any]],
+        group: MapGroup,
         end: Optional[float],
         chunked: bool,
     ) -> Iterator[Any]:
+        """The values in order (``chunked``: each chunk's list of values), each as it
+        comes; an item's exception raised in its place; what is left is cancelled when
+        this ends early (an exception, or the caller dropped the iterator)."""
         pending = list(reversed(submitted))
         try:
             while pending:
-                _, fut = pending[-1]
-                if end is None:
-                    value = fut.result()
-                else:
-                    value = fut.result(max(end - time.monotonic(), 0.0))
+                item: MapItem = pending[-1][1]
+                while item.state < MAP_DONE:
+                    if end is None:
+                        group.wait(item, None)
+                    else:
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            raise concurrent.futures.TimeoutError()
+                        group.wait(item, left)
                 pending.pop()
+                if item.state == MAP_CANCELLED:
+                    raise concurrent.futures.CancelledError()
+                if item.error is not None:
+                    raise item.error
+                value = item.value
                 if not chunked:
                     yield value
                 elif type(value) is tuple:  # an item raised: see _chunk_runner
                     values, _index, error, text = value
-                    yield from values
+                    yield values
                     if text:
                         error.__cause__ = RemoteTraceback("\n" + "".join(text).rstrip())
                     raise error
                 else:
-                    yield from value
+                    yield value
         finally:
             if pending:
                 self._cancel(pending)
 
-    def _cancel(self, items: List[Tuple[int, concurrent.futures.Future[Any]]]) -> None:
+    def _cancel(self, items: List[Tuple[int, Any]]) -> None:
         """Cancel items not started (the rest of a map that was left or failed)."""
         with self._pool.lock:
             for job, _fut in items:

@@ -197,6 +197,18 @@ def test_shutdown_cancel_futures_cancels_what_did_not_start():
             ex.submit(pow, 1, 1)
 
 
+def test_map_items_cancelled_by_shutdown_end_the_iterator_with_cancelled_error():
+    with ClusterExecutor(local=1, pipeline=1) as ex:
+        assert ex.submit(pow, 2, 3).result() == 8  # the server is up
+        results = ex.map(time.sleep, [0.5] + [0.0] * 20, chunksize=1)
+        ex.shutdown(wait=True, cancel_futures=True)
+        got = []
+        with pytest.raises(concurrent.futures.CancelledError):
+            for value in results:
+                got.append(value)
+        assert got == [None] * len(got) and len(got) < 21  # some ran, the rest cancelled
+
+
 def test_submit_and_map_match_process_pool_executor():
     def collect(ex):
         values = list(ex.map(pow, range(20), [2] * 20))

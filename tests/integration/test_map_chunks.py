@@ -108,3 +108,17 @@ def test_a_chunk_deadline_is_task_timeout_per_item(tmp_path):
     # 4 items of 0.3 s: 1.2 s a chunk, past task_timeout but within 4 x 0.5 s
     with ClusterExecutor(local=2, task_timeout=0.5, retries=0) as ex:
         assert list(ex.map(slow, range(8), chunksize=4)) == list(range(8))
+
+
+def test_an_item_raising_stop_iteration_does_not_end_its_chunk_quietly():
+    def stop_at_5(x):
+        if x == 5:
+            raise StopIteration
+        return x
+
+    with ClusterExecutor(local=1) as ex:
+        got = []
+        with pytest.raises(RuntimeError, match="StopIteration"):  # (PEP 479)
+            for value in ex.map(stop_at_5, range(10), chunksize=10):
+                got.append(value)
+        assert got == [0, 1, 2, 3, 4]
