@@ -30,6 +30,7 @@ from ..protocol.handshake import WireOptions, check_key
 from ..protocol.messages import DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
 from ..transport.channel import Channel
 from ..transport.handshake import open_tcp_channel
+from ..transport.outbox import POST_MAX
 from .failures import unpicklable_request
 from .legacy022 import Legacy022
 from .output import OutputSink, print_remote_output
@@ -328,20 +329,22 @@ class Client(ServerVerbs, Legacy022):
             resp = Response(self, reader, rid, origexc, tid)
         if pins:
             resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
+        if oncomplete is not None or onerror is not None:  # (before the send: a quick
+            # reply would otherwise run it here, not on a ThreadedClient's reader)
+            resp.add_done_callback(callback_runner(oncomplete, onerror))
         pending = reader.pending
         pending[rid] = resp
         try:
             # a non-blocking call may wait a moment to leave with others
-            channel.send_message(
-                frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid), main, bufs, flush=wait_here
-            )
+            if bufs or len(main) > POST_MAX:
+                channel.send(frames.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
+            else:  # (``send_message``'s choice, made here: every call comes this way)
+                channel.post(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main, wait_here)
         except BaseException:
             pending.pop(rid, None)
             raise
-        if oncomplete is not None or onerror is not None:
-            resp.add_done_callback(callback_runner(oncomplete, onerror))
-            if oncomplete is not None:
-                return rid
+        if oncomplete is not None:
+            return rid
         if nonblocking:
             reader.watch()  # concurrent.futures.wait() and friends do not read
             return resp
@@ -436,8 +439,10 @@ class Client(ServerVerbs, Legacy022):
 
     def _handle(self, got: List[frames.Frame]) -> None:
         """Complete the replies in ``got`` (frames as ``Channel.recv_frames`` returns them)."""
-        if len(got) == 1 and got[0].type == frames.FT_RESPONSE:  # a lone reply
-            self._complete(*got[0].parts())
+        f = got[0]
+        if len(got) == 1 and f.type == frames.FT_RESPONSE:  # a lone reply
+            # (nothing to undo, the usual case: ``parts`` skipped)
+            self._complete(*f.parts()) if f.flags else self._complete(memoryview(f.payload), ())
         else:
             self._handle_many(got)
 

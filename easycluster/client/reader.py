@@ -95,13 +95,18 @@ class InlineReader:
         # (done() is asked once per pass: it also covers a cancelled future)
         deadline = None if timeout is None else time.monotonic() + timeout
         looked = False  # the one look after the deadline is done
+        lock = self._lock
         while not (fut.finished or fut.done()):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 if looked:
                     return
                 looked, left = True, 0.0
-            if not self._take_reader(left, fut):
+            with lock:  # (``_take_reader``'s first step, written out: the usual case)
+                mine = not self._reading
+                if mine:
+                    self._reading = True
+            if not mine and not self._take_reader(left, fut):
                 continue
             try:
                 while not fut.finished:  # (completed by the reader before us, maybe)
@@ -114,7 +119,10 @@ class InlineReader:
                         if left <= 0:
                             return
             finally:
-                self._release_reader()
+                with lock:  # (``_release_reader``, written out)
+                    self._reading = False
+                    if self._nwait:  # others wait in _take_reader
+                        self._cond.notify_all()
 
     def read_response(self, block: bool = True) -> None:
         """Read and handle incoming replies once (running callbacks)."""

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import ConnectError
 from ..protocol.control import KEY_SIZE, SPAWN, SPAWNED
@@ -152,24 +152,48 @@ class _Zygote:
         self.ctrl = mine
         self.ctrl.settimeout(30)
         self.owner = os.getpid()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # sending requests, numbered in order
+        self.reply_lock = threading.Lock()  # reading the answers (in the same order)
+        self.sent = 0
+        self.answered = 0
+        self.answers: Dict[int, bytes] = {}  # read for a ticket whose owner has not come
         self.broken = False
 
-    def spawn(self, sock: socket.socket, key: bytes, verbosity: int) -> LocalProcess:
+    def request(self, sock: socket.socket, key: bytes, verbosity: int) -> int:
+        """Ask for a server on ``sock``; return the ticket for ``result``. The answer is
+        read later, so the caller can run its handshake meanwhile (the server takes
+        ``sock`` at once). Raises OSError or ConnectError (the zygote is gone)."""
         msg = SPAWN.pack(key, min(verbosity, 255)) + os.getcwd().encode("utf-8", "surrogateescape")
         with self.lock:
+            if self.broken:
+                raise ConnectError("the local server zygote went away")
             try:
                 socket.send_fds(self.ctrl, [msg], [sock.fileno()])
-                reply = self.ctrl.recv(16)
             except OSError:
-                # The request may have reached it: its reply could come late and be taken
-                # for the next one's. Never use this zygote again.
+                # It may have reached it: its answer could come and be taken for the next
+                # one's. Never use this zygote again.
                 self.broken = True
                 raise
-        if len(reply) != SPAWNED.size:
-            self.broken = True
-            raise ConnectError("the local server zygote went away")
-        (pid,) = SPAWNED.unpack(reply)
+            self.sent += 1
+            return self.sent
+
+    def result(self, ticket: int) -> LocalProcess:
+        """The server of request ``ticket``. Answers come in the order of the requests;
+        a thread reading them keeps the others' for them. Call it once per ticket, even
+        when the handshake failed. Raises OSError or ConnectError."""
+        with self.reply_lock:
+            while ticket not in self.answers:
+                try:
+                    reply = self.ctrl.recv(16)
+                except OSError:
+                    self.broken = True
+                    raise
+                if len(reply) != SPAWNED.size:
+                    self.broken = True
+                    raise ConnectError("the local server zygote went away")
+                self.answered += 1
+                self.answers[self.answered] = reply
+            (pid,) = SPAWNED.unpack(self.answers.pop(ticket))
         if pid <= 0:
             raise ConnectError(f"the local server zygote could not fork (errno {-pid})")
         return LocalProcess(pid)
@@ -264,32 +288,71 @@ def start_local(
     ConnectionLost subclasses (nothing is left running when it does).
     """
     key = os.urandom(KEY_SIZE)
-    proc: Any = None
     if not fresh_interpreter:
-        mine, theirs = socketpair()
-        try:
-            proc = _get_zygote().spawn(theirs, key, verbosity)
-        except BaseException as e:
-            mine.close()  # the zygote may hold this socket: a fresh pair for the fallback
-            if not isinstance(e, (OSError, ConnectError)):
-                raise
-        finally:
-            theirs.close()
-    if proc is None:
-        mine, theirs = socketpair()
-        try:
-            proc = _spawn_fresh(theirs, key, verbosity)
-        except BaseException:
-            mine.close()
-            raise
-        finally:
-            theirs.close()
+        got = _start_forked(key, options, verbosity, timeout)
+        if got is not None:
+            return got
+        key = os.urandom(KEY_SIZE)  # (a fresh one for the fresh server)
+    mine, theirs = socketpair()
+    try:
+        proc: Any = _spawn_fresh(theirs, key, verbosity)
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
     try:
         channel = client_handshake(mine, key, options, timeout)
     except BaseException:
         mine.close()
         reap(proc)
         raise
+    return channel, proc
+
+
+def _start_forked(
+    key: bytes, options: WireOptions, verbosity: int, timeout: float
+) -> Optional[Tuple[Channel, LocalProcess]]:
+    """``start_local`` through the zygote; None when the zygote cannot serve (the caller
+    starts a fresh interpreter instead). The handshake runs while the zygote's answer
+    (the server's pid) is on its way: one round trip to the zygote less to wait for."""
+    mine, theirs = socketpair()
+    try:
+        zygote = _get_zygote()
+        ticket = zygote.request(theirs, key, verbosity)
+    except (OSError, ConnectError):
+        mine.close()
+        return None
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()  # (the zygote has its own copy now, or never will)
+    channel: Optional[Channel] = None
+    try:
+        channel = client_handshake(mine, key, options, timeout)
+    except BaseException as e:
+        failure: Optional[BaseException] = e
+    else:
+        failure = None
+    try:
+        proc = zygote.result(ticket)
+    except BaseException as e:
+        # No pid, no handle on the server: end it (it exits when its socket closes).
+        if channel is not None:
+            channel.close("the local server zygote went away")
+        mine.close()
+        if isinstance(e, (OSError, ConnectError)) and not isinstance(
+            failure, (KeyboardInterrupt, SystemExit)
+        ):
+            return None
+        raise
+    if failure is not None:
+        mine.close()
+        reap(proc)
+        raise failure
+    if channel is None:  # (cannot happen: no failure means a channel)
+        raise ConnectError("the local server handshake failed")
     return channel, proc
 
 

@@ -345,70 +345,67 @@ class FrameReader:
         """
         if self._failed is not None:
             raise self._failed
-        try:
-            return self._advance(n)
+        try:  # (the whole body here, not a call: this runs for every read)
+            frames: List[Frame] = []
+            big = self._big
+            if big is not None:
+                big.received(n)
+                if big.fill == len(big.buf):
+                    self._big = None
+                    frames.append(self._finish_big(big))
+                return frames
+            self._end += n
+            view, end = self._view, self._end
+            if end == len(view) and end < _SCRATCH:
+                self._grow = True  # a read filled the small buffer: traffic wants the big one
+            while end - self._start >= _FIELDS:
+                s = self._start
+                direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
+                if direction != self._dir or seq != self._seq or length > self.max_size:
+                    self._check_header(view, s)  # raises the error that says which
+                total = HEADER_SIZE + length + MAC_SIZE
+                if end - s >= total:
+                    # Whole: the MAC covers fields, tag and payload at once (a length altered
+                    # to fit what is here fails it too, so the tag needs no check of its own).
+                    stop = s + HEADER_SIZE + length
+                    mac = self._mac.digest(view[s:stop])
+                    if not hmac.compare_digest(mac, view[stop : stop + MAC_SIZE]):
+                        raise _bad_mac()
+                    self._seq += 1
+                    self._start = stop + MAC_SIZE
+                    self._head_ok = False
+                    frames.append(
+                        Frame(ftype, flags, bytes(view[s + HEADER_SIZE : stop]), self.max_size)
+                    )
+                    continue
+                if end - s < HEADER_SIZE:
+                    break  # the tag is still on its way
+                # Not whole: the length is about to decide what we wait for (and allocate),
+                # so it must be the sender's. The tag says so, or the stream is corrupt.
+                if not self._head_ok:
+                    tag = self._mac.tag(view[s : _FIELDS + s])
+                    if not hmac.compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
+                        raise IntegrityError(
+                            "frame rejected: header authentication code does not match "
+                            "(altered length or header, bytes lost or injected, or another key)"
+                        )
+                    self._head_ok = True
+                if total > len(self._scratch):
+                    if total <= _SCRATCH:
+                        self._grow = True  # it fits a full-size scratch buffer: wait there
+                        break
+                    h = self._mac.start()
+                    h.update(view[s : s + HEADER_SIZE])
+                    self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
+                    self._start = self._end = 0
+                    self._head_ok = False
+                break
+            if self._start == self._end:
+                self._start = self._end = 0
+            return frames
         except ProtocolError as e:
             self._failed = e
             raise
-
-    def _advance(self, n: int) -> List[Frame]:
-        frames: List[Frame] = []
-        big = self._big
-        if big is not None:
-            big.received(n)
-            if big.fill == len(big.buf):
-                self._big = None
-                frames.append(self._finish_big(big))
-            return frames
-        self._end += n
-        view, end = self._view, self._end
-        if end == len(view) and end < _SCRATCH:
-            self._grow = True  # a read filled the small buffer: traffic wants the big one
-        while end - self._start >= _FIELDS:
-            s = self._start
-            direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
-            if direction != self._dir or seq != self._seq or length > self.max_size:
-                self._check_header(view, s)  # raises the error that says which
-            total = HEADER_SIZE + length + MAC_SIZE
-            if end - s >= total:
-                # Whole: the MAC covers fields, tag and payload at once (a length altered
-                # to fit what is here fails it too, so the tag needs no check of its own).
-                stop = s + HEADER_SIZE + length
-                mac = self._mac.digest(view[s:stop])
-                if not hmac.compare_digest(mac, view[stop : stop + MAC_SIZE]):
-                    raise _bad_mac()
-                self._seq += 1
-                self._start = stop + MAC_SIZE
-                self._head_ok = False
-                frames.append(
-                    Frame(ftype, flags, bytes(view[s + HEADER_SIZE : stop]), self.max_size)
-                )
-                continue
-            if end - s < HEADER_SIZE:
-                break  # the tag is still on its way
-            # Not whole: the length is about to decide what we wait for (and allocate),
-            # so it must be the sender's. The tag says so, or the stream is corrupt.
-            if not self._head_ok:
-                tag = self._mac.tag(view[s : _FIELDS + s])
-                if not hmac.compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
-                    raise IntegrityError(
-                        "frame rejected: header authentication code does not match "
-                        "(altered length or header, bytes lost or injected, or another key)"
-                    )
-                self._head_ok = True
-            if total > len(self._scratch):
-                if total <= _SCRATCH:
-                    self._grow = True  # it fits a full-size scratch buffer: wait there
-                    break
-                h = self._mac.start()
-                h.update(view[s : s + HEADER_SIZE])
-                self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
-                self._start = self._end = 0
-                self._head_ok = False
-            break
-        if self._start == self._end:
-            self._start = self._end = 0
-        return frames
 
     def _check_header(self, view: memoryview, pos: int) -> Tuple[int, int, int]:
         direction, ftype, flags, seq, length = HEADER.unpack_from(view, pos)

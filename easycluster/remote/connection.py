@@ -23,6 +23,7 @@ from ..objects import definitions, serialize
 from ..protocol import frames
 from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD, SINGLE
 from ..transport.channel import Channel
+from ..transport.outbox import POST_MAX
 from ..transport.threads import ReusedThreads
 from . import commands
 from .failures import remote_exception, unpicklable_return
@@ -112,8 +113,9 @@ class ServerConnection:
         self._lock = threading.RLock()  # taken bare on the hot paths; _cond to wait on it
         self._cond = threading.Condition(self._lock)
         self.handoff = ReaderHandoff(self.STANDBY_IDLE)  # (under _lock but call and drain)
-        self._main_thread: Optional[threading.Thread] = None  # set by serve()
-        self._standby_thread: Optional[threading.Thread] = None
+        # the identities of the two threads that may read (set as each starts)
+        self._main_ident = 0
+        self._standby_ident = 0
         self.output: Optional[Forwarding] = None  # remote print, once the hello asks
 
     def serve(self) -> str:
@@ -126,11 +128,11 @@ class ServerConnection:
                 self.output.uninstall()
 
     def _serve(self) -> str:
-        self._main_thread = threading.current_thread()
-        self._standby_thread = threading.Thread(
-            target=self._standby, daemon=True, name="easycluster-standby"
-        )
-        self._standby_thread.start()
+        self._main_ident = threading.get_ident()
+        # A bare thread: ``threading.Thread.start`` waits until the new thread runs, a
+        # switch that would delay the first reply (a local server's start-up); nothing
+        # ever joins or names this one, and the process ends with os._exit.
+        _thread.start_new_thread(self._standby, ())
         cond, lock, handoff = self._cond, self._lock, self.handoff
         batch: Optional[List[Request]] = None
         try:
@@ -179,7 +181,7 @@ class ServerConnection:
                         self._end("client closed the connection")
                         return None
             else:
-                main, bufs = frame.parts()
+                main, bufs = frame.parts() if frame.flags else (memoryview(frame.payload), ())
                 if not self._dispatch(frame.type, main, bufs, local):
                     self._end("client closed the connection")
                     return None
@@ -213,6 +215,7 @@ class ServerConnection:
                 pass
 
     def _standby(self) -> None:
+        self._standby_ident = threading.get_ident()  # (before it can ever hold the reads)
         cond, handoff, delay = self._cond, self.handoff, self.STANDBY_DELAY
         while True:
             with cond:
@@ -279,8 +282,8 @@ class ServerConnection:
             who = handoff.finish()  # from now on pings go unanswered (nothing may follow)
             if who is None:
                 return  # another thread is at it
-            reader = self._main_thread if who == MAIN else self._standby_thread
-            reading_elsewhere = reader is not threading.current_thread()
+            reader = self._main_ident if who == MAIN else self._standby_ident
+            reading_elsewhere = reader != threading.get_ident()
         self.channel.finish(self.FINISH_TIMEOUT, read_out=not reading_elsewhere)
         if reading_elsewhere:
             with self._lock:
@@ -430,7 +433,11 @@ class ServerConnection:
         if fwd is not None and (fwd.out.pending or fwd.err.pending):
             fwd.flush_partial()  # a partial line printed by the call goes first
         try:
-            main, bufs = serialize.dumps((value,), self.table, 3)
+            main = serialize.dumps_plain((value,))  # (``dumps``' first step, written out)
+            if main is None:
+                main, bufs = serialize.dumps_full((value,), self.table, 3)
+            else:
+                bufs = []
         except BaseException as e:
             if status == 0:  # the value: say which call, which part, and what to do
                 status, value = 1, unpicklable_return(request, value, e, self.table)
@@ -442,15 +449,20 @@ class ServerConnection:
                 status, value = 1, _unpicklable(value, e2)
                 main, bufs = serialize.dumps((value,), self.table)
         try:
-            self.channel.send_message(
-                frames.FT_RESPONSE,
-                REPLY_HEAD.pack(rid, status),
-                main,
-                bufs,
-                flush=not (more and more()),
-                hold=hold,
-                later=later,
-            )
+            if bufs or hold or later or len(main) > POST_MAX:
+                self.channel.send_message(
+                    frames.FT_RESPONSE,
+                    REPLY_HEAD.pack(rid, status),
+                    main,
+                    bufs,
+                    flush=not (more and more()),
+                    hold=hold,
+                    later=later,
+                )
+            else:  # (``send_message``'s usual choice, made here: every reply comes this way)
+                self.channel.post(
+                    frames.FT_RESPONSE, REPLY_HEAD.pack(rid, status) + main, not (more and more())
+                )
         except FrameTooLarge as e:
             value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
             try:
@@ -462,6 +474,14 @@ class ServerConnection:
                 pass
         except ConnectionLost:
             pass  # the client is gone; the reader thread ends the process
+
+
+def warm_up(channel: Channel) -> None:
+    """Build a connection on ``channel`` and send one reply through it, nothing else (no
+    thread, no read): for a forked process that will serve a real connection soon (the
+    zygote's spare), so that the pages this touches are its own before the real one
+    needs them. The caller closes ``channel``'s socket."""
+    ServerConnection(channel, "warm-up")._reply(1, 0, None)
 
 
 def _unpicklable(value: Any, err: BaseException) -> RemoteException:

@@ -342,12 +342,23 @@ class Channel:
             # poll and no clock is needed until a read times out or brings only part of a
             # frame (a reply is nearly always whole, or already waiting). That saves the
             # keep-alive's bookkeeping on every call (a little under 1 us here).
-            n = self._read_kept()
+            reader = self._reader
+            try:  # (``_read_kept`` written out: this runs for every reply)
+                n = self.sock.recv_into(reader.buffer())
+            except InterruptedError:
+                n = _INTERRUPTED
+            except BlockingIOError:
+                n = _QUIET
+            except OSError as e:
+                raise ConnectionLost(f"connection lost: {e.strerror or e}")
             if n > 0:
-                got = self._reader.advance(n)
+                got = reader.advance(n)
                 if got:
-                    return self._heard(got)
+                    return self._heard(got) if self._pings else got
                 return self._recv_kept(None, ka, _monotonic())  # bytes came just now
+            if n == 0:
+                reader.check_eof()
+                raise ConnectionLost("the peer closed the connection")
             # Interrupted, or timed out (ka.first of silence): the wait goes on as if it
             # had begun when it did.
             return self._recv_kept(None, ka, _monotonic() - (ka.first if n == _QUIET else 0))
