@@ -20,11 +20,14 @@ Rows:
 * ``ssh, ControlMaster``: the same with OpenSSH's connection sharing
   (``ControlMaster auto``, ``ControlPersist``), OpenSSH's own warm path.
 
-The table gives the median and range in ms, the ratio to ``exec``, and the CPU this
-process (the admin) spent per command, its threads included, its children not: on this
-2-core machine every node's fork shares the admin's cores, so the wall time of 64
-"nodes" is bounded by their forks; the admin's own cost is what a real cluster sees. The sshd, the
-servers and the temporary files are removed at the end, also on error. ``--no-ssh`` (or
+The table gives the median and range in ms, the ratio to ``exec``, the CPU this
+process (the admin) spent per command (median), its threads included, its children not,
+and the CPU of the processes it started (``nodes CPU``: the local servers and their
+commands, the local ``sh``, ssh and the sshd with its sessions; counted in whole clock
+ticks, so the mean of the runs): on this 2-core machine every node's work shares the
+admin's cores, so the wall time of 64 "nodes" is bounded by the sum; the admin's own
+cost is what a real cluster sees. The sshd, the servers and the temporary files are
+removed at the end, also on error. ``--no-ssh`` (or
 no sshd here) keeps the local rows only.
 """
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -40,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -59,19 +63,51 @@ class Row:
         self.backend = backend
         self.times: List[float] = []
         self.cpu: List[float] = []  # this process's CPU seconds per command
+        self.nodes_cpu: List[float] = []  # its descendants' CPU seconds per command
         self.error: Optional[str] = None
 
     def once(self) -> float:
+        d = descendants_cpu()
         c = time.process_time()
         t = time.perf_counter()
         self.task.run("echo ok", nodes=self.nodes, backend=self.backend)
         took = time.perf_counter() - t
         self.cpu.append(time.process_time() - c)
+        self.nodes_cpu.append(descendants_cpu() - d)
         got = {bytes(b): len(keys) for b, keys in self.task.iter_buffers()}
         if got != {b"ok": self.count} or self.task.max_retcode() != 0:
             errors = {bytes(e): len(k) for e, k in self.task.iter_errors()}
             raise RuntimeError(f"{self.label}: wrong results {got} {errors}")
         return took
+
+
+def descendants_cpu() -> float:
+    """CPU seconds of the processes this one started, directly or not: the ended ones
+    it reaped (``RUSAGE_CHILDREN``) and the live ones with what they reaped (``/proc``,
+    in clock ticks: a figure per command is coarse, a median of many is not)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = used.ru_utime + used.ru_stime
+    parent: Dict[int, int] = {}
+    ticks: Dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # (ended meanwhile)
+            continue
+        parent[int(name)] = int(fields[1])
+        ticks[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    me = os.getpid()
+    hz = os.sysconf("SC_CLK_TCK")
+    for pid, n in ticks.items():
+        up = parent[pid]
+        while up > 1 and up != me:
+            up = parent.get(up, 0)
+        if up == me:
+            total += n / hz
+    return total
 
 
 def make_rows(nodes: int, sshd: Optional[Sshd], workdir: str) -> List[Row]:
@@ -120,18 +156,21 @@ def close_rows(rows: List[Row], workdir: str) -> None:
 def table(rows: List[Row]) -> List[str]:
     floor = next((statistics.median(r.times) for r in rows if r.label.startswith("exec")), None)
     out = [
-        "| backend | median ms | range ms | vs exec | admin CPU ms |",
-        "|---|---:|---|---:|---:|",
+        "| backend | median ms | range ms | vs exec | admin CPU ms | nodes CPU ms |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         if r.error or not r.times:
-            out.append(f"| {r.label} | failed: {r.error} | | | |")
+            out.append(f"| {r.label} | failed: {r.error} | | | | |")
             continue
         m = statistics.median(r.times)
         ratio = f"{m / floor:.2f}x" if floor else ""
         lo, hi = min(r.times) * 1e3, max(r.times) * 1e3
         cpu = statistics.median(r.cpu) * 1e3
-        out.append(f"| {r.label} | {m * 1e3:.1f} | {lo:.1f}-{hi:.1f} | {ratio} | {cpu:.1f} |")
+        nodes = statistics.mean(r.nodes_cpu) * 1e3  # (a mean: each figure is whole ticks)
+        out.append(
+            f"| {r.label} | {m * 1e3:.1f} | {lo:.1f}-{hi:.1f} | {ratio} | {cpu:.1f} | {nodes:.0f} |"
+        )
     return out
 
 

@@ -8,7 +8,10 @@ classifies a return code: the command's own (``exit``), or the backend's failure
 per slot): ``ExecBackend`` runs any local command, ``SshBackend`` runs ``ssh [options]
 host command``. The RPC backend (``rpc.py``: our server over a session) keeps this
 contract: ``start`` gives the engine file descriptors to wait on and an end to report,
-``kill`` ends the command, ``classify`` names the failure class.
+``kill`` ends the command, ``classify`` names the failure class. A command whose output
+arrives on another thread rather than from a process (the RPC backend's) hands it to
+the engine through a ``Mailbox`` instead of pipes: one descriptor and one wake-up for
+many commands' output and ends, where pipes cost three descriptors per command.
 
 Placeholders (the one rule, ``substitute``): the backends that run the command
 themselves, ``exec`` (a local ``sh -c``) and ``rpc`` (``sh -c`` under our server on
@@ -26,7 +29,9 @@ import re
 import shlex
 import signal
 import subprocess
-from typing import List, Optional, Sequence, Tuple
+import threading
+import weakref
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .copy import pull_command, push_command
 from .nodestate import RC_NOT_STARTED
@@ -47,9 +52,14 @@ class Command:
     (None where ``os.pidfd_open`` is missing: the engine then polls). All are
     non-blocking and non-inheritable. The process leads its own process group, so
     ``kill`` reaches what it started too.
+
+    ``mailbox``: None here. A command that is not a local process may have one (a
+    ``Mailbox``) instead of ``stdout``, ``stderr`` and ``pidfd`` (then -1, None, None):
+    the engine takes its output and its end from there (the ``Mailbox`` contract).
     """
 
     __slots__ = ("proc", "stdout", "stderr", "stdin", "pidfd", "held", "rc")
+    mailbox: Optional[Mailbox] = None
 
     def __init__(
         self,
@@ -128,6 +138,90 @@ class Command:
                 close_fd(fd)
         self.stdout = -1
         self.stderr = self.pidfd = self.held = None
+
+
+class Mailbox:
+    """Output and ends of commands, posted by other threads and taken by the engine.
+
+    ``post(cmd, sname, data)`` queues ``data`` of ``cmd``'s stream ``sname`` ("stdout" or
+    "stderr"); ``post(cmd, None, b"")`` says ``cmd`` ended (its ``poll()`` gives the
+    return code before that post, and nothing of it is posted after). Per command, items
+    are taken in the order posted. ``fd`` becomes readable when there is something to
+    take (with ``wake=False``, not before the poster calls ``wake()``, or posts with
+    ``wake``, or waits for room); ``take()`` (the engine's thread) returns everything
+    queued and clears it.
+    Output waits (``post`` blocks) while more than ``limit`` bytes are queued and not
+    taken, so a flood cannot outrun the engine; a command whose ``closed`` is true (the
+    engine let go of it) posts nothing. ``close()`` releases the descriptors.
+    """
+
+    def __init__(self, limit: int = 4 << 20) -> None:
+        self.limit = limit
+        self.fd, self._wake = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._wake, False)
+        self._items: List[Tuple[Any, Optional[str], bytes]] = []
+        self._size = 0
+        self._signalled = False  # a wake-up byte is on its way for the queued items
+        self._closed = False
+        self._room = threading.Condition(threading.Lock())
+        # (a thread's mailbox is dropped with the thread: its descriptors go with it)
+        self._release = weakref.finalize(self, close_fds, self.fd, self._wake)
+
+    def post(self, cmd: Any, sname: Optional[str], data: bytes, wake: bool = True) -> None:
+        with self._room:
+            while sname is not None and self._size > self.limit:
+                if cmd.closed or self._closed:
+                    return
+                self._signal()  # (a held wake-up would leave us waiting for ever)
+                self._room.wait(0.1)  # (bounded: a closed command is seen soon)
+            if cmd.closed or self._closed:
+                return
+            self._items.append((cmd, sname, data))
+            self._size += len(data)
+            if wake:
+                self._signal()
+
+    def wake(self) -> None:
+        """Make ``fd`` readable if there is something to take (after posts with
+        ``wake=False``: a poster that has more coming wakes the engine once for all)."""
+        with self._room:
+            if self._items:
+                self._signal()
+
+    def _signal(self) -> None:
+        if not self._signalled and not self._closed:  # (one byte per batch)
+            self._signalled = True
+            try:
+                os.write(self._wake, b"x")
+            except OSError:  # (full of stale bytes: a wake-up is due anyway)
+                pass
+
+    def take(self) -> List[Tuple[Any, Optional[str], bytes]]:
+        try:  # (before the swap: a post after it writes a new byte)
+            os.read(self.fd, 4096)
+        except OSError:
+            pass
+        with self._room:
+            items, self._items = self._items, []
+            self._signalled = False
+            if self._size > self.limit:
+                self._room.notify_all()
+            self._size = 0
+        return items
+
+    def close(self) -> None:
+        with self._room:  # (no post writes to a descriptor number reused meanwhile)
+            if self._closed:
+                return
+            self._closed = True
+            self._release()
+
+
+def close_fds(*fds: int) -> None:
+    """``close_fd`` each of ``fds``."""
+    for fd in fds:
+        close_fd(fd)
 
 
 def close_fd(fd: int) -> None:

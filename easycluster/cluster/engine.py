@@ -11,7 +11,9 @@ so a node that floods output shares the loop with the others; what it sends beyo
 result buffers' limit is counted and dropped at once (see ``results.py``). A worker
 with a ``sink`` (``worker.Sink``: rcopy's raw data) has its stdout handed to the sink
 as it comes, neither kept nor split into lines; the sink commits or discards each
-started slot exactly once, as the slot ends.
+started slot exactly once, as the slot ends. A command with a ``mailbox``
+(``backends.Mailbox``: the RPC backend's) has no pipes: its output and end are taken
+from the mailbox, one descriptor for all such commands, registered once per run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import selectors
 import time
 from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
 
-from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, failed_message
+from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, Mailbox, failed_message
 from .feed import CHUNK
 from .nodestate import CLOSE, KILL, PICKUP_CLOSE
 from .results import Results, SlotResult
@@ -49,6 +51,7 @@ OUT = 0  # a slot's stdout or stderr
 EXITED = 1  # a slot's pidfd
 STDIN = 2  # a slot's stdin
 SOURCE = 3  # a worker's stdin source
+MAIL = 4  # a mailbox
 
 
 def current(entry: Tuple[float, int, Timer]) -> bool:
@@ -89,6 +92,8 @@ class Engine:
         self.reaping: List[Command] = []  # killed, not reaped yet
         self.polled: List[str] = []  # running slots without a pidfd
         self.to_pump: Set[Worker] = set()  # workers whose stdin source may be read next
+        self.mailed: Dict[Any, Running] = {}  # running slots by command, for their mailbox
+        self.mailboxes: Set[int] = set()  # mailbox descriptors registered in this run
 
     # -- scheduling (also called from handlers while running) ------------------------
 
@@ -185,6 +190,8 @@ class Engine:
                 self.maybe_finish(run)
         elif kind == STDIN:
             self.write(data[1])
+        elif kind == MAIL:
+            self.take_mail(data[1])
         else:
             self.read_source(data[1])
 
@@ -216,14 +223,22 @@ class Engine:
         run = Running(slot, worker, cmd)
         self.running[key] = run
         sel = self.selector()
-        sel.register(cmd.stdout, selectors.EVENT_READ, (OUT, key, "stdout"))
-        run.open = 1
+        box = cmd.mailbox
+        if box is not None:
+            self.mailed[cmd] = run
+            run.open = 1  # (until its end is taken from the mailbox)
+            if box.fd not in self.mailboxes:
+                sel.register(box.fd, selectors.EVENT_READ, (MAIL, box))
+                self.mailboxes.add(box.fd)
+        else:
+            sel.register(cmd.stdout, selectors.EVENT_READ, (OUT, key, "stdout"))
+            run.open = 1
         if cmd.stderr is not None:
             sel.register(cmd.stderr, selectors.EVENT_READ, (OUT, key, "stderr"))
             run.open = 2
         if cmd.pidfd is not None:
             sel.register(cmd.pidfd, selectors.EVENT_READ, (EXITED, key))
-        else:
+        elif box is None:
             self.polled.append(key)
         if worker.timeout:
             run.deadline = time.monotonic() + worker.timeout
@@ -244,16 +259,8 @@ class Engine:
             return
         except OSError:
             data = b""
-        worker = run.worker
         if data:
-            run.slot.state.read()
-            if sname == "stdout" and worker.sink is not None:
-                worker.sink.write(run.slot, data)
-                return
-            carries_stderr = sname == "stderr" or run.cmd.stderr is None
-            run.slot.keep(sname, data, self.task.buffer_max, carries_stderr)
-            if worker.wants_lines:
-                self.lines(run, sname, data)
+            self.output(run, sname, data, sname == "stderr" or run.cmd.stderr is None)
             return
         self.unregister(fd)
         os.close(fd)
@@ -261,11 +268,44 @@ class Engine:
             run.cmd.stdout = -1
         else:
             run.cmd.stderr = None
-        rest = run.partial.pop(sname, b"")
-        if rest:
-            self.task.emit(worker, "ev_read", worker, key, sname, rest)
+        self.flush(run, sname)
         run.open -= 1
         self.maybe_finish(run)
+
+    def output(self, run: Running, sname: str, data: bytes, carries_stderr: bool) -> None:
+        """``data`` came on a slot's stream ``sname``."""
+        run.slot.state.read()
+        worker = run.worker
+        if sname == "stdout" and worker.sink is not None:
+            worker.sink.write(run.slot, data)
+            return
+        run.slot.keep(sname, data, self.task.buffer_max, carries_stderr)
+        if worker.wants_lines:
+            self.lines(run, sname, data)
+
+    def flush(self, run: Running, sname: str) -> None:
+        """A slot's stream ``sname`` ended: its unfinished last line goes to ev_read."""
+        rest = run.partial.pop(sname, b"")
+        if rest:
+            self.task.emit(run.worker, "ev_read", run.worker, run.slot.key, sname, rest)
+
+    def take_mail(self, box: Mailbox) -> None:
+        """Output and ends of mailbox commands (a slot released since: dropped)."""
+        for cmd, sname, data in box.take():
+            if self.task.aborting:  # (as the loop stops at the next descriptor: all killed)
+                break
+            run = self.mailed.get(cmd)
+            if run is None or run.slot.key not in self.running:
+                continue
+            if sname is not None:
+                self.output(run, sname, data, sname == "stderr" or not run.worker.stderr)
+                continue
+            for name in ("stdout", "stderr"):
+                if run.slot.key in self.running:  # (a handler may have aborted)
+                    self.flush(run, name)
+            run.open = 0
+            if run.slot.key in self.running:
+                self.maybe_finish(run)
 
     def lines(self, run: Running, sname: str, data: bytes) -> None:
         """Call ev_read for each complete line; keep the rest (at most LINE_MAX bytes)."""
@@ -405,6 +445,7 @@ class Engine:
         """Forget a slot: unregister and close its descriptors, free its window place."""
         key = run.slot.key
         del self.running[key]
+        self.mailed.pop(run.cmd, None)
         if key in self.polled:
             self.polled.remove(key)
         cmd = run.cmd
@@ -506,6 +547,8 @@ class Engine:
             cmd.kill()
             cmd.wait()
         self.reaping.clear()
+        self.mailed.clear()
+        self.mailboxes.clear()
         if self.sel is not None:
             self.sel.close()
             self.sel = None

@@ -3,12 +3,19 @@ session per node that stays open for the next command, copy or Python call.
 
 ``RpcBackend`` keeps the sessions (``Client`` objects, connected on first use: over ssh
 with nothing installed remotely by default, or however ``connect(node)`` says). For the
-engine, a slot's command looks like a local process (``backends.Command``'s contract):
-``RpcCommand`` hands it the read ends of two pipes for stdout and stderr and a third
-pipe that becomes readable when the command ended, and a thread moves the output from
-the session into those pipes. On the node the command runs under ``/bin/sh -c`` in a
+engine, a slot's command keeps ``backends.Command``'s contract with a mailbox instead of
+pipes: a thread relays the command's output and end from the session into the
+``backends.Mailbox`` of the engine's thread (one per thread, shared by every command
+that thread starts), so the engine wakes once for many nodes' replies, with no
+descriptor per command (three pipes per command and node cost the admin more than the
+calls did). On the node the command runs under ``/bin/sh -c`` in a
 session of its own (``remote/commands.py``); a call returns as soon as there is output,
-so output streams as it comes, a round trip per batch. ``%h``/``%n``/``%%`` are
+so output streams as it comes, a round trip per batch. On a warm session the ``start``
+is sent from the engine's thread and the replies of every node are read by one
+collecting thread, in the order sent (``collect_batch``): a short command, whose
+``start`` reply carries its end, costs no thread of its own; a command still running
+(or a node slower than ``HANDOFF``) goes on on a relay thread of its own, as a command
+on a new session or given stdin does from the start. ``%h``/``%n``/``%%`` are
 substituted in the command as the exec backend does (the rule: ``backends.py``), so
 ``literal`` escapes ``%``. A command left running when its server dies without cleaning
 up is killed on the node by the server's watchdog (``remote/commands.py``).
@@ -34,10 +41,12 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..client.client import Client
 from ..client.parallel import call_multi
+from ..errors import CallTimeout
 from ..protocol.messages import CONTROL, SINGLE
 from ..transport.threads import ReusedThreads
 from .backends import (
@@ -45,9 +54,8 @@ from .backends import (
     HOSTKEY,
     UNREACHABLE,
     Backend,
+    Mailbox,
     close_fd,
-    close_pipes,
-    open_pipes,
     substitute,
 )
 from .copy import TAR_TOP, pull_command, push_command
@@ -56,6 +64,8 @@ REMOTE = "easycluster.remote.commands."
 RC_UNREACHABLE = 255
 MARK = b"easycluster rpc: "  # starts the message of a node we could not reach or lost
 KILL_GRACE = 2.0  # seconds a killed command's node has to report its end
+HANDOFF = 0.05  # s the collecting thread waits for a start's reply before a relay takes it
+Chunks = List[Tuple[int, bytes]]  # a start's or read's output: (1 or 2, bytes), in order
 STDIN_CHUNK = 1 << 20  # bytes of stdin forwarded per call at most (the pipe is grown to it)
 F_SETPIPE_SZ = 1031  # (fcntl's name for it came in Python 3.10)
 
@@ -95,6 +105,18 @@ class RpcBackend(Backend):
         self._tokens = itertools.count(1)
         # the threads that relay commands (one per running command, kept for the next)
         self.relays = ReusedThreads("easycluster-rpc")
+        self._sent: List[RpcCommand] = []  # started on a warm session, reply not taken
+        self._collecting = False  # a relay thread runs _collect
+        self._local = threading.local()  # .mailbox: the calling (engine's) thread's
+
+    def mailbox(self) -> Mailbox:
+        """The mailbox of the calling thread (made on first use; its descriptors are
+        closed once the thread or this backend has gone and nothing uses it: not by
+        ``close()``, which a handler may call while its engine takes from it)."""
+        box: Optional[Mailbox] = getattr(self._local, "mailbox", None)
+        if box is None:
+            box = self._local.mailbox = Mailbox()
+        return box
 
     def session(self, node: str) -> Client:
         """The open session to ``node``, connected now if there is none (raises what
@@ -115,6 +137,36 @@ class RpcBackend(Backend):
                 del self._sessions[node]
         client.close()
 
+    def warm(self, node: str) -> Optional[Client]:
+        """``node``'s session if it is open now (never connects)."""
+        client = self._sessions.get(node)
+        return client if client is not None and client.connected else None
+
+    def collect_later(self, cmd: RpcCommand) -> None:
+        """Have ``cmd``'s ``start`` reply taken by the one collecting thread (started
+        when there is none): replies of many nodes read by one thread, in the order sent,
+        cost the admin a third of what a thread per node waiting for its own costs."""
+        with self._lock:
+            self._sent.append(cmd)
+            if self._collecting:
+                return
+            self._collecting = True
+        try:
+            self.relays.run(self._collect)
+        except BaseException:
+            with self._lock:
+                self._collecting = False
+            raise
+
+    def _collect(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._sent = self._sent, []
+                if not batch:
+                    self._collecting = False
+                    return
+            collect_batch(batch)
+
     def sessions(self) -> Dict[str, Client]:
         """The sessions open now, by node."""
         with self._lock:
@@ -130,7 +182,7 @@ class RpcBackend(Backend):
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Any:
         if not isinstance(command, RemoteCall):
             command = substitute(command, node, rank)
-        return RpcCommand(self, node, command, stdin, stderr, next(self._tokens))
+        return RpcCommand(self, node, command, stdin, stderr, next(self._tokens), self.mailbox())
 
     def literal(self, command: str) -> str:
         """``command`` escaped so that it runs as written (no ``%h`` substitution)."""
@@ -171,33 +223,60 @@ class RpcBackend(Backend):
         return {node: out[node] for node in nodes}
 
 
+def collect_batch(batch: List[RpcCommand]) -> None:
+    """Take the start replies of ``batch`` in order. Their output and ends are posted
+    without waking the engine, which then wakes once for all that came meanwhile: before
+    this thread waits for a reply, and at the end of the batch."""
+    held: Dict[int, Mailbox] = {}
+
+    def wake() -> None:
+        for box in held.values():
+            box.wake()
+        held.clear()
+
+    for cmd in batch:
+        cmd.collect(wake)
+        held[id(cmd.mailbox)] = cmd.mailbox
+    wake()
+
+
 class RpcCommand:
-    """One slot's command on a node's session, seen by the engine as a process (see
-    ``backends.Command``: ``stdout``, ``stderr``, ``stdin`` (a pipe whose bytes a
-    thread forwards to the node, in order), ``pidfd``, ``poll``, ``kill``, ``reap``,
-    ``wait``, ``close``)."""
+    """One slot's command on a node's session, seen by the engine as a process with a
+    mailbox (see ``backends.Command``: ``mailbox``, ``stdin`` (a pipe whose bytes a
+    thread forwards to the node, in order), ``poll``, ``kill``, ``reap``, ``wait``,
+    ``close``; ``stdout`` is -1, ``stderr`` and ``pidfd`` None)."""
+
+    stdout = -1
+    stderr: Optional[int] = None
+    pidfd: Optional[int] = None
+    held: Optional[int] = None
 
     def __init__(
-        self, backend: RpcBackend, node: str, command: str, stdin: bool, stderr: bool, token: int
+        self,
+        backend: RpcBackend,
+        node: str,
+        command: str,
+        stdin: bool,
+        stderr: bool,
+        token: int,
+        mailbox: Mailbox,
     ) -> None:
         self.backend = backend
         self.node = node
         self.token = token
+        self.mailbox = mailbox
         self.rc: Optional[int] = None
-        self.held: Optional[int] = None
+        self.closed = False  # the engine let go of us: post nothing more
         self._client: Optional[Client] = None
         self._killed = False
-        self._ended = False  # rc is final (set just before the end pipe is written)
-        out, err, end, inp = open_pipes(True, stderr, True, stdin)
-        out_r, out_w = out or (-1, -1)  # (always made)
-        end_r, end_w = end or (-1, -1)  # (always made)
-        err_r, err_w = err or (None, None)
-        in_r, in_w = inp or (None, None)
-        for rfd in (out_r, err_r, end_r, in_w):
-            if rfd is not None:
-                os.set_blocking(rfd, False)
-        if in_w is not None:  # room for a whole chunk per call (best effort)
-            try:
+        self._ended = False  # rc is final (set just before the end is posted)
+        self._err = "stderr" if stderr else "stdout"  # where the node's stream 2 goes
+        in_r: Optional[int] = None
+        in_w: Optional[int] = None
+        if stdin:
+            in_r, in_w = os.pipe()
+            os.set_blocking(in_w, False)
+            try:  # room for a whole chunk per call (best effort)
                 import fcntl
 
                 fcntl.fcntl(in_w, F_SETPIPE_SZ, STDIN_CHUNK)
@@ -205,73 +284,146 @@ class RpcCommand:
                 pass
         self.stdin = in_w
         self._in_r = in_r
-        self._feeding = False  # _feed owns _in_r (else _run closes it at the end)
-        self.stdout: int = out_r
-        self.stderr: Optional[int] = err_r
-        self.pidfd: Optional[int] = end_r
-        self._out_w: Optional[int] = out_w
-        self._err_w: Optional[int] = err_w
-        self._end_w = end_w
-        self._done = threading.Event()  # _run has finished
+        self._feeding = False  # _feed owns _in_r (else _end closes it)
+        self._done = threading.Lock()  # held until the end was posted (an Event costs
+        self._done.acquire()  # 10 us more per command and node)
+        self._reply: Any = None  # the start's Response, on the fast path
+        self._sent_at = 0.0
         try:
-            backend.relays.run(self._run, command, stderr)
-        except BaseException:
-            close_pipes([out, err, end, inp])
-            raise
-
-    def _run(self, command: str, stderr: bool) -> None:
-        rc = RC_UNREACHABLE
-        try:
-            try:
-                client = self._client = self.backend.session(self.node)
-            except Exception as e:
-                self._put(2, MARK + f"{self.node}: cannot connect: {e}\n".encode())
-                return
-            try:
-                if isinstance(command, RemoteCall):
-                    how = REMOTE + command.func
-                    chunks, code = client.call(how, self.token, *command.args, threadid=SINGLE)
-                else:
-                    chunks, code = client.call(
+            # The fast path: on a warm session the start is sent from here (the engine's
+            # thread, never blocking: the channel queues) and its reply taken by the
+            # backend's collecting thread; a command that ended by then needs no thread.
+            client = None if stdin or isinstance(command, RemoteCall) else backend.warm(node)
+            if client is not None:
+                try:
+                    self._reply = client.call(
                         REMOTE + "start",
-                        self.token,
+                        token,
                         command,
                         stderr,
-                        self._in_r is not None,
+                        False,
                         threadid=SINGLE,
+                        nonblocking=True,
                     )
-                if self._in_r is not None and code is None:
-                    self._feeding = True
-                    threading.Thread(
-                        target=self._feed, args=(client,), daemon=True, name="easycluster-rpc-in"
-                    ).start()
-                while True:
-                    for sid, data in chunks:
-                        self._put(sid, data)
-                    if code is not None:
-                        rc = code
-                        return
-                    chunks, code = client.call(REMOTE + "read", self.token, threadid=SINGLE)
-            except Exception as e:
-                if self._killed:
-                    rc = 128 + 9  # (killed: the session went with it)
-                    return
-                self._put(2, MARK + f"{self.node}: lost during the command: {e}\n".encode())
-        finally:
-            if self._in_r is not None and not self._feeding:
-                close_fd(self._in_r)
-            self.rc = rc
-            self._ended = True
-            for wfd in (self._out_w, self._err_w):
-                if wfd is not None:
-                    close_fd(wfd)
-            self._out_w = self._err_w = None
+                except Exception:  # (the session is going: the relay path reports it)
+                    client = None
+            if client is not None:
+                self._client = client
+                self._sent_at = time.monotonic()
+                backend.collect_later(self)
+            else:
+                backend.relays.run(self._run, command, stderr)
+        except BaseException:
+            for fd in (in_r, in_w):
+                if fd is not None:
+                    close_fd(fd)
+            raise
+
+    def collect(self, before_wait: Callable[[], None]) -> None:
+        """Take the fast path's ``start`` reply (on the collecting thread): a command that
+        ended is done here; one still running goes on on a relay thread, and so does one
+        whose reply has not come within ``HANDOFF`` seconds of the start (so a slow node
+        holds up the others' replies that long at most). Posts without waking the engine:
+        ``before_wait()`` is called before this waits for the reply, to wake it."""
+        try:
             try:
-                os.write(self._end_w, b"x")
-            except OSError:  # the engine let go of the slot already (killed)
-                pass
-            close_fd(self._end_w)
-            self._done.set()
+                try:
+                    chunks, code = self._reply.wait(0.0)  # (reads a reply that is here)
+                except CallTimeout:
+                    before_wait()  # (about to wait: the engine takes what came)
+                    left = max(0.0, self._sent_at + HANDOFF - time.monotonic())
+                    chunks, code = self._reply.wait(left)
+            except CallTimeout:
+                self.backend.relays.run(self._late)
+                return
+            except Exception as e:
+                self._end(self._failed(e))
+                return
+            if code is None:
+                self.backend.relays.run(self._follow, chunks, code)
+                return
+        except BaseException as e:  # (no thread to go on with: the node is lost to us)
+            self._end(self._failed(e))
+            return
+        for sid, data in chunks:
+            self._put(sid, data, wake=False)
+        self._end(code, wake=False)
+
+    def _late(self) -> None:
+        try:
+            chunks, code = self._reply.wait()
+        except Exception as e:
+            self._end(self._failed(e))
+            return
+        self._follow(chunks, code)
+
+    def _run(self, command: str, stderr: bool) -> None:
+        """The relay path: connect if need be, start, then ``_follow``."""
+        try:
+            client = self._client = self.backend.session(self.node)
+        except Exception as e:
+            self._put(2, MARK + f"{self.node}: cannot connect: {e}\n".encode())
+            self._end(RC_UNREACHABLE)
+            return
+        try:
+            if isinstance(command, RemoteCall):
+                how = REMOTE + command.func
+                chunks, code = client.call(how, self.token, *command.args, threadid=SINGLE)
+            else:
+                chunks, code = client.call(
+                    REMOTE + "start",
+                    self.token,
+                    command,
+                    stderr,
+                    self._in_r is not None,
+                    threadid=SINGLE,
+                )
+        except Exception as e:
+            self._end(self._failed(e))
+            return
+        self._follow(chunks, code)
+
+    def _follow(self, chunks: Chunks, code: Optional[int]) -> None:
+        """Relay output until the end, from the reply ``(chunks, code)`` on (a thread of
+        its own: ``read`` blocks until there is output)."""
+        rc = RC_UNREACHABLE
+        try:
+            client = self._client
+            if client is None:  # (set by whoever sent the start)
+                return
+            if self._in_r is not None and code is None:
+                self._feeding = True
+                threading.Thread(
+                    target=self._feed, args=(client,), daemon=True, name="easycluster-rpc-in"
+                ).start()
+            while True:
+                for sid, data in chunks:
+                    self._put(sid, data)
+                if code is not None:
+                    rc = code
+                    return
+                chunks, code = client.call(REMOTE + "read", self.token, threadid=SINGLE)
+        except Exception as e:
+            rc = self._failed(e)
+        finally:
+            self._end(rc)
+
+    def _failed(self, error: BaseException) -> int:
+        """The return code of a command whose session failed (a killed one's: 137)."""
+        if self._killed:
+            return 128 + 9  # (killed: the session went with it)
+        self._put(2, MARK + f"{self.node}: lost during the command: {error}\n".encode())
+        return RC_UNREACHABLE
+
+    def _end(self, rc: int, wake: bool = True) -> None:
+        """Report the end (once): rc first, then the mailbox's end item (``wake``: as
+        ``Mailbox.post``'s)."""
+        if self._in_r is not None and not self._feeding:
+            close_fd(self._in_r)
+        self.rc = rc
+        self._ended = True
+        self.mailbox.post(self, None, b"", wake)
+        self._done.release()
 
     def _feed(self, client: Client) -> None:
         """Forward what the engine writes to our stdin pipe to the node, in order (one
@@ -291,19 +443,10 @@ class RpcCommand:
         finally:
             close_fd(fd)
 
-    def _put(self, sid: int, data: bytes) -> None:
-        """Write ``data`` to our stdout (sid 1) or stderr pipe, all of it (blocking: the
-        pipe is ours, the engine reads it). Dropped once the engine closed its end."""
-        fd = self._err_w if sid == 2 and self._err_w is not None else self._out_w
-        if fd is None:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-        except OSError:  # the engine closed its end (the slot was killed)
-            pass
+    def _put(self, sid: int, data: bytes, wake: bool = True) -> None:
+        """Post ``data`` of the node's stream ``sid`` (1 stdout, 2 stderr) to the engine
+        (waits while the mailbox is full; dropped once the engine let go of us)."""
+        self.mailbox.post(self, self._err if sid == 2 else "stdout", data, wake)
 
     def poll(self) -> Optional[int]:
         return self.rc if self._ended else None
@@ -326,9 +469,12 @@ class RpcCommand:
     def wait(self) -> None:
         """Wait for the end; a node that does not report it within ``KILL_GRACE``
         seconds loses its session (which ends the wait)."""
-        if not self._done.wait(KILL_GRACE) and self._client is not None:
+        if not self._done.acquire(timeout=KILL_GRACE):
+            if self._client is None:  # (still connecting: its end comes when it can)
+                return
             self.backend.drop(self.node, self._client)
-            self._done.wait()
+            self._done.acquire()
+        self._done.release()  # (for the next wait)
 
     def close_stdin(self) -> None:
         """End the command's input (after what was written to ``stdin``)."""
@@ -338,11 +484,7 @@ class RpcCommand:
 
     def close(self) -> None:
         self.close_stdin()
-        for fd in (self.stdout, self.stderr, self.pidfd):
-            if fd is not None and fd >= 0:
-                close_fd(fd)
-        self.stdout = -1
-        self.stderr = self.pidfd = None
+        self.closed = True
 
 
 __all__ = ["RpcBackend", "RpcCommand", "RemoteCall", "RC_UNREACHABLE"]

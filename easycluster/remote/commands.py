@@ -267,38 +267,38 @@ def read(token: int) -> Tuple[Chunks, Optional[int]]:
 
 
 def _read_process(run: Running) -> Tuple[Chunks, Optional[int]]:
-    import selectors
+    import select  # (a poll object, not a selector: no descriptor made per read)
 
     chunks: Chunks = []
     size = 0
     with run.lock:
         if run.open:
-            with selectors.DefaultSelector() as sel:
-                for fd in run.open:
-                    sel.register(fd, selectors.EVENT_READ)
-                timeout: Optional[float] = None  # block for the first bytes or the end
-                until = 0.0
-                while run.open and size < READ_MAX:
-                    ready = sel.select(timeout)
-                    if not ready:
-                        break
-                    for key, _ in ready:
-                        data = _read(key.fd)
-                        if data is None:
-                            continue
-                        if data:
-                            chunks.append((run.open[key.fd], data))
-                            size += len(data)
-                        else:
-                            sel.unregister(key.fd)
-                            del run.open[key.fd]
-                    # Then linger a moment for more: a short command's end usually
-                    # follows its output within LINGER (one reply instead of two), and
-                    # a chatty one sends fuller replies; never past BATCH_MAX in all.
-                    now = time.monotonic()
-                    if timeout is None:
-                        until = now + BATCH_MAX
-                    timeout = max(0.0, min(LINGER, until - now))
+            poller = select.poll()
+            for fd in run.open:
+                poller.register(fd, select.POLLIN)
+            timeout: Optional[float] = None  # ms; block for the first bytes or the end
+            until = 0.0
+            while run.open and size < READ_MAX:
+                ready = poller.poll(timeout)
+                if not ready:
+                    break
+                for fd, _ in ready:
+                    data = _read(fd)
+                    if data is None:
+                        continue
+                    if data:
+                        chunks.append((run.open[fd], data))
+                        size += len(data)
+                    else:
+                        poller.unregister(fd)
+                        del run.open[fd]
+                # Then linger a moment for more: a short command's end usually
+                # follows its output within LINGER (one reply instead of two), and
+                # a chatty one sends fuller replies; never past BATCH_MAX in all.
+                now = time.monotonic()
+                if timeout is None:
+                    until = now + BATCH_MAX
+                timeout = max(0.0, min(LINGER, until - now)) * 1000.0
         if run.open:
             return chunks, None
         _exited(run.proc.pid)

@@ -192,3 +192,90 @@ def test_open_pipes_gives_the_pipes_asked_for_and_closes_them_on_failure(monkeyp
     for fd in made[0]:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+class Posted:
+    """A command as a ``Mailbox`` sees it: only ``closed``."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
+def readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_a_mailbox_gives_what_was_posted_in_order_and_wakes_once_per_batch():
+    from easycluster.cluster.backends import Mailbox
+
+    box = Mailbox()
+    try:
+        a, b = Posted(), Posted()
+        assert not readable(box.fd) and box.take() == []
+        box.post(a, "stdout", b"1")
+        box.post(b, "stderr", b"x")
+        box.post(a, "stdout", b"2")
+        box.post(a, None, b"")
+        assert readable(box.fd)
+        assert box.take() == [
+            (a, "stdout", b"1"),
+            (b, "stderr", b"x"),
+            (a, "stdout", b"2"),
+            (a, None, b""),
+        ]
+        assert not readable(box.fd)  # (the one wake-up byte was read with the batch)
+        box.post(b, None, b"")  # a post after a take wakes the engine again
+        assert readable(box.fd) and box.take() == [(b, None, b"")]
+    finally:
+        box.close()
+
+
+def test_a_mailbox_drops_posts_of_a_closed_command_and_after_close():
+    from easycluster.cluster.backends import Mailbox
+
+    box = Mailbox()
+    gone, live = Posted(), Posted()
+    gone.closed = True
+    box.post(gone, "stdout", b"late")
+    box.post(live, "stdout", b"kept")
+    assert box.take() == [(live, "stdout", b"kept")]
+    box.close()
+    box.post(live, "stdout", b"after")  # (no write to a closed descriptor)
+    box.close()  # twice is fine
+
+
+def test_a_full_mailbox_holds_output_until_taken_but_never_an_end():
+    import threading
+
+    from easycluster.cluster.backends import Mailbox
+
+    box = Mailbox(limit=4)
+    try:
+        cmd = Posted()
+        box.post(cmd, "stdout", b"12345")  # over the limit now
+        box.post(cmd, None, b"")  # an end never waits
+        posted = threading.Event()
+
+        def more() -> None:
+            box.post(cmd, "stdout", b"6")
+            posted.set()
+
+        t = threading.Thread(target=more)
+        t.start()
+        try:
+            assert not posted.wait(0.2)  # held while the mailbox is full
+            assert box.take() == [(cmd, "stdout", b"12345"), (cmd, None, b"")]
+            assert posted.wait(10)
+            assert box.take() == [(cmd, "stdout", b"6")]
+        finally:
+            cmd.closed = True  # (lets a held post go, whatever happened)
+            t.join(10)
+        blocked = threading.Thread(target=box.post, args=(cmd, "stdout", b"x"))
+        box.post(Posted(), "stdout", b"12345")
+        blocked.start()  # a closed command's post returns at once, full or not
+        blocked.join(10)
+        assert not blocked.is_alive()
+    finally:
+        box.close()

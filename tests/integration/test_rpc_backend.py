@@ -106,6 +106,27 @@ def test_a_timeout_kills_the_remote_command_and_its_children(task, tmp_path):
     assert task.node_buffer("n1") == b"after"
 
 
+def test_warm_sessions_relay_ended_streaming_slow_and_killed_commands_alike(task, tmp_path):
+    """On open sessions the starts go out from the engine's thread and one thread takes
+    the replies (rpc.py): a command over by its first reply, one still running then
+    (streamed on by a relay), one slower to answer than HANDOFF, and one killed by its
+    timeout each come back whole, whichever way each one went."""
+    task.run("true", nodes="n[1-4]")  # (the sessions are open from here on)
+    pidfile = tmp_path / "pid"
+    task.shell("echo a; sleep 0.2; echo b >&2; exit 4", nodes="n1")
+    task.shell("sleep 0.2; echo late", nodes="n2")
+    task.shell("echo now", nodes="n3")
+    task.shell(f"sleep 60 & echo $! > {pidfile}; wait", nodes="n4", timeout=0.5)
+    task.resume()
+    assert (task.node_buffer("n1"), task.node_error("n1")) == (b"a", b"b")
+    assert task.node_retcode("n1") == 4
+    assert task.node_buffer("n2") == b"late" and task.node_buffer("n3") == b"now"
+    assert task.node_status("n4") == "timeout"
+    assert wait_until(lambda: not pid_alive(int(pidfile.read_text())), timeout=10)
+    task.run("echo after", nodes="n[1-4]")  # every session still serves
+    assert dict(task.iter_buffers()) == {b"after": ["n1", "n2", "n3", "n4"]}
+
+
 def test_unreachable_and_lost_nodes_are_named_and_delay_no_one(task):
     task.run("echo ok", nodes="n1")
     victim = task.made["n1"].server_pid
