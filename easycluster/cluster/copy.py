@@ -53,9 +53,12 @@ OLD_MARK = ".ecold."  # a directory moved aside while its replacement is renamed
 DUP_MARK = "~"  # rcopy names the k-th listing of a node ``NAME.NODE~k``
 
 # The guard: $1 the temporary, $2 the moved-aside directory, $3 the target; stdin is the
-# pipe the writer sends its exit status down.
-GUARD = r"""rc=; read -r rc
-rm -rf -- "$1"
+# pipe the writer sends its exit status down. It first makes ``$1.g``: the writer waits
+# for it, so that a kill of the receiver's process group in its first moments cannot
+# catch the guard before ``setsid`` took it out of the group (a temporary left behind).
+GUARD = r""": >"$1.g"
+rc=; read -r rc
+rm -rf -- "$1" "$1.g"
 if [ -e "$2" ] || [ -L "$2" ]; then
   if [ -e "$3" ] || [ -L "$3" ]; then rm -rf -- "$2"; else mv -f -- "$2" "$3"; fi
 fi
@@ -78,6 +81,8 @@ if [ "$kind" = d ] && [ -e "$target" ] && [ ! -d "$target" ]; then
 fi
 tmp=$dir.$base.ectmp.$$ old=$dir.$base.ecold.$$ mask=$(umask)
 receive() {
+  n=0  # nothing is written before the guard is out of this process group (or 2 s)
+  while [ ! -e "$tmp.g" ] && [ "$n" -lt 400 ]; do sleep 0.005; n=$((n + 1)); done
   umask 077
   if [ "$kind" = d ]; then
     mkdir -- "$tmp" && cat >"$tmp/t.tar" || fail "$tmp: cannot write"
