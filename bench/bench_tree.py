@@ -56,6 +56,11 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 COMMAND = "uname -r"
+# Hundreds of nodes booting at once on this 2-core machine (8 gateways each opening up
+# to 64 sessions) starve each other: ssh and our server take far longer than on a real
+# cluster, so nodes get a minute rather than the 10 s default (the "not ok" column
+# counts any that still failed).
+CONNECT_TIMEOUT = 60.0
 
 
 def ssh_connections() -> int:
@@ -113,7 +118,9 @@ def python_call(mode: str, config: str, nodes: str, topology: str) -> Tuple[int,
     from easycluster.cluster.session import Cluster
 
     tree = topology if mode.startswith("tree") else None
-    with Cluster(nodes, topology=tree, extra_args=["-F", config]) as cluster:
+    with Cluster(
+        nodes, topology=tree, extra_args=["-F", config], connect_timeout=CONNECT_TIMEOUT
+    ) as cluster:
         got = cluster.call(platform.release)
         values = {repr(v) for k, v in got.items() if got.outcomes[k].succeeded}
         return len(values), len(got.failed), []  # (unreachable slots are among them)
@@ -125,6 +132,7 @@ def shell_command(mode: str, config: str, nodes: str, topology: str) -> Tuple[in
 
     task = Task()
     task.set_info("fanout", 64)
+    task.set_info("connect_timeout", CONNECT_TIMEOUT)
     task.set_info("ssh_options", f"-F {config}")
     if mode == "tree":
         task.load_topology(topology)
