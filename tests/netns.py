@@ -73,11 +73,17 @@ class Network:
         self._count = 0
         self._route: Optional[str] = None  # the unreachable route added in the root namespace
         self._direct_routes: List[str] = []  # routes added by allow_direct, root namespace
+        self._neigh_saved: Dict[str, str] = {}  # neighbour-table limits we raised, old values
 
     # -- building ------------------------------------------------------------
 
     def build(self, groups: Sequence[Group]) -> Network:
         self._keys()
+        # Every namespace's ARP entries count against one table limit for the whole host
+        # (gc_thresh3, 1024 by default): past it the kernel drops packets ("neighbor
+        # table overflow"), and a network of a thousand nodes loses ssh sessions.
+        hosts = sum(len(gws) + len(nodes) for gws, nodes in groups)
+        self._neigh_room(4 * hosts + 512)
         # The admin's default route may lead to a network that answers any address
         # (a proxy); the node subnets must be plainly unreachable from here instead.
         _ip("route", "add", "unreachable", f"{self.prefix}.0.0/16")
@@ -110,6 +116,18 @@ class Network:
         for host in [*self.gateways.values(), *self.nodes.values()]:
             self._start_sshd(host)
         return self
+
+    def _neigh_room(self, entries: int) -> None:
+        """Raise the host's IPv4 neighbour-table limits to hold ``entries`` (restored by
+        ``close``); limits already that high are left alone."""
+        base = "/proc/sys/net/ipv4/neigh/default/"
+        for name, want in (("gc_thresh3", entries), ("gc_thresh2", entries // 2)):
+            with open(base + name) as f:
+                old = f.read().strip()
+            if int(old) < want:
+                with open(base + name, "w") as f:
+                    f.write(str(want))
+                self._neigh_saved[name] = old
 
     def _netns(self, suffix: str) -> str:
         name = f"ec{self.tag}{suffix}"
@@ -298,6 +316,11 @@ class Network:
             subprocess.run(
                 ["ip", "route", "del", "unreachable", self._route], capture_output=True, timeout=30
             )
+        for name in ("gc_thresh2", "gc_thresh3"):  # (lowered in this order: 2 <= 3 always)
+            old = self._neigh_saved.pop(name, None)
+            if old is not None:
+                with open(f"/proc/sys/net/ipv4/neigh/default/{name}", "w") as f:
+                    f.write(old)
 
     def __enter__(self) -> Network:
         return self
