@@ -1,6 +1,6 @@
 """Distributed map against the standard library's pools, and recovery time after a death.
 
-    .venv/bin/python bench/bench_map.py [--quick]
+    .venv/bin/python bench/bench_map.py [--quick] [--repeat R] [--chunks 100,1000] [--chunked-only]
 
 One table. Rows:
 
@@ -8,6 +8,9 @@ One table. Rows:
   same chunk size (100) through ``Cluster.map`` over 2 local servers,
   ``ClusterExecutor(local=2).map``, ``concurrent.futures.ProcessPoolExecutor.map`` and
   ``multiprocessing.Pool.map``: items per second and the ratio to ProcessPoolExecutor.
+  With ``--repeat R`` each chunk size in ``--chunks`` (default 100) is measured R
+  times, the four runners taking turns round by round (so a busy moment hits them
+  all): the median, and the range of the ratio. ``--chunked-only`` stops there.
 * The same with no chunksize given (each runner's default: ours and Pool.map pick a
   chunk size from the length, ProcessPoolExecutor sends one item per call), and with
   chunksize 1 (one item per call everywhere): microseconds per item (target <= 100 us).
@@ -22,6 +25,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -36,10 +40,17 @@ from easycluster.cluster.session import Cluster  # noqa: E402
 from easycluster.server import spawn_local  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+
+
+def _arg(name: str, default: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+REPEAT = int(_arg("--repeat", "1"))
+CHUNKS = [int(c) for c in _arg("--chunks", "100").split(",")]
 N = 10_000 if QUICK else 100_000
 N_UNCHUNKED_POOL = 2_000 if QUICK else 10_000  # the stdlib pools, one item per message
 WORKERS = 2
-CHUNK = 100
 HEARTBEAT = 1.0
 
 
@@ -119,22 +130,30 @@ def recovery(sig: int) -> float:
 
 def main() -> int:
     rows: List[Tuple[str, str, str, str]] = []
-    chunked = map_rates(CHUNK, N, N)
-    base = dict(chunked)["ProcessPoolExecutor.map"]
-    for name, per in chunked:
-        rows.append(
-            (
-                f"{name}, {N:,} items, chunksize {CHUNK}",
-                f"{1 / per:,.0f} items/s",
-                f"{base / per:.2f}x",
-                ">= 1x ProcessPoolExecutor" if "Cluster" in name else "",
+    for chunk in CHUNKS:
+        rounds = [map_rates(chunk, N, N) for _ in range(REPEAT)]
+        for i, (name, _) in enumerate(rounds[0]):
+            pers = [r[i][1] for r in rounds]
+            # each round's ratio to that round's ProcessPoolExecutor and Pool.map
+            vs_ppe = sorted(dict(r)["ProcessPoolExecutor.map"] / r[i][1] for r in rounds)
+            vs_pool = sorted(dict(r)["multiprocessing.Pool.map"] / r[i][1] for r in rounds)
+            spread = f" ({vs_ppe[0]:.2f}-{vs_ppe[-1]:.2f})" if REPEAT > 1 else ""
+            rows.append(
+                (
+                    f"{name}, {N:,} items, chunksize {chunk}",
+                    f"{1 / statistics.median(pers):,.0f} items/s",
+                    f"{statistics.median(vs_ppe):.2f}x{spread}",
+                    f"{statistics.median(vs_pool):.2f}x Pool.map; target >= 1x"
+                    if "Cluster" in name
+                    else "",
+                )
             )
-        )
-    for chunk, how in ((None, "no chunksize given"), (1, "chunksize 1")):
-        single = map_rates(chunk, N, N_UNCHUNKED_POOL)
+    unchunked: List[Tuple[Optional[int], str]] = [(None, "no chunksize given"), (1, "chunksize 1")]
+    for size, how in [] if "--chunked-only" in sys.argv else unchunked:
+        single = map_rates(size, N, N_UNCHUNKED_POOL)
         base1 = dict(single)["ProcessPoolExecutor.map"]
         for name, per in single:
-            chunks = chunk is None and "ProcessPool" not in name
+            chunks = size is None and "ProcessPool" not in name
             items = N if "Cluster" in name or chunks else N_UNCHUNKED_POOL
             rows.append(
                 (
@@ -144,7 +163,8 @@ def main() -> int:
                     "<= 100 us/item" if "Cluster" in name else "",
                 )
             )
-    for name, sig in (("SIGKILL", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)):
+    recover = () if "--chunked-only" in sys.argv else ("SIGKILL", "SIGSTOP")
+    for name, sig in ((n, getattr(signal, n)) for n in recover):
         took = recovery(sig)
         rows.append(
             (
