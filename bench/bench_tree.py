@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -61,6 +62,11 @@ COMMAND = "uname -r"
 # cluster, so nodes get a minute rather than the 10 s default (the "not ok" column
 # counts any that still failed).
 CONNECT_TIMEOUT = 60.0
+# Sessions a gateway opens at once, in tree modes: the flat fan-out (64) shared by the
+# gateways, so the namespaces (all on these 2 cores) see as many ssh handshakes at once
+# whichever the mode. On a real cluster each gateway has cores of its own and would take
+# the full 64.
+FLAT_FANOUT = 64
 
 
 def ssh_connections() -> int:
@@ -77,6 +83,7 @@ def ssh_connections() -> int:
 
 
 def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
+    base = ssh_connections()  # (others' connections, e.g. an earlier run's leftovers)
     peak = [0]
     stop = threading.Event()
 
@@ -88,9 +95,9 @@ def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
     sampler.start()
     start = time.perf_counter()
     if mode.endswith("-call"):
-        groups, bad, stats = python_call(mode, config, nodes, topology)
+        groups, bad, stats, why = python_call(mode, config, nodes, topology)
     else:
-        groups, bad, stats = shell_command(mode, config, nodes, topology)
+        groups, bad, stats, why = shell_command(mode, config, nodes, topology)
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
@@ -98,7 +105,7 @@ def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "mode": mode,
-        "connections": peak[0],
+        "connections": max(0, peak[0] - base),
         "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
         "rss_mb": me.ru_maxrss / 1024,
         "child_rss_mb": kids.ru_maxrss / 1024,
@@ -107,10 +114,28 @@ def measure(mode: str, config: str, nodes: str, topology: str) -> dict:
         "not_ok": bad,
         "batches": sum(s[0] for s in stats),
         "entries": sum(s[1] + s[2] for s in stats),
+        "failures": why,
     }
 
 
-def python_call(mode: str, config: str, nodes: str, topology: str) -> Tuple[int, int, list]:
+def gateway_fanout(topology: str) -> int:
+    """Each gateway's share of the flat fan-out (see ``FLAT_FANOUT``)."""
+    gateways = sum(1 for line in topology.splitlines() if line and not line.startswith("admin"))
+    return max(1, FLAT_FANOUT // max(1, gateways))
+
+
+def kinds(reasons: Sequence[str]) -> Dict[str, int]:
+    """Failure reasons counted, node names and numbers blurred so alike ones add up."""
+    out: Dict[str, int] = {}
+    for r in reasons:
+        key = re.sub(r"\d+", "N", r)[:120]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def python_call(
+    mode: str, config: str, nodes: str, topology: str
+) -> Tuple[int, int, list, Dict[str, int]]:
     """``platform.release()`` on every node (connect, call, gather the distinct values)
     through ``Cluster``: flat, or with the topology."""
     import platform
@@ -119,29 +144,39 @@ def python_call(mode: str, config: str, nodes: str, topology: str) -> Tuple[int,
 
     tree = topology if mode.startswith("tree") else None
     with Cluster(
-        nodes, topology=tree, extra_args=["-F", config], connect_timeout=CONNECT_TIMEOUT
+        nodes,
+        topology=tree,
+        extra_args=["-F", config],
+        connect_timeout=CONNECT_TIMEOUT,
+        fanout=gateway_fanout(topology) if tree else FLAT_FANOUT,
     ) as cluster:
         got = cluster.call(platform.release)
         values = {repr(v) for k, v in got.items() if got.outcomes[k].succeeded}
-        return len(values), len(got.failed), []  # (unreachable slots are among them)
+        why = kinds([f"{type(e).__name__}: {e}" for e in got.failed.values()])
+        return len(values), len(got.failed), [], why  # (unreachable slots are among them)
 
 
-def shell_command(mode: str, config: str, nodes: str, topology: str) -> Tuple[int, int, list]:
+def shell_command(
+    mode: str, config: str, nodes: str, topology: str
+) -> Tuple[int, int, list, Dict[str, int]]:
     """``uname -r`` on every node through a ``Task``, flat or with the topology."""
     from easycluster.cluster.task import Task
 
     task = Task()
-    task.set_info("fanout", 64)
+    task.set_info("fanout", FLAT_FANOUT)
     task.set_info("connect_timeout", CONNECT_TIMEOUT)
     task.set_info("ssh_options", f"-F {config}")
     if mode == "tree":
         task.load_topology(topology)
+        task.set_info("fanout", gateway_fanout(topology))
     worker = task.shell(COMMAND, nodes=nodes)
     task.resume()
     groups = len(list(task.iter_buffers()))
-    bad = sum(len(k) for s, k in task.iter_status() if s != "hup")
+    failed = [(s, k) for s, k in task.iter_status() if s != "hup"]
+    bad = sum(len(k) for _, k in failed)
+    why = kinds([f"{s}: {task.node_error(n)!r}" for s, k in failed for n in k])
     stats = list(worker.run.stats.values()) if mode == "tree" else []  # type: ignore[attr-defined]
-    return groups, bad, stats
+    return groups, bad, stats, why
 
 
 def run_modes(n: int, k: int, modes: Sequence[str]) -> Tuple[float, List[dict]]:
@@ -332,6 +367,9 @@ def print_rows(rows: List[dict]) -> None:
             f" {r['rss_mb']:>7.1f} {r['child_rss_mb']:>13.1f} {r['wall']:>7.2f}"
             f" {r['groups']:>7} {r['not_ok']:>7} {r['batches']:>8} {r['entries']:>8}"
         )
+    for r in rows:
+        for why, count in sorted(r.get("failures", {}).items(), key=lambda kv: -kv[1])[:5]:
+            print(f"  N={r.get('n', 0)} {r['mode']}: {count} x {why}")
 
 
 def main() -> int:
