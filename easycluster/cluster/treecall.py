@@ -50,11 +50,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from ..client.client import Client
 from ..client.parallel import call_multi
 from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteException
-from ..launch import payload
 from ..launch.ssh import open_channel
 from ..protocol.messages import SINGLE
 from .routing import Plan, Router
 from .topology import Topology
+from .treeboot import Payloads
 from .treerun import SILENCE, open_gateway
 
 ENTRY = "easycluster.cluster.treecall."  # the gateway's entry points (called by name)
@@ -130,8 +130,7 @@ class TreeCaller:
     ) -> None:
         self.topology = topology
         self.opts = opts
-        self.boot = boot
-        self.node_boot = node_boot
+        self.boots = Payloads(CALL_ROOTS, boot, node_boot)
         self.router = Router(topology, root)
         self.root = self.router.root
         self.connect = connect or self._connect
@@ -252,7 +251,7 @@ class TreeCaller:
             extra_args=opts["ssh_options"],
             options=client.wire_options(),
             timeout=opts["connect_timeout"],
-            payload_data=self.node_boot,
+            payload_data=self.boots.node(),
         )
         client.attach(channel, name, closer)
         return client
@@ -293,16 +292,6 @@ class TreeCaller:
 
     # -- gateways --------------------------------------------------------------------
 
-    def _payload(self) -> bytes:
-        if self.boot is None:  # (payload() is safe from several threads, and cached)
-            self.boot = payload.payload("server", CALL_ROOTS)
-        return self.boot
-
-    def _node_payload(self) -> bytes:
-        if self.node_boot is None:
-            self.node_boot = payload.payload("server")
-        return self.node_boot
-
     def _gateway(self, gw: str) -> Client:
         """The open session to gateway ``gw``, opened now if there is none."""
         with self.state:
@@ -314,7 +303,7 @@ class TreeCaller:
             opts = self.opts
             ssh = list(opts["ssh_options"]) + (["-l", opts["user"]] if opts["user"] else [])
             client = open_gateway(
-                gw, ssh, opts["connect_timeout"], opts["gateway_python"], self._payload()
+                gw, ssh, opts["connect_timeout"], opts["gateway_python"], self.boots.gateway()
             )
             with self.state:
                 self.gateways[gw] = client
@@ -343,9 +332,7 @@ class TreeCaller:
             client = self._gateway(gw)
             boots = None
             if gw not in self.shipped:  # (first call on this connection: the payloads)
-                below = self.topology.children.get(gw, frozenset())
-                deeper = any(c in self.topology.children for c in below)
-                boots = (self._payload() if deeper else None, self._node_payload())
+                boots = self.boots.for_gateway(self.topology, gw)
             token = client.call(
                 ENTRY + "gateway_call_start",
                 share,
@@ -433,8 +420,7 @@ def gateway_call_start(
         if caller is None:
             caller = CALLERS[key] = TreeCaller(Topology.build(topology_text), opts, me)
         if boots is not None:
-            caller.boot = boots[0] or caller.boot
-            caller.node_boot = boots[1]
+            caller.boots.take(boots)
         token = next(_TOKENS)
         job = JOBS[token] = _Job()
     threading.Thread(

@@ -33,10 +33,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..client.client import Client
 from ..client.threaded import ThreadedClient
 from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteException
-from ..launch import payload
 from ..launch.ssh import open_channel
 from .routing import Router
 from .topology import Topology, load_topology
+from .treeboot import Payloads
 from .treeexec import ENTRY, LOST, OK, RAISED, Link, RelayedClient, relay_options
 
 __all__ = ["TreeConnector", "RELAY_ROOTS", "as_topology", "relay_setup", "relay_open", "relay_send"]
@@ -76,8 +76,7 @@ class TreeConnector:
         self.direct = direct
         self.router = Router(topology, root)
         self.root = self.router.root
-        self.boot = boot
-        self.node_boot = node_boot
+        self.boots = Payloads(RELAY_ROOTS, boot, node_boot)
         self.links: Dict[str, Link] = {}
         self.lock = threading.Lock()
         self.opening: Dict[str, threading.Lock] = {}
@@ -133,9 +132,7 @@ class TreeConnector:
                 return link
             client = self._open_gateway(gw)
             try:
-                below = self.topology.children.get(gw, frozenset())
-                deeper = any(c in self.topology.children for c in below)
-                boots = (self._boot() if deeper else None, self._node_boot())
+                boots = self.boots.for_gateway(self.topology, gw)
                 client.call(
                     ENTRY + "relay_setup",
                     self.topology.to_text(),
@@ -166,20 +163,10 @@ class TreeConnector:
             extra_args=ssh,
             options=client.wire_options(),
             timeout=opts["connect_timeout"],
-            payload_data=self._boot(),
+            payload_data=self.boots.gateway(),
         )
         client.attach(channel, name, closer)
         return client
-
-    def _boot(self) -> bytes:
-        if self.boot is None:  # (payload() is safe from several threads, and cached)
-            self.boot = payload.payload("server", RELAY_ROOTS)
-        return self.boot
-
-    def _node_boot(self) -> bytes:
-        if self.node_boot is None:
-            self.node_boot = payload.payload("server")
-        return self.node_boot
 
     def close(self) -> None:
         """End every link (each gateway ends its sessions with it); idempotent."""
@@ -265,7 +252,7 @@ class _Hub:
             extra_args=opts["ssh_options"],
             options=client.wire_options(),
             timeout=opts["connect_timeout"],
-            payload_data=self.connector.node_boot,
+            payload_data=self.connector.boots.node(),
         )
         client.attach(channel, name, closer)
         return client
