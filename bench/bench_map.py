@@ -10,7 +10,10 @@ One table. Rows:
   ``multiprocessing.Pool.map``: items per second and the ratio to ProcessPoolExecutor.
   With ``--repeat R`` each chunk size in ``--chunks`` (default 100) is measured R
   times, the four runners taking turns round by round (so a busy moment hits them
-  all): the median, and the range of the ratio. ``--chunked-only`` stops there.
+  all): the median, and the range of the ratio. ``--chunked-only`` stops there. A
+  chunked row is the median of 5 runs after one untimed run of the same size (every
+  pool at its steady state: a single 100,000-item run lasts about 40 ms, within the
+  noise of one pool's start-up).
 * The same with no chunksize given (each runner's default: ours and Pool.map pick a
   chunk size from the length, ProcessPoolExecutor sends one item per call), and with
   chunksize 1 (one item per call everywhere): microseconds per item (target <= 100 us).
@@ -48,6 +51,7 @@ def _arg(name: str, default: str) -> str:
 
 REPEAT = int(_arg("--repeat", "1"))
 CHUNKS = [int(c) for c in _arg("--chunks", "100").split(",")]
+RUNS = 5  # timed runs per chunked row (median), after one untimed run of the same size
 N = 10_000 if QUICK else 100_000
 N_UNCHUNKED_POOL = 2_000 if QUICK else 10_000  # the stdlib pools, one item per message
 WORKERS = 2
@@ -58,37 +62,44 @@ def tiny(x: int) -> int:
     return x + 1
 
 
-def timed(run: Callable[[], List[int]], n: int) -> float:
-    """Seconds for one run of ``n`` items, checking the answer."""
-    t = time.perf_counter()
-    got = run()
-    took = time.perf_counter() - t
-    if got != [x + 1 for x in range(n)]:
-        raise AssertionError("wrong results")
-    return took
+def timed(run: Callable[[], List[int]], n: int, runs: int = 1) -> float:
+    """Seconds for one run of ``n`` items, checking the answer; with ``runs`` > 1, one
+    untimed run first (every pool at its steady state: threads started, pipelines at
+    their depth) and the median of ``runs`` runs."""
+    want = [x + 1 for x in range(n)]
+    times = []
+    for i in range(runs + (runs > 1)):
+        t = time.perf_counter()
+        got = run()
+        took = time.perf_counter() - t
+        if got != want:
+            raise AssertionError("wrong results")
+        if i or runs == 1:
+            times.append(took)
+    return statistics.median(times)
 
 
-def map_rates(chunk: Optional[int], n: int, n_pool: int) -> List[Tuple[str, float]]:
-    """(name, seconds per item) for each runner; ``chunk`` None: no chunksize given
-    (each runner's default). ProcessPoolExecutor runs ``n_pool`` items, and so does
-    Pool.map unless it chunks (its default does)."""
+def map_rates(chunk: Optional[int], n: int, n_pool: int, runs: int = 1) -> List[Tuple[str, float]]:
+    """(name, seconds per item) for each runner (``timed`` with ``runs``); ``chunk``
+    None: no chunksize given (each runner's default). ProcessPoolExecutor runs
+    ``n_pool`` items, and so does Pool.map unless it chunks (its default does)."""
     kw: Dict[str, int] = {} if chunk is None else {"chunksize": chunk}
     n_mp = n if chunk is None or chunk > 1 else n_pool
     out = []
     with Cluster([f"l{i}" for i in range(WORKERS)], client=lambda _: spawn_local()) as c:
         c.map(tiny, range(100), **kw)  # warm up
-        out.append(("Cluster.map", timed(lambda: c.map(tiny, range(n), **kw), n) / n))
+        out.append(("Cluster.map", timed(lambda: c.map(tiny, range(n), **kw), n, runs) / n))
     with ClusterExecutor(local=WORKERS) as ex:
         list(ex.map(tiny, range(100), **kw))
-        took = timed(lambda: list(ex.map(tiny, range(n), **kw)), n)
+        took = timed(lambda: list(ex.map(tiny, range(n), **kw)), n, runs)
         out.append(("ClusterExecutor(local=2).map", took / n))
     with concurrent.futures.ProcessPoolExecutor(WORKERS) as ppe:
         list(ppe.map(tiny, range(100), **kw))
-        took = timed(lambda: list(ppe.map(tiny, range(n_pool), **kw)), n_pool)
+        took = timed(lambda: list(ppe.map(tiny, range(n_pool), **kw)), n_pool, runs)
         out.append(("ProcessPoolExecutor.map", took / n_pool))
     with multiprocessing.Pool(WORKERS) as pool:
         pool.map(tiny, range(100), **kw)
-        took = timed(lambda: pool.map(tiny, range(n_mp), **kw), n_mp)
+        took = timed(lambda: pool.map(tiny, range(n_mp), **kw), n_mp, runs)
         out.append(("multiprocessing.Pool.map", took / n_mp))
     return out
 
@@ -131,7 +142,7 @@ def recovery(sig: int) -> float:
 def main() -> int:
     rows: List[Tuple[str, str, str, str]] = []
     for chunk in CHUNKS:
-        rounds = [map_rates(chunk, N, N) for _ in range(REPEAT)]
+        rounds = [map_rates(chunk, N, N, RUNS) for _ in range(REPEAT)]
         for i, (name, _) in enumerate(rounds[0]):
             pers = [r[i][1] for r in rounds]
             # each round's ratio to that round's ProcessPoolExecutor and Pool.map

@@ -240,6 +240,24 @@ def test_cluster_map_runs_over_the_sessions_in_order():
         assert c.call(os.getpid).succeeded  # the sessions are still usable
 
 
+def test_cluster_map_keeps_its_executor_between_calls_until_an_error_or_close():
+    c = Cluster(["a", "b"], client=lambda n: spawn_local())
+    try:
+        assert c.map(abs, [-1, -2]) == [1, 2]
+        (first,) = c._executors.values()
+        assert c.map(abs, [-3], retries=3) == [3] and c._executors[(3, None)] is first
+        assert c.map(abs, [-4], timeout=5.0) == [4] and len(c._executors) == 2
+        with pytest.raises(ZeroDivisionError):
+            c.map(lambda x: 1 // x, [0], retries=3)
+        assert (3, None) not in c._executors  # (items of the failed map may still run)
+        assert c.map(abs, [-5]) == [5] and c._executors[(3, None)] is not first
+        kept = list(c._executors.values())
+    finally:
+        c.close()
+    assert not c._executors
+    assert all(not h.thread.is_alive() for ex in kept for h in ex._hosts.values())
+
+
 def test_executor_over_clients_of_each_transport(make_client):
     clients = [make_client(), make_client()]
     with ClusterExecutor(clients) as ex:
