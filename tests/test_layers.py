@@ -54,7 +54,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # that never use ssh
     ("client.client", "launch.ssh"): "optional: only ssh connections need it",
     ("cluster.session", "launch.srun"): "optional: only SLURM users need it",
-    ("cluster.task", "cluster.rpc"): "optional: the client stack only for the rpc backend",
+    ("cluster.tasksettings", "cluster.rpc"): "optional: the client stack only for the rpc backend",
     ("cluster.task", "cluster.treeworker"): "optional: the client stack only for tree mode",
     ("cluster.task", "cluster.treecopy"): "optional: the client stack only for tree mode",
     ("cluster.session", "client.spec"): "optional: only SLURM users need srun_client",
@@ -105,6 +105,7 @@ FD_WAITERS: Dict[str, str] = {
     "client.reader": "the one standby thread waits for replies nobody reads, all clients at once",
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
     "cluster.engine": "the Task's one I/O thread: every node's pipes, pidfds and stdin",
+    "cluster.slotio": "the engine's I/O methods: register a slot's pipes with its selector",
     "remote.commands": "a server reads the output of a command the RPC backend started",
 }
 

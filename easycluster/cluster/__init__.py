@@ -11,7 +11,8 @@ drawn in ``events.py``. Results are kept per slot (a node listed twice runs twic
 ends in one state of ``nodestate.py`` (``hup`` with its return code, ``timeout``,
 ``unreachable``, ``hostkey``, ``failed``, ``aborted``).
 
-The modules: ``task`` (Task, Worker, Timer, task_self), ``engine`` (the loop),
+The modules: ``task`` (Task, Worker, Timer, task_self; its settings in
+``tasksettings``), ``engine`` (the loop; a slot's output and stdin in ``slotio``),
 ``events`` (EventHandler and the event order), ``nodestate`` (the per-node state
 machine), ``window`` (the fan-out window), ``feed`` (stdin broadcast), ``results``
 (bounded per-slot buffers and getters), ``backends`` (how a command runs: local exec

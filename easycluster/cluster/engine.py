@@ -6,52 +6,30 @@ decisions live in pure objects: ``NodeState`` (what an event means for a slot),
 ``FanoutWindow`` (who may start), ``StdinFeed`` (what to write), ``Results`` (what is
 kept). Hot per-slot state is in plain dicts keyed by slot key.
 
-Fairness: each ready descriptor gets one read of ``CHUNK`` bytes per turn of the loop,
-so a node that floods output shares the loop with the others; what it sends beyond the
-result buffers' limit is counted and dropped at once (see ``results.py``). A worker
-with a ``sink`` (``worker.Sink``: rcopy's raw data) has its stdout handed to the sink
-as it comes, neither kept nor split into lines; the sink commits or discards each
-started slot exactly once, as the slot ends. A command with a ``mailbox``
-(``backends.Mailbox``: the RPC backend's) has no pipes: its output and end are taken
-from the mailbox, one descriptor for all such commands, registered once per run.
+This module starts slots, ends them (exit, timeout, abort) and runs the timers; moving a
+running slot's bytes, its output in and its stdin out, is ``slotio.py``'s (the
+``SlotIO`` mixin): fairness between nodes, sinks and mailboxes are drawn there. A sink
+commits or discards each started slot exactly once, as the slot ends.
 """
 
 from __future__ import annotations
 
 import heapq
-import os
 import selectors
 import time
-from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
-from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, Mailbox, failed_message
-from .feed import CHUNK
+from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, failed_message
 from .nodestate import CLOSE, KILL, PICKUP_CLOSE
-from .results import Results, SlotResult
+from .results import Results
+from .slotio import EXITED, MAIL, OUT, STDIN, Running, SlotIO
+from .slotio import LINE_MAX as LINE_MAX  # (these three re-exported: engine.Hooks & co.)
+from .slotio import SOURCE as SOURCE
+from .slotio import Hooks as Hooks
 from .window import FanoutWindow
 from .worker import Timer, Worker
 
-
-class Hooks(Protocol):
-    """What the engine needs of its Task (``task.Task``)."""
-
-    aborting: bool  # abort() was called: stop at the next turn, call no more handlers
-
-    @property
-    def buffer_max(self) -> Optional[int]: ...
-
-    def emit(self, worker: Worker, event: str, *args: Any) -> None: ...
-
-
-LINE_MAX = 1 << 16  # bytes: a longer line goes to ev_read in pieces this long
 POLL_INTERVAL = 0.05  # s between exit checks where there is no pidfd
-
-# What a registered descriptor is, in the selector's ``data``.
-OUT = 0  # a slot's stdout or stderr
-EXITED = 1  # a slot's pidfd
-STDIN = 2  # a slot's stdin
-SOURCE = 3  # a worker's stdin source
-MAIL = 4  # a mailbox
 
 
 def current(entry: Tuple[float, int, Timer]) -> bool:
@@ -59,24 +37,7 @@ def current(entry: Tuple[float, int, Timer]) -> bool:
     return entry[2].valid and entry[2].seq == entry[1]
 
 
-class Running:
-    """A started slot's live state: its process, open streams, partial lines, deadline
-    and how far its stdin has been written."""
-
-    __slots__ = ("slot", "worker", "cmd", "open", "partial", "pos", "writing", "deadline")
-
-    def __init__(self, slot: SlotResult, worker: Worker, cmd: Command) -> None:
-        self.slot = slot
-        self.worker = worker
-        self.cmd = cmd
-        self.open = 0  # output streams not at EOF yet
-        self.partial: Dict[str, bytes] = {}  # sname -> the start of a line not ended yet
-        self.pos = 0  # bytes of the worker's stdin feed written
-        self.writing = False  # stdin registered for writing
-        self.deadline: Optional[float] = None
-
-
-class Engine:
+class Engine(SlotIO):
     """One run of a Task: ``run(deadline)`` returns when nothing is left to do."""
 
     def __init__(self, task: Hooks, results: Results, window: FanoutWindow) -> None:
@@ -246,175 +207,6 @@ class Engine:
         if worker.feed is not None:
             self.arm_stdin(run)
         self.task.emit(worker, "ev_pickup", worker, key)
-
-    # -- output ----------------------------------------------------------------------
-
-    def read(self, fd: int, key: str, sname: str) -> None:
-        run = self.running.get(key)
-        if run is None:
-            return
-        try:
-            data = os.read(fd, CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self.output(run, sname, data, sname == "stderr" or run.cmd.stderr is None)
-            return
-        self.unregister(fd)
-        os.close(fd)
-        if sname == "stdout":
-            run.cmd.stdout = -1
-        else:
-            run.cmd.stderr = None
-        self.flush(run, sname)
-        run.open -= 1
-        self.maybe_finish(run)
-
-    def output(self, run: Running, sname: str, data: bytes, carries_stderr: bool) -> None:
-        """``data`` came on a slot's stream ``sname``."""
-        run.slot.state.read()
-        worker = run.worker
-        if sname == "stdout" and worker.sink is not None:
-            worker.sink.write(run.slot, data)
-            return
-        run.slot.keep(sname, data, self.task.buffer_max, carries_stderr)
-        if worker.wants_lines:
-            self.lines(run, sname, data)
-
-    def flush(self, run: Running, sname: str) -> None:
-        """A slot's stream ``sname`` ended: its unfinished last line goes to ev_read."""
-        rest = run.partial.pop(sname, b"")
-        if rest:
-            self.task.emit(run.worker, "ev_read", run.worker, run.slot.key, sname, rest)
-
-    def take_mail(self, box: Mailbox) -> None:
-        """Output and ends of mailbox commands (a slot released since: dropped)."""
-        for cmd, sname, data in box.take():
-            if self.task.aborting:  # (as the loop stops at the next descriptor: all killed)
-                break
-            run = self.mailed.get(cmd)
-            if run is None or run.slot.key not in self.running:
-                continue
-            if sname is not None:
-                self.output(run, sname, data, sname == "stderr" or not run.worker.stderr)
-                continue
-            for name in ("stdout", "stderr"):
-                if run.slot.key in self.running:  # (a handler may have aborted)
-                    self.flush(run, name)
-            run.open = 0
-            if run.slot.key in self.running:
-                self.maybe_finish(run)
-
-    def lines(self, run: Running, sname: str, data: bytes) -> None:
-        """Call ev_read for each complete line; keep the rest (at most LINE_MAX bytes)."""
-        worker, key = run.worker, run.slot.key
-        buf = run.partial.pop(sname, b"") + data
-        start = 0
-        while key in self.running:  # (a handler may abort: stop delivering then)
-            # (only within one piece's reach: a newline further on must not let a longer
-            # line through whole)
-            end = buf.find(b"\n", start, start + LINE_MAX + 1)
-            if end < 0:
-                if len(buf) - start < LINE_MAX:
-                    break
-                end = start + LINE_MAX
-                self.task.emit(worker, "ev_read", worker, key, sname, buf[start:end])
-                start = end
-                continue
-            line = buf[start : end - 1] if end > start and buf[end - 1] == 13 else buf[start:end]
-            self.task.emit(worker, "ev_read", worker, key, sname, line)
-            start = end + 1
-        if start < len(buf):
-            run.partial[sname] = buf[start:]
-
-    # -- stdin -----------------------------------------------------------------------
-
-    def arm_stdin(self, run: Running) -> None:
-        """Register the slot's stdin for writing if there is something to write, close
-        it at the end of the feed, or ask the source for more."""
-        feed = run.worker.feed
-        fd = run.cmd.stdin
-        if feed is None or fd is None:
-            return
-        if run.pos < feed.total:
-            if not run.writing:
-                self.selector().register(fd, selectors.EVENT_WRITE, (STDIN, run.slot.key))
-                run.writing = True
-            return
-        if run.writing:
-            self.unregister(fd)
-            run.writing = False
-        if feed.eof:
-            run.cmd.close_stdin()
-        else:
-            self.to_pump.add(run.worker)
-
-    def write(self, key: str) -> None:
-        run = self.running.get(key)
-        if run is None or run.worker.feed is None or run.cmd.stdin is None:
-            return
-        view = run.worker.feed.view(run.pos)[:CHUNK]
-        try:
-            n = os.write(run.cmd.stdin, view)
-        except BlockingIOError:
-            return
-        except OSError:  # the command closed its stdin or ended: write no more to it
-            self.unregister(run.cmd.stdin)
-            run.writing = False
-            run.cmd.close_stdin()
-            return
-        run.pos += n
-        if run.worker.wants_written:
-            self.task.emit(run.worker, "ev_written", run.worker, key, "stdin", n)
-        if key in self.running:
-            self.arm_stdin(run)
-
-    def writers(self, worker: Worker) -> List[Running]:
-        return [r for r in self.running.values() if r.worker is worker and r.cmd.stdin is not None]
-
-    def feed_changed(self, worker: Worker) -> None:
-        """New bytes (or EOF) in ``worker``'s feed: arm every node it writes to."""
-        if worker.feed is not None:
-            worker.feed.dirty = False
-        for run in self.writers(worker):
-            self.arm_stdin(run)
-
-    def pump_source(self, worker: Worker) -> None:
-        """Read the next chunk of the source when every node written to has caught up."""
-        feed = worker.feed
-        if feed is None or feed.source is None or feed.eof:
-            return
-        if any(r.pos < feed.total for r in self.writers(worker)):
-            return
-        try:
-            self.selector().register(feed.source, selectors.EVENT_READ, (SOURCE, worker))
-        except KeyError:
-            pass  # already waiting for it
-        except OSError:  # a regular file (epoll refuses it): it never blocks, read it now
-            self.read_source(worker)
-
-    def read_source(self, worker: Worker) -> None:
-        feed = worker.feed
-        if feed is None or feed.source is None:
-            return
-        try:
-            data = os.read(feed.source, CHUNK)
-        except BlockingIOError:
-            return
-        try:
-            self.unregister(feed.source)
-        except KeyError:
-            pass
-        needed = [r.pos for r in self.writers(worker)]
-        needed += [0] * sum(1 for k in worker.keys if self.results.slot(k).status == "pending")
-        feed.trim(min(needed, default=feed.total))
-        if data:
-            feed.append(data)
-        else:
-            feed.end()
-        self.feed_changed(worker)
 
     # -- ends ------------------------------------------------------------------------
 
