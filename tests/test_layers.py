@@ -52,7 +52,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("remote.stage1", "transport.pipes"): "shipped sources are installed first",
     # the ssh launcher (subprocess, payload building) costs start-up time to clients
     # that never use ssh
-    ("client.client", "launch.ssh"): "optional: only ssh connections need it",
+    ("client.connect", "launch.ssh"): "optional: only ssh connections need it",
     ("cluster.session", "launch.srun"): "optional: only SLURM users need it",
     ("cluster.tasksettings", "cluster.rpc"): "optional: the client stack only for the rpc backend",
     ("cluster.task", "cluster.treeworker"): "optional: the client stack only for tree mode",

@@ -3,7 +3,8 @@
 A plain ``Client`` has no reader thread of its own: the thread that waits for a reply
 reads the socket (one reader at a time; others wait for it) and completes every reply it
 reads. ``ThreadedClient`` (in ``threaded.py``) has a reader thread instead. Either way one
-thread owns the reads (``reader.py``) and replies are handed to futures.
+thread owns the reads (``reader.py``) and replies are handed to futures. Connecting
+(``connect``, ``attach``, ``reconnect``) is the ``ConnectionSetup`` mixin (``connect.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import (
     CallTimeout,
-    ConfigError,
     ConnectionLost,
-    DefinitionsError,
     ProtocolError,
     RemoteException,
     UnpicklableError,
@@ -26,16 +25,13 @@ from ..errors import (
 from ..objects import definitions, serialize
 from ..objects.proxy import GlobalProxy, split_opts
 from ..protocol import frames
-from ..protocol.handshake import WireOptions, check_key
-from ..protocol.messages import DEFAULT_PORT, REPLY_HEAD, REQUEST_HEAD
+from ..protocol.messages import REPLY_HEAD, REQUEST_HEAD
 from ..transport.channel import Channel
-from ..transport.handshake import open_tcp_channel
 from ..transport.outbox import POST_MAX
+from .connect import ConnectionSetup
 from .failures import unpicklable_request
 from .legacy022 import Legacy022
 from .output import OutputSink, print_remote_output
-from .proxytable import ProxyTable
-from .reader import InlineReader
 from .response import (
     CLIENT_ORIGEXC,
     ORIGEXC_VALUES,
@@ -47,7 +43,6 @@ from .response import (
     raise_reply,
     timeout_error,
 )
-from .spec import client_from_spec
 from .verbs import ServerVerbs
 
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
@@ -57,7 +52,7 @@ from .verbs import ServerVerbs
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
 
 
-class Client(ServerVerbs, Legacy022):
+class Client(ConnectionSetup, ServerVerbs, Legacy022):
     """A connection to one server; remote globals are reached as attributes.
 
     ``Client(key, host, port)`` connects to a standalone server at once (key from
@@ -138,126 +133,6 @@ class Client(ServerVerbs, Legacy022):
         self._target: Optional[Tuple[Any, ...]] = None
         if host is not None:
             self.connect(host, port, user=user, ssh=ssh, rpython=rpython, extra_args=extra_args)
-
-    # -- connecting ------------------------------------------------------------------
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: str,
-        default_port: Optional[int] = None,
-        default_key: Optional[bytes] = None,
-        warn: bool = True,
-        **kw: Any,
-    ) -> Any:
-        """A client connected as ``spec`` (``[user@]host[:port][:name=value]...``) says."""
-        return client_from_spec(cls, spec, default_port, default_key, warn, **kw)
-
-    def connect(
-        self,
-        host: str,
-        port: Optional[int] = None,
-        peername: Optional[str] = None,
-        user: Optional[str] = None,
-        ssh: Any = None,
-        rpython: Optional[str] = None,
-        extra_args: Sequence[str] = (),
-    ) -> None:
-        """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses.
-
-        Over ssh (``ssh`` set, a ``user`` given, or no key) the server is started through
-        the system's ``ssh`` (see ``ssh.open_channel``); otherwise ``host:port`` is an
-        ``easycluster -S`` server and ``key`` its key.
-        """
-        if self._channel is not None:
-            raise ConfigError(
-                f"already connected to {self.peername}; close() it first (or use reconnect())"
-            )
-        if ssh or user or self.key is None:
-            self._target = None
-            self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
-            from ..launch.ssh import open_channel  # loaded only for ssh
-
-            channel, closer, name = open_channel(
-                host,
-                port=port,
-                user=user,
-                ssh=ssh,
-                rpython=rpython,
-                extra_args=extra_args,
-                options=self.wire_options(),
-                timeout=self.connect_timeout,
-            )
-            self.attach(channel, peername or name, closer)
-            return
-        key = check_key(self.key)
-        port = DEFAULT_PORT if port is None else int(port)
-        self._target = (host, port, peername)
-        self._ssh_target = None
-        name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        try:  # (a handshake the server dropped, as under a flood, is tried again)
-            channel = open_tcp_channel(host, port, key, self.wire_options(), self.connect_timeout)
-        except ConnectionLost as e:  # (and its subclasses): say which server
-            if name in str(e):
-                raise
-            raise type(e)(f"{name}: {e}") from e
-        self.attach(channel, name)
-
-    def wire_options(self) -> WireOptions:
-        """The handshake options this client asks for (frame limit, compression)."""
-        return WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
-
-    def attach(
-        self, channel: Channel, peername: str, closer: Optional[Callable[[], None]] = None
-    ) -> None:
-        """Use ``channel`` (a finished handshake) as this client's connection to the
-        server called ``peername``, and send the definitions; ``closer`` runs once the
-        connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
-        ConnectionLost (and closes) when setting up the connection fails."""
-        if self._channel is not None:
-            raise ConfigError(f"already connected to {self.peername}; close() it first")
-        self._proxies = ProxyTable(self, self._send_releases)
-        self._channel = channel
-        self.peername = peername
-        self._closer = closer
-        if self._reader.pending or self._reader_used:  # one reader per connection
-            self._reader = self._new_reader()
-        self._reader_used = True
-        self._reader.start(channel)
-        end, blocks = definitions.blocks_since(0)
-        self._sent_blocks = end
-        try:
-            hello = (self.definitions, blocks, True) if self.remote_output else None
-            self._server_info = self.send_request(
-                0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
-            )
-        except BaseException as e:  # e.g. a define_common block failing there: no leak
-            if isinstance(e, DefinitionsError):
-                e.host = peername
-            self._shutdown(
-                ConnectionLost,
-                f"{peername}: setting up the connection failed: {type(e).__name__}: {e}",
-            )
-            raise
-
-    _reader_used = False
-
-    def _new_reader(self) -> Any:
-        """The reader of a new connection (ThreadedClient makes a ThreadReader)."""
-        return InlineReader(self._handle, self._lost)
-
-    def reconnect(self) -> None:
-        """Close and connect again to the same server: a fresh server process."""
-        ssh_target = self._ssh_target
-        if self._target is None and ssh_target is None:
-            raise ConfigError("reconnect() needs a client that was connected with connect()")
-        self.close("reconnecting")
-        if self._target is not None:
-            host, port, peername = self._target
-            self.connect(host, port, peername)
-        elif ssh_target is not None:  # (one of the two is set: checked above)
-            host, port, user, ssh, rpython, extra = ssh_target
-            self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
 
     # -- calls -----------------------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""How a ``Client`` comes to be connected: ``from_spec``, ``connect``, ``attach``,
+``reconnect`` and the handshake options it asks for.
+
+``ConnectionSetup`` is a mixin of ``Client``. Its contract: ``connect`` opens a channel
+(over ssh through ``launch/ssh.py``, or over TCP to an ``easycluster -S`` server with the
+client's key) and hands it to ``attach``; ``attach`` makes the channel the client's one
+connection (a fresh proxy table, a reader that has not served another connection),
+sends the ``hello`` with the definitions blocks, and on any failure there shuts the
+connection down and re-raises, so nothing leaks. Connecting a client that is connected
+raises ``ConfigError``. The calls themselves, the replies and the shutdown stay in
+``client.py``; nothing here is on a call's path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
+
+from ..errors import ConfigError, ConnectionLost, DefinitionsError
+from ..objects import definitions
+from ..protocol.handshake import WireOptions, check_key
+from ..protocol.messages import DEFAULT_PORT
+from ..transport.handshake import open_tcp_channel
+from .proxytable import ProxyTable
+from .reader import InlineReader
+from .spec import client_from_spec
+
+if TYPE_CHECKING:
+    from ..transport.channel import Channel
+
+
+class ConnectionSetup:
+    """Connecting, attaching and reconnecting for ``Client``."""
+
+    # (set by Client; declared here for the type checker)
+    key: Optional[bytes]
+    definitions: str
+    enable_compression: bool
+    connect_timeout: Optional[float]
+    max_frame: int
+    remote_output: Any
+    peername: str
+    _channel: Optional[Channel]
+    _closer: Optional[Callable[[], None]]
+    _proxies: Any
+    _reader: Any
+    _sent_blocks: int
+    _server_info: Dict[str, Any]
+    _target: Optional[Tuple[Any, ...]]
+    _ssh_target: Optional[Tuple[Any, ...]]
+
+    send_request: Callable[..., Any]
+    _send_releases: Callable[[bool], None]
+    _handle: Callable[..., None]
+    _lost: Callable[..., None]
+    _shutdown: Callable[[type, str], None]
+    close: Callable[..., None]
+
+    # True once the reader has served a connection: the next one gets a new reader
+    _reader_used = False
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: str,
+        default_port: Optional[int] = None,
+        default_key: Optional[bytes] = None,
+        warn: bool = True,
+        **kw: Any,
+    ) -> Any:
+        """A client connected as ``spec`` (``[user@]host[:port][:name=value]...``) says."""
+        return client_from_spec(cls, spec, default_port, default_key, warn, **kw)
+
+    def connect(
+        self,
+        host: str,
+        port: Optional[int] = None,
+        peername: Optional[str] = None,
+        user: Optional[str] = None,
+        ssh: Any = None,
+        rpython: Optional[str] = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses.
+
+        Over ssh (``ssh`` set, a ``user`` given, or no key) the server is started through
+        the system's ``ssh`` (see ``ssh.open_channel``); otherwise ``host:port`` is an
+        ``easycluster -S`` server and ``key`` its key.
+        """
+        if self._channel is not None:
+            raise ConfigError(
+                f"already connected to {self.peername}; close() it first (or use reconnect())"
+            )
+        if ssh or user or self.key is None:
+            self._target = None
+            self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
+            from ..launch.ssh import open_channel  # loaded only for ssh
+
+            channel, closer, name = open_channel(
+                host,
+                port=port,
+                user=user,
+                ssh=ssh,
+                rpython=rpython,
+                extra_args=extra_args,
+                options=self.wire_options(),
+                timeout=self.connect_timeout,
+            )
+            self.attach(channel, peername or name, closer)
+            return
+        key = check_key(self.key)
+        port = DEFAULT_PORT if port is None else int(port)
+        self._target = (host, port, peername)
+        self._ssh_target = None
+        name = peername or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        try:  # (a handshake the server dropped, as under a flood, is tried again)
+            channel = open_tcp_channel(host, port, key, self.wire_options(), self.connect_timeout)
+        except ConnectionLost as e:  # (and its subclasses): say which server
+            if name in str(e):
+                raise
+            raise type(e)(f"{name}: {e}") from e
+        self.attach(channel, name)
+
+    def wire_options(self) -> WireOptions:
+        """The handshake options this client asks for (frame limit, compression)."""
+        return WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
+
+    def attach(
+        self, channel: Channel, peername: str, closer: Optional[Callable[[], None]] = None
+    ) -> None:
+        """Use ``channel`` (a finished handshake) as this client's connection to the
+        server called ``peername``, and send the definitions; ``closer`` runs once the
+        connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
+        ConnectionLost (and closes) when setting up the connection fails."""
+        if self._channel is not None:
+            raise ConfigError(f"already connected to {self.peername}; close() it first")
+        self._proxies = ProxyTable(self, self._send_releases)
+        self._channel = channel
+        self.peername = peername
+        self._closer = closer
+        if self._reader.pending or self._reader_used:  # one reader per connection
+            self._reader = self._new_reader()
+        self._reader_used = True
+        self._reader.start(channel)
+        end, blocks = definitions.blocks_since(0)
+        self._sent_blocks = end
+        try:
+            hello = (self.definitions, blocks, True) if self.remote_output else None
+            self._server_info = self.send_request(
+                0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
+            )
+        except BaseException as e:  # e.g. a define_common block failing there: no leak
+            if isinstance(e, DefinitionsError):
+                e.host = peername
+            self._shutdown(
+                ConnectionLost,
+                f"{peername}: setting up the connection failed: {type(e).__name__}: {e}",
+            )
+            raise
+
+    def _new_reader(self) -> Any:
+        """The reader of a new connection (ThreadedClient makes a ThreadReader)."""
+        return InlineReader(self._handle, self._lost)
+
+    def reconnect(self) -> None:
+        """Close and connect again to the same server: a fresh server process."""
+        ssh_target = self._ssh_target
+        if self._target is None and ssh_target is None:
+            raise ConfigError("reconnect() needs a client that was connected with connect()")
+        self.close("reconnecting")
+        if self._target is not None:
+            host, port, peername = self._target
+            self.connect(host, port, peername)
+        elif ssh_target is not None:  # (one of the two is set: checked above)
+            host, port, user, ssh, rpython, extra = ssh_target
+            self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
