@@ -162,12 +162,19 @@ class ConnectionSetup:
         return InlineReader(self._handle, self._lost)
 
     def reconnect(self) -> None:
-        """Close and connect again to the same server: a fresh server process."""
+        """Close and connect again to the same server: a fresh server process (a
+        ``spawn_local`` client: a fresh local server, started the same way)."""
         ssh_target = self._ssh_target
-        if self._target is None and ssh_target is None:
-            raise ConfigError("reconnect() needs a client that was connected with connect()")
+        respawn = vars(self).get("_respawn")  # (set by spawn_local; not getattr: see Client)
+        if self._target is None and ssh_target is None and respawn is None:
+            raise ConfigError(
+                "reconnect() needs a client that was connected with connect() or spawn_local()"
+            )
         self.close("reconnecting")
-        if self._target is not None:
+        if self._target is None and ssh_target is None:
+            if respawn is not None:  # (checked above; for the type checker)
+                respawn()
+        elif self._target is not None:
             host, port, peername = self._target
             self.connect(host, port, peername)
         elif ssh_target is not None:  # (one of the two is set: checked above)

@@ -26,11 +26,16 @@ def spawn_local(
     interpreter, and linked by a socketpair under a random key made for this one
     session. ``client.process`` is a handle on the server process (``pid``, ``kill()``,
     ``wait()``). Closing the client ends the process: it exits when its end of the
-    socketpair closes.
+    socketpair closes. ``client.reconnect()`` closes it and starts a fresh server.
     """
     cls = clientclass or Client
     client = cls(definitions=definitions, enable_compression=enable_compression, **client_kw)
-    channel, proc = start_local(client.wire_options(), verbosity, timeout, fresh_interpreter)
-    client.process = proc
-    client.attach(channel, f"local:{proc.pid}", closer=lambda: reap(proc))
+
+    def start() -> None:  # (again for reconnect(): a fresh server, started the same way)
+        channel, proc = start_local(client.wire_options(), verbosity, timeout, fresh_interpreter)
+        client.process = proc
+        client.attach(channel, f"local:{proc.pid}", closer=lambda: reap(proc))
+
+    start()
+    client._respawn = start
     return client

@@ -227,10 +227,11 @@ def test_close_fails_pending_and_later_calls(rmt):
         rmt.addvals(1, 2)
 
 
-def test_reconnect_gives_fresh_process(request):
+@pytest.mark.parametrize("how", ["tcp", "local"])
+def test_reconnect_gives_fresh_process(how, request):
     from helpers import connect
 
-    c = connect("tcp", request)
+    c = connect(how, request)
     try:
         first = c.os.getpid()
         c.x.value = 1
@@ -242,15 +243,10 @@ def test_reconnect_gives_fresh_process(request):
         c.close()
 
 
-def test_reconnect_needs_an_address(request):
-    from helpers import connect
-
-    c = connect("local", request)
-    try:
-        with pytest.raises(easycluster.ConfigError, match="reconnect"):
-            c.reconnect()
-    finally:
-        c.close()
+def test_reconnect_needs_an_address_or_spawn_local():
+    c = easycluster.Client()  # never connected: nothing to connect again to
+    with pytest.raises(easycluster.ConfigError, match="reconnect"):
+        c.reconnect()
 
 
 def test_context_manager_closes(transport, request):

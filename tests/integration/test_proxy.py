@@ -776,8 +776,6 @@ def test_close_invalidates_proxies(rmt):
 
 
 def test_reconnect_invalidates_proxies(rmt, transport):
-    if transport == "local":
-        pytest.skip("a spawn_local client has no address to reconnect to")
     p = rmt.PxObj(1)
     old_pid = rmt.server_pid
     rmt.reconnect()
