@@ -55,6 +55,7 @@ from ..protocol.messages import SINGLE
 from .routing import Plan, Router
 from .topology import Topology
 from .treeboot import Payloads
+from .treeopts import gateway_options
 from .treerun import SILENCE, open_gateway
 
 ENTRY = "easycluster.cluster.treecall."  # the gateway's entry points (called by name)
@@ -81,25 +82,14 @@ def call_options(
     silence: float = SILENCE,
     fanout: int = 64,
 ) -> Dict[str, Any]:
-    """The options of a tree caller, as plain data (they travel to every gateway):
-    ``ssh_options`` and ``user`` for every ssh at every level (files they name must
-    exist on the gateways too), ``rpython`` the Python of the nodes' servers,
-    ``gateway_python`` the gateways', ``connect_timeout``, ``call_timeout`` (seconds a
-    node's call may take; None: no bound), ``silence`` (seconds a gateway may say
-    nothing before it is taken as hung; it answers every ``HEARTBEAT`` s), ``fanout``
-    (connections opened at once per host)."""
-    if not silence > HEARTBEAT:
-        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
-    return {
-        "ssh_options": list(ssh_options),
-        "user": user,
-        "rpython": rpython,
-        "gateway_python": gateway_python,
-        "connect_timeout": connect_timeout,
-        "call_timeout": call_timeout,
-        "silence": float(silence),
-        "fanout": int(fanout),
-    }
+    """The options of a tree caller, as plain data (they travel to every gateway): those
+    of ``treeopts.gateway_options`` (``fanout``: connections opened at once per host),
+    and ``call_timeout`` (seconds a node's call may take; None: no bound)."""
+    opts = gateway_options(
+        ssh_options, user, rpython, gateway_python, connect_timeout, silence, fanout
+    )
+    opts["call_timeout"] = call_timeout
+    return opts
 
 
 class GatewayFailed(Exception):

@@ -46,6 +46,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from ..client.threaded import ThreadedClient
 from ..errors import CallTimeout, ConnectionLost, RemoteException
+from .treeopts import gateway_options
 
 __all__ = ["Link", "RelayedClient", "relay_options"]
 
@@ -70,25 +71,15 @@ def relay_options(
     fanout: int = 64,
     keep_alive: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """The options of a connector, as plain data (they travel to every gateway):
-    ``ssh_options`` and ``user`` for every ssh at every level (files they name must
-    exist on the gateways too), ``rpython`` the nodes' Python, ``gateway_python`` the
-    gateways', ``connect_timeout``, ``silence`` (seconds a gateway may answer no poll
-    before it is taken as hung; it answers every ``HEARTBEAT`` s), ``fanout`` (sessions
-    a gateway opens at once), ``keep_alive`` (seconds: a gateway's session to a node
-    that is silent for twice this is lost; None: the client's default)."""
-    if not silence > HEARTBEAT:
-        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
-    return {
-        "ssh_options": list(ssh_options),
-        "user": user,
-        "rpython": rpython,
-        "gateway_python": gateway_python,
-        "connect_timeout": float(connect_timeout),
-        "silence": float(silence),
-        "fanout": int(fanout),
-        "keep_alive": keep_alive,
-    }
+    """The options of a connector, as plain data (they travel to every gateway): those
+    of ``treeopts.gateway_options`` (``fanout``: sessions a gateway opens at once), and
+    ``keep_alive`` (seconds: a gateway's session to a node that is silent for twice this
+    is lost; None: the client's default)."""
+    opts = gateway_options(
+        ssh_options, user, rpython, gateway_python, connect_timeout, silence, fanout
+    )
+    opts["keep_alive"] = keep_alive
+    return opts
 
 
 class Link:

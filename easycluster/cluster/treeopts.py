@@ -1,5 +1,7 @@
 """The options of a tree-mode run (``options``: plain data that travels to every
-gateway) and the timings every level keeps (``treerun.py`` runs with them)."""
+gateway), the part shared by the sessions of calls and of the executor
+(``gateway_options``), and the timings every level keeps (``treerun.py`` runs with
+them)."""
 
 from __future__ import annotations
 
@@ -51,4 +53,33 @@ def options(
         "stdin": bool(stdin or spool),
         "spool": bool(spool),
         "raw": bool(raw),
+    }
+
+
+def gateway_options(
+    ssh_options: Sequence[str],
+    user: Optional[str],
+    rpython: Optional[str],
+    gateway_python: Optional[str],
+    connect_timeout: float,
+    silence: float,
+    fanout: int,
+) -> Dict[str, Any]:
+    """What every tree of sessions (``treecall.call_options``,
+    ``treeexec.relay_options``) carries to its gateways, as plain data: ``ssh_options``
+    and ``user`` for every ssh at every level (files they name must exist on the gateways
+    too), ``rpython`` the Python of the nodes' servers, ``gateway_python`` the gateways',
+    ``connect_timeout``, ``silence`` (seconds a gateway may say nothing before it is
+    taken as hung; it answers every ``HEARTBEAT`` s; more than that), ``fanout``
+    (sessions a host opens at once). ValueError for a ``silence`` too short."""
+    if not silence > HEARTBEAT:
+        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
+    return {
+        "ssh_options": list(ssh_options),
+        "user": user,
+        "rpython": rpython,
+        "gateway_python": gateway_python,
+        "connect_timeout": float(connect_timeout),
+        "silence": float(silence),
+        "fanout": int(fanout),
     }
