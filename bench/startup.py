@@ -54,7 +54,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_VENV = os.path.join(ROOT, "bench", ".venv022")
@@ -179,13 +179,17 @@ def until_line(
 
 
 def bootstrap_once(python: str, role: str, env: Dict[str, str], cwd: str) -> float:
-    """The ssh bootstrap without ssh: stage 0 started locally, the ``role`` payload and a
-    session key written to its stdin; seconds until the server's handshake hello."""
+    """The ssh bootstrap without ssh: stage 0 started locally, written to its stdin what
+    ``launch.ssh`` writes (stage 1, the ``role`` payload's compiled code, a session key;
+    ``python`` must be this interpreter's version, so stage 1 needs no source);
+    seconds until the server's handshake hello."""
     from easycluster.launch import payload
     from easycluster.protocol import boot, handshake
+    from easycluster.remote.stage1 import READY
 
-    data = payload.payload(role)
-    argv = shlex.split(boot.stage0_command(python, len(data)))
+    script, code, source = payload.unbundle(payload.payload(role))
+    data = script + (code or source)
+    argv = shlex.split(boot.stage0_command(python, len(script)))
     t = time.perf_counter()
     proc = subprocess.Popen(
         argv,
@@ -215,7 +219,8 @@ def bootstrap_once(python: str, role: str, env: Dict[str, str], cwd: str) -> flo
         try:
             while True:
                 end = boot.greeting_end(got) if boot.parse_greeting(got) else None
-                if end is not None and len(got) - end >= handshake.SERVER_HELLO_SIZE:
+                hello = None if end is None or not got[end:].startswith(READY) else end + len(READY)
+                if hello is not None and len(got) - hello >= handshake.SERVER_HELLO_SIZE:
                     return time.perf_counter() - t
                 left = deadline - time.monotonic()
                 if left <= 0 or not sel.select(left):
@@ -300,20 +305,15 @@ def fleet_driver(argv: List[str]) -> int:
             m = re.search(PEER_READY if peer else OURS_READY, line)
             c = easycluster.Client(key, HOST, port or int(m.group(1)))  # type: ignore
             clients.append(c)
-            if c.eval("6 * 7") != 42:
-                print("FAIL a call returned a wrong value")
-                return 1
+        if not _call_each(clients):
+            return 1
         print(f"{listening} {time.perf_counter() - t}")
         return 0
     except Exception as e:  # noqa: BLE001 - reported to the parent, which keeps going
         print(f"FAIL {type(e).__name__}: {e}")
         return 1
     finally:
-        for c in clients:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close_all(clients)
         for p in procs:
             p.terminate()
         for p in procs:
@@ -337,21 +337,32 @@ def local_driver(argv: List[str]) -> int:
         for _ in range(n):
             clients.append(spawn_local())
         spawned = time.perf_counter() - t
-        for c in clients:
-            if c.eval("6 * 7") != 42:
-                print("FAIL a call returned a wrong value")
-                return 1
+        if not _call_each(clients):
+            return 1
         print(f"{spawned} {time.perf_counter() - t}")
         return 0
     except Exception as e:  # noqa: BLE001 - reported to the parent, which keeps going
         print(f"FAIL {type(e).__name__}: {e}")
         return 1
     finally:
-        for c in clients:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close_all(clients)
+
+
+def _call_each(clients: List[Any]) -> bool:
+    """One call on each client; False (and a FAIL line) if one answers wrongly."""
+    for c in clients:
+        if c.eval("6 * 7") != 42:
+            print("FAIL a call returned a wrong value")
+            return False
+    return True
+
+
+def _close_all(clients: List[Any]) -> None:
+    for c in clients:
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - closing the rest matters more
+            pass
 
 
 def fleet_once(
