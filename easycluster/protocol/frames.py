@@ -37,6 +37,7 @@ FT_BATCH = 8  # several small frames' bodies in one: repeated (u8 type, u32 size
 FT_OUTPUT = 9  # server -> client: what remote code printed: u8 stream (1 out, 2 err), utf-8
 
 HEADER = struct.Struct(">BBHQQ")  # the fields; the header's tag follows them
+_unpack_head = HEADER.unpack_from
 HEADER_SIZE = HEADER.size + TAG_SIZE  # 36: fields and tag, before the payload
 MAC_SIZE = 32
 _FIELDS = HEADER.size  # 20
@@ -285,6 +286,7 @@ class FrameReader:
     def __init__(self, key: bytes, direction: int, max_size: int = DEFAULT_MAX_FRAME):
         self._key = key
         self._mac = Mac(key)
+        self._inner, self._outer = self._mac.states()  # (for ``advance``'s own digest)
         self._dir = direction
         self._seq = 0
         self.max_size = max_size
@@ -354,30 +356,35 @@ class FrameReader:
                     self._big = None
                     frames.append(self._finish_big(big))
                 return frames
-            self._end += n
-            view, end = self._view, self._end
+            end = self._end + n
+            self._end = end
+            view = self._view
             if end == len(view) and end < _SCRATCH:
                 self._grow = True  # a read filled the small buffer: traffic wants the big one
-            while end - self._start >= _FIELDS:
-                s = self._start
-                direction, ftype, flags, seq, length = HEADER.unpack_from(view, s)
+            s = self._start
+            while end - s >= _FIELDS:
+                direction, ftype, flags, seq, length = _unpack_head(view, s)
                 if direction != self._dir or seq != self._seq or length > self.max_size:
                     self._check_header(view, s)  # raises the error that says which
-                total = HEADER_SIZE + length + MAC_SIZE
-                if end - s >= total:
+                stop = s + HEADER_SIZE + length
+                if end >= stop + MAC_SIZE:
                     # Whole: the MAC covers fields, tag and payload at once (a length altered
                     # to fit what is here fails it too, so the tag needs no check of its own).
-                    stop = s + HEADER_SIZE + length
-                    mac = self._mac.digest(view[s:stop])
-                    if not hmac.compare_digest(mac, view[stop : stop + MAC_SIZE]):
+                    # (``Mac.digest`` written out: this runs for every frame received)
+                    inner = self._inner.copy()
+                    inner.update(view[s:stop])
+                    outer = self._outer.copy()
+                    outer.update(inner.digest())
+                    if not hmac.compare_digest(outer.digest(), view[stop : stop + MAC_SIZE]):
                         raise _bad_mac()
-                    self._seq += 1
-                    self._start = stop + MAC_SIZE
+                    self._seq = seq + 1
+                    s = self._start = stop + MAC_SIZE
                     self._head_ok = False
                     frames.append(
-                        Frame(ftype, flags, bytes(view[s + HEADER_SIZE : stop]), self.max_size)
+                        Frame(ftype, flags, bytes(view[stop - length : stop]), self.max_size)
                     )
                     continue
+                total = HEADER_SIZE + length + MAC_SIZE
                 if end - s < HEADER_SIZE:
                     break  # the tag is still on its way
                 # Not whole: the length is about to decide what we wait for (and allocate),
