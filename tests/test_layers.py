@@ -64,7 +64,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.shell", "launch.srun"): "optional: only a run inside a SLURM allocation needs it",
     ("cli.farm", "launch.srun"): "optional: only --slurm needs it",
     ("cli.farm", "launch.slurmwatch"): "optional: only --slurm needs it",
-    ("cli.farm", "client.spec"): "optional: only --slurm needs srun_client",
+    ("cli.farmconnect", "client.spec"): "optional: only --slurm needs srun_client",
     # `easycluster -S` starts without the boot-service code
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
     # `easycluster -S` opens its port first, then imports what serves a connection
@@ -80,10 +80,10 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.farm", "cluster.task"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farm"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farmout"): "start-up: loaded once a run starts",
-    ("cli.farm", "cluster.treeexec"): "start-up: loaded once a run starts (--topology)",
-    ("cli.farm", "cluster.treerelay"): "start-up: loaded once a run starts (--topology)",
-    ("cli.farm", "client.local"): "start-up: loaded once a run starts",
-    ("cli.farm", "client.threaded"): "start-up: loaded once a run starts",
+    ("cli.farmconnect", "cluster.treeexec"): "start-up: loaded once a run starts (--topology)",
+    ("cli.farmconnect", "cluster.treerelay"): "start-up: loaded once a run starts (--topology)",
+    ("cli.farmconnect", "client.local"): "start-up: loaded once a run starts",
+    ("cli.farmconnect", "client.threaded"): "start-up: loaded once a run starts",
     # server.py is the 0.22 face: importing it must stay as light as 0.22's
     ("server", "client.local"): "0.22 face: loaded on first use",
     ("server", "cli"): "0.22 face: server_main is the CLI",

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from ..cluster.farmlog import JobLog, JobLogError, read_done
 from ..cluster.terminal import is_terminal
@@ -35,6 +34,10 @@ from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
+
+# (re-exported: their home was this module)
+from .farmconnect import connector as connector
+from .farmconnect import tree_connect as tree_connect
 
 if TYPE_CHECKING:  # annotations only: the farm, its scheduler and clients load at run time
     from ..cluster.farm import FarmOptions, Job
@@ -307,69 +310,6 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UsageError("--resume reads the joblog: give --joblog FILE too")
     if args.outdir and (args.stdout or args.stderr):
         raise UsageError("--outdir writes each job's output to its own files: drop -o/-e")
-
-
-def connector(args: argparse.Namespace) -> Callable[[str], Any]:
-    """How a host's session is opened: ssh (with ``--ssh-options``), an srun step
-    (``--slurm``: after ``slurm_hosts``) or a local server."""
-    # Deferred: the client stack is most of a start-up's cost; `farm --help` skips it.
-    from ..client.local import spawn_local
-    from ..client.threaded import ThreadedClient
-
-    keep = {
-        "keep_alive_interval": args.heartbeat,
-        "keep_alive_timeout": 2 * args.heartbeat,
-        "remote_output": False,
-    }
-    if args.worker == "local":
-        return lambda host: spawn_local(ThreadedClient, **keep)
-    if args.slurm is not None:
-        from ..client.spec import srun_client
-
-        job, members = args.slurm_job, args.slurm_nodes
-        return lambda node: srun_client(
-            ThreadedClient,
-            node,
-            job,
-            members=members,
-            connect_timeout=args.connect_timeout,
-            **keep,
-        )
-    extra = [w for text in args.ssh_options for w in shlex.split(text)]
-
-    def connect(host: str) -> Any:
-        return ThreadedClient(
-            host=host,
-            user=args.user,
-            extra_args=extra,
-            connect_timeout=args.connect_timeout,
-            **keep,
-        )
-
-    if getattr(args, "topology_file", None):
-        return tree_connect(args, extra, connect)
-    return connect
-
-
-def tree_connect(
-    args: argparse.Namespace, extra: List[str], direct: Callable[[str], Any]
-) -> Callable[[str], Any]:
-    """``--topology``: hosts behind a gateway get a session that their gateway holds
-    (``cluster/treerelay.py``; the gateway's session to the host keeps the heartbeat,
-    and a gateway silent for 2 heartbeats loses its hosts); the connector is kept on
-    ``args.relay`` for ``_run`` to close."""
-    from ..cluster.treeexec import HEARTBEAT, relay_options
-    from ..cluster.treerelay import TreeConnector, as_topology
-
-    opts = relay_options(
-        extra,
-        args.user,
-        connect_timeout=args.connect_timeout,
-        silence=max(2 * args.heartbeat, 2 * HEARTBEAT),
-        keep_alive=args.heartbeat,
-    )
-    args.relay = TreeConnector(as_topology(args.topology_file), opts, direct)
-    return args.relay.connect
 
 
 def choose_topology(args: argparse.Namespace) -> None:

@@ -10,7 +10,8 @@ survives their death.
     with ClusterExecutor("node[1-400]", topology="topology.conf") as ex: ...  # via gateways
 
 Functions and lambdas travel by cloudpickle (``remote.verbs.apply``, as ``Cluster.call``
-sends them); ``map`` sends its function once per server and then only the arguments.
+sends them); ``map`` sends its function once per server and then only the arguments,
+in chunks (``execchunks.py``).
 
 One thread per server (a *runner*) connects it, keeps up to ``pipeline`` calls in
 flight on it (fewer when items take long: it keeps about ``PIPELINE_WINDOW`` seconds of
@@ -73,6 +74,11 @@ from ..client.local import spawn_local
 from ..errors import ConfigError
 from ..nodeset.nodeset import NodeSet
 from . import jobstate
+
+# (AUTO_CHUNK_MAX, auto_chunksize re-exported: their home was this module; tests use them)
+from .execchunks import AUTO_CHUNK_MAX as AUTO_CHUNK_MAX
+from .execchunks import auto_chunksize as auto_chunksize
+from .execchunks import chunk_runner
 from .execpool import (
     MAP_CANCELLED,
     MAP_DONE,
@@ -95,46 +101,6 @@ from .treerelay import TreeConnector, tree_connector
 __all__ = ["ClusterExecutor", "NoHostsLeft", "WorkLost", "WorkStuck"]
 
 TOKENS_KEPT = 256  # functions map() remembers having sent
-AUTO_CHUNK_MAX = 5000  # largest chunk map picks by itself (see auto_chunksize)
-
-
-def _chunk_runner(fn: Callable[..., Any], star: bool) -> Callable[[List[Any]], Any]:
-    """What a chunked map sends: ``fn`` over a list of items (``star``: of argument
-    tuples, for several iterables). Made in a function so cloudpickle sends it by value
-    (servers have no easycluster.cluster; ``itertools`` travels as a module reference).
-
-    It returns the list of values, or, when an item raises an ``Exception``, the tuple
-    ``(values before it, its index, the exception, its traceback lines)`` so that the
-    exception is raised at that item and the items before it are still yielded (the
-    items after it in the chunk are not run: map's iterator ends at the exception, and
-    the items not started are cancelled). A BaseException (SystemExit...) fails the
-    chunk as a whole, as does an exception that cannot be pickled back."""
-
-    def run_chunk(chunk: List[Any]) -> Any:
-        # one loop in C (map / starmap into extend); when an item raises, the values
-        # before it are already in ``out``, so its index is len(out): no try per item
-        out: List[Any] = []
-        try:
-            out.extend(itertools.starmap(fn, chunk) if star else map(fn, chunk))
-        except Exception as e:
-            import traceback
-
-            return out, len(out), e, traceback.format_exception(type(e), e, e.__traceback__)
-        if len(out) < len(chunk):  # map ends quietly when fn raises StopIteration
-            return out, len(out), StopIteration(f"item {len(out)} raised StopIteration"), []
-        return out
-
-    return run_chunk
-
-
-def auto_chunksize(items: int, servers: int) -> int:
-    """The chunk size map uses when the caller gives none: ``multiprocessing.Pool``'s
-    rule (about 4 chunks per server, so the per-call cost is paid a few times per
-    server, not once per item) capped at ``AUTO_CHUNK_MAX`` (a lost server's chunk is
-    rerun whole, so a chunk bounds the work lost with it)."""
-    if items <= 0 or servers <= 0:
-        return 1
-    return max(1, min(AUTO_CHUNK_MAX, -(-items // (4 * servers))))
 
 
 Nodes = Union[str, NodeSet, Sequence[Union[str, Client]], None]
@@ -361,7 +327,7 @@ class ClusterExecutor(concurrent.futures.Executor):
             known = self._tokens.get(key)
             if known is not None and known[0] is fn:  # (kept alive: its id is not reused)
                 return known[1], known[2]
-        target = _chunk_runner(fn, form == 2) if form else fn
+        target = chunk_runner(fn, form == 2) if form else fn
         token = f"_easycluster_executor_{id(self):x}_{next(self._token_ids)}"
         with self._pool.lock:
             if len(self._tokens) >= TOKENS_KEPT:
@@ -424,7 +390,7 @@ class ClusterExecutor(concurrent.futures.Executor):
                 value = item.value
                 if not chunked:
                     yield value
-                elif type(value) is tuple:  # an item raised: see _chunk_runner
+                elif type(value) is tuple:  # an item raised: see execchunks.chunk_runner
                     values, _index, error, text = value
                     yield values
                     if text:

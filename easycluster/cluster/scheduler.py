@@ -35,7 +35,7 @@ connected; when every connected host has had it, any may take it (a small pool s
 retries). Retried jobs go before new ones. When no host is left (all retired), every
 queued job ends ``not run``. Each job ends DONE, FAILED (``kind``: failed, lost,
 stuck or poisonous; ``code``: its last exit code) or NOT_RUN (``reason``), and
-``report()`` accounts for every job once.
+``report()`` accounts for every job once (``jobreport.py``).
 
 Driving it (one loop or one lock; all methods are quick)::
 
@@ -66,14 +66,16 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Tuple,
     Union,
 )
 
+from . import jobreport
+
+# (re-exported: their home was this module; farm.py, execpool.py, tests)
+from .jobreport import CANCELLED as CANCELLED
+from .jobreport import HALTED as HALTED
+from .jobreport import NO_HOSTS_LEFT as NO_HOSTS_LEFT
 from .jobstate import (
-    DONE,
-    FAILED,
-    NOT_RUN,
     OPENING,
     PAUSED,
     QUEUED,
@@ -90,10 +92,6 @@ from .jobstate import (
 )
 
 __all__ = ["Attempt", "Report", "Scheduler", "NO_HOSTS_LEFT", "CANCELLED", "HALTED"]
-
-NO_HOSTS_LEFT = "no hosts left"
-CANCELLED = "cancelled"
-HALTED = "halted"
 
 
 class Scheduler:
@@ -392,39 +390,13 @@ class Scheduler:
     # -- accounting ------------------------------------------------------------------
 
     def report(self) -> Report:
-        done: List[Job] = []
-        failed: Dict[Job, Tuple[str, Optional[int]]] = {}
-        not_run: Dict[Job, str] = {}
-        unfinished: List[Job] = []
-        for job, s in self.jobs.items():
-            if s.state == DONE:
-                done.append(job)
-            elif s.state == FAILED:
-                failed[job] = (s.kind or "failed", s.code)
-            elif s.state == NOT_RUN:
-                not_run[job] = s.reason or NO_HOSTS_LEFT
-            else:
-                unfinished.append(job)
-        retired = {h.name: h.reason or "" for h in self.hosts.values() if not h.alive}
-        return Report(len(self.jobs), done, failed, not_run, unfinished, retired)
+        """Every job once, by outcome, and the retired hosts (``jobreport.report``)."""
+        return jobreport.report(self.jobs, self.hosts)
 
     def counts(self) -> Dict[str, Any]:
         """Figures for a status line: done, failed, not run, queued, running, total,
         slots (of connected hosts), hosts retired."""
-        tally = {DONE: 0, FAILED: 0, NOT_RUN: 0}
-        for s in self.jobs.values():
-            if s.state in tally:
-                tally[s.state] += 1
-        return {
-            "done": tally[DONE],
-            "failed": tally[FAILED],
-            "not run": tally[NOT_RUN],
-            "queued": self.queued,
-            "running": len(self._running),
-            "total": len(self.jobs),
-            "slots": sum(h.slots for h in self.hosts.values() if h.state in (UP, PAUSED)),
-            "retired": sum(1 for h in self.hosts.values() if not h.alive),
-        }
+        return jobreport.counts(self.jobs, self.hosts, self.queued, len(self._running))
 
     # -- inside ----------------------------------------------------------------------
 

@@ -25,10 +25,11 @@ running calls are done). On Linux each asks the kernel for SIGUSR1 when its pare
 parent already gone by then is caught with ``getppid``): one system call. Elsewhere each
 holds the read end of a pipe whose only write end is the listener's, and a thread waits
 for its end of file: portable, but a thread per process, about 0.5 ms more per
-connection here (``bench/bench_handshake.py`` measures both).
+connection here (``bench/bench_handshake.py`` measures both; ``listenerwatch.py``).
 
 Under systemd (``NOTIFY_SOCKET`` set, ``Type=notify``) the server reports READY=1 once it
-listens, RELOADING=1/READY=1 around a reload and STOPPING=1 when it stops accepting.
+listens, RELOADING=1/READY=1 around a reload and STOPPING=1 when it stops accepting
+(``daemon.py``: the notifications, the detached process and its pid file).
 """
 
 from __future__ import annotations
@@ -37,14 +38,22 @@ import os
 import select
 import signal
 import socket
-import stat
 import sys
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from ..protocol import frames, handshake
 from ..protocol.messages import DEFAULT_PORT
-from .listener import Listener, bind_tcp, lazy_logger, parse_allow
+from .addresses import bind_tcp, parse_allow
+
+# (daemon.py's and listenerwatch.py's names are re-exported: their home was this module)
+from .daemon import daemonize as daemonize
+from .daemon import notify_systemd as notify_systemd
+from .daemon import remove_pidfile as remove_pidfile
+from .listener import Listener, lazy_logger
+from .listenerwatch import PR_SET_PDEATHSIG as PR_SET_PDEATHSIG
+from .listenerwatch import parent_death_signal as parent_death_signal
+from .listenerwatch import watch_listener as watch_listener
 
 log = lazy_logger("easycluster.server")  # (logging loads once there is work: see below)
 
@@ -400,59 +409,6 @@ class TCPServer:
             _drain_pipe(self._wake_r)
 
 
-def parent_death_signal() -> Optional[Callable[[int], bool]]:
-    """On Linux, a function that asks the kernel to send the calling process a signal
-    when its parent dies (``prctl(PR_SET_PDEATHSIG, sig)``; True if it took), looked up
-    once so that a forked child only makes the call; None where there is no such call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes  # (only here: the listening port opens without it)
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-
-    def arm(sig: int) -> bool:
-        return prctl(PR_SET_PDEATHSIG, sig, 0, 0) == 0
-
-    return arm
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def watch_listener(
-    fd: int, listener: int, death_signal: Optional[Callable[[int], bool]] = None
-) -> None:
-    """In a connection process: arrange for SIGUSR1 (the signal to drain: the
-    connection's handler, or, before it is set, the default, which ends the process)
-    when the listener, pid ``listener``, dies.
-
-    With ``death_signal`` (see ``parent_death_signal``) the kernel sends it; if the
-    listener died before we asked, we send it ourselves. Otherwise a daemon thread reads
-    ``fd`` (the read end of the listener's pipe) until end of file, then sends it."""
-    if death_signal is not None and death_signal(signal.SIGUSR1):
-        os.close(fd)  # (not needed: the kernel tells us)
-        if os.getppid() != listener:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return
-
-    import threading  # (only here: the listening port opens without it)
-
-    def watch() -> None:
-        try:
-            while os.read(fd, 64):
-                pass
-        except OSError:
-            pass
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-    threading.Thread(target=watch, name="listener-watch", daemon=True).start()
-
-
 def _ignore(*_: object) -> None:
     """A Python-level SIGCHLD handler, so that the signal writes to the wake-up pipe."""
 
@@ -463,41 +419,6 @@ def _drain_pipe(fd: int) -> None:
             pass
     except (BlockingIOError, InterruptedError):
         pass
-
-
-def notify_systemd(path: str, state: str) -> bool:
-    """Send one sd_notify datagram (``READY=1`` ...) to ``path``; False if it failed."""
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(path)
-            s.sendall(state.encode("utf-8"))
-        return True
-    except OSError as e:
-        log.warning("cannot notify systemd at %s: %s", path.lstrip("\0"), e)
-        return False
-
-
-def daemonize(pidfile: Optional[str]) -> None:
-    """Detach from the terminal (double fork) and write ``pidfile`` atomically."""
-    if os.fork():
-        os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    # stderr too, unless it already goes to a file (--logfile): not a terminal now gone
-    keep_stderr = stat.S_ISREG(os.fstat(2).st_mode)
-    for fd in (0, 1) if keep_stderr else (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-    if pidfile:
-        tmp = f"{pidfile}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, pidfile)
 
 
 def run_server(
@@ -527,15 +448,3 @@ def run_server(
     finally:
         if opts.pidfile:
             remove_pidfile(opts.pidfile)
-
-
-def remove_pidfile(path: str) -> None:
-    """Remove the pid file if it still names this process (another server may have
-    replaced it since)."""
-    try:
-        with open(path) as f:
-            mine = f.read().strip() == str(os.getpid())
-        if mine:
-            os.unlink(path)
-    except (OSError, ValueError) as e:
-        log.warning("cannot remove the pid file %s: %s", path, e)
