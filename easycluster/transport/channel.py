@@ -12,16 +12,16 @@ import socket
 import struct
 import threading
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, NamedTuple, Optional
 
 from ..errors import ConnectionLost
 from ..protocol import frames
 
 if TYPE_CHECKING:
     from .pipes import Stream
-from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
+from .outbox import Outbox
+from .sending import Sending
 
-_IOV_MAX = 512
 _INTERRUPTED, _QUIET = -2, -1  # _read_kept's results other than a byte count
 _PADS = (0, 1 << 10, 1 << 14, 1 << 16)  # a ping's padding, by pings unanswered so far
 _PAD_MAX = 1 << 20
@@ -49,7 +49,7 @@ class KeepAlive(NamedTuple):
 DEFAULT_KEEPALIVE = KeepAlive()
 
 
-class Channel:
+class Channel(Sending):
     """Authenticated frames over one connected socket.
 
     Sending may happen from any thread. Small bodies are ``post``-ed to an outbox and
@@ -110,229 +110,6 @@ class Channel:
 
     def fileno(self) -> int:
         return self.sock.fileno()
-
-    def send(
-        self,
-        ftype: int,
-        main: Union[frames.Bytes, Sequence[frames.Buffer]],
-        buffers: Sequence[frames.Buffer] = (),
-    ) -> None:
-        """Send one frame, whole, after anything posted before it; blocks until written.
-
-        Raises ConnectionLost if the connection is gone, FrameTooLarge if the peer's
-        limit is exceeded (nothing sent).
-        """
-        with self._write_lock:
-            self._write_outbox()  # (raises ConnectionLost once closed)
-            groups = self.session.pack_chunks(ftype, main, buffers)
-            started = False
-            try:
-                for group in groups:  # a large frame is hashed a chunk at a time as it goes
-                    started = True
-                    self._write(group)
-            except ConnectionLost:
-                raise
-            except BaseException as e:  # (Ctrl-C in a write): the frame may be cut short
-                if started:
-                    self._broken(f"sending failed part-way through a frame: {e!r}")
-                raise
-        if self._box.items:
-            try:  # posted while we wrote: their posters left them to us
-                self._kick(False)
-            except ConnectionLost:
-                pass  # our frame is out; the next send or read reports the loss
-
-    def post(self, ftype: int, body: bytes, flush: bool) -> None:
-        """Queue a small frame body; with ``flush``, see that it leaves now.
-
-        Even without ``flush`` a body leaves at once unless it is part of a burst (the
-        previous post was less than ``outbox.BURST_GAP`` seconds ago): waking the writer
-        thread costs more than a send, so only bursts are worth batching. What leaves
-        at once is written by this thread unless another one is writing (see the class
-        notes). Raises ConnectionLost once the connection is gone and FrameTooLarge for
-        a body above the peer's limit.
-        """
-        write_lock = self._write_lock
-        box = self._box
-        if flush and not box.items and write_lock.acquire(False):
-            # The usual case (every blocking call, every lone reply): nothing queued and
-            # nobody writing, so the outbox has nothing to decide (``post flush`` on EMPTY
-            # is ALONE). Looked at without ``_lock``: a body another thread queues
-            # meanwhile is sent after ours by the look below, as on the ALONE path.
-            try:
-                if box.closed or len(body) > box.max_body:
-                    box.post(ftype, body, flush, 0.0)  # (raises what it must)
-                self._write(self.session.pack(ftype, body))
-            finally:
-                write_lock.release()
-            if box.items:
-                self._kick(False)
-            return
-        alone = False
-        try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
-            with self._lock:
-                action = box.post(ftype, body, flush, _monotonic())
-                if action == ALONE:
-                    # Only a try-acquire here: the usual order is the write lock first.
-                    alone = write_lock.acquire(False)
-                    if not alone:
-                        action = box.post_behind(ftype, body)
-                elif action != WRITE:
-                    self._wake_writer(action)
-                    return
-            if alone:
-                self._write(self.session.pack(ftype, body))
-        finally:
-            if alone:
-                write_lock.release()
-        if box.items:
-            self._kick(False)  # (after a lone write: posted meanwhile, left to us)
-
-    def post_later(self, ftype: int, body: bytes) -> None:
-        """Queue a small body for the writer thread; never writes in the calling thread.
-
-        For the thread that owns the reads (answering a ping, a control request): a
-        reader that blocked on a full socket would stop reading, and a peer that is
-        itself blocked writing to us would never drain it.
-        """
-        with self._lock:
-            self._wake_writer(self._box.later(ftype, body))
-
-    def flush_later(self) -> None:
-        """Have the writer thread send the outbox; never writes in the calling thread
-        (see ``post_later``)."""
-        with self._lock:
-            self._wake_writer(self._box.flush_later())
-
-    def _wake_writer(self, action: int) -> None:
-        """Start the writer thread, or wake it, as the outbox answered (``_lock`` held)."""
-        if action == START:
-            threading.Thread(
-                target=self._write_loop, daemon=True, name="easycluster-writer"
-            ).start()
-        elif action == NOTIFY:
-            self._wake.notify()
-
-    def hold(self, ftype: int, body: bytes) -> None:
-        """``post`` for a caller that will ``flush()`` soon (a server running a batch):
-        the body waits in the outbox, and only a full outbox is sent at once."""
-        with self._lock:
-            if self._box.hold(ftype, body) == NOTHING:
-                return
-        self._kick(False)
-
-    def send_message(
-        self,
-        ftype: int,
-        head: bytes,
-        main: bytes,
-        buffers: Sequence[frames.Buffer],
-        flush: bool = False,
-        hold: bool = False,
-        later: bool = False,
-    ) -> None:
-        """Send ``head + main`` (+ buffers): the one send-or-queue decision. A message with
-        buffers, or a large one, is a frame of its own (``send``); a small one is posted
-        (``post``, leaving at once if ``flush``), held (``hold``) or left to the writer
-        thread (``later``, for the reading thread)."""
-        if buffers or len(main) > POST_MAX:
-            self.send(ftype, [head, main], buffers)
-        elif later:
-            self.post_later(ftype, head + main)
-        elif hold:
-            self.hold(ftype, head + main)
-        else:
-            self.post(ftype, head + main, flush)
-
-    def flush(self) -> None:
-        """See that the outbox leaves now: written here, or by the thread writing."""
-        if self._box.flush() == WRITE:
-            self._kick(False)
-
-    def _kick(self, wait: bool) -> None:
-        """Write the outbox unless another thread is writing (it sends it after its own
-        write: it looks at the outbox again after letting go of the lock)."""
-        lock = self._write_lock
-        box = self._box
-        while box.items:
-            if not wait and lock.locked():
-                return  # (cheaper than a failed acquire, and as safe: see above)
-            if not lock.acquire(wait):
-                return
-            try:
-                self._write_outbox()
-            finally:
-                lock.release()
-
-    def _write_loop(self) -> None:
-        box = self._box
-        while True:
-            with self._lock:
-                step = box.writer_next()
-                while step == WAIT:
-                    self._wake.wait()
-                    step = box.writer_next()
-            if step != WRITE:
-                return  # (EXIT: closed)
-            try:
-                self._kick(True)
-            except ConnectionLost:
-                return
-            except Exception as e:  # the stream is unusable: say so to everyone
-                self._broken(f"sending failed: {e}")
-                return
-
-    def _write_outbox(self) -> None:
-        """Send what the outbox holds as batches within the peer's limit (write lock held).
-        Raises ConnectionLost once closed."""
-        box = self._box
-        with self._lock:
-            items, nbytes = box.take()
-        if not items:
-            return
-        for batch in box.batches(items, nbytes):
-            self._write_batch(batch)
-
-    def _write_batch(self, items: Sequence[Tuple[int, bytes]]) -> None:
-        if len(items) == 1:
-            self._write(self.session.pack(items[0][0], items[0][1]))
-        else:
-            self._write(self.session.pack(frames.FT_BATCH, frames.pack_batch(items)))
-
-    def _write(self, parts: List[frames.Buffer]) -> None:
-        try:
-            if len(parts) == 1:
-                self.sock.sendall(parts[0])
-            else:
-                self._sendmsg_all(parts)
-        except OSError as e:  # part of a frame may have left: nothing more can follow it
-            reason = f"connection lost while sending: {e.strerror or e}"
-            self._broken(reason)
-            raise ConnectionLost(reason)
-
-    def _broken(self, reason: str) -> None:
-        """Mark the channel dead and wake its reader and writer."""
-        with self._lock:
-            if not self._box.close(reason):
-                return
-            self._wake.notify_all()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _sendmsg_all(self, parts: List[frames.Buffer]) -> None:
-        views = [memoryview(p).cast("B") for p in parts]
-        while views:
-            sent = self.sock.sendmsg(views[:_IOV_MAX])
-            while sent and views:
-                n = len(views[0])
-                if sent >= n:
-                    sent -= n
-                    views.pop(0)
-                else:
-                    views[0] = views[0][sent:]
-                    sent = 0
 
     def recv(self, timeout: Optional[float] = None) -> List[frames.Frame]:
         """Block until at least one frame is complete; ``[]`` if ``timeout`` passed first.
