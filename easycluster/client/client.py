@@ -13,6 +13,7 @@ import concurrent.futures
 import itertools
 import pickle
 import sys
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import (
@@ -128,6 +129,8 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         self._reader: Any = self._new_reader()
         self._rids = itertools.count(1)
         self._default_thread = 0
+        # ends a lost connection's transport beside the code that noticed the loss
+        self._closing: Optional[threading.Thread] = None
         self._sent_blocks = 0
         self._server_info: Dict[str, Any] = {}
         self._target: Optional[Tuple[Any, ...]] = None
@@ -390,11 +393,16 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         self._reader.read_response(block)
 
     def _lost(self, channel: Channel, exc: ConnectionLost) -> None:
-        """``channel`` failed: end the connection, unless it was already replaced."""
-        if channel is self._channel:
-            self._shutdown(type(exc), f"{self.peername}: {exc}")
+        """``channel`` failed: end the connection, unless it was already replaced.
 
-    def _shutdown(self, kind: type, message: str) -> None:
+        Whoever reads notices the loss (a fan-out collecting replies, a reader thread):
+        it must not wait for the transport to end (an ssh client whose peer went quiet
+        gets a second's grace, and a fan-out would pay it per lost host, one after
+        another), so the closer runs on a thread of its own; ``close()`` waits for it."""
+        if channel is self._channel:
+            self._shutdown(type(exc), f"{self.peername}: {exc}", later=True)
+
+    def _shutdown(self, kind: type, message: str, later: bool = False) -> None:
         channel, self._channel = self._channel, None
         reader = self._reader
         if channel is not None:
@@ -412,7 +420,11 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
             _settle(resp.set_exception, kind(message))
         closer, self._closer = self._closer, None
         if closer is not None:
-            closer()
+            if later:  # (not a daemon: the interpreter's exit waits for it, no orphan)
+                self._closing = threading.Thread(target=closer, name="easycluster-closer")
+                self._closing.start()
+            else:
+                closer()
 
     # -- housekeeping ----------------------------------------------------------------
 
@@ -425,6 +437,9 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
             except ConnectionLost:
                 pass
         self._shutdown(ConnectionLost, message)
+        closing, self._closing = self._closing, None
+        if closing is not None and closing is not threading.current_thread():
+            closing.join()  # a lost connection's transport, ended on the side: done now
 
     @property
     def connected(self) -> bool:

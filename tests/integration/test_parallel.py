@@ -162,3 +162,38 @@ def test_wait_with_no_time_left_still_reads_a_reply_that_came(servers):
     ready, _, _ = select.select([c.fileno()], [], [], 30)
     assert ready, "the reply never arrived"
     assert r.wait(timeout=0) == 5
+
+
+def test_a_lost_hosts_transport_ends_beside_the_fan_out():
+    # An ssh client whose peer went quiet takes a grace period to end; a fan-out that
+    # notices the loss must not wait for it (one grace per lost host, in turn), and
+    # close() must: each closer here waits until released, as a lingering ssh would.
+    import threading
+
+    release = threading.Event()
+    ended = []
+    cs = [spawn_local() for _ in range(3)]
+    try:
+        for c in cs[:2]:
+            real = c._closer
+
+            def slow(real=real):
+                release.wait(30)
+                real()
+                ended.append(True)
+
+            c._closer = slow
+            os.kill(c.server_pid, signal.SIGKILL)
+        got = call_multi(cs, "os.getpid", return_exceptions=True)
+        assert [type(g) for g in got[:2]] == [ConnectionLost, ConnectionLost]
+        assert got[2] == cs[2].server_pid
+        assert ended == []  # the fan-out returned while both transports were still ending
+        release.set()
+        for c in cs[:2]:
+            c.close()  # waits for its transport to end
+        assert ended == [True, True]
+        assert all(c.process.poll() is not None for c in cs[:2])  # ended
+    finally:
+        release.set()
+        for c in cs:
+            c.close()
