@@ -135,6 +135,9 @@ class ServerConnection:
         _thread.start_new_thread(self._standby, ())
         cond, lock, handoff = self._cond, self._lock, self.handoff
         batch: Optional[List[Request]] = None
+        # This thread unpickles for this connection only: its references resolve in our
+        # table for as long as it serves (``loads`` then has nothing to swap per call).
+        saved_refs = serialize.use_refs(self.table)
         try:
             while True:
                 with lock:
@@ -168,6 +171,8 @@ class ServerConnection:
             self._end(str(e))
         else:
             self._exit_drained()
+        finally:
+            serialize.use_refs(saved_refs)
         return handoff.ended or "ended"
 
     def _read_some(self) -> Optional[List[Request]]:
@@ -191,7 +196,7 @@ class ServerConnection:
         """Run thread 0's requests in order on this thread; their small replies are held
         and leave together at the end (the standby flushes them if a call runs long)."""
         handoff = self.handoff
-        if len(batch) == 1:  # a lone call: nothing to hold, and loads sets the refs itself
+        if len(batch) == 1:  # a lone call: nothing to hold
             handoff.call(False)
             self._run_request(*batch[0])
             return
