@@ -30,20 +30,8 @@ from .failures import remote_exception, unpicklable_return
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
 from .output import Forwarding
+from .serverlog import log as log
 from .verbs import RootObject
-
-
-class _ServerLog:
-    """The ``easycluster.server`` logger, with ``logging`` imported on first use: a server
-    that logs nothing (an ssh one) never loads it, some 6 ms of its start-up."""
-
-    def __getattr__(self, name: str) -> Any:
-        import logging
-
-        return getattr(logging.getLogger("easycluster.server"), name)
-
-
-log = _ServerLog()
 
 _VERB_NAMES = tuple(n for n in dir(RootObject) if n.startswith("verb_"))  # (dir() is slow)
 

@@ -8,7 +8,7 @@ import socket
 import stat
 from typing import Optional
 
-from .listener import lazy_logger
+from ..remote.serverlog import lazy_logger
 
 log = lazy_logger("easycluster.server")  # (logging loads on first use: see listener.py)
 

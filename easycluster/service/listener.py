@@ -27,10 +27,14 @@ import os
 import selectors
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..protocol import handshake
 from ..protocol.frames import Session
+
+# (lazy_logger re-exported: its home was this module; tcpserver and daemon use it)
+from ..remote.serverlog import lazy_logger as lazy_logger
+from ..remote.serverlog import log as log
 from ..transport.tcp import nodelay
 
 # (re-exported: their home was this module; config.py and tests import them from here)
@@ -39,36 +43,12 @@ from .addresses import bind_tcp as bind_tcp
 from .addresses import parse_allow as parse_allow
 from .addresses import source_of as source_of
 
-# ``logging`` (with traceback, threading & co.) loads on first use: the port of
-# ``easycluster -S`` opens without it (about 4 ms of its start; ``ipaddress``, the
-# allow list's, likewise: ``addresses.py``).
+# ``logging`` loads on first use (``remote/serverlog.py``): the port of ``easycluster -S``
+# opens without it (``ipaddress``, the allow list's, likewise: ``addresses.py``).
 if TYPE_CHECKING:
     import logging
 
     from .addresses import Network
-
-
-class _LazyLogger:
-    """Stands for ``logging.getLogger(name)``, importing ``logging`` on first use."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        import logging
-
-        return getattr(logging.getLogger(self.name), attr)
-
-
-def lazy_logger(name: str) -> logging.Logger:
-    """The logger ``name``, as an object that imports ``logging`` when first called (so a
-    module may hold its logger without loading ``logging`` at import)."""
-    return cast("logging.Logger", _LazyLogger(name))
-
-
-log = lazy_logger("easycluster.server")
 
 
 class RefusalLog:

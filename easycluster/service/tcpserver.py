@@ -44,13 +44,14 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from ..protocol import frames, handshake
 from ..protocol.messages import DEFAULT_PORT
+from ..remote.serverlog import lazy_logger
 from .addresses import bind_tcp, parse_allow
 
 # (daemon.py's and listenerwatch.py's names are re-exported: their home was this module)
 from .daemon import daemonize as daemonize
 from .daemon import notify_systemd as notify_systemd
 from .daemon import remove_pidfile as remove_pidfile
-from .listener import Listener, lazy_logger
+from .listener import Listener
 from .listenerwatch import PR_SET_PDEATHSIG as PR_SET_PDEATHSIG
 from .listenerwatch import parent_death_signal as parent_death_signal
 from .listenerwatch import watch_listener as watch_listener
