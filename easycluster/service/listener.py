@@ -251,7 +251,7 @@ class Listener:
             timeout = min(timeout, max(0.0, first - time.monotonic()))
         for k, _ in self._sel.select(timeout):
             if k.data is _WAKE:
-                _drain_fd(k.fd)
+                drain_fd(k.fd)
             elif k.fileobj is self.sock:
                 if self._accepting:
                     self._accept()
@@ -398,7 +398,8 @@ class Listener:
         self.sock.close()
 
 
-def _drain_fd(fd: int) -> None:
+def drain_fd(fd: int) -> None:
+    """Read a non-blocking wake-up descriptor (a signal self-pipe) empty."""
     try:
         while os.read(fd, 512):
             pass

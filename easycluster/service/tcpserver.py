@@ -51,7 +51,7 @@ from .addresses import bind_tcp, parse_allow
 from .daemon import daemonize as daemonize
 from .daemon import notify_systemd as notify_systemd
 from .daemon import remove_pidfile as remove_pidfile
-from .listener import Listener
+from .listener import Listener, drain_fd
 from .listenerwatch import PR_SET_PDEATHSIG as PR_SET_PDEATHSIG
 from .listenerwatch import parent_death_signal as parent_death_signal
 from .listenerwatch import watch_listener as watch_listener
@@ -407,19 +407,11 @@ class TCPServer:
                 select.select([self._wake_r], [], [], left)  # SIGCHLD writes to the pipe
             except InterruptedError:
                 pass
-            _drain_pipe(self._wake_r)
+            drain_fd(self._wake_r)
 
 
 def _ignore(*_: object) -> None:
     """A Python-level SIGCHLD handler, so that the signal writes to the wake-up pipe."""
-
-
-def _drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 512):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass
 
 
 def run_server(
