@@ -10,8 +10,9 @@ Rows: bare ``python -c pass`` (the floor), ``import easycluster`` (alone, and wi
 server role over local pipes (stage 0 and 1, no ssh) up to the server's handshake hello,
 the bootstrap payload per role, ``--fleet`` servers spawned at once until all listen,
 then a Client connected to each with one call, and (installed-like and 0.22.3) ``--fleet``
-``spawn_local()`` calls one after another, then one call on each (ours: the zygote's
-start included; 0.22.3 forks the master). Each timed row is the median of
+``spawn_local()`` calls one after another, then one call on each (ours: the zygote
+starts with the first; neither waits for its servers before their first call, ours
+started by the zygote, 0.22.3's forks of the master). Each timed row is the median of
 ``--repeat`` runs, the rows taken in turn in each round; one warm-up round comes first,
 so bytecode caches are warm (PYTHONDONTWRITEBYTECODE is removed from the children's
 environment: a user's install has its caches).
@@ -327,7 +328,7 @@ def fleet_driver(argv: List[str]) -> int:
 def local_driver(argv: List[str]) -> int:
     """Run by the measured implementation's interpreter: ``spawn_local()`` ``n`` times,
     then one call on each. Prints ``spawned called`` (seconds from the first spawn, the
-    zygote's start included for ours) or ``FAIL reason``."""
+    zygote's start included for ours: it answers the calls) or ``FAIL reason``."""
     n = int(argv[0])
     from easycluster.server import spawn_local
 

@@ -101,7 +101,7 @@ FD_WAITERS: Dict[str, str] = {
     "service.tcpserver": "the service's process reaper waits on its control pipe",
     "remote.zygote": "the zygote serves spawn requests on its control socket",
     "launch.ssh": "waits for the remote greeting on ssh's stdout before a channel exists",
-    "launch.local": "waits for the zygote's answer before a channel exists",
+    "launch.local": "waits for the zygote's answers (a pid, when asked) and a server's exit",
     "client.reader": "the one standby thread waits for replies nobody reads, all clients at once",
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
     "cluster.engine": "the Task's one I/O thread: every node's pipes, pidfds and stdin",

@@ -125,12 +125,21 @@ class ConnectionSetup:
         return WireOptions(max_frame=self.max_frame, compress=self.enable_compression)
 
     def attach(
-        self, channel: Channel, peername: str, closer: Optional[Callable[[], None]] = None
+        self,
+        channel: Channel,
+        peername: str,
+        closer: Optional[Callable[[], None]] = None,
+        wait: bool = True,
     ) -> None:
         """Use ``channel`` (a finished handshake) as this client's connection to the
         server called ``peername``, and send the definitions; ``closer`` runs once the
         connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
-        ConnectionLost (and closes) when setting up the connection fails."""
+        ConnectionLost (and closes) when setting up the connection fails.
+
+        ``wait=False`` (a local server that may still be starting): when no definitions
+        blocks go with the hello, nothing in it can fail but the connection, so its
+        answer is not waited for here; a connection that fails meanwhile fails the
+        first call, and ``server_pid``/``server_version`` wait for the answer."""
         if self._channel is not None:
             raise ConfigError(f"already connected to {self.peername}; close() it first")
         self._proxies = ProxyTable(self, self._send_releases)
@@ -145,6 +154,20 @@ class ConnectionSetup:
         self._sent_blocks = end
         try:
             hello = (self.definitions, blocks, True) if self.remote_output else None
+            if not wait and not blocks:
+                answer = self._server_info = HelloAnswer()
+                rid = self.send_request(  # (a callback: read with the first reply)
+                    0,
+                    "hello",
+                    hello or (self.definitions, blocks),
+                    threadid=0,
+                    origexc="quiet",
+                    oncomplete=answer.fill,
+                    onerror=(self._hello_failed, channel),
+                )
+                if not answer:  # (else answered already)
+                    answer.response = self._reader.pending.get(rid)
+                return
             self._server_info = self.send_request(
                 0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
             )
@@ -156,6 +179,14 @@ class ConnectionSetup:
                 f"{peername}: setting up the connection failed: {type(e).__name__}: {e}",
             )
             raise
+
+    def _hello_failed(self, err: BaseException, channel: Channel) -> None:
+        """A hello sent without waiting failed (not by a lost connection, which ends the
+        connection anyway): end the connection, saying why."""
+        if channel is self._channel and not isinstance(getattr(err, "orig", None), ConnectionLost):
+            self._shutdown(
+                ConnectionLost, f"{self.peername}: setting up the connection failed: {err}"
+            )
 
     def _new_reader(self) -> Any:
         """The reader of a new connection (ThreadedClient makes a ThreadReader)."""
@@ -180,3 +211,20 @@ class ConnectionSetup:
         elif ssh_target is not None:  # (one of the two is set: checked above)
             host, port, user, ssh, rpython, extra = ssh_target
             self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
+
+
+class HelloAnswer(Dict[str, Any]):
+    """The server's answer to a hello sent without waiting (``attach(wait=False)``),
+    filled in when it is read; ``get`` waits for it first (reading, as a call would)."""
+
+    response: Any = None  # the hello's Response until answered or looked at
+
+    def fill(self, info: Dict[str, Any]) -> None:
+        self.update(info)
+        self.response = None  # (no cycle through the client kept past the answer)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        response, self.response = self.response, None
+        if response is not None and response.exception() is None:
+            self.update(response.result())  # (its callback may not have run yet)
+        return super().get(key, default)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Optional
 
 from ..launch.local import reap, start_local
 from ..objects import definitions
 from .client import Client
+from .connect import ConnectionSetup
+
+# Names "local:N" in the order started (as 0.22's): the pid is not known yet when the
+# connection is made (see spawn_local); ``client.process.pid`` and ``server_pid`` have it.
+_numbers = itertools.count(1)
 
 
 def spawn_local(
@@ -27,6 +33,14 @@ def spawn_local(
     session. ``client.process`` is a handle on the server process (``pid``, ``kill()``,
     ``wait()``). Closing the client ends the process: it exits when its end of the
     socketpair closes. ``client.reconnect()`` closes it and starts a fresh server.
+
+    This returns without waiting for the server, nor for the zygote's answer (the pid,
+    read when ``client.process`` needs it): the handshake was run in memory
+    (``protocol.control``) and, when no ``define_common`` blocks go with the hello, the
+    hello's answer is read with the first reply (unless ``clientclass`` hooks
+    ``attach``). A server that could not start fails the first call (ConnectionLost); a
+    failing block raises DefinitionsError here. ``timeout``: seconds for the zygote to
+    take the request and answer it (a fresh interpreter: for the handshake).
     """
     cls = clientclass or Client
     client = cls(definitions=definitions, enable_compression=enable_compression, **client_kw)
@@ -34,7 +48,11 @@ def spawn_local(
     def start() -> None:  # (again for reconnect(): a fresh server, started the same way)
         channel, proc = start_local(client.wire_options(), verbosity, timeout, fresh_interpreter)
         client.process = proc
-        client.attach(channel, f"local:{proc.pid}", closer=lambda: reap(proc))
+        name, closer = f"local:{next(_numbers)}", lambda: reap(proc)
+        if type(client).attach is ConnectionSetup.attach:
+            client.attach(channel, name, closer, wait=False)
+        else:  # a class hooking attach (0.22's set_socket) gets 0.22's arguments
+            client.attach(channel, name, closer)
 
     start()
     client._respawn = start

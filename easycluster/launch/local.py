@@ -5,8 +5,10 @@ default it is forked from a *zygote*, a clean interpreter started once per maste
 process (see ``zygote.py``): a few milliseconds per server, and many servers share
 memory. ``fresh_interpreter=True`` starts a brand-new interpreter instead (slower; it
 also sees environment changes the master made after the zygote started). Either way a
-random key made for this one session travels outside argv and the normal handshake
-runs over the socketpair.
+random key made for this one session travels outside argv. A fresh interpreter runs the
+normal handshake over the socketpair; for a zygote's child the master runs both halves
+in memory and sends the server its half with the request (``protocol/control.py``), so
+that a spawn waits for nobody: the zygote's answer (the pid) is read when needed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import ConnectError
-from ..protocol.control import KEY_SIZE, SPAWN, SPAWNED
+from ..protocol.control import KEY_SIZE, SPAWNED, spawn_request
 from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
@@ -45,18 +47,71 @@ class LocalProcess:
     The zygote is its parent and reaps it, so we watch it through a pidfd where Linux
     has them (a reused pid can then never be mistaken for it, nor signalled), else by
     pid. ``returncode`` is the signal we sent, negated, or 0.
+
+    The pid comes in the zygote's answer, which ``spawn_local`` does not wait for: it is
+    read when this handle is first used, or before, when the master next asks the
+    zygote for a server. A server that ended before that may have been reaped by the
+    zygote and its pid reused: a process that is not the (living) zygote's child is
+    taken for the server, ended. When the zygote started no server, ``pid`` raises
+    ConnectError and ``poll`` gives 1.
     """
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(
+        self, pid: int = 0, zygote: Optional[_Zygote] = None, ticket: int = 0, timeout: float = 30
+    ):
         self.returncode: Optional[int] = None
         self._signal = 0
+        self._pid = 0
+        self._pidfd: Optional[int] = None
+        self._failure = ""  # why there is no server (once the answer said so)
+        self._zygote = zygote  # until its answer is in
+        self._ticket = ticket
+        self._timeout = timeout  # for the answer
+        if pid:
+            self.found(pid, 0)
+
+    def found(self, pid: int, parent: int) -> None:
+        """The zygote's answer: ``pid`` (a child of ``parent``, if not 0), or -errno."""
+        self._zygote = None
+        if pid <= 0:
+            self.failed(f"the local server zygote could not fork (errno {-pid})")
+            return
+        self._pid = pid
         try:
-            self._pidfd: Optional[int] = os.pidfd_open(pid)  # Linux only: else AttributeError
-        except (AttributeError, OSError):
+            self._pidfd = os.pidfd_open(pid)  # Linux only: else AttributeError
+        except AttributeError:
+            return
+        except ProcessLookupError:
+            self.returncode = 0  # ended and reaped already
+            return
+        except OSError:
+            return
+        if parent and _parent_of(pid) not in (parent, None):  # (once the pidfd holds it)
+            self.returncode = 0  # ended, reaped, and its pid taken by another process
+            os.close(self._pidfd)
             self._pidfd = None
 
+    def failed(self, why: str) -> None:
+        """No server: the zygote could not start one, or went away before answering."""
+        self._zygote = None
+        self._failure = why
+        if self.returncode is None:
+            self.returncode = 1
+
+    def _settle(self) -> None:
+        zygote = self._zygote
+        if zygote is not None:
+            zygote.settle(self._ticket, self._timeout)  # (calls found or failed)
+
+    @property
+    def pid(self) -> int:
+        self._settle()
+        if self._failure:
+            raise ConnectError(self._failure)
+        return self._pid
+
     def poll(self) -> Optional[int]:
+        self._settle()
         if self.returncode is None and not self._alive():
             self.returncode = -self._signal if self._signal else 0
             if self._pidfd is not None:
@@ -69,7 +124,7 @@ class LocalProcess:
             p = select.poll()
             p.register(self._pidfd, select.POLLIN)
             return not p.poll(0)  # readable once the process has exited
-        return _alive(self.pid)
+        return _alive(self._pid)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -77,7 +132,7 @@ class LocalProcess:
         while code is None:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left < 0:
-                raise subprocess.TimeoutExpired(f"local server {self.pid}", timeout or 0)
+                raise subprocess.TimeoutExpired(f"local server {self._pid}", timeout or 0)
             if self._pidfd is not None:  # wakes the moment it exits (no 5 ms naps)
                 p = select.poll()
                 p.register(self._pidfd, select.POLLIN)
@@ -94,7 +149,7 @@ class LocalProcess:
             if self._pidfd is not None:
                 signal.pidfd_send_signal(self._pidfd, sig)
             else:
-                os.kill(self.pid, sig)
+                os.kill(self._pid, sig)
             self._signal = sig
         except ProcessLookupError:
             pass
@@ -108,6 +163,17 @@ class LocalProcess:
     def __del__(self) -> None:
         if self._pidfd is not None:
             os.close(self._pidfd)
+
+
+def _parent_of(pid: int) -> Optional[int]:
+    """The parent of process ``pid``: 0 if it has ended, None if /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -150,59 +216,114 @@ class _Zygote:
         finally:
             theirs.close()
         self.ctrl = mine
-        self.ctrl.settimeout(30)
         self.owner = os.getpid()
         self.lock = threading.Lock()  # sending requests, numbered in order
         self.reply_lock = threading.Lock()  # reading the answers (in the same order)
         self.sent = 0
         self.answered = 0
-        self.answers: Dict[int, bytes] = {}  # read for a ticket whose owner has not come
+        self.waiting: Dict[int, LocalProcess] = {}  # by ticket, until the answer is read
         self.broken = False
 
-    def request(self, sock: socket.socket, key: bytes, verbosity: int) -> int:
-        """Ask for a server on ``sock``; return the ticket for ``result``. The answer is
-        read later, so the caller can run its handshake meanwhile (the server takes
-        ``sock`` at once). Raises OSError or ConnectError (the zygote is gone)."""
-        msg = SPAWN.pack(key, min(verbosity, 255)) + os.getcwd().encode("utf-8", "surrogateescape")
+    def request(self, sock: socket.socket, msg: bytes, timeout: float) -> LocalProcess:
+        """Ask for a server on ``sock`` (``msg``: a SPAWN message); return its handle. The
+        server takes ``sock`` at once, so nobody waits for the answer (the pid) before
+        the first frame: the handle reads it when it is used, or the next request does.
+        Raises OSError or ConnectError (the zygote is gone, or takes no request within
+        ``timeout`` seconds)."""
         with self.lock:
-            if self.broken:
+            if self.broken or self.owner != os.getpid():
                 raise ConnectError("the local server zygote went away")
+            ticket = self.sent + 1
+            proc = self.waiting[ticket] = LocalProcess(0, self, ticket, timeout)
+            deadline = time.monotonic() + timeout
             try:
-                socket.send_fds(self.ctrl, [msg], [sock.fileno()])
-            except OSError:
+                while True:
+                    # Answers first: a zygote waiting for room to send them would not
+                    # read this request.
+                    self._drain()
+                    try:
+                        socket.send_fds(self.ctrl, [msg], [sock.fileno()], socket.MSG_DONTWAIT)
+                        break
+                    except BlockingIOError:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise ConnectError("the local server zygote takes no requests")
+                        select.select([self.ctrl], [self.ctrl], [], left)
+            except BaseException:
                 # It may have reached it: its answer could come and be taken for the next
                 # one's. Never use this zygote again.
-                self.broken = True
+                with self.reply_lock:
+                    self.waiting.pop(ticket, None)
+                    self._break("the local server zygote went away")
                 raise
-            self.sent += 1
-            return self.sent
+            self.sent = ticket
+            return proc
 
-    def result(self, ticket: int) -> LocalProcess:
-        """The server of request ``ticket``. Answers come in the order of the requests;
-        a thread reading them keeps the others' for them. Call it once per ticket, even
-        when the handshake failed. Raises OSError or ConnectError."""
+    def settle(self, ticket: int, timeout: float) -> None:
+        """Read answers until request ``ticket``'s is in (its handle is told), waiting up
+        to ``timeout`` seconds; a zygote that does not answer in time is not used again."""
+        deadline = time.monotonic() + timeout
         with self.reply_lock:
-            while ticket not in self.answers:
+            while ticket in self.waiting:
+                if self.owner != os.getpid():  # (a forked master: the answers are not ours)
+                    self.waiting.pop(ticket).failed("the local server zygote is the parent's")
+                    return
+                left = deadline - time.monotonic()
                 try:
-                    reply = self.ctrl.recv(16)
-                except OSError:
-                    self.broken = True
-                    raise
-                if len(reply) != SPAWNED.size:
-                    self.broken = True
-                    raise ConnectError("the local server zygote went away")
-                self.answered += 1
-                self.answers[self.answered] = reply
-            (pid,) = SPAWNED.unpack(self.answers.pop(ticket))
-        if pid <= 0:
-            raise ConnectError(f"the local server zygote could not fork (errno {-pid})")
-        return LocalProcess(pid)
+                    ready = left > 0 and select.select([self.ctrl], [], [], left)[0]
+                    reply = self.ctrl.recv(16) if ready else None
+                except (OSError, ValueError):  # (ValueError: closed)
+                    reply = b""
+                if reply is None:
+                    self._break(f"the local server zygote did not answer within {timeout:g} s")
+                    return
+                self._answer(reply)
+
+    def _drain(self) -> None:
+        """Read the answers already here, without waiting (unless another thread reads)."""
+        if not self.reply_lock.acquire(blocking=False):
+            return
+        try:
+            while self.waiting:
+                try:
+                    reply = self.ctrl.recv(16, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return
+                except (OSError, ValueError):
+                    reply = b""
+                self._answer(reply)
+        finally:
+            self.reply_lock.release()
+
+    def _answer(self, reply: bytes) -> None:
+        """One answer read (under ``reply_lock``): tell the handle of its request."""
+        if len(reply) != SPAWNED.size:
+            self._break("the local server zygote went away")
+            return
+        self.answered += 1
+        proc = self.waiting.pop(self.answered, None)
+        if proc is not None:
+            # (its children outlive a dead zygote, under another parent: then no check)
+            alive = self.owner == os.getpid() and self.proc.poll() is None
+            proc.found(SPAWNED.unpack(reply)[0], self.proc.pid if alive else 0)
+
+    def _break(self, why: str) -> None:
+        """Use this zygote no more; the requests it has not answered have no server."""
+        self.broken = True
+        waiting, self.waiting = self.waiting, {}
+        for proc in waiting.values():
+            proc.failed(why)
 
     def close(self) -> None:
         """Close the control socket, which ends the zygote (the servers it forked go on),
         and reap it; kill it if it lingers. In a fork of the master only this process's
         copy of the socket is closed: the zygote is not its child, so nothing is reaped
-        (``poll`` finds no such child and marks it ended)."""
+        (``poll`` finds no such child and marks it ended). Answers already here are read
+        first; requests still unanswered have no server."""
+        if self.owner == os.getpid():
+            self._drain()
+        with self.reply_lock:
+            self._break("the local server zygote was closed")
         self.ctrl.close()
         if self.owner != os.getpid():
             self.proc.poll()
@@ -280,19 +401,20 @@ def start_local(
     options: WireOptions, verbosity: int = 0, timeout: float = 30.0, fresh_interpreter: bool = False
 ) -> Tuple[Channel, Any]:
     """Start a local server process; return ``(channel, process)`` once the handshake with
-    it is done.
+    it is done (a zygote's child: at once, the handshake run in memory; see
+    ``_start_forked``). ``timeout``: seconds for the handshake, or for the zygote to
+    take the request and answer it.
 
     ``process`` is a ``LocalProcess`` (zygote-forked) or a ``subprocess.Popen`` (a fresh
     interpreter): ``pid``, ``poll``, ``wait``, ``kill``, ``terminate``. The server exits
     when its end of the socketpair closes; ``reap(process)`` then collects it. Raises
     ConnectionLost subclasses (nothing is left running when it does).
     """
-    key = os.urandom(KEY_SIZE)
     if not fresh_interpreter:
-        got = _start_forked(key, options, verbosity, timeout)
+        got = _start_forked(options, verbosity, timeout)
         if got is not None:
             return got
-        key = os.urandom(KEY_SIZE)  # (a fresh one for the fresh server)
+    key = os.urandom(KEY_SIZE)
     mine, theirs = socketpair()
     try:
         proc: Any = _spawn_fresh(theirs, key, verbosity)
@@ -311,15 +433,18 @@ def start_local(
 
 
 def _start_forked(
-    key: bytes, options: WireOptions, verbosity: int, timeout: float
+    options: WireOptions, verbosity: int, timeout: float
 ) -> Optional[Tuple[Channel, LocalProcess]]:
     """``start_local`` through the zygote; None when the zygote cannot serve (the caller
-    starts a fresh interpreter instead). The handshake runs while the zygote's answer
-    (the server's pid) is on its way: one round trip to the zygote less to wait for."""
+    starts a fresh interpreter instead). The handshake is run in memory here
+    (``protocol.control``) and the server gets its half with the request: the first
+    frame may follow the request at once, and nothing waits for the server or for the
+    zygote's answer (a server that could not start fails the first call)."""
+    key = os.urandom(KEY_SIZE)
+    msg, session = spawn_request(key, options, verbosity, os.getcwd())
     mine, theirs = socketpair()
     try:
-        zygote = _get_zygote()
-        ticket = zygote.request(theirs, key, verbosity)
+        proc = _get_zygote().request(theirs, msg, timeout)
     except (OSError, ConnectError):
         mine.close()
         return None
@@ -328,32 +453,7 @@ def _start_forked(
         raise
     finally:
         theirs.close()  # (the zygote has its own copy now, or never will)
-    channel: Optional[Channel] = None
-    try:
-        channel = client_handshake(mine, key, options, timeout)
-    except BaseException as e:
-        failure: Optional[BaseException] = e
-    else:
-        failure = None
-    try:
-        proc = zygote.result(ticket)
-    except BaseException as e:
-        # No pid, no handle on the server: end it (it exits when its socket closes).
-        if channel is not None:
-            channel.close("the local server zygote went away")
-        mine.close()
-        if isinstance(e, (OSError, ConnectError)) and not isinstance(
-            failure, (KeyboardInterrupt, SystemExit)
-        ):
-            return None
-        raise
-    if failure is not None:
-        mine.close()
-        reap(proc)
-        raise failure
-    if channel is None:  # (cannot happen: no failure means a channel)
-        raise ConnectError("the local server handshake failed")
-    return channel, proc
+    return Channel(mine, session), proc
 
 
 def reap(proc: Any) -> None:

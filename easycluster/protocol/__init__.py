@@ -145,13 +145,18 @@ Local servers (``control.py``)
 ``spawn_local`` asks a zygote over a SOCK_SEQPACKET control socket::
 
     SPAWN, master -> zygote, with one socket fd attached (SCM_RIGHTS)
-      0      32    session key
-      32     1     verbosity (u8)
-      33     n     working directory (utf-8, surrogateescape)
+      0      32    session key (random, for this one server)
+      32     32    server nonce (chosen by the master)
+      64     88    client hello (as above, made for the server hello of that nonce)
+      152    1     verbosity (u8)
+      153    n     working directory (utf-8, surrogateescape)
 
     SPAWNED, zygote -> master
       0      4     pid of the new server (i32), or -errno if the fork failed
 
-A server started as a fresh interpreter instead gets ``--fd N`` on its command line and
-the session key as one line of hex on its stdin.
+The master runs both halves of the handshake in memory (the server's accept included);
+the server runs its half on the request's nonce and hello and serves the socket at once:
+nothing but frames crosses it. A server started as a fresh interpreter instead gets
+``--fd N`` on its command line and the session key as one line of hex on its stdin, and
+the handshake runs over the socket.
 """

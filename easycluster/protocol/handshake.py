@@ -62,10 +62,16 @@ def _session_keys(key: bytes, s_nonce: bytes, c_nonce: bytes) -> Tuple[bytes, by
 class ServerHandshake:
     """Server side of the handshake: send ``hello``, feed the client hello, send the reply."""
 
-    def __init__(self, key: bytes, options: WireOptions = WireOptions()):
+    def __init__(
+        self, key: bytes, options: WireOptions = WireOptions(), nonce: Optional[bytes] = None
+    ):
+        """``nonce``: 32 bytes chosen by the caller (a local server's master picks it, see
+        ``control.spawn_request``); random by default."""
         self._key = check_key(key)
         self._options = options
-        self._nonce = os.urandom(32)
+        if nonce is not None and len(nonce) != 32:
+            raise ValueError("a server nonce is 32 bytes")
+        self._nonce = os.urandom(32) if nonce is None else bytes(nonce)
         self.hello = MAGIC + struct.pack(">HHI", PROTOCOL_MIN, PROTOCOL_MAX, 0) + self._nonce
 
     def receive(self, client_hello: bytes) -> Tuple[bytes, Optional[Session]]:

@@ -1,7 +1,8 @@
 """How a server process runs: serve one connection, then end the process.
 
 Entry points: ``serve_connection`` (a forked ``easycluster -S`` child, a zygote child,
-the ssh stage 1), ``main_socket`` (a local server's socket: handshake, then serve) and
+the ssh stage 1), ``main_socket`` (a local server's socket: handshake, then serve),
+``main_session`` (a zygote child's socket, its handshake run in memory by the master) and
 ``main_spawned`` (a fresh interpreter started by ``spawn_local``: ``--fd N``, the key in
 hex on stdin).
 """
@@ -16,6 +17,7 @@ import threading
 from typing import Any, Sequence
 
 from ..errors import ConnectionLost
+from ..protocol.frames import Session
 from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from ..transport.handshake import server_handshake
@@ -50,12 +52,7 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
 
 def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
     """Serve one local connection on ``sock`` (handshake with ``key``); ends the process."""
-    if verbosity:
-        import logging
-
-        logging.basicConfig(
-            level=logging.INFO, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
-        )
+    _log_to_stderr(verbosity)
     try:
         channel = server_handshake(sock, key, WireOptions(), timeout=30)
     except (ConnectionLost, OSError) as e:
@@ -63,6 +60,22 @@ def main_socket(sock: Any, key: bytes, verbosity: int = 0) -> int:
         return 1
     serve_connection(channel, "local", verbosity)
     return 0
+
+
+def main_session(sock: Any, session: Session, verbosity: int = 0) -> None:
+    """Serve one local connection on ``sock`` whose handshake the master already ran in
+    memory (a zygote child: ``protocol.control``); ends the process."""
+    _log_to_stderr(verbosity)
+    serve_connection(Channel(sock, session), "local", verbosity)
+
+
+def _log_to_stderr(verbosity: int) -> None:
+    if verbosity:
+        import logging
+
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="easycluster[%(process)d]: %(message)s"
+        )
 
 
 def main_spawned(argv: Sequence[str]) -> int:

@@ -3,16 +3,19 @@
 Started once per master process as a new interpreter (never a fork of the master, so it
 holds none of the master's state), it imports the server side and then waits on a
 SOCK_SEQPACKET control socket. Each request carries one end of a socketpair (passed with
-SCM_RIGHTS), the session key, a verbosity and a working directory; a child forked from
-the zygote serves that socket, and the zygote answers with the child's pid. Forking a
-warm interpreter starts a server in a few milliseconds instead of tens, and the children
-share the zygote's memory pages, which keeps many local servers cache-friendly.
+SCM_RIGHTS), what the server needs to finish the handshake the master ran in memory
+(``protocol/control.py``), a verbosity and a working directory; a child forked from the
+zygote serves that socket, and the zygote answers with the child's pid: all the master
+waits for (it sends its first frame without waiting for the server). Forking a warm
+interpreter starts a server in a fraction of a millisecond instead of tens, and the
+children share the zygote's memory pages, which keeps many local servers cache-friendly.
 
 The fork happens ahead of time: the zygote keeps one *spare* child, forked after the
-previous request was answered, that waits on a socketpair of its own for the request
-(the same message, the socket passed on with SCM_RIGHTS). A request then costs a message
-instead of a fork, and the next spare is forked while the master runs its handshake.
-A spare that is gone (killed) is replaced by a fork on the spot.
+previous request was answered (the first one at once, before the zygote's own warm-up),
+that waits on a socketpair of its own for the request (the same message, the socket
+passed on with SCM_RIGHTS). A request then costs a message instead of a fork (the answer
+leaves before the next spare is forked), and the spare's warm-up runs before its request
+comes. A spare that is gone (killed) is replaced by a fork on the spot.
 
 The zygote exits when the master's end of the control socket closes; a spare waiting
 exits when the zygote's end of its socketpair closes; the other children exit when their
@@ -31,10 +34,11 @@ import socket
 import sys
 from typing import Optional, Tuple
 
+from ..errors import ProtocolError
 from ..objects import definitions
-from ..protocol.control import KEY_SIZE, SPAWN, SPAWNED
+from ..protocol.control import KEY_SIZE, SPAWN, SPAWNED, read_spawn, spawn_request
 from ..protocol.frames import FT_REQUEST
-from ..protocol.handshake import ClientHandshake, ServerHandshake
+from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from . import process
 from .connection import warm_up
@@ -42,18 +46,18 @@ from .connection import warm_up
 
 def main(argv: list) -> int:
     ctrl = socket.socket(fileno=int(argv[argv.index("--control") + 1]))
-    # Warm up everything a server needs, so children start ready.
-    definitions.warm_up()
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the master's terminal
-    # Keep the warm objects out of the children's garbage collections: collecting would
-    # write to them and unshare the pages the children share with the zygote.
-    gc.collect()
-    gc.freeze()
-    spare: Optional[Tuple[int, socket.socket]] = None  # (pid, our end of its socketpair)
+    # The first spare is forked before the zygote's own warm-up: the first request (sent
+    # as soon as the master started us) is answered without waiting for that, and the
+    # spare warms itself meanwhile (on another core, where there is one).
+    spare: Optional[Tuple[int, socket.socket]] = _fork_spare(ctrl)  # (pid, our end)
+    cold = True
     while True:
         _reap()
         if spare is None:
+            if cold:
+                _ready_children()
+                cold = False
             spare = _fork_spare(ctrl)
         ready, _, _ = select.select([ctrl], [], [], 1.0)
         if not ready:
@@ -67,7 +71,8 @@ def main(argv: list) -> int:
         if len(msg) < SPAWN.size or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
-            ctrl.send(SPAWNED.pack(-22))
+            if not _answer(ctrl, -22):
+                return 0
             continue
         if spare is not None:
             pid, link = spare
@@ -79,20 +84,40 @@ def main(argv: list) -> int:
             link.close()
             if pid:
                 os.close(fds[0])
-                ctrl.send(SPAWNED.pack(pid))
+                if not _answer(ctrl, pid):
+                    return 0
                 continue
-        key, verbosity = SPAWN.unpack_from(msg)
-        cwd = msg[SPAWN.size :].decode("utf-8", "surrogateescape")
         try:
             pid = os.fork()
         except OSError as e:
             os.close(fds[0])
-            ctrl.send(SPAWNED.pack(-(e.errno or 1)))
+            if not _answer(ctrl, -(e.errno or 1)):
+                return 0
             continue
         if pid == 0:
-            _child(ctrl, fds[0], key, verbosity, cwd)
+            _child(ctrl, fds[0], msg)
         os.close(fds[0])
+        if not _answer(ctrl, pid):
+            return 0
+
+
+def _answer(ctrl: socket.socket, pid: int) -> bool:
+    """Answer a request; False when the master is gone (it need not read the answers
+    before it exits: its servers end as their sockets close)."""
+    try:
         ctrl.send(SPAWNED.pack(pid))
+    except OSError:
+        return False
+    return True
+
+
+def _ready_children() -> None:
+    """Warm up what every server needs, so that the children forked from now on start
+    ready, and keep those objects out of the children's garbage collections: collecting
+    would write to them and unshare the pages the children share with the zygote."""
+    definitions.warm_up()
+    gc.collect()
+    gc.freeze()
 
 
 def _fork_spare(ctrl: socket.socket) -> Optional[Tuple[int, socket.socket]]:
@@ -118,11 +143,14 @@ def _fork_spare(ctrl: socket.socket) -> Optional[Tuple[int, socket.socket]]:
 
 def _spare(link: socket.socket) -> None:
     """A spare child: wait for the request (as the zygote got it), then serve it; exit
-    when the zygote goes away first."""
-    try:
-        _warm()
-    except Exception:  # (a warm-up only: the request meets any such error itself)
-        pass
+    when the zygote goes away first. The warm-up runs only while no request waits:
+    ahead of one that is already here (a burst of spawns) it would add its own work to
+    the request's, and take the processor from the master and the other servers."""
+    if not select.select([link], [], [], 0)[0]:
+        try:
+            _warm()
+        except Exception:  # (a warm-up only: the request meets any such error itself)
+            pass
     try:
         msg, fds, _flags, _addr = socket.recv_fds(link, 8192, 1)
     except OSError:
@@ -130,45 +158,47 @@ def _spare(link: socket.socket) -> None:
     link.close()
     if len(msg) < SPAWN.size or len(fds) != 1:
         os._exit(0)  # the zygote is gone (or sent nonsense: it checked the request)
-    key, verbosity = SPAWN.unpack_from(msg)
-    cwd = msg[SPAWN.size :].decode("utf-8", "surrogateescape")
-    _serve(fds[0], key, verbosity, cwd)
+    _serve(fds[0], msg)
 
 
-def _child(ctrl: socket.socket, fd: int, key: bytes, verbosity: int, cwd: str) -> None:
+def _child(ctrl: socket.socket, fd: int, msg: bytes) -> None:
     try:
         ctrl.close()
-        _serve(fd, key, verbosity, cwd)
+        _serve(fd, msg)
     finally:
         os._exit(1)
 
 
-def _serve(fd: int, key: bytes, verbosity: int, cwd: str) -> None:
-    """A child's work: serve the socket ``fd`` in ``cwd`` (never returns)."""
+def _serve(fd: int, msg: bytes) -> None:
+    """A child's work: serve the socket ``fd`` as the request ``msg`` says (never
+    returns). A request that fails its handshake closes the socket unserved: the master
+    meets that as a lost connection on its first frame."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        sock = socket.socket(fileno=fd)
+        try:
+            session, verbosity, cwd = read_spawn(msg)
+        except ProtocolError as e:
+            print(f"easycluster local server: {e}", file=sys.stderr)
+            return
         try:
             os.chdir(cwd)
         except OSError:
             pass
-        process.main_socket(socket.socket(fileno=fd), key, verbosity)
+        process.main_session(sock, session, verbosity)
     finally:
         os._exit(1)
 
 
 def _warm() -> None:
-    """Run, once, what every server does first (a handshake and a frame each way, in
-    memory; a connection's objects and a reply, over a socketpair of its own) before the
-    spare waits: a forked child's first touch of a page it shares with the zygote copies
-    it, and these copies then leave the path of the request. Nothing outlives the call
-    but the default definitions module, which every server makes anyway."""
-    key = bytes(KEY_SIZE)
-    server = ServerHandshake(key)
-    client = ClientHandshake(key)
-    accept, session = server.receive(client.receive_hello(server.hello))
-    mine = client.receive_accept(accept)
-    if session is None:  # (cannot happen: the same key on both ends)
-        return
+    """Run, once, what every server does first (both halves of a request's handshake
+    and a frame each way, in memory; a connection's objects and a reply, over a
+    socketpair of its own) before the spare waits: a forked child's first touch of a
+    page it shares with the zygote copies it, and these copies then leave the path of
+    the request. Nothing outlives the call but the default definitions module, which
+    every server makes anyway."""
+    msg, mine = spawn_request(bytes(KEY_SIZE), WireOptions(), 0, "/")
+    session, _, _ = read_spawn(msg)
     for sender, receiver in ((mine, session), (session, mine)):
         data = b"".join(sender.pack(FT_REQUEST, b"warm"))
         view = receiver.reader.buffer()

@@ -4,15 +4,28 @@ zygote died and was replaced, closes every socket and reaps every process it sta
 Each case runs a master script in a fresh interpreter with every warning an error
 (``-X dev -W error``): a socket or a child process left to the garbage collector, or to
 the interpreter's exit, prints a ``ResourceWarning`` ("Exception ignored in ...") there.
+
+Then the spawn itself: the handshake the master ran in memory (a request not made with
+its key is not served), and the hello whose answer is read later (``server_pid`` waits
+for it; a server gone before the first call fails that call).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 
+import pytest
 from helpers import ROOT, pid_alive
+
+import easycluster
+from easycluster import ConnectionLost, ThreadedClient
+from easycluster.launch import local
+from easycluster.protocol.control import spawn_request
+from easycluster.protocol.handshake import WireOptions
+from easycluster.server import spawn_local
 
 MASTER = """\
 import sys
@@ -133,3 +146,98 @@ def test_a_killed_spare_is_replaced():
     r = run_spare_master("kill")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert wait_dead(int(r.stdout))
+
+
+# -- the in-memory handshake and the hello not waited for --------------------------------
+
+
+def test_server_pid_waits_for_the_hello_answer():
+    for cls in (None, ThreadedClient):
+        c = spawn_local(cls)
+        try:
+            assert c.server_pid == c.process.pid  # (no call made yet: read here)
+            assert c.server_version and c.eval("6 * 7") == 42
+        finally:
+            c.close()
+
+
+def test_a_server_gone_before_the_first_call_fails_that_call():
+    c = spawn_local()
+    try:
+        c.process.kill()
+        assert c.process.wait(timeout=20) == -9
+        with pytest.raises(ConnectionLost):
+            c.eval("1")
+    finally:
+        c.close()
+
+
+def test_a_request_failing_its_handshake_is_not_served():
+    """A zygote child whose request was not made with the key it carries closes the
+    socket without serving it (and exits)."""
+    spawn_local().close()  # (a zygote running)
+    msg, _ = spawn_request(os.urandom(32), WireOptions(), 0, "/")
+    bad = bytes([msg[0] ^ 1]) + msg[1:]
+    mine, theirs = local.socketpair()
+    try:
+        proc = local._get_zygote().request(theirs, bad, 30)
+        theirs.close()
+        mine.settimeout(30)
+        assert mine.recv(1) == b""  # closed, nothing sent
+        assert proc.wait(timeout=20) == 0
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_a_handle_tells_its_server_from_a_process_that_took_its_pid():
+    """The pid of an answer read late may belong to another process by then: one that is
+    not the zygote's child is taken for the server, ended (never signalled)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ours = local.LocalProcess()
+        ours.found(child.pid, os.getpid())  # the parent named in the answer: it is ours
+        assert ours.pid == child.pid and ours.poll() is None
+        other = local.LocalProcess()
+        other.found(child.pid, child.pid)  # a parent it does not have: not that server
+        assert other.poll() == 0
+        other.kill()  # (no-op: it ended)
+        assert child.poll() is None
+        ours.kill()
+        assert ours.wait(timeout=20) == -9
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_handle_without_a_server_says_why():
+    proc = local.LocalProcess()
+    proc.found(-11, 0)  # the zygote could not fork (EAGAIN)
+    assert proc.poll() == 1 and proc.wait(timeout=1) == 1
+    with pytest.raises(easycluster.ConnectError, match="could not fork"):
+        proc.pid  # noqa: B018
+
+
+UNREAD = """\
+import os
+from easycluster.launch import local
+from easycluster.server import spawn_local
+
+clients = [spawn_local() for _ in range(20)]  # no answer read, no server waited for
+print(local._zygote.proc.pid, flush=True)
+os._exit(0)  # gone at once: the zygote meets a closed control socket mid-burst
+"""
+
+
+def test_a_master_gone_mid_burst_leaves_the_zygote_quiet():
+    r = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", UNREAD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0
+    zygote = int(r.stdout)
+    assert wait_dead(zygote)  # (an orphan now: ended is all we can see)
+    assert r.stderr == "", r.stderr

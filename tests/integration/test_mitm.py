@@ -7,8 +7,9 @@ Every case must end in an error for the caller, never in a wait for bytes that w
 come, and neither end may allocate what a forged length announces. Both ends run in
 processes of their own, so the peak resident size each reports (``VmHWM`` from
 ``/proc/self/status``, read as it ends) is its own. The server is the package's code for
-one connection (``remote.process.main_socket``, what a spawned local server runs), on a
-TCP port; the last test goes through the real ``easycluster -S`` as well.
+one connection (``remote.process.main_socket``: a handshake, then serve, what a
+``fresh_interpreter`` local server runs), on a TCP port; the last test goes through the
+real ``easycluster -S`` as well.
 
 Waits are bounded by the client's ``call_timeout`` and pytest-timeout, never measured:
 a corruption that went unnoticed shows up as ``CallTimeout`` instead of an error.
