@@ -13,12 +13,12 @@ raises ``ConfigError``. The calls themselves, the replies and the shutdown stay 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, ConnectionLost, DefinitionsError
 from ..objects import definitions
 from ..protocol.handshake import WireOptions, check_key
-from ..protocol.messages import DEFAULT_PORT
+from ..protocol.messages import CONTROL, DEFAULT_PORT
 from ..transport.handshake import open_tcp_channel
 from .proxytable import ProxyTable
 from .reader import InlineReader
@@ -137,9 +137,10 @@ class ConnectionSetup:
         ConnectionLost (and closes) when setting up the connection fails.
 
         ``wait=False`` (a local server that may still be starting): when no definitions
-        blocks go with the hello, nothing in it can fail but the connection, so its
-        answer is not waited for here; a connection that fails meanwhile fails the
-        first call, and ``server_pid``/``server_version`` wait for the answer."""
+        blocks go with the hello, or only blocks that already ran on a local server of
+        this process (``_LOCAL_PROVEN``), its answer is not waited for here; a
+        connection that fails meanwhile fails the first call (ConnectionLost, saying
+        why), and ``server_pid``/``server_version`` wait for the answer."""
         if self._channel is not None:
             raise ConfigError(f"already connected to {self.peername}; close() it first")
         self._proxies = ProxyTable(self, self._send_releases)
@@ -154,13 +155,15 @@ class ConnectionSetup:
         self._sent_blocks = end
         try:
             hello = (self.definitions, blocks, True) if self.remote_output else None
-            if not wait and not blocks:
+            if not wait and (not blocks or _LOCAL_PROVEN.get(self.definitions) == blocks):
                 answer = self._server_info = HelloAnswer()
+                # On the server's reading thread (CONTROL), run as it is read: the calls
+                # sent after it, on any server thread, find its definitions in place.
                 rid = self.send_request(  # (a callback: read with the first reply)
                     0,
                     "hello",
                     hello or (self.definitions, blocks),
-                    threadid=0,
+                    threadid=CONTROL,
                     origexc="quiet",
                     oncomplete=answer.fill,
                     onerror=(self._hello_failed, channel),
@@ -171,6 +174,8 @@ class ConnectionSetup:
             self._server_info = self.send_request(
                 0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
             )
+            if not wait:
+                _LOCAL_PROVEN[self.definitions] = blocks
         except BaseException as e:  # e.g. a define_common block failing there: no leak
             if isinstance(e, DefinitionsError):
                 e.host = peername
@@ -183,9 +188,13 @@ class ConnectionSetup:
     def _hello_failed(self, err: BaseException, channel: Channel) -> None:
         """A hello sent without waiting failed (not by a lost connection, which ends the
         connection anyway): end the connection, saying why."""
-        if channel is self._channel and not isinstance(getattr(err, "orig", None), ConnectionLost):
+        orig = getattr(err, "orig", err)  # (a RemoteException: what the server raised)
+        if channel is self._channel and not isinstance(orig, ConnectionLost):
+            if isinstance(orig, DefinitionsError):  # (a block that ran on another server)
+                orig.host = self.peername
             self._shutdown(
-                ConnectionLost, f"{self.peername}: setting up the connection failed: {err}"
+                ConnectionLost,
+                f"{self.peername}: setting up the connection failed: {type(orig).__name__}: {orig}",
             )
 
     def _new_reader(self) -> Any:
@@ -213,6 +222,14 @@ class ConnectionSetup:
             self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
 
 
+# define_common blocks proven on a local server, by the client's definitions module: the
+# blocks of a hello that succeeded there (compared whole: cheap, the strings are the
+# same objects). Local servers are forked from one clean interpreter in
+# the same directory, so blocks that ran on one run on the next: a later spawn need not
+# wait for its hello (nothing else in it can fail but the connection).
+_LOCAL_PROVEN: Dict[str, List[Tuple[str, str]]] = {}
+
+
 class HelloAnswer(Dict[str, Any]):
     """The server's answer to a hello sent without waiting (``attach(wait=False)``),
     filled in when it is read; ``get`` waits for it first (reading, as a call would)."""
@@ -223,8 +240,15 @@ class HelloAnswer(Dict[str, Any]):
         self.update(info)
         self.response = None  # (no cycle through the client kept past the answer)
 
+    def settle(self) -> None:
+        """Wait for the answer (reading, as a call would); an error is the callback's.
+        Every thread that asks waits until it is in (``response`` is dropped after)."""
+        response = self.response
+        if response is not None:
+            if response.exception() is None:
+                self.update(response.result())  # (its callback may not have run yet)
+            self.response = None
+
     def get(self, key: str, default: Any = None) -> Any:
-        response, self.response = self.response, None
-        if response is not None and response.exception() is None:
-            self.update(response.result())  # (its callback may not have run yet)
+        self.settle()
         return super().get(key, default)

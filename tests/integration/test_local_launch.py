@@ -241,3 +241,30 @@ def test_a_master_gone_mid_burst_leaves_the_zygote_quiet():
     zygote = int(r.stdout)
     assert wait_dead(zygote)  # (an orphan now: ended is all we can see)
     assert r.stderr == "", r.stderr
+
+
+def test_blocks_proven_on_a_local_server_are_not_waited_for_again(tmp_path):
+    """spawn_local waits for a hello carrying define_common blocks until those blocks ran
+    on a local server once; later spawns do not wait, and a block that fails there after
+    all (here: once a marker file exists) fails the first call, saying why."""
+    from easycluster.objects import definitions as defs
+
+    marker = tmp_path / "fail-now"
+    easycluster.define_common(
+        f"import os\nif os.path.exists({str(marker)!r}):\n    raise RuntimeError('marker set')\n",
+        name="easycluster.proven_defs",
+        local=False,
+    )
+    clients = []
+    try:
+        clients.append(spawn_local())  # the blocks run here first: waited for
+        marker.write_text("x")
+        clients.append(spawn_local())  # the same blocks: not waited for, so no error yet
+        with pytest.raises(ConnectionLost, match="(?s)DefinitionsError.*marker set"):
+            clients[1].os.getpid()
+        assert not clients[1].connected
+        assert clients[0].os.getpid() == clients[0].server_pid  # the first one is fine
+    finally:
+        defs._blocks[:] = [b for b in defs._blocks if b[0] != "easycluster.proven_defs"]
+        for c in clients:
+            c.close()
