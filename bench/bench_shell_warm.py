@@ -1,6 +1,7 @@
 """Warm shell commands: the second command of a Task on N nodes, per backend, same run.
 
     .venv/bin/python bench/bench_shell_warm.py [--nodes N] [--runs R] [--no-ssh]
+        [--back-to-back K]
 
 One Task per row runs ``echo ok`` on N nodes once (untimed: sessions connect, caches
 fill), then R more times, timed; the rows take turns round by round (interleaved, after
@@ -29,6 +30,13 @@ admin's cores, so the wall time of 64 "nodes" is bounded by the sum; the admin's
 cost is what a real cluster sees. The sshd, the servers and the temporary files are
 removed at the end, also on error. ``--no-ssh`` (or
 no sshd here) keeps the local rows only.
+
+``--back-to-back K`` also runs, each round and row in turn, K commands in a row on the
+same Task with no pause (the servers and their threads are hot): the ``b2b ms`` column is
+the median of those. For the local servers' row, ``server CPU us`` is the CPU one node's
+server spent per command, itself and its threads but not its commands (the ``sh``): the
+servers' ``utime + stime`` in ``/proc/PID/stat`` over every timed command, divided by
+the commands (whole clock ticks over many commands: a mean).
 """
 
 from __future__ import annotations
@@ -65,6 +73,18 @@ class Row:
         self.cpu: List[float] = []  # this process's CPU seconds per command
         self.nodes_cpu: List[float] = []  # its descendants' CPU seconds per command
         self.error: Optional[str] = None
+        self.b2b: List[float] = []  # back-to-back commands' wall times
+        self.servers: List[int] = []  # the local servers' pids (the rpc local row)
+        self.server_ticks = 0  # their own CPU ticks over the timed commands
+        self.commands = 0  # timed commands (each on every node)
+
+    def timed(self, step: Callable[[], float]) -> float:
+        """Run ``step`` (one command) and count its servers' CPU (when there are any)."""
+        before = servers_ticks(self.servers)
+        took = step()
+        self.server_ticks += servers_ticks(self.servers) - before
+        self.commands += 1
+        return took
 
     def once(self) -> float:
         d = descendants_cpu()
@@ -79,6 +99,20 @@ class Row:
             errors = {bytes(e): len(k) for e, k in self.task.iter_errors()}
             raise RuntimeError(f"{self.label}: wrong results {got} {errors}")
         return took
+
+
+def servers_ticks(pids: List[int]) -> int:
+    """The clock ticks processes ``pids`` spent themselves (utime + stime, their threads
+    included, the children they reaped not)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def descendants_cpu() -> float:
@@ -114,8 +148,15 @@ def make_rows(nodes: int, sshd: Optional[Sshd], workdir: str) -> List[Row]:
     names = f"n[1-{nodes}]"
     rows: List[Row] = []
     local = Task()
-    local.set_info("rpc_connect", lambda node: spawn_local())
-    rows.append(Row("rpc, local servers", local, names, nodes, "rpc"))
+    row = Row("rpc, local servers", local, names, nodes, "rpc")
+
+    def connect(node: str) -> Any:
+        client = spawn_local()
+        row.servers.append(client.process.pid)
+        return client
+
+    local.set_info("rpc_connect", connect)
+    rows.append(row)
     rows.append(Row("exec (local sh per node)", Task(), names, nodes, ExecBackend()))
     if sshd is not None:
         config = sshd.configs["curve25519"]
@@ -156,20 +197,29 @@ def close_rows(rows: List[Row], workdir: str) -> None:
 def table(rows: List[Row]) -> List[str]:
     floor = next((statistics.median(r.times) for r in rows if r.label.startswith("exec")), None)
     out = [
-        "| backend | median ms | range ms | vs exec | admin CPU ms | nodes CPU ms |",
-        "|---|---:|---|---:|---:|---:|",
+        "| backend | median ms | range ms | vs exec | b2b ms | b2b range | admin CPU ms "
+        "| nodes CPU ms | server CPU us |",
+        "|---|---:|---|---:|---:|---|---:|---:|---:|",
     ]
+    hz = os.sysconf("SC_CLK_TCK")
     for r in rows:
         if r.error or not r.times:
-            out.append(f"| {r.label} | failed: {r.error} | | | | |")
+            out.append(f"| {r.label} | failed: {r.error} | | | | | | | |")
             continue
         m = statistics.median(r.times)
         ratio = f"{m / floor:.2f}x" if floor else ""
         lo, hi = min(r.times) * 1e3, max(r.times) * 1e3
         cpu = statistics.median(r.cpu) * 1e3
         nodes = statistics.mean(r.nodes_cpu) * 1e3  # (a mean: each figure is whole ticks)
+        b2b = b2b_range = server = ""
+        if r.b2b:
+            b2b = f"{statistics.median(r.b2b) * 1e3:.1f}"
+            b2b_range = f"{min(r.b2b) * 1e3:.1f}-{max(r.b2b) * 1e3:.1f}"
+        if r.servers and r.commands:
+            server = f"{r.server_ticks / hz / (r.commands * r.count) * 1e6:.0f}"
         out.append(
-            f"| {r.label} | {m * 1e3:.1f} | {lo:.1f}-{hi:.1f} | {ratio} | {cpu:.1f} | {nodes:.0f} |"
+            f"| {r.label} | {m * 1e3:.1f} | {lo:.1f}-{hi:.1f} | {ratio} | {b2b} | {b2b_range} "
+            f"| {cpu:.1f} | {nodes:.0f} | {server} |"
         )
     return out
 
@@ -179,6 +229,13 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=64, help="nodes (64)")
     ap.add_argument("--runs", type=int, default=20, help="timed runs per row (20)")
     ap.add_argument("--no-ssh", action="store_true", help="local rows only")
+    ap.add_argument(
+        "--back-to-back",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also K commands in a row per round and row, no pause (0: none)",
+    )
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     use_ssh = not args.no_ssh and os.access(SSHD, os.X_OK) and shutil.which("ssh")
@@ -195,7 +252,11 @@ def main() -> int:
                 wait_quiet(limit=2.0)
                 for r in rows:
                     if r.error is None:
-                        run_guarded(r, lambda r=r: r.times.append(r.once()))
+                        run_guarded(r, lambda r=r: r.times.append(r.timed(r.once)))
+                for r in rows:
+                    for _ in range(args.back_to_back):
+                        if r.error is None:
+                            run_guarded(r, lambda r=r: r.b2b.append(r.timed(r.once)))
                 print(f"round {rnd}/{args.runs}", file=sys.stderr, flush=True)
         finally:
             close_rows(rows, tmp)

@@ -10,12 +10,13 @@ that thread starts), so the engine wakes once for many nodes' replies, with no
 descriptor per command (three pipes per command and node cost the admin more than the
 calls did). On the node the command runs under ``/bin/sh -c`` in a
 session of its own (``remote/commands.py``); a call returns as soon as there is output,
-so output streams as it comes, a round trip per batch. On a warm session the ``start``
-is sent from the engine's thread and the replies of every node are read by one
-collecting thread, in the order sent (``collect_batch``): a short command, whose
-``start`` reply carries its end, costs no thread of its own; a command still running
-(or a node slower than ``HANDOFF``) goes on on a relay thread of its own, as a command
-on a new session or given stdin does from the start. ``%h``/``%n``/``%%`` are
+so output streams as it comes, a round trip per batch. On a warm session the start
+(``start_quick``: it waits for the command's exit, ``commands.QUICK`` seconds at most,
+rather than for its output) is sent from the engine's thread and the replies of every
+node are read by one collecting thread, in the order sent (``collect_batch``): a short
+command, whose start reply carries its end, costs no thread of its own; a command still
+running (or a node slower than ``HANDOFF``) goes on on a relay thread of its own, as a
+command on a new session or given stdin does from the start. ``%h``/``%n``/``%%`` are
 substituted in the command as the exec backend does (the rule: ``backends.py``), so
 ``literal`` escapes ``%``. A command left running when its server dies without cleaning
 up is killed on the node by the server's watchdog (``remote/commands.py``).
@@ -250,6 +251,18 @@ class RpcCommand:
     stderr: Optional[int] = None
     pidfd: Optional[int] = None
     held: Optional[int] = None
+    # (the initial values of the instance's state, kept here: set per command and node,
+    # they cost the engine's thread a line each)
+    stdin: Optional[int] = None
+    rc: Optional[int] = None
+    closed = False  # the engine let go of us: post nothing more
+    _client: Optional[Client] = None
+    _killed = False
+    _ended = False  # rc is final (set just before the end is posted)
+    _in_r: Optional[int] = None
+    _feeding = False  # _feed owns _in_r (else _end closes it)
+    _reply: Any = None  # the start's Response, on the fast path
+    _sent_at = 0.0
 
     def __init__(
         self,
@@ -265,16 +278,10 @@ class RpcCommand:
         self.node = node
         self.token = token
         self.mailbox = mailbox
-        self.rc: Optional[int] = None
-        self.closed = False  # the engine let go of us: post nothing more
-        self._client: Optional[Client] = None
-        self._killed = False
-        self._ended = False  # rc is final (set just before the end is posted)
         self._err = "stderr" if stderr else "stdout"  # where the node's stream 2 goes
-        in_r: Optional[int] = None
-        in_w: Optional[int] = None
         if stdin:
-            in_r, in_w = os.pipe()
+            self._in_r, in_w = os.pipe()
+            self.stdin = in_w
             os.set_blocking(in_w, False)
             try:  # room for a whole chunk per call (best effort)
                 import fcntl
@@ -282,13 +289,8 @@ class RpcCommand:
                 fcntl.fcntl(in_w, F_SETPIPE_SZ, STDIN_CHUNK)
             except (ImportError, OSError):
                 pass
-        self.stdin = in_w
-        self._in_r = in_r
-        self._feeding = False  # _feed owns _in_r (else _end closes it)
         self._done = threading.Lock()  # held until the end was posted (an Event costs
         self._done.acquire()  # 10 us more per command and node)
-        self._reply: Any = None  # the start's Response, on the fast path
-        self._sent_at = 0.0
         try:
             # The fast path: on a warm session the start is sent from here (the engine's
             # thread, never blocking: the channel queues) and its reply taken by the
@@ -297,11 +299,10 @@ class RpcCommand:
             if client is not None:
                 try:
                     self._reply = client.call(
-                        REMOTE + "start",
+                        REMOTE + "start_quick",
                         token,
                         command,
                         stderr,
-                        False,
                         threadid=SINGLE,
                         nonblocking=True,
                     )
@@ -314,7 +315,7 @@ class RpcCommand:
             else:
                 backend.relays.run(self._run, command, stderr)
         except BaseException:
-            for fd in (in_r, in_w):
+            for fd in (self._in_r, self.stdin):
                 if fd is not None:
                     close_fd(fd)
             raise

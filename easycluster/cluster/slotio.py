@@ -143,9 +143,10 @@ class SlotIO:
             if sname is not None:
                 self.output(run, sname, data, sname == "stderr" or not run.worker.stderr)
                 continue
-            for name in ("stdout", "stderr"):
-                if run.slot.key in self.running:  # (a handler may have aborted)
-                    self.flush(run, name)
+            if run.partial:  # (unfinished last lines, for a handler that wants lines)
+                for name in ("stdout", "stderr"):
+                    if run.slot.key in self.running:  # (a handler may have aborted)
+                        self.flush(run, name)
             run.open = 0
             if run.slot.key in self.running:
                 self.maybe_finish(run)

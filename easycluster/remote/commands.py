@@ -10,23 +10,32 @@ command is named by a token the client chooses (unique per connection), and is k
 ``start`` and ``read`` block until there is something to report (output, or the end),
 so the client sends them on one-off server threads (``SINGLE``); ``kill`` returns at
 once and is sent inline (``CONTROL``), so it works while a ``read`` waits.
+``start_quick`` (the client's for a command without stdin) waits for the command's exit
+instead, ``QUICK`` seconds at most (a command still running then goes on with ``read``).
 
 The command runs under ``/bin/sh -c`` in a session of its own (``kill`` reaches what it
-started too), with stdin from /dev/null, or from a pipe the client fills with ``write``
-and ends with ``close_stdin``. A ``read`` returns at most ``READ_MAX`` bytes, so one
+started too), with stdin from /dev/null (started by ``spawn.py``, with ``posix_spawn``),
+or from a pipe the client fills with ``write`` and ends with ``close_stdin`` (started by
+``subprocess.Popen``). A ``read`` returns at most ``READ_MAX`` bytes, so one
 chatty command cannot build an unbounded reply.
 
 Orphans: a connection that ends cleanly kills its commands (``kill_all``). So that they
 also die when this server process dies without cleaning up (SIGKILL, a crash), the
-first command starts a watchdog (``WATCHDOG``, a small ``sh`` loop in a session of its
-own) on a pipe whose write end only this process holds. Each command's process group
-is announced on it (``+ PGID``) right after the fork, and withdrawn (``- PGID``) once
-the command exited, before it is reaped (so the id cannot have been reused). When the
-pipe ends, the watchdog SIGKILLs the groups still announced and exits. One watchdog per
-server costs a pipe write per command (a wrapper process per command, or
-``PR_SET_PDEATHSIG`` in a ``preexec_fn``, cost about 1 ms per command more; and the
-death signal follows the forking thread, a one-off thread here, not the process).
-A command is unprotected only for the instant between its fork and its announcement.
+first command announced starts a watchdog (``WATCHDOG``, a small ``sh`` loop in a
+session of its own) on a pipe whose write end only this process holds. Each command's
+process group is announced on it (``+ PGID``) right after the fork, and withdrawn
+(``- PGID``) once the command exited, before it is reaped (so the id cannot have been
+reused). When the pipe ends, the watchdog SIGKILLs the groups still announced and exits.
+One watchdog per server costs two pipe writes per command, each waking the watchdog (a
+wrapper process per command, or ``PR_SET_PDEATHSIG`` in a ``preexec_fn``, cost about
+1 ms per command more; and the death signal follows the forking thread, a one-off
+thread here, not the process). A command started by ``start``, or given stdin, is
+unprotected only for the instant between its fork and its announcement. One started by
+``start_quick`` is announced only if it still runs after ``QUICK`` seconds (before
+anything of it is replied): a short command costs no write and no wake-up of the
+watchdog (a twentieth of a warm command's cost on 64 nodes), and one that outlives
+``QUICK`` is unprotected during its first ``QUICK`` seconds (if this process is killed
+then, it runs to its end).
 """
 
 from __future__ import annotations
@@ -35,9 +44,10 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple, Union
 
 from .filecopy import CopyError, Receiver, Sender
+from .spawn import Spawned, spawn_sh
 
 if TYPE_CHECKING:  # (imported when first used: every server ships this module)
     import subprocess
@@ -45,6 +55,10 @@ if TYPE_CHECKING:  # (imported when first used: every server ships this module)
 READ_MAX = 1 << 20  # bytes one read() returns at most
 LINGER = 0.002  # s to wait for more output (or the end) once some came
 BATCH_MAX = 0.02  # s a read() collects output for at most, once the first came
+# s start_quick() waits for the exit at most: long enough for a short command's end on a
+# busy machine (64 servers' shells sharing 2 cores take ~15 ms), short enough that a
+# long command's first output is not held back for long
+QUICK = 0.02
 _CHUNK = 1 << 16
 
 STDOUT, STDERR = 1, 2
@@ -54,14 +68,10 @@ Chunks = List[Tuple[int, bytes]]  # (STDOUT or STDERR, bytes), in the order read
 class Running:
     """A started command: its process and the output streams not at their end yet."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: Union[subprocess.Popen[bytes], Spawned], outs: Dict[int, int]) -> None:
         self.proc = proc
-        self.open: Dict[int, int] = {}  # fd -> STDOUT/STDERR
-        for sid, f in ((STDOUT, proc.stdout), (STDERR, proc.stderr)):
-            if f is not None:
-                fd = f.fileno()
-                os.set_blocking(fd, False)
-                self.open[fd] = sid
+        self.open = outs  # fd -> STDOUT/STDERR, for the streams not at their end yet
+        self.fds = list(outs)  # our ends of its output pipes, closed once it was reaped
         self.lock = threading.Lock()  # one read() at a time
         self.watched = True  # announced to the watchdog and not withdrawn
 
@@ -191,24 +201,75 @@ def start(token: int, command: str, stderr: bool, stdin: bool) -> Tuple[Chunks, 
     sends with ``write`` only once this returned). ``stderr``: a stream of its own
     (else merged into stdout). ``stdin``: a pipe for ``write`` (else /dev/null).
     Raises ValueError for a token in use, OSError when the shell cannot start."""
-    import subprocess
-
-    with _RUNNING_LOCK:
-        if token in RUNNING:
-            raise ValueError(f"command token {token} is in use")
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if stderr else subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-        WATCH.announce(proc.pid)  # (it leads its own group: pgid == pid)
-        RUNNING[token] = Running(proc)
+    _spawn(token, command, stderr, stdin)
     if stdin:
         return [], None
     return read(token)
+
+
+def start_quick(token: int, command: str, stderr: bool) -> Tuple[Chunks, Optional[int]]:
+    """As ``start`` without stdin, but waits for the command's exit rather than its
+    output, for ``QUICK`` seconds at most: returns its output and return code if it
+    exited by then (and its output ended), else the output so far (maybe none) and None
+    (the rest comes with ``read``). Where there are no pidfds (Linux < 5.3, other
+    systems), as ``start``."""
+    run = _spawn(token, command, stderr, False, announce=False)
+    chunks, rc = _quick_read(run)
+    if rc is not None:
+        with _RUNNING_LOCK:
+            RUNNING.pop(token, None)
+    return chunks, rc
+
+
+def _spawn(token: int, command: str, stderr: bool, stdin: bool, announce: bool = True) -> Running:
+    """Start the command as ``token``; ``announce``: to the watchdog now (else
+    ``run.watched`` is False until ``_announce``)."""
+    with _RUNNING_LOCK:
+        if token in RUNNING:
+            raise ValueError(f"command token {token} is in use")
+        run = None if stdin else _posix_spawn(command, stderr)
+        if run is None:
+            run = _popen(command, stderr, stdin)
+        if announce:
+            WATCH.announce(run.proc.pid)  # (it leads its own group: pgid == pid)
+        else:
+            run.watched = False
+        RUNNING[token] = run
+    return run
+
+
+def _posix_spawn(command: str, stderr: bool) -> Optional[Running]:
+    """``spawn.spawn_sh``'s command as a ``Running`` (None where it cannot start one:
+    then ``_popen``)."""
+    got = spawn_sh(command, stderr)
+    if got is None:
+        return None
+    proc, out_r, err_r = got
+    outs = {out_r: STDOUT}
+    if err_r is not None:
+        outs[err_r] = STDERR
+    return Running(proc, outs)
+
+
+def _popen(command: str, stderr: bool, stdin: bool) -> Running:
+    import subprocess
+
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr else subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
+    outs: Dict[int, int] = {}
+    for sid, f in ((STDOUT, proc.stdout), (STDERR, proc.stderr)):
+        if f is not None:
+            os.set_blocking(f.fileno(), False)
+            outs[f.fileno()] = sid
+    run = Running(proc, outs)
+    run.fds = []  # (closed with their file objects)
+    return run
 
 
 def push_start(
@@ -266,6 +327,72 @@ def read(token: int) -> Tuple[Chunks, Optional[int]]:
     return chunks, rc
 
 
+def _quick_read(run: Running) -> Tuple[Chunks, Optional[int]]:
+    """``start_quick``'s wait: for the exit (a pidfd), then for nothing. A short command
+    then costs its server one wake-up, where waiting for its output costs two or three
+    (its output, its streams' end, its exit), each a thread switch on a busy machine."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(run.proc.pid)
+    except (AttributeError, OSError):
+        with _RUNNING_LOCK:
+            WATCH.announce(run.proc.pid)
+            run.watched = True
+        return _read_process(run)
+    with run.lock:
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            exited = bool(poller.poll(QUICK * 1000.0))
+        finally:
+            os.close(pidfd)
+        if not exited:  # (it outlived QUICK: protected from here on, module docstring)
+            with _RUNNING_LOCK:  # (as at a spawn: a watchdog started now lists it once)
+                WATCH.announce(run.proc.pid)
+                run.watched = True
+        chunks = _take_ready(run)
+        if not exited or run.open:  # (running; or exited, its streams held by another)
+            return chunks, None
+        return chunks, _reap(run)
+
+
+def _take_ready(run: Running) -> Chunks:
+    """The output there is now (at most ``READ_MAX`` bytes), taken without waiting; the
+    streams found at their end are closed. (``run.lock`` held.)"""
+    import select
+
+    chunks: Chunks = []
+    if not run.open:
+        return chunks
+    size = 0
+    poller = select.poll()
+    for fd in run.open:
+        poller.register(fd, select.POLLIN)
+    while run.open and size < READ_MAX:
+        ready = poller.poll(0)
+        if not ready:
+            break
+        for fd, _ in ready:
+            data = _read(fd)
+            if data:
+                chunks.append((run.open[fd], data))
+                size += len(data)
+            elif data is not None:
+                poller.unregister(fd)
+                del run.open[fd]
+    return chunks
+
+
+def _reap(run: Running) -> int:
+    """The return code of a command that exited and whose streams ended (128+N if killed
+    by signal N); forgets its process group and closes its streams. (``run.lock`` held.)"""
+    _withdraw(run)  # (before the reap: the group id is still ours)
+    rc = run.proc.wait()
+    _close_streams(run)
+    return 128 - rc if rc < 0 else rc
+
+
 def _read_process(run: Running) -> Tuple[Chunks, Optional[int]]:
     import select  # (a poll object, not a selector: no descriptor made per read)
 
@@ -302,10 +429,7 @@ def _read_process(run: Running) -> Tuple[Chunks, Optional[int]]:
         if run.open:
             return chunks, None
         _exited(run.proc.pid)
-        _withdraw(run)  # (before the reap: the group id is still ours)
-        rc = run.proc.wait()
-        _close_streams(run)
-    return chunks, 128 - rc if rc < 0 else rc
+        return chunks, _reap(run)
 
 
 def write(token: int, data: bytes) -> None:
@@ -371,7 +495,15 @@ def _read(fd: int) -> Optional[bytes]:
 
 
 def _close_streams(run: Running) -> None:
-    for f in (run.proc.stdout, run.proc.stderr, run.proc.stdin):
+    for fd in run.fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    proc = run.proc
+    if isinstance(proc, Spawned):
+        return
+    for f in (proc.stdout, proc.stderr, proc.stdin):
         if f is not None:
             try:
                 f.close()

@@ -195,9 +195,14 @@ def test_placeholders_are_substituted_as_for_exec(task):
     assert task.node_buffer("n1") == b"%h 100%"
 
 
-def test_a_command_dies_with_its_killed_server(task, tmp_path):
+@pytest.mark.parametrize("warm", [False, True], ids=["new-session", "warm-session"])
+def test_a_command_dies_with_its_killed_server(task, tmp_path, warm):
     """The server is SIGKILLed (no clean end of its session): the watchdog it started
-    kills the command's process group, children included."""
+    kills the command's process group, children included. On a warm session the command
+    is announced to the watchdog only once it outlived ``commands.QUICK``, but before
+    anything of it came back: once its output is seen, it is protected."""
+    if warm:
+        task.run("true", nodes="n1")  # (no watchdog yet: that command was too short)
     pids: List[int] = []
 
     class KillServerWhenStarted(EventHandler):
@@ -215,9 +220,10 @@ def test_a_command_dies_with_its_killed_server(task, tmp_path):
 
 def test_one_watchdog_per_server_and_it_goes_with_the_server(task):
     """One watchdog per server however many commands ran, and it goes with its server
-    (it is not left behind when the server is SIGKILLed)."""
+    (it is not left behind when the server is SIGKILLed). (The commands outlive
+    ``commands.QUICK``: a shorter one on a warm session is never announced to it.)"""
     for _ in range(3):
-        task.run("echo $$", nodes="n[1-2]")
+        task.run("sleep 0.1; echo $$", nodes="n[1-2]")
     server = task.made["n1"].server_pid
     watchdogs = [p for p in children_of(server) if b"while read -r op pg" in cmdline(p)]
     assert len(watchdogs) == 1
