@@ -71,6 +71,11 @@ class ServerConnection:
     """
 
     STANDBY_DELAY = 0.02
+    # While nothing runs, the standby looks this often whether a batch began (then it
+    # watches it for STANDBY_DELAY): a call outliving that is taken over within
+    # STANDBY_POLL + STANDBY_DELAY. Every server that answered a call in the last
+    # STANDBY_IDLE seconds wakes this often: with a thousand of them, each wake counts.
+    STANDBY_POLL = 0.1
     STANDBY_IDLE = 1.0  # after this long without calls the standby sleeps until notified
     FINISH_TIMEOUT = 2.0  # a drained connection waits this long for the client to close
 
@@ -210,6 +215,7 @@ class ServerConnection:
     def _standby(self) -> None:
         self._standby_ident = threading.get_ident()  # (before it can ever hold the reads)
         cond, handoff, delay = self._cond, self.handoff, self.STANDBY_DELAY
+        poll = self.STANDBY_POLL
         while True:
             with cond:
                 while True:
@@ -222,8 +228,8 @@ class ServerConnection:
                             break  # the same call for a whole delay: the reads are ours
                     elif step == SLEEP:  # quiet: until the main thread begins a batch
                         cond.wait()
-                    else:
-                        cond.wait(delay)
+                    else:  # (POLL: nothing runs; a batch begun meanwhile is watched late)
+                        cond.wait(poll)
             try:
                 self.channel.flush_later()  # replies held behind the long call leave now
                 while True:
