@@ -6,13 +6,13 @@ The layout is drawn in the package docstring (the protocol's one description).
 from __future__ import annotations
 
 import hmac
-import mmap
 import struct
 import zlib
 from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import FrameTooLarge, IntegrityError, ProtocolError
 from .mac import TAG_SIZE, Hasher, Mac
+from .payloads import big_buffer, chunked, inflate
 
 if TYPE_CHECKING:  # a piece of a frame: anything with the buffer protocol (annotations only)
     from .mac import Buffer as Buffer
@@ -52,9 +52,6 @@ _SMALL = 1 << 16
 _SCRATCH_FIRST = 1 << 13
 _SCRATCH = 1 << 18
 CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
-_INFLATE_STEP = 1 << 18  # a compressed payload is inflated this many bytes at a time
-_MMAP_MIN = 1 << 25  # big receive buffers this large are populated mappings
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux, Python 3.10+
 
 Bytes = Union[bytes, bytearray, memoryview]  # a body in one piece (see Session.pack)
 
@@ -76,7 +73,7 @@ class Frame:
         if not self.flags:
             return memoryview(data), ()  # the common case: nothing to undo
         if self.flags & FLAG_ZLIB:
-            data = _inflate(data, self.max_size)
+            data = inflate(data, self.max_size)
         view = memoryview(data)
         if not self.flags & FLAG_OOB:
             return view, []
@@ -96,31 +93,6 @@ class Frame:
             bufs.append(view[pos : pos + size])
             pos += size
         return main, bufs
-
-
-def _inflate(data: Bytes, limit: int) -> bytearray:
-    """``data`` decompressed, a step at a time into one growing buffer, refused as soon as
-    it passes ``limit``: at most about ``limit`` bytes are ever held (one ``decompress``
-    call bounded by the limit would hold its output blocks and then their joined copy,
-    twice the limit)."""
-    d = zlib.decompressobj()
-    out = bytearray()
-    tail: Bytes = data
-    try:
-        while not d.eof:
-            # never more than one byte past the limit: that byte is the refusal
-            piece = d.decompress(tail, min(_INFLATE_STEP, limit + 1 - len(out)))
-            tail = d.unconsumed_tail
-            if not piece and not tail:
-                break  # input used up, stream not ended
-            out += piece
-            if len(out) > limit:
-                raise FrameTooLarge(f"compressed frame expands beyond the {limit}-byte limit")
-    except zlib.error as e:
-        raise ProtocolError(f"compressed frame is corrupt: {e}")
-    if not d.eof:
-        raise ProtocolError("compressed frame is incomplete")
-    return out
 
 
 class Session:
@@ -195,7 +167,7 @@ class Session:
             return iter((self._seal(self._head(ftype, flags, length), parts, length),))
         views = [memoryview(p).cast("B") for p in parts]  # may raise: before numbering
         h, head = self._start(ftype, flags, length)
-        return _chunked(h, head, views, chunk)
+        return chunked(h, head, views, chunk)
 
     def _body(
         self, main: Union[Bytes, Sequence[Buffer]], buffers: Sequence[Buffer]
@@ -250,29 +222,6 @@ class Session:
         head = HEADER.pack(self._send_dir, ftype, flags, self._send_seq, length)
         self._send_seq += 1
         return head
-
-
-def _chunked(h: Hasher, head: bytes, views: List[memoryview], chunk: int) -> Iterator[List[Buffer]]:
-    """Yield ``head`` and ``views`` in groups of ``chunk`` payload bytes (the last group
-    shorter, ending with the MAC), feeding ``h`` each group just before it is yielded."""
-    group: List[Buffer] = [head]
-    room = chunk
-    for view in views:
-        pos, n = 0, len(view)
-        while n - pos >= room:
-            piece = view[pos : pos + room]
-            h.update(piece)
-            group.append(piece)
-            pos += room
-            yield group
-            group, room = [], chunk
-        if pos < n:
-            piece = view[pos:] if pos else view
-            h.update(piece)
-            group.append(piece)
-            room -= n - pos
-    group.append(h.digest())
-    yield group
 
 
 class FrameReader:
@@ -457,7 +406,7 @@ class _BigFrame:
         """``mac`` has seen the header; ``start`` holds the bytes already received after
         it (fewer than the rest of the frame)."""
         self.type, self.flags, self.length, self.mac = type, flags, length, mac
-        self.buf = _big_buffer(length + MAC_SIZE)
+        self.buf = big_buffer(length + MAC_SIZE)
         self.fill = 0
         self.buf[: len(start)] = start
         self.received(len(start))
@@ -468,20 +417,6 @@ class _BigFrame:
         self.fill = fill + n
         if fill < self.length:
             self.mac.update(self.buf[fill : min(fill + n, self.length)])
-
-
-def _big_buffer(size: int) -> memoryview:
-    """A writable buffer of ``size`` bytes for one large frame; it lives as long as views
-    of it do (numpy arrays built on a payload keep it)."""
-    if size >= _MMAP_MIN and _POPULATE:
-        # Past glibc's largest mmap threshold (32 MiB) every bytearray is a fresh mapping
-        # that the kernel faults in and zeroes page by page as it is written; one populated
-        # mapping is faulted in a single call, about a fifth cheaper. Below it, malloc
-        # recycles freed memory, which beats any new mapping.
-        return memoryview(
-            mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
-        )
-    return memoryview(bytearray(size))
 
 
 def _bad_mac() -> IntegrityError:
