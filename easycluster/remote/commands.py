@@ -21,7 +21,7 @@ chatty command cannot build an unbounded reply.
 
 Orphans: a connection that ends cleanly kills its commands (``kill_all``). So that they
 also die when this server process dies without cleaning up (SIGKILL, a crash), the
-first command announced starts a watchdog (``WATCHDOG``, a small ``sh`` loop in a
+first command announced starts a watchdog (``watchdog.py``, a small ``sh`` loop in a
 session of its own) on a pipe whose write end only this process holds. Each command's
 process group is announced on it (``+ PGID``) right after the fork, and withdrawn
 (``- PGID``) once the command exited, before it is reaped (so the id cannot have been
@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple, Union
 
 from .filecopy import CopyError, Receiver, Sender
 from .spawn import Spawned, spawn_sh
+from .watchdog import Watchdog
 
 if TYPE_CHECKING:  # (imported when first used: every server ships this module)
     import subprocess
@@ -118,81 +119,13 @@ class Job(Protocol):
 RUNNING: Dict[int, Job] = {}
 _RUNNING_LOCK = threading.Lock()
 
-WATCHDOG = r"""pgs=
-while read -r op pg; do
-  case $op in
-  +) pgs="$pgs $pg" ;;
-  -) left=; for p in $pgs; do [ "$p" = "$pg" ] || left="$left $p"; done; pgs=$left ;;
-  esac
-done
-for p in $pgs; do kill -9 -"$p"; done 2>/dev/null
-"""
+
+def _watched_groups() -> List[int]:
+    """The process groups of the commands announced to the watchdog."""
+    return [j.proc.pid for j in list(RUNNING.values()) if isinstance(j, Running) and j.watched]
 
 
-class Watchdog:
-    """The process that kills our commands' groups if this process dies (module
-    docstring). ``announce`` and ``withdraw`` never raise: a watchdog that died is
-    started again with the groups still running."""
-
-    def __init__(self) -> None:
-        self.fd: Optional[int] = None
-        self.proc: Optional[subprocess.Popen[bytes]] = None  # (kept: never collected running)
-        self.lock = threading.Lock()
-
-    def announce(self, pgid: int) -> None:
-        self._send(b"+ %d\n" % pgid, pgid)
-
-    def withdraw(self, pgid: int) -> None:
-        self._send(b"- %d\n" % pgid, None)
-
-    def close(self) -> None:
-        """Let the watchdog go (it kills what is still announced, then exits)."""
-        with self.lock:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
-
-    def _send(self, line: bytes, pgid: Optional[int]) -> None:
-        with self.lock:
-            if self.fd is not None:
-                try:
-                    os.write(self.fd, line)  # (one short line: atomic on a pipe)
-                    return
-                except OSError:  # it died (killed by someone): start another one
-                    os.close(self.fd)
-                    self.fd = None
-            if pgid is not None:
-                self._start(pgid)
-
-    def _start(self, pgid: int) -> None:
-        """Start a watchdog told about ``pgid`` and every command still announced."""
-        import subprocess
-
-        if self.proc is not None:
-            self.proc.poll()  # (reap the one that died)
-        r, w = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", WATCHDOG],
-                stdin=r,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-            )
-            groups = [pgid] + [
-                j.proc.pid for j in list(RUNNING.values()) if isinstance(j, Running) and j.watched
-            ]
-            os.write(w, b"".join(b"+ %d\n" % g for g in groups))
-        except OSError:  # (no watchdog: the commands are not protected, but they run)
-            os.close(w)
-            return
-        finally:
-            os.close(r)
-        self.fd = w
-
-
-WATCH = Watchdog()
+WATCH = Watchdog(_watched_groups)
 
 
 def start(token: int, command: str, stderr: bool, stdin: bool) -> Tuple[Chunks, Optional[int]]:
