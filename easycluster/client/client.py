@@ -437,7 +437,8 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
             except ConnectionLost:
                 pass
         self._shutdown(ConnectionLost, message)
-        closing, self._closing = self._closing, None
+        closing = vars(self).get("_closing")  # (not getattr: see __getattr__)
+        self._closing = None
         if closing is not None and closing is not threading.current_thread():
             closing.join()  # a lost connection's transport, ended on the side: done now
 
