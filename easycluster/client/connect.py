@@ -13,7 +13,7 @@ raises ``ConfigError``. The calls themselves, the replies and the shutdown stay 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, ConnectionLost, DefinitionsError
 from ..objects import definitions
@@ -136,11 +136,10 @@ class ConnectionSetup:
         connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
         ConnectionLost (and closes) when setting up the connection fails.
 
-        ``wait=False`` (a local server that may still be starting): when no definitions
-        blocks go with the hello, or only blocks that already ran on a local server of
-        this process (``_LOCAL_PROVEN``), its answer is not waited for here; a
-        connection that fails meanwhile fails the first call (ConnectionLost, saying
-        why), and ``server_pid``/``server_version`` wait for the answer."""
+        ``wait=False`` (``spawn_local``, when its hello can only fail with the
+        connection): the hello's answer is not waited for here; a connection that
+        fails meanwhile fails the first call (ConnectionLost, saying why), and
+        ``server_pid``/``server_version`` wait for the answer."""
         if self._channel is not None:
             raise ConfigError(f"already connected to {self.peername}; close() it first")
         self._proxies = ProxyTable(self, self._send_releases)
@@ -155,7 +154,7 @@ class ConnectionSetup:
         self._sent_blocks = end
         try:
             hello = (self.definitions, blocks, True) if self.remote_output else None
-            if not wait and (not blocks or _LOCAL_PROVEN.get(self.definitions) == blocks):
+            if not wait:
                 answer = self._server_info = HelloAnswer()
                 # On the server's reading thread (CONTROL), run as it is read: the calls
                 # sent after it, on any server thread, find its definitions in place.
@@ -174,8 +173,6 @@ class ConnectionSetup:
             self._server_info = self.send_request(
                 0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
             )
-            if not wait:
-                _LOCAL_PROVEN[self.definitions] = blocks
         except BaseException as e:  # e.g. a define_common block failing there: no leak
             if isinstance(e, DefinitionsError):
                 e.host = peername
@@ -220,14 +217,6 @@ class ConnectionSetup:
         elif ssh_target is not None:  # (one of the two is set: checked above)
             host, port, user, ssh, rpython, extra = ssh_target
             self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
-
-
-# define_common blocks proven on a local server, by the client's definitions module: the
-# blocks of a hello that succeeded there (compared whole: cheap, the strings are the
-# same objects). Local servers are forked from one clean interpreter in
-# the same directory, so blocks that ran on one run on the next: a later spawn need not
-# wait for its hello (nothing else in it can fail but the connection).
-_LOCAL_PROVEN: Dict[str, List[Tuple[str, str]]] = {}
 
 
 class HelloAnswer(Dict[str, Any]):

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..launch.local import reap, start_local
 from ..objects import definitions
+from ..objects.definitions import blocks_since
 from .client import Client
 from .connect import ConnectionSetup
 
 # Names "local:N" in the order started (as 0.22's): the pid is not known yet when the
 # connection is made (see spawn_local); ``client.process.pid`` and ``server_pid`` have it.
 _numbers = itertools.count(1)
+
+# define_common blocks that ran on a local server, by the client's definitions module
+# (compared whole: cheap, the strings are the same objects). Local servers are forked
+# from one clean interpreter in the same directory, so blocks that ran on one run on the
+# next: the hello of a later spawn need not be waited for (it can only fail with the
+# connection; a block failing after all fails the first call, saying why).
+_proven: Dict[str, List[Tuple[str, str]]] = {}
 
 
 def spawn_local(
@@ -36,10 +44,11 @@ def spawn_local(
 
     This returns without waiting for the server, nor for the zygote's answer (the pid,
     read when ``client.process`` needs it): the handshake was run in memory
-    (``protocol.control``) and, when no ``define_common`` blocks go with the hello, the
-    hello's answer is read with the first reply (unless ``clientclass`` hooks
-    ``attach``). A server that could not start fails the first call (ConnectionLost); a
-    failing block raises DefinitionsError here. ``timeout``: seconds for the zygote to
+    (``protocol.control``) and the hello's answer is read with the first reply, unless
+    the hello carries ``define_common`` blocks no local server has run yet (then a
+    failing block raises DefinitionsError here; see ``_proven``) or ``clientclass``
+    hooks ``attach``. A server that could not start fails the first call
+    (ConnectionLost). ``timeout``: seconds for the zygote to
     take the request and answer it (a fresh interpreter: for the handshake).
     """
     cls = clientclass or Client
@@ -49,10 +58,14 @@ def spawn_local(
         channel, proc = start_local(client.wire_options(), verbosity, timeout, fresh_interpreter)
         client.process = proc
         name, closer = f"local:{next(_numbers)}", lambda: reap(proc)
-        if type(client).attach is ConnectionSetup.attach:
-            client.attach(channel, name, closer, wait=False)
-        else:  # a class hooking attach (0.22's set_socket) gets 0.22's arguments
-            client.attach(channel, name, closer)
+        if type(client).attach is not ConnectionSetup.attach:
+            client.attach(channel, name, closer)  # (a class hooking attach: 0.22's arguments)
+            return
+        blocks = blocks_since(0)[1]
+        proven = not blocks or _proven.get(client.definitions) == blocks
+        client.attach(channel, name, closer, wait=not proven)  # (raises if a block fails)
+        if not proven:
+            _proven[client.definitions] = blocks
 
     start()
     client._respawn = start
