@@ -15,6 +15,13 @@ RAW_SEND = 1 << 20  # bytes of rcopy data pending that make a batch go at once
 RAW_LIMIT = 16 << 20  # bytes of rcopy data pending that hold the nodes back (memory bound)
 
 
+def check_silence(silence: float) -> None:
+    """ValueError unless ``silence`` (seconds a gateway may say nothing before it is taken
+    as hung) is more than the ``HEARTBEAT`` it answers at."""
+    if not silence > HEARTBEAT:
+        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
+
+
 def options(
     ssh_options: Sequence[str] = (),
     timeout: Optional[float] = None,
@@ -39,8 +46,7 @@ def options(
     (that stream is a copy's: every level keeps it in a file, ``treespool.py``), ``raw``
     (the nodes' stdout is an rcopy's data: sent up as it comes, not as lines, at most
     ``RAW_LIMIT`` bytes pending per host; a rerouted node's data is reset)."""
-    if not silence > HEARTBEAT:
-        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
+    check_silence(silence)
     return {
         "ssh_options": list(ssh_options),
         "timeout": timeout,
@@ -72,8 +78,7 @@ def gateway_options(
     ``connect_timeout``, ``silence`` (seconds a gateway may say nothing before it is
     taken as hung; it answers every ``HEARTBEAT`` s; more than that), ``fanout``
     (sessions a host opens at once). ValueError for a ``silence`` too short."""
-    if not silence > HEARTBEAT:
-        raise ValueError(f"silence must be more than {HEARTBEAT:g} s (the heartbeat)")
+    check_silence(silence)
     return {
         "ssh_options": list(ssh_options),
         "user": user,
