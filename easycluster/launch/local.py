@@ -60,6 +60,7 @@ class LocalProcess:
         self, pid: int = 0, zygote: Optional[_Zygote] = None, ticket: int = 0, timeout: float = 30
     ):
         self.returncode: Optional[int] = None
+        self._lock = threading.Lock()
         self._signal = 0
         self._pid = 0
         self._pidfd: Optional[int] = None
@@ -113,17 +114,24 @@ class LocalProcess:
     def poll(self) -> Optional[int]:
         self._settle()
         if self.returncode is None and not self._alive():
-            self.returncode = -self._signal if self._signal else 0
-            if self._pidfd is not None:
-                os.close(self._pidfd)
-                self._pidfd = None
+            # (several threads may see the exit: a closer reaping on its own thread, the
+            # owner killing; the pidfd is closed once, under the lock send_signal takes)
+            with self._lock:
+                if self.returncode is None:
+                    self.returncode = -self._signal if self._signal else 0
+                    fd, self._pidfd = self._pidfd, None
+                    if fd is not None:
+                        os.close(fd)
         return self.returncode
 
     def _alive(self) -> bool:
-        if self._pidfd is not None:
+        fd = self._pidfd
+        if fd is not None:
             p = select.poll()
-            p.register(self._pidfd, select.POLLIN)
-            return not p.poll(0)  # readable once the process has exited
+            p.register(fd, select.POLLIN)
+            # readable once the process has exited (POLLNVAL: closed by another thread,
+            # which saw the exit)
+            return not p.poll(0)
         return _alive(self._pid)
 
     def wait(self, timeout: Optional[float] = None) -> int:
@@ -133,9 +141,10 @@ class LocalProcess:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left < 0:
                 raise subprocess.TimeoutExpired(f"local server {self._pid}", timeout or 0)
-            if self._pidfd is not None:  # wakes the moment it exits (no 5 ms naps)
+            fd = self._pidfd
+            if fd is not None:  # wakes the moment it exits (no 5 ms naps)
                 p = select.poll()
-                p.register(self._pidfd, select.POLLIN)
+                p.register(fd, select.POLLIN)
                 p.poll(None if left is None else max(int(left * 1000), 1))
             else:
                 time.sleep(0.005)
@@ -145,14 +154,17 @@ class LocalProcess:
     def send_signal(self, sig: int) -> None:
         if self.poll() is not None:
             return
-        try:
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, sig)
-            else:
-                os.kill(self._pid, sig)
-            self._signal = sig
-        except ProcessLookupError:
-            pass
+        with self._lock:  # (the pidfd stays open meanwhile: see poll)
+            if self.returncode is not None:
+                return
+            try:
+                if self._pidfd is not None:
+                    signal.pidfd_send_signal(self._pidfd, sig)
+                else:
+                    os.kill(self._pid, sig)
+                self._signal = sig
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

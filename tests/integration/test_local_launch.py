@@ -268,3 +268,35 @@ def test_blocks_proven_on_a_local_server_are_not_waited_for_again(tmp_path):
         defs._blocks[:] = [b for b in defs._blocks if b[0] != "easycluster.proven_defs"]
         for c in clients:
             c.close()
+
+
+def test_a_handle_seen_ending_by_several_threads_at_once_stays_sound():
+    """A lost client's closer reaps on a thread of its own while its owner may poll or
+    kill the same handle: the exit is recorded once and the pidfd closed once."""
+    import threading
+
+    for _ in range(5):
+        c = spawn_local()
+        proc = c.process
+        assert c.os.getpid() == proc.pid
+        errors, codes = [], []
+        go = threading.Event()
+
+        def watch(proc, go, codes, errors):
+            go.wait()
+            try:
+                codes.append(proc.wait(10))
+                proc.kill()  # (ended already: nothing to do)
+            except Exception as e:  # pragma: no cover - reported by the assert
+                errors.append(e)
+
+        args = (proc, go, codes, errors)
+        threads = [threading.Thread(target=watch, args=args) for _ in range(8)]
+        for t in threads:
+            t.start()
+        proc.kill()
+        go.set()
+        for t in threads:
+            t.join(20)
+        assert errors == [] and len(set(codes)) == 1 and len(codes) == 8
+        c.close()
