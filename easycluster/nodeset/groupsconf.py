@@ -24,16 +24,17 @@ parts, then YAML files, then ``groups.conf`` itself. Every mistake raises
 
 from __future__ import annotations
 
-import configparser
-import glob
 import os
-import shlex
 import sys
-from string import Template
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import GroupResolverConfigError, GroupSourceError
 from .groupsources import GroupSource, UpcallGroupSource, parse_group_lines
+
+# configparser, glob, shlex and string load when a groups file is read: every NodeSet
+# import passes here, most never read one (they cost ~2 ms of each start-up)
+if TYPE_CHECKING:
+    import configparser
 
 __all__ = ["GroupsConfig", "GROUPS_CONF_ENV", "default_paths", "load_groups_conf"]
 
@@ -72,6 +73,8 @@ def default_paths(environ: Optional[Mapping[str, str]] = None) -> List[str]:
 
 
 def _parser() -> configparser.ConfigParser:
+    import configparser
+
     # no interpolation, no inline comments: upcalls hold '%' and '#' (as ClusterShell)
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
@@ -79,6 +82,8 @@ def _parser() -> configparser.ConfigParser:
 
 
 def _read(parser: configparser.ConfigParser, paths: Sequence[str]) -> List[str]:
+    import configparser  # (loaded by _parser already)
+
     try:
         return parser.read(paths, encoding="utf-8")
     except configparser.Error as exc:
@@ -165,6 +170,9 @@ def _yaml_sources(path: str) -> List[GroupSource]:
 
 
 def _dirs(value: str, cfgdir: str) -> List[str]:
+    import shlex
+    from string import Template
+
     found: List[str] = []
     for item in shlex.split(value):
         path = os.path.normpath(Template(item).safe_substitute(CFGDIR=cfgdir))
@@ -182,6 +190,8 @@ def load_groups_conf(paths: Sequence[str], strict: bool = True) -> GroupsConfig:
     With ``strict``, a path that cannot be read is an error (a file the user named);
     otherwise missing files are skipped and none at all gives an empty configuration.
     """
+    import glob
+
     paths = [paths] if isinstance(paths, str) else list(paths)
     if strict:
         for path in paths:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
-from string import Template
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import GroupSourceError, GroupSourceNoUpcall, GroupSourceQueryFailed
@@ -45,7 +43,11 @@ _SHELL_SAFE = re.compile(r"[\w@%+=:,./-]*\Z", re.ASCII)
 
 def shell_value(value: str) -> str:
     """``value`` as it is put into a command: as is when shell-safe, else quoted."""
-    return value if _SHELL_SAFE.match(value) else shlex.quote(value)
+    if _SHELL_SAFE.match(value):
+        return value
+    import shlex  # (with string, loaded on first use: upcalls only)
+
+    return shlex.quote(value)
 
 
 class GroupSource:
@@ -164,6 +166,8 @@ class UpcallGroupSource(GroupSource):
         """Run one upcall (``map``, ``all``, ...) now and return its stdout."""
         if upcall not in self.upcalls:
             raise GroupSourceNoUpcall(f"group source {self.name!r} has no {upcall!r} upcall", self)
+        from string import Template
+
         values = {"GROUP": group, "NODE": node, "SOURCE": self.name, "CFGDIR": self.cfgdir or ""}
         command = Template(self.upcalls[upcall]).safe_substitute(
             {key: shell_value(value) for key, value in values.items()}

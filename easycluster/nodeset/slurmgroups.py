@@ -35,7 +35,6 @@ changed.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import List, Mapping, Optional, Tuple
 
 from .groupsconf import GroupsConfig
@@ -88,6 +87,8 @@ _CONF_PATHS = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf")
 
 def slurm_available(environ: Optional[Mapping[str, str]] = None) -> bool:
     """True when SLURM's commands are on ``PATH`` and a configuration can be found."""
+    import shutil  # (here: shutil loads bz2 and lzma, ~1.5 ms of every NodeSet import)
+
     env = os.environ if environ is None else environ
     if shutil.which("sinfo", path=env.get("PATH")) is None:
         return False
