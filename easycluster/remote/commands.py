@@ -40,8 +40,8 @@ then, it runs to its end).
 
 from __future__ import annotations
 
+import _signal  # (the C module: signal.py's enums cost every server's start-up)
 import os
-import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple, Union
@@ -101,7 +101,7 @@ class Running:
         if self.proc.returncode is not None:  # reaped: the id may be someone else's now
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, _signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -9,9 +9,8 @@ hex on stdin).
 
 from __future__ import annotations
 
+import _signal  # (the C module: signal.py's enums cost a remote server's start-up)
 import os
-import signal
-import socket
 import sys
 import threading
 from typing import Any, Sequence
@@ -38,7 +37,7 @@ def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:
     conn = ServerConnection(channel, peer, verbosity, on_end=gone)
     if threading.current_thread() is threading.main_thread():
         # The listener asks connections to drain (SIGUSR1) when it is told to stop.
-        signal.signal(signal.SIGUSR1, lambda *_: conn.drain())
+        _signal.signal(_signal.SIGUSR1, lambda *_: conn.drain())
     try:
         conn.serve()
     except BaseException:
@@ -84,4 +83,6 @@ def main_spawned(argv: Sequence[str]) -> int:
     verbosity = int(argv[argv.index("--verbosity") + 1]) if "--verbosity" in argv else 0
     key = bytes.fromhex(sys.stdin.readline().strip())
     sys.stdin.close()
+    import socket  # (a local server's: not loaded by servers over ssh)
+
     return main_socket(socket.socket(fileno=fd), key, verbosity)

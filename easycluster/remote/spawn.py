@@ -17,8 +17,8 @@ purpose later (a call's ``os.set_inheritable``) would reach the commands too.
 
 from __future__ import annotations
 
+import _signal  # (the C module: signal.py's enums cost every server's start-up)
 import os
-import signal
 from typing import Any, List, Mapping, Optional, Tuple
 
 
@@ -47,7 +47,7 @@ class Spawned:
 
 # Signals Python ignores and a command must not inherit ignored (as Popen's
 # restore_signals): a shell pipeline's writer must die of SIGPIPE.
-_SIGDEF = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, n))
+_SIGDEF = tuple(getattr(_signal, n) for n in ("SIGPIPE", "SIGXFSZ") if hasattr(_signal, n))
 _SPAWN: List[Optional[bool]] = [None]  # posix_spawn usable here (None: not known yet)
 
 

@@ -7,8 +7,7 @@ trying again when the server dropped the connection before the handshake was don
 
 from __future__ import annotations
 
-import random
-import socket
+import _socket  # (the C module: socket.py costs a server over ssh ~1.4 ms to import)
 import time
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -39,7 +38,7 @@ def _recv_exact(
             sock.settimeout(left)
         try:
             chunk = sock.recv(n - len(buf))
-        except socket.timeout:
+        except _socket.timeout:
             raise ConnectError(f"timed out waiting for the {what}")
         except OSError as e:
             raise ConnectionLost(f"connection failed during the {what}: {e}")
@@ -171,6 +170,8 @@ def open_tcp_channel(
         except BaseException:
             sock.close()
             raise
+        import random  # (only after a dropped handshake)
+
         wait = pause * random.uniform(0.5, 1.0)
         pause = min(pause * 2, RETRY_MAX)
         spent = deadline is not None and time.monotonic() + wait >= deadline

@@ -10,11 +10,11 @@ ssh bootstrap, so it imports only the standard library.
 
 from __future__ import annotations
 
+import _socket  # (the C module: socket.py's enums cost a remote server ~1.4 ms of start-up)
 import errno
 import math
 import os
 import select
-import socket
 from typing import TYPE_CHECKING, Optional, Sequence
 
 if TYPE_CHECKING:  # annotations only: at run time this module needs only the stdlib
@@ -81,7 +81,7 @@ class PipeSocket:
             poller = select.poll()
             poller.register(self.rfd, select.POLLIN)
             if not poller.poll(max(0, math.ceil(self._timeout * 1000))):
-                raise socket.timeout("timed out")
+                raise _socket.timeout("timed out")
 
     def recv(self, n: int) -> bytes:
         if self._pending:
@@ -118,7 +118,7 @@ class PipeSocket:
     def shutdown(self, how: int) -> None:
         """``SHUT_WR``/``SHUT_RDWR`` close the write end at once, so the peer sees the
         end of the stream; a pipe's read end cannot be shut down, only closed."""
-        if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not self._wclosed:
+        if how in (_socket.SHUT_WR, _socket.SHUT_RDWR) and not self._wclosed:
             self._wclosed = True
             os.close(self.wfd)
 

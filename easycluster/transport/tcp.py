@@ -1,16 +1,24 @@
-"""TCP and socket pairs: connecting, and the socket options our connections use."""
+"""TCP and socket pairs: connecting, and the socket options our connections use.
+
+``socket`` loads on first use: a server over ssh ships this module (through
+``transport.handshake``) and never opens a socket, and socket.py costs ~1.4 ms to import.
+"""
 
 from __future__ import annotations
 
-import socket
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import ConnectError
+
+if TYPE_CHECKING:
+    import socket
 
 LOCAL_BUFFER = 1 << 20  # socket buffer sizes of a local server's socket pair
 
 
 def nodelay(sock: socket.socket) -> None:
+    import socket
+
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -21,6 +29,8 @@ def connect_tcp(
     """Open a TCP connection (IPv4 or IPv6), or raise ConnectError naming the host.
 
     ``source``: the local address to connect from (None: the system chooses)."""
+    import socket
+
     try:
         sock = socket.create_connection(
             (host, port), timeout=timeout, source_address=None if source is None else (source, 0)
@@ -41,6 +51,8 @@ def socketpair() -> Tuple[socket.socket, socket.socket]:
     over: 1 MiB each way doubled pipelined throughput here. Memory is only used while
     bytes are in flight; the kernel caps the size at net.core.wmem_max/rmem_max.
     """
+    import socket
+
     pair = socket.socketpair()
     for sock in pair:
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
