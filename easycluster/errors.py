@@ -49,7 +49,10 @@ source and resolver errors have separate roots).
 from __future__ import annotations
 
 import pickle
-from typing import Any, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional
 
 
 class EasyClusterError(Exception):

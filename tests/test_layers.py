@@ -5,7 +5,7 @@
 2. A module imports only from its own layer unit or units below it (``LAYERS``), and
    ``client/`` and ``remote/`` never import each other.
 3. The set shipped to a remote host imports only the standard library, cloudpickle and
-   itself.
+   itself, and at start-up none of ``NOT_AT_SERVER_START`` (typing, socket...).
 4. No private name imported across modules, no ``obj._attr`` reaching into another
    module's objects (a subclass may use its base class's private members on ``self``).
 5. Named owners of dangerous work: only ``objects/serialize.py`` pickles, only
@@ -332,8 +332,8 @@ def third_party(module: str) -> Set[str]:
     return out
 
 
-@pytest.mark.parametrize("role", sorted(payload.ROLES))
-def test_the_shipped_set_imports_only_stdlib_cloudpickle_and_itself(role):
+def shipped_modules(role: str) -> Set[str]:
+    """Our names (``remote.process``) of the modules shipped for ``role``, stage 1 included."""
     shipped = {
         module_name(PACKAGE.parent.joinpath(*n.split(".")).with_suffix(".py"))
         if not payload.is_package(n)
@@ -341,6 +341,12 @@ def test_the_shipped_set_imports_only_stdlib_cloudpickle_and_itself(role):
         for n in payload.closure(payload.ROLES[role])
     }
     shipped.add("remote.stage1")  # sent ahead of the sources, runs them
+    return shipped
+
+
+@pytest.mark.parametrize("role", sorted(payload.ROLES))
+def test_the_shipped_set_imports_only_stdlib_cloudpickle_and_itself(role):
+    shipped = shipped_modules(role)
     assert "remote.process" in shipped and "client.client" not in shipped
     wrong = []
     for m in sorted(shipped - {"__init__"}):  # the shipped __init__ is generated
@@ -350,6 +356,97 @@ def test_the_shipped_set_imports_only_stdlib_cloudpickle_and_itself(role):
         extra = third_party(m) - {"cloudpickle"}
         if extra:
             wrong.append(f"{m} imports {sorted(extra)}")
+    assert not wrong, "\n".join(wrong)
+
+
+# What a server over ssh does not load at start-up (issue 16: its CPU above a bare
+# interpreter). A shipped module imports these inside a function (when needed) or, for
+# annotations, under ``TYPE_CHECKING = False; if TYPE_CHECKING:`` (mypy takes that block
+# as true); ``from typing import TYPE_CHECKING`` is an import of typing like any other.
+NOT_AT_SERVER_START = {
+    "typing": "~2 ms with contextlib & co.; annotations are strings (from __future__)",
+    "socket": "its enums cost ~1.4 ms: the C module _socket has what a server needs",
+    "signal": "its enums: the C module _signal has the constants",
+    "random": "only a handshake retry needs it",
+    "queue": "heapq & co.: the C module _queue has SimpleQueue and Empty",
+}
+
+
+def start_up_imports(tree: ast.Module) -> Iterator[Tuple[str, int]]:
+    """``(top-level module name, line)`` of each import that runs when the module is
+    imported: not inside a function, not under ``if TYPE_CHECKING:`` (its ``else`` runs)."""
+    todo: List[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if not node.level:
+                yield (node.module or "").split(".")[0], node.lineno
+        elif (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name)
+            and node.test.id == "TYPE_CHECKING"
+        ):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def test_start_up_imports_catch_each_form():
+    tree = ast.parse(
+        "import typing\n"
+        "from socket import AF_UNIX\n"
+        "import os, random.shuffle\n"
+        "TYPE_CHECKING = False\n"
+        "if TYPE_CHECKING:\n"
+        "    import signal\n"
+        "else:\n"
+        "    import queue\n"
+        "try:\n"
+        "    import zlib\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "class C:\n"
+        "    import json\n"
+        "def f():\n"
+        "    import heapq\n"
+        "from . import frames\n"
+    )
+    found = sorted(start_up_imports(tree))
+    assert found == [
+        ("json", 14),
+        ("os", 3),
+        ("queue", 8),
+        ("random", 3),
+        ("socket", 2),
+        ("typing", 1),
+        ("zlib", 10),
+    ]
+
+
+@pytest.mark.parametrize("role", sorted(payload.ROLES))
+def test_the_shipped_set_leaves_typing_socket_signal_random_and_queue_unloaded(role):
+    shipped = shipped_modules(role)
+    assert "remote.connection" in shipped and "transport.channel" in shipped
+    wrong = [
+        f"{m}:{line} imports {name} at module level ({NOT_AT_SERVER_START[name]})"
+        for m in sorted(shipped - {"__init__"})  # the shipped __init__ is generated
+        for name, line in start_up_imports(TREES[m])
+        if name in NOT_AT_SERVER_START
+    ]
+    # collections.namedtuple compiles a generated __new__ when called: at import, that
+    # is every server's start-up (the named tuples shipped are written out instead)
+    wrong += [
+        f"{m}:{n.lineno} calls namedtuple"
+        for m in sorted(shipped - {"__init__"})
+        for n in ast.walk(TREES[m])
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "attr", getattr(n.func, "id", "")) == "namedtuple"
+    ]
     assert not wrong, "\n".join(wrong)
 
 

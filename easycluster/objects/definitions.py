@@ -19,7 +19,10 @@ import linecache
 import sys
 import threading
 import types
-from typing import Any, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
 
 DEFAULT_MODULE = "easycluster.remote_code"
 

@@ -22,7 +22,10 @@ import io
 import threading
 import types
 import weakref
-from typing import Any, Dict, Iterable, NamedTuple, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, Optional, Tuple
 
 AUTO = "@auto"
 
@@ -74,17 +77,62 @@ _METHOD_TYPES = (
 )
 
 
-# NamedTuples, not dataclasses: importing dataclasses would cost a remote server some 5 ms
-# of its start-up (inspect, dis, ast...), and a tuple pickles smaller.
-class TypeInfo(NamedTuple):
+# A named tuple written out: not a dataclass (importing dataclasses would cost a remote
+# server some 5 ms of its start-up: inspect, dis, ast...; a tuple pickles smaller), and not
+# typing.NamedTuple (typing, and a generated __new__ compiled at import). It pickles as the
+# NamedTuple did: the class by name and the fields, so either one unpickles the other's.
+if TYPE_CHECKING:
+    _InfoFields = Tuple[str, Tuple[str, ...], Tuple[str, ...], Tuple[str, ...], bool, Optional[str]]
+else:
+    _InfoFields = tuple
+
+
+class TypeInfo(_InfoFields):
     """What a proxy of one server class looks like (sent with each reference)."""
 
-    name: str
-    methods: Tuple[str, ...] = ()
-    attrs: Tuple[str, ...] = ()
-    cached: Tuple[str, ...] = ()
-    auto_attrs: bool = True
-    proxy_class: Optional[str] = None
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        name: str,
+        methods: Tuple[str, ...] = (),
+        attrs: Tuple[str, ...] = (),
+        cached: Tuple[str, ...] = (),
+        auto_attrs: bool = True,
+        proxy_class: Optional[str] = None,
+    ) -> TypeInfo:
+        return tuple.__new__(cls, (name, methods, attrs, cached, auto_attrs, proxy_class))
+
+    @property
+    def name(self) -> str:
+        return self[0]
+
+    @property
+    def methods(self) -> Tuple[str, ...]:
+        return self[1]
+
+    @property
+    def attrs(self) -> Tuple[str, ...]:
+        return self[2]
+
+    @property
+    def cached(self) -> Tuple[str, ...]:
+        return self[3]
+
+    @property
+    def auto_attrs(self) -> bool:
+        return self[4]
+
+    @property
+    def proxy_class(self) -> Optional[str]:
+        return self[5]
+
+    def __getnewargs__(self) -> Tuple[Any, ...]:
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        fields = ("name", "methods", "attrs", "cached", "auto_attrs", "proxy_class")
+        return "TypeInfo(" + ", ".join(f"{f}={v!r}" for f, v in zip(fields, self)) + ")"
 
 
 class ServerObject:
@@ -100,11 +148,22 @@ class ServerObject:
     proxy_class: Any = None
 
 
-class _Rules(NamedTuple):
-    export_methods: Tuple[str, ...]
-    export_attrs: Tuple[str, ...]
-    export_attrs_cache: Tuple[str, ...]
-    proxy_class: Any
+class _Rules:
+    """A server class's (or singleton's) export lists, as registered."""
+
+    __slots__ = ("export_methods", "export_attrs", "export_attrs_cache", "proxy_class")
+
+    def __init__(
+        self,
+        export_methods: Tuple[str, ...],
+        export_attrs: Tuple[str, ...],
+        export_attrs_cache: Tuple[str, ...],
+        proxy_class: Any,
+    ) -> None:
+        self.export_methods = export_methods
+        self.export_attrs = export_attrs
+        self.export_attrs_cache = export_attrs_cache
+        self.proxy_class = proxy_class
 
 
 # Registered classes and singletons, and the computed TypeInfo per class: registries that

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, Dict, Optional, Sequence, Set, Type, cast
 
 from ..errors import ConnectionLost
 from .exports import TypeInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Sequence, Set, Type
 
 SPECIAL_KEYWORDS = ("nonblocking", "oncomplete", "onerror", "threadid", "origexc")
 
@@ -261,19 +264,15 @@ def proxy_class(info: TypeInfo) -> Type[RemoteProxy]:
     else:
         base = DefaultRemoteProxy if info.auto_attrs else RemoteProxy
         name = "dynamic_proxy_" + "_".join(info.methods + info.attrs + info.cached)
-        # type() with three arguments is typed as returning a plain type
-        cls = cast(
-            Type[RemoteProxy],
-            type(
-                name,
-                (base,),
-                {
-                    "proxy_methods": info.methods,
-                    "proxy_attrs": info.attrs,
-                    "proxy_attrs_cache": info.cached,
-                    "__module__": __name__,
-                },
-            ),
+        cls = type(
+            name,
+            (base,),
+            {
+                "proxy_methods": info.methods,
+                "proxy_attrs": info.attrs,
+                "proxy_attrs_cache": info.cached,
+                "__module__": __name__,
+            },
         )
     _classes[info] = cls
     return cls

@@ -28,16 +28,19 @@ import io
 import pickle
 import struct
 import threading
-from typing import Any, List, Optional, Protocol, Sequence, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Protocol, Sequence, Tuple
+
+    class RefHooks(Protocol):
+        def reduce(self, obj: Any) -> Optional[tuple]: ...
+
+        def resolve(self, *args: Any) -> Any: ...
+
 
 PROTOCOL = 5
 OOB_MIN = 1 << 16  # below this, copying into the pickle stream is cheaper than a buffer
-
-
-class RefHooks(Protocol):
-    def reduce(self, obj: Any) -> Optional[tuple]: ...
-
-    def resolve(self, *args: Any) -> Any: ...
 
 
 class _Current(threading.local):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Optional, Tuple, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple, Union
 
 MIN_PYTHON = (3, 9)
 GREETING_RE = re.compile(rb"EASYCLUSTER-BOOT (\d+)\.(\d+)\.(\d+)\r?\n")

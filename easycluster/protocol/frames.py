@@ -8,14 +8,18 @@ from __future__ import annotations
 import hmac
 import struct
 import zlib
-from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import FrameTooLarge, IntegrityError, ProtocolError
 from .mac import TAG_SIZE, Hasher, Mac
 from .payloads import big_buffer, chunked, inflate
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # a piece of a frame: anything with the buffer protocol (annotations only)
+    from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
     from .mac import Buffer as Buffer
+
+    Bytes = Union[bytes, bytearray, memoryview]  # a body in one piece (see Session.pack)
 
 DEFAULT_MAX_FRAME = 1 << 30
 
@@ -52,8 +56,6 @@ _SMALL = 1 << 16
 _SCRATCH_FIRST = 1 << 13
 _SCRATCH = 1 << 18
 CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
-
-Bytes = Union[bytes, bytearray, memoryview]  # a body in one piece (see Session.pack)
 
 
 class Frame:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
 
 from ..errors import AuthenticationError, ProtocolError
 from .frames import DEFAULT_MAX_FRAME, DIR_C2S, DIR_S2C, Session
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only
+    from typing import Optional, Tuple
+
     from .frames import Buffer
 
 MAGIC = b"EZCLSTR\x00"
@@ -29,12 +31,32 @@ STATUS_REFUSED = 2
 OPT_COMPRESS = 1
 
 
-class WireOptions(NamedTuple):
-    """Per-connection limits and choices; both ends state their own. (A NamedTuple,
-    not a dataclass: ``easycluster -S`` opens its port without importing dataclasses.)"""
+class WireOptions(tuple[int, bool]):
+    """Per-connection limits and choices; both ends state their own.
 
-    max_frame: int = DEFAULT_MAX_FRAME
-    compress: bool = False
+    A named tuple written out (fields by name or position, equality, hash, repr and
+    pickling of a tuple): not a dataclass, so ``easycluster -S`` opens its port without
+    importing dataclasses, and not ``typing.NamedTuple``, so a server over ssh neither
+    imports ``typing`` nor compiles a generated ``__new__`` at start-up."""
+
+    __slots__ = ()
+
+    def __new__(cls, max_frame: int = DEFAULT_MAX_FRAME, compress: bool = False) -> WireOptions:
+        return tuple.__new__(cls, (max_frame, compress))
+
+    @property
+    def max_frame(self) -> int:
+        return self[0]
+
+    @property
+    def compress(self) -> bool:
+        return self[1]
+
+    def __getnewargs__(self) -> tuple[int, bool]:  # (the pickle the NamedTuple made, byte for byte)
+        return (self[0], self[1])
+
+    def __repr__(self) -> str:
+        return f"WireOptions(max_frame={self[0]!r}, compress={self[1]!r})"
 
 
 def _mac(key: bytes, *parts: Buffer) -> bytes:

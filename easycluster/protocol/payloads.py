@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import mmap
 import zlib
-from typing import TYPE_CHECKING, Iterator, List, Union
 
 from ..errors import FrameTooLarge, ProtocolError
 from .mac import Hasher
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # anything with the buffer protocol (annotations only)
+    from typing import Iterator, List, Union
+
     from .mac import Buffer
 
-Bytes = Union[bytes, bytearray, memoryview]
+    Bytes = Union[bytes, bytearray, memoryview]
+
 
 _INFLATE_STEP = 1 << 18  # a compressed payload is inflated this many bytes at a time
 _MMAP_MIN = 1 << 25  # big receive buffers this large are populated mappings

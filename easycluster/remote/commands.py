@@ -44,14 +44,27 @@ import _signal  # (the C module: signal.py's enums cost every server's start-up)
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple, Union
 
 from .filecopy import CopyError, Receiver, Sender
 from .spawn import Spawned, spawn_sh
 from .watchdog import Watchdog
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # (imported when first used: every server ships this module)
     import subprocess
+    from typing import Dict, List, Optional, Protocol, Tuple, Union
+
+    Chunks = List[Tuple[int, bytes]]  # (STDOUT or STDERR, bytes), in the order read
+
+    class Job(Protocol):
+        """What ``RUNNING`` holds: a ``Running`` command, or a copy's ``filecopy.Receiver``
+        or ``filecopy.Sender``."""
+
+        def read(self) -> Tuple[Chunks, Optional[int]]: ...
+        def write(self, data: bytes) -> None: ...
+        def close_stdin(self) -> None: ...
+        def kill(self) -> None: ...
+
 
 READ_MAX = 1 << 20  # bytes one read() returns at most
 LINGER = 0.002  # s to wait for more output (or the end) once some came
@@ -63,7 +76,6 @@ QUICK = 0.02
 _CHUNK = 1 << 16
 
 STDOUT, STDERR = 1, 2
-Chunks = List[Tuple[int, bytes]]  # (STDOUT or STDERR, bytes), in the order read
 
 
 class Running:
@@ -104,16 +116,6 @@ class Running:
             os.killpg(self.proc.pid, _signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-class Job(Protocol):
-    """What ``RUNNING`` holds: a ``Running`` command, or a copy's ``filecopy.Receiver``
-    or ``filecopy.Sender``."""
-
-    def read(self) -> Tuple[Chunks, Optional[int]]: ...
-    def write(self, data: bytes) -> None: ...
-    def close_stdin(self) -> None: ...
-    def kill(self) -> None: ...
 
 
 RUNNING: Dict[int, Job] = {}

@@ -10,13 +10,12 @@ The message bodies are drawn in ``protocol``'s docstring (``protocol/messages.py
 
 from __future__ import annotations
 
+import _queue as queue  # (the C module: queue.py costs a server's start-up heapq & co.)
 import _thread
 import os
-import queue
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConnectionLost, FrameTooLarge, ProtocolError, RemoteException
 from ..objects import definitions, serialize
@@ -33,11 +32,15 @@ from .output import Forwarding
 from .serverlog import log as log
 from .verbs import RootObject
 
-_VERB_NAMES = tuple(n for n in dir(RootObject) if n.startswith("verb_"))  # (dir() is slow)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-Request = Tuple[int, memoryview, Sequence[memoryview]]  # request id, body, out-of-band buffers
-# (rid, tid, oid, method, args, kwargs, the callable the request names) -> its value
-RequestHook = Callable[[int, int, int, str, Any, Any, Callable[..., Any]], Any]
+    Request = Tuple[int, memoryview, Sequence[memoryview]]  # request id, body, oob buffers
+    # (rid, tid, oid, method, args, kwargs, the callable the request names) -> its value
+    RequestHook = Callable[[int, int, int, str, Any, Any, Callable[..., Any]], Any]
+
+_VERB_NAMES = tuple(n for n in dir(RootObject) if n.startswith("verb_"))  # (dir() is slow)
 
 
 class ServerThread(threading.Thread):

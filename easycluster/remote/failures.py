@@ -11,10 +11,13 @@ and ``eval`` show because their code is registered with ``linecache`` where it r
 from __future__ import annotations
 
 from types import FrameType, TracebackType
-from typing import Any, Optional
 
 from ..errors import RemoteException, UnpicklableError
 from ..objects import serialize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 def _ours(frame: FrameType) -> bool:

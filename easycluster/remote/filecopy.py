@@ -23,10 +23,14 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
+    Chunks = List[Tuple[int, bytes]]
 
 STDOUT, STDERR = 1, 2
-Chunks = List[Tuple[int, bytes]]
 CHUNK = 1 << 20  # bytes a pull's read() returns at most
 RC_KILLED = 128 + 9
 TEMP_MARK = ".ectmp."  # as cluster/copy.py names temporaries (the cleanup tools look for it)

@@ -10,7 +10,10 @@ without processes, sockets or threads.
 from __future__ import annotations
 
 import collections
-from typing import Any, Deque, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Deque, List, Optional
 
 # The reads: who reads, and whether the main thread runs a batch.
 READING = 0  # the main thread reads (or is about to); nothing runs

@@ -10,10 +10,13 @@ client was left with a proxy to nothing).
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterable, Tuple
 
 from ..objects import serialize
 from ..objects.exports import object_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, Tuple
 
 
 class ObjectTable:

@@ -20,15 +20,18 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional
 
 from ..errors import ConnectionLost
 from ..protocol import frames
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional
+
+    Post = Callable[[bytes], None]
+
 STDOUT, STDERR = 1, 2
 _PARTIAL_MAX = 1 << 16  # a partial line this long goes out without waiting for its end
-
-Post = Callable[[bytes], None]
 
 
 class RemoteOutput(io.TextIOBase):

@@ -13,7 +13,6 @@ import _signal  # (the C module: signal.py's enums cost a remote server's start-
 import os
 import sys
 import threading
-from typing import Any, Sequence
 
 from ..errors import ConnectionLost
 from ..protocol.frames import Session
@@ -22,6 +21,10 @@ from ..transport.channel import Channel
 from ..transport.handshake import server_handshake
 from . import commands
 from .connection import ServerConnection, flush_output, log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 def serve_connection(channel: Channel, peer: str, verbosity: int = 0) -> None:

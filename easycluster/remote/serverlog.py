@@ -7,10 +7,10 @@ opens its port without it. Shared by the connection code here and the TCP servic
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 
 class _LazyLogger:
@@ -30,7 +30,7 @@ class _LazyLogger:
 def lazy_logger(name: str) -> logging.Logger:
     """The logger ``name``, as an object that imports ``logging`` when first called (so a
     module may hold its logger without loading ``logging`` at import)."""
-    return cast("logging.Logger", _LazyLogger(name))
+    return _LazyLogger(name)  # type: ignore[return-value]  # (it forwards every attribute)
 
 
 log = lazy_logger("easycluster.server")

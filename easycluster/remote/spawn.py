@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import _signal  # (the C module: signal.py's enums cost every server's start-up)
 import os
-from typing import Any, List, Mapping, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Mapping, Optional, Tuple
 
 
 class Spawned:

@@ -37,13 +37,15 @@ import marshal
 import os
 import sys
 import zlib
-from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple, Union
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: stage 1 imports nothing it does not run
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+    from typing import Dict, Optional, Sequence, Tuple, Union
 
-Modules = Dict[str, Tuple[bool, Union[bytes, str]]]
+    Modules = Dict[str, Tuple[bool, Union[bytes, str]]]
+
 
 KEY_SIZE = 32  # protocol.boot.KEY_SIZE (importing it would load re and shlex here)
 SOURCE_TAG = b"SRC\n"  # a section of source; otherwise the head names a magic number

@@ -14,13 +14,16 @@ import linecache
 import os
 import sys
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DefinitionsError
 from ..objects import definitions
 from ..version import VERSION
 from . import commands  # noqa: F401 - the RPC backend calls it by name
 from . import output as remote_output
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 
 def apply(func: Any, *args: Any, **kwargs: Any) -> Any:

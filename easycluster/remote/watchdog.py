@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Callable, List, Optional
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
+    from typing import Callable, List, Optional
 
 WATCHDOG = r"""pgs=
 while read -r op pg; do

@@ -12,22 +12,24 @@ import select
 import struct
 import threading
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, List, NamedTuple, Optional
 
 from ..errors import ConnectionLost
 from ..protocol import frames
-
-if TYPE_CHECKING:
-    from .pipes import Stream
 from .outbox import Outbox
 from .sending import Sending
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional
+
+    from .pipes import Stream
 
 _INTERRUPTED, _QUIET = -2, -1  # _read_kept's results other than a byte count
 _PADS = (0, 1 << 10, 1 << 14, 1 << 16)  # a ping's padding, by pings unanswered so far
 _PAD_MAX = 1 << 20
 
 
-class KeepAlive(NamedTuple):
+class KeepAlive(tuple[float, float, float]):
     """How the waiting end of a connection (the client's) makes sure a wait ends.
 
     While a read waits and nothing arrives for ``first`` seconds, the channel pings the
@@ -39,11 +41,33 @@ class KeepAlive(NamedTuple):
     lost on the way leave a receiver waiting for the rest of a frame, and the pings (one
     way) or pongs (the other) fill the hole with bytes that fail the MAC. Nothing at all
     for ``limit`` seconds (a stopped peer, a dead link) is ``ConnectionLost``.
+
+    A named tuple written out, as ``protocol.handshake.WireOptions`` is (a server over
+    ssh neither imports ``typing`` nor compiles a generated class at start-up).
     """
 
-    first: float = 1.0
-    most: float = 8.0
-    limit: float = 60.0
+    __slots__ = ()
+
+    def __new__(cls, first: float = 1.0, most: float = 8.0, limit: float = 60.0) -> KeepAlive:
+        return tuple.__new__(cls, (first, most, limit))
+
+    @property
+    def first(self) -> float:
+        return self[0]
+
+    @property
+    def most(self) -> float:
+        return self[1]
+
+    @property
+    def limit(self) -> float:
+        return self[2]
+
+    def __getnewargs__(self) -> tuple[float, float, float]:
+        return (self[0], self[1], self[2])
+
+    def __repr__(self) -> str:
+        return f"KeepAlive(first={self[0]!r}, most={self[1]!r}, limit={self[2]!r})"
 
 
 DEFAULT_KEEPALIVE = KeepAlive()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import _socket  # (the C module: socket.py costs a server over ssh ~1.4 ms to import)
 import time
-from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import ConnectError, ConnectionLost, ProtocolError
 from ..protocol import handshake
 from .channel import Channel
 from .tcp import connect_tcp
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only
+    from typing import Callable, Optional
+
     from .pipes import Stream
 
 

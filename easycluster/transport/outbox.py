@@ -9,10 +9,14 @@ without sockets or threads.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
-
 from ..errors import ConnectionLost, FrameTooLarge
 from ..protocol.frames import BATCH_ITEM_OVERHEAD
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Sequence, Tuple
+
+    Item = Tuple[int, bytes]  # frame type, body
 
 POST_MAX = 1 << 15  # bodies up to this size may be batched (bigger ones are frames of their own)
 BURST_GAP = 50e-6  # posts closer together than this are batched
@@ -34,7 +38,6 @@ NO_WRITER = 0
 WRITER_BUSY = 1  # started, or woken: it looks at the outbox before it sleeps again
 WRITER_IDLE = 2  # asleep on the condition
 
-Item = Tuple[int, bytes]  # frame type, body
 
 _NO_ITEMS: Tuple[Sequence[Item], int] = ((), 0)
 

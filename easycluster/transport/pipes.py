@@ -15,10 +15,10 @@ import errno
 import math
 import os
 import select
-from typing import TYPE_CHECKING, Optional, Sequence
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: at run time this module needs only the stdlib
-    from typing import Protocol, Union
+    from typing import Optional, Protocol, Sequence, Union
 
     from ..protocol.frames import Buffer
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import _socket  # (the C module: socket.py's enums cost a remote server ~1.4 ms of start-up)
 import threading
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, List, Sequence, Tuple, Union
 
 from ..errors import ConnectionLost
 from ..protocol import frames
 from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import List, Sequence, Tuple, Union
+
     from .pipes import Stream
 
 _IOV_MAX = 512

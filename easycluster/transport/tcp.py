@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Tuple
-
 from ..errors import ConnectError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from typing import Optional, Tuple
 
 LOCAL_BUFFER = 1 << 20  # socket buffer sizes of a local server's socket pair
 

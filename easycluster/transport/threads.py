@@ -9,12 +9,15 @@ A thread that has finished its call waits ``idle`` seconds for another, then end
 
 from __future__ import annotations
 
-import queue
 import sys
 import threading
-from typing import Any, Callable, Tuple
+from _queue import Empty, SimpleQueue  # (queue.py would cost a server heapq & co.)
 
-Call = Tuple[Callable[..., Any], Tuple[Any, ...]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Tuple
+
+    Call = Tuple[Callable[..., Any], Tuple[Any, ...]]
 
 
 class ReusedThreads:
@@ -29,7 +32,7 @@ class ReusedThreads:
     def __init__(self, name: str, idle: float = 30.0) -> None:
         self.name = name
         self.idle = idle
-        self._calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
+        self._calls: SimpleQueue[Call] = SimpleQueue()
         self._lock = threading.Lock()
         self._free = 0  # threads waiting for a call that no run() has claimed yet
 
@@ -46,7 +49,7 @@ class ReusedThreads:
         while True:
             try:
                 fn, args = self._calls.get(timeout=self.idle)
-            except queue.Empty:
+            except Empty:
                 with self._lock:
                     if self._free > 0:  # nobody claimed this thread: it may end
                         self._free -= 1
