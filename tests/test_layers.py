@@ -102,6 +102,7 @@ FD_WAITERS: Dict[str, str] = {
     "remote.zygote": "the zygote serves spawn requests on its control socket",
     "launch.ssh": "waits for the remote greeting on ssh's stdout before a channel exists",
     "launch.local": "waits for the zygote's answers (a pid, when asked) and a server's exit",
+    "launch.reaper": "one thread waits on the pidfds of closed local servers, all at once",
     "client.reader": "the one standby thread waits for replies nobody reads, all clients at once",
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
     "cluster.engine": "the Task's one I/O thread: every node's pipes, pidfds and stdin",

@@ -421,8 +421,9 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         closer, self._closer = self._closer, None
         if closer is not None:
             if later:  # (not a daemon: the interpreter's exit waits for it, no orphan)
-                self._closing = threading.Thread(target=closer, name="easycluster-closer")
-                self._closing.start()
+                closing = threading.Thread(target=closer, name="easycluster-closer")
+                closing.start()
+                self._closing = closing  # (started first: a close() elsewhere joins it)
             else:
                 closer()
 

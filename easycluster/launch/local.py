@@ -30,6 +30,7 @@ from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
 from ..transport.tcp import socketpair
+from .reaper import get_reaper, reap_now
 
 # The folder holding the package, for the server's PYTHONPATH (a source checkout works too).
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -150,6 +151,15 @@ class LocalProcess:
                 time.sleep(0.005)
             code = self.poll()
         return code
+
+    def dup_pidfd(self) -> Optional[int]:
+        """A new pidfd on the server, for a watcher of its own (``reaper.py``; the caller
+        closes it), or None: no pidfd, or its exit was seen already."""
+        with self._lock:  # (the pidfd stays open meanwhile: see poll)
+            fd = self._pidfd
+            if self.returncode is not None or fd is None:
+                return None
+            return os.dup(fd)
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is not None:
@@ -439,7 +449,7 @@ def start_local(
         channel = client_handshake(mine, key, options, timeout)
     except BaseException:
         mine.close()
-        reap(proc)
+        reap_now(proc)  # (nothing is left running when this raises)
         raise
     return channel, proc
 
@@ -469,9 +479,8 @@ def _start_forked(
 
 
 def reap(proc: Any) -> None:
-    """Wait briefly for the server to exit after its socket closed; kill it if it lingers."""
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+    """Collect a local server whose socket closed, without waiting for it to exit: the
+    process reaper (``reaper.py``) records its exit (reaping a fresh interpreter, so no
+    zombie stays) and kills it if it is still running 5 seconds later; the master's exit
+    waits for what it still watches. ``proc.poll()``/``wait()`` tell when it ended."""
+    get_reaper().add(proc)
