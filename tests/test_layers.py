@@ -68,9 +68,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # `easycluster -S` starts without the boot-service code
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
     # `easycluster -S` opens its port first, then imports what serves a connection
-    ("service.tcpserver", "remote.process"): "imported once the port is open",
-    ("service.tcpserver", "transport.channel"): "imported once the port is open",
-    ("service.tcpserver", "objects.definitions"): "imported once the port is open",
+    ("service.tcpserver", "service.connection_code"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.
     ("cluster.task", "cluster.taskcopy"): "optional: only copies need it (tarfile & co.)",
     # every subcommand starts within 30 ms of a bare interpreter (`--help`, usage errors):

@@ -478,12 +478,20 @@ class ServerConnection:
             pass  # the client is gone; the reader thread ends the process
 
 
-def warm_up(channel: Channel) -> None:
+def warm_up(channel: Channel, module: Optional[str] = None) -> None:
     """Build a connection on ``channel`` and send one reply through it, nothing else (no
     thread, no read): for a forked process that will serve a real connection soon (the
-    zygote's spare), so that the pages this touches are its own before the real one
-    needs them. The caller closes ``channel``'s socket."""
-    ServerConnection(channel, "warm-up")._reply(1, 0, None)
+    zygote's spare, the TCP listener's), so that the pages this touches are its own before
+    the real one needs them. With ``module``, that reply answers a ``hello`` naming that
+    definitions module (no blocks), run as a client's first request runs. The caller
+    closes ``channel``'s socket."""
+    conn = ServerConnection(channel, "warm-up")
+    if module is None:
+        conn._reply(1, 0, None)
+        return
+    request: Any = (0, "hello", (module, [], False), {})
+    main = REQUEST_HEAD.pack(1, 0) + serialize.dumps(request, conn.table)[0]
+    conn._run_request(1, memoryview(main), ())
 
 
 def _unpicklable(value: Any, err: BaseException) -> RemoteException:

@@ -113,17 +113,19 @@ class RefusalLog:
 
 
 class _Pending:
-    __slots__ = ("sock", "addr", "source", "peer", "hs", "buf", "deadline")
+    __slots__ = ("sock", "addr", "source", "peer", "key", "hs", "buf", "deadline")
 
     def __init__(
         self,
         sock: socket.socket,
         addr: str,
         peer: str,
+        key: bytes,
         hs: handshake.ServerHandshake,
         deadline: float,
     ):
         self.sock, self.addr, self.peer, self.hs, self.deadline = sock, addr, peer, hs, deadline
+        self.key = key  # (the one this handshake uses, even if a reload changes it)
         self.source = source_of(addr)
         self.buf = bytearray()
 
@@ -144,6 +146,10 @@ class Listener:
     make room. So idle or slow sockets cannot exhaust the server, and a flood from one
     source cannot keep other sources out. ``refusals`` rate-limits the warnings about
     refused connections (the owner may log its own refusals through it too).
+
+    While ``handler`` runs, ``handshake`` holds that connection's handshake as it went:
+    ``(key, server hello, client hello)``, from which another process can derive the
+    same session (``spare.py`` hands connections over so); None otherwise.
     """
 
     def __init__(
@@ -174,6 +180,7 @@ class Listener:
         self._sel.register(sock, selectors.EVENT_READ)
         self._accepting = True
         self._wake_fd: Optional[int] = None
+        self.handshake: Optional[Tuple[bytes, bytes, bytes]] = None
         sock.setblocking(False)
         self.stopping = False
 
@@ -291,7 +298,8 @@ class Listener:
                 conn.close()
                 continue
             hs = handshake.ServerHandshake(self.key, self.options)
-            p = _Pending(conn, addr[0], peer, hs, time.monotonic() + self.handshake_timeout)
+            deadline = time.monotonic() + self.handshake_timeout
+            p = _Pending(conn, addr[0], peer, self.key, hs, deadline)
             self._make_room(p.source)
             try:
                 conn.setblocking(False)
@@ -373,9 +381,11 @@ class Listener:
             p.sock.close()
             return
         log.info("connection from %s authenticated", p.peer)
+        self.handshake = (p.key, p.hs.hello, bytes(p.buf))
         try:
             self.handler(p.sock, session, p.peer)
         finally:
+            self.handshake = None
             p.sock.close()
 
     def _drop(self, p: _Pending) -> None:

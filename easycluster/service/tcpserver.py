@@ -3,7 +3,11 @@
 The listening process is single-threaded and holds no user state. It authenticates each
 client itself (``listener.Listener``) and only then forks a child that serves that one
 connection, so every client gets a clean process and unauthenticated sockets cost no
-process at all.
+process at all. The fork is mostly done ahead of time: once the connection code is
+loaded, and again once connections pause for ``SPARE_AFTER`` seconds, the listener
+forks a *spare* that prepares and warms itself and is handed the next authenticated
+connection (``spare.py``); without one (a burst, or a spare that died) it forks on the
+spot. A spare is no connection for ``max_connections``, and ends at once on a stop.
 
 Signals (the contract a service manager relies on):
 
@@ -40,7 +44,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Set, Tuple
 
 from ..protocol import frames, handshake
 from ..protocol.messages import DEFAULT_PORT
@@ -55,6 +59,7 @@ from .listener import Listener, drain_fd
 from .listenerwatch import PR_SET_PDEATHSIG as PR_SET_PDEATHSIG
 from .listenerwatch import parent_death_signal as parent_death_signal
 from .listenerwatch import watch_listener as watch_listener
+from .spare import Spare, handoff_message
 
 log = lazy_logger("easycluster.server")  # (logging loads once there is work: see below)
 
@@ -63,6 +68,10 @@ KILL_WAIT = 2.0  # seconds between SIGTERM and SIGKILL for connections past the 
 # at once: ``serve_forever``). Loaded right after listening, it took CPU from the servers
 # started beside it: 50 started at once on 2 cores all listen within a second or two.
 WARM_UP_AFTER = 5.0
+# Seconds without a new connection before the listener forks the next spare (the first
+# one comes with the connection code): a burst of connections is not slowed down by
+# spares forked (and warming up) between them, on the processors the burst needs.
+SPARE_AFTER = 0.3
 
 Reload = Callable[[], "ServerOptions"]
 Serve = Callable[[socket.socket, frames.Session, str, int], None]
@@ -131,6 +140,11 @@ class TCPServer:
         self._wake_r = self._wake_w = -1
         self._alive_r = self._alive_w = -1
         self._death_signal: Optional[Callable[[int], bool]] = None
+        self._listener_pid = os.getpid()
+        self._warm: Callable[[], None] = _ignore
+        self._spare: Optional[Spare] = None  # the next connection's process (spare.py)
+        self._spare_due: Optional[float] = None  # when to fork the next spare (monotonic)
+        self._ended_spares: Set[int] = set()  # spares told to end: reaped, not counted
         try:
             self.listener = Listener(
                 self.sock,
@@ -162,6 +176,8 @@ class TCPServer:
         listener = getattr(self, "listener", None)
         if listener is not None:
             listener.close()
+        if getattr(self, "_spare", None) is not None:
+            self._end_spare()
         self.sock.close()
         for fd in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
             if fd >= 0:
@@ -181,23 +197,56 @@ class TCPServer:
             )
             return
         serve = self.connection_server()  # (here, before the fork: every child shares it)
-        listener_pid = os.getpid()
+        # the next spare: once connections pause (and never in this round: it would
+        # inherit ``sock``)
+        self._spare_due = time.monotonic() + SPARE_AFTER
+        spare, self._spare = self._spare, None
+        hs = self.listener.handshake
+        if spare is not None and hs is not None:
+            msg = handoff_message(*hs, self.opts.verbosity, self.listener.options, peer)
+            if spare.hand_over(sock, msg):
+                self.children[spare.pid] = peer
+                self._check_limit()
+                return
+            self._ended_spares.add(spare.pid)  # (gone: reaped, never counted)
+        self._listener_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             try:
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-                    signal.signal(sig, signal.SIG_DFL)
-                os.close(self._wake_r)
-                os.close(self._wake_w)
-                os.close(self._alive_w)  # the listener's alone: its EOF is the news
-                watch_listener(self._alive_r, listener_pid, self._death_signal)
-                self.listener.close_in_child()
+                self._prepare_child()
                 serve(sock, session, peer, self.opts.verbosity)
             finally:
                 os._exit(1)
         self.children[pid] = peer
         self._check_limit()
+
+    def _prepare_child(self) -> None:
+        """In a connection process (or a spare), first: the listener's signal handlers
+        and descriptors go, the watch on the listener is set up."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        os.close(self._alive_w)  # the listener's alone: its EOF is the news
+        if self._spare is not None:
+            self._spare.close()
+        watch_listener(self._alive_r, self._listener_pid, self._death_signal)
+        self.listener.close_in_child()
+
+    def _fork_spare(self) -> None:
+        """Fork the spare the next connection is handed to (``spare.py``), if wanted."""
+        self._spare_due = None
+        if self._spare is None and not self.stopping:
+            self._listener_pid = os.getpid()
+            self._spare = Spare.fork(self._prepare_child, self.connection_server(), self._warm)
+
+    def _end_spare(self) -> None:
+        """Stopping: the spare ends (it is idle); it is reaped, never counted."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+            self._ended_spares.add(spare.pid)
 
     def connection_server(self) -> Serve:
         """The code that serves one connection (in its forked process), imported on first
@@ -205,29 +254,32 @@ class TCPServer:
         servers started together do not slow each other down loading it, and every
         connection process inherits it already imported."""
         if self._serve is None:
-            from ..objects import definitions
-            from ..remote.process import serve_connection
-            from ..transport.channel import Channel
+            from . import connection_code
 
-            definitions.warm_up()  # what every connection's definitions module binds
+            connection_code.load()
             self._death_signal = parent_death_signal()
-
-            def serve(sock: socket.socket, session: frames.Session, peer: str, v: int) -> None:
-                serve_connection(Channel(sock, session), peer, v)
-
-            self._serve = serve
+            self._warm = connection_code.warm
+            self._serve = connection_code.serve
         return self._serve
 
     def reap(self) -> None:
         """Collect finished connection processes (never blocks)."""
-        while self.children:
+        while self.children or self._spare is not None or self._ended_spares:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 self.children.clear()
+                self._ended_spares.clear()
                 break
             if pid == 0:
                 break
+            if self._spare is not None and pid == self._spare.pid:
+                self._spare.close()  # (died waiting: the next connection forks its own)
+                self._spare = None
+                continue
+            if pid in self._ended_spares:
+                self._ended_spares.discard(pid)
+                continue
             peer = self.children.pop(pid, "?")
             code = os.waitstatus_to_exitcode(status)
             if code not in (0, -signal.SIGTERM):
@@ -283,6 +335,9 @@ class TCPServer:
         )
         self.listener.update(new.key, nets, new.handshake_timeout, new.max_pending)
         self._check_limit()
+        if self._spare is not None:  # (forked before: the logging level may have changed)
+            self._end_spare()
+            self._spare_due = time.monotonic()  # (a new one after this round)
         allow = ", ".join(new.allow) if new.allow else "everyone holding the key"
         log.warning(
             "reloaded: allow %s; key %s; max_connections %s",
@@ -341,13 +396,19 @@ class TCPServer:
             try:
                 if not self.stopping:
                     self.connection_server()  # (see there)
+                    self._fork_spare()
                 while not self.stopping:
                     if self._hup:
                         self.reload()
-                    self.listener.poll(5.0)
+                    due = self._spare_due
+                    self.listener.poll(5.0 if due is None else max(0.0, due - time.monotonic()))
                     self.reap()
+                    due = self._spare_due  # (a connection in this round put it off)
+                    if due is not None and time.monotonic() >= due:
+                        self._fork_spare()
             finally:
                 self.listener.close()
+                self._end_spare()
             self.notify("STOPPING=1")
             self._drain()
         finally:
