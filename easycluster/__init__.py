@@ -9,9 +9,12 @@ uses, and the server, the service and the node sets load only where they run.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, List
 
 from .version import VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
 
 __version__ = VERSION  # (the usual name; VERSION is EasyCluster 0.22's)
 

@@ -11,9 +11,12 @@ import os
 import stat
 import sys
 import warnings
-from typing import Any, Optional
 
 from .errors import KeyFileError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 KEY_BYTES = 32
 PASSPHRASE_MIN = 16  # shorter passphrases are warned about (guessable offline)

@@ -9,12 +9,10 @@ thread owns the reads (``reader.py``) and replies are handed to futures. Connect
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 import pickle
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import (
     CallTimeout,
@@ -32,19 +30,16 @@ from ..transport.outbox import POST_MAX
 from .connect import ConnectionSetup
 from .failures import unpicklable_request
 from .legacy022 import Legacy022
-from .output import OutputSink, print_remote_output
-from .response import (
-    CLIENT_ORIGEXC,
-    ORIGEXC_VALUES,
-    Callback,
-    Response,
-    Slot,
-    callback_runner,
-    plain_mirror,
-    raise_reply,
-    timeout_error,
-)
+from .outcome import CLIENT_ORIGEXC, ORIGEXC_VALUES, Slot, raise_reply, timeout_error
+from .output import print_remote_output
 from .verbs import ServerVerbs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+    from .outcome import Callback
+    from .output import OutputSink
 
 # call_timeout= in the call sugar (rmt.func(..., call_timeout=5)) sets send_request's
 # timeout; 'timeout' itself is left to the remote function, as in EasyCluster.
@@ -204,11 +199,13 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         if wait_here and reader.inline:
             resp: Any = Slot()  # this thread reads the reply itself: no Future needed
         else:
-            resp = Response(self, reader, rid, origexc, tid)
+            resp = (_Response or _response_class())(self, reader, rid, origexc, tid)
         if pins:
             resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
         if oncomplete is not None or onerror is not None:  # (before the send: a quick
             # reply would otherwise run it here, not on a ThreadedClient's reader)
+            from .response import callback_runner
+
             resp.add_done_callback(callback_runner(oncomplete, onerror))
         pending = reader.pending
         pending[rid] = resp
@@ -288,7 +285,9 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
             raise TypeError("acall takes no nonblocking/oncomplete/onerror: it is awaited")
         resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(plain_mirror(resp))), timeout)
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(_plain_mirror(resp))), timeout
+            )
         except asyncio.TimeoutError:
             resp.reader.forget(resp.request_id)
             raise timeout_error(self, resp.request_id, _func, timeout, resp.thread) from None
@@ -385,7 +384,7 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
                 elif isinstance(value.orig, UnpicklableError) and not value.orig.host:
                     value.orig.host = self.peername  # the server cannot name itself as we do
                 resp.set_exception(value)
-        except concurrent.futures.InvalidStateError:
+        except _invalid_state():
             pass
 
     def read_response(self, block: bool = True) -> None:
@@ -477,6 +476,35 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         return f"<{type(self).__name__} {self.peername} {state}>"
 
 
+# ``response.py`` (Response, the Future), loaded when a call first needs one: it loads
+# concurrent.futures and logging (about 5 ms of a master's start-up), which a script
+# making only blocking calls on a plain client never needs. Cached here, since every
+# non-blocking call makes a Response.
+_Response: Any = None
+
+
+def _response_class() -> Any:
+    global _Response
+    from .response import Response
+
+    _Response = Response
+    return Response
+
+
+def _plain_mirror(resp: Any) -> Any:
+    from .response import plain_mirror
+
+    return plain_mirror(resp)
+
+
+def _invalid_state() -> Any:
+    """``concurrent.futures.InvalidStateError``, looked up when an exception is matched
+    against it (only a Response raises it, so its module is loaded already)."""
+    import concurrent.futures
+
+    return concurrent.futures.InvalidStateError
+
+
 # EasyCluster's common base of Client and Server; scripts only ever named it in isinstance
 # checks and subclassing of clients, which the Client class serves.
 Connection = Client
@@ -486,5 +514,5 @@ def _settle(setter: Callable[[Any], None], value: Any) -> None:
     """Complete a reply once: a close racing with the reader must not raise in either."""
     try:
         setter(value)
-    except concurrent.futures.InvalidStateError:
+    except _invalid_state():
         pass

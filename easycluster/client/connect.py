@@ -13,8 +13,6 @@ raises ``ConfigError``. The calls themselves, the replies and the shutdown stay 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
-
 from ..errors import ConfigError, ConnectionLost, DefinitionsError
 from ..objects import definitions
 from ..protocol.handshake import WireOptions, check_key
@@ -24,7 +22,10 @@ from .proxytable import ProxyTable
 from .reader import InlineReader
 from .spec import client_from_spec
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
     from ..transport.channel import Channel
 
 
@@ -219,7 +220,13 @@ class ConnectionSetup:
             self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
 
 
-class HelloAnswer(Dict[str, Any]):
+if TYPE_CHECKING:
+    _Answer = Dict[str, Any]
+else:
+    _Answer = dict  # (typing loads only for the checker)
+
+
+class HelloAnswer(_Answer):
     """The server's answer to a hello sent without waiting (``attach(wait=False)``),
     filled in when it is read; ``get`` waits for it first (reading, as a call would)."""
 

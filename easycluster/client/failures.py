@@ -3,10 +3,12 @@ what to do (the server's side of it, a return value, is ``remote/failures.py``).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
 from ..errors import EasyClusterError, UnpicklableError
 from ..objects import serialize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 
 def _named_parts(

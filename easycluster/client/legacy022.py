@@ -7,14 +7,15 @@ in the package calls them; ``tests/test_compat022.py`` is their guard.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Tuple
-
 from ..errors import ConnectionLost
 from ..objects import serialize
 from ..protocol.handshake import WireOptions, check_key
 from ..transport.handshake import client_handshake
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Optional, Tuple
+
     from ..transport.channel import Channel
 
 

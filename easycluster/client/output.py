@@ -5,9 +5,12 @@ them) and is printed here."""
 from __future__ import annotations
 
 import sys
-from typing import Callable
 
-OutputSink = Callable[[str, str, str], None]  # (host, "stdout" or "stderr", text)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+    OutputSink = Callable[[str, str, str], None]  # (host, "stdout" or "stderr", text)
 
 
 def print_remote_output(host: str, stream: str, text: str) -> None:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import selectors
 import time
-from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from ..errors import CallTimeout
 from .client import Client
 from .threaded import ThreadedClient
 
-OnResult = Optional[Callable[[str, Any], Any]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, List, Optional, Sequence
+
+    OnResult = Optional[Callable[[str, Any], Any]]
 
 
 class _Options:

@@ -13,12 +13,15 @@ import collections
 import pickle
 import threading
 import weakref
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..objects import serialize
 from ..objects.exports import TypeInfo
 from ..objects.proxy import RemoteProxy, new_proxy, proxy_class
 from ..protocol.messages import RELEASE_ITEM
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 RELEASE_DELAY = 0.2
 

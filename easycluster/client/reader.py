@@ -36,19 +36,21 @@ their futures.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import selectors
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import ConnectionLost
 from ..protocol import frames
 from ..transport.channel import Channel
 
-Handle = Callable[[List[frames.Frame]], None]  # complete the replies in a batch of frames
-Lost = Callable[[Channel, ConnectionLost], None]  # the channel failed
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    Handle = Callable[[List[frames.Frame]], None]  # complete the replies in a batch of frames
+    Lost = Callable[[Channel, ConnectionLost], None]  # the channel failed
 
 STANDBY_DELAY = 0.02  # how long replies may wait unread with nobody reading
 STANDBY_PARK = 1.0  # idle time after which the standby thread sleeps until needed
@@ -349,9 +351,12 @@ class ThreadReader:
         self.pending.pop(rid, None)
 
     def wait_for(self, fut: Any, timeout: Optional[float]) -> None:
+        # (a Response is waited for: its module loaded concurrent.futures already)
+        from concurrent.futures import Future, TimeoutError
+
         try:  # Future's own wait (the reader thread completes it)
-            concurrent.futures.Future.exception(fut, timeout)
-        except concurrent.futures.TimeoutError:
+            Future.exception(fut, timeout)
+        except TimeoutError:
             pass
 
     def watch(self) -> None:

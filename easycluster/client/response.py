@@ -4,7 +4,10 @@
 ``Future``'s public interface only. It does no reading itself: it asks its connection's
 reader (``reader.py``) to read until it is done, to ``watch`` when someone waits on it
 without reading, and to ``forget`` it when cancelled. ``Slot`` is the lighter landing
-place of a blocking call's reply when the calling thread reads it itself.
+place of a blocking call's reply when the calling thread reads it itself (in
+``outcome.py``, with the other helpers a blocking call needs: this module loads
+``concurrent.futures``, about 5 ms with ``logging``, which ``client.py`` loads only when
+a call first needs a Response).
 """
 
 from __future__ import annotations
@@ -12,54 +15,13 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
-from ..errors import CallTimeout, RemoteException
+from ..errors import RemoteException
+from .outcome import raise_reply, timeout_error
 
-Callback = Union[Callable[..., Any], Tuple[Any, ...], None]
-
-ORIGEXC_VALUES = (True, False, "quiet")
-
-
-class _ClientOrigexc:
-    """``send_request``'s default ``origexc``: the client's own (``Client(origexc=...)``),
-    which is True unless set there. It compares equal to True, 0.22's default, so code
-    that reads the signature (ours checks it against 0.22's) sees that default."""
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return other is True or other is self
-
-    def __hash__(self) -> int:
-        return hash(True)
-
-    def __repr__(self) -> str:
-        return "<the client's origexc>"
-
-
-CLIENT_ORIGEXC: Any = _ClientOrigexc()
-
-
-class Slot:
-    """Where a blocking call's reply lands when the calling thread reads it itself."""
-
-    __slots__ = ("value", "exc", "finished", "pins")
-
-    def __init__(self) -> None:
-        self.pins: Any = None
-        self.value: Any = None
-        self.exc: Optional[BaseException] = None
-        self.finished = False
-
-    def done(self) -> bool:
-        return self.finished
-
-    def set_result(self, value: Any) -> None:
-        self.value, self.finished = value, True
-
-    def set_exception(self, exc: BaseException) -> None:
-        self.exc, self.finished = exc, True
+if TYPE_CHECKING:
+    from .outcome import Callback
 
 
 def plain_mirror(resp: Response) -> concurrent.futures.Future:
@@ -245,33 +207,6 @@ class Response(concurrent.futures.Future):
 
 
 NonblockingResponse = Response  # EasyCluster 0.22's name
-
-
-def raise_reply(client: Any, exc: BaseException, origexc: Any) -> None:
-    """Raise a call's error as its ``origexc`` asks: the remote exception itself (after
-    ``client.report_exception``, unless ``"quiet"``), or with ``origexc=False`` the
-    ``RemoteException`` wrapping it."""
-    if isinstance(exc, RemoteException) and origexc is not False and exc.orig is not None:
-        if origexc != "quiet":
-            client.report_exception(exc)
-        raise exc.orig
-    raise exc
-
-
-def timeout_error(
-    client: Any, rid: int, what: str, timeout: Optional[float], thread: Optional[int] = None
-) -> CallTimeout:
-    """The error of a call whose reply did not come in time: what happened, and what to
-    do about the call that may still be running (docs/timeouts.md)."""
-    call = f"{what} (request {rid})" if what else f"request {rid}"
-    on = "the same server thread" if thread is None else f"server thread {thread}"
-    return CallTimeout(
-        f"no reply to {call} from {client.peername} within {timeout:g} s; the "
-        f"outcome is unknown: the call may still be running there, and later calls on "
-        f"{on} wait until it ends. To go on at once, call with another threadid= "
-        "(or run long calls with their own threadid from the start), or close this "
-        "client and connect again (which ends the server's calls)"
-    )
 
 
 def callback_runner(oncomplete: Callback, onerror: Callback) -> Callable[[Response], None]:

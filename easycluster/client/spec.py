@@ -58,10 +58,13 @@ import importlib
 import re
 import shlex
 import sys
-from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConnectionLost, SpecError
 from ..keys import decode_key, read_key_file
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 KNOWN = ("key", "compress", "ssh", "user", "rpython", "extra")
 _KEY_NAMES = {"kf": "key", "keyfile": "key", "key": "key"}

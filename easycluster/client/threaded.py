@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Dict
 
 from ..errors import ConnectionLost
 from ..protocol.messages import CONTROL
 from .client import Client
 from .reader import ThreadReader
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict
 
 
 class ThreadedClient(Client):

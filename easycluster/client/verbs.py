@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Union
-
 from ..objects import definitions
 from ..objects.proxy import RootProxy, new_proxy
 from ..protocol.messages import CONTROL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Sequence, Union
 
 
 class ServerVerbs:

@@ -41,11 +41,14 @@ import struct
 import sys
 import threading
 import zlib
-from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..remote.stage1 import SOURCE_TAG, filename, python_magic
 
-Sources = Dict[str, Tuple[bool, str]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Tuple
+
+    Sources = Dict[str, Tuple[bool, str]]
 
 FORMAT = b"EZCLBUN1"  # a bundle's first bytes; change it when the layout changes
 _BUNDLE_HEAD = struct.Struct("!8sIII")  # FORMAT, sizes of script, code and source sections

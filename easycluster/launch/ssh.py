@@ -31,7 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ..errors import (
     AuthenticationError,
@@ -47,6 +46,10 @@ from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
 from ..transport.pipes import PipeSocket
 from . import payload
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 _TRUE = ("", "1", "yes", "on", "true")
 _STDERR_KEEP = 1 << 16  # bytes of ssh's stderr kept for error messages
