@@ -451,6 +451,26 @@ def test_the_shipped_set_leaves_typing_socket_signal_random_and_queue_unloaded(r
     assert not wrong, "\n".join(wrong)
 
 
+def test_a_payload_carries_what_its_modules_load_on_first_need():
+    # A payload holds what its roots import at module level, and what a module names in
+    # LOADED_LATER: modules it imports inside a function yet needs at run time (without,
+    # a tree gateway failed its first non-blocking call: "No module named ...").
+    later = [
+        (m, n)
+        for m, tree in TREES.items()
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["LOADED_LATER"]
+        for n in ast.literal_eval(node.value)
+    ]
+    assert ("client.client", ".response") in later
+    for m, rel in later:
+        full = "easycluster." + m
+        target = full.rpartition(".")[0] + "." + rel.lstrip(".")  # (one level: a sibling)
+        assert (m, target.removeprefix("easycluster.")) in DEFERRED, (m, rel)
+        assert target in payload.closure((full,)), (m, rel)
+
+
 def test_only_serialize_pickles():
     wrong = []
     for m, tree in TREES.items():

@@ -476,6 +476,10 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         return f"<{type(self).__name__} {self.peername} {state}>"
 
 
+# What this module imports on first need (below) yet needs at run time: a payload that
+# carries it (a tree gateway's) carries these too (``launch/payload.py`` reads this).
+LOADED_LATER = (".response",)
+
 # ``response.py`` (Response, the Future), loaded when a call first needs one: it loads
 # concurrent.futures and logging (about 5 ms of a master's start-up), which a script
 # making only blocking calls on a plain client never needs. Cached here, since every

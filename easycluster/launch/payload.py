@@ -262,7 +262,10 @@ def closure(roots: Tuple[str, ...]) -> List[str]:
 
 
 def module_imports(name: str) -> List[str]:
-    """Modules of the package that module ``name`` imports at module level."""
+    """Modules of the package that module ``name`` imports at module level, and those
+    its ``LOADED_LATER`` names: a tuple of relative module names (``(".response",)``) a
+    module declares for what it imports inside a function, on first need, yet needs at
+    run time all the same (a payload carrying it must carry them too)."""
     source = _read(module_path(name))
     package = name if is_package(name) else name.rpartition(".")[0]
     import ast  # (building only: a client that finds the cache never loads it)
@@ -286,6 +289,18 @@ def module_imports(name: str) -> List[str]:
             found.extend(
                 a.name for a in node.names if a.name == PACKAGE or a.name.startswith(PACKAGE + ".")
             )
+        elif (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["LOADED_LATER"]
+            and isinstance(node.value, ast.Tuple)
+        ):
+            for elt in node.value.elts:
+                rel = elt.value if isinstance(elt, ast.Constant) else None
+                if not (isinstance(rel, str) and rel.startswith(".")):
+                    raise ValueError(f"{name}: LOADED_LATER holds relative module names")
+                level = len(rel) - len(rel.lstrip("."))
+                parts = package.split(".")
+                found.append(".".join(parts[: len(parts) - level + 1]) + "." + rel[level:])
     return found
 
 
