@@ -40,6 +40,7 @@ from ..protocol.control import KEY_SIZE, SPAWN, SPAWNED, read_spawn, spawn_reque
 from ..protocol.frames import FT_REQUEST
 from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
+from ..transport.tcp import fork_linked
 from . import process
 from .connection import warm_up
 
@@ -123,22 +124,7 @@ def _ready_children() -> None:
 def _fork_spare(ctrl: socket.socket) -> Optional[Tuple[int, socket.socket]]:
     """Fork a spare child waiting for its request; None if the fork failed (the request
     will then fork on the spot)."""
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        pid = os.fork()
-    except OSError:
-        mine.close()
-        theirs.close()
-        return None
-    if pid == 0:
-        try:
-            mine.close()
-            ctrl.close()
-            _spare(theirs)
-        finally:
-            os._exit(1)
-    theirs.close()
-    return pid, mine
+    return fork_linked(_spare, ctrl)
 
 
 def _spare(link: socket.socket) -> None:

@@ -32,6 +32,7 @@ from typing import Callable, Optional, Tuple
 from ..errors import ProtocolError
 from ..protocol.frames import Session
 from ..protocol.handshake import CLIENT_HELLO_SIZE, ServerHandshake, WireOptions
+from ..transport.tcp import fork_linked
 
 NONCE_SIZE = 32  # the server nonce: the last bytes of the server's hello
 # server nonce, client hello, verbosity, the server's max_frame, key length; then the
@@ -94,22 +95,13 @@ class Spare:
         """Fork a spare; None if the fork failed. In the spare, ``prepare()`` runs first
         (as in any connection process), then ``warm()`` unless a connection is already
         there; then it waits, and serves the connection handed over with ``serve``."""
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            pid = os.fork()
-        except OSError:
-            mine.close()
-            theirs.close()
-            return None
-        if pid == 0:
-            try:
-                mine.close()
-                prepare()
-                _wait(theirs, serve, warm)
-            finally:
-                os._exit(1)
-        theirs.close()
-        return cls(pid, mine)
+
+        def run(link: socket.socket) -> None:
+            prepare()
+            _wait(link, serve, warm)
+
+        forked = fork_linked(run)
+        return None if forked is None else cls(*forked)
 
     def hand_over(self, sock: socket.socket, msg: bytes) -> bool:
         """Give the spare its connection (``sock`` stays the caller's to close); False

@@ -11,7 +11,7 @@ from ..errors import ConnectError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from typing import Optional, Tuple
+    from typing import Callable, Optional, Tuple
 
 LOCAL_BUFFER = 1 << 20  # socket buffer sizes of a local server's socket pair
 
@@ -61,3 +61,34 @@ def socketpair() -> Tuple[socket.socket, socket.socket]:
             except OSError:
                 pass
     return pair
+
+
+def fork_linked(
+    child: Callable[[socket.socket], object], *close_in_child: socket.socket
+) -> Optional[Tuple[int, socket.socket]]:
+    """Fork a process linked to this one by a fresh SOCK_SEQPACKET socket pair (messages
+    keep their bounds, and descriptors can ride along); return ``(pid, our end)``, or None
+    if the fork failed (nothing is left open then).
+
+    The child closes our end and ``close_in_child``, runs ``child(its end)`` and exits
+    with status 1 if that returns or raises: it is meant never to return (``os._exit``)."""
+    import os
+    import socket
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = os.fork()
+    except OSError:
+        mine.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        try:
+            mine.close()
+            for sock in close_in_child:
+                sock.close()
+            child(theirs)
+        finally:
+            os._exit(1)
+    theirs.close()
+    return pid, mine
