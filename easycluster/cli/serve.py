@@ -276,9 +276,9 @@ class _Setup:
         return config.server_options(settings, key, pidfile=args.pidfile, daemonize=args.daemonize)
 
     def start_logging(self) -> None:
-        """Send the log to stderr at the configured level. Called when the server first
-        has work (``TCPServer.serve_forever``): ``logging`` (with traceback, threading &
-        co.) is not loaded before, and nothing logs before then (errors raise)."""
+        """Send the log to stderr at the configured level. Called just before the
+        server first logs, in the process that logs (``TCPServer.serve_forever``):
+        ``logging`` (with traceback, threading & co.) is not loaded before."""
         import logging
 
         logging.basicConfig(stream=sys.stderr, format="easycluster[%(process)d]: %(message)s")

@@ -181,6 +181,10 @@ class Listener:
         self._accepting = True
         self._wake_fd: Optional[int] = None
         self.handshake: Optional[Tuple[bytes, bytes, bytes]] = None
+        # Log each authenticated connection, and each closed before sending a byte (a
+        # port probe, a monitor's check)? At the server's verbosity 0 neither is logged,
+        # nor is ``logging`` loaded for them.
+        self.verbose = True
         sock.setblocking(False)
         self.stopping = False
 
@@ -354,11 +358,12 @@ class Listener:
         except OSError:
             chunk = b""
         if not chunk:
-            self.refusals.refused(
-                "closed before the handshake finished",
-                "connection from %s closed before the handshake finished",
-                p.peer,
-            )
+            if p.buf or self.verbose:  # (nothing sent at all: a port probe)
+                self.refusals.refused(
+                    "closed before the handshake finished",
+                    "connection from %s closed before the handshake finished",
+                    p.peer,
+                )
             self._drop(p)
             return
         p.buf += chunk
@@ -380,7 +385,8 @@ class Listener:
             )
             p.sock.close()
             return
-        log.info("connection from %s authenticated", p.peer)
+        if self.verbose:
+            log.info("connection from %s authenticated", p.peer)
         self.handshake = (p.key, p.hs.hello, bytes(p.buf))
         try:
             self.handler(p.sock, session, p.peer)

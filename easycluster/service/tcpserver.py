@@ -48,7 +48,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Set, Tuple
 
 from ..protocol import frames, handshake
 from ..protocol.messages import DEFAULT_PORT
-from ..remote.serverlog import lazy_logger
+from ..remote.serverlog import before_first_log, lazy_logger
 from .addresses import bind_tcp, parse_allow
 
 # (daemon.py's and listenerwatch.py's names are re-exported: their home was this module)
@@ -159,6 +159,7 @@ class TCPServer:
             for fd in (self._wake_r, self._wake_w):
                 os.set_blocking(fd, False)
             self.listener.set_wakeup(self._wake_r)
+            self.listener.verbose = opts.verbosity > 0
             # Connection processes watch the read end: EOF means the listener is gone.
             self._alive_r, self._alive_w = os.pipe()
         except BaseException:
@@ -334,6 +335,7 @@ class TCPServer:
             daemonize=old.daemonize,
         )
         self.listener.update(new.key, nets, new.handshake_timeout, new.max_pending)
+        self.listener.verbose = new.verbosity > 0
         self._check_limit()
         if self._spare is not None:  # (forked before: the logging level may have changed)
             self._end_spare()
@@ -364,10 +366,11 @@ class TCPServer:
 
         ``on_ready`` is called once the port is open, after the "serving on" line and
         before systemd is told READY=1. Then the listener stays small until there is
-        work (a connection or a signal; under systemd at once, since notifying may log),
-        or for ``WARM_UP_AFTER`` seconds: only then does it call ``before_work`` (the
-        command line sets up logging there: nothing is logged before) and load the
-        connection code."""
+        work (a connection or a signal; under systemd at once), or for
+        ``WARM_UP_AFTER`` seconds: only then does it load the connection code (and fork
+        a spare). ``before_work`` is called just before anything is first logged, in
+        whichever process logs it (the command line sets logging up there): at
+        verbosity 0, a server with no warning to give never loads ``logging``."""
         handlers = {
             signal.SIGTERM: self.stop,
             signal.SIGINT: self.stop,
@@ -388,10 +391,11 @@ class TCPServer:
             )
             if on_ready:
                 on_ready()
-            if not self.notify_socket:  # (under systemd the work starts now: notify may log)
+            # Whatever logs first sets logging up: a server at verbosity 0 that has no
+            # warning to give never loads ``logging`` (nor do its connection processes).
+            before_first_log(before_work)
+            if not self.notify_socket:  # (under systemd the work starts now)
                 self._idle(WARM_UP_AFTER)
-            if before_work:
-                before_work()
             self.notify(f"READY=1\nSTATUS=serving on {host}:{port}\nMAINPID={os.getpid()}")
             try:
                 if not self.stopping:
@@ -418,6 +422,7 @@ class TCPServer:
                 signal.signal(sig, h)
             self.close()
         log.warning("stopped")
+        before_first_log(None)
         return 0
 
     def _idle(self, seconds: float) -> None:

@@ -236,3 +236,29 @@ def test_a_refusal_before_the_greeting_is_not_tried_again(key, make_listener, ca
     assert "server greeting" in str(error)
     refused = [r for r in caplog.records if "not in the allow list" in r.getMessage()]
     assert len(refused) == 1
+
+
+def closed_early(caplog) -> List[str]:
+    lines = [r.getMessage() for r in caplog.records]
+    return [m for m in lines if "closed before the handshake" in m]
+
+
+@pytest.mark.parametrize("verbose", [True, False])
+def test_a_port_probe_is_logged_only_when_verbose(make_listener, key, closing, caplog, verbose):
+    # A connection closed before sending a byte (a monitor's port check) is logged at
+    # the server's verbosity 1 only; one that sent part of a hello is always a refusal.
+    lst = make_listener(key)
+    lst.verbose = verbose
+    with caplog.at_level(logging.INFO, logger="easycluster.server"):
+        probe = open_from(HOST, lst, closing)
+        assert poll_until(lst, lambda: lst.pending() == 1)
+        probe.close()
+        assert poll_until(lst, lambda: lst.pending() == 0)
+        assert len(closed_early(caplog)) == (1 if verbose else 0)
+        partial = open_from(HOST, lst, closing)
+        partial.sendall(b"\0" * (handshake.CLIENT_HELLO_SIZE // 2))
+        assert poll_until(lst, lambda: lst.pending() == 1)
+        partial.close()
+        assert poll_until(lst, lambda: lst.pending() == 0)
+        lst.refusals.close()
+    assert len(closed_early(caplog)) == (2 if verbose else 1)

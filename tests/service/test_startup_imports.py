@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 
 from helpers import ServerProcess
 
@@ -83,3 +84,33 @@ def test_a_signal_before_any_connection_is_logged_in_the_servers_format(keyfile)
         srv.proc.send_signal(signal.SIGTERM)
         srv.wait_for(rf"^easycluster\[{srv.proc.pid}\]: stopped")
         assert srv.proc.wait(10) == 0
+
+
+def test_at_verbosity_0_probes_and_connections_do_not_load_logging(keyfile, key):
+    # Logging is set up just before something is first logged: a port probe and
+    # connections served at verbosity 0 log nothing, so the listener never loads it.
+    with serve_with_importtime(keyfile) as srv:
+        with socket.create_connection((HOST, srv.port)):
+            pass  # (a port probe: closed without a byte)
+        for n in (1, 2):
+            with easycluster.Client(key, HOST, srv.port) as c:
+                assert c.eval(f"{n} * 3") == n * 3
+        names = imported(srv.log)
+        assert "easycluster.remote.process" in names  # (the listing is complete)
+        assert "logging" not in names
+        srv.proc.send_signal(signal.SIGTERM)  # ("stopped" is a warning: it loads it)
+        srv.wait_for(rf"^easycluster\[{srv.proc.pid}\]: stopped")
+        assert srv.proc.wait(10) == 0
+
+
+def test_verbose_lines_come_in_the_servers_format(keyfile, key):
+    with ServerProcess("-k", keyfile, "-b", HOST, "-v") as srv:
+        with socket.create_connection((HOST, srv.port)) as probe:
+            host, port = probe.getsockname()[:2]
+        srv.wait_for(
+            rf"^easycluster\[{srv.proc.pid}\]: connection from {host}:{port} closed before"
+        )
+        with easycluster.Client(key, HOST, srv.port) as c:
+            assert c.eval("2 + 2") == 4
+        srv.wait_for(rf"^easycluster\[{srv.proc.pid}\]: connection from \S+ authenticated")
+        assert srv.stop() == 0
