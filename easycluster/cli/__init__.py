@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import List, Optional
 
 from ..version import VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import List, Optional
 
 SUBCOMMANDS = {
     "nodeset": "easycluster.cli.nodeset",

@@ -22,9 +22,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Callable, NoReturn
 
 from ..errors import ConfigError, EasyClusterError, NodeSetParseError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import Callable, NoReturn
 
 OK = 0
 FAILURE = 1

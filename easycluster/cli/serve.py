@@ -9,7 +9,6 @@ import importlib.machinery
 import os
 import socket
 import sys
-from typing import Any, Callable, Dict, List, Optional
 
 from .. import keys
 from ..errors import ConfigError, EasyClusterError
@@ -18,6 +17,10 @@ from ..service import config
 from ..service.tcpserver import ServerOptions, run_server
 from ..version import VERSION
 from .exitcodes import Parser, run_command
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import Any, Callable, Dict, List, Optional
 
 SERVICE_ACTIONS = ("install", "uninstall", "start", "stop", "status", "query_installed")
 

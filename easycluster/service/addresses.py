@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import TYPE_CHECKING, List, Optional, Sequence, Union
 
-# ``ipaddress`` loads on first use: the port of ``easycluster -S`` opens without it.
+# ``ipaddress`` loads on first use: the port of ``easycluster -S`` opens without it (nor
+# ``typing``: annotations only).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
+    from typing import List, Optional, Sequence, Union
 
     Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 

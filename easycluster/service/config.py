@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import keys
 from ..errors import ConfigError, KeyFileError
 from ..protocol.messages import DEFAULT_PORT
 from .listener import parse_allow
 from .tcpserver import ServerOptions
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 ALL_INTERFACES = "*"
 SECRET_NAMES = ("key", "secret", "password", "passphrase")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from typing import Optional
 
 from ..remote.serverlog import lazy_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import Optional
 
 log = lazy_logger("easycluster.server")  # (logging loads on first use: see listener.py)
 

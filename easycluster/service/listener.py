@@ -27,10 +27,8 @@ import os
 import selectors
 import socket
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..protocol import handshake
-from ..protocol.frames import Session
 
 # (lazy_logger re-exported: its home was this module; tcpserver and daemon use it)
 from ..remote.serverlog import lazy_logger as lazy_logger
@@ -44,11 +42,17 @@ from .addresses import parse_allow as parse_allow
 from .addresses import source_of as source_of
 
 # ``logging`` loads on first use (``remote/serverlog.py``): the port of ``easycluster -S``
-# opens without it (``ipaddress``, the allow list's, likewise: ``addresses.py``).
+# opens without it (``ipaddress``, the allow list's, likewise: ``addresses.py``; and
+# ``typing``: annotations only).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+    from ..protocol.frames import Session
     from .addresses import Network
+
+    Handler = Callable[[socket.socket, Session, str], None]
 
 
 class RefusalLog:
@@ -131,9 +135,6 @@ class _Pending:
 
 
 _WAKE = object()  # selector data of the wake-up descriptor
-
-
-Handler = Callable[[socket.socket, Session, str], None]
 
 
 class Listener:

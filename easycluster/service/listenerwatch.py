@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import Callable, Optional
 
 
 def parent_death_signal() -> Optional[Callable[[int], bool]]:

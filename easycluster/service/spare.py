@@ -27,20 +27,23 @@ import os
 import signal
 import socket
 import struct
-from typing import Callable, Optional, Tuple
 
 from ..errors import ProtocolError
 from ..protocol.frames import Session
 from ..protocol.handshake import CLIENT_HELLO_SIZE, ServerHandshake, WireOptions
 from ..transport.tcp import fork_linked
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
+    from typing import Callable, Optional, Tuple
+
+    Serve = Callable[[socket.socket, Session, str, int], None]
+
 NONCE_SIZE = 32  # the server nonce: the last bytes of the server's hello
 # server nonce, client hello, verbosity, the server's max_frame, key length; then the
 # key and the peer's name (UTF-8)
 HANDOFF = struct.Struct(f">{NONCE_SIZE}s{CLIENT_HELLO_SIZE}sBQI")
 MAX_MESSAGE = 1 << 16  # a hand-over message is far smaller (a key and a peer's name)
-
-Serve = Callable[[socket.socket, Session, str, int], None]
 
 
 def handoff_message(

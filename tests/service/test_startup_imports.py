@@ -19,8 +19,8 @@ HOST = "127.0.0.1"
 # Each costs start-up time and none is needed to open the port: logging (with
 # traceback, threading & co.), ipaddress (the allow list, peers' sources), the IDNA
 # codec (a str host for getaddrinfo), shutil (argparse's terminal width), dataclasses,
-# the connection code and what it pulls in (cloudpickle, the client stack of the
-# definitions preamble), ctypes (the parent-death signal).
+# typing (annotations only), the connection code and what it pulls in (cloudpickle,
+# the client stack of the definitions preamble), ctypes (the parent-death signal).
 NOT_BEFORE_LISTENING = (
     "logging",
     "ipaddress",
@@ -34,6 +34,7 @@ NOT_BEFORE_LISTENING = (
     "easycluster.transport.channel",
     "easycluster.client.client",
     "easycluster.service.systemd",
+    "typing",
 )
 IMPORT_LINE = re.compile(r"import time:\s+\d+ \|\s+\d+ \| ( *)(\S+)")
 
