@@ -204,9 +204,7 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
             resp.pins = pins  # released only after the reply (see ProxyTable.pin_take)
         if oncomplete is not None or onerror is not None:  # (before the send: a quick
             # reply would otherwise run it here, not on a ThreadedClient's reader)
-            from .response import callback_runner
-
-            resp.add_done_callback(callback_runner(oncomplete, onerror))
+            resp.add_done_callback(_callback_runner(oncomplete, onerror))
         pending = reader.pending
         pending[rid] = resp
         try:
@@ -485,13 +483,14 @@ LOADED_LATER = (".response",)
 # making only blocking calls on a plain client never needs. Cached here, since every
 # non-blocking call makes a Response.
 _Response: Any = None
+_callback_runner: Any = None  # (bound with _Response: a call with callbacks makes one)
 
 
 def _response_class() -> Any:
-    global _Response
-    from .response import Response
+    global _Response, _callback_runner
+    from .response import Response, callback_runner
 
-    _Response = Response
+    _Response, _callback_runner = Response, callback_runner
     return Response
 
 

@@ -275,9 +275,7 @@ def module_imports(name: str) -> List[str]:
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parts = package.split(".")
-                anchor = ".".join(parts[: len(parts) - node.level + 1])
-                base = f"{anchor}.{base}" if base else anchor
+                base = _absolute(package, node.level, base)
             if not (base == PACKAGE or base.startswith(PACKAGE + ".")):
                 continue
             found.append(base)
@@ -299,9 +297,16 @@ def module_imports(name: str) -> List[str]:
                 if not (isinstance(rel, str) and rel.startswith(".")):
                     raise ValueError(f"{name}: LOADED_LATER holds relative module names")
                 level = len(rel) - len(rel.lstrip("."))
-                parts = package.split(".")
-                found.append(".".join(parts[: len(parts) - level + 1]) + "." + rel[level:])
+                found.append(_absolute(package, level, rel[level:]))
     return found
+
+
+def _absolute(package: str, level: int, rest: str) -> str:
+    """The absolute name of a relative import in ``package``: ``level`` dots, then
+    ``rest`` (possibly empty: ``from . import x``)."""
+    parts = package.split(".")
+    anchor = ".".join(parts[: len(parts) - level + 1])
+    return f"{anchor}.{rest}" if rest else anchor
 
 
 def package_init(real_init: str, modules: List[str]) -> str:
