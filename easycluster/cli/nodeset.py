@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from ..errors import GroupResolverSourceError, GroupSourceNoUpcall, NodeSetError
 from ..nodeset.groups import GROUPS_CONF_ENV, GroupResolver
@@ -30,8 +29,12 @@ from ..nodeset.rangeset import RangeSet
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
 
-# What the command works on: node sets, or range sets with -R.
-AnySet = Union[NodeSet, RangeSet]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: the command starts without importing typing)
+    from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
+
+    # What the command works on: node sets, or range sets with -R.
+    AnySet = Union[NodeSet, RangeSet]
 
 PROG = "easycluster nodeset"
 _VALUE_OPTS = {

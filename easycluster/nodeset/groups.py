@@ -14,7 +14,6 @@ A resolver keeps no global state; the process-wide default one lives in ``std``.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..errors import (
     GroupResolverIllegalCharError,
@@ -30,6 +29,10 @@ from .groupsources import (
     parse_group_lines,
 )
 from .slurmgroups import with_slurm_sources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 __all__ = [
     "GroupResolver",

@@ -23,9 +23,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import GroupSourceError, GroupSourceNoUpcall, GroupSourceQueryFailed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
     "GroupSource",

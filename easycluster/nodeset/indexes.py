@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import RangeSetPaddingError, RangeSetParseError
 
-_ITEM = re.compile(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?:\s*/\s*([0-9]+))?)?\s*\Z")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator, List, Optional, Sequence, Tuple, TypeVar
 
-Span = Tuple[int, int, int]  # (first code, last code, step), all codes of one length
-_T = TypeVar("_T")
+    Span = Tuple[int, int, int]  # (first code, last code, step), all codes of one length
+    _T = TypeVar("_T")
+
+_ITEM = re.compile(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?:\s*/\s*([0-9]+))?)?\s*\Z")
 
 
 def index_code(text: str) -> int:

@@ -18,12 +18,15 @@ one pass with tuple comparisons; step 2 then works on few vectors.
 from __future__ import annotations
 
 from math import prod
-from typing import FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["Vector", "fold_vectors"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
-Vector = Tuple[FrozenSet[str], ...]
-Elem = Tuple[str, ...]  # one index per dimension
+    Vector = Tuple[FrozenSet[str], ...]
+    Elem = Tuple[str, ...]  # one index per dimension
+
+__all__ = ["fold_vectors"]
 
 
 def _index_key(text: str) -> Tuple[int, str]:

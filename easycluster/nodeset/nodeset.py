@@ -18,21 +18,26 @@ changing their import; the set machinery is ``NodeSetBase`` (``nodesetbase``).
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
-
 from ..errors import GroupSourceError, NodeSetExternalError
 from .groups import GroupResolver
-from .nodesetbase import NodeSetBase, NodeSetLike
+from .nodesetbase import NodeSetBase
 from .parse import Context, parse_expr, parse_names
 from .rangeset import split_sequence
-from .std import RESOLVER_NOGROUP, ResolverArg, effective_resolver, std_group_resolver
+from .std import RESOLVER_NOGROUP, effective_resolver, std_group_resolver
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+    from .nodesetbase import NodeSetLike
+    from .std import ResolverArg
+
+    Nodes = Union[str, NodeSetBase, Iterable[str], None]
+    # Where a group method looks: a source name (ClusterShell) or, in our older form,
+    # a resolver passed first.
+    SourceArg = Union[str, GroupResolver, None]
 
 __all__ = ["NodeSet", "NodeSetBase", "expand", "fold", "count", "grouplist"]
-
-Nodes = Union[str, NodeSetBase, Iterable[str], None]
-# Where a group method looks: a source name (ClusterShell) or, in our older form,
-# a resolver passed first.
-SourceArg = Union[str, GroupResolver, None]
 
 
 class NodeSet(NodeSetBase):

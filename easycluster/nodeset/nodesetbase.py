@@ -15,19 +15,25 @@ groups and the rest.
 from __future__ import annotations
 
 from itertools import chain, islice, product
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Type, TypeVar, Union
 
 from .parse import Context, parse_expr, parse_names
-from .pattern import DIGITS, Key, Value, apply_op, combine, copy_value, is_plain, sort_key
+from .pattern import DIGITS, apply_op, combine, copy_value, is_plain, sort_key
 from .rangeset import RangeSet, autostep_value
 from .rangesetnd import RangeSetND
-from .std import RESOLVER_NOGROUP, ResolverArg
+from .std import RESOLVER_NOGROUP
 
-__all__ = ["NodeSetBase", "NodeSetLike"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Type, TypeVar, Union
 
-# What the named set methods accept: a node set, node set text, node names or None.
-NodeSetLike = Union[str, "NodeSetBase", Iterable[str], None]
-_S = TypeVar("_S", bound="NodeSetBase")
+    from .pattern import Key, Value
+    from .std import ResolverArg
+
+    # What the named set methods accept: a node set, node set text, node names or None.
+    NodeSetLike = Union[str, "NodeSetBase", Iterable[str], None]
+    _S = TypeVar("_S", bound="NodeSetBase")
+
+__all__ = ["NodeSetBase"]
 
 
 def _dim_text(rs: RangeSet, autostep: Optional[int]) -> str:

@@ -15,14 +15,11 @@ and the nesting depth, bounded so a group including itself is an error.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Dict, Iterator, List, Optional
 
 from ..errors import NodeSetError, NodeSetParseError
 from .groups import GroupResolver
 from .pattern import (
     SCAN,
-    Key,
-    Value,
     apply_op,
     is_plain,
     names_to_pats,
@@ -30,7 +27,14 @@ from .pattern import (
     sort_key,
 )
 from .rangeset import RangeSet
-from .std import RESOLVER_NOGROUP, ResolverArg, effective_resolver
+from .std import RESOLVER_NOGROUP, effective_resolver
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterator, List, Optional
+
+    from .pattern import Key, Value
+    from .std import ResolverArg
 
 __all__ = ["Context", "MAX_DEPTH", "parse_expr", "parse_names", "pats_names"]
 

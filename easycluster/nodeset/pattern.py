@@ -10,14 +10,17 @@ such as ``da[10-19]c[1-2]``; ``easycluster.nodeset`` handles operators and group
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Set, Tuple, Union
 
 from ..errors import NodeSetParseError, NodeSetParseRangeError
 from .rangeset import RangeSet
 from .rangesetnd import RangeSetND
 
-Key = Tuple[str, ...]  # pattern: the texts around the indexes
-Value = Union[None, RangeSet, RangeSetND]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Set, Tuple, Union
+
+    Key = Tuple[str, ...]  # pattern: the texts around the indexes
+    Value = Union[None, RangeSet, RangeSetND]
 
 DIGITS = re.compile(r"([0-9]+)")
 SCAN = re.compile(r"[,!&^\[\]]")

@@ -15,11 +15,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import chain
 from math import inf
-from typing import Iterable, Iterator, List, Optional, Set, Tuple, Type, Union
 
 from ..errors import RangeSetParseError
 from .indexes import (
-    Span,
     code_text,
     fold_stepped,
     index_code,
@@ -33,14 +31,20 @@ from .indexes import (
     split_sequence,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator, List, Optional, Set, Tuple, Type, Union
+
+    from .indexes import Span
+
+    Index = Union[str, int]
+    # What the named set methods accept: a RangeSet, range-set text or indexes.
+    RangeSetLike = Union["RangeSet", str, Iterable[Index]]
+
 __all__ = ["RangeSet", "AUTOSTEP_DISABLED", "index_code", "code_text", "split_sequence"]
 
 # ClusterShell's "no autostep" value; any autostep at or above it means disabled.
 AUTOSTEP_DISABLED = 1e100
-
-Index = Union[str, int]
-# What the named set methods accept: a RangeSet, range-set text or indexes.
-RangeSetLike = Union["RangeSet", str, Iterable[Index]]
 
 
 def index_text(element: object, pad: int = 0) -> Optional[str]:

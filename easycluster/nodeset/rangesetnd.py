@@ -15,16 +15,19 @@ from __future__ import annotations
 
 from itertools import product
 from math import prod
-from typing import Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from .ndfold import fold_vectors
 from .rangeset import RangeSet, autostep_value, index_text
 
-__all__ = ["RangeSetND"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-Elem = Tuple[str, ...]  # one index per dimension
-# One dimension of a vector as a caller may give it: text, a RangeSet, or one index.
-DimLike = Union[str, RangeSet, int]
+    Elem = Tuple[str, ...]  # one index per dimension
+    # One dimension of a vector as a caller may give it: text, a RangeSet, or one index.
+    DimLike = Union[str, RangeSet, int]
+
+__all__ = ["RangeSetND"]
 
 
 def _dim_rangeset(item: DimLike, pad: int, autostep: Optional[int], copy: bool) -> RangeSet:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 from ..errors import NodeSetError, NodeSetParseError
 from .nodeset import NodeSet
@@ -41,6 +40,10 @@ from .slurmgroups import (
     with_slurm_sources,
 )
 from .std import RESOLVER_NOGROUP
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 __all__ = [
     "MAX_RANGE",

@@ -35,10 +35,13 @@ changed.
 from __future__ import annotations
 
 import os
-from typing import List, Mapping, Optional, Tuple
 
 from .groupsconf import GroupsConfig
 from .groupsources import UpcallGroupSource
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Mapping, Optional, Tuple
 
 __all__ = [
     "SLURM_CACHE_TIME",

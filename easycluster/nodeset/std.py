@@ -16,14 +16,18 @@ uses it; ``RESOLVER_NOGROUP`` turns groups off (``@x`` is then a plain name).
 from __future__ import annotations
 
 import threading
-from typing import Dict, Iterable, Optional, Union
 
 from .groups import ILLEGAL_GROUP_CHARS, GroupResolver, GroupResolverConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Optional, Union
+
+    ResolverArg = Union[GroupResolver, int, None]
 
 __all__ = [
     "RESOLVER_NOGROUP",
     "RESOLVER_STD_GROUP",
-    "ResolverArg",
     "effective_resolver",
     "set_std_group_resolver",
     "set_std_group_resolver_config",
@@ -34,8 +38,6 @@ __all__ = [
 # is a marker here (ClusterShell's is its default resolver object): pass it, or None.
 RESOLVER_NOGROUP = -1
 RESOLVER_STD_GROUP = -3
-
-ResolverArg = Union[GroupResolver, int, None]
 
 _lock = threading.Lock()
 # the process-wide state; see the module docstring for why it exists at all
