@@ -14,7 +14,8 @@ from .. import keys
 from ..errors import ConfigError, EasyClusterError
 from ..protocol.messages import DEFAULT_PORT
 from ..service import config
-from ..service.tcpserver import ServerOptions, run_server
+from ..service.options import ServerOptions
+from ..service.tcpserver import run_server
 from ..version import VERSION
 from .exitcodes import Parser, run_command
 

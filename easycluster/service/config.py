@@ -31,7 +31,7 @@ from .. import keys
 from ..errors import ConfigError, KeyFileError
 from ..protocol.messages import DEFAULT_PORT
 from .listener import parse_allow
-from .tcpserver import ServerOptions
+from .options import ServerOptions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)

@@ -33,3 +33,26 @@ def _failure(func) -> BaseException:
     except BaseException as e:
         return e
     raise AssertionError(f"{func} returned")
+
+
+def test_server_options_are_immutable_values_that_never_show_the_key():
+    key = easycluster.generate_key()
+    opts = ServerOptions(key, port=0, allow=("10.0.0.0/8",))
+    assert (opts.port, opts.allow, opts.max_connections, opts.grace) == (
+        0,
+        ("10.0.0.0/8",),
+        0,
+        10.0,
+    )
+    with pytest.raises(AttributeError, match="replace"):
+        opts.port = 5  # type: ignore[misc]
+    other = opts.replace(max_connections=3)
+    assert (other.max_connections, opts.max_connections) == (3, 0)
+    assert other.replace(max_connections=0) == opts and hash(
+        other.replace(max_connections=0)
+    ) == hash(opts)
+    assert other != opts
+    assert key.hex() not in repr(opts) and repr(key) not in repr(opts)
+    assert "max_connections=3" in repr(other)
+    with pytest.raises(ValueError, match="empty"):
+        opts.replace(key=b"")
