@@ -77,8 +77,11 @@ class ServerConnection:
     # While nothing runs, the standby looks this often whether a batch began (then it
     # watches it for STANDBY_DELAY): a call outliving that is taken over within
     # STANDBY_POLL + STANDBY_DELAY. Every server that answered a call in the last
-    # STANDBY_IDLE seconds wakes this often: with a thousand of them, each wake counts.
-    STANDBY_POLL = 0.1
+    # STANDBY_IDLE seconds wakes this often: with a thousand of them, each wake counts
+    # (a round of one call on each of 1,000 local servers, 2 cores: 0.1 s -> 0.25 s cut
+    # the machine's CPU per call by ~17%; a reply to a ping waits 0.27 s at most then,
+    # where keep-alives wait a second before the first ping).
+    STANDBY_POLL = 0.25
     STANDBY_IDLE = 1.0  # after this long without calls the standby sleeps until notified
     FINISH_TIMEOUT = 2.0  # a drained connection waits this long for the client to close
 
