@@ -4,9 +4,10 @@
 
 Rows: the floor (raw TCP ping-pong, as in bench/run.py); one call on each of 50 local
 servers, collected (p50 per round); starting N (default 500) local servers, one round
-over them (and per server), the master's memory per connection and the time to close
-each client; ThreadedClient small-call p50; aggregate calls/s with 8 threads on one
-ThreadedClient. ``--awake`` holds the CPUs busy, as in bench/run.py.
+over them (and per server, with the CPU per call of all processes and of the master),
+the master's memory per connection and the time to close each client; ThreadedClient
+small-call p50; aggregate calls/s with 8 threads on one ThreadedClient. ``--awake``
+holds the CPUs busy, as in bench/run.py.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def rounds(clients: List[easycluster.Client], n: int) -> List[float]:
     return out
 
 
+def machine_busy() -> float:
+    """Seconds of CPU all processors have spent busy since boot (/proc/stat), steadier
+    than wall time on a shared machine: the servers' work and the master's together."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # (- idle, iowait)
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def master_rss() -> int:
     """This process's resident memory in bytes (Linux: /proc/self/status)."""
     with open("/proc/self/status") as f:
@@ -93,10 +107,21 @@ def measure() -> List[tuple]:
     first = rounds(many, 1)[0]
     rows.append(("  first round (servers finish starting)", f"{first * 1e3:.0f} ms", ""))
     rounds(many, 9)
-    rp50 = percentiles(rounds(many, 20))[0]
+    busy0, own0 = machine_busy(), own_cpu()
+    timed = rounds(many, 20)
+    busy, own = machine_busy() - busy0, own_cpu() - own0
+    rp50 = percentiles(timed)[0]
     rows.append((f"one call on each of {BIG} servers, p50 per round", f"{rp50 * 1e3:.1f} ms", ""))
     rows.append(
         (f"  the same, per server ({BIG})", f"{rp50 / BIG * 1e6:.1f} us", "<= 20 us (16 cores)")
+    )
+    calls = BIG * len(timed)
+    rows.append(
+        (
+            "  CPU per call: all processes / the master",
+            f"{busy / calls * 1e6:.0f} / {own / calls * 1e6:.0f} us",
+            "",
+        )
     )
     gc.collect()
     per_conn = (master_rss() - rss0) / BIG
