@@ -482,7 +482,8 @@ def main() -> int:
         f"(`Cluster(...).run('echo ok')`, {WARM_RUNS} runs after the connect): median "
         f"{warm[0] * 1e3:.1f} ms, best {warm[1] * 1e3:.1f} ms (target <= 20 ms; "
         f"parallel-ssh: 130 ms); connecting the {args.hosts} sessions took {warm[2]:.2f} s. "
-        "The command line has no session mode yet (`easycluster shell` is cold)."
+        "From the command line the same sessions are kept by `easycluster shell --keep` "
+        "(bench/bench_shell_warm.py times it)."
     )
     return 0
 
