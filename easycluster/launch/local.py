@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConnectError
 from ..protocol.control import KEY_SIZE, SPAWNED, spawn_request
@@ -187,29 +187,31 @@ class LocalProcess:
             os.close(self._pidfd)
 
 
-def _parent_of(pid: int) -> Optional[int]:
-    """The parent of process ``pid``: 0 if it has ended, None if /proc cannot tell."""
-    # (raw os calls: a buffered text file costs ~4x as much, once per server a master
-    # starts, and 1,000 of them are common)
+def _stat(pid: int) -> List[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent, ...);
+    OSError as opening it raises it (FileNotFoundError: no such process). Raw os calls:
+    a buffered text file costs ~4x as much, once per server a master starts."""
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return 0
-    except OSError:
-        return None
-    try:
-        return int(os.read(fd, 4096).rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+        return os.read(fd, 4096).rsplit(b")", 1)[1].split()
     finally:
         os.close(fd)
+
+
+def _parent_of(pid: int) -> Optional[int]:
+    """The parent of process ``pid``: 0 if it has ended, None if /proc cannot tell."""
+    try:
+        return int(_stat(pid)[1])
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        return _stat(pid)[0] != b"Z"
     except (ProcessLookupError, FileNotFoundError):
         return False
     except OSError:
