@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+from bench_shell import machine_busy  # noqa: E402  (/proc/stat: all processes' CPU)
 from run import awake_cpus, floor_tcp, percentiles, print_table  # noqa: E402
 
 import easycluster  # noqa: E402
@@ -52,14 +53,6 @@ def rounds(clients: List[easycluster.Client], n: int) -> List[float]:
         out.append(time.perf_counter() - t)
         assert got == [3] * len(clients)
     return out
-
-
-def machine_busy() -> float:
-    """Seconds of CPU all processors have spent busy since boot (/proc/stat), steadier
-    than wall time on a shared machine: the servers' work and the master's together."""
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # (- idle, iowait)
 
 
 def own_cpu() -> float:
