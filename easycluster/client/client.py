@@ -9,8 +9,8 @@ thread owns the reads (``reader.py``) and replies are handed to futures. Connect
 
 from __future__ import annotations
 
+import _pickle as pickle  # the C module: pickle.py imports re and enum (~2 ms per start)
 import itertools
-import pickle
 import sys
 import threading
 

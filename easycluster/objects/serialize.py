@@ -23,9 +23,9 @@ ever sees plain data never loads it (about 8 ms of a remote server's start-up).
 
 from __future__ import annotations
 
+import _pickle as pickle  # the C module: pickle.py imports re and enum (~2 ms per start)
 import functools
 import io
-import pickle
 import struct
 import threading
 
