@@ -15,10 +15,11 @@ import builtins
 import functools
 import hashlib
 import importlib
-import linecache
 import sys
 import threading
 import types
+
+from . import sources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -145,12 +146,13 @@ BLOCK_FILE = "<define_common {name} {digest}>"  # a block's file name in traceba
 
 def run_block(name: str, code: str) -> None:
     """Execute one block of source in definitions module ``name``. Its source goes into
-    ``linecache`` under a name of its own, so tracebacks through its functions (here,
-    and formatted on a server for the client) show its lines."""
+    ``linecache`` (by way of ``sources.py``) under a name of its own, so tracebacks
+    through its functions (here, and formatted on a server for the client) show its
+    lines."""
     mod = definitions_module(name)
     digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     filename = BLOCK_FILE.format(name=name, digest=digest)
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    sources.remember(filename, code)
     exec(compile(code, filename, "exec", dont_inherit=True), mod.__dict__)
 
 

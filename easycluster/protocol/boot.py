@@ -3,15 +3,15 @@ and the greeting it prints before reading the payload and the session key."""
 
 from __future__ import annotations
 
-import re
 import shlex
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from re import Match
     from typing import Optional, Tuple, Union
 
 MIN_PYTHON = (3, 9)
-GREETING_RE = re.compile(rb"EASYCLUSTER-BOOT (\d+)\.(\d+)\.(\d+)\r?\n")
+GREETING = rb"EASYCLUSTER-BOOT (\d+)\.(\d+)\.(\d+)\r?\n"  # a regular expression
 EXIT_TOO_OLD = 3  # stage 0's exit status on a Python older than MIN_PYTHON
 KEY_SIZE = 32  # the session key that follows the payload on stdin
 
@@ -41,7 +41,7 @@ def stage0_command(rpython: str, payload_size: int) -> str:
 def parse_greeting(data: Union[bytes, bytearray]) -> Optional[Tuple[int, int, int]]:
     """The remote Python version from stage 0's greeting line in ``data``, or None if
     the greeting is not (yet) there. Anything before it (shell noise) is ignored."""
-    m = GREETING_RE.search(data)
+    m = _search(data)
     if m is None:
         return None
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
@@ -49,7 +49,14 @@ def parse_greeting(data: Union[bytes, bytearray]) -> Optional[Tuple[int, int, in
 
 def greeting_end(data: Union[bytes, bytearray]) -> int:
     """Offset just past the greeting line in ``data``; ValueError if it is not there."""
-    m = GREETING_RE.search(data)
+    m = _search(data)
     if m is None:
         raise ValueError("no greeting")
     return m.end()
+
+
+def _search(data: Union[bytes, bytearray]) -> Optional[Match[bytes]]:
+    # re imported here: this module ships to gateways, and a server's start loads no re
+    import re
+
+    return re.search(GREETING, data)

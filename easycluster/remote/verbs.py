@@ -10,13 +10,14 @@ from __future__ import annotations
 import collections
 import hashlib
 import importlib
-import linecache
 import os
 import sys
 import threading
 
 from ..errors import DefinitionsError
 from ..objects import definitions
+from ..objects.sources import forget as forget_source
+from ..objects.sources import remember as remember_source
 from ..version import VERSION
 from . import commands  # noqa: F401 - the RPC backend calls it by name
 from . import output as remote_output
@@ -57,8 +58,8 @@ class RootObject:
             else:
                 sources[filename] = None
                 if len(sources) > SOURCES_KEPT:
-                    linecache.cache.pop(sources.popitem(last=False)[0], None)
-            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+                    forget_source(sources.popitem(last=False)[0])
+            remember_source(filename, code)
         return compile(code, filename, mode)
 
     @property

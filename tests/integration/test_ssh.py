@@ -467,3 +467,35 @@ def test_pipe_socket_pending_and_timeout():
     assert s.recv(5) == b""  # the write end is closed: end of stream
     s.close()
     s.close()
+
+
+# Modules a server over ssh never loads by itself (tests/test_layers.py says why, module by
+# module: NOT_AT_SERVER_START), unless the remote interpreter's own start did.
+SLOW_STDLIB = ("re", "enum", "pickle", "linecache", "tokenize", "typing", "socket", "signal")
+
+
+def test_a_server_over_ssh_loads_no_slow_stdlib_module_after_calls(sshd):
+    listing = "import sys; print(' '.join(sorted(sys.modules)))"
+    bare = subprocess.run(
+        ["ssh", "-F", sshd.config, "sshtest0", "python3", "-c", repr(listing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert "sys" in bare
+    # a master of its own: this process has define_common blocks of other tests, which
+    # every new server runs (and some of them import what they like)
+    script = f"""if 1:
+        import easycluster
+        easycluster.define_common("def add(a, b):\\n    return a + b\\n")
+        with easycluster.Client(host="sshtest0", extra_args=["-F", {sshd.config!r}]) as c:
+            assert c.add(2, 3) == 5  # a define_common function, by name
+            assert c.eval("1 + 1") == 2  # eval's source is remembered for tracebacks
+            print(" ".join(c.eval("list(__import__('sys').modules)")))
+    """
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert "easycluster.remote.connection" in loaded
+    assert sorted(m for m in SLOW_STDLIB if m in loaded and m not in bare) == []

@@ -1,0 +1,95 @@
+"""Source text of code compiled from strings, for tracebacks, without importing linecache.
+
+A define_common block, or a remote ``eval``/``execblock``, has no file: its text goes into
+``linecache``'s cache under the code's file name, so a traceback through it shows its
+lines. But ``linecache`` imports tokenize, re and enum, about a fifth of a server's
+start-up, and most servers never format a traceback. So while ``linecache`` is not
+imported, ``remember`` keeps the text here and puts a finder on ``sys.meta_path``; when
+anything imports ``linecache`` (traceback, logging, the user's own code), the finder lets
+the import run as usual, fills the new module's cache with the texts kept, and leaves
+``sys.meta_path``. After that, ``remember`` writes to the cache directly.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+_pending: Dict[str, str] = {}  # file name -> source, while linecache is not imported
+_lock = _thread.allocate_lock()  # a thread may import linecache while another remembers
+
+
+def _entry(filename: str, source: str) -> Tuple[int, None, List[str], str]:
+    # linecache's shape: (size, mtime, lines, full name); mtime None: never checked on disk
+    return (len(source), None, source.splitlines(True), filename)
+
+
+def _cache() -> Optional[Dict[str, Any]]:
+    """``linecache.cache`` if linecache is loaded (and has run far enough to have one)."""
+    return getattr(sys.modules.get("linecache"), "cache", None)
+
+
+def remember(filename: str, source: str) -> None:
+    """Make ``source`` the text that tracebacks show for code compiled as ``filename``."""
+    with _lock:
+        cache = _cache()
+        if cache is not None:
+            cache[filename] = _entry(filename, source)
+            return
+        _pending[filename] = source
+        if _Finder not in sys.meta_path:
+            sys.meta_path.insert(0, _Finder)
+
+
+def forget(filename: str) -> None:
+    """Drop the text of ``filename`` (kept here or in linecache)."""
+    with _lock:
+        _pending.pop(filename, None)
+        cache = _cache()
+        if cache is not None:
+            cache.pop(filename, None)
+
+
+def _fill(module: Any) -> None:
+    with _lock:
+        for filename, source in _pending.items():
+            module.cache[filename] = _entry(filename, source)
+        _pending.clear()
+
+
+class _Finder:
+    """On ``sys.meta_path`` while texts wait for ``linecache``: finds nothing itself, but
+    for ``linecache`` takes the spec the next finders give and has its loader fill the
+    cache once the module ran. Any failure here leaves the import as it would have been
+    (only the waiting texts are then missing from tracebacks)."""
+
+    @staticmethod
+    def find_spec(name: str, path: Optional[Sequence[str]] = None, target: Any = None) -> Any:
+        if name != "linecache":
+            return None
+        try:
+            sys.meta_path.remove(_Finder)
+        except ValueError:
+            return None  # another thread's import of linecache took it off already
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        run = getattr(spec.loader, "exec_module", None)
+        if run is None:
+            return spec
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            _fill(module)
+
+        # the loader is this spec's own (a file finder makes one per spec)
+        spec.loader.exec_module = exec_module
+        return spec
