@@ -110,8 +110,10 @@ FD_WAITERS: Dict[str, str] = {
     "remote.commands": "a server reads the output of a command the RPC backend started",
 }
 
-# Private attributes of the standard library used on purpose.
-STDLIB_PRIVATE = {"_exit", "_getframe", "_asdict", "_replace"}  # (namedtuple API)
+# Private attributes of the standard library used on purpose: os._exit, sys._getframe,
+# the namedtuple API, and _operator._compare_digest (hmac's compare_digest without
+# importing hmac, which loads OpenSSL)
+STDLIB_PRIVATE = {"_exit", "_getframe", "_asdict", "_replace", "_compare_digest"}
 
 PICKLE_CALLS = {"dumps", "loads", "dump", "load", "Pickler", "Unpickler"}
 
@@ -373,6 +375,8 @@ NOT_AT_SERVER_START = {
     "pickle": "imports re and enum: the C module _pickle has all a server uses",
     "linecache": "imports tokenize, re and enum: objects/sources.py fills it when loaded",
     "re": "~1.5 ms with enum; a server parses no text at start-up",
+    "hashlib": "loads OpenSSL (1-3 ms): protocol/mac.py starts on the built-in SHA-256",
+    "hmac": "loads OpenSSL too: protocol/mac.py has its own HMAC and compare_digest",
 }
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import builtins
 import functools
-import hashlib
 import importlib
 import sys
 import threading
 import types
 
+from ..protocol.mac import sha256
 from . import sources
 
 TYPE_CHECKING = False
@@ -150,7 +150,7 @@ def run_block(name: str, code: str) -> None:
     through its functions (here, and formatted on a server for the client) show its
     lines."""
     mod = definitions_module(name)
-    digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     filename = BLOCK_FILE.format(name=name, digest=digest)
     sources.remember(filename, code)
     exec(compile(code, filename, "exec", dont_inherit=True), mod.__dict__)

@@ -5,12 +5,11 @@ The layout is drawn in the package docstring (the protocol's one description).
 
 from __future__ import annotations
 
-import hmac
 import struct
 import zlib
 
 from ..errors import FrameTooLarge, IntegrityError, ProtocolError
-from .mac import TAG_SIZE, Hasher, Mac
+from .mac import TAG_SIZE, Hasher, Mac, compare_digest
 from .payloads import big_buffer, chunked, inflate
 
 TYPE_CHECKING = False
@@ -237,7 +236,6 @@ class FrameReader:
     def __init__(self, key: bytes, direction: int, max_size: int = DEFAULT_MAX_FRAME):
         self._key = key
         self._mac = Mac(key)
-        self._inner, self._outer = self._mac.states()  # (for ``advance``'s own digest)
         self._dir = direction
         self._seq = 0
         self.max_size = max_size
@@ -322,11 +320,14 @@ class FrameReader:
                     # Whole: the MAC covers fields, tag and payload at once (a length altered
                     # to fit what is here fails it too, so the tag needs no check of its own).
                     # (``Mac.digest`` written out: this runs for every frame received)
-                    inner = self._inner.copy()
+                    mac = self._mac
+                    if mac.budget:
+                        mac.spend(stop - s)
+                    inner = mac.inner.copy()
                     inner.update(view[s:stop])
-                    outer = self._outer.copy()
+                    outer = mac.outer.copy()
                     outer.update(inner.digest())
-                    if not hmac.compare_digest(outer.digest(), view[stop : stop + MAC_SIZE]):
+                    if not compare_digest(outer.digest(), view[stop : stop + MAC_SIZE]):
                         raise _bad_mac()
                     self._seq = seq + 1
                     s = self._start = stop + MAC_SIZE
@@ -342,7 +343,7 @@ class FrameReader:
                 # so it must be the sender's. The tag says so, or the stream is corrupt.
                 if not self._head_ok:
                     tag = self._mac.tag(view[s : _FIELDS + s])
-                    if not hmac.compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
+                    if not compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
                         raise IntegrityError(
                             "frame rejected: header authentication code does not match "
                             "(altered length or header, bytes lost or injected, or another key)"
@@ -384,7 +385,7 @@ class FrameReader:
         return ftype, flags, length
 
     def _finish_big(self, big: _BigFrame) -> Frame:
-        if not hmac.compare_digest(big.mac.digest(), big.buf[big.length :]):
+        if not compare_digest(big.mac.digest(), big.buf[big.length :]):
             raise _bad_mac()
         self._seq += 1
         return Frame(big.type, big.flags, big.buf[: big.length], self.max_size)

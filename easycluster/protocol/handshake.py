@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import struct
 
 from ..errors import AuthenticationError, ProtocolError
 from .frames import DEFAULT_MAX_FRAME, DIR_C2S, DIR_S2C, Session
+from .mac import Mac, compare_digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only
@@ -60,8 +60,7 @@ class WireOptions(tuple[int, bool]):
 
 
 def _mac(key: bytes, *parts: Buffer) -> bytes:
-    # (the one-shot C HMAC over the joined parts: no HMAC object per tag)
-    return hmac.digest(key, b"".join(parts), "sha256")
+    return Mac(key).digest(b"".join(parts))
 
 
 def check_key(key: object) -> bytes:
@@ -110,7 +109,7 @@ class ServerHandshake:
         version, opts, _, max_frame = struct.unpack_from(">HHIQ", client_hello, 8)
         c_nonce = client_hello[24:56]
         proof = _mac(self._key, b"easycluster client proof", self.hello, client_hello[:56])
-        if not hmac.compare_digest(proof, client_hello[56:88]):
+        if not compare_digest(proof, client_hello[56:88]):
             self.failure = "wrong key (client proof did not match)"
             return self._refuse(STATUS_BAD_PROOF), None
         if not PROTOCOL_MIN <= version <= PROTOCOL_MAX:
@@ -214,7 +213,7 @@ class ClientHandshake:
         proof = _mac(
             self._key, b"easycluster server proof", self._server_hello, self.hello, accept[:16]
         )
-        if not hmac.compare_digest(proof, accept[16:]):
+        if not compare_digest(proof, accept[16:]):
             raise AuthenticationError(
                 "the server could not prove it holds the key "
                 "(wrong key on the server, or an impostor)"

@@ -4,15 +4,25 @@
 the digest lookup), which costs more than hashing a small frame itself. ``Mac`` keeps
 the SHA-256 states after the inner and outer padded keys (RFC 2104's construction) and
 copies them per message: the same tag, computed in about a third of the time.
+
+Which SHA-256: OpenSSL's (``hashlib``) is the fast one, 1.5x the interpreter's own on a
+100-byte frame and 6x on large data, but loading libcrypto costs 1-3 ms, a tenth of a
+server's start-up over ssh, where the handshake and a first call hash a few hundred
+bytes. So until OpenSSL is loaded (by anyone), a new ``Mac`` uses the interpreter's own
+SHA-256 (``_sha256``, ``_sha2`` from 3.12) for ``BUILTIN_BUDGET`` bytes, then moves to
+OpenSSL's; a large frame (``start``) moves it at once. Both compute the same function,
+so the two ends need not agree on which they use. ``hmac`` itself is not imported (it
+loads OpenSSL too): ``compare_digest`` is the operator module's constant-time C one.
 """
 
 from __future__ import annotations
 
-import hashlib
+import _operator
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at import
-    from typing import Protocol, Tuple
+    from typing import Callable, Optional, Protocol, Tuple
 
     class Buffer(Protocol):
         """Anything with the buffer protocol: bytes, bytearray, memoryview, a pickle
@@ -21,12 +31,16 @@ if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at imp
         def __buffer__(self, flags: int, /) -> memoryview: ...
 
     class HashState(Protocol):
-        """What Hasher uses of a hashlib hash object."""
+        """What we use of a hash object (hashlib's, or the interpreter's own)."""
 
         def copy(self) -> HashState: ...
         def update(self, data: Buffer, /) -> None: ...
         def digest(self) -> bytes: ...
+        def hexdigest(self) -> str: ...
 
+
+# constant-time, in C: hmac.compare_digest where OpenSSL is missing (hmac loads OpenSSL)
+compare_digest = _operator._compare_digest
 
 _BLOCK = 64  # SHA-256 block size in bytes
 DIGEST_SIZE = 32
@@ -35,57 +49,114 @@ TAG_SIZE = 16  # a frame header's own tag: the first bytes of its HMAC
 # byte-by-byte generator costs tens of microseconds, twice per session key)
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
+# Bytes a Mac hashes with the interpreter's SHA-256 before it loads OpenSSL's: about
+# 1 ms of extra hashing at most, less than the load it saves a short connection
+BUILTIN_BUDGET = 1 << 18
+
+
+def _builtin() -> Optional[Callable[..., HashState]]:
+    """The interpreter's own SHA-256 constructor, or None if it was built without it."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            return __import__(name).sha256  # type: ignore[no-any-return]
+        except ImportError:
+            pass
+    return None
+
+
+_BUILTIN = _builtin()
+
+
+def _openssl() -> Callable[..., HashState]:
+    import hashlib  # (loads libcrypto: on first need only)
+
+    return hashlib.sha256
+
+
+def _openssl_loaded() -> bool:
+    return _BUILTIN is None or "_hashlib" in sys.modules
+
+
+def sha256(data: Buffer = b"") -> HashState:
+    """A SHA-256 hash object of ``data``: OpenSSL's if it is loaded, else the
+    interpreter's own (for a digest of a few bytes, not worth a library load)."""
+    if _openssl_loaded():
+        return _openssl()(data)
+    assert _BUILTIN is not None
+    return _BUILTIN(data)
 
 
 class Mac:
     """HMAC-SHA256 with a fixed key: ``digest(data)`` for one buffer, ``start()`` for a
-    tag computed piece by piece (``update`` any number of times, then ``digest``)."""
+    tag computed piece by piece (``update`` any number of times, then ``digest``).
 
-    __slots__ = ("_inner", "_outer")
+    ``inner`` and ``outer`` are the SHA-256 states after the inner and the outer padded
+    key, for a hot loop that computes a digest itself (copy each, never update them in
+    place; and call ``spend`` first while ``budget`` is not 0: the states may change)."""
+
+    __slots__ = ("inner", "outer", "budget", "_pads")
 
     def __init__(self, key: bytes):
         if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
+            key = sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._pads = (key.translate(_IPAD), key.translate(_OPAD))
+        self.inner = sha256(self._pads[0])
+        self.outer = sha256(self._pads[1])
+        # bytes left to hash before moving to OpenSSL (0: on it already)
+        self.budget = 0 if _openssl_loaded() else BUILTIN_BUDGET
+
+    def spend(self, n: int) -> None:
+        """Count a message of ``n`` bytes against ``budget``; past it, the states become
+        OpenSSL's (loaded now if nobody did)."""
+        self.budget -= n + _BLOCK  # (+ a block: the outer hash's)
+        if self.budget <= 0 or _openssl_loaded():
+            self.budget = 0
+            new = _openssl()
+            self.inner, self.outer = new(self._pads[0]), new(self._pads[1])
 
     def digest(self, data: Buffer) -> bytes:
-        """The tag of ``data``."""
-        inner = self._inner.copy()
+        """The tag of ``data`` (bytes or a memoryview of bytes)."""
+        if self.budget:
+            self.spend(len(data))  # type: ignore[arg-type]
+        inner = self.inner.copy()
         inner.update(data)
-        outer = self._outer.copy()
+        outer = self.outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
     def states(self) -> Tuple[HashState, HashState]:
-        """The SHA-256 states after the inner and the outer padded key, for a hot loop
-        that computes ``digest`` itself: copy each, never update them in place."""
-        return self._inner, self._outer
+        """``(inner, outer)`` as they are now."""
+        return self.inner, self.outer
 
     def tag(self, head: Buffer) -> bytes:
         """The short tag of a frame header: the first ``TAG_SIZE`` bytes of its HMAC."""
         return self.digest(head)[:TAG_SIZE]
 
-    def frame(self, head: bytes, body: Buffer) -> bytes:
+    def frame(self, head: bytes, body: bytes) -> bytes:
         """A small frame's whole wire form, ``head || tag || body || mac``, in one buffer:
         ``tag`` as ``tag(head)``, ``mac`` the HMAC of ``head || tag || body``. The header
         is hashed once for both, and nothing is built but the result (every call and
         every reply is such a frame, so each Python step counts)."""
-        inner = self._inner.copy()
+        if self.budget:
+            self.spend(len(head) + len(body))
+        inner = self.inner.copy()
         inner.update(head)
-        outer = self._outer.copy()
+        outer = self.outer.copy()
         outer.update(inner.digest())  # (digest() leaves the running state as it was)
         tag = outer.digest()[:TAG_SIZE]
         inner.update(tag)
         inner.update(body)
-        outer = self._outer.copy()
+        outer = self.outer.copy()
         outer.update(inner.digest())
         return b"".join((head, tag, body, outer.digest()))
 
     def start(self) -> Hasher:
-        """A fresh incremental computation of a tag."""
-        return Hasher(self._inner.copy(), self._outer)
+        """A fresh incremental computation of a tag (for a large message: on OpenSSL's
+        SHA-256 from here on)."""
+        if self.budget:
+            self.spend(self.budget)
+        return Hasher(self.inner.copy(), self.outer)
 
 
 class Hasher:

@@ -8,7 +8,6 @@ importing modules, definitions blocks, and the attribute access behind proxies.
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib
 import os
 import sys
@@ -18,6 +17,7 @@ from ..errors import DefinitionsError
 from ..objects import definitions
 from ..objects.sources import forget as forget_source
 from ..objects.sources import remember as remember_source
+from ..protocol.mac import sha256
 from ..version import VERSION
 from . import commands  # noqa: F401 - the RPC backend calls it by name
 from . import output as remote_output
@@ -49,7 +49,7 @@ class RootObject:
         """``code`` compiled under a file name of its own whose source ``linecache``
         knows, so a traceback through it shows its lines (as for define_common blocks).
         The last ``SOURCES_KEPT`` are kept: a script may send endless distinct blocks."""
-        digest = hashlib.sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        digest = sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         filename = f"<remote {'eval' if mode == 'eval' else 'execblock'} {digest}>"
         sources = self._sources
         with self._sources_lock:

@@ -471,7 +471,19 @@ def test_pipe_socket_pending_and_timeout():
 
 # Modules a server over ssh never loads by itself (tests/test_layers.py says why, module by
 # module: NOT_AT_SERVER_START), unless the remote interpreter's own start did.
-SLOW_STDLIB = ("re", "enum", "pickle", "linecache", "tokenize", "typing", "socket", "signal")
+SLOW_STDLIB = (
+    "re",
+    "enum",
+    "pickle",
+    "linecache",
+    "tokenize",
+    "typing",
+    "socket",
+    "signal",
+    "hashlib",
+    "_hashlib",
+    "hmac",
+)
 
 
 def test_a_server_over_ssh_loads_no_slow_stdlib_module_after_calls(sshd):

@@ -1,11 +1,28 @@
-"""``easycluster.mac`` computes exactly the standard HMAC-SHA256 tags."""
+"""``protocol/mac.py`` computes exactly the standard HMAC-SHA256 tags, with either
+SHA-256 (the interpreter's own until its budget is spent, then OpenSSL's)."""
 
 import hmac
 import os
+import subprocess
+import sys
 
 import pytest
 
-from easycluster.protocol.mac import Mac
+from easycluster.protocol import mac as mac_module
+from easycluster.protocol.mac import BUILTIN_BUDGET, Mac
+
+OPENSSL = type(__import__("hashlib").sha256())
+
+
+@pytest.fixture(autouse=True, params=["builtin", "openssl"])
+def impl(request, monkeypatch):
+    """Every test twice: as a process that has not loaded OpenSSL yet, and one that has
+    (this one has: pytest's own imports load hashlib)."""
+    if request.param == "builtin":
+        if mac_module._BUILTIN is None:
+            pytest.skip("this Python has no SHA-256 of its own")
+        monkeypatch.setattr(mac_module, "_openssl_loaded", lambda: False)
+    return request.param
 
 
 @pytest.mark.parametrize("key_len", [1, 16, 32, 63, 64, 65, 200])
@@ -42,3 +59,77 @@ def test_frame_is_header_tag_body_and_mac(body_len):
     assert out == head + tag + body + mac
     assert Mac(key).frame(head, memoryview(body)) == out
     assert Mac(key).tag(head) == tag
+
+
+def test_a_new_mac_uses_the_builtin_sha256_until_its_budget_is_spent(impl):
+    key = os.urandom(32)
+    mac = Mac(key)
+    if impl == "openssl":
+        assert mac.budget == 0 and type(mac.inner) is OPENSSL
+        return
+    assert mac.budget == BUILTIN_BUDGET and type(mac.inner) is not OPENSSL
+    msg = os.urandom(10_000)
+    n = 0
+    while mac.budget:  # each tag right, on either side of the move
+        assert mac.digest(msg) == hmac.digest(key, msg, "sha256")
+        n += 1
+    assert n == -(-BUILTIN_BUDGET // (len(msg) + 64))  # the message and a block each
+    assert type(mac.inner) is OPENSSL and type(mac.outer) is OPENSSL
+    assert mac.digest(msg) == hmac.digest(key, msg, "sha256")
+    assert mac.frame(b"h" * 20, msg)[-32:] == Mac(key).frame(b"h" * 20, msg)[-32:]
+
+
+def test_a_large_message_moves_to_openssl_at_once(impl):
+    key = os.urandom(32)
+    mac = Mac(key)
+    early = mac.start()  # a tag started before the move keeps its own states
+    early.update(b"abc")
+    h = mac.start()
+    assert mac.budget == 0 and type(mac.inner) is OPENSSL
+    h.update(b"x" * 100_000)
+    assert h.digest() == hmac.digest(key, b"x" * 100_000, "sha256")
+    assert early.digest() == hmac.digest(key, b"abc", "sha256")
+
+
+def test_a_process_hashes_a_handshake_and_small_frames_without_loading_openssl():
+    code = """if 1:
+        import sys
+        from helpers import session_pair
+        from easycluster.protocol import frames
+        c, s = session_pair(b"k" * 32, b"k" * 32)
+        data = b"".join(c.pack(frames.FT_REQUEST, b"x" * 100))
+        view = s.reader.buffer(); view[: len(data)] = data
+        [f] = s.reader.advance(len(data))
+        assert bytes(f.payload) == b"x" * 100
+        print(sorted(m for m in ("hmac", "hashlib", "_hashlib") if m in sys.modules))
+        big = b"".join(bytes(p) for p in c.pack(frames.FT_REQUEST, b"y" * 100_000))
+        print("_hashlib" in sys.modules)
+    """
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tests
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_ends_on_different_sha256s_understand_each_other(impl, monkeypatch):
+    from easycluster.protocol import frames
+
+    k1, k2 = os.urandom(32), os.urandom(32)
+    client = frames.Session(k1, k2, frames.DIR_C2S, frames.DIR_S2C)  # as the fixture says
+    monkeypatch.setattr(mac_module, "_openssl_loaded", lambda: True)
+    server = frames.Session(k2, k1, frames.DIR_S2C, frames.DIR_C2S)  # on OpenSSL's
+    bodies = [os.urandom(10_000) for _ in range(30)] + [os.urandom(100_000), b"end"]
+    for sender, receiver in ((client, server), (server, client)):
+        got = []
+        for body in bodies:  # (30 x 10 kB: past the budget, mid-stream)
+            data = b"".join(bytes(memoryview(p).cast("B")) for p in sender.pack(1, body))
+            pos = 0
+            while pos < len(data):
+                view = receiver.reader.buffer()
+                n = min(len(view), len(data) - pos)
+                view[:n] = data[pos : pos + n]
+                pos += n
+                got += [bytes(f.parts()[0]) for f in receiver.reader.advance(n)]
+        assert got == bodies
