@@ -6,7 +6,6 @@ into a key by PBKDF2-HMAC-SHA256. Keys are never logged.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -49,6 +48,8 @@ def decode_key(text: str) -> bytes:
             WeakKeyWarning,
             stacklevel=2,
         )
+    import hashlib  # (loads OpenSSL: a key file's reader, such as easycluster -S, need not)
+
     return hashlib.pbkdf2_hmac("sha256", text.encode("utf-8"), b"easycluster passphrase", 200_000)
 
 

@@ -20,7 +20,8 @@ HOST = "127.0.0.1"
 # traceback, threading & co.), ipaddress (the allow list, peers' sources), the IDNA
 # codec (a str host for getaddrinfo), shutil (argparse's terminal width), dataclasses,
 # typing (annotations only), the connection code and what it pulls in (cloudpickle,
-# the client stack of the definitions preamble), ctypes (the parent-death signal).
+# the client stack of the definitions preamble), ctypes (the parent-death signal),
+# hashlib (OpenSSL: a key file needs no hashing; see protocol/mac.py).
 NOT_BEFORE_LISTENING = (
     "logging",
     "ipaddress",
@@ -35,6 +36,7 @@ NOT_BEFORE_LISTENING = (
     "easycluster.client.client",
     "easycluster.service.systemd",
     "typing",
+    "hashlib",
 )
 IMPORT_LINE = re.compile(r"import time:\s+\d+ \|\s+\d+ \| ( *)(\S+)")
 
