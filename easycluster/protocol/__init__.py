@@ -87,8 +87,8 @@ With bit 1 set, the (decompressed) payload is ``u32 n || n * u64 sizes || main |
 bufn``: the buffers are pickle protocol 5 out-of-band buffers, sent without copying.
 
 The receiver checks direction, sequence and length from the header (and the tag, unless
-the frame is already whole), reads payload and MAC, and compares tag and MAC with
-``hmac.compare_digest`` before handing anything on; nothing is unpickled here at all. A
+the frame is already whole), reads payload and MAC, and compares tag and MAC in constant
+time (``mac.compare_digest``) before handing anything on; nothing is unpickled here at all. A
 compressed payload is inflated a step at a time and refused as soon as it passes the
 limit. Any failure raises an ``IntegrityError`` or ``FrameTooLarge`` and
 the connection must be closed: a reader that raised is dead.
