@@ -321,7 +321,7 @@ class FrameReader:
                     # to fit what is here fails it too, so the tag needs no check of its own).
                     # (``Mac.digest`` written out: this runs for every frame received)
                     mac = self._mac
-                    if mac.budget:
+                    if mac.builtin:
                         mac.spend(stop - s)
                     inner = mac.inner.copy()
                     inner.update(view[s:stop])

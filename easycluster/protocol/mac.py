@@ -9,10 +9,12 @@ Which SHA-256: OpenSSL's (``hashlib``) is the fast one, 1.5x the interpreter's o
 100-byte frame and 6x on large data, but loading libcrypto costs 1-3 ms, a tenth of a
 server's start-up over ssh, where the handshake and a first call hash a few hundred
 bytes. So until OpenSSL is loaded (by anyone), a new ``Mac`` uses the interpreter's own
-SHA-256 (``_sha256``, ``_sha2`` from 3.12) for ``BUILTIN_BUDGET`` bytes, then moves to
-OpenSSL's; a large frame (``start``) moves it at once. Both compute the same function,
-so the two ends need not agree on which they use. ``hmac`` itself is not imported (it
-loads OpenSSL too): ``compare_digest`` is the operator module's constant-time C one.
+SHA-256 (``_sha256``, ``_sha2`` from 3.12), until the process has hashed
+``BUILTIN_BUDGET`` bytes that way (all its Macs together); then each moves to OpenSSL's
+at its next message. A large frame (``start``) spends the budget at once. Both compute
+the same function, so the two ends need not agree on which they use. ``hmac`` itself is
+not imported (it loads OpenSSL too): ``compare_digest`` is the operator module's
+constant-time C one.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ TAG_SIZE = 16  # a frame header's own tag: the first bytes of its HMAC
 # byte-by-byte generator costs tens of microseconds, twice per session key)
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
-# Bytes a Mac hashes with the interpreter's SHA-256 before it loads OpenSSL's: about
-# 1 ms of extra hashing at most, less than the load it saves a short connection
+# Bytes a process hashes with the interpreter's SHA-256 before it loads OpenSSL's: about
+# 1 ms of extra hashing at most, less than the load it saves a short-lived server
 BUILTIN_BUDGET = 1 << 18
+_left = [BUILTIN_BUDGET]  # what is left of it in this process (all Macs draw on it)
 
 
 def _builtin() -> Optional[Callable[..., HashState]]:
@@ -92,32 +95,33 @@ class Mac:
 
     ``inner`` and ``outer`` are the SHA-256 states after the inner and the outer padded
     key, for a hot loop that computes a digest itself (copy each, never update them in
-    place; and call ``spend`` first while ``budget`` is not 0: the states may change)."""
+    place; and call ``spend`` first while ``builtin`` is true: the states may change)."""
 
-    __slots__ = ("inner", "outer", "budget", "_pads")
+    __slots__ = ("inner", "outer", "builtin", "_pads")
 
     def __init__(self, key: bytes):
         if len(key) > _BLOCK:
             key = sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
         self._pads = (key.translate(_IPAD), key.translate(_OPAD))
-        self.inner = sha256(self._pads[0])
-        self.outer = sha256(self._pads[1])
-        # bytes left to hash before moving to OpenSSL (0: on it already)
-        self.budget = 0 if _openssl_loaded() else BUILTIN_BUDGET
+        self.builtin = not _openssl_loaded()  # on the interpreter's SHA-256 (see spend)
+        new = _BUILTIN if self.builtin else _openssl()
+        assert new is not None  # (_openssl_loaded() is true without a built-in SHA-256)
+        self.inner, self.outer = new(self._pads[0]), new(self._pads[1])
 
     def spend(self, n: int) -> None:
-        """Count a message of ``n`` bytes against ``budget``; past it, the states become
-        OpenSSL's (loaded now if nobody did)."""
-        self.budget -= n + _BLOCK  # (+ a block: the outer hash's)
-        if self.budget <= 0 or _openssl_loaded():
-            self.budget = 0
+        """Count a message of ``n`` bytes against the process's ``BUILTIN_BUDGET``; once it
+        is spent, or OpenSSL is loaded anyway, the states become OpenSSL's (loaded now if
+        nobody did)."""
+        _left[0] -= n + _BLOCK  # (+ a block: the outer hash's)
+        if _left[0] <= 0 or _openssl_loaded():
+            self.builtin = False
             new = _openssl()
             self.inner, self.outer = new(self._pads[0]), new(self._pads[1])
 
     def digest(self, data: Buffer) -> bytes:
         """The tag of ``data`` (bytes or a memoryview of bytes)."""
-        if self.budget:
+        if self.builtin:
             self.spend(len(data))  # type: ignore[arg-type]
         inner = self.inner.copy()
         inner.update(data)
@@ -138,7 +142,7 @@ class Mac:
         ``tag`` as ``tag(head)``, ``mac`` the HMAC of ``head || tag || body``. The header
         is hashed once for both, and nothing is built but the result (every call and
         every reply is such a frame, so each Python step counts)."""
-        if self.budget:
+        if self.builtin:
             self.spend(len(head) + len(body))
         inner = self.inner.copy()
         inner.update(head)
@@ -154,8 +158,8 @@ class Mac:
     def start(self) -> Hasher:
         """A fresh incremental computation of a tag (for a large message: on OpenSSL's
         SHA-256 from here on)."""
-        if self.budget:
-            self.spend(self.budget)
+        if self.builtin:
+            self.spend(BUILTIN_BUDGET)
         return Hasher(self.inner.copy(), self.outer)
 
 

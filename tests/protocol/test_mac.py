@@ -22,6 +22,7 @@ def impl(request, monkeypatch):
         if mac_module._BUILTIN is None:
             pytest.skip("this Python has no SHA-256 of its own")
         monkeypatch.setattr(mac_module, "_openssl_loaded", lambda: False)
+        monkeypatch.setattr(mac_module, "_left", [BUILTIN_BUDGET])  # a fresh process's
     return request.param
 
 
@@ -61,22 +62,27 @@ def test_frame_is_header_tag_body_and_mac(body_len):
     assert Mac(key).tag(head) == tag
 
 
-def test_a_new_mac_uses_the_builtin_sha256_until_its_budget_is_spent(impl):
+def test_macs_use_the_builtin_sha256_until_the_process_spent_its_budget(impl):
     key = os.urandom(32)
-    mac = Mac(key)
+    mac, other = Mac(key), Mac(key)
     if impl == "openssl":
-        assert mac.budget == 0 and type(mac.inner) is OPENSSL
+        assert not mac.builtin and type(mac.inner) is OPENSSL
         return
-    assert mac.budget == BUILTIN_BUDGET and type(mac.inner) is not OPENSSL
+    assert mac.builtin and type(mac.inner) is not OPENSSL
     msg = os.urandom(10_000)
     n = 0
-    while mac.budget:  # each tag right, on either side of the move
+    while mac.builtin:  # each tag right, on either side of the move
         assert mac.digest(msg) == hmac.digest(key, msg, "sha256")
         n += 1
     assert n == -(-BUILTIN_BUDGET // (len(msg) + 64))  # the message and a block each
     assert type(mac.inner) is OPENSSL and type(mac.outer) is OPENSSL
     assert mac.digest(msg) == hmac.digest(key, msg, "sha256")
     assert mac.frame(b"h" * 20, msg)[-32:] == Mac(key).frame(b"h" * 20, msg)[-32:]
+    # the budget is the process's: another Mac moves at its next message, a new one too
+    for later in (other, Mac(key)):
+        assert later.builtin and type(later.inner) is not OPENSSL
+        assert later.digest(b"m") == hmac.digest(key, b"m", "sha256")
+        assert not later.builtin and type(later.inner) is OPENSSL
 
 
 def test_a_large_message_moves_to_openssl_at_once(impl):
@@ -85,7 +91,7 @@ def test_a_large_message_moves_to_openssl_at_once(impl):
     early = mac.start()  # a tag started before the move keeps its own states
     early.update(b"abc")
     h = mac.start()
-    assert mac.budget == 0 and type(mac.inner) is OPENSSL
+    assert not mac.builtin and type(mac.inner) is OPENSSL
     h.update(b"x" * 100_000)
     assert h.digest() == hmac.digest(key, b"x" * 100_000, "sha256")
     assert early.digest() == hmac.digest(key, b"abc", "sha256")
