@@ -41,7 +41,9 @@ def remember(filename: str, source: str) -> None:
             cache[filename] = _entry(filename, source)
             return
         _pending[filename] = source
-        if _Finder not in sys.meta_path:
+        # (linecache in sys.modules without a cache: it is being loaded, and the finder,
+        # off sys.meta_path already, fills its cache once it ran)
+        if "linecache" not in sys.modules and _Finder not in sys.meta_path:
             sys.meta_path.insert(0, _Finder)
 
 
