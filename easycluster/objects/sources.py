@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 _pending: Dict[str, str] = {}  # file name -> source, while linecache is not imported
-_lock = _thread.allocate_lock()  # a thread may import linecache while another remembers
+# a thread may import linecache while another remembers; re-entrant: a text remembered
+# by code that runs inside an import of linecache (a __del__ in a collection, say)
+_lock = _thread.RLock()
 
 
 def _entry(filename: str, source: str) -> Tuple[int, None, List[str], str]:
@@ -57,41 +59,55 @@ def forget(filename: str) -> None:
 
 
 def _fill(module: Any) -> None:
+    """linecache ran: give it the texts kept, and take the finder off ``sys.meta_path``."""
     with _lock:
         for filename, source in _pending.items():
             module.cache[filename] = _entry(filename, source)
         _pending.clear()
+        while _Finder in sys.meta_path:
+            sys.meta_path.remove(_Finder)
 
 
 class _Finder:
     """On ``sys.meta_path`` while texts wait for ``linecache``: finds nothing itself, but
-    for ``linecache`` takes the spec the next finders give and has its loader fill the
-    cache once the module ran. Any failure here leaves the import as it would have been
-    (only the waiting texts are then missing from tracebacks)."""
+    for ``linecache`` takes the spec the next finders give and puts a ``_Loader`` around
+    its loader. It leaves ``sys.meta_path`` only once linecache has run (a lookup that
+    loads nothing, or a load that fails, leaves it there for the next try). Any failure
+    of its own gives the import back to the other finders untouched (the waiting texts
+    are then missing from tracebacks, nothing else)."""
 
     @staticmethod
     def find_spec(name: str, path: Optional[Sequence[str]] = None, target: Any = None) -> Any:
         if name != "linecache":
             return None
         try:
-            sys.meta_path.remove(_Finder)
-        except ValueError:
-            return None  # another thread's import of linecache took it off already
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        run = getattr(spec.loader, "exec_module", None)
-        if run is None:
+            for finder in sys.meta_path:
+                find = None if finder is _Finder else getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    break
+            else:
+                return None
+            if not hasattr(spec.loader, "exec_module"):
+                return None
+            spec.loader = _Loader(spec.loader)  # (the spec is new; its loader may be shared)
             return spec
+        except Exception:
+            return None
 
-        def exec_module(module: Any) -> None:
-            run(module)
-            _fill(module)
 
-        # the loader is this spec's own (a file finder makes one per spec)
-        spec.loader.exec_module = exec_module
-        return spec
+class _Loader:
+    """Runs linecache with the loader found for it, then fills its cache. The module keeps
+    that loader as its own (``__loader__``, ``__spec__.loader``), not this one."""
+
+    def __init__(self, loader: Any):
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        create = getattr(self.loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _fill(module)

@@ -58,6 +58,29 @@ def test_a_text_remembered_before_linecache_shows_in_a_later_traceback():
     assert "finder left: True" in out
 
 
+def test_a_lookup_that_loads_nothing_keeps_the_finder_and_the_module_keeps_its_loader():
+    out = run_fresh(
+        PRELUDE
+        + """
+    import importlib.util
+    sources.remember("<looked>", SOURCE)
+    assert importlib.util.find_spec("linecache") is not None  # found, not loaded
+    assert "linecache" not in sys.modules
+    print("finder kept:", any(f is sources._Finder for f in sys.meta_path))
+    import linecache
+    print(linecache.getline("<looked>", 2), end="")
+    print("finder left:", not any(f is sources._Finder for f in sys.meta_path))
+    print("loader:", type(linecache.__loader__).__name__, type(linecache.__spec__.loader).__name__)
+    """
+    )
+    assert out.splitlines() == [
+        "finder kept: True",
+        "    raise ValueError('from a string')",
+        "finder left: True",
+        "loader: SourceFileLoader SourceFileLoader",
+    ]
+
+
 def test_a_text_remembered_after_linecache_goes_straight_to_its_cache():
     out = run_fresh(
         PRELUDE
