@@ -24,7 +24,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at import
-    from typing import Callable, Optional, Protocol, Tuple
+    from typing import Callable, Optional, Protocol
 
     class Buffer(Protocol):
         """Anything with the buffer protocol: bytes, bytearray, memoryview, a pickle
@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # for annotations only: a Protocol class costs ~0.1 ms at imp
         def hexdigest(self) -> str: ...
 
 
-# constant-time, in C: hmac.compare_digest where OpenSSL is missing (hmac loads OpenSSL)
+# the operator module's constant-time comparison, in C (hmac.compare_digest is this one
+# or OpenSSL's; importing hmac loads OpenSSL)
 compare_digest = _operator._compare_digest
 
 _BLOCK = 64  # SHA-256 block size in bytes
@@ -128,10 +129,6 @@ class Mac:
         outer = self.outer.copy()
         outer.update(inner.digest())
         return outer.digest()
-
-    def states(self) -> Tuple[HashState, HashState]:
-        """``(inner, outer)`` as they are now."""
-        return self.inner, self.outer
 
     def tag(self, head: Buffer) -> bytes:
         """The short tag of a frame header: the first ``TAG_SIZE`` bytes of its HMAC."""

@@ -88,13 +88,13 @@ def test_macs_use_the_builtin_sha256_until_the_process_spent_its_budget(impl):
 def test_a_large_message_moves_to_openssl_at_once(impl):
     key = os.urandom(32)
     mac = Mac(key)
-    early = mac.start()  # a tag started before the move keeps its own states
-    early.update(b"abc")
-    h = mac.start()
+    h = mac.start()  # (a tag computed piece by piece: for large frames only)
     assert not mac.builtin and type(mac.inner) is OPENSSL
     h.update(b"x" * 100_000)
     assert h.digest() == hmac.digest(key, b"x" * 100_000, "sha256")
-    assert early.digest() == hmac.digest(key, b"abc", "sha256")
+    later = Mac(key)  # the budget was the process's: spent for every Mac
+    assert later.digest(b"m") == hmac.digest(key, b"m", "sha256")
+    assert not later.builtin and type(later.inner) is OPENSSL
 
 
 def test_a_process_hashes_a_handshake_and_small_frames_without_loading_openssl():
@@ -123,14 +123,21 @@ def test_ends_on_different_sha256s_understand_each_other(impl, monkeypatch):
     from easycluster.protocol import frames
 
     k1, k2 = os.urandom(32), os.urandom(32)
-    client = frames.Session(k1, k2, frames.DIR_C2S, frames.DIR_S2C)  # as the fixture says
+    patched = mac_module._openssl_loaded
     monkeypatch.setattr(mac_module, "_openssl_loaded", lambda: True)
     server = frames.Session(k2, k1, frames.DIR_S2C, frames.DIR_C2S)  # on OpenSSL's
+    monkeypatch.setattr(mac_module, "_openssl_loaded", patched)
+    client = frames.Session(k1, k2, frames.DIR_C2S, frames.DIR_S2C)  # as the fixture says
+    client_macs = (client._send_mac, client.reader._mac)
+    assert [m.builtin for m in client_macs] == [impl == "builtin"] * 2
     bodies = [os.urandom(10_000) for _ in range(30)] + [os.urandom(100_000), b"end"]
+    on_builtin = []  # the client's sending Mac, after each of its frames
     for sender, receiver in ((client, server), (server, client)):
         got = []
         for body in bodies:  # (30 x 10 kB: past the budget, mid-stream)
             data = b"".join(bytes(memoryview(p).cast("B")) for p in sender.pack(1, body))
+            if sender is client:
+                on_builtin.append(client._send_mac.builtin)
             pos = 0
             while pos < len(data):
                 view = receiver.reader.buffer()
@@ -139,3 +146,6 @@ def test_ends_on_different_sha256s_understand_each_other(impl, monkeypatch):
                 pos += n
                 got += [bytes(f.parts()[0]) for f in receiver.reader.advance(n)]
         assert got == bodies
+    assert not any(m.builtin for m in client_macs)  # (moved to OpenSSL's on the way)
+    if impl == "builtin":  # the move came between two small frames, not at the large one
+        assert on_builtin[:20] == [True] * 20 and on_builtin[29] is False
