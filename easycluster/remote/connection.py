@@ -13,7 +13,6 @@ from __future__ import annotations
 import _queue as queue  # (the C module: queue.py costs a server's start-up heapq & co.)
 import _thread
 import os
-import sys
 import threading
 import time
 
@@ -25,10 +24,10 @@ from ..transport.channel import Channel
 from ..transport.outbox import POST_MAX
 from ..transport.threads import ReusedThreads
 from . import commands
-from .failures import remote_exception, unpicklable_return
+from .failures import remote_exception, unpicklable_return, unsendable_exception
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
-from .output import Forwarding
+from .output import Forwarding, flush_output
 from .serverlog import log as log
 from .verbs import RootObject
 
@@ -447,11 +446,11 @@ class ServerConnection:
             if status == 0:  # the value: say which call, which part, and what to do
                 status, value = 1, unpicklable_return(request, value, e, self.table)
             else:
-                value = _unpicklable(value, e)
+                value = unsendable_exception(value, e)
             try:
                 main, bufs = serialize.dumps((value,), self.table)
             except BaseException as e2:
-                status, value = 1, _unpicklable(value, e2)
+                status, value = 1, unsendable_exception(value, e2)
                 main, bufs = serialize.dumps((value,), self.table)
         try:
             if bufs or hold or later or len(main) > POST_MAX:
@@ -495,25 +494,3 @@ def warm_up(channel: Channel, module: Optional[str] = None) -> None:
     request: Any = (0, "hello", (module, [], False), {})
     main = REQUEST_HEAD.pack(1, 0) + serialize.dumps(request, conn.table)[0]
     conn._run_request(1, memoryview(main), ())
-
-
-def _unpicklable(value: Any, err: BaseException) -> RemoteException:
-    """Replace an exception that cannot be pickled by a RuntimeError that describes it."""
-    orig = value.orig if isinstance(value, RemoteException) else value
-    text = value.text if isinstance(value, RemoteException) else []
-    desc = f"{type(orig).__module__}.{type(orig).__qualname__}: {orig}"
-    return RemoteException(
-        RuntimeError(
-            f"{desc} (the remote exception could not be sent: {type(err).__name__}: {err})"
-        ),
-        text,
-    )
-
-
-def flush_output() -> None:
-    """Flush stdout and stderr before the process ends with ``os._exit``."""
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except Exception:
-            pass

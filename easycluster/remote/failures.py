@@ -4,8 +4,8 @@ value that cannot be pickled.
 A remote traceback starts at the user's code: the frames of our dispatch (the
 connection, the verbs) come first in every traceback and say nothing about the user's
 error, so they are dropped. The source lines of ``define_common`` blocks, ``execblock``
-and ``eval`` show because their code is registered with ``linecache`` where it runs
-(``definitions.run_block``, ``verbs.RootObject``).
+and ``eval`` show because their texts are given to ``linecache`` where they run
+(``definitions.run_block``, ``verbs.RootObject``, by way of ``objects/sources.py``).
 """
 
 from __future__ import annotations
@@ -82,3 +82,17 @@ def unpicklable_return(
     import traceback
 
     return RemoteException(err, traceback.format_exception_only(type(err), err))
+
+
+def unsendable_exception(value: Any, err: BaseException) -> RemoteException:
+    """A RuntimeError that describes ``value`` (an exception, or a ``RemoteException``),
+    for when ``value`` itself could not be pickled (``err``)."""
+    orig = value.orig if isinstance(value, RemoteException) else value
+    text = value.text if isinstance(value, RemoteException) else []
+    desc = f"{type(orig).__module__}.{type(orig).__qualname__}: {orig}"
+    return RemoteException(
+        RuntimeError(
+            f"{desc} (the remote exception could not be sent: {type(err).__name__}: {err})"
+        ),
+        text,
+    )

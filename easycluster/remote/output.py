@@ -158,3 +158,12 @@ def install(channel: Any) -> Forwarding:
     )
     sys.stdout, sys.stderr = fwd.out, fwd.err
     return fwd
+
+
+def flush_output() -> None:
+    """Flush stdout and stderr before the process ends with ``os._exit``."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass

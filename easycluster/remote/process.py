@@ -20,7 +20,8 @@ from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from ..transport.handshake import server_handshake
 from . import commands
-from .connection import ServerConnection, flush_output, log
+from .connection import ServerConnection, log
+from .output import flush_output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
