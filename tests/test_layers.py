@@ -69,6 +69,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
     # concurrent.futures and logging load with the first call that needs a Future
     ("client.client", "client.response"): "the first non-blocking call loads it",
+    ("client.asyncapi", "client.response"): "loaded by the Response acall just made",
     # `easycluster -S` opens its port first, then imports what serves a connection
     ("service.tcpserver", "service.connection_code"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.

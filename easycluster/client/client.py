@@ -27,10 +27,19 @@ from ..protocol import frames
 from ..protocol.messages import REPLY_HEAD, REQUEST_HEAD
 from ..transport.channel import Channel
 from ..transport.outbox import POST_MAX
+from .asyncapi import AsyncCalls
 from .connect import ConnectionSetup
 from .failures import unpicklable_request
 from .legacy022 import Legacy022
-from .outcome import CLIENT_ORIGEXC, ORIGEXC_VALUES, Slot, raise_reply, timeout_error
+from .outcome import (
+    CLIENT_ORIGEXC,
+    ORIGEXC_VALUES,
+    Slot,
+    invalid_state,
+    raise_reply,
+    settle,
+    timeout_error,
+)
 from .output import print_remote_output
 from .verbs import ServerVerbs
 
@@ -48,7 +57,7 @@ if TYPE_CHECKING:
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
 
 
-class Client(ConnectionSetup, ServerVerbs, Legacy022):
+class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
     """A connection to one server; remote globals are reached as attributes.
 
     ``Client(key, host, port)`` connects to a standalone server at once (key from
@@ -268,29 +277,6 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         opts = split_opts(kwargs)
         return self.send_request(0, "call", (_func, args, kwargs), **opts)
 
-    async def acall(self, _func: str, *args: Any, **kwargs: Any) -> Any:
-        """``await client.acall('func', ...)``: the call without blocking the event loop.
-
-        Takes the same keywords as ``call`` (``nonblocking``/``oncomplete`` excepted).
-        """
-        import asyncio
-
-        opts = split_opts(kwargs)
-        timeout = opts.pop("timeout", None)
-        if timeout is None:
-            timeout = self.call_timeout
-        if opts.pop("nonblocking", None) or "oncomplete" in opts or "onerror" in opts:
-            raise TypeError("acall takes no nonblocking/oncomplete/onerror: it is awaited")
-        resp = self.send_request(0, "call", (_func, args, kwargs), nonblocking=True, **opts)
-        try:
-            await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(_plain_mirror(resp))), timeout
-            )
-        except asyncio.TimeoutError:
-            resp.reader.forget(resp.request_id)
-            raise timeout_error(self, resp.request_id, _func, timeout, resp.thread) from None
-        return resp.wait(0)
-
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
@@ -371,7 +357,7 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
                 f"the reply to request {rid} from {self.peername} "
                 f"cannot be unpickled here: {type(e).__name__}: {e}"
             )
-            _settle(resp.set_exception, RemoteException(err, []))
+            settle(resp.set_exception, RemoteException(err, []))
             return
         try:  # a close racing with this reader may have completed it already
             if status == 0:
@@ -382,7 +368,7 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
                 elif isinstance(value.orig, UnpicklableError) and not value.orig.host:
                     value.orig.host = self.peername  # the server cannot name itself as we do
                 resp.set_exception(value)
-        except _invalid_state():
+        except invalid_state():
             pass
 
     def read_response(self, block: bool = True) -> None:
@@ -414,7 +400,7 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022):
         self._proxies.invalidate()
         pending, reader.pending = reader.pending, {}
         for resp in list(pending.values()):  # a reader may still pop from it meanwhile
-            _settle(resp.set_exception, kind(message))
+            settle(resp.set_exception, kind(message))
         closer, self._closer = self._closer, None
         if closer is not None:
             if later:  # (not a daemon: the interpreter's exit waits for it, no orphan)
@@ -494,28 +480,6 @@ def _response_class() -> Any:
     return Response
 
 
-def _plain_mirror(resp: Any) -> Any:
-    from .response import plain_mirror
-
-    return plain_mirror(resp)
-
-
-def _invalid_state() -> Any:
-    """``concurrent.futures.InvalidStateError``, looked up when an exception is matched
-    against it (only a Response raises it, so its module is loaded already)."""
-    import concurrent.futures
-
-    return concurrent.futures.InvalidStateError
-
-
 # EasyCluster's common base of Client and Server; scripts only ever named it in isinstance
 # checks and subclassing of clients, which the Client class serves.
 Connection = Client
-
-
-def _settle(setter: Callable[[Any], None], value: Any) -> None:
-    """Complete a reply once: a close racing with the reader must not raise in either."""
-    try:
-        setter(value)
-    except _invalid_state():
-        pass

@@ -85,3 +85,19 @@ def timeout_error(
         "(or run long calls with their own threadid from the start), or close this "
         "client and connect again (which ends the server's calls)"
     )
+
+
+def invalid_state() -> Any:
+    """``concurrent.futures.InvalidStateError``, looked up when an exception is matched
+    against it (only a Response raises it, so its module is loaded already)."""
+    import concurrent.futures
+
+    return concurrent.futures.InvalidStateError
+
+
+def settle(setter: Callable[[Any], None], value: Any) -> None:
+    """Complete a reply once: a close racing with the reader must not raise in either."""
+    try:
+        setter(value)
+    except invalid_state():
+        pass
