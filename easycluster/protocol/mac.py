@@ -84,10 +84,8 @@ def _openssl_loaded() -> bool:
 def sha256(data: Buffer = b"") -> HashState:
     """A SHA-256 hash object of ``data``: OpenSSL's if it is loaded, else the
     interpreter's own (for a digest of a few bytes, not worth a library load)."""
-    if _openssl_loaded():
-        return _openssl()(data)
-    assert _BUILTIN is not None
-    return _BUILTIN(data)
+    new = None if _openssl_loaded() else _BUILTIN  # (loaded: also where _BUILTIN is None)
+    return (new or _openssl())(data)
 
 
 class Mac:
@@ -106,8 +104,7 @@ class Mac:
         key = key.ljust(_BLOCK, b"\0")
         self._pads = (key.translate(_IPAD), key.translate(_OPAD))
         self.builtin = not _openssl_loaded()  # on the interpreter's SHA-256 (see spend)
-        new = _BUILTIN if self.builtin else _openssl()
-        assert new is not None  # (_openssl_loaded() is true without a built-in SHA-256)
+        new = (_BUILTIN if self.builtin else None) or _openssl()
         self.inner, self.outer = new(self._pads[0]), new(self._pads[1])
 
     def spend(self, n: int) -> None:
