@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from typing import List, Optional, Tuple
@@ -85,6 +86,21 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_fresh(code: str, timeout: float = 60) -> str:
+    """Run ``code`` (dedented) in a new interpreter, from this directory (so it can import
+    ``helpers``): what a fresh process loads is what such tests look at. Its stdout; the
+    test fails with its stderr if it exits non-zero."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def wait_until(cond, timeout: float = 10, interval: float = 0.02) -> bool:

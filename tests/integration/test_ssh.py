@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import pid_alive, wait_until
+from helpers import pid_alive, run_fresh, wait_until
 from sshd import free_port
 
 import easycluster
@@ -506,8 +506,6 @@ def test_a_server_over_ssh_loads_no_slow_stdlib_module_after_calls(sshd):
             assert c.eval("1 + 1") == 2  # eval's source is remembered for tracebacks
             print(" ".join(c.eval("list(__import__('sys').modules)")))
     """
-    loaded = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    ).stdout.split()
+    loaded = run_fresh(script, timeout=120).split()
     assert "easycluster.remote.connection" in loaded
     assert sorted(m for m in SLOW_STDLIB if m in loaded and m not in bare) == []

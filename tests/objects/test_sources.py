@@ -7,25 +7,8 @@ first import of ``linecache`` (pytest itself has imported it long ago).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
-
-
-def run_fresh(code: str) -> str:
-    """Run ``code`` in a new interpreter (with ``-I``-like isolation of site packages not
-    needed: it checks ``linecache`` is not yet loaded); its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
+from helpers import run_fresh
 
 PRELUDE = """
     import sys

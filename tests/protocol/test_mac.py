@@ -3,10 +3,9 @@ SHA-256 (the interpreter's own until its budget is spent, then OpenSSL's)."""
 
 import hmac
 import os
-import subprocess
-import sys
 
 import pytest
+from helpers import run_fresh
 
 from easycluster.protocol import mac as mac_module
 from easycluster.protocol.mac import BUILTIN_BUDGET, Mac
@@ -98,7 +97,7 @@ def test_a_large_message_moves_to_openssl_at_once(impl):
 
 
 def test_a_process_hashes_a_handshake_and_small_frames_without_loading_openssl():
-    code = """if 1:
+    code = """
         import sys
         from helpers import session_pair
         from easycluster.protocol import frames
@@ -111,12 +110,7 @@ def test_a_process_hashes_a_handshake_and_small_frames_without_loading_openssl()
         big = b"".join(bytes(p) for p in c.pack(frames.FT_REQUEST, b"y" * 100_000))
         print("_hashlib" in sys.modules)
     """
-    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tests
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+    assert run_fresh(code).split("\n")[:2] == ["[]", "True"]
 
 
 def test_ends_on_different_sha256s_understand_each_other(impl, monkeypatch):
