@@ -18,7 +18,6 @@ import sys
 import threading
 import types
 
-from ..protocol.mac import sha256
 from . import sources
 
 TYPE_CHECKING = False
@@ -150,8 +149,7 @@ def run_block(name: str, code: str) -> None:
     through its functions (here, and formatted on a server for the client) show its
     lines."""
     mod = definitions_module(name)
-    digest = sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    filename = BLOCK_FILE.format(name=name, digest=digest)
+    filename = BLOCK_FILE.format(name=name, digest=sources.digest(code))
     sources.remember(filename, code)
     exec(compile(code, filename, "exec", dont_inherit=True), mod.__dict__)
 

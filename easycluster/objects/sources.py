@@ -15,6 +15,8 @@ from __future__ import annotations
 import _thread
 import sys
 
+from ..protocol.mac import sha256
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -23,6 +25,12 @@ _pending: Dict[str, str] = {}  # file name -> source, while linecache is not imp
 # a thread may import linecache while another remembers; re-entrant: a text remembered
 # by code that runs inside an import of linecache (a __del__ in a collection, say)
 _lock = _thread.RLock()
+
+
+def digest(source: str) -> str:
+    """A short digest of ``source``, for the file name it is compiled under (the same
+    text gets the same name, so tracebacks name a block the same way on every host)."""
+    return sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _entry(filename: str, source: str) -> Tuple[int, None, List[str], str]:

@@ -15,9 +15,9 @@ import threading
 
 from ..errors import DefinitionsError
 from ..objects import definitions
+from ..objects.sources import digest as source_digest
 from ..objects.sources import forget as forget_source
 from ..objects.sources import remember as remember_source
-from ..protocol.mac import sha256
 from ..version import VERSION
 from . import commands  # noqa: F401 - the RPC backend calls it by name
 from . import output as remote_output
@@ -49,8 +49,8 @@ class RootObject:
         """``code`` compiled under a file name of its own whose source ``linecache``
         knows, so a traceback through it shows its lines (as for define_common blocks).
         The last ``SOURCES_KEPT`` are kept: a script may send endless distinct blocks."""
-        digest = sha256(code.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-        filename = f"<remote {'eval' if mode == 'eval' else 'execblock'} {digest}>"
+        kind = "eval" if mode == "eval" else "execblock"
+        filename = f"<remote {kind} {source_digest(code)}>"
         sources = self._sources
         with self._sources_lock:
             if filename in sources:
