@@ -27,7 +27,7 @@ from ..errors import ConfigError, EasyClusterError, NodeSetParseError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
-    from typing import Callable, NoReturn
+    from typing import Any, Callable, List, NoReturn, Optional, Sequence, Tuple
 
 OK = 0
 FAILURE = 1
@@ -40,10 +40,44 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose mistakes raise ``UsageError`` instead of exiting."""
+    """An ``ArgumentParser`` whose mistakes raise ``UsageError`` instead of exiting.
+
+    ``dash_values``: options whose value may itself begin with ``-`` (ssh options:
+    ``-o '-p 2222'``, ``-o -oStrictHostKeyChecking=accept-new``). argparse would read
+    such a value as an option of ours (``-p``, ``-o``) and stop with "expected one
+    argument"; ``parse_args`` glues the value to its option (``-o=VALUE``) first, among
+    the options only: the words of a trailing command are left alone.
+    """
+
+    dash_values: Tuple[str, ...] = ()
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Optional[Sequence[str]] = None, namespace: Any = None
+    ) -> Tuple[Any, List[str]]:
+        if self.dash_values and args is not None:
+            args = self._glue(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _glue(self, args: List[str]) -> List[str]:
+        actions = self._option_string_actions
+        i = 0
+        while i < len(args):
+            word = args[i]
+            if word == "--" or not word.startswith("-") or word == "-":
+                break  # the command (or a positional) begins: its words are its own
+            if word in self.dash_values and i + 1 < len(args):
+                args[i : i + 2] = [f"{word}={args[i + 1]}"]
+            elif word in actions:
+                nargs = actions[word].nargs
+                if nargs is None or nargs == 1:
+                    i += 1  # (its value, whatever it looks like)
+                elif nargs == "?" and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                    i += 1  # (as argparse takes an optional value)
+            i += 1
+        return args
 
 
 def exit_code(exc: BaseException) -> int:
