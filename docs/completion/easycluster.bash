@@ -21,7 +21,8 @@ _easycluster() {
     # the value of an option: its choices, a file, a directory, or nothing we can know
     case "$cmd $prev" in
         ' --completion') how='choice:bash zsh' ;;
-        ' --man-pages'|' --root'|'shell --dest'|'farm --outdir') how='dir' ;;
+        ' --man-pages'|' --root'|'shell --outdir'|'shell --errdir'|'shell --dest'| \
+        'farm --outdir') how='dir' ;;
         ' -K'|' --key'|' -p'|' --port'|' -b'|' --bind'|' -a'|' --allow'| \
         ' --handshake-timeout'|' --max-pending'|' --max-connections'|' --grace'| \
         'nodeset --index'|'nodeset -x'|'nodeset --exclude'|'nodeset -i'| \
@@ -39,10 +40,10 @@ _easycluster() {
         'farm --halt'|'farm --heartbeat'|'farm --connect-timeout'|'farm -l'| \
         'farm --user'|'farm --ssh-options') how='text' ;;
         ' -k'|' --keyfile'|' -g'|' --generate'|' --config'|' -P'|' --pidfile'|' -L'| \
-        ' --logfile'|'nodeset --groupsconf'|'shell --topology'|'farm -N'| \
-        'farm --node-file'|'farm -J'|'farm --job-file'|'farm --joblog'|'farm --topology'| \
-        'farm -o'|'farm --stdout'|'farm -e'|'farm --stderr'|'farm -A'| \
-        'farm --active-nodes') how='file' ;;
+        ' --logfile'|'nodeset --groupsconf'|'shell --hostfile'|'shell --machinefile'| \
+        'shell --topology'|'farm -N'|'farm --node-file'|'farm -J'|'farm --job-file'| \
+        'farm --joblog'|'farm --topology'|'farm -o'|'farm --stdout'|'farm -e'| \
+        'farm --stderr'|'farm -A'|'farm --active-nodes') how='file' ;;
         'gather --interpret-keys'|'gather --color'|'shell --color') how='choice:never always auto' ;;
         'shell -R'|'shell --worker') how='choice:ssh exec rpc' ;;
         'farm -R'|'farm --worker') how='choice:ssh local' ;;
@@ -66,11 +67,12 @@ _easycluster() {
             --rangeset -O --output-format --pick --axis -q --quiet -d --debug --version' ;;
         'gather') opts='-h --help -b -c -B --dshbak -L -N --diff -S --separator --interpret-keys
             --color -q --quiet -F --fast --version' ;;
-        'shell') opts='-h --help --version -w -x -g --group -X -a --all --pick -b --dshbak -B -L -N
-            --diff -q --quiet -v --verbose -P --progress --no-progress --color -S -f
-            --fanout -t --connect_timeout -u --command_timeout -l --user -o --options -R
-            --worker --keep --keep-exit --nostdin --topology --no-topology -c --copy
-            --rcopy --dest -p --preserve' ;;
+        'shell') opts='-h --help --version -w --hostfile --machinefile -x -g --group -X -a --all
+            --pick -b --dshbak -B -L -N --diff --outdir --errdir -q --quiet -v --verbose
+            -d --debug -P --progress --no-progress --color -S -f --fanout -t
+            --connect_timeout -u --command_timeout -l --user -o --options -R --worker
+            --keep --keep-exit -n --nostdin --topology --no-topology -c --copy --rcopy
+            --dest -p --preserve' ;;
         'farm') opts='-h --help -V --version -n --node -N --node-file -w -g --group --slurm
             --slots -m --max-nodes -u --max-node-uses -j --job -J --job-file -E
             --on-each-node --timeout --retries --retry-failed --halt --joblog --resume

@@ -14,11 +14,17 @@ options         output (stdout; stderr lines go to stderr the same way)
 ``--diff``      at the end, each output as a diff against the most common one
 =============== =====================================================================
 
-Nodes: ``-w`` (node sets; a node listed twice runs twice), ``-g GROUP``, ``-a`` (every
-node of the default group source), minus ``-x NODESET`` and ``-X GROUP``; ``--pick N``
-keeps N of them at random. Standard input, when it is not a terminal, goes to every
-node (``tar c dir | easycluster shell -w n[1-64] tar -C /tmp -x``; ``--nostdin`` to
-stop that). Copies: ``easycluster shell -w NODESET --copy FILE... [--dest DIR]`` writes each file
+Nodes: ``-w`` (node sets; a node listed twice runs twice), ``--hostfile FILE`` (node
+names or sets by blanks or lines, ``#`` comments, MPI's ``slots=N`` ignored), ``-g
+GROUP``, ``-a`` (every node of the default group source), minus ``-x NODESET`` and ``-X
+GROUP``; ``--pick N`` keeps N of them at random. Standard input, when it is not a
+terminal, goes to every node (``tar c dir | easycluster shell -w n[1-64] tar -C /tmp
+-x``; ``-n``/``--nostdin`` to stop that). ``--outdir DIR`` and ``--errdir DIR`` also
+write each node's stdout and stderr to ``DIR/NODE``, a file that appears complete when
+the node is done. ``-d`` prints each node's command line before the run. ``-o``
+takes ssh's options as one word, dashes and all (``-o '-p 2222'``).
+
+Copies: ``easycluster shell -w NODESET --copy FILE... [--dest DIR]`` writes each file
 or directory on every node (into DIR, or the same path), renamed into place only once
 complete; ``--rcopy FILE... --dest DIR`` fetches them into the local DIR as
 ``FILE.NODE`` (``Task.copy``/``rcopy``; ``-p`` keeps mode and mtime).
@@ -46,9 +52,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
+import shlex
 import sys
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from ..cluster.events import EventHandler
 from ..cluster.gather import Gatherer, LineWriter, write_gathered
@@ -59,12 +65,14 @@ from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
+from .shellfiles import OutputFiles
+from .shellinput import copy_operands, interactive, stdin_for_nodes
+from .shellnodes import select_nodes
 
 if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
     from ..cluster.worker import Worker
 
 PROG = "easycluster shell"
-PROMPT = "easycluster shell> "
 HOSTKEY_HINT = (
     "to trust a host seen for the first time: -o '-oStrictHostKeyChecking=accept-new' "
     "(a changed key needs 'ssh-keygen -R HOST' after checking why it changed)"
@@ -81,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "code); 251 timed out; 252 unreachable; 253 host key refused; 130 interrupted; "
         "1 failure; 2 usage.",
     )
+    p.dash_values = ("-o", "--options")  # ssh options begin with '-': -o '-p 2222'
     nodes = p.add_argument_group("nodes")
     nodes.add_argument(
         "-w",
@@ -90,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NODESET",
         help="nodes (node[1-8], @group, @sj:JOBID); without -w/-g/-a inside a SLURM "
         "allocation ($SLURM_JOB_ID set): the allocation's nodes",
+    )
+    nodes.add_argument(
+        "--hostfile",
+        "--machinefile",
+        dest="hostfiles",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="nodes from FILE (names or node sets by blanks or lines, # comments)",
     )
     nodes.add_argument("-x", dest="exclude", action="append", default=[], metavar="NODESET")
     nodes.add_argument("-g", "--group", dest="groups", action="append", default=[])
@@ -104,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-L", dest="lines", action="store_true", help="node: line, in node order")
     out.add_argument("-N", dest="nolabel", action="store_true", help="no node prefix or header")
     out.add_argument("--diff", action="store_true", help="diff each output with the commonest")
+    out.add_argument("--outdir", metavar="DIR", help="also write each node's stdout to DIR/NODE")
+    out.add_argument("--errdir", metavar="DIR", help="also write each node's stderr to DIR/NODE")
     out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     out.add_argument("-v", "--verbose", action="store_true", help="say what runs where")
+    out.add_argument("-d", "--debug", action="store_true", help="-v, and each node's command line")
     out.add_argument("-P", "--progress", dest="progress", action="store_true", default=None)
     out.add_argument("--no-progress", dest="progress", action="store_false")
     out.add_argument("--color", choices=COLOR_CHOICES, default="auto")
@@ -142,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--keep-exit", action="store_true", help="end the keeper of these -l/-o/-t options"
     )
-    run.add_argument("--nostdin", action="store_true", help="do not send stdin to the nodes")
+    run.add_argument("-n", "--nostdin", action="store_true", help="do not send stdin to the nodes")
     run.add_argument(
         "--topology",
         metavar="FILE",
@@ -164,48 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def select_nodes(args: argparse.Namespace) -> List[str]:
-    """The slots to run on, in the order given (duplicates kept), or UsageError."""
-    from ..cluster.task import node_list  # the engine loads only once a run starts
-
-    names: List[str] = []
-    for text in args.nodes:
-        names += node_list(text)
-    for group in args.groups:
-        names += list(NodeSet("@" + group))
-    if args.all:
-        names += list(NodeSet.fromall())
-    if not (args.nodes or args.groups or args.all):
-        names = allocation_default()
-    excluded = NodeSet()
-    for text in args.exclude:
-        excluded.update(NodeSet(text))
-    for group in args.exclude_groups:
-        excluded.update(NodeSet("@" + group))
-    if excluded:
-        names = [n for n in names if n not in excluded]
-    if args.pick is not None:
-        if args.pick < 1:
-            raise UsageError(f"--pick takes a number of nodes >= 1, not {args.pick}")
-        chosen = set(random.sample(range(len(names)), min(args.pick, len(names))))
-        names = [n for i, n in enumerate(names) if i in chosen]
-    if not names:
-        raise UsageError("no node left to run on (every node was excluded)")
-    return names
-
-
-def allocation_default() -> List[str]:
-    """The nodes when none are named: the SLURM allocation's this runs in (as clush
-    users expect inside ``salloc``/``sbatch``), else UsageError."""
-    if not (os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")):
-        raise UsageError(
-            "no nodes: give -w NODESET, -g GROUP or -a (or run inside a SLURM allocation)"
-        )
-    from ..launch.srun import allocation_nodes  # only SLURM users pay for it
-
-    return allocation_nodes()
-
-
 def outcome(status: str, rc: Optional[int]) -> Outcome:
     """A slot's final state (``cluster/nodestate.py``) as a summary outcome."""
     if status == "hup" and rc is not None:
@@ -225,28 +204,43 @@ class ShellHandler(EventHandler):
     """Live output and progress: the shell's side of a Task's events."""
 
     def __init__(
-        self, out: Optional[LineWriter], err: Optional[LineWriter], progress: Progress
+        self,
+        out: Optional[LineWriter],
+        err: Optional[LineWriter],
+        progress: Progress,
+        files: Optional[OutputFiles] = None,
     ) -> None:
         self.out = out  # None: stdout is gathered at the end
         self.err = err  # None: stderr is gathered with stdout
         self.progress = progress
+        self.files = files  # --outdir/--errdir
         self.done = 0
         self.failed = 0
+
+    def ev_pickup(self, worker: Worker, node: str) -> None:
+        if self.files is not None:
+            self.files.start(node)
 
     def ev_read(self, worker: Worker, node: str, sname: str, msg: bytes) -> None:
         writer = self.out if sname == "stdout" else self.err
         if writer is not None:
             with self.progress.paused():
                 writer.write(node, msg)
+        if self.files is not None:
+            self.files.write(node, sname, msg)
 
     def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
         self.done += 1
         if rc != 0 or worker.node_status(node) != "hup":
             self.failed += 1
         self.progress.update(self.done, self.failed)
+        if self.files is not None:
+            self.files.finish((node,))
 
     def ev_close(self, worker: Worker, timedout: bool) -> None:
         self.progress.clear()
+        if self.files is not None:
+            self.files.finish(worker.keys)
 
 
 class Shell:
@@ -278,11 +272,31 @@ class Shell:
 
     def run(self, command: str, stdin: Any) -> int:
         """Run ``command`` on every node; print its output and summary; return the code."""
-        if self.args.verbose:
+        if self.args.verbose or self.args.debug:
             print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
+        if self.args.debug:
+            self._show_command_lines(command)
         return self.execute(
             lambda h: [self.task.shell(command, nodes=self.nodes, handler=h, stdin=stdin)]
         )
+
+    def _show_command_lines(self, command: str) -> None:
+        """``-d``: what runs for each node (ssh and exec: the local command line)."""
+        from ..cluster.backends import ExecBackend, SshBackend
+
+        task, args = self.task, self.args
+        if task.topology is not None and not args.no_topology:
+            print(f"{PROG}: debug: through the gateways of the topology", file=sys.stderr)
+            return
+        backend = task.backend(None)
+        for rank, node in enumerate(self.nodes):
+            if isinstance(backend, SshBackend):
+                line = shlex.join(backend.argv(node, command))
+            elif isinstance(backend, ExecBackend):
+                line = shlex.join(backend.argv(node, rank, command))
+            else:
+                line = f"{command} (in the rpc session)"
+            print(f"{PROG}: debug: {node}: {line}", file=sys.stderr)
 
     def copy(self, sources: List[str], dest: Optional[str], reverse: bool) -> int:
         """``--copy`` (to the nodes) or ``--rcopy`` (from them) of every source."""
@@ -321,15 +335,22 @@ class Shell:
         )
         live_out = None if self.gathered else LineWriter(self.stdout, label, palette)
         live_err = None if args.gather_all else LineWriter(self.stderr, label, err_palette)
-        handler = ShellHandler(live_out, live_err, progress)
+        files = None
+        if args.outdir or args.errdir:
+            files = OutputFiles(args.outdir, args.errdir)
+        handler = ShellHandler(live_out, live_err, progress, files)
         workers = schedule(handler)
         interrupted = False
+        complete = False
         try:
             self.task.resume()
+            complete = True
         except KeyboardInterrupt:  # the engine killed and reaped everything already
-            interrupted = True
+            interrupted = complete = True
         finally:
             progress.clear()
+            if files is not None:
+                files.close(complete)  # (an error: no file under a node's name)
         if self.gathered:
             for worker in workers:
                 self._print_gathered(worker)
@@ -385,58 +406,6 @@ class Shell:
             self.stderr.write(line.encode("utf-8", "backslashreplace") + b"\n")
 
 
-def _stdin_for_nodes(args: argparse.Namespace) -> Any:
-    """Standard input to broadcast: the file when it is not a terminal, else None."""
-    if args.nostdin:
-        return None
-    try:
-        fd = sys.stdin.fileno()
-    except (AttributeError, ValueError, OSError):  # no real stdin (embedded, tests)
-        return None
-    if os.isatty(fd):
-        return None
-    return sys.stdin.buffer
-
-
-def _interactive(shell: Shell) -> int:
-    """Commands read one per line (prompted on a terminal); the last one's exit code."""
-    tty = sys.stdin.isatty()
-    code = 0
-    while True:
-        try:
-            line = input(PROMPT) if tty else sys.stdin.readline()
-        except EOFError:
-            break
-        if not tty and not line:
-            break
-        command = line.strip()
-        if command in ("exit", "quit"):
-            break
-        if command and not command.startswith("#"):
-            code = shell.run(command, None)
-    return code
-
-
-def _copy_operands(words: List[str], args: argparse.Namespace) -> Tuple[List[str], Optional[str]]:
-    """The files of ``--copy``/``--rcopy`` and the destination: ``--dest DIR`` and
-    ``-p`` may also come after the files, as clush users write them."""
-    sources: List[str] = []
-    dest = args.dest
-    it = iter(words)
-    for word in it:
-        if word == "--dest":
-            dest = next(it, None)
-            if dest is None:
-                raise UsageError("--dest needs a directory")
-        elif word.startswith("--dest="):
-            dest = word.split("=", 1)[1]
-        elif word in ("-p", "--preserve"):
-            args.preserve = True
-        else:
-            sources.append(word)
-    return sources, dest
-
-
 # In a keeper process (``--keep``): the backend whose sessions outlive each run, by name.
 KEPT: Dict[str, Any] = {}
 
@@ -486,12 +455,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.copy or args.rcopy:
                 if args.copy and args.rcopy:
                     raise UsageError("--copy and --rcopy go one way each: choose one")
-                sources, dest = _copy_operands(list(args.command), args)
+                sources, dest = copy_operands(list(args.command), args)
                 return shell.copy(sources, dest, reverse=args.rcopy)
             command = " ".join(args.command).strip()
             if not command:
-                return _interactive(shell)
-            return shell.run(command, _stdin_for_nodes(args))
+                return interactive(shell.run)
+            return shell.run(command, stdin_for_nodes(args))
         finally:
             shell.task.close_sessions()  # (-R rpc: the nodes' servers end with them)
             # (a keeper's sessions are its own: KEPT's backend is not the Task's _rpc)

@@ -1,0 +1,89 @@
+"""Which nodes ``easycluster shell`` runs on: its node options, and host files.
+
+The slots come in the order given: ``-w`` node sets, then ``--hostfile`` files, then
+``-g`` groups, then ``-a``; a node named twice runs twice (the engine keys the second
+listing ``node#2``). ``-x``/``-X`` then remove nodes, ``--pick N`` keeps N at random.
+With none of ``-w``, ``--hostfile``, ``-g`` or ``-a``, a run inside a SLURM allocation
+takes the allocation's nodes.
+
+A host file (``--hostfile``/``--machinefile``, clush's and MPI's habit) holds node
+names or node sets separated by blanks or lines; ``#`` starts a comment, and words
+with ``=`` (an MPI host file's ``slots=4``) are attributes of the node before them,
+not nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+from typing import List
+
+from ..nodeset.nodeset import NodeSet
+from .exitcodes import UsageError
+
+
+def select_nodes(args: argparse.Namespace) -> List[str]:
+    """The slots to run on, in the order given (duplicates kept), or UsageError."""
+    from ..cluster.task import node_list  # the engine loads only once a run starts
+
+    names: List[str] = []
+    for text in args.nodes:
+        names += node_list(text)
+    for path in args.hostfiles:
+        for text in read_hostfile(path):
+            names += node_list(text)
+    for group in args.groups:
+        names += list(NodeSet("@" + group))
+    if args.all:
+        names += list(NodeSet.fromall())
+    if not (args.nodes or args.hostfiles or args.groups or args.all):
+        names = allocation_default()
+    excluded = NodeSet()
+    for text in args.exclude:
+        excluded.update(NodeSet(text))
+    for group in args.exclude_groups:
+        excluded.update(NodeSet("@" + group))
+    if excluded:
+        names = [n for n in names if n not in excluded]
+    if args.pick is not None:
+        if args.pick < 1:
+            raise UsageError(f"--pick takes a number of nodes >= 1, not {args.pick}")
+        chosen = set(random.sample(range(len(names)), min(args.pick, len(names))))
+        names = [n for i, n in enumerate(names) if i in chosen]
+    if not names:
+        if args.hostfiles and not (args.nodes or args.groups or args.all or args.exclude):
+            raise UsageError(f"no node in {', '.join(args.hostfiles)}")
+        raise UsageError("no node left to run on (every node was excluded)")
+    return names
+
+
+def read_hostfile(path: str) -> List[str]:
+    """The node sets written in the host file ``path`` (module doc), in file order.
+    UsageError if it cannot be read (saying why)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"--hostfile {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--hostfile {path}: not UTF-8 text (byte {e.start})") from None
+    words: List[str] = []
+    for line in text.splitlines():
+        words += [w for w in line.split("#", 1)[0].split() if "=" not in w]
+    return words
+
+
+def allocation_default() -> List[str]:
+    """The nodes when none are named: the SLURM allocation's this runs in (as clush
+    users expect inside ``salloc``/``sbatch``), else UsageError."""
+    if not (os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")):
+        raise UsageError(
+            "no nodes: give -w NODESET, --hostfile FILE, -g GROUP or -a "
+            "(or run inside a SLURM allocation)"
+        )
+    from ..launch.srun import allocation_nodes  # only SLURM users pay for it
+
+    return allocation_nodes()

@@ -1,0 +1,156 @@
+"""clush and pssh habits of ``easycluster shell``: ``-n``, ``--hostfile``/``--machinefile``,
+``--outdir``/``--errdir`` and ``-d``, with local-exec nodes (real ``sh`` processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from easycluster.cli.shell import main
+from easycluster.cli.shellfiles import OutputFiles
+from easycluster.cli.shellnodes import read_hostfile
+
+pytestmark = pytest.mark.timeout(60)
+SHELL = [sys.executable, "-m", "easycluster", "shell"]
+
+
+def run(argv, capfdbinary, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    code = main(argv)
+    out, err = capfdbinary.readouterr()
+    return code, out.decode(), err.decode()
+
+
+def test_dash_n_keeps_stdin_from_the_nodes():
+    done = subprocess.run(
+        [*SHELL, "-n", "-R", "exec", "-L", "-w", "n[1-2]", "wc -c"],
+        input=b"x" * 10,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["n1:", "0", "n2:", "0"]
+
+
+def test_hostfile_words_comments_and_mpi_slots(tmp_path, capfdbinary, monkeypatch):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# the rack\nn1 slots=4\nn[2-3]  n5 # spare: n9\n\nn1\n")
+    assert read_hostfile(str(hosts)) == ["n1", "n[2-3]", "n5", "n1"]
+    more = tmp_path / "more"
+    more.write_text("m1\n")
+    code, out, err = run(
+        ["-R", "exec", "--hostfile", str(hosts), "--machinefile", str(more), "-x", "n3"]
+        + ["echo %h"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    # n1 is listed twice in the file: it runs twice, as n1 and n1#2
+    assert sorted(out.splitlines()) == ["m1: m1", "n1#2: n1", "n1: n1", "n2: n2", "n5: n5"]
+
+
+def test_hostfile_errors_say_which_file_and_why(tmp_path, capfdbinary, monkeypatch):
+    missing = tmp_path / "nope"
+    code, _, err = run(["-R", "exec", "--hostfile", str(missing), "true"], capfdbinary, monkeypatch)
+    assert code == 2
+    assert f"--hostfile {missing}: No such file or directory" in err
+    empty = tmp_path / "empty"
+    empty.write_text("# nobody yet\n")
+    code, _, err = run(["-R", "exec", "--hostfile", str(empty), "true"], capfdbinary, monkeypatch)
+    assert code == 2
+    assert f"no node in {empty}" in err
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"n1 \xff\n")
+    code, _, err = run(["-R", "exec", "--hostfile", str(binary), "true"], capfdbinary, monkeypatch)
+    assert code == 2
+    assert "not UTF-8" in err
+
+
+def test_outdir_and_errdir_hold_one_whole_file_per_node(tmp_path, capfdbinary, monkeypatch):
+    out_dir, err_dir = tmp_path / "out", tmp_path / "deep" / "err"
+    code, out, err = run(
+        ["-R", "exec", "-b", "--outdir", str(out_dir), "--errdir", str(err_dir)]
+        + ["-w", "n[1-3],n1", "[ %h = n3 ] && exit 0; echo one %h; printf 'two'; echo bad >&2"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert "--- n1,n1#2 (2 nodes)" in out  # the display is unchanged (both slots of n1)
+    assert sorted(os.listdir(out_dir)) == ["n1", "n1#2", "n2", "n3"]
+    assert sorted(os.listdir(err_dir)) == ["n1", "n1#2", "n2", "n3"]
+    assert (out_dir / "n1").read_bytes() == b"one n1\ntwo\n"
+    assert (out_dir / "n1#2").read_bytes() == b"one n1\ntwo\n"
+    assert (out_dir / "n3").read_bytes() == b""  # started, printed nothing: an empty file
+    assert (err_dir / "n2").read_bytes() == b"bad\n"
+
+
+def test_outdir_files_of_timed_out_nodes_take_their_names(tmp_path, capfdbinary, monkeypatch):
+    code, _, err = run(
+        ["-R", "exec", "-u", "0.5", "--outdir", str(tmp_path), "-w", "n[1-2]"]
+        + ["echo early %h; [ %h = n2 ] && exec sleep 30; true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 251, err
+    assert sorted(os.listdir(tmp_path)) == ["n1", "n2"]  # no .part file left behind
+    assert (tmp_path / "n2").read_bytes() == b"early n2\n"
+
+
+def test_output_files_unfinished_are_removed_when_the_run_breaks(tmp_path):
+    files = OutputFiles(str(tmp_path), None)
+    files.start("n1")
+    files.write("n1", "stdout", b"half")
+    files.write("n1", "stderr", b"ignored: no --errdir")
+    assert os.listdir(tmp_path) == [".n1.part"]  # written beside the final name
+    files.close(complete=False)
+    assert os.listdir(tmp_path) == []
+    files = OutputFiles(str(tmp_path), None)
+    files.write("../x", "stdout", b"a node name with a slash stays inside the directory")
+    files.close()
+    assert os.listdir(tmp_path) == [".._x"]
+
+
+def test_outdir_that_cannot_be_made_is_a_usage_error(tmp_path, capfdbinary, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(
+        ["-R", "exec", "--outdir", str(blocker / "sub"), "-w", "n1", "true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 2
+    assert f"cannot make the output directory {blocker / 'sub'}" in err
+
+
+def test_debug_shows_each_node_command_line(capfdbinary, monkeypatch):
+    code, out, err = run(["-R", "exec", "-d", "-w", "n[1-2]", "echo %h"], capfdbinary, monkeypatch)
+    assert code == 0
+    assert "easycluster shell: debug: n1: /bin/sh -c 'echo n1'" in err
+    assert "easycluster shell: debug: n2: /bin/sh -c 'echo n2'" in err
+    # ssh: the line as it runs (port 1 of loopback refuses: unreachable, at once)
+    code, out, err = run(
+        ["-d", "-n", "-l", "who", "-t", "3", "-o", "-p 1", "-w", "127.0.0.1", "true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 252, err
+    line = "ssh -p 1 -oBatchMode=yes -oConnectTimeout=3 -l who -- 127.0.0.1 true"
+    assert f"easycluster shell: debug: 127.0.0.1: {line}" in err
+
+
+def test_ssh_options_may_begin_with_a_dash_but_the_command_keeps_its_words():
+    from easycluster.cli.shell import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["-o", "-oStrictHostKeyChecking=accept-new", "-w", "n1", "--options", "-p 2222"]
+        + ["-o", "-F cfg", "ssh", "-o", "-p", "x"]
+    )
+    assert args.options == ["-oStrictHostKeyChecking=accept-new", "-p 2222", "-F cfg"]
+    assert args.command == ["ssh", "-o", "-p", "x"]  # the remote command's own -o
+    args = parser.parse_args(["-u", "5", "-l", "who", "-w", "n1", "--", "-o", "x"])
+    assert (args.user, args.options) == ("who", [])
+    assert args.command == ["--", "-o", "x"]  # (after --: the command's)
