@@ -4,7 +4,8 @@ The slots come in the order given: ``-w`` node sets, then ``--hostfile`` files, 
 ``-g`` groups, then ``-a``; a node named twice runs twice (the engine keys the second
 listing ``node#2``). ``-x``/``-X`` then remove nodes, ``--pick N`` keeps N at random.
 With none of ``-w``, ``--hostfile``, ``-g`` or ``-a``, a run inside a SLURM allocation
-takes the allocation's nodes.
+takes the allocation's nodes. ``-s SOURCE`` names the group source of ``-g``, ``-X``
+and ``-a`` (default: the configuration's default source).
 
 A host file (``--hostfile``/``--machinefile``, clush's and MPI's habit) holds node
 names or node sets separated by blanks or lines; ``#`` starts a comment, and words
@@ -17,9 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
-from typing import List
+from typing import List, Optional
 
 from ..nodeset.nodeset import NodeSet
+from ..nodeset.std import std_group_resolver
 from .exitcodes import UsageError
 
 
@@ -27,6 +29,7 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
     """The slots to run on, in the order given (duplicates kept), or UsageError."""
     from ..cluster.task import node_list  # the engine loads only once a run starts
 
+    check_groupsource(args.groupsource)
     names: List[str] = []
     for text in args.nodes:
         names += node_list(text)
@@ -34,16 +37,16 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
         for text in read_hostfile(path):
             names += node_list(text)
     for group in args.groups:
-        names += list(NodeSet("@" + group))
+        names += list(NodeSet(group_ref(group, args.groupsource)))
     if args.all:
-        names += list(NodeSet.fromall())
+        names += list(NodeSet.fromall(groupsource=args.groupsource))
     if not (args.nodes or args.hostfiles or args.groups or args.all):
         names = allocation_default()
     excluded = NodeSet()
     for text in args.exclude:
         excluded.update(NodeSet(text))
     for group in args.exclude_groups:
-        excluded.update(NodeSet("@" + group))
+        excluded.update(NodeSet(group_ref(group, args.groupsource)))
     if excluded:
         names = [n for n in names if n not in excluded]
     if args.pick is not None:
@@ -56,6 +59,25 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
             raise UsageError(f"no node in {', '.join(args.hostfiles)}")
         raise UsageError("no node left to run on (every node was excluded)")
     return names
+
+
+def check_groupsource(source: Optional[str]) -> None:
+    """UsageError unless ``source`` (``-s``) is a configured group source."""
+    if not source:
+        return
+    if not std_group_resolver().has_source(source):
+        known = ", ".join(std_group_resolver().source_names()) or "none configured"
+        raise UsageError(f"-s {source}: unknown group source (known: {known})")
+
+
+def group_ref(group: str, source: Optional[str]) -> str:
+    """``-g GROUP`` as node-set text: ``@GROUP``, or ``@SOURCE:GROUP`` with ``-s``; a
+    group written with its own ``@`` or source is taken as written."""
+    if group.startswith("@"):
+        return group
+    if source and ":" not in group:
+        return f"@{source}:{group}"
+    return "@" + group
 
 
 def read_hostfile(path: str) -> List[str]:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from typing import IO, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from .slots import fold_keys, natural_key, natural_sorted
+from .slots import Regroup, fold_keys, natural_key, natural_sorted
 from .terminal import Palette
 
 __all__ = [
@@ -133,10 +133,16 @@ class Gatherer:
     def __contains__(self, key: object) -> bool:
         return key in self._lines
 
-    def blocks(self, codes: Optional[Mapping[str, int]] = None, gather: bool = True) -> List[Block]:
+    def blocks(
+        self,
+        codes: Optional[Mapping[str, int]] = None,
+        gather: bool = True,
+        regroup: Optional[Regroup] = None,
+    ) -> List[Block]:
         """Keys grouped by identical output (and identical ``codes[key]`` when
         ``codes`` is given; a key missing from it has code None), in block order
-        (module docstring). With ``gather=False``, one block per key."""
+        (module docstring). With ``gather=False``, one block per key. ``regroup``:
+        each block's ``nodes`` written with groups (``slots.fold_keys``)."""
         groups: Dict[object, List[str]] = {}
         for key, lines in self._lines.items():
             code = None if codes is None else codes.get(key)
@@ -152,7 +158,7 @@ class Gatherer:
             ordered = tuple(natural_sorted(keys))
             code = None if codes is None else codes.get(ordered[0])
             output = tuple(self._lines[ordered[0]])
-            blocks.append(Block(ordered, output, fold_keys(ordered), code))
+            blocks.append(Block(ordered, output, fold_keys(ordered, regroup), code))
         blocks.sort(key=lambda block: natural_key(block.keys[0]))
         return blocks
 
@@ -270,16 +276,17 @@ def write_gathered(
     label: bool = True,
     palette: Palette = _PLAIN,
     codes: Optional[Mapping[str, int]] = None,
+    regroup: Optional[Regroup] = None,
 ) -> None:
     """Write everything ``gatherer`` holds in ``mode`` (one of ``MODES``, see the
-    module docstring); ``codes`` as for ``Gatherer.blocks``. ValueError for an
-    unknown mode."""
+    module docstring); ``codes`` and ``regroup`` as for ``Gatherer.blocks``.
+    ValueError for an unknown mode."""
     if mode not in MODES:
         raise ValueError(f"unknown display mode {mode!r}: use one of {', '.join(MODES)}")
     if mode == "lines":
         write_by_key(out, gatherer, label, palette)
         return
-    blocks = gatherer.blocks(codes, gather=mode != "per-key")
+    blocks = gatherer.blocks(codes, gather=mode != "per-key", regroup=regroup)
     if mode == "diff":
         write_diff(out, blocks, palette)
     elif mode == "block-lines":

@@ -19,7 +19,7 @@ misread or lost. Nothing here raises on an odd key.
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import NodeSetError
 from ..nodeset.nodeset import NodeSet
@@ -34,6 +34,10 @@ __all__ = [
     "node_of_key",
     "fold_keys",
 ]
+
+# How fold_keys regroups (clush's -r): the group source (None: the default) and
+# whether to leave its "@source:" prefix out (-G).
+Regroup = Tuple[Optional[str], bool]
 
 SLOT_MARK = "#"
 _DIGITS = re.compile(r"([0-9]+)")
@@ -74,8 +78,13 @@ def node_of_key(key: str) -> str:
     return key
 
 
-def fold_keys(keys: Iterable[str]) -> str:
-    """Node-set text for ``keys`` (see the module docstring); ``""`` for no keys."""
+def fold_keys(keys: Iterable[str], regroup: Optional[Regroup] = None) -> str:
+    """Node-set text for ``keys`` (see the module docstring); ``""`` for no keys.
+
+    ``regroup`` (clush's ``-r``): ``(source, noprefix)``; the plain names are then
+    written with the groups of that group source (None: the default one) that they
+    fill, as ``NodeSet.regroup`` does (``@rack1,n9``), the prefix ``@source:`` left out
+    with ``noprefix``."""
     plain: List[str] = []
     verbatim: List[str] = []
     for key in keys:
@@ -83,7 +92,11 @@ def fold_keys(keys: Iterable[str]) -> str:
     parts: List[str] = []
     if plain:
         try:
-            parts.append(str(NodeSet.fromlist(plain)))
+            nodes = NodeSet.fromlist(plain)
+            if regroup is None:
+                parts.append(str(nodes))
+            else:
+                parts.append(nodes.regroup(regroup[0], noprefix=regroup[1]))
         except NodeSetError:  # a name NodeSet cannot hold: list every key as it is
             verbatim.extend(plain)
     parts.extend(dict.fromkeys(natural_sorted(verbatim)))

@@ -154,3 +154,52 @@ def test_ssh_options_may_begin_with_a_dash_but_the_command_keeps_its_words():
     args = parser.parse_args(["-u", "5", "-l", "who", "-w", "n1", "--", "-o", "x"])
     assert (args.user, args.options) == ("who", [])
     assert args.command == ["--", "-o", "x"]  # (after --: the command's)
+
+
+GROUPS = """[Main]
+default: racks
+
+[racks]
+map: case $GROUP in rack1) echo n[1-4];; rack2) echo n[5-8];; esac
+all: echo n[1-8]
+list: echo rack1 rack2
+
+[roles]
+map: case $GROUP in io) echo n[7-8];; esac
+list: echo io
+"""
+
+
+def test_regroup_and_group_sources(tmp_path, capfdbinary, monkeypatch):
+    conf = tmp_path / "groups.conf"
+    conf.write_text(GROUPS)
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(conf))
+    from easycluster.nodeset.std import set_std_group_resolver
+
+    set_std_group_resolver(None)  # (the process-wide resolver reads the file again)
+    try:
+        code, out, err = run(
+            ["-R", "exec", "-b", "-r", "-w", "n[1-6]", "echo hi"], capfdbinary, monkeypatch
+        )
+        assert code == 0, err
+        assert out.startswith("--- @rack1,n[5-6] (6 nodes) ")
+        code, out, err = run(
+            ["-R", "exec", "-b", "-r", "-s", "racks", "-a", "-X", "roles:io", "echo hi"],
+            capfdbinary,
+            monkeypatch,
+        )
+        assert code == 0, err
+        assert out.startswith("--- @racks:rack1,n[5-6] (6 nodes) ")  # a named source: prefixed
+        code, out, err = run(
+            ["-R", "exec", "-b", "-r", "-G", "-s", "roles", "-g", "io", "echo hi"],
+            capfdbinary,
+            monkeypatch,
+        )
+        assert out.startswith("--- @io (2 nodes) ")
+        code, _, err = run(
+            ["-R", "exec", "-s", "nosuch", "-w", "n1", "true"], capfdbinary, monkeypatch
+        )
+        assert code == 2
+        assert "-s nosuch: unknown group source (known: racks, roles)" in err
+    finally:
+        set_std_group_resolver(None)
