@@ -30,20 +30,22 @@ _easycluster() {
         'nodeset --groupsource'|'nodeset -S'|'nodeset --separator'|'nodeset -I'| \
         'nodeset --slice'|'nodeset --split'|'nodeset --autostep'|'nodeset -O'| \
         'nodeset --output-format'|'nodeset --pick'|'nodeset --axis'|'gather -S'| \
-        'gather --separator'|'shell -w'|'shell -x'|'shell -g'|'shell --group'|'shell -X'| \
-        'shell --pick'|'shell -s'|'shell --groupsource'|'shell -f'|'shell --fanout'| \
-        'shell -t'|'shell --connect_timeout'|'shell -u'|'shell --command_timeout'| \
-        'shell -l'|'shell --user'|'shell -o'|'shell --options'|'shell --keep'|'farm -n'| \
+        'gather --separator'|'gather -s'|'gather --groupsource'|'shell -w'|'shell -x'| \
+        'shell -g'|'shell --group'|'shell -X'|'shell --pick'|'shell -s'| \
+        'shell --groupsource'|'shell -f'|'shell --fanout'|'shell -t'| \
+        'shell --connect_timeout'|'shell -u'|'shell --command_timeout'|'shell -l'| \
+        'shell --user'|'shell -o'|'shell --options'|'shell --keep'|'farm -n'| \
         'farm --node'|'farm -w'|'farm -g'|'farm --group'|'farm --slurm'|'farm --slots'| \
         'farm -m'|'farm --max-nodes'|'farm -u'|'farm --max-node-uses'|'farm -j'| \
         'farm --job'|'farm -E'|'farm --on-each-node'|'farm --timeout'|'farm --retries'| \
         'farm --retry-failed'|'farm --halt'|'farm --heartbeat'|'farm --connect-timeout'| \
         'farm -l'|'farm --user'|'farm --ssh-options') how='text' ;;
         ' -k'|' --keyfile'|' -g'|' --generate'|' --config'|' -P'|' --pidfile'|' -L'| \
-        ' --logfile'|'nodeset --groupsconf'|'shell --hostfile'|'shell --machinefile'| \
-        'shell --topology'|'farm -N'|'farm --node-file'|'farm -J'|'farm --job-file'| \
-        'farm --joblog'|'farm --topology'|'farm -o'|'farm --stdout'|'farm -e'| \
-        'farm --stderr'|'farm -A'|'farm --active-nodes') how='file' ;;
+        ' --logfile'|'nodeset --groupsconf'|'gather --groupsconf'|'shell --hostfile'| \
+        'shell --machinefile'|'shell --groupsconf'|'shell --topology'|'farm -N'| \
+        'farm --node-file'|'farm -J'|'farm --job-file'|'farm --joblog'|'farm --topology'| \
+        'farm -o'|'farm --stdout'|'farm -e'|'farm --stderr'|'farm -A'| \
+        'farm --active-nodes') how='file' ;;
         'gather --interpret-keys'|'gather --color'|'shell --color') how='choice:never always auto' ;;
         'shell -R'|'shell --worker') how='choice:ssh exec rpc' ;;
         'farm -R'|'farm --worker') how='choice:ssh local' ;;
@@ -66,11 +68,12 @@ _easycluster() {
             --groupbase -S --separator -I --slice --split --contiguous --autostep -R
             --rangeset -O --output-format --pick --axis -q --quiet -d --debug --version' ;;
         'gather') opts='-h --help -b -c -B --dshbak -L -N --diff -S --separator --interpret-keys
-            --color -q --quiet -F --fast --version' ;;
+            --color -q --quiet -r --regroup -s --groupsource -G --groupbase --groupsconf
+            -F --fast --version' ;;
         'shell') opts='-h --help --version -w --hostfile --machinefile -x -g --group -X -a --all
-            --pick -s --groupsource -b --dshbak -B -L -N --diff -r --regroup -G
-            --groupbase --outdir --errdir -q --quiet -v --verbose -d --debug -P
-            --progress --no-progress --color -S -f --fanout -t --connect_timeout -u
+            --pick -b --dshbak -B -L -N --diff --outdir --errdir -q --quiet -v --verbose
+            -d --debug -P --progress --no-progress --color -r --regroup -s --groupsource
+            -G --groupbase --groupsconf -S -f --fanout -t --connect_timeout -u
             --command_timeout -l --user -o --options -R --worker --keep --keep-exit -n
             --nostdin --topology --no-topology -c --copy --rcopy --dest -p --preserve' ;;
         'farm') opts='-h --help -V --version -n --node -N --node-file -w -g --group --slurm

@@ -28,8 +28,10 @@ on stderr with its line number (the first ten; then a count) and left out of the
 output; the command then exits 1, after printing everything else. clubak stops at such
 a line with an error and prints nothing.
 
-``-T/--tree`` (clubak's trace mode), ``-r/-G/-s/--groupsconf`` (group names in
-headers), ``--axis`` and ``-v/-d`` are not offered; ``-c`` and ``-B`` are ``-b``, and
+``-r`` writes headers with the groups their nodes fill (``@rack1,n9``), from the group
+source ``-s`` names (``-G``: without its ``@SOURCE:`` prefix; ``--groupsconf FILE``:
+groups read from FILE). ``-T/--tree`` (clubak's trace mode), ``--axis`` and ``-v/-d``
+are not offered; ``-c`` and ``-B`` are ``-b``, and
 ``-F/--fast`` is accepted and changes nothing (this command is always the fast one).
 
 Exit codes (``exitcodes``): 0 success; 1 malformed input lines, or a key that does not
@@ -49,6 +51,7 @@ from ..errors import NodeSetError
 from ..nodeset.nodeset import NodeSet
 from ..nodeset.pattern import is_plain
 from ..version import VERSION
+from . import groupopts
 from .exitcodes import FAILURE, OK, Parser, UsageError, run_command
 
 PROG = "easycluster gather"
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="report malformed lines by count only"
     )
+    groupopts.add_options(parser)
     parser.add_argument("-F", "--fast", action="store_true", help="accepted; no effect")
     parser.add_argument("--version", action="version", version=f"easycluster {VERSION}")
     return parser
@@ -218,6 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
+        groupopts.apply(args)
         sep = _separator(args.separator)
         data = sys.stdin.buffer.read()
         gatherer, malformed = build_gatherer(data, sep, args.interpret_keys)
@@ -225,7 +230,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         palette = palette_for(sys.stdout, os.environ, args.color)
         out = sys.stdout.buffer
         try:
-            write_gathered(out, gatherer, _mode(args), label=not args.nolabel, palette=palette)
+            write_gathered(
+                out,
+                gatherer,
+                _mode(args),
+                label=not args.nolabel,
+                palette=palette,
+                regroup=groupopts.regroup(args),
+            )
             out.flush()
         except BrokenPipeError:
             # the reader left (| head): stop quietly, and keep the interpreter's own

@@ -23,7 +23,8 @@ terminal, goes to every node (``tar c dir | easycluster shell -w n[1-64] tar -C 
 write each node's stdout and stderr to ``DIR/NODE``, a file that appears complete when
 the node is done. ``-r`` writes the headers of gathered blocks with groups
 (``@rack1,n9``); ``-s SOURCE`` is the group source of ``-g``, ``-X``, ``-a`` and ``-r``,
-``-G`` leaves its ``@SOURCE:`` prefix out. ``-d`` prints each node's command line before
+``-G`` leaves its ``@SOURCE:`` prefix out, ``--groupsconf FILE`` reads the groups from
+FILE. ``-d`` prints each node's command line before
 the run. ``-o``
 takes ssh's options as one word, dashes and all (``-o '-p 2222'``).
 
@@ -67,6 +68,7 @@ from ..cluster.terminal import COLOR_CHOICES, palette_for
 from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
+from . import groupopts
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
 from .shellfiles import OutputFiles
 from .shellinput import copy_operands, interactive, stdin_for_nodes
@@ -117,12 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("-X", dest="exclude_groups", action="append", default=[], metavar="GROUP")
     nodes.add_argument("-a", "--all", action="store_true", help="every node of the groups")
     nodes.add_argument("--pick", type=int, metavar="N", help="run on N nodes picked at random")
-    nodes.add_argument(
-        "-s",
-        "--groupsource",
-        metavar="SOURCE",
-        help="the group source of -g, -X, -a and -r (default: the configured one)",
-    )
+
     out = p.add_argument_group("output")
     out.add_argument("-b", "--dshbak", dest="gather", action="store_true", help="gather")
     out.add_argument(
@@ -131,12 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-L", dest="lines", action="store_true", help="node: line, in node order")
     out.add_argument("-N", dest="nolabel", action="store_true", help="no node prefix or header")
     out.add_argument("--diff", action="store_true", help="diff each output with the commonest")
-    out.add_argument(
-        "-r", "--regroup", action="store_true", help="headers written with groups (@rack1)"
-    )
-    out.add_argument(
-        "-G", "--groupbase", action="store_true", help="no @SOURCE: prefix in -r headers"
-    )
+    groupopts.add_options(p.add_argument_group("groups"), "-g, -X, -a and -r")
     out.add_argument("--outdir", metavar="DIR", help="also write each node's stdout to DIR/NODE")
     out.add_argument("--errdir", metavar="DIR", help="also write each node's stderr to DIR/NODE")
     out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
@@ -404,7 +396,7 @@ class Shell:
             label=not args.nolabel,
             palette=palette,
             codes=codes if mode == "blocks" else None,
-            regroup=(args.groupsource, args.groupbase) if args.regroup else None,
+            regroup=groupopts.regroup(args),
         )
 
     def _print_summary(self, workers: List[Worker], summary: Summary) -> None:
@@ -466,6 +458,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             value = getattr(args, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name} takes seconds > 0, not {value:g}")
+        groupopts.apply(args)
         shell = Shell(args, select_nodes(args))
         try:
             if args.copy or args.rcopy:

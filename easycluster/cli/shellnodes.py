@@ -21,7 +21,6 @@ import random
 from typing import List, Optional
 
 from ..nodeset.nodeset import NodeSet
-from ..nodeset.std import std_group_resolver
 from .exitcodes import UsageError
 
 
@@ -29,7 +28,6 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
     """The slots to run on, in the order given (duplicates kept), or UsageError."""
     from ..cluster.task import node_list  # the engine loads only once a run starts
 
-    check_groupsource(args.groupsource)
     names: List[str] = []
     for text in args.nodes:
         names += node_list(text)
@@ -59,15 +57,6 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
             raise UsageError(f"no node in {', '.join(args.hostfiles)}")
         raise UsageError("no node left to run on (every node was excluded)")
     return names
-
-
-def check_groupsource(source: Optional[str]) -> None:
-    """UsageError unless ``source`` (``-s``) is a configured group source."""
-    if not source:
-        return
-    if not std_group_resolver().has_source(source):
-        known = ", ".join(std_group_resolver().source_names()) or "none configured"
-        raise UsageError(f"-s {source}: unknown group source (known: {known})")
 
 
 def group_ref(group: str, source: Optional[str]) -> str:

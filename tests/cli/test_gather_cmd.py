@@ -219,3 +219,44 @@ def test_same_grouping_as_clubak():
     expected = _clubak_blocks(peer.stdout.decode())
     assert _our_blocks(ours.stdout.decode()) == expected
     assert len(expected) > 1
+
+
+def test_regroup_with_a_groups_file_matches_clubak(tmp_path, capsysbinary, monkeypatch):
+    conf = tmp_path / "groups.conf"
+    conf.write_text(
+        "[Main]\ndefault: racks\n\n[racks]\n"
+        "map: case $GROUP in rack1) echo n[1-4];; rack2) echo n[5-8];; esac\n"
+        "list: echo rack1 rack2\n"
+    )
+    data = b"".join(b"n%d: up\n" % i for i in range(1, 7)) + b"n9: down\n"
+    code, out, err = run(["-b", "-r", "--groupsconf", str(conf)], data, capsysbinary, monkeypatch)
+    assert code == 0, err
+    assert out == hdr("@rack1,n[5-6] (6 nodes)") + b"up\n" + hdr("n9") + b"down\n"
+    code, out, _ = run(
+        ["-b", "-r", "-s", "racks", "--groupsconf", str(conf)], data, capsysbinary, monkeypatch
+    )
+    assert out.startswith(hdr("@racks:rack1,n[5-6] (6 nodes)"))
+    code, out, _ = run(
+        ["-b", "-r", "-G", "-s", "racks", "--groupsconf", str(conf)],
+        data,
+        capsysbinary,
+        monkeypatch,
+    )
+    assert out.startswith(hdr("@rack1,n[5-6] (6 nodes)"))
+    code, _, err = run(
+        ["-b", "-s", "nope", "--groupsconf", str(conf)], data, capsysbinary, monkeypatch
+    )
+    assert code == 2 and "-s nope: unknown group source (known: racks)" in err
+    code, _, err = run(
+        ["-b", "--groupsconf", str(tmp_path / "none")], data, capsysbinary, monkeypatch
+    )
+    assert code == 2 and "cannot read it" in err
+    clubak = shutil.which("clubak", path=os.path.dirname(sys.executable))
+    if clubak:  # the peer, where installed (the project's venv has it)
+        peer = subprocess.run(
+            [clubak, "-b", "-r", "--groupsconf", str(conf), "--color=never"],
+            input=data,
+            capture_output=True,
+            timeout=30,
+        )
+        assert b"@rack1,n[5-6] (6)" in peer.stdout  # the same folding, its own header style
