@@ -63,9 +63,29 @@ class SlotResult:
             self.tail = (self.tail + data)[-TAIL_MAX:]
 
 
-def message(buf: bytes) -> bytes:
+class Message(bytes):
+    """Output as the Task's getters return it: the bytes, without one final newline,
+    that also answer ClusterShell's buffer methods, so a ported script's
+    ``buf.message().decode()`` and ``for line in buf`` work: iterating gives the lines
+    (bytes, without their newlines), not the byte values."""
+
+    __slots__ = ()
+
+    def message(self) -> bytes:
+        """The output as plain bytes."""
+        return bytes(self)
+
+    def lines(self) -> Iterator[bytes]:
+        """The lines, without their newlines."""
+        return iter(self.split(b"\n")) if self else iter(())
+
+    def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
+        return self.lines()
+
+
+def message(buf: bytes) -> Message:
     """A buffer as the getters return it: without one final newline (as ClusterShell's)."""
-    return buf[:-1] if buf.endswith(b"\n") else buf
+    return Message(buf[:-1] if buf.endswith(b"\n") else buf)
 
 
 class Results:
@@ -96,6 +116,15 @@ class Results:
             return self.slots[key]
         except KeyError:
             raise KeyError(f"no slot {key!r} in the last run") from None
+
+    def of_node(self, node: str) -> List[SlotResult]:
+        """The slots of ``node`` in the last run, in order: every listing of a plain
+        node name (``n1``, ``n1#2``...: separate ``shell()`` calls on the same node, or
+        one node listed twice), or the one slot a key such as ``n1#2`` names."""
+        if self.counts.get(node, 0) > 1:
+            return [s for s in self.slots.values() if s.node == node]
+        slot = self.slots.get(node)
+        return [slot] if slot is not None else []
 
     def _gathered(self, pick: str) -> Iterator[Tuple[bytes, List[str]]]:
         groups: Dict[bytes, List[str]] = {}

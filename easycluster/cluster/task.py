@@ -35,6 +35,7 @@ from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
 from .results import Results, message
+from .slots import SLOT_MARK, node_of_key
 from .tasksettings import DEFAULT_BACKEND, INFO_DEFAULTS, TaskSettings
 from .topology import Topology
 from .window import FanoutWindow
@@ -55,23 +56,31 @@ def node_list(nodes: Nodes) -> List[str]:
     A string is read as node-set notation; top-level commas separate items that are
     expanded one by one (so ``"n[1-2],n1"`` is n1, n2, n1), unless it uses the
     operators ``!&^`` (then it is one set). An iterable gives names or patterns.
+    A slot key given back as a node (``n1#2``, from a handler's ``node`` argument)
+    names its node: the command runs on ``n1``.
     """
     if nodes is None:
         return []
     if isinstance(nodes, NodeSet):
         return list(nodes)
     if isinstance(nodes, str):
-        if any(op in nodes for op in "!&^"):
-            return list(NodeSet(nodes))
-        items, depth, start = [], 0, 0
-        for i, c in enumerate(nodes):
-            depth += (c == "[") - (c == "]")
-            if c == "," and depth == 0:
-                items.append(nodes[start:i])
-                start = i + 1
-        items.append(nodes[start:])
-        return [n for item in items if item.strip() for n in NodeSet(item.strip())]
+        if SLOT_MARK in nodes:
+            return [node_of_key(n) for n in _listed(nodes)]
+        return _listed(nodes)
     return [n for item in nodes for n in node_list(str(item))]
+
+
+def _listed(nodes: str) -> List[str]:
+    if any(op in nodes for op in "!&^"):
+        return list(NodeSet(nodes))
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(nodes):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            items.append(nodes[start:i])
+            start = i + 1
+    items.append(nodes[start:])
+    return [n for item in items if item.strip() for n in NodeSet(item.strip())]
 
 
 class Task(TaskSettings):
@@ -420,15 +429,33 @@ class Task(TaskSettings):
         return self.results.max_retcode()
 
     def node_buffer(self, node: str) -> bytes:
-        return message(bytes(self.results.slot(node).stdout))
+        """``node``'s stdout in the last run (``Message``: bytes without one final
+        newline). A node that ran several times (separate ``shell()`` calls, or listed
+        twice) gives each run's output in order, a newline between them, as ClusterShell
+        joins what its workers got; a key such as ``n1#2`` gives that slot's alone. A
+        node that did not run gives ``b""``."""
+        return self._joined(node, "stdout")
 
     def node_error(self, node: str) -> bytes:
-        return message(bytes(self.results.slot(node).stderr))
+        """``node``'s stderr, as ``node_buffer`` gives its stdout."""
+        return self._joined(node, "stderr")
+
+    def _joined(self, node: str, sname: str) -> bytes:
+        parts = [
+            message(bytes(s.stdout if sname == "stdout" else s.stderr))
+            for s in self.results.of_node(node)
+        ]
+        return parts[0] if len(parts) == 1 else message(b"\n".join(p for p in parts if p))
 
     def node_retcode(self, node: str) -> Optional[int]:
-        """The return code, or None (timed out, aborted). Raises KeyError for a key that
-        was not in the last run."""
-        return self.results.slot(node).rc
+        """The return code, or None (timed out, aborted); for a node that ran several
+        times, the largest of its codes (as ClusterShell's). Raises KeyError for a node
+        or key that was not in the last run."""
+        slots = self.results.of_node(node)
+        if not slots:
+            raise KeyError(f"no slot {node!r} in the last run")
+        codes = [s.rc for s in slots if s.rc is not None]
+        return max(codes) if codes else None
 
     def node_status(self, node: str) -> str:
         return self.results.slot(node).status

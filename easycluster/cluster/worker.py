@@ -11,7 +11,7 @@ from typing import Any, Iterator, List, Optional, Protocol
 
 from .backends import Backend
 from .feed import StdinFeed
-from .results import Results, SlotResult
+from .results import Results, SlotResult, message
 
 
 class Owner(Protocol):
@@ -147,13 +147,16 @@ class Worker:
         self.task.abort()
 
     def node_buffer(self, node: str) -> bytes:
-        return self.task.node_buffer(node)
+        """The stdout of this worker's slot ``node`` (a key of ``keys``)."""
+        return message(bytes(self.task.results.slot(node).stdout))
 
     def node_error(self, node: str) -> bytes:
-        return self.task.node_error(node)
+        """The stderr of this worker's slot ``node``."""
+        return message(bytes(self.task.results.slot(node).stderr))
 
     def node_retcode(self, node: str) -> Optional[int]:
-        return self.task.node_retcode(node)
+        """The return code of this worker's slot ``node`` (None: timed out, aborted)."""
+        return self.task.results.slot(node).rc
 
     def node_status(self, node: str) -> str:
         return self.task.node_status(node)
