@@ -14,8 +14,11 @@ commits or discards each started slot exactly once, as the slot ends.
 
 from __future__ import annotations
 
+import _signal  # (the C module: signal.py's enums are not needed for a wakeup fd)
 import heapq
+import os
 import selectors
+import threading
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -78,6 +81,7 @@ class Engine(SlotIO):
         """Run until every slot is done and no timer is left (True), or ``deadline``
         passes (False: everything still running was aborted)."""
         self.sel = selectors.DefaultSelector()
+        wake = _SignalWake.arm(self.sel)
         try:
             while True:
                 if self.task.aborting:
@@ -105,6 +109,8 @@ class Engine(SlotIO):
             self.settle()
             raise
         finally:
+            if wake is not None:
+                wake.disarm(self.sel)
             self.cleanup()
 
     def settle(self, budget: float = 0.2) -> None:
@@ -142,7 +148,9 @@ class Engine(SlotIO):
 
     def ready(self, fd: int, data: Tuple[Any, ...]) -> None:
         kind = data[0]
-        if kind == OUT:
+        if kind == WAKE:
+            _SignalWake.drain(fd)  # (the signal's handler runs as this returns)
+        elif kind == OUT:
             self.read(fd, data[1], data[2])
         elif kind == EXITED:
             run = self.running.get(data[1])
@@ -363,3 +371,56 @@ def expect(answer: Any, wanted: Any, key: str) -> None:
 
 
 __all__ = ["Engine", "Running", "POLL_INTERVAL"]
+
+
+WAKE = -1  # the selector data kind of the signal wakeup pipe
+
+
+class _SignalWake:
+    """A signal wakeup pipe for a run on the main thread (``signal.set_wakeup_fd``).
+
+    A signal (Ctrl-C) that arrives just before the loop blocks in ``select`` has its C
+    handler run at once, but its Python handler (raising KeyboardInterrupt) only when
+    the thread next runs Python code: without a wakeup, after the next output or exit
+    of some node, possibly a minute later. The C handler writes a byte to this pipe,
+    which the loop watches, so the wait ends at once. The previous wakeup fd (asyncio's,
+    say) is put back when the run ends.
+    """
+
+    __slots__ = ("read", "write", "previous")
+
+    def __init__(self, read: int, write: int, previous: int) -> None:
+        self.read, self.write, self.previous = read, write, previous
+
+    @classmethod
+    def arm(cls, sel: selectors.BaseSelector) -> Optional[_SignalWake]:
+        """Install a wakeup pipe watched by ``sel``; None off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            previous = _signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        except ValueError:  # (not the main interpreter's main thread after all)
+            os.close(read)
+            os.close(write)
+            return None
+        sel.register(read, selectors.EVENT_READ, (WAKE,))
+        return cls(read, write, previous)
+
+    def disarm(self, sel: Optional[selectors.BaseSelector]) -> None:
+        _signal.set_wakeup_fd(self.previous)
+        if sel is not None:
+            try:
+                sel.unregister(self.read)
+            except (KeyError, ValueError):
+                pass
+        os.close(self.read)
+        os.close(self.write)
+
+    @staticmethod
+    def drain(fd: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass

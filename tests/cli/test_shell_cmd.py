@@ -101,7 +101,7 @@ def test_exclusions_pick_and_usage_errors(capfdbinary, monkeypatch):
         (["echo", "x"], "no nodes"),
         (["-w", "n1", "-x", "n1", "echo"], "no node left"),
         (["-w", "n1", "-f", "0", "echo"], "-f"),
-        (["-w", "n1", "-u", "0", "echo"], "command_timeout"),
+        (["-w", "n1", "-u", "-1", "echo"], "command_timeout"),
         (["-w", "n[1-", "echo"], "parse error"),
     ):
         code, _, err = run(argv, capfdbinary, monkeypatch)
@@ -150,8 +150,10 @@ def test_ctrl_c_ends_every_command_and_reports_what_finished(tmp_path):
             "exec",
             "-w",
             "n[1-3]",
+            # (n2 and n3 wait a little before saying they started: n1 has ended by
+            # the Ctrl-C, not just printed its line)
             f"[ %h = n1 ] && {{ echo quick; exit 0; }}; echo $$ >> {pids}; "
-            "echo started; exec sleep 60",
+            "sleep 0.3; echo started; exec sleep 60",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
