@@ -63,7 +63,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cluster.executor", "client.spec"): "optional: only SLURM users need srun_client",
     ("cli.shellnodes", "launch.srun"): "optional: only a run inside a SLURM allocation needs it",
     ("cli.shellnodes", "cluster.task"): "start-up: loaded once a run starts",
-    ("cli.shell", "cluster.backends"): "optional: only -d needs it",
+    ("cli.shell", "cluster.backends"): "optional: only -d and a %hosts mistake need it",
     ("cli.farm", "launch.srun"): "optional: only --slurm needs it",
     ("cli.farm", "launch.slurmwatch"): "optional: only --slurm needs it",
     ("cli.farmconnect", "client.spec"): "optional: only --slurm needs srun_client",

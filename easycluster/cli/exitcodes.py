@@ -20,6 +20,7 @@ the code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -114,6 +115,17 @@ def run_command(prog: str, parser: argparse.ArgumentParser, body: Callable[[], i
         return e.code if isinstance(e.code, int) else OK
     except KeyboardInterrupt as e:
         return exit_code(e)
+    except BrokenPipeError:
+        # the reader left (``| head``): stop without a message; what was running has been
+        # cleaned up on the way out, and the interpreter's own flush at exit must not
+        # fail again on the closed pipe
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        return FAILURE
     except (UsageError, EasyClusterError, ValueError, OSError) as e:
         if isinstance(e, UsageError):
             sys.stderr.write(parser.format_usage())

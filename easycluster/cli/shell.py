@@ -38,7 +38,10 @@ none of ``-w``/``-g``/``-a``, the nodes are the allocation's; ``-w @sj:JOBID`` n
 job's nodes from anywhere.
 
 Without a command, commands are read one per line (with a prompt on a
-terminal) and each runs on every node.
+terminal) and each runs on every node; the exit code is the largest of theirs (130 if
+one was interrupted). (clush runs piped lines as one script in the nodes' login shell:
+pipe a script into ``sh`` as the command for that, ``easycluster shell -w n[1-4] sh <
+script.sh``.) ``-u 0`` means no command timeout, as in clush.
 
 After the run, stderr gets a summary naming every node that did not succeed exactly
 once, grouped by class (exit code, timed out, unreachable, host key refused,
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional
@@ -70,7 +74,7 @@ from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from . import groupopts
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
-from .shellfiles import OutputFiles
+from .shellfiles import OutputFiles, same_dir
 from .shellinput import copy_operands, interactive, stdin_for_nodes
 from .shellnodes import select_nodes
 
@@ -78,6 +82,7 @@ if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run
     from ..cluster.worker import Worker
 
 PROG = "easycluster shell"
+_PLACEHOLDER = re.compile(r"%hosts")
 HOSTKEY_HINT = (
     "to trust a host seen for the first time: -o '-oStrictHostKeyChecking=accept-new' "
     "(a changed key needs 'ssh-keygen -R HOST' after checking why it changed)"
@@ -314,6 +319,8 @@ class Shell:
             raise UsageError("--copy/--rcopy run over ssh; -R exec is not offered for copies")
         if reverse and not dest:
             raise UsageError("--rcopy needs --dest DIR (a local directory)")
+        if reverse and dest and os.path.exists(dest) and not os.path.isdir(dest):
+            raise UsageError(f"--rcopy --dest {dest}: not a directory")
         for src in sources if not reverse else ():
             if not os.path.exists(src):
                 raise UsageError(f"{src}: no such file or directory to copy")
@@ -343,6 +350,8 @@ class Shell:
         live_out = None if self.gathered else LineWriter(self.stdout, label, palette)
         live_err = None if args.gather_all else LineWriter(self.stderr, label, err_palette)
         files = None
+        if args.outdir and args.errdir and same_dir(args.outdir, args.errdir):
+            raise UsageError("--outdir and --errdir need two directories (both write NODE)")
         if args.outdir or args.errdir:
             files = OutputFiles(args.outdir, args.errdir)
         handler = ShellHandler(live_out, live_err, progress, files)
@@ -376,12 +385,13 @@ class Shell:
         gatherer = Gatherer()
         codes: Dict[str, int] = {}
         for key in worker.keys:
-            buf = worker.node_buffer(key)
-            if buf:
-                gatherer.extend(key, buf.split(b"\n"))
+            if self.task.results.slot(key).stdout:  # something, if only an empty line
+                gatherer.extend(key, worker.node_buffer(key).split(b"\n"))
                 rc = worker.node_retcode(key)
                 if rc is not None:
                     codes[key] = rc
+            elif args.diff:
+                gatherer.add_key(key)  # (--diff shows a node that printed nothing)
         if args.diff:
             mode = "diff"
         elif args.gather or args.gather_all:
@@ -454,10 +464,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.worker = args.worker or ("rpc" if args.keep is not None else "ssh")
         if args.fanout < 1:
             raise UsageError(f"-f takes a number of nodes >= 1, not {args.fanout}")
-        for name in ("connect_timeout", "command_timeout"):
-            value = getattr(args, name)
-            if value is not None and value <= 0:
-                raise UsageError(f"--{name} takes seconds > 0, not {value:g}")
+        if args.connect_timeout is not None and args.connect_timeout <= 0:
+            raise UsageError(f"--connect_timeout takes seconds > 0, not {args.connect_timeout:g}")
+        if args.command_timeout is not None and args.command_timeout < 0:
+            raise UsageError(
+                f"--command_timeout takes seconds (0: none), not {args.command_timeout:g}"
+            )
         groupopts.apply(args)
         shell = Shell(args, select_nodes(args))
         try:
@@ -467,6 +479,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 sources, dest = copy_operands(list(args.command), args)
                 return shell.copy(sources, dest, reverse=args.rcopy)
             command = " ".join(args.command).strip()
+            if args.worker != "ssh" and _PLACEHOLDER.search(command.replace("%%", "")):
+                from ..cluster.backends import HOSTS_REFUSED
+
+                raise UsageError(HOSTS_REFUSED)
             if not command:
                 return interactive(shell.run)
             return shell.run(command, stdin_for_nodes(args))

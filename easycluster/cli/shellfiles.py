@@ -71,6 +71,16 @@ class OutputFiles:
         self._open.clear()
 
 
+def same_dir(a: str, b: str) -> bool:
+    """True if the paths name one directory (compared as written, or as found)."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _make_dir(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
-from .exitcodes import UsageError
+from .exitcodes import INTERRUPTED, UsageError
 
 PROMPT = "easycluster shell> "
 
@@ -27,7 +27,9 @@ def stdin_for_nodes(args: argparse.Namespace) -> Any:
 
 
 def interactive(run: Callable[[str, Any], int]) -> int:
-    """Commands read one per line (prompted on a terminal); the last one's exit code."""
+    """Commands read one per line (prompted on a terminal), each run on every node.
+    Returns the largest of their exit codes (130 if one was interrupted), so a script
+    piped in is never 0 when a line of it failed somewhere."""
     tty = sys.stdin.isatty()
     code = 0
     while True:
@@ -41,7 +43,8 @@ def interactive(run: Callable[[str, Any], int]) -> int:
         if command in ("exit", "quit"):
             break
         if command and not command.startswith("#"):
-            code = run(command, None)
+            this = run(command, None)
+            code = INTERRUPTED if INTERRUPTED in (code, this) else max(code, this)
     return code
 
 

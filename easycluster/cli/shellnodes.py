@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from typing import List, Optional
 
 from ..nodeset.nodeset import NodeSet
@@ -40,11 +41,20 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
         names += list(NodeSet.fromall(groupsource=args.groupsource))
     if not (args.nodes or args.hostfiles or args.groups or args.all):
         names = allocation_default()
+    if not names:
+        named = [*args.nodes, *args.hostfiles, *(f"-g {g}" for g in args.groups)]
+        raise UsageError(f"no node in {', '.join(named) or '-a'} (an empty or unknown group?)")
     excluded = NodeSet()
     for text in args.exclude:
-        excluded.update(NodeSet(text))
+        found = NodeSet(text)
+        if not found and "@" in text:
+            _warn(f"-x {text}: no node in it (an unknown group?): nothing excluded by it")
+        excluded.update(found)
     for group in args.exclude_groups:
-        excluded.update(NodeSet(group_ref(group, args.groupsource)))
+        found = NodeSet(group_ref(group, args.groupsource))
+        if not found:
+            _warn(f"-X {group}: no node in it (an unknown group?): nothing excluded by it")
+        excluded.update(found)
     if excluded:
         names = [n for n in names if n not in excluded]
     if args.pick is not None:
@@ -53,10 +63,12 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
         chosen = set(random.sample(range(len(names)), min(args.pick, len(names))))
         names = [n for i, n in enumerate(names) if i in chosen]
     if not names:
-        if args.hostfiles and not (args.nodes or args.groups or args.all or args.exclude):
-            raise UsageError(f"no node in {', '.join(args.hostfiles)}")
         raise UsageError("no node left to run on (every node was excluded)")
     return names
+
+
+def _warn(text: str) -> None:
+    print(f"easycluster shell: warning: {text}", file=sys.stderr)
 
 
 def group_ref(group: str, source: Optional[str]) -> str:

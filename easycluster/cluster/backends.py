@@ -328,8 +328,12 @@ class Backend:
         return self.literal(pull_command(source))
 
 
-_PLACEHOLDER = re.compile(r"%(host|rank|h|n|%)")
-_TEMPLATE_PLACEHOLDER = re.compile(r"%(host|rank|h|n|c|%)")
+_PLACEHOLDER = re.compile(r"%(hosts|host|rank|h|n|%)")
+_TEMPLATE_PLACEHOLDER = re.compile(r"%(hosts|host|rank|h|n|c|%)")
+HOSTS_REFUSED = (
+    "%hosts (ClusterShell's one command for the whole node set) is not offered: the "
+    "command runs once per node; write %%hosts for a literal '%hosts'"
+)
 
 
 def substitute(command: str, host: str, rank: int, inner: Optional[str] = None) -> str:
@@ -339,6 +343,8 @@ def substitute(command: str, host: str, rank: int, inner: Optional[str] = None) 
 
     def one(m: re.Match[str]) -> str:
         what = m.group(1)
+        if what == "hosts":  # (never "%host" then "s": ValueError, the node "failed")
+            raise ValueError(HOSTS_REFUSED)
         if what in ("h", "host"):
             return shlex.quote(host)
         if what in ("n", "rank"):

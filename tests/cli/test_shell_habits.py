@@ -203,3 +203,103 @@ def test_regroup_and_group_sources(tmp_path, capfdbinary, monkeypatch):
         assert "-s nosuch: unknown group source (known: racks, roles)" in err
     finally:
         set_std_group_resolver(None)
+
+
+def test_a_run_on_the_main_thread_has_a_signal_wakeup_pipe():
+    """A Ctrl-C whose C handler ran just before the loop blocked in select (its Python
+    handler waits for Python code to run) must still end the wait: while a run goes on,
+    the wakeup fd is a pipe the loop watches; the previous one is put back after."""
+    import _signal
+    import stat
+
+    from easycluster.cluster import EventHandler, Task
+
+    seen = []
+
+    class Look(EventHandler):
+        def ev_read(self, worker, node, sname, msg):
+            fd = _signal.set_wakeup_fd(-1)  # (read it, then put it back)
+            _signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+            seen.append(fd)
+            seen.append(stat.S_ISFIFO(os.fstat(fd).st_mode) if fd >= 0 else False)
+
+    previous = _signal.set_wakeup_fd(-1)
+    _signal.set_wakeup_fd(previous)
+    task = Task()
+    task.set_default("backend", "exec")
+    task.run("echo go", nodes="n1", handler=Look())
+    assert seen[0] >= 0 and seen[1] is True  # a pipe during the run
+    assert _signal.set_wakeup_fd(previous) == previous  # and the previous fd after
+
+
+def test_what_clush_users_met_in_an_audit(tmp_path, capfdbinary, monkeypatch):
+    # a node whose output is one empty line is shown; --diff shows a silent node
+    code, out, _ = run(["-R", "exec", "-L", "-w", "n[1-2]", "echo"], capfdbinary, monkeypatch)
+    assert (code, out) == (0, "n1: \nn2: \n")
+    code, out, _ = run(
+        ["-R", "exec", "--diff", "-w", "n[1-3]", "[ %h = n2 ] || echo x"], capfdbinary, monkeypatch
+    )
+    assert "+++ n2" in out and "-x" in out
+    # %hosts is refused rather than read as %h and "s"; %%hosts is literal
+    code, _, err = run(["-R", "exec", "-w", "n1", "echo %hosts"], capfdbinary, monkeypatch)
+    assert code == 2 and "%hosts" in err
+    code, out, _ = run(["-R", "exec", "-w", "n1", "echo %%hosts"], capfdbinary, monkeypatch)
+    assert out == "n1: %hosts\n"
+    # -u 0: no command timeout, as in clush
+    code, out, _ = run(["-R", "exec", "-u", "0", "-w", "n1", "echo ok"], capfdbinary, monkeypatch)
+    assert (code, out) == (0, "n1: ok\n")
+    # one directory for both --outdir and --errdir would mix the files: refused
+    code, _, err = run(
+        ["-R", "exec", "--outdir", str(tmp_path), "--errdir", f"{tmp_path}/", "-w", "n1", "true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 2 and "two directories" in err
+    # --rcopy into something that is not a directory
+    (tmp_path / "file").write_text("")
+    code, _, err = run(
+        ["-R", "ssh", "-w", "n1", "--rcopy", "/etc/hostname", "--dest", str(tmp_path / "file")],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 2 and "not a directory" in err
+
+
+def test_unknown_groups_are_said_not_silently_empty(tmp_path, capfdbinary, monkeypatch):
+    conf = tmp_path / "groups.conf"
+    conf.write_text(GROUPS)
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(conf))
+    from easycluster.nodeset.std import set_std_group_resolver
+
+    set_std_group_resolver(None)
+    try:
+        code, out, err = run(
+            ["-R", "exec", "-w", "n[1-2]", "-x", "@typo", "-X", "typo2", "echo hi"],
+            capfdbinary,
+            monkeypatch,
+        )
+        assert code == 0 and sorted(out.splitlines()) == ["n1: hi", "n2: hi"]
+        assert "-x @typo: no node in it" in err and "-X typo2: no node in it" in err
+        code, _, err = run(["-R", "exec", "-w", "@typo", "echo"], capfdbinary, monkeypatch)
+        assert code == 2 and "no node in @typo (an empty or unknown group?)" in err
+    finally:
+        set_std_group_resolver(None)
+
+
+def test_piped_commands_exit_with_the_worst_code_and_a_closed_pipe_is_quiet():
+    done = subprocess.run(
+        [*SHELL, "-q", "-R", "exec", "-w", "n1"],
+        input=b"false\ntrue\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 250  # a failed line is not hidden by a later good one
+    # | head -1: the reader leaves; no "Broken pipe" message, every command ended
+    done = subprocess.run(
+        f"{' '.join(SHELL)} -R exec -w n[1-40] 'seq 2000' | head -1",
+        shell=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.stdout.count(b"\n") == 1
+    assert b"Broken pipe" not in done.stderr and b"Traceback" not in done.stderr
