@@ -154,3 +154,17 @@ def connect(transport, request, **kw):
         cls = kw.pop("clientclass", None) or easycluster.Client
         return cls(**request.getfixturevalue("sshd").client_kw(rpython=sys.executable), **kw)
     raise ValueError(transport)
+
+
+# ``easycluster shell`` as a subprocess, and in-process with its streams captured.
+SHELL = [sys.executable, "-m", "easycluster", "shell"]
+
+
+def run_shell(argv, capfdbinary, monkeypatch):
+    """``easycluster shell`` ``main(argv)`` in-process: (exit code, stdout, stderr) as text."""
+    from easycluster.cli.shell import main
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    code = main(argv)
+    out, err = capfdbinary.readouterr()
+    return code, out.decode(), err.decode()

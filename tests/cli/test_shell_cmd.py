@@ -8,22 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
+from helpers import SHELL
+from helpers import run_shell as run
 
 from easycluster.cli import main as cli_main
-from easycluster.cli.shell import main
 
 pytestmark = pytest.mark.timeout(60)
-SHELL = [sys.executable, "-m", "easycluster", "shell"]
-
-
-def run(argv, capfdbinary, monkeypatch):
-    monkeypatch.setenv("NO_COLOR", "1")
-    code = main(argv)
-    out, err = capfdbinary.readouterr()
-    return code, out.decode(), err.decode()
 
 
 def test_live_output_is_prefixed_and_a_node_listed_twice_runs_twice(capfdbinary, monkeypatch):

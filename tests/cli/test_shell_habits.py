@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
+from helpers import SHELL
+from helpers import run_shell as run
 
-from easycluster.cli.shell import main
 from easycluster.cli.shellfiles import OutputFiles
 from easycluster.cli.shellnodes import read_hostfile
 
 pytestmark = pytest.mark.timeout(60)
-SHELL = [sys.executable, "-m", "easycluster", "shell"]
-
-
-def run(argv, capfdbinary, monkeypatch):
-    monkeypatch.setenv("NO_COLOR", "1")
-    code = main(argv)
-    out, err = capfdbinary.readouterr()
-    return code, out.decode(), err.decode()
 
 
 def test_dash_n_keeps_stdin_from_the_nodes():
