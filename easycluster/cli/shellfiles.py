@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import IO, Dict, Iterable, Optional, Tuple
 
+from ..cluster.copy import safe_part
 from .exitcodes import UsageError
 
 SUFFIX = ".part"
@@ -91,8 +92,9 @@ def _make_dir(path: str) -> None:
 
 
 def _safe(node: str) -> str:
-    """A file name for a node key: node names have no '/', but a host-file typo might."""
-    return node.replace(os.sep, "_") if node not in (".", "..") else "_" + node
+    """A file name for a node key (as ``--rcopy`` names its copies: ``/`` as ``_``);
+    node names have no '/', but a host-file typo might."""
+    return safe_part(node) if node not in (".", "..") else "_" + node
 
 
 def _part(directory: str, node: str) -> str:
