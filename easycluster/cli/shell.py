@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import sys
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional
@@ -82,7 +81,6 @@ if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run
     from ..cluster.worker import Worker
 
 PROG = "easycluster shell"
-_PLACEHOLDER = re.compile(r"%hosts")
 HOSTKEY_HINT = (
     "to trust a host seen for the first time: -o '-oStrictHostKeyChecking=accept-new' "
     "(a changed key needs 'ssh-keygen -R HOST' after checking why it changed)"
@@ -479,10 +477,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 sources, dest = copy_operands(list(args.command), args)
                 return shell.copy(sources, dest, reverse=args.rcopy)
             command = " ".join(args.command).strip()
-            if args.worker != "ssh" and _PLACEHOLDER.search(command.replace("%%", "")):
-                from ..cluster.backends import HOSTS_REFUSED
+            if args.worker != "ssh" and "%hosts" in command:
+                from ..cluster.backends import HOSTS_REFUSED, uses_hosts
 
-                raise UsageError(HOSTS_REFUSED)
+                if uses_hosts(command):  # (the backend's own reading: %%hosts is text)
+                    raise UsageError(HOSTS_REFUSED)
             if not command:
                 return interactive(shell.run)
             return shell.run(command, stdin_for_nodes(args))

@@ -336,6 +336,12 @@ HOSTS_REFUSED = (
 )
 
 
+def uses_hosts(command: str) -> bool:
+    """True if ``command`` has the ``%hosts`` placeholder, which ``substitute`` refuses
+    (``HOSTS_REFUSED``): for a caller that wants to say so once, before any node runs."""
+    return any(m.group(1) == "hosts" for m in _PLACEHOLDER.finditer(command))
+
+
 def substitute(command: str, host: str, rank: int, inner: Optional[str] = None) -> str:
     """``command`` with ``%h``/``%host`` as the host (shell-quoted), ``%n``/``%rank`` as the
     0-based rank and ``%%`` as ``%``; when ``inner`` is given (a template), ``%c`` as
