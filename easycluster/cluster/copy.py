@@ -13,7 +13,8 @@ bytes, or a tar stream of a directory) and these arguments::
     $7 kind ("f" file, "d" directory)   $8 the guard's script (``GUARD``)
 
 Where it goes: if ``dest`` is an existing directory the copy is ``dest/name``, else it
-is ``dest`` itself (whose directory must exist). A file never replaces a directory; a
+is ``dest`` itself (whose directory must exist; a ``dest`` ending in ``/`` names a
+directory, so it must exist). A file never replaces a directory; a
 directory replaces a directory of that name as a whole (it is not merged) and never
 replaces a file.
 
@@ -71,6 +72,7 @@ exit "$rc"
 RECEIVER = r"""dest=$1 name=$2 size=$3 mode=$4 keep=$5 stamp=$6 kind=$7 guard=$8
 fail() { printf 'easycluster copy: %s\n' "$*" >&2; exit 1; }
 if [ -d "$dest" ]; then target=$dest/$name; else target=$dest; fi
+case $target in */) fail "$target: no such directory" ;; esac
 dir=$(dirname -- "$target") && base=$(basename -- "$target") || exit 1
 case $dir in */) ;; *) dir=$dir/ ;; esac
 [ -d "$dir" ] || fail "$dir: no such directory"

@@ -116,8 +116,10 @@ def test_where_a_pushed_file_goes(nodes, source):
     task.copy(str(source / "big"), "no/such/dir/x", nodes="n1", backend=b)
     task.copy(str(source / "big"), "blocked", nodes="n1", backend=b)  # blocked/big is a dir
     task.copy(str(source / "big"), "p%hq", nodes="n1", backend=b)  # no %h substitution
+    task.copy(str(source / "big"), "newdir/", nodes="n1", backend=b)  # a directory, missing
     task.resume()
-    assert [task.results.slot(k).rc for k in task.results.slots] == [0, 0, 1, 1, 0]
+    assert [task.results.slot(k).rc for k in task.results.slots] == [0, 0, 1, 1, 0, 1]
+    assert b"newdir/: no such directory" in task.node_error("n1#6")
     assert task.node_retcode("n1") == 1  # a node's code over its runs: the largest
     assert b"no/such/dir/: no such directory" in task.node_error("n1#3")
     assert b"blocked/big: is a directory" in task.node_error("n1#4")
