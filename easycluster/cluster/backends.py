@@ -429,9 +429,19 @@ _WATCH = (
 )
 
 
-def watched(command: str) -> str:
-    """``command`` wrapped so that it is killed when its ssh connection ends."""
-    return f"exec sh -c '{_WATCH}' sh {shlex.quote(command)}"
+# The same for a command fed stdin, whose stdin cannot be watched (its EOF is the end of
+# the data, not of the connection): a background loop checks once a second that the
+# parent sshd session (which exits when its connection is lost) is still there.
+_WATCH_FED = (
+    "p=$PPID; (while kill -0 $p; do sleep 1; done; kill -0 $$ && kill -9 -$$) "
+    '</dev/null >/dev/null 2>&1 & exec sh -c "$1"'
+)
+
+
+def watched(command: str, fed: bool = False) -> str:
+    """``command`` wrapped so that it is killed when its ssh connection ends (``fed``: the
+    command reads the stdin ssh carries; it is then killed within about a second)."""
+    return f"exec sh -c '{_WATCH_FED if fed else _WATCH}' sh {shlex.quote(command)}"
 
 
 class SshBackend(Backend):
@@ -445,9 +455,9 @@ class SshBackend(Backend):
 
     ``kill_remote`` (default True): when the Task kills a command (timeout, abort), the
     remote command dies too; without a terminal sshd would leave it running. It wraps a
-    command that reads no stdin in a small POSIX sh watcher (``watched``), so it needs a
-    POSIX login shell remotely; a command fed stdin is not wrapped (it sees EOF on its
-    stdin when the connection ends instead).
+    command in a small POSIX sh watcher (``watched``), so it needs a POSIX login shell
+    remotely. A command that reads no stdin dies as soon as its connection ends; one fed
+    stdin within about a second (its watcher polls the sshd session).
     """
 
     name = "ssh"
@@ -478,7 +488,7 @@ class SshBackend(Backend):
 
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
         hold = self.kill_remote and not stdin
-        remote = watched(command) if hold else command
+        remote = watched(command, fed=stdin) if self.kill_remote else command
         return spawn(self.argv(node, remote), stdin, stderr, hold_stdin=hold)
 
     def classify(self, rc: int, tail: bytes) -> str:

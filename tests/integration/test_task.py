@@ -429,6 +429,18 @@ def test_ssh_unhappy_nodes_are_each_classified_and_delay_no_one(sshd):
     assert wait_until(lambda: not any(pid_alive(p) for p in remote), timeout=10), remote
 
 
+def test_ssh_timeout_kills_a_remote_command_fed_stdin(sshd):
+    # its stdin cannot tell when the connection ends: the watcher polls the sshd session
+    task = ssh_task(sshd)
+    h = Recorder()
+    task.shell("echo $$; exec sleep 60", nodes="sshtest0", handler=h, timeout=1, stdin=b"x\n")
+    task.resume()
+    assert task.node_status("sshtest0") == "timeout"
+    remote = h.pids("sshtest0")
+    assert len(remote) == 1
+    assert wait_until(lambda: not pid_alive(remote[0]), timeout=10), remote
+
+
 def test_ssh_stdin_is_broadcast(sshd):
     task = ssh_task(sshd)
     data = os.urandom(200_000)
