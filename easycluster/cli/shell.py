@@ -248,6 +248,10 @@ class ShellHandler(EventHandler):
             self.files.finish((node,))
 
     def ev_close(self, worker: Worker, timedout: bool) -> None:
+        for writer in (self.out, self.err):
+            if writer is not None:  # (a line some node left unfinished: killed mid-line)
+                with self.progress.paused():
+                    writer.end(worker.keys)
         self.progress.clear()
         if self.files is not None:
             self.files.finish(worker.keys)

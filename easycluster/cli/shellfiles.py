@@ -16,6 +16,7 @@ import os
 from typing import IO, Dict, Iterable, Optional, Tuple
 
 from ..cluster.copy import safe_part
+from ..cluster.events import Piece
 from .exitcodes import UsageError
 
 SUFFIX = ".part"
@@ -38,7 +39,8 @@ class OutputFiles:
                 self._open[node, sname] = open(_part(d, node), "wb")
 
     def write(self, node: str, sname: str, line: bytes) -> None:
-        """A line of ``node``'s ``sname`` (without its end of line)."""
+        """A line of ``node``'s ``sname`` (without its end of line), or a ``Piece`` of a
+        long one (written without an end of line: the rest follows)."""
         f = self._open.get((node, sname))
         if f is None:
             if self.dirs.get(sname) is None:
@@ -46,7 +48,8 @@ class OutputFiles:
             self.start(node)
             f = self._open[node, sname]
         f.write(line)
-        f.write(b"\n")
+        if not isinstance(line, Piece):
+            f.write(b"\n")
 
     def finish(self, nodes: Iterable[str]) -> None:
         """These nodes are done: their files take their final names."""

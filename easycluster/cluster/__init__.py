@@ -36,6 +36,7 @@ _EXPORTS: Dict[str, str] = {
     "Timer": "easycluster.cluster.task",
     "task_self": "easycluster.cluster.task",
     "EventHandler": "easycluster.cluster.events",
+    "Piece": "easycluster.cluster.events",
     "Backend": "easycluster.cluster.backends",
     "ExecBackend": "easycluster.cluster.backends",
     "SshBackend": "easycluster.cluster.backends",

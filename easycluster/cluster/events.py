@@ -15,8 +15,12 @@ arguments will never be appended to these methods.
 ``node`` is always the slot key: the node's name, or ``name#k`` for its k-th listing
 in one run (a node listed twice runs twice and gets two keys, never merged). ``sname``
 is ``"stdout"`` or ``"stderr"`` (``"stdin"`` for ``ev_written``). ``msg`` is one line
-of output as bytes, without its end-of-line; a line longer than ``engine.LINE_MAX`` bytes (64 KiB)
-arrives in pieces of ``LINE_MAX``, and the last line arrives even without a newline.
+of output as bytes, without its end-of-line, and the last line arrives even without a
+newline. A line longer than ``engine.LINE_MAX`` bytes (64 KiB) arrives in pieces of
+``LINE_MAX`` (the memory a node's unfinished line may hold): each piece but the last is a
+``Piece`` (a ``bytes`` subclass), so ``isinstance(msg, Piece)`` means "the line goes on
+in this node's next ``ev_read`` on this stream" (unless the node is aborted first). In
+tree mode a gateway passes pieces on as plain lines.
 
 The events of one worker (one ``task.shell(...)``), in order; the events of different
 nodes interleave, those of one node come in this order::
@@ -51,6 +55,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # (types only: the engine imports this module, not the reverse)
     from .worker import Timer, Worker
+
+
+class Piece(bytes):
+    """An ``ev_read`` message that is not a whole line but a piece of a longer one: the
+    line continues in the next ``ev_read`` of the same node and stream."""
+
+    __slots__ = ()
 
 
 class EventHandler:

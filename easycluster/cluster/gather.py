@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from typing import IO, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from .events import Piece
 from .slots import Regroup, fold_keys, natural_key, natural_sorted
 from .terminal import Palette
 
@@ -295,21 +296,37 @@ def write_gathered(
         write_blocks(out, blocks, label, palette)
 
 
+JOIN_MAX = 1 << 22  # bytes of a long line LineWriter joins before writing them as a line
+
+
 class LineWriter:
     """Live output: each line written as it arrives, as ``key: line`` (just ``line``
     with ``label=False``). One ``write`` call per line on ``out``; flushing is the
-    caller's choice."""
+    caller's choice.
 
-    __slots__ = ("_out", "_label", "_palette", "_prefixes")
+    A long line comes from the engine in pieces (``events.Piece``): they are held and
+    written as one line with the piece that ends it, up to ``JOIN_MAX`` bytes (a longer
+    line is written as lines of that size, so one node's line holds at most that much
+    memory). ``end(keys)`` writes what is held of these keys' unfinished lines (a node
+    aborted or killed mid-line)."""
+
+    __slots__ = ("_out", "_label", "_palette", "_prefixes", "_held")
 
     def __init__(self, out: IO[bytes], label: bool = True, palette: Palette = _PLAIN) -> None:
         self._out = out
         self._label = label
         self._palette = palette
         self._prefixes: Dict[str, bytes] = {}
+        self._held: Dict[str, bytearray] = {}  # key -> the pieces of its unfinished line
 
     def write(self, key: str, line: bytes) -> None:
         """Write one line of ``key``'s output (``line`` without its newline)."""
+        if isinstance(line, Piece) or key in self._held:
+            held = self._held.setdefault(key, bytearray())
+            held += line
+            if isinstance(line, Piece) and len(held) < JOIN_MAX:
+                return
+            line = bytes(self._held.pop(key))
         if not self._label:
             self._out.write(line + b"\n")
             return
@@ -317,3 +334,9 @@ class LineWriter:
         if prefix is None:
             prefix = self._prefixes[key] = _prefix(key, self._palette)
         self._out.write(prefix + line + b"\n")
+
+    def end(self, keys: Iterable[str]) -> None:
+        """Write the held part of each of ``keys``' unfinished lines, if any."""
+        for key in keys:
+            if key in self._held:
+                self.write(key, b"")

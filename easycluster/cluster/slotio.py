@@ -9,7 +9,8 @@ Output: each ready descriptor gets one read of ``CHUNK`` bytes per turn of the l
 a node that floods output shares the loop with the others; what it sends beyond the
 result buffers' limit is counted and dropped at once (see ``results.py``). When the
 handler listens (``Worker.wants_lines``), lines go to ``ev_read`` whole, a longer one in
-pieces of ``LINE_MAX`` bytes, the last unfinished one when its stream ends. A worker
+pieces of ``LINE_MAX`` bytes (``events.Piece`` but the last), the last unfinished one when
+its stream ends. A worker
 with a ``sink`` (``worker.Sink``: rcopy's raw data) has its stdout handed to the sink as
 it comes, neither kept nor split into lines. A command with a ``mailbox``
 (``backends.Mailbox``: the RPC backend's) has no pipes: its output and end are taken
@@ -28,6 +29,7 @@ import selectors
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Set
 
 from .backends import Command, Mailbox
+from .events import Piece
 from .feed import CHUNK
 from .results import Results, SlotResult
 from .worker import Worker
@@ -161,10 +163,11 @@ class SlotIO:
             # line through whole)
             end = buf.find(b"\n", start, start + LINE_MAX + 1)
             if end < 0:
-                if len(buf) - start < LINE_MAX:
-                    break
+                if len(buf) - start <= LINE_MAX:
+                    break  # (a piece goes only once a byte after it is known: a Piece
+                    # always has a continuation, even when the stream ends there)
                 end = start + LINE_MAX
-                self.task.emit(worker, "ev_read", worker, key, sname, buf[start:end])
+                self.task.emit(worker, "ev_read", worker, key, sname, Piece(buf[start:end]))
                 start = end
                 continue
             line = buf[start : end - 1] if end > start and buf[end - 1] == 13 else buf[start:end]

@@ -12,6 +12,7 @@ from helpers import run_shell as run
 
 from easycluster.cli.shellfiles import OutputFiles
 from easycluster.cli.shellnodes import read_hostfile
+from easycluster.cluster.engine import LINE_MAX
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,6 +90,21 @@ def test_outdir_files_of_timed_out_nodes_take_their_names(tmp_path, capfdbinary,
     assert code == 251, err
     assert sorted(os.listdir(tmp_path)) == ["n1", "n2"]  # no .part file left behind
     assert (tmp_path / "n2").read_bytes() == b"early n2\n"
+
+
+def test_a_line_longer_than_a_piece_stays_one_line(tmp_path, capfdbinary, monkeypatch):
+    long = "y" * (3 * LINE_MAX + 5)
+    script = tmp_path / "long"
+    script.write_text(f"{long}\nend\n{long}")  # the last line without a newline
+    code, out, err = run(
+        ["-R", "exec", "--outdir", str(tmp_path / "out"), "-w", "n[1-2]", f"cat {script}"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert sorted(lines) == sorted(f"n{i}: {x}" for i in (1, 2) for x in (long, "end", long))
+    assert (tmp_path / "out" / "n2").read_text() == f"{long}\nend\n{long}\n"
 
 
 def test_output_files_unfinished_are_removed_when_the_run_breaks(tmp_path):

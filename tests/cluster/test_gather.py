@@ -8,6 +8,8 @@ import random
 
 import pytest
 
+from easycluster.cluster import gather as gather_module
+from easycluster.cluster.events import Piece
 from easycluster.cluster.gather import (
     HEADER_WIDTH,
     MODES,
@@ -281,6 +283,21 @@ def test_line_writer_streams_in_arrival_order():
     bare = io.BytesIO()
     LineWriter(bare, label=False).write("n1", b"x")
     assert bare.getvalue() == b"x\n"
+
+
+def test_line_writer_joins_the_pieces_of_a_long_line(monkeypatch):
+    monkeypatch.setattr(gather_module, "JOIN_MAX", 6)
+    out = io.BytesIO()
+    writer = LineWriter(out)
+    writer.write("n1", Piece(b"ab"))
+    writer.write("n2", b"other")  # another node's line comes between the pieces
+    writer.write("n1", Piece(b"cd"))
+    writer.write("n1", b"e")
+    writer.write("n1", Piece(b"fgh"))
+    writer.write("n1", Piece(b"ijk"))  # JOIN_MAX reached: written as a line of its own
+    writer.write("n1", Piece(b"l"))
+    writer.end(["n1", "n2"])  # n1 was killed mid-line: what came is still written
+    assert out.getvalue() == b"n2: other\nn1: abcde\nn1: fghijk\nn1: l\n"
 
 
 def test_many_keys_and_lines_gather_to_few_blocks():

@@ -18,7 +18,8 @@ import pytest
 from helpers import pid_alive, wait_until
 from sshd import free_port
 
-from easycluster.cluster import EventHandler, ExecBackend, SshBackend, Task, task_self
+from easycluster.cluster import EventHandler, ExecBackend, Piece, SshBackend, Task, task_self
+from easycluster.cluster.engine import LINE_MAX
 from easycluster.errors import TaskTimeout
 
 MB100 = 100_000_000
@@ -358,6 +359,31 @@ def test_task_self_is_one_task_per_thread():
     t.start()
     t.join(10)
     assert other and other[0] is not mine
+
+
+@pytest.mark.parametrize("size", [LINE_MAX - 1, LINE_MAX, LINE_MAX + 1, 3 * LINE_MAX])
+def test_a_long_line_comes_in_pieces_each_marked_but_the_last(task, size):
+    got: List[bytes] = []
+
+    class Lines(EventHandler):
+        def ev_read(self, worker, node, sname, msg):
+            got.append(msg)
+
+    # the same line ended by a newline, by CR LF, then by the end of the stream
+    line = "x" * size
+    make = f"l=$(head -c {size} /dev/zero | tr '\\0' x)"
+    task.run(f"{make}; printf '%s\\n%s\\r\\n%s' $l $l $l", nodes="n1", handler=Lines())
+    whole: List[bytes] = []
+    held = b""
+    for msg in got:
+        assert len(msg) <= LINE_MAX
+        held += msg
+        if not isinstance(msg, Piece):
+            whole.append(held)
+            held = b""
+    assert whole == [line.encode()] * 3
+    pieces = sum(isinstance(m, Piece) for m in got)
+    assert pieces >= 3 * ((size - 1) // LINE_MAX) and (size >= LINE_MAX or pieces == 0)
 
 
 def test_a_local_command_without_nodes(task):
