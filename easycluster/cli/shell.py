@@ -10,7 +10,9 @@ options         output (stdout; stderr lines go to stderr the same way)
 (none)          ``node: line`` as lines arrive (``-N``: just the line)
 ``-b``          at the end, nodes with identical output and exit code in one block
                 under their folded node set (``-B``: stderr gathered with stdout)
-``-L``          at the end, ``node: line``, nodes in natural order (``-bL``: blocks)
+``-L``          at the end, ``node: line``, nodes in natural order
+``-bL``         live: the i-th lines of all nodes, the same ones gathered as
+                ``NODES: line``, once every node has sent its i-th line or ended
 ``--diff``      at the end, each output as a diff against the most common one
 =============== =====================================================================
 
@@ -64,7 +66,7 @@ import sys
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from ..cluster.events import EventHandler
-from ..cluster.gather import Gatherer, LineWriter, write_gathered
+from ..cluster.gather import Gatherer, LineGatherer, LineWriter, write_gathered
 from ..cluster.progress import Progress
 from ..cluster.summary import Outcome, Summary
 from ..cluster.terminal import COLOR_CHOICES, palette_for
@@ -240,6 +242,9 @@ class ShellHandler(EventHandler):
             self.files.write(node, sname, msg)
 
     def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
+        if self.out is not None:  # (-bL: the rows wait for this node no more)
+            with self.progress.paused():
+                self.out.end((node,))
         self.done += 1
         if rc != 0 or worker.node_status(node) != "hup":
             self.failed += 1
@@ -349,6 +354,7 @@ class Shell:
         progress = Progress(
             sys.stderr, len(self.nodes), self.environ, prefix=PROG + ": ", enabled=args.progress
         )
+        live_lines = args.lines and (args.gather or args.gather_all) and not args.diff
         live_out = None if self.gathered else LineWriter(self.stdout, label, palette)
         live_err = None if args.gather_all else LineWriter(self.stderr, label, err_palette)
         files = None
@@ -358,6 +364,10 @@ class Shell:
             files = OutputFiles(args.outdir, args.errdir)
         handler = ShellHandler(live_out, live_err, progress, files)
         workers = schedule(handler)
+        if live_lines:  # (-bL: rows of lines gathered as they come, over every slot)
+            keys = [k for w in workers for k in w.keys]
+            regroup = groupopts.regroup(args)
+            handler.out = LineGatherer(self.stdout, keys, label, palette, regroup)
         interrupted = False
         complete = False
         try:
@@ -369,7 +379,7 @@ class Shell:
             progress.clear()
             if files is not None:
                 files.close(complete)  # (an error: no file under a node's name)
-        if self.gathered:
+        if self.gathered and not live_lines:
             for worker in workers:
                 self._print_gathered(worker)
         self.stdout.flush()

@@ -32,19 +32,33 @@ mode            output
 ``per-key``     the same with one block per key, nothing gathered (clubak's
                 default)
 ``lines``       ``key: line`` for every line, keys in natural order (``-L``)
-``block-lines`` ``NODES: line``: each block's lines under its folded set (``-bL``;
-                a whole block at a time, not line by line as clush's live ``-bL``)
+``block-lines`` ``NODES: line``: each block's lines under its folded set (a
+                whole block at a time; the shell's live ``-bL`` is ``LineGatherer``)
 ``diff``        a unified diff (difflib) of each block against the reference,
                 the described blocks as file names (``--diff``)
 =============== ===============================================================
 
 Streaming (clush's default live output) is ``LineWriter``: ``key: line`` written as
-lines arrive.
+lines arrive; ``LineGatherer`` (``-bL``) writes each row of lines, the i-th line of
+every key, gathered as ``NODES: line`` as soon as every key has sent it.
 """
 
 from __future__ import annotations
 
-from typing import IO, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from collections import deque
+from typing import (
+    IO,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from .events import Piece
 from .slots import Regroup, fold_keys, natural_key, natural_sorted
@@ -307,8 +321,8 @@ class LineWriter:
     A long line comes from the engine in pieces (``events.Piece``): they are held and
     written as one line with the piece that ends it, up to ``JOIN_MAX`` bytes (a longer
     line is written as lines of that size, so one node's line holds at most that much
-    memory). ``end(keys)`` writes what is held of these keys' unfinished lines (a node
-    aborted or killed mid-line)."""
+    memory). ``end(keys)`` says these keys will send no more: what is held of their
+    unfinished lines is written."""
 
     __slots__ = ("_out", "_label", "_palette", "_prefixes", "_held")
 
@@ -327,16 +341,75 @@ class LineWriter:
             if isinstance(line, Piece) and len(held) < JOIN_MAX:
                 return
             line = bytes(self._held.pop(key))
-        if not self._label:
-            self._out.write(line + b"\n")
-            return
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            prefix = self._prefixes[key] = _prefix(key, self._palette)
-        self._out.write(prefix + line + b"\n")
+        self._line(key, line)
 
     def end(self, keys: Iterable[str]) -> None:
-        """Write the held part of each of ``keys``' unfinished lines, if any."""
+        """``keys`` are done: write the held part of their unfinished lines, if any."""
         for key in keys:
             if key in self._held:
                 self.write(key, b"")
+
+    def _line(self, key: str, line: bytes) -> None:
+        self._out.write(self._label_of(key) + line + b"\n")
+
+    def _label_of(self, text: str) -> bytes:
+        if not self._label:
+            return b""
+        prefix = self._prefixes.get(text)
+        if prefix is None:
+            prefix = self._prefixes[text] = _prefix(text, self._palette)
+        return prefix
+
+
+class LineGatherer(LineWriter):
+    """Live ``-bL`` (clush's line gathering): the i-th lines of all ``keys`` are written
+    together, as soon as every key has sent its i-th line or ended; keys whose i-th
+    lines are the same share one line, ``NODES: line`` (folded as ``fold_keys`` with
+    ``regroup``), in natural order of their first key. A key that ended with fewer
+    lines is left out of the rows it has no line in. Lines wait in memory for the
+    slowest key (as clush's do)."""
+
+    __slots__ = ("_regroup", "_queues", "_blocking", "_filled", "_ended")
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        keys: Iterable[str],
+        label: bool = True,
+        palette: Palette = _PLAIN,
+        regroup: Optional[Regroup] = None,
+    ) -> None:
+        super().__init__(out, label, palette)
+        self._regroup = regroup
+        self._queues: Dict[str, Deque[bytes]] = {k: deque() for k in keys}
+        self._blocking = set(self._queues)  # keys not ended with no line waiting
+        self._filled: Dict[str, None] = {}  # keys with a line waiting
+        self._ended: Set[str] = set()
+
+    def end(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        super().end(keys)
+        for key in keys:
+            self._ended.add(key)
+            self._blocking.discard(key)
+        self._drain()
+
+    def _line(self, key: str, line: bytes) -> None:
+        self._queues.setdefault(key, deque()).append(line)
+        self._blocking.discard(key)
+        self._filled[key] = None
+        self._drain()
+
+    def _drain(self) -> None:
+        while not self._blocking and self._filled:
+            row: Dict[bytes, List[str]] = {}
+            for key in list(self._filled):
+                queue = self._queues[key]
+                row.setdefault(queue.popleft(), []).append(key)
+                if not queue:
+                    del self._filled[key]
+                    if key not in self._ended:
+                        self._blocking.add(key)
+            groups = sorted(row.items(), key=lambda item: min(map(natural_key, item[1])))
+            for line, keys in groups:
+                self._out.write(self._label_of(fold_keys(keys, self._regroup)) + line + b"\n")

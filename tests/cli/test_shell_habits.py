@@ -107,6 +107,19 @@ def test_a_line_longer_than_a_piece_stays_one_line(tmp_path, capfdbinary, monkey
     assert (tmp_path / "out" / "n2").read_text() == f"{long}\nend\n{long}\n"
 
 
+def test_gather_lines_live_by_row_as_clush_bl(capfdbinary, monkeypatch):
+    code, out, err = run(
+        ["-R", "exec", "-b", "-L", "-w", "n[1-3]"]
+        + ["echo same; echo diff %h; echo same2; [ %h = n2 ] && echo extra; true"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert out == (
+        "n[1-3]: same\nn1: diff n1\nn2: diff n2\nn3: diff n3\nn[1-3]: same2\nn2: extra\n"
+    )
+
+
 def test_output_files_unfinished_are_removed_when_the_run_breaks(tmp_path):
     files = OutputFiles(str(tmp_path), None)
     files.start("n1")

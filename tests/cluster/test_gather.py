@@ -15,6 +15,7 @@ from easycluster.cluster.gather import (
     MODES,
     Block,
     Gatherer,
+    LineGatherer,
     LineWriter,
     describe,
     header_line,
@@ -298,6 +299,33 @@ def test_line_writer_joins_the_pieces_of_a_long_line(monkeypatch):
     writer.write("n1", Piece(b"l"))
     writer.end(["n1", "n2"])  # n1 was killed mid-line: what came is still written
     assert out.getvalue() == b"n2: other\nn1: abcde\nn1: fghijk\nn1: l\n"
+
+
+def test_line_gatherer_writes_each_row_once_every_key_sent_it():
+    out = io.BytesIO()
+    g = LineGatherer(out, ["n10", "n2", "n1", "n1#2"])
+    for key in ("n10", "n2", "n1"):
+        g.write(key, b"same")
+    assert out.getvalue() == b""  # n1#2 has not sent its first line yet
+    g.write("n1#2", b"same")
+    assert out.getvalue() == b"n[1-2,10],n1#2: same\n"
+    out.seek(0), out.truncate()
+    g.write("n10", b"b")
+    g.write("n2", b"a")
+    g.end(["n1"])  # ended after one line: the next rows do without it
+    g.write("n1#2", Piece(b"a"))  # a piece: its line is not whole yet
+    assert out.getvalue() == b""
+    g.write("n1#2", b"")
+    g.write("n2", b"last")
+    assert out.getvalue() == b"n2,n1#2: a\nn10: b\n"  # by the first key's natural order
+    g.end(["n10", "n1#2"])
+    assert out.getvalue().endswith(b"n10: b\nn2: last\n")
+    g.end(["n2"])
+    bare = io.BytesIO()
+    quiet = LineGatherer(bare, ["n1", "n2"], label=False)
+    quiet.write("n1", b"x")
+    quiet.end(["n2"])
+    assert bare.getvalue() == b"x\n"
 
 
 def test_many_keys_and_lines_gather_to_few_blocks():
