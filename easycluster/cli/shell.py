@@ -26,9 +26,8 @@ write each node's stdout and stderr to ``DIR/NODE``, a file that appears complet
 the node is done. ``-r`` writes the headers of gathered blocks with groups
 (``@rack1,n9``); ``-s SOURCE`` is the group source of ``-g``, ``-X``, ``-a`` and ``-r``,
 ``-G`` leaves its ``@SOURCE:`` prefix out, ``--groupsconf FILE`` reads the groups from
-FILE. ``-d`` prints each node's command line before
-the run. ``-o``
-takes ssh's options as one word, dashes and all (``-o '-p 2222'``).
+FILE. ``-d`` prints each node's command line before the run. ``-o`` takes ssh's options
+as one word, dashes and all (``-o '-p 2222'``).
 
 Copies: ``easycluster shell -w NODESET --copy FILE... [--dest DIR]`` writes each file
 or directory on every node (into DIR, or the same path), renamed into place only once
