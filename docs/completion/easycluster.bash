@@ -34,17 +34,18 @@ _easycluster() {
         'shell -g'|'shell --group'|'shell -X'|'shell --pick'|'shell -s'| \
         'shell --groupsource'|'shell -f'|'shell --fanout'|'shell -t'| \
         'shell --connect_timeout'|'shell -u'|'shell --command_timeout'|'shell -l'| \
-        'shell --user'|'shell -o'|'shell --options'|'shell --keep'|'farm -n'| \
-        'farm --node'|'farm -w'|'farm -g'|'farm --group'|'farm --slurm'|'farm --slots'| \
-        'farm -m'|'farm --max-nodes'|'farm -u'|'farm --max-node-uses'|'farm -j'| \
-        'farm --job'|'farm -E'|'farm --on-each-node'|'farm --timeout'|'farm --retries'| \
-        'farm --retry-failed'|'farm --halt'|'farm --heartbeat'|'farm --connect-timeout'| \
-        'farm -l'|'farm --user'|'farm --ssh-options') how='text' ;;
+        'shell --user'|'shell -o'|'shell --options'|'shell --keep'|'shell -O'| \
+        'shell --option'|'farm -n'|'farm --node'|'farm -w'|'farm -g'|'farm --group'| \
+        'farm --slurm'|'farm --slots'|'farm -m'|'farm --max-nodes'|'farm -u'| \
+        'farm --max-node-uses'|'farm -j'|'farm --job'|'farm -E'|'farm --on-each-node'| \
+        'farm --timeout'|'farm --retries'|'farm --retry-failed'|'farm --halt'| \
+        'farm --heartbeat'|'farm --connect-timeout'|'farm -l'|'farm --user'| \
+        'farm --ssh-options') how='text' ;;
         ' -k'|' --keyfile'|' -g'|' --generate'|' --config'|' -P'|' --pidfile'|' -L'| \
         ' --logfile'|'nodeset --groupsconf'|'gather --groupsconf'|'shell --hostfile'| \
-        'shell --machinefile'|'shell --groupsconf'|'shell --topology'|'farm -N'| \
-        'farm --node-file'|'farm -J'|'farm --job-file'|'farm --joblog'|'farm --topology'| \
-        'farm -o'|'farm --stdout'|'farm -e'|'farm --stderr'|'farm -A'| \
+        'shell --machinefile'|'shell --groupsconf'|'shell --conf'|'shell --topology'| \
+        'farm -N'|'farm --node-file'|'farm -J'|'farm --job-file'|'farm --joblog'| \
+        'farm --topology'|'farm -o'|'farm --stdout'|'farm -e'|'farm --stderr'|'farm -A'| \
         'farm --active-nodes') how='file' ;;
         'gather --interpret-keys'|'gather --color'|'shell --color') how='choice:never always auto' ;;
         'shell -R'|'shell --worker') how='choice:ssh exec rpc' ;;
@@ -75,7 +76,8 @@ _easycluster() {
             -d --debug -P --progress --no-progress --color -r --regroup -s --groupsource
             -G --groupbase --groupsconf -S -f --fanout -t --connect_timeout -u
             --command_timeout -l --user -o --options -R --worker --keep --keep-exit -n
-            --nostdin --topology --no-topology -c --copy --rcopy --dest -p --preserve' ;;
+            --nostdin --conf -O --option --topology --no-topology -c --copy --rcopy
+            --dest -p --preserve' ;;
         'farm') opts='-h --help -V --version -n --node -N --node-file -w -g --group --slurm
             --slots -m --max-nodes -u --max-node-uses -j --job -J --job-file -E
             --on-each-node --timeout --retries --retry-failed --halt --joblog --resume

@@ -72,7 +72,7 @@ from ..cluster.terminal import COLOR_CHOICES, palette_for
 from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
-from . import groupopts
+from . import groupopts, shellconf
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
 from .shellfiles import OutputFiles, same_dir
 from .shellinput import copy_operands, interactive, stdin_for_nodes
@@ -140,12 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-d", "--debug", action="store_true", help="-v, and each node's command line")
     out.add_argument("-P", "--progress", dest="progress", action="store_true", default=None)
     out.add_argument("--no-progress", dest="progress", action="store_false")
-    out.add_argument("--color", choices=COLOR_CHOICES, default="auto")
+    out.add_argument("--color", choices=COLOR_CHOICES)
     run = p.add_argument_group("running")
     run.add_argument(
         "-S", dest="maxrc", action="store_true", help="exit with the largest remote exit code"
     )
-    run.add_argument("-f", "--fanout", type=int, default=64, help="nodes at once (64)")
+    run.add_argument("-f", "--fanout", type=int, help="nodes at once (64)")
     run.add_argument("-t", "--connect_timeout", type=float, metavar="SECONDS")
     run.add_argument("-u", "--command_timeout", type=float, metavar="SECONDS")
     run.add_argument("-l", "--user", help="remote user name")
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-exit", action="store_true", help="end the keeper of these -l/-o/-t options"
     )
     run.add_argument("-n", "--nostdin", action="store_true", help="do not send stdin to the nodes")
+    shellconf.add_options(run)
     run.add_argument(
         "--topology",
         metavar="FILE",
@@ -282,6 +283,8 @@ class Shell:
             task.set_info("command_timeout", args.command_timeout)
         task.set_info("ssh_user", args.user)
         task.set_info("ssh_options", " ".join(args.options))
+        if args.ssh_path:
+            task.set_info("ssh_path", args.ssh_path)
         task.set_default("backend", KEPT.get(args.worker, args.worker))
         task.set_default("stderr", not args.gather_all)
         topology = topology_for(args.topology, args.no_topology)
@@ -290,6 +293,7 @@ class Shell:
 
     def run(self, command: str, stdin: Any) -> int:
         """Run ``command`` on every node; print its output and summary; return the code."""
+        command = f"{self.args.command_prefix} {command}".lstrip()  # (-O command_prefix=)
         if self.args.verbose or self.args.debug:
             print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
         if self.args.debug:
@@ -470,6 +474,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
+        shellconf.apply(args, lambda text: print(f"{PROG}: {text}", file=sys.stderr))
         if (args.keep is not None or args.keep_exit) and not KEPT:
             return _through_keeper(args, argv)
         args.worker = args.worker or ("rpc" if args.keep is not None else "ssh")

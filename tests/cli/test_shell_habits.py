@@ -120,6 +120,48 @@ def test_gather_lines_live_by_row_as_clush_bl(capfdbinary, monkeypatch):
     )
 
 
+def test_clush_conf_and_dash_o_settings_with_the_command_line_first(
+    tmp_path, capfdbinary, monkeypatch
+):
+    conf = tmp_path / "clush.conf"
+    conf.write_text("[Main]\nfanout: 1\ncommand_timeout: 0.5\nhistory_size: 100\n")
+    conf.write_text(conf.read_text() + "command_prefix: exec\nmaxrc: yes\n")
+    base = ["-R", "exec", "--conf", str(conf), "-w", "n[1-2]"]
+    code, out, err = run([*base, "sleep 5"], capfdbinary, monkeypatch)
+    assert code == 251  # the file's command_timeout (and its prefix made `exec sleep 5`)
+    assert "not used here: history_size" in err and "n[1-2] (2 nodes): timed out" in err
+    code, out, err = run(
+        [*base, "-O", "command_timeout=0", "-u", "0", "sh -c 'exit 3'"], capfdbinary, monkeypatch
+    )
+    assert code == 3, err  # the file's maxrc: -S
+    # -O wins over the file, the command line over -O: -f 2 runs both nodes at once
+    code, out, err = run(
+        [*base, "-O", "fanout=1", "-f", "2", "-O", "command_timeout=3", "-O", "command_prefix="]
+        + ["-b"]
+        + [f"touch {tmp_path}/%h.on; sleep 0.5; ls {tmp_path} | grep -c '[.]on$'"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert out.endswith("\n2\n") and "n[1-2] (2 nodes)" in out
+
+
+@pytest.mark.parametrize(
+    "setting, said",
+    [
+        (["-O", "fanout"], "-O takes KEY=VALUE, not 'fanout'"),
+        (["-O", "fd_max=9"], "-O fd_max is clush's, not used here"),
+        (["-O", "speed=9"], "-O speed is unknown (known: fanout,"),
+        (["-O", "color=blue"], "-O: color takes never, always or auto, not 'blue'"),
+        (["-O", "command_timeout=-1"], "command_timeout takes seconds (0: none), not '-1'"),
+        (["--conf", "/nonexistent/clush.conf"], "--conf /nonexistent/clush.conf: cannot read"),
+    ],
+)
+def test_bad_settings_are_usage_errors(setting, said, capfdbinary, monkeypatch):
+    code, _, err = run(["-R", "exec", *setting, "-w", "n1", "true"], capfdbinary, monkeypatch)
+    assert code == 2 and said in err
+
+
 def test_output_files_unfinished_are_removed_when_the_run_breaks(tmp_path):
     files = OutputFiles(str(tmp_path), None)
     files.start("n1")
