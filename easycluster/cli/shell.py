@@ -478,14 +478,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         if (args.keep is not None or args.keep_exit) and not KEPT:
             return _through_keeper(args, argv)
         args.worker = args.worker or ("rpc" if args.keep is not None else "ssh")
-        if args.fanout < 1:
-            raise UsageError(f"-f takes a number of nodes >= 1, not {args.fanout}")
-        if args.connect_timeout is not None and args.connect_timeout <= 0:
-            raise UsageError(f"--connect_timeout takes seconds > 0, not {args.connect_timeout:g}")
-        if args.command_timeout is not None and args.command_timeout < 0:
-            raise UsageError(
-                f"--command_timeout takes seconds (0: none), not {args.command_timeout:g}"
-            )
         groupopts.apply(args)
         shell = Shell(args, select_nodes(args))
         try:

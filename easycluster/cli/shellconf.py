@@ -159,7 +159,8 @@ def settings(args: argparse.Namespace, warn: Callable[[str], None]) -> Dict[str,
 
 def apply(args: argparse.Namespace, warn: Callable[[str], None]) -> None:
     """Fill ``args`` from ``--conf``/``-O`` where the command line left a setting unset
-    (None), then the built-in defaults."""
+    (None), then the built-in defaults; UsageError for a fan-out or timeout out of range,
+    wherever it came from."""
     found = settings(args, warn)
 
     def unset(dest: str, key: str, default: Optional[Any] = None) -> None:
@@ -180,3 +181,9 @@ def apply(args: argparse.Namespace, warn: Callable[[str], None]) -> None:
     if level is not None and not (args.quiet or args.verbose or args.debug):
         args.quiet, args.verbose, args.debug = level == 0, level >= 2, level >= 3
     args.command_prefix = found.get("command_prefix", "")
+    if args.fanout < 1:
+        raise UsageError(f"-f takes a number of nodes >= 1, not {args.fanout}")
+    if args.connect_timeout is not None and args.connect_timeout <= 0:
+        raise UsageError(f"--connect_timeout takes seconds > 0, not {args.connect_timeout:g}")
+    if args.command_timeout is not None and args.command_timeout < 0:
+        raise UsageError(f"--command_timeout takes seconds (0: none), not {args.command_timeout:g}")
