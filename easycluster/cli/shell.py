@@ -38,11 +38,12 @@ Inside a SLURM allocation (``salloc``, ``sbatch``: ``SLURM_JOB_ID`` is set) and 
 none of ``-w``/``-g``/``-a``, the nodes are the allocation's; ``-w @sj:JOBID`` names a
 job's nodes from anywhere.
 
-Without a command, commands are read one per line (with a prompt on a
-terminal) and each runs on every node; the exit code is the largest of theirs (130 if
-one was interrupted). (clush runs piped lines as one script in the nodes' login shell:
-pipe a script into ``sh`` as the command for that, ``easycluster shell -w n[1-4] sh <
-script.sh``.) ``-u 0`` means no command timeout, as in clush.
+Without a command, commands are read one per line (with a prompt on a terminal) and
+each runs on every node (``+NODESET``, ``-NODESET``, ``@NODESET``, ``?``, ``=``,
+``!COMMAND``, ``help``: the shell's own lines, as clush's); the exit code is the
+largest of theirs (130 if one was interrupted). (clush runs piped lines as one script
+in the nodes' login shell: pipe a script into ``sh`` as the command for that,
+``easycluster shell -w n[1-4] sh < script.sh``.) ``-u 0`` means no command timeout.
 
 After the run, stderr gets a summary naming every node that did not succeed exactly
 once, grouped by class (exit code, timed out, unreachable, host key refused,
@@ -60,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
@@ -76,7 +76,7 @@ from . import groupopts, shellconf
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
 from .shellfiles import OutputFiles, same_dir
 from .shellinput import copy_operands, interactive, stdin_for_nodes
-from .shellnodes import select_nodes
+from .shellnodes import command_lines, select_nodes
 
 if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
     from ..cluster.worker import Worker
@@ -197,21 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def outcome(status: str, rc: Optional[int]) -> Outcome:
-    """A slot's final state (``cluster/nodestate.py``) as a summary outcome."""
-    if status == "hup" and rc is not None:
-        return Outcome.from_exit(rc)
-    if status == "failed":
-        return Outcome.from_exit(rc if rc else 127)
-    if status == "timeout":
-        return Outcome.timeout()
-    if status == "unreachable":
-        return Outcome.unreachable()
-    if status == "hostkey":
-        return Outcome.hostkey()
-    return Outcome.interrupted()  # aborted, or still running when Ctrl-C came
-
-
 class ShellHandler(EventHandler):
     """Live output and progress: the shell's side of a Task's events."""
 
@@ -273,7 +258,7 @@ class Shell:
         self.stdout: IO[bytes] = sys.stdout.buffer
         self.stderr: IO[bytes] = sys.stderr.buffer
         self.environ = dict(os.environ)
-        self.gathered = bool(args.gather or args.gather_all or args.lines or args.diff)
+        self._gathered = bool(args.gather or args.gather_all or args.lines or args.diff)
         self.task = Task()
         task = self.task
         task.set_info("fanout", args.fanout)
@@ -296,29 +281,35 @@ class Shell:
         command = f"{self.args.command_prefix} {command}".lstrip()  # (-O command_prefix=)
         if self.args.verbose or self.args.debug:
             print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
-        if self.args.debug:
-            self._show_command_lines(command)
+        if self.args.debug:  # (-d: what runs for each node)
+            for line in command_lines(self.task, self.nodes, command, self.args.no_topology):
+                print(f"{PROG}: debug: {line}", file=sys.stderr)
         return self.execute(
             lambda h: [self.task.shell(command, nodes=self.nodes, handler=h, stdin=stdin)]
         )
 
-    def _show_command_lines(self, command: str) -> None:
-        """``-d``: what runs for each node (ssh and exec: the local command line)."""
-        from ..cluster.backends import ExecBackend, SshBackend
+    @property
+    def gathered(self) -> bool:
+        """Output is printed at the end (``-b``, ``-B``, ``-L``, ``--diff``), not live."""
+        return self._gathered
 
-        task, args = self.task, self.args
-        if task.topology is not None and not args.no_topology:
-            print(f"{PROG}: debug: through the gateways of the topology", file=sys.stderr)
-            return
-        backend = task.backend(None)
-        for rank, node in enumerate(self.nodes):
-            if isinstance(backend, SshBackend):
-                line = shlex.join(backend.argv(node, command))
-            elif isinstance(backend, ExecBackend):
-                line = shlex.join(backend.argv(node, rank, command))
-            else:
-                line = f"{command} (in the rpc session)"
-            print(f"{PROG}: debug: {node}: {line}", file=sys.stderr)
+    @gathered.setter
+    def gathered(self, on: bool) -> None:  # (``=`` of an interactive run: -b on or off)
+        args = self.args
+        args.gather = on
+        if not on:
+            args.gather_all = args.diff = False
+        self._gathered = bool(on or args.lines)
+
+    def run_here(self, command: str) -> int:
+        """Run ``command`` on this machine (``!COMMAND`` of an interactive run)."""
+        import subprocess
+
+        self.stdout.flush()
+        return subprocess.call(command, shell=True)
+
+    def say(self, text: str) -> None:
+        print(f"{PROG}: {text}", file=sys.stderr)
 
     def copy(self, sources: List[str], dest: Optional[str], reverse: bool) -> int:
         """``--copy`` (to the nodes) or ``--rcopy`` (from them) of every source."""
@@ -387,7 +378,7 @@ class Shell:
                 self._print_gathered(worker)
         self.stdout.flush()
         outcomes = {
-            k: outcome(w.node_status(k), w.node_retcode(k)) for w in workers for k in w.keys
+            k: Outcome.of_slot(w.node_status(k), w.node_retcode(k)) for w in workers for k in w.keys
         }
         summary = Summary(outcomes)
         if not args.quiet:
@@ -493,7 +484,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if uses_hosts(command):  # (the backend's own reading: %%hosts is text)
                     raise UsageError(HOSTS_REFUSED)
             if not command:
-                return interactive(shell.run)
+                return interactive(shell)
             return shell.run(command, stdin_for_nodes(args))
         finally:
             shell.task.close_sessions()  # (-R rpc: the nodes' servers end with them)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from ..nodeset.nodeset import NodeSet
 from .exitcodes import UsageError
@@ -110,3 +111,23 @@ def allocation_default() -> List[str]:
     from ..launch.srun import allocation_nodes  # only SLURM users pay for it
 
     return allocation_nodes()
+
+
+def command_lines(task: Any, nodes: List[str], command: str, flat: bool) -> List[str]:
+    """``-d``: what runs for each of ``nodes`` (ssh and exec: the local command line),
+    as ``node: line`` (one line if the Task goes through gateways, unless ``flat``)."""
+    from ..cluster.backends import ExecBackend, SshBackend
+
+    if task.topology is not None and not flat:
+        return ["through the gateways of the topology"]
+    backend = task.backend(None)
+    lines = []
+    for rank, node in enumerate(nodes):
+        if isinstance(backend, SshBackend):
+            line = shlex.join(backend.argv(node, command))
+        elif isinstance(backend, ExecBackend):
+            line = shlex.join(backend.argv(node, rank, command))
+        else:
+            line = f"{command} (in the rpc session)"
+        lines.append(f"{node}: {line}")
+    return lines

@@ -153,6 +153,23 @@ class Outcome(_OutcomeFields):
     def interrupted(cls) -> Outcome:
         return cls(Kind.INTERRUPTED)
 
+    @classmethod
+    def of_slot(cls, status: str, rc: Optional[int]) -> Outcome:
+        """A Task slot's end: its final state (``nodestate.py``'s names) and return code
+        (a command that could not start: 127 unless it says otherwise; "aborted", or a
+        state not final, is ``interrupted``)."""
+        if status == "hup" and rc is not None:
+            return cls.from_exit(rc)
+        if status == "failed":
+            return cls.from_exit(rc if rc else 127)
+        if status == "timeout":
+            return cls.timeout()
+        if status == "unreachable":
+            return cls.unreachable()
+        if status == "hostkey":
+            return cls.hostkey()
+        return cls.interrupted()  # aborted, or still running when Ctrl-C came
+
 
 class Group(NamedTuple):
     """Keys that ended the same way: ``kind`` and (for ``FAILED``) ``code``; ``keys``

@@ -366,3 +366,35 @@ def test_piped_commands_exit_with_the_worst_code_and_a_closed_pipe_is_quiet():
     )
     assert done.stdout.count(b"\n") == 1
     assert b"Broken pipe" not in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_interactive_lines_of_the_shell_own_as_clush(tmp_path):
+    lines = [
+        "echo a %h",
+        "?",  # the nodes
+        "=",  # gathering on
+        "echo b",
+        "-n2",
+        "!echo here > " + str(tmp_path / "local"),  # a command run on this machine
+        "@n[5-6]",
+        "echo c",
+        "-n[5-6]",
+        "echo d",  # no node left: said, and the exit code says it
+        "+n7",
+        "+n[",  # not a node set: said, nothing changed
+        "echo e",
+    ]
+    done = subprocess.run(
+        [*SHELL, "-R", "exec", "-w", "n[1-3]"],
+        input="\n".join(lines).encode(),
+        capture_output=True,
+        timeout=60,
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert out.startswith("n1: a n1\nn2: a n2\nn3: a n3\n--- n[1-3] (3 nodes) ---")
+    assert "\nb\n" in out and "--- n[5-6] (2 nodes) ---" in out and "\nc\n" in out
+    assert out.endswith("\ne\n") and "--- n7 ---" in out and "\nd\n" not in out
+    assert "nodes: n[1-3] (3)" in err and "gathering (-b) on" in err
+    assert "no node to run on" in err and "n[: not a node set" in err
+    assert (tmp_path / "local").read_text() == "here\n"
+    assert done.returncode == 2
