@@ -7,7 +7,7 @@ Pure: the engine asks it which slots to start and tells it which closed. Tested 
 from __future__ import annotations
 
 import collections
-from typing import Deque, Hashable, List, Set
+from typing import Deque, Hashable, Iterable, List, Set
 
 
 class FanoutWindow:
@@ -16,10 +16,11 @@ class FanoutWindow:
     ``add(slot)`` queues a slot; ``take()`` returns the slots to start now (oldest first,
     as many as fit under ``limit``) and counts them as running; ``done(slot)`` frees its
     place (a slot that was never taken, or is already done, is an error: RuntimeError);
-    ``drop()`` empties the queue (abort) and returns what was waiting. ``limit`` may be
-    changed at any time (``set_info('fanout', N)`` while running): a smaller limit stops
-    new starts until enough slots are done, it never stops a running one. A limit below 1
-    is a ValueError.
+    ``drop()`` empties the queue (abort) and returns what was waiting; ``forget(slots)``
+    takes these slots out, waiting or running (one worker's abort), and ignores the
+    others. ``limit`` may be changed at any time (``set_info('fanout', N)`` while
+    running): a smaller limit stops new starts until enough slots are done, it never stops
+    a running one. A limit below 1 is a ValueError.
     """
 
     __slots__ = ("limit", "waiting", "running")
@@ -50,6 +51,12 @@ class FanoutWindow:
         out = list(self.waiting)
         self.waiting.clear()
         return out
+
+    def forget(self, slots: Iterable[Hashable]) -> None:
+        gone = set(slots)
+        self.running -= gone
+        if gone.intersection(self.waiting):  # (one pass over the queue, not one per slot)
+            self.waiting = collections.deque(s for s in self.waiting if s not in gone)
 
     def __len__(self) -> int:
         """Slots waiting or running."""

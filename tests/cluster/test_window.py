@@ -66,3 +66,17 @@ def test_drop_returns_what_waited_and_keeps_the_running():
 def test_a_limit_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="fanout must be a positive integer"):
         FanoutWindow(bad)
+
+
+def test_forget_takes_slots_out_waiting_or_running_and_ignores_the_others():
+    w = FanoutWindow(2)
+    for k in "abcde":
+        w.add(k)
+    assert w.take() == ["a", "b"]
+    w.forget(["b", "d", "zz"])  # one running, one waiting, one unknown
+    assert len(w) == 3
+    assert w.take() == ["c"]  # b's place is free again
+    w.done("a")
+    assert w.take() == ["e"]
+    with pytest.raises(RuntimeError):
+        w.done("b")  # forgotten: no longer running
