@@ -109,8 +109,10 @@ class CallTimeout(EasyClusterError, TimeoutError):
 
 class TaskTimeout(EasyClusterError, TimeoutError):
     """``Task.resume(timeout)`` (or ``run(timeout=...)`` without a command) ran out of
-    time: every command still running was killed, those not started never ran (their
-    status is ``aborted``); the results of the others are kept."""
+    time: every command still running was killed and counts as timed out (status
+    ``timeout``, as ClusterShell counts it), those not started never ran (status
+    ``aborted``); the results of the others are kept. A ``TimeoutError``, as
+    ClusterShell's own exception for this is."""
 
 
 class RemoteException(EasyClusterError):

@@ -125,6 +125,18 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def live_children() -> set:
+    """This process's live child pids (every thread's children)."""
+    out = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                out.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return {p for p in out if pid_alive(p)}
+
+
 def session_pair(
     ckey: bytes = b"k" * 32,
     skey: bytes = b"k" * 32,

@@ -11,10 +11,11 @@ drawn in ``events.py``. Results are kept per slot (a node listed twice runs twic
 ends in one state of ``nodestate.py`` (``hup`` with its return code, ``timeout``,
 ``unreachable``, ``hostkey``, ``failed``, ``aborted``).
 
-The modules: ``task`` (Task, Worker, Timer, task_self; its settings in
-``tasksettings``), ``engine`` (the loop; a slot's output and stdin in ``slotio``),
-``events`` (EventHandler and the event order), ``nodestate`` (the per-node state
-machine), ``window`` (the fan-out window), ``feed`` (stdin broadcast), ``results``
+The modules: ``task`` (Task, task_self; its settings in ``tasksettings``, its
+getters in ``taskresults``), ``worker`` (Worker, Timer), ``engine`` (the loop; a slot's
+output and stdin in ``slotio``), ``events`` (EventHandler and the event order),
+``nodestate`` (the per-node state machine), ``window`` (the fan-out window), ``feed``
+(stdin broadcast: what ``shell()``'s ``stdin`` becomes), ``results``
 (bounded per-slot buffers and getters), ``backends`` (how a command runs: local exec
 with ``%h``/``%n``, plain ``ssh host cmd``), ``copy`` and ``copyio`` (``task.copy``
 and ``task.rcopy``: the node's side as ``sh`` commands, and the local side).

@@ -6,10 +6,16 @@ decisions live in pure objects: ``NodeState`` (what an event means for a slot),
 ``FanoutWindow`` (who may start), ``StdinFeed`` (what to write), ``Results`` (what is
 kept). Hot per-slot state is in plain dicts keyed by slot key.
 
-This module starts slots, ends them (exit, timeout, abort) and runs the timers; moving a
+This module starts slots, ends them (exit, timeout, abort of the run or of one worker)
+and runs the timers; moving a
 running slot's bytes, its output in and its stdin out, is ``slotio.py``'s (the
 ``SlotIO`` mixin): fairness between nodes, sinks and mailboxes are drawn there. A sink
 commits or discards each started slot exactly once, as the slot ends.
+
+A handler may end slots under the engine's feet (``Worker.abort`` ends its worker's
+slots at once, from inside the handler): every place that calls a handler and then goes
+on with a slot checks that the slot is still running (``key in self.running``) or not
+final.
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ import os
 import selectors
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, failed_message
-from .nodestate import CLOSE, KILL, PICKUP_CLOSE
+from .nodestate import CLOSE, KILL, PENDING, PICKUP_CLOSE
 from .results import Results
 from .slotio import EXITED, MAIL, OUT, STDIN, Running, SlotIO
 from .slotio import LINE_MAX as LINE_MAX  # (these three re-exported: engine.Hooks & co.)
@@ -58,6 +64,7 @@ class Engine(SlotIO):
         self.to_pump: Set[Worker] = set()  # workers whose stdin source may be read next
         self.mailed: Dict[Any, Running] = {}  # running slots by command, for their mailbox
         self.mailboxes: Set[int] = set()  # mailbox descriptors registered in this run
+        self.holders: Set[Worker] = set()  # workers that keep the run going (not autoclose)
 
     # -- scheduling (also called from handlers while running) ------------------------
 
@@ -66,6 +73,8 @@ class Engine(SlotIO):
             self.slot_worker[key] = worker
             self.window.add(key)
         worker.open = len(worker.keys)
+        if not worker.autoclose and worker.keys:
+            self.holders.add(worker)
 
     def add_timer(self, timer: Timer, delay: float) -> None:
         self.timer_seq += 1
@@ -79,20 +88,25 @@ class Engine(SlotIO):
 
     def run(self, deadline: Optional[float]) -> bool:
         """Run until every slot is done and no timer is left (True), or ``deadline``
-        passes (False: everything still running was aborted)."""
+        passes (False: what still ran was killed as timed out, ``end_all``). Slots of
+        ``autoclose`` workers do not keep it running: when only they are left (and
+        ``autoclose`` timers), their workers are aborted and it returns True."""
         self.sel = selectors.DefaultSelector()
         wake = _SignalWake.arm(self.sel)
         try:
             while True:
                 if self.task.aborting:
-                    self.abort_all()
+                    self.end_all(timed_out=False)
                     return True
                 self.start_slots()
-                if not self.running and not len(self.window) and not self.live_timers():
+                idle = not self.running and not len(self.window)
+                if (idle or not self.holders) and not self.live_timers():
+                    if not idle:  # (only autoclose workers are left: they end with the run)
+                        self.end_all(timed_out=False)
                     return True
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
-                    self.abort_all()
+                    self.end_all(timed_out=True)
                     return False
                 while self.to_pump:  # (once per turn: the check looks at every writer)
                     self.pump_source(self.to_pump.pop())
@@ -173,9 +187,13 @@ class Engine(SlotIO):
     def start(self, key: str) -> None:
         worker = self.slot_worker[key]
         slot = self.results.slot(key)
+        if slot.state.final:  # (taken with others, then aborted by a handler)
+            return
         if not worker.started:
             worker.started = True
             self.task.emit(worker, "ev_start", worker)
+            if slot.state.final:  # (the handler aborted its worker)
+                return
         try:
             cmd = worker.backend.start(
                 slot.node, slot.rank, worker.command, worker.feed is not None, worker.stderr
@@ -220,6 +238,8 @@ class Engine(SlotIO):
 
     def maybe_finish(self, run: Running) -> None:
         """A slot is done when its process ended and its output was read to the end."""
+        if self.running.get(run.slot.key) is not run:  # (ended by a handler meanwhile)
+            return
         if run.open or run.cmd.poll() is None:
             return
         slot, worker, cmd = run.slot, run.worker, run.cmd
@@ -293,6 +313,7 @@ class Engine(SlotIO):
         if worker.closed:
             return
         worker.closed = True
+        self.holders.discard(worker)
         if worker.timeouts:
             self.task.emit(worker, "ev_timeout", worker)
         self.task.emit(worker, "ev_close", worker, worker.timeouts > 0)
@@ -311,25 +332,54 @@ class Engine(SlotIO):
             if handler is not None and hasattr(handler, "ev_timer"):
                 handler.ev_timer(timer)
 
-    # -- abort and cleanup -----------------------------------------------------------
+    # -- ending early, and cleanup ---------------------------------------------------
 
-    def abort_all(self) -> None:
-        """End everything: running slots are killed, waiting ones never start."""
-        workers = []
-        for key in self.window.drop():
-            self.results.slot(str(key)).state.abort()
-            workers.append(self.slot_worker[str(key)])
-        for run in list(self.running.values()):
-            run.slot.state.abort()
-            self.kill(run)
-            workers.append(run.worker)
+    def end_slots(self, keys: Iterable[str], timed_out: bool) -> None:
+        """End these slots now: a waiting one never starts (``aborted``), a running one is
+        killed (``timeout``, counted in its worker's timeouts, if ``timed_out``; else
+        ``aborted``); ended ones are left as they are. Then each of their workers that
+        started and is not closed gets ``ev_timeout`` (if any of its slots timed out) and
+        ``ev_close``: ``Task.emit`` lets only ``ev_close`` through after an abort. A
+        worker that never started gets no event."""
+        workers: Dict[Worker, None] = {}  # (each once, in order)
+        waiting = []
+        for key in keys:
+            slot = self.results.slot(key)
+            run = self.running.get(key)
+            if run is not None:
+                if timed_out:
+                    expect(slot.state.timeout(), KILL, key)
+                    run.worker.timeouts += 1
+                else:
+                    slot.state.abort()
+                self.kill(run)
+            elif slot.state.state == PENDING:
+                slot.state.abort()
+                waiting.append(key)
+            else:
+                continue
+            workers[self.slot_worker[key]] = None
+        self.window.forget(waiting)
+        for worker in workers:
+            if worker.started:
+                self.close_worker(worker)
+            else:
+                self.holders.discard(worker)
+
+    def end_all(self, timed_out: bool) -> None:
+        """End the run (``Task.abort``, autoclose, or the run's ``timeout`` when
+        ``timed_out``, as ClusterShell counts it: what runs is timed out, what waits never
+        started): every slot not ended (``end_slots``), and the timers."""
         for timer in (t for _, _, t in self.timers):
             timer.valid = False
         self.timers.clear()
-        for worker in dict.fromkeys(workers):  # (each once, in order)
-            if worker.started and not worker.closed:
-                worker.closed = True
-                self.task.emit(worker, "ev_close", worker, worker.timeouts > 0)
+        self.end_slots(list(self.slot_worker), timed_out)
+
+    def abort_worker(self, worker: Worker) -> None:
+        """End ``worker``'s slots now (``Worker.abort``, on this thread): the others of the
+        run go on. Its handler gets ``ev_close`` (if it started) before this returns."""
+        if any(self.slot_worker.get(k) is worker for k in worker.keys):
+            self.end_slots(worker.keys, timed_out=False)
 
     def cleanup(self) -> None:
         """Whatever happened (a handler raised, the thread was interrupted): no process

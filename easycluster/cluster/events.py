@@ -47,6 +47,10 @@ signature (one call per worker, the nodes in ``worker.iter_keys_timeout()``); th
 nodes of a worker end with one ``ev_close``, ``timedout`` True if any node timed out.
 After ``Task.abort()`` no further event is delivered but ``ev_close(worker, timedout)``,
 once for each worker that had started; nodes that never started get no event at all.
+``worker.abort()`` does the same for that worker alone: its ``ev_close`` comes before
+``abort()`` returns, and the other workers go on. When the run's own timeout passes
+(``resume(timeout)``), the nodes still running count as timed out: their worker gets
+``ev_timeout`` then ``ev_close(worker, True)``.
 """
 
 from __future__ import annotations

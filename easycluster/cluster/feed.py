@@ -11,9 +11,12 @@ caught up, so memory follows the slowest node, not the fastest.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional, Union
 
 CHUNK = 1 << 16  # bytes read from a source or written to a pipe at once
+
+# What ``Task.shell``'s ``stdin`` takes (``make_feed``).
+Stdin = Union[bytes, bytearray, bool, int, Any, None]
 
 
 class StdinFeed:
@@ -76,3 +79,20 @@ class StdinFeed:
         while self.chunks and self.starts[0] + len(self.chunks[0]) <= needed_from:
             self.base = self.starts[0] + len(self.chunks[0])
             del self.chunks[0], self.starts[0]
+
+
+def make_feed(stdin: Stdin) -> Optional[StdinFeed]:
+    """The feed for ``Task.shell``'s ``stdin``: None for None/False (no feed: /dev/null,
+    or ``Worker.write`` may make one), an open one for True, bytes then EOF, or a file
+    or descriptor to read."""
+    if stdin is None or stdin is False:
+        return None
+    if stdin is True:
+        return StdinFeed()
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return StdinFeed(bytes(stdin), eof=True)
+    if isinstance(stdin, int):
+        return StdinFeed(source=stdin)
+    if hasattr(stdin, "fileno"):
+        return StdinFeed(source=stdin.fileno(), owner=stdin)
+    raise TypeError(f"stdin must be bytes, a file, a descriptor, True or None: {stdin!r}")

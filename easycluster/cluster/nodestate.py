@@ -20,7 +20,7 @@ TIMEOUT = "timeout"  # the command timeout passed; the command was killed
 UNREACHABLE = "unreachable"  # the backend could not connect or authenticate (ssh rc 255)
 HOSTKEY = "hostkey"  # the host key is unknown or changed (ssh rc 255); nothing ran
 FAILED = "failed"  # the command could not be started here (no such program, no fds, ...)
-ABORTED = "aborted"  # ``Task.abort()`` (or the Task's own timeout) ended it, or it never began
+ABORTED = "aborted"  # ``Task.abort()`` or ``Worker.abort()`` ended it, or it never began
 
 STATES = (PENDING, STARTED, READING, HUP, TIMEOUT, UNREACHABLE, HOSTKEY, FAILED, ABORTED)
 RUNNING_STATES = frozenset((STARTED, READING))
@@ -47,7 +47,8 @@ class NodeState:
     states HUP (ended with a return code), TIMEOUT (killed at the command timeout),
     UNREACHABLE (ssh could not connect or authenticate), HOSTKEY (ssh refused the host
     key), FAILED (could not be started here) and ABORTED (ended by ``Task.abort()`` or
-    the Task's own timeout, or never started). The events: ``start`` (the process
+    ``Worker.abort()``, or never started; the Task's own timeout ends a running command
+    with ``timeout``, as ClusterShell counts it). The events: ``start`` (the process
     exists), ``spawn_error`` (it could not be created), ``read`` (bytes came on stdout or
     stderr), ``exit`` (the process ended and its output was read to the end; the backend
     classified its return code as the command's own), ``unreachable`` and ``hostkey``

@@ -13,7 +13,7 @@ sees every line through ``ev_read`` anyway); ``None`` keeps everything.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .nodestate import HUP, TIMEOUT, NodeState
 
@@ -126,30 +126,73 @@ class Results:
         slot = self.slots.get(node)
         return [slot] if slot is not None else []
 
-    def _gathered(self, pick: str) -> Iterator[Tuple[bytes, List[str]]]:
-        groups: Dict[bytes, List[str]] = {}
-        for key, slot in self.slots.items():
-            buf = slot.stdout if pick == "stdout" else slot.stderr
+    def matching(
+        self, keys: Optional[Iterable[str]], match_keys: Optional[Iterable[str]]
+    ) -> List[str]:
+        """The slot keys of ``keys`` (None: every slot) that ``match_keys`` names (None:
+        all of them). A key there names its slot; a plain node name also names every
+        other slot of that node (``n1`` matches ``n1#2``), as ``of_node`` reads it. A
+        string is a TypeError (ClusterShell's rule: a sequence of keys is meant, and a
+        string would match by its characters)."""
+        if isinstance(match_keys, (str, bytes)):
+            raise TypeError("match_keys: a sequence of keys or nodes is expected, not a string")
+        chosen = list(self.slots) if keys is None else list(keys)
+        if match_keys is None:
+            return chosen
+        wanted = set(match_keys)
+        return [k for k in chosen if k in wanted or self.slots[k].node in wanted]
+
+    def gathered(
+        self, sname: str, keys: Optional[Iterable[str]] = None
+    ) -> Iterator[Tuple[Message, List[str]]]:
+        """``(output, keys)`` for each distinct non-empty ``sname`` ("stdout" or
+        "stderr") among ``keys`` (None: every slot), keys in slot order."""
+        groups: Dict[Message, List[str]] = {}
+        for key in self.slots if keys is None else keys:
+            slot = self.slots[key]
+            buf = slot.stdout if sname == "stdout" else slot.stderr
             if buf:
                 groups.setdefault(message(bytes(buf)), []).append(key)
         return iter(groups.items())
 
-    def iter_buffers(self) -> Iterator[Tuple[bytes, List[str]]]:
-        """``(output, keys)`` for each distinct non-empty stdout, keys in slot order."""
-        return self._gathered("stdout")
+    def per_slot(self, sname: str, keys: Iterable[str]) -> Iterator[Tuple[str, Message]]:
+        """``(key, output)`` for each of ``keys`` with some ``sname`` kept."""
+        for key in keys:
+            slot = self.slots[key]
+            buf = slot.stdout if sname == "stdout" else slot.stderr
+            if buf:
+                yield key, message(bytes(buf))
 
-    def iter_errors(self) -> Iterator[Tuple[bytes, List[str]]]:
+    def retcodes(self, keys: Optional[Iterable[str]] = None) -> Iterator[Tuple[int, List[str]]]:
+        """``(rc, keys)`` for each return code seen among ``keys`` (None: every slot);
+        slots that timed out, were aborted or never ran have none."""
+        groups: Dict[int, List[str]] = {}
+        for key in self.slots if keys is None else keys:
+            rc = self.slots[key].rc
+            if rc is not None:
+                groups.setdefault(rc, []).append(key)
+        return iter(groups.items())
+
+    def flush(self, sname: str, keys: Optional[Iterable[str]] = None) -> None:
+        """Forget the ``sname`` kept for ``keys`` (None: every slot); their dropped
+        counts go too. A slot still running keeps what comes next."""
+        for key in self.slots if keys is None else keys:
+            slot = self.slots[key]
+            del (slot.stdout if sname == "stdout" else slot.stderr)[:]
+            slot.dropped = 0
+
+    def iter_buffers(self) -> Iterator[Tuple[Message, List[str]]]:
+        """``(output, keys)`` for each distinct non-empty stdout, keys in slot order."""
+        return self.gathered("stdout")
+
+    def iter_errors(self) -> Iterator[Tuple[Message, List[str]]]:
         """``(errors, keys)`` for each distinct non-empty stderr, keys in slot order."""
-        return self._gathered("stderr")
+        return self.gathered("stderr")
 
     def iter_retcodes(self) -> Iterator[Tuple[int, List[str]]]:
         """``(rc, keys)`` for each return code seen (slots that timed out, were aborted
         or never ran have none)."""
-        groups: Dict[int, List[str]] = {}
-        for key, slot in self.slots.items():
-            if slot.rc is not None:
-                groups.setdefault(slot.rc, []).append(key)
-        return iter(groups.items())
+        return self.retcodes()
 
     def max_retcode(self) -> Optional[int]:
         """The largest return code, or None if no slot has one (all timed out)."""

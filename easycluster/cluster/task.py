@@ -3,12 +3,13 @@
 A Task collects work (``shell``, ``copy``, ``rcopy``, ``timer``) and runs it when its thread calls
 ``resume()`` (or ``run()``): that thread owns all the Task's I/O and runs every handler
 (``engine.py``). One Task per thread: ``task_self()`` returns the calling thread's. A
-Task is not thread-safe: configure and run it from one thread; ``abort()`` may be called
-from a handler.
+Task is not thread-safe: configure and run it from one thread; ``abort()`` and
+``worker.abort()`` may be called from a handler; ``join()`` from any thread.
 
 Results are kept per slot (``results.py``): a node listed twice runs twice, under the
 keys ``node`` and ``node#2``. They are those of the last run, kept until the next
-``shell()`` after it.
+``resume()`` starts (work scheduled meanwhile has its slots in ``upcoming``); the
+getters are ``TaskResults``'s (``taskresults.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import (
     Callable,
     Dict,
     Iterable,
-    Iterator,
     List,
     Optional,
     Tuple,
@@ -33,9 +33,10 @@ from ..nodeset import NodeSet
 from .backends import Backend, ExecBackend
 from .engine import Engine
 from .events import EventHandler
-from .feed import StdinFeed
-from .results import Results, message
+from .feed import Stdin, make_feed
+from .results import Results, SlotResult
 from .slots import SLOT_MARK, node_of_key
+from .taskresults import TaskResults
 from .tasksettings import DEFAULT_BACKEND, INFO_DEFAULTS, TaskSettings
 from .topology import Topology
 from .window import FanoutWindow
@@ -45,9 +46,9 @@ if TYPE_CHECKING:  # (loaded on first use of "rpc": it brings the client stack)
     from .rpc import RpcBackend
 
 Nodes = Union[str, NodeSet, Iterable[str], None]
-Stdin = Union[bytes, bytearray, bool, int, Any, None]
 
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
+NODE_EVENTS = frozenset(("ev_pickup", "ev_read", "ev_written", "ev_hup"))  # (worker, node, ...)
 
 
 def node_list(nodes: Nodes) -> List[str]:
@@ -83,21 +84,24 @@ def _listed(nodes: str) -> List[str]:
     return [n for item in items if item.strip() for n in NodeSet(item.strip())]
 
 
-class Task(TaskSettings):
+class Task(TaskSettings, TaskResults):
     """Work to run on many nodes, and the results of the last run. See ``task_self``;
-    the settings (``set_info``, ``set_default``, ``backend``) are ``TaskSettings``'s."""
+    the settings (``set_info``, ``set_default``, ``backend``) are ``TaskSettings``'s,
+    the getters ``TaskResults``'s."""
 
     def __init__(self) -> None:
         self.infos: Dict[str, Any] = dict(INFO_DEFAULTS)
         self.defaults: Dict[str, Any] = {"backend": DEFAULT_BACKEND, "stderr": True}
-        self.results = Results()
+        self.results = Results()  # the last run's (the current one's while running)
+        self.upcoming = Results()  # the slots of work scheduled for the next resume()
         self.window = FanoutWindow(self.infos["fanout"])
         self.engine: Optional[Engine] = None  # while running
         self.workers: List[Worker] = []  # scheduled, not run yet
         self.timers: List[Tuple[Timer, float]] = []  # armed before resume
         self.aborting = False
-        self.finished_run = False  # the results are a finished run's: next shell() clears
         self.thread: Optional[threading.Thread] = None  # the thread in resume()
+        self.idle = threading.Event()  # set when no run is in progress (join)
+        self.idle.set()
         self._rpc: Optional[RpcBackend] = None  # sessions, made on first use of "rpc"
         self.topology: Optional[Topology] = None  # tree mode (load_topology)
         self.tree_workers: List[Any] = []  # tree workers of the coming or current run
@@ -137,6 +141,7 @@ class Task(TaskSettings):
         key: Optional[str] = None,
         backend: Union[str, Backend, None] = None,
         tree: Optional[bool] = None,
+        autoclose: bool = False,
     ) -> Worker:
         """Schedule ``command`` on every node of ``nodes`` (or once locally, under ``key``
         or ``"local"``, when ``nodes`` is None) and return its ``Worker``.
@@ -145,7 +150,12 @@ class Task(TaskSettings):
         a node past it is killed (status ``timeout``, no ``ev_hup``). ``stdin``: bytes
         (the same bytes to every node, then EOF), a readable file object or descriptor
         (its content broadcast as it comes), True (write it with ``worker.write`` and
-        end it with ``worker.set_write_eof``), or None/False (/dev/null). ``stderr``: keep
+        end it with ``worker.set_write_eof``), False (/dev/null), or None (the default:
+        open for ``worker.write`` until the worker's first node starts, as ClusterShell's
+        default; /dev/null if nothing was written by then: see ``Worker.write``).
+        ``autoclose``: the worker does not keep ``resume()`` running; once only such
+        workers (and autoclose timers) are left, they are aborted (status ``aborted``,
+        ``ev_close``) and the run ends. ``stderr``: keep
         stderr apart (default True) or merge it into stdout. ``backend``: "ssh" (default),
         "exec" or a ``Backend``; ``nodes=None`` always runs locally. ``tree``: run
         through the gateways of ``load_topology`` (None: when a topology is loaded and
@@ -171,6 +181,8 @@ class Task(TaskSettings):
             chosen,
             self.defaults.get("stderr", True) if stderr is None else bool(stderr),
             make_feed(stdin),
+            autoclose=autoclose,
+            open_stdin=stdin is None,
         )
         return self.schedule(worker)
 
@@ -292,11 +304,16 @@ class Task(TaskSettings):
         return node_list(nodes), self.backend(backend)
 
     def new_keys(self, names: List[str]) -> List[str]:
-        """New slots for ``names`` (the results of a finished run are cleared first)."""
-        if self.finished_run:
-            self.results.clear()
-            self.finished_run = False
-        return [self.results.new_slot(n, rank).key for rank, n in enumerate(names)]
+        """New slots for ``names``: in the run going on, else in the next one's
+        (``upcoming``: the last run's results stay readable until ``resume()``)."""
+        slots = self.results if self.engine is not None else self.upcoming
+        return [slots.new_slot(n, rank).key for rank, n in enumerate(names)]
+
+    def slot(self, key: str) -> SlotResult:
+        """Slot ``key`` of work scheduled for the next run, or else of the current or
+        last run (KeyError if neither has it)."""
+        found = self.upcoming.slots.get(key) if self.engine is None else None
+        return found if found is not None else self.results.slot(key)
 
     def command_timeout(self, timeout: Optional[float]) -> Optional[float]:
         """``timeout``, or the ``command_timeout`` info when it is None (0: none)."""
@@ -346,20 +363,27 @@ class Task(TaskSettings):
         return worker
 
     def resume(self, timeout: Optional[float] = None) -> None:
-        """Run everything scheduled until it is done, on this thread.
+        """Run everything scheduled until it is done, on this thread. The last run's
+        results are dropped as it starts (ClusterShell's reset).
 
-        ``timeout``: seconds for the whole run; when it passes every node still running
-        is killed, those not started never start (status ``aborted``), and TaskTimeout
-        is raised. Whatever happens (a handler raising included), no process of this run
-        is left running or unreaped when this returns.
+        ``timeout``: seconds for the whole run; when it passes, as ClusterShell counts
+        it, every node still running is killed and counted as timed out (status
+        ``timeout``, in ``num_timeout``/``iter_keys_timeout``, ``ev_timeout`` then
+        ``ev_close`` for its worker), those not started never start (status
+        ``aborted``), and TaskTimeout (a TimeoutError) is raised. Whatever happens (a
+        handler raising included), no process of this run is left running or unreaped
+        when this returns.
         """
         if self.engine is not None:
             raise RuntimeError("Task.resume(): this task is already running")
+        self.results, self.upcoming = self.upcoming, Results()
         engine = Engine(self, self.results, self.window)
         self.engine = engine
         self.thread = threading.current_thread()
         self.aborting = False
+        self.idle.clear()
         deadline = None if timeout is None else time.monotonic() + timeout
+        finished = None  # (None: a handler raised; False: the deadline passed)
         try:
             for worker in self.workers:
                 engine.add_worker(worker)
@@ -369,11 +393,12 @@ class Task(TaskSettings):
             self.timers = []
             finished = engine.run(deadline)
         finally:
-            self.finish_tree_workers()  # (before the engine goes: their ev_close is emitted)
+            # (before the engine goes: their ev_close is emitted)
+            self.finish_tree_workers(timed_out=finished is False)
             self.engine = None
             self.thread = None
-            self.finished_run = True
             self.aborting = False
+            self.idle.set()
         if not finished:
             raise TaskTimeout(f"the task did not finish within {timeout} s")
 
@@ -386,103 +411,68 @@ class Task(TaskSettings):
             self.aborting = True
             return
         for worker in self.workers:
-            for k in worker.keys:
-                self.results.slot(k).state.abort()
             worker.release()
         self.workers = []
         self.timers = []
         self.finish_tree_workers()
+        for slot in self.upcoming.slots.values():
+            if not slot.state.final:
+                slot.state.abort()
+        if self.upcoming.slots:  # (the results are now those of the run that never was)
+            self.results, self.upcoming = self.upcoming, Results()
 
-    def finish_tree_workers(self) -> None:
-        """End the tree workers of this run (``TreeWorker.finish``: nothing left going)."""
+    def abort_worker(self, worker: Worker) -> None:
+        """``worker.abort()``: end that worker alone (``Engine.abort_worker``) from a
+        handler; before ``resume()``, drop it (its slots will show ``aborted``); after
+        its run, nothing. RuntimeError from another thread while a run is on: the
+        engine's state is its thread's alone."""
+        worker.aborted = True
+        if self.engine is not None:
+            if threading.current_thread() is not self.thread:
+                raise RuntimeError("Worker.abort(): call it from a handler (the Task's thread)")
+            self.engine.abort_worker(worker)
+        elif worker in self.workers:  # (its slots go to the next run's results, aborted)
+            self.workers.remove(worker)
+            worker.release()
+            for key in worker.keys:
+                self.upcoming.slot(key).state.abort()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the run in progress on another thread ends (at once if none is);
+        True if no run is in progress on return (False: ``timeout`` s passed first).
+        RuntimeError on the Task's own thread during its run (it would wait forever)."""
+        if self.engine is not None and threading.current_thread() is self.thread:
+            raise RuntimeError("Task.join() from a handler would wait for itself")
+        return self.idle.wait(timeout)
+
+    def finish_tree_workers(self, timed_out: bool = False) -> None:
+        """End the tree workers of this run (``TreeWorker.finish``: nothing left going);
+        ``timed_out``: the run's timeout ended it (their running nodes timed out)."""
         workers, self.tree_workers = self.tree_workers, []
         for worker in workers:
-            worker.finish()
+            worker.finish(timed_out)
 
     def emit(self, worker: Worker, event: str, *args: Any) -> None:
-        """Call ``worker.handler.<event>(*args)`` if it has one (on the Task's thread).
-        After ``abort()`` only ``ev_close`` is still delivered."""
+        """Call ``worker.handler.<event>(*args)`` if it has one (on the Task's thread),
+        the worker's ``current_*`` set first. After ``abort()`` (the Task's or the
+        worker's) only ``ev_close`` is still delivered."""
         handler = worker.handler
-        if handler is not None and (not self.aborting or event == "ev_close"):
-            method = getattr(handler, event, None)
-            if method is not None:
-                method(*args)
-
-    # -- results of the last run ----------------------------------------------------------
-
-    def iter_buffers(self) -> Iterator[Tuple[bytes, List[str]]]:
-        """``(output, keys)`` per distinct stdout (without its final newline)."""
-        return self.results.iter_buffers()
-
-    def iter_errors(self) -> Iterator[Tuple[bytes, List[str]]]:
-        return self.results.iter_errors()
-
-    def iter_retcodes(self) -> Iterator[Tuple[int, List[str]]]:
-        return self.results.iter_retcodes()
-
-    def iter_status(self) -> Iterator[Tuple[str, List[str]]]:
-        """``(status, keys)`` per final state: hup, timeout, unreachable, hostkey,
-        failed, aborted (``nodestate.py``)."""
-        return self.results.iter_status()
-
-    def max_retcode(self) -> Optional[int]:
-        return self.results.max_retcode()
-
-    def node_buffer(self, node: str) -> bytes:
-        """``node``'s stdout in the last run (``Message``: bytes without one final
-        newline). A node that ran several times (separate ``shell()`` calls, or listed
-        twice) gives each run's output in order, a newline between them, as ClusterShell
-        joins what its workers got; a key such as ``n1#2`` gives that slot's alone. A
-        node that did not run gives ``b""``."""
-        return self._joined(node, "stdout")
-
-    def node_error(self, node: str) -> bytes:
-        """``node``'s stderr, as ``node_buffer`` gives its stdout."""
-        return self._joined(node, "stderr")
-
-    def _joined(self, node: str, sname: str) -> bytes:
-        parts = [
-            message(bytes(s.stdout if sname == "stdout" else s.stderr))
-            for s in self.results.of_node(node)
-        ]
-        return parts[0] if len(parts) == 1 else message(b"\n".join(p for p in parts if p))
-
-    def node_retcode(self, node: str) -> Optional[int]:
-        """The return code, or None (timed out, aborted); for a node that ran several
-        times, the largest of its codes (as ClusterShell's). Raises KeyError for a node
-        or key that was not in the last run."""
-        slots = self.results.of_node(node)
-        if not slots:
-            raise KeyError(f"no slot {node!r} in the last run")
-        codes = [s.rc for s in slots if s.rc is not None]
-        return max(codes) if codes else None
-
-    def node_status(self, node: str) -> str:
-        return self.results.slot(node).status
-
-    def node_dropped(self, node: str) -> int:
-        """Bytes of output beyond ``buffer_max``, not kept."""
-        return self.results.slot(node).dropped
-
-    def num_timeout(self) -> int:
-        return self.results.num_timeout()
-
-    def iter_keys_timeout(self) -> Iterator[str]:
-        return self.results.iter_keys_timeout()
-
-
-def make_feed(stdin: Stdin) -> Optional[StdinFeed]:
-    if stdin is None or stdin is False:
-        return None
-    if stdin is True:
-        return StdinFeed()
-    if isinstance(stdin, (bytes, bytearray, memoryview)):
-        return StdinFeed(bytes(stdin), eof=True)
-    if isinstance(stdin, int):
-        return StdinFeed(source=stdin)
-    if hasattr(stdin, "fileno"):
-        return StdinFeed(source=stdin.fileno(), owner=stdin)
-    raise TypeError(f"stdin must be bytes, a file, a descriptor, True or None: {stdin!r}")
+        if handler is None or (event != "ev_close" and (self.aborting or worker.aborted)):
+            return
+        method = getattr(handler, event, None)
+        if method is None:
+            return
+        if event in NODE_EVENTS:  # (ClusterShell's older handler style reads these)
+            worker.current_node = args[1]
+            if event == "ev_read":
+                worker.current_sname = args[2]
+                if args[2] == "stderr":
+                    worker.current_errmsg = args[3]
+                else:
+                    worker.current_msg = args[3]
+            elif event == "ev_hup":
+                worker.current_rc = args[2]
+        method(*args)
 
 
 _local = threading.local()

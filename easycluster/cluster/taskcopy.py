@@ -85,5 +85,5 @@ def pull_paths(source: str, dest: str) -> Tuple[str, str, str]:
 
 def pull_sink(task: Any, dest: str, name: str, keys: List[str], preserve: bool) -> PullSink:
     """Where an rcopy's slots ``keys`` write: ``dest/NAME.NODE`` (``copy.pull_names``)."""
-    hosts = [task.results.slot(k).node for k in keys]
+    hosts = [task.slot(k).node for k in keys]
     return PullSink(dest, pull_names(name, keys, hosts), preserve)

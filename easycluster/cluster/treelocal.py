@@ -72,6 +72,12 @@ class LocalOwner:
     def node_status(self, node: str) -> str:
         return self.results.slot(node).status
 
+    def slot(self, key: str) -> SlotResult:
+        return self.results.slot(key)
+
+    def abort_worker(self, worker: Worker) -> None:
+        self.abort()  # (a gateway's local run has this one worker)
+
 
 class RawForward:
     """``worker.Sink`` of an rcopy on a tree host: each node's stdout goes to ``raw`` as

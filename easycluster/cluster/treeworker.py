@@ -27,7 +27,9 @@ gateways batch every ``treerun.DELAY`` anyway).
 
 ``finish()`` (the Task calls it when ``resume()`` ends, whatever the reason) kills the
 run if it is still going, waits for its threads (bounded), aborts the slots not ended
-and delivers ``ev_close`` once, as the engine's ``abort_all`` does for flat workers.
+(on the run's timeout, those picked up time out) and delivers ``ev_close`` once, as the
+engine's ``end_all`` does for flat workers; ``abort()`` does the same for this worker
+alone.
 
 Differences from flat, by design: a node listed twice runs once (the Task dedupes
 before making slots); a line's ``\\r\\n`` ending is kept as ``\\n`` in the buffers.
@@ -42,10 +44,11 @@ discarded otherwise or when the node is rerouted (``RESET``).
 from __future__ import annotations
 
 import shlex
+import threading
 from typing import Any, Dict, List, Optional
 
 from .backends import Backend, Command
-from .nodestate import PENDING
+from .nodestate import PENDING, RUNNING_STATES
 from .results import SlotResult
 from .topology import Topology
 from .treecall import TreeCaller, call_options
@@ -133,7 +136,7 @@ class TreeWorker(Worker):
         self.opts["spool"] = isinstance(stdin, SpoolStream)  # (a copy: treecopy.py)
         self.opts["raw"] = sink is not None  # (an rcopy: the nodes' stdout is data)
         self.stdin = stdin
-        self.key_of: Dict[str, str] = {task.results.slot(k).node: k for k in keys}
+        self.key_of: Dict[str, str] = {task.slot(k).node: k for k in keys}
         self.run: Optional[TreeRun] = None
         self.timer: Optional[Timer] = None
 
@@ -192,7 +195,7 @@ class TreeWorker(Worker):
                 slot.state.read()
                 slot.keep(sname, bytes(data), limit, sname == "stderr" or not self.stderr)
                 for line in lines:
-                    if self.owner.aborting:
+                    if self.owner.aborting or self.aborted:
                         return
                     self.owner.emit(self, "ev_read", self, key, sname, line)
         for text, status, rc in ends:
@@ -272,10 +275,22 @@ class TreeWorker(Worker):
             self.owner.emit(self, "ev_timeout", self)
         self.owner.emit(self, "ev_close", self, self.timeouts > 0)
 
-    # -- the end of the Task's run -------------------------------------------------
+    # -- the end of the Task's run, or of this worker --------------------------------
 
-    def finish(self) -> None:
-        """The Task's run is over (module docstring): nothing of it is left running."""
+    def abort(self) -> None:
+        """``Worker.abort`` for a tree worker: its run is killed, its nodes not ended are
+        ``aborted``, ``ev_close`` is delivered (``finish``); the Task's other workers go
+        on. Waits for the run's threads (bounded, as ``finish``)."""
+        owner = self.owner
+        if owner.running() and threading.current_thread() is not owner.thread:
+            raise RuntimeError("Worker.abort(): call it from a handler (the Task's thread)")
+        self.aborted = True
+        self.finish()
+
+    def finish(self, timed_out: bool = False) -> None:
+        """The Task's run is over (module docstring): nothing of it is left running.
+        ``timed_out``: the run's own timeout ended it; the nodes already picked up count
+        as timed out (``ev_timeout`` before ``ev_close``), as the engine counts flat ones."""
         if self.timer is not None:
             self.timer.invalidate()
         if self.run is not None:
@@ -285,12 +300,18 @@ class TreeWorker(Worker):
         if isinstance(self.stdin, SpoolStream):
             self.stdin.close()  # (a copy's source: this worker owns it)
         for key in self.keys:
-            slot = self.owner.results.slot(key)
+            slot = self.owner.slot(key)  # (aborted before its run: a slot still upcoming)
             if not slot.state.final:
-                slot.state.abort()
+                if timed_out and slot.state.state in RUNNING_STATES:
+                    slot.state.timeout()
+                    self.timeouts += 1
+                else:
+                    slot.state.abort()
                 self.open -= 1
                 if self.sink is not None:
                     self.sink.discard(slot)
         if self.started and not self.closed:
             self.closed = True
+            if self.timeouts:
+                self.owner.emit(self, "ev_timeout", self)
             self.owner.emit(self, "ev_close", self, self.timeouts > 0)

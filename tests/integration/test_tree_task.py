@@ -216,6 +216,36 @@ def test_task_timeout_stops_the_gateways_and_their_commands(net):
             time.sleep(0.1)
 
 
+def test_task_timeout_counts_the_nodes_picked_up_as_timed_out(net):
+    # as flat and as ClusterShell: a node running when the run's timeout passes timed out
+    task = _task(net, ONE_GW)
+    rec = Recorder()
+    task.shell("echo up; exec sleep 600", nodes="node[1-2]", handler=rec)
+    with pytest.raises(TaskTimeout):
+        task.resume(timeout=10)  # (the nodes' "up" comes well before)
+    assert dict(task.iter_status()) == {"timeout": ["node1", "node2"]}
+    assert task.num_timeout() == 2
+    assert rec.worker_events == ["start", "timeout", "close True"]
+
+
+class AbortOnRead(Recorder):
+    def ev_read(self, worker, node, sname, msg):
+        super().ev_read(worker, node, sname, msg)
+        worker.abort()
+
+
+def test_worker_abort_through_the_tree_ends_that_worker_alone(net):
+    task = _task(net, ONE_GW)
+    aborted, other = AbortOnRead(), Recorder()
+    task.shell("echo up; exec sleep 600", nodes="node[1-2]", handler=aborted)
+    task.shell("echo b", nodes="node[3-4]", handler=other)
+    task.resume(timeout=120)
+    assert dict(task.iter_status()) == {"aborted": ["node1", "node2"], "hup": ["node3", "node4"]}
+    assert aborted.worker_events == ["start", "close False"]
+    assert not [e for events in aborted.per_node.values() for e in events if e[0] == "hup"]
+    assert other.worker_events == ["start", "close False"]
+
+
 def test_a_gateway_batches_identical_outputs_under_one_entry(net, tmp_path):
     # the nodes meet at a barrier (files on the shared disk), then print the same line
     d = str(tmp_path)
