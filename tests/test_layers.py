@@ -65,6 +65,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.shellnodes", "cluster.task"): "start-up: loaded once a run starts",
     ("cli.shell", "cluster.backends"): "optional: only a %hosts mistake needs it",
     ("cli.shellnodes", "cluster.backends"): "optional: only -d needs it",
+    ("cli.shellnodes", "cluster.sshexec"): "optional: only -d needs it",
     ("cli.farm", "launch.srun"): "optional: only --slurm needs it",
     ("cli.farm", "launch.slurmwatch"): "optional: only --slurm needs it",
     ("cli.farmconnect", "client.spec"): "optional: only --slurm needs srun_client",

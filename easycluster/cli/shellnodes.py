@@ -116,7 +116,8 @@ def allocation_default() -> List[str]:
 def command_lines(task: Any, nodes: List[str], command: str, flat: bool) -> List[str]:
     """``-d``: what runs for each of ``nodes`` (ssh and exec: the local command line),
     as ``node: line`` (one line if the Task goes through gateways, unless ``flat``)."""
-    from ..cluster.backends import ExecBackend, SshBackend
+    from ..cluster.backends import ExecBackend
+    from ..cluster.sshexec import SshBackend
 
     if task.topology is not None and not flat:
         return ["through the gateways of the topology"]

@@ -40,7 +40,7 @@ _EXPORTS: Dict[str, str] = {
     "Piece": "easycluster.cluster.events",
     "Backend": "easycluster.cluster.backends",
     "ExecBackend": "easycluster.cluster.backends",
-    "SshBackend": "easycluster.cluster.backends",
+    "SshBackend": "easycluster.cluster.sshexec",
     "NodeState": "easycluster.cluster.nodestate",
     "FanoutWindow": "easycluster.cluster.window",
     "ClusterExecutor": "easycluster.cluster.executor",

@@ -5,8 +5,8 @@ whose stdout, stderr and stdin are non-blocking pipe ends the engine waits on, a
 whose end the engine sees on a pidfd (or by polling where there is none). It also
 classifies a return code: the command's own (``exit``), or the backend's failure
 (``unreachable``, ``hostkey``). The backends here are exec backends (one local process
-per slot): ``ExecBackend`` runs any local command, ``SshBackend`` runs ``ssh [options]
-host command``. The RPC backend (``rpc.py``: our server over a session) keeps this
+per slot): ``ExecBackend`` runs any local command, ``SshBackend`` (``sshexec.py``) runs
+``ssh [options] host command``. The RPC backend (``rpc.py``: our server over a session) keeps this
 contract: ``start`` gives the engine file descriptors to wait on and an end to report,
 ``kill`` ends the command, ``classify`` names the failure class. A command whose output
 arrives on another thread rather than from a process (the RPC backend's) hands it to
@@ -392,118 +392,6 @@ class ExecBackend(Backend):
 
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
         return spawn(self.argv(node, rank, command), stdin, stderr)
-
-
-# ssh's messages when it, not the remote command, failed (it then exits 255).
-HOSTKEY_SIGNS = (
-    b"Host key verification failed",
-    b"REMOTE HOST IDENTIFICATION HAS CHANGED",
-    b"No matching host key",
-    b"host key is known for",
-)
-UNREACHABLE_SIGNS = (
-    b"ssh: ",  # "ssh: connect to host ...", "ssh: Could not resolve hostname ..."
-    b"Connection refused",
-    b"Connection timed out",
-    b"Connection reset",
-    b"Connection closed by",
-    b"closed by remote host",
-    b"Permission denied",
-    b"Too many authentication failures",
-    b"No route to host",
-    b"Network is unreachable",
-    b"kex_exchange_identification",
-    b"banner exchange",
-    b"Received disconnect",
-)
-
-# The remote wrapper that ends the command when the ssh connection goes away (sshd leaves
-# a command without a terminal running when its client dies). A background subshell
-# reads a copy of stdin, which ssh holds open and nobody writes; EOF comes only when the
-# channel closes, and if the command (this shell's pid, the leader of the process group
-# sshd made) still runs then, the whole group is killed. POSIX sh; no single quotes.
-_WATCH = (
-    "exec 3<&0; "
-    "(cat <&3 >/dev/null 2>&1; kill -0 $$ 2>/dev/null && kill -9 -$$) >/dev/null 2>&1 & "
-    'exec 3<&-; exec sh -c "$1" </dev/null'
-)
-
-
-# The same for a command fed stdin, whose stdin cannot be watched (its EOF is the end of
-# the data, not of the connection): a background loop checks once a second that the
-# parent sshd session (which exits when its connection is lost) is still there.
-_WATCH_FED = (
-    "p=$PPID; (while kill -0 $p; do sleep 1; done; kill -0 $$ && kill -9 -$$) "
-    '</dev/null >/dev/null 2>&1 & exec sh -c "$1"'
-)
-
-
-def watched(command: str, fed: bool = False) -> str:
-    """``command`` wrapped so that it is killed when its ssh connection ends (``fed``: the
-    command reads the stdin ssh carries; it is then killed within about a second)."""
-    return f"exec sh -c '{_WATCH_FED if fed else _WATCH}' sh {shlex.quote(command)}"
-
-
-class SshBackend(Backend):
-    """``ssh [options] host command`` per node (nothing needed remotely but a shell).
-
-    ``options`` come first (OpenSSH keeps the first value of an option, so the caller's
-    win), then ``-oBatchMode=yes`` (never a password prompt), ``-oConnectTimeout``,
-    ``-l user``. Host key checking is left as the caller's ssh configuration says: an
-    unknown or changed key is reported per host (``hostkey``), never switched off here;
-    pass ``-oStrictHostKeyChecking=accept-new`` in ``options`` to accept new keys.
-
-    ``kill_remote`` (default True): when the Task kills a command (timeout, abort), the
-    remote command dies too; without a terminal sshd would leave it running. It wraps a
-    command in a small POSIX sh watcher (``watched``), so it needs a POSIX login shell
-    remotely. A command that reads no stdin dies as soon as its connection ends; one fed
-    stdin within about a second (its watcher polls the sshd session).
-    """
-
-    name = "ssh"
-
-    def __init__(
-        self,
-        user: Optional[str] = None,
-        options: Sequence[str] = (),
-        path: str = "ssh",
-        connect_timeout: Optional[float] = 10,
-        kill_remote: bool = True,
-    ) -> None:
-        self.user = user
-        self.options = list(options)
-        self.path = path
-        self.connect_timeout = connect_timeout
-        self.kill_remote = kill_remote
-
-    def argv(self, node: str, command: str) -> List[str]:
-        if not node or node.startswith("-"):
-            raise OSError(f"bad ssh host name {node!r}")
-        argv = [self.path, *self.options, "-oBatchMode=yes"]
-        if self.connect_timeout:
-            argv.append(f"-oConnectTimeout={max(1, int(self.connect_timeout + 0.999))}")
-        if self.user:
-            argv += ["-l", self.user]
-        return [*argv, "--", node, command]
-
-    def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Command:
-        hold = self.kill_remote and not stdin
-        remote = watched(command, fed=stdin) if self.kill_remote else command
-        return spawn(self.argv(node, remote), stdin, stderr, hold_stdin=hold)
-
-    def classify(self, rc: int, tail: bytes) -> str:
-        return classify_ssh(rc, tail)
-
-
-def classify_ssh(rc: int, tail: bytes) -> str:
-    """``hostkey``, ``unreachable`` or ``exit`` from ssh's return code and stderr's end."""
-    if rc != SSH_FAILED:
-        return EXIT
-    if any(s in tail for s in HOSTKEY_SIGNS):
-        return HOSTKEY
-    if any(s in tail for s in UNREACHABLE_SIGNS):
-        return UNREACHABLE
-    return EXIT  # the remote command itself exited 255
 
 
 def failed_message(node: str, error: BaseException) -> bytes:

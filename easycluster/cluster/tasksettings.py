@@ -17,8 +17,9 @@ import os
 import shlex
 from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
-from .backends import Backend, ExecBackend, SshBackend
+from .backends import Backend, ExecBackend
 from .results import BUFFER_MAX
+from .sshexec import SshBackend
 from .topology import Topology, load_topology
 from .window import FanoutWindow, check_limit
 

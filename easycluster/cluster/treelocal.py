@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Sequence
 
-from .backends import SshBackend
 from .engine import Engine
 from .events import EventHandler
 from .feed import StdinFeed
 from .results import Results, SlotResult, message
+from .sshexec import SshBackend
 from .treespool import SpoolFeed, SpoolStream
 from .window import FanoutWindow
 from .worker import Timer, Worker

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from easycluster.cluster.backends import (
-    EXIT,
-    HOSTKEY,
-    UNREACHABLE,
-    ExecBackend,
-    SshBackend,
-    classify_ssh,
-    substitute,
-    watched,
-)
+from easycluster.cluster.backends import EXIT, HOSTKEY, UNREACHABLE, ExecBackend, substitute
+from easycluster.cluster.sshexec import SshBackend, classify_ssh, watched
 from easycluster.cluster.task import Task, node_list
 
 
