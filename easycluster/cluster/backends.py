@@ -295,7 +295,10 @@ class Backend:
     ``start(node, rank, command, stdin, stderr)`` returns a running ``Command`` or raises
     OSError (the slot is then ``failed``); ``classify(rc, tail)`` names the outcome from
     the return code and the last bytes of the stream carrying stderr: ``"exit"`` (the
-    command's own code), ``"unreachable"`` or ``"hostkey"``. ``literal(command)`` is the
+    command's own code), ``"unreachable"`` or ``"hostkey"``; the engine asks
+    ``verdict(rc, tail, spoke)`` instead, ``spoke`` True once the command's stdout (apart
+    from its stderr) sent a byte, which ``SshBackend`` takes as proof that the node was
+    reached (by default, ``classify``). ``literal(command)`` is the
     text to give ``start`` so that ``command`` runs exactly as written (``copy`` and
     ``rcopy`` build their commands that way).
     """
@@ -307,6 +310,10 @@ class Backend:
 
     def classify(self, rc: int, tail: bytes) -> str:
         return EXIT
+
+    def verdict(self, rc: int, tail: bytes, spoke: bool) -> str:
+        """``classify``, knowing whether the command's own stdout sent something."""
+        return self.classify(rc, tail)
 
     def literal(self, command: str) -> str:
         """``command`` as ``start`` must be given it to run it exactly as written (a

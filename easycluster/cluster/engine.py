@@ -244,7 +244,7 @@ class Engine(SlotIO):
             return
         slot, worker, cmd = run.slot, run.worker, run.cmd
         rc = cmd.rc if cmd.rc is not None else 0
-        verdict = worker.backend.classify(rc, slot.tail)
+        verdict = worker.backend.verdict(rc, slot.tail, run.spoke)
         if worker.sink is not None:
             if verdict == EXIT and rc == 0:
                 rc = worker.sink.commit(slot)
@@ -291,6 +291,10 @@ class Engine(SlotIO):
             _, key = heapq.heappop(self.deadlines)
             run = self.running.get(key)
             if run is None or run.deadline is None or run.deadline > now:
+                continue
+            for name in list(run.partial):  # (what it began of a line: a prompt, say)
+                self.flush(run, name)
+            if self.running.get(key) is not run:  # (a handler ended it meanwhile)
                 continue
             expect(run.slot.state.timeout(), KILL, key)
             run.worker.timeouts += 1

@@ -16,7 +16,8 @@ arguments will never be appended to these methods.
 in one run (a node listed twice runs twice and gets two keys, never merged). ``sname``
 is ``"stdout"`` or ``"stderr"`` (``"stdin"`` for ``ev_written``). ``msg`` is one line
 of output as bytes, without its end-of-line, and the last line arrives even without a
-newline. A line longer than ``engine.LINE_MAX`` bytes (64 KiB) arrives in pieces of
+newline (as does the unfinished line of a node that times out, just before it is
+killed). A line longer than ``engine.LINE_MAX`` bytes (64 KiB) arrives in pieces of
 ``LINE_MAX`` (the memory a node's unfinished line may hold): each piece but the last is a
 ``Piece`` (a ``bytes`` subclass), so ``isinstance(msg, Piece)`` means "the line goes on
 in this node's next ``ev_read`` on this stream" (unless the node is aborted first). In

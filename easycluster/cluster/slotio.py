@@ -62,7 +62,17 @@ class Running:
     """A started slot's live state: its process, open streams, partial lines, deadline
     and how far its stdin has been written."""
 
-    __slots__ = ("slot", "worker", "cmd", "open", "partial", "pos", "writing", "deadline")
+    __slots__ = (
+        "slot",
+        "worker",
+        "cmd",
+        "open",
+        "partial",
+        "pos",
+        "writing",
+        "deadline",
+        "spoke",
+    )
 
     def __init__(self, slot: SlotResult, worker: Worker, cmd: Command) -> None:
         self.slot = slot
@@ -73,6 +83,7 @@ class Running:
         self.pos = 0  # bytes of the worker's stdin feed written
         self.writing = False  # stdin registered for writing
         self.deadline: Optional[float] = None
+        self.spoke = False  # stdout (not carrying stderr) sent a byte: the command ran
 
 
 class SlotIO:
@@ -120,6 +131,8 @@ class SlotIO:
     def output(self, run: Running, sname: str, data: bytes, carries_stderr: bool) -> None:
         """``data`` came on a slot's stream ``sname``."""
         run.slot.state.read()
+        if not carries_stderr:
+            run.spoke = True
         worker = run.worker
         if sname == "stdout" and worker.sink is not None:
             worker.sink.write(run.slot, data)

@@ -5,7 +5,7 @@ told apart from the command's own (``classify_ssh``)."""
 from __future__ import annotations
 
 import shlex
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 from .backends import EXIT, HOSTKEY, SSH_FAILED, UNREACHABLE, Backend, Command, spawn
 
@@ -81,20 +81,21 @@ class SshBackend(Backend):
         self,
         user: Optional[str] = None,
         options: Sequence[str] = (),
-        path: str = "ssh",
+        path: Union[str, Sequence[str]] = "ssh",
         connect_timeout: Optional[float] = 10,
         kill_remote: bool = True,
     ) -> None:
         self.user = user
         self.options = list(options)
-        self.path = path
+        # (a program, or its words: sshpass -f FILE ssh)
+        self.path = [path] if isinstance(path, str) else list(path)
         self.connect_timeout = connect_timeout
         self.kill_remote = kill_remote
 
     def argv(self, node: str, command: str) -> List[str]:
         if not node or node.startswith("-"):
             raise OSError(f"bad ssh host name {node!r}")
-        argv = [self.path, *self.options, "-oBatchMode=yes"]
+        argv = [*self.path, *self.options, "-oBatchMode=yes"]
         if self.connect_timeout:
             argv.append(f"-oConnectTimeout={max(1, int(self.connect_timeout + 0.999))}")
         if self.user:
@@ -108,6 +109,11 @@ class SshBackend(Backend):
 
     def classify(self, rc: int, tail: bytes) -> str:
         return classify_ssh(rc, tail)
+
+    def verdict(self, rc: int, tail: bytes, spoke: bool) -> str:
+        # (a node whose command printed was reached: its 255 with ssh's words on stderr
+        # is its own, a nested ssh's say, not ours)
+        return EXIT if spoke else classify_ssh(rc, tail)
 
 
 def classify_ssh(rc: int, tail: bytes) -> str:

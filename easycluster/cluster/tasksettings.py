@@ -89,7 +89,7 @@ class TaskSettings:
             return SshBackend(
                 user=self.infos.get("ssh_user"),
                 options=shlex.split(self.infos.get("ssh_options") or ""),
-                path=self.infos.get("ssh_path") or "ssh",
+                path=shlex.split(self.infos.get("ssh_path") or "ssh"),
                 connect_timeout=self.infos.get("connect_timeout"),
                 kill_remote=bool(self.infos.get("ssh_kill_remote", True)),
             )

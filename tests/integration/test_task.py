@@ -462,6 +462,17 @@ def test_ssh_timeout_kills_a_remote_command_fed_stdin(sshd):
     assert wait_until(lambda: not pid_alive(remote[0]), timeout=10), remote
 
 
+def test_ssh_words_from_a_command_that_printed_do_not_make_it_unreachable(sshd):
+    # a nested ssh failing on the node: the node itself was reached (it printed)
+    task = ssh_task(sshd)
+    fail = "echo 'ssh: connect to host x port 1: Connection refused' >&2; exit 255"
+    task.shell(f"echo reached; {fail}", nodes="sshtest0")
+    task.shell("echo reached; echo 'Host key verification failed.' >&2; exit 255", nodes="sshtest1")
+    task.resume()
+    for node in ("sshtest0", "sshtest1"):
+        assert (task.node_status(node), task.node_retcode(node)) == ("hup", 255)
+
+
 def test_ssh_stdin_is_broadcast(sshd):
     task = ssh_task(sshd)
     data = os.urandom(200_000)
