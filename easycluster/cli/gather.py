@@ -22,7 +22,8 @@ takes every key as literal text (no expansion, no folding); ``always`` is ``auto
 but a key that does not parse is an error. Unlike clubak's ``auto``, one odd key does
 not turn folding off for the others.
 
-Input is bytes: undecodable bytes pass through unchanged (keys are decoded with
+Input is bytes: a line may end with CR LF (the CR is dropped, as clubak does), and
+undecodable bytes pass through unchanged (keys are decoded with
 ``surrogateescape``). A line without the separator (or with an empty key) is reported
 on stderr with its line number (the first ten; then a count) and left out of the
 output; the command then exits 1, after printing everything else. clubak stops at such
@@ -117,7 +118,7 @@ Malformed = List[Tuple[int, bytes]]
 def split_records(data: bytes, sep: bytes) -> Tuple[Records, Malformed]:
     """Lines of ``data`` per key (bytes, stripped), in input order, and the malformed
     lines as ``(line number, line)``. A final newline ends the last line; it does not
-    start an empty one."""
+    start an empty one. A line may end with CR LF."""
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
@@ -132,6 +133,8 @@ def split_records(data: bytes, sep: bytes) -> Tuple[Records, Malformed]:
             continue
         if rest[:1] == b" ":
             rest = rest[1:]
+        if rest[-1:] == b"\r":  # (a CR LF line ends as any other, as clubak's do)
+            rest = rest[:-1]
         bucket = records.get(key)
         if bucket is None:
             records[key] = [rest]

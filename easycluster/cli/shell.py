@@ -74,14 +74,14 @@ from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
 from . import groupopts, shellconf
 from .exitcodes import INTERRUPTED, Parser, UsageError, run_command
+from .shellevents import PROG, ShellHandler
 from .shellfiles import OutputFiles, same_dir
-from .shellinput import copy_operands, interactive, stdin_for_nodes
+from .shellinput import SCRIPT, copy_operands, interactive, stdin_for_nodes, stdin_is_terminal
 from .shellnodes import command_lines, select_nodes
 
 if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
     from ..cluster.worker import Worker
 
-PROG = "easycluster shell"
 HOSTKEY_HINT = (
     "to trust a host seen for the first time: -o '-oStrictHostKeyChecking=accept-new' "
     "(a changed key needs 'ssh-keygen -R HOST' after checking why it changed)"
@@ -197,56 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class ShellHandler(EventHandler):
-    """Live output and progress: the shell's side of a Task's events."""
-
-    def __init__(
-        self,
-        out: Optional[LineWriter],
-        err: Optional[LineWriter],
-        progress: Progress,
-        files: Optional[OutputFiles] = None,
-    ) -> None:
-        self.out = out  # None: stdout is gathered at the end
-        self.err = err  # None: stderr is gathered with stdout
-        self.progress = progress
-        self.files = files  # --outdir/--errdir
-        self.done = 0
-        self.failed = 0
-
-    def ev_pickup(self, worker: Worker, node: str) -> None:
-        if self.files is not None:
-            self.files.start(node)
-
-    def ev_read(self, worker: Worker, node: str, sname: str, msg: bytes) -> None:
-        writer = self.out if sname == "stdout" else self.err
-        if writer is not None:
-            with self.progress.paused():
-                writer.write(node, msg)
-        if self.files is not None:
-            self.files.write(node, sname, msg)
-
-    def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
-        if self.out is not None:  # (-bL: the rows wait for this node no more)
-            with self.progress.paused():
-                self.out.end((node,))
-        self.done += 1
-        if rc != 0 or worker.node_status(node) != "hup":
-            self.failed += 1
-        self.progress.update(self.done, self.failed)
-        if self.files is not None:
-            self.files.finish((node,))
-
-    def ev_close(self, worker: Worker, timedout: bool) -> None:
-        for writer in (self.out, self.err):
-            if writer is not None:  # (a line some node left unfinished: killed mid-line)
-                with self.progress.paused():
-                    writer.end(worker.keys)
-        self.progress.clear()
-        if self.files is not None:
-            self.files.finish(worker.keys)
-
-
 class Shell:
     """One ``easycluster shell`` invocation: its options, streams and Task."""
 
@@ -258,7 +208,7 @@ class Shell:
         self.stdout: IO[bytes] = sys.stdout.buffer
         self.stderr: IO[bytes] = sys.stderr.buffer
         self.environ = dict(os.environ)
-        self._gathered = bool(args.gather or args.gather_all or args.lines or args.diff)
+        self.gathered = bool(args.gather or args.gather_all or args.lines or args.diff)
         self.task = Task()
         task = self.task
         task.set_info("fanout", args.fanout)
@@ -276,9 +226,11 @@ class Shell:
         if topology:
             task.load_topology(topology)
 
-    def run(self, command: str, stdin: Any) -> int:
-        """Run ``command`` on every node; print its output and summary; return the code."""
-        command = f"{self.args.command_prefix} {command}".lstrip()  # (-O command_prefix=)
+    def run(self, command: str, stdin: Any, prefix: bool = True) -> int:
+        """Run ``command`` on every node; print its output and summary; return the code.
+        ``prefix``: put ``command_prefix`` (``-O``, ``--conf``) before it."""
+        if prefix:
+            command = f"{self.args.command_prefix} {command}".lstrip()
         if self.args.verbose or self.args.debug:
             print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {command}", file=sys.stderr)
         if self.args.debug:  # (-d: what runs for each node)
@@ -289,17 +241,17 @@ class Shell:
         )
 
     @property
-    def gathered(self) -> bool:
-        """Output is printed at the end (``-b``, ``-B``, ``-L``, ``--diff``), not live."""
-        return self._gathered
+    def gather(self) -> bool:
+        """``-b`` (or ``-B``) is on: output is gathered in blocks."""
+        return bool(self.args.gather or self.args.gather_all)
 
-    @gathered.setter
-    def gathered(self, on: bool) -> None:  # (``=`` of an interactive run: -b on or off)
+    @gather.setter
+    def gather(self, on: bool) -> None:  # (``=`` of an interactive run)
         args = self.args
         args.gather = on
         if not on:
             args.gather_all = args.diff = False
-        self._gathered = bool(on or args.lines)
+        self.gathered = bool(on or args.lines)
 
     def run_here(self, command: str) -> int:
         """Run ``command`` on this machine (``!COMMAND`` of an interactive run)."""
@@ -356,7 +308,7 @@ class Shell:
             raise UsageError("--outdir and --errdir need two directories (both write NODE)")
         if args.outdir or args.errdir:
             files = OutputFiles(args.outdir, args.errdir)
-        handler = ShellHandler(live_out, live_err, progress, files)
+        handler = ShellHandler(live_out, live_err, progress, files, self.stderr)
         workers = schedule(handler)
         if live_lines:  # (-bL: rows of lines gathered as they come, over every slot)
             keys = [k for w in workers for k in w.keys]
@@ -371,6 +323,10 @@ class Shell:
             interrupted = complete = True
         finally:
             progress.clear()
+            keys = [k for w in workers for k in w.keys]
+            for writer in (handler.out, handler.err):  # (-bL rows, pieces of long lines
+                if writer is not None:  # held for a node that never ended: Ctrl-C)
+                    writer.end(keys)
             if files is not None:
                 files.close(complete)  # (an error: no file under a node's name)
         if self.gathered and not live_lines:
@@ -392,7 +348,8 @@ class Shell:
         codes: Dict[str, int] = {}
         for key in worker.keys:
             if self.task.results.slot(key).stdout:  # something, if only an empty line
-                gatherer.extend(key, worker.node_buffer(key).split(b"\n"))
+                lines = worker.node_buffer(key).split(b"\n")  # (CR LF ends a line, as live)
+                gatherer.extend(key, [x[:-1] if x.endswith(b"\r") else x for x in lines])
                 rc = worker.node_retcode(key)
                 if rc is not None:
                     codes[key] = rc
@@ -465,7 +422,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
-        shellconf.apply(args, lambda text: print(f"{PROG}: {text}", file=sys.stderr))
+        verbose = args.verbose or args.debug  # (clush.conf keys we ignore: named with -v)
+        shellconf.apply(args, lambda text: verbose and print(f"{PROG}: {text}", file=sys.stderr))
         if (args.keep is not None or args.keep_exit) and not KEPT:
             return _through_keeper(args, argv)
         args.worker = args.worker or ("rpc" if args.keep is not None else "ssh")
@@ -483,9 +441,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
                 if uses_hosts(command):  # (the backend's own reading: %%hosts is text)
                     raise UsageError(HOSTS_REFUSED)
-            if not command:
+            if command:
+                return shell.run(command, stdin_for_nodes(args))
+            if stdin_is_terminal():
                 return interactive(shell)
-            return shell.run(command, stdin_for_nodes(args))
+            stdin = stdin_for_nodes(args)
+            if stdin is None:
+                raise UsageError("no command given, and stdin is not to be read (-n)")
+            return shell.run(SCRIPT, stdin, prefix=False)  # (clush: `ssh host < script`)
         finally:
             shell.task.close_sessions()  # (-R rpc: the nodes' servers end with them)
             # (a keeper's sessions are its own: KEPT's backend is not the Task's _rpc)

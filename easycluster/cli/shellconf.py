@@ -5,12 +5,13 @@ A clush user keeps settings in ``clush.conf`` (its ``[Main]`` section: ``fanout:
 ``--conf FILE`` reads such a file (no file is read unless named: ours is not clush's
 ``/etc/clustershell/clush.conf``, whose other settings we would not honour), and ``-O``
 (repeatable) sets one key. An option of the command line wins over ``-O``, ``-O`` over
-the file, the file over the built-in defaults.
+the file, the file over the built-in defaults (clush lets ``-O`` win over the command
+line). The file is read as clush reads it: ``%%`` in a value stands for ``%``.
 
 Keys understood (clush's names): ``fanout``, ``connect_timeout``, ``command_timeout``
 (0: none), ``color`` (``never``/``always``/``auto``), ``verbosity`` (0 quiet, 1, 2
 verbose, 3 debug), ``maxrc`` (yes/no: ``-S``), ``ssh_user``, ``ssh_path``,
-``ssh_options`` (shell words, after those of ``-o``, which win) and ``command_prefix``
+``ssh_options`` (shell words; ``-o`` replaces them) and ``command_prefix``
 (put before every command, ``sudo -n`` say). Keys clush has and we have no use for
 (``fd_max``, ``history_size``, ``node_count``, ``confdir``, ``password_prompt``, the
 ``scp_*``/``rsh_*``/``rcp_*`` paths and options: our copies run over ssh) are accepted
@@ -103,17 +104,16 @@ def add_options(parser: Any) -> None:
 def read_file(path: str, warn: Callable[[str], None]) -> Dict[str, str]:
     """The ``[Main]`` keys of ``path`` that we understand; unused ones are named through
     ``warn``; UsageError for a file that cannot be read or parsed, or an unknown key."""
-    conf = configparser.ConfigParser(interpolation=None)
+    conf = configparser.ConfigParser()  # (clush's reading: %% in a value is one %)
     try:
         with open(path, encoding="utf-8") as f:
             conf.read_file(f)
+        items = conf.items(SECTION) if conf.has_section(SECTION) else []
     except (OSError, UnicodeDecodeError, configparser.Error) as e:
         raise UsageError(f"--conf {path}: cannot read it: {e}") from None
-    if not conf.has_section(SECTION):
-        return {}
     found: Dict[str, str] = {}
     unused: List[str] = []
-    for key, value in conf.items(SECTION):
+    for key, value in items:
         if key in KEYS:
             found[key] = value
         elif key in UNUSED:
@@ -122,7 +122,7 @@ def read_file(path: str, warn: Callable[[str], None]) -> Dict[str, str]:
             known = ", ".join(KEYS)
             raise UsageError(f"--conf {path}: unknown key {key!r} (known: {known})")
     if unused:
-        warn(f"--conf {path}: not used here: {', '.join(unused)}")
+        warn(f"--conf {path}: not used here: {', '.join(unused)}")  # (shown with -v)
     return found
 
 
@@ -173,8 +173,8 @@ def apply(args: argparse.Namespace, warn: Callable[[str], None]) -> None:
     unset("color", "color", "auto")
     unset("user", "ssh_user")
     unset("ssh_path", "ssh_path")
-    if "ssh_options" in found:
-        args.options = [*args.options, found["ssh_options"]]  # (ssh keeps the first: -o wins)
+    if "ssh_options" in found and not args.options:  # (-o replaces them, as in clush)
+        args.options = [found["ssh_options"]]
     if found.get("maxrc"):
         args.maxrc = True
     level = found.get("verbosity")
@@ -182,8 +182,10 @@ def apply(args: argparse.Namespace, warn: Callable[[str], None]) -> None:
         args.quiet, args.verbose, args.debug = level == 0, level >= 2, level >= 3
     args.command_prefix = found.get("command_prefix", "")
     if args.fanout < 1:
-        raise UsageError(f"-f takes a number of nodes >= 1, not {args.fanout}")
+        raise UsageError(f"-f (fanout) takes a number of nodes >= 1, not {args.fanout}")
     if args.connect_timeout is not None and args.connect_timeout <= 0:
-        raise UsageError(f"--connect_timeout takes seconds > 0, not {args.connect_timeout:g}")
+        raise UsageError(f"-t (connect_timeout) takes seconds > 0, not {args.connect_timeout:g}")
     if args.command_timeout is not None and args.command_timeout < 0:
-        raise UsageError(f"--command_timeout takes seconds (0: none), not {args.command_timeout:g}")
+        raise UsageError(
+            f"-u (command_timeout) takes seconds (0: none), not {args.command_timeout:g}"
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable, List, Optional, Protocol, Tuple
+from typing import Any, List, Optional, Protocol, Tuple
 
 from ..errors import NodeSetError
 from ..nodeset.nodeset import NodeSet
@@ -14,26 +14,33 @@ from .exitcodes import INTERRUPTED, USAGE, UsageError
 
 PROMPT = "easycluster shell> "
 
+# What runs on each node when a script is piped in without a command: the login shell
+# reading the script on its stdin (clush's ``ssh host`` with the script as its input).
+SCRIPT = 'exec "${SHELL:-/bin/sh}" -s'
+
+
+def stdin_is_terminal() -> bool:
+    """Standard input is a terminal (or there is no real one: nothing is piped in, as
+    when embedded or under a test runner)."""
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, ValueError, OSError):
+        return True
+
 
 def stdin_for_nodes(args: argparse.Namespace) -> Any:
     """Standard input to broadcast: the file when it is not a terminal, else None."""
-    if args.nostdin:
-        return None
-    try:
-        fd = sys.stdin.fileno()
-    except (AttributeError, ValueError, OSError):  # no real stdin (embedded, tests)
-        return None
-    if os.isatty(fd):
+    if args.nostdin or stdin_is_terminal():
         return None
     return sys.stdin.buffer
 
 
 class Session(Protocol):
     """What an interactive run needs of the shell: its node list (changed in place),
-    whether output is gathered, and two ways to run a command."""
+    whether ``-b`` gathers output, and two ways to run a command."""
 
     nodes: List[str]
-    gathered: bool
+    gather: bool
 
     def run(self, command: str, stdin: Any) -> int: ...
     def run_here(self, command: str) -> int: ...
@@ -42,64 +49,66 @@ class Session(Protocol):
 
 HELP = """commands run on every node; these lines are the shell's own (as clush's):
   +NODESET   add nodes          -NODESET  remove nodes      @NODESET  use these nodes
-  ?          show the nodes     =         gather output or not (-b)
-  !COMMAND   run COMMAND here   exit, quit, end of input: leave"""
+  ?          show the nodes     =         gathering (-b) on or off
+  !COMMAND   run COMMAND here   exit, quit, Ctrl-D: leave"""
 
 
 def interactive(session: Session) -> int:
-    """Commands read one per line (prompted on a terminal, with line editing and a
-    history file), each run on every node, or a line of the shell's own (``HELP``).
-    Returns the largest of the commands' exit codes (130 if one was interrupted), so a
-    script piped in is never 0 when a line of it failed somewhere."""
-    tty = sys.stdin.isatty()
-    history = _history() if tty else None
+    """Commands typed at a terminal, one per line (line editing, a history file), each
+    run on every node, or a line of the shell's own (``HELP``). Ctrl-C ends the command
+    running, not the session. Returns the largest exit code of the commands run on the
+    nodes (130 if one was interrupted; ``!COMMAND``'s own codes are not counted)."""
+    history = History()
     code = 0
     try:
         while True:
             try:
-                line = input(PROMPT) if tty else sys.stdin.readline()
+                line = input(PROMPT)
             except EOFError:
                 break
-            if not tty and not line:
-                break
             command = line.strip()
+            if command:
+                history.add(command)
             if command in ("exit", "quit"):
                 break
             if not command or command.startswith("#") or _own(session, command):
                 continue
             if command.startswith("!"):
-                this = session.run_here(command[1:].strip())
-            elif not session.nodes:
+                session.run_here(command[1:].strip())
+                continue
+            if not session.nodes:
                 session.say("no node to run on: add some with +NODESET or @NODESET")
                 this = USAGE
             else:
                 this = session.run(command, None)
             code = INTERRUPTED if INTERRUPTED in (code, this) else max(code, this)
     finally:
-        if history is not None:
-            history()
+        history.save()
     return code
 
 
 def _own(session: Session, line: str) -> bool:
     """Carry out ``line`` if it is one of the shell's own (``HELP``); False if not."""
     head, rest = line[0], line[1:].strip()
-    if line in ("?", "help"):
+    if line == "=":
+        session.gather = not session.gather
+        session.say(f"gathering (-b) {'on' if session.gather else 'off'}")
+        return True
+    if line in ("?", "help") or (head in "+-@" and not rest):  # (a bare +, - or @: show)
         if line == "help":
             session.say(HELP)
         folded = NodeSet.fromlist(session.nodes) if session.nodes else "(none)"
         session.say(f"nodes: {folded} ({len(session.nodes)})")
         return True
-    if line == "=":
-        session.gathered = not session.gathered
-        session.say(f"gathering (-b) {'on' if session.gathered else 'off'}")
-        return True
-    if head not in "+-@" or not rest:
+    if head not in "+-@":
         return False
     try:
         names = list(NodeSet(rest))
     except NodeSetError as e:
         session.say(f"{rest}: not a node set ({e}); nothing changed")
+        return True
+    if not names:
+        session.say(f"no node in {rest} (an empty or unknown group?); nothing changed")
         return True
     if head == "+":
         session.nodes.extend(n for n in names if n not in session.nodes)
@@ -111,30 +120,39 @@ def _own(session: Session, line: str) -> bool:
     return True
 
 
-def _history() -> Optional[Callable[[], None]]:
-    """Line editing and a history file for a terminal: returns what saves the history
-    (None where ``readline`` is missing). The file is
-    ``$XDG_STATE_HOME/easycluster/shell_history`` (``~/.local/state/...``)."""
-    try:
-        import readline
-    except ImportError:
-        return None
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    path = os.path.join(state, "easycluster", "shell_history")
-    try:
-        readline.read_history_file(path)
-    except OSError:
-        pass  # (none yet, or unreadable: start empty)
+class History:
+    """Line editing and a history file for the interactive shell (where ``readline``
+    is): ``$XDG_STATE_HOME/easycluster/shell_history`` (``~/.local/state/...``), read at
+    the start, each command added, written at the end. Never fails a run."""
 
-    def save() -> None:
+    def __init__(self) -> None:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            readline.set_history_length(1000)
-            readline.write_history_file(path)
+            import readline
+        except ImportError:
+            self.readline: Any = None
+            return
+        self.readline = readline
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        self.path = os.path.join(state, "easycluster", "shell_history")
+        readline.set_auto_history(False)  # (what is added is up to add())
+        try:
+            readline.read_history_file(self.path)
         except OSError:
-            pass  # (a history is a convenience: never fail a run over it)
+            pass  # (none yet, or unreadable: start empty)
 
-    return save
+    def add(self, line: str) -> None:
+        if self.readline is not None:
+            self.readline.add_history(line)
+
+    def save(self) -> None:
+        if self.readline is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.readline.set_history_length(1000)
+            self.readline.write_history_file(self.path)
+        except OSError:
+            pass  # (a history is a convenience)
 
 
 def copy_operands(words: List[str], args: argparse.Namespace) -> Tuple[List[str], Optional[str]]:

@@ -113,7 +113,7 @@ def test_undecodable_bytes_pass_through(capsysbinary, monkeypatch):
     data = b"n\xff1: caf\xe9 \x00\xfe\nn2: caf\xe9 \x00\xfe\r\n"
     code, out, err = run(["-L"], data, capsysbinary, monkeypatch)
     assert (code, err) == (0, "")
-    assert out == b"n2: caf\xe9 \x00\xfe\r\nn\xff1: caf\xe9 \x00\xfe\n"
+    assert out == b"n2: caf\xe9 \x00\xfe\nn\xff1: caf\xe9 \x00\xfe\n"  # (CR LF ends a line)
 
 
 def test_keys_in_nodeset_notation(capsysbinary, monkeypatch):
@@ -260,3 +260,8 @@ def test_regroup_with_a_groups_file_matches_clubak(tmp_path, capsysbinary, monke
             timeout=30,
         )
         assert b"@rack1,n[5-6] (6)" in peer.stdout  # the same folding, its own header style
+
+
+def test_a_crlf_line_is_gathered_with_its_lf_twin(capsysbinary, monkeypatch):
+    code, out, _ = run(["-b"], b"n1: a\r\nn2: a\n", capsysbinary, monkeypatch)
+    assert (code, out) == (0, hdr("n[1-2] (2 nodes)") + b"a\n")

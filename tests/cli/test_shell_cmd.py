@@ -120,15 +120,15 @@ def test_stdin_is_broadcast_and_nostdin_keeps_it():
     assert run_.stdout.decode().split() == ["n1:", "0"]
 
 
-def test_without_a_command_commands_are_read_from_stdin():
+def test_without_a_command_a_piped_script_runs_in_each_node_shell():
     run_ = subprocess.run(
         [*SHELL, "-R", "exec", "-L", "-w", "n[1-2]"],
-        input=b"echo one %h\n# a comment\n\necho two\n",
+        input=b"x=one\necho $x\n# a comment\n\necho two\n",
         capture_output=True,
         timeout=60,
     )
     assert run_.returncode == 0, run_.stderr
-    assert run_.stdout.decode().splitlines() == ["n1: one n1", "n2: one n2", "n1: two", "n2: two"]
+    assert run_.stdout.decode().splitlines() == ["n1: one", "n1: two", "n2: one", "n2: two"]
 
 
 def test_ctrl_c_ends_every_command_and_reports_what_finished(tmp_path):

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import subprocess
+import time
 
 import pytest
-from helpers import SHELL
+from helpers import SHELL, wait_until
 from helpers import run_shell as run
 
 from easycluster.cli.shellfiles import OutputFiles
+from easycluster.cli.shellinput import PROMPT
 from easycluster.cli.shellnodes import read_hostfile
 from easycluster.cluster.engine import LINE_MAX
 
@@ -127,7 +131,7 @@ def test_clush_conf_and_dash_o_settings_with_the_command_line_first(
     conf.write_text("[Main]\nfanout: 1\ncommand_timeout: 0.5\nhistory_size: 100\n")
     conf.write_text(conf.read_text() + "command_prefix: exec\nmaxrc: yes\n")
     base = ["-R", "exec", "--conf", str(conf), "-w", "n[1-2]"]
-    code, out, err = run([*base, "sleep 5"], capfdbinary, monkeypatch)
+    code, out, err = run([*base, "-v", "sleep 5"], capfdbinary, monkeypatch)
     assert code == 251  # the file's command_timeout (and its prefix made `exec sleep 5`)
     assert "not used here: history_size" in err and "n[1-2] (2 nodes): timed out" in err
     code, out, err = run(
@@ -144,6 +148,40 @@ def test_clush_conf_and_dash_o_settings_with_the_command_line_first(
     )
     assert code == 0, err
     assert out.endswith("\n2\n") and "n[1-2] (2 nodes)" in out
+
+
+def test_clush_conf_values_read_as_clush_reads_them(tmp_path, capfdbinary, monkeypatch):
+    conf = tmp_path / "clush.conf"
+    conf.write_text("[Main]\nssh_options: -oControlPath=/tmp/cm-%%h\n")
+    # ssh_path is words (sshpass -f FILE ssh); `echo` shows the command line it is given
+    base = ["--conf", str(conf), "-O", "ssh_path=echo via", "-w", "n1", "-b"]
+    code, out, err = run([*base, "true"], capfdbinary, monkeypatch)
+    assert code == 0, err
+    assert "via -oControlPath=/tmp/cm-%h -oBatchMode=yes" in out  # %% is one %
+    code, out, err = run([*base, "-o", "-p 2222", "true"], capfdbinary, monkeypatch)
+    assert "via -p 2222 -oBatchMode=yes" in out and "ControlPath" not in out  # -o replaces
+    # a command that cannot start says why (it failed here, not on the node)
+    code, _, err = run(
+        ["-O", "ssh_path=/nonexistent/ssh", "-w", "n1", "true"], capfdbinary, monkeypatch
+    )
+    assert code == 250 and "n1: cannot start the command: [Errno 2]" in err
+
+
+def test_gathered_output_ends_a_crlf_line_as_live_output_does(capfdbinary, monkeypatch):
+    cmd = ["-R", "exec", "-w", "n[1-2]", "[ %h = n1 ] && printf 'a\\r\\n' || echo a"]
+    code, out, _ = run(["-b", *cmd], capfdbinary, monkeypatch)
+    assert out == "--- n[1-2] (2 nodes) -------------------------------------------\na\n"
+
+
+def test_the_unfinished_line_of_a_timed_out_node_is_shown(tmp_path, capfdbinary, monkeypatch):
+    command = "echo full; printf 'Password: '; exec sleep 30"
+    code, out, _ = run(
+        ["-R", "exec", "-u", "1", "--outdir", str(tmp_path), "-w", "n1", command],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 251 and out == "n1: full\nn1: Password: \n"
+    assert (tmp_path / "n1").read_text() == "full\nPassword: \n"
 
 
 @pytest.mark.parametrize(
@@ -349,14 +387,7 @@ def test_unknown_groups_are_said_not_silently_empty(tmp_path, capfdbinary, monke
         set_std_group_resolver(None)
 
 
-def test_piped_commands_exit_with_the_worst_code_and_a_closed_pipe_is_quiet():
-    done = subprocess.run(
-        [*SHELL, "-q", "-R", "exec", "-w", "n1"],
-        input=b"false\ntrue\n",
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 250  # a failed line is not hidden by a later good one
+def test_a_closed_pipe_is_quiet():
     # | head -1: the reader leaves; no "Broken pipe" message, every command ended
     done = subprocess.run(
         f"{' '.join(SHELL)} -R exec -w n[1-40] 'seq 2000' | head -1",
@@ -368,33 +399,74 @@ def test_piped_commands_exit_with_the_worst_code_and_a_closed_pipe_is_quiet():
     assert b"Broken pipe" not in done.stderr and b"Traceback" not in done.stderr
 
 
-def test_interactive_lines_of_the_shell_own_as_clush(tmp_path):
+def test_interactive_lines_of_the_shell_own_as_clush(tmp_path, capfdbinary, monkeypatch):
+    # a terminal's lines (stdin that is not a real file counts as one), history kept
     lines = [
         "echo a %h",
         "?",  # the nodes
         "=",  # gathering on
         "echo b",
         "-n2",
-        "!echo here > " + str(tmp_path / "local"),  # a command run on this machine
+        "!echo here > " + str(tmp_path / "local"),  # run here; its code is not counted
+        "!false",
         "@n[5-6]",
         "echo c",
         "-n[5-6]",
         "echo d",  # no node left: said, and the exit code says it
         "+n7",
         "+n[",  # not a node set: said, nothing changed
+        "+",  # bare: shows the nodes
         "echo e",
     ]
-    done = subprocess.run(
-        [*SHELL, "-R", "exec", "-w", "n[1-3]"],
-        input="\n".join(lines).encode(),
-        capture_output=True,
-        timeout=60,
-    )
-    out, err = done.stdout.decode(), done.stderr.decode()
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    code, out, err = run(["-R", "exec", "-w", "n[1-3]"], capfdbinary, monkeypatch)
+    out = out.replace(PROMPT, "")
     assert out.startswith("n1: a n1\nn2: a n2\nn3: a n3\n--- n[1-3] (3 nodes) ---")
     assert "\nb\n" in out and "--- n[5-6] (2 nodes) ---" in out and "\nc\n" in out
     assert out.endswith("\ne\n") and "--- n7 ---" in out and "\nd\n" not in out
     assert "nodes: n[1-3] (3)" in err and "gathering (-b) on" in err
-    assert "no node to run on" in err and "n[: not a node set" in err
+    assert "no node to run on" in err and "n[: not a node set" in err and "nodes: n7 (1)" in err
     assert (tmp_path / "local").read_text() == "here\n"
-    assert done.returncode == 2
+    assert code == 2
+    history = (tmp_path / "state" / "easycluster" / "shell_history").read_text()
+    assert "echo a %h" in history
+
+
+def test_a_piped_script_runs_whole_in_each_node_shell_as_clush():
+    script = "cd /tmp\npwd\nif [ -d /nonexistent ]; then\necho DANGER\nfi\nfalse\n"
+    done = subprocess.run(
+        [*SHELL, "-R", "exec", "-w", "n[1-2]"],
+        input=script.encode(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert sorted(done.stdout.decode().splitlines()) == ["n1: /tmp", "n2: /tmp"]
+    assert done.returncode == 250  # the script's own code (its last command's)
+    done = subprocess.run(
+        [*SHELL, "-n", "-R", "exec", "-w", "n1"], input=b"true\n", capture_output=True
+    )
+    assert done.returncode == 2 and b"no command given" in done.stderr
+
+
+def test_ctrl_c_with_bl_prints_the_rows_of_the_nodes_that_finished(tmp_path):
+    marks = tmp_path
+    proc = subprocess.Popen(
+        [*SHELL, "-b", "-L", "-R", "exec", "-w", "n[1-3]"]
+        + [f"echo l1; [ %h = n3 ] || {{ echo l2; exit 0; }}; echo $$ > {marks}/n3; exec sleep 60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert wait_until(lambda: (marks / "n3").exists(), timeout=30)
+        time.sleep(0.5)  # (n1 and n2 have ended by then: their rows wait for n3)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert out.decode().splitlines() == ["n[1-3]: l1", "n[1-2]: l2"]
+    assert b"n3: interrupted" in err

@@ -1,0 +1,87 @@
+"""``ShellHandler``: the ``easycluster shell`` side of a Task's events (live output,
+``-bL`` rows, ``--outdir`` files, the progress line, and the reasons of failures made
+here rather than on the node)."""
+
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING, Optional
+
+from ..cluster.events import EventHandler
+from ..cluster.gather import LineWriter
+from ..cluster.progress import Progress
+from .shellfiles import OutputFiles
+
+if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
+    from ..cluster.worker import Worker
+
+PROG = "easycluster shell"
+
+
+class ShellHandler(EventHandler):
+    """Live output and progress: the shell's side of a Task's events."""
+
+    def __init__(
+        self,
+        out: Optional[LineWriter],
+        err: Optional[LineWriter],
+        progress: Progress,
+        files: Optional[OutputFiles] = None,
+        notes: Optional[IO[bytes]] = None,
+    ) -> None:
+        self.out = out  # None: stdout is gathered at the end
+        self.err = err  # None: stderr is gathered with stdout
+        self.progress = progress
+        self.files = files  # --outdir/--errdir
+        self.notes = notes  # where the reasons of local failures go (stderr)
+        self.done = 0
+        self.failed = 0
+
+    def ev_pickup(self, worker: Worker, node: str) -> None:
+        if self.files is not None:
+            self.files.start(node)
+
+    def ev_read(self, worker: Worker, node: str, sname: str, msg: bytes) -> None:
+        writer = self.out if sname == "stdout" else self.err
+        if writer is not None:
+            with self.progress.paused():
+                writer.write(node, msg)
+        if self.files is not None:
+            self.files.write(node, sname, msg)
+
+    def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
+        if rc and self.notes is not None:
+            self._local_reason(worker, node)
+        if self.out is not None:  # (-bL: the rows wait for this node no more)
+            with self.progress.paused():
+                self.out.end((node,))
+        self.done += 1
+        if rc != 0 or worker.node_status(node) != "hup":
+            self.failed += 1
+        self.progress.update(self.done, self.failed)
+        if self.files is not None:
+            self.files.finish((node,))
+
+    def _local_reason(self, worker: Worker, node: str) -> None:
+        """Say why a node failed here, not on the node (a command that could not start,
+        a fetched copy that could not be written): those reasons are in its error buffer
+        only, not in the lines it sent."""
+        if worker.node_status(node) == "failed":
+            lines = worker.node_error(node).split(b"\n")
+        elif worker.sink is not None:  # (an rcopy: its local writer's complaint)
+            mark = f"easycluster rcopy: {node}: ".encode()
+            lines = [x for x in worker.node_error(node).split(b"\n") if x.startswith(mark)]
+        else:
+            return
+        with self.progress.paused():
+            for line in lines:  # (the rcopy writer's lines name the command already)
+                prefix = b"" if line.startswith(b"easycluster ") else f"{PROG}: ".encode()
+                self.notes.write(prefix + line + b"\n")  # type: ignore[union-attr]
+
+    def ev_close(self, worker: Worker, timedout: bool) -> None:
+        for writer in (self.out, self.err):
+            if writer is not None:  # (a line some node left unfinished: killed mid-line)
+                with self.progress.paused():
+                    writer.end(worker.keys)
+        self.progress.clear()
+        if self.files is not None:
+            self.files.finish(worker.keys)
