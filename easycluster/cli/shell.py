@@ -272,8 +272,9 @@ class Shell:
             raise UsageError("--copy/--rcopy run over ssh; -R exec is not offered for copies")
         if reverse and not dest:
             raise UsageError("--rcopy needs --dest DIR (a local directory)")
-        if reverse and dest and os.path.exists(dest) and not os.path.isdir(dest):
-            raise UsageError(f"--rcopy --dest {dest}: not a directory")
+        if reverse and dest and not os.path.isdir(dest):
+            why = "not a directory" if os.path.exists(dest) else "no such directory"
+            raise UsageError(f"--rcopy --dest {dest}: {why} (it must exist)")
         for src in sources if not reverse else ():
             if not os.path.exists(src):
                 raise UsageError(f"{src}: no such file or directory to copy")

@@ -30,6 +30,10 @@ UNREACHABLE_SIGNS = (
     b"kex_exchange_identification",
     b"banner exchange",
     b"Received disconnect",
+    # (ssh's own configuration, given with -o or -F, is wrong: it never tried to connect)
+    b"Bad configuration option",
+    b"bad configuration options",
+    b"Can't open user config file",
 )
 
 # The remote wrapper that ends the command when the ssh connection goes away (sshd leaves

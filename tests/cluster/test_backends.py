@@ -73,6 +73,8 @@ def test_the_remote_watcher_keeps_the_command_intact():
         (255, b"ssh: connect to host x port 1: Connection refused\r\n", UNREACHABLE),
         (255, b"ssh: Could not resolve hostname nosuch: Name or service not known", UNREACHABLE),
         (255, b"user@127.0.0.1: Permission denied (publickey).", UNREACHABLE),
+        (255, b"command-line: line 0: Bad configuration option: foo\r\n", UNREACHABLE),
+        (255, b"Can't open user config file /x: No such file or directory", UNREACHABLE),
         (255, b"Connection timed out during banner exchange", UNREACHABLE),
         (
             255,
