@@ -50,7 +50,7 @@ class ShellHandler(EventHandler):
 
     def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
         if rc and self.notes is not None:
-            self._local_reason(worker, node)
+            self._local_reason(worker, node, self.notes)
         if self.out is not None:  # (-bL: the rows wait for this node no more)
             with self.progress.paused():
                 self.out.end((node,))
@@ -61,7 +61,7 @@ class ShellHandler(EventHandler):
         if self.files is not None:
             self.files.finish((node,))
 
-    def _local_reason(self, worker: Worker, node: str) -> None:
+    def _local_reason(self, worker: Worker, node: str, notes: IO[bytes]) -> None:
         """Say why a node failed here, not on the node (a command that could not start,
         a fetched copy that could not be written): those reasons are in its error buffer
         only, not in the lines it sent."""
@@ -75,7 +75,7 @@ class ShellHandler(EventHandler):
         with self.progress.paused():
             for line in lines:  # (the rcopy writer's lines name the command already)
                 prefix = b"" if line.startswith(b"easycluster ") else f"{PROG}: ".encode()
-                self.notes.write(prefix + line + b"\n")  # type: ignore[union-attr]
+                notes.write(prefix + line + b"\n")
 
     def ev_close(self, worker: Worker, timedout: bool) -> None:
         for writer in (self.out, self.err):
