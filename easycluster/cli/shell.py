@@ -349,8 +349,7 @@ class Shell:
         codes: Dict[str, int] = {}
         for key in worker.keys:
             if self.task.results.slot(key).stdout:  # something, if only an empty line
-                lines = worker.node_buffer(key).split(b"\n")  # (CR LF ends a line, as live)
-                gatherer.extend(key, [x[:-1] if x.endswith(b"\r") else x for x in lines])
+                gatherer.extend(key, worker.node_buffer(key).split(b"\n"))
                 rc = worker.node_retcode(key)
                 if rc is not None:
                     codes[key] = rc

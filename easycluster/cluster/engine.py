@@ -54,6 +54,7 @@ class Engine(SlotIO):
         self.results = results
         self.window = window
         self.sel: Optional[selectors.BaseSelector] = None
+        self.wake: Optional[_Wake] = None  # while running: poke() ends the loop's wait
         self.running: Dict[str, Running] = {}
         self.slot_worker: Dict[str, Worker] = {}
         self.deadlines: List[Tuple[float, str]] = []  # heap; stale entries skipped
@@ -92,7 +93,7 @@ class Engine(SlotIO):
         ``autoclose`` workers do not keep it running: when only they are left (and
         ``autoclose`` timers), their workers are aborted and it returns True."""
         self.sel = selectors.DefaultSelector()
-        wake = _SignalWake.arm(self.sel)
+        wake = self.wake = _Wake.arm(self.sel)
         try:
             while True:
                 if self.task.aborting:
@@ -123,8 +124,8 @@ class Engine(SlotIO):
             self.settle()
             raise
         finally:
-            if wake is not None:
-                wake.disarm(self.sel)
+            self.wake = None
+            wake.disarm(self.sel)
             self.cleanup()
 
     def settle(self, budget: float = 0.2) -> None:
@@ -163,7 +164,7 @@ class Engine(SlotIO):
     def ready(self, fd: int, data: Tuple[Any, ...]) -> None:
         kind = data[0]
         if kind == WAKE:
-            _SignalWake.drain(fd)  # (the signal's handler runs as this returns)
+            _Wake.drain(fd)  # (a signal's handler runs as this returns; an abort is seen)
         elif kind == OUT:
             self.read(fd, data[1], data[2])
         elif kind == EXITED:
@@ -192,6 +193,7 @@ class Engine(SlotIO):
         if not worker.started:
             worker.started = True
             self.task.emit(worker, "ev_start", worker)
+            worker.open_stdin = False  # (what ev_start wrote made the feed: now it is set)
             if slot.state.final:  # (the handler aborted its worker)
                 return
         try:
@@ -427,42 +429,47 @@ def expect(answer: Any, wanted: Any, key: str) -> None:
 __all__ = ["Engine", "Running", "POLL_INTERVAL"]
 
 
-WAKE = -1  # the selector data kind of the signal wakeup pipe
+WAKE = -1  # the selector data kind of the wakeup pipe
 
 
-class _SignalWake:
-    """A signal wakeup pipe for a run on the main thread (``signal.set_wakeup_fd``).
-
-    A signal (Ctrl-C) that arrives just before the loop blocks in ``select`` has its C
-    handler run at once, but its Python handler (raising KeyboardInterrupt) only when
-    the thread next runs Python code: without a wakeup, after the next output or exit
-    of some node, possibly a minute later. The C handler writes a byte to this pipe,
-    which the loop watches, so the wait ends at once. The previous wakeup fd (asyncio's,
-    say) is put back when the run ends.
+class _Wake:
+    """The loop's wakeup pipe, watched by its selector: ``poke()`` (``Task.abort()`` from
+    another thread) ends the wait at once. For a run on the main thread it is also the
+    signal wakeup fd (``signal.set_wakeup_fd``): a signal (Ctrl-C) that arrives just
+    before the loop blocks in ``select`` has its C handler run at once, but its Python
+    handler (raising KeyboardInterrupt) only when the thread next runs Python code:
+    without a wakeup, after the next output or exit of some node, possibly a minute
+    later. The previous wakeup fd (asyncio's, say) is put back when the run ends.
     """
 
     __slots__ = ("read", "write", "previous")
 
-    def __init__(self, read: int, write: int, previous: int) -> None:
+    def __init__(self, read: int, write: int, previous: Optional[int]) -> None:
         self.read, self.write, self.previous = read, write, previous
 
     @classmethod
-    def arm(cls, sel: selectors.BaseSelector) -> Optional[_SignalWake]:
-        """Install a wakeup pipe watched by ``sel``; None off the main thread."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
+    def arm(cls, sel: selectors.BaseSelector) -> _Wake:
+        """A wakeup pipe watched by ``sel`` (the signal wakeup fd on the main thread)."""
         read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            previous = _signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        except ValueError:  # (not the main interpreter's main thread after all)
-            os.close(read)
-            os.close(write)
-            return None
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                previous = _signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+            except ValueError:  # (not the main interpreter's main thread after all)
+                previous = None
         sel.register(read, selectors.EVENT_READ, (WAKE,))
         return cls(read, write, previous)
 
+    def poke(self) -> None:
+        """Wake the loop (from any thread)."""
+        try:
+            os.write(self.write, b"\0")
+        except OSError:  # (full: a wake-up is pending anyway; closed: the run is over)
+            pass
+
     def disarm(self, sel: Optional[selectors.BaseSelector]) -> None:
-        _signal.set_wakeup_fd(self.previous)
+        if self.previous is not None:
+            _signal.set_wakeup_fd(self.previous)
         if sel is not None:
             try:
                 sel.unregister(self.read)

@@ -84,7 +84,10 @@ class Message(bytes):
 
 
 def message(buf: bytes) -> Message:
-    """A buffer as the getters return it: without one final newline (as ClusterShell's)."""
+    """A buffer as the getters return it: without one final newline, and CR LF line
+    ends made LF, as ClusterShell's (and as ``ev_read`` gives the lines)."""
+    if b"\r\n" in buf:
+        buf = buf.replace(b"\r\n", b"\n")
     return Message(buf[:-1] if buf.endswith(b"\n") else buf)
 
 

@@ -4,7 +4,8 @@ A Task collects work (``shell``, ``copy``, ``rcopy``, ``timer``) and runs it whe
 ``resume()`` (or ``run()``): that thread owns all the Task's I/O and runs every handler
 (``engine.py``). One Task per thread: ``task_self()`` returns the calling thread's. A
 Task is not thread-safe: configure and run it from one thread; ``abort()`` and
-``worker.abort()`` may be called from a handler; ``join()`` from any thread.
+``worker.abort()`` may be called from a handler, ``abort()`` and ``join()`` from any
+thread.
 
 Results are kept per slot (``results.py``): a node listed twice runs twice, under the
 keys ``node`` and ``node#2``. They are those of the last run, kept until the next
@@ -142,6 +143,7 @@ class Task(TaskSettings, TaskResults):
         backend: Union[str, Backend, None] = None,
         tree: Optional[bool] = None,
         autoclose: bool = False,
+        remote: bool = True,
     ) -> Worker:
         """Schedule ``command`` on every node of ``nodes`` (or once locally, under ``key``
         or ``"local"``, when ``nodes`` is None) and return its ``Worker``.
@@ -161,8 +163,11 @@ class Task(TaskSettings, TaskResults):
         through the gateways of ``load_topology`` (None: when a topology is loaded and
         the backend is ssh; True: always, ValueError without a topology); the handlers
         and results are the same as flat, each node runs once, stdin goes through the
-        gateways (``treeworker.py``).
+        gateways (``treeworker.py``). ``remote=False`` (ClusterShell's) is
+        ``backend="exec"``: the command runs here, once per node (``%h`` its name).
         """
+        if not remote and backend is None:
+            backend = "exec"
         if nodes is not None and self.use_tree(tree, backend, stdin):
             return self.tree_shell(command, node_list(nodes), handler, timeout, stderr, stdin)
         if nodes is None:
@@ -306,6 +311,11 @@ class Task(TaskSettings, TaskResults):
     def new_keys(self, names: List[str]) -> List[str]:
         """New slots for ``names``: in the run going on, else in the next one's
         (``upcoming``: the last run's results stay readable until ``resume()``)."""
+        if self.engine is not None and threading.current_thread() is not self.thread:
+            raise RuntimeError(
+                "Task.shell() during a run: call it from a handler (the Task's thread), "
+                "or before resume()"
+            )
         slots = self.results if self.engine is not None else self.upcoming
         return [slots.new_slot(n, rank).key for rank, n in enumerate(names)]
 
@@ -352,11 +362,12 @@ class Task(TaskSettings, TaskResults):
     def running(self) -> bool:
         return self.engine is not None
 
-    def run(self, command: Optional[str] = None, **kw: Any) -> Optional[Worker]:
+    def run(self, command: Union[str, float, None] = None, **kw: Any) -> Optional[Worker]:
         """``shell(command, **kw)`` then ``resume()`` (``timeout`` is then per command);
-        without a command, ``resume(timeout)``."""
-        if command is None:
-            self.resume(kw.get("timeout"))
+        without a command, ``resume(timeout)``; a number instead of a command is that
+        ``timeout`` (ClusterShell's ``task.run(0.5)``)."""
+        if command is None or isinstance(command, (int, float)):
+            self.resume(kw.get("timeout") if command is None else command)
             return None
         worker = self.shell(command, **kw)
         self.resume()
@@ -366,7 +377,8 @@ class Task(TaskSettings, TaskResults):
         """Run everything scheduled until it is done, on this thread. The last run's
         results are dropped as it starts (ClusterShell's reset).
 
-        ``timeout``: seconds for the whole run; when it passes, as ClusterShell counts
+        ``timeout``: seconds for the whole run (None or 0: no limit, as ClusterShell's);
+        when it passes, as ClusterShell counts
         it, every node still running is killed and counted as timed out (status
         ``timeout``, in ``num_timeout``/``iter_keys_timeout``, ``ev_timeout`` then
         ``ev_close`` for its worker), those not started never start (status
@@ -382,7 +394,7 @@ class Task(TaskSettings, TaskResults):
         self.thread = threading.current_thread()
         self.aborting = False
         self.idle.clear()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout else None  # (0: none, as ClusterShell)
         finished = None  # (None: a handler raised; False: the deadline passed)
         try:
             for worker in self.workers:
@@ -405,10 +417,13 @@ class Task(TaskSettings, TaskResults):
     def abort(self, kill: bool = False) -> None:
         """Stop the run: running commands are killed (always: ``kill`` is accepted for
         ClusterShell's signature), waiting ones never start, timers stop; ``resume()``
-        returns. Call it from a handler, or before ``resume()`` to drop what is
-        scheduled."""
+        returns. Call it from a handler, from another thread during the run (the loop is
+        woken at once), or before ``resume()`` to drop what is scheduled."""
         if self.engine is not None:
             self.aborting = True
+            engine = self.engine
+            if threading.current_thread() is not self.thread and engine.wake is not None:
+                engine.wake.poke()  # (from another thread: the loop may be waiting)
             return
         for worker in self.workers:
             worker.release()

@@ -67,6 +67,7 @@ class Timer:
     ) -> None:
         self.task = task
         self.fire = fire
+        self.fire_delay = fire  # (ClusterShell's name)
         self.handler = handler
         self.interval = interval
         self.autoclose = autoclose
@@ -144,6 +145,16 @@ class Worker:
     def __repr__(self) -> str:
         return f"<Worker {self.backend.name} {self.command!r} on {len(self.keys)} slots>"
 
+    @property
+    def nodes(self) -> NodeSet:
+        """The nodes of this worker's slots (ClusterShell's ``worker.nodes``)."""
+        return NodeSet.fromlist(dict.fromkeys(self.task.slot(k).node for k in self.keys))
+
+    @property
+    def eh(self) -> Any:
+        """ClusterShell's name of the handler."""
+        return self.handler
+
     def write(self, data: bytes) -> None:
         """Write ``data`` to every node's stdin.
 
@@ -154,7 +165,7 @@ class Worker:
         A worker nothing was written to by then gives its nodes /dev/null (a command
         that reads stdin ends instead of waiting forever); writing later raises
         ValueError, as it does with ``stdin=False``."""
-        if self.feed is None and self.open_stdin and not self.started:
+        if self.feed is None and self.open_stdin:  # (until its first node starts)
             self.feed = StdinFeed()
         if self.feed is None:
             raise ValueError(

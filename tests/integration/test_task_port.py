@@ -352,3 +352,64 @@ def test_stdin_is_open_by_default_until_the_nodes_start():
     with pytest.raises(ValueError):
         closed.write(b"x")
     task.resume()
+
+
+def test_stdin_written_in_ev_start_reaches_the_nodes():
+    class Feeder(EventHandler):
+        def ev_start(self, worker):
+            worker.write(b"from ev_start\n")
+            worker.set_write_eof()
+
+    task = exec_task()
+    task.run("cat", nodes="n[1-2]", handler=Feeder())
+    assert dict(task.iter_buffers()) == {b"from ev_start": ["n1", "n2"]}
+
+
+# -- what else a port met (a second audit) ---------------------------------------------
+
+
+def test_a_zero_or_numeric_run_timeout_as_clushell():
+    task = exec_task()
+    task.shell("sleep 0.2; echo slow", nodes="n1")
+    task.resume(0)  # 0: no limit, as ClusterShell's
+    assert task.node_buffer("n1") == b"slow"
+    task.shell("sleep 0.2; echo slow", nodes="n1")
+    task.run(timeout=0)
+    assert task.node_buffer("n1") == b"slow"
+    task.shell("exec sleep 30", nodes="n1")
+    with pytest.raises(TimeoutError):
+        task.run(0.3)  # a number for run(): resume(0.3)
+    assert task.node_status("n1") == "timeout"
+
+
+def test_abort_from_another_thread_wakes_a_silent_run():
+    task = exec_task()
+    task.shell("exec sleep 60", nodes="n[1-2]")  # prints nothing, never ends by itself
+    refused = []
+
+    def other():
+        while task.engine is None or not task.running():
+            threading.Event().wait(0.01)
+        try:
+            task.shell("true", nodes="n3")
+        except RuntimeError as e:
+            refused.append(e)
+        task.abort()
+
+    helper = threading.Thread(target=other)
+    helper.start()
+    task.resume()  # (without the wake-up it would wait for the sleeps: the test times out)
+    helper.join()
+    assert dict(task.iter_status()) == {"aborted": ["n1", "n2"]}
+    assert refused and "from a handler" in str(refused[0])
+
+
+def test_crlf_buffers_remote_false_and_clushell_names():
+    task = exec_task()
+    task.set_default("backend", "ssh")  # remote=False must not use it
+    worker = task.shell("printf 'a\\r\\nb\\r\\n'; echo %h", nodes="n[1-2],n1", remote=False)
+    timer = task.timer(0.01, EventHandler())
+    task.resume()
+    assert dict(task.iter_buffers()) == {b"a\nb\nn1": ["n1", "n1#2"], b"a\nb\nn2": ["n2"]}
+    assert str(worker.nodes) == "n[1-2]" and worker.eh is worker.handler
+    assert timer.fire_delay == 0.01
