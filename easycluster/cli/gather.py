@@ -29,7 +29,8 @@ on stderr with its line number (the first ten; then a count) and left out of the
 output; the command then exits 1, after printing everything else. clubak stops at such
 a line with an error and prints nothing.
 
-``-r`` writes headers with the groups their nodes fill (``@rack1,n9``), from the group
+``-r`` gathers (as ``-b``: clubak's ``-r`` does too) and writes headers with the groups
+their nodes fill (``@rack1,n9``), from the group
 source ``-s`` names (``-G``: without its ``@SOURCE:`` prefix; ``--groupsconf FILE``:
 groups read from FILE). ``-T/--tree`` (clubak's trace mode), ``--axis`` and ``-v/-d``
 are not offered; ``-c`` and ``-B`` are ``-b``, and
@@ -165,7 +166,7 @@ def build_gatherer(data: bytes, sep: bytes, interpret: str) -> Tuple[Gatherer, M
     expand = _expander(interpret)
     names = {raw: raw.decode("utf-8", "surrogateescape") for raw in records}
     targets = {raw: expand(name) for raw, name in names.items()}
-    gatherer = Gatherer()
+    gatherer = Gatherer(literal=interpret == "never")
     if all(t is None for t in targets.values()):
         for raw, lines in records.items():
             gatherer.extend(names[raw], lines)
@@ -183,6 +184,8 @@ def build_gatherer(data: bytes, sep: bytes, interpret: str) -> Tuple[Gatherer, M
             continue
         if rest[:1] == b" ":
             rest = rest[1:]
+        if rest[-1:] == b"\r":  # (as in split_records)
+            rest = rest[:-1]
         for node in nodes:
             gatherer.add(node, rest)
     return gatherer, malformed
@@ -191,7 +194,7 @@ def build_gatherer(data: bytes, sep: bytes, interpret: str) -> Tuple[Gatherer, M
 def _mode(args: argparse.Namespace) -> str:
     if args.diff:
         return "diff"
-    if args.gather:
+    if args.gather or args.regroup:  # (-r gathers, as clubak's)
         return "block-lines" if args.lines else "blocks"
     return "lines" if args.lines else "per-key"
 
@@ -210,7 +213,10 @@ def _report(malformed: Malformed, sep: bytes, quiet: bool) -> None:
 
 
 def _separator(text: str) -> bytes:
-    sep = text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    try:  # (escapes as \t, as clubak reads them; a lone trailing \ is itself)
+        sep = text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        sep = text
     if not sep or "\n" in sep:
         raise UsageError(f"the separator must be non-empty and on one line: {text!r}")
     return sep.encode("utf-8", "surrogateescape")

@@ -110,12 +110,14 @@ class Block(NamedTuple):
 
 class Gatherer:
     """Output lines per key, in arrival order. Not thread-safe: one thread feeds it
-    (the Task's, for the shell)."""
+    (the Task's, for the shell). ``literal``: the keys are text, not node names: a
+    block's ``nodes`` lists them as they are, comma-separated, never folded."""
 
-    __slots__ = ("_lines",)
+    __slots__ = ("_lines", "literal")
 
-    def __init__(self) -> None:
+    def __init__(self, literal: bool = False) -> None:
         self._lines: Dict[str, List[bytes]] = {}
+        self.literal = literal
 
     def add(self, key: str, line: bytes) -> None:
         """Append ``line`` (without its newline) to ``key``'s output."""
@@ -173,7 +175,8 @@ class Gatherer:
             ordered = tuple(natural_sorted(keys))
             code = None if codes is None else codes.get(ordered[0])
             output = tuple(self._lines[ordered[0]])
-            blocks.append(Block(ordered, output, fold_keys(ordered, regroup), code))
+            nodes = ",".join(ordered) if self.literal else fold_keys(ordered, regroup)
+            blocks.append(Block(ordered, output, nodes, code))
         blocks.sort(key=lambda block: natural_key(block.keys[0]))
         return blocks
 

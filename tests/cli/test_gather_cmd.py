@@ -122,8 +122,8 @@ def test_keys_in_nodeset_notation(capsysbinary, monkeypatch):
     # every line kept in input order for each node the key stands for
     assert (code, out) == (0, b"foo bar: a\nn[1-3]: a\nn[1-3]: b\n")
     code, out, _ = run(["-bL", "--interpret-keys", "never"], data, capsysbinary, monkeypatch)
-    # keys as plain text: only the plain names fold, the others are listed as they are
-    assert (code, out) == (0, b"n3,foo bar,n[1-2]: a\nn1,n[2-3]: b\n")
+    # keys as plain text: listed as they are, in natural order, never folded
+    assert (code, out) == (0, b"foo bar,n3,n[1-2]: a\nn1,n[2-3]: b\n")
     code, out, err = run(
         ["-b", "--interpret-keys", "always"], b"n[1-: a\n", capsysbinary, monkeypatch
     )
@@ -265,3 +265,18 @@ def test_regroup_with_a_groups_file_matches_clubak(tmp_path, capsysbinary, monke
 def test_a_crlf_line_is_gathered_with_its_lf_twin(capsysbinary, monkeypatch):
     code, out, _ = run(["-b"], b"n1: a\r\nn2: a\n", capsysbinary, monkeypatch)
     assert (code, out) == (0, hdr("n[1-2] (2 nodes)") + b"a\n")
+
+
+def test_what_a_clubak_user_met_in_an_audit(capsysbinary, monkeypatch, tmp_path):
+    # CR LF dropped when a key is a node set too (the second reading of the input)
+    code, out, _ = run(["-b"], b"n[1-2]:x\r\nn3:x\r\n", capsysbinary, monkeypatch)
+    assert out == hdr("n[1-3] (3 nodes)") + b"x\n"
+    # never: keys are text, never folded
+    code, out, _ = run(["-b", "--interpret-keys=never"], b"n1:a\nn2:a\n", capsysbinary, monkeypatch)
+    assert out == hdr("n1,n2 (2 nodes)") + b"a\n"
+    # a lone backslash as separator is itself
+    code, out, err = run(["-S", "\\"], b"n1\\a\n", capsysbinary, monkeypatch)
+    assert (code, out) == (0, hdr("n1") + b"a\n")
+    # -r gathers, as clubak's
+    code, out, _ = run(["-r"], b"n1:a\nn2:a\n", capsysbinary, monkeypatch)
+    assert out == hdr("n[1-2] (2 nodes)") + b"a\n"
