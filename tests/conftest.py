@@ -1,10 +1,12 @@
-"""Shared fixtures: a key file, a real TCP server, ``rmt`` over every transport, and
-``closing`` for sockets and channels a test opens by hand."""
+"""Shared fixtures: a key file, a real TCP server, ``rmt`` over every transport,
+``closing`` for sockets and channels a test opens by hand, and ``groups_cfg`` (a
+copy of the node-group configuration in tests/nodeset/groups_cfg)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 
 import pytest
@@ -45,6 +47,17 @@ def closing():
     ends (last opened, first closed): for sockets, channels and listeners opened by hand."""
     with contextlib.ExitStack() as stack:
         yield lambda thing: stack.enter_context(contextlib.closing(thing))
+
+
+@pytest.fixture
+def groups_cfg(tmp_path):
+    """A private copy of tests/nodeset/groups_cfg; returns its groups.conf path.
+
+    A copy, so upcalls run (and log to ``calls.log``) outside the source tree and a
+    test may add sections of its own."""
+    here = os.path.join(os.path.dirname(__file__), "nodeset", "groups_cfg")
+    shutil.copytree(here, tmp_path / "cfg")
+    return tmp_path / "cfg" / "groups.conf"
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -11,7 +11,8 @@ Modules: ``nodeset`` (``NodeSet``, ``expand``, ``fold``, ``count``, ``grouplist`
 groups, wildcards), ``pattern`` (names and brackets), ``rangeset`` (``RangeSet``),
 ``indexes`` (index codes and spans), ``rangesetnd`` (``RangeSetND``), ``ndfold``
 (folding index tuples), ``groups`` (``GroupResolver``), ``groupsources`` (group
-sources), ``groupsconf`` (reading groups.conf), ``std`` (the process-wide default
+sources), ``groupsconf`` (reading groups.conf), ``words`` (node set text split on
+whitespace), ``std`` (the process-wide default
 resolver: the one module-level setting, for ClusterShell compatibility).
 """
 

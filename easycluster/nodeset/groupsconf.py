@@ -11,7 +11,9 @@ A ClusterShell configuration works unchanged:
   ``file = PATH`` is a flat-file source (``group: nodes`` lines; relative to the
   configuration's directory).
 * ``confdir``: every ``*.conf`` file there adds sections (sources).
-* ``autodir``: every ``*.yaml`` file there maps source names to ``{group: nodes}``.
+* ``autodir``: every ``*.yaml`` file there maps source names to ``{group: nodes}``;
+  a value is a string or a list of strings, each holding node sets separated by
+  whitespace (``words``), as ClusterShell reads them.
 
 Without an explicit path the files are ClusterShell's: ``/etc/clustershell``,
 ``~/.local/etc/clustershell``, ``<sys.prefix>/etc/clustershell``,
@@ -29,6 +31,7 @@ import sys
 
 from ..errors import GroupResolverConfigError, GroupSourceError
 from .groupsources import GroupSource, UpcallGroupSource, parse_group_lines
+from .words import join_words
 
 # configparser, glob, shlex and string load when a groups file is read: every NodeSet
 # import passes here, most never read one (they cost ~2 ms of each start-up)
@@ -185,7 +188,8 @@ def _yaml_sources(path: str) -> List[GroupSource]:
                 )
             if isinstance(nodes, list):
                 nodes = ",".join(str(n) for n in nodes)
-            mapping[group] = "" if nodes is None else str(nodes)
+            # a value is node sets separated by whitespace, as in ClusterShell ('n1 n2')
+            mapping[group] = "" if nodes is None else join_words(str(nodes))
         sources.append(GroupSource(name, mapping))
     return sources
 

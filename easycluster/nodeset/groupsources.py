@@ -25,6 +25,7 @@ import re
 import time
 
 from ..errors import GroupSourceError, GroupSourceNoUpcall, GroupSourceQueryFailed
+from .words import join_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ class UpcallGroupSource(GroupSource):
                     f"group source {self.name!r}: mapall: expected 'group: nodes', got {line!r}",
                     self,
                 )
-            nodes = ",".join(nodes.split())
+            nodes = join_words(nodes)
             mapping[group] = f"{mapping[group]},{nodes}" if mapping.get(group) else nodes
         return mapping
 
@@ -236,11 +237,11 @@ class UpcallGroupSource(GroupSource):
             mapping = self._mapall()
             if group in mapping or "map" not in self.upcalls:
                 return mapping.get(group, "")
-        return ",".join(self._cached("map", group, group=group).split())
+        return join_words(self._cached("map", group, group=group))
 
     def all_nodes(self) -> Optional[str]:
         if "all" in self.upcalls:
-            return ",".join(self._cached("all", "").split())
+            return join_words(self._cached("all", ""))
         if "list" in self.upcalls or "mapall" in self.upcalls:
             return ",".join(self.resolve(g) for g in self.groups())
         return None
@@ -264,6 +265,8 @@ CommandGroupSource = UpcallGroupSource
 def parse_group_lines(text: str, where: str = "<groups>") -> Dict[str, str]:
     """Parse flat-file groups: ``group: nodeset`` lines, ``#`` comments, blank lines.
 
+    The node sets of a line are separated by whitespace (``words.join_words``).
+
     A group listed twice gets the union of its lines. Raises GroupSourceError on a
     line without ``:`` or with an invalid group name.
     """
@@ -276,6 +279,6 @@ def parse_group_lines(text: str, where: str = "<groups>") -> Dict[str, str]:
         name = name.strip()
         if not sep or not name or BAD_GROUP_CHARS & set(name):
             raise GroupSourceError(f"{where}:{lineno}: expected 'group: nodeset', got {line!r}")
-        nodes = ",".join(nodes.split())
+        nodes = join_words(nodes)
         mapping[name] = f"{mapping[name]},{nodes}" if mapping.get(name) else nodes
     return mapping
