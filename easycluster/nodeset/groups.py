@@ -192,12 +192,17 @@ class GroupResolver:
         return [text] if text.strip() else []
 
     def all_nodes(self, namespace: Optional[str] = None) -> List[str]:
-        """Node set texts of every node of a source; GroupSourceNoUpcall if it cannot tell."""
+        """Node set texts whose union is every node of a source (its ``all`` group or
+        upcall, else one text per group); GroupSourceNoUpcall if it cannot tell.
+
+        Parse each text on its own in that source, then take the union: joining them
+        with ``,`` is not the union when a text holds ``!``, ``&`` or ``^``.
+        """
         src = self.source(namespace)
-        text = src.all_nodes()
-        if text is None:
+        parts = src.all_parts()
+        if parts is None:
             raise GroupSourceNoUpcall(f"group source {src.name!r} cannot list all nodes", src)
-        return [text] if text.strip() else []
+        return [text for text in parts if text.strip()]
 
     def groups(self, source: Optional[str] = None) -> List[str]:
         """Group names of a source, sorted."""

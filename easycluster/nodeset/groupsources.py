@@ -58,10 +58,10 @@ class GroupSource:
     """A named source of node groups held in memory: ``{group: node set text}``.
 
     ``resolve(group)`` returns node set text (GroupSourceError for an unknown group:
-    ClusterShell returns an empty set, see docs/nodeset.md); ``all_nodes()`` the text
-    of every node: ``allgroups`` if given, else the group ``all``, else the union of
-    every group; ``groups()`` the group names; ``node_groups(node)`` None (this kind
-    has no reverse upcall; the resolver then looks through the groups).
+    ClusterShell returns an empty set, see docs/nodeset.md); ``all_parts()`` texts
+    whose union is every node: ``allgroups`` if given, else the group ``all``, else
+    one text per group; ``groups()`` the group names; ``node_groups(node)`` None (this
+    kind has no reverse upcall; the resolver then looks through the groups).
     """
 
     has_reverse = False
@@ -86,13 +86,27 @@ class GroupSource:
         except KeyError:
             raise GroupSourceError(f"unknown group {group!r} in source {self.name!r}", self)
 
-    def all_nodes(self) -> Optional[str]:
-        """Node set text of every node (None if the source cannot tell)."""
+    def all_parts(self) -> Optional[List[str]]:
+        """Node set texts whose union is every node (None if the source cannot tell).
+
+        Each text is to be parsed on its own, in this source, then unioned: joined
+        by ``,`` they would not be the union, because operators read left to right
+        (a ``!`` in one group's text would take nodes away from the groups before it).
+        """
         if self.allgroups is not None:
-            return self.allgroups
+            return [self.allgroups]
         if "all" in self.mapping:
-            return self.mapping["all"]
-        return ",".join(text for text in self.mapping.values() if text.strip())
+            return [self.mapping["all"]]
+        return [text for text in self.mapping.values() if text.strip()]
+
+    def all_nodes(self) -> Optional[str]:
+        """``all_parts()`` as one text, when the source has a single one (an ``all``
+        group or upcall, ``allgroups``); None otherwise: a union of groups has no one
+        text (see ``all_parts``)."""
+        parts = self.all_parts()
+        if parts is None or len(parts) > 1:
+            return None
+        return parts[0] if parts else ""
 
     def groups(self) -> List[str]:
         """Group names, sorted."""
@@ -111,7 +125,7 @@ class GroupSource:
 
     def resolv_all(self) -> str:
         text = self.all_nodes()
-        if text is None:
+        if text is None:  # ClusterShell's resolver then unions the groups itself
             raise GroupSourceNoUpcall("all groups info not available", self)
         return text
 
@@ -239,11 +253,11 @@ class UpcallGroupSource(GroupSource):
                 return mapping.get(group, "")
         return join_words(self._cached("map", group, group=group))
 
-    def all_nodes(self) -> Optional[str]:
+    def all_parts(self) -> Optional[List[str]]:
         if "all" in self.upcalls:
-            return join_words(self._cached("all", ""))
+            return [join_words(self._cached("all", ""))]
         if "list" in self.upcalls or "mapall" in self.upcalls:
-            return ",".join(self.resolve(g) for g in self.groups())
+            return [text for text in map(self.resolve, self.groups()) if text]
         return None
 
     def groups(self) -> List[str]:

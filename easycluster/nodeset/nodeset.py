@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..errors import GroupSourceError, NodeSetExternalError
 from .groups import GroupResolver
 from .nodesetbase import NodeSetBase
-from .parse import Context, parse_expr, parse_names
+from .parse import Context, parse_all, parse_expr, parse_names
 from .rangeset import split_sequence
 from .std import RESOLVER_NOGROUP, effective_resolver, std_group_resolver
 
@@ -92,15 +92,19 @@ class NodeSet(NodeSetBase):
         resolver: ResolverArg = None,
         source: Optional[str] = None,
     ) -> NodeSet:
-        """Every node of a group source (its ``all`` upcall, else the union of its
-        groups). ``fromall(resolver, source)``, our older form, is also accepted."""
+        """Every node of a group source (its ``all`` group or upcall, else the union of
+        its groups, each read in that source). ``fromall(resolver, source)``, our older
+        form, is also accepted."""
         if isinstance(groupsource, GroupResolver):
             resolver, groupsource = groupsource, source
         found = effective_resolver(resolver)
         if found is None:
             raise NodeSetExternalError("no node group resolver")
-        text = ",".join(found.all_nodes(groupsource))
-        return cls(text, autostep=autostep, resolver=resolver)
+        inst = cls(autostep=autostep, resolver=resolver)
+        # the texts are read in the source they come from (@g is a group of that source)
+        ctx = Context(found).nested(groupsource or found.default)
+        inst._pats = parse_all(found, groupsource, ctx)
+        return inst
 
     @property
     def resolver(self) -> ResolverArg:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .pattern import Key, Value
     from .std import ResolverArg
 
-__all__ = ["Context", "MAX_DEPTH", "parse_expr", "parse_names", "pats_names"]
+__all__ = ["Context", "MAX_DEPTH", "parse_all", "parse_expr", "parse_names", "pats_names"]
 
 MAX_DEPTH = 16
 _OPS = {",": "|", "!": "-", "&": "&", "^": "^"}
@@ -111,11 +111,21 @@ def _parse_group(text: str, ctx: Context) -> Dict[Key, Value]:
     resolver = _known_resolver(text, ctx, source)
     sub = ctx.nested(source or resolver.default)
     if name == "*":
-        return parse_expr(",".join(resolver.all_nodes(source)), sub)
+        return parse_all(resolver, source, sub)
     pats: Dict[Key, Value] = {}
     names = [name] if "[" not in name else list(pats_names(parse_pattern(name)))
     for group in names:
         apply_op(pats, "|", parse_expr(resolver.resolve(group, source), sub))
+    return pats
+
+
+def parse_all(resolver: GroupResolver, source: Optional[str], ctx: Context) -> Dict[Key, Value]:
+    """Every node of ``source`` (None: the default one): the union of the texts of
+    ``resolver.all_nodes``, each parsed on its own with ``ctx`` (whose source should
+    be ``source``, so that ``@g`` in a text means a group of that source)."""
+    pats: Dict[Key, Value] = {}
+    for text in resolver.all_nodes(source):
+        apply_op(pats, "|", parse_expr(text, ctx))
     return pats
 
 
@@ -128,7 +138,7 @@ def _parse_operand(text: str, ctx: Context) -> Dict[Key, Value]:
             raise NodeSetParseError(text, "wildcards need a group source listing all nodes")
         # one level deeper: a source whose node list itself uses wildcards would
         # otherwise send this straight back here, forever
-        every = parse_expr(",".join(resolver.all_nodes(ctx.source)), ctx.nested(ctx.source))
+        every = parse_all(resolver, ctx.source, ctx.nested(ctx.source))
         return names_to_pats([n for n in pats_names(every) if fnmatchcase(n, text)])
     if "[" in text or "]" in text:
         return parse_pattern(text)
