@@ -22,12 +22,13 @@ import argparse
 import math
 import sys
 
-from ..errors import GroupResolverSourceError, GroupSourceNoUpcall, NodeSetError
+from ..errors import GroupResolverSourceError, NodeSetError
 from ..nodeset.groups import GROUPS_CONF_ENV, GroupResolver
 from ..nodeset.nodeset import NodeSet
 from ..nodeset.rangeset import RangeSet
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
+from .nodesetlist import list_groups
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: the command starts without importing typing)
@@ -241,12 +242,14 @@ def _make(words: List[str], args: argparse.Namespace, resolver: GroupResolver) -
     return NodeSet.fromlist(words, resolver=resolver)
 
 
-def _compute(args: argparse.Namespace, resolver: GroupResolver) -> AnySet:
+def _compute(args: argparse.Namespace, resolver: GroupResolver, stdin_first: bool) -> AnySet:
+    """The set the operands give, left to right; ``stdin_first``: read stdin first when
+    there is no positional node set and no ``-a``."""
     result: AnySet = RangeSet() if args.rangeset else NodeSet(resolver=resolver)
     if args.all:
         result.update(NodeSet.fromall(resolver=resolver))
     ops = list(args.ops)
-    if not args.all and not any(op == "|" for op, _ in ops):
+    if stdin_first and not args.all and not any(op == "|" for op, _ in ops):
         ops.insert(0, ("|", "-"))
     for op, text in ops:
         other = _make(_read_stdin() if text == "-" else _words(text), args, resolver)
@@ -261,35 +264,6 @@ def _compute(args: argparse.Namespace, resolver: GroupResolver) -> AnySet:
         else:
             result.symmetric_difference_update(other)
     return result
-
-
-def _list_groups(
-    args: argparse.Namespace, resolver: GroupResolver, nodes: NodeSet, out: List[str]
-) -> None:
-    level = args.list or args.list_all
-    sources = resolver.source_names() if args.list_all else [resolver.default]
-    for source in sources:
-        prefix = "@" if (not args.list_all or args.groupbase) else f"@{source}:"
-        try:
-            groups = resolver.groups(source)
-        except GroupSourceNoUpcall:
-            if not args.list_all:
-                raise
-            if not args.quiet:
-                print(f"{PROG}: warning: source {source!r} cannot list groups", file=sys.stderr)
-            continue
-        for group in groups:
-            members = NodeSet(resolver.resolve(group, source), resolver=resolver)
-            if nodes:
-                members = members & nodes
-                if not members:
-                    continue
-            line = prefix + group
-            if level >= 2:
-                line += f" {members}"
-            if level >= 3:
-                line += f" {len(members)}"
-            out.append(line)
 
 
 def _parts(args: argparse.Namespace, nodes: AnySet) -> Iterator[AnySet]:
@@ -366,12 +340,23 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     listing = args.list or args.list_all
     if listing or args.all or args.regroup:
         _need_groups(resolver, "-l" if listing else "-a" if args.all else "-r")
-    nodes = NodeSet() if listing and not args.ops and not args.all else _compute(args, resolver)
     if listing:
-        if not isinstance(nodes, NodeSet):  # refused by _check_usage; kept for the reader
+        # as ClusterShell: stdin only with '-'; any operand (even -x alone) filters
+        given = _compute(args, resolver, stdin_first=False) if args.ops or args.all else None
+        if given is not None and not isinstance(given, NodeSet):  # refused by _check_usage
             raise UsageError("-l needs node sets")
-        _list_groups(args, resolver, nodes, out)
+        list_groups(
+            resolver,
+            out,
+            level=listing,
+            every_source=bool(args.list_all),
+            named_source=args.groupsource,
+            groupbase=args.groupbase,
+            nodes=given,
+            warn=None if args.quiet else PROG,
+        )
         return
+    nodes = _compute(args, resolver, stdin_first=True)
     if args.slice:
         picked = list(nodes)
         kept = [picked[i] for i in RangeSet(args.slice).intiter() if i < len(picked)]
@@ -446,9 +431,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OverflowError:
             # a count beyond what len() can return (a huge range or product)
             raise NodeSetError("range too large")
-        if out:
-            sys.stdout.write("\n".join(out) + "\n")
-        sys.stdout.flush()
+        finally:
+            # what was made before an error is printed too (-L: the sources that
+            # worked), then run_command prints the error
+            if out:
+                sys.stdout.write("\n".join(out) + "\n")
+            sys.stdout.flush()
         return 0
 
     return run_command(PROG, parser, body)

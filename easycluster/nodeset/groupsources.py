@@ -65,6 +65,9 @@ class GroupSource:
     """
 
     has_reverse = False
+    #: True if ``groups()`` can tell the group names (False: an upcall source
+    #: without a ``list`` or ``mapall`` upcall, whose ``groups()`` is empty)
+    can_list = True
 
     def __init__(
         self,
@@ -171,6 +174,7 @@ class UpcallGroupSource(GroupSource):
             if cmd
         }
         self.has_reverse = "reverse" in self.upcalls
+        self.can_list = "list" in self.upcalls or "mapall" in self.upcalls
         self.cfgdir = cfgdir
         self.cache_time = DEFAULT_CACHE_TIME if cache_time is None else float(cache_time)
         self.timeout = timeout

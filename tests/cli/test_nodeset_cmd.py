@@ -123,7 +123,7 @@ GROUP_CASES = [
     (["-f", "-s", "cmd", "-a"], "n[1-4]\n"),
     (["-l"], "@all\n@rack1\n@rack2\n"),
     (["-ll"], "@all n[1-9]\n@rack1 n[1-4]\n@rack2 n[5-8]\n"),
-    (["-lll", "n[3-5]"], "@all n[3-5] 3\n@rack1 n[3-4] 2\n@rack2 n5 1\n"),
+    (["-lll", "n[3-5]"], "@all n[3-5] 3/9\n@rack1 n[3-4] 2/4\n@rack2 n5 1/4\n"),
     (["--list-sources"], "racks (default)\ncmd\n"),
 ]
 
