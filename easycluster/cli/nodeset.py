@@ -387,16 +387,14 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
             out.append(sep.join(map(fmt, part)))
         elif args.regroup and isinstance(part, NodeSet):
             out.append(fmt(part.regroup(args.groupsource, noprefix=args.groupbase)))
-        elif args.output_format != "%s":
-            # ClusterShell formats each node, then folds the result
-            names = [fmt(name) for name in part]
-            again = _make(names, args, resolver)
-            again.autostep = nodes.autostep
-            if isinstance(again, NodeSet) and isinstance(part, NodeSet):
-                again.fold_axis = part.fold_axis
+        elif args.output_format != "%s" and isinstance(part, NodeSet):
+            # ClusterShell formats each node, then folds the result; a formatted
+            # string is one name (no group is resolved, no operator applied)
+            again = NodeSet.fromnames([fmt(name) for name in part], nodes.autostep)
+            again.fold_axis = part.fold_axis
             out.append(str(again))
         else:
-            out.append(str(part))
+            out.append(fmt(str(part)))  # -R: the folded range set, as ClusterShell
 
 
 def main(argv: Optional[List[str]] = None) -> int:

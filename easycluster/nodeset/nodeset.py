@@ -22,6 +22,7 @@ from ..errors import GroupSourceError, NodeSetExternalError
 from .groups import GroupResolver
 from .nodesetbase import NodeSetBase
 from .parse import Context, parse_all, parse_expr, parse_names
+from .pattern import names_to_pats
 from .rangeset import split_sequence
 from .std import RESOLVER_NOGROUP, effective_resolver, std_group_resolver
 
@@ -82,6 +83,16 @@ class NodeSet(NodeSetBase):
         """Union of node set strings; plain names are parsed in bulk (fast)."""
         inst = cls(autostep=autostep, resolver=resolver)
         inst._pats = parse_names(list(nodelist), Context(resolver))
+        return inst
+
+    @classmethod
+    def fromnames(cls, names: Iterable[str], autostep: Optional[float] = None) -> NodeSet:
+        """A node set of ``names``, each string taken as one node name as it is: no
+        group, operator, bracket or whitespace in it means anything (``"@n1"``,
+        ``"n1!x"`` and ``"[n1]"`` are names). For names made by formatting, as
+        ClusterShell's ``nodeset -f -O``; the empty string is no name."""
+        inst = cls(autostep=autostep, resolver=RESOLVER_NOGROUP)
+        inst._pats = names_to_pats(list(names))
         return inst
 
     @classmethod

@@ -93,18 +93,21 @@ def apply_op(pats: Dict[Key, Value], op: str, other: Dict[Key, Value]) -> None:
 
 
 def names_to_pats(names: List[str]) -> Dict[Key, Value]:
-    """Patterns of plain names (no brackets, operators, groups or spaces)."""
+    """Patterns of names, each taken as one name: every character but the digits is
+    pattern text (callers pass plain names, or names meant literally)."""
     pats: Dict[Key, Value] = {}
     one: Dict[Key, List[str]] = {}
     joined = "\n".join(names)
-    first = _LINE1.match(names[0]) if names else None
+    # the fast paths read one name a line: not for names holding a newline
+    lined = joined.count("\n") == len(names) - 1
+    first = _LINE1.match(names[0]) if names and lined else None
     if first is not None:  # fast path: every name has the first name's prefix and suffix
         pre, _, suf = first.groups()
         same = re.compile(f"^{re.escape(pre)}([0-9]+){re.escape(suf)}$", re.M).findall(joined)
         if len(same) == len(names):
             return {(pre, suf): RangeSet.from_codes(_codes_of(same))}
-    found = _LINE1.findall(joined)
-    if len(found) == len(names):
+    found = _LINE1.findall(joined) if lined else []
+    if names and len(found) == len(names):
         prefixes, digits, suffixes = zip(*found)
         if len(set(prefixes)) == 1 and len(set(suffixes)) == 1:
             one[(prefixes[0], suffixes[0])] = list(digits)

@@ -138,3 +138,10 @@ def test_a_failing_source_does_not_hide_the_others(failing, capsys, monkeypatch)
         assert len(errors) == 1 and err.endswith(errors[0] + "\n"), argv  # one, at the end
     code, out, err = run(["-ll", "-s", "failing"], capsys, monkeypatch)  # -l: that source
     assert code == 1 and out == "" and "exited with 3: oops" in err
+
+
+def test_output_format_resolves_no_group(cfg, capsys, monkeypatch):
+    # '@%s' used to make group names out of node names, and run their upcalls
+    assert run(["-f", "-O", "@%s", "compute"], capsys, monkeypatch) == (0, "@compute\n", "")
+    code, out, err = run(["-f", "-s", "ext", "-O", "@%s", "web[1-2]"], capsys, monkeypatch)
+    assert (code, out, err) == (0, "@web[1-2]\n", "") and calls(cfg) == []

@@ -316,3 +316,11 @@ def test_command_source_caches_answers(tmp_path):
     assert str(NodeSet("@g,@g", resolver=res)) == "n1"
     NodeSet("@g", resolver=res)
     assert counter.read_text().count("x") == 1
+
+
+def test_fromnames_takes_each_string_as_one_name():
+    ns = NodeSet.fromnames(["@n1", "@n2", "n1!x", "[a3]", "", "p 1"])
+    assert str(ns) == "@n[1-2],[a3],n1!x,p 1" and len(ns) == 5
+    assert str(NodeSet.fromnames(["a1\nb", "a2"])) == "a2,a1\nb"  # a newline is text too
+    assert str(NodeSet.fromnames([f"n{i}-ib" for i in range(1, 4)])) == "n[1-3]-ib"
+    assert len(NodeSet.fromnames([])) == 0
