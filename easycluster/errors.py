@@ -27,6 +27,8 @@
           │    └── RangeSetParseError    a range set that cannot be parsed (and a RangeSetException)
           │         └── RangeSetPaddingError  the ends of a padded range differ in width
           ├── RangeSetException          base of the range set errors (ClusterShell's name)
+          │    └── RangeSetTooLarge      an operation would list more indexes one by one than
+          │                              the limit (``indexes.EXPAND_LIMIT``); counting is free
           ├── NodeSetExternalError       a group source failed while a node set was being built
           ├── GroupSourceError           a group that is unknown, or a source that failed
           │    │                         (``group_source``: the source, when known)
@@ -254,6 +256,24 @@ class NodeSetParseRangeError(NodeSetParseError):
 
 class RangeSetException(NodeSetError):
     """Base of the range set errors (ClusterShell's name)."""
+
+
+class RangeSetTooLarge(RangeSetException):
+    """An operation would list more indexes (or nodes) one by one than the limit allows.
+
+    ``count`` is how many it would have listed, ``limit`` the limit. Counting and
+    folding a range never lists it; set algebra on plain ranges does not either.
+    """
+
+    def __init__(self, count: int, limit: int):
+        super().__init__(
+            f"range too large: {count} indexes would be listed one by one (the limit is {limit})"
+        )
+        self.count = count
+        self.limit = limit
+
+    def __reduce__(self) -> Any:
+        return (RangeSetTooLarge, (self.count, self.limit))
 
 
 class RangeSetParseError(NodeSetParseError, RangeSetException):

@@ -24,6 +24,7 @@ import sys
 
 from ..errors import GroupResolverSourceError, NodeSetError
 from ..nodeset.groups import GROUPS_CONF_ENV, GroupResolver
+from ..nodeset.indexes import check_expand
 from ..nodeset.nodeset import NodeSet
 from ..nodeset.rangeset import RangeSet
 from ..version import VERSION
@@ -242,6 +243,13 @@ def _make(words: List[str], args: argparse.Namespace, resolver: GroupResolver) -
     return NodeSet.fromlist(words, resolver=resolver)
 
 
+def _items(args: argparse.Namespace, items: List[str], autostep: Any = None) -> AnySet:
+    """A set of names (or indexes, -R) taken from a set: nothing in them to parse."""
+    if args.rangeset:
+        return RangeSet(items, autostep)
+    return NodeSet.fromnames(items, autostep)
+
+
 def _compute(args: argparse.Namespace, resolver: GroupResolver, stdin_first: bool) -> AnySet:
     """The set the operands give, left to right; ``stdin_first``: read stdin first when
     there is no positional node set and no ``-a``."""
@@ -358,9 +366,12 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
         return
     nodes = _compute(args, resolver, stdin_first=True)
     if args.slice:
-        picked = list(nodes)
-        kept = [picked[i] for i in RangeSet(args.slice).intiter() if i < len(picked)]
-        nodes = _make(kept, args, resolver)
+        # positions past the end are dropped before anything is listed: -I 0-1e9 on
+        # ten nodes looks at ten positions
+        size = len(nodes)
+        wanted = [range(s.start, min(s.stop, size), s.step) for s in RangeSet(args.slice).slices()]
+        check_expand(sum(map(len, wanted)))
+        nodes = _items(args, [str(nodes[i]) for positions in wanted for i in positions])
     if args.autostep == "auto":
         nodes.autostep = max(3, len(nodes))
     elif isinstance(args.autostep, float):
@@ -372,8 +383,11 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     if args.pick and args.pick < len(nodes):
         import random  # only --pick needs it (start-up time)
 
-        kept = random.sample(list(nodes), args.pick)
-        nodes.intersection_update(_make(kept, args, resolver))
+        kept = sorted(random.sample(range(len(nodes)), args.pick))  # positions: no listing
+        picked = _items(args, [str(nodes[i]) for i in kept], nodes.autostep)
+        if isinstance(picked, NodeSet) and isinstance(nodes, NodeSet):
+            picked.fold_axis = nodes.fold_axis
+        nodes = picked
     fmt = _formatter(args.output_format)
     if args.index is not None:
         out.append(fmt(nodes.index(args.index)))
@@ -384,6 +398,7 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
         if args.count:
             out.append(fmt(len(part)))
         elif args.expand:
+            check_expand(len(part))  # (one line holding every name)
             out.append(sep.join(map(fmt, part)))
         elif args.regroup and isinstance(part, NodeSet):
             out.append(fmt(part.regroup(args.groupsource, noprefix=args.groupbase)))

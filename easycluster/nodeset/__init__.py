@@ -34,6 +34,7 @@ from ..errors import (
     RangeSetException,
     RangeSetPaddingError,
     RangeSetParseError,
+    RangeSetTooLarge,
 )
 from .groups import (
     ILLEGAL_GROUP_CHARS,
@@ -84,6 +85,7 @@ __all__ = [
     "NodeSetParseRangeError",
     "NodeSetExternalError",
     "RangeSetException",
+    "RangeSetTooLarge",
     "RangeSetParseError",
     "RangeSetPaddingError",
     "GroupSourceError",

@@ -9,7 +9,14 @@ Every index is an integer *code*: ``int("1" + text)``. The code keeps the text
 (``str(code)[1:]``), its order is the index order, and indexes of the same length
 that follow each other have codes that follow each other. A *span* is
 ``(first code, last code, step)`` with every code of one length: a parsed range
-``1-1000000`` is a few spans, so parsing and counting it costs O(1).
+``1-1000000`` is a few spans, so parsing and counting it costs O(1), and set algebra
+on spans without steps is arithmetic on their ends (``combine_runs``).
+
+Listing indexes one by one (a Python set or list of codes) is refused above
+``EXPAND_LIMIT`` (1e7) with ``RangeSetTooLarge`` (``check_expand``): a list of 1e7
+indexes takes a second or two and about 1 GB, 5e7 more than a minute. ClusterShell
+refuses any range of 1e9 indexes or more when it parses it, and lists every range it
+keeps (so 1e8 already takes it minutes and gigabytes); we refuse only the listing.
 """
 
 from __future__ import annotations
@@ -17,21 +24,41 @@ from __future__ import annotations
 import re
 import sys
 
-from ..errors import RangeSetPaddingError, RangeSetParseError
+from ..errors import RangeSetPaddingError, RangeSetParseError, RangeSetTooLarge
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator, List, Optional, Sequence, Tuple, TypeVar
+    from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
     Span = Tuple[int, int, int]  # (first code, last code, step), all codes of one length
     _T = TypeVar("_T")
 
+EXPAND_LIMIT = 10**7
 _ITEM = re.compile(r"\s*([0-9]+)(?:\s*-\s*([0-9]+)(?:\s*/\s*([0-9]+))?)?\s*\Z")
 
 
 def index_code(text: str) -> int:
     """Code of an index string (digits only): ``int("1" + text)``."""
     return int("1" + text)
+
+
+def index_text(element: object, pad: int = 0) -> Optional[str]:
+    """The index string of ``element`` (digits, or an int written with ``pad`` digits),
+    or None when it is not an index (negative, not a number, not a str or int)."""
+    if isinstance(element, str):
+        return element if element.isdigit() and element.isascii() else None
+    if isinstance(element, int) and not isinstance(element, bool) and element >= 0:
+        return str(element).zfill(pad)
+    return None
+
+
+def checked_code(element: object, pad: int = 0) -> int:
+    """Code of an index (see ``index_text``); RangeSetParseError if it is not one."""
+    text = index_text(element, pad)
+    if text is None:
+        # text '-1-0' (what ClusterShell prints for -1, 0) could not be read back
+        raise RangeSetParseError(str(element), "not an index (a non-negative integer)")
+    return index_code(text)
 
 
 def code_text(code: int) -> str:
@@ -105,6 +132,61 @@ def parse_rangeset(text: str) -> Tuple[Optional[List[Span]], List[Span]]:
             raise RangeSetParseError(item.strip(), "range too large")
         raw.extend(range_spans(first, last, step))
     return normalize_spans(list(raw)), raw
+
+
+def check_expand(count: int) -> None:
+    """Raise RangeSetTooLarge if ``count`` indexes are too many to list one by one."""
+    if count > EXPAND_LIMIT:
+        raise RangeSetTooLarge(count, EXPAND_LIMIT)
+
+
+def code_runs(codes: Sequence[int]) -> List[Tuple[int, int]]:
+    """(first, last) of each run of consecutive codes in sorted ``codes``.
+
+    Unlike ``runs``, a run never crosses index lengths (nor does any run of codes:
+    the codes of one length are ``10**w`` to ``2 * 10**w - 1``), so the runs are
+    spans as they are."""
+    found: List[Tuple[int, int]] = []
+    for code in codes:
+        if found and code == found[-1][1] + 1:
+            found[-1] = (found[-1][0], code)
+        else:
+            found.append((code, code))
+    return found
+
+
+# combine_runs: which segments to keep, by (in left, in right)
+_KEEP: Dict[str, Callable[[bool, bool], bool]] = {
+    "|": lambda a, b: a or b,
+    "&": lambda a, b: a and b,
+    "-": lambda a, b: a and not b,
+    "^": lambda a, b: a != b,
+}
+
+
+def combine_runs(
+    left: Sequence[Tuple[int, int]], right: Sequence[Tuple[int, int]], op: str
+) -> List[Tuple[int, int]]:
+    """``left <op> right`` (op one of ``| & - ^``) on sorted, disjoint, inclusive runs
+    of codes; the result is sorted, disjoint and merged. Costs O(runs), whatever the
+    number of codes."""
+    keep = _KEEP[op]
+    bounds = sorted({p for first, last in (*left, *right) for p in (first, last + 1)})
+    out: List[Tuple[int, int]] = []
+    i = j = 0
+    for low, high in zip(bounds, bounds[1:]):  # segment [low, high): wholly in or out
+        while i < len(left) and left[i][1] < low:
+            i += 1
+        while j < len(right) and right[j][1] < low:
+            j += 1
+        inside_left = i < len(left) and left[i][0] <= low
+        inside_right = j < len(right) and right[j][0] <= low
+        if keep(inside_left, inside_right):
+            if out and out[-1][1] == low - 1:
+                out[-1] = (out[-1][0], high - 1)
+            else:
+                out.append((low, high - 1))
+    return out
 
 
 def runs(codes: Sequence[int]) -> List[Tuple[int, int]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ..errors import GroupSourceError, NodeSetExternalError
 from .groups import GroupResolver
+from .indexes import check_expand
 from .nodesetbase import NodeSetBase
 from .parse import Context, parse_all, parse_expr, parse_names
 from .pattern import names_to_pats
@@ -124,6 +125,7 @@ class NodeSet(NodeSetBase):
 
     def split(self, nbr: int) -> Iterator[NodeSet]:
         """Up to ``nbr`` node sets of nearly equal size (larger first), in order."""
+        check_expand(len(self))  # (the names are listed, then cut)
         for chunk in split_sequence(list(self), nbr):
             yield self._new(parse_names(list(chunk), Context(RESOLVER_NOGROUP)))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from itertools import chain, islice, product
 
+from .indexes import check_expand
 from .parse import Context, parse_expr, parse_names
 from .pattern import DIGITS, apply_op, combine, copy_value, is_plain, sort_key
 from .rangeset import RangeSet, autostep_value
@@ -146,6 +147,7 @@ class NodeSetBase:
 
     def __getitem__(self: _S, index: Union[int, slice]) -> Union[str, _S]:
         if isinstance(index, slice):
+            check_expand(len(self))  # (a slice lists the names first)
             return self._new(self._coerce(list(self)[index]))
         size = len(self)
         pos = index + size if index < 0 else index
@@ -172,9 +174,20 @@ class NodeSetBase:
         low = start + size if start < 0 else start
         high = size if stop is None else (stop + size if stop < 0 else stop)
         if node in self:
-            for pos, name in enumerate(self):
-                if name == node and low <= pos < high:
-                    return pos
+            ((key, index),) = one._pats.items()
+            pos = 0  # the nodes of the patterns before this one are counted, not listed
+            for other in self._sorted_keys():
+                if other == key:
+                    break
+                value = self._pats[other]
+                pos += 1 if value is None else len(value)
+            value = self._pats[key]
+            if isinstance(value, RangeSet) and isinstance(index, RangeSet):
+                pos += value.index(next(iter(index)))
+            elif value is not None:
+                pos += next(i for i, name in enumerate(self._iter_key(key)) if name == node)
+            if low <= pos < high:
+                return pos
         raise ValueError(f"{node!r} is not in NodeSet")
 
     # -- text -----------------------------------------------------------------
@@ -217,7 +230,8 @@ class NodeSetBase:
         return f"{type(self).__name__}({str(self)!r})"
 
     def expand(self) -> List[str]:
-        """Every node name, in order."""
+        """Every node name, in order (RangeSetTooLarge above ``EXPAND_LIMIT``)."""
+        check_expand(len(self))
         return list(self)
 
     # -- set algebra -------------------------------------------------------------

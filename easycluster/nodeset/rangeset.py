@@ -4,7 +4,9 @@ An index is a string of digits; ``"9"`` and ``"09"`` are different indexes (see
 ``indexes`` for the codes and spans underneath). A ``RangeSet`` keeps either a list
 of spans (parsed ranges, so ``1-1000000`` costs O(1) to parse and count) or a Python
 ``set`` of codes (for set algebra at C speed), building the other one only when
-asked.
+asked. Set algebra on a big set of spans without steps works on the spans' ends, so
+``1-1000000000`` minus ``5`` lists nothing; what must list indexes one by one
+refuses above ``indexes.EXPAND_LIMIT`` (``RangeSetTooLarge``).
 
 Where ClusterShell's ``RangeSet`` differs (it subclasses ``set``, accepts negative
 integers, refuses ``""``), docs/nodeset.md says what we do and why.
@@ -15,12 +17,17 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import chain
 from math import inf
+from operator import and_, or_, sub, xor
 
-from ..errors import RangeSetParseError
 from .indexes import (
+    check_expand,
+    checked_code,
+    code_runs,
     code_text,
+    combine_runs,
     fold_stepped,
     index_code,
+    index_text,
     merge_spans,
     parse_rangeset,
     runs,
@@ -45,24 +52,10 @@ __all__ = ["RangeSet", "AUTOSTEP_DISABLED", "index_code", "code_text", "split_se
 
 # ClusterShell's "no autostep" value; any autostep at or above it means disabled.
 AUTOSTEP_DISABLED = 1e100
-
-
-def index_text(element: object, pad: int = 0) -> Optional[str]:
-    """The index string of ``element`` (digits, or an int written with ``pad`` digits),
-    or None when it is not an index (negative, not a number, not a str or int)."""
-    if isinstance(element, str):
-        return element if element.isdigit() and element.isascii() else None
-    if isinstance(element, int) and not isinstance(element, bool) and element >= 0:
-        return str(element).zfill(pad)
-    return None
-
-
-def _checked_code(element: object, pad: int = 0) -> int:
-    text = index_text(element, pad)
-    if text is None:
-        # text '-1-0' (what ClusterShell prints for -1, 0) could not be read back
-        raise RangeSetParseError(str(element), "not an index (a non-negative integer)")
-    return index_code(text)
+# Above this many indexes, algebra on spans works on their ends (below, code sets
+# are faster).
+_RUNS_ABOVE = 4096
+_CODE_OPS = {"|": or_, "&": and_, "-": sub, "^": xor}
 
 
 def autostep_value(value: Optional[float]) -> Optional[int]:
@@ -111,7 +104,7 @@ class RangeSet:
             else:
                 self._spans = spans
             return
-        self._set_codes({_checked_code(i) for i in pattern})
+        self._set_codes({checked_code(i) for i in pattern})
 
     # -- construction helpers -------------------------------------------------
     @classmethod
@@ -165,6 +158,7 @@ class RangeSet:
     def codes(self) -> Set[int]:
         """The set of codes (see ``indexes.index_code``); do not mutate it."""
         if self._codes is None:
+            check_expand(len(self))
             codes: Set[int] = set()
             for span in self._spans or ():
                 codes.update(span_range(span))
@@ -175,6 +169,7 @@ class RangeSet:
         """Codes in index order (cached; do not mutate)."""
         if self._sorted is None:
             if self._spans is not None:
+                check_expand(len(self))
                 self._sorted = list(chain.from_iterable(span_range(s) for s in self._spans))
             else:
                 self._sorted = sorted(self._codes or ())
@@ -263,7 +258,15 @@ class RangeSet:
         text = index_text(elem)
         if text is None or not self._has_code(index_code(text)):
             raise ValueError(f"{elem!r} is not in RangeSet")
-        pos = bisect_left(self.sorted_codes(), index_code(text))
+        code = index_code(text)
+        pos = 0
+        for first, last, step in self._spans or ():  # spans: count, do not list
+            if code <= last:
+                pos += (code - first) // step
+                break
+            pos += (last - first) // step + 1
+        else:
+            pos = bisect_left(self.sorted_codes(), code)
         size = len(self)
         low = start + size if start < 0 else start
         high = size if stop is None else (stop + size if stop < 0 else stop)
@@ -305,7 +308,11 @@ class RangeSet:
 
     def contiguous(self) -> Iterator[RangeSet]:
         """Each run of consecutive indexes (same padding) as its own RangeSet."""
-        for first, last in runs(self.sorted_codes()):
+        if self._spans is not None and all(step == 1 for _, _, step in self._spans):
+            found = merge_spans(self._spans)  # (the same runs, without listing indexes)
+        else:
+            found = runs(self.sorted_codes())
+        for first, last in found:
             yield RangeSet.from_spans(split_run(first, last), self._autostep)
 
     def split(self, nbr: int) -> Iterator[RangeSet]:
@@ -325,27 +332,54 @@ class RangeSet:
 
     __copy__ = copy
 
+    def _code_runs(self) -> Optional[List[Tuple[int, int]]]:
+        """The set as runs of consecutive codes; None if it holds stepped spans."""
+        if self._spans is not None:
+            if any(step != 1 for _, _, step in self._spans):
+                return None
+            return [(first, last) for first, last, _ in self._spans]
+        return code_runs(self.sorted_codes())
+
+    def _apply(self, other: RangeSetLike, op: str) -> RangeSet:
+        """``self <op> other`` (``| & - ^``): on span ends when a set of spans is big,
+        else on code sets (which list indexes, see ``indexes.check_expand``)."""
+        theirs = self._other(other)
+        if not self or not theirs:  # (no listing: -R 1-1000000000/2 alone is counted)
+            kept = {"|": self or theirs, "&": None, "-": self, "^": self or theirs}[op]
+            return RangeSet(kept, self._autostep) if kept else RangeSet(None, self._autostep)
+        if (self._spans is not None or theirs._spans is not None) and max(
+            len(self), len(theirs)
+        ) > _RUNS_ABOVE:
+            mine, their_runs = self._code_runs(), theirs._code_runs()
+            if mine is not None and their_runs is not None:
+                found = combine_runs(mine, their_runs, op)
+                return RangeSet.from_spans([(a, b, 1) for a, b in found], self._autostep)
+        return RangeSet.from_codes(_CODE_OPS[op](self.codes(), theirs.codes()), self._autostep)
+
+    def _become(self, result: RangeSet) -> None:
+        self._spans, self._codes, self._sorted = result._spans, result._codes, None
+
     def union(self, other: RangeSetLike) -> RangeSet:
         """Indexes in either set."""
-        return RangeSet.from_codes(self.codes() | self._other(other).codes(), self._autostep)
+        return self._apply(other, "|")
 
     def intersection(self, other: RangeSetLike) -> RangeSet:
         """Indexes in both sets."""
-        return RangeSet.from_codes(self.codes() & self._other(other).codes(), self._autostep)
+        return self._apply(other, "&")
 
     def difference(self, other: RangeSetLike) -> RangeSet:
         """Indexes of this set not in ``other``."""
-        return RangeSet.from_codes(self.codes() - self._other(other).codes(), self._autostep)
+        return self._apply(other, "-")
 
     def symmetric_difference(self, other: RangeSetLike) -> RangeSet:
         """Indexes in exactly one of the sets."""
-        return RangeSet.from_codes(self.codes() ^ self._other(other).codes(), self._autostep)
+        return self._apply(other, "^")
 
-    # Each in-place method builds a new code set before replacing its own, so
+    # Each in-place method builds a new set before replacing its own, so
     # ``rs.difference_update(rs)`` and friends are safe.
     def update(self, other: RangeSetLike) -> None:
         """Add every index of ``other``."""
-        self._set_codes(self.codes() | self._other(other).codes())
+        self._become(self._apply(other, "|"))
 
     union_update = update
 
@@ -356,19 +390,20 @@ class RangeSet:
 
     def intersection_update(self, other: RangeSetLike) -> None:
         """Keep only indexes also in ``other``."""
-        self._set_codes(self.codes() & self._other(other).codes())
+        self._become(self._apply(other, "&"))
 
     def difference_update(self, other: RangeSetLike, strict: bool = False) -> None:
         """Remove every index of ``other``; with ``strict``, KeyError if one is absent."""
-        theirs = self._other(other).codes()
-        if strict and not theirs <= self.codes():
-            missing = RangeSet.from_codes(theirs - self.codes())
-            raise KeyError(str(missing))
-        self._set_codes(self.codes() - theirs)
+        theirs = self._other(other)
+        if strict:
+            missing = theirs._apply(self, "-")
+            if missing:
+                raise KeyError(str(missing))
+        self._become(self._apply(theirs, "-"))
 
     def symmetric_difference_update(self, other: RangeSetLike) -> None:
         """Keep indexes in exactly one of the sets."""
-        self._set_codes(self.codes() ^ self._other(other).codes())
+        self._become(self._apply(other, "^"))
 
     def __or__(self, other: RangeSet) -> RangeSet:
         return self.union(other) if isinstance(other, RangeSet) else NotImplemented
@@ -400,11 +435,11 @@ class RangeSet:
 
     def issubset(self, other: RangeSetLike) -> bool:
         """True if every index is also in ``other``."""
-        return self.codes() <= self._other(other).codes()
+        return not self._apply(other, "-")
 
     def issuperset(self, other: RangeSetLike) -> bool:
         """True if every index of ``other`` is in this set."""
-        return self.codes() >= self._other(other).codes()
+        return not self._other(other)._apply(self, "-")
 
     def __le__(self, other: object) -> bool:
         return self.issubset(other) if isinstance(other, RangeSet) else NotImplemented
@@ -415,19 +450,19 @@ class RangeSet:
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, RangeSet):
             return NotImplemented
-        return self.codes() < other.codes()
+        return len(self) < len(other) and self.issubset(other)
 
     def __gt__(self, other: object) -> bool:
         if not isinstance(other, RangeSet):
             return NotImplemented
-        return self.codes() > other.codes()
+        return len(self) > len(other) and self.issuperset(other)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RangeSet):
             return NotImplemented
         if self._spans is not None and other._spans is not None and self._spans == other._spans:
             return True
-        return len(self) == len(other) and self.codes() == other.codes()
+        return len(self) == len(other) and not self._apply(other, "^")
 
     # unhashable, like set (object's stub declares __hash__ a method, not Optional)
     __hash__ = None  # type: ignore[assignment]
@@ -436,7 +471,7 @@ class RangeSet:
         """Add one index: a string keeps its padding, an int is written with ``pad``
         digits. Raises RangeSetParseError for anything else (a negative int)."""
         codes = self.codes()
-        codes.add(_checked_code(element, pad))
+        codes.add(checked_code(element, pad))
         self._set_codes(codes)
 
     def add_range(self, start: int, stop: int, step: int = 1, pad: int = 0) -> None:

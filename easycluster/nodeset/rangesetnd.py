@@ -16,8 +16,9 @@ from __future__ import annotations
 from itertools import product
 from math import prod
 
+from .indexes import check_expand, index_text
 from .ndfold import fold_vectors
-from .rangeset import RangeSet, autostep_value, index_text
+from .rangeset import RangeSet, autostep_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class RangeSetND:
     def elems(self) -> Set[Elem]:
         """The set of index tuples (built on demand; do not mutate)."""
         if self._elems is None:
+            check_expand(len(self))  # (a product is counted, never listed, to count it)
             dims = self._product or ()
             self._elems = set(product(*[list(rs.striter()) for rs in dims]))
         return self._elems

@@ -218,6 +218,52 @@ def test_range_too_large_is_a_message_not_a_traceback(capsys, monkeypatch):
     assert code == 1 and "range too large" in err
 
 
+# Huge ranges (audit 49, F5): answered without listing, or refused at once in one line
+HUGE = [
+    (["-R", "-c", "1-10000000000"], "10000000000\n"),
+    (["-R", "-c", "1-10000000000", "-x", "5"], "9999999999\n"),
+    (["-f", "n[1-100000000]", "-x", "n5"], "n[1-4,6-100000000]\n"),
+    (["-c", "n[1-100000000]", "n5"], "100000000\n"),
+    (["-c", "-I", "0-1000000000", "n[1-10]"], "10\n"),
+    (["-f", "-I", "0,999999999", "n[1-1000000000]"], "n[1,1000000000]\n"),
+    (["-f", "--contiguous", "n[1-1000000000]!n5"], "n[1-4]\nn[6-1000000000]\n"),
+    (["--index", "n999999999", "n[1-1000000000]"], "999999998\n"),
+    (["-c", "--pick", "3", "n[1-1000000000]"], "3\n"),
+    (["-f", "-I", "0-1", "--pick", "1", "n[1-1000000000]", "-x", "n2"], "n1\n"),
+]
+TOO_LARGE = [
+    ["-e", "n[1-1000000000]"],
+    ["-f", "--split", "2", "n[1-1000000000]"],
+    ["-R", "-c", "1-1000000000/2", "-x", "5"],
+    ["-c", "r[1-100000]n[1-100000]", "-x", "r1n1"],
+    ["-c", "-I", "0-100000000", "n[1-1000000000]"],
+    ["-f", "--autostep", "3", "n[1-1000000000]"],
+]
+
+
+@pytest.mark.parametrize("argv,expected", HUGE)
+def test_huge_ranges_are_not_listed(argv, expected, capsys, monkeypatch):
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
+    assert run(argv, capsys, monkeypatch) == (0, expected, "")
+
+
+@pytest.mark.parametrize("argv", TOO_LARGE)
+def test_listing_a_huge_range_is_refused_in_one_line(argv, capsys, monkeypatch):
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("easycluster nodeset: range too large: ") and "limit" in err
+
+
+def test_regroup_of_a_huge_set(tmp_path, capsys, monkeypatch):
+    (tmp_path / "g.groups").write_text("rack1: n[1-4]\nall: n[1-1000000000]\n")
+    (tmp_path / "groups.conf").write_text("[Main]\ndefault:\n[racks]\nfile: g.groups\n")
+    monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(tmp_path / "groups.conf"))
+    code, out, err = run(["-r", "n[1-1000000000]", "-x", "n9"], capsys, monkeypatch)
+    assert (code, out, err) == (0, "@rack1,n[5-8,10-1000000000]\n", "")
+    assert run(["-c", "-a", "-x", "@rack1"], capsys, monkeypatch) == (0, "999999996\n", "")
+
+
 def test_regroup_folds_group_names(tmp_path, capsys, monkeypatch):
     (tmp_path / "g.groups").write_text("rack1: n[1-4]\nrack2: n[5-8]\n")
     (tmp_path / "groups.conf").write_text("[Main]\ndefault:\n[racks]\nfile: g.groups\n")
