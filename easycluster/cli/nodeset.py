@@ -275,6 +275,8 @@ def _compute(args: argparse.Namespace, resolver: GroupResolver, stdin_first: boo
 
 
 def _parts(args: argparse.Namespace, nodes: AnySet) -> Iterator[AnySet]:
+    if not nodes:  # an empty set is one empty part: one empty line (-c: 0), as ClusterShell
+        return iter([nodes])
     if args.contiguous:
         return iter(nodes.contiguous())
     if args.split:
