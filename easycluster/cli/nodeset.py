@@ -2,9 +2,11 @@
 
 Operands are read left to right: each positional node set is added (union), and
 ``-x`` / ``-i`` / ``-X`` apply to what has been gathered so far. An operand holding
-whitespace is several node sets (``"$(scontrol show hostnames)"``). With no
+ASCII whitespace is several node sets (``"$(scontrol show hostnames)"``); whitespace
+next to an operator or inside brackets separates nothing (``"n[1-3] !n2"``). With no
 positional node set (and no ``-a``), node sets are read from stdin first
-(whitespace separated, ``#`` starts a comment); ``-`` reads stdin at that place.
+(whitespace separated, ``#`` starts a comment; not for ``-l``/``-L``, which then
+list every group); ``-`` reads stdin at that place.
 ``-R`` works on bare range sets (``1-5,9``) instead. The options are ClusterShell's
 ``nodeset``/``cluset`` ones.
 
@@ -27,6 +29,7 @@ from ..nodeset.groups import GROUPS_CONF_ENV, GroupResolver
 from ..nodeset.indexes import check_expand
 from ..nodeset.nodeset import NodeSet
 from ..nodeset.rangeset import RangeSet
+from ..nodeset.words import split_words
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
 from .nodesetlist import list_groups
@@ -226,14 +229,15 @@ def _tag_positionals(argv: Sequence[str]) -> List[str]:
 
 
 def _words(text: str) -> List[str]:
-    """An operand as a list of node sets: split on whitespace (shell output)."""
-    return text.split() or [""]
+    """An operand as a list of node sets: split on ASCII whitespace (shell output),
+    none next to an operator or inside brackets (``words.split_words``)."""
+    return split_words(text) or [""]
 
 
 def _read_stdin() -> List[str]:
     words: List[str] = []
     for line in sys.stdin:
-        words.extend(line.split("#", 1)[0].split())
+        words.extend(split_words(line.split("#", 1)[0]))
     return words
 
 

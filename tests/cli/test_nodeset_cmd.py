@@ -169,6 +169,10 @@ def test_real_subprocess(conf):
 HABITS = [
     (["-f", "n1 n2\nn3\tn5"], "n[1-3,5]\n"),  # "$(scontrol show hostnames)"
     (["-f", "n[1-5]", "-x", "n2 n4"], "n[1,3,5]\n"),
+    # whitespace next to an operator or inside brackets separates nothing (ClusterShell)
+    (["-f", "n[1-3] !n2"], "n[1,3]\n"),
+    (["-f", "n[1-3] & n[2-9]", "m1"], "m1,n[2-3]\n"),
+    (["-f", "n[ 1-2]", "n[4 ,6 ]"], "n[1-2,4,6]\n"),
     (["-R", "-f", "1-5", "7"], "1-5,7\n"),
     (["-R", "-c", "1-5", "-x", "2"], "4\n"),
     (["-R", "-e", "1-3"], "1 2 3\n"),
@@ -199,6 +203,16 @@ def test_clustershell_habits(argv, expected, capsys, monkeypatch):
     monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", os.devnull)  # no groups
     code, out, err = run(argv, capsys, monkeypatch)
     assert (code, out, err) == (0, expected, "")
+
+
+def test_only_ascii_whitespace_separates_operands(capsys, monkeypatch):
+    # a no-break space is not a separator: the name holding it is refused by name
+    code, out, err = run(["-f", "n\u00a01"], capsys, monkeypatch)
+    assert (code, out) == (1, "") and "space inside a node name: 'n\\xa01'" in err
+    code, out, err = run(["-f"], capsys, monkeypatch, stdin="n1\u2003n2 n3\n")
+    assert code == 1 and "space inside a node name" in err
+    code, out, err = run(["-f"], capsys, monkeypatch, stdin="n[1-3]\t! n2\fm1\n")
+    assert (code, out, err) == (0, "m1,n[1,3]\n", "")
 
 
 def test_pick_keeps_n_nodes_of_the_set(capsys, monkeypatch):
@@ -234,7 +248,7 @@ HUGE = [
     (["-f", "--contiguous", "n[1-1000000000]!n5"], "n[1-4]\nn[6-1000000000]\n"),
     (["--index", "n999999999", "n[1-1000000000]"], "999999998\n"),
     (["-c", "--pick", "3", "n[1-1000000000]"], "3\n"),
-    (["-f", "-I", "0-1", "--pick", "1", "n[1-1000000000]", "-x", "n2"], "n1\n"),
+    (["-f", "-I", "0-1", "n[1-1000000000]", "-x", "n2"], "n[1,3]\n"),
 ]
 TOO_LARGE = [
     ["-e", "n[1-1000000000]"],
