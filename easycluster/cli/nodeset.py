@@ -93,6 +93,18 @@ def _autostep(text: str) -> object:
     return value
 
 
+def _separator(text: str) -> str:
+    """``-S``: the text with its backslash escapes (``\\n``, ``\\t``, ``\\\\``) read."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        # Python's own message names a codec and byte offsets, not the option
+        raise argparse.ArgumentTypeError(
+            f"invalid separator {text!r}: a backslash starts an escape such as \\n or "
+            "\\t; write \\\\ for a backslash"
+        )
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -173,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-S",
         "--separator",
         default=" ",
+        type=_separator,
         metavar="SEP",
         help="separator for -e (escapes such as \\n work)",
     )
@@ -398,7 +411,7 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     if args.index is not None:
         out.append(fmt(nodes.index(args.index)))
         return
-    sep = args.separator.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    sep = args.separator
     for part in _parts(args, nodes):
         part.autostep = nodes.autostep
         if args.count:

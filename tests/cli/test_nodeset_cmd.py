@@ -31,6 +31,8 @@ CASES = [
     (["-c", "n[1-3]", "n[2-5]"], "", "5\n"),
     (["-e", "n[1-3]"], "", "n1 n2 n3\n"),
     (["-e", "-S", "\\n", "n[1-2]"], "", "n1\nn2\n"),
+    (["-e", "-S", "\\\\", "n[1-2]"], "", "n1\\n2\n"),
+    (["-e", "-S", "\u2192", "n[1-2]"], "", "n1\u2192n2\n"),
     (["-e", "-S", ",", "r[1-2]n[1-2]"], "", "r1n1,r1n2,r2n1,r2n2\n"),
     (["-f"], "n1 n2 # comment n9\nn5\n\n", "n[1-2,5]\n"),
     (["-f", "-x", "n2"], "n[1-3]\n", "n[1,3]\n"),
@@ -75,6 +77,9 @@ USAGE_ERRORS = [
     (["-f", "-c", "n1"], "not allowed with argument"),
     (["-f", "--split", "0", "n1"], "expected a positive integer"),
     (["-f", "--autostep", "x", "n1"], "invalid autostep"),
+    # a trailing backslash: our message, not the codec's
+    (["-e", "-S", "\\", "n1"], "invalid separator '\\\\': a backslash starts an escape"),
+    (["-e", "-S", "x\\x", "n1"], "invalid separator"),
 ]
 
 
