@@ -423,8 +423,10 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
             out.append(fmt(part.regroup(args.groupsource, noprefix=args.groupbase)))
         elif args.output_format != "%s" and isinstance(part, NodeSet):
             # ClusterShell formats each node, then folds the result; a formatted
-            # string is one name (no group is resolved, no operator applied)
-            again = NodeSet.fromnames([fmt(name) for name in part], nodes.autostep)
+            # string is one name (no group is resolved, no operator applied), without
+            # the whitespace around it (-O %5s), as ClusterShell reads it
+            names = [fmt(name).strip(" \t\n\r\f\v") for name in part]
+            again = NodeSet.fromnames(names, nodes.autostep)
             again.fold_axis = part.fold_axis
             out.append(str(again))
         else:
