@@ -180,3 +180,29 @@ def run_shell(argv, capfdbinary, monkeypatch):
     code = main(argv)
     out, err = capfdbinary.readouterr()
     return code, out.decode(), err.decode()
+
+
+def ctrl_c(proc: subprocess.Popen, ready) -> Tuple[bytes, bytes]:
+    """A terminal's Ctrl-C to ``proc`` (started with ``start_new_session=True``, pipes on
+    stdout and stderr): once ``ready()`` returns (it may read ``proc.stdout``), SIGINT
+    to its process group, then its remaining (stdout, stderr). Whatever happens, the
+    group is SIGKILLed and reaped if it is still there."""
+    try:
+        ready()
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def run_main(main, argv, capsys, monkeypatch, stdin=""):
+    """A command's ``main(argv)`` in-process with ``stdin`` as its standard input:
+    (exit code, stdout, stderr) as text."""
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err

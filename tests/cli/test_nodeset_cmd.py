@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from helpers import run_main
 
 from easycluster.cli.nodeset import main
 
@@ -16,10 +16,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def run(argv, capsys, monkeypatch, stdin=""):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(main, argv, capsys, monkeypatch, stdin)
 
 
 CASES = [

@@ -3,10 +3,8 @@ every node of a source, listing groups (audit 49: F1, F2, F6, F11)."""
 
 from __future__ import annotations
 
-import io
-import sys
-
 import pytest
+from helpers import run_main
 
 from easycluster.cli.nodeset import main
 
@@ -20,10 +18,7 @@ def cfg(groups_cfg, monkeypatch):
 
 
 def run(argv, capsys, monkeypatch, stdin=""):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(main, argv, capsys, monkeypatch, stdin)
 
 
 ALL_CASES = [

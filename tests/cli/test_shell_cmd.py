@@ -6,11 +6,10 @@ classes; under ``CI=true`` those never skip)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 
 import pytest
-from helpers import SHELL
+from helpers import SHELL, ctrl_c
 from helpers import run_shell as run
 
 from easycluster.cli import main as cli_main
@@ -151,18 +150,15 @@ def test_ctrl_c_ends_every_command_and_reports_what_finished(tmp_path):
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    try:
-        seen = []
+    seen = []
+
+    def ready():
         while len([s for s in seen if b"started" in s]) < 2:
             line = proc.stdout.readline()
             assert line, "the shell ended early"
             seen.append(line)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+
+    out, err = ctrl_c(proc, ready)
     assert proc.returncode == 130, err
     assert b"n1: quick" in b"".join(seen) + out
     assert b"n[2-3] (2 nodes): interrupted" in err

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import time
 
 import pytest
-from helpers import SHELL, wait_until
+from helpers import SHELL, ctrl_c, wait_until
 from helpers import run_shell as run
 
 from easycluster.cli.shellfiles import OutputFiles
@@ -460,15 +459,12 @@ def test_ctrl_c_with_bl_prints_the_rows_of_the_nodes_that_finished(tmp_path):
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    try:
+
+    def ready():
         assert wait_until(lambda: (marks / "n3").exists(), timeout=30)
         time.sleep(0.5)  # (n1 and n2 have ended by then: their rows wait for n3)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+
+    out, err = ctrl_c(proc, ready)
     assert proc.returncode == 130, err
     assert out.decode().splitlines() == ["n[1-3]: l1", "n[1-2]: l2"]
     assert b"n3: interrupted" in err

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from helpers import ctrl_c
 
 import easycluster
 from easycluster import CallTimeout, ConnectionLost, ThreadedClient, define_common
@@ -253,15 +254,12 @@ def test_ctrl_c_interrupts_the_call_not_the_local_server(fresh, tmp_path):
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    try:
+
+    def ready():
         assert proc.stdout.readline() == b"calling\n"
         time.sleep(0.2)  # (into the call; an earlier signal would only be caught earlier)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+
+    out, err = ctrl_c(proc, ready)
     assert proc.returncode == 0, err.decode()
     assert out.decode().splitlines() == ["interrupted", "after 0.01"]
 
