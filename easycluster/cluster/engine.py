@@ -442,10 +442,14 @@ class _Wake:
     later. The previous wakeup fd (asyncio's, say) is put back when the run ends.
     """
 
-    __slots__ = ("read", "write", "previous")
+    __slots__ = ("read", "write", "previous", "lock", "closed")
 
     def __init__(self, read: int, write: int, previous: Optional[int]) -> None:
         self.read, self.write, self.previous = read, write, previous
+        # (a poke racing with the end of the run must not write to a closed descriptor,
+        # whose number another file may have taken)
+        self.lock = threading.Lock()
+        self.closed = False
 
     @classmethod
     def arm(cls, sel: selectors.BaseSelector) -> _Wake:
@@ -461,13 +465,18 @@ class _Wake:
         return cls(read, write, previous)
 
     def poke(self) -> None:
-        """Wake the loop (from any thread)."""
-        try:
-            os.write(self.write, b"\0")
-        except OSError:  # (full: a wake-up is pending anyway; closed: the run is over)
-            pass
+        """Wake the loop (from any thread; after the run, nothing)."""
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                os.write(self.write, b"\0")
+            except OSError:  # (full: a wake-up is pending anyway)
+                pass
 
     def disarm(self, sel: Optional[selectors.BaseSelector]) -> None:
+        with self.lock:
+            self.closed = True
         if self.previous is not None:
             _signal.set_wakeup_fd(self.previous)
         if sel is not None:
