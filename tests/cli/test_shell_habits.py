@@ -166,6 +166,16 @@ def test_clush_conf_values_read_as_clush_reads_them(tmp_path, capfdbinary, monke
     assert code == 250 and "n1: cannot start the command: [Errno 2]" in err
 
 
+def test_rcopy_into_a_missing_directory_is_refused_before_anything_runs(
+    tmp_path, capfdbinary, monkeypatch
+):
+    dest = tmp_path / "missing"
+    argv = ["-w", "n1", "-O", "ssh_path=false", "--rcopy", "/etc/hostname", "--dest", str(dest)]
+    code, out, err = run(argv, capfdbinary, monkeypatch)
+    assert code == 2 and "no such directory (it must exist)" in err
+    assert out == "" and not dest.exists()
+
+
 def test_gathered_output_ends_a_crlf_line_as_live_output_does(capfdbinary, monkeypatch):
     cmd = ["-R", "exec", "-w", "n[1-2]", "[ %h = n1 ] && printf 'a\\r\\n' || echo a"]
     code, out, _ = run(["-b", *cmd], capfdbinary, monkeypatch)
