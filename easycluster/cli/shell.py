@@ -309,7 +309,7 @@ class Shell:
             raise UsageError("--outdir and --errdir need two directories (both write NODE)")
         if args.outdir or args.errdir:
             files = OutputFiles(args.outdir, args.errdir)
-        handler = ShellHandler(live_out, live_err, progress, files, self.stderr)
+        handler = ShellHandler(live_out, live_err, progress, files)
         workers = schedule(handler)
         if live_lines:  # (-bL: rows of lines gathered as they come, over every slot)
             keys = [k for w in workers for k in w.keys]

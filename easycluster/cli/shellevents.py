@@ -1,10 +1,9 @@
 """``ShellHandler``: the ``easycluster shell`` side of a Task's events (live output,
-``-bL`` rows, ``--outdir`` files, the progress line, and the reasons of failures made
-here rather than on the node)."""
+``-bL`` rows, ``--outdir`` files, the progress line)."""
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..cluster.events import EventHandler
 from ..cluster.gather import LineWriter
@@ -26,13 +25,11 @@ class ShellHandler(EventHandler):
         err: Optional[LineWriter],
         progress: Progress,
         files: Optional[OutputFiles] = None,
-        notes: Optional[IO[bytes]] = None,
     ) -> None:
         self.out = out  # None: stdout is gathered at the end
         self.err = err  # None: stderr is gathered with stdout
         self.progress = progress
         self.files = files  # --outdir/--errdir
-        self.notes = notes  # where the reasons of local failures go (stderr)
         self.done = 0
         self.failed = 0
 
@@ -49,8 +46,6 @@ class ShellHandler(EventHandler):
             self.files.write(node, sname, msg)
 
     def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
-        if rc and self.notes is not None:
-            self._local_reason(worker, node, self.notes)
         if self.out is not None:  # (-bL: the rows wait for this node no more)
             with self.progress.paused():
                 self.out.end((node,))
@@ -60,22 +55,6 @@ class ShellHandler(EventHandler):
         self.progress.update(self.done, self.failed)
         if self.files is not None:
             self.files.finish((node,))
-
-    def _local_reason(self, worker: Worker, node: str, notes: IO[bytes]) -> None:
-        """Say why a node failed here, not on the node (a command that could not start,
-        a fetched copy that could not be written): those reasons are in its error buffer
-        only, not in the lines it sent."""
-        if worker.node_status(node) == "failed":
-            lines = worker.node_error(node).split(b"\n")
-        elif worker.sink is not None:  # (an rcopy: its local writer's complaint)
-            mark = f"easycluster rcopy: {node}: ".encode()
-            lines = [x for x in worker.node_error(node).split(b"\n") if x.startswith(mark)]
-        else:
-            return
-        with self.progress.paused():
-            for line in lines:  # (the rcopy writer's lines name the command already)
-                prefix = b"" if line.startswith(b"easycluster ") else f"{PROG}: ".encode()
-                notes.write(prefix + line + b"\n")
 
     def ev_close(self, worker: Worker, timedout: bool) -> None:
         for writer in (self.out, self.err):

@@ -202,9 +202,12 @@ class Engine(SlotIO):
             )
         except OSError as e:
             expect(slot.state.spawn_error(), PICKUP_CLOSE, key)
-            slot.stderr += failed_message(slot.node, e)
+            sname = "stderr" if worker.stderr else "stdout"  # (merged as its stderr is)
+            text = failed_message(slot.node, e)
+            slot.keep(sname, text, self.task.buffer_max, True)
             self.window.done(key)
             self.task.emit(worker, "ev_pickup", worker, key)
+            self.tell(worker, key, sname, text)
             self.task.emit(worker, "ev_hup", worker, key, slot.rc)
             self.worker_slot_done(worker)
             return
@@ -249,7 +252,9 @@ class Engine(SlotIO):
         verdict = worker.backend.verdict(rc, slot.tail, run.spoke)
         if worker.sink is not None:
             if verdict == EXIT and rc == 0:
+                said = len(slot.stderr)
                 rc = worker.sink.commit(slot)
+                self.tell(worker, slot.key, "stderr", bytes(slot.stderr[said:]))
             else:
                 worker.sink.discard(slot)
         if verdict == UNREACHABLE:
@@ -262,6 +267,14 @@ class Engine(SlotIO):
         self.release(run)
         self.task.emit(worker, "ev_hup", worker, slot.key, rc)
         self.worker_slot_done(worker)
+
+    def tell(self, worker: Worker, key: str, sname: str, text: bytes) -> None:
+        """Give the handler, through ``ev_read``, what we wrote in a slot's buffer about
+        it (why it failed here: its command could not start, its fetched copy could not
+        be written), as if the slot had printed it."""
+        if text and worker.wants_lines:
+            for line in text.rstrip(b"\n").split(b"\n"):
+                self.task.emit(worker, "ev_read", worker, key, sname, line)
 
     def release(self, run: Running) -> None:
         """Forget a slot: unregister and close its descriptors, free its window place."""

@@ -39,13 +39,16 @@ nodes interleave, those of one node come in this order::
 So a node's events are ``ev_pickup``, then its ``ev_read``/``ev_written`` events, then
 ``ev_hup`` unless it timed out or was aborted (``worker.node_status(node)`` then says
 ``"timeout"`` or ``"aborted"``). Every ``ev_read`` of a node comes before its
-``ev_hup``. A node whose command could not be started here gets ``ev_pickup`` and
-``ev_hup(worker, node, 127)`` with status ``"failed"`` and the reason in its error
-buffer. A node ssh could not reach gets ``ev_hup(worker, node, 255)`` (as ClusterShell
-reports it), with status ``"unreachable"`` or ``"hostkey"`` telling it apart from a
-command that itself exited 255 (status ``"hup"``). ``ev_timeout`` keeps ClusterShell's
-signature (one call per worker, the nodes in ``worker.iter_keys_timeout()``); the
-nodes of a worker end with one ``ev_close``, ``timedout`` True if any node timed out.
+``ev_hup``. A node whose command could not be started here gets ``ev_pickup``, the
+reason as ``ev_read`` lines (on ``"stderr"``, ``"stdout"`` if the worker merges stderr;
+kept in that buffer too) and ``ev_hup(worker, node, 127)`` with status ``"failed"``. A
+fetched copy (``rcopy``) that cannot be written here has the reason on ``"stderr"``
+before its ``ev_hup``. A node ssh could not reach gets ``ev_hup(worker, node, 255)`` (as
+ClusterShell reports it), with status ``"unreachable"`` or ``"hostkey"`` telling it
+apart from a command that itself exited 255 (status ``"hup"``). ``ev_timeout`` keeps
+ClusterShell's signature (one call per worker, the nodes in
+``worker.iter_keys_timeout()``); the nodes of a worker end with one ``ev_close``,
+``timedout`` True if any node timed out.
 After ``Task.abort()`` no further event is delivered but ``ev_close(worker, timedout)``,
 once for each worker that had started; nodes that never started get no event at all.
 ``worker.abort()`` does the same for that worker alone: its ``ev_close`` comes before

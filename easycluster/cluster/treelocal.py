@@ -107,11 +107,7 @@ class _Forward(EventHandler):
         self.line(node, 1 if sname == "stdout" else 2, msg)
 
     def ev_hup(self, worker: Worker, node: str, rc: int) -> None:
-        status = worker.node_status(node)
-        if status == "failed":  # (its reason went to the error buffer, not to ev_read)
-            for text in worker.node_error(node).split(b"\n"):
-                self.line(node, 2, text)
-        self.end(node, status, rc)
+        self.end(node, worker.node_status(node), rc)  # (a failed start's reason: ev_read)
 
     def ev_timer(self, timer: Timer) -> None:
         if self.stop():

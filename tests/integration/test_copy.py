@@ -245,6 +245,25 @@ def test_a_failed_pull_keeps_nothing(nodes, tmp_path):
     assert tree(dest) == []
 
 
+def test_a_pull_that_cannot_be_written_here_says_why_to_the_handler(nodes, tmp_path):
+    dest = tmp_path / "pulled"
+    (dest / "f.n1" / "in-the-way").mkdir(parents=True)  # a directory where the copy goes
+    (nodes / "n1" / "f").write_bytes(b"data")
+    said = []
+
+    class Record(EventHandler):
+        def ev_read(self, worker, node, sname, msg):
+            said.append((node, sname, msg))
+
+    task = Task()
+    task.rcopy("f", str(dest), nodes="n1", backend=in_dirs(nodes), handler=Record())
+    task.resume()
+    assert task.node_retcode("n1") == 1
+    assert [(n, s) for n, s, _ in said] == [("n1", "stderr")]
+    assert said[0][2].startswith(b"easycluster rcopy: n1: ") and said[0][2] in task.node_error("n1")
+    assert tree(dest) == ["f.n1/", "f.n1/in-the-way/"]  # nothing replaced, no temporary
+
+
 def test_events_of_a_copy(nodes, source):
     seen = []
 

@@ -178,6 +178,10 @@ def test_a_command_that_cannot_start_is_failed_not_lost(task):
     assert task.node_status("a") == "failed" and task.node_retcode("a") == 127
     assert b"cannot start the command" in task.node_error("b")
     assert h.index("pickup", "a") < h.index("hup", "a", 127)
+    # the reason reaches the handler too, between the two, as any stderr line
+    said = [e for e in h.of("read") if e[1] == "a"]
+    assert len(said) == 1 and said[0][2] == "stderr" and b"cannot start" in said[0][3]
+    assert h.index(*said[0]) < h.index("hup", "a", 127)
     assert task.node_status("c") == "hup" and task.node_retcode("c") == 0
 
 
