@@ -112,6 +112,7 @@ FD_WAITERS: Dict[str, str] = {
     "client.parallel": "ClientGroup: one thread reading many plain clients (0.22 API)",
     "cluster.engine": "the Task's one I/O thread: every node's pipes, pidfds and stdin",
     "cluster.slotio": "the engine's I/O methods: register a slot's pipes with its selector",
+    "cluster.wakeup": "the engine's wake-up pipe, registered with the engine's selector",
     "remote.commands": "a server reads the output of a command the RPC backend started",
 }
 

@@ -20,11 +20,8 @@ final.
 
 from __future__ import annotations
 
-import _signal  # (the C module: signal.py's enums are not needed for a wakeup fd)
 import heapq
-import os
 import selectors
-import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -35,6 +32,7 @@ from .slotio import EXITED, MAIL, OUT, STDIN, Running, SlotIO
 from .slotio import LINE_MAX as LINE_MAX  # (these three re-exported: engine.Hooks & co.)
 from .slotio import SOURCE as SOURCE
 from .slotio import Hooks as Hooks
+from .wakeup import Wakeup
 from .window import FanoutWindow
 from .worker import Timer, Worker
 
@@ -54,7 +52,7 @@ class Engine(SlotIO):
         self.results = results
         self.window = window
         self.sel: Optional[selectors.BaseSelector] = None
-        self.wake: Optional[_Wake] = None  # while running: poke() ends the loop's wait
+        self.wake: Optional[Wakeup] = None  # while running: poke() ends the loop's wait
         self.running: Dict[str, Running] = {}
         self.slot_worker: Dict[str, Worker] = {}
         self.deadlines: List[Tuple[float, str]] = []  # heap; stale entries skipped
@@ -93,7 +91,7 @@ class Engine(SlotIO):
         ``autoclose`` workers do not keep it running: when only they are left (and
         ``autoclose`` timers), their workers are aborted and it returns True."""
         self.sel = selectors.DefaultSelector()
-        wake = self.wake = _Wake.arm(self.sel)
+        wake = self.wake = Wakeup.arm(self.sel, (WAKE,))
         try:
             while True:
                 if self.task.aborting:
@@ -164,7 +162,7 @@ class Engine(SlotIO):
     def ready(self, fd: int, data: Tuple[Any, ...]) -> None:
         kind = data[0]
         if kind == WAKE:
-            _Wake.drain(fd)  # (a signal's handler runs as this returns; an abort is seen)
+            Wakeup.drain(fd)  # (a signal's handler runs as this returns; an abort is seen)
         elif kind == OUT:
             self.read(fd, data[1], data[2])
         elif kind == EXITED:
@@ -443,67 +441,3 @@ __all__ = ["Engine", "Running", "POLL_INTERVAL"]
 
 
 WAKE = -1  # the selector data kind of the wakeup pipe
-
-
-class _Wake:
-    """The loop's wakeup pipe, watched by its selector: ``poke()`` (``Task.abort()`` from
-    another thread) ends the wait at once. For a run on the main thread it is also the
-    signal wakeup fd (``signal.set_wakeup_fd``): a signal (Ctrl-C) that arrives just
-    before the loop blocks in ``select`` has its C handler run at once, but its Python
-    handler (raising KeyboardInterrupt) only when the thread next runs Python code:
-    without a wakeup, after the next output or exit of some node, possibly a minute
-    later. The previous wakeup fd (asyncio's, say) is put back when the run ends.
-    """
-
-    __slots__ = ("read", "write", "previous", "lock", "closed")
-
-    def __init__(self, read: int, write: int, previous: Optional[int]) -> None:
-        self.read, self.write, self.previous = read, write, previous
-        # (a poke racing with the end of the run must not write to a closed descriptor,
-        # whose number another file may have taken)
-        self.lock = threading.Lock()
-        self.closed = False
-
-    @classmethod
-    def arm(cls, sel: selectors.BaseSelector) -> _Wake:
-        """A wakeup pipe watched by ``sel`` (the signal wakeup fd on the main thread)."""
-        read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            try:
-                previous = _signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-            except ValueError:  # (not the main interpreter's main thread after all)
-                previous = None
-        sel.register(read, selectors.EVENT_READ, (WAKE,))
-        return cls(read, write, previous)
-
-    def poke(self) -> None:
-        """Wake the loop (from any thread; after the run, nothing)."""
-        with self.lock:
-            if self.closed:
-                return
-            try:
-                os.write(self.write, b"\0")
-            except OSError:  # (full: a wake-up is pending anyway)
-                pass
-
-    def disarm(self, sel: Optional[selectors.BaseSelector]) -> None:
-        with self.lock:
-            self.closed = True
-        if self.previous is not None:
-            _signal.set_wakeup_fd(self.previous)
-        if sel is not None:
-            try:
-                sel.unregister(self.read)
-            except (KeyError, ValueError):
-                pass
-        os.close(self.read)
-        os.close(self.write)
-
-    @staticmethod
-    def drain(fd: int) -> None:
-        try:
-            while os.read(fd, 512):
-                pass
-        except BlockingIOError:
-            pass
