@@ -316,8 +316,13 @@ class Task(TaskSettings, TaskResults):
                 "Task.shell() during a run: call it from a handler (the Task's thread), "
                 "or before resume()"
             )
-        slots = self.results if self.engine is not None else self.upcoming
+        slots = self.scheduled()
         return [slots.new_slot(n, rank).key for rank, n in enumerate(names)]
+
+    def scheduled(self) -> Results:
+        """The results new work's slots go in: the current run's while it runs, else
+        the next one's (``upcoming``)."""
+        return self.results if self.engine is not None else self.upcoming
 
     def slot(self, key: str) -> SlotResult:
         """Slot ``key`` of work scheduled for the next run, or else of the current or

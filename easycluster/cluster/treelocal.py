@@ -48,6 +48,9 @@ class LocalOwner:
     def abort(self, kill: bool = False) -> None:
         self.aborting = True
 
+    def scheduled(self) -> Results:
+        return self.results
+
     def info(self, key: str, default: Any = None) -> Any:
         return default
 

@@ -31,6 +31,7 @@ class Owner(Protocol):
     def node_retcode(self, node: str) -> Optional[int]: ...
     def node_status(self, node: str) -> str: ...
     def slot(self, key: str) -> SlotResult: ...
+    def scheduled(self) -> Results: ...
 
 
 class Sink(Protocol):
@@ -119,6 +120,9 @@ class Worker:
         open_stdin: bool = False,
     ) -> None:
         self.task = task
+        # the results this worker's slots are in (its run's, before it starts too: a
+        # worker of the last run keeps reading that run's once the next one is scheduled)
+        self.results = task.scheduled()
         self.command = command
         self.keys = keys
         self.handler = handler
@@ -148,7 +152,7 @@ class Worker:
     @property
     def nodes(self) -> NodeSet:
         """The nodes of this worker's slots (ClusterShell's ``worker.nodes``)."""
-        return NodeSet.fromlist(dict.fromkeys(self.task.slot(k).node for k in self.keys))
+        return NodeSet.fromlist(dict.fromkeys(self.results.slot(k).node for k in self.keys))
 
     @property
     def eh(self) -> Any:
@@ -200,17 +204,17 @@ class Worker:
 
     def node_buffer(self, node: str) -> bytes:
         """The stdout of this worker's slot ``node`` (a key of ``keys``)."""
-        return message(bytes(self.task.results.slot(node).stdout))
+        return message(bytes(self.results.slot(node).stdout))
 
     def node_error(self, node: str) -> bytes:
         """The stderr of this worker's slot ``node``."""
-        return message(bytes(self.task.results.slot(node).stderr))
+        return message(bytes(self.results.slot(node).stderr))
 
     node_error_buffer = node_error
 
     def node_retcode(self, node: str) -> Optional[int]:
         """The return code of this worker's slot ``node`` (None: timed out, aborted)."""
-        return self.task.results.slot(node).rc
+        return self.results.slot(node).rc
 
     node_rc = node_retcode
 
@@ -220,53 +224,53 @@ class Worker:
         """This worker's keys, those of ``match_keys`` only when given (a plain node
         name there matches every slot of that node: ``n1`` matches ``n1`` and ``n1#2``).
         A string is a TypeError, as ClusterShell's (a sequence of keys is meant)."""
-        return self.task.results.matching(self.keys, match_keys)
+        return self.results.matching(self.keys, match_keys)
 
     def iter_buffers(
         self, match_keys: Optional[Iterable[str]] = None
     ) -> Iterator[Tuple[Message, NodeSet]]:
         """``(output, NodeSet of keys)`` per distinct non-empty stdout of this worker."""
-        for buf, keys in self.task.results.gathered("stdout", self.matching(match_keys)):
+        for buf, keys in self.results.gathered("stdout", self.matching(match_keys)):
             yield buf, NodeSet.fromlist(keys)
 
     def iter_errors(
         self, match_keys: Optional[Iterable[str]] = None
     ) -> Iterator[Tuple[Message, NodeSet]]:
         """``(errors, NodeSet of keys)`` per distinct non-empty stderr of this worker."""
-        for buf, keys in self.task.results.gathered("stderr", self.matching(match_keys)):
+        for buf, keys in self.results.gathered("stderr", self.matching(match_keys)):
             yield buf, NodeSet.fromlist(keys)
 
     def iter_node_buffers(
         self, match_keys: Optional[Iterable[str]] = None
     ) -> Iterator[Tuple[str, Message]]:
         """``(key, output)`` for each slot of this worker with some stdout."""
-        return self.task.results.per_slot("stdout", self.matching(match_keys))
+        return self.results.per_slot("stdout", self.matching(match_keys))
 
     def iter_node_errors(
         self, match_keys: Optional[Iterable[str]] = None
     ) -> Iterator[Tuple[str, Message]]:
         """``(key, errors)`` for each slot of this worker with some stderr."""
-        return self.task.results.per_slot("stderr", self.matching(match_keys))
+        return self.results.per_slot("stderr", self.matching(match_keys))
 
     def iter_retcodes(
         self, match_keys: Optional[Iterable[str]] = None
     ) -> Iterator[Tuple[int, NodeSet]]:
         """``(rc, NodeSet of keys)`` per return code of this worker's slots."""
-        for rc, keys in self.task.results.retcodes(self.matching(match_keys)):
+        for rc, keys in self.results.retcodes(self.matching(match_keys)):
             yield rc, NodeSet.fromlist(keys)
 
     def iter_node_retcodes(self) -> Iterator[Tuple[str, int]]:
         """``(key, rc)`` for each slot of this worker that has a return code."""
-        slots = (self.task.results.slot(k) for k in self.keys)
+        slots = (self.results.slot(k) for k in self.keys)
         return ((s.key, s.rc) for s in slots if s.rc is not None)
 
     def flush_buffers(self) -> None:
         """Forget the stdout kept for this worker's slots."""
-        self.task.results.flush("stdout", self.keys)
+        self.results.flush("stdout", self.keys)
 
     def flush_errors(self) -> None:
         """Forget the stderr kept for this worker's slots."""
-        self.task.results.flush("stderr", self.keys)
+        self.results.flush("stderr", self.keys)
 
     # -- ClusterShell 1.x's last_* (the current_* attributes, as tuples) ----------------
 
@@ -287,14 +291,14 @@ class Worker:
 
     def node_status(self, node: str) -> str:
         """The state of slot ``node`` (``nodestate.py``), before its run too."""
-        return self.task.slot(node).status
+        return self.results.slot(node).status
 
     def host_of(self, node: str) -> str:
         """The host name of a slot key (``n1#2`` -> ``n1``)."""
-        return self.task.slot(node).node
+        return self.results.slot(node).node
 
     def iter_keys_timeout(self) -> Iterator[str]:
-        return (k for k in self.keys if self.task.slot(k).status == "timeout")
+        return (k for k in self.keys if self.results.slot(k).status == "timeout")
 
     def num_timeout(self) -> int:
         return self.timeouts

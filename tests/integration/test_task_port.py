@@ -309,6 +309,26 @@ def test_worker_getters_and_current_attributes():
     assert task.key_buffer("n1#2") == b"hi" and task.node_buffer("n1") == b"hi"
 
 
+def test_worker_getters_read_their_own_run():
+    task = exec_task()
+    first = task.shell("echo one %h", nodes="n[1-2]")
+    # scheduled, not run: empty answers, not KeyError
+    assert first.node_buffer("n1") == b"" and first.node_retcode("n1") is None
+    assert list(first.iter_buffers()) == [] and list(first.iter_node_retcodes()) == []
+    assert list(first.iter_retcodes()) == [] and first.node_status("n2") == "pending"
+    task.resume()
+    second = task.shell("echo two %h; exit 1", nodes="n1")
+    # the new worker's slot n1 has not run: the last run's n1 is not its own
+    assert second.node_buffer("n1") == b"" and second.node_retcode("n1") is None
+    task.resume()
+    assert second.node_buffer("n1") == b"two n1" and second.node_retcode("n1") == 1
+    # the first worker still reads the run it was part of
+    assert first.node_buffer("n1") == b"one n1" and list(first.iter_node_retcodes()) == [
+        ("n1", 0),
+        ("n2", 0),
+    ]
+
+
 def test_an_autoclose_worker_does_not_keep_the_run_going():
     task = exec_task()
     log = []
