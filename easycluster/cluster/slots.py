@@ -14,6 +14,9 @@ is a total order on strings, so every listing built on it is deterministic.
 too: ``node[1-2]#2``); any other key, one that ``NodeSet`` would read as notation or
 refuse, is kept verbatim after them, in natural order, so it is printed rather than
 misread or lost. Nothing here raises on an odd key.
+
+*Listing* (``node_list``): what ``Task.shell(nodes=...)`` takes (node-set text, a
+``NodeSet``, names) as the names of its slots, in order, duplicates kept.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ __all__ = [
     "slot_keys",
     "node_of_key",
     "fold_keys",
+    "Nodes",
+    "node_list",
 ]
 
 # How fold_keys regroups (clush's -r): the group source (None: the default) and
@@ -101,3 +106,39 @@ def fold_keys(keys: Iterable[str], regroup: Optional[Regroup] = None) -> str:
             verbatim.extend(plain)
     parts.extend(dict.fromkeys(natural_sorted(verbatim)))
     return ",".join(parts)
+
+
+Nodes = Union[str, NodeSet, Iterable[str], None]  # what Task.shell() takes as nodes
+
+
+def node_list(nodes: Nodes) -> List[str]:
+    """Node names in the order given, duplicates kept (each listing is a slot).
+
+    A string is read as node-set notation; top-level commas separate items that are
+    expanded one by one (so ``"n[1-2],n1"`` is n1, n2, n1), unless it uses the
+    operators ``!&^`` (then it is one set). An iterable gives names or patterns.
+    A slot key given back as a node (``n1#2``, from a handler's ``node`` argument)
+    names its node: the command runs on ``n1``.
+    """
+    if nodes is None:
+        return []
+    if isinstance(nodes, NodeSet):
+        return list(nodes)
+    if isinstance(nodes, str):
+        if SLOT_MARK in nodes:
+            return [node_of_key(n) for n in _listed(nodes)]
+        return _listed(nodes)
+    return [n for item in nodes for n in node_list(str(item))]
+
+
+def _listed(nodes: str) -> List[str]:
+    if any(op in nodes for op in "!&^"):
+        return list(NodeSet(nodes))
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(nodes):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            items.append(nodes[start:i])
+            start = i + 1
+    items.append(nodes[start:])
+    return [n for item in items if item.strip() for n in NodeSet(item.strip())]

@@ -22,7 +22,6 @@ from typing import (
     Any,
     Callable,
     Dict,
-    Iterable,
     List,
     Optional,
     Tuple,
@@ -30,13 +29,13 @@ from typing import (
 )
 
 from ..errors import TaskTimeout
-from ..nodeset import NodeSet
 from .backends import Backend, ExecBackend
 from .engine import Engine
 from .events import EventHandler
 from .feed import Stdin, make_feed
 from .results import Results, SlotResult
-from .slots import SLOT_MARK, node_of_key
+from .slots import Nodes as Nodes
+from .slots import node_list as node_list  # (re-exported: its home before slots.py)
 from .taskresults import TaskResults
 from .tasksettings import DEFAULT_BACKEND, INFO_DEFAULTS, TaskSettings
 from .topology import Topology
@@ -46,43 +45,8 @@ from .worker import Timer, Worker
 if TYPE_CHECKING:  # (loaded on first use of "rpc": it brings the client stack)
     from .rpc import RpcBackend
 
-Nodes = Union[str, NodeSet, Iterable[str], None]
-
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
 NODE_EVENTS = frozenset(("ev_pickup", "ev_read", "ev_written", "ev_hup"))  # (worker, node, ...)
-
-
-def node_list(nodes: Nodes) -> List[str]:
-    """Node names in the order given, duplicates kept (each listing is a slot).
-
-    A string is read as node-set notation; top-level commas separate items that are
-    expanded one by one (so ``"n[1-2],n1"`` is n1, n2, n1), unless it uses the
-    operators ``!&^`` (then it is one set). An iterable gives names or patterns.
-    A slot key given back as a node (``n1#2``, from a handler's ``node`` argument)
-    names its node: the command runs on ``n1``.
-    """
-    if nodes is None:
-        return []
-    if isinstance(nodes, NodeSet):
-        return list(nodes)
-    if isinstance(nodes, str):
-        if SLOT_MARK in nodes:
-            return [node_of_key(n) for n in _listed(nodes)]
-        return _listed(nodes)
-    return [n for item in nodes for n in node_list(str(item))]
-
-
-def _listed(nodes: str) -> List[str]:
-    if any(op in nodes for op in "!&^"):
-        return list(NodeSet(nodes))
-    items, depth, start = [], 0, 0
-    for i, c in enumerate(nodes):
-        depth += (c == "[") - (c == "]")
-        if c == "," and depth == 0:
-            items.append(nodes[start:i])
-            start = i + 1
-    items.append(nodes[start:])
-    return [n for item in items if item.strip() for n in NodeSet(item.strip())]
 
 
 class Task(TaskSettings, TaskResults):
