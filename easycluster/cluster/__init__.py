@@ -12,7 +12,8 @@ ends in one state of ``nodestate.py`` (``hup`` with its return code, ``timeout``
 ``unreachable``, ``hostkey``, ``failed``, ``aborted``).
 
 The modules: ``task`` (Task, task_self; its settings in ``tasksettings``, its
-getters in ``taskresults``), ``worker`` (Worker, Timer), ``engine`` (the loop; a slot's
+getters in ``taskresults``, ``task_wait`` & co. in ``taskthreads``, message ports from
+other threads in ``port``), ``worker`` (Worker, Timer), ``engine`` (the loop; a slot's
 output and stdin in ``slotio``), ``events`` (EventHandler and the event order),
 ``nodestate`` (the per-node state machine), ``window`` (the fan-out window), ``feed``
 (stdin broadcast: what ``shell()``'s ``stdin`` becomes), ``results``
@@ -36,6 +37,10 @@ _EXPORTS: Dict[str, str] = {
     "Worker": "easycluster.cluster.task",
     "Timer": "easycluster.cluster.task",
     "task_self": "easycluster.cluster.task",
+    "task_wait": "easycluster.cluster.taskthreads",
+    "task_terminate": "easycluster.cluster.taskthreads",
+    "task_cleanup": "easycluster.cluster.taskthreads",
+    "Port": "easycluster.cluster.port",
     "EventHandler": "easycluster.cluster.events",
     "Piece": "easycluster.cluster.events",
     "Backend": "easycluster.cluster.backends",

@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from .backends import EXIT, HOSTKEY, UNREACHABLE, Command, failed_message
 from .nodestate import CLOSE, KILL, PENDING, PICKUP_CLOSE
+from .port import Port, deliver_all
 from .results import Results
 from .slotio import EXITED, MAIL, OUT, STDIN, Running, SlotIO
 from .slotio import LINE_MAX as LINE_MAX  # (these three re-exported: engine.Hooks & co.)
@@ -64,6 +65,7 @@ class Engine(SlotIO):
         self.mailed: Dict[Any, Running] = {}  # running slots by command, for their mailbox
         self.mailboxes: Set[int] = set()  # mailbox descriptors registered in this run
         self.holders: Set[Worker] = set()  # workers that keep the run going (not autoclose)
+        self.ports: List[Port] = []  # the Task's message ports (``port.py``; its own list)
 
     # -- scheduling (also called from handlers while running) ------------------------
 
@@ -80,6 +82,9 @@ class Engine(SlotIO):
         timer.seq = self.timer_seq
         heapq.heappush(self.timers, (time.monotonic() + delay, self.timer_seq, timer))
 
+    def aborted(self) -> bool:
+        return bool(self.task.aborting)
+
     def live_timers(self) -> bool:
         return any(t.valid and not t.autoclose and t.seq == n for _, n, t in self.timers)
 
@@ -89,17 +94,21 @@ class Engine(SlotIO):
         """Run until every slot is done and no timer is left (True), or ``deadline``
         passes (False: what still ran was killed as timed out, ``end_all``). Slots of
         ``autoclose`` workers do not keep it running: when only they are left (and
-        ``autoclose`` timers), their workers are aborted and it returns True."""
+        ``autoclose`` timers), their workers are aborted and it returns True. A port
+        that is not autoclose keeps it running, waiting for messages (``port.py``)."""
         self.sel = selectors.DefaultSelector()
         wake = self.wake = Wakeup.arm(self.sel, (WAKE,))
         try:
             while True:
+                if self.ports:
+                    deliver_all(self.ports, self.aborted)
                 if self.task.aborting:
                     self.end_all(timed_out=False)
                     return True
                 self.start_slots()
                 idle = not self.running and not len(self.window)
-                if (idle or not self.holders) and not self.live_timers():
+                held = self.live_timers() or any(p.holds for p in self.ports)
+                if (idle or not self.holders) and not held:
                     if not idle:  # (only autoclose workers are left: they end with the run)
                         self.end_all(timed_out=False)
                     return True

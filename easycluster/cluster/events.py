@@ -35,6 +35,8 @@ nodes interleave, those of one node come in this order::
     ev_timeout(worker)                  some node timed out (before ev_close)   worker, at most once
     ev_close(worker, timedout)          every node of the worker is done        worker, once
     ev_timer(timer)                     a timer fired (any time during resume)  firing
+    ev_port_start(port)                 a port's first run began (port.py)      port, once
+    ev_msg(port, msg)                   a message sent with port.msg_send       message
 
 So a node's events are ``ev_pickup``, then its ``ev_read``/``ev_written`` events, then
 ``ev_hup`` unless it timed out or was aborted (``worker.node_status(node)`` then says
@@ -59,9 +61,10 @@ once for each worker that had started; nodes that never started get no event at 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # (types only: the engine imports this module, not the reverse)
+    from .port import Port
     from .worker import Timer, Worker
 
 
@@ -99,3 +102,11 @@ class EventHandler:
 
     def ev_timer(self, timer: Timer) -> None:
         """``timer`` fired."""
+
+    def ev_port_start(self, port: Port) -> None:
+        """``port`` (``task.port(handler=...)``) is live: called once, before its first
+        ``ev_msg``."""
+
+    def ev_msg(self, port: Port, msg: Any) -> None:
+        """``msg``, sent with ``port.msg_send(msg)`` from any thread, reached the Task's
+        thread (messages of one port arrive in the order sent)."""

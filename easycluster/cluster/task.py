@@ -5,7 +5,7 @@ A Task collects work (``shell``, ``copy``, ``rcopy``, ``timer``) and runs it whe
 (``engine.py``). One Task per thread: ``task_self()`` returns the calling thread's. A
 Task is not thread-safe: configure and run it from one thread; ``abort()`` and
 ``worker.abort()`` may be called from a handler, ``abort()`` and ``join()`` from any
-thread.
+thread, and another thread hands the Task work through a ``port()`` (``port.py``).
 
 Results are kept per slot (``results.py``): a node listed twice runs twice, under the
 keys ``node`` and ``node#2``. They are those of the last run, kept until the next
@@ -33,11 +33,16 @@ from .backends import Backend, ExecBackend
 from .engine import Engine
 from .events import EventHandler
 from .feed import Stdin, make_feed
+from .port import Port
 from .results import Results, SlotResult
 from .slots import Nodes as Nodes
 from .slots import node_list as node_list  # (re-exported: its home before slots.py)
 from .taskresults import TaskResults
 from .tasksettings import DEFAULT_BACKEND, INFO_DEFAULTS, TaskSettings
+from .taskthreads import alive, local
+from .taskthreads import task_cleanup as task_cleanup
+from .taskthreads import task_terminate as task_terminate
+from .taskthreads import task_wait as task_wait
 from .topology import Topology
 from .window import FanoutWindow
 from .worker import Timer, Worker
@@ -71,6 +76,8 @@ class Task(TaskSettings, TaskResults):
         self.topology: Optional[Topology] = None  # tree mode (load_topology)
         self.tree_workers: List[Any] = []  # tree workers of the coming or current run
         self.tree_caller: Optional[Any] = None  # tree mode's sessions for call()
+        self.ports: List[Port] = []  # message ports (port.py), until closed
+        alive.add(self)
 
     # -- calls (settings: tasksettings.py) ---------------------------------------------
 
@@ -322,6 +329,30 @@ class Task(TaskSettings, TaskResults):
         else:
             self.timers = [(t, d) for t, d in self.timers if t is not timer] + [(timer, delay)]
 
+    def port(self, handler: Any = None, autoclose: bool = False) -> Port:
+        """A ``Port``: ``port.msg_send(obj)`` from any thread calls
+        ``handler.ev_msg(port, obj)`` on the Task's thread during a run (``port.py``).
+        Unless ``autoclose``, it keeps ``resume()`` running until ``port.close()``."""
+        port = Port(self, handler, autoclose)
+        self.ports.append(port)
+        self.poke()
+        return port
+
+    def remove_port(self, port: Port) -> None:
+        """ClusterShell's name of ``port.close()``."""
+        port.close()
+
+    def drop_port(self, port: Port) -> None:
+        if port in self.ports:
+            self.ports.remove(port)
+
+    def poke(self) -> None:
+        """Wake the run's loop (from any thread; no run in progress: nothing)."""
+        engine = self.engine
+        wake = engine.wake if engine is not None else None
+        if wake is not None:
+            wake.poke()
+
     def feed_changed(self, worker: Worker) -> None:
         if self.engine is not None:
             self.engine.feed_changed(worker)
@@ -359,6 +390,7 @@ class Task(TaskSettings, TaskResults):
             raise RuntimeError("Task.resume(): this task is already running")
         self.results, self.upcoming = self.upcoming, Results()
         engine = Engine(self, self.results, self.window)
+        engine.ports = self.ports
         self.engine = engine
         self.thread = threading.current_thread()
         self.aborting = False
@@ -390,9 +422,8 @@ class Task(TaskSettings, TaskResults):
         woken at once), or before ``resume()`` to drop what is scheduled."""
         if self.engine is not None:
             self.aborting = True
-            engine = self.engine
-            if threading.current_thread() is not self.thread and engine.wake is not None:
-                engine.wake.poke()  # (from another thread: the loop may be waiting)
+            if threading.current_thread() is not self.thread:
+                self.poke()  # (from another thread: the loop may be waiting)
             return
         for worker in self.workers:
             worker.release()
@@ -459,13 +490,10 @@ class Task(TaskSettings, TaskResults):
         method(*args)
 
 
-_local = threading.local()
-
-
 def task_self() -> Task:
     """The calling thread's Task (made on first use)."""
-    task: Optional[Task] = getattr(_local, "task", None)
+    task: Optional[Task] = getattr(local, "task", None)
     if task is None:
         task = Task()
-        _local.task = task
+        local.task = task
     return task
