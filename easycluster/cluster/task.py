@@ -123,9 +123,10 @@ class Task(TaskSettings, TaskResults):
         a node past it is killed (status ``timeout``, no ``ev_hup``). ``stdin``: bytes
         (the same bytes to every node, then EOF), a readable file object or descriptor
         (its content broadcast as it comes), True (write it with ``worker.write`` and
-        end it with ``worker.set_write_eof``), False (/dev/null), or None (the default:
-        open for ``worker.write`` until the worker's first node starts, as ClusterShell's
-        default; /dev/null if nothing was written by then: see ``Worker.write``).
+        end it with ``worker.set_write_eof``), False (/dev/null), or None (the
+        ``set_default("stdin", ...)`` value if one was set, else open for
+        ``worker.write`` until the worker's first node starts, as ClusterShell's default;
+        /dev/null if nothing was written by then: see ``Worker.write``).
         ``autoclose``: the worker does not keep ``resume()`` running; once only such
         workers (and autoclose timers) are left, they are aborted (status ``aborted``,
         ``ev_close``) and the run ends. ``stderr``: keep
@@ -139,6 +140,8 @@ class Task(TaskSettings, TaskResults):
         """
         if not remote and backend is None:
             backend = "exec"
+        if stdin is None:  # (set_default("stdin", False) as in ClusterShell; unset: None)
+            stdin = self.defaults.get("stdin")
         if nodes is not None and self.use_tree(tree, backend, stdin):
             return self.tree_shell(command, node_list(nodes), handler, timeout, stderr, stdin)
         if nodes is None:

@@ -1,7 +1,7 @@
 """A Task's settings and what they select: ``TaskSettings``, a mixin of ``task.Task``.
 
 Info keys (``set_info``: ``INFO_DEFAULTS`` lists ours, ``USER_*`` keys are the
-caller's) and defaults (``set_default``: ``backend``, ``stderr``) are plain values, read
+caller's) and defaults (``set_default``: ``backend``, ``stderr``, ``stdin``) are plain values, read
 where they are used: ``backend(spec)`` builds the backend a name stands for from the
 info keys as they are when ``shell()`` asks; ``buffer_max`` is read by the engine as
 output comes; ``fanout`` applies at once, even while running. The RPC backend
@@ -69,8 +69,10 @@ class TaskSettings:
         return self.defaults.get(key, default)
 
     def set_default(self, key: str, value: Any) -> None:
-        """``backend`` ("ssh", "exec" or a ``Backend``) and ``stderr`` (True: keep stderr
-        apart; False: merged into stdout) for later ``shell()`` calls."""
+        """``backend`` ("ssh", "exec" or a ``Backend``), ``stderr`` (True: keep stderr
+        apart; False: merged into stdout) and ``stdin`` (what ``shell()`` takes as its
+        ``stdin`` when given None: False for /dev/null, True to write) for later
+        ``shell()`` calls; ``USER_*`` keys are yours."""
         self.defaults[key] = value
 
     @property

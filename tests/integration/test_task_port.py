@@ -374,6 +374,26 @@ def test_stdin_is_open_by_default_until_the_nodes_start():
     task.resume()
 
 
+class LateWriter(EventHandler):
+    def ev_pickup(self, worker, node):
+        worker.write(b"late\n")
+        worker.set_write_eof()
+
+
+def test_a_stdin_default_set_as_clustershell_sets_it():
+    task = exec_task()
+    task.set_default("stdin", False)  # /dev/null: nothing may be written
+    closed = task.shell("cat; echo end", nodes="n1")
+    with pytest.raises(ValueError):
+        closed.write(b"x")
+    task.resume()
+    assert task.node_buffer("n1") == b"end"
+    task.set_default("stdin", True)  # open for writes once the nodes run
+    task.shell("cat; echo end", nodes="n1", handler=LateWriter())
+    task.resume()
+    assert task.node_buffer("n1") == b"late\nend"
+
+
 def test_stdin_written_in_ev_start_reaches_the_nodes():
     class Feeder(EventHandler):
         def ev_start(self, worker):
