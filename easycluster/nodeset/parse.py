@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from ..errors import NodeSetError, NodeSetParseError
+from ..errors import GroupSourceNoUpcall, NodeSetError, NodeSetParseError
 from .groups import GroupResolver
 from .pattern import (
     SCAN,
@@ -101,6 +101,9 @@ def _parse_group(text: str, ctx: Context) -> Dict[Key, Value]:
     if body.startswith("@"):  # @@source: the names of the source's groups
         source = body[1:] or ctx.source
         resolver = _known_resolver(text, ctx, source)
+        src = resolver.source(source)
+        if not src.can_list:  # (its empty list would read as "no groups": ClusterShell errs)
+            raise GroupSourceNoUpcall(f"group source {src.name!r} has no 'list' upcall", src)
         return names_to_pats(resolver.groups(source))
     source, sep, name = body.rpartition(":")
     if sep and not source:

@@ -108,6 +108,9 @@ def test_a_source_without_list_upcall(cfg, capsys, monkeypatch):
     assert "source 'maponly' cannot list groups" in err and "'extra'" in err
     code, out, err = run(["-q", "-L"], capsys, monkeypatch)
     assert code == 0 and err == ""
+    # @@source asks for its group names: an error, not an empty set (as ClusterShell)
+    code, out, err = run(["-f", "@@maponly"], capsys, monkeypatch)
+    assert code == 1 and out == "" and "'maponly' has no 'list' upcall" in err
 
 
 @pytest.fixture
