@@ -21,6 +21,8 @@ SIGNATURES = {
     "ev_timeout": ["self", "worker"],
     "ev_close": ["self", "worker", "timedout"],
     "ev_timer": ["self", "timer"],
+    "ev_port_start": ["self", "port"],
+    "ev_msg": ["self", "port", "msg"],
 }
 
 
