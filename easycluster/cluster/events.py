@@ -21,7 +21,9 @@ killed). A line longer than ``engine.LINE_MAX`` bytes (64 KiB) arrives in pieces
 ``LINE_MAX`` (the memory a node's unfinished line may hold): each piece but the last is a
 ``Piece`` (a ``bytes`` subclass), so ``isinstance(msg, Piece)`` means "the line goes on
 in this node's next ``ev_read`` on this stream" (unless the node is aborted first). In
-tree mode a gateway passes pieces on as plain lines.
+tree mode too: a gateway sends the pieces on unjoined, and a line that came through
+whole is cut the same way, so a handler sees what it would see flat (the cuts of a line
+still arriving may fall elsewhere than every ``LINE_MAX`` bytes).
 
 The events of one worker (one ``task.shell(...)``), in order; the events of different
 nodes interleave, those of one node come in this order::

@@ -5,7 +5,8 @@ caller holds one; ``treerun.py``).
 What goes in, from the sources of one run:
 
 - ``line(node, sid, data)``: one line of a node's stdout (sid 1) or stderr (sid 2), from
-  a Task run here (kept per node, in plain dicts: ClusterShell #560);
+  a Task run here (kept per node, in plain dicts: ClusterShell #560), or a piece of a
+  longer line (an ``events.Piece``: no newline is added, the line goes on);
 - ``block(source, nodes, sid, data)``: lines already grouped by a gateway below (``nodes``
   a folded node set, ``data`` one or more lines, each ending with ``\\n``);
 - ``end(nodes, status, rc)``: nodes that ended (``hup`` with rc, ``timeout``,
@@ -29,12 +30,15 @@ from __future__ import annotations
 from typing import Dict, Hashable, List, Optional, Tuple
 
 from ..nodeset import RESOLVER_NOGROUP, NodeSet
+from .events import Piece
 
 STDOUT, STDERR = 1, 2
 RAW, RESET = 3, 4  # an rcopy's data, and "forget what came for these nodes"
 
 # The wire form of a batch (plain data: it crosses every level as a call's reply).
-Output = Tuple[str, int, bytes]  # (folded nodes, STDOUT or STDERR, lines each ending "\n")
+# (folded nodes, STDOUT or STDERR, lines each ending "\n", the last one possibly
+# unfinished: a long line cut where its pieces came, continued in the node's next entry)
+Output = Tuple[str, int, bytes]
 End = Tuple[str, str, Optional[int]]  # (folded nodes, status, rc or None)
 Reason = Tuple[str, str]  # (folded nodes, why they did not run)
 Batch = Tuple[List[Output], List[End], List[Reason], bool]  # ..., done (the last batch)
@@ -70,7 +74,8 @@ class Groomer:
             buf = self.local[sid][node] = bytearray()
             self.count += 1
         buf += data
-        buf += b"\n"
+        if not isinstance(data, Piece):  # (a piece: the line goes on in the next one)
+            buf += b"\n"
 
     def raw(self, node: str, data: bytes) -> None:
         buf = self.local[RAW].get(node)
@@ -140,6 +145,20 @@ def expand(nodes: str) -> List[str]:
     return list(NodeSet(nodes, resolver=RESOLVER_NOGROUP))
 
 
-def lines_of(data: bytes) -> List[bytes]:
-    """The lines of a block (each ended by ``\\n``), without their newlines."""
-    return data.split(b"\n")[:-1]
+def lines_of(data: bytes, limit: int) -> List[bytes]:
+    """The ``ev_read`` messages of an entry's data, as the engine would give them: its
+    lines without their newlines, a line longer than ``limit`` in pieces of ``limit``,
+    every piece but a line's last an ``events.Piece``, and an unfinished last line
+    (no newline: it goes on in the node's next entry) all in ``Piece``s."""
+    parts = data.split(b"\n")
+    out: List[bytes] = []
+    for i, line in enumerate(parts):
+        last = i == len(parts) - 1
+        if last and not line:
+            break  # (the data ended with a newline)
+        while len(line) > limit:
+            out.append(Piece(line[:limit]))
+            line = line[limit:]
+        if line or not last:
+            out.append(Piece(line) if last else line)
+    return out

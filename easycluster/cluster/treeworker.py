@@ -50,6 +50,7 @@ from typing import Any, Dict, List, Optional
 from .backends import Backend, Command
 from .nodestate import PENDING, RUNNING_STATES
 from .results import SlotResult
+from .slotio import LINE_MAX
 from .topology import Topology
 from .treecall import TreeCaller, call_options
 from .treegroom import RAW, RESET, STDOUT, Batch, expand, lines_of
@@ -183,7 +184,7 @@ class TreeWorker(Worker):
                 self.apply_raw(text, sid, bytes(data))
                 continue
             sname = "stdout" if sid == STDOUT else "stderr"
-            lines = lines_of(bytes(data)) if self.wants_lines else []
+            lines = lines_of(bytes(data), LINE_MAX) if self.wants_lines else []
             for node in expand(text):
                 key = self.key_of.get(node)
                 if key is None:

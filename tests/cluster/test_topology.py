@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from easycluster.cluster.events import Piece
 from easycluster.cluster.routing import Router
 from easycluster.cluster.topology import (
     Topology,
@@ -202,4 +203,20 @@ def test_groomer_reasons_and_the_last_batch():
     assert g
     assert g.take(done=True) == ([], [], [("n[5-6]", "gateway gw1 lost")], True)
     assert expand("n[5-6]") == ["n5", "n6"] and expand("n5") == ["n5"]
-    assert lines_of(b"x\ny\n") == [b"x", b"y"]
+    assert lines_of(b"x\ny\n", 64) == [b"x", b"y"]
+
+
+def test_pieces_of_a_long_line_stay_one_line_through_grooming():
+    g = Groomer()
+    g.line("n1", STDOUT, Piece(b"ab"))  # a piece: the line goes on
+    g.line("n1", STDOUT, b"cd")
+    g.line("n1", STDOUT, b"")  # an empty line is a line
+    g.line("n1", STDOUT, Piece(b"ef"))  # still going when the batch is taken
+    outputs, _, _, _ = g.take()
+    assert outputs == [("n1", STDOUT, b"abcd\n\nef")]
+    got = lines_of(outputs[0][2], 3)
+    assert got == [b"abc", b"d", b"", b"ef"]
+    assert [type(m) is Piece for m in got] == [True, False, False, True]
+    assert [type(m) is Piece for m in lines_of(b"abcdef\n", 3)] == [True, False]
+    assert lines_of(b"abcdef", 3) == [b"abc", b"def"]  # unfinished: pieces only
+    assert all(type(m) is Piece for m in lines_of(b"abcdef", 3))

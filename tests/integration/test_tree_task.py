@@ -18,7 +18,8 @@ from typing import Dict, List, Tuple
 import pytest
 from netns import build_network, require_netns
 
-from easycluster.cluster.events import EventHandler
+from easycluster.cluster.engine import LINE_MAX
+from easycluster.cluster.events import EventHandler, Piece
 from easycluster.cluster.task import Task
 from easycluster.cluster.tree import open_gateway, options, tree_shell
 from easycluster.errors import TaskTimeout
@@ -112,6 +113,32 @@ def test_task_through_the_tree_matches_flat_events_and_results(net):
     assert worker_events == ["start", "close False"]
     assert per_node["node2"][0] == ("pickup",) and per_node["node2"][-1] == ("hup", 3)
     assert outcome["max"] == 7
+
+
+class Lengths(EventHandler):
+    """Per node: each ev_read as (is a Piece, length)."""
+
+    def __init__(self) -> None:
+        self.reads: Dict[str, List[Tuple[bool, int]]] = {}
+
+    def ev_read(self, worker, node, sname, msg):
+        self.reads.setdefault(node, []).append((isinstance(msg, Piece), len(msg)))
+
+
+def test_a_line_longer_than_line_max_arrives_in_the_same_pieces_as_flat(net):
+    # 150,000 bytes on one line, then a short one: three reads flat (two Pieces)
+    command = "head -c 150000 /dev/zero | tr '\\0' x; echo; echo end"
+    got = {}
+    for mode, topology in (("flat", None), ("tree", ONE_GW)):
+        task = _task(net, topology)
+        rec = Lengths()
+        task.shell(command, nodes="node[1-2]", handler=rec)
+        task.resume(timeout=120)
+        assert task.node_buffer("node1") == b"x" * 150000 + b"\nend"
+        got[mode] = rec.reads
+    rest = 150000 - 2 * LINE_MAX
+    assert got["flat"]["node1"] == [(True, LINE_MAX), (True, LINE_MAX), (False, rest), (False, 3)]
+    assert got["tree"] == got["flat"]
 
 
 def test_shell_cli_with_topology_prints_what_flat_prints(net, tmp_path):
