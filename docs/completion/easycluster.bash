@@ -30,11 +30,11 @@ _easycluster() {
         'nodeset --groupsource'|'nodeset -S'|'nodeset --separator'|'nodeset -I'| \
         'nodeset --slice'|'nodeset --split'|'nodeset --autostep'|'nodeset -O'| \
         'nodeset --output-format'|'nodeset --pick'|'nodeset --axis'|'gather -S'| \
-        'gather --separator'|'gather -s'|'gather --groupsource'|'shell -w'|'shell -x'| \
-        'shell -g'|'shell --group'|'shell -X'|'shell --pick'|'shell -s'| \
-        'shell --groupsource'|'shell -f'|'shell --fanout'|'shell -t'| \
-        'shell --connect_timeout'|'shell -u'|'shell --command_timeout'|'shell -l'| \
-        'shell --user'|'shell -o'|'shell --options'|'shell --keep'|'shell -O'| \
+        'gather --separator'|'gather -s'|'gather --groupsource'|'gather --axis'| \
+        'shell -w'|'shell -x'|'shell -g'|'shell --group'|'shell -X'|'shell --pick'| \
+        'shell -s'|'shell --groupsource'|'shell --axis'|'shell -f'|'shell --fanout'| \
+        'shell -t'|'shell --connect_timeout'|'shell -u'|'shell --command_timeout'| \
+        'shell -l'|'shell --user'|'shell -o'|'shell --options'|'shell --keep'|'shell -O'| \
         'shell --option'|'farm -n'|'farm --node'|'farm -w'|'farm -g'|'farm --group'| \
         'farm --slurm'|'farm --slots'|'farm -m'|'farm --max-nodes'|'farm -u'| \
         'farm --max-node-uses'|'farm -j'|'farm --job'|'farm -E'|'farm --on-each-node'| \
@@ -70,14 +70,14 @@ _easycluster() {
             --rangeset -O --output-format --pick --axis -q --quiet -d --debug --version' ;;
         'gather') opts='-h --help -b -c -B --dshbak -L -N --diff -S --separator --interpret-keys
             --color -q --quiet -r --regroup -s --groupsource -G --groupbase --groupsconf
-            -F --fast --version' ;;
+            --axis -F --fast --version' ;;
         'shell') opts='-h --help --version -w --hostfile --machinefile -x -g --group -X -a --all
             --pick -b --dshbak -B -L -N --diff --outdir --errdir -q --quiet -v --verbose
             -d --debug -P --progress --no-progress --color -r --regroup -s --groupsource
-            -G --groupbase --groupsconf -S -f --fanout -t --connect_timeout -u
-            --command_timeout -l --user -o --options -R --worker --keep --keep-exit -n
-            --nostdin --conf -O --option --topology --no-topology -c --copy --rcopy
-            --dest -p --preserve' ;;
+            -G --groupbase --groupsconf --axis -S --maxrc -f --fanout -t
+            --connect_timeout -u --command_timeout -l --user -o --options -R --worker
+            --keep --keep-exit -n --nostdin --conf -O --option --topology --no-topology
+            -c --copy --rcopy --dest -p --preserve' ;;
         'farm') opts='-h --help -V --version -n --node -N --node-file -w -g --group --slurm
             --slots -m --max-nodes -u --max-node-uses -j --job -J --job-file -E
             --on-each-node --timeout --retries --retry-failed --halt --joblog --resume

@@ -32,8 +32,8 @@ a line with an error and prints nothing.
 ``-r`` gathers (as ``-b``: clubak's ``-r`` does too) and writes headers with the groups
 their nodes fill (``@rack1,n9``), from the group
 source ``-s`` names (``-G``: without its ``@SOURCE:`` prefix; ``--groupsconf FILE``:
-groups read from FILE). ``-T/--tree`` (clubak's trace mode), ``--axis`` and ``-v/-d``
-are not offered; ``-c`` and ``-B`` are ``-b``, and
+groups read from FILE); ``--axis`` folds headers along those axes only.
+``-T/--tree`` (clubak's trace mode) and ``-v/-d`` are not offered; ``-c`` and ``-B`` are ``-b``, and
 ``-F/--fast`` is accepted and changes nothing (this command is always the fast one).
 
 Exit codes (``exitcodes``): 0 success; 1 malformed input lines, or a key that does not

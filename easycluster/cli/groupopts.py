@@ -4,15 +4,20 @@
 (``@rack1,n9``); ``-s/--groupsource SOURCE`` names the group source (of ``-r``, and of
 the shell's ``-g``, ``-X`` and ``-a``); ``-G/--groupbase`` leaves its ``@SOURCE:``
 prefix out; ``--groupsconf FILE`` reads the groups from FILE instead of the usual
-configuration files. ``apply(args)`` checks them before anything runs.
+configuration files; ``--axis RANGESET`` folds the headers' node sets along those axes
+only (``n[1-2]-[1-2]`` stays ``n1-[1-2],n2-[1-2]`` with ``--axis 2``). ``apply(args)``
+checks them before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Optional
+from typing import Any, List, Optional
 
+from ..cluster.slots import Regroup
+from ..errors import NodeSetError
+from ..nodeset.rangeset import RangeSet
 from ..nodeset.std import (
     set_std_group_resolver,
     set_std_group_resolver_config,
@@ -41,6 +46,11 @@ def add_options(parser: Any, what: str = "-r") -> None:
         "-G", "--groupbase", action="store_true", help="no @SOURCE: prefix in -r headers"
     )
     parser.add_argument("--groupsconf", metavar="FILE", help="read the groups from FILE")
+    parser.add_argument(
+        "--axis",
+        metavar="RANGESET",
+        help="fold header node sets only along these axes (1..n of n-D names; -1 the last)",
+    )
 
 
 def apply(args: argparse.Namespace) -> None:
@@ -61,6 +71,25 @@ def apply(args: argparse.Namespace) -> None:
         raise UsageError(f"-s {source}: unknown group source (known: {known})")
 
 
-def regroup(args: argparse.Namespace) -> Optional[tuple]:
-    """What ``write_gathered(regroup=...)`` takes for these options (None: no ``-r``)."""
-    return (args.groupsource, args.groupbase) if args.regroup else None
+def regroup(args: argparse.Namespace) -> Optional[Regroup]:
+    """What ``write_gathered(regroup=...)`` takes for these options (None: neither
+    ``-r`` nor ``--axis``). UsageError for a bad ``--axis``."""
+    axis = fold_axis(args.axis) if getattr(args, "axis", None) else None
+    if not args.regroup and axis is None:
+        return None
+    return Regroup(args.groupsource, args.groupbase, bool(args.regroup), axis)
+
+
+def fold_axis(text: str) -> List[int]:
+    """``--axis`` (a 1-based range set, or one negative number: -1 the last axis) as
+    0-based axes; UsageError if it is neither."""
+    bad = UsageError(f"bad --axis {text!r}: a range set such as 1-2, or -1")
+    if text.startswith("-"):
+        try:
+            return [int(text)]
+        except ValueError:
+            raise bad from None
+    try:  # (0 is no axis: folded along none, as ClusterShell)
+        return [i - 1 for i in RangeSet(text).intiter() if i > 0]
+    except NodeSetError:
+        raise bad from None

@@ -32,6 +32,7 @@ from ..nodeset.rangeset import RangeSet
 from ..nodeset.words import split_words
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
+from .groupopts import fold_axis
 from .nodesetlist import list_groups
 
 TYPE_CHECKING = False
@@ -311,16 +312,6 @@ def _formatter(fmt: str) -> Callable[[object], str]:
     return apply
 
 
-def _fold_axis(text: str) -> List[int]:
-    """``--axis`` (1-based range set, or one negative number) as 0-based axes."""
-    if text.startswith("-"):
-        try:
-            return [int(text)]
-        except ValueError:
-            raise UsageError(f"bad --axis {text!r}: a range set such as 1-2, or -1")
-    return [i - 1 for i in RangeSet(text).intiter() if i > 0]
-
-
 def _check_usage(args: argparse.Namespace) -> None:
     if args.rangeset and (args.all or args.regroup or args.list or args.list_all):
         raise UsageError("-a, -r, -l and -L work on node sets, not with -R")
@@ -398,7 +389,7 @@ def _run(args: argparse.Namespace, out: List[str]) -> None:
     else:
         nodes.autostep = args.autostep
     if args.axis and isinstance(nodes, NodeSet):
-        nodes.fold_axis = _fold_axis(args.axis)
+        nodes.fold_axis = fold_axis(args.axis)
     if args.pick and args.pick < len(nodes):
         import random  # only --pick needs it (start-up time)
 

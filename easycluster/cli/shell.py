@@ -143,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--color", choices=COLOR_CHOICES)
     run = p.add_argument_group("running")
     run.add_argument(
-        "-S", dest="maxrc", action="store_true", help="exit with the largest remote exit code"
+        "-S",
+        "--maxrc",
+        dest="maxrc",
+        action="store_true",
+        help="exit with the largest remote exit code",
     )
     run.add_argument("-f", "--fanout", type=int, help="nodes at once (64)")
     run.add_argument("-t", "--connect_timeout", type=float, metavar="SECONDS")

@@ -22,7 +22,7 @@ misread or lost. Nothing here raises on an odd key.
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..errors import NodeSetError
 from ..nodeset.nodeset import NodeSet
@@ -40,9 +40,18 @@ __all__ = [
     "node_list",
 ]
 
-# How fold_keys regroups (clush's -r): the group source (None: the default) and
-# whether to leave its "@source:" prefix out (-G).
-Regroup = Tuple[Optional[str], bool]
+
+class Regroup(NamedTuple):
+    """How ``fold_keys`` writes node sets beyond plain folding: with the groups of
+    ``source`` (None: the default one) that they fill when ``groups`` (clush's -r),
+    without the ``@source:`` prefix when ``noprefix`` (-G), and folded only along the
+    0-based ``axis`` of multi-dimensional names (--axis; None: every axis)."""
+
+    source: Optional[str]
+    noprefix: bool
+    groups: bool = True
+    axis: Optional[List[int]] = None
+
 
 SLOT_MARK = "#"
 _DIGITS = re.compile(r"([0-9]+)")
@@ -86,10 +95,10 @@ def node_of_key(key: str) -> str:
 def fold_keys(keys: Iterable[str], regroup: Optional[Regroup] = None) -> str:
     """Node-set text for ``keys`` (see the module docstring); ``""`` for no keys.
 
-    ``regroup`` (clush's ``-r``): ``(source, noprefix)``; the plain names are then
-    written with the groups of that group source (None: the default one) that they
-    fill, as ``NodeSet.regroup`` does (``@rack1,n9``), the prefix ``@source:`` left out
-    with ``noprefix``."""
+    ``regroup`` (clush's ``-r``, ``--axis``): a ``Regroup``; with ``groups``, the plain
+    names are written with the groups of its source that they fill, as
+    ``NodeSet.regroup`` does (``@rack1,n9``), the prefix ``@source:`` left out with
+    ``noprefix``; with ``axis``, folded along those axes only."""
     plain: List[str] = []
     verbatim: List[str] = []
     for key in keys:
@@ -98,10 +107,12 @@ def fold_keys(keys: Iterable[str], regroup: Optional[Regroup] = None) -> str:
     if plain:
         try:
             nodes = NodeSet.fromlist(plain)
-            if regroup is None:
+            if regroup is not None and regroup.axis is not None:
+                nodes.fold_axis = regroup.axis
+            if regroup is None or not regroup.groups:
                 parts.append(str(nodes))
             else:
-                parts.append(nodes.regroup(regroup[0], noprefix=regroup[1]))
+                parts.append(nodes.regroup(regroup.source, noprefix=regroup.noprefix))
         except NodeSetError:  # a name NodeSet cannot hold: list every key as it is
             verbatim.extend(plain)
     parts.extend(dict.fromkeys(natural_sorted(verbatim)))

@@ -262,6 +262,16 @@ def test_regroup_with_a_groups_file_matches_clubak(tmp_path, capsysbinary, monke
         assert b"@rack1,n[5-6] (6)" in peer.stdout  # the same folding, its own header style
 
 
+def test_axis_folds_headers_along_some_axes(capsysbinary, monkeypatch):
+    data = b"".join(b"n%d-%d: up\n" % (i, j) for i in (1, 2) for j in (1, 2, 3))
+    code, out, _ = run(["-b"], data, capsysbinary, monkeypatch)
+    assert out == hdr("n[1-2]-[1-3] (6 nodes)") + b"up\n"
+    code, out, _ = run(["-b", "--axis", "2"], data, capsysbinary, monkeypatch)
+    assert out == hdr("n1-[1-3],n2-[1-3] (6 nodes)") + b"up\n"
+    code, _, err = run(["-b", "--axis", "1-x"], data, capsysbinary, monkeypatch)
+    assert code == 2 and "bad --axis '1-x'" in err
+
+
 def test_a_crlf_line_is_gathered_with_its_lf_twin(capsysbinary, monkeypatch):
     code, out, _ = run(["-b"], b"n1: a\r\nn2: a\n", capsysbinary, monkeypatch)
     assert (code, out) == (0, hdr("n[1-2] (2 nodes)") + b"a\n")

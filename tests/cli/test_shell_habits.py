@@ -315,6 +315,20 @@ def test_regroup_and_group_sources(tmp_path, capfdbinary, monkeypatch):
         set_std_group_resolver(None)
 
 
+def test_axis_folds_headers_along_some_axes_and_maxrc_is_s(capfdbinary, monkeypatch):
+    argv = ["-R", "exec", "-b", "-w", "n[1-2]-[1-3]", "echo hi"]
+    code, out, err = run(argv, capfdbinary, monkeypatch)
+    assert code == 0 and out.startswith("--- n[1-2]-[1-3] (6 nodes) "), err
+    code, out, _ = run(["--axis", "2", *argv], capfdbinary, monkeypatch)
+    assert out.startswith("--- n1-[1-3],n2-[1-3] (6 nodes) ")  # clush's own header set
+    code, out, _ = run(["--axis", "-1", *argv], capfdbinary, monkeypatch)
+    assert out.startswith("--- n1-[1-3],n2-[1-3] (6 nodes) ")  # -1: the last axis
+    code, _, err = run(["--axis", "x", *argv], capfdbinary, monkeypatch)
+    assert code == 2 and "bad --axis 'x'" in err
+    code, _, _ = run(["-R", "exec", "--maxrc", "-w", "n1", "exit 3"], capfdbinary, monkeypatch)
+    assert code == 3
+
+
 def test_a_run_on_the_main_thread_has_a_signal_wakeup_pipe():
     """A Ctrl-C whose C handler ran just before the loop blocked in select (its Python
     handler waits for Python code to run) must still end the wait: while a run goes on,
