@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from ..cluster.slots import Regroup
-from ..errors import NodeSetError
-from ..nodeset.rangeset import RangeSet
 from ..nodeset.std import (
     set_std_group_resolver,
     set_std_group_resolver_config,
     std_group_resolver,
 )
 from .exitcodes import UsageError
+from .nodeset import fold_axis
 
 # The --groupsconf this process applied last: a shell keeper serves many runs, and a
 # run without --groupsconf must not keep the previous run's file.
@@ -78,18 +77,3 @@ def regroup(args: argparse.Namespace) -> Optional[Regroup]:
     if not args.regroup and axis is None:
         return None
     return Regroup(args.groupsource, args.groupbase, bool(args.regroup), axis)
-
-
-def fold_axis(text: str) -> List[int]:
-    """``--axis`` (a 1-based range set, or one negative number: -1 the last axis) as
-    0-based axes; UsageError if it is neither."""
-    bad = UsageError(f"bad --axis {text!r}: a range set such as 1-2, or -1")
-    if text.startswith("-"):
-        try:
-            return [int(text)]
-        except ValueError:
-            raise bad from None
-    try:  # (0 is no axis: folded along none, as ClusterShell)
-        return [i - 1 for i in RangeSet(text).intiter() if i > 0]
-    except NodeSetError:
-        raise bad from None

@@ -32,7 +32,6 @@ from ..nodeset.rangeset import RangeSet
 from ..nodeset.words import split_words
 from ..version import VERSION
 from .exitcodes import Parser, UsageError, run_command
-from .groupopts import fold_axis
 from .nodesetlist import list_groups
 
 TYPE_CHECKING = False
@@ -310,6 +309,21 @@ def _formatter(fmt: str) -> Callable[[object], str]:
             raise NodeSetError(f"bad output format {fmt!r} (-O): {exc}") from exc
 
     return apply
+
+
+def fold_axis(text: str) -> List[int]:
+    """``--axis`` (a 1-based range set, or one negative number: -1 the last axis) as
+    0-based axes; UsageError if it is neither."""
+    bad = UsageError(f"bad --axis {text!r}: a range set such as 1-2, or -1")
+    if text.startswith("-"):
+        try:
+            return [int(text)]
+        except ValueError:
+            raise bad from None
+    try:  # (0 is no axis: folded along none, as ClusterShell)
+        return [i - 1 for i in RangeSet(text).intiter() if i > 0]
+    except NodeSetError:
+        raise bad from None
 
 
 def _check_usage(args: argparse.Namespace) -> None:
