@@ -22,6 +22,7 @@ import shlex
 import sys
 from typing import Any, List, Optional
 
+from ..cluster.slots import top_level_items
 from ..nodeset.nodeset import NodeSet
 from .exitcodes import UsageError
 
@@ -72,14 +73,20 @@ def _warn(text: str) -> None:
     print(f"easycluster shell: warning: {text}", file=sys.stderr)
 
 
-def group_ref(group: str, source: Optional[str]) -> str:
-    """``-g GROUP`` as node-set text: ``@GROUP``, or ``@SOURCE:GROUP`` with ``-s``; a
-    group written with its own ``@`` or source is taken as written."""
-    if group.startswith("@"):
-        return group
-    if source and ":" not in group:
-        return f"@{source}:{group}"
-    return "@" + group
+def group_ref(groups: str, source: Optional[str]) -> str:
+    """``-g GROUPS`` as node-set text: each comma-separated group (commas inside
+    brackets belong to a group pattern: ``rack[1,3]``) as ``@GROUP``, or
+    ``@SOURCE:GROUP`` with ``-s``; a group written with its own ``@`` or source is
+    taken as written. ``rack1,rack2`` is both groups, as clush reads it."""
+    refs = []
+    for group in top_level_items(groups):
+        if group.startswith("@"):
+            refs.append(group)
+        elif source and ":" not in group:
+            refs.append(f"@{source}:{group}")
+        else:
+            refs.append("@" + group)
+    return ",".join(refs)
 
 
 def read_hostfile(path: str) -> List[str]:

@@ -38,6 +38,7 @@ __all__ = [
     "fold_keys",
     "Nodes",
     "node_list",
+    "top_level_items",
 ]
 
 
@@ -145,11 +146,17 @@ def node_list(nodes: Nodes) -> List[str]:
 def _listed(nodes: str) -> List[str]:
     if any(op in nodes for op in "!&^"):
         return list(NodeSet(nodes))
+    return [n for item in top_level_items(nodes) for n in NodeSet(item)]
+
+
+def top_level_items(text: str) -> List[str]:
+    """``text`` split at its commas outside brackets (``n[1,3],m`` is ``n[1,3]`` and
+    ``m``), each item stripped, empty ones left out."""
     items, depth, start = [], 0, 0
-    for i, c in enumerate(nodes):
+    for i, c in enumerate(text):
         depth += (c == "[") - (c == "]")
         if c == "," and depth == 0:
-            items.append(nodes[start:i])
+            items.append(text[start:i])
             start = i + 1
-    items.append(nodes[start:])
-    return [n for item in items if item.strip() for n in NodeSet(item.strip())]
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]

@@ -306,6 +306,17 @@ def test_regroup_and_group_sources(tmp_path, capfdbinary, monkeypatch):
             monkeypatch,
         )
         assert out.startswith("--- @io (2 nodes) ")
+        # commas separate groups (clush's -g rack1,rack2), outside brackets only
+        code, out, err = run(
+            ["-R", "exec", "-b", "-g", "rack1,rack2", "-X", "roles:io,rack1", "echo hi"],
+            capfdbinary,
+            monkeypatch,
+        )
+        assert code == 0 and out.startswith("--- n[5-6] (2 nodes) "), err
+        code, out, err = run(
+            ["-R", "exec", "-b", "-g", "rack[1,2]", "echo hi"], capfdbinary, monkeypatch
+        )
+        assert code == 0 and out.startswith("--- n[1-8] (8 nodes) "), err
         code, _, err = run(
             ["-R", "exec", "-s", "nosuch", "-w", "n1", "true"], capfdbinary, monkeypatch
         )
