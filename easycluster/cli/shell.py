@@ -19,15 +19,15 @@ options         output (stdout; stderr lines go to stderr the same way)
 Nodes: ``-w`` (node sets; a node listed twice runs twice), ``--hostfile FILE`` (node
 names or sets by blanks or lines, ``#`` comments, MPI's ``slots=N`` ignored), ``-g
 GROUPS`` (``rack1,rack2``), ``-a`` (every node of the default group source), minus ``-x
-NODESET`` and ``-X GROUPS``; ``--pick N`` keeps N of them at random. Standard input, when it is not a
-terminal, goes to every node (``tar c dir | easycluster shell -w n[1-64] tar -C /tmp
--x``; ``-n``/``--nostdin`` to stop that). ``--outdir DIR`` and ``--errdir DIR`` also
-write each node's stdout and stderr to ``DIR/NODE``, a file that appears complete when
-the node is done. ``-r`` writes the headers of gathered blocks with groups
-(``@rack1,n9``); ``-s SOURCE`` is the group source of ``-g``, ``-X``, ``-a`` and ``-r``,
-``-G`` leaves its ``@SOURCE:`` prefix out, ``--groupsconf FILE`` reads the groups from
-FILE. ``-d`` prints each node's command line before the run. ``-o`` takes ssh's options
-as one word, dashes and all (``-o '-p 2222'``).
+NODESET`` and ``-X GROUPS``; ``--pick N`` keeps N of them at random. Standard input,
+when it is not a terminal, goes to every node (``tar c dir | easycluster shell -w
+n[1-64] tar -C /tmp -x``; ``-n``/``--nostdin`` to stop that). ``--outdir DIR`` and
+``--errdir DIR`` also write each node's stdout and stderr to ``DIR/NODE``, a file that
+appears complete when the node is done. ``-r`` writes the headers of gathered blocks
+with groups (``@rack1,n9``); ``-s SOURCE`` is the group source of ``-g``, ``-X``, ``-a``
+and ``-r``, ``-G`` leaves its ``@SOURCE:`` prefix out, ``--groupsconf FILE`` reads the
+groups from FILE. ``-d`` prints each node's command line before the run. ``-o`` takes
+ssh's options as one word, dashes and all (``-o '-p 2222'``).
 
 Copies: ``easycluster shell -w NODESET --copy FILE... [--dest DIR]`` writes each file
 or directory on every node (into DIR, or the same path), renamed into place only once
