@@ -109,9 +109,15 @@ class Engine(SlotIO):
                 idle = not self.running and not len(self.window)
                 held = self.live_timers() or any(p.holds for p in self.ports)
                 if (idle or not self.holders) and not held:
-                    if not idle:  # (only autoclose workers are left: they end with the run)
-                        self.end_all(timed_out=False)
-                    return True
+                    if idle:
+                        return True
+                    # only autoclose work is left: it ends with the run, unless the
+                    # ev_close of its end schedules more (that runs, in this run)
+                    scheduled = len(self.slot_worker)
+                    self.end_all(timed_out=False)
+                    if len(self.slot_worker) == scheduled and not self.live_timers():
+                        return True
+                    continue  # (to start what was scheduled before waiting)
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     self.end_all(timed_out=True)

@@ -33,13 +33,13 @@ from .backends import Backend, ExecBackend
 from .engine import Engine
 from .events import EventHandler
 from .feed import Stdin, make_feed
-from .port import Port
+from .port import Port, TaskPorts
 from .results import Results, SlotResult
 from .slots import Nodes as Nodes
 from .slots import node_list as node_list  # (re-exported: its home before slots.py)
 from .taskresults import TaskResults
 from .tasksettings import DEFAULT_BACKEND, INFO_DEFAULTS, TaskSettings
-from .taskthreads import alive, local
+from .taskthreads import local, register
 from .taskthreads import task_cleanup as task_cleanup
 from .taskthreads import task_terminate as task_terminate
 from .taskthreads import task_wait as task_wait
@@ -54,10 +54,10 @@ APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipp
 NODE_EVENTS = frozenset(("ev_pickup", "ev_read", "ev_written", "ev_hup"))  # (worker, node, ...)
 
 
-class Task(TaskSettings, TaskResults):
+class Task(TaskSettings, TaskResults, TaskPorts):
     """Work to run on many nodes, and the results of the last run. See ``task_self``;
     the settings (``set_info``, ``set_default``, ``backend``) are ``TaskSettings``'s,
-    the getters ``TaskResults``'s."""
+    the getters ``TaskResults``'s, ``port()`` and its kin ``TaskPorts``'s."""
 
     def __init__(self) -> None:
         self.infos: Dict[str, Any] = dict(INFO_DEFAULTS)
@@ -72,12 +72,13 @@ class Task(TaskSettings, TaskResults):
         self.thread: Optional[threading.Thread] = None  # the thread in resume()
         self.idle = threading.Event()  # set when no run is in progress (join)
         self.idle.set()
+        self.lock = threading.RLock()  # orders resume()'s start and end with abort()
         self._rpc: Optional[RpcBackend] = None  # sessions, made on first use of "rpc"
         self.topology: Optional[Topology] = None  # tree mode (load_topology)
         self.tree_workers: List[Any] = []  # tree workers of the coming or current run
         self.tree_caller: Optional[Any] = None  # tree mode's sessions for call()
         self.ports: List[Port] = []  # message ports (port.py), until closed
-        alive.add(self)
+        register(self)
 
     # -- calls (settings: tasksettings.py) ---------------------------------------------
 
@@ -332,30 +333,6 @@ class Task(TaskSettings, TaskResults):
         else:
             self.timers = [(t, d) for t, d in self.timers if t is not timer] + [(timer, delay)]
 
-    def port(self, handler: Any = None, autoclose: bool = False) -> Port:
-        """A ``Port``: ``port.msg_send(obj)`` from any thread calls
-        ``handler.ev_msg(port, obj)`` on the Task's thread during a run (``port.py``).
-        Unless ``autoclose``, it keeps ``resume()`` running until ``port.close()``."""
-        port = Port(self, handler, autoclose)
-        self.ports.append(port)
-        self.poke()
-        return port
-
-    def remove_port(self, port: Port) -> None:
-        """ClusterShell's name of ``port.close()``."""
-        port.close()
-
-    def drop_port(self, port: Port) -> None:
-        if port in self.ports:
-            self.ports.remove(port)
-
-    def poke(self) -> None:
-        """Wake the run's loop (from any thread; no run in progress: nothing)."""
-        engine = self.engine
-        wake = engine.wake if engine is not None else None
-        if wake is not None:
-            wake.poke()
-
     def feed_changed(self, worker: Worker) -> None:
         if self.engine is not None:
             self.engine.feed_changed(worker)
@@ -389,16 +366,18 @@ class Task(TaskSettings, TaskResults):
         handler raising included), no process of this run is left running or unreaped
         when this returns.
         """
-        if self.engine is not None:
-            raise RuntimeError("Task.resume(): this task is already running")
-        self.results, self.upcoming = self.upcoming, Results()
-        engine = Engine(self, self.results, self.window)
-        engine.ports = self.ports
-        self.engine = engine
-        self.thread = threading.current_thread()
-        self.aborting = False
-        self.idle.clear()
+        # (first: a bad timeout must fail before the Task looks busy)
         deadline = time.monotonic() + timeout if timeout else None  # (0: none, as ClusterShell)
+        engine = Engine(self, self.upcoming, self.window)
+        engine.ports = self.ports
+        with self.lock:  # (an abort() from another thread sees a run, or none: not half)
+            if self.engine is not None:
+                raise RuntimeError("Task.resume(): this task is already running")
+            self.results, self.upcoming = self.upcoming, Results()
+            self.aborting = False
+            self.idle.clear()
+            self.thread = threading.current_thread()
+            self.engine = engine
         finished = None  # (None: a handler raised; False: the deadline passed)
         try:
             for worker in self.workers:
@@ -411,33 +390,40 @@ class Task(TaskSettings, TaskResults):
         finally:
             # (before the engine goes: their ev_close is emitted)
             self.finish_tree_workers(timed_out=finished is False)
-            self.engine = None
-            self.thread = None
-            self.aborting = False
-            self.idle.set()
+            for port in list(self.ports):  # (closed after the loop's last look)
+                port.leave_if_done()
+            with self.lock:
+                self.engine = None
+                self.thread = None
+                self.aborting = False
+                self.idle.set()
         if not finished:
             raise TaskTimeout(f"the task did not finish within {timeout} s")
 
     def abort(self, kill: bool = False) -> None:
-        """Stop the run: running commands are killed (always: ``kill`` is accepted for
-        ClusterShell's signature), waiting ones never start, timers stop; ``resume()``
-        returns. Call it from a handler, from another thread during the run (the loop is
-        woken at once), or before ``resume()`` to drop what is scheduled."""
-        if self.engine is not None:
-            self.aborting = True
-            if threading.current_thread() is not self.thread:
-                self.poke()  # (from another thread: the loop may be waiting)
-            return
-        for worker in self.workers:
-            worker.release()
-        self.workers = []
-        self.timers = []
-        self.finish_tree_workers()
-        for slot in self.upcoming.slots.values():
-            if not slot.state.final:
-                slot.state.abort()
-        if self.upcoming.slots:  # (the results are now those of the run that never was)
-            self.results, self.upcoming = self.upcoming, Results()
+        """Stop the run: running commands are killed, waiting ones never start, timers
+        stop; ``resume()`` returns. Call it from a handler, from another thread during
+        the run (the loop is woken at once), or before ``resume()`` to drop what is
+        scheduled. ``kill``: also unbind this Task from the calling thread, as
+        ClusterShell's (its next ``task_self()`` is a new Task)."""
+        if kill and getattr(local, "task", None) is self:
+            local.task = None
+        with self.lock:
+            if self.engine is not None:
+                self.aborting = True
+                if threading.current_thread() is not self.thread:
+                    self.poke()  # (from another thread: the loop may be waiting)
+                return
+            for worker in self.workers:
+                worker.release()
+            self.workers = []
+            self.timers = []
+            self.finish_tree_workers()
+            for slot in self.upcoming.slots.values():
+                if not slot.state.final:
+                    slot.state.abort()
+            if self.upcoming.slots:  # (the results are now those of the run that never was)
+                self.results, self.upcoming = self.upcoming, Results()
 
     def abort_worker(self, worker: Worker) -> None:
         """``worker.abort()``: end that worker alone (``Engine.abort_worker``) from a

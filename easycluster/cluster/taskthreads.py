@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Optional, Protocol
+from typing import Any, List, Optional, Protocol
 
 
 class TaskLike(Protocol):
@@ -21,7 +21,20 @@ class TaskLike(Protocol):
 
 
 local = threading.local()  # .task: the calling thread's Task (task_self)
-alive: weakref.WeakSet[Any] = weakref.WeakSet()  # every Task not yet garbage (task_wait)
+_alive: weakref.WeakSet[Any] = weakref.WeakSet()  # every Task not yet garbage (task_wait)
+_lock = threading.Lock()  # (a WeakSet copied while another thread adds to it raises)
+
+
+def register(task: TaskLike) -> None:
+    """Count ``task`` among the program's Tasks (``Task.__init__``)."""
+    with _lock:
+        _alive.add(task)
+
+
+def alive() -> List[TaskLike]:
+    """The program's Tasks, a copy."""
+    with _lock:
+        return list(_alive)
 
 
 def task_wait() -> None:
@@ -30,7 +43,7 @@ def task_wait() -> None:
     for."""
     me = threading.current_thread()
     while True:
-        busy = [t for t in list(alive) if t.engine is not None and t.thread is not me]
+        busy = [t for t in alive() if t.engine is not None and t.thread is not me]
         if not busy:
             return
         for task in busy:
@@ -52,7 +65,7 @@ def task_cleanup() -> None:
     """Abort every Task (those running on other threads too, and waited for) and forget
     the calling thread's; for tests and for the end of a program."""
     me = threading.current_thread()
-    for task in list(alive):
+    for task in alive():
         task.abort()
         if task.thread is not me:
             task.join()

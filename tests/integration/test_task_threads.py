@@ -71,8 +71,7 @@ def test_a_port_keeps_the_run_going_until_closed_and_delivers_in_order():
     assert h.seen == ["start", *range(200)]
     assert h.threads == {threading.current_thread()}
     assert task.ports == []  # closed and drained: gone
-    with pytest.raises(ValueError):
-        port.msg_send("late")
+    assert port.msg_send("late") is False  # closed: refused, as ClusterShell's
 
 
 class Dispatcher(EventHandler):
@@ -135,7 +134,7 @@ def test_abort_from_ev_msg_keeps_the_rest_queued():
     task.resume()
     assert time.monotonic() - t0 < 4  # the sleep was killed
     assert h.seen == ["start", "one", "stop"]
-    assert list(port.queue) == ["three"]
+    assert [msg for msg, _ in port.queue] == ["three"]
     assert task.node_status("n1") == "aborted"
 
 
@@ -186,7 +185,7 @@ def test_task_wait_waits_for_the_runs_of_other_threads():
 def _running_tasks(threads):
     from easycluster.cluster.taskthreads import alive
 
-    return [t for t in list(alive) if t.thread in threads]
+    return [t for t in alive() if t.thread in threads]
 
 
 def test_task_terminate_gives_the_thread_a_new_task():
@@ -216,3 +215,117 @@ def test_task_cleanup_aborts_the_runs_of_other_threads():
     task_cleanup()
     assert ended.is_set() and time.monotonic() - t0 < 5
     thread.join()
+
+
+# -- found by an audit of the first version ----------------------------------------------
+
+
+def test_messages_sent_before_close_are_delivered_before_the_run_ends():
+    task = Task()
+    seen = []
+
+    class First(EventHandler):
+        def ev_msg(self, port, msg):
+            seen.append(msg)
+
+    first = task.port(handler=First())
+
+    class Closer(EventHandler):
+        def ev_msg(self, port, msg):
+            for i in range(5):
+                first.msg_send(i)
+            first.close()  # (sent, then closed: all five still arrive)
+            port.close()
+
+    closer = task.port(handler=Closer())
+    closer.msg_send("go")
+    task.resume()
+    assert seen == [0, 1, 2, 3, 4]
+    assert task.ports == []
+    assert first.msg_send("late") is False  # closed: refused, as ClusterShell's
+
+
+def test_msg_waits_until_the_task_takes_the_message():
+    task = Task()
+    h = Recorder()
+    port = task.port(handler=h)
+    returned = []
+
+    def sender():
+        port.msg("sync")  # no run yet: waits for one to take it
+        returned.append(time.monotonic())
+        port.close()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    time.sleep(0.3)
+    assert returned == []  # still waiting: nothing took the message
+    started = time.monotonic()
+    task.resume()
+    thread.join()
+    assert returned and returned[0] >= started
+    assert h.seen == ["start", "sync"]
+
+
+def test_abort_kill_unbinds_the_task_from_its_thread():
+    first = task_self()
+    first.abort(kill=True)
+    assert task_self() is not first
+
+
+def test_a_bad_timeout_leaves_the_task_usable():
+    task = Task()
+    task.set_default("backend", "exec")
+    task.shell("echo hi", nodes="n1")
+    with pytest.raises(TypeError):
+        task.resume(timeout="5")
+    assert not task.running() and task.join(0)
+    task.resume()
+    assert task.node_buffer("n1") == b"hi"
+
+
+def test_work_scheduled_by_the_last_autoclose_ev_close_runs_in_that_run():
+    task = Task()
+    task.set_default("backend", "exec")
+    log = []
+
+    class Next(EventHandler):
+        def ev_hup(self, worker, node, rc):
+            log.append(("next hup", node, rc))
+
+    class Then(EventHandler):
+        def ev_close(self, worker, timedout):
+            log.append("autoclose closed")
+            task.shell("echo next", nodes="m1", handler=Next())
+
+    task.shell("sleep 10", nodes="n1", handler=Then(), autoclose=True)
+    task.shell("sleep 0.1", nodes="n2")  # the only holder: when it ends, n1 is aborted
+    task.resume()
+    assert log == ["autoclose closed", ("next hup", "m1", 0)]
+    assert task.node_status("n1") == "aborted" and task.node_buffer("m1") == b"next"
+
+
+def test_task_wait_while_other_threads_make_tasks():
+    stop = threading.Event()
+    errors = []
+
+    def maker():
+        while not stop.is_set():
+            Task()
+
+    threads = [threading.Thread(target=maker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            try:
+                task_wait()
+            except RuntimeError as e:  # (set changed size during iteration)
+                errors.append(e)
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
