@@ -156,6 +156,7 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
         origexc: Any = CLIENT_ORIGEXC,
         timeout: Optional[float] = None,
         target: Any = None,
+        call_timeout: Optional[float] = None,
     ) -> Any:
         """Send one request; the funnel every call goes through.
 
@@ -166,7 +167,9 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
         unknown (the call may still run remotely), it is never retried, and a late
         reply is dropped. ``target`` (the proxy a method call is made on) is kept alive
         until the reply, like the proxies among the arguments. ``origexc`` defaults to
-        the client's (``Client(origexc=...)``, True unless set there).
+        the client's (``Client(origexc=...)``, True unless set there). ``call_timeout``
+        is ``timeout``'s other name (the call sugar's: ``rmt.eval(..., call_timeout=5)``
+        as ``rmt.func(..., call_timeout=5)``).
 
         An argument that cannot be pickled raises ``UnpicklableError`` (naming the call,
         the argument and its type) before anything is sent.
@@ -174,6 +177,8 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
         channel = self._channel
         if channel is None:
             raise ConnectionLost(f"{self.peername}: not connected")
+        if timeout is None:
+            timeout = call_timeout
         tid = self._thread_for_call() if threadid is None else threadid
         if origexc is CLIENT_ORIGEXC:
             origexc = self.origexc

@@ -68,6 +68,13 @@ def test_call_timeout_outcome_unknown_and_late_reply_dropped(rmt):
     assert rmt.conc_add(3, 4) == 7
     with pytest.raises(CallTimeout):
         rmt.raw_call("conc_nap", (0.3,), timeout=0.05)
+    # eval and execblock take the call sugar's name too
+    with pytest.raises(CallTimeout):
+        rmt.eval("conc_nap(0.3)", call_timeout=0.05)
+    with pytest.raises(CallTimeout):
+        rmt.execblock("conc_nap(0.3)", call_timeout=0.05)
+    time.sleep(0.4)
+    assert rmt.conc_add(1, 1) == 2
 
 
 def test_remote_function_still_gets_its_own_timeout_keyword(rmt):
