@@ -46,15 +46,16 @@ in the nodes' login shell: pipe a script into ``sh`` as the command for that,
 ``easycluster shell -w n[1-4] sh < script.sh``.) ``-u 0`` means no command timeout.
 
 After the run, stderr gets a summary naming every node that did not succeed exactly
-once, grouped by class (exit code, timed out, unreachable, host key refused,
-interrupted), each as a folded node set (``-q``: no summary). A progress line shows
+once, grouped by class (exit code, timed out, unreachable, host key refused, could not
+start here, interrupted), each as a folded node set (``-q``: no summary). A progress line shows
 on stderr when it is a terminal (``-P`` forces it, ``--no-progress`` hides it).
 
 Exit codes (``cluster/summary.py``): 0 every node exited 0; 250 some node exited
 non-zero (``-S``: the largest exit code instead); 251 some node timed out; 252 some
-node unreachable; 253 a host key refused; 130 interrupted; 1 easycluster failed;
-2 bad usage. Several classes: the most severe decides (interrupted, host key,
-unreachable, timeout, failed).
+node unreachable; 253 a host key refused; 254 some node's command could not start here
+(a wrong ssh_path); 130 interrupted; 1 easycluster failed; 2 bad usage. Several
+classes: the most severe decides (interrupted, could not start, host key, unreachable,
+timeout, failed).
 """
 
 from __future__ import annotations

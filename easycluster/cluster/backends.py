@@ -401,6 +401,6 @@ class ExecBackend(Backend):
         return spawn(self.argv(node, rank, command), stdin, stderr)
 
 
-def failed_message(node: str, error: BaseException) -> bytes:
+def failed_message(error: BaseException) -> bytes:
     """The error buffer of a slot whose command could not be started."""
-    return f"{node}: cannot start the command: {error} (rc {RC_NOT_STARTED})\n".encode()
+    return f"cannot start the command here: {error} (rc {RC_NOT_STARTED})\n".encode()

@@ -216,7 +216,7 @@ class Engine(SlotIO):
         except OSError as e:
             expect(slot.state.spawn_error(), PICKUP_CLOSE, key)
             sname = "stderr" if worker.stderr else "stdout"  # (merged as its stderr is)
-            text = failed_message(slot.node, e)
+            text = failed_message(e)
             slot.keep(sname, text, self.task.buffer_max, True)
             self.window.done(key)
             self.task.emit(worker, "ev_pickup", worker, key)

@@ -4,9 +4,11 @@ Each key (a slot: ``slots``) ends in one ``Outcome``: ``ok``; ``failed`` (the co
 ran and exited non-zero, with that code); ``timeout`` (the command timeout passed and
 the command was killed); ``unreachable`` (no connection, refused, authentication
 failed, or the connection died before the command finished); ``hostkey`` (ssh refused
-the host key: unknown or changed); ``interrupted`` (still running when the user
-pressed Ctrl-C). ``Summary`` lists every key that did not succeed exactly once,
-grouped by class (``failed`` by exit code), each group folded as a node set.
+the host key: unknown or changed); ``nostart`` (the command could not be started here:
+a wrong ``ssh_path``, no more processes or descriptors; its reason is the node's error
+line); ``interrupted`` (still running when the user pressed Ctrl-C). ``Summary`` lists
+every key that did not succeed exactly once, grouped by class (``failed`` by exit code),
+each group folded as a node set.
 
 Exit codes of a run (``Summary.exit_code``); 0, 1, 2 and 130 mean what they mean for
 every ``easycluster`` command (``cli/exitcodes.py``), the others are the run's own:
@@ -22,18 +24,19 @@ code meaning
 251  some key's command timed out
 252  some key was unreachable
 253  some key's host key was refused (unknown or changed)
+254  some key's command could not be started here
 N    with ``-S`` (``maxrc=True``): the largest exit code of the failed keys,
      when failures are the worst that happened
 ==== =========================================================================
 
 When several classes occur, the most severe one decides, in this order:
-interrupted, hostkey, unreachable, timeout, failed. A run that did not reach or did
+interrupted, nostart, hostkey, unreachable, timeout, failed. A run that did not reach or did
 not finish every node is incomplete, so its code says so even with ``-S``: a script
 reading ``grep``'s 1 through ``-S`` must not take "unreachable" for "not found". A
 failed key never gives 0 (clush without ``-S`` exits 0 when nodes fail: ClusterShell
 issues #48 and #383).
 
-Why 250-253: they must not be 0, 1, 2 or 130, and with ``-S`` a remote code shares the
+Why 250-254: they must not be 0, 1, 2 or 130, and with ``-S`` a remote code shares the
 exit status with them, so they sit where commands rarely exit: above the signal codes
 (128 + N for the usual signals), apart from 126/127 (the shell's "cannot execute" and
 "not found"), from 124 (``timeout(1)``) and from ssh's own 255.
@@ -57,6 +60,7 @@ __all__ = [
     "EXIT_TIMEOUT",
     "EXIT_UNREACHABLE",
     "EXIT_HOSTKEY",
+    "EXIT_NOSTART",
     "RESERVED_CODES",
 ]
 
@@ -66,6 +70,7 @@ EXIT_FAILED = 250
 EXIT_TIMEOUT = 251
 EXIT_UNREACHABLE = 252
 EXIT_HOSTKEY = 253
+EXIT_NOSTART = 254
 # Codes every easycluster command gives the same meaning (cli/exitcodes.py, which sits
 # above this layer and cannot be imported here; a test checks the two agree).
 RESERVED_CODES = {0: "success", 1: "failure", 2: "usage", 130: "interrupted"}
@@ -79,6 +84,7 @@ class Kind(Enum):
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     HOSTKEY = "hostkey"
+    NOSTART = "nostart"  # (a local cause: the fix is here, whatever the nodes do)
     INTERRUPTED = "interrupted"
 
 
@@ -88,12 +94,14 @@ _EXIT = {
     Kind.TIMEOUT: EXIT_TIMEOUT,
     Kind.UNREACHABLE: EXIT_UNREACHABLE,
     Kind.HOSTKEY: EXIT_HOSTKEY,
+    Kind.NOSTART: EXIT_NOSTART,
     Kind.INTERRUPTED: EXIT_INTERRUPTED,
 }
 _TEXT = {
     Kind.TIMEOUT: "timed out",
     Kind.UNREACHABLE: "unreachable",
     Kind.HOSTKEY: "host key unknown or changed",
+    Kind.NOSTART: "could not start here (the reason is on its error line)",
     Kind.INTERRUPTED: "interrupted before it finished",
 }
 
@@ -150,18 +158,22 @@ class Outcome(_OutcomeFields):
         return cls(Kind.HOSTKEY)
 
     @classmethod
+    def nostart(cls) -> Outcome:
+        return cls(Kind.NOSTART)
+
+    @classmethod
     def interrupted(cls) -> Outcome:
         return cls(Kind.INTERRUPTED)
 
     @classmethod
     def of_slot(cls, status: str, rc: Optional[int]) -> Outcome:
         """A Task slot's end: its final state (``nodestate.py``'s names) and return code
-        (a command that could not start: 127 unless it says otherwise; "aborted", or a
-        state not final, is ``interrupted``)."""
+        (``failed``, a command that could not start here, is ``nostart``; "aborted", or
+        a state not final, is ``interrupted``)."""
         if status == "hup" and rc is not None:
             return cls.from_exit(rc)
         if status == "failed":
-            return cls.from_exit(rc if rc else 127)
+            return cls.nostart()
         if status == "timeout":
             return cls.timeout()
         if status == "unreachable":
@@ -215,7 +227,7 @@ class Summary:
 
     def lines(self, prog: str = "") -> List[str]:
         """The summary for stderr, one line per group (failed ones by code, then
-        timeout, unreachable, hostkey, interrupted), then a count; nothing when
+        timeout, unreachable, hostkey, nostart, interrupted), then a count; nothing when
         every key succeeded. Each line starts with ``prog: `` when ``prog`` is set."""
         if not self.groups:
             return []

@@ -163,7 +163,8 @@ def test_clush_conf_values_read_as_clush_reads_them(tmp_path, capfdbinary, monke
     code, _, err = run(
         ["-O", "ssh_path=/nonexistent/ssh", "-w", "n1", "true"], capfdbinary, monkeypatch
     )
-    assert code == 250 and "n1: cannot start the command: [Errno 2]" in err
+    assert code == 254 and "n1: cannot start the command here: [Errno 2]" in err
+    assert "n1: could not start here" in err and "exit code 127" not in err
 
 
 def test_rcopy_into_a_missing_directory_is_refused_before_anything_runs(

@@ -12,6 +12,7 @@ from easycluster.cluster.summary import (
     EXIT_FAILED,
     EXIT_HOSTKEY,
     EXIT_INTERRUPTED,
+    EXIT_NOSTART,
     EXIT_OK,
     EXIT_TIMEOUT,
     EXIT_UNREACHABLE,
@@ -27,6 +28,7 @@ TIMEOUT = Outcome.timeout()
 UNREACHABLE = Outcome.unreachable()
 HOSTKEY = Outcome.hostkey()
 INTERRUPTED = Outcome.interrupted()
+NOSTART = Outcome.nostart()
 
 
 def fail(code):
@@ -81,6 +83,9 @@ EXIT_TABLE = [
     ({"a": UNREACHABLE, "b": TIMEOUT, "c": fail(9)}, EXIT_UNREACHABLE, EXIT_UNREACHABLE),
     ({"a": UNREACHABLE, "b": HOSTKEY}, EXIT_HOSTKEY, EXIT_HOSTKEY),
     ({"a": HOSTKEY, "b": INTERRUPTED, "c": OK}, EXIT_INTERRUPTED, EXIT_INTERRUPTED),
+    ({"a": NOSTART, "b": fail(3)}, EXIT_NOSTART, EXIT_NOSTART),
+    ({"a": NOSTART, "b": HOSTKEY, "c": UNREACHABLE}, EXIT_NOSTART, EXIT_NOSTART),
+    ({"a": NOSTART, "b": INTERRUPTED}, EXIT_INTERRUPTED, EXIT_INTERRUPTED),
 ]
 
 
@@ -91,7 +96,7 @@ def test_exit_codes(outcomes, plain, maxrc):
 
 
 def test_never_0_when_a_node_did_not_succeed():
-    for outcome in (fail(1), fail(255), TIMEOUT, UNREACHABLE, HOSTKEY, INTERRUPTED):
+    for outcome in (fail(1), fail(255), TIMEOUT, UNREACHABLE, HOSTKEY, NOSTART, INTERRUPTED):
         s = Summary({"ok": OK, "bad": outcome})
         assert s.exit_code() != 0 and s.exit_code(maxrc=True) != 0
 
@@ -105,7 +110,7 @@ def test_codes_agree_with_the_cli_table_and_do_not_collide():
         exitcodes.USAGE: "usage",
         exitcodes.INTERRUPTED: "interrupted",
     }
-    own = [EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_HOSTKEY]
+    own = [EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_HOSTKEY, EXIT_NOSTART]
     assert len(set(own)) == len(own)
     assert not set(own) & set(summary.RESERVED_CODES)
     assert not set(own) & {124, 126, 127, 255}  # timeout(1), the shell's, ssh's
@@ -115,17 +120,20 @@ def test_codes_agree_with_the_cli_table_and_do_not_collide():
 def test_docstring_table_lists_every_code():
     doc = summary.__doc__ or ""
     table = dict(re.findall(r"^(\d+)\s+(\S.*)$", doc, re.M))
-    for code in (0, 1, 2, 130, EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_HOSTKEY):
+    for code in (0, 1, 2, 130, EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_HOSTKEY, 254):
         assert str(code) in table
 
 
 def test_groups_follow_severity_order():
-    s = Summary({"a": INTERRUPTED, "b": HOSTKEY, "c": UNREACHABLE, "d": TIMEOUT, "e": fail(2)})
+    s = Summary(
+        {"a": INTERRUPTED, "b": HOSTKEY, "c": UNREACHABLE, "d": TIMEOUT, "e": fail(2), "f": NOSTART}
+    )
     assert [g.kind for g in s.groups] == [
         Kind.FAILED,
         Kind.TIMEOUT,
         Kind.UNREACHABLE,
         Kind.HOSTKEY,
+        Kind.NOSTART,
         Kind.INTERRUPTED,
     ]
     assert s.lines()[-2] == "a: interrupted before it finished"
@@ -154,3 +162,5 @@ def test_from_exit():
     assert Outcome.from_exit(0) == OK
     assert Outcome.from_exit(2) == Outcome(Kind.FAILED, 2)
     assert Outcome.failed(-15).code == 143
+    # a command that could not start here is its own class, not a remote exit code
+    assert Outcome.of_slot("failed", 127) == NOSTART and Outcome.of_slot("hup", 127) == fail(127)
