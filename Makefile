@@ -27,6 +27,7 @@ $(DEMO_STAMP): pyproject.toml
 
 demo: $(DEMO_STAMP)
 	$(PY) examples/demo.py
+	$(PY) examples/cluster_demo.py
 
 test: $(STAMP) sysdeps
 	$(PY) -m ruff check easycluster tests bench examples

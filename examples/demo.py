@@ -98,7 +98,9 @@ def main() -> int:
                 try:
                     rmt.divide(1, 0, origexc=False)
                 except RemoteException as e:
-                    print("as RemoteException, last remote line:", e.text[-1].strip())
+                    print("as RemoteException, the remote traceback's end:")
+                    for line in "".join(e.text).splitlines()[-3:]:
+                        print("   ", line)
 
                 banner("a lambda from this script runs there (cloudpickle)")
                 scale = 3

@@ -50,7 +50,7 @@ class Session(Protocol):
 HELP = """commands run on every node; these lines are the shell's own (as clush's):
   +NODESET   add nodes          -NODESET  remove nodes      @NODESET  use these nodes
   ?          show the nodes     =         gathering (-b) on or off
-  !COMMAND   run COMMAND here   exit, quit, Ctrl-D: leave"""
+  !COMMAND   run COMMAND here   exit, quit (bare), Ctrl-D: leave"""
 
 
 def interactive(session: Session) -> int:

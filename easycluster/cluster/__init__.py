@@ -41,6 +41,7 @@ _EXPORTS: Dict[str, str] = {
     "task_terminate": "easycluster.cluster.taskthreads",
     "task_cleanup": "easycluster.cluster.taskthreads",
     "Port": "easycluster.cluster.port",
+    "TaskTimeout": "easycluster.errors",
     "EventHandler": "easycluster.cluster.events",
     "Piece": "easycluster.cluster.events",
     "Backend": "easycluster.cluster.backends",
