@@ -52,6 +52,10 @@ def socket_dir() -> str:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+    except OSError as e:  # (XDG_RUNTIME_DIR naming a directory that is not there, say)
+        raise UsageError(
+            f"cannot make {path} for --keep: {e.strerror or e} (check XDG_RUNTIME_DIR)"
+        ) from None
     st = os.lstat(path)
     if st.st_uid != os.getuid() or st.st_mode & 0o077 or not os.path.isdir(path):
         raise UsageError(

@@ -103,3 +103,12 @@ def test_ctrl_c_in_the_client_interrupts_the_kept_run(kept, tmp_path):
     assert b"interrupted" in err
     assert wait_until(lambda: not pid_alive(remote), timeout=10)
     assert kept("-w", "sshtest1", "echo still").stdout == b"sshtest1: still\n"
+
+
+def test_a_runtime_dir_that_is_not_there_is_a_usage_error(tmp_path):
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "missing"))
+    done = subprocess.run(
+        [*SHELL, "-R", "rpc", "--keep-exit"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "cannot make" in done.stderr and "check XDG_RUNTIME_DIR" in done.stderr
