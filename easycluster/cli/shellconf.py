@@ -123,6 +123,9 @@ def read_file(path: str, warn: Callable[[str], None]) -> Dict[str, str]:
             raise UsageError(f"--conf {path}: unknown key {key!r} (known: {known})")
     if unused:
         warn(f"--conf {path}: not used here: {', '.join(unused)}")  # (shown with -v)
+    others = [name for name in conf.sections() if name != SECTION]
+    if others:  # ([mode:sudo] & co.: clush's run modes, not offered)
+        warn(f"--conf {path}: sections not used here: {', '.join(others)}")
     return found
 
 

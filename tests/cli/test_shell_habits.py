@@ -129,10 +129,12 @@ def test_clush_conf_and_dash_o_settings_with_the_command_line_first(
     conf = tmp_path / "clush.conf"
     conf.write_text("[Main]\nfanout: 1\ncommand_timeout: 0.5\nhistory_size: 100\n")
     conf.write_text(conf.read_text() + "command_prefix: exec\nmaxrc: yes\n")
+    conf.write_text(conf.read_text() + "[mode:sudo]\ncommand_prefix: sudo\n")  # (not ours)
     base = ["-R", "exec", "--conf", str(conf), "-w", "n[1-2]"]
     code, out, err = run([*base, "-v", "sleep 5"], capfdbinary, monkeypatch)
     assert code == 251  # the file's command_timeout (and its prefix made `exec sleep 5`)
     assert "not used here: history_size" in err and "n[1-2] (2 nodes): timed out" in err
+    assert "sections not used here: mode:sudo" in err
     code, out, err = run(
         [*base, "-O", "command_timeout=0", "-u", "0", "sh -c 'exit 3'"], capfdbinary, monkeypatch
     )
