@@ -339,7 +339,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return interactive(shell)
             stdin = stdin_for_nodes(args)
             if stdin is None:
-                raise UsageError("no command given, and stdin is not to be read (-n)")
+                why = "is /dev/null" if not args.nostdin else "is not to be read (-n)"
+                raise UsageError(f"no command given, and stdin {why}")
             return shell.run(SCRIPT, stdin, prefix=False)  # (clush: `ssh host < script`)
         finally:
             shell.task.close_sessions()  # (-R rpc: the nodes' servers end with them)

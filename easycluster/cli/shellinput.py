@@ -29,10 +29,22 @@ def stdin_is_terminal() -> bool:
 
 
 def stdin_for_nodes(args: argparse.Namespace) -> Any:
-    """Standard input to broadcast: the file when it is not a terminal, else None."""
-    if args.nostdin or stdin_is_terminal():
+    """Standard input to broadcast: the file when it is not a terminal, else None. Also
+    None for /dev/null (cron's, CI's stdin): nothing to send, and a node given no stdin
+    has its command watched by the end of its ssh connection itself, the surer way
+    (``sshexec.watched``)."""
+    if args.nostdin or stdin_is_terminal() or stdin_is_null():
         return None
     return sys.stdin.buffer
+
+
+def stdin_is_null() -> bool:
+    """Standard input is /dev/null."""
+    try:
+        mine, null = os.fstat(sys.stdin.fileno()), os.stat(os.devnull)
+    except (AttributeError, ValueError, OSError):
+        return False
+    return (mine.st_dev, mine.st_ino, mine.st_rdev) == (null.st_dev, null.st_ino, null.st_rdev)
 
 
 class Session(Protocol):

@@ -50,9 +50,12 @@ _WATCH = (
 
 # The same for a command fed stdin, whose stdin cannot be watched (its EOF is the end of
 # the data, not of the connection): a background loop checks once a second that the
-# parent sshd session (which exits when its connection is lost) is still there.
+# parent sshd session (which exits when its connection is lost) is still there. A parent
+# of 1 means the session was gone before this shell started (the connection was cut
+# during the login): init never goes, so the command is not run at all.
 _WATCH_FED = (
-    "p=$PPID; (while kill -0 $p; do sleep 1; done; kill -0 $$ && kill -9 -$$) "
+    'p=$PPID; [ "$p" = 1 ] && exit 255; '
+    "(while kill -0 $p; do sleep 1; done; kill -0 $$ && kill -9 -$$) "
     '</dev/null >/dev/null 2>&1 & exec sh -c "$1"'
 )
 

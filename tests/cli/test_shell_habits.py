@@ -506,3 +506,21 @@ def test_ctrl_c_with_bl_prints_the_rows_of_the_nodes_that_finished(tmp_path):
     assert proc.returncode == 130, err
     assert out.decode().splitlines() == ["n[1-3]: l1", "n[1-2]: l2"]
     assert b"n3: interrupted" in err
+
+
+def test_dev_null_on_stdin_is_no_stdin(tmp_path, monkeypatch):
+    # cron's and CI's stdin: nothing to send, so the nodes' commands keep the surer
+    # ssh watcher (the end of the connection, not a poll of the session)
+    import argparse
+
+    from easycluster.cli.shellinput import stdin_for_nodes
+
+    args = argparse.Namespace(nostdin=False)
+    with open(os.devnull, "rb") as null:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(null))
+        assert stdin_for_nodes(args) is None
+    data = tmp_path / "data"
+    data.write_bytes(b"")
+    with open(data, "rb") as f:  # an empty file is still a file to broadcast
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(f))
+        assert stdin_for_nodes(args) is not None

@@ -11,7 +11,10 @@ test no child process of ours is left (``no_leftover_children``), nor a remote c
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 import threading
+import time
 from typing import Any, List, Set, Tuple
 
 import pytest
@@ -20,6 +23,7 @@ from sshd import free_port
 
 from easycluster.cluster import EventHandler, ExecBackend, Piece, SshBackend, Task, task_self
 from easycluster.cluster.engine import LINE_MAX
+from easycluster.cluster.sshexec import watched
 from easycluster.errors import TaskTimeout
 
 MB100 = 100_000_000
@@ -464,6 +468,24 @@ def test_ssh_timeout_kills_a_remote_command_fed_stdin(sshd):
     remote = h.pids("sshtest0")
     assert len(remote) == 1
     assert wait_until(lambda: not pid_alive(remote[0]), timeout=10), remote
+
+
+def test_a_fed_command_whose_session_is_gone_before_it_starts_never_runs(tmp_path):
+    # ssh killed during the node's login: the login shell starts with no sshd session
+    # above it (its parent is init), so the watcher would watch init for ever
+    mark, ppid = tmp_path / "ran", tmp_path / "ppid"
+    wrapped = watched(f"echo $$ > {mark}; exec sleep 60", fed=True)
+    orphan = f"sleep 0.3; echo $PPID > {ppid}; {wrapped}"
+    subprocess.run(["sh", "-c", f"(sh -c {shlex.quote(orphan)} &); exit 0"], timeout=10)
+    try:
+        assert wait_until(lambda: ppid.exists() and ppid.read_text().strip(), timeout=10)
+        if ppid.read_text().strip() != "1":  # (a subreaper above the test adopted it)
+            pytest.skip("orphans are not adopted by init here")
+        time.sleep(0.5)
+        assert not mark.exists()
+    finally:
+        if mark.exists() and mark.read_text().strip():  # (the old defect: it runs)
+            os.kill(int(mark.read_text()), 9)
 
 
 def test_ssh_words_from_a_command_that_printed_do_not_make_it_unreachable(sshd):
