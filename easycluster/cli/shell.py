@@ -83,6 +83,7 @@ from .shellparser import build_parser as build_parser
 if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
     from ..cluster.worker import Worker
 
+RAN = frozenset(("hup", "timeout"))  # the states of a node whose command ran
 HOSTKEY_HINT = (
     "to trust a host seen for the first time: -o '-oStrictHostKeyChecking=accept-new' "
     "(a changed key needs 'ssh-keygen -R HOST' after checking why it changed)"
@@ -240,13 +241,15 @@ class Shell:
         gatherer = Gatherer()
         codes: Dict[str, int] = {}
         for key in worker.keys:
+            status = worker.node_status(key)
+            if args.diff and status not in RAN:
+                continue  # (in the summary; never the reference output of a diff)
             if self.task.results.slot(key).stdout:  # something, if only an empty line
                 gatherer.extend(key, worker.node_buffer(key).split(b"\n"))
-                rc = worker.node_retcode(key)
-                if rc is not None:
-                    codes[key] = rc
+                if status == "hup":  # (-B: ssh's words of a node never reached have no code)
+                    codes[key] = worker.node_retcode(key) or 0
             elif args.diff:
-                gatherer.add_key(key)  # (--diff shows a node that printed nothing)
+                gatherer.add_key(key)  # (--diff shows a node that ran and printed nothing)
         if args.diff:
             mode = "diff"
         elif args.gather or args.gather_all:

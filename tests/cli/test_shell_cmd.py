@@ -186,6 +186,22 @@ def test_ssh_unreachable_and_host_key_classes(worker, sshd, capfdbinary, monkeyp
     assert code == 253
     assert "badhostkey-sshtest: host key unknown or changed" in err
     assert "accept-new" in err
+    # --diff takes its reference among the nodes that ran: the three never reached
+    # outnumber the two that printed, and are in the summary, not in the diff
+    code, out, err = run(
+        [*ssh, "-t", "5", "--diff", "-w", "sshtest[1-2],nosuch[1-3].invalid", "echo same"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert code == 252 and out == "", out
+    assert "nosuch[1-3].invalid (3 nodes): unreachable" in err
+    # -B: the words ssh printed for a node it never reached carry no exit code
+    code, out, _ = run(
+        [*ssh, "-t", "5", "-B", "-w", "sshtest1,nosuch.invalid", "echo same"],
+        capfdbinary,
+        monkeypatch,
+    )
+    assert "--- nosuch.invalid (exit code" not in out and "--- nosuch.invalid --" in out
 
 
 @pytest.mark.parametrize("worker", ["ssh", "rpc"])
