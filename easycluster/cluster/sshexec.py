@@ -36,6 +36,14 @@ UNREACHABLE_SIGNS = (
     b"Can't open user config file",
 )
 
+# What ssh says, as its last line, when an established connection is lost
+LOST_SIGNS = (
+    b"closed by remote host",  # "Connection to HOST closed by remote host."
+    b"client_loop: send disconnect",
+    b"Connection reset by",
+    b"Broken pipe",
+)
+
 # The remote wrapper that ends the command when the ssh connection goes away (sshd leaves
 # a command without a terminal running when its client dies). A background subshell
 # reads a copy of stdin, which ssh holds open and nobody writes; EOF comes only when the
@@ -118,9 +126,19 @@ class SshBackend(Backend):
         return classify_ssh(rc, tail)
 
     def verdict(self, rc: int, tail: bytes, spoke: bool) -> str:
-        # (a node whose command printed was reached: its 255 with ssh's words on stderr
-        # is its own, a nested ssh's say, not ours)
-        return EXIT if spoke else classify_ssh(rc, tail)
+        """A node whose command printed was reached: its 255 with ssh's connect-time words
+        on stderr is its own (a nested ssh's, say), unless ssh's last line says the
+        connection was lost (the node rebooted or died mid-command: ``unreachable``). A
+        255 with nothing at all on stderr is ssh's own, told to keep quiet
+        (``-oLogLevel=QUIET``): ``unreachable``."""
+        if rc != SSH_FAILED:
+            return EXIT
+        if spoke:
+            last = tail.rstrip().rsplit(b"\n", 1)[-1]
+            return UNREACHABLE if any(s in last for s in LOST_SIGNS) else EXIT
+        if not tail.strip():
+            return UNREACHABLE
+        return classify_ssh(rc, tail)
 
 
 def classify_ssh(rc: int, tail: bytes) -> str:

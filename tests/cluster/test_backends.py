@@ -92,6 +92,23 @@ def test_ssh_exit_classification(rc, stderr, verdict):
 
 
 @pytest.mark.parametrize(
+    "rc, stderr, spoke, verdict",
+    [
+        (255, b"", False, UNREACHABLE),  # ssh told to keep quiet (LogLevel=QUIET)
+        (255, b"", True, EXIT),  # the command printed, then exited 255 itself
+        (255, b"ssh: connect to host x port 1: Connection refused\n", True, EXIT),  # nested
+        (255, b"working\nConnection to 10.0.0.5 closed by remote host.\r\n", True, UNREACHABLE),
+        (255, b"client_loop: send disconnect: Broken pipe\n", True, UNREACHABLE),
+        (255, b"Connection to x closed by remote host.\nthen my own error\n", True, EXIT),
+        (3, b"Connection to x closed by remote host.\n", True, EXIT),  # not ssh's 255
+        (255, b"my script failed", False, EXIT),
+    ],
+)
+def test_ssh_verdict_knows_a_lost_connection_from_a_nested_ssh(rc, stderr, spoke, verdict):
+    assert SshBackend().verdict(rc, stderr, spoke) == verdict
+
+
+@pytest.mark.parametrize(
     "nodes, expected",
     [
         ("n[1-3]", ["n1", "n2", "n3"]),
