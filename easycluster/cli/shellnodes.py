@@ -44,8 +44,13 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
     if not (args.nodes or args.hostfiles or args.groups or args.all):
         names = allocation_default()
     if not names:
-        named = [*args.nodes, *args.hostfiles, *(f"-g {g}" for g in args.groups)]
-        raise UsageError(f"no node in {', '.join(named) or '-a'} (an empty or unknown group?)")
+        named = [
+            *(f"-w {shlex.quote(w)}" for w in args.nodes),
+            *(f"--hostfile {h}" for h in args.hostfiles),
+            *(f"-g {g}" for g in args.groups),
+            *(["-a"] if args.all else []),
+        ]
+        raise UsageError(f"no node in {', '.join(named)} (empty, or an unknown group?)")
     excluded = NodeSet()
     for text in args.exclude:
         found = NodeSet(text)

@@ -57,7 +57,9 @@ def test_hostfile_errors_say_which_file_and_why(tmp_path, capfdbinary, monkeypat
     empty.write_text("# nobody yet\n")
     code, _, err = run(["-R", "exec", "--hostfile", str(empty), "true"], capfdbinary, monkeypatch)
     assert code == 2
-    assert f"no node in {empty}" in err
+    assert f"no node in --hostfile {empty}" in err
+    code, _, err = run(["-R", "exec", "-w", "", "true"], capfdbinary, monkeypatch)
+    assert code == 2 and "no node in -w '' (empty" in err  # (it said "no node in -a")
     binary = tmp_path / "binary"
     binary.write_bytes(b"n1 \xff\n")
     code, _, err = run(["-R", "exec", "--hostfile", str(binary), "true"], capfdbinary, monkeypatch)
@@ -419,7 +421,7 @@ def test_unknown_groups_are_said_not_silently_empty(tmp_path, capfdbinary, monke
         assert code == 0 and sorted(out.splitlines()) == ["n1: hi", "n2: hi"]
         assert "-x @typo: no node in it" in err and "-X typo2: no node in it" in err
         code, _, err = run(["-R", "exec", "-w", "@typo", "echo"], capfdbinary, monkeypatch)
-        assert code == 2 and "no node in @typo (an empty or unknown group?)" in err
+        assert code == 2 and "no node in -w @typo (empty, or an unknown group?)" in err
     finally:
         set_std_group_resolver(None)
 
