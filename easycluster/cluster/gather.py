@@ -370,9 +370,14 @@ class LineGatherer(LineWriter):
     lines are the same share one line, ``NODES: line`` (folded as ``fold_keys`` with
     ``regroup``), in natural order of their first key. A key that ended with fewer
     lines is left out of the rows it has no line in. Lines wait in memory for the
-    slowest key (as clush's do)."""
+    slowest key, up to ``WAITING_MAX`` bytes in all (clush's wait without a bound): past
+    that, the oldest rows are written without the keys that have not sent their line
+    yet (a stopped node beside a flooding one), and those keys' lines come in later
+    rows."""
 
-    __slots__ = ("_regroup", "_queues", "_blocking", "_filled", "_ended")
+    WAITING_MAX = 16 << 20
+
+    __slots__ = ("_regroup", "_queues", "_blocking", "_filled", "_ended", "_waiting")
 
     def __init__(
         self,
@@ -388,6 +393,7 @@ class LineGatherer(LineWriter):
         self._blocking = set(self._queues)  # keys not ended with no line waiting
         self._filled: Dict[str, None] = {}  # keys with a line waiting
         self._ended: Set[str] = set()
+        self._waiting = 0  # bytes of the lines waiting
 
     def end(self, keys: Iterable[str]) -> None:
         keys = list(keys)
@@ -399,16 +405,19 @@ class LineGatherer(LineWriter):
 
     def _line(self, key: str, line: bytes) -> None:
         self._queues.setdefault(key, deque()).append(line)
+        self._waiting += len(line)
         self._blocking.discard(key)
         self._filled[key] = None
         self._drain()
 
     def _drain(self) -> None:
-        while not self._blocking and self._filled:
+        while self._filled and (not self._blocking or self._waiting > self.WAITING_MAX):
             row: Dict[bytes, List[str]] = {}
             for key in list(self._filled):
                 queue = self._queues[key]
-                row.setdefault(queue.popleft(), []).append(key)
+                line = queue.popleft()
+                self._waiting -= len(line)
+                row.setdefault(line, []).append(key)
                 if not queue:
                     del self._filled[key]
                     if key not in self._ended:

@@ -328,6 +328,22 @@ def test_line_gatherer_writes_each_row_once_every_key_sent_it():
     assert bare.getvalue() == b"x\n"
 
 
+def test_line_gatherer_bounds_what_waits_for_a_silent_key(monkeypatch):
+    monkeypatch.setattr(LineGatherer, "WAITING_MAX", 100)
+    out = io.BytesIO()
+    g = LineGatherer(out, ["flood", "stopped"])
+    for i in range(30):  # 30 lines of 10 bytes: past 100, the oldest rows go without it
+        g.write("flood", b"line %5d" % i)
+    written = out.getvalue().splitlines()
+    assert written[0] == b"flood: line     0" and 18 <= len(written) <= 21
+    g.write("stopped", b"late")  # its first line comes in a later row
+    g.end(["flood", "stopped"])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 31 and b"stopped: late" in lines
+    flood = [x for x in lines if x.startswith(b"flood")]
+    assert flood == [b"flood: line %5d" % i for i in range(30)]
+
+
 def test_many_keys_and_lines_gather_to_few_blocks():
     g = Gatherer()
     for j in range(50):
