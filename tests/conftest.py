@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import ServerProcess, connect  # noqa: E402
+from helpers import ServerProcess, connect, live_children  # noqa: E402
 from netns import netns  # noqa: E402,F401 - the network-namespace fixture (tree mode)
 from slurm import healed, inside, slurm, slurm_cluster  # noqa: E402,F401 - real SLURM fixtures
 from sshd import sshd  # noqa: E402,F401 - the real sshd fixture
@@ -39,6 +39,23 @@ def key(keyfile):
 def tcp_server(keyfile):
     with ServerProcess("-k", keyfile, "-b", "127.0.0.1", "-v") as srv:
         yield srv
+
+
+@pytest.fixture
+def no_leftover_children(request):
+    """Fails the test if it leaves a child process of this one running (the session's
+    sshd, and spawn_local's zygote when the test uses ``rpc_task``, are not leftovers:
+    they are made before the count). Use it with ``pytest.mark.usefixtures``."""
+    if "sshd" in request.fixturenames:
+        request.getfixturevalue("sshd")
+    if "rpc_task" in request.fixturenames:
+        from easycluster.server import spawn_local
+
+        spawn_local().close()  # (the zygote it starts is kept for the process)
+    before = live_children()
+    yield
+    left = live_children() - before
+    assert not left, f"child processes left behind: {sorted(left)}"
 
 
 @pytest.fixture

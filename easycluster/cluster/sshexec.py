@@ -128,16 +128,15 @@ class SshBackend(Backend):
     def verdict(self, rc: int, tail: bytes, spoke: bool) -> str:
         """A node whose command printed was reached: its 255 with ssh's connect-time words
         on stderr is its own (a nested ssh's, say), unless ssh's last line says the
-        connection was lost (the node rebooted or died mid-command: ``unreachable``). A
-        255 with nothing at all on stderr is ssh's own, told to keep quiet
-        (``-oLogLevel=QUIET``): ``unreachable``."""
+        connection was lost (the node rebooted or died mid-command: ``unreachable``).
+        Otherwise ``classify_ssh``: ssh's words decide (told to keep quiet, with
+        ``-oLogLevel=QUIET`` or ``-q``, ssh says none, and its failures read as the
+        command's own 255)."""
         if rc != SSH_FAILED:
             return EXIT
         if spoke:
             last = tail.rstrip().rsplit(b"\n", 1)[-1]
             return UNREACHABLE if any(s in last for s in LOST_SIGNS) else EXIT
-        if not tail.strip():
-            return UNREACHABLE
         return classify_ssh(rc, tail)
 
 

@@ -94,7 +94,7 @@ def test_ssh_exit_classification(rc, stderr, verdict):
 @pytest.mark.parametrize(
     "rc, stderr, spoke, verdict",
     [
-        (255, b"", False, UNREACHABLE),  # ssh told to keep quiet (LogLevel=QUIET)
+        (255, b"", False, EXIT),  # a silent 255 is the command's (ssh has its words)
         (255, b"", True, EXIT),  # the command printed, then exited 255 itself
         (255, b"ssh: connect to host x port 1: Connection refused\n", True, EXIT),  # nested
         (255, b"working\nConnection to 10.0.0.5 closed by remote host.\r\n", True, UNREACHABLE),

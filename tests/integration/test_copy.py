@@ -18,27 +18,14 @@ from typing import List
 import pytest
 from helpers import wait_until
 from sshd import free_port
-from test_task import children
 
 from easycluster.cluster import EventHandler, ExecBackend, SshBackend, Task
 from easycluster.cluster.copy import TEMP_MARK
 
+pytestmark = pytest.mark.usefixtures("no_leftover_children")
+
 MB50 = 50_000_000
 HAS_SETSID = shutil.which("setsid") is not None
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_children(request):
-    if "sshd" in request.fixturenames:
-        request.getfixturevalue("sshd")  # (the session's sshd is not a leftover)
-    if "rpc_task" in request.fixturenames:
-        from easycluster.server import spawn_local
-
-        spawn_local().close()  # (spawn_local's zygote, kept for the process, is not one)
-    before = children()
-    yield
-    left = children() - before
-    assert not left, f"child processes left behind: {sorted(left)}"
 
 
 def tree(root) -> List[str]:

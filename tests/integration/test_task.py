@@ -26,22 +26,14 @@ from easycluster.cluster.engine import LINE_MAX
 from easycluster.cluster.sshexec import watched
 from easycluster.errors import TaskTimeout
 
+pytestmark = pytest.mark.usefixtures("no_leftover_children")
+
 MB100 = 100_000_000
 
 
 def children() -> Set[int]:
     """This process's live child pids (every thread's)."""
     return live_children()
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_children(request):
-    if "sshd" in request.fixturenames:
-        request.getfixturevalue("sshd")  # (the session's sshd is not a leftover)
-    before = children()
-    yield
-    left = children() - before
-    assert not left, f"child processes left behind: {sorted(left)}"
 
 
 class Recorder(EventHandler):

@@ -12,20 +12,12 @@ import os
 import threading
 
 import pytest
-from helpers import live_children, pid_alive
+from helpers import pid_alive
 
 from easycluster.cluster import EventHandler, Task
 from easycluster.nodeset import NodeSet
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_children():
-    before = live_children()
-    yield
-    left = live_children() - before
-    assert not left, f"child processes left behind: {sorted(left)}"
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_leftover_children")]
 
 
 def exec_task() -> Task:

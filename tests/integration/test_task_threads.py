@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-from helpers import live_children
 
 from easycluster.cluster import (
     EventHandler,
@@ -19,15 +18,7 @@ from easycluster.cluster import (
     task_wait,
 )
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_children():
-    before = live_children()
-    yield
-    left = live_children() - before
-    assert not left, f"child processes left behind: {sorted(left)}"
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_leftover_children")]
 
 
 class Recorder(EventHandler):
