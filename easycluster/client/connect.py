@@ -26,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+    from ..launch.killswitch import KillSwitch
     from ..transport.channel import Channel
 
 
@@ -80,12 +81,16 @@ class ConnectionSetup:
         ssh: Any = None,
         rpython: Optional[str] = None,
         extra_args: Sequence[str] = (),
+        *,
+        switch: Optional[KillSwitch] = None,
     ) -> None:
         """Connect to ``host`` and send the definitions. Raises ConnectionLost subclasses.
 
         Over ssh (``ssh`` set, a ``user`` given, or no key) the server is started through
-        the system's ``ssh`` (see ``ssh.open_channel``); otherwise ``host:port`` is an
-        ``easycluster -S`` server and ``key`` its key.
+        the system's ``ssh`` (see ``ssh.open_channel``; ``ssh`` may be a list of words, a
+        wrapper and its arguments, and ``switch``, a ``KillSwitch``, lets another thread
+        end that ssh); otherwise ``host:port`` is an ``easycluster -S`` server and
+        ``key`` its key.
         """
         if self._channel is not None:
             raise ConfigError(
@@ -105,6 +110,7 @@ class ConnectionSetup:
                 extra_args=extra_args,
                 options=self.wire_options(),
                 timeout=self.connect_timeout,
+                switch=switch,
             )
             self.attach(channel, peername or name, closer)
             return

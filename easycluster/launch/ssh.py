@@ -1,7 +1,8 @@
 """Servers started over the system's OpenSSH ``ssh``: nothing installed on the remote host.
 
 ``open_channel`` runs ``ssh [EXTRA] -T -o BatchMode=yes [-p PORT] -- [user@]host STAGE0``
-with the system's ``ssh`` (or the program given as ``ssh``), so the user's
+with the system's ``ssh`` (or the program given as ``ssh``: a path, or its words as a
+list, ``["sshpass", "-f", FILE, "ssh"]``), so the user's
 ``~/.ssh/config``, agents, ``ProxyJump`` and ``ControlMaster`` all apply and host keys are
 checked as that configuration says (never switched off here). It writes the stage-1
 script, the modules compiled for this Python and a fresh random session key to ssh's
@@ -17,6 +18,11 @@ Failures raise typed errors that name the host and carry ssh's own message:
   remote side crashed during the bootstrap (its stderr is in the message);
 * ``AuthenticationError``: authentication refused, or host key verification failed;
 * ``ConfigError``: the ``ssh`` program does not exist.
+
+A ``KillSwitch`` given to ``open_channel`` lets another thread end that connection's
+``ssh`` at once: give up a connection still being made (``abandon``: ``open_channel``
+then raises ``ConnectError``, and no ssh outlives it), or kill the ssh of an open one
+whose server no longer answers (``kill``).
 
 While connecting, ssh's stderr is collected for these messages; once connected it is
 forwarded to this process's ``sys.stderr`` (remote ``print`` output arrives there).
@@ -46,6 +52,7 @@ from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
 from ..transport.pipes import PipeSocket
 from . import payload
+from .killswitch import KillSwitch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,6 +81,17 @@ def ssh_program(ssh: Any) -> str:
     return "ssh" if text.lower() in _TRUE else text
 
 
+def ssh_words(ssh: Any) -> List[str]:
+    """The words that run ssh: ``ssh`` itself if it is a list or tuple of words (a
+    wrapper and its arguments, ``["sshpass", "-f", FILE, "ssh"]``; never split here),
+    else ``[ssh_program(ssh)]``."""
+    if isinstance(ssh, (list, tuple)):
+        if not ssh:
+            raise ConfigError("ssh: an empty list of words")
+        return [str(word) for word in ssh]
+    return [ssh_program(ssh)]
+
+
 def ssh_argv(
     host: str,
     command: str,
@@ -82,7 +100,8 @@ def ssh_argv(
     ssh: Any = None,
     extra_args: Sequence[str] = (),
 ) -> List[str]:
-    """The argv that runs ``command`` on ``host`` through OpenSSH.
+    """The argv that runs ``command`` on ``host`` through OpenSSH (``ssh``: as
+    ``ssh_words`` takes it).
 
     ``extra_args`` come first, so they win over the options added here (OpenSSH keeps the
     first value it sees); ``--`` keeps a host name from being read as an option.
@@ -91,7 +110,7 @@ def ssh_argv(
         host = host[1:-1]  # ssh takes IPv6 addresses without brackets
     if not host or host.startswith("-"):
         raise ConfigError(f"bad ssh host name {host!r}")
-    argv = [ssh_program(ssh), *extra_args, "-T", "-o", "BatchMode=yes"]
+    argv = [*ssh_words(ssh), *extra_args, "-T", "-o", "BatchMode=yes"]
     if port is not None:
         argv += ["-p", str(int(port))]
     argv += ["--", f"{user}@{host}" if user else host, command]
@@ -108,6 +127,7 @@ def open_channel(
     options: WireOptions = WireOptions(),
     timeout: Optional[float] = 10.0,
     payload_data: Optional[bytes] = None,
+    switch: Optional[KillSwitch] = None,
 ) -> Tuple[Channel, Callable[[], None], str]:
     """Start a server on ``host`` over ssh; return ``(channel, closer, peername)``.
 
@@ -117,6 +137,8 @@ def open_channel(
 
     ``timeout`` bounds everything up to the completed handshake. ``closer()`` ends the
     ssh process (politely first: the server exits when its stdin closes) and reaps it.
+    ``switch`` (a fresh ``KillSwitch``) lets another thread end this ssh: once thrown
+    while connecting, this raises ``ConnectError`` (ssh killed and reaped).
     Raises ConnectError, AuthenticationError or ConfigError as the module docstring says.
     """
     rpython = rpython or "python3"
@@ -138,6 +160,8 @@ def open_channel(
     proc, rfd, wfd, errors = _start(argv)
     conn = _Bootstrap(proc, rfd, wfd, errors, where, rpython, timeout, deadline)
     try:
+        if switch is not None:
+            switch.hold(conn)  # (thrown already: ssh is killed here)
         if sections is None:  # built (or read from the cache) while ssh connects
             sections = payload.unbundle(payload.payload())
         _, code, source = sections
@@ -150,8 +174,11 @@ def open_channel(
             raise type(e)(f"{where}: bootstrap handshake failed: {e}")
         except ConnectionLost:
             raise conn.failure()
-    except BaseException:
+        conn.opened()
+    except BaseException as e:
         conn.abort()
+        if conn.killed and isinstance(e, Exception):  # (what ssh said is beside the point)
+            raise ConnectError(f"connecting to {where} over ssh was given up") from e
         raise
     errors.forward()
     return channel, conn.close, where
@@ -253,6 +280,12 @@ class _Bootstrap:
         self.deadline = deadline
         self.version: Optional[Tuple[int, int, int]] = None
         self.sock: Optional[PipeSocket] = None
+        # Taken to reap ssh and to signal it from another thread (``kill``): a pid is
+        # never signalled once reaped (the pid, and its process group's id, may be
+        # another's by then).
+        self.lock = threading.Lock()
+        self.open = False  # the connection was made (``opened``)
+        self.killed = False  # by ``kill`` (a ``KillSwitch``)
 
     def left(self) -> Optional[float]:
         if self.deadline is None:
@@ -324,25 +357,59 @@ class _Bootstrap:
             " a Python this client supports?)"
         )
 
+    def opened(self) -> None:
+        """The connection is made: from now on only ``kill(only_connecting=False)``
+        ends its ssh."""
+        with self.lock:
+            self.open = True
+
+    def kill(self, only_connecting: bool) -> None:
+        """(``KillSwitch``'s, from any thread) SIGKILL ssh's process group now, unless
+        ssh was reaped (or, ``only_connecting``, the connection was made)."""
+        with self.lock:
+            if only_connecting and self.open:
+                return
+            self.killed = self.killed or self.proc.returncode is None
+            self._signal_held(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        with self.lock:
+            self._signal_held(sig)
+
+    def _signal_held(self, sig: int) -> None:
+        """Send ``sig`` to ssh's process group (ssh and any ProxyCommand it started)
+        unless ssh was reaped (``lock`` held)."""
+        if self.proc.returncode is None:  # (not reaped: its pid, the group's id, is ours)
+            try:
+                os.killpg(self.proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _reaped(self, timeout: Optional[float]) -> bool:
+        """Wait up to ``timeout`` s (None: as long as it takes) for ssh to exit; True once
+        it is reaped. Polled (as ``Popen.wait`` with a timeout does), so that each reap
+        is made holding ``lock``."""
+        end = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            with self.lock:
+                if self.proc.poll() is not None:
+                    return True
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(2 * pause, 0.05)
+
     def _stop(self, sig: int, grace: float) -> None:
         """Wait up to ``grace`` s for ssh to exit, then send ``sig`` to its process group
         (ssh and any ProxyCommand it started), and reap it."""
-        proc = self.proc
-        try:
-            proc.wait(grace)
+        if self._reaped(grace):
             return
-        except subprocess.TimeoutExpired:
-            pass
-        if proc.returncode is None:  # not reaped yet, so its pid (= pgid) is still ours
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        self._signal(sig)
+        if not self._reaped(5):
+            self._signal(signal.SIGKILL)
+            self._reaped(None)
 
     def _close_fds(self) -> None:
         if self.sock is not None:
