@@ -56,6 +56,11 @@ class Command:
     ``mailbox``: None here. A command that is not a local process may have one (a
     ``Mailbox``) instead of ``stdout``, ``stderr`` and ``pidfd`` (then -1, None, None):
     the engine takes its output and its end from there (the ``Mailbox`` contract).
+
+    ``wait`` comes after ``kill`` (or once the command ended) and returns once the
+    command is over; a command that is not a local process may need a grace period for
+    that, which it counts from its ``kill``: the engine kills every command it gives up
+    before it waits for any, so they are waited for together.
     """
 
     __slots__ = ("proc", "stdout", "stderr", "stdin", "pidfd", "held", "rc")

@@ -425,8 +425,12 @@ class Engine(SlotIO):
             self.results.slot(str(key)).state.abort()
         for worker in dict.fromkeys(self.slot_worker.values()):
             worker.release()
+        # Every command is killed before any is waited for: a backend whose command may
+        # take a grace period to end (rpc.py: a kill acknowledged by the node, or not)
+        # counts it from the kill, so all of them are waited for together, not in turn.
         for cmd in self.reaping:
             cmd.kill()
+        for cmd in self.reaping:
             cmd.wait()
         self.reaping.clear()
         self.mailed.clear()

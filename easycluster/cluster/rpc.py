@@ -31,10 +31,20 @@ it into place, so the rules and outcomes are ``Task.copy``'s.
 
 Failures: a node that cannot be connected, or whose session dies mid-command, ends with
 ``RC_UNREACHABLE`` (255, as ssh) and a message on its error stream that ``classify``
-recognises, so it is ``unreachable``, not a command's own exit. A kill (timeout, abort,
-Ctrl-C) is sent inline (it works while the node is busy); if the node does not answer
-within ``KILL_GRACE`` seconds, its session is closed and dropped (the next command
-connects again).
+recognises, so it is ``unreachable``, not a command's own exit.
+
+Kills (timeout, abort, Ctrl-C) never wait for one node after another. A command whose
+node is still connecting is given up at once: the ssh connecting to it is killed
+(``rpcsessions.py``), nothing is started there and nothing waits for it. Otherwise the
+kill is sent inline (it works while the node is busy, and again once the start's reply
+came, in case the kill overtook the start); the node has ``KILL_GRACE`` seconds from the
+kill to report the end, so commands killed together (the engine kills all before it
+waits for any) share one grace period. A node that did not report it by then (its
+server stopped or hung) loses its session: its ssh is killed at once, so nothing is
+left running here, and the next command connects again. On such a node the command
+runs on until its server runs again: a stopped server, once continued, finds its
+session gone and kills its commands; one killed has them killed by its watchdog (as far
+as ``remote/commands.py`` says it covers them).
 """
 
 from __future__ import annotations
@@ -46,8 +56,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..client.client import Client
-from ..client.parallel import call_multi
 from ..errors import CallTimeout
+from ..launch.killswitch import KillSwitch
 from ..protocol.messages import CONTROL, SINGLE
 from ..transport.threads import ReusedThreads
 from .backends import (
@@ -60,11 +70,13 @@ from .backends import (
     substitute,
 )
 from .copy import TAR_TOP, pull_command, push_command
+from .rpcsessions import SessionKeeper
 
 REMOTE = "easycluster.remote.commands."
 RC_UNREACHABLE = 255
 MARK = b"easycluster rpc: "  # starts the message of a node we could not reach or lost
-KILL_GRACE = 2.0  # seconds a killed command's node has to report its end
+KILL_GRACE = 2.0  # seconds a killed command's node has, from the kill, to report its end
+KILLED = 128 + 9  # the return code of a killed command (as SIGKILL's)
 HANDOFF = 0.05  # s the collecting thread waits for a start's reply before a relay takes it
 Chunks = List[Tuple[int, bytes]]  # a start's or read's output: (1 or 2, bytes), in order
 STDIN_CHUNK = 1 << 20  # bytes of stdin forwarded per call at most (the pipe is grown to it)
@@ -85,13 +97,14 @@ class RemoteCall(str):
         return self
 
 
-class RpcBackend(Backend):
+class RpcBackend(SessionKeeper, Backend):
     """Commands over sessions to our server (module docstring).
 
-    ``connect(node) -> Client`` makes a session (default: ``Client(host=node,
-    **connect_options)``, over ssh). Sessions are kept until ``close()``; a session that
-    died is dropped and made again on next use. ``sessions()`` and ``session(node)``
-    give them to Python calls (``Task.call``) so commands and calls share them.
+    ``connect(node) -> Client`` makes a session (default: a ``Client`` connected to
+    ``node`` with ``connect_options``, its keywords, over ssh; ``rpcsessions.py``).
+    Sessions are kept until ``close()``; a session that died is dropped and made again
+    on next use. ``sessions()`` and ``session(node)`` give them to Python calls
+    (``Task.call``) so commands and calls share them.
     """
 
     name = "rpc"
@@ -99,10 +112,7 @@ class RpcBackend(Backend):
     def __init__(
         self, connect: Optional[Callable[[str], Client]] = None, **connect_options: Any
     ) -> None:
-        self.connect = connect or (lambda node: Client(host=node, **connect_options))
-        self._sessions: Dict[str, Client] = {}
-        self._locks: Dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
+        SessionKeeper.__init__(self, connect, connect_options)
         self._tokens = itertools.count(1)
         # the threads that relay commands (one per running command, kept for the next)
         self.relays = ReusedThreads("easycluster-rpc")
@@ -118,30 +128,6 @@ class RpcBackend(Backend):
         if box is None:
             box = self._local.mailbox = Mailbox()
         return box
-
-    def session(self, node: str) -> Client:
-        """The open session to ``node``, connected now if there is none (raises what
-        connecting raises). Safe from several threads: one connection per node."""
-        with self._lock:
-            lock = self._locks.setdefault(node, threading.Lock())
-        with lock:
-            client = self._sessions.get(node)
-            if client is None or not client.connected:
-                client = self.connect(node)
-                self._sessions[node] = client
-            return client
-
-    def drop(self, node: str, client: Client) -> None:
-        """Forget ``node``'s session if it is still ``client``, and close it."""
-        with self._lock:
-            if self._sessions.get(node) is client:
-                del self._sessions[node]
-        client.close()
-
-    def warm(self, node: str) -> Optional[Client]:
-        """``node``'s session if it is open now (never connects)."""
-        client = self._sessions.get(node)
-        return client if client is not None and client.connected else None
 
     def collect_later(self, cmd: RpcCommand) -> None:
         """Have ``cmd``'s ``start`` reply taken by the one collecting thread (started
@@ -167,18 +153,6 @@ class RpcBackend(Backend):
                     self._collecting = False
                     return
             collect_batch(batch)
-
-    def sessions(self) -> Dict[str, Client]:
-        """The sessions open now, by node."""
-        with self._lock:
-            return dict(self._sessions)
-
-    def close(self) -> None:
-        """Close every session (their servers end with them)."""
-        with self._lock:
-            clients, self._sessions = list(self._sessions.values()), {}
-        for c in clients:
-            c.close()
 
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Any:
         if not isinstance(command, RemoteCall):
@@ -206,22 +180,6 @@ class RpcBackend(Backend):
             # (our ssh launcher says "host key verification failed", as ssh does)
             return HOSTKEY if b"host key" in tail else UNREACHABLE
         return EXIT
-
-    def call_all(self, nodes: List[str], func: Any, *args: Any, **kwargs: Any) -> Dict[str, Any]:
-        """``func(*args, **kwargs)`` on every node over its session, in parallel:
-        ``{node: value or exception}`` (a node that cannot be connected: its error)."""
-        out: Dict[str, Any] = {}
-        clients: List[Client] = []
-        names: List[str] = []
-        for node in nodes:
-            try:
-                clients.append(self.session(node))
-                names.append(node)
-            except Exception as e:  # that node's outcome
-                out[node] = e
-        got = call_multi(clients, func, *args, return_exceptions=True, **kwargs)
-        out.update(zip(names, got))
-        return {node: out[node] for node in nodes}
 
 
 def collect_batch(batch: List[RpcCommand]) -> None:
@@ -257,7 +215,9 @@ class RpcCommand:
     rc: Optional[int] = None
     closed = False  # the engine let go of us: post nothing more
     _client: Optional[Client] = None
+    _switch: Optional[KillSwitch] = None  # gives up our connect (the relay path's)
     _killed = False
+    _kill_by = 0.0  # (monotonic) the end of the grace the node has once killed
     _ended = False  # rc is final (set just before the end is posted)
     _in_r: Optional[int] = None
     _feeding = False  # _feed owns _in_r (else _end closes it)
@@ -313,6 +273,7 @@ class RpcCommand:
                 self._sent_at = time.monotonic()
                 backend.collect_later(self)
             else:
+                self._switch = KillSwitch()
                 backend.relays.run(self._run, command, stderr)
         except BaseException:
             for fd in (self._in_r, self.stdin):
@@ -359,12 +320,19 @@ class RpcCommand:
         self._follow(chunks, code)
 
     def _run(self, command: str, stderr: bool) -> None:
-        """The relay path: connect if need be, start, then ``_follow``."""
+        """The relay path: connect if need be, start (unless killed by then), then
+        ``_follow``."""
         try:
-            client = self._client = self.backend.session(self.node)
+            client = self._client = self.backend.session(self.node, self._switch)
         except Exception as e:
+            if self._killed:  # (given up while connecting: no message, as for a kill)
+                self._end(KILLED)
+                return
             self._put(2, MARK + f"{self.node}: cannot connect: {e}\n".encode())
             self._end(RC_UNREACHABLE)
+            return
+        if self._killed:  # (after _client is set: a kill from now on reaches the node)
+            self._end(KILLED)
             return
         try:
             if isinstance(command, RemoteCall):
@@ -392,6 +360,9 @@ class RpcCommand:
             client = self._client
             if client is None:  # (set by whoever sent the start)
                 return
+            if self._killed and code is None:  # (its kill may have reached the node
+                # before the start did, and found nothing to kill: once more)
+                client.call(REMOTE + "kill", self.token, threadid=CONTROL, nonblocking=True)
             if self._in_r is not None and code is None:
                 self._feeding = True
                 threading.Thread(
@@ -412,7 +383,7 @@ class RpcCommand:
     def _failed(self, error: BaseException) -> int:
         """The return code of a command whose session failed (a killed one's: 137)."""
         if self._killed:
-            return 128 + 9  # (killed: the session went with it)
+            return KILLED  # (killed: the session went with it)
         self._put(2, MARK + f"{self.node}: lost during the command: {error}\n".encode())
         return RC_UNREACHABLE
 
@@ -453,27 +424,38 @@ class RpcCommand:
         return self.rc if self._ended else None
 
     def kill(self) -> None:
-        """End the remote command (sent inline, never blocking on a busy node)."""
+        """End the remote command (sent inline, never blocking on a busy node), or give
+        up the connect of a node still connecting (its ssh killed now). The node's
+        grace (``wait``) starts now."""
         if self._killed or self._ended:
             return
-        self._killed = True
+        self._kill_by = time.monotonic() + KILL_GRACE
+        self._killed = True  # (before _client is read: _run reads them the other way)
         client = self._client
         if client is not None:
             try:
                 client.call(REMOTE + "kill", self.token, threadid=CONTROL, nonblocking=True)
             except Exception:
                 pass
+        elif self._switch is not None:
+            self._switch.abandon()
 
     def reap(self) -> bool:
         return self._ended
 
     def wait(self) -> None:
-        """Wait for the end; a node that does not report it within ``KILL_GRACE``
-        seconds loses its session (which ends the wait)."""
-        if not self._done.acquire(timeout=KILL_GRACE):
-            if self._client is None:  # (still connecting: its end comes when it can)
-                return
-            self.backend.drop(self.node, self._client)
+        """Wait for the end, after ``kill``: at most until ``KILL_GRACE`` seconds after
+        the kill (so commands killed together wait together). A command that has no
+        session (its connect was given up, or a caller's ``connect`` still runs: it
+        starts nothing then) is not waited for; a node that did not report the end in
+        time loses its session (``kill_session``), which ends the command here."""
+        if self._client is None:
+            return
+        if not self._killed:  # (not the engine's order; the grace starts here then)
+            self._kill_by = time.monotonic() + KILL_GRACE
+        left = max(0.0, self._kill_by - time.monotonic())
+        if not self._done.acquire(timeout=left):
+            self.backend.kill_session(self.node, self._client)
             self._done.acquire()
         self._done.release()  # (for the next wait)
 

@@ -1,9 +1,14 @@
-"""Giving up ssh connections with real processes (``launch/killswitch.py``): a
-connect abandoned from another thread ends at once and leaves no local ``ssh`` behind.
+"""The RPC backend giving up on nodes, with real processes: a timeout, an abort or Ctrl-C
+ends nodes still connecting and nodes whose server is stopped without waiting for one
+after another, and leaves no local ``ssh`` behind (``cluster/rpc.py``,
+``cluster/rpcsessions.py``, ``launch/killswitch.py``).
 
 A node "still connecting" is an ssh alias of a local listener that accepts the
-connection and never speaks (ssh hangs in its banner exchange, as with a wedged host).
-Every test kills and reaps what it started, whether it passes or not.
+connection and never speaks (ssh hangs in its banner exchange, as with a wedged host);
+a stopped server is one of ours over the loopback sshd (the ``sshd`` fixture) whose
+command sent it SIGSTOP. The bounds on time only tell "together" from "one after
+another" (8 nodes at ``KILL_GRACE``, 2 s, each: 16 s); every test kills and reaps what it
+started, and continues what it stopped, whether it passes or not.
 """
 
 from __future__ import annotations
@@ -11,16 +16,22 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import threading
+import time
 from typing import Iterator, List
 
 import pytest
-from helpers import pid_alive, wait_until
+from helpers import SHELL, ctrl_c, live_children, pid_alive, wait_until
 
+from easycluster.cluster import EventHandler, Task
 from easycluster.errors import ConnectError
 from easycluster.launch.ssh import open_channel
 
 pytestmark = pytest.mark.timeout(120)
+
+NODES = 8
+TOGETHER = 8.0  # s: well under NODES grace periods one after another (16 s)
 
 
 class Blackhole:
@@ -93,6 +104,14 @@ def hole(tmp_path) -> Iterator[Blackhole]:
         bh.close()
 
 
+def rpc_task(options: str, connect_timeout: float = 60) -> Task:
+    t = Task()
+    t.set_info("ssh_options", options)
+    t.set_info("connect_timeout", connect_timeout)  # (long: giving up must not wait for it)
+    t.set_default("backend", "rpc")
+    return t
+
+
 def test_a_switch_gives_up_a_connect_at_once_and_reaps_its_ssh(hole):
     """``open_channel`` with a ``KillSwitch``: thrown while ssh hangs in its connect, the
     call raises at once and its ssh is gone; thrown before, ssh never outlives it."""
@@ -124,3 +143,116 @@ def test_a_switch_gives_up_a_connect_at_once_and_reaps_its_ssh(hole):
     with pytest.raises(ConnectError, match="given up"):
         open_channel("hole2", extra_args=["-F", hole.config], timeout=60, switch=early)
     assert hole.processes() == []
+
+
+def test_a_timeout_gives_up_nodes_still_connecting_together_and_leaves_no_ssh(hole):
+    task = rpc_task(f"-F {hole.config}")
+    try:
+        task.shell("true", nodes=f"hole[1-{NODES}]", timeout=1)
+        started = time.monotonic()
+        task.resume()
+        took = time.monotonic() - started
+        assert {task.node_status(f"hole{i}") for i in range(1, NODES + 1)} == {"timeout"}
+        assert took < TOGETHER, f"{took:.1f} s: the nodes were waited for one after another"
+        assert wait_until(lambda: not hole.processes(), timeout=5), "ssh left running"
+    finally:
+        task.close_sessions()
+
+
+def test_ctrl_c_while_nodes_connect_exits_at_once_and_leaves_no_ssh(hole):
+    """The command line: Ctrl-C while every node still connects (their ssh run in
+    sessions of their own, so the terminal's SIGINT does not reach them)."""
+    proc = subprocess.Popen(
+        [*SHELL, "-R", "rpc", "-o", f"-F {hole.config}", "-t", "60", "-w", f"hole[1-{NODES}]"]
+        + ["true"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    interrupted = [0.0]
+
+    def all_connecting() -> None:
+        assert wait_until(lambda: len(hole.accepted) == NODES, timeout=60), "never connecting"
+        interrupted[0] = time.monotonic()
+
+    _, err = ctrl_c(proc, all_connecting)
+    took = time.monotonic() - interrupted[0]
+    assert proc.returncode == 130, err
+    assert took < TOGETHER, f"{took:.1f} s from Ctrl-C to exit"
+    assert wait_until(lambda: not hole.processes(), timeout=5), "ssh left running"
+
+
+def test_stopped_servers_are_given_up_together_and_their_ssh_killed(sshd, tmp_path):
+    """Eight nodes whose server is stopped (SIGSTOP) under a running command: an abort
+    waits one grace period for all of them, not one each, and kills their ssh. On the
+    nodes the commands run on while the servers are stopped; continued, each server finds
+    its session gone and kills its command."""
+    task = rpc_task(f"-F {sshd.config}", connect_timeout=30)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    nodes = [f"sshtest{i}" for i in range(1, NODES + 1)]
+    # (the command waits a moment before it stops its server: the server has listed it
+    # by then, so it can kill it once continued)
+    command = f"echo $PPID $$ > {pids}/%h; sleep 0.3; kill -STOP $PPID; exec sleep 60"
+    aborted = [0.0]
+
+    class AbortWhenAllStopped(EventHandler):
+        def ev_timer(self, timer):
+            if len(os.listdir(pids)) == NODES and all(stopped(p) for p in servers()):
+                timer.invalidate()
+                aborted[0] = time.monotonic()
+                task.abort()
+
+    def servers() -> List[int]:
+        return [int((pids / n).read_text().split()[0]) for n in os.listdir(pids)]
+
+    def commands() -> List[int]:
+        return [int((pids / n).read_text().split()[1]) for n in os.listdir(pids)]
+
+    try:
+        task.shell(command, nodes=",".join(nodes))
+        task.timer(0.1, AbortWhenAllStopped(), interval=0.1)
+        task.resume(timeout=90)
+        took = time.monotonic() - aborted[0]
+        assert aborted[0], "the servers were never all stopped"
+        assert took < TOGETHER, f"{took:.1f} s: the nodes were waited for one after another"
+        assert {task.node_status(n) for n in nodes} == {"aborted"}
+        assert task.rpc_backend().sessions() == {}  # every stopped server's session ended
+        ours = [p for p in ssh_children() if sshd.config.encode() in cmdline(p)]
+        assert ours == [], "ssh left running"
+        assert all(pid_alive(p) for p in commands())  # (its server cannot kill it yet)
+        for server in servers():
+            os.kill(server, signal.SIGCONT)
+        for pid in commands():
+            assert wait_until(lambda p=pid: not pid_alive(p), timeout=10), f"{pid} left running"
+    finally:
+        for name in os.listdir(pids):  # (whatever happened: nothing stopped or running)
+            server, cmd = (int(x) for x in (pids / name).read_text().split())
+            for pid, sig in ((server, signal.SIGCONT), (-cmd, signal.SIGKILL)):
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        task.close_sessions()
+
+
+def stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def ssh_children() -> List[int]:
+    """Live children of this process (any thread's) that run ssh."""
+    return [p for p in live_children() if cmdline(p).split(b"\0")[0].endswith(b"ssh")]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
