@@ -10,8 +10,8 @@ the keeper sends back. The keeper runs the command as ``easycluster shell`` woul
 the sessions it keeps, so a second command costs round trips, not ssh starts. Ctrl-C in
 the client is passed on (the keeper's run is interrupted as a terminal's would be).
 
-One keeper per set of connection options (``-l``, ``-o``, ``-t``): the socket name is a
-hash of them, in ``$XDG_RUNTIME_DIR/easycluster`` (else ``/tmp/easycluster-UID``), a
+One keeper per set of connection options (``-l``, ``-o``, ``-t``, ``ssh_path``): the socket
+name is a hash of them, in ``$XDG_RUNTIME_DIR/easycluster`` (else ``/tmp/easycluster-UID``), a
 directory that must be ours and mode 0700; the keeper also checks each peer's uid
 (``SO_PEERCRED``). It runs one request at a time and ends after ``--keep SECONDS``
 without a request (600 by default), or on ``--keep-exit``, closing every session.

@@ -296,6 +296,8 @@ def _through_keeper(args: argparse.Namespace, argv: List[str]) -> int:
     if args.keep is not None and args.keep <= 0:
         raise UsageError(f"--keep takes seconds > 0, not {args.keep:g}")
     options = [args.user or "", *args.options, str(args.connect_timeout)]
+    if args.ssh_path:  # (the sessions' ssh: a keeper of another one must not serve)
+        options.append(f"ssh_path={args.ssh_path}")
     if args.keep_exit:
         if not keeper.stop_keeper(options):
             print(f"{PROG}: no keeper runs for these options", file=sys.stderr)

@@ -49,8 +49,10 @@ as ``remote/commands.py`` says it covers them).
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import shutil
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -58,6 +60,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..client.client import Client
 from ..errors import CallTimeout
 from ..launch.killswitch import KillSwitch
+from ..launch.ssh import ssh_words
 from ..protocol.messages import CONTROL, SINGLE
 from ..transport.threads import ReusedThreads
 from .backends import (
@@ -101,10 +104,11 @@ class RpcBackend(SessionKeeper, Backend):
     """Commands over sessions to our server (module docstring).
 
     ``connect(node) -> Client`` makes a session (default: a ``Client`` connected to
-    ``node`` with ``connect_options``, its keywords, over ssh; ``rpcsessions.py``).
-    Sessions are kept until ``close()``; a session that died is dropped and made again
-    on next use. ``sessions()`` and ``session(node)`` give them to Python calls
-    (``Task.call``) so commands and calls share them.
+    ``node`` with ``connect_options``, its keywords: over ssh, ``ssh`` being the program
+    or its words; ``rpcsessions.py``). Sessions are kept until ``close()``; a session
+    that died is dropped and made again on next use. ``sessions()`` and
+    ``session(node)`` give them to Python calls (``Task.call``) so commands and calls
+    share them.
     """
 
     name = "rpc"
@@ -157,7 +161,17 @@ class RpcBackend(SessionKeeper, Backend):
     def start(self, node: str, rank: int, command: str, stdin: bool, stderr: bool) -> Any:
         if not isinstance(command, RemoteCall):
             command = substitute(command, node, rank)
+        if "ssh" in self.connect_options and self.connect is None and not self.warm(node):
+            self.check_ssh()
         return RpcCommand(self, node, command, stdin, stderr, next(self._tokens), self.mailbox())
+
+    def check_ssh(self) -> None:
+        """Raise ``FileNotFoundError`` if the ``ssh`` program given cannot be found: the
+        slot then "could not start here", as with the ssh backend (rather than being
+        unreachable, which a wrong ``ssh_path`` would otherwise look like)."""
+        program = ssh_words(self.connect_options["ssh"])[0]
+        if shutil.which(program) is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
     def literal(self, command: str) -> str:
         """``command`` escaped so that it runs as written (no ``%h`` substitution)."""

@@ -112,7 +112,7 @@ class SshBackend(Backend):
             raise OSError(f"bad ssh host name {node!r}")
         argv = [*self.path, *self.options, "-oBatchMode=yes"]
         if self.connect_timeout:
-            argv.append(f"-oConnectTimeout={max(1, int(self.connect_timeout + 0.999))}")
+            argv.append(connect_timeout_option(self.connect_timeout))
         if self.user:
             argv += ["-l", self.user]
         return [*argv, "--", node, command]
@@ -138,6 +138,12 @@ class SshBackend(Backend):
             last = tail.rstrip().rsplit(b"\n", 1)[-1]
             return UNREACHABLE if any(s in last for s in LOST_SIGNS) else EXIT
         return classify_ssh(rc, tail)
+
+
+def connect_timeout_option(seconds: float) -> str:
+    """ssh's option for a connect timeout of ``seconds`` (whole seconds, rounded up, at
+    least 1: what ssh takes); the ssh and rpc backends both pass it."""
+    return f"-oConnectTimeout={max(1, int(seconds + 0.999))}"
 
 
 def classify_ssh(rc: int, tail: bytes) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 from .backends import Backend, ExecBackend
 from .results import BUFFER_MAX
-from .sshexec import SshBackend
+from .sshexec import SshBackend, connect_timeout_option
 from .topology import Topology, load_topology
 from .window import FanoutWindow, check_limit
 
@@ -101,19 +101,24 @@ class TaskSettings:
 
     def rpc_backend(self) -> RpcBackend:
         """This Task's RPC backend (``rpc.py``): one session per node to our server,
-        connected over ssh on first use (``ssh_user``, ``ssh_options``,
-        ``connect_timeout``), kept open for later commands and ``call``s. Set the
-        ``rpc_connect`` info to ``connect(node) -> Client`` to connect another way."""
+        connected over ssh on first use (``ssh_path``, ``ssh_user``, ``ssh_options``,
+        ``connect_timeout``, as the ssh backend takes them: ssh's ``ConnectTimeout``
+        too, and the bootstrap as a whole is bounded by it), kept open for later
+        commands and ``call``s. Set the ``rpc_connect`` info to ``connect(node) ->
+        Client`` to connect another way."""
         if self._rpc is None:
             from .rpc import RpcBackend
 
-            opts: Dict[str, Any] = {}
+            opts: Dict[str, Any] = {"ssh": shlex.split(self.infos.get("ssh_path") or "ssh")}
             if self.infos.get("ssh_user"):
                 opts["user"] = self.infos["ssh_user"]
-            if self.infos.get("ssh_options"):
-                opts["extra_args"] = shlex.split(self.infos["ssh_options"])
+            extra = shlex.split(self.infos.get("ssh_options") or "")
             if self.infos.get("connect_timeout"):
                 opts["connect_timeout"] = float(self.infos["connect_timeout"])
+                extra.append(connect_timeout_option(opts["connect_timeout"]))  # (after
+                # the caller's options: ssh keeps the first value it is given)
+            if extra:
+                opts["extra_args"] = extra
             self._rpc = RpcBackend(self.infos.get("rpc_connect"), **opts)
         return self._rpc
 

@@ -290,3 +290,34 @@ def test_a_full_mailbox_holds_output_until_taken_but_never_an_end():
         assert not blocked.is_alive()
     finally:
         box.close()
+
+
+def test_the_rpc_backend_gets_the_tasks_ssh_settings_as_the_ssh_backend_does():
+    """``ssh_path`` (shell words) is the program its sessions' ssh runs, and
+    ``connect_timeout`` becomes ssh's ConnectTimeout, after the caller's options (ssh
+    keeps the first value)."""
+    from easycluster.cluster import Task
+    from easycluster.launch.ssh import ssh_argv
+
+    task = Task()
+    task.set_info("ssh_path", "sshpass -f '/my file' ssh")
+    task.set_info("ssh_options", "-F cfg")
+    task.set_info("connect_timeout", 2.5)
+    rpc = task.rpc_backend()
+    options = rpc.connect_options
+    assert options["ssh"] == ["sshpass", "-f", "/my file", "ssh"]
+    assert options["extra_args"] == ["-F", "cfg", "-oConnectTimeout=3"]
+    assert options["connect_timeout"] == 2.5
+    argv = ssh_argv("n1", "cmd", ssh=options["ssh"], extra_args=options["extra_args"])
+    assert argv[:7] == ["sshpass", "-f", "/my file", "ssh", "-F", "cfg", "-oConnectTimeout=3"]
+    ssh = task.backend("ssh")
+    assert isinstance(ssh, SshBackend) and "-oConnectTimeout=3" in ssh.argv("n1", "cmd")
+
+
+def test_an_rpc_ssh_program_that_is_not_there_could_not_start_here():
+    """As with the ssh backend, a wrong ``ssh_path`` is the node's "could not start
+    here" (OSError from ``start``), not an unreachable node."""
+    from easycluster.cluster.rpc import RpcBackend
+
+    with pytest.raises(FileNotFoundError, match="/nonexistent/ssh"):
+        RpcBackend(ssh=["/nonexistent/ssh", "-x"]).start("n1", 0, "true", False, True)

@@ -169,6 +169,34 @@ def test_ssh_zero_install_sessions(sshd):
         t.close_sessions()
 
 
+def test_ssh_path_and_connect_timeout_reach_the_sessions_ssh(sshd, tmp_path):
+    """As for the ssh backend: ``ssh_path`` is shell words (a wrapper, here), and
+    ``connect_timeout`` is ssh's ConnectTimeout too, after the caller's options; an
+    ``ssh_path`` that is not there is the node's "could not start here"."""
+    log = tmp_path / "args"
+    wrapper = tmp_path / "my ssh"
+    wrapper.write_text(f'printf "%s\\n" "$@" > "{log}"\nexec ssh "$@"\n')
+    t = Task()
+    t.set_info("ssh_path", f"sh '{wrapper}'")
+    t.set_info("ssh_options", f"-F {sshd.config}")
+    t.set_info("connect_timeout", 7)
+    try:
+        t.run("echo ok", nodes="sshtest1", backend="rpc")
+        assert t.node_buffer("sshtest1") == b"ok"
+        assert log.read_text().splitlines()[:3] == ["-F", sshd.config, "-oConnectTimeout=7"]
+    finally:
+        t.close_sessions()
+    t = Task()
+    t.set_info("ssh_path", "/nonexistent/ssh")
+    t.set_info("ssh_options", f"-F {sshd.config}")
+    try:
+        t.run("echo ok", nodes="sshtest1", backend="rpc")
+        assert t.node_status("sshtest1") == "failed"
+        assert b"/nonexistent/ssh" in t.node_error("sshtest1")
+    finally:
+        t.close_sessions()
+
+
 def test_closing_the_sessions_ends_the_commands_still_running(task, tmp_path):
     pidfile = tmp_path / "pid"
 
