@@ -31,7 +31,8 @@ it into place, so the rules and outcomes are ``Task.copy``'s.
 
 Failures: a node that cannot be connected, or whose session dies mid-command, ends with
 ``RC_UNREACHABLE`` (255, as ssh) and a message on its error stream that ``classify``
-recognises, so it is ``unreachable``, not a command's own exit.
+recognises, so it is ``unreachable``, not a command's own exit (the message does not
+name the node: the line it goes in does).
 
 Kills (timeout, abort, Ctrl-C) never wait for one node after another. A command whose
 node is still connecting is given up at once: the ssh connecting to it is killed
@@ -73,7 +74,7 @@ from .backends import (
     substitute,
 )
 from .copy import TAR_TOP, pull_command, push_command
-from .rpcsessions import SessionKeeper
+from .rpcsessions import SessionKeeper, without_node
 
 REMOTE = "easycluster.remote.commands."
 RC_UNREACHABLE = 255
@@ -342,7 +343,7 @@ class RpcCommand:
             if self._killed:  # (given up while connecting: no message, as for a kill)
                 self._end(KILLED)
                 return
-            self._put(2, MARK + f"{self.node}: cannot connect: {e}\n".encode())
+            self._put(2, MARK + f"cannot connect: {without_node(e, self.node)}\n".encode())
             self._end(RC_UNREACHABLE)
             return
         if self._killed:  # (after _client is set: a kill from now on reaches the node)
@@ -398,7 +399,8 @@ class RpcCommand:
         """The return code of a command whose session failed (a killed one's: 137)."""
         if self._killed:
             return KILLED  # (killed: the session went with it)
-        self._put(2, MARK + f"{self.node}: lost during the command: {error}\n".encode())
+        text = f"lost during the command: {without_node(error, self.node)}\n"
+        self._put(2, MARK + text.encode())
         return RC_UNREACHABLE
 
     def _end(self, rc: int, wake: bool = True) -> None:

@@ -24,6 +24,7 @@ the ordinary way.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -140,4 +141,12 @@ class SessionKeeper:
             c.close()
 
 
-__all__ = ["SessionKeeper"]
+def without_node(error: BaseException, node: str) -> str:
+    """``error``'s message for a line that names ``node`` already: without the node's
+    name where our launcher and client put it ("NODE: ...", "... to NODE ...",
+    "... on NODE ...", as ``USER@NODE`` too), once; what ssh itself said is kept."""
+    name = r"(?:[^\s@:]+@)?" + re.escape(node)
+    return re.sub(rf"^{name}: | (?:to|on) {name}(?=: | |$)", "", str(error), count=1)
+
+
+__all__ = ["SessionKeeper", "without_node"]

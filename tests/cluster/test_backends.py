@@ -292,6 +292,30 @@ def test_a_full_mailbox_holds_output_until_taken_but_never_an_end():
         box.close()
 
 
+def test_rpc_messages_leave_the_node_to_the_line_they_go_in():
+    """``without_node``: the launcher's and client's mention of the node goes, once;
+    what ssh said stays, and so does a TCP peer's ``host:port``."""
+    from easycluster.cluster.rpcsessions import without_node
+    from easycluster.errors import ConnectError
+
+    def text(message: str, node: str = "bad1") -> str:
+        return without_node(ConnectError(message), node)
+
+    assert text("ssh cannot connect to bad1: ssh: Could not resolve hostname bad1: x") == (
+        "ssh cannot connect: ssh: Could not resolve hostname bad1: x"
+    )
+    assert text("bad1: the peer closed the connection") == "the peer closed the connection"
+    assert text("ssh to me@bad1: authentication refused: y") == "ssh: authentication refused: y"
+    assert text("python3 not found on bad1 (rpython='python3')") == (
+        "python3 not found (rpython='python3')"
+    )
+    assert text("connecting to bad1 over ssh timed out after 3.0 s") == (
+        "connecting over ssh timed out after 3.0 s"
+    )
+    assert text("cannot connect to bad1:7000: refused") == "cannot connect to bad1:7000: refused"
+    assert text("ssh cannot connect to bad10: z") == "ssh cannot connect to bad10: z"
+
+
 def test_the_rpc_backend_gets_the_tasks_ssh_settings_as_the_ssh_backend_does():
     """``ssh_path`` (shell words) is the program its sessions' ssh runs, and
     ``connect_timeout`` becomes ssh's ConnectTimeout, after the caller's options (ssh

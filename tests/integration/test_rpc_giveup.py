@@ -183,6 +183,20 @@ def test_ctrl_c_while_nodes_connect_exits_at_once_and_leaves_no_ssh(hole):
     assert wait_until(lambda: not hole.processes(), timeout=5), "ssh left running"
 
 
+def test_an_unreachable_node_is_named_once_on_its_error_line(hole):
+    proc = subprocess.run(
+        [*SHELL, "-R", "rpc", "-o", f"-F {hole.config}", "-w", "refused1", "true"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert proc.returncode == 252
+    line = next(x for x in proc.stderr.decode().splitlines() if "cannot connect" in x)
+    assert line.startswith("refused1: easycluster rpc: cannot connect: ssh cannot connect: ")
+    assert line.count("refused1") == 1
+
+
 def test_stopped_servers_are_given_up_together_and_their_ssh_killed(sshd, tmp_path):
     """Eight nodes whose server is stopped (SIGSTOP) under a running command: an abort
     waits one grace period for all of them, not one each, and kills their ssh. On the
