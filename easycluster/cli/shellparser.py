@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         const=600.0,
         metavar="SECONDS",
         help="keep the rpc sessions open after this command, for the next ones with the "
-        "same -l/-o/-t (a background keeper, like ssh's ControlPersist; it ends after "
+        "same -l/-o/-t/ssh_path (a background keeper, like ssh's ControlPersist; it ends after "
         "SECONDS without a command, 600 by default); implies -R rpc",
     )
     run.add_argument(
