@@ -120,6 +120,7 @@ class Running:
 
 RUNNING: Dict[int, Job] = {}
 _RUNNING_LOCK = threading.Lock()
+_ENDING = [False]  # kill_all ran: the connection ends, nothing more may start (under the lock)
 
 
 def _watched_groups() -> List[int]:
@@ -162,6 +163,8 @@ def _spawn(token: int, command: str, stderr: bool, stdin: bool, announce: bool =
     with _RUNNING_LOCK:
         if token in RUNNING:
             raise ValueError(f"command token {token} is in use")
+        if _ENDING[0]:  # (a start racing the connection's end would outlive it)
+            raise OSError("the connection is ending: the command was not started")
         run = None if stdin else _posix_spawn(command, stderr)
         if run is None:
             run = _popen(command, stderr, stdin)
@@ -243,8 +246,10 @@ def pull_start(token: int, source: str) -> Tuple[Chunks, Optional[int]]:
 
 def _add(token: int, job: Job) -> None:
     with _RUNNING_LOCK:
-        if token in RUNNING:
+        if token in RUNNING or _ENDING[0]:
             job.kill()
+            if _ENDING[0]:
+                raise OSError("the connection is ending: the copy was not started")
             raise ValueError(f"command token {token} is in use")
         RUNNING[token] = job
 
@@ -397,8 +402,13 @@ def kill(token: int) -> bool:
 def kill_all() -> None:
     """Kill every command still running and abandon every copy: the connection that
     started them ends (its server process is about to exit, and nobody would read their
-    output). The watchdog is let go (killed here, the groups need it no longer)."""
-    for job in list(RUNNING.values()):
+    output). The watchdog is let go (killed here, the groups need it no longer). A
+    start on another thread (``SINGLE``) that comes after is refused, so no command can
+    slip past this."""
+    with _RUNNING_LOCK:
+        _ENDING[0] = True
+        jobs = list(RUNNING.values())
+    for job in jobs:
         job.kill()
         if isinstance(job, Running):
             _withdraw(job)  # (killed, and not reaped before we exit: not reused)

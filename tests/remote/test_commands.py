@@ -59,6 +59,11 @@ SCRIPT = textwrap.dedent(
     out["slow"] = [text(chunks), rc]
     out["left"] = sorted(commands.RUNNING)
     commands.kill_all()
+    try:  # a start racing the connection's end (another thread's) is refused
+        commands.start_quick(12, "sleep 30", True)
+        out["after_end"] = "started"
+    except OSError as e:
+        out["after_end"] = str(e)
     json.dump(out, sys.stdout)
     """
 )
@@ -103,3 +108,7 @@ def test_start_quick_outcomes(out):
     assert out["slow_first"] is None
     assert out["slow"] == [{"1": "a\nb\n", "2": ""}, 0]
     assert out["left"] == []  # every token forgotten once its end was read
+
+
+def test_nothing_starts_once_the_connection_ends(out):
+    assert out["after_end"] == "the connection is ending: the command was not started"
