@@ -75,6 +75,8 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options)
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 value = r.wait(left, origexc=_origexc(t, opts.origexc))
             except BaseException as e:  # the remote exception, as origexc asks
+                if isinstance(e, (KeyboardInterrupt, SystemExit)) and not r.done():
+                    raise  # (Ctrl-C here while waiting: the caller's, not this host's)
                 exc = e
                 if deadline is not None and isinstance(e, CallTimeout) and not r.done():
                     exc = _late(t, opts.call_timeout)

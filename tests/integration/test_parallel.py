@@ -197,3 +197,18 @@ def test_a_lost_hosts_transport_ends_beside_the_fan_out():
         release.set()
         for c in cs:
             c.close()
+
+
+def test_ctrl_c_while_waiting_is_raised_not_taken_for_a_hosts_result(servers):
+    import _thread
+    import threading
+
+    threading.Timer(0.2, _thread.interrupt_main).start()  # (Ctrl-C, as the signal does)
+    t = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        call_multi(servers, "nap", 1.5, "x", return_exceptions=True)
+    assert time.perf_counter() - t < 1.2  # raised at once, not after every host
+    time.sleep(1.5)  # (the naps end; the servers are the module's)
+    # a KeyboardInterrupt raised remotely is still that host's result
+    got = call_multi(servers[:1], "eval", "exec('raise KeyboardInterrupt')", return_exceptions=True)
+    assert isinstance(got[0], BaseException)
