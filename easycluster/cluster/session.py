@@ -50,6 +50,7 @@ from .treerelay import TreeConnector, as_topology, tree_connector
 from .treerun import SILENCE
 
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
+KILL_GRACE = 5.0  # s past run()'s timeout a node has to report the kill (a frozen one)
 
 
 class CommandResult:
@@ -224,16 +225,21 @@ class Cluster:
         if self.relay is not None:
             self.relay.close()
 
-    def _fan_out(self, func: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    def _fan_out(
+        self, func: str, *args: Any, _bound: Optional[float] = None, **kwargs: Any
+    ) -> Dict[str, Any]:
+        """``func`` on every connected node; ``_bound``: seconds to wait at most when
+        ``call_timeout`` is None (``run``'s timeout, plus a grace for the kill)."""
         if self.tree is not None:
             return self._tree_fan_out(func, args, kwargs)
         keys = list(self.clients)
+        bound = self.call_timeout if self.call_timeout is not None else _bound
         got = call_multi(
             [self.clients[k] for k in keys],
             func,
             *args,
             return_exceptions=True,
-            call_timeout=self.call_timeout,
+            call_timeout=bound,
             origexc="quiet",  # the exception takes the slot; nothing printed
             **kwargs,
         )
@@ -281,10 +287,17 @@ class Cluster:
         return self._results(got, _call_outcome)
 
     def run(self, command: str, timeout: Optional[float] = None) -> NodeResults:
-        """Run shell ``command`` on every node over its session; each value is a
-        ``CommandResult`` (exit code, stdout, stderr). ``timeout``: seconds, after which
-        the command is killed on the node (outcome ``timeout``)."""
-        got = self._fan_out(APPLY, _RUN_COMMAND, command, timeout)
+        """Run shell ``command`` (one string, as given: no ``%h``) on every node over its
+        session; each value is a ``CommandResult`` (exit code, stdout, stderr).
+        ``timeout``: seconds, after which the command is killed on the node, with what it
+        started (outcome ``timeout``); without ``call_timeout``, a node that has not
+        answered ``KILL_GRACE`` s later (its server stopped) is ``timeout`` too. A
+        command still running when the session closes (``close()``, the end of the
+        script, the server's death) is killed."""
+        if not isinstance(command, str):
+            raise TypeError(f"run() takes a shell command as one string, not {command!r}")
+        bound = None if timeout is None else timeout + KILL_GRACE
+        got = self._fan_out(APPLY, _RUN_COMMAND, command, timeout, _bound=bound)
         for key, value in got.items():
             if isinstance(value, tuple):
                 got[key] = CommandResult(*value)
@@ -388,16 +401,48 @@ def _command_outcome(value: Any) -> Outcome:
 def _remote_runner() -> Callable[[str, Optional[float]], Tuple[int, bytes, bytes]]:
     """The function ``run`` sends to each node. Made inside a function so cloudpickle
     sends it by value: the nodes have no ``easycluster.cluster``. It returns a plain
-    tuple for the same reason."""
+    tuple for the same reason.
+
+    The command runs as the RPC backend's do (``easycluster.remote.commands``, shipped
+    with every server): in a session of its own, so its timeout kills what it started
+    too, and registered with the server, so it is killed when the session closes
+    (``close()``, the script's end) or when the server dies (its watchdog). A timeout
+    raises ``subprocess.TimeoutExpired`` there (the slot's ``timeout`` outcome)."""
 
     def run_command(command: str, timeout: Optional[float]) -> Tuple[int, bytes, bytes]:
+        import random
         import subprocess
+        import threading
+        import time
 
-        done = subprocess.run(
-            command, shell=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-        rc = done.returncode
-        return (128 - rc if rc < 0 else rc), done.stdout, done.stderr
+        from easycluster.remote import commands
+
+        end = None if timeout is None else time.monotonic() + timeout
+        token = (1 << 61) | random.getrandbits(60)  # (apart from the rpc backend's tokens)
+        chunks, rc = commands.start_quick(token, command, True)
+        fired = threading.Event()
+
+        def expire() -> None:
+            if commands.kill(token):  # (False: it ended and was read just now)
+                fired.set()
+
+        timer = None
+        if rc is None and end is not None:
+            timer = threading.Timer(max(0.0, end - time.monotonic()), expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            while rc is None:
+                more, rc = commands.read(token)
+                chunks += more
+        finally:
+            if timer is not None:
+                timer.cancel()
+        out = b"".join(data for sid, data in chunks if sid == 1)
+        err = b"".join(data for sid, data in chunks if sid == 2)
+        if fired.is_set():
+            raise subprocess.TimeoutExpired(command, timeout or 0.0, out, err)
+        return rc, out, err
 
     return run_command
 

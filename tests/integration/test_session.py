@@ -51,6 +51,32 @@ def test_a_command_past_its_timeout_is_killed_and_classified(local_cluster):
     assert local_cluster.run("echo again")["n2"].stdout == b"again\n"  # sessions go on
 
 
+def test_a_timeout_or_close_kills_what_the_command_started(tmp_path):
+    from helpers import pid_alive, wait_until
+
+    with Cluster(["a", "b"], client=lambda n: spawn_local()) as c:
+        r = c.run(f"sleep 61 & echo $! >> {tmp_path}/timed; wait", timeout=0.5)
+        assert r.exit_code() == 251
+        pids = [int(p) for p in (tmp_path / "timed").read_text().split()]
+        assert len(pids) == 2 and wait_until(lambda: not any(map(pid_alive, pids)), 10)
+        import threading
+
+        running = threading.Thread(
+            target=c.run, args=(f"sleep 62 & echo $! >> {tmp_path}/open; wait",)
+        )
+        running.start()
+        opened = tmp_path / "open"
+        assert wait_until(lambda: opened.exists() and len(opened.read_text().split()) == 2, 10)
+    running.join(10)
+    pids = [int(p) for p in (tmp_path / "open").read_text().split()]
+    assert wait_until(lambda: not any(map(pid_alive, pids)), 10)  # closed: killed there
+
+
+def test_run_takes_one_command_string(local_cluster):
+    with pytest.raises(TypeError, match="one string"):
+        local_cluster.run(["echo", "hello"])
+
+
 def test_call_timeout_bounds_a_call_per_slot():
     with Cluster(["a", "b"], call_timeout=0.5, client=lambda n: spawn_local()) as c:
         r = c.call("time.sleep", 10)
