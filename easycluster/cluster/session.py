@@ -13,7 +13,8 @@ them open, so the next command or call costs a round trip, not an ssh start:
 Results (``NodeResults``) are keyed by slot (a node listed twice gets ``node`` and
 ``node#2``: ``slots.slot_keys``). Every slot ends in one outcome of ``summary.py``: a
 node that could not be connected is ``unreachable`` (``hostkey`` when ssh refused its
-host key) for every later operation too; a call that raised is ``failed``; a command is
+host key) for every later operation too; a session lost during an operation is
+``unreachable`` for it; a call that raised is ``failed``; a command is
 ``failed`` with its exit code; a call or command past ``call_timeout`` is ``timeout``
 (the remote work may go on: see ``docs/timeouts.md``). ``summary()`` names every slot
 that did not succeed once, folded by class; ``exit_code()`` is the shell's.
@@ -39,7 +40,7 @@ from typing import (
 
 from ..client.client import Client
 from ..client.parallel import call_multi
-from ..errors import CallTimeout, EasyClusterError
+from ..errors import CallTimeout, ConnectionLost, EasyClusterError
 from ..nodeset.nodeset import NodeSet
 from .executor import ClusterExecutor
 from .slots import slot_keys
@@ -160,6 +161,7 @@ class Cluster:
         # pipeline depths: a fresh one cost about 0.8 ms a call), by (retries, timeout)
         self._executors: Dict[Tuple[int, Optional[float]], ClusterExecutor] = {}
         self._relay_args: Any = None
+        self._retired: List[ClusterExecutor] = []  # maps that raised, maybe still running
         if topology is not None:
             topology = as_topology(topology)
             self._relay_args = (topology, client, gateway_python, silence, connect_options)
@@ -215,9 +217,10 @@ class Cluster:
 
     def close(self) -> None:
         """Close every session (the remote servers end with them)."""
-        for executor in self._executors.values():
+        for executor in [*self._executors.values(), *self._retired]:
             executor.shutdown(wait=True, cancel_futures=True)
         self._executors.clear()
+        self._retired.clear()
         for c in self.clients.values():
             c.close()
         if self.tree is not None:
@@ -333,7 +336,9 @@ class Cluster:
             return list(executor.map(func, iterable, chunksize=chunksize))
         except BaseException:  # (items of this map may still run: the next starts afresh)
             del self._executors[key]
-            executor.shutdown(wait=True, cancel_futures=True)
+            # raised now, not once the items running elsewhere end (close() waits)
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._retired.append(executor)
             raise
 
     def _executor(self, retries: int, timeout: Optional[float]) -> ClusterExecutor:
@@ -385,6 +390,8 @@ def tree_caller(
 def _call_outcome(value: Any) -> Outcome:
     if isinstance(value, CallTimeout):
         return Outcome.timeout()
+    if isinstance(value, ConnectionLost):  # (the session died: as run() counts it)
+        return Outcome.unreachable()
     if isinstance(value, BaseException):
         return Outcome.failed(1)
     return Outcome.ok()
