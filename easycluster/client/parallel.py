@@ -30,7 +30,7 @@ from .threaded import ThreadedClient
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, List, Optional, Sequence
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
     OnResult = Optional[Callable[[str, Any], Any]]
 
@@ -155,6 +155,25 @@ def call_multi(_connections: Iterable[Any], _func: str, *a: Any, **kw: Any) -> L
     opts = _pop_opts(kw)
     conns = list(_connections)
     return _fan_out(conns, lambda c: c.raw_call(_func, a, kw, nonblocking=True), opts)
+
+
+def call_each(
+    connections: Iterable[Any],
+    func: str,
+    args: Sequence[Any],
+    kwargs: Dict[str, Any],
+    call_timeout: Optional[float] = None,
+    threadid: Optional[int] = None,
+) -> List[Any]:
+    """``func(*args, **kwargs)`` on every connection in parallel: each result, or the
+    exception in its place, in input order. Unlike ``call_multi`` no keyword is taken out
+    of ``kwargs`` (all are the remote function's); ``call_timeout`` bounds the whole
+    fan-out; ``threadid`` is each call's server thread (``messages.SINGLE``: one of its
+    own, so a call stuck there holds up no later one). Ctrl-C while waiting raises."""
+    opts = _Options(True, "quiet", call_timeout, None)
+    extra = {} if threadid is None else {"threadid": threadid}
+    send = lambda c: c.raw_call(func, args, kwargs, nonblocking=True, **extra)  # noqa: E731
+    return _fan_out(list(connections), send, opts)
 
 
 def eval_multi(

@@ -39,9 +39,10 @@ from typing import (
 )
 
 from ..client.client import Client
-from ..client.parallel import call_multi
+from ..client.parallel import call_each
 from ..errors import CallTimeout, ConnectionLost, EasyClusterError
 from ..nodeset.nodeset import NodeSet
+from ..protocol.messages import SINGLE
 from .executor import ClusterExecutor
 from .slots import slot_keys
 from .summary import Outcome, Summary
@@ -176,11 +177,17 @@ class Cluster:
             return
         with ThreadPoolExecutor(max_workers=min(fanout, len(names))) as pool:
             futures = {key: pool.submit(connect, self.node_of[key]) for key in self.keys}
+            misuse: Optional[TypeError] = None
             for key, fut in futures.items():
                 try:
                     self.clients[key] = fut.result()
+                except TypeError as e:  # (a misspelt connect option: the caller's)
+                    misuse = misuse or e
                 except Exception as e:  # one node's failure is that node's outcome
                     self.unreachable[key] = e
+        if misuse is not None:
+            self.close()
+            raise misuse
 
     @classmethod
     def from_slurm(
@@ -237,15 +244,9 @@ class Cluster:
             return self._tree_fan_out(func, args, kwargs)
         keys = list(self.clients)
         bound = self.call_timeout if self.call_timeout is not None else _bound
-        got = call_multi(
-            [self.clients[k] for k in keys],
-            func,
-            *args,
-            return_exceptions=True,
-            call_timeout=bound,
-            origexc="quiet",  # the exception takes the slot; nothing printed
-            **kwargs,
-        )
+        # each call on a server thread of its own: one stuck past call_timeout holds up
+        # no later call to that node (the exception takes the slot; nothing printed)
+        got = call_each([self.clients[k] for k in keys], func, args, kwargs, bound, threadid=SINGLE)
         return dict(zip(keys, got))
 
     def _tree_fan_out(self, func: str, args: Any, kwargs: Any) -> Dict[str, Any]:
@@ -285,8 +286,10 @@ class Cluster:
         ``define_common``)."""
         if callable(func):
             got = self._fan_out(APPLY, func, *args, **kwargs)
-        else:
+        elif isinstance(func, str):
             got = self._fan_out(func, *args, **kwargs)
+        else:
+            raise TypeError(f"call() takes a callable or a remote function's name, not {func!r}")
         return self._results(got, _call_outcome)
 
     def run(self, command: str, timeout: Optional[float] = None) -> NodeResults:

@@ -103,6 +103,18 @@ def test_call_timeout_bounds_a_call_per_slot():
         r = c.call("time.sleep", 10)
         assert all(isinstance(v, easycluster.CallTimeout) for v in r.values())
         assert r.exit_code() == 251
+        # the stuck calls hold up no later one (each call has a server thread of its own)
+        assert c.call(os.getpid).exit_code() == 0
+        # every keyword is the remote function's, even those call_multi takes for itself
+        got = c.call(lambda **kw: sorted(kw), call_timeout=1, origexc=2, on_result=3)
+        assert got["a"] == ["call_timeout", "on_result", "origexc"]
+        with pytest.raises(TypeError, match="not 42"):
+            c.call(42)
+
+
+def test_a_misspelt_connect_option_raises_at_once():
+    with pytest.raises(TypeError, match="extra_arg"):
+        Cluster(["a", "b"], extra_arg=["-v"])
 
 
 def test_over_ssh_unreachable_nodes_are_kept_per_slot(sshd):
