@@ -163,6 +163,7 @@ class Cluster:
         self._executors: Dict[Tuple[int, Optional[float]], ClusterExecutor] = {}
         self._relay_args: Any = None
         self._retired: List[ClusterExecutor] = []  # maps that raised, maybe still running
+        self.rpc: Optional[Any] = None  # copy/rcopy's RpcBackend over these sessions
         if topology is not None:
             topology = as_topology(topology)
             self._relay_args = (topology, client, gateway_python, silence, connect_options)
@@ -265,7 +266,12 @@ class Cluster:
                 self.lost[key] = value
         return out
 
-    def _results(self, got: Dict[str, Any], judge: Callable[[Any], Outcome]) -> NodeResults:
+    def _results(
+        self,
+        got: Dict[str, Any],
+        judge: Callable[[Any], Outcome],
+        known: Optional[Dict[str, Outcome]] = None,
+    ) -> NodeResults:
         values: Dict[str, Any] = {}
         outcomes: Dict[str, Outcome] = {}
         for key in self.keys:
@@ -277,8 +283,35 @@ class Cluster:
                 outcomes[key] = Outcome.unreachable()
             else:
                 values[key] = got[key]
-                outcomes[key] = judge(got[key])
+                outcomes[key] = known[key] if known else judge(got[key])
         return NodeResults(values, outcomes)
+
+    def results_of(self, got: Dict[str, Any], outcomes: Dict[str, Outcome]) -> NodeResults:
+        """The results of an operation whose outcomes are known (``sessioncopy.py``),
+        the slots never connected added as ``unreachable``/``hostkey``."""
+        return self._results(got, _command_outcome, outcomes)
+
+    def copy(
+        self, source: str, dest: str, preserve: bool = False, timeout: Optional[float] = None
+    ) -> NodeResults:
+        """Copy the local file or directory ``source`` to ``dest`` on every node over its
+        session (``Task.copy``'s rules: renamed into place only once complete; ``dest``
+        an existing directory takes it inside). Per slot a ``CommandResult`` (rc 0, or
+        the reason in ``stderr``; -1 when it had none: timed out). ``preserve``: mode and
+        mtime. Not through gateways (use ``Task.copy``)."""
+        from .sessioncopy import transfer
+
+        return transfer(self, False, source, dest, preserve, timeout)
+
+    def rcopy(
+        self, source: str, dest: str, preserve: bool = False, timeout: Optional[float] = None
+    ) -> NodeResults:
+        """Fetch ``source`` from every node into the local directory ``dest`` as
+        ``NAME.NODE`` (``NAME.NODE~2`` for a node's second listing; ``Task.rcopy``'s
+        names), each renamed into place only once complete; results as ``copy``."""
+        from .sessioncopy import transfer
+
+        return transfer(self, True, source, dest, preserve, timeout)
 
     def call(self, func: Union[str, Callable[..., Any]], *args: Any, **kwargs: Any) -> NodeResults:
         """Call ``func(*args, **kwargs)`` on every node: a callable is sent (cloudpickle),

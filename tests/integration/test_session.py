@@ -112,6 +112,33 @@ def test_call_timeout_bounds_a_call_per_slot():
             c.call(42)
 
 
+def test_copy_and_rcopy_over_the_sessions(tmp_path):
+    def connect(node):
+        if node == "down":
+            raise easycluster.ConnectError("down: no route")
+        return spawn_local()
+
+    src = tmp_path / "conf.txt"
+    src.write_bytes(b"setting = 1\n" * 1000)
+    dest = tmp_path / "remote"
+    dest.mkdir()
+    back = tmp_path / "back"
+    back.mkdir()
+    with Cluster(["a", "b", "down"], client=connect) as c:
+        r = c.copy(str(src), str(dest))
+        assert r.exit_code() == 252 and set(r.succeeded) == {"a", "b"}
+        assert (dest / "conf.txt").read_bytes() == src.read_bytes()
+        r = c.rcopy(str(dest / "conf.txt"), str(back))
+        assert set(r.succeeded) == {"a", "b"} and "down: unreachable" in r.summary()
+        assert sorted(p.name for p in back.iterdir()) == ["conf.txt.a", "conf.txt.b"]
+        missing = c.rcopy(str(tmp_path / "nope"), str(back))
+        assert missing.failed["a"].rc != 0 and missing.failed["a"].stderr
+        assert sorted(p.name for p in back.iterdir()) == ["conf.txt.a", "conf.txt.b"]
+        with pytest.raises(FileNotFoundError):
+            c.copy(str(tmp_path / "nope"), str(dest))  # a local mistake raises here
+        assert c.call(os.getpid).exit_code() == 252  # the sessions are still the Cluster's
+
+
 def test_a_misspelt_connect_option_raises_at_once():
     with pytest.raises(TypeError, match="extra_arg"):
         Cluster(["a", "b"], extra_arg=["-v"])
