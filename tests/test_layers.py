@@ -78,6 +78,10 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("service.tcpserver", "service.connection_code"): "imported once the port is open",
     # `easycluster shell` starts without tarfile & co.
     ("cluster.task", "cluster.taskcopy"): "optional: only copies need it (tarfile & co.)",
+    ("cluster.session", "cluster.sessioncopy"): "optional: only a Cluster that copies",
+    ("cluster.sessioncopy", "cluster.rpc"): "optional: the engine only for a Cluster's copy",
+    ("cluster.sessioncopy", "cluster.task"): "optional: the engine only for a Cluster's copy",
+    ("cluster.session", "remote.commands"): "runs on the node: Cluster.run's runner is sent",
     # every subcommand starts within 30 ms of a bare interpreter (`--help`, usage errors):
     # the engine, the farm and the client stack load once a run starts
     ("cli.shell", "cluster.task"): "start-up: loaded once a run starts",

@@ -286,10 +286,14 @@ class Cluster:
                 outcomes[key] = known[key] if known else judge(got[key])
         return NodeResults(values, outcomes)
 
-    def results_of(self, got: Dict[str, Any], outcomes: Dict[str, Outcome]) -> NodeResults:
-        """The results of an operation whose outcomes are known (``sessioncopy.py``),
-        the slots never connected added as ``unreachable``/``hostkey``."""
-        return self._results(got, _command_outcome, outcomes)
+    def _copied(self, reverse: bool, *args: Any) -> NodeResults:
+        from .sessioncopy import transfer  # (the engine only for a Cluster that copies)
+
+        got, outcomes = transfer(self, reverse, *args)
+        values: Dict[str, Any] = {
+            key: CommandResult(-1 if rc is None else rc, b"", err) for key, (rc, err) in got.items()
+        }
+        return self._results(values, _command_outcome, outcomes)
 
     def copy(
         self, source: str, dest: str, preserve: bool = False, timeout: Optional[float] = None
@@ -299,9 +303,7 @@ class Cluster:
         an existing directory takes it inside). Per slot a ``CommandResult`` (rc 0, or
         the reason in ``stderr``; -1 when it had none: timed out). ``preserve``: mode and
         mtime. Not through gateways (use ``Task.copy``)."""
-        from .sessioncopy import transfer
-
-        return transfer(self, False, source, dest, preserve, timeout)
+        return self._copied(False, source, dest, preserve, timeout)
 
     def rcopy(
         self, source: str, dest: str, preserve: bool = False, timeout: Optional[float] = None
@@ -309,9 +311,7 @@ class Cluster:
         """Fetch ``source`` from every node into the local directory ``dest`` as
         ``NAME.NODE`` (``NAME.NODE~2`` for a node's second listing; ``Task.rcopy``'s
         names), each renamed into place only once complete; results as ``copy``."""
-        from .sessioncopy import transfer
-
-        return transfer(self, True, source, dest, preserve, timeout)
+        return self._copied(True, source, dest, preserve, timeout)
 
     def call(self, func: Union[str, Callable[..., Any]], *args: Any, **kwargs: Any) -> NodeResults:
         """Call ``func(*args, **kwargs)`` on every node: a callable is sent (cloudpickle),

@@ -11,29 +11,28 @@ they are the Cluster's to close.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import EasyClusterError
 from .summary import Outcome
 
-if TYPE_CHECKING:
-    from .session import Cluster, NodeResults
+Copied = Dict[str, Tuple[Optional[int], bytes]]  # per slot: return code, error output
 
 
 def transfer(
-    cluster: Cluster,
+    cluster: Any,
     reverse: bool,
     source: str,
     dest: str,
     preserve: bool,
     timeout: Optional[float],
-) -> NodeResults:
-    """Copy to (or, ``reverse``, from) every connected node of ``cluster``; per slot a
-    ``CommandResult`` (return code 0, or non-zero with the reason in ``stderr``), or the
-    connect error of an unreachable slot. Raises as ``Task.copy``/``rcopy`` do for bad
-    local arguments (a missing ``source``, an rcopy ``dest`` that is no directory)."""
+) -> Tuple[Copied, Dict[str, Outcome]]:
+    """Copy to (or, ``reverse``, from) every connected node of ``cluster`` (a
+    ``Cluster``): per connected slot its return code (0, non-zero with the reason in its
+    error output, None if it had none: timed out) and error output, and its outcome.
+    Raises as ``Task.copy``/``rcopy`` do for bad local arguments (a missing
+    ``source``, an rcopy ``dest`` that is no directory)."""
     from .rpc import RpcBackend
-    from .session import CommandResult
     from .task import Task
 
     if cluster.tree is not None:
@@ -47,7 +46,7 @@ def transfer(
             first.setdefault(cluster.node_of[key], cluster.clients[key])
         cluster.rpc = RpcBackend(lambda node: first[node])
     task = Task()
-    got: Dict[str, Any] = {}
+    got: Copied = {}
     outcomes: Dict[str, Outcome] = {}
     if keys:
         worker = task.copy(
@@ -63,6 +62,6 @@ def transfer(
         task.resume()
         for key, slot in zip(keys, worker.keys):  # (the Task's keys, in the same order)
             rc = worker.node_retcode(slot)
-            got[key] = CommandResult(rc if rc is not None else -1, b"", worker.node_error(slot))
+            got[key] = (rc, bytes(worker.node_error(slot)))
             outcomes[key] = Outcome.of_slot(worker.node_status(slot), rc)
-    return cluster.results_of(got, outcomes)
+    return got, outcomes
