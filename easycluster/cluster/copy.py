@@ -123,8 +123,12 @@ if [ -d "$src" ]; then
   cd -- "$src" || exit 1
   echo D && exec tar -cf - .
 fi
+if [ ! -f "$src" ]; then
+  printf 'easycluster rcopy: %s: not a regular file or directory\n' "$src" >&2; exit 1
+fi
 exec 3<"$src" || exit 1
-meta=$(stat -c '%a %Y' -- "$src" 2>/dev/null || stat -f '%Lp %m' -- "$src" 2>/dev/null) || meta=
+meta=$(stat -L -c '%a %Y' -- "$src" 2>/dev/null ||
+  stat -L -f '%Lp %m' -- "$src" 2>/dev/null) || meta=
 [ -n "$meta" ] || meta='- -'
 echo "F $meta" && exec cat <&3
 """

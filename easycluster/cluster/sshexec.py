@@ -30,6 +30,8 @@ UNREACHABLE_SIGNS = (
     b"kex_exchange_identification",
     b"banner exchange",
     b"Received disconnect",
+    b"client_loop: send disconnect",  # (the connection lost before the command said a word)
+    b"Broken pipe",
     # (ssh's own configuration, given with -o or -F, is wrong: it never tried to connect)
     b"Bad configuration option",
     b"bad configuration options",

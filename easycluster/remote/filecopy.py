@@ -261,6 +261,8 @@ class Sender:
             if stat.S_ISDIR(st.st_mode):
                 self.file = self._pack(source)
                 head = b"D\n"
+            elif not stat.S_ISREG(st.st_mode):  # (a FIFO would block, a device never end)
+                raise CopyError(f"easycluster rcopy: {source}: not a regular file or directory")
             else:
                 self.file = open(source, "rb")
                 head = b"F %o %d\n" % (st.st_mode & 0o7777, int(st.st_mtime))

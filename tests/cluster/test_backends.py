@@ -76,6 +76,7 @@ def test_the_remote_watcher_keeps_the_command_intact():
         (255, b"command-line: line 0: Bad configuration option: foo\r\n", UNREACHABLE),
         (255, b"Can't open user config file /x: No such file or directory", UNREACHABLE),
         (255, b"Connection timed out during banner exchange", UNREACHABLE),
+        (255, b"client_loop: send disconnect: Broken pipe\r\n", UNREACHABLE),
         (
             255,
             b"No ED25519 host key is known for [127.0.0.1]:2222 and you have requested "

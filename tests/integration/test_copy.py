@@ -232,6 +232,32 @@ def test_a_failed_pull_keeps_nothing(nodes, tmp_path):
     assert tree(dest) == []
 
 
+@pytest.mark.parametrize("backend", ["exec", "rpc"])
+def test_a_pulled_symlink_has_its_targets_mode_and_a_fifo_is_refused(
+    backend, nodes, tmp_path, rpc_task
+):
+    secret = nodes / "n1" / "secret"
+    secret.write_bytes(b"key\n")
+    os.chmod(secret, 0o600)
+    os.symlink("secret", nodes / "n1" / "link")
+    os.mkfifo(nodes / "n1" / "fifo")
+    dest = tmp_path / "pulled"
+    dest.mkdir()
+    if backend == "rpc":
+        task, b = rpc_task, None
+    else:
+        task, b = Task(), in_dirs(nodes)
+    task.rcopy("link", str(dest), nodes="n1", backend=b, preserve=True)
+    task.rcopy("fifo", str(dest), nodes="n1", backend=b, timeout=10)
+    task.resume()
+    # (ssh and exec read the link's own mode, 0777, before: a 0600 secret arrived 0777)
+    assert (dest / "link.n1").read_bytes() == b"key\n"
+    assert os.stat(dest / "link.n1").st_mode & 0o777 == 0o600
+    assert task.node_status("n1#2") == "hup" and task.node_retcode("n1#2") == 1
+    assert b"not a regular file or directory" in task.node_error("n1#2")
+    assert tree(dest) == ["link.n1"]
+
+
 def test_a_pull_that_cannot_be_written_here_says_why_to_the_handler(nodes, tmp_path):
     dest = tmp_path / "pulled"
     (dest / "f.n1" / "in-the-way").mkdir(parents=True)  # a directory where the copy goes
