@@ -81,7 +81,10 @@ if [ "$kind" = f ] && [ -d "$target" ]; then fail "$target: is a directory"; fi
 if [ "$kind" = d ] && [ -e "$target" ] && [ ! -d "$target" ]; then
   fail "$target: exists and is not a directory"
 fi
-tmp=$dir.$base.ectmp.$$ old=$dir.$base.ecold.$$ mask=$(umask)
+# (the pid and 4 random bytes: nodes sharing a file system may share pids too, as
+# containers on one volume, each in its own pid namespace)
+uniq=$$.$(od -An -N4 -tx4 /dev/urandom 2>/dev/null | tr -dc 0-9a-f)
+tmp=$dir.$base.ectmp.$uniq old=$dir.$base.ecold.$uniq mask=$(umask)
 receive() {
   n=0  # nothing is written before the guard is out of this process group (or 2 s)
   while [ ! -e "$tmp.g" ] && [ "$n" -lt 400 ]; do sleep 0.005; n=$((n + 1)); done

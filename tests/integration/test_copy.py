@@ -232,6 +232,24 @@ def test_a_failed_pull_keeps_nothing(nodes, tmp_path):
     assert tree(dest) == []
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)"
+)
+def test_nodes_sharing_a_directory_and_their_pids_do_not_share_temporaries(source, tmp_path):
+    # containers on one volume, each in its own pid namespace: every node's receiver is
+    # pid 1 there, so a temporary named by the pid alone was written by all at once
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    task = Task()
+    backend = ExecBackend(template=f"cd {shared} && unshare --pid --fork sh -c %c")
+    task.copy(str(source / "big"), ".", nodes="c[1-4]", backend=backend)
+    task.copy(str(source / "src"), "tree", nodes="c[5-8]", backend=backend)
+    task.resume()
+    assert dict(task.iter_retcodes()) == {0: [f"c{i}" for i in range(1, 9)]}
+    assert sha(shared / "big") == sha(source / "big") and temporaries(shared) == []
+    assert (shared / "tree" / "sub" / "b").read_bytes() == b"B" * 100_000
+
+
 @pytest.mark.parametrize("backend", ["exec", "rpc"])
 def test_a_pulled_symlink_has_its_targets_mode_and_a_fifo_is_refused(
     backend, nodes, tmp_path, rpc_task
