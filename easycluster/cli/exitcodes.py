@@ -81,8 +81,46 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, taken as Ctrl-C is (what runs is killed and cleaned up, what
+    finished is reported), but exiting 128 + the signal's number, as a shell reports a
+    command it ended. Raised by the handlers ``terminate_as_interrupt`` installs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"ended by signal {signum}")
+        self.signum = signum
+
+
+def terminate_as_interrupt() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM and SIGHUP raise ``Terminated`` in
+    the main thread (where they are still the default action: a caller's own handler is
+    left alone), so that a command killed by a batch system or a closed terminal cleans
+    up as after Ctrl-C (no temporary file left, no remote command running)."""
+    import signal
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, raise_terminated)
+                installed.append(sig)
+        except ValueError:  # (not the main thread: nothing to install)
+            break
+
+    def restore() -> None:
+        for sig in installed:
+            signal.signal(sig, signal.SIG_DFL)
+
+    return restore
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit code for an error that ended a command (see the module docstring)."""
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED
     if isinstance(exc, (UsageError, ConfigError)):

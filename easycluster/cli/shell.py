@@ -53,7 +53,8 @@ on stderr when it is a terminal (``-P`` forces it, ``--no-progress`` hides it).
 Exit codes (``cluster/summary.py``): 0 every node exited 0; 250 some node exited
 non-zero (``-S``: the largest exit code instead); 251 some node timed out; 252 some
 node unreachable; 253 a host key refused; 254 some node's command could not start here
-(a wrong ssh_path); 130 interrupted; 1 easycluster failed; 2 bad usage. Several
+(a wrong ssh_path); 130 interrupted (143 or 129: SIGTERM or SIGHUP, cleaned up as
+after Ctrl-C); 1 easycluster failed; 2 bad usage. Several
 classes: the most severe decides (interrupted, could not start, host key, unreachable,
 timeout, failed).
 """
@@ -73,7 +74,13 @@ from ..cluster.terminal import palette_for
 from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from . import groupopts, shellconf
-from .exitcodes import INTERRUPTED, UsageError, run_command
+from .exitcodes import (
+    INTERRUPTED,
+    Terminated,
+    UsageError,
+    run_command,
+    terminate_as_interrupt,
+)
 from .shellevents import PROG, ShellHandler
 from .shellfiles import OutputFiles, same_dir
 from .shellinput import SCRIPT, copy_operands, interactive, stdin_for_nodes, stdin_is_terminal
@@ -208,13 +215,13 @@ class Shell:
             keys = [k for w in workers for k in w.keys]
             regroup = groupopts.regroup(args)
             handler.out = LineGatherer(self.stdout, keys, label, palette, regroup)
-        interrupted = False
+        interrupted: Optional[KeyboardInterrupt] = None
         complete = False
         try:
             self.task.resume()
             complete = True
-        except KeyboardInterrupt:  # the engine killed and reaped everything already
-            interrupted = complete = True
+        except KeyboardInterrupt as e:  # the engine killed and reaped everything already
+            interrupted, complete = e, True
         finally:
             progress.clear()
             keys = [k for w in workers for k in w.keys]
@@ -234,6 +241,8 @@ class Shell:
         if not args.quiet:
             self._print_summary(workers, summary)
         self.stderr.flush()
+        if isinstance(interrupted, Terminated):
+            raise interrupted  # (SIGTERM, SIGHUP: the session ends too; exit 128 + N)
         return INTERRUPTED if interrupted else summary.exit_code(maxrc=args.maxrc)
 
     def _print_gathered(self, worker: Worker) -> None:
@@ -318,6 +327,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
 
     def body() -> int:
+        restore = terminate_as_interrupt()
+        try:
+            return command()
+        finally:
+            restore()
+
+    def command() -> int:
         args = parser.parse_args(argv)
         verbose = args.verbose or args.debug  # (clush.conf keys we ignore: named with -v)
         shellconf.apply(args, lambda text: verbose and print(f"{PROG}: {text}", file=sys.stderr))

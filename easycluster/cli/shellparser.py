@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         "per node with -R exec) and gather what they print.",
         epilog="Exit codes: 0 all ok; 250 some node exited non-zero (-S: the largest "
         "code); 251 timed out; 252 unreachable; 253 host key refused; 254 could not "
-        "start here; 130 interrupted; 1 failure; 2 usage.",
+        "start here; 130 interrupted (143/129: SIGTERM/SIGHUP, cleaned up the same way); "
+        "1 failure; 2 usage.",
     )
     p.dash_values = ("-o", "--options")  # ssh options begin with '-': -o '-p 2222'
     nodes = p.add_argument_group("nodes")

@@ -6,10 +6,11 @@ classes; under ``CI=true`` those never skip)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 import pytest
-from helpers import SHELL, ctrl_c
+from helpers import SHELL, ctrl_c, pid_alive, wait_until
 from helpers import run_shell as run
 
 from easycluster.cli import main as cli_main
@@ -165,6 +166,32 @@ def test_ctrl_c_ends_every_command_and_reports_what_finished(tmp_path):
     for pid in pids.read_text().split():
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_cleans_up_as_ctrl_c_and_exits_128_plus_n(sig, tmp_path):
+    """A batch system's SIGTERM, a closed terminal's SIGHUP, to the shell alone: what
+    runs is killed and reported as after Ctrl-C, and the code is 128 + the signal."""
+    pids = tmp_path / "pids"
+    proc = subprocess.Popen(
+        [*SHELL, "-R", "exec", "-w", "n[1-2]", f"echo $$ >> {pids}; echo up; exec sleep 60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(2):
+            assert proc.stdout.readline().endswith(b"up\n")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + sig, err
+    assert b"n[1-2] (2 nodes): interrupted" in err
+    left = [int(pid) for pid in pids.read_text().split()]
+    assert len(left) == 2 and wait_until(lambda: not any(map(pid_alive, left)), 10)
 
 
 @pytest.mark.parametrize("worker", ["ssh", "rpc"])
