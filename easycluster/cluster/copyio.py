@@ -237,15 +237,20 @@ class PullSink:
 
     def member_filter(self) -> Callable[[tarfile.TarInfo, str], Optional[tarfile.TarInfo]]:
         """tarfile's ``tar`` filter (nothing lands outside the directory), owners left to
-        us; without ``preserve`` modes less the umask and mtimes not restored."""
+        us; without ``preserve`` modes less the umask and mtimes not restored; with it,
+        each member's mode as the node sent it (the filter would drop group and other
+        write) less setuid and setgid, which a file fetched from a node never gets here."""
 
         def member(info: tarfile.TarInfo, path: str) -> Optional[tarfile.TarInfo]:
+            sent = info.mode
             info = tarfile.tar_filter(info, path)  # (raises for a member outside ``path``)
             changes: Dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
             if not self.preserve:
                 changes["mtime"] = None
                 if info.mode is not None:
                     changes["mode"] = info.mode & ~self.umask & 0o777
+            elif sent is not None and info.mode is not None:
+                changes["mode"] = sent & 0o1777
             return info.replace(**changes, deep=False)
 
         return member

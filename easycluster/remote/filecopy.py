@@ -224,20 +224,24 @@ class Receiver:
 
 
 def _unpack(tar: Any, into: str, preserve: bool) -> None:
-    """Extract ``tar`` into ``into``: nothing outside it, owners left to us, and without
-    ``preserve`` the umask applied and mtimes not restored (as ``tar -x -m`` does)."""
+    """Extract ``tar`` into ``into``: nothing outside it, owners left to us; without
+    ``preserve`` the umask applied and mtimes not restored (as ``tar -x -m`` does), with
+    it every mode as sent (as ``tar -x -p`` does over ssh)."""
     import tarfile
 
     umask = current_umask()
     if hasattr(tarfile, "tar_filter"):
 
         def member(info: Any, path: str) -> Any:
+            sent = info.mode
             info = tarfile.tar_filter(info, path)  # (raises for a member outside ``path``)
             changes: Dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
             if not preserve:
                 changes["mtime"] = None
                 if info.mode is not None:
                     changes["mode"] = info.mode & ~umask & 0o777
+            elif sent is not None and info.mode is not None:
+                changes["mode"] = sent & 0o7777  # (the filter drops group/other write)
             return info.replace(**changes, deep=False)
 
         tar.extractall(into, filter=member)

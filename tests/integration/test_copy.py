@@ -507,6 +507,29 @@ def test_rpc_push_and_pull_directories(rpc_task, nodes, source, tmp_path):
     assert (pulled / "b.n1~2").read_bytes() == b"B" * 100_000
 
 
+def test_preserve_keeps_the_modes_of_a_trees_members(rpc_task, nodes, tmp_path):
+    tree_ = tmp_path / "modes"
+    (tree_ / "shared").mkdir(parents=True)
+    (tree_ / "shared" / "notes").write_bytes(b"n\n")
+    os.chmod(tree_ / "shared" / "notes", 0o664)
+    os.chmod(tree_ / "shared", 0o2775)
+    rpc_task.copy(str(tree_), ".", nodes="n1", preserve=True)  # pushed by our server
+    rpc_task.resume()
+    assert rpc_task.max_retcode() == 0, list(rpc_task.iter_errors())
+    pushed = nodes / "n1" / "modes"
+    assert os.stat(pushed / "shared" / "notes").st_mode & 0o7777 == 0o664  # (was 0o644)
+    assert os.stat(pushed / "shared").st_mode & 0o7777 == 0o2775
+    dest = tmp_path / "pulled"
+    dest.mkdir()
+    task = Task()
+    task.rcopy("modes", str(dest), nodes="n1", backend=in_dirs(nodes), preserve=True)
+    task.resume()
+    assert task.max_retcode() == 0, list(task.iter_errors())
+    pulled = dest / "modes.n1"
+    assert os.stat(pulled / "shared" / "notes").st_mode & 0o7777 == 0o664
+    assert os.stat(pulled / "shared").st_mode & 0o7777 == 0o775  # (no setgid from a node)
+
+
 def test_rpc_pull_of_random_mib_keeps_every_byte(rpc_task, nodes, tmp_path):
     data = os.urandom(3 * 2**20 + 7)
     for n in ("n1", "n2", "n3"):
