@@ -162,7 +162,6 @@ class Cluster:
         # pipeline depths: a fresh one cost about 0.8 ms a call), by (retries, timeout)
         self._executors: Dict[Tuple[int, Optional[float]], ClusterExecutor] = {}
         self._relay_args: Any = None
-        self._retired: List[ClusterExecutor] = []  # maps that raised, maybe still running
         self.rpc: Optional[Any] = None  # copy/rcopy's RpcBackend over these sessions
         if topology is not None:
             topology = as_topology(topology)
@@ -225,10 +224,9 @@ class Cluster:
 
     def close(self) -> None:
         """Close every session (the remote servers end with them)."""
-        for executor in [*self._executors.values(), *self._retired]:
+        for executor in self._executors.values():
             executor.shutdown(wait=True, cancel_futures=True)
         self._executors.clear()
-        self._retired.clear()
         for c in self.clients.values():
             c.close()
         if self.tree is not None:
@@ -372,9 +370,9 @@ class Cluster:
             return list(executor.map(func, iterable, chunksize=chunksize))
         except BaseException:  # (items of this map may still run: the next starts afresh)
             del self._executors[key]
-            # raised now, not once the items running elsewhere end (close() waits)
-            executor.shutdown(wait=False, cancel_futures=True)
-            self._retired.append(executor)
+            # (waits for the items still running: without the wait, the executor's
+            # runners wind down beside the next call and may close a session it uses)
+            executor.shutdown(wait=True, cancel_futures=True)
             raise
 
     def _executor(self, retries: int, timeout: Optional[float]) -> ClusterExecutor:

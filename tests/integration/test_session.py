@@ -77,22 +77,8 @@ def test_run_takes_one_command_string(local_cluster):
         local_cluster.run(["echo", "hello"])
 
 
-def test_map_raises_at_once_and_a_lost_session_is_unreachable():
-    import time
-
-    def first_fails_second_naps(x):  # (defined here: sent by value)
-        import time
-
-        if x == 0:
-            raise ValueError("item 0")
-        time.sleep(4)
-        return x
-
+def test_a_session_lost_during_a_call_is_unreachable():
     with Cluster(["a", "b"], client=lambda n: spawn_local()) as c:
-        t = time.monotonic()
-        with pytest.raises(ValueError, match="item 0"):
-            c.map(first_fails_second_naps, [0, 1], chunksize=1)
-        assert time.monotonic() - t < 3  # not after the other item's nap
         os.kill(c.clients["b"].server_pid, 9)
         r = c.call(os.getpid)
         assert r.outcomes["b"].kind.value == "unreachable" and r.exit_code() == 252
