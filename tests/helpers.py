@@ -206,3 +206,12 @@ def run_main(main, argv, capsys, monkeypatch, stdin=""):
     code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def cmdline(pid: int) -> bytes:
+    """Process ``pid``'s command line (NUL-separated words), b"" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

@@ -85,6 +85,10 @@ class Engine(SlotIO):
     def aborted(self) -> bool:
         return bool(self.task.aborting)
 
+    def held(self) -> bool:
+        """A timer or a port keeps the run going (asked only once no worker does)."""
+        return self.live_timers() or any(p.holds for p in self.ports)
+
     def live_timers(self) -> bool:
         return any(t.valid and not t.autoclose and t.seq == n for _, n, t in self.timers)
 
@@ -107,8 +111,7 @@ class Engine(SlotIO):
                     return True
                 self.start_slots()
                 idle = not self.running and not len(self.window)
-                held = self.live_timers() or any(p.holds for p in self.ports)
-                if (idle or not self.holders) and not held:
+                if (idle or not self.holders) and not self.held():
                     if idle:
                         return True
                     # only autoclose work is left: it ends with the run, unless the

@@ -16,7 +16,7 @@ import signal
 from typing import Any, Dict, List
 
 import pytest
-from helpers import pid_alive, wait_until
+from helpers import cmdline, pid_alive, wait_until
 
 from easycluster.cluster import EventHandler, Task
 from easycluster.server import spawn_local
@@ -266,11 +266,3 @@ def children_of(pid: int) -> List[int]:
         with open(f"/proc/{pid}/task/{tid}/children") as f:
             out += [int(p) for p in f.read().split()]
     return out
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""

@@ -22,7 +22,7 @@ import time
 from typing import Iterator, List
 
 import pytest
-from helpers import SHELL, ctrl_c, live_children, pid_alive, wait_until
+from helpers import SHELL, cmdline, ctrl_c, live_children, pid_alive, wait_until
 
 from easycluster.cluster import EventHandler, Task
 from easycluster.errors import ConnectError
@@ -262,11 +262,3 @@ def stopped(pid: int) -> bool:
 def ssh_children() -> List[int]:
     """Live children of this process (any thread's) that run ssh."""
     return [p for p in live_children() if cmdline(p).split(b"\0")[0].endswith(b"ssh")]
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
