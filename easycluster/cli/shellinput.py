@@ -169,12 +169,15 @@ class History:
 
 def copy_operands(words: List[str], args: argparse.Namespace) -> Tuple[List[str], Optional[str]]:
     """The files of ``--copy``/``--rcopy`` and the destination: ``--dest DIR`` and
-    ``-p`` may also come after the files, as clush users write them."""
+    ``-p`` may also come after the files, as clush users write them; after ``--`` every
+    word is a file (one named ``-p``, say)."""
     sources: List[str] = []
     dest = args.dest
     it = iter(words)
     for word in it:
-        if word == "--dest":
+        if word == "--":
+            sources += it
+        elif word == "--dest":
             dest = next(it, None)
             if dest is None:
                 raise UsageError("--dest needs a directory")

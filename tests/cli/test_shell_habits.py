@@ -526,3 +526,15 @@ def test_dev_null_on_stdin_is_no_stdin(tmp_path, monkeypatch):
     with open(data, "rb") as f:  # an empty file is still a file to broadcast
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(f))
         assert stdin_for_nodes(args) is not None
+
+
+def test_copy_operands_after_a_double_dash_are_files():
+    import argparse
+
+    from easycluster.cli.shellinput import copy_operands
+
+    args = argparse.Namespace(dest=None, preserve=False)
+    assert copy_operands(["a", "--dest", "d", "-p"], args) == (["a"], "d") and args.preserve
+    args = argparse.Namespace(dest="d", preserve=False)
+    assert copy_operands(["a", "--", "-p", "--dest"], args) == (["a", "-p", "--dest"], "d")
+    assert not args.preserve  # (it was read as -p, and "--" as a file, before)
