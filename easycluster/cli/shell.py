@@ -184,6 +184,9 @@ class Shell:
             for src in sources:
                 where = dest or os.path.dirname(os.path.abspath(src))
                 how = self.task.rcopy if reverse else self.task.copy
+                if args.verbose or args.debug:  # (-v, -d: what goes where, as for commands)
+                    way = f"rcopy {src} to {where} (here)" if reverse else f"copy {src} to {where}"
+                    print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {way}", file=sys.stderr)
                 workers.append(
                     how(src, where, nodes=self.nodes, handler=handler, preserve=args.preserve)
                 )

@@ -239,11 +239,12 @@ def test_copy_and_rcopy_over_ssh(worker, sshd, tmp_path, capfdbinary, monkeypatc
     remote_dir.mkdir()
     ssh = ["-R", worker, "-o", f"-F {sshd.config}"]
     code, _, err = run(
-        [*ssh, "-w", "sshtest[1-2]", "--copy", str(src), "--dest", str(remote_dir)],
+        [*ssh, "-v", "-w", "sshtest[1-2]", "--copy", str(src), "--dest", str(remote_dir)],
         capfdbinary,
         monkeypatch,
     )
     assert code == 0, err
+    assert f"sshtest[1-2]: copy {src} to {remote_dir}\n" in err  # (-v says what goes where)
     assert (remote_dir / "conf.txt").read_bytes() == src.read_bytes()
     assert sorted(p.name for p in remote_dir.iterdir()) == ["conf.txt"]  # no temporaries
     back = tmp_path / "back"
