@@ -26,6 +26,7 @@ import time
 
 from ..errors import CallTimeout
 from .client import Client
+from .reader import CLAIM_HOLD, claim, unclaim
 from .threaded import ThreadedClient
 
 TYPE_CHECKING = False
@@ -60,11 +61,16 @@ class _Options:
 def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options) -> List[Any]:
     deadline = None if opts.call_timeout is None else time.monotonic() + opts.call_timeout
     started: List[Any] = []
+    # this thread reads each reply in turn: the standby thread need not (``claim``)
+    until = time.monotonic() + CLAIM_HOLD if len(targets) > 1 else 0.0
     for t in targets:
         try:
-            started.append(send(t))
+            r = send(t)
         except Exception as e:  # e.g. one host's arguments fail to pickle: others go on
             started.append(e)
+        else:
+            started.append(r)
+            claim(r, until)
     results: List[Any] = []
     first_error: Optional[BaseException] = None
     for t, r in zip(targets, started):
@@ -73,7 +79,10 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options)
         else:
             try:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                value = r.wait(left, origexc=_origexc(t, opts.origexc))
+                try:
+                    value = r.wait(left, origexc=_origexc(t, opts.origexc))
+                finally:
+                    unclaim(r)
             except BaseException as e:  # the remote exception, as origexc asks
                 if isinstance(e, (KeyboardInterrupt, SystemExit)) and not r.done():
                     raise  # (Ctrl-C here while waiting: the caller's, not this host's)
