@@ -186,6 +186,9 @@ class PullSink:
             self.drop(inc)
             slot.stderr += f"easycluster rcopy: {slot.key}: {e}\n".encode()
             return 1
+        except BaseException:  # (Ctrl-C while a directory is unpacked: nothing is kept)
+            self.drop(inc)
+            raise
 
     def discard(self, slot: SlotResult) -> None:
         inc = self.incoming.pop(slot.key, None)

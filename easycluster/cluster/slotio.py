@@ -72,6 +72,7 @@ class Running:
         "writing",
         "deadline",
         "spoke",
+        "committing",
     )
 
     def __init__(self, slot: SlotResult, worker: Worker, cmd: Command) -> None:
@@ -84,6 +85,7 @@ class Running:
         self.writing = False  # stdin registered for writing
         self.deadline: Optional[float] = None
         self.spoke = False  # stdout (not carrying stderr) sent a byte: the command ran
+        self.committing = False  # its sink's commit began (and, if still running, broke off)
 
 
 class SlotIO:
