@@ -19,7 +19,8 @@ the node), replace ``%h``/``%host`` with the node's name (shell-quoted), ``%n``/
 with its 0-based rank and ``%%`` with ``%``, as ClusterShell's ExecWorker does. ``ssh``
 hands the command to the remote login shell exactly as written, as clush and pdsh do
 (``date +%h`` stays a date format there). ``literal(command)`` is the text that runs a
-command as written on any backend; ``copy`` and ``rcopy`` take their paths literally.
+command as written on any backend; ``copy`` and ``rcopy`` never substitute in their
+paths (only a leading ``~`` is the node's home: ``copy.py``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,10 @@ Where it goes: if ``dest`` is an existing directory the copy is ``dest/name``, e
 is ``dest`` itself (whose directory must exist; a ``dest`` ending in ``/`` names a
 directory, so it must exist). A file never replaces a directory; a
 directory replaces a directory of that name as a whole (it is not merged) and never
-replaces a file.
+replaces a file. A ``dest`` that is ``~`` or starts with ``~/`` is under ``$HOME``
+(``~user`` is refused here, ``check_remote_path``); names are kept byte for byte, a
+trailing newline too (no command substitution touches them). A directory the node user
+cannot write fails at once (``cannot write``), before anything is sent.
 
 How it fails safe: the data is written to ``.NAME.ectmp.PID`` next to the target (a
 file: the copy itself, made with umask 077 and given its mode at the end; a
@@ -28,16 +31,19 @@ where there is one, so that a SIGKILL of the receiver's process group does not r
 it): the writer sends its exit status down the pipe when it ends; the guard waits for
 that (or for the pipe's end, if the writer was killed), removes the temporary, puts a
 moved-aside directory back if the new one never took its place (else removes it), and
-exits with the writer's status (1 if it had none). So whatever ends the writer
+exits with the writer's status (1 if it had none). A tree it cannot remove at once (a
+read-only directory inside) is made writable and removed again; if something is still
+left, the node fails (1) with a line naming it. So whatever ends the writer
 (killed, timed out, disk full, the connection lost: stdin ends early and the byte
 count is short) leaves neither a half-written target nor a temporary, and a failure
 is the node's return code 1 with the reason on its stderr, each line starting with
 ``easycluster copy:`` (or the failing tool's own message).
 
-Pull (``rcopy``): every node runs ``SENDER`` with the source path as ``$1``. It writes
-one header line then the data on stdout: ``F MODE MTIME`` and the file's bytes (MODE
-in octal and MTIME in seconds, or ``-`` where ``stat`` cannot tell), or ``D`` and a
-tar stream of the directory's content. A source that cannot be read exits non-zero
+Pull (``rcopy``): every node runs ``SENDER`` with the source path as ``$1`` (``~``
+and ``~/`` as for a push). It writes one header line then the data on stdout: ``F MODE
+MTIME`` and the file's bytes (MODE in octal and MTIME in seconds, negative before 1970,
+or ``-`` where ``stat`` cannot tell), or ``D`` and a tar stream of the directory's
+content. A source that cannot be read exits non-zero
 with the reason on stderr; the local side keeps nothing unless the command's return
 code is 0 (for ssh that also means every byte arrived).
 """
@@ -57,26 +63,58 @@ DUP_MARK = "~"  # rcopy names the k-th listing of a node ``NAME.NODE~k``
 # pipe the writer sends its exit status down. It first makes ``$1.g``: the writer waits
 # for it, so that a kill of the receiver's process group in its first moments cannot
 # catch the guard before ``setsid`` took it out of the group (a temporary left behind).
-GUARD = r""": >"$1.g"
+# ``wipe`` removes a tree as its owner can: a directory without write permission (a
+# 0555 one inside a pushed tree) is opened up first; what still cannot go is named.
+GUARD = r""": >"$1.g" 2>/dev/null
 rc=; read -r rc
-rm -rf -- "$1" "$1.g"
+wipe() {
+  [ -e "$1" ] || [ -L "$1" ] || return 0
+  rm -rf -- "$1" 2>/dev/null && return 0
+  [ -L "$1" ] || (cd -- "${1%/*}/" && find "./${1##*/}" -type d ! -perm -700 \
+    -exec chmod u+rwx {} \;) 2>/dev/null  # (from its directory: find needs a cwd)
+  rm -rf -- "$1" 2>/dev/null
+}
+left=
+wipe "$1" || left="$1: a temporary that could not be removed is left behind"
+rm -f -- "$1.g"
 if [ -e "$2" ] || [ -L "$2" ]; then
-  if [ -e "$3" ] || [ -L "$3" ]; then rm -rf -- "$2"; else mv -f -- "$2" "$3"; fi
+  if [ -e "$3" ] || [ -L "$3" ]; then
+    wipe "$2" || left="$3: replaced, but the old one could not be removed: it is left as $2"
+  else
+    mv -f -- "$2" "$3"
+  fi
 fi
+# (said last: once the receiver was killed, nobody may read stderr any more)
 case $rc in
-''|*[!0-9]*) echo "easycluster copy: the receiver was killed" >&2; exit 1 ;;
+''|*[!0-9]*) echo "easycluster copy: the receiver was killed" >&2; rc=1 ;;
 esac
+if [ -n "$left" ]; then
+  printf 'easycluster copy: %s\n' "$left" >&2
+  [ "$rc" != 0 ] || rc=1
+fi
 exit "$rc"
 """
 
+# (dir and base come from parameter expansions: a command substitution would drop a
+# trailing newline of the name; ``~`` and ``~/`` are the node user's home, as for scp)
 RECEIVER = r"""dest=$1 name=$2 size=$3 mode=$4 keep=$5 stamp=$6 kind=$7 guard=$8
 fail() { printf 'easycluster copy: %s\n' "$*" >&2; exit 1; }
-if [ -d "$dest" ]; then target=$dest/$name; else target=$dest; fi
-case $target in */) fail "$target: no such directory" ;; esac
-dir=$(dirname -- "$target") && base=$(basename -- "$target") || exit 1
-case $dir in */) ;; *) dir=$dir/ ;; esac
+case $dest in
+'~'|'~/'*) [ -n "$HOME" ] || fail "$dest: HOME is not set"; dest=$HOME${dest#?} ;;
+esac
+if [ -d "$dest" ]; then target=${dest%/}/$name; else target=$dest; fi
+case $target in */)
+  [ -e "${target%/}" ] && fail "${target%/}: not a directory"
+  fail "$target: no such directory" ;;
+esac
+case $target in
+*/*) dir=${target%/*}/ base=${target##*/} ;;
+*) dir=./ base=$target ;;
+esac
+case $dir in -*) dir=./$dir ;; esac
 [ -d "$dir" ] || fail "$dir: no such directory"
 target=$dir$base
+[ -w "$dir" ] && [ -x "$dir" ] || fail "$target: cannot write: $dir is not writable"
 if [ "$kind" = f ] && [ -d "$target" ]; then fail "$target: is a directory"; fi
 if [ "$kind" = d ] && [ -e "$target" ] && [ ! -d "$target" ]; then
   fail "$target: exists and is not a directory"
@@ -119,6 +157,10 @@ exec 4>&1
 """
 
 SENDER = r"""src=$1
+case $src in
+'~'|'~/'*) [ -n "$HOME" ] || { echo "easycluster rcopy: $src: HOME is not set" >&2; exit 1; }
+  src=$HOME${src#?} ;;
+esac
 if [ ! -e "$src" ]; then
   printf 'easycluster rcopy: %s: no such file or directory\n' "$src" >&2; exit 1
 fi
@@ -167,6 +209,7 @@ def push_command(
         raise ValueError(f"kind must be 'f' or 'd', not {kind!r}")
     if not dest:
         raise ValueError("copy: the destination is empty")
+    check_remote_path(dest)
     args = [
         dest,
         name,
@@ -185,7 +228,19 @@ def pull_command(source: str) -> str:
     stdout."""
     if not source:
         raise ValueError("rcopy: the source is empty")
+    check_remote_path(source)
     return sh_command(SENDER, "easycluster-rcopy", [source])
+
+
+def check_remote_path(path: str) -> None:
+    """Refuse a node's path that starts with ``~user`` (ValueError): only ``~`` and
+    ``~/...`` are expanded on the node (to its user's home, as scp does)."""
+    if path.startswith("~") and path != "~" and not path.startswith("~/"):
+        user = path[1:].split("/", 1)[0]
+        raise ValueError(
+            f"{path}: ~{user} is not expanded on the nodes (only ~ and ~/ are): write "
+            f"the home directory in full, or ./{path} for a name that starts with ~"
+        )
 
 
 def parse_header(line: bytes) -> Header:
@@ -197,7 +252,8 @@ def parse_header(line: bytes) -> Header:
     if len(words) == 3 and words[0] == b"F":
         octal = words[1] and all(c in b"01234567" for c in words[1])
         mode = int(words[1], 8) & 0o7777 if octal else None
-        mtime = int(words[2]) if words[2].isdigit() else None
+        digits = words[2][1:] if words[2][:1] == b"-" else words[2]  # (before 1970)
+        mtime = int(words[2]) if digits.isdigit() else None
         return Header("f", mode, mtime)
     raise ValueError(f"not a copy header: {line[:80]!r}")
 

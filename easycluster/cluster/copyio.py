@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
 from typing import IO, Any, Callable, Dict, NamedTuple, Optional
 
-from ..remote.filecopy import current_umask
+from ..remote.filecopy import current_umask, remove_tree
 from .copy import TAR_TOP, TEMP_MARK, Header, base_name, parse_header
 from .feed import CHUNK, StdinFeed
 from .results import SlotResult
@@ -234,8 +233,9 @@ class PullSink:
                 unpack(tar, unpacked, self.member_filter())
             os.unlink(tar_path)
             replace_dir(unpacked, final)
-        except BaseException:
-            shutil.rmtree(unpacked, ignore_errors=True)
+        except BaseException as e:
+            if not remove_tree(unpacked) and not isinstance(e, KeyboardInterrupt):
+                raise CopyFailed(f"{e}; {unpacked} could not be removed") from e
             raise
 
     def member_filter(self) -> Callable[[tarfile.TarInfo, str], Optional[tarfile.TarInfo]]:
@@ -313,4 +313,11 @@ def replace_dir(new: str, final: str) -> None:
     except BaseException:
         os.rename(old, final)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        gone = remove_tree(old)
+    except BaseException:  # (Ctrl-C in the middle: finish removing it, then go on with it)
+        remove_tree(old)
+        raise
+    if not gone:
+        why = "replaced, but the old one could not be removed: it is left as"
+        raise CopyFailed(f"{final}: {why} {old}")

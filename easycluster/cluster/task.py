@@ -217,7 +217,8 @@ class Task(TaskSettings, TaskResults, TaskPorts):
         node of ``nodes`` (``reverse=True``: ``rcopy``) and return its ``Worker``.
 
         On each node: if ``dest`` is an existing directory the copy is
-        ``dest/<basename of source>``, else it is ``dest`` (its directory must exist). It
+        ``dest/<basename of source>``, else it is ``dest`` (its directory must exist; a
+        leading ``~`` or ``~/`` is the node user's home, ``~user`` a ValueError). It
         is written to a temporary next to it and renamed into place only when every byte
         arrived, so a copy that fails leaves neither a partial file under that name nor
         its temporary (``copy.py`` draws the receiver). A directory replaces a directory

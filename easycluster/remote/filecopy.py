@@ -55,18 +55,53 @@ def current_umask() -> int:
     return mask
 
 
-def _remove(path: Optional[str]) -> None:
-    if path is None:
-        return
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            import shutil  # (here: every server imports this module, few remove trees)
+def expand_home(path: str) -> str:
+    """``~`` and ``~/...`` as the node user's home (``copy.RECEIVER`` and ``SENDER`` do
+    the same in ``sh``); any other path as given (``~user`` is refused before a copy
+    starts: ``copy.check_remote_path``)."""
+    if path == "~" or path.startswith("~/"):
+        return os.path.expanduser("~") + path[1:]
+    return path
 
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    except OSError:
+
+def remove_tree(path: str) -> bool:
+    """Remove the directory tree ``path`` as its owner can: a directory it may not write
+    (a 0555 one inside a copied tree) is opened up first. True once nothing is left."""
+    import shutil  # (here: every server imports this module, few remove trees)
+
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return True
+
+    def open_up(where: str) -> None:
+        try:
+            st = os.lstat(where)
+            if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o700 != 0o700:
+                os.chmod(where, stat.S_IMODE(st.st_mode) | 0o700)
+        except OSError:
+            pass
+
+    open_up(path)
+    for root, dirs, _ in os.walk(path):  # (top-down: a directory is opened before it is read)
+        for name in dirs:
+            open_up(os.path.join(root, name))
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
+
+
+def _remove(path: Optional[str]) -> bool:
+    """Remove a temporary (a file, or a tree); False if something of it is left."""
+    if not path:
+        return True
+    if os.path.isdir(path) and not os.path.islink(path):
+        return remove_tree(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
         pass
+    except OSError:
+        return False
+    return True
 
 
 class Receiver:
@@ -89,9 +124,12 @@ class Receiver:
 
         if kind not in ("f", "d"):
             raise CopyError(f"easycluster copy: unknown kind {kind!r}")
+        dest = expand_home(dest)
         target = os.path.join(dest, name) if os.path.isdir(dest) else dest
         parent, base = os.path.split(target)
         parent = parent or "."
+        if not base and os.path.lexists(parent) and not os.path.isdir(parent):
+            raise CopyError(f"easycluster copy: {parent}: not a directory")
         if not base or not os.path.isdir(parent):
             raise CopyError(f"easycluster copy: {parent}/: no such directory")
         if kind == "f" and os.path.isdir(target):
@@ -156,8 +194,8 @@ class Receiver:
         """Give up: remove the temporary; ``read`` reports 137."""
         with self.cond:
             if self.rc is None:
-                self._abandon()
-                self._end(RC_KILLED, b"")
+                left = self._abandon()
+                self._end(RC_KILLED, left.encode("utf-8", "replace"))
 
     def read(self) -> Tuple[Chunks, Optional[int]]:
         """Wait for the outcome: ``([(STDERR, why)] or [], rc)``."""
@@ -199,23 +237,29 @@ class Receiver:
             if old is not None:
                 os.rename(old, self.target)
             raise
-        _remove(self.temp)  # (the old tree with it)
-        self.temp = ""
+        temp, self.temp = self.temp, ""
+        if not _remove(temp):  # (the old tree with it)
+            raise CopyError(
+                f"{self.target}: replaced, but the old one could not be removed: "
+                f"it is left in {temp}"
+            )
 
     def _fail(self, why: str) -> None:
-        self._abandon()
-        self._end(1, f"easycluster copy: {why}\n".encode("utf-8", "replace"))
+        left = self._abandon()
+        self._end(1, f"easycluster copy: {why}\n{left}".encode("utf-8", "replace"))
 
-    def _abandon(self) -> None:
+    def _abandon(self) -> str:
+        """Close and remove the temporary; the line that names it if it could not go."""
         if self.fd is not None:
             try:
                 os.close(self.fd)
             except OSError:
                 pass
             self.fd = None
-        if self.temp:
-            _remove(self.temp)
-            self.temp = ""
+        temp, self.temp = self.temp, ""
+        if _remove(temp):
+            return ""
+        return f"easycluster copy: {temp}: a temporary that could not be removed is left\n"
 
     def _end(self, rc: int, message: bytes) -> None:
         if self.rc is None:
@@ -260,6 +304,7 @@ class Sender:
     temporary file: memory stays bounded). Raises CopyError when it cannot be read."""
 
     def __init__(self, source: str) -> None:
+        source = expand_home(source)
         try:
             st = os.stat(source)
             if stat.S_ISDIR(st.st_mode):

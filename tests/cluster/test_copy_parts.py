@@ -50,6 +50,17 @@ def test_a_bad_push_is_refused(args):
         push_command(*args, False, 0)
 
 
+def test_only_a_leading_tilde_alone_or_with_a_slash_goes_to_the_node():
+    for path in ("~", "~/", "~/x", "a~b", "./~root", "/~root"):
+        push_command(path, "x", 1, 0, "f", False, 0)
+        pull_command(path)
+    for path in ("~root", "~root/x", "~x~"):
+        with pytest.raises(ValueError, match=r"not expanded.*write the home directory in full"):
+            push_command(path, "x", 1, 0, "f", False, 0)
+        with pytest.raises(ValueError, match=rf"\./{path}"):
+            pull_command(path)
+
+
 def test_the_pull_command():
     assert shlex.split(pull_command(ODD)) == ["sh", "-c", SENDER, "easycluster-rcopy", ODD]
     with pytest.raises(ValueError):
@@ -86,6 +97,8 @@ def test_touch_stamps_are_utc():
         (b"F 104755 12", "f", 0o4755, 12),
         (b"F - -", "f", None, None),
         (b"F 9 x", "f", None, None),
+        (b"F 644 -304819200", "f", 0o644, -304819200),  # (before 1970: kept)
+        (b"F 644 --1", "f", 0o644, None),
     ],
 )
 def test_headers(line, kind, mode, mtime):

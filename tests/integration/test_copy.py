@@ -454,7 +454,7 @@ def test_rpc_push_of_random_mib_keeps_every_byte_and_fails_per_node(rpc_task, no
     rpc_task.resume()
     assert [rpc_task.node_retcode(n) for n in ("n1", "n2", "n3")] == [0, 0, 1]
     assert rpc_task.node_status("n3") == "hup"  # the node failed, it was reachable
-    assert b"easycluster copy: into/: no such directory" in rpc_task.node_error("n3")
+    assert b"easycluster copy: into: not a directory" in rpc_task.node_error("n3")
     mask = os.umask(0)
     os.umask(mask)
     for n in ("n1", "n2"):
