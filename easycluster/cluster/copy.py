@@ -63,9 +63,10 @@ DUP_MARK = "~"  # rcopy names the k-th listing of a node ``NAME.NODE~k``
 # pipe the writer sends its exit status down. It first makes ``$1.g``: the writer waits
 # for it, so that a kill of the receiver's process group in its first moments cannot
 # catch the guard before ``setsid`` took it out of the group (a temporary left behind).
+# (With ``true``, not ``:``: a failed redirection of a special built-in ends the shell.)
 # ``wipe`` removes a tree as its owner can: a directory without write permission (a
 # 0555 one inside a pushed tree) is opened up first; what still cannot go is named.
-GUARD = r""": >"$1.g" 2>/dev/null
+GUARD = r"""true 2>/dev/null >"$1.g"
 rc=; read -r rc
 wipe() {
   [ -e "$1" ] || [ -L "$1" ] || return 0
