@@ -32,7 +32,9 @@ ssh's options as one word, dashes and all (``-o '-p 2222'``).
 Copies: ``easycluster shell -w NODESET --copy FILE... [--dest DIR]`` writes each file
 or directory on every node (into DIR, or the same path), renamed into place only once
 complete; ``--rcopy FILE... --dest DIR`` fetches them into the local DIR as
-``FILE.NODE`` (``Task.copy``/``rcopy``; ``-p`` keeps mode and mtime).
+``FILE.NODE`` (``Task.copy``/``rcopy``; ``-p`` keeps mode and mtime). With several
+files DIR must be a directory and no two may land on one name; a leading ``~`` or
+``~/`` in a node's path is that node user's home.
 
 Inside a SLURM allocation (``salloc``, ``sbatch``: ``SLURM_JOB_ID`` is set) and with
 none of ``-w``/``-g``/``-a``, the nodes are the allocation's; ``-w @sj:JOBID`` names a
@@ -83,7 +85,14 @@ from .exitcodes import (
 )
 from .shellevents import PROG, ShellHandler
 from .shellfiles import OutputFiles, same_dir
-from .shellinput import SCRIPT, copy_operands, interactive, stdin_for_nodes, stdin_is_terminal
+from .shellinput import (
+    SCRIPT,
+    copy_landings,
+    copy_operands,
+    interactive,
+    stdin_for_nodes,
+    stdin_is_terminal,
+)
 from .shellnodes import command_lines, select_nodes
 from .shellparser import build_parser as build_parser
 
@@ -178,25 +187,32 @@ class Shell:
         for src in sources if not reverse else ():
             if not os.path.exists(src):
                 raise UsageError(f"{src}: no such file or directory to copy")
+        into = copy_landings(sources, dest, reverse)
+        labels: Dict[Worker, str] = {}
 
         def schedule(handler: EventHandler) -> List[Worker]:
             workers = []
             for src in sources:
-                where = dest or os.path.dirname(os.path.abspath(src))
+                where = into or os.path.dirname(os.path.abspath(src))
                 how = self.task.rcopy if reverse else self.task.copy
+                way = f"rcopy {src} to {where} (here)" if reverse else f"copy {src} to {where}"
                 if args.verbose or args.debug:  # (-v, -d: what goes where, as for commands)
-                    way = f"rcopy {src} to {where} (here)" if reverse else f"copy {src} to {where}"
                     print(f"{PROG}: {NodeSet.fromlist(self.nodes)}: {way}", file=sys.stderr)
-                workers.append(
-                    how(src, where, nodes=self.nodes, handler=handler, preserve=args.preserve)
-                )
+                worker = how(src, where, nodes=self.nodes, handler=handler, preserve=args.preserve)
+                workers.append(worker)
+                labels[worker] = f"{'rcopy' if reverse else 'copy'} {src}"
             return workers
 
-        return self.execute(schedule)
+        return self.execute(schedule, labels if len(sources) > 1 else None)
 
-    def execute(self, schedule: Callable[[EventHandler], List[Worker]]) -> int:
+    def execute(
+        self,
+        schedule: Callable[[EventHandler], List[Worker]],
+        labels: Optional[Dict[Worker, str]] = None,
+    ) -> int:
         """Run what ``schedule(handler)`` puts on the Task; print output and summary;
-        return the exit code."""
+        return the exit code. ``labels``: the summary says what failed per worker, as
+        ``LABEL: NODES: what happened`` (the sources of a copy)."""
         args = self.args
         palette = palette_for(sys.stdout, self.environ, args.color)
         err_palette = palette_for(sys.stderr, self.environ, args.color)
@@ -242,7 +258,7 @@ class Shell:
         }
         summary = Summary(outcomes)
         if not args.quiet:
-            self._print_summary(workers, summary)
+            self._print_summary(workers, summary, labels)
         self.stderr.flush()
         if isinstance(interrupted, Terminated):
             raise interrupted  # (SIGTERM, SIGHUP: the session ends too; exit 128 + N)
@@ -279,8 +295,13 @@ class Shell:
             regroup=groupopts.regroup(args),
         )
 
-    def _print_summary(self, workers: List[Worker], summary: Summary) -> None:
+    def _print_summary(
+        self, workers: List[Worker], summary: Summary, labels: Optional[Dict[Worker, str]]
+    ) -> None:
         lines = summary.lines(PROG)
+        if labels and lines:  # (per worker, its nodes by name: not n1#2 for a 2nd source)
+            lines = [f"{PROG}: {labels[w]}: {line}" for w in workers for line in per_node(w)]
+            lines.append(summary.lines(PROG)[-1])
         keys = [k for w in workers for k in w.keys]
         dropped = [k for k in keys if self.task.node_dropped(k)]
         if dropped:
@@ -371,3 +392,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             # (a keeper's sessions are its own: KEPT's backend is not the Task's _rpc)
 
     return run_command(PROG, parser, body)
+
+
+def per_node(worker: Worker) -> List[str]:
+    """The summary lines of one worker's slots (no count), each slot under its node's
+    name where the worker has one slot of that node."""
+    nodes = [worker.task.slot(k).node for k in worker.keys]
+    names = {k: n if nodes.count(n) == 1 else k for k, n in zip(worker.keys, nodes)}
+    outcomes = {
+        names[k]: Outcome.of_slot(worker.node_status(k), worker.node_retcode(k))
+        for k in worker.keys
+    }
+    return [group.text() for group in Summary(outcomes).groups]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
+from ..cluster.copy import base_name, check_remote_path
 from ..errors import NodeSetError
 from ..nodeset.nodeset import NodeSet
 from .exitcodes import INTERRUPTED, USAGE, UsageError
@@ -188,3 +189,30 @@ def copy_operands(words: List[str], args: argparse.Namespace) -> Tuple[List[str]
         else:
             sources.append(word)
     return sources, dest
+
+
+def copy_landings(sources: List[str], dest: Optional[str], reverse: bool) -> Optional[str]:
+    """Check where the sources of one ``--copy``/``--rcopy`` land, before anything runs
+    (UsageError): two that would land on one name are refused, naming both, and so is a
+    node's path that starts with ``~user``. Returns the
+    destination to give every copy: with two or more sources and a ``--dest``, it must be
+    an existing directory (as for scp), so a push's gets a ``/`` (the node then refuses
+    a missing one or a file; an rcopy's ``--dest`` is checked here already)."""
+    seen: Dict[str, str] = {}
+    for src in sources:
+        try:
+            for path in [src] if reverse else [dest] if dest else []:
+                check_remote_path(path)  # (~user is refused, ~ and ~/ are the node's home)
+            if reverse or dest:
+                where = base_name(src if reverse else os.path.abspath(src))
+            else:
+                where = os.path.abspath(src)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if where in seen:
+            into = f" in {dest}" if dest else ""
+            raise UsageError(f"{seen[where]} and {src} would both be copied to {where}{into}")
+        seen[where] = src
+    if dest and len(sources) > 1 and not reverse and not dest.endswith("/"):
+        return dest + "/"
+    return dest

@@ -164,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument(
         "--rcopy", action="store_true", help="copy files or dirs from the nodes (NAME.NODE)"
     )
-    cp.add_argument("--dest", metavar="DIR", help="where copies go (copy: default the same path)")
+    cp.add_argument(
+        "--dest",
+        metavar="DIR",
+        help="where copies go (copy: default the same path; a leading ~/ is the node's home)",
+    )
     cp.add_argument("-p", "--preserve", action="store_true", help="keep mode and mtime")
     p.add_argument("--version", action="version", version=f"easycluster {VERSION}")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command (several words)")

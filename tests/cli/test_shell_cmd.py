@@ -269,6 +269,43 @@ def test_copy_and_rcopy_over_ssh(worker, sshd, tmp_path, capfdbinary, monkeypatc
     assert code == 2 and "no such file" in err
 
 
+@pytest.mark.parametrize("worker", ["ssh", "rpc"])
+def test_several_copy_sources_need_a_directory_and_distinct_names(
+    worker, sshd, tmp_path, capfdbinary, monkeypatch
+):
+    """As scp: two sources or more go into an existing directory; two that would land
+    on one name are refused before anything runs; the summary names the source."""
+    for path in ("a/f.txt", "b/f.txt", "g.txt"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text(path)
+    a, b, g = (str(tmp_path / p) for p in ("a/f.txt", "b/f.txt", "g.txt"))
+    into = tmp_path / "into"
+    into.mkdir()
+    ssh = ["-R", worker, "-o", f"-F {sshd.config}", "-w", "sshtest[1-2]"]
+    code, _, err = run(
+        [*ssh, "--copy", a, g, "--dest", str(tmp_path / "newdir")], capfdbinary, monkeypatch
+    )
+    assert code == 250, err
+    assert not (tmp_path / "newdir").exists()  # (it was one file, the last copy's)
+    assert f"copy {a}: sshtest[1-2] (2 nodes): exit code 1" in err
+    assert f"copy {g}: sshtest[1-2] (2 nodes): exit code 1" in err
+    assert "#2" not in err.split("\n", 4)[-1]  # (the summary: names, not slots)
+    code, _, err = run([*ssh, "--copy", a, g, "--dest", g], capfdbinary, monkeypatch)
+    assert code == 250 and f"{g}: not a directory" in err, err
+    assert (tmp_path / "g.txt").read_text() == "g.txt"
+    for how, dest in (("--copy", into), ("--rcopy", into), ("--copy", None)):
+        second = a if dest is None else b
+        words = [how, a, second] + ([] if dest is None else ["--dest", str(dest)])
+        code, _, err = run([*ssh, *words], capfdbinary, monkeypatch)
+        assert code == 2 and f"{a} and {second} would both be copied to" in err, err
+    assert list(into.iterdir()) == []
+    code, _, err = run([*ssh, "--copy", a, g, "--dest", str(into)], capfdbinary, monkeypatch)
+    assert code == 0, err
+    assert sorted(p.name for p in into.iterdir()) == ["f.txt", "g.txt"]
+    code, _, err = run([*ssh, "--copy", a, "--dest", "~root/x"], capfdbinary, monkeypatch)
+    assert code == 2 and "~root is not expanded on the nodes" in err, err
+
+
 def test_every_subcommand_and_the_package_say_one_version(capsys):
     import easycluster
 
