@@ -227,6 +227,11 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
                 channel.send(frames.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
             else:  # (``send_message``'s choice, made here: every call comes this way)
                 channel.post(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main, wait_here)
+        except ConnectionLost as e:
+            pending.pop(rid, None)
+            if channel.closed:  # lost while sending: ended now, as a read would end it
+                self._lost(channel, e)  # (its transport too: an ssh is reaped, no zombie)
+            raise
         except BaseException:
             pending.pop(rid, None)
             raise

@@ -143,3 +143,38 @@ def test_over_ssh_unreachable_nodes_are_kept_per_slot(sshd):
         assert r.summary().splitlines()[0] == "nosuch.invalid: unreachable"
         assert r.exit_code() == 252
         assert c.call(sum, [1, 2]).succeeded == {"sshtest1": 3, "sshtest2": 3}
+
+
+def _ssh_cluster(sshd, nodes, **kw):
+    opts = sshd.client_kw(rpython=sys.executable, **kw)
+    opts.pop("host")
+    return Cluster(nodes, **opts)
+
+
+def _ssh_child(node):
+    """The pid of this process's ``ssh`` child that reaches ``node``."""
+    from helpers import cmdline
+
+    kids = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            kids.update(int(p) for p in f.read().split())
+    found = [p for p in kids if f"\0{node}\0".encode() in cmdline(p)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_session_found_lost_has_its_ssh_reaped_at_once(sshd):
+    from helpers import pid_alive, wait_until
+
+    with _ssh_cluster(sshd, "sshtest[1-2]") as c:
+        pids = c.call(os.getpid).data
+        ssh = _ssh_child("sshtest1")
+        os.kill(pids["sshtest1"], 9)
+        # ssh ends with its server (a zombie until collected): the next call finds the
+        # session lost as it sends
+        assert wait_until(lambda: not pid_alive(ssh))
+        assert c.call(os.getpid).outcomes["sshtest1"].kind.value == "unreachable"
+        # found lost: its ssh is collected now, not left a zombie until close()
+        assert wait_until(lambda: not os.path.exists(f"/proc/{ssh}"))
+        assert c.call(os.getpid).succeeded.keys() == {"sshtest2"}
