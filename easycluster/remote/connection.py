@@ -24,7 +24,7 @@ from ..transport.channel import Channel
 from ..transport.outbox import POST_MAX
 from ..transport.threads import ReusedThreads
 from . import commands
-from .failures import remote_exception, unpicklable_return, unsendable_exception
+from .failures import missing_module, remote_exception, unpicklable_return, unsendable_exception
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
 from .output import Forwarding, flush_output
@@ -399,7 +399,10 @@ class ServerConnection:
     ) -> None:
         status, value, request = 0, None, None
         try:
-            request = serialize.loads(main[REQUEST_HEAD.size :], bufs, self.table)
+            try:
+                request = serialize.loads(main[REQUEST_HEAD.size :], bufs, self.table)
+            except ModuleNotFoundError as e:  # (a function of a module this host lacks)
+                raise missing_module(e) from None
             oid, method, args, kwargs = request
             if self.verbosity > 1:
                 log.info("%s: request %d: %s.%s", self.peer, rid, oid, method)

@@ -1,5 +1,5 @@
-"""How a failed call is reported to the client: the remote traceback, and a return
-value that cannot be pickled.
+"""How a failed call is reported to the client: the remote traceback, a return value
+that cannot be pickled, and a request naming a module this host lacks.
 
 A remote traceback starts at the user's code: the frames of our dispatch (the
 connection, the verbs) come first in every traceback and say nothing about the user's
@@ -47,6 +47,21 @@ def remote_exception(e: BaseException) -> RemoteException:
 
     text = traceback.format_exception(type(e), e, user_traceback(e.__traceback__))
     return RemoteException(e, text)
+
+
+def missing_module(e: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error for a request naming a module this server cannot import: a function
+    (or class) of a module other than the master's ``__main__`` is pickled by reference,
+    its module's name and its own, and the server imports that module to rebuild it."""
+    name = e.name or str(e)
+    return ModuleNotFoundError(
+        f"No module named {name!r} on this server: the call's function (or an argument) "
+        f"comes from module {name!r}, which is sent by reference (only __main__'s "
+        "functions travel by value) and is not importable here; define the function "
+        "with define_common(), install or ship the module to this host, or have it sent "
+        f"by value (cloudpickle.register_pickle_by_value({name.split('.')[0]}) on the master)",
+        name=e.name,
+    )
 
 
 def call_name(request: Any, table: Any) -> str:

@@ -178,3 +178,30 @@ def test_a_session_found_lost_has_its_ssh_reaped_at_once(sshd):
         # found lost: its ssh is collected now, not left a zombie until close()
         assert wait_until(lambda: not os.path.exists(f"/proc/{ssh}"))
         assert c.call(os.getpid).succeeded.keys() == {"sshtest2"}
+
+
+@pytest.fixture
+def local_module(tmp_path, monkeypatch):
+    """A module importable here only (the node's Python does not see ``tmp_path``)."""
+    import importlib
+
+    (tmp_path / "ec_only_here.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield importlib.import_module("ec_only_here")
+    sys.modules.pop("ec_only_here", None)
+
+
+def test_a_function_of_a_module_the_node_lacks_says_how_to_fix_it(sshd, local_module):
+    with _ssh_cluster(sshd, "sshtest1") as c:
+        r = c.call(local_module.double, 21)
+        err = r["sshtest1"]
+        assert isinstance(err, ModuleNotFoundError) and err.name == "ec_only_here"
+        assert "not importable here" in str(err) and "define_common" in str(err)
+        assert "register_pickle_by_value(ec_only_here)" in str(err)
+        # a module the function itself fails to import is its own error, left as it is
+        r = c.call(lambda: __import__("ec_no_such_module"))
+        assert str(r["sshtest1"]) == "No module named 'ec_no_such_module'"
+        # the same hint for a plain Client (the server gives it)
+        client = c.clients["sshtest1"]
+        with pytest.raises(ModuleNotFoundError, match="define_common"):
+            client.raw_call("easycluster.remote.verbs.apply", (local_module.double, 1))
