@@ -31,7 +31,7 @@ from .threaded import ThreadedClient
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
     OnResult = Optional[Callable[[str, Any], Any]]
 
@@ -58,7 +58,14 @@ class _Options:
         self.on_result = on_result
 
 
-def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options) -> List[Any]:
+def _fan_out(
+    targets: Sequence[Any],
+    send: Callable[[Any], Any],
+    opts: _Options,
+    raised: Optional[List[bool]] = None,
+) -> List[Any]:
+    """Each target's result, or the exception in its place; ``raised`` (if given) gets,
+    per target, whether its call raised (an exception *returned* is a value)."""
     deadline = None if opts.call_timeout is None else time.monotonic() + opts.call_timeout
     started: List[Any] = []
     # this thread reads each reply in turn: the standby thread need not (``claim``)
@@ -91,11 +98,15 @@ def _fan_out(targets: Sequence[Any], send: Callable[[Any], Any], opts: _Options)
                     exc = _late(t, opts.call_timeout)
             else:
                 results.append(value)
+                if raised is not None:
+                    raised.append(False)
                 if opts.on_result is not None:
                     opts.on_result(_host(t), value)
                 continue
         _name_host(exc, t)
         results.append(exc)
+        if raised is not None:
+            raised.append(True)
         if first_error is None:
             first_error = exc
         if opts.on_result is not None:
@@ -173,16 +184,20 @@ def call_each(
     kwargs: Dict[str, Any],
     call_timeout: Optional[float] = None,
     threadid: Optional[int] = None,
-) -> List[Any]:
-    """``func(*args, **kwargs)`` on every connection in parallel: each result, or the
-    exception in its place, in input order. Unlike ``call_multi`` no keyword is taken out
-    of ``kwargs`` (all are the remote function's); ``call_timeout`` bounds the whole
+) -> List[Tuple[bool, Any]]:
+    """``func(*args, **kwargs)`` on every connection in parallel, in input order: per
+    connection ``(True, value)`` when the call returned (an exception object returned is
+    a value too), ``(False, exception)`` when it raised or never ran (the connection
+    lost, ``call_timeout`` passed). Unlike ``call_multi`` no keyword is taken out of
+    ``kwargs`` (all are the remote function's); ``call_timeout`` bounds the whole
     fan-out; ``threadid`` is each call's server thread (``messages.SINGLE``: one of its
     own, so a call stuck there holds up no later one). Ctrl-C while waiting raises."""
     opts = _Options(True, "quiet", call_timeout, None)
     extra = {} if threadid is None else {"threadid": threadid}
     send = lambda c: c.raw_call(func, args, kwargs, nonblocking=True, **extra)  # noqa: E731
-    return _fan_out(list(connections), send, opts)
+    raised: List[bool] = []
+    got = _fan_out(list(connections), send, opts, raised)
+    return [(not r, value) for r, value in zip(raised, got)]
 
 
 def eval_multi(

@@ -14,7 +14,9 @@ Results (``NodeResults``) are keyed by slot (a node listed twice gets ``node`` a
 ``node#2``: ``slots.slot_keys``). Every slot ends in one outcome of ``summary.py``: a
 node that could not be connected is ``unreachable`` (``hostkey`` when ssh refused its
 host key) for every later operation too; a session lost during an operation is
-``unreachable`` for it; a call that raised is ``failed``; a command is
+``unreachable`` for it; a call that raised is ``failed`` with code 250 (``EXIT_FAILED``:
+a Python exception has no exit status, so ``exit_code(maxrc=True)`` is 250 too), one
+that returned, whatever it returned (an exception object too), succeeded; a command is
 ``failed`` with its exit code; a call or command past ``call_timeout`` is ``timeout``
 (the remote work may go on: see ``docs/timeouts.md``). ``summary()`` names every slot
 that did not succeed once, folded by class; ``exit_code()`` is the shell's.
@@ -22,30 +24,35 @@ that did not succeed once, folded by class; ``exit_code()`` is the shell's.
 
 from __future__ import annotations
 
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import (
     Any,
     Callable,
     Dict,
     Iterable,
-    Iterator,
     List,
-    Mapping,
     Optional,
     Sequence,
+    Set,
     Tuple,
     Union,
 )
 
 from ..client.client import Client
 from ..client.parallel import call_each
-from ..errors import CallTimeout, ConnectionLost, EasyClusterError
+from ..errors import EasyClusterError
 from ..nodeset.nodeset import NodeSet
 from ..protocol.messages import SINGLE
 from .executor import ClusterExecutor
+from .sessionresults import (  # (CommandResult, NodeResults: importable from here too)
+    CommandResult,
+    NodeResults,
+    call_outcome,
+    command_outcome,
+    connect_outcome,
+)
 from .slots import slot_keys
-from .summary import Outcome, Summary
+from .summary import Outcome
 from .task import node_list
 from .treecall import LOST, OK, UNREACHABLE, TreeCaller, call_options
 from .treerelay import TreeConnector, as_topology, tree_connector
@@ -53,65 +60,6 @@ from .treerun import SILENCE
 
 APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipped callable
 KILL_GRACE = 5.0  # s past run()'s timeout a node has to report the kill (a frozen one)
-
-
-class CommandResult:
-    """What a command printed and how it ended on one node."""
-
-    __slots__ = ("rc", "stdout", "stderr")
-
-    def __init__(self, rc: int, stdout: bytes, stderr: bytes) -> None:
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def __repr__(self) -> str:
-        return f"CommandResult(rc={self.rc}, stdout={self.stdout[:40]!r}...)"
-
-
-class NodeResults(Mapping[str, Any]):
-    """Per-slot results of one operation: ``results[key]`` (also ``data[key]``) is the
-    value, or the exception that took its place; ``outcomes[key]`` says how it ended (a
-    call that raised counts as ``failed`` with code 1)."""
-
-    def __init__(self, values: Dict[str, Any], outcomes: Dict[str, Outcome]) -> None:
-        self.data = values
-        self.outcomes = outcomes
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    @property
-    def succeeded(self) -> Dict[str, Any]:
-        """``{key: value}`` of the slots that succeeded."""
-        return {k: v for k, v in self.data.items() if self.outcomes[k].succeeded}
-
-    @property
-    def failed(self) -> Dict[str, Any]:
-        """``{key: exception or CommandResult}`` of the slots that did not succeed."""
-        return {k: v for k, v in self.data.items() if not self.outcomes[k].succeeded}
-
-    def summary(self) -> str:
-        """One line per failure class with its folded slots, then a count; "" if all
-        succeeded."""
-        return "\n".join(Summary(self.outcomes).lines())
-
-    def exit_code(self, maxrc: bool = False) -> int:
-        """The exit code ``easycluster shell`` would give (``summary.py``)."""
-        return Summary(self.outcomes).exit_code(maxrc)
-
-
-def _connect_outcome(exc: BaseException) -> Outcome:
-    text = str(exc)
-    if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION" in text:
-        return Outcome.hostkey()
-    return Outcome.unreachable()
 
 
 class Cluster:
@@ -236,8 +184,9 @@ class Cluster:
 
     def _fan_out(
         self, func: str, *args: Any, _bound: Optional[float] = None, **kwargs: Any
-    ) -> Dict[str, Any]:
-        """``func`` on every connected node; ``_bound``: seconds to wait at most when
+    ) -> Tuple[Dict[str, Any], Set[str]]:
+        """``func`` on every connected node: each slot's value (or exception), and the
+        slots whose call raised; ``_bound``: seconds to wait at most when
         ``call_timeout`` is None (``run``'s timeout, plus a grace for the kill)."""
         if self.tree is not None:
             return self._tree_fan_out(func, args, kwargs)
@@ -246,9 +195,10 @@ class Cluster:
         # each call on a server thread of its own: one stuck past call_timeout holds up
         # no later call to that node (the exception takes the slot; nothing printed)
         got = call_each([self.clients[k] for k in keys], func, args, kwargs, bound, threadid=SINGLE)
-        return dict(zip(keys, got))
+        raised = {key for key, (returned, _) in zip(keys, got) if not returned}
+        return {key: value for key, (_, value) in zip(keys, got)}, raised
 
-    def _tree_fan_out(self, func: str, args: Any, kwargs: Any) -> Dict[str, Any]:
+    def _tree_fan_out(self, func: str, args: Any, kwargs: Any) -> Tuple[Dict[str, Any], Set[str]]:
         """``_fan_out`` through the gateways: a node lost with its gateway counts as
         unreachable for this operation (``self.lost``)."""
         if self.tree is None:
@@ -257,31 +207,37 @@ class Cluster:
         got = self.tree.call([self.node_of[k] for k in keys], func, args, kwargs)
         self.lost = {}
         out: Dict[str, Any] = {}
+        raised: Set[str] = set()
         for key in keys:
             kind, value = got[self.node_of[key]]
             out[key] = value
             if kind in (LOST, UNREACHABLE):
                 self.lost[key] = value
-        return out
+            if kind != OK:
+                raised.add(key)
+        return out, raised
 
     def _results(
         self,
         got: Dict[str, Any],
-        judge: Callable[[Any], Outcome],
+        judge: Callable[[Any, bool], Outcome],
+        raised: Set[str],
         known: Optional[Dict[str, Outcome]] = None,
     ) -> NodeResults:
+        """Values and outcomes per slot; ``judge(value, raised)`` gives the outcome of a
+        slot the operation reached (``raised``: its call raised), unless ``known``."""
         values: Dict[str, Any] = {}
         outcomes: Dict[str, Outcome] = {}
         for key in self.keys:
             if key in self.unreachable:
                 values[key] = self.unreachable[key]
-                outcomes[key] = _connect_outcome(self.unreachable[key])
+                outcomes[key] = connect_outcome(self.unreachable[key])
             elif key in self.lost:
                 values[key] = self.lost[key]
                 outcomes[key] = Outcome.unreachable()
             else:
                 values[key] = got[key]
-                outcomes[key] = known[key] if known else judge(got[key])
+                outcomes[key] = known[key] if known else judge(got[key], key in raised)
         return NodeResults(values, outcomes)
 
     def _copied(self, reverse: bool, *args: Any) -> NodeResults:
@@ -291,7 +247,7 @@ class Cluster:
         values: Dict[str, Any] = {
             key: CommandResult(-1 if rc is None else rc, b"", err) for key, (rc, err) in got.items()
         }
-        return self._results(values, _command_outcome, outcomes)
+        return self._results(values, command_outcome, set(), outcomes)
 
     def copy(
         self, source: str, dest: str, preserve: bool = False, timeout: Optional[float] = None
@@ -316,12 +272,12 @@ class Cluster:
         a string names a remote function (``"os.getloadavg"``, or one of
         ``define_common``)."""
         if callable(func):
-            got = self._fan_out(APPLY, func, *args, **kwargs)
+            got, raised = self._fan_out(APPLY, func, *args, **kwargs)
         elif isinstance(func, str):
-            got = self._fan_out(func, *args, **kwargs)
+            got, raised = self._fan_out(func, *args, **kwargs)
         else:
             raise TypeError(f"call() takes a callable or a remote function's name, not {func!r}")
-        return self._results(got, _call_outcome)
+        return self._results(got, call_outcome, raised)
 
     def run(self, command: str, timeout: Optional[float] = None) -> NodeResults:
         """Run shell ``command`` (one string, as given: no ``%h``) on every node over its
@@ -334,11 +290,11 @@ class Cluster:
         if not isinstance(command, str):
             raise TypeError(f"run() takes a shell command as one string, not {command!r}")
         bound = None if timeout is None else timeout + KILL_GRACE
-        got = self._fan_out(APPLY, _RUN_COMMAND, command, timeout, _bound=bound)
+        got, raised = self._fan_out(APPLY, _RUN_COMMAND, command, timeout, _bound=bound)
         for key, value in got.items():
-            if isinstance(value, tuple):
+            if key not in raised:
                 got[key] = CommandResult(*value)
-        return self._results(got, _command_outcome)
+        return self._results(got, command_outcome, raised)
 
     def map(
         self,
@@ -419,24 +375,6 @@ def tree_caller(
         fanout,
     )
     return TreeCaller(topo, opts, connect=connect)
-
-
-def _call_outcome(value: Any) -> Outcome:
-    if isinstance(value, CallTimeout):
-        return Outcome.timeout()
-    if isinstance(value, ConnectionLost):  # (the session died: as run() counts it)
-        return Outcome.unreachable()
-    if isinstance(value, BaseException):
-        return Outcome.failed(1)
-    return Outcome.ok()
-
-
-def _command_outcome(value: Any) -> Outcome:
-    if isinstance(value, CommandResult):
-        return Outcome.from_exit(value.rc)
-    if isinstance(value, (CallTimeout, subprocess.TimeoutExpired)):
-        return Outcome.timeout()
-    return Outcome.unreachable()  # the session died during the command
 
 
 def _remote_runner() -> Callable[[str, Optional[float]], Tuple[int, bytes, bytes]]:

@@ -17,8 +17,8 @@ only a gateway's failure moves it (``Router.fail``).
 ``call(names, func, args, kwargs)`` returns ``{node: (kind, value)}``:
 
     OK           the call returned ``value``
-    RAISED       ``value`` is the exception in the value's place, as ``call_multi``
-                 with ``return_exceptions`` gives it (noted "(from node)"), also for a
+    RAISED       the call raised: ``value`` is the exception in the value's place, as
+                 ``call_each`` gives it (noted "(from node)"), also for a
                  session that died mid-call or a ``call_timeout`` passed
     UNREACHABLE  the node could not be connected (``value``: the error), or no live
                  gateway leads to it, or its gateway could not be reached
@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..client.client import Client
-from ..client.parallel import call_multi
+from ..client.parallel import call_each
 from ..errors import CallTimeout, ConnectError, ConnectionLost, RemoteException
 from ..launch.ssh import open_channel
 from ..protocol.messages import SINGLE
@@ -267,17 +267,11 @@ class TreeCaller:
         if func is None:
             out.update((n, (OK, None)) for n in live)
             return out
-        got = call_multi(
-            [self.sessions[n] for n in live],
-            func,
-            *args,
-            return_exceptions=True,
-            call_timeout=self.opts["call_timeout"],
-            origexc="quiet",  # the exception takes the node's place, nothing printed
-            **kwargs,
+        got = call_each(  # (each exception in its node's place, nothing printed)
+            [self.sessions[n] for n in live], func, args, kwargs, self.opts["call_timeout"]
         )
-        for node, value in zip(live, got):
-            out[node] = (RAISED, value) if isinstance(value, BaseException) else (OK, value)
+        for node, (returned, value) in zip(live, got):
+            out[node] = (OK if returned else RAISED, value)  # (an exception returned: OK)
         return out
 
     # -- gateways --------------------------------------------------------------------

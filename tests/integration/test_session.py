@@ -43,6 +43,17 @@ def test_call_sends_functions_and_names(local_cluster):
     r = local_cluster.call(lambda x: 10 // x, 0)
     assert all(isinstance(v, ZeroDivisionError) for v in r.values())
     assert r.exit_code() == 250 and "4 of 4 did not succeed" in r.summary()
+    # a raise has no exit status: the failure class's code, with maxrc too (not a 1,
+    # which reads as a remote exit status, and is easycluster's own failure)
+    assert r.exit_code(maxrc=True) == 250
+    assert {o.code for o in r.outcomes.values()} == {250}
+
+
+def test_a_call_that_returns_an_exception_succeeded(local_cluster):
+    r = local_cluster.call(lambda: ValueError("a value, not an error"))
+    assert all(type(v) is ValueError for v in r.values())
+    assert set(r.succeeded) == set(r) and r.failed == {}
+    assert r.summary() == "" and r.exit_code() == 0 and r.exit_code(maxrc=True) == 0
 
 
 def test_a_command_past_its_timeout_is_killed_and_classified(local_cluster):
