@@ -13,7 +13,9 @@ raises ``ConfigError``. The calls themselves, the replies and the shutdown stay 
 
 from __future__ import annotations
 
-from ..errors import ConfigError, ConnectionLost, DefinitionsError
+import time
+
+from ..errors import CallTimeout, ConfigError, ConnectError, ConnectionLost, DefinitionsError
 from ..objects import definitions
 from ..protocol.handshake import WireOptions, check_key
 from ..protocol.messages import CONTROL, DEFAULT_PORT
@@ -59,6 +61,8 @@ class ConnectionSetup:
 
     # True once the reader has served a connection: the next one gets a new reader
     _reader_used = False
+    # (``connect``'s, for ``attach``: when connect_timeout runs out, hello included)
+    _connect_deadline: Optional[float] = None
 
     @classmethod
     def from_spec(
@@ -90,12 +94,14 @@ class ConnectionSetup:
         the system's ``ssh`` (see ``ssh.open_channel``; ``ssh`` may be a list of words, a
         wrapper and its arguments, and ``switch``, a ``KillSwitch``, lets another thread
         end that ssh); otherwise ``host:port`` is an ``easycluster -S`` server and
-        ``key`` its key.
+        ``key`` its key. ``connect_timeout`` bounds it all, up to the hello's answer.
         """
         if self._channel is not None:
             raise ConfigError(
                 f"already connected to {self.peername}; close() it first (or use reconnect())"
             )
+        timeout = self.connect_timeout
+        self._connect_deadline = None if timeout is None else time.monotonic() + timeout
         if ssh or user or self.key is None:
             self._target = None
             self._ssh_target = (host, port, user, ssh, rpython, tuple(extra_args))
@@ -146,9 +152,16 @@ class ConnectionSetup:
         ``wait=False`` (``spawn_local``, when its hello can only fail with the
         connection): the hello's answer is not waited for here; a connection that
         fails meanwhile fails the first call (ConnectionLost, saying why), and
-        ``server_pid``/``server_version`` wait for the answer."""
+        ``server_pid``/``server_version`` wait for the answer. Else the answer is
+        waited for until ``connect_timeout`` runs out (counted from the start of
+        ``connect()``, or from now), then ConnectError: a server stopped or hung right
+        after its start never holds up the connect."""
+        deadline, self._connect_deadline = self._connect_deadline, None
         if self._channel is not None:
             raise ConfigError(f"already connected to {self.peername}; close() it first")
+        limit = self.connect_timeout
+        if deadline is not None:
+            limit = max(0.0, deadline - time.monotonic())
         self._proxies = ProxyTable(self, self._send_releases)
         self._channel = channel
         self.peername = peername
@@ -178,7 +191,12 @@ class ConnectionSetup:
                     answer.response = self._reader.pending.get(rid)
                 return
             self._server_info = self.send_request(
-                0, "hello", hello or (self.definitions, blocks), threadid=0, origexc="quiet"
+                0,
+                "hello",
+                hello or (self.definitions, blocks),
+                threadid=0,
+                origexc="quiet",
+                timeout=limit,
             )
         except BaseException as e:  # e.g. a define_common block failing there: no leak
             if isinstance(e, DefinitionsError):
@@ -187,6 +205,11 @@ class ConnectionSetup:
                 ConnectionLost,
                 f"{peername}: setting up the connection failed: {type(e).__name__}: {e}",
             )
+            if isinstance(e, CallTimeout) and limit is not None:
+                raise ConnectError(
+                    f"{peername}: connecting timed out after {self.connect_timeout:g} s: "
+                    "no answer to the hello (the server is stopped, or hung)"
+                ) from None
             raise
 
     def _hello_failed(self, err: BaseException, channel: Channel) -> None:

@@ -216,3 +216,49 @@ def test_a_function_of_a_module_the_node_lacks_says_how_to_fix_it(sshd, local_mo
         client = c.clients["sshtest1"]
         with pytest.raises(ModuleNotFoundError, match="define_common"):
             client.raw_call("easycluster.remote.verbs.apply", (local_module.double, 1))
+
+
+def test_a_server_frozen_before_the_hello_is_unreachable_within_connect_timeout(sshd, tmp_path):
+    # The node freezes itself (SIGSTOP) while it answers the hello: its define_common
+    # block runs there, where its rpython's environment says so; in a fresh interpreter,
+    # as define_common is the process's.
+    import signal
+
+    from helpers import pid_alive, run_fresh, wait_until
+
+    frozen = tmp_path / "frozen.pid"
+    try:
+        out = run_fresh(
+            f"""
+            import os, sys
+            from easycluster import Client, Cluster, define_common
+            define_common('''
+            import os, signal
+            if os.environ.get("EC_FREEZE"):
+                with open(os.environ["EC_FREEZE"], "w") as f:
+                    f.write(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGSTOP)
+            ''', local=False)
+            def connect(node):
+                env = "env EC_FREEZE={frozen} " if node == "sshtest2" else ""
+                return Client(
+                    host=node, extra_args=["-F", {sshd.config!r}],
+                    rpython=env + sys.executable, connect_timeout=3,
+                )
+            with Cluster(["sshtest1", "sshtest2"], client=connect) as c:
+                err = c.unreachable["sshtest2"]
+                print(sorted(c.unreachable), type(err).__name__)
+                print(str(err))
+                print(c.call(os.getpid).exit_code(), sorted(c.call(os.getpid).succeeded))
+            """,
+            timeout=30,
+        )
+    finally:
+        if frozen.exists():  # let the stopped server go: it ends (its ssh is gone)
+            pid = int(frozen.read_text())
+            os.kill(pid, signal.SIGCONT)
+            assert wait_until(lambda: not pid_alive(pid))
+    lines = out.splitlines()
+    assert lines[0] == "['sshtest2'] ConnectError"
+    assert "connecting timed out after 3 s: no answer to the hello" in lines[1]
+    assert lines[2] == "252 ['sshtest1']"
