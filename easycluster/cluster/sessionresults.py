@@ -10,7 +10,7 @@ import subprocess
 from typing import Any, Dict, Iterator, Mapping
 
 from ..errors import CallTimeout, ConnectionLost
-from .summary import EXIT_FAILED, Outcome, Summary
+from .summary import Outcome, Summary
 
 
 class CommandResult:
@@ -30,7 +30,7 @@ class CommandResult:
 class NodeResults(Mapping[str, Any]):
     """Per-slot results of one operation: ``results[key]`` (also ``data[key]``) is the
     value, or the exception that took its place; ``outcomes[key]`` says how it ended (a
-    call that raised counts as ``failed`` with code ``EXIT_FAILED``, 250)."""
+    call that raised is ``raised``: exit code ``EXIT_FAILED``, 250)."""
 
     def __init__(self, values: Dict[str, Any], outcomes: Dict[str, Outcome]) -> None:
         self.data = values
@@ -74,14 +74,14 @@ def connect_outcome(exc: BaseException) -> Outcome:
 
 def call_outcome(value: Any, raised: bool) -> Outcome:
     """A returned value (whatever it is: an exception object too) is a success; a
-    raise is ``failed`` with ``EXIT_FAILED`` (no exit status: the failure class's code)."""
+    raise is ``raised`` (exit code ``EXIT_FAILED``: a call has no exit status)."""
     if not raised:
         return Outcome.ok()
     if isinstance(value, CallTimeout):
         return Outcome.timeout()
     if isinstance(value, ConnectionLost):  # (the session died: as run() counts it)
         return Outcome.unreachable()
-    return Outcome.failed(EXIT_FAILED)
+    return Outcome.raised()
 
 
 def command_outcome(value: Any, raised: bool) -> Outcome:

@@ -6,7 +6,8 @@ the command was killed); ``unreachable`` (no connection, refused, authentication
 failed, or the connection died before the command finished); ``hostkey`` (ssh refused
 the host key: unknown or changed); ``nostart`` (the command could not be started here:
 a wrong ``ssh_path``, no more processes or descriptors; its reason is the node's error
-line); ``interrupted`` (still running when the user pressed Ctrl-C). ``Summary`` lists
+line); ``interrupted`` (still running when the user pressed Ctrl-C); ``raised`` (a
+Python call of ``Cluster.call`` raised: no exit code of its own). ``Summary`` lists
 every key that did not succeed exactly once, grouped by class (``failed`` by exit code),
 each group folded as a node set.
 
@@ -20,7 +21,7 @@ code meaning
 1    easycluster itself failed (``exitcodes.FAILURE``; never from a node's result)
 2    bad usage (``exitcodes.USAGE``)
 130  interrupted: Ctrl-C before every key finished (``exitcodes.INTERRUPTED``)
-250  some key's command exited non-zero (without ``-S``)
+250  some key's command exited non-zero (without ``-S``), or its call raised
 251  some key's command timed out
 252  some key was unreachable
 253  some key's host key was refused (unknown or changed)
@@ -30,7 +31,7 @@ N    with ``-S`` (``maxrc=True``): the largest exit code of the failed keys,
 ==== =========================================================================
 
 When several classes occur, the most severe one decides, in this order:
-interrupted, nostart, hostkey, unreachable, timeout, failed. A run that did not reach or did
+interrupted, nostart, hostkey, unreachable, timeout, raised, failed. A run that did not reach or did
 not finish every node is incomplete, so its code says so even with ``-S``: a script
 reading ``grep``'s 1 through ``-S`` must not take "unreachable" for "not found". A
 failed key never gives 0 (clush without ``-S`` exits 0 when nodes fail: ClusterShell
@@ -81,6 +82,7 @@ class Kind(Enum):
 
     OK = "ok"
     FAILED = "failed"
+    RAISED = "raised"  # (a Python call through ``Cluster.call``: it raised, no exit code)
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     HOSTKEY = "hostkey"
@@ -91,6 +93,7 @@ class Kind(Enum):
 _SEVERITY = {kind: rank for rank, kind in enumerate(Kind)}
 _EXIT = {
     Kind.FAILED: EXIT_FAILED,
+    Kind.RAISED: EXIT_FAILED,
     Kind.TIMEOUT: EXIT_TIMEOUT,
     Kind.UNREACHABLE: EXIT_UNREACHABLE,
     Kind.HOSTKEY: EXIT_HOSTKEY,
@@ -98,6 +101,7 @@ _EXIT = {
     Kind.INTERRUPTED: EXIT_INTERRUPTED,
 }
 _TEXT = {
+    Kind.RAISED: "raised an exception",
     Kind.TIMEOUT: "timed out",
     Kind.UNREACHABLE: "unreachable",
     Kind.HOSTKEY: "host key unknown or changed",
@@ -139,6 +143,12 @@ class Outcome(_OutcomeFields):
         """A non-zero exit; a negative code -N (subprocess's "killed by signal N")
         becomes 128 + N, as a shell reports it."""
         return cls(Kind.FAILED, 128 - code if code < 0 else code)
+
+    @classmethod
+    def raised(cls) -> Outcome:
+        """A Python call that raised (``Cluster.call``): exit code 250, as ``failed``,
+        but told apart from a command that exited 250."""
+        return cls(Kind.RAISED)
 
     @classmethod
     def from_exit(cls, code: int) -> Outcome:

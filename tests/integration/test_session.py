@@ -46,7 +46,9 @@ def test_call_sends_functions_and_names(local_cluster):
     # a raise has no exit status: the failure class's code, with maxrc too (not a 1,
     # which reads as a remote exit status, and is easycluster's own failure)
     assert r.exit_code(maxrc=True) == 250
-    assert {o.code for o in r.outcomes.values()} == {250}
+    # and the summary says it raised, not that something "exited 250"
+    assert {o.kind.value for o in r.outcomes.values()} == {"raised"}
+    assert "raised an exception" in r.summary() and "exit code" not in r.summary()
 
 
 def test_a_call_that_returns_an_exception_succeeded(local_cluster):
