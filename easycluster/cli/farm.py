@@ -17,7 +17,8 @@ starting with ``#`` are skipped; ``-`` is stdin), or ``-E COMMAND`` once on each
 
 Exit codes (``cluster/farmout.py``): 0 every job done; 250 some job exited non-zero;
 251 some job stuck past ``--timeout``; 252 some job lost with its hosts; 254 some job
-not run (no hosts left, or halted); 130 interrupted; 1 easycluster failed; 2 bad usage.
+not run (no hosts left, or halted); 130 interrupted (128 + N for SIGTERM, SIGHUP: taken as
+Ctrl-C); 1 easycluster failed; 2 bad usage.
 The most severe decides: interrupted, not run, lost, stuck, failed.
 """
 
@@ -33,7 +34,7 @@ from ..cluster.terminal import is_terminal
 from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
-from .exitcodes import Parser, UsageError, run_command
+from .exitcodes import Parser, Terminated, UsageError, run_command, terminate_as_interrupt
 
 # (re-exported: their home was this module)
 from .farmconnect import connector as connector
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run many jobs (shell commands) over many hosts, each job once, "
         "on warm sessions; retry work lost with a host; say what became of every job.",
         epilog="Exit codes: 0 all done; 250 a job exited non-zero; 251 a job stuck past "
-        "--timeout; 252 a job lost with its hosts; 254 jobs not run; 130 interrupted; "
+        "--timeout; 252 a job lost with its hosts; 254 jobs not run; 130 interrupted "
+        "(143 SIGTERM, 129 SIGHUP); "
         "1 failure; 2 usage.",
     )
     h = p.add_argument_group("hosts")
@@ -410,11 +412,11 @@ def _run(
         from ..launch.slurmwatch import SlurmWatch
 
         watch = SlurmWatch(list(dict.fromkeys(hosts)), farm.host_gone).start()
-    interrupted = False
+    interrupted: Optional[KeyboardInterrupt] = None
     try:
         report = farm.run(writer) if jobs else farm.scheduler.report()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as e:  # (SIGTERM and SIGHUP too: ``Terminated``)
+        interrupted = e
         report = farm.scheduler.report()
     finally:
         if watch is not None:
@@ -432,6 +434,8 @@ def _run(
     for line in outcome.lines(PROG, farm.retired, limit=0 if args.verbose else 10):
         print(line, file=sys.stderr)
     sys.stdout.flush()
+    if isinstance(interrupted, Terminated):
+        return 128 + interrupted.signum  # (as a shell reports a command it ended)
     return INTERRUPTED if interrupted else outcome.exit_code()
 
 
@@ -442,8 +446,14 @@ def main(argv: Optional[List[str]] = None, stdin: Optional[IO[str]] = None) -> i
     parser = build_parser()
 
     def body() -> int:
-        args = parser.parse_args(argv)
-        return run_farm(args, stdin if stdin is not None else sys.stdin)
+        # SIGTERM (a batch system's end) and SIGHUP as Ctrl-C: running jobs are killed on
+        # their nodes, the job log is complete, the report is printed
+        restore = terminate_as_interrupt()
+        try:
+            args = parser.parse_args(argv)
+            return run_farm(args, stdin if stdin is not None else sys.stdin)
+        finally:
+            restore()
 
     return run_command(PROG, parser, body)
 

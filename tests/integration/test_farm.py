@@ -307,7 +307,11 @@ def test_halt_now_abandons_and_kills_running_jobs(sshd, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_interrupted_master_reports_and_kills_its_jobs(sshd, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupted_master_reports_and_kills_its_jobs(sshd, tmp_path, sig):
+    """Ctrl-C, and SIGTERM (a batch system ending the farm) or SIGHUP (its terminal
+    closed) alike: the running job is killed on its node, the report printed; the exit
+    code is 130, or 128 + the signal (as a shell reports a command it ended)."""
     pidfile = tmp_path / "sleeper"
     jobs = [f"echo $$ > {pidfile}; exec sleep 60", "true", "true"]
     args = ["-n", "sshtest12"]
@@ -317,14 +321,14 @@ def test_interrupted_master_reports_and_kills_its_jobs(sshd, tmp_path):
     pid = 0
     try:
         pid = read_pid(str(pidfile))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         kill_group(proc)
         alive = bool(pid) and pid_alive(pid)
         if pid:
             kill_quietly(pid)
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), err
     c = counts(err, 3)
     assert c["not run"] >= 1
     assert "not run (interrupted): job 1" in err
