@@ -128,7 +128,7 @@ def test_a_raising_node_gets_its_exception_and_the_others_their_values(netns):
         r = c.call(maybe_raise, "node3")
     assert isinstance(r["node3"], ValueError) and str(r["node3"]) == "boom on node3"
     assert r.succeeded == {"node1": 5, "node2": 5, "node4": 5}
-    assert r.outcomes["node3"].kind.value == "failed"
+    assert r.outcomes["node3"].kind.value == "raised"
     assert "node3" in r.summary()
 
 
