@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_many.py [--quick] [--big N] [--awake]
 
 Rows: the floor (raw TCP ping-pong, as in bench/run.py); one call on each of 50 local
-servers, collected (p50 per round); starting N (default 500) local servers, one round
+servers, collected (p50 per round); the same round over N forked stdlib
+``multiprocessing.connection`` echo servers (no authentication: the floor for the round
+below, measured the same way); starting N (default 500) local servers, one round
 over them (and per server, with the CPU per call of all processes and of the master),
 the master's memory per connection and the time to close each client (and the master's
 CPU per close); ThreadedClient small-call p50; aggregate calls/s with 8 threads on one
@@ -55,6 +57,52 @@ def rounds(clients: List[easycluster.Client], n: int) -> List[float]:
     return out
 
 
+def stdlib_round(n: int) -> tuple:
+    """The floor for the big round: ``n`` forked processes, each answering ``(a, b)``
+    with ``a + b`` over ``multiprocessing.connection`` (pickle, no authentication), sent
+    to all then collected in order, as ``call_multi`` does. Returns (round p50 seconds,
+    CPU per call of all processes, of this process). Run before any thread starts (it
+    forks)."""
+    from multiprocessing.connection import Pipe
+
+    conns, pids = [], []
+    for _ in range(n):
+        mine, theirs = Pipe()
+        pid = os.fork()
+        if pid == 0:  # (only its own end open: the master's close ends it)
+            keep = theirs.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 16)
+            try:
+                while True:
+                    a, b = theirs.recv()
+                    theirs.send(a + b)
+            except (EOFError, OSError):
+                os._exit(0)
+        theirs.close()
+        conns.append(mine)
+        pids.append(pid)
+
+    def one_round() -> float:
+        t = time.perf_counter()
+        for c in conns:
+            c.send((1, 2))
+        assert [c.recv() for c in conns] == [3] * n
+        return time.perf_counter() - t
+
+    for _ in range(10):
+        one_round()
+    busy0, own0 = machine_busy(), own_cpu()
+    timed = [one_round() for _ in range(20)]
+    busy, own = machine_busy() - busy0, own_cpu() - own0
+    for c in conns:
+        c.close()
+    for pid in pids:
+        os.waitpid(pid, 0)
+    calls = n * len(timed)
+    return percentiles(timed)[0], busy / calls, own / calls
+
+
 def own_cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -80,6 +128,7 @@ def measure() -> List[tuple]:
     rows = []
     floor = percentiles(floor_tcp(2000 if QUICK else 10000))[0]
     rows.append(("floor: raw TCP ping-pong p50", f"{floor * 1e6:.1f} us", ""))
+    base, base_busy, base_own = stdlib_round(BIG)  # (first: it forks, no thread runs yet)
     fifty = start(50)
     rounds(fifty, 20)
     p50 = percentiles(rounds(fifty, 100 if QUICK else 500))[0]
@@ -114,6 +163,20 @@ def measure() -> List[tuple]:
             "  CPU per call: all processes / the master",
             f"{busy / calls * 1e6:.0f} / {own / calls * 1e6:.0f} us",
             "",
+        )
+    )
+    rows.append(
+        (
+            f"  floor: stdlib mp.connection, {BIG} forked servers",
+            f"{base / BIG * 1e6:.1f} us",
+            f"ours {rp50 / base:.2f}x",
+        )
+    )
+    rows.append(
+        (
+            "  floor's CPU per call: all processes / the master",
+            f"{base_busy * 1e6:.0f} / {base_own * 1e6:.0f} us",
+            f"ours {busy / calls / base_busy:.2f}x / {own / calls / base_own:.2f}x",
         )
     )
     gc.collect()
