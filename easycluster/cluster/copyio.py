@@ -8,7 +8,8 @@ data) goes to a temporary in the destination directory, which becomes the slot's
 only when the node's command ended with 0; anything else removes it.
 
 The engine calls these on the Task's thread; a commit that unpacks a directory does
-so there, delaying the other nodes' I/O for that long.
+so there, delaying the other nodes' I/O for that long (GNU ``tar`` unpacks it where there
+is one, ten times faster than ``tarfile``: ``filecopy.gnu_tar``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tarfile
 import tempfile
 from typing import IO, Any, Callable, Dict, NamedTuple, Optional
 
-from ..remote.filecopy import current_umask, remove_tree
+from ..remote.filecopy import CopyError, current_umask, gnu_tar, remove_tree, tar_extract
 from .copy import TAR_TOP, TEMP_MARK, Header, base_name, parse_header
 from .feed import CHUNK, StdinFeed
 from .results import SlotResult
@@ -229,8 +230,17 @@ class PullSink:
         name = os.path.basename(final)
         unpacked = tempfile.mkdtemp(prefix=f".{name}{TEMP_MARK}", dir=self.dest)
         try:
-            with tarfile.open(tar_path, mode="r:") as tar:
-                unpack(tar, unpacked, self.member_filter())
+            tar = gnu_tar()
+            if tar is not None:
+                try:
+                    tar_extract(tar, tar_path, unpacked, self.preserve)
+                except CopyError as e:
+                    raise CopyFailed(str(e)) from None
+                if self.preserve:
+                    drop_set_id(unpacked)
+            else:
+                with tarfile.open(tar_path, mode="r:") as archive:
+                    unpack(archive, unpacked, self.member_filter())
             os.unlink(tar_path)
             replace_dir(unpacked, final)
         except BaseException as e:
@@ -250,8 +260,8 @@ class PullSink:
             changes: Dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
             if not self.preserve:
                 changes["mtime"] = None
-                if info.mode is not None:
-                    changes["mode"] = info.mode & ~self.umask & 0o777
+                if sent is not None and info.mode is not None:
+                    changes["mode"] = sent & ~self.umask & 0o777  # (as tar -x -m's)
             elif sent is not None and info.mode is not None:
                 changes["mode"] = sent & 0o1777
             return info.replace(**changes, deep=False)
@@ -296,6 +306,26 @@ def unpack(
             if name.startswith("/") or ".." in name.split("/"):
                 raise CopyFailed(f"refusing the archive member {info.name!r}")
     tar.extractall(into, members)
+
+
+def drop_set_id(root: str) -> None:
+    """Clear setuid and setgid on everything under ``root`` (a pulled tree unpacked by
+    ``tar -p``, which keeps them): a file fetched from a node never gets them here.
+    A directory that cannot be read fails the pull (OSError) rather than keep one."""
+    set_id = stat.S_ISUID | stat.S_ISGID
+
+    def clear(path: str) -> None:
+        mode = os.lstat(path).st_mode
+        if mode & set_id and not stat.S_ISLNK(mode):
+            os.chmod(path, stat.S_IMODE(mode) & ~set_id)
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    clear(root)
+    for where, dirs, files in os.walk(root, onerror=fail):
+        for name in dirs + files:
+            clear(os.path.join(where, name))
 
 
 def replace_dir(new: str, final: str) -> None:

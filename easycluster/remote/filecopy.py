@@ -1,10 +1,12 @@
 """The node's side of ``Task.copy`` and ``Task.rcopy`` over an RPC session, in Python.
 
 Over ssh and exec a copy is a POSIX ``sh`` receiver or sender (``cluster/copy.py``);
-over our own server the same streams are handled here, with no shell and no tools on
-the node. ``commands.py`` keeps these objects under the client's token, as it keeps a
-shell command: the client sends a pushed file's bytes in raw chunks with ``write`` (out
-of band: no base64, never the whole file in one message), ends them with
+over our own server the same streams are handled here, with no shell and no tools
+needed on the node (a directory's tar stream is made and unpacked by GNU ``tar`` where
+the node has one, else by ``tarfile``: ``gnu_tar``). ``commands.py`` keeps these
+objects under the client's token, as it keeps a shell command: the client sends a
+pushed file's bytes in raw chunks with ``write`` (out of band: no base64, never the
+whole file in one message), ends them with
 ``close_stdin`` and learns the outcome with ``read``; a pull's ``read`` returns the
 next chunks of ``copy.SENDER``'s stream (a header line, then the data).
 
@@ -87,6 +89,42 @@ def remove_tree(path: str) -> bool:
             open_up(os.path.join(root, name))
     shutil.rmtree(path, ignore_errors=True)
     return not os.path.lexists(path)
+
+
+def gnu_tar() -> Optional[str]:
+    """The path of GNU tar on this host, or None (then ``tarfile`` does the work). Its
+    options and its safety on extraction (no member outside the directory, nothing
+    written through a symlink it made) are what the copies rely on, so another ``tar``
+    is not used. ``tarfile`` costs 150 us a member where ``tar`` costs 15 (5,000 small
+    files: 0.8 s against 0.09 s, per node and per pull here)."""
+    import shutil
+    import subprocess
+
+    path = shutil.which("tar")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run(
+            [path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if out.returncode == 0 and b"GNU tar" in out.stdout[:100] else None
+
+
+def tar_extract(tar: str, archive: str, into: str, preserve: bool) -> None:
+    """Extract ``archive`` into ``into`` with GNU ``tar`` (``gnu_tar()``): owners left to
+    us; with ``preserve`` every mode and mtime as sent (setuid too: ``-p``), without it
+    the umask applied and mtimes not restored (``-m``). Raises CopyError with tar's
+    message when it fails."""
+    import subprocess
+
+    words = [tar, "-x", "-f", archive, "-C", into, "--no-same-owner"]
+    words += ["-p"] if preserve else ["-m", "--no-same-permissions"]
+    out = subprocess.run(words, stdin=subprocess.DEVNULL, capture_output=True)
+    if out.returncode != 0:
+        why = out.stderr.decode("utf-8", "replace").strip().replace("\n", "; ")
+        raise CopyError(f"cannot unpack: {why or f'tar exited with {out.returncode}'}")
 
 
 def _remove(path: Optional[str]) -> bool:
@@ -217,10 +255,17 @@ class Receiver:
         self.temp = ""
 
     def _finish_dir(self) -> None:
-        import tarfile
+        tar = gnu_tar()
+        if tar is not None:
+            try:
+                tar_extract(tar, self.data, self.temp, self.preserve)
+            except CopyError as e:
+                raise CopyError(f"{self.target}: {e}") from None
+        else:
+            import tarfile
 
-        with tarfile.open(self.data, mode="r:") as tar:
-            _unpack(tar, self.temp, self.preserve)
+            with tarfile.open(self.data, mode="r:") as archive:
+                _unpack(archive, self.temp, self.preserve)
         os.unlink(self.data)
         new = os.path.join(self.temp, self.top)
         if not os.path.isdir(new):
@@ -282,8 +327,9 @@ def _unpack(tar: Any, into: str, preserve: bool) -> None:
             changes: Dict[str, Any] = {"uid": None, "gid": None, "uname": None, "gname": None}
             if not preserve:
                 changes["mtime"] = None
-                if info.mode is not None:
-                    changes["mode"] = info.mode & ~umask & 0o777
+                if sent is not None and info.mode is not None:
+                    changes["mode"] = sent & ~umask & 0o777  # (as tar's: the filter
+                    # also drops group and other write)
             elif sent is not None and info.mode is not None:
                 changes["mode"] = sent & 0o7777  # (the filter drops group/other write)
             return info.replace(**changes, deep=False)
@@ -300,11 +346,16 @@ def _unpack(tar: Any, into: str, preserve: bool) -> None:
 
 class Sender:
     """``source`` sent as ``copy.SENDER`` sends it: ``F MODE MTIME`` and the file's bytes,
-    or ``D`` and a tar stream of the directory's content (packed first into an anonymous
-    temporary file: memory stays bounded). Raises CopyError when it cannot be read."""
+    or ``D`` and a tar stream of the directory's content: GNU ``tar -c``'s output as it
+    comes where there is one (``gnu_tar``; its messages and return code are the copy's,
+    as over ssh), else packed first by ``tarfile`` into an anonymous temporary file
+    (memory stays bounded either way). Raises CopyError when it cannot be read."""
 
     def __init__(self, source: str) -> None:
         source = expand_home(source)
+        self.proc: Any = None  # the tar streaming a directory
+        self.killed = False
+        self.errors: Any = None  # its stderr (a temporary file: never a full pipe)
         try:
             st = os.stat(source)
             if stat.S_ISDIR(st.st_mode):
@@ -323,15 +374,33 @@ class Sender:
         self.rc: Optional[int] = None
         self.lock = threading.Lock()
 
-    @staticmethod
-    def _pack(source: str) -> Any:
-        import tarfile
+    def _pack(self, source: str) -> Any:
         import tempfile
+
+        tar = gnu_tar()
+        if tar is not None:
+            import subprocess
+
+            self.errors = tempfile.TemporaryFile()
+            try:
+                self.proc = subprocess.Popen(
+                    [tar, "-c", "-f", "-", "."],
+                    cwd=source,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=self.errors,
+                    bufsize=CHUNK,
+                )
+            except BaseException:
+                self.errors.close()
+                raise
+            return self.proc.stdout
+        import tarfile
 
         packed = tempfile.TemporaryFile()
         try:
-            with tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(source, arcname=".")
+            with tarfile.open(fileobj=packed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+                archive.add(source, arcname=".")
             packed.seek(0)
         except BaseException:
             packed.close()
@@ -339,24 +408,49 @@ class Sender:
         return packed
 
     def read(self) -> Tuple[Chunks, Optional[int]]:
-        """The next piece of the stream (at most ``CHUNK`` bytes), with 0 once it ended."""
+        """The next piece of the stream (at most ``CHUNK`` bytes), with 0 once it ended
+        (or tar's return code and messages, if it failed)."""
         with self.lock:
             if self.rc is not None:
                 return [], self.rc
             out = self.head or b""
             self.head = None
             try:
-                data = self.file.read(CHUNK - len(out))
+                data = self.file.read(CHUNK - len(out))  # (a pipe: until that much, or EOF)
             except OSError as e:
                 self._close(1)
                 why = f"easycluster rcopy: cannot read: {e.strerror or e}\n".encode()
                 return ([(STDOUT, out)] if out else []) + [(STDERR, why)], 1
             chunks = [(STDOUT, out + data)] if out or data else []
             if not data:
-                self._close(0)
+                rc, why = self._ended()
+                if why:
+                    chunks.append((STDERR, why))
+                self._close(rc)
             return chunks, self.rc
 
+    def _ended(self) -> Tuple[int, bytes]:
+        """The stream's end: tar's return code and messages (0 and none without tar)."""
+        if self.proc is None:
+            return 0, b""
+        rc = self.proc.wait()
+        if self.killed:
+            return RC_KILLED, b""
+        if rc < 0:  # (killed by signal -rc: as a shell reports it)
+            rc = 128 - rc
+        self.errors.seek(0)
+        return rc, self.errors.read()
+
     def kill(self) -> None:
+        """Give up: ``read`` reports 137 (tar is killed first: a ``read`` waiting for
+        it returns, and the lock with it)."""
+        self.killed = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
         with self.lock:
             if self.rc is None:
                 self._close(RC_KILLED)
@@ -369,4 +463,9 @@ class Sender:
 
     def _close(self, rc: int) -> None:
         self.rc = rc
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
         self.file.close()
+        if self.proc is not None:
+            self.proc.wait()
+            self.errors.close()
