@@ -236,8 +236,7 @@ class PullSink:
                     tar_extract(tar, tar_path, unpacked, self.preserve)
                 except CopyError as e:
                     raise CopyFailed(str(e)) from None
-                if self.preserve:
-                    drop_set_id(unpacked)
+                settle_pulled(unpacked)
             else:
                 with tarfile.open(tar_path, mode="r:") as archive:
                     unpack(archive, unpacked, self.member_filter())
@@ -308,24 +307,30 @@ def unpack(
     tar.extractall(into, members)
 
 
-def drop_set_id(root: str) -> None:
-    """Clear setuid and setgid on everything under ``root`` (a pulled tree unpacked by
-    ``tar -p``, which keeps them): a file fetched from a node never gets them here.
-    A directory that cannot be read fails the pull (OSError) rather than keep one."""
+def settle_pulled(root: str) -> None:
+    """Make a tree unpacked by ``tar`` from a node's stream safe to keep here (``tar``
+    runs as we do: as root it makes device files and keeps setuid): setuid and setgid
+    are cleared everywhere, and a device, FIFO or socket fails the pull (CopyFailed,
+    naming it), as ``tarfile``'s data filter refuses them. ``root`` is a private
+    temporary (``mkdtemp``: 0700), so nobody else saw either meanwhile; a directory
+    that cannot be read fails the pull rather than keep what it may hold."""
     set_id = stat.S_ISUID | stat.S_ISGID
 
-    def clear(path: str) -> None:
+    def settle(path: str) -> None:
         mode = os.lstat(path).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            where = os.path.relpath(path, root)
+            raise CopyFailed(f"{where}: a device, FIFO or socket: refused (nothing kept)")
         if mode & set_id and not stat.S_ISLNK(mode):
             os.chmod(path, stat.S_IMODE(mode) & ~set_id)
 
     def fail(error: OSError) -> None:
         raise error
 
-    clear(root)
+    settle(root)
     for where, dirs, files in os.walk(root, onerror=fail):
         for name in dirs + files:
-            clear(os.path.join(where, name))
+            settle(os.path.join(where, name))
 
 
 def replace_dir(new: str, final: str) -> None:

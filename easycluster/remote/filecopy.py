@@ -103,13 +103,20 @@ def gnu_tar() -> Optional[str]:
     path = shutil.which("tar")
     if path is None:
         return None
+    known = _GNU_TAR.get(path)  # (asked once per path: an rcopy asks for every node)
+    if known is not None:
+        return path if known else None
     try:
         out = subprocess.run(
             [path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return path if out.returncode == 0 and b"GNU tar" in out.stdout[:100] else None
+    _GNU_TAR[path] = gnu = out.returncode == 0 and b"GNU tar" in out.stdout[:100]
+    return path if gnu else None
+
+
+_GNU_TAR: Dict[str, bool] = {}  # gnu_tar's answers, by the path of the tar it found
 
 
 def tar_extract(tar: str, archive: str, into: str, preserve: bool) -> None:

@@ -207,3 +207,29 @@ def test_a_tar_that_is_not_gnus_is_not_used(tmp_path, not_gnu_tar):
     assert sink.commit(slot) == 0, slot.stderr
     check_tree(dest / "t.n1", True)
     assert runs(not_gnu_tar) == []
+
+
+@pytest.mark.parametrize("kind", [tarfile.FIFOTYPE, tarfile.CHRTYPE])
+def test_a_pulled_tree_holding_a_device_or_fifo_fails_and_leaves_nothing(tmp_path, tar_log, kind):
+    """A node's stream is not trusted: ``tar`` (as root) would make the device file it
+    names, readable by all, under the destination; the pull fails instead, naming it."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ok = tarfile.TarInfo("./fine")
+        ok.size = 2
+        tar.addfile(ok, io.BytesIO(b"ok"))
+        special = tarfile.TarInfo("./dev")
+        special.type, special.mode = kind, 0o666
+        special.devmajor, special.devminor = 1, 3  # (/dev/null's numbers)
+        tar.addfile(special)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    sink = PullSink(str(dest), {"n1": "t.n1"}, True)
+    slot = SlotResult("n1", "n1", 0)
+    sink.write(slot, b"D\n" + buf.getvalue())
+    assert sink.commit(slot) == 1
+    if kind == tarfile.CHRTYPE and os.geteuid() != 0:
+        assert b"cannot unpack" in slot.stderr  # (tar itself cannot make one)
+    else:
+        assert b"dev: a device, FIFO or socket: refused" in slot.stderr, slot.stderr
+    assert os.listdir(dest) == []
