@@ -34,6 +34,7 @@ from .slotio import EXITED, MAIL, OUT, STDIN, Running, SlotIO
 from .slotio import LINE_MAX as LINE_MAX  # (these three re-exported: engine.Hooks & co.)
 from .slotio import SOURCE as SOURCE
 from .slotio import Hooks as Hooks
+from .suspension import Suspension
 from .wakeup import Wakeup
 from .window import FanoutWindow
 from .worker import Timer, Worker
@@ -67,6 +68,7 @@ class Engine(SlotIO):
         self.mailboxes: Set[int] = set()  # mailbox descriptors registered in this run
         self.holders: Set[Worker] = set()  # workers that keep the run going (not autoclose)
         self.ports: List[Port] = []  # the Task's message ports (``port.py``; its own list)
+        self.suspension = Suspension()  # the Task's (``suspension.py``); this one stays off
 
     # -- scheduling (also called from handlers while running) ------------------------
 
@@ -105,8 +107,9 @@ class Engine(SlotIO):
         wake = self.wake = Wakeup.arm(self.sel, (WAKE,))
         try:
             while True:
+                self.suspension.checkpoint()  # (task.suspend(): parks here, or after a handler)
                 if self.ports:
-                    deliver_all(self.ports, self.aborted)
+                    deliver_all(self.ports, self.aborted, self.suspension.checkpoint)
                 if self.task.aborting:
                     self.end_all(timed_out=False)
                     return True
@@ -138,9 +141,11 @@ class Engine(SlotIO):
                 self.fire_timers(time.monotonic())
                 self.reaping = [c for c in self.reaping if not c.reap()]
         except KeyboardInterrupt:
+            self.suspension.end()  # (settle's handlers must not park)
             self.settle()
             raise
         finally:
+            self.suspension.end()  # (the run's last events must not park either)
             self.wake = None
             wake.disarm(self.sel)
             self.cleanup()
@@ -368,6 +373,7 @@ class Engine(SlotIO):
             handler = timer.handler
             if handler is not None and hasattr(handler, "ev_timer"):
                 handler.ev_timer(timer)
+                self.suspension.checkpoint()
 
     # -- ending early, and cleanup ---------------------------------------------------
 

@@ -19,8 +19,10 @@ closed and its queue delivered, or the Task aborted (clush's way of keeping a se
 open); an ``autoclose`` one does not: when only such ports (and autoclose workers and
 timers) are left, the run ends, and its undelivered messages wait for the next run.
 After ``task.abort()`` no ``ev_msg`` is delivered in that run (the messages stay queued,
-and a sender waiting in ``msg()`` waits for the next run). The queue has no limit
-(ClusterShell's makes a sender wait at 100 messages).
+and a sender waiting in ``msg()`` waits for the next run). While the Task is suspended
+(``task.suspend()``) nothing is delivered: messages queue and ``msg()`` waits until it
+resumes; a handler's ``suspend()`` holds the rest of the queue (``between``). The queue
+has no limit (ClusterShell's makes a sender wait at 100 messages).
 
 Thread safety: ``msg_send``, ``msg`` and ``close`` from any thread. A lock orders a
 send against ``close`` and against the port leaving its Task (so a send either is
@@ -34,6 +36,10 @@ from __future__ import annotations
 import collections
 import threading
 from typing import Any, Callable, Deque, List, Optional, Protocol, Tuple
+
+
+def idle() -> None:
+    """Nothing to do between handlers (``Port.deliver``'s default)."""
 
 
 class PortOwner(Protocol):
@@ -101,16 +107,18 @@ class Port:
         """This port keeps a run going: not autoclose, and open or with messages left."""
         return not self.autoclose and not self.gone and (not self.closing or bool(self.queue))
 
-    def deliver(self, aborted: Callable[[], bool]) -> None:
+    def deliver(self, aborted: Callable[[], bool], between: Callable[[], None] = idle) -> None:
         """On the Task's thread: ``ev_port_start`` if not done, then every message
         queued now (one sent meanwhile waits for the next turn of the loop), until
         ``aborted()`` turns true (a handler may abort the Task); then, if the port is
-        closed and nothing is left, it leaves its Task."""
+        closed and nothing is left, it leaves its Task. ``between()`` is called after
+        each handler (where a suspended Task waits: ``suspension.py``)."""
         if not self.started:
             self.started = True
             start = getattr(self.handler, "ev_port_start", None)
             if start is not None:
                 start(self)
+                between()
         for _ in range(len(self.queue)):
             if aborted():
                 return
@@ -120,6 +128,7 @@ class Port:
             handle = getattr(self.handler, "ev_msg", None)
             if handle is not None:
                 handle(self, msg)
+                between()
         self.leave_if_done()
 
     def leave_if_done(self) -> None:
@@ -132,13 +141,15 @@ class Port:
             self.task.drop_port(self)
 
 
-def deliver_all(ports: List[Port], aborted: Callable[[], bool]) -> None:
+def deliver_all(
+    ports: List[Port], aborted: Callable[[], bool], between: Callable[[], None] = idle
+) -> None:
     """On the Task's thread: every port's start and queued messages, in the order the
     ports were made (``Port.deliver``). Nothing more once ``aborted()`` is true."""
     for port in list(ports):
         if aborted():
             return
-        port.deliver(aborted)
+        port.deliver(aborted, between)
 
 
 class TaskPorts:

@@ -4,8 +4,9 @@ A Task collects work (``shell``, ``copy``, ``rcopy``, ``timer``) and runs it whe
 ``resume()`` (or ``run()``): that thread owns all the Task's I/O and runs every handler
 (``engine.py``). One Task per thread: ``task_self()`` returns the calling thread's. A
 Task is not thread-safe: configure and run it from one thread; ``abort()`` and
-``worker.abort()`` may be called from a handler, ``abort()`` and ``join()`` from any
-thread, and another thread hands the Task work through a ``port()`` (``port.py``).
+``worker.abort()`` may be called from a handler, ``abort()``, ``join()``, ``suspend()``
+and (to end a suspension) ``resume()`` from any thread (``suspension.py``), and another
+thread hands the Task work through a ``port()`` (``port.py``).
 
 Results are kept per slot (``results.py``): a node listed twice runs twice, under the
 keys ``node`` and ``node#2``. They are those of the last run, kept until the next
@@ -37,6 +38,7 @@ from .port import Port, TaskPorts
 from .results import Results, SlotResult
 from .slots import Nodes as Nodes
 from .slots import node_list as node_list  # (re-exported: its home before slots.py)
+from .suspension import Suspension, TaskSuspend
 from .taskresults import TaskResults
 from .tasksettings import DEFAULT_BACKEND, INFO_DEFAULTS, TaskSettings
 from .taskthreads import local, register
@@ -54,10 +56,10 @@ APPLY = "easycluster.remote.verbs.apply"  # the remote helper that calls a shipp
 NODE_EVENTS = frozenset(("ev_pickup", "ev_read", "ev_written", "ev_hup"))  # (worker, node, ...)
 
 
-class Task(TaskSettings, TaskResults, TaskPorts):
+class Task(TaskSettings, TaskResults, TaskPorts, TaskSuspend):
     """Work to run on many nodes, and the results of the last run. See ``task_self``;
-    the settings (``set_info``, ``set_default``, ``backend``) are ``TaskSettings``'s,
-    the getters ``TaskResults``'s, ``port()`` and its kin ``TaskPorts``'s."""
+    the settings (``set_info``, ``set_default``, ``backend``) are ``TaskSettings``'s, the
+    getters ``TaskResults``'s, ``port()`` ``TaskPorts``'s, ``suspend()`` ``TaskSuspend``'s."""
 
     def __init__(self) -> None:
         self.infos: Dict[str, Any] = dict(INFO_DEFAULTS)
@@ -78,6 +80,7 @@ class Task(TaskSettings, TaskResults, TaskPorts):
         self.tree_workers: List[Any] = []  # tree workers of the coming or current run
         self.tree_caller: Optional[Any] = None  # tree mode's sessions for call()
         self.ports: List[Port] = []  # message ports (port.py), until closed
+        self.suspension = Suspension()  # suspend() and its resume() (suspension.py)
         register(self)
 
     # -- calls (settings: tasksettings.py) ---------------------------------------------
@@ -365,20 +368,27 @@ class Task(TaskSettings, TaskResults, TaskPorts):
         ``ev_close`` for its worker), those not started never start (status
         ``aborted``), and TaskTimeout (a TimeoutError) is raised. Whatever happens (a
         handler raising included), no process of this run is left running or unreaped
-        when this returns.
+        when this returns. During a run, from another thread: it ends a ``suspend()`` and
+        returns at once (with none, it does nothing, as ClusterShell's); from a handler:
+        it cancels that handler's ``suspend()``, else RuntimeError.
         """
         # (first: a bad timeout must fail before the Task looks busy)
         deadline = time.monotonic() + timeout if timeout else None  # (0: none, as ClusterShell)
         engine = Engine(self, self.upcoming, self.window)
         engine.ports = self.ports
+        engine.suspension = self.suspension
         with self.lock:  # (an abort() from another thread sees a run, or none: not half)
             if self.engine is not None:
+                own = threading.current_thread() is self.thread
+                if self.suspension.withdraw() or not own:
+                    return
                 raise RuntimeError("Task.resume(): this task is already running")
             self.results, self.upcoming = self.upcoming, Results()
             self.aborting = False
             self.idle.clear()
             self.thread = threading.current_thread()
             self.engine = engine
+            self.suspension.begin()
         finished = None  # (None: a handler raised; False: the deadline passed)
         try:
             for worker in self.workers:
@@ -394,6 +404,7 @@ class Task(TaskSettings, TaskResults, TaskPorts):
             for port in list(self.ports):  # (closed after the loop's last look)
                 port.leave_if_done()
             with self.lock:
+                self.suspension.end()
                 self.engine = None
                 self.thread = None
                 self.aborting = False
@@ -404,14 +415,15 @@ class Task(TaskSettings, TaskResults, TaskPorts):
     def abort(self, kill: bool = False) -> None:
         """Stop the run: running commands are killed, waiting ones never start, timers
         stop; ``resume()`` returns. Call it from a handler, from another thread during
-        the run (the loop is woken at once), or before ``resume()`` to drop what is
-        scheduled. ``kill``: also unbind this Task from the calling thread, as
-        ClusterShell's (its next ``task_self()`` is a new Task)."""
+        the run (the loop is woken at once, a suspended one too), or before ``resume()``
+        to drop what is scheduled. ``kill``: also unbind this Task from the calling
+        thread, as ClusterShell's (its next ``task_self()`` is a new Task)."""
         if kill and getattr(local, "task", None) is self:
             local.task = None
         with self.lock:
             if self.engine is not None:
                 self.aborting = True
+                self.suspension.end()  # (a suspended loop goes on, to its end)
                 if threading.current_thread() is not self.thread:
                     self.poke()  # (from another thread: the loop may be waiting)
                 return
@@ -443,7 +455,8 @@ class Task(TaskSettings, TaskResults, TaskPorts):
                 self.upcoming.slot(key).state.abort()
 
     def join(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the run in progress on another thread ends (at once if none is);
+        """Wait until the run in progress on another thread ends (at once if none is;
+        a suspended run ends once resumed or aborted, as ClusterShell's);
         True if no run is in progress on return (False: ``timeout`` s passed first).
         RuntimeError on the Task's own thread during its run (it would wait forever)."""
         if self.engine is not None and threading.current_thread() is self.thread:
@@ -478,6 +491,7 @@ class Task(TaskSettings, TaskResults, TaskPorts):
             elif event == "ev_hup":
                 worker.current_rc = args[2]
         method(*args)
+        self.suspension.checkpoint()  # (the handler's own suspend() takes effect here)
 
 
 def task_self() -> Task:
