@@ -26,7 +26,7 @@ import time
 
 from ..errors import CallTimeout
 from .client import Client
-from .reader import CLAIM_HOLD, claim, unclaim
+from .reader import Claim
 from .threaded import ThreadedClient
 
 TYPE_CHECKING = False
@@ -68,8 +68,8 @@ def _fan_out(
     per target, whether its call raised (an exception *returned* is a value)."""
     deadline = None if opts.call_timeout is None else time.monotonic() + opts.call_timeout
     started: List[Any] = []
-    # this thread reads each reply in turn: the standby thread need not (``claim``)
-    until = time.monotonic() + CLAIM_HOLD if len(targets) > 1 else 0.0
+    # this thread reads each reply in turn: the standby thread need not (``Claim``)
+    claim = Claim() if len(targets) > 1 else None
     for t in targets:
         try:
             r = send(t)
@@ -77,7 +77,8 @@ def _fan_out(
             started.append(e)
         else:
             started.append(r)
-            claim(r, until)
+            if claim is not None:
+                claim.take(r)
     results: List[Any] = []
     first_error: Optional[BaseException] = None
     for t, r in zip(targets, started):
@@ -89,7 +90,9 @@ def _fan_out(
                 try:
                     value = r.wait(left, origexc=_origexc(t, opts.origexc))
                 finally:
-                    unclaim(r)
+                    if claim is not None:
+                        claim.drop(r)
+                        claim.progress()
             except BaseException as e:  # the remote exception, as origexc asks
                 if isinstance(e, (KeyboardInterrupt, SystemExit)) and not r.done():
                     raise  # (Ctrl-C here while waiting: the caller's, not this host's)

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 STANDBY_DELAY = 0.02  # how long replies may wait unread with nobody reading
 STANDBY_PARK = 1.0  # idle time after which the standby thread sleeps until needed
 STOP_WAIT = 2.0  # how long close() waits for a ThreadedClient's reader thread to end
-CLAIM_HOLD = 1.0  # how long a fan-out's claim on a reader keeps the standby away
+CLAIM_HOLD = 1.0  # how long a fan-out making no progress keeps the standby away
 
 
 class InlineReader:
@@ -78,7 +78,7 @@ class InlineReader:
         # The standby thread's notes on this reader (only that thread touches them).
         self._seen = (-1, -1)
         self._idle_since = 0.0
-        self.claimed_until = 0.0  # a fan-out will read this one until then (``claim``)
+        self.claimed_by: Optional[Claim] = None  # a fan-out will read this one (``Claim``)
 
     def start(self, channel: Channel) -> None:
         self._channel = channel
@@ -199,7 +199,8 @@ class InlineReader:
         if not self.pending:
             return IDLE if now - self._idle_since > STANDBY_PARK else NO_NEED
         self._idle_since = now
-        if now < self.claimed_until:
+        claimed = self.claimed_by
+        if claimed is not None and now < claimed.until:
             return NO_NEED  # the caller of a fan-out reads it in its turn
         seen = (self._reads, self._sends)
         if seen != self._seen or self._reading:
@@ -235,27 +236,39 @@ class InlineReader:
         return True
 
 
-def claim(fut: Any, until: float) -> None:
-    """The caller will wait for ``fut`` (a fan-out, ``call_multi``, waits for each reply
-    in turn, reading its connection then): the standby thread leaves its reader alone
-    until ``unclaim``, or until ``until`` (a ``monotonic`` time; a fan-out held up by
-    one slow server lets the standby read the others' other replies again).
+class Claim:
+    """A fan-out's claim on the readers of the replies it will wait for in turn
+    (``call_multi`` reads each connection when its turn comes): the standby thread
+    leaves a claimed reader alone while the fan-out makes progress, that is until
+    ``CLAIM_HOLD`` seconds pass without a reply collected (``progress``); then, a fan-out
+    held up by one slow server, the standby reads the others' other replies (a
+    done-callback's) again. ``take(fut)`` claims ``fut``'s reader, ``drop(fut)`` gives
+    it back once its reply is in.
 
     Reading beside the caller only fights it for the interpreter: with 1,000 servers
     the standby found the replies further down the list unread after STANDBY_DELAY and
     read them too, a selector of 1,000 sockets a pass, and took half of the master's
-    CPU per call. The claim is a plain timestamp, so racing fan-outs on one client
-    at worst let the standby look sooner."""
-    reader = getattr(fut, "reader", None)  # (a Client subclass may return its own)
-    if isinstance(reader, InlineReader):
-        reader.claimed_until = until
+    CPU per call. A reader holds one claim, a plain reference: racing fan-outs on one
+    client at worst let the standby look sooner."""
 
+    __slots__ = ("until",)
 
-def unclaim(fut: Any) -> None:
-    """The fan-out has ``fut``'s outcome: its reader is the standby's to watch again."""
-    reader = getattr(fut, "reader", None)
-    if isinstance(reader, InlineReader):
-        reader.claimed_until = 0.0
+    def __init__(self) -> None:
+        self.until = time.monotonic() + CLAIM_HOLD
+
+    def progress(self) -> None:
+        self.until = time.monotonic() + CLAIM_HOLD
+
+    def take(self, fut: Any) -> None:
+        reader = getattr(fut, "reader", None)  # (a Client subclass may return its own)
+        if isinstance(reader, InlineReader):
+            reader.claimed_by = self
+
+    @staticmethod
+    def drop(fut: Any) -> None:
+        reader = getattr(fut, "reader", None)
+        if isinstance(reader, InlineReader):
+            reader.claimed_by = None
 
 
 NO_NEED = -1  # standby_look's answers other than a socket
