@@ -46,11 +46,12 @@ from ..remote.stage1 import SOURCE_TAG, filename, python_magic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Mapping, Optional, Tuple
+    from typing import Any, Dict, List, Mapping, Optional, Tuple
 
     Sources = Dict[str, Tuple[bool, str]]
 
 FORMAT = b"EZCLBUN1"  # a bundle's first bytes; change it when the layout changes
+BUILD = 2  # how the code section is compiled (in the disk cache's fingerprint): 2 = no docstrings
 _BUNDLE_HEAD = struct.Struct("!8sIII")  # FORMAT, sizes of script, code and source sections
 _SECTION_HEAD = struct.Struct("!4sI")  # tag (magic number or SOURCE_TAG), blob size
 
@@ -120,11 +121,32 @@ def build(role: str = "server", extra: Tuple[str, ...] = ()) -> bytes:
     """A fresh bundle for ``role`` and ``extra`` (no cache)."""
     sources = shipped_sources(role, extra)
     code = {
-        name: (pkg, marshal.dumps(compile(text, filename(name, pkg), "exec", 0, True, 0)))
+        name: (pkg, marshal.dumps(compile_shipped(text, filename(name, pkg))))
         for name, (pkg, text) in sources.items()
     }
     parts = (stage1_script(), section(python_magic(), code), section(SOURCE_TAG, sources))
     return _BUNDLE_HEAD.pack(FORMAT, *map(len, parts)) + b"".join(parts)
+
+
+def compile_shipped(text: str, name: str) -> Any:
+    """``text`` compiled for the code section, its docstrings left out (a quarter of the
+    section: 198 KB -> 152 KB zlib'd). Unlike ``optimize=2`` the asserts stay, and every
+    line keeps its number (remote tracebacks). Nothing shipped reads a docstring; the
+    source section, for another Python, keeps them."""
+    import ast
+
+    tree = ast.parse(text, name)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            first = body[0] if body else None
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                if len(body) == 1:  # (a body must hold a statement)
+                    body[0] = ast.copy_location(ast.Pass(), body[0])
+                else:
+                    del body[0]
+    return compile(tree, name, "exec", 0, True, 0)
 
 
 def section(tag: bytes, modules: Mapping[str, Tuple[bool, object]]) -> bytes:
@@ -172,7 +194,7 @@ def fingerprint(role: str, extra: Tuple[str, ...]) -> bytes:
     """32 bytes that change when anything a bundle is built from may have changed: the
     size and modification time of every source file of the package and of cloudpickle,
     this Python's version, the role and the roots."""
-    h = hashlib.sha256(repr((FORMAT, sys.version, role, extra)).encode())
+    h = hashlib.sha256(repr((FORMAT, BUILD, sys.version, role, extra)).encode())
     for top in (_HERE, _cloudpickle_dir()):
         for folder, dirs, files in os.walk(top):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
