@@ -70,6 +70,14 @@ def apply(args: argparse.Namespace) -> None:
         raise UsageError(f"-s {source}: unknown group source (known: {known})")
 
 
+def forget() -> None:
+    """Another caller's command comes (in the ``--keep`` keeper, with its own
+    environment and working directory): the groups are read again, from its files."""
+    global _applied
+    set_std_group_resolver(None)
+    _applied = None
+
+
 def regroup(args: argparse.Namespace) -> Optional[Regroup]:
     """What ``write_gathered(regroup=...)`` takes for these options (None: neither
     ``-r`` nor ``--axis``). UsageError for a bad ``--axis``."""

@@ -322,26 +322,37 @@ KEPT: Dict[str, Any] = {}
 def _through_keeper(args: argparse.Namespace, argv: List[str]) -> int:
     """``--keep``/``--keep-exit``: hand the run to the keeper of these connection options
     (``keeper.py``), started now if none runs."""
+    import shlex
+    import shutil
+
     from . import keeper
 
     if args.worker not in (None, "rpc"):
         raise UsageError(f"--keep keeps rpc sessions: it does not go with -R {args.worker}")
+    if args.keep_exit and (args.keep is not None or args.command or args.copy or args.rcopy):
+        raise UsageError("--keep-exit ends the keeper: it takes no command and no --keep")
     if args.keep is not None and args.keep <= 0:
         raise UsageError(f"--keep takes seconds > 0, not {args.keep:g}")
     options = [args.user or "", *args.options, str(args.connect_timeout)]
     if args.ssh_path:  # (the sessions' ssh: a keeper of another one must not serve)
         options.append(f"ssh_path={args.ssh_path}")
+    # what the sessions' ssh takes from the environment, fixed for a session's life
+    program = (shlex.split(args.ssh_path or "ssh") or ["ssh"])[0]
+    options.append(f"ssh={shutil.which(program) or program}")
+    options += [f"{k}={os.environ.get(k, '')}" for k in ("HOME", "SSH_AUTH_SOCK")]
     if args.keep_exit:
         if not keeper.stop_keeper(options):
-            print(f"{PROG}: no keeper runs for these options", file=sys.stderr)
+            print(f"{PROG}: no keeper was running for these options", file=sys.stderr)
         return 0
 
     def serve(request: List[str]) -> int:
         if not KEPT:  # (first request in the keeper: its sessions live as long as it)
             KEPT["rpc"] = Shell(args, []).task.rpc_backend()
+        groupopts.forget()  # (the groups of this request's environment and directory)
         return main(request)
 
-    return keeper.run_kept(argv, options, args.keep, serve)
+    limit = args.command_timeout or None  # (-u: also bounds the wait for the keeper)
+    return keeper.run_kept(argv, options, args.keep, serve, wait_limit=limit)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

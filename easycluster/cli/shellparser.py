@@ -143,10 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep the rpc sessions open after this command, for the next ones with the "
         "same -l/-o/-t/ssh_path (a background keeper, like ssh's ControlPersist; it ends after "
-        "SECONDS without a command, 600 by default); implies -R rpc",
+        "SECONDS without a command, 600 by default, each --keep command setting them; one "
+        "command at a time, the others wait); implies -R rpc",
     )
     run.add_argument(
-        "--keep-exit", action="store_true", help="end the keeper of these -l/-o/-t options"
+        "--keep-exit",
+        action="store_true",
+        help="end the keeper of these -l/-o/-t options (no command)",
     )
     run.add_argument("-n", "--nostdin", action="store_true", help="do not send stdin to the nodes")
     shellconf.add_options(run)

@@ -79,7 +79,12 @@ def test_working_directory_stdin_and_errors_are_the_callers(kept, tmp_path):
     assert usage.returncode == 2 and b"does not go with -R exec" in usage.stderr
 
 
-def test_ctrl_c_in_the_client_interrupts_the_kept_run(kept, tmp_path):
+@pytest.mark.parametrize(
+    "sig, code",
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_a_signal_to_the_client_interrupts_the_kept_run(kept, tmp_path, sig, code):
     assert kept("-w", "sshtest1", "true").returncode == 0  # the keeper runs
     pidfile = tmp_path / "pid"
     proc = subprocess.Popen(
@@ -93,13 +98,13 @@ def test_ctrl_c_in_the_client_interrupts_the_kept_run(kept, tmp_path):
         assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30)
         remote = int(pidfile.read_text())
         time.sleep(0.2)  # (the client is waiting for the keeper's answer)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err  # (as without --keep: 128 + N for TERM and HUP)
     assert b"interrupted" in err
     assert wait_until(lambda: not pid_alive(remote), timeout=10)
     assert kept("-w", "sshtest1", "echo still").stdout == b"sshtest1: still\n"
@@ -112,3 +117,248 @@ def test_a_runtime_dir_that_is_not_there_is_a_usage_error(tmp_path):
     )
     assert done.returncode == 2
     assert "cannot make" in done.stderr and "check XDG_RUNTIME_DIR" in done.stderr
+
+
+def _start(kept, *args: str, env=None, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*kept.base, *args],
+        env=env or kept.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def _running_remote(kept, tmp_path, name: str):
+    """A client whose kept command writes its remote pid to ``tmp_path/name``, then
+    sleeps; (client, remote pid) once it runs."""
+    pidfile = tmp_path / name
+    proc = _start(kept, "-w", "sshtest1", f"echo $$ > {pidfile}; exec sleep 60")
+    assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=30)
+    return proc, int(pidfile.read_text())
+
+
+def _reap(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _socket(kept) -> str:
+    (sock,) = (kept.env["XDG_RUNTIME_DIR"] + "/easycluster/" + n for n in _socks(kept))
+    return sock
+
+
+def _socks(kept) -> list:
+    return [n for n in os.listdir(kept.env["XDG_RUNTIME_DIR"] + "/easycluster") if ".sock" in n]
+
+
+def test_a_killed_client_interrupts_its_command_and_the_keeper_lives_on(kept, tmp_path):
+    first = kept("-w", "sshtest1", "echo $PPID")
+    assert first.returncode == 0, first.stderr
+    proc, remote = _running_remote(kept, tmp_path, "pid")
+    try:
+        proc.kill()  # (SIGKILL: the client cannot pass anything on)
+        proc.wait(timeout=30)
+        assert wait_until(lambda: not pid_alive(remote), timeout=30)  # as after Ctrl-C
+    finally:
+        _reap(proc)
+    again = kept("-w", "sshtest1", "echo $PPID")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout  # the keeper and its session are still there
+
+
+def test_a_queued_command_waits_says_so_and_is_dropped_unrun(kept, tmp_path):
+    assert kept("-w", "sshtest1", "true").returncode == 0
+    blocker, remote = _running_remote(kept, tmp_path, "pid")
+    errs = [tmp_path / f"err{i}" for i in range(3)]
+    waiting = b"waiting for the kept session: another command is running (pid %d)" % blocker.pid
+    queued = []
+    try:
+        for i, how in enumerate(("kill", "-u", "ctrl-c")):
+            marker = tmp_path / f"ran{i}"
+            limit = ["-u", "1"] if how == "-u" else []
+            with open(errs[i], "wb") as err:
+                proc = subprocess.Popen(
+                    [*kept.base, *limit, "-w", "sshtest1", f"touch {marker}"],
+                    env=kept.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+            queued.append(proc)
+            said = lambda err=errs[i]: waiting in err.read_bytes()  # noqa: E731
+            assert wait_until(said, timeout=30)
+            if how == "kill":
+                proc.kill()
+                assert proc.wait(timeout=30) == -signal.SIGKILL
+            elif how == "-u":  # gives up waiting after -u's seconds, as a timeout
+                assert proc.wait(timeout=30) == 251, errs[i].read_bytes()
+            else:
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(timeout=30) == 130
+        blocker.send_signal(signal.SIGINT)
+        assert blocker.wait(timeout=30) == 130
+        assert wait_until(lambda: not pid_alive(remote), timeout=30)
+    finally:
+        _reap(blocker, *queued)
+    after = kept("-w", "sshtest1", "echo after")
+    assert after.stdout == b"sshtest1: after\n", after.stderr
+    assert not any((tmp_path / f"ran{i}").exists() for i in range(3))  # none ran
+
+
+def test_the_keeper_survives_whatever_a_connection_sends(kept):
+    import socket
+
+    first = kept("-w", "sshtest1", "echo $PPID")
+    assert first.returncode == 0, first.stderr
+    path = _socket(kept)
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(path)  # (says nothing, and stays: the next command must not wait)
+    try:
+        for data in (b"", b"\0\0", b"\0\0\0\5{not json", b"\0\0\0\2{}", b"\xff" * 64):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+                s.sendall(data)
+        again = kept("-w", "sshtest1", "echo $PPID")
+    finally:
+        silent.close()
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
+def test_each_command_has_its_callers_environment_directory_and_umask(kept, tmp_path):
+    env = {}
+    for i in (1, 2):
+        conf = tmp_path / f"groups{i}.conf"
+        conf.write_text(f"[Main]\ndefault: local\n[local]\nmap: echo sshtest{i}\nlist: echo grp\n")
+        env[i] = dict(kept.env, EASYCLUSTER_GROUPS_CONF=str(conf))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    common = [*kept.base, "-g", "grp", "--outdir", "out", "echo %h"]
+    for i, where, mask in ((1, "a", 0o022), (2, "b", 0o077)):
+        done = subprocess.run(
+            common,
+            env=env[i],
+            cwd=tmp_path / where,
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda mask=mask: os.umask(mask),
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"sshtest{i}: sshtest{i}\n".encode()  # -g grp: its own conf
+    out = tmp_path / "b" / "out" / "sshtest2"
+    assert out.read_bytes() == b"sshtest2\n"
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "a" / "out" / "sshtest1").stat().st_mode & 0o777 == 0o644
+
+
+def test_the_keeper_holds_no_descriptor_or_directory_of_its_first_caller(kept, tmp_path):
+    read, write = os.pipe()
+    try:
+        done = subprocess.run(
+            [*kept.base, "-w", "sshtest1", "true"],
+            env=kept.env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            pass_fds=(write,),  # (a pipe the caller left open: `( ... 3>&1 ) | cat`)
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        (keeper,) = _keeper_pids(tmp_path / "run")
+        pipe = os.readlink(f"/proc/self/fd/{write}")
+        held = [os.readlink(f"/proc/{keeper}/fd/{fd}") for fd in os.listdir(f"/proc/{keeper}/fd")]
+        assert pipe not in held
+        assert os.readlink(f"/proc/{keeper}/cwd") == "/"
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_simultaneous_first_commands_start_one_keeper(kept, tmp_path):
+    for trial in range(3):
+        procs = [_start(kept, "-w", "sshtest1", f"echo {i}") for i in range(6)]
+        for i, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0 and out == f"sshtest1: {i}\n".encode(), err
+        keepers = _keeper_pids(tmp_path / "run")
+        assert len(keepers) == 1 and len(_socks(kept)) == 1, keepers
+        if trial < 2:  # (the fixture ends the last one)
+            stop = subprocess.run(
+                [*SHELL, "--keep-exit", *kept.base[6:8]], env=kept.env, capture_output=True
+            )
+            assert stop.returncode == 0 and not stop.stderr, stop.stderr
+            assert wait_until(lambda pid=keepers[0]: not pid_alive(pid), timeout=30)
+
+
+def test_a_second_keeper_leaves_the_first_ones_socket_alone(kept):
+    first = kept("-w", "sshtest1", "echo $PPID")
+    assert first.returncode == 0, first.stderr
+    loser = (  # (what the loser of a start race does: it must leave at once, touching nothing)
+        "import sys; from easycluster.cli import keeperd; keeperd.keep(sys.argv[1], 5, None)"
+    )
+    code = subprocess.run([sys.executable, "-c", loser, _socket(kept)], timeout=60).returncode
+    assert code == 0
+    again = kept("-w", "sshtest1", "echo $PPID")
+    assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
+
+
+def test_keep_exit_refuses_a_command_and_says_when_no_keeper_ran(kept):
+    base = [*SHELL, "--keep-exit", *kept.base[6:8]]
+    for extra in (["-w", "sshtest1", "echo X"], ["--keep", "5"]):
+        done = subprocess.run([*base, *extra], env=kept.env, capture_output=True, timeout=60)
+        assert done.returncode == 2 and b"--keep-exit ends the keeper" in done.stderr
+    none = subprocess.run(base, env=kept.env, capture_output=True, timeout=60)
+    assert none.returncode == 0 and b"no keeper was running" in none.stderr
+    assert kept("-w", "sshtest1", "true").returncode == 0  # (for the fixture to end)
+
+
+def test_a_later_keep_seconds_sets_the_idle_time(sshd, tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+    base = [*SHELL, "-o", f"-F {sshd.config}", "-w", "sshtest1"]
+    first = subprocess.run([*base, "--keep", "600", "true"], env=env, capture_output=True)
+    assert first.returncode == 0, first.stderr
+    (keeper,) = _keeper_pids(runtime)
+    try:
+        later = subprocess.run([*base, "--keep", "0.5", "true"], env=env, capture_output=True)
+        assert later.returncode == 0, later.stderr
+        assert wait_until(lambda: not pid_alive(keeper), timeout=30)  # (not 600 s)
+    finally:
+        subprocess.run([*SHELL, "--keep-exit", "-o", f"-F {sshd.config}"], env=env)
+
+
+def test_a_socket_directory_or_socket_not_ours_is_refused_without_usage(sshd, tmp_path):
+    import socket
+
+    runtime = tmp_path / "run"
+    (runtime / "easycluster").mkdir(parents=True, mode=0o755)
+    os.chmod(runtime / "easycluster", 0o755)  # (others may enter: refused)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+    cmd = [*SHELL, "--keep", "30", "-o", f"-F {sshd.config}", "-w", "sshtest1", "true"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "XDG_RUNTIME_DIR" in done.stderr
+    assert "usage:" not in done.stderr
+    if os.getuid() != 0:
+        return  # (the rest gives a socket to another uid: root only; CI runs as root)
+    os.chmod(runtime / "easycluster", 0o700)
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 0
+    stop = [*SHELL, "--keep-exit", "-o", f"-F {sshd.config}"]
+    subprocess.run(stop, env=env, timeout=60)
+    (name,) = [n for n in os.listdir(runtime / "easycluster") if n.endswith(".sock")] or [
+        n.replace(".lock", ".sock") for n in os.listdir(runtime / "easycluster")
+    ]
+    squat = socket.socket(socket.AF_UNIX)
+    try:
+        squat.bind(str(runtime / "easycluster" / name))
+        os.chown(runtime / "easycluster" / name, 65534, 65534)  # (someone else's)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "is not a socket of yours" in done.stderr, done.stderr
+    finally:
+        squat.close()
+        subprocess.run(stop, env=env, timeout=60, capture_output=True)

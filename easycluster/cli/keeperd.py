@@ -1,0 +1,478 @@
+"""The keeper process of ``easycluster shell --keep`` (``keeper.py`` is its client).
+
+Wire, over the keeper's Unix socket (both ends in this package, same version: the socket
+name includes ``VERSION``):
+
+- client to keeper, once: a big-endian int32 size, then that many bytes of JSON
+  ``{"argv": [...] or null (end the keeper), "cwd", "env": {...}, "umask", "persist"}``,
+  with the client's descriptors 0, 1, 2 attached (``SCM_RIGHTS``); then any number of
+  single bytes: ``I`` Ctrl-C, ``T`` SIGTERM, ``H`` SIGHUP, ``U`` gave up waiting
+  (``-u``). End of file (the client is gone) counts as SIGHUP.
+- keeper to client, 5 bytes each: a kind and an int32: ``Q pid`` queued behind the
+  command of client ``pid``; ``R 0`` running; ``C code`` done, exit ``code``. A
+  connection closed before ``R`` means the request was not run (the client may retry).
+
+One request runs at a time, in the main thread: it makes the client's descriptors its
+0/1/2 and takes the client's working directory, environment and umask, all of which
+belong to the whole process. A thread per connection reads the request (a peer of
+another uid, a half-sent or malformed request is dropped; nothing a client does can end
+the keeper), queues it, then watches the connection: an interrupt byte, or the end of
+the connection, becomes the matching signal in the running request (``Terminated``, or
+``KeyboardInterrupt`` for Ctrl-C), and drops a queued one unrun.
+
+Request states (each change under the keeper's lock):
+
+========== ============================== ==========
+state      event                          next
+========== ============================== ==========
+queued     main thread takes it           running
+queued     interrupt, U or end of file    dropped (answered C 130/128+N/251, or not at all)
+queued     keeper ends                    dropped (closed unanswered: not run)
+running    interrupt or end of file       running (the signal raised in the run)
+running    run returns                    done (answered C code)
+========== ============================== ==========
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Optional
+
+from ..cluster.summary import EXIT_TIMEOUT
+from .exitcodes import FAILURE, Terminated, exit_code
+
+VERSION = "2"  # of the wire above: part of the socket's name
+START_WAIT = 10.0  # seconds a client waits for a keeper it started to listen
+REQUEST_WAIT = 10.0  # seconds a connection may take to send its whole request
+REQUEST_MAX = 8 << 20  # bytes of a request's JSON (an environment is at most a few MB)
+SIZE = struct.Struct(">i")
+MESSAGE = struct.Struct(">ci")
+INTERRUPTS = {b"I": signal.SIGINT, b"T": signal.SIGTERM, b"H": signal.SIGHUP}
+GAVE_UP = b"U"
+QUEUED, RUNNING, DONE = b"Q", b"R", b"C"
+
+Runner = Callable[[List[str]], int]  # runs `easycluster shell ARGS` in the keeper
+
+
+def lock_path(path: str) -> str:
+    """The lock file the keeper of socket ``path`` holds while it lives."""
+    return path[: -len(".sock")] + ".lock" if path.endswith(".sock") else path + ".lock"
+
+
+def start_keeper(path: str, persist: float, serve: Runner) -> None:
+    """Fork the keeper, detached as a daemon: its own session, no terminal, stdio on
+    /dev/null, no other descriptor of ours, working directory /."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)  # (the middle process exits at once; the keeper is orphaned)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        if null > 2:
+            os.close(null)
+        _close_descriptors_above_2()
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # (not the client's run's handlers)
+            signal.signal(sig, signal.SIG_DFL)
+        keep(path, persist, serve)
+    finally:
+        os._exit(0)
+
+
+def _close_descriptors_above_2() -> None:
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        os.closerange(3, 65536)
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # (the listing's own descriptor, closed already)
+
+
+def keep(path: str, persist: float, serve: Runner) -> None:
+    """Serve requests on ``path`` until ``persist`` seconds (the latest request's) pass
+    without one, or a request asks to end. Only the holder of ``path``'s lock file binds
+    or removes ``path``: a keeper that finds another one alive returns at once."""
+    lock = _take_lock(path)
+    if lock is None:
+        return
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    keeper: Optional[Keeper] = None
+    bound = None
+    stopper: Optional[Request] = None
+    try:
+        try:
+            os.unlink(path)  # (a stale socket: its keeper, who held the lock, is gone)
+        except FileNotFoundError:
+            pass
+        listener.bind(path)
+        bound = os.lstat(path).st_ino
+        listener.listen(64)
+        keeper = Keeper(listener, persist)
+        signal.signal(signal.SIGINT, keeper.on_sigint)
+        threading.Thread(target=keeper.accept_all, daemon=True).start()
+        while True:
+            request = keeper.next_request()
+            if request is None:
+                return
+            if request.head["argv"] is None:
+                stopper = request
+                return
+            keeper.run(request, serve)
+    finally:
+        if keeper is not None:
+            keeper.close()
+        try:
+            if bound is not None and os.lstat(path).st_ino == bound:
+                os.unlink(path)
+        except OSError:
+            pass
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # (wakes the accepting thread)
+        except OSError:
+            pass
+        listener.close()
+        if stopper is not None:  # (answered once the socket is gone)
+            _answer(stopper, 0)
+        os.close(lock)
+
+
+def _take_lock(path: str) -> Optional[int]:
+    """The lock file's descriptor, locked; None if another keeper holds it and its
+    socket is there (it serves, or is ending and its clients start a new keeper)."""
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if os.path.exists(path) or time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.02)  # (the winner of a start race has not bound yet)
+
+
+class Request:
+    """One client's request, from its arrival to its answer (states: module docstring)."""
+
+    def __init__(self, conn: socket.socket, pid: int, head: Dict[str, Any], fds: List[int]):
+        self.conn = conn
+        self.pid = pid
+        self.head = head
+        self.fds = fds
+        self.state = "queued"
+        self.signals: List[int] = []  # interrupts not yet raised in the run
+        self.live = False  # the run is inside `serve`: an interrupt may be raised
+
+
+class Keeper:
+    """The queue of requests, the threads that fill it, and the run of each."""
+
+    def __init__(self, listener: socket.socket, persist: float) -> None:
+        self.listener = listener
+        self.persist = persist
+        self.cond = threading.Condition()
+        self.queue: List[Request] = []
+        self.running: Optional[Request] = None
+        self.reading = 0  # connections whose request is still being read
+        self.closing = False
+        self.last = time.monotonic()
+        self.main = threading.get_ident()
+
+    # -- the threads: accept, read a request, watch its connection -------------------
+
+    def accept_all(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                if self.closing:
+                    return
+                time.sleep(0.1)  # (out of descriptors, say: try again)
+                continue
+            with self.cond:
+                if self.closing:
+                    conn.close()  # (not taken: the client starts a new keeper)
+                    continue
+                self.reading += 1
+            threading.Thread(target=self.connection, args=(conn,), daemon=True).start()
+
+    def connection(self, conn: socket.socket) -> None:
+        request = None
+        try:
+            request = _receive(conn)
+        except Exception:  # (whatever a client sent: it is dropped, the keeper lives)
+            request = None
+        finally:
+            with self.cond:
+                self.reading -= 1
+                if request is not None and self.closing:
+                    _drop(request)
+                    request = None
+                if request is not None:
+                    ahead = self.running or (self.queue[0] if self.queue else None)
+                    self.queue.append(request)
+                    if request.head.get("persist"):
+                        self.persist = float(request.head["persist"])
+                    if ahead is not None:
+                        _send(request, QUEUED, ahead.pid)
+                self.cond.notify_all()
+        if request is not None:
+            self.watch(request)
+
+    def watch(self, request: Request) -> None:
+        """Until the request is done: an interrupt byte or the end of the connection
+        interrupts its run, or drops it while queued."""
+        conn = request.conn
+        while True:
+            try:
+                data = conn.recv(1)
+            except OSError:
+                data = b""
+            signum = INTERRUPTS.get(data, signal.SIGHUP if not data else 0)
+            with self.cond:
+                if request.state != "queued" and request.state != "running":
+                    return
+                if request.state == "running":
+                    if signum:
+                        request.signals.append(signum)
+                        signal.pthread_kill(self.main, signal.SIGINT)
+                    if not data:
+                        return  # (the client is gone: nothing more will come)
+                    continue
+                if not data or signum or data == GAVE_UP:
+                    self.queue.remove(request)
+                    request.state = "dropped"
+                    self.cond.notify_all()
+                else:
+                    continue  # (a stray byte from a queued client)
+            if data:  # (the client is still there: tell it why its command did not run)
+                code = EXIT_TIMEOUT if data == GAVE_UP else _code_for(signum)
+                _send(request, DONE, code)
+            _drop(request)
+            return
+
+    # -- the main thread ------------------------------------------------------------
+
+    def next_request(self) -> Optional[Request]:
+        """The next request to run, or None: the idle time passed (the keeper ends)."""
+        with self.cond:
+            while True:
+                if self.queue:
+                    request = self.queue.pop(0)
+                    request.state = "running"
+                    self.running = request
+                    return request
+                idle = self.last + self.persist - time.monotonic()
+                if idle <= 0 and not self.reading:
+                    self.closing = True
+                    return None
+                self.cond.wait(max(idle, 0.05))
+
+    def run(self, request: Request, serve: Runner) -> None:
+        _send(request, RUNNING, 0)
+        try:
+            code = _run_with(request, serve)
+        except Exception:  # (setting up the client's process state failed: not its run)
+            code = FAILURE
+        with self.cond:
+            request.state = "done"
+            self.running = None
+            self.last = time.monotonic()
+        _answer(request, code)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """SIGINT handler: raise in the run the interrupt a watcher queued (only while
+        the run is inside ``serve``; a stray SIGINT is ignored)."""
+        request = self.running
+        if request is not None and request.live and request.signals:
+            raise _exception_for(request.signals.pop(0))
+
+    def close(self) -> None:
+        """The keeper ends: no new request; queued ones are closed unanswered (unrun)."""
+        with self.cond:
+            self.closing = True
+            dropped, self.queue = self.queue, []
+            for request in dropped:
+                request.state = "dropped"
+        for request in dropped:
+            _drop(request)
+
+
+def _receive(conn: socket.socket) -> Optional[Request]:
+    """Read one request; None (the connection closed) if it is not ours or not whole."""
+    fds: List[int] = []
+    taken = False
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            return None  # (not ours: dropped unanswered)
+        conn.settimeout(REQUEST_WAIT)
+        got, ancdata, _, _ = conn.recvmsg(SIZE.size, socket.CMSG_SPACE(3 * 4))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += array.array("i", data[: len(data) - len(data) % 4]).tolist()
+        got += _read(conn, SIZE.size - len(got))
+        (size,) = SIZE.unpack(got)
+        if not 0 < size <= REQUEST_MAX or len(fds) != 3:
+            raise ValueError("a malformed request")
+        head = json.loads(_read(conn, size))
+        _check(head)
+        conn.settimeout(None)
+        taken = True
+        return Request(conn, pid, head, fds)
+    finally:
+        if not taken:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = conn.recv(size - len(data))
+        if not more:
+            raise ValueError("the request ended early")
+        data += more
+    return data
+
+
+def _check(head: Any) -> None:
+    """ValueError unless ``head`` is a request as ``keeper.py`` sends it."""
+    ok = isinstance(head, dict)
+    argv = head.get("argv") if ok else None
+    ok = ok and (argv is None or (isinstance(argv, list) and all(isinstance(a, str) for a in argv)))
+    ok = ok and isinstance(head.get("cwd"), str)
+    env = head.get("env") if ok else None
+    ok = ok and isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+    ok = ok and isinstance(head.get("umask"), int) and 0 <= head["umask"] <= 0o777
+    persist = head.get("persist") if ok else None
+    ok = ok and (persist is None or (isinstance(persist, (int, float)) and persist > 0))
+    if not ok:
+        raise ValueError("a malformed request")
+
+
+def _send(request: Request, kind: bytes, value: int) -> None:
+    try:
+        request.conn.sendall(MESSAGE.pack(kind, value))
+    except OSError:
+        pass  # (the client is gone: its watcher sees the end of the connection)
+
+
+def _answer(request: Request, code: int) -> None:
+    _send(request, DONE, code)
+    _drop(request)
+
+
+def _drop(request: Request) -> None:
+    """Close the request's descriptors and connection (waking its watcher)."""
+    fds, request.fds = request.fds, []
+    for fd in fds:
+        os.close(fd)
+    try:
+        request.conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    request.conn.close()
+
+
+def _exception_for(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def _code_for(signum: int) -> int:
+    return exit_code(_exception_for(signum))
+
+
+def _run_with(request: Request, serve: Runner) -> int:
+    """Run the request as the client would have: its descriptors as stdin, stdout and
+    stderr (fresh ``sys.std*`` objects: no buffered byte of one client reaches
+    another), its working directory, whole environment and umask."""
+    head, fds = request.head, request.fds
+    saved_fds = [os.dup(fd) for fd in (0, 1, 2)]
+    saved_streams = (sys.stdin, sys.stdout, sys.stderr)
+    saved_env = dict(os.environ)
+    saved_umask = os.umask(head["umask"])
+    try:
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+        sys.stdin, sys.stdout, sys.stderr = _streams(saved_streams)
+        os.environ.clear()
+        os.environ.update(head["env"])
+        try:
+            os.chdir(head["cwd"])
+        except OSError as e:
+            print(f"easycluster shell: cannot enter {head['cwd']}: {e.strerror}", file=sys.stderr)
+            return FAILURE
+        return _guarded(request, serve)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        for target, fd in zip((0, 1, 2), saved_fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.umask(saved_umask)
+        os.chdir("/")
+
+
+def _streams(like: Any) -> Any:
+    """New text streams on descriptors 0, 1, 2, with the encodings of ``like``'s."""
+    made = []
+    for fd, old, mode in zip((0, 1, 2), like, ("r", "w", "w")):
+        made.append(
+            open(
+                fd,
+                mode,
+                encoding=old.encoding,
+                errors=old.errors,
+                closefd=False,
+                buffering=1 if mode == "w" and (fd == 2 or os.isatty(fd)) else -1,
+            )
+        )
+    return made
+
+
+def _guarded(request: Request, serve: Runner) -> int:
+    """``serve`` the request; an interrupt raised in it (``Keeper.on_sigint``) gives
+    its exit code, as a programming error gives 1 (its traceback to the client)."""
+    try:
+        try:
+            request.live = True
+            if request.signals:  # (came before the run began)
+                raise _exception_for(request.signals.pop(0))
+            return serve(list(request.head["argv"]))
+        finally:
+            request.live = False  # (from here on, on_sigint raises nothing)
+    except KeyboardInterrupt as e:
+        return exit_code(e)
+    except Exception:
+        traceback.print_exc()
+        return FAILURE
