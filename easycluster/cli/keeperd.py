@@ -151,7 +151,9 @@ def keep(path: str, persist: float, serve: Runner) -> None:
         except OSError:
             pass
         listener.close()
-        if stopper is not None:  # (answered once the socket is gone)
+        if stopper is not None and keeper is not None:  # (answered once the socket is gone)
+            with keeper.cond:
+                stopper.state = "done"
             _answer(stopper, 0)
         os.close(lock)
 
@@ -415,10 +417,12 @@ def _run_with(request: Request, serve: Runner) -> int:
     saved_streams = (sys.stdin, sys.stdout, sys.stderr)
     saved_env = dict(os.environ)
     saved_umask = os.umask(head["umask"])
+    made: List[Any] = []
     try:
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
-        sys.stdin, sys.stdout, sys.stderr = _streams(saved_streams)
+        made = _streams(saved_streams)
+        sys.stdin, sys.stdout, sys.stderr = made
         os.environ.clear()
         os.environ.update(head["env"])
         try:
@@ -428,9 +432,9 @@ def _run_with(request: Request, serve: Runner) -> int:
             return FAILURE
         return _guarded(request, serve)
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
+        for stream in made[::-1]:
+            try:  # (closed while still on this client's descriptors: what a failed
+                stream.close()  # flush left behind can never reach another's)
             except (OSError, ValueError):
                 pass
         sys.stdin, sys.stdout, sys.stderr = saved_streams
