@@ -215,3 +215,13 @@ def cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def tree(root) -> List[str]:
+    """Every path under ``root``, relative, sorted (``/`` after directories)."""
+    out = []
+    for base, dirs, files in os.walk(root):
+        rel = os.path.relpath(base, root)
+        out += [os.path.normpath(os.path.join(rel, d)) + "/" for d in dirs]
+        out += [os.path.normpath(os.path.join(rel, f)) for f in files]
+    return sorted(out)

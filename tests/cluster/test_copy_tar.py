@@ -27,31 +27,29 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def tar_log(tmp_path, monkeypatch):
-    """A ``tar`` first in PATH that appends its arguments to the returned log file and
-    runs the real GNU tar."""
+def fake_tar(tmp_path, monkeypatch, body: str):
+    """A ``tar`` first in PATH that appends its arguments to the returned log file, then
+    runs ``body`` (shell)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "tar.log"
     wrapper = bin_dir / "tar"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >>"{log}"\nexec {REAL_TAR} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >>"{log}"\n{body}\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return log
 
 
 @pytest.fixture
+def tar_log(tmp_path, monkeypatch):
+    """A ``tar`` first in PATH that logs its arguments and runs the real GNU tar."""
+    return fake_tar(tmp_path, monkeypatch, f'exec {REAL_TAR} "$@"')
+
+
+@pytest.fixture
 def not_gnu_tar(tmp_path, monkeypatch):
     """A ``tar`` first in PATH that is not GNU's (it does nothing, and says so)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "tar.log"
-    fake = bin_dir / "tar"
-    fake.write_text(f'#!/bin/sh\necho "$*" >>"{log}"\necho "bsdtar 3.7"\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return log
+    return fake_tar(tmp_path, monkeypatch, 'echo "bsdtar 3.7"')
 
 
 def runs(log) -> list:

@@ -16,7 +16,7 @@ import shutil
 from typing import List
 
 import pytest
-from helpers import wait_until
+from helpers import tree, wait_until
 from sshd import free_port
 
 from easycluster.cluster import EventHandler, ExecBackend, SshBackend, Task
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.usefixtures("no_leftover_children")
 
 MB50 = 50_000_000
 HAS_SETSID = shutil.which("setsid") is not None
-
-
-def tree(root) -> List[str]:
-    """Every path under ``root``, relative, sorted (``/`` after directories)."""
-    out = []
-    for base, dirs, files in os.walk(root):
-        rel = os.path.relpath(base, root)
-        out += [os.path.normpath(os.path.join(rel, d)) + "/" for d in dirs]
-        out += [os.path.normpath(os.path.join(rel, f)) for f in files]
-    return sorted(out)
 
 
 def temporaries(root) -> List[str]:

@@ -18,10 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List
 
 import pytest
-from helpers import SHELL, ctrl_c
+from helpers import SHELL, ctrl_c, tree
 
 from easycluster import Client
 from easycluster.cluster import SshBackend, Task
@@ -32,16 +31,6 @@ pytestmark = [pytest.mark.usefixtures("no_leftover_children"), pytest.mark.timeo
 NOBODY_ID = 65534
 NOBODY = f"setpriv --reuid={NOBODY_ID} --regid={NOBODY_ID} --clear-groups"
 BEFORE_1970 = -304819200  # 1960-05-05
-
-
-def tree(root) -> List[str]:
-    """Every path under ``root``, relative, sorted (``/`` after directories)."""
-    out = []
-    for base, dirs, files in os.walk(root):
-        rel = os.path.relpath(base, root)
-        out += [os.path.normpath(os.path.join(rel, d)) + "/" for d in dirs]
-        out += [os.path.normpath(os.path.join(rel, f)) for f in files]
-    return sorted(out)
 
 
 def ssh_task(sshd) -> Task:
