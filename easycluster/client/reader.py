@@ -212,7 +212,11 @@ class InlineReader:
             return DROP
 
     def standby_read(self) -> None:
-        """The standby thread reads what has come, unless a caller holds the reads."""
+        """The standby thread reads what has come, unless a caller holds the reads or a
+        fan-out claimed them since the standby's look (``Claim``)."""
+        claimed = self.claimed_by
+        if claimed is not None and time.monotonic() < claimed.until:
+            return
         if self._take_reader(0):
             try:
                 while self.pending and not self._nwait:
