@@ -43,6 +43,7 @@ from .keeperd import (
     GAVE_UP,
     MESSAGE,
     QUEUED,
+    REQUEST_MAX,
     RUNNING,
     SIZE,
     START_WAIT,
@@ -141,11 +142,17 @@ def stop_keeper(options: Sequence[str]) -> bool:
 
 
 def _head(argv: Optional[List[str]], persist: Optional[float]) -> Dict[str, object]:
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:  # (the request runs in our directory: there is none)
+        raise ConfigError(
+            "--keep: the current directory no longer exists; cd to one (or run without --keep)"
+        ) from None
     umask = os.umask(0o77)
     os.umask(umask)
     return {
         "argv": argv,
-        "cwd": os.getcwd(),
+        "cwd": cwd,
         "env": dict(os.environ),
         "umask": umask,
         "persist": persist,
@@ -192,6 +199,11 @@ def _request(sock: socket.socket, head: Dict[str, object], wait_limit: Optional[
     (and give up after ``wait_limit`` seconds of that); return the exit code the keeper
     sends. _NotTaken if the keeper closed before it ran the request."""
     data = json.dumps(head).encode()
+    if len(data) > REQUEST_MAX:  # (the keeper would drop it unanswered: say why here)
+        raise ConfigError(
+            f"--keep: this environment is too large to hand to the keeper ({len(data) >> 20} "
+            f"MiB as JSON, at most {REQUEST_MAX >> 20}); run without --keep"
+        )
     fds = array.array("i", [0, 1, 2])
     sys.stdout.flush()
     sys.stderr.flush()

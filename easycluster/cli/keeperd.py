@@ -54,7 +54,9 @@ from .exitcodes import FAILURE, Terminated, exit_code
 VERSION = "2"  # of the wire above: part of the socket's name
 START_WAIT = 10.0  # seconds a client waits for a keeper it started to listen
 REQUEST_WAIT = 10.0  # seconds a connection may take to send its whole request
-REQUEST_MAX = 8 << 20  # bytes of a request's JSON (an environment is at most a few MB)
+# bytes of a request's JSON: an environment is at most a few MB, but JSON writes a
+# control character as 6 bytes (an 8 MiB bound refused a legal 1.6 MB environment)
+REQUEST_MAX = 64 << 20
 SIZE = struct.Struct(">i")
 MESSAGE = struct.Struct(">ci")
 INTERRUPTS = {b"I": signal.SIGINT, b"T": signal.SIGTERM, b"H": signal.SIGHUP}

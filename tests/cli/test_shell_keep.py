@@ -362,3 +362,32 @@ def test_a_socket_directory_or_socket_not_ours_is_refused_without_usage(sshd, tm
     finally:
         squat.close()
         subprocess.run(stop, env=env, timeout=60, capture_output=True)
+
+
+def test_a_large_environment_and_a_removed_directory(kept, tmp_path):
+    """A legal 1.6 MB environment of control characters (9.6 MB as JSON) reaches the
+    keeper and the command runs; a directory removed under the caller is a clear usage
+    error (the request runs in the caller's directory), not a traceback."""
+    big_env = {f"EC_BIG{i}": "\x01" * 100_000 for i in range(16)}  # (128 KiB a string at most)
+    env = dict(kept.env, **big_env)
+    big = subprocess.run(
+        [*kept.base, "-w", "sshtest1", "echo ok"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert big.returncode == 0 and big.stdout == b"sshtest1: ok\n", big.stderr
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd {gone} && rmdir {gone} && exec "$@"'
+    lost = subprocess.run(
+        ["sh", "-c", script, "sh", *kept.base, "-w", "sshtest1", "true"],
+        env=kept.env,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert lost.returncode == 2, lost.stderr
+    assert b"the current directory no longer exists" in lost.stderr
+    assert b"Traceback" not in lost.stderr
