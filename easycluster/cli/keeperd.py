@@ -15,10 +15,11 @@ name includes ``VERSION``):
 One request runs at a time, in the main thread: it makes the client's descriptors its
 0/1/2 and takes the client's working directory, environment and umask, all of which
 belong to the whole process. A thread per connection reads the request (a peer of
-another uid, a half-sent or malformed request is dropped; nothing a client does can end
-the keeper), queues it, then watches the connection: an interrupt byte, or the end of
-the connection, becomes the matching signal in the running request (``Terminated``, or
-``KeyboardInterrupt`` for Ctrl-C), and drops a queued one unrun.
+another uid, a malformed request, or one not whole within ``REQUEST_WAIT`` seconds, is
+dropped; nothing a client does can end the keeper), queues it, then watches the
+connection: an interrupt byte, or the end of the connection, becomes the matching
+signal in the running request (``Terminated``, or ``KeyboardInterrupt`` for Ctrl-C),
+and drops a queued one unrun.
 
 Request states (each change under the keeper's lock):
 
@@ -332,16 +333,19 @@ def _receive(conn: socket.socket) -> Optional[Request]:
         pid, uid, _ = struct.unpack("3i", creds)
         if uid != os.getuid():
             return None  # (not ours: dropped unanswered)
-        conn.settimeout(REQUEST_WAIT)
+        # (one deadline for the whole request: a per-recv timeout let a client that
+        # trickles a byte at a time hold the keeper past its idle time)
+        deadline = time.monotonic() + REQUEST_WAIT
+        _wait_until(conn, deadline)
         got, ancdata, _, _ = conn.recvmsg(SIZE.size, socket.CMSG_SPACE(3 * 4))
         for level, kind, data in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += array.array("i", data[: len(data) - len(data) % 4]).tolist()
-        got += _read(conn, SIZE.size - len(got))
+        got += _read(conn, SIZE.size - len(got), deadline)
         (size,) = SIZE.unpack(got)
         if not 0 < size <= REQUEST_MAX or len(fds) != 3:
             raise ValueError("a malformed request")
-        head = json.loads(_read(conn, size))
+        head = json.loads(_read(conn, size, deadline))
         _check(head)
         conn.settimeout(None)
         taken = True
@@ -353,14 +357,25 @@ def _receive(conn: socket.socket) -> Optional[Request]:
             conn.close()
 
 
-def _read(conn: socket.socket, size: int) -> bytes:
+def _read(conn: socket.socket, size: int, deadline: float) -> bytes:
+    """``size`` bytes from ``conn``; ValueError if it ends first, TimeoutError if they
+    have not all come by ``deadline`` (``time.monotonic()``)."""
     data = b""
     while len(data) < size:
+        _wait_until(conn, deadline)
         more = conn.recv(size - len(data))
         if not more:
             raise ValueError("the request ended early")
         data += more
     return data
+
+
+def _wait_until(conn: socket.socket, deadline: float) -> None:
+    """Make ``conn``'s next read time out at ``deadline`` (TimeoutError if it passed)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the request took longer than REQUEST_WAIT")
+    conn.settimeout(left)
 
 
 def _check(head: Any) -> None:

@@ -391,3 +391,36 @@ def test_a_large_environment_and_a_removed_directory(kept, tmp_path):
     assert lost.returncode == 2, lost.stderr
     assert b"the current directory no longer exists" in lost.stderr
     assert b"Traceback" not in lost.stderr
+
+
+def test_a_trickled_request_is_dropped_after_the_request_wait(tmp_path):
+    """REQUEST_WAIT bounds the whole request, not each read: a connection that sends its
+    size, then a byte at a time, is dropped, and the idle keeper ends on time."""
+    import array
+    import socket
+
+    path = str(tmp_path / "k.sock")
+    keeper = (  # (a real keeper, its request wait shortened so the test takes seconds)
+        "import sys; from easycluster.cli import keeperd; keeperd.REQUEST_WAIT = 1.0; "
+        "keeperd.keep(sys.argv[1], 0.5, None)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", keeper, path])
+    trickler = socket.socket(socket.AF_UNIX)
+    try:
+        assert wait_until(lambda: os.path.exists(path), timeout=30)
+        trickler.connect(path)
+        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))]
+        trickler.sendmsg([b"\0\0\3\xe8"], fds)  # (1000 bytes to come: 1 every 0.2 s)
+        for _ in range(50):  # (10 s, 10 times the request wait)
+            if proc.poll() is not None:
+                break
+            try:
+                trickler.send(b" ")
+            except OSError:
+                pass  # (dropped already: the keeper is ending)
+            time.sleep(0.2)
+        assert proc.poll() == 0, "the keeper outlived its idle time while a request trickled"
+        assert not os.path.exists(path)
+    finally:
+        trickler.close()
+        _reap(proc)
