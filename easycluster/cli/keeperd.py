@@ -14,7 +14,7 @@ name includes ``VERSION``):
 
 One request runs at a time, in the main thread: it makes the client's descriptors its
 0/1/2 and takes the client's working directory, environment and umask, all of which
-belong to the whole process. A thread per connection reads the request (a peer of
+belong to the whole process (``keeperrun.py``). A thread per connection reads the request (a peer of
 another uid, a malformed request, or one not whole within ``REQUEST_WAIT`` seconds, is
 dropped; nothing a client does can end the keeper), queues it, then watches the
 connection: an interrupt byte, or the end of the connection, becomes the matching
@@ -43,7 +43,6 @@ import os
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 import traceback
@@ -51,6 +50,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..cluster.summary import EXIT_TIMEOUT
 from .exitcodes import FAILURE, Terminated, exit_code
+from .keeperrun import run_as_client
 
 VERSION = "2"  # of the wire above: part of the socket's name
 START_WAIT = 10.0  # seconds a client waits for a keeper it started to listen
@@ -297,7 +297,7 @@ class Keeper:
     def run(self, request: Request, serve: Runner) -> None:
         _send(request, RUNNING, 0)
         try:
-            code = _run_with(request, serve)
+            code = run_as_client(request.head, request.fds, lambda: _guarded(request, serve))
         except Exception:  # (setting up the client's process state failed: not its run)
             code = FAILURE
         with self.cond:
@@ -423,62 +423,6 @@ def _exception_for(signum: int) -> KeyboardInterrupt:
 
 def _code_for(signum: int) -> int:
     return exit_code(_exception_for(signum))
-
-
-def _run_with(request: Request, serve: Runner) -> int:
-    """Run the request as the client would have: its descriptors as stdin, stdout and
-    stderr (fresh ``sys.std*`` objects: no buffered byte of one client reaches
-    another), its working directory, whole environment and umask."""
-    head, fds = request.head, request.fds
-    saved_fds = [os.dup(fd) for fd in (0, 1, 2)]
-    saved_streams = (sys.stdin, sys.stdout, sys.stderr)
-    saved_env = dict(os.environ)
-    saved_umask = os.umask(head["umask"])
-    made: List[Any] = []
-    try:
-        for target, fd in zip((0, 1, 2), fds):
-            os.dup2(fd, target)
-        made = _streams(saved_streams)
-        sys.stdin, sys.stdout, sys.stderr = made
-        os.environ.clear()
-        os.environ.update(head["env"])
-        try:
-            os.chdir(head["cwd"])
-        except OSError as e:
-            print(f"easycluster shell: cannot enter {head['cwd']}: {e.strerror}", file=sys.stderr)
-            return FAILURE
-        return _guarded(request, serve)
-    finally:
-        for stream in made[::-1]:
-            try:  # (closed while still on this client's descriptors: what a failed
-                stream.close()  # flush left behind can never reach another's)
-            except (OSError, ValueError):
-                pass
-        sys.stdin, sys.stdout, sys.stderr = saved_streams
-        for target, fd in zip((0, 1, 2), saved_fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-        os.umask(saved_umask)
-        os.chdir("/")
-
-
-def _streams(like: Any) -> Any:
-    """New text streams on descriptors 0, 1, 2, with the encodings of ``like``'s."""
-    made = []
-    for fd, old, mode in zip((0, 1, 2), like, ("r", "w", "w")):
-        made.append(
-            open(
-                fd,
-                mode,
-                encoding=old.encoding,
-                errors=old.errors,
-                closefd=False,
-                buffering=1 if mode == "w" and (fd == 2 or os.isatty(fd)) else -1,
-            )
-        )
-    return made
 
 
 def _guarded(request: Request, serve: Runner) -> int:
