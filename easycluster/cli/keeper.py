@@ -19,7 +19,10 @@ what the sessions' ssh takes from the environment (the ``ssh`` that ``PATH`` fin
 ours and mode 0700; the keeper checks each peer's uid (``SO_PEERCRED``) and the client
 the keeper's. It runs one request at a time (a later one waits, and its client says so)
 and ends after ``--keep SECONDS`` (the latest request's) without a request (600 by
-default), or on ``--keep-exit``, closing every session.
+default), or on ``--keep-exit``, closing every session. SIGTERM or SIGHUP sent to the
+keeper itself ends it too: its running command is interrupted as that signal would
+interrupt it (exit 128 + N), and a waiting command's client says that the keeper was
+ended, exiting 128 + N as well (it does not start a new keeper).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ..errors import ConfigError, ConnectError
 from .exitcodes import Terminated
 from .keeperd import (
     DONE,
+    ENDED,
     GAVE_UP,
     MESSAGE,
     QUEUED,
@@ -234,6 +238,13 @@ def _request(sock: socket.socket, head: Dict[str, object], wait_limit: Optional[
         got = b""
         if kind == DONE:
             return int(value)
+        if kind == ENDED:  # (a signal to the keeper itself: not retried in a new one)
+            print(
+                f"{PROG}: the session keeper was ended by {_signal_name(value)} before it "
+                "ran the command",
+                file=sys.stderr,
+            )
+            return 128 + value
         if kind == RUNNING:
             started = True
             sock.settimeout(None)
@@ -244,6 +255,13 @@ def _request(sock: socket.socket, head: Dict[str, object], wait_limit: Optional[
             )
             if wait_limit:
                 sock.settimeout(max(0.001, sent + wait_limit - time.monotonic()))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _tell(sock: socket.socket, byte: bytes) -> None:

@@ -9,17 +9,23 @@ name includes ``VERSION``):
   single bytes: ``I`` Ctrl-C, ``T`` SIGTERM, ``H`` SIGHUP, ``U`` gave up waiting
   (``-u``). End of file (the client is gone) counts as SIGHUP.
 - keeper to client, 5 bytes each: a kind and an int32: ``Q pid`` queued behind the
-  command of client ``pid``; ``R 0`` running; ``C code`` done, exit ``code``. A
-  connection closed before ``R`` means the request was not run (the client may retry).
+  command of client ``pid``; ``R 0`` running; ``C code`` done, exit ``code``; ``E N``
+  not run: signal ``N`` ended the keeper. A connection closed before ``R`` means the
+  request was not run (the client may retry: the keeper was ending).
 
 One request runs at a time, in the main thread: it makes the client's descriptors its
 0/1/2 and takes the client's working directory, environment and umask, all of which
-belong to the whole process (``keeperrun.py``). A thread per connection reads the request (a peer of
-another uid, a malformed request, or one not whole within ``REQUEST_WAIT`` seconds, is
-dropped; nothing a client does can end the keeper), queues it, then watches the
-connection: an interrupt byte, or the end of the connection, becomes the matching
-signal in the running request (``Terminated``, or ``KeyboardInterrupt`` for Ctrl-C),
-and drops a queued one unrun.
+belong to the whole process (``keeperrun.py``). A thread per connection reads the
+request (a peer of another uid, a malformed request, or one not whole within
+``REQUEST_WAIT`` seconds, is dropped; nothing a client does can end the keeper), queues
+it, then watches the connection: an interrupt byte, or the end of the connection,
+becomes the matching signal in the running request (``Terminated``, or
+``KeyboardInterrupt`` for Ctrl-C), and drops a queued one unrun.
+
+SIGTERM or SIGHUP to the keeper itself (``kill KEEPER``: a logout script, an admin) ends
+it: the running request is interrupted as that signal interrupts a command without
+``--keep`` (answered ``C 128+N``), queued ones are answered ``E N``, and the keeper
+exits as after its idle time (sessions closed, socket and lock file removed).
 
 Request states (each change under the keeper's lock):
 
@@ -29,7 +35,9 @@ state      event                          next
 queued     main thread takes it           running
 queued     interrupt, U or end of file    dropped (answered C 130/128+N/251, or not at all)
 queued     keeper ends                    dropped (closed unanswered: not run)
+queued     SIGTERM/SIGHUP ends the keeper dropped (answered E N: not run)
 running    interrupt or end of file       running (the signal raised in the run)
+running    SIGTERM/SIGHUP to the keeper   running (the signal raised; the keeper ends)
 running    run returns                    done (answered C code)
 ========== ============================== ==========
 """
@@ -37,7 +45,6 @@ running    run returns                    done (answered C code)
 from __future__ import annotations
 
 import array
-import fcntl
 import json
 import os
 import signal
@@ -50,9 +57,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..cluster.summary import EXIT_TIMEOUT
 from .exitcodes import FAILURE, Terminated, exit_code
+from .keeperlock import remove_files, take_lock
 from .keeperrun import run_as_client
 
-VERSION = "2"  # of the wire above: part of the socket's name
+VERSION = "3"  # of the wire above: part of the socket's name
 START_WAIT = 10.0  # seconds a client waits for a keeper it started to listen
 REQUEST_WAIT = 10.0  # seconds a connection may take to send its whole request
 # bytes of a request's JSON: an environment is at most a few MB, but JSON writes a
@@ -62,14 +70,9 @@ SIZE = struct.Struct(">i")
 MESSAGE = struct.Struct(">ci")
 INTERRUPTS = {b"I": signal.SIGINT, b"T": signal.SIGTERM, b"H": signal.SIGHUP}
 GAVE_UP = b"U"
-QUEUED, RUNNING, DONE = b"Q", b"R", b"C"
+QUEUED, RUNNING, DONE, ENDED = b"Q", b"R", b"C", b"E"
 
 Runner = Callable[[List[str]], int]  # runs `easycluster shell ARGS` in the keeper
-
-
-def lock_path(path: str) -> str:
-    """The lock file the keeper of socket ``path`` holds while it lives."""
-    return path[: -len(".sock")] + ".lock" if path.endswith(".sock") else path + ".lock"
 
 
 def start_keeper(path: str, persist: float, serve: Runner) -> None:
@@ -115,7 +118,7 @@ def keep(path: str, persist: float, serve: Runner) -> None:
     """Serve requests on ``path`` until ``persist`` seconds (the latest request's) pass
     without one, or a request asks to end. Only the holder of ``path``'s lock file binds
     or removes ``path``: a keeper that finds another one alive returns at once."""
-    lock = _take_lock(path)
+    lock = take_lock(path, START_WAIT)
     if lock is None:
         return
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -132,6 +135,8 @@ def keep(path: str, persist: float, serve: Runner) -> None:
         listener.listen(64)
         keeper = Keeper(listener, persist)
         signal.signal(signal.SIGINT, keeper.on_sigint)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # (the run's terminate_as_interrupt
+            signal.signal(sig, keeper.on_terminate)  # leaves a handler that is not SIG_DFL)
         threading.Thread(target=keeper.accept_all, daemon=True).start()
         while True:
             request = keeper.next_request()
@@ -144,11 +149,7 @@ def keep(path: str, persist: float, serve: Runner) -> None:
     finally:
         if keeper is not None:
             keeper.close()
-        try:
-            if bound is not None and os.lstat(path).st_ino == bound:
-                os.unlink(path)
-        except OSError:
-            pass
+        remove_files(path, bound, lock)
         try:
             listener.shutdown(socket.SHUT_RDWR)  # (wakes the accepting thread)
         except OSError:
@@ -159,22 +160,6 @@ def keep(path: str, persist: float, serve: Runner) -> None:
                 stopper.state = "done"
             _answer(stopper, 0)
         os.close(lock)
-
-
-def _take_lock(path: str) -> Optional[int]:
-    """The lock file's descriptor, locked; None if another keeper holds it and its
-    socket is there (it serves, or is ending and its clients start a new keeper)."""
-    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + START_WAIT
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if os.path.exists(path) or time.monotonic() > deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.02)  # (the winner of a start race has not bound yet)
 
 
 class Request:
@@ -201,6 +186,7 @@ class Keeper:
         self.running: Optional[Request] = None
         self.reading = 0  # connections whose request is still being read
         self.closing = False
+        self.ending = 0  # the signal (SIGTERM, SIGHUP) that ends the keeper, once sent
         self.last = time.monotonic()
         self.main = threading.get_ident()
 
@@ -232,7 +218,7 @@ class Keeper:
             with self.cond:
                 self.reading -= 1
                 if request is not None and self.closing:
-                    _drop(request)
+                    self.turn_away(request)
                     request = None
                 if request is not None:
                     ahead = self.running or (self.queue[0] if self.queue else None)
@@ -283,6 +269,9 @@ class Keeper:
         """The next request to run, or None: the idle time passed (the keeper ends)."""
         with self.cond:
             while True:
+                if self.ending:  # (before the queue: what waits is turned away)
+                    self.closing = True
+                    return None
                 if self.queue:
                     request = self.queue.pop(0)
                     request.state = "running"
@@ -313,15 +302,38 @@ class Keeper:
         if request is not None and request.live and request.signals:
             raise _exception_for(request.signals.pop(0))
 
+    def on_terminate(self, signum: int, frame: Any) -> None:
+        """SIGTERM/SIGHUP handler: the keeper ends. A request running now is interrupted
+        as that signal interrupts a command (``Terminated``), or as it begins if it is
+        not inside ``serve`` yet; the main thread ends the keeper once it returns. Only
+        the first such signal counts (a second must not cut the run's clean-up short)."""
+        if self.ending:
+            return
+        self.ending = signum
+        request = self.running
+        if request is not None:
+            if request.live:
+                raise Terminated(signum)
+            request.signals.append(signum)  # (raised by _guarded if the run is to come)
+        with self.cond:  # (wakes next_request; an RLock, so safe in the main thread)
+            self.cond.notify_all()
+
     def close(self) -> None:
-        """The keeper ends: no new request; queued ones are closed unanswered (unrun)."""
+        """The keeper ends: no new request; queued ones are closed unrun (``turn_away``)."""
         with self.cond:
             self.closing = True
             dropped, self.queue = self.queue, []
             for request in dropped:
                 request.state = "dropped"
         for request in dropped:
-            _drop(request)
+            self.turn_away(request)
+
+    def turn_away(self, request: Request) -> None:
+        """Close a request the ending keeper will not run: told so (``E N``) when a
+        signal ends the keeper, unanswered otherwise (its client starts a new keeper)."""
+        if self.ending:
+            _send(request, ENDED, self.ending)
+        _drop(request)
 
 
 def _receive(conn: socket.socket) -> Optional[Request]:

@@ -119,15 +119,10 @@ def test_a_runtime_dir_that_is_not_there_is_a_usage_error(tmp_path):
     assert "cannot make" in done.stderr and "check XDG_RUNTIME_DIR" in done.stderr
 
 
-def _start(kept, *args: str, env=None, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*kept.base, *args],
-        env=env or kept.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        **kw,
-    )
+def _start(kept, *args: str, env=None, argv=None, **kw) -> subprocess.Popen:
+    """``kept.base`` (else ``argv``) and ``args`` run, output piped unless ``kw`` says."""
+    pipes = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([*(argv or kept.base), *args], env=env or kept.env, **{**pipes, **kw})
 
 
 def _running_remote(kept, tmp_path, name: str):
@@ -348,11 +343,9 @@ def test_a_socket_directory_or_socket_not_ours_is_refused_without_usage(sshd, tm
         return  # (the rest gives a socket to another uid: root only; CI runs as root)
     os.chmod(runtime / "easycluster", 0o700)
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 0
+    (name,) = [n for n in os.listdir(runtime / "easycluster") if n.endswith(".sock")]
     stop = [*SHELL, "--keep-exit", "-o", f"-F {sshd.config}"]
     subprocess.run(stop, env=env, timeout=60)
-    (name,) = [n for n in os.listdir(runtime / "easycluster") if n.endswith(".sock")] or [
-        n.replace(".lock", ".sock") for n in os.listdir(runtime / "easycluster")
-    ]
     squat = socket.socket(socket.AF_UNIX)
     try:
         squat.bind(str(runtime / "easycluster" / name))
@@ -391,6 +384,62 @@ def test_a_large_environment_and_a_removed_directory(kept, tmp_path):
     assert lost.returncode == 2, lost.stderr
     assert b"the current directory no longer exists" in lost.stderr
     assert b"Traceback" not in lost.stderr
+
+
+def test_sigterm_to_the_keeper_ends_it_as_it_would_end_a_command(kept, tmp_path):
+    """``kill KEEPER`` during a run: the run ends as a SIGTERM'd command without --keep
+    does (143, the same message), a queued command is told and not run, and the keeper
+    ends as after its idle time (sessions, socket and lock file gone)."""
+    first = kept("-w", "sshtest1", "echo $PPID")
+    assert first.returncode == 0, first.stderr
+    server = int(first.stdout.split()[1])  # (the session's server process on the node)
+    (keeper,) = _keeper_pids(tmp_path / "run")
+    sock = _socket(kept)
+    marker, err, alone = tmp_path / "ran", tmp_path / "err", tmp_path / "alone"
+    unkept_argv = [*SHELL, "-R", "rpc", *kept.base[6:8], "-w", "sshtest1"]
+    procs = []
+    try:
+        running, remote = _running_remote(kept, tmp_path, "pid")
+        procs.append(running)
+        with open(err, "wb") as f:
+            procs.append(_start(kept, "-w", "sshtest1", f"touch {marker}", stderr=f))
+        queued = procs[-1]
+        # the same command without --keep, SIGTERM'd, for the message to expect
+        procs.append(_start(kept, f"echo $$ > {alone}; exec sleep 60", argv=unkept_argv))
+        unkept = procs[-1]
+        assert wait_until(lambda: b"waiting for the kept session" in err.read_bytes(), timeout=30)
+        os.kill(keeper, signal.SIGTERM)
+        _, said = running.communicate(timeout=30)
+        assert queued.wait(timeout=30) == 143, err.read_bytes()
+        assert wait_until(lambda: alone.exists() and alone.read_text().strip(), timeout=30)
+        unkept.send_signal(signal.SIGTERM)
+        _, said_unkept = unkept.communicate(timeout=30)
+        assert wait_until(lambda: not pid_alive(keeper), timeout=30)
+        assert wait_until(lambda: not pid_alive(server) and not pid_alive(remote), timeout=30)
+    finally:
+        _reap(*procs)
+    assert running.returncode == unkept.returncode == 143, said
+    assert said == said_unkept and b"interrupted before it finished" in said
+    assert b"the session keeper was ended by SIGTERM before it ran the command" in err.read_bytes()
+    assert not marker.exists()
+    assert not os.path.exists(sock) and not os.path.exists(sock[: -len(".sock")] + ".lock")
+    again = kept("-w", "sshtest1", "echo $PPID")  # (a new keeper, for the fixture to end)
+    assert again.returncode == 0 and again.stdout != first.stdout, again.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_signal_to_an_idle_keeper_ends_it_and_removes_its_files(kept, tmp_path, sig):
+    first = kept("-w", "sshtest1", "echo $PPID")
+    assert first.returncode == 0, first.stderr
+    server = int(first.stdout.split()[1])
+    (keeper,) = _keeper_pids(tmp_path / "run")
+    sock = _socket(kept)
+    os.kill(keeper, sig)
+    assert wait_until(lambda: not pid_alive(keeper), timeout=30)
+    assert wait_until(lambda: not pid_alive(server), timeout=30)  # (its session closed)
+    assert not os.path.exists(sock) and not os.path.exists(sock[: -len(".sock")] + ".lock")
+    again = kept("-w", "sshtest1", "echo $PPID")  # (a new keeper, for the fixture to end)
+    assert again.returncode == 0 and again.stdout != first.stdout, again.stderr
 
 
 def test_a_trickled_request_is_dropped_after_the_request_wait(tmp_path):
