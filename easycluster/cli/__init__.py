@@ -49,5 +49,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run() -> None:
-    """The console script's entry point."""
-    sys.exit(main())
+    """The console script's entry point (and ``python -m easycluster``'s): exit with
+    ``main()``'s code. This module imports next to nothing: each subcommand's modules
+    are imported inside ``main``, where a Ctrl-C (or a ``Terminated``) that lands during
+    those imports, before any command could catch it, exits 130 (128 + the signal)
+    without a word, as an interrupted command does, instead of a traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt as e:
+        code = 128 + getattr(e, "signum", 2)  # (exitcodes.Terminated's signal; else SIGINT)
+    sys.exit(code)
