@@ -28,8 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def old_interpreter(workdir: str) -> str:
-    """A venv in ``workdir`` that sees this venv's packages but not the editable package."""
+def old_interpreter(workdir: str, tree: str) -> str:
+    """A venv in ``workdir`` that sees the package in ``tree`` and this venv's other
+    packages, but not this venv's editable install of the package."""
     venv = os.path.join(workdir, "venv")
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", venv], check=True)
@@ -40,9 +41,11 @@ def old_interpreter(workdir: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    # A plain directory line: the .pth files in there (the editable finder) are not run.
-    with open(os.path.join(site, "deps.pth"), "w") as f:
-        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    # Plain directory lines: the .pth files in there (the editable finder) are not run.
+    # The tree is on the path by this file, not only by PYTHONPATH: some benches clear
+    # PYTHONPATH for the commands they time.
+    with open(os.path.join(site, "paths.pth"), "w") as f:
+        f.write(tree + "\n" + sysconfig.get_paths()["purelib"] + "\n")
     return py
 
 
@@ -68,7 +71,7 @@ def main(argv: List[str]) -> int:
             print(f"against: cannot check out {commit!r}", file=sys.stderr)
             return 2
         shutil.copytree(HERE, os.path.join(tree, "bench-now"), dirs_exist_ok=True)
-        py = old_interpreter(workdir)
+        py = old_interpreter(workdir, tree)
         print(f"== {commit} (bench files of now)", flush=True)
         rc_old = run(py, os.path.join(tree, "bench-now", name), args, tree)
         print("== now", flush=True)
