@@ -21,7 +21,8 @@ import tarfile
 import tempfile
 from typing import IO, Any, Callable, Dict, NamedTuple, Optional
 
-from ..remote.filecopy import CopyError, current_umask, gnu_tar, remove_tree, tar_extract
+from ..remote.filecopy import CopyError, current_umask, gnu_tar, tar_extract
+from ..remote.treeplace import PlaceError, non_directory, place_tree, remove_tree
 from .copy import TAR_TOP, TEMP_MARK, Header, base_name, parse_header
 from .feed import CHUNK, StdinFeed
 from .results import SlotResult
@@ -225,7 +226,7 @@ class PullSink:
         os.replace(temp, final)
 
     def finish_dir(self, tar_path: str, final: str) -> None:
-        if os.path.lexists(final) and not os.path.isdir(final):
+        if non_directory(final):
             raise CopyFailed(f"{final}: exists and is not a directory")
         name = os.path.basename(final)
         unpacked = tempfile.mkdtemp(prefix=f".{name}{TEMP_MARK}", dir=self.dest)
@@ -241,7 +242,7 @@ class PullSink:
                 with tarfile.open(tar_path, mode="r:") as archive:
                     unpack(archive, unpacked, self.member_filter())
             os.unlink(tar_path)
-            replace_dir(unpacked, final)
+            replace_dir(unpacked, final, self.preserve)
         except BaseException as e:
             if not remove_tree(unpacked) and not isinstance(e, KeyboardInterrupt):
                 raise CopyFailed(f"{e}; {unpacked} could not be removed") from e
@@ -333,26 +334,12 @@ def settle_pulled(root: str) -> None:
             settle(os.path.join(where, name))
 
 
-def replace_dir(new: str, final: str) -> None:
+def replace_dir(new: str, final: str, preserve: bool) -> None:
     """Rename the directory ``new`` to ``final``; a directory already there is moved
-    aside first and removed after (put back if the rename fails)."""
-    if not os.path.isdir(final):
-        os.rename(new, final)
-        return
-    parent, name = os.path.split(final)
-    old = tempfile.mkdtemp(prefix=f".{name}.ecold.", dir=parent)
-    os.rmdir(old)  # (only the unique name is wanted)
-    os.rename(final, old)
+    aside first and removed after (put back if the rename fails). Another rcopy into
+    the same directory may replace it at the same moment (``treeplace.place_tree``).
+    CopyFailed says why it failed or what it left."""
     try:
-        os.rename(new, final)
-    except BaseException:
-        os.rename(old, final)
-        raise
-    try:
-        gone = remove_tree(old)
-    except BaseException:  # (Ctrl-C in the middle: finish removing it, then go on with it)
-        remove_tree(old)
-        raise
-    if not gone:
-        why = "replaced, but the old one could not be removed: it is left as"
-        raise CopyFailed(f"{final}: {why} {old}")
+        place_tree(new, final, preserve)
+    except PlaceError as e:
+        raise CopyFailed(str(e)) from None

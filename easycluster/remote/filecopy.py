@@ -26,6 +26,8 @@ import os
 import stat
 import threading
 
+from .treeplace import PlaceError, non_directory, place_tree, remove_tree
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
@@ -64,31 +66,6 @@ def expand_home(path: str) -> str:
     if path == "~" or path.startswith("~/"):
         return os.path.expanduser("~") + path[1:]
     return path
-
-
-def remove_tree(path: str) -> bool:
-    """Remove the directory tree ``path`` as its owner can: a directory it may not write
-    (a 0555 one inside a copied tree) is opened up first. True once nothing is left."""
-    import shutil  # (here: every server imports this module, few remove trees)
-
-    shutil.rmtree(path, ignore_errors=True)
-    if not os.path.lexists(path):
-        return True
-
-    def open_up(where: str) -> None:
-        try:
-            st = os.lstat(where)
-            if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o700 != 0o700:
-                os.chmod(where, stat.S_IMODE(st.st_mode) | 0o700)
-        except OSError:
-            pass
-
-    open_up(path)
-    for root, dirs, _ in os.walk(path):  # (top-down: a directory is opened before it is read)
-        for name in dirs:
-            open_up(os.path.join(root, name))
-    shutil.rmtree(path, ignore_errors=True)
-    return not os.path.lexists(path)
 
 
 def gnu_tar() -> Optional[str]:
@@ -179,7 +156,7 @@ class Receiver:
             raise CopyError(f"easycluster copy: {parent}/: no such directory")
         if kind == "f" and os.path.isdir(target):
             raise CopyError(f"easycluster copy: {target}: is a directory")
-        if kind == "d" and os.path.lexists(target) and not os.path.isdir(target):
+        if kind == "d" and non_directory(target):
             raise CopyError(f"easycluster copy: {target}: exists and is not a directory")
         self.target = target
         self.size, self.mode, self.kind = size, mode, kind
@@ -277,24 +254,13 @@ class Receiver:
         new = os.path.join(self.temp, self.top)
         if not os.path.isdir(new):
             raise CopyError(f"{self.target}: the stream held no directory")
-        if os.path.lexists(self.target) and not os.path.isdir(self.target):
-            raise CopyError(f"{self.target}: exists and is not a directory")
-        old = None
-        if os.path.isdir(self.target):  # moved aside for the instant of the swap
-            old = os.path.join(self.temp, "old")
-            os.rename(self.target, old)
-        try:
-            os.rename(new, self.target)
-        except OSError:
-            if old is not None:
-                os.rename(old, self.target)
-            raise
+        try:  # (other nodes sharing the directory may replace it at once: treeplace.py)
+            place_tree(new, self.target, self.preserve)
+        except PlaceError as e:
+            raise CopyError(str(e)) from None
         temp, self.temp = self.temp, ""
-        if not _remove(temp):  # (the old tree with it)
-            raise CopyError(
-                f"{self.target}: replaced, but the old one could not be removed: "
-                f"it is left in {temp}"
-            )
+        if not _remove(temp):
+            raise CopyError(f"{temp}: a temporary that could not be removed is left")
 
     def _fail(self, why: str) -> None:
         left = self._abandon()
