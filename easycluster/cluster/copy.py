@@ -25,7 +25,10 @@ How it fails safe: the data is written to ``.NAME.ectmp.PID`` next to the target
 file: the copy itself, made with umask 077 and given its mode at the end; a
 directory: a temporary directory holding the tar file, then the unpacked tree), and
 renamed onto the target only once exactly ``size`` bytes arrived and every step
-succeeded. A replaced directory is first renamed to ``.NAME.ecold.PID``. The writer
+succeeded. A replaced directory is first renamed to ``.NAME.ecold.PID``; nodes sharing
+the directory (an NFS home) that replace it at the same moment take turns until each
+one's tree went in as a whole (``place`` in ``RECEIVER``; ``remote/treeplace.py``
+for rpc), so the last one stays and every node succeeds. The writer
 runs on the left of a pipeline whose right side is the guard (detached with ``setsid``
 where there is one, so that a SIGKILL of the receiver's process group does not reach
 it): the writer sends its exit status down the pipe when it ends; the guard waits for
@@ -59,30 +62,58 @@ TEMP_MARK = ".ectmp."  # in every temporary name (remote and local): ``.NAME.ect
 OLD_MARK = ".ecold."  # a directory moved aside while its replacement is renamed in
 DUP_MARK = "~"  # rcopy names the k-th listing of a node ``NAME.NODE~k``
 
-# The guard: $1 the temporary, $2 the moved-aside directory, $3 the target; stdin is the
-# pipe the writer sends its exit status down. It first makes ``$1.g``: the writer waits
-# for it, so that a kill of the receiver's process group in its first moments cannot
-# catch the guard before ``setsid`` took it out of the group (a temporary left behind).
-# (With ``true``, not ``:``: a failed redirection of a special built-in ends the shell.)
-# ``wipe`` removes a tree as its owner can: a directory without write permission (a
-# 0555 one inside a pushed tree) is opened up first; what still cannot go is named.
-GUARD = r"""true 2>/dev/null >"$1.g"
-rc=; read -r rc
-wipe() {
+# Shared by the receiver and its guard. ``wipe PATH`` removes a tree as its owner can: a
+# directory without write permission (a 0555 one inside a pushed tree) is opened up
+# first. ``put SRC DST`` renames the directory SRC to DST as rename(2) does (fails if
+# DST is a non-empty directory by then). POSIX ``mv SRC DST`` moves SRC *into* DST when
+# DST is a directory, so ``mv -T`` (GNU coreutils') is asked for first; a ``mv``
+# without it (BSD's) is used only once DST was seen free, and if SRC still went into
+# a DST that appeared meanwhile (found there under its own name, which holds the
+# copy's random bytes), it is taken back out and ``put`` fails (SRC may then be gone,
+# if that DST was moved and removed meanwhile).
+TREE_FUNCTIONS = r"""wipe() {
   [ -e "$1" ] || [ -L "$1" ] || return 0
   rm -rf -- "$1" 2>/dev/null && return 0
   [ -L "$1" ] || (cd -- "${1%/*}/" && find "./${1##*/}" -type d ! -perm -700 \
     -exec chmod u+rwx {} \;) 2>/dev/null  # (from its directory: find needs a cwd)
   rm -rf -- "$1" 2>/dev/null
 }
-left=
+put() {
+  mv -f -T -- "$1" "$2" 2>/dev/null && return 0
+  [ ! -d "$2" ] && mv -f -- "$1" "$2" 2>/dev/null || return 1
+  [ -e "$2/${1##*/}" ] || [ -L "$2/${1##*/}" ] || return 0
+  mv -f -- "$2/${1##*/}" "$1" 2>/dev/null
+  return 1
+}
+"""
+
+# The guard: $1 the temporary, $2 the moved-aside directory, $3 the target; stdin is the
+# pipe the writer sends its exit status down. It first makes ``$1.g``: the writer waits
+# for it, so that a kill of the receiver's process group in its first moments cannot
+# catch the guard before ``setsid`` took it out of the group (a temporary left behind).
+# (With ``true``, not ``:``: a failed redirection of a special built-in ends the shell.)
+# What ``wipe`` cannot remove is named.
+GUARD = (
+    r"""true 2>/dev/null >"$1.g"
+rc=; read -r rc
+"""
+    + TREE_FUNCTIONS
+    + r"""left=
 wipe "$1" || left="$1: a temporary that could not be removed is left behind"
 rm -f -- "$1.g"
+# (a tree of ours left inside another node's by a mv without -T, if killed just then)
+[ "$rc" = 0 ] || wipe "$3/new.${1##*.ectmp.}" || left="$3/new.${1##*.ectmp.}: is left"
 if [ -e "$2" ] || [ -L "$2" ]; then
-  if [ -e "$3" ] || [ -L "$3" ]; then
+  # (once the new tree went in, the aside is superseded, whatever is at the target now:
+  # another node may hold it aside for the instant of its own swap)
+  if [ "$rc" = 0 ] || [ -e "$3" ] || [ -L "$3" ]; then
     wipe "$2" || left="$3: replaced, but the old one could not be removed: it is left as $2"
-  else
-    mv -f -- "$2" "$3"
+  elif ! put "$2" "$3"; then  # (put back, unless another node's tree took its place)
+    if [ -d "$3" ]; then
+      wipe "$2" || left="$3: the old one could not be removed: it is left as $2"
+    else
+      left="$3: the old one could not be put back: it is left as $2"
+    fi
   fi
 fi
 # (said last: once the receiver was killed, nobody may read stderr any more)
@@ -95,12 +126,16 @@ if [ -n "$left" ]; then
 fi
 exit "$rc"
 """
+)
 
 # (dir and base come from parameter expansions: a command substitution would drop a
 # trailing newline of the name; ``~`` and ``~/`` are the node user's home, as for scp)
-RECEIVER = r"""dest=$1 name=$2 size=$3 mode=$4 keep=$5 stamp=$6 kind=$7 guard=$8
+RECEIVER = (
+    r"""dest=$1 name=$2 size=$3 mode=$4 keep=$5 stamp=$6 kind=$7 guard=$8
 fail() { printf 'easycluster copy: %s\n' "$*" >&2; exit 1; }
-case $dest in
+"""
+    + TREE_FUNCTIONS
+    + r"""case $dest in
 '~'|'~/'*) [ -n "$HOME" ] || fail "$dest: HOME is not set"; dest=$HOME${dest#?} ;;
 esac
 if [ -d "$dest" ]; then target=${dest%/}/$name; else target=$dest; fi
@@ -117,13 +152,48 @@ case $dir in -*) dir=./$dir ;; esac
 target=$dir$base
 [ -w "$dir" ] && [ -x "$dir" ] || fail "$target: cannot write: $dir is not writable"
 if [ "$kind" = f ] && [ -d "$target" ]; then fail "$target: is a directory"; fi
-if [ "$kind" = d ] && [ -e "$target" ] && [ ! -d "$target" ]; then
+# (each a single look: a directory another node holds aside for the instant of its
+# swap is gone, never something else; "exists" then "not a directory" could see both)
+if [ "$kind" = d ] && { [ -f "$target" ] || [ -p "$target" ] || [ -S "$target" ] ||
+  [ -b "$target" ] || [ -c "$target" ]; }; then
   fail "$target: exists and is not a directory"
 fi
 # (the pid and 4 random bytes: nodes sharing a file system may share pids too, as
 # containers on one volume, each in its own pid namespace)
 uniq=$$.$(od -An -N4 -tx4 /dev/urandom 2>/dev/null | tr -dc 0-9a-f)
 tmp=$dir.$base.ectmp.$uniq old=$dir.$base.ecold.$uniq mask=$(umask)
+# place NEW: rename the tree NEW onto $target, the directory there first put aside as
+# $old (the guard removes it once NEW is in place, else puts it back). Nodes sharing
+# the directory do this at once: between our aside and our rename another node's tree
+# may land on the target, or another node may move it aside first. Either is a lost
+# turn, and the next starts from what is there: a tree on the target supersedes the
+# one we put aside (removed), and is put aside in turn. A turn is lost only to another
+# rename that succeeded, which ends that node's copy, so among copies a node loses at
+# most once per other node; 100 turns (as ``treeplace.TRIES``) bound it against
+# anything else. No tree in place is taken as ours here, even after 100 turns: telling
+# it identical (modes, owners, bytes) is more than POSIX tools do portably, so the node
+# fails instead (rpc compares: ``treeplace.same_tree``).
+place() {
+  turn=0
+  while [ "$turn" -lt 100 ]; do
+    turn=$((turn + 1))
+    if [ -d "$target" ]; then
+      wipe "$old" || fail "$target: the old one could not be removed: it is left as $old"
+      put "$target" "$old" || { why="cannot move it aside"; continue; }
+    fi
+    put "$1" "$target" && return 0
+    [ -d "$1" ] || unpack
+    why="cannot rename into place"
+  done
+  fail "$target: $why ($turn tries)"
+}
+# unpack: the tree from $tmp/t.tar as $tmp/new.$uniq (a name of its own: ``put`` finds
+# it by that name if it went into another node's tree); the tar is kept until the end,
+# to unpack again if the tree was lost that way (removed with the tree it went into)
+unpack() {
+  tar -x "$how" -f "$tmp/t.tar" -C "$tmp" || fail "$target: cannot unpack"
+  mv -f -- "$tmp/d" "$tmp/new.$uniq" || fail "$tmp: cannot rename within it"
+}
 receive() {
   n=0  # nothing is written before the guard is out of this process group (or 2 s)
   while [ ! -e "$tmp.g" ] && [ "$n" -lt 400 ]; do sleep 0.005; n=$((n + 1)); done
@@ -134,10 +204,8 @@ receive() {
     [ "$got" -eq "$size" ] || fail "$target: incomplete, $got of $size bytes came"
     umask "$mask"
     if [ -n "$keep" ]; then how=-p; else how=-m; fi
-    tar -x "$how" -f "$tmp/t.tar" -C "$tmp" || fail "$target: cannot unpack"
-    rm -f -- "$tmp/t.tar"
-    if [ -d "$target" ]; then mv -f -- "$target" "$old" || fail "$target: cannot move it"; fi
-    mv -f -- "$tmp/d" "$target" || fail "$target: cannot rename into place"
+    unpack
+    place "$tmp/new.$uniq"
   else
     cat >"$tmp" || fail "$tmp: cannot write"
     got=$(($(wc -c <"$tmp")))
@@ -156,6 +224,7 @@ exec 4>&1
 { (receive) 4>&-; echo $? >&3; } 3>&1 >&4 |
   $detach sh -c "$guard" guard "$tmp" "$old" "$target" >/dev/null 4>&-
 """
+)
 
 SENDER = r"""src=$1
 case $src in
