@@ -18,22 +18,25 @@ HALTED = "halted"
 
 def report(jobs: Mapping[Job, JobState], hosts: Mapping[str, HostState]) -> Report:
     """Every job once, by outcome (a NOT_RUN job without a reason: ``NO_HOSTS_LEFT``),
-    and the retired hosts with their reasons."""
+    the retired hosts with their reasons, and how often each failed job ran (and was
+    lost), so a summary can say it ran N times."""
     done: List[Job] = []
     failed: Dict[Job, Tuple[str, Optional[int]]] = {}
     not_run: Dict[Job, str] = {}
     unfinished: List[Job] = []
+    attempts: Dict[Job, Tuple[int, int]] = {}
     for job, s in jobs.items():
         if s.state == DONE:
             done.append(job)
         elif s.state == FAILED:
             failed[job] = (s.kind or "failed", s.code)
+            attempts[job] = (s.attempts, s.losses)
         elif s.state == NOT_RUN:
             not_run[job] = s.reason or NO_HOSTS_LEFT
         else:
             unfinished.append(job)
     retired = {h.name: h.reason or "" for h in hosts.values() if not h.alive}
-    return Report(len(jobs), done, failed, not_run, unfinished, retired)
+    return Report(len(jobs), done, failed, not_run, unfinished, retired, attempts)
 
 
 def counts(

@@ -78,7 +78,10 @@ class JobState:
     lost ``poison_after`` hosts. ``release`` takes an attempt back that never began (its
     host was unreachable, or the attempt was queued behind others on a host that went
     away): no budget is spent. ``cancel`` and ``exhaust`` (no hosts left, or halted)
-    end a queued job as NOT_RUN with a ``reason``; a running one is left alone.
+    end a queued job as NOT_RUN with a ``reason``; a running one is left alone. A queued
+    job that already ran (it waits for a retry) is not "not run": ``exhaust`` ends it
+    FAILED with the class of its last attempt (``last``: lost, stuck or failed, and
+    ``code``), so a job that took its hosts down is reported as lost, not as never run.
     Every host an attempt failed, was lost or stuck on goes into ``tried``, so the
     scheduler can send the retry elsewhere.
     """
@@ -94,6 +97,7 @@ class JobState:
         "reason",
         "host",
         "tried",
+        "last",
     )
 
     def __init__(self) -> None:
@@ -107,6 +111,7 @@ class JobState:
         self.reason: Optional[str] = None  # NOT_RUN: why
         self.host: Optional[str] = None  # RUNNING: where; DONE: where it succeeded
         self.tried: Set[str] = set()  # hosts where an attempt failed, was lost or stuck
+        self.last: Optional[str] = None  # the kind of the last attempt that did not succeed
 
     @property
     def final(self) -> bool:
@@ -133,6 +138,7 @@ class JobState:
     def _requeue_or_fail(self, host: str, again: bool, kind: str) -> None:
         self.tried.add(host)
         self.host = None
+        self.last = kind
         if again:
             self.state = QUEUED
         else:
@@ -173,6 +179,12 @@ class JobState:
         return True
 
     def exhaust(self, reason: str) -> bool:
+        """No host will run it (``reason``): NOT_RUN, or FAILED as its last attempt was
+        (``last``) if it ran before; False unless it was queued."""
+        if self.state == QUEUED and self.last is not None:
+            self.state = FAILED
+            self.kind = self.last
+            return True
         return self.cancel(reason)
 
 
@@ -299,7 +311,7 @@ class Attempt:
 class Report(NamedTuple):
     """Every job once: ``done``; ``failed`` {job: (kind, last exit code or None)};
     ``not_run`` {job: reason}; ``unfinished`` (queued or running: only before the end).
-    ``retired`` {host: reason}."""
+    ``retired`` {host: reason}. ``attempts`` {failed job: (attempts, of them lost)}."""
 
     total: int
     done: List[Job]
@@ -307,6 +319,7 @@ class Report(NamedTuple):
     not_run: Dict[Job, str]
     unfinished: List[Job]
     retired: Dict[str, str]
+    attempts: Optional[Dict[Job, Tuple[int, int]]] = None
 
     @property
     def ok(self) -> bool:

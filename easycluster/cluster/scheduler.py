@@ -50,6 +50,12 @@ Driving it (one loop or one lock; all methods are quick)::
         for job in s.take_settled(): report it
     print(s.report())
 
+Pinned jobs (``add(job, host=h)``, the farm's ``-E``): the job and every retry of it
+run only on ``h``. A host with pinned jobs is *dedicated* to them (no other job goes
+there) and is retired as used up once all of them are final (``-m`` can then open the
+next host). When ``h`` is retired first, the job ends as if no host were left (NOT_RUN,
+or FAILED as its last attempt if it ran).
+
 ``assign(now, queued=True)`` is for a driver that pipelines several calls per slot: the
 attempt's deadline starts only when the driver says ``started(attempt, now)``, and an
 attempt that never began is released without cost if its host goes away.
@@ -80,6 +86,7 @@ from .jobstate import (
     PAUSED,
     QUEUED,
     RETIRED_HALTED,
+    RETIRED_USED_UP,
     UP,
     WAITING,
     Attempt,
@@ -90,6 +97,7 @@ from .jobstate import (
     count_option,
     host_slots,
 )
+from .pinned import PinnedJobs
 
 __all__ = ["Attempt", "Report", "Scheduler", "NO_HOSTS_LEFT", "CANCELLED", "HALTED"]
 
@@ -137,6 +145,7 @@ class Scheduler:
         self._timeouts: Dict[Job, float] = {}
         self._fresh: Deque[Job] = deque()  # new jobs, FIFO
         self._retry: Deque[Job] = deque()  # requeued jobs: they go first
+        self._pinned = PinnedJobs()  # jobs that run only on one host (-E)
         self._running: Dict[Job, Attempt] = {}
         self._settled: List[Job] = []
         self._rotate = 0  # where assign() starts among the hosts, for fairness
@@ -146,8 +155,11 @@ class Scheduler:
 
     # -- jobs ------------------------------------------------------------------------
 
-    def add(self, job: Job, timeout: Optional[float] = None) -> None:
-        """Queue ``job`` (any hashable id, once); ``timeout`` overrides the default."""
+    def add(self, job: Job, timeout: Optional[float] = None, host: Optional[str] = None) -> None:
+        """Queue ``job`` (any hashable id, once); ``timeout`` overrides the default;
+        ``host`` pins it (and its retries) to that host (module doc)."""
+        if host is not None and host not in self.hosts:
+            raise ValueError(f"job {job!r} is pinned to {host!r}, which is not a host here")
         if self.closed:
             raise RuntimeError("the scheduler is closed: no job can be added")
         if job in self.jobs:
@@ -157,11 +169,15 @@ class Scheduler:
                 raise ValueError(f"job {job!r}: timeout must be > 0 seconds, not {timeout!r}")
             self._timeouts[job] = timeout
         state = self.jobs[job] = JobState()
-        if self.halted is not None or not self._any_host_alive():
+        alive = self._any_host_alive() if host is None else self.hosts[host].alive
+        if self.halted is not None or not alive:
             state.exhaust(self.halted or NO_HOSTS_LEFT)
             self._settled.append(job)
             return
-        self._fresh.append(job)
+        if host is not None:
+            self._pinned.add(job, host)
+        else:
+            self._fresh.append(job)
         self.queued += 1
 
     def add_many(self, jobs: Iterable[Job]) -> None:
@@ -186,6 +202,8 @@ class Scheduler:
         state = self.jobs[job]
         if not state.cancel(CANCELLED):
             return False
+        if self._pinned.remove(job):
+            self._pinned.final(job)  # (its host stays: cancel retires nothing)
         self.queued -= 1
         self._settled.append(job)
         return True
@@ -222,7 +240,9 @@ class Scheduler:
         supply = 0
         active = 0
         for h in self.hosts.values():
-            if h.state == UP:
+            if self._pinned.dedicated(h.name):
+                active += h.state in (UP, OPENING, PAUSED)  # (takes only its own jobs)
+            elif h.state == UP:
                 supply += h.free
                 active += 1
             elif h.state == OPENING:
@@ -236,14 +256,21 @@ class Scheduler:
             for job in self._retry
             if self.jobs[job].state == QUEUED and not self._untried_connected(self.jobs[job])
         )
-        need = blocked + max(0, self.queued - blocked - supply)
+        need = blocked + max(0, self.queued - self._pinned.queued - blocked - supply)
         if not self.lazy:
             need = len(self.hosts) * max(h.slots for h in self.hosts.values())
         out: List[str] = []
+        for h in self.hosts.values():  # a dedicated host opens when its jobs wait
+            if self.max_hosts and active >= self.max_hosts:
+                return out
+            if h.state == WAITING and self._pinned.waiting(h.name):
+                h.open()
+                out.append(h.name)
+                active += 1
         for h in self.hosts.values():
             if need <= 0 or (self.max_hosts and active >= self.max_hosts):
                 break
-            if h.state == WAITING:
+            if h.state == WAITING and not self._pinned.dedicated(h.name):
                 h.open()
                 out.append(h.name)
                 need -= h.slots
@@ -260,7 +287,7 @@ class Scheduler:
         h.unreachable()
         for job in list(h.running):
             self._release(self._running[job])
-        self._check_hosts()
+        self._check_hosts(host)
 
     def lost(self, host: str, now: float) -> List[Attempt]:
         """The connection to ``host`` died or missed its heartbeat: retired; its
@@ -277,7 +304,7 @@ class Scheduler:
                 self._after(a.job, state)
             else:
                 self._release(a)
-        self._check_hosts()
+        self._check_hosts(host)
         return affected
 
     def pause(self, host: str) -> None:
@@ -290,7 +317,7 @@ class Scheduler:
     def retire(self, host: str, reason: str = RETIRED_HALTED) -> None:
         """Take ``host`` out of the pool (its running attempts finish as usual)."""
         self.hosts[host].retire(reason)
-        self._check_hosts()
+        self._check_hosts(host)
 
     # -- attempts --------------------------------------------------------------------
 
@@ -355,7 +382,7 @@ class Scheduler:
         state = self.jobs[attempt.job]
         state.fail(code, self.retry_failed)
         self._after(attempt.job, state)
-        self._check_hosts()
+        self._check_hosts(attempt.host)
         return True
 
     def release(self, attempt: Attempt) -> bool:
@@ -377,6 +404,16 @@ class Scheduler:
             state.stick(self.retries)
             self._after(a.job, state)
         return late
+
+    def stuck(self, attempt: Attempt, now: float) -> bool:
+        """The attempt was killed at its timeout before its deadline came (the driver
+        heard so): stuck now, as ``expire`` would find it. False if not current."""
+        if not self._end(attempt):
+            return False
+        state = self.jobs[attempt.job]
+        state.stick(self.retries)
+        self._after(attempt.job, state)
+        return True
 
     def next_deadline(self) -> Optional[float]:
         """The earliest deadline of a running attempt (None: none has one)."""
@@ -402,7 +439,10 @@ class Scheduler:
 
     def _pick(self, h: HostState) -> Optional[Job]:
         """The next job for a free slot of ``h``: a requeued job that may go there
-        (not tried there, unless every connected host has tried it), else a new one."""
+        (not tried there, unless every connected host has tried it), else a new one; a
+        dedicated host takes only its pinned jobs."""
+        if self._pinned.dedicated(h.name):
+            return self._pinned.pop(h.name)
         for i, job in enumerate(self._retry):
             state = self.jobs[job]
             if state.state != QUEUED:
@@ -435,7 +475,7 @@ class Scheduler:
         if not queued:
             self.started(a, now)
         if not h.alive:  # used up by this job
-            self._check_hosts()
+            self._check_hosts(h.name)
         return a
 
     def _end(self, attempt: Attempt) -> bool:
@@ -450,15 +490,21 @@ class Scheduler:
         self._end(attempt)
         self.jobs[attempt.job].release()
         self.hosts[attempt.host].uses -= 1  # it never ran there
-        self._retry.appendleft(attempt.job)
+        if self._pinned.host(attempt.job) is not None:
+            self._pinned.push(attempt.job, first=True)
+        else:
+            self._retry.appendleft(attempt.job)
         self.queued += 1
 
     def _after(self, job: Job, state: JobState) -> None:
         if state.state == QUEUED:
-            self._retry.append(job)
+            if self._pinned.host(job) is not None:
+                self._pinned.push(job)
+            else:
+                self._retry.append(job)
             self.queued += 1
         elif state.final:
-            self._settled.append(job)
+            self._settle(job)
 
     def _any_host_alive(self) -> bool:
         # (a plain loop: add() asks this per job, and the first host is nearly always
@@ -468,14 +514,31 @@ class Scheduler:
                 return True
         return False
 
-    def _check_hosts(self) -> None:
+    def _settle(self, job: Job) -> None:
+        """``job`` is final: reported by ``take_settled``; a dedicated host whose last
+        pinned job this was has nothing left to do and is used up (once closed)."""
+        self._settled.append(job)
+        host = self._pinned.final(job)
+        if host is not None and self.closed and self.hosts[host].alive:
+            self.hosts[host].retire(RETIRED_USED_UP)
+            self._check_hosts(host)
+
+    def _check_hosts(self, host: Optional[str] = None) -> None:
+        """After ``host`` may have been retired: its queued pinned jobs can never run;
+        with no host alive, no queued job can."""
+        if host is not None and not self.hosts[host].alive:
+            for job in self._pinned.drain(host):
+                if self.jobs[job].exhaust(NO_HOSTS_LEFT):
+                    self.queued -= 1
+                    self._settle(job)
         if not self._any_host_alive():
             self._exhaust(NO_HOSTS_LEFT)
 
     def _exhaust(self, reason: str) -> None:
-        for queue in (self._retry, self._fresh):
+        for queue in (self._pinned.drain(), self._retry, self._fresh):
             for job in queue:
                 if self.jobs[job].exhaust(reason):
                     self.queued -= 1
                     self._settled.append(job)
+                    self._pinned.final(job)  # (its host is gone or idle: left alone)
             queue.clear()

@@ -445,9 +445,10 @@ def test_all_hosts_dead_leaves_every_remaining_job_not_run():
     s.lost("a", clock())
     s.lost("b", clock())
     r = s.report()
-    assert not r.done and not r.unfinished and not r.failed
-    assert r.not_run == {j: NO_HOSTS_LEFT for j in range(6)}
-    assert {a.job for a in running} <= set(r.not_run)
+    assert not r.done and not r.unfinished
+    ran = {a.job for a in running}  # lost with their hosts: not "not run" (audit67 #5)
+    assert r.failed == {j: ("lost", None) for j in ran}
+    assert r.not_run == {j: NO_HOSTS_LEFT for j in range(6) if j not in ran}
     assert s.finished and sorted(s.take_settled()) == list(range(6))
     s2 = Scheduler(["a"])
     s2.unreachable("a", clock())
@@ -578,3 +579,85 @@ def test_forget_drops_only_finished_jobs():
     s.succeeded(a, clock())
     assert s.forget("j1").state == js.DONE
     assert "j1" not in s.jobs and s.report().total == 1
+
+
+def test_a_job_lost_on_every_host_until_none_is_left_is_failed_lost_not_not_run():
+    """audit67 #5: it ran (twice) and took both hosts down; "not run" would hide that."""
+    clock = Clock()
+    s = make(["a", "b"], ["killer"])
+    for _ in range(2):
+        up(s, clock)
+        (a,) = s.assign(clock())
+        s.lost(a.host, clock())
+    r = s.report()
+    assert r.failed == {"killer": ("lost", None)} and not r.not_run
+    assert r.attempts == {"killer": (2, 2)}
+    assert s.finished
+
+
+def test_a_retry_after_a_failure_halted_is_failed_with_its_exit_code():
+    clock = Clock()
+    s = make(["a"], ["j"], retry_failed=1)
+    up(s, clock)
+    (a,) = s.assign(clock())
+    s.failed(a, clock(), 9)
+    s.halt("halted")
+    assert s.report().failed == {"j": ("failed", 9)}
+
+
+def test_pinned_jobs_and_their_retries_run_only_on_their_host():
+    """audit67 #1: -E's copy for b is retried on b (never on a, which is free), and
+    each dedicated host is used up once its own job is final."""
+    clock = Clock()
+    s = Scheduler(["a", "b", "c"], retry_failed=1)
+    for job, host in (("ja", "a"), ("jb", "b"), ("jc", "c")):
+        s.add(job, host=host)
+    s.close()
+    assert sorted(s.to_open(clock())) == ["a", "b", "c"]
+    for h in "abc":
+        s.opened(h, clock())
+    got = {a.job: a for a in s.assign(clock())}
+    assert {j: a.host for j, a in got.items()} == {"ja": "a", "jb": "b", "jc": "c"}
+    s.succeeded(got["ja"], clock())
+    assert s.hosts["a"].reason == js.RETIRED_USED_UP
+    s.failed(got["jb"], clock(), 1)
+    assert s.assign(clock(), host="c") == []  # c is busy with its own, and dedicated
+    s.succeeded(got["jc"], clock())
+    (retry,) = s.assign(clock())
+    assert retry.host == "b"
+    s.succeeded(retry, clock())
+    assert s.finished and sorted(s.report().done) == ["ja", "jb", "jc"]
+
+
+def test_a_pinned_job_whose_host_is_gone_is_not_run_or_failed_as_it_ran():
+    clock = Clock()
+    s = Scheduler(["a", "b", "c"], retry_failed=1)
+    for job, host in (("ja", "a"), ("jb", "b"), ("jc", "c")):
+        s.add(job, host=host)
+    s.close()
+    s.to_open(clock())
+    s.unreachable("a", clock())
+    for h in "bc":
+        s.opened(h, clock())
+    got = {a.job: a for a in s.assign(clock())}
+    s.failed(got["jb"], clock(), 3)
+    s.lost("b", clock())  # (its retry was queued for b only)
+    s.succeeded(got["jc"], clock())
+    r = s.report()
+    assert r.not_run == {"ja": NO_HOSTS_LEFT} and r.failed == {"jb": ("failed", 3)}
+    assert r.done == ["jc"] and s.finished
+
+
+def test_pinned_hosts_open_one_at_a_time_under_max_hosts():
+    clock = Clock()
+    s = Scheduler(["a", "b"], max_hosts=1, slots=2)
+    s.add("ja", host="a")
+    s.add("jb", host="b")
+    s.close()
+    for want in ("a", "b"):
+        assert s.to_open(clock()) == [want]
+        s.opened(want, clock())
+        (a,) = s.assign(clock())
+        assert a.host == want
+        s.succeeded(a, clock())
+    assert s.finished
