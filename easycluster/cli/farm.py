@@ -29,7 +29,7 @@ import os
 import sys
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
-from ..cluster.farmlog import JobLog, JobLogError, read_done
+from ..cluster.farmlog import JobLog, JobLogError, read_done, read_done_hosts
 from ..cluster.terminal import is_terminal
 from ..cluster.treeconfig import topology_for
 from ..nodeset.nodeset import NodeSet
@@ -345,13 +345,20 @@ def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
     halt = parse_halt(args.halt)
     hosts = select_hosts(args, stdin)
     commands = select_jobs(args, hosts, stdin)
-    if args.on_each_node is not None:
+    each = args.on_each_node is not None
+    if each:
         hosts = list(dict.fromkeys(hosts))  # one copy per host: a host listed twice runs once
-    all_jobs = {seq: Job(seq, c) for seq, c in enumerate(commands, 1)}
+    # -E: each copy pinned to its host, retries too (another host has run its own copy)
+    pins = hosts if each else [None] * len(commands)
+    all_jobs = {seq: Job(seq, c, pins[seq - 1]) for seq, c in enumerate(commands, 1)}
     skipped: Set[int] = set()
     if args.resume:
         try:
-            skipped = read_done(args.joblog, {s: j.command for s, j in all_jobs.items()})
+            if each:  # a copy is done where it ran: skip by host, not by number
+                done = read_done_hosts(args.joblog, args.on_each_node)
+                skipped = {s for s, j in all_jobs.items() if j.host in done}
+            else:
+                skipped = read_done(args.joblog, {s: j.command for s, j in all_jobs.items()})
         except JobLogError as e:
             raise UsageError(str(e)) from None
     jobs = {s: j for s, j in all_jobs.items() if s not in skipped}
@@ -362,7 +369,7 @@ def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
         retries=args.retries,
         retry_failed=args.retry_failed,
         max_hosts=args.max_nodes,
-        max_uses=1 if args.on_each_node is not None else args.max_node_uses,
+        max_uses=0 if each else args.max_node_uses,  # (-E: used up after its own job)
         timeout=args.timeout,
         halt=halt,
     )
@@ -430,7 +437,7 @@ def _run(
         reason = "halted while running"
     else:
         reason = "unfinished"
-    outcome = Outcome(all_jobs, report, skipped, reason)
+    outcome = Outcome(all_jobs, report, skipped, reason, farm.killed)
     for line in outcome.lines(PROG, farm.retired, limit=0 if args.verbose else 10):
         print(line, file=sys.stderr)
     sys.stdout.flush()

@@ -21,6 +21,8 @@ this happens                        the scheduler hears
 a reply fails with ConnectionLost   ``lost(host)``: retired, its jobs retried
 (the server died, or sent nothing   elsewhere (poisonous after 3 lost hosts)
 for 2 heartbeats: SIGKILL, SIGSTOP)
+the runner killed the job at        ``stuck``: as ``expire``, at once, with the
+``timeout`` and said so             output the job wrote until then
 the attempt's deadline passes       ``expire``: stuck, retried elsewhere; the
 (``timeout`` + ``grace``)           server killed the job at ``timeout``
 the job exits non-zero              ``failed(code)``: final unless ``retry_failed``;
@@ -127,15 +129,19 @@ def seq_of(job: Hashable) -> int:
 
 
 class Job(NamedTuple):
-    """One job: ``seq`` (its 1-based number in the job list) and its shell command."""
+    """One job: ``seq`` (its 1-based number in the job list) and its shell command;
+    ``host``: the only host it (and any retry of it) may run on (``-E``), or None."""
 
     seq: int
     command: str
+    host: Optional[str] = None
 
 
 class AttemptEnd(NamedTuple):
-    """How one attempt ended: ``klass`` is done, failed, lost or stuck; ``code`` the
-    exit code (None when there was none); ``start`` wall-clock seconds since the epoch."""
+    """How one attempt ended: ``klass`` is done, failed, lost, stuck or killed (abandoned
+    while running: ``--halt now``, Ctrl-C); ``code`` the exit code (None when there was
+    none); ``start`` wall-clock seconds since the epoch. A stuck attempt carries what
+    the job wrote before it was killed at its timeout."""
 
     job: Job
     host: str
@@ -209,7 +215,8 @@ class Farm:
             max_hosts=o.max_hosts,
             timeout=deadline,
         )
-        self.scheduler.add_many(self.jobs)
+        for job in jobs:
+            self.scheduler.add(job.seq, host=job.host)
         self.scheduler.close()
         self.clients: Dict[str, Any] = {}
         self.retired: Dict[str, Tuple[str, str]] = {}  # host: (reason, detail)
@@ -288,9 +295,9 @@ class Farm:
                     last_tick = now
                     obs.tick(self)
             if self.halted == "now":
-                self._abandon()
+                self._abandon(obs)
         except KeyboardInterrupt:
-            self._abandon()
+            self._abandon(obs)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -300,13 +307,15 @@ class Farm:
         obs.tick(self)
         return s.report()
 
-    def _abandon(self) -> None:
+    def _abandon(self, obs: FarmObserver) -> None:
         """Running attempts are given up: their processes are killed on every host that
-        answers within ``KILL_WAIT`` (the sessions are closed next)."""
+        answers within ``KILL_WAIT`` (the sessions are closed next), and each ends as
+        ``killed`` for the observer (the joblog: a line that ``--resume`` reruns)."""
         hosts = set()
         for host, job in self.active():
             self.killed.add(job.seq)
             hosts.add(host)
+            self._report_killed(job, host, obs)
         for host in hosts:
             client = self.clients.get(host)
             if client is None or host in self.retired:
@@ -317,6 +326,11 @@ class Farm:
                 client.call(KILLER, threadid=tid, call_timeout=KILL_WAIT)
             except Exception:  # noqa: BLE001 - a host that cannot kill is closed anyway
                 pass
+
+    def _report_killed(self, job: Job, host: str, obs: FarmObserver) -> None:
+        mono, wall = self._starts.get(job.seq, (time.monotonic(), time.time()))
+        duration = time.monotonic() - mono
+        obs.attempt_ended(AttemptEnd(job, host, wall, duration, None, "killed", b"", b""))
 
     def _check_halt(self) -> None:
         halt = self.options.halt
@@ -406,8 +420,10 @@ class Farm:
                     self._ended(attempt, None, "failed", b"", str(exc).encode(), obs)
                 return
             code, out, err, timed_out = fut.result()
-            if timed_out:
-                return  # killed at --timeout: judged stuck when its deadline passes
+            if timed_out:  # killed at --timeout: stuck now, with what it wrote till then
+                if s.stuck(attempt, now):
+                    self._ended(attempt, None, "stuck", out, err, obs)
+                return
             if code == 0:
                 if s.succeeded(attempt, now):
                     self._ended(attempt, 0, "done", out, err, obs)

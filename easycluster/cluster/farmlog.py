@@ -8,7 +8,8 @@ the attempt ends, after a header line::
 ``seq`` is the job's number (1-based, in the order the jobs were given); ``start`` is
 the attempt's start in seconds since the epoch (3 decimals), ``duration`` its length in
 seconds; ``exit`` the job's exit code, or ``-`` when there was none (lost, stuck);
-``class`` is ``done``, ``failed``, ``lost`` or ``stuck``; ``command`` the job's command
+``class`` is ``done``, ``failed``, ``lost``, ``stuck`` or ``killed`` (abandoned while
+running: ``--halt now``, Ctrl-C, SIGTERM; ``exit`` is ``-``); ``command`` the job's command
 with tabs, newlines and backslashes escaped (``\\t``, ``\\n``, ``\\\\``).
 
 ``read_done(path, jobs)`` gives the jobs a joblog records as done, and refuses a joblog
@@ -24,10 +25,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import IO, Dict, List, Optional, Set
+from typing import IO, Dict, Iterator, List, Optional, Set, Tuple
 
 HEADER = "seq\thost\tstart\tduration\texit\tclass\tcommand"
-CLASSES = ("done", "failed", "lost", "stuck")
+CLASSES = ("done", "failed", "lost", "stuck", "killed")
 
 
 def escape(text: str) -> str:
@@ -50,10 +51,13 @@ def unescape(text: str) -> str:
 
 class JobLog:
     """An open joblog: ``record`` writes one attempt's line and flushes it, so a master
-    killed at any moment leaves whole lines for every attempt that ended before."""
+    killed at any moment leaves whole lines for every attempt that ended before.
+    Appending drops a last line cut short first, so the next line starts a line."""
 
     def __init__(self, path: str, append: bool) -> None:
         self.path = path
+        if append:
+            drop_cut_line(path)
         fresh = not append or not os.path.exists(path) or os.path.getsize(path) == 0
         self.file: IO[str] = open(path, "a" if append else "w", encoding="utf-8")
         if fresh:
@@ -81,20 +85,58 @@ class JobLog:
         self.file.close()
 
 
+def drop_cut_line(path: str) -> None:
+    """Truncate ``path`` after its last newline: a last line without one was cut short
+    (the master killed mid-write) and is no record; appended to, it would make the
+    next line garbage that ``--resume`` refuses. A missing file is left alone."""
+    try:
+        f = open(path, "r+b")
+    except FileNotFoundError:
+        return
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:  # back from the end, a block at a time, to the last newline
+            step = min(pos, 65536)
+            f.seek(pos - step)
+            block = f.read(step)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                pos = pos - step + cut + 1
+                break
+            pos -= step
+        if pos != end:
+            f.truncate(pos)
+
+
 class JobLogError(ValueError):
     """A joblog that cannot be used for ``--resume``: the message says why."""
 
 
-def read_done(path: str, commands: Dict[int, str]) -> Set[int]:
-    """The seqs a joblog records as done. ``commands`` maps each seq to its command: a
-    done line whose command differs means the joblog belongs to another job list, and
-    raises ``JobLogError`` (resuming from it would skip jobs never run). A missing file
-    records nothing. A last line cut short (the master killed mid-write) is ignored."""
-    done: Set[int] = set()
+def read_done_hosts(path: str, command: str) -> Set[str]:
+    """The hosts a joblog of ``-E command`` records as done (``-E`` runs one copy per
+    host, so a copy is done where it ran, whatever its number was); JobLogError for a
+    done line of another command or a line that is no joblog line."""
+    hosts: Set[str] = set()
+    for number, fields in _records(path):
+        if fields[5] != "done":
+            continue
+        if unescape(fields[6]) != command:
+            raise JobLogError(
+                f"{path}:{number}: {unescape(fields[6])!r} was run there, not -E "
+                f"{command!r}: this joblog belongs to another run (use a new --joblog)"
+            )
+        hosts.add(unescape(fields[1]))
+    return hosts
+
+
+def _records(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """``(line number, fields)`` of each whole joblog line (none for a missing file);
+    a last line cut short is skipped, a malformed one raises JobLogError."""
     try:
         f = open(path, encoding="utf-8")
     except FileNotFoundError:
-        return done
+        return
     with f:
         lines = f.read().split("\n")
     # the text after the last newline is a line never finished: not a record
@@ -107,6 +149,16 @@ def read_done(path: str, commands: Dict[int, str]) -> Set[int]:
                 f"{path}:{number}: not a joblog line ({line[:60]!r}); give --joblog a "
                 "file written by easycluster farm, or a new file"
             )
+        yield number, fields
+
+
+def read_done(path: str, commands: Dict[int, str]) -> Set[int]:
+    """The seqs a joblog records as done. ``commands`` maps each seq to its command: a
+    done line whose command differs means the joblog belongs to another job list, and
+    raises ``JobLogError`` (resuming from it would skip jobs never run). A missing file
+    records nothing. A last line cut short (the master killed mid-write) is ignored."""
+    done: Set[int] = set()
+    for number, fields in _records(path):
         if fields[5] != "done":
             continue
         seq, command = int(fields[0]), unescape(fields[6])

@@ -97,7 +97,7 @@ class FarmWriter(FarmObserver):
             self.joblog.record(
                 seq, host, end.start, end.duration, end.code, end.klass, end.job.command
             )
-        if end.klass in ("done", "failed"):
+        if end.klass in ("done", "failed", "stuck"):  # (stuck: where it hung)
             if self.outdir is not None:
                 write_atomic(os.path.join(self.outdir, f"{seq}.out"), end.stdout)
                 write_atomic(os.path.join(self.outdir, f"{seq}.err"), end.stderr)
@@ -161,6 +161,7 @@ class Outcome:
         report: Report,
         skipped: Set[int],
         unfinished_reason: str,
+        killed: Optional[Set[int]] = None,
     ) -> None:
         self.jobs = jobs
         self.total = len(jobs)  # every job given, those skipped by --resume included
@@ -168,8 +169,10 @@ class Outcome:
         self.done = len(report.done) + len(skipped)
         self.failed = {seq_of(k): v for k, v in report.failed.items()}
         self.not_run = {seq_of(k): v for k, v in report.not_run.items()}
+        self.killed = set(killed or ())  # abandoned while running: they did run
         for job in report.unfinished:
             self.not_run[seq_of(job)] = unfinished_reason
+        self.attempts = {seq_of(k): v for k, v in (report.attempts or {}).items()}
         self.retired = report.retired
 
     def exit_code(self, interrupted: bool = False) -> int:
@@ -182,24 +185,40 @@ class Outcome:
                 return code
         return OK
 
+    def _failed_label(self, seq: int, kind: str, code: Optional[int]) -> str:
+        """``failed (KIND[, exit N])``; for a job lost each of the N times it ran (it
+        takes its hosts down) also ``ran N times, lost each time``."""
+        runs, lost = self.attempts.get(seq, (1, 0))
+        text = kind + ("" if code is None else f", exit {code}")
+        if runs > 1 and lost == runs:
+            text += f", ran {runs} times, lost each time"
+        return f"failed ({text})"
+
     def lines(self, prog: str, retired_detail: Dict[str, Tuple[str, str]], limit: int) -> List[str]:
         """The summary: a count line that adds up, then each job not done (at most
         ``limit`` per class; 0: all), then the retired hosts folded by reason."""
         earlier = f" ({len(self.skipped)} in an earlier run)" if self.skipped else ""
+        killed = len(self.killed & set(self.not_run))
+        among = f" ({killed} killed while running)" if killed else ""
         out = [
             f"{prog}: {self.total} jobs: {self.done} done{earlier}, "
-            f"{len(self.failed)} failed, {len(self.not_run)} not run"
+            f"{len(self.failed)} failed, {len(self.not_run)} not run{among}"
         ]
         groups: Dict[str, List[int]] = {}
         for seq, (kind, code) in sorted(self.failed.items()):
-            label = f"failed ({kind}" + ("" if code is None else f", exit {code}") + ")"
-            groups.setdefault(label, []).append(seq)
+            groups.setdefault(self._failed_label(seq, kind, code), []).append(seq)
         for seq, reason in sorted(self.not_run.items()):
-            groups.setdefault(f"not run ({reason})", []).append(seq)
+            if seq in self.killed:  # it ran, and was killed: not the same as never started
+                label = f"killed while running ({reason.replace(' while running', '')})"
+            else:
+                label = f"not run ({reason})"
+            groups.setdefault(label, []).append(seq)
         for label, seqs in groups.items():
             shown = seqs if not limit else seqs[:limit]
             for seq in shown:
-                out.append(f"{prog}: {label}: job {seq}: {self.jobs[seq].command}")
+                job = self.jobs[seq]
+                where = "" if job.host is None else f" on {job.host}"  # (-E: its host)
+                out.append(f"{prog}: {label}: job {seq}{where}: {job.command}")
             if len(shown) < len(seqs):
                 out.append(f"{prog}: {label}: ... and {len(seqs) - len(shown)} more (-v: all)")
         by_reason: Dict[str, List[str]] = {}

@@ -248,3 +248,123 @@ def test_status_text():
     c = {"done": 50, "total": 100, "failed": 2, "not run": 0, "running": 4, "slots": 8}
     c.update(retired=1, elapsed=10.0)
     assert status_text(c) == ("50/100 done, 4/8 running, 2 failed, 1 hosts retired, 5.0/s, ETA 10s")
+
+
+# -- audit67: job semantics ----------------------------------------------------------
+
+
+def test_each_node_retry_goes_to_the_host_that_failed(capfd, tmp_path):
+    """audit67 #1: -E's copy that failed on h2 is retried on h2, not on a free h1/h3."""
+    flag = tmp_path / "flag"
+    cmd = f'if [ "$(cat {flag} 2>/dev/null)" = "" ]; then echo x > {flag}; exit 1; fi; echo ok'
+    log = tmp_path / "log"
+    argv = ["-n", "h1", "h2", "h3", "-E", cmd, "--retry-failed", "1", "--joblog", str(log)]
+    rc, out, err = run(capfd, *argv)
+    assert rc == 0, err
+    rows = [r.split("\t") for r in log.read_text().splitlines()[1:]]
+    failed = [(r[0], r[1]) for r in rows if r[5] == "failed"]
+    assert len(failed) == 1
+    seq, host = failed[0]
+    assert [r[1] for r in rows if r[0] == seq and r[5] == "done"] == [host]
+    assert sorted(r[1] for r in rows if r[5] == "done") == ["h1", "h2", "h3"]
+
+
+def test_each_node_resume_reruns_the_copy_on_its_own_host(capfd, tmp_path):
+    """audit67 #1: --resume maps done lines by host; the summary names the host."""
+    flag = tmp_path / "flag"
+    log = tmp_path / "log"
+    cmd = f'if [ "$(hostname)" ] && [ -e {flag} ]; then echo ok; else exit 3; fi'
+    log.write_text(
+        HEADER + "\n"
+        f"1\th2\t1.0\t0.1\t0\tdone\t{escape(cmd)}\n"  # h2 did it as job 1 (other order)
+        f"2\th1\t1.0\t0.1\t3\tfailed\t{escape(cmd)}\n"
+    )
+    rc, out, err = run(capfd, "-n", "h1", "h2", "-E", cmd, "--joblog", str(log), "--resume")
+    assert rc == JOB_FAILED, err
+    assert "failed (failed, exit 3): job 1 on h1" in err  # h1 ran it, h2 was skipped
+    assert added_up(err, 2) == (1, 1, 0)
+    flag.write_text("")
+    rc, out, err = run(capfd, "-n", "h1", "h2", "-E", cmd, "--joblog", str(log), "--resume")
+    assert rc == 0, err
+    assert out == "1 h1: ok\n"
+
+
+def test_resume_after_a_cut_line_twice(capfd, tmp_path):
+    """audit67 #4: the cut line is dropped before appending, so a second --resume works."""
+    log = tmp_path / "log"
+    jobs = ["echo j1", "echo j2", "echo j3"]
+    argv = ["-n", "h1", "--joblog", str(log), "--resume"]
+    for j in jobs:
+        argv += ["-j", j]
+    log.write_text(HEADER + "\n1\th1\t1.0\t0.1\t0\tdone\techo j1\n3\th1\t1796")
+    rc, out, err = run(capfd, *argv)
+    assert rc == 0 and sorted(out.splitlines()) == ["2 h1: j2", "3 h1: j3"], err
+    text = log.read_text()
+    assert text.endswith("\n")
+    assert all(len(line.split("\t")) == 7 for line in text.splitlines())
+    rc, out, err = run(capfd, *argv)
+    assert rc == 0 and out == "", err
+    assert "3 done (3 in an earlier run)" in err
+
+
+def test_a_job_that_kills_every_host_is_failed_lost_not_not_run(capfd):
+    """audit67 #5: it ran twice and was lost each time: failed (lost), exit 252."""
+    rc, out, err = run(capfd, "-n", "h1", "h2", "-j", "kill -9 $PPID")
+    assert rc == JOB_LOST, err
+    assert "failed (lost, ran 2 times, lost each time): job 1: kill -9 $PPID" in err
+    assert added_up(err, 1) == (0, 1, 0)
+
+
+@pytest.mark.timeout(60)
+def test_stuck_job_output_is_kept(capfd, tmp_path):
+    """audit67 #7: what a job wrote before its --timeout kill shows where it hung."""
+    job = "echo step 1 ok; echo waiting on lock >&2; sleep 30"
+    rc, out, err = run(capfd, "-n", "h1", "-j", job, "--timeout", "0.5", "--retries", "0")
+    assert rc == JOB_STUCK, err
+    assert out == "1 h1: step 1 ok\n" and "1 h1: waiting on lock" in err
+    outdir = tmp_path / "out"
+    rc, out, err = run(capfd, "-n", "h1", "-j", job, "--timeout", "0.5", "--retries", "0",
+                       "--outdir", str(outdir))  # fmt: skip
+    assert rc == JOB_STUCK, err
+    assert (outdir / "1.out").read_text() == "step 1 ok\n"
+    assert (outdir / "1.err").read_text() == "waiting on lock\n"
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_logs_killed_attempts_and_resume_reruns_them(tmp_path):
+    """audit10b: a job killed while running is "killed while running", not "not run",
+    and has a joblog line (class killed, exit -) that --resume reruns."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile, log = tmp_path / "pid", tmp_path / "log"
+    argv = [sys.executable, "-m", "easycluster", "farm", "-R", "local", "--no-status",
+            "-n", "h1", "--joblog", str(log), "-j", f"echo $$ > {pidfile}; exec sleep 60",
+            "-j", "true"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid = 0
+    try:
+        for _ in range(300):  # bounded: the job writes its pid within seconds
+            if pidfile.exists() and pidfile.read_text().endswith("\n"):
+                break
+            time.sleep(0.1)
+        pid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "2 not run (1 killed while running)" in err
+    assert "killed while running (interrupted): job 1: echo" in err
+    assert "not run (interrupted): job 2: true" in err
+    rows = [r.split("\t") for r in log.read_text().splitlines()[1:]]
+    assert [(r[0], r[4], r[5]) for r in rows] == [("1", "-", "killed")]
+    assert read_done(str(log), {1: f"echo $$ > {pidfile}; exec sleep 60", 2: "true"}) == set()

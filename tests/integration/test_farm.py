@@ -298,7 +298,7 @@ def test_halt_now_abandons_and_kills_running_jobs(sshd, tmp_path):
     rc, out, err = run_farm(sshd, *args)
     assert rc == 254, err
     assert counts(err, 5) == {"total": 5, "done": 0, "earlier": 0, "failed": 1, "not run": 4}
-    assert "not run (halted while running): job 1" in err
+    assert "killed while running (halted): job 1" in err
     assert "not run (halted): job 5" in err
     pid = read_pid(str(pidfile))
     alive = pid_alive(pid)
@@ -331,5 +331,5 @@ def test_interrupted_master_reports_and_kills_its_jobs(sshd, tmp_path, sig):
     assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), err
     c = counts(err, 3)
     assert c["not run"] >= 1
-    assert "not run (interrupted): job 1" in err
+    assert "killed while running (interrupted): job 1" in err
     assert not alive
