@@ -196,7 +196,8 @@ class Outcome:
 
     def lines(self, prog: str, retired_detail: Dict[str, Tuple[str, str]], limit: int) -> List[str]:
         """The summary: a count line that adds up, then each job not done (at most
-        ``limit`` per class; 0: all), then the retired hosts folded by reason."""
+        ``limit`` per class; 0: all), then the retired hosts: a line per reason and
+        detail (``retired_groups``), its hosts folded as a node set."""
         earlier = f" ({len(self.skipped)} in an earlier run)" if self.skipped else ""
         killed = len(self.killed & set(self.not_run))
         among = f" ({killed} killed while running)" if killed else ""
@@ -221,13 +222,25 @@ class Outcome:
                 out.append(f"{prog}: {label}: job {seq}{where}: {job.command}")
             if len(shown) < len(seqs):
                 out.append(f"{prog}: {label}: ... and {len(seqs) - len(shown)} more (-v: all)")
-        by_reason: Dict[str, List[str]] = {}
-        for host, reason in self.retired.items():
-            by_reason.setdefault(reason, []).append(host)
-        for reason, hosts in sorted(by_reason.items()):
-            detail = ""
-            if len(hosts) == 1 and hosts[0] in retired_detail:
-                last = retired_detail[hosts[0]][1].strip().splitlines()[-1:]
-                detail = f": {last[0]}" if last else ""
-            out.append(f"{prog}: hosts retired ({reason}): {NodeSet.fromlist(hosts)}{detail}")
+        for (reason, detail), hosts in retired_groups(self.retired, retired_detail):
+            if len(hosts) == 1:  # (its own name reads better than %h)
+                detail = detail.replace("%h", hosts[0])
+            why = f": {detail}" if detail else ""
+            out.append(f"{prog}: hosts retired ({reason}): {NodeSet.fromlist(hosts)}{why}")
         return out
+
+
+def retired_groups(
+    retired: Dict[str, str], detail: Dict[str, Tuple[str, str]]
+) -> List[Tuple[Tuple[str, str], List[str]]]:
+    """The retired hosts grouped by ``(reason, why)``, sorted: ``why`` is the last line
+    of the host's detail (``detail[host][1]``: the error that retired it) with the
+    host's own name written ``%h``, so that hosts that failed alike (two names that do
+    not resolve) share a line and hosts that failed differently (a changed host key,
+    a refused key, a name that does not resolve) do not."""
+    groups: Dict[Tuple[str, str], List[str]] = {}
+    for host, reason in retired.items():
+        text = detail.get(host, ("", ""))[1].strip().splitlines()
+        why = text[-1].replace(host, "%h") if text else ""
+        groups.setdefault((reason, why), []).append(host)
+    return sorted(groups.items())

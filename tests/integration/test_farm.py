@@ -234,7 +234,8 @@ def test_all_hosts_dead_every_job_accounted_for(sshd, tmp_path):
     assert c["not run"] == 5
     assert out == ""
     assert "not run (no hosts left): job 5" in err
-    assert "hosts retired (unreachable): badhostkey-sshtest,wrongkey-sshtest" in err
+    assert "hosts retired (unreachable): badhostkey-sshtest: " in err
+    assert "hosts retired (unreachable): wrongkey-sshtest: " in err
 
 
 @pytest.mark.timeout(120)
@@ -333,3 +334,22 @@ def test_interrupted_master_reports_and_kills_its_jobs(sshd, tmp_path, sig):
     assert c["not run"] >= 1
     assert "killed while running (interrupted): job 1" in err
     assert not alive
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_hosts_grouped_by_reason(sshd, tmp_path):
+    # two names that do not resolve fail alike; a refused key and a changed host key
+    # each fail their own way: three lines, each with its reason
+    hosts = ["nohost1.invalid", "nohost2.invalid", "wrongkey-sshtest", "badhostkey-sshtest"]
+    rc, out, err = run_farm(
+        sshd, "-n", *hosts, "sshtest0", "--connect-timeout", "5", "-j", "echo a", "-j", "echo b"
+    )
+    assert rc == 0, err
+    assert counts(err, 2)["done"] == 2
+    retired = [line for line in err.splitlines() if "hosts retired (unreachable)" in line]
+    assert len(retired) == 3, err
+    why = dict(line.split(": ", 3)[2:] for line in retired)  # hosts: reason
+    assert set(why) == {"nohost[1-2].invalid", "wrongkey-sshtest", "badhostkey-sshtest"}, err
+    assert "resolve hostname %h" in why["nohost[1-2].invalid"], err  # (one text for both)
+    assert "Host key verification failed" in why["badhostkey-sshtest"], err
+    assert "wrongkey-sshtest: authentication refused" in why["wrongkey-sshtest"], err
