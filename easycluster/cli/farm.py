@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from ..cluster.farmlog import JobLog, JobLogError, read_done, read_done_hosts
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # annotations only: the farm, its scheduler and clients load 
     from ..cluster.farmout import FarmWriter
 
 PROG = "easycluster farm"
+MAX_SECONDS = threading.TIMEOUT_MAX  # the longest wait the OS is given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +294,7 @@ def parse_halt(text: Optional[str]) -> Optional[Tuple[str, int]]:
 
 
 def check_numbers(args: argparse.Namespace) -> None:
+    """UsageError for a number out of range, or options that do not go together."""
     for flag, value, low in (
         ("--slots", args.slots, 1),
         ("-m/--max-nodes", args.max_nodes, 0),
@@ -306,8 +309,11 @@ def check_numbers(args: argparse.Namespace) -> None:
         ("--heartbeat", args.heartbeat),
         ("--connect-timeout", args.connect_timeout),
     ):
-        if fvalue is not None and not fvalue > 0:
-            raise UsageError(f"{flag} takes seconds > 0, not {fvalue:g}")
+        # (inf and nan too: a job's wait is given to the OS, which takes neither)
+        if fvalue is not None and not 0 < fvalue <= MAX_SECONDS:
+            raise UsageError(
+                f"{flag} takes seconds > 0 (at most {MAX_SECONDS:.0f}), not {fvalue:g}"
+            )
     if args.resume and not args.joblog:
         raise UsageError("--resume reads the joblog: give --joblog FILE too")
     if args.outdir and (args.stdout or args.stderr):
