@@ -21,6 +21,8 @@
      ├── DefinitionsError                a define_common block failed on a server (which, where)
      ├── SystemdUnavailable              systemd is not running (or systemctl missing) for a service
      │                                   command; the message says what to do instead
+     ├── OutputFileError (OSError)       a file a command writes while it runs (a farm's joblog,
+     │                                   job output) could not be written; the message names it
      └── NodeSetError (ValueError)       node-set notation and group sources (= NodeSetException)
           ├── NodeSetParseError          a node set string that cannot be parsed (``part``, ``msg``)
           │    ├── NodeSetParseRangeError  a bad range inside a node set's brackets
@@ -229,6 +231,12 @@ class DefinitionsError(EasyClusterError):
 class SystemdUnavailable(EasyClusterError):
     """systemd (or systemctl) is not there to do what was asked; the message says what to
     do instead."""
+
+
+class OutputFileError(EasyClusterError, OSError):
+    """A file written while a command runs (the farm's joblog, its job output files)
+    could not be written (disk full, directory removed): the message names the file
+    and says why. Raised so the run can stop cleanly, its running work killed."""
 
 
 class NodeSetError(EasyClusterError, ValueError):

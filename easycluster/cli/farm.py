@@ -33,13 +33,15 @@ from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from ..cluster.farmlog import JobLog, JobLogError, read_done, read_done_hosts
 from ..cluster.terminal import is_terminal
 from ..cluster.treeconfig import topology_for
+from ..errors import OutputFileError
 from ..nodeset.nodeset import NodeSet
 from ..version import VERSION
-from .exitcodes import Parser, Terminated, UsageError, run_command, terminate_as_interrupt
+from .exitcodes import FAILURE, Parser, Terminated, UsageError, run_command, terminate_as_interrupt
 
 # (re-exported: their home was this module)
 from .farmconnect import connector as connector
 from .farmconnect import tree_connect as tree_connect
+from .farminput import prepare_active, prepare_outdir
 
 if TYPE_CHECKING:  # annotations only: the farm, its scheduler and clients load at run time
     from ..cluster.farm import FarmOptions, Job
@@ -369,7 +371,9 @@ def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
             raise UsageError(str(e)) from None
     jobs = {s: j for s, j in all_jobs.items() if s not in skipped}
     if args.outdir:
-        os.makedirs(args.outdir, exist_ok=True)
+        prepare_outdir(args.outdir)
+    if args.active_nodes:
+        prepare_active(args.active_nodes)
     options = FarmOptions(
         slots=args.slots,
         retries=args.retries,
@@ -426,10 +430,14 @@ def _run(
 
         watch = SlurmWatch(list(dict.fromkeys(hosts)), farm.host_gone).start()
     interrupted: Optional[KeyboardInterrupt] = None
+    broken: Optional[OutputFileError] = None
     try:
         report = farm.run(writer) if jobs else farm.scheduler.report()
     except KeyboardInterrupt as e:  # (SIGTERM and SIGHUP too: ``Terminated``)
         interrupted = e
+        report = farm.scheduler.report()
+    except OutputFileError as e:  # (the farm killed what ran): say so, then the summary
+        broken = e
         report = farm.scheduler.report()
     finally:
         if watch is not None:
@@ -437,7 +445,10 @@ def _run(
         if getattr(args, "relay", None) is not None:
             args.relay.close()  # (after the farm closed its sessions: the gateways end)
     writer.finish()
-    if interrupted:
+    if broken is not None:
+        reason = "abandoned: output could not be written"
+        writer.say(f"{broken}: running jobs killed, the run stopped")
+    elif interrupted:
         reason = "interrupted"
     elif farm.halted == "now":
         reason = "halted while running"
@@ -447,6 +458,8 @@ def _run(
     for line in outcome.lines(PROG, farm.retired, limit=0 if args.verbose else 10):
         print(line, file=sys.stderr)
     sys.stdout.flush()
+    if broken is not None:
+        return FAILURE
     if isinstance(interrupted, Terminated):
         return 128 + interrupted.signum  # (as a shell reports a command it ended)
     return INTERRUPTED if interrupted else outcome.exit_code()

@@ -222,6 +222,7 @@ class Farm:
         self.retired: Dict[str, Tuple[str, str]] = {}  # host: (reason, detail)
         self.halted: Optional[str] = None  # "now" or "soon" once --halt fired
         self.killed: Set[int] = set()  # seqs abandoned while running (--halt now, Ctrl-C)
+        self._abandoned = False  # _abandon ran (once per run: a failing observer may ask twice)
         self._events: queue.Queue[Tuple[Any, ...]] = queue.Queue()
         self._free_tids: Dict[str, List[int]] = {}
         self._next_tid: Dict[str, int] = {}
@@ -258,8 +259,9 @@ class Farm:
 
     def run(self, observer: Optional[FarmObserver] = None) -> Report:
         """Run until every job is final (or ``--halt now``); always closes the sessions.
-        On KeyboardInterrupt the running jobs are abandoned (``killed``) and it
-        propagates after the sessions are closed."""
+        On KeyboardInterrupt, or an error from ``observer`` (a file it cannot write),
+        the running jobs are abandoned (``killed``: their processes killed, never left
+        running unreported) and it propagates after the sessions are closed."""
         obs = observer or FarmObserver()
         s = self.scheduler
         pool = ThreadPoolExecutor(max_workers=self.options.connect_fanout)
@@ -296,8 +298,11 @@ class Farm:
                     obs.tick(self)
             if self.halted == "now":
                 self._abandon(obs)
-        except KeyboardInterrupt:
-            self._abandon(obs)
+        except BaseException:  # Ctrl-C, or the observer failed: nothing may run on unseen
+            try:
+                self._abandon(obs)
+            except Exception:  # (the observer again: the error being raised says why)
+                pass
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -310,12 +315,18 @@ class Farm:
     def _abandon(self, obs: FarmObserver) -> None:
         """Running attempts are given up: their processes are killed on every host that
         answers within ``KILL_WAIT`` (the sessions are closed next), and each ends as
-        ``killed`` for the observer (the joblog: a line that ``--resume`` reruns)."""
+        ``killed`` for the observer (the joblog: a line that ``--resume`` reruns). Done
+        once per run; the kills come before the reports, so an observer that fails (a
+        joblog that cannot be written: the reason the run stops, maybe) never leaves a
+        job running. The observer's first error is raised once every job is reported."""
+        if self._abandoned:
+            return
+        self._abandoned = True
+        running = list(self.active())
         hosts = set()
-        for host, job in self.active():
+        for host, job in running:
             self.killed.add(job.seq)
             hosts.add(host)
-            self._report_killed(job, host, obs)
         for host in hosts:
             client = self.clients.get(host)
             if client is None or host in self.retired:
@@ -326,6 +337,14 @@ class Farm:
                 client.call(KILLER, threadid=tid, call_timeout=KILL_WAIT)
             except Exception:  # noqa: BLE001 - a host that cannot kill is closed anyway
                 pass
+        failed: Optional[Exception] = None
+        for host, job in running:
+            try:
+                self._report_killed(job, host, obs)
+            except Exception as e:  # (the next jobs are reported all the same)
+                failed = failed or e
+        if failed is not None:
+            raise failed
 
     def _report_killed(self, job: Job, host: str, obs: FarmObserver) -> None:
         mono, wall = self._starts.get(job.seq, (time.monotonic(), time.time()))

@@ -22,8 +22,10 @@ interrupted, not run, lost, stuck, failed.
 from __future__ import annotations
 
 import os
-from typing import IO, Dict, List, Optional, Set, Tuple
+from contextlib import contextmanager
+from typing import IO, Dict, Iterator, List, Optional, Set, Tuple
 
+from ..errors import OutputFileError
 from ..nodeset.nodeset import NodeSet
 from .farm import AttemptEnd, Farm, FarmObserver, Job, seq_of
 from .farmlog import JobLog, write_atomic
@@ -92,26 +94,38 @@ class FarmWriter(FarmObserver):
         self._active: Optional[bytes] = None
 
     def attempt_ended(self, end: AttemptEnd) -> None:
+        """Log the attempt and write its output. OutputFileError if the joblog or an
+        output file cannot be written: the run must stop, since what it would go on
+        doing could not be recorded."""
         seq, host = end.job.seq, end.host
         if self.joblog is not None:
-            self.joblog.record(
-                seq, host, end.start, end.duration, end.code, end.klass, end.job.command
-            )
+            with _writing(self.joblog.path):
+                self.joblog.record(
+                    seq, host, end.start, end.duration, end.code, end.klass, end.job.command
+                )
         if end.klass in ("done", "failed", "stuck"):  # (stuck: where it hung)
             if self.outdir is not None:
-                write_atomic(os.path.join(self.outdir, f"{seq}.out"), end.stdout)
-                write_atomic(os.path.join(self.outdir, f"{seq}.err"), end.stderr)
+                for name, data in ((f"{seq}.out", end.stdout), (f"{seq}.err", end.stderr)):
+                    path = os.path.join(self.outdir, name)
+                    with _writing(path):
+                        write_atomic(path, data)
             else:
-                if self.stdout is not None and end.stdout:
-                    self.stdout.write(_prefixed(seq, host, end.stdout))
-                    self.stdout.flush()
-                if self.stderr is not None and end.stderr:
+                self._stream(self.stdout, seq, host, end.stdout)
+                if end.stderr:
                     self._clear()
-                    self.stderr.write(_prefixed(seq, host, end.stderr))
-                    self.stderr.flush()
+                self._stream(self.stderr, seq, host, end.stderr)
         if self.verbose >= 2 or (self.verbose and end.klass != "done"):
             code = "" if end.code is None else f" (exit {end.code})"
             self.say(f"job {seq} on {host}: {end.klass}{code} in {end.duration:.3f} s")
+
+    def _stream(self, f: Optional[IO[bytes]], seq: int, host: str, data: bytes) -> None:
+        """``data`` to ``f`` as prefixed lines, flushed (so a file shared by -o and -e
+        gets each attempt's lines whole, in order)."""
+        if f is None or not data:
+            return
+        with _writing(getattr(f, "name", "output")):
+            f.write(_prefixed(seq, host, data))
+            f.flush()
 
     def host_retired(self, host: str, reason: str, detail: str) -> None:
         if self.verbose:
@@ -136,12 +150,22 @@ class FarmWriter(FarmObserver):
             self.write_active(farm.active())
 
     def write_active(self, active: List[Tuple[str, Job]]) -> None:
-        """Replace the active-nodes file if its text changed."""
+        """Replace the active-nodes file if its text changed. A file that cannot be
+        written is warned about once and then left alone: it is a view for people, and
+        losing it must not cost the run (the jobs, the joblog, the summary)."""
         if self.active_file is None:
-            return  # (no --active-nodes file asked for)
+            return  # (no --active-nodes file asked for, or it could not be written)
         text = "".join(f"{host}: {job.seq} {job.command}\n" for host, job in active).encode()
         if text != self._active:
-            write_atomic(self.active_file, text)
+            try:
+                write_atomic(self.active_file, text)
+            except OSError as e:
+                self.say(
+                    f"warning: cannot write the active-nodes file {self.active_file} "
+                    f"({e.strerror or e}): no more updates to it; the run goes on"
+                )
+                self.active_file = None
+                return
             self._active = text
 
     def finish(self) -> None:
@@ -149,6 +173,18 @@ class FarmWriter(FarmObserver):
         self._clear()
         if self.active_file is not None:
             self.write_active([])
+
+
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """An OSError inside (but a closed pipe, which the command treats as its reader
+    leaving) as OutputFileError naming ``path``."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputFileError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 class Outcome:

@@ -9,7 +9,10 @@ running unreported. Runs call ``main(argv)`` in this process with ``-R local`` (
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
+import time
 
 import pytest
 
@@ -79,3 +82,82 @@ def test_non_finite_seconds_are_usage_errors(capfd, tmp_path, flag, value):
     assert rc == 2, err
     assert f"{flag} takes seconds > 0" in err and "Traceback" not in err
     assert not marker.exists()
+
+
+def test_unwritable_output_paths_are_usage_errors_before_any_job(capfd, tmp_path):
+    marker = tmp_path / "ran"
+    job = ["-n", "h1", "-j", f"touch {marker}"]
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    missing = tmp_path / "no" / "such"
+    for argv, says in [
+        (["--outdir", str(a_file)], f"--outdir {a_file}: exists and is not a directory"),
+        (["-A", f"{missing}.txt"], f"-A {missing}.txt: cannot write it"),
+        (["-A", str(tmp_path)], f"-A {tmp_path}: cannot write it"),  # a directory
+    ]:
+        rc, out, err = run(capfd, *job, *argv)
+        assert rc == 2, (argv, err)
+        assert says in err and ".tmp" not in err, err
+        assert not marker.exists(), argv
+
+
+# -- output: files that fail mid-run ---------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_active_file_gone_mid_run_is_a_warning_once(capfd, tmp_path):
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    rc, out, err = run(
+        capfd,
+        "-n",
+        "h1",
+        "-A",
+        str(adir / "act.txt"),
+        "-j",
+        f"rm -rf {adir}",
+        "-j",
+        "sleep 0.6; echo two",  # (ticks pass while it runs: -A is written, and fails)
+        "-j",
+        "echo three",
+    )
+    assert rc == 0, err
+    assert added_up(err, 3) == (3, 0, 0)
+    assert err.count("warning: cannot write the active-nodes file") == 1, err
+    assert f"{adir / 'act.txt'}" in err and ".act.txt." not in err
+    assert out.splitlines() == ["2 h1: two", "3 h1: three"]
+
+
+@pytest.mark.timeout(60)
+def test_outdir_gone_mid_run_kills_running_jobs_and_reports_all(capfd, tmp_path):
+    outdir, pidfile = tmp_path / "out", tmp_path / "pid"
+    pid = None
+    try:
+        rc, out, err = run(
+            capfd,
+            "-n",
+            "h1",
+            "--slots",
+            "2",
+            "--outdir",
+            str(outdir),
+            "-j",
+            f"echo $$ > {pidfile}.new && mv {pidfile}.new {pidfile}; exec sleep 60",
+            "-j",
+            f"while [ ! -e {pidfile} ]; do sleep 0.05; done; rm -rf {outdir}",
+            "-j",
+            "echo three",
+        )
+        pid = int(pidfile.read_text())
+        assert rc == 1, err
+        assert f"cannot write {outdir}/2.out" in err, err
+        done, failed, not_run = added_up(err, 3)
+        assert (done, not_run) == (1, 2), err
+        assert "job 1: echo" in err and "job 3: echo three" in err
+        deadline = time.monotonic() + 10
+        while running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(pid), "the running job was left running"
+    finally:
+        if pid is not None and running(pid):
+            os.kill(pid, signal.SIGKILL)
