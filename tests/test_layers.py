@@ -86,7 +86,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     # the engine, the farm and the client stack load once a run starts
     ("cli.shell", "cluster.task"): "start-up: loaded once a run starts",
     ("cli.shell", "cli.keeper"): "optional: only --keep needs it",
-    ("cli.farm", "cluster.task"): "start-up: loaded once a run starts",
+    ("cli.farminput", "cluster.task"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farm"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farmout"): "start-up: loaded once a run starts",
     ("cli.farmconnect", "cluster.treeexec"): "start-up: loaded once a run starts (--topology)",

@@ -30,7 +30,7 @@ import sys
 import threading
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
-from ..cluster.farmlog import JobLog, JobLogError, read_done, read_done_hosts
+from ..cluster.farmlog import JobLogError, read_done, read_done_hosts
 from ..cluster.terminal import is_terminal
 from ..cluster.treeconfig import topology_for
 from ..errors import OutputFileError
@@ -41,7 +41,15 @@ from .exitcodes import FAILURE, Parser, Terminated, UsageError, run_command, ter
 # (re-exported: their home was this module)
 from .farmconnect import connector as connector
 from .farmconnect import tree_connect as tree_connect
-from .farminput import prepare_active, prepare_outdir
+from .farminput import (
+    group_hosts,
+    hosts_in,
+    numbered_lines,
+    open_joblog,
+    open_outputs,
+    prepare_active,
+    prepare_outdir,
+)
 
 if TYPE_CHECKING:  # annotations only: the farm, its scheduler and clients load at run time
     from ..cluster.farm import FarmOptions, Job
@@ -209,32 +217,22 @@ def _count(group: Any, *flags: str, default: int, help: str) -> None:
 
 def _read_lines(path: str, what: str, stdin: IO[str]) -> List[str]:
     """Non-blank lines of ``path`` that do not start with ``#``, stripped."""
-    try:
-        if path == "-":
-            text = stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-    except OSError as e:
-        raise UsageError(f"cannot read {what} file {path}: {e.strerror or e}") from None
-    lines = (line.strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    return [line for _, line in numbered_lines(path, what, stdin)]
 
 
 def select_hosts(args: argparse.Namespace, stdin: IO[str]) -> List[str]:
-    """Host slots in the order given (a host named N times appears N times)."""
-    from ..cluster.task import node_list  # the engine loads only once a run starts
-
+    """Host slots in the order given (a host named N times appears N times).
+    UsageError for a node set that does not parse or a group with no node."""
     hosts: List[str] = []
     for name in args.nodes:
-        hosts += node_list(name)
+        hosts += hosts_in(name, f"-n {name}")
     for path in args.node_files:
-        for line in _read_lines(path, "node", stdin):
-            hosts += node_list(line)
+        for n, line in numbered_lines(path, "node", stdin):
+            hosts += hosts_in(line, f"{path}:{n}")
     for text in args.nodesets:
-        hosts += node_list(text)
+        hosts += hosts_in(text, "-w")
     for group in args.groups:
-        hosts += list(NodeSet("@" + group))
+        hosts += group_hosts(group)
     if args.slurm is not None:
         return slurm_hosts(args, hosts)
     if not hosts:
@@ -333,17 +331,6 @@ def choose_topology(args: argparse.Namespace) -> None:
     args.topology_file = topology_for(args.topology, flat)
 
 
-def _open_output(path: Optional[str], default: IO[bytes], opened: List[IO[bytes]]) -> IO[bytes]:
-    if path is None:
-        return default
-    try:
-        f = open(path, "wb")
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    opened.append(f)
-    return f
-
-
 def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
     """Everything after parsing: returns the exit code."""
     from ..cluster.farm import FarmOptions, Job  # deferred: see connector
@@ -383,14 +370,17 @@ def run_farm(args: argparse.Namespace, stdin: IO[str]) -> int:
         timeout=args.timeout,
         halt=halt,
     )
-    opened: List[IO[bytes]] = []
-    joblog = JobLog(args.joblog, append=args.resume) if args.joblog else None
+    stdout, stderr, opened = open_outputs(
+        args.stdout, args.stderr, (sys.stdout.buffer, sys.stderr.buffer)
+    )
+    joblog = None
     try:
+        joblog = open_joblog(args.joblog, append=args.resume) if args.joblog else None
         writer = FarmWriter(
             PROG,
             sys.stderr,
-            stdout=_open_output(args.stdout, sys.stdout.buffer, opened),
-            stderr=_open_output(args.stderr, sys.stderr.buffer, opened),
+            stdout=stdout,
+            stderr=stderr,
             outdir=args.outdir,
             joblog=joblog,
             active_file=args.active_nodes,

@@ -84,6 +84,19 @@ def test_non_finite_seconds_are_usage_errors(capfd, tmp_path, flag, value):
     assert not marker.exists()
 
 
+def test_bad_input_files_are_usage_errors_naming_them(capfd, tmp_path):
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_bytes(b"echo a\necho \xff\n")
+    rc, _, err = run(capfd, "-n", "h1", "-J", str(jobs))
+    assert rc == 2 and f"job file {jobs}:2: not UTF-8" in err, err
+    nodes = tmp_path / "nodes.txt"
+    nodes.write_text("h1\n# rack 2\nnode[1-\n")
+    rc, _, err = run(capfd, "-N", str(nodes), "-j", "true")
+    assert rc == 2 and f"{nodes}:3: 'node[1-' is not a node set" in err, err
+    rc, _, err = run(capfd, "-w", "h[1-", "-j", "true")
+    assert rc == 2 and "-w: 'h[1-' is not a node set" in err, err
+
+
 def test_unwritable_output_paths_are_usage_errors_before_any_job(capfd, tmp_path):
     marker = tmp_path / "ran"
     job = ["-n", "h1", "-j", f"touch {marker}"]
@@ -91,6 +104,7 @@ def test_unwritable_output_paths_are_usage_errors_before_any_job(capfd, tmp_path
     a_file.write_text("")
     missing = tmp_path / "no" / "such"
     for argv, says in [
+        (["--joblog", f"{missing}.log"], f"--joblog {missing}.log: cannot write it"),
         (["--outdir", str(a_file)], f"--outdir {a_file}: exists and is not a directory"),
         (["-A", f"{missing}.txt"], f"-A {missing}.txt: cannot write it"),
         (["-A", str(tmp_path)], f"-A {tmp_path}: cannot write it"),  # a directory
@@ -101,7 +115,46 @@ def test_unwritable_output_paths_are_usage_errors_before_any_job(capfd, tmp_path
         assert not marker.exists(), argv
 
 
-# -- output: files that fail mid-run ---------------------------------------------------
+def test_unknown_group_is_a_usage_error_even_beside_hosts(capfd, groups):
+    rc, out, err = run(capfd, "-g", "rack1", "-j", "echo x")
+    assert rc == 0 and re.fullmatch(r"1 h[12]: x\n", out), err
+    for argv in (["-n", "h1", "-g", "rack1typo"], ["-w", "h1,@rack1typo"], ["-g", "rack1typo"]):
+        rc, out, err = run(capfd, *argv, "-j", "echo x")
+        assert rc == 2, (argv, err)
+        assert "no node in @rack1typo (an unknown or empty group?)" in err, err
+        assert out == ""
+
+
+# -- output: one file for both streams; files that fail mid-run ------------------------
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink"])
+def test_one_file_for_stdout_and_stderr_keeps_both(capfd, tmp_path, spelling):
+    path = tmp_path / "both.txt"
+    other = path
+    if spelling == "symlink":
+        other = tmp_path / "link.txt"
+        other.symlink_to(path)
+    rc, out, err = run(
+        capfd,
+        "-n",
+        "h1",
+        "-o",
+        str(path),
+        "-e",
+        str(other),
+        "-j",
+        "echo OUT-one; echo ERR-one >&2",
+        "-j",
+        "echo OUT-two; echo ERR-two >&2",
+    )
+    assert rc == 0, err
+    assert path.read_text().splitlines() == [
+        "1 h1: OUT-one",
+        "1 h1: ERR-one",
+        "2 h1: OUT-two",
+        "2 h1: ERR-two",
+    ]
 
 
 @pytest.mark.timeout(60)
