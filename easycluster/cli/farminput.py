@@ -61,7 +61,8 @@ def hosts_in(text: str, where: str) -> List[str]:
         check_groups(text, where)
         return node_list(text)
     except NodeSetParseError as e:
-        raise UsageError(f"{where}: {text!r} is not a node set ({e}): fix its notation") from None
+        # (the parse error says what: a bracket missing, no group source configured)
+        raise UsageError(f"{where}: cannot read {text!r} as a node set ({e})") from None
 
 
 def group_hosts(group: str, source: Optional[str] = None) -> List[str]:

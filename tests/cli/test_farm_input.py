@@ -92,9 +92,9 @@ def test_bad_input_files_are_usage_errors_naming_them(capfd, tmp_path):
     nodes = tmp_path / "nodes.txt"
     nodes.write_text("h1\n# rack 2\nnode[1-\n")
     rc, _, err = run(capfd, "-N", str(nodes), "-j", "true")
-    assert rc == 2 and f"{nodes}:3: 'node[1-' is not a node set" in err, err
+    assert rc == 2 and f"{nodes}:3: cannot read 'node[1-' as a node set" in err, err
     rc, _, err = run(capfd, "-w", "h[1-", "-j", "true")
-    assert rc == 2 and "-w: 'h[1-' is not a node set" in err, err
+    assert rc == 2 and "-w: cannot read 'h[1-' as a node set" in err, err
 
 
 def test_unwritable_output_paths_are_usage_errors_before_any_job(capfd, tmp_path):
