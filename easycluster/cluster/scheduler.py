@@ -76,6 +76,7 @@ from typing import (
 )
 
 from . import jobreport
+from .hostopening import hosts_to_open
 
 # (re-exported: their home was this module; farm.py, execpool.py, tests)
 from .jobreport import CANCELLED as CANCELLED
@@ -88,7 +89,6 @@ from .jobstate import (
     RETIRED_HALTED,
     RETIRED_USED_UP,
     UP,
-    WAITING,
     Attempt,
     HostState,
     Job,
@@ -237,45 +237,15 @@ class Scheduler:
         that every connected host has had asks for a fresh host."""
         if self.halted is not None:
             return []
-        supply = 0
-        active = 0
-        for h in self.hosts.values():
-            if self._pinned.dedicated(h.name):
-                active += h.state in (UP, OPENING, PAUSED)  # (takes only its own jobs)
-            elif h.state == UP:
-                supply += h.free
-                active += 1
-            elif h.state == OPENING:
-                supply += h.slots
-                active += 1
-            elif h.state == PAUSED:
-                active += 1
         # a requeued job that every connected host has had wants a new host
         blocked = sum(
             1
             for job in self._retry
             if self.jobs[job].state == QUEUED and not self._untried_connected(self.jobs[job])
         )
-        need = blocked + max(0, self.queued - self._pinned.queued - blocked - supply)
-        if not self.lazy:
-            need = len(self.hosts) * max(h.slots for h in self.hosts.values())
-        out: List[str] = []
-        for h in self.hosts.values():  # a dedicated host opens when its jobs wait
-            if self.max_hosts and active >= self.max_hosts:
-                return out
-            if h.state == WAITING and self._pinned.waiting(h.name):
-                h.open()
-                out.append(h.name)
-                active += 1
-        for h in self.hosts.values():
-            if need <= 0 or (self.max_hosts and active >= self.max_hosts):
-                break
-            if h.state == WAITING and not self._pinned.dedicated(h.name):
-                h.open()
-                out.append(h.name)
-                need -= h.slots
-                active += 1
-        return out
+        return hosts_to_open(
+            self.hosts, self._pinned, self.queued, blocked, self.lazy, self.max_hosts
+        )
 
     def opened(self, host: str, now: float) -> None:
         self.hosts[host].opened()
