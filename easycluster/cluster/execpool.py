@@ -231,14 +231,23 @@ class WorkPool:
                 "probably what kills them (poisonous), so it is not retried. It may have "
                 "run, partly or fully, on them"
             )
+        # (a retry still in the budget when no server was left: the job ends as its last
+        # attempt did, see JobState.exhaust; the message must not blame the budget)
+        spent = state.retried > self.sched.retries
         if state.kind == jobstate.KIND_LOST:
-            return WorkLost(
-                f"item {job}: its server was lost ({where}) and its {self.sched.retries} "
-                "retries are used up; it may have run, partly or fully, there"
+            why = (
+                f"its {self.sched.retries} retries are used up"
+                if spent
+                else "no server was left to retry it on"
             )
+            return WorkLost(
+                f"item {job}: its server was lost ({where}) and {why}; it may have run, "
+                "partly or fully, there"
+            )
+        why = "given up" if spent else "no server was left to retry it on"
         return WorkStuck(
             f"item {job}: ran past task_timeout={self.sched.timeout:g} s on {where}, "
-            f"{state.attempts} times; given up"
+            f"{state.attempts} times; {why}"
         )
 
     def not_run(self, job: Any, state: jobstate.JobState) -> BaseException:

@@ -149,6 +149,23 @@ def test_all_servers_dead_gives_every_future_a_clear_error(tmp_path):
             late.result(5)
 
 
+def test_an_item_lost_with_the_last_server_says_none_was_left_not_retries_used_up():
+    def kill_my_server():
+        import os
+
+        os.kill(os.getpid(), 9)
+
+    # two servers, three retries, poisonous only after three losses: the item is lost on
+    # both and ends with retries still in its budget, for want of a server
+    with ClusterExecutor(local=2, heartbeat=1.0, retries=3, poison_after=3) as ex:
+        bad = ex.submit(kill_my_server)
+        with pytest.raises(WorkLost) as err:
+            bad.result(30)
+    text = str(err.value)
+    assert "no server was left to retry it on" in text, text
+    assert "retries are used up" not in text, text
+
+
 def test_a_poisonous_item_stops_after_poison_after_servers(tmp_path):
     def kill_my_server():
         import os
