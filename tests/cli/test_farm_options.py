@@ -256,7 +256,9 @@ def test_status_text():
 def test_each_node_retry_goes_to_the_host_that_failed(capfd, tmp_path):
     """audit67 #1: -E's copy that failed on h2 is retried on h2, not on a free h1/h3."""
     flag = tmp_path / "flag"
-    cmd = f'if [ "$(cat {flag} 2>/dev/null)" = "" ]; then echo x > {flag}; exit 1; fi; echo ok'
+    # (mkdir: exactly one copy fails, however the three start; a test-then-write of a
+    # file let two copies see it missing at once)
+    cmd = f"if mkdir {flag} 2>/dev/null; then exit 1; fi; echo ok"
     log = tmp_path / "log"
     argv = ["-n", "h1", "h2", "h3", "-E", cmd, "--retry-failed", "1", "--joblog", str(log)]
     rc, out, err = run(capfd, *argv)
