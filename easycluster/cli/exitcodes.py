@@ -40,6 +40,29 @@ class UsageError(Exception):
     """The command line is wrong: the message says how."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, sized as ``shutil.get_terminal_size`` would size it but
+    without importing ``shutil`` (argparse makes one for every option it adds, and for
+    the help: shutil, with zlib, bz2 and lzma, costs about 3 ms of a command's start)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24):
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2)
+
+
+def _columns() -> int:
+    """The terminal's width: $COLUMNS, else the width of stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose mistakes raise ``UsageError`` instead of exiting.
 
@@ -51,6 +74,10 @@ class Parser(argparse.ArgumentParser):
     """
 
     dash_values: Tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)

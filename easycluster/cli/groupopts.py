@@ -7,22 +7,23 @@ prefix out; ``--groupsconf FILE`` reads the groups from FILE instead of the usua
 configuration files; ``--axis RANGESET`` folds the headers' node sets along those axes
 only (``n[1-2]-[1-2]`` stays ``n1-[1-2],n2-[1-2]`` with ``--axis 2``). ``apply(args)``
 checks them before anything runs.
+
+The node set modules are imported by the functions that use them, not at the top: a
+parser built for ``--help`` (``add_options``) needs none of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Optional
 
-from ..cluster.slots import Regroup
-from ..nodeset.std import (
-    set_std_group_resolver,
-    set_std_group_resolver_config,
-    std_group_resolver,
-)
 from .exitcodes import UsageError
-from .nodeset import fold_axis
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: --help builds the parser without typing)
+    from typing import Any, Optional
+
+    from ..cluster.slots import Regroup
 
 # The --groupsconf this process applied last: a shell keeper serves many runs, and a
 # run without --groupsconf must not keep the previous run's file.
@@ -55,6 +56,12 @@ def add_options(parser: Any, what: str = "-r") -> None:
 def apply(args: argparse.Namespace) -> None:
     """Use ``--groupsconf``, and check that ``-s`` names a configured source
     (UsageError saying which ones are)."""
+    from ..nodeset.std import (
+        set_std_group_resolver,
+        set_std_group_resolver_config,
+        std_group_resolver,
+    )
+
     global _applied
     if args.groupsconf != _applied:
         if args.groupsconf and not os.access(args.groupsconf, os.R_OK):
@@ -73,6 +80,8 @@ def apply(args: argparse.Namespace) -> None:
 def forget() -> None:
     """Another caller's command comes (in the ``--keep`` keeper, with its own
     environment and working directory): the groups are read again, from its files."""
+    from ..nodeset.std import set_std_group_resolver
+
     global _applied
     set_std_group_resolver(None)
     _applied = None
@@ -81,6 +90,10 @@ def forget() -> None:
 def regroup(args: argparse.Namespace) -> Optional[Regroup]:
     """What ``write_gathered(regroup=...)`` takes for these options (None: neither
     ``-r`` nor ``--axis``). UsageError for a bad ``--axis``."""
+    # (here, not at the top: a parser built for --help needs none of the folding)
+    from ..cluster.slots import Regroup
+    from .nodeset import fold_axis
+
     axis = fold_axis(args.axis) if getattr(args, "axis", None) else None
     if not args.regroup and axis is None:
         return None

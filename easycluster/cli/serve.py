@@ -39,33 +39,9 @@ def _checked(name: str) -> Callable[[str], Any]:
     return convert
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's help formatter, sized as ``shutil.get_terminal_size`` would size it but
-    without importing ``shutil`` (argparse makes one for every option it adds: about
-    1.5 ms of ``easycluster -S``'s start)."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24):
-        super().__init__(prog, indent_increment, max_help_position, _columns() - 2)
-
-
-def _columns() -> int:
-    """The terminal's width: $COLUMNS, else the width of stdout's terminal, else 80."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns if columns > 0 else 80
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``easycluster`` without a subcommand (also read by ``commandinfo``)."""
     p = Parser(
-        formatter_class=_HelpFormatter,
         prog="easycluster",
         description="EasyCluster standalone server and tools. Subcommands: nodeset, "
         "gather, shell, farm (see 'easycluster SUBCOMMAND -h').",

@@ -83,7 +83,7 @@ from .exitcodes import (
     run_command,
     terminate_as_interrupt,
 )
-from .shellevents import PROG, ShellHandler
+from .shellevents import ShellHandler
 from .shellfiles import OutputFiles, same_dir
 from .shellinput import (
     SCRIPT,
@@ -94,6 +94,7 @@ from .shellinput import (
     stdin_is_terminal,
 )
 from .shellnodes import command_lines, select_nodes
+from .shellparser import PROG
 from .shellparser import build_parser as build_parser
 
 if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts

@@ -22,10 +22,12 @@ usage error, as is a value of the wrong kind (the message names the key and the 
 from __future__ import annotations
 
 import argparse
-import configparser
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .exitcodes import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: --help builds the parser without typing)
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 SECTION = "Main"
 
@@ -104,6 +106,8 @@ def add_options(parser: Any) -> None:
 def read_file(path: str, warn: Callable[[str], None]) -> Dict[str, str]:
     """The ``[Main]`` keys of ``path`` that we understand; unused ones are named through
     ``warn``; UsageError for a file that cannot be read or parsed, or an unknown key."""
+    import configparser  # (here: a parser built for --help reads no file)
+
     conf = configparser.ConfigParser()  # (clush's reading: %% in a value is one %)
     try:
         with open(path, encoding="utf-8") as f:

@@ -13,8 +13,6 @@ from .shellfiles import OutputFiles
 if TYPE_CHECKING:  # annotations only: the Task and its backends load once a run starts
     from ..cluster.worker import Worker
 
-PROG = "easycluster shell"
-
 
 class ShellHandler(EventHandler):
     """Live output and progress: the shell's side of a Task's events."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..cluster.terminal import COLOR_CHOICES
+from ..cluster.colorchoice import COLOR_CHOICES
 from ..version import VERSION
 from . import groupopts, shellconf
 from .exitcodes import Parser
-from .shellevents import PROG
+
+PROG = "easycluster shell"  # (here, with the parser: --help loads only this module)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,10 @@ package loads none of the engine; each name below loads its module on first use.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, List
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: a CLI's --help imports this package, not typing)
+    from typing import Any, Dict, List
 
 _EXPORTS: Dict[str, str] = {
     "Task": "easycluster.cluster.task",

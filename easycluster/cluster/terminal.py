@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import IO, Any, Literal, Mapping, NamedTuple
 
+from .colorchoice import COLOR_CHOICES
+
 __all__ = ["COLOR_CHOICES", "Role", "is_terminal", "color_enabled", "Palette", "palette_for"]
 
-COLOR_CHOICES = ("never", "always", "auto")
 Role = Literal["header", "label", "removed", "added", "failure"]
 
 

@@ -47,7 +47,9 @@ runpy.run_module("easycluster", run_name="__main__", alter_sys=True)
 @pytest.mark.parametrize(
     "module, argv",
     [
-        ("easycluster.nodeset.rangeset", ["shell", "--help"]),
+        # (shell --help no longer imports the node sets: its parser is built alone)
+        ("easycluster.cli.shellparser", ["shell", "--help"]),
+        ("easycluster.nodeset.rangeset", ["shell", "-R", "exec", "-w", "n1", "true"]),
         ("easycluster.cli.nodeset", ["nodeset", "-c", "n[1-2]"]),
         ("easycluster.cli.serve", ["--help"]),
     ],
