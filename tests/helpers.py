@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import re
@@ -225,3 +226,24 @@ def tree(root) -> List[str]:
         out += [os.path.normpath(os.path.join(rel, d)) + "/" for d in dirs]
         out += [os.path.normpath(os.path.join(rel, f)) for f in files]
     return sorted(out)
+
+
+FARM_SUMMARY = re.compile(r"(\d+) jobs: (\d+) done.*?, (\d+) failed, (\d+) not run")
+
+
+def farm_run(capfd, *argv: str, stdin: str = ""):
+    """``easycluster farm -R local --no-status ARGV`` in this process: (rc, out, err)."""
+    from easycluster.cli import farm
+
+    rc = farm.main(["-R", "local", "--no-status", *argv], stdin=io.StringIO(stdin))
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def added_up(err: str, total: int) -> tuple:
+    """The farm summary's (done, failed, not run), checked to add up to ``total``."""
+    m = FARM_SUMMARY.search(err)
+    assert m, err
+    t, done, failed, not_run = map(int, m.groups())
+    assert t == total and done + failed + not_run == total, err
+    return done, failed, not_run

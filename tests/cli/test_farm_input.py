@@ -8,32 +8,16 @@ running unreported. Runs call ``main(argv)`` in this process with ``-R local`` (
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
 import time
 
 import pytest
+from helpers import added_up
+from helpers import farm_run as run
 
-from easycluster.cli import farm as cli
 from easycluster.nodeset import set_std_group_resolver, set_std_group_resolver_config
-
-SUMMARY = re.compile(r"(\d+) jobs: (\d+) done.*?, (\d+) failed, (\d+) not run")
-
-
-def run(capfd, *argv: str, stdin: str = ""):
-    rc = cli.main(["-R", "local", "--no-status", *argv], stdin=io.StringIO(stdin))
-    out, err = capfd.readouterr()
-    return rc, out, err
-
-
-def added_up(err: str, total: int) -> tuple:
-    m = SUMMARY.search(err)
-    assert m, err
-    t, done, failed, not_run = map(int, m.groups())
-    assert t == total and done + failed + not_run == total, err
-    return done, failed, not_run
 
 
 def running(pid: int) -> bool:

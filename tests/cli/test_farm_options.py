@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import os
-import re
 
 import pytest
+from helpers import added_up
+from helpers import farm_run as run
 
 from easycluster.cli import farm as cli
 from easycluster.cluster.farm import Job
@@ -27,25 +28,9 @@ from easycluster.cluster.farmout import (
 )
 from easycluster.cluster.scheduler import Report
 
-SUMMARY = re.compile(r"(\d+) jobs: (\d+) done.*?, (\d+) failed, (\d+) not run")
-
 
 def parse(*argv: str):
     return cli.build_parser().parse_args(list(argv))
-
-
-def run(capfd, *argv: str, stdin: str = ""):
-    rc = cli.main(["-R", "local", "--no-status", *argv], stdin=io.StringIO(stdin))
-    out, err = capfd.readouterr()
-    return rc, out, err
-
-
-def added_up(err: str, total: int) -> tuple:
-    m = SUMMARY.search(err)
-    assert m, err
-    t, done, failed, not_run = map(int, m.groups())
-    assert t == total and done + failed + not_run == total, err
-    return done, failed, not_run
 
 
 # -- parsing -------------------------------------------------------------------------
