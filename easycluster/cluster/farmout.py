@@ -273,10 +273,15 @@ def retired_groups(
     of the host's detail (``detail[host][1]``: the error that retired it) with the
     host's own name written ``%h``, so that hosts that failed alike (two names that do
     not resolve) share a line and hosts that failed differently (a changed host key,
-    a refused key, a name that does not resolve) do not."""
+    a refused key, a name that does not resolve) do not. An error that begins with the
+    host's name (``n2: no sign of life ...``) loses that prefix: the line names the
+    hosts first (it read ``n2: n2: ...``, and ``n[1-2]: %h: ...`` for two)."""
     groups: Dict[Tuple[str, str], List[str]] = {}
     for host, reason in retired.items():
         text = detail.get(host, ("", ""))[1].strip().splitlines()
-        why = text[-1].replace(host, "%h") if text else ""
+        why = text[-1] if text else ""
+        if why.startswith(host + ": "):
+            why = why[len(host) + 2 :]
+        why = why.replace(host, "%h")
         groups.setdefault((reason, why), []).append(host)
     return sorted(groups.items())

@@ -24,6 +24,7 @@ from easycluster.cluster.farmout import (
     JOB_STUCK,
     NOT_RUN,
     Outcome,
+    retired_groups,
     status_text,
 )
 from easycluster.cluster.scheduler import Report
@@ -355,3 +356,18 @@ def test_sigterm_logs_killed_attempts_and_resume_reruns_them(tmp_path):
     rows = [r.split("\t") for r in log.read_text().splitlines()[1:]]
     assert [(r[0], r[4], r[5]) for r in rows] == [("1", "-", "killed")]
     assert read_done(str(log), {1: f"echo $$ > {pidfile}; exec sleep 60", 2: "true"}) == set()
+
+
+def test_retired_hosts_lose_their_own_prefix_and_share_a_line():
+    """audit68 #4: an error that begins with its host's name read "n2: n2: ..." (and
+    "n[1-2]: %h: ..." for two hosts that failed alike)."""
+    retired = {"n1": "lost", "n2": "lost", "n3": "lost"}
+    detail = {
+        "n1": ("", "n1: the peer closed the connection"),
+        "n2": ("", "n2: the peer closed the connection"),
+        "n3": ("", "n3: no sign of life from n3 for 10 s"),
+    }
+    assert retired_groups(retired, detail) == [
+        (("lost", "no sign of life from %h for 10 s"), ["n3"]),
+        (("lost", "the peer closed the connection"), ["n1", "n2"]),
+    ]
