@@ -100,7 +100,10 @@ def slurm_hosts(args: argparse.Namespace, named: List[str]) -> List[str]:
     args.slurm_job, args.slurm_nodes = job, members
     if named:
         return named
-    cpus = slurmwatch.cpus_per_node(members) if job == os.environ.get("SLURM_JOB_ID") else {}
+    if job == os.environ.get("SLURM_JOB_ID"):
+        cpus = slurmwatch.cpus_per_node(members)
+    else:  # (another allocation: its variables are not ours to read; SLURM says)
+        cpus = slurmwatch.job_cpus(job, members)
     return [node for node in members for _ in range(cpus.get(node, 1))]
 
 

@@ -160,6 +160,20 @@ def test_farm_slurm_runs_every_job_and_names_failures(slurm, inside, tmp_path):
     assert our_steps(slurm, job) == []
 
 
+def test_farm_slurm_jobid_from_outside_gives_a_slot_per_cpu(slurm, tmp_path, monkeypatch):
+    """audit68 #3: another allocation named by its job id got 1 slot per node (its
+    SLURM_JOB_CPUS_PER_NODE is not ours to read): SLURM says how many CPUs it holds."""
+    job = slurm.allocate(2)  # (exclusive: every CPU of both nodes)
+    for name in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NODELIST", "SLURM_JOB_CPUS_PER_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        r = run("farm", "--slurm", job, "-v", "--no-status", "-j", "true")
+    finally:
+        slurm.cancel_all()
+    assert r.returncode == 0, r.stderr
+    assert f"({2 * CPUS} slots)" in r.stderr, r.stderr
+
+
 def test_farm_slurm_outside_an_allocation(monkeypatch):
     for name in ("SLURM_JOB_ID", "SLURM_JOBID"):
         monkeypatch.delenv(name, raising=False)
