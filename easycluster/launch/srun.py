@@ -108,6 +108,15 @@ def current_jobid(
 
 
 def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:
+    """Run a quick SLURM command. ConfigError at once for a ``$SLURM_CONF`` that names no
+    file (SLURM's commands retry reading it for a minute), and for a command that does
+    not answer in time, with what it said on stderr meanwhile (SLURM's reason)."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        raise ConfigError(
+            f"SLURM_CONF={conf}: no such file (SLURM's commands would retry reading it "
+            "for a minute): set it to your slurm.conf, or unset it"
+        )
     try:
         return subprocess.run(
             argv,
@@ -116,8 +125,13 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:
             text=True,
             timeout=_COMMAND_TIMEOUT,
         )
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"{' '.join(argv)} did not answer within {_COMMAND_TIMEOUT:g} s")
+    except subprocess.TimeoutExpired as e:
+        said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        lines = (said or "").strip().splitlines()
+        why = f"; it said: {lines[-1]}" if lines else ""
+        raise ConfigError(
+            f"{' '.join(argv)} did not answer within {_COMMAND_TIMEOUT:g} s{why}"
+        ) from None
 
 
 def allocation_nodes(

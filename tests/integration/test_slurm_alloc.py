@@ -182,6 +182,17 @@ def test_farm_slurm_outside_an_allocation(monkeypatch):
     assert "not inside a SLURM allocation" in r.stderr
 
 
+def test_farm_slurm_with_a_slurm_conf_that_names_no_file(tmp_path, monkeypatch):
+    """audit68 #2: SLURM's commands retry reading a missing slurm.conf for a minute; the
+    farm waited 30 s, then said only that a command did not answer."""
+    for name in ("SLURM_JOB_ID", "SLURM_JOBID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "nowhere" / "slurm.conf"))
+    r = run("farm", "--slurm", "1234", "-j", "true", timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert f"SLURM_CONF={tmp_path / 'nowhere' / 'slurm.conf'}: no such file" in r.stderr
+
+
 def test_farm_slurm_node_not_in_the_allocation(slurm, inside):
     inside(1, CPUS)
     outsider = sorted(NodeSet("n[1-4]") - NodeSet(held()))[0]
