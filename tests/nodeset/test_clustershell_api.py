@@ -312,6 +312,16 @@ def test_group_names_never_inject_commands(tmp_path):
     assert not os.path.exists("hacked")
 
 
+def test_an_upcall_cut_off_at_its_timeout_says_what_it_printed():
+    """audit68 #2: a SLURM command retrying a missing slurm.conf printed why on stderr,
+    and the error said only that it timed out."""
+    src = UpcallGroupSource(
+        "s", map_upcall="echo 'cannot stat file /x/slurm.conf' >&2; sleep 5", timeout=0.5
+    )
+    with pytest.raises(ec.GroupSourceQueryFailed, match="it said: cannot stat file"):
+        src.resolve("g")
+
+
 def test_std_group_resolver_is_lazy_and_settable(cs_conf, monkeypatch):
     set_std_group_resolver(None)
     monkeypatch.setenv("EASYCLUSTER_GROUPS_CONF", str(cs_conf))
