@@ -72,6 +72,9 @@ _STEP_SHELL = 'for a; do :; done; eval "exec $a"'
 _JOBID = re.compile(r"\d+(_\d+)?\Z")
 _NODE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _COMMAND_TIMEOUT = 30.0  # squeue, scontrol and scancel answer in milliseconds when well
+# Ending a step as a session closes: a run's end waits for it, once per node, so a
+# slurmctld that does not answer must not hold the end for long (said, then left)
+CANCEL_TIMEOUT = 5.0
 
 
 def slurm_program(name: str, path: Optional[str] = None) -> str:
@@ -107,7 +110,7 @@ def current_jobid(
     return text
 
 
-def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:
+def _run(argv: Sequence[str], timeout: float = _COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
     """Run a quick SLURM command. ConfigError at once for a ``$SLURM_CONF`` that names no
     file (SLURM's commands retry reading it for a minute), and for a command that does
     not answer in time, with what it said on stderr meanwhile (SLURM's reason)."""
@@ -123,15 +126,13 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=_COMMAND_TIMEOUT,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as e:
         said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
         lines = (said or "").strip().splitlines()
         why = f"; it said: {lines[-1]}" if lines else ""
-        raise ConfigError(
-            f"{' '.join(argv)} did not answer within {_COMMAND_TIMEOUT:g} s{why}"
-        ) from None
+        raise ConfigError(f"{' '.join(argv)} did not answer within {timeout:g} s{why}") from None
 
 
 def allocation_nodes(
@@ -210,19 +211,25 @@ def _srun_args(job: str, node: str, step: str) -> List[str]:
 
 def cancel_step(job: str, step_name: str, squeue: str = "squeue", scancel: str = "scancel") -> bool:
     """End the step of job ``job`` called ``step_name`` if it still runs; True if one was
-    cancelled. Quiet when the job is gone (its steps are gone with it)."""
+    cancelled. Quiet when the job is gone (its steps are gone with it). When SLURM does
+    not answer within ``CANCEL_TIMEOUT`` (slurmctld stopped or swamped) it gives up and
+    warns that the step may still run, saying how to end it (a run's end waited 30 s
+    per node for it, silently)."""
     try:
-        proc = _run([squeue, "-h", "-s", "-j", job, "-o", "%i %j"])
-    except (ConfigError, OSError):
-        return False
-    for line in proc.stdout.splitlines():
-        fields = line.split()
-        if len(fields) == 2 and fields[1] == step_name:
-            try:
-                _run([scancel, "--quiet", fields[0]])
-            except (ConfigError, OSError):
-                return False
-            return True
+        proc = _run([squeue, "-h", "-s", "-j", job, "-o", "%i %j"], CANCEL_TIMEOUT)
+        for line in proc.stdout.splitlines():
+            fields = line.split()
+            if len(fields) == 2 and fields[1] == step_name:
+                _run([scancel, "--quiet", fields[0]], CANCEL_TIMEOUT)
+                return True
+    except (ConfigError, OSError) as e:
+        import warnings  # (here: only a SLURM that does not answer needs it)
+
+        warnings.warn(
+            f"the srun step {step_name} of SLURM job {job} may still run ({e}): list it "
+            f"with 'squeue -s -j {job}' and end it with 'scancel {job}.STEPID'",
+            stacklevel=2,
+        )
     return False
 
 
