@@ -103,7 +103,7 @@ def slurm_hosts(args: argparse.Namespace, named: List[str]) -> List[str]:
     if job == os.environ.get("SLURM_JOB_ID"):
         cpus = slurmwatch.cpus_per_node(members)
     else:  # (another allocation: its variables are not ours to read; SLURM says)
-        cpus = slurmwatch.job_cpus(job, members)
+        cpus = srun.allocation_cpus(job, members)
     return [node for node in members for _ in range(cpus.get(node, 1))]
 
 

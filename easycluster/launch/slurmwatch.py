@@ -16,8 +16,7 @@ again, and the failure is kept in ``last_error``.
 
 ``cpus_per_node(nodes, environ)`` reads ``SLURM_JOB_CPUS_PER_NODE`` (``2(x3),1``: two
 CPUs on each of the first three nodes, one on the fourth), which salloc and sbatch set
-in the allocation, as ``{node: cpus}`` in the allocation's node order; for a job
-other than the one we run in, ``job_cpus(job, nodes)`` asks ``scontrol -d show job``.
+in the allocation, as ``{node: cpus}`` in the allocation's node order.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ __all__ = [
     "WATCH_INTERVAL",
     "SlurmWatch",
     "cpus_per_node",
-    "job_cpus",
     "node_states",
     "parse_states",
     "unusable",
@@ -46,8 +44,6 @@ UNUSABLE = frozenset({"down", "drain", "drained", "draining", "fail", "failing"}
 _FLAGS = "*~#!%$@^-+"  # marks sinfo appends to a state: not responding, powered off...
 _COMMAND_TIMEOUT = 10.0  # sinfo answers in milliseconds when slurmctld is well
 _CPUS = re.compile(r"(\d+)(?:\(x(\d+)\))?\Z")
-# scontrol -d show job: "     Nodes=n[1-2] CPU_IDs=0-1 Mem=0 GRES=", one per node group
-_CPU_GROUP = re.compile(r"^\s*Nodes=(\S+)\s+CPU_IDs=([0-9,-]+)", re.M)
 
 
 def parse_states(text: str) -> Dict[str, str]:
@@ -104,44 +100,6 @@ def cpus_per_node(
     if len(counts) != len(nodes) or any(c < 1 for c in counts):
         return {}
     return dict(zip(nodes, counts))
-
-
-def job_cpus(job: str, nodes: Sequence[str], scontrol: Optional[str] = None) -> Dict[str, int]:
-    """``{node: CPUs}`` that running job ``job`` holds on each of ``nodes`` (its nodes,
-    in SLURM's order), as ``scontrol -d show job`` lists them: a ``Nodes=... CPU_IDs=...``
-    line per group of nodes, the node group expanded by ``scontrol show hostnames``. For
-    a job other than the one we run in (whose ``SLURM_JOB_CPUS_PER_NODE`` is read by
-    ``cpus_per_node``). Empty when SLURM does not answer or does not cover exactly
-    ``nodes``: the caller then picks a count itself."""
-    program = scontrol or shutil.which("scontrol") or "scontrol"
-    got: Dict[str, int] = {}
-    try:
-        text = _ask([program, "-d", "show", "job", job])
-        for group, ids in _CPU_GROUP.findall(text):
-            count = sum(_span(part) for part in ids.split(",") if part)
-            for node in _ask([program, "show", "hostnames", group]).split():
-                got[node] = count
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return {}
-    if sorted(got) != sorted(nodes) or any(c < 1 for c in got.values()):
-        return {}
-    return got
-
-
-def _ask(argv: List[str]) -> str:
-    """The output of a quick SLURM query; OSError if it fails."""
-    proc = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=_COMMAND_TIMEOUT
-    )
-    if proc.returncode != 0:
-        raise OSError(f"{argv[0]} exited {proc.returncode}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def _span(part: str) -> int:
-    """How many CPU ids ``0-3`` (or ``5``) names; ValueError if it is not such a range."""
-    first, _, last = part.partition("-")
-    return int(last or first) - int(first) + 1
 
 
 class SlurmWatch:

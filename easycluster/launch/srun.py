@@ -44,7 +44,7 @@ import shutil
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError, ConnectionLost
 from ..protocol.handshake import WireOptions
@@ -56,6 +56,7 @@ __all__ = [
     "SRUN_OPTIONS",
     "Opened",
     "allocation_nodes",
+    "allocation_cpus",
     "cancel_step",
     "current_jobid",
     "open_channel",
@@ -71,6 +72,8 @@ STEP_PREFIX = "easycluster-"
 _STEP_SHELL = 'for a; do :; done; eval "exec $a"'
 _JOBID = re.compile(r"\d+(_\d+)?\Z")
 _NODE = re.compile(r"[A-Za-z0-9_.-]+\Z")
+# scontrol -d show job: "     Nodes=n[1-2] CPU_IDs=0-1 Mem=0 GRES=", one per node group
+_CPU_GROUP = re.compile(r"^\s*Nodes=(\S+)\s+CPU_IDs=([0-9,-]+)", re.M)
 _COMMAND_TIMEOUT = 30.0  # squeue, scontrol and scancel answer in milliseconds when well
 # Ending a step as a session closes: a run's end waits for it, once per node, so a
 # slurmctld that does not answer must not hold the end for long (said, then left)
@@ -167,6 +170,35 @@ def allocation_nodes(
     if proc.returncode != 0:
         raise ConfigError(f"cannot expand SLURM node list {text!r}: {proc.stderr.strip()}")
     return proc.stdout.split()
+
+
+def allocation_cpus(job: str, members: Sequence[str]) -> Dict[str, int]:
+    """``{node: CPUs}`` that running job ``job`` holds on each of its nodes ``members``
+    (as ``allocation_nodes`` returns them), as ``scontrol -d show job`` lists them: a
+    ``Nodes=... CPU_IDs=...`` line per group of nodes. For a job other than the one we
+    run in (whose ``SLURM_JOB_CPUS_PER_NODE`` ``slurmwatch.cpus_per_node`` reads). Empty
+    when SLURM does not say, or not for exactly ``members``: the caller then picks a
+    count itself."""
+    scontrol = slurm_program("scontrol")
+    got: Dict[str, int] = {}
+    try:
+        proc = _run([scontrol, "-d", "show", "job", job])
+        for group, ids in _CPU_GROUP.findall(proc.stdout if proc.returncode == 0 else ""):
+            count = sum(_span(part) for part in ids.split(",") if part)
+            names = _run([scontrol, "show", "hostnames", group])
+            for node in names.stdout.split() if names.returncode == 0 else ():
+                got[node] = count
+    except (ConfigError, OSError, ValueError):
+        return {}
+    if sorted(got) != sorted(members) or any(c < 1 for c in got.values()):
+        return {}
+    return got
+
+
+def _span(part: str) -> int:
+    """How many CPU ids ``0-3`` (or ``5``) names; ValueError if it is not such a range."""
+    first, _, last = part.partition("-")
+    return int(last or first) - int(first) + 1
 
 
 def node_in_allocation(node: str, job: str, members: Optional[Sequence[str]]) -> None:
