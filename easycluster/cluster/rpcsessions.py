@@ -50,11 +50,14 @@ class SessionKeeper:
         self._switches: Dict[str, Tuple[Client, KillSwitch]] = {}  # ours, by node
         self._locks: Dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._closes = 0  # how many times ``close`` ran: a connect it overlapped is undone
 
     def session(self, node: str, switch: Optional[KillSwitch] = None) -> Client:
         """The open session to ``node``, connected now if there is none (raises what
         connecting raises). ``switch``: a ``KillSwitch`` that gives this connect up
-        (``ConnectError``) when it is thrown, before or while it connects."""
+        (``ConnectError``) when it is thrown, before or while it connects. A connect
+        that ``close`` overlapped is closed at once and raises ``ConnectError``: kept,
+        it would be nobody's to close."""
         with self._lock:
             lock = self._locks.setdefault(node, threading.Lock())
         with lock:
@@ -63,13 +66,19 @@ class SessionKeeper:
                 return client
             if switch is not None and switch.thrown:
                 raise ConnectError(f"connecting to {node} was given up")
+            closes = self._closes
             client, switch = self._connect(node, switch)
             with self._lock:
-                self._sessions[node] = client
-                if switch is None:
-                    self._switches.pop(node, None)
-                else:
-                    self._switches[node] = (client, switch)
+                overlapped = closes != self._closes
+                if not overlapped:
+                    self._sessions[node] = client
+                    if switch is None:
+                        self._switches.pop(node, None)
+                    else:
+                        self._switches[node] = (client, switch)
+            if overlapped:  # nobody would ever close it: its server would outlive us
+                client.close()
+                raise ConnectError(f"connecting to {node} was given up: the sessions were closed")
             return client
 
     def _connect(
@@ -137,6 +146,7 @@ class SessionKeeper:
         with self._lock:
             clients, self._sessions = list(self._sessions.values()), {}
             self._switches.clear()
+            self._closes += 1
         for c in clients:
             c.close()
 

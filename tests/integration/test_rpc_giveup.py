@@ -262,3 +262,53 @@ def stopped(pid: int) -> bool:
 def ssh_children() -> List[int]:
     """Live children of this process (any thread's) that run ssh."""
     return [p for p in live_children() if cmdline(p).split(b"\0")[0].endswith(b"ssh")]
+
+
+def test_a_connect_that_closing_the_sessions_overlapped_is_closed_not_kept():
+    """``close`` while a node connects: that session was nobody's once made (the next
+    ``session`` would not find it either), and its server ran until the master exited.
+    Now it is closed as it arrives and the connect raises ConnectError."""
+    from easycluster.cluster.rpcsessions import SessionKeeper
+    from easycluster.server import spawn_local
+
+    started, go = threading.Event(), threading.Event()
+    made = []
+
+    def connect(node):
+        started.set()
+        assert go.wait(30)
+        made.append(spawn_local())
+        return made[-1]
+
+    keeper = SessionKeeper(connect, {})
+    got = []
+    worker = threading.Thread(target=lambda: got.append(_outcome(keeper.session, "n1")))
+    worker.start()
+    try:
+        assert started.wait(30)
+        keeper.close()
+        go.set()
+        worker.join(30)
+        assert not worker.is_alive()
+        [outcome] = got
+        assert isinstance(outcome, ConnectError), outcome
+        assert "sessions were closed" in str(outcome)
+        [client] = made
+        assert not client.connected
+        client.process.wait(timeout=10)  # its server ended with it
+        assert keeper.sessions() == {}
+        again = keeper.session("n1")  # the keeper still connects afterwards
+        assert again.connected and again is not client
+    finally:
+        go.set()
+        worker.join(30)
+        keeper.close()
+        for c in made:
+            c.close()
+
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:
+        return e
