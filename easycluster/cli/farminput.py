@@ -17,13 +17,9 @@ import tempfile
 from typing import IO, List, Optional, Tuple
 
 from ..cluster.farmlog import JobLog, write_atomic
-from ..cluster.slots import top_level_items
 from ..errors import NodeSetParseError
-from ..nodeset.nodeset import NodeSet
 from .exitcodes import UsageError
-from .shellnodes import group_ref
-
-OPERATORS = "!&^"  # (an item using them is an expression, whose emptiness may be meant)
+from .shellnodes import check_groups, group_ref
 
 
 def numbered_lines(path: str, what: str, stdin: IO[str]) -> List[Tuple[int, str]]:
@@ -70,18 +66,6 @@ def group_hosts(group: str, source: Optional[str] = None) -> List[str]:
     nodes. UsageError for a group with none (unknown, or empty)."""
     text = group_ref(group, source)
     return hosts_in(text, f"-g {group}")
-
-
-def check_groups(text: str, where: str) -> None:
-    """UsageError for each ``@group`` item of ``text`` with no node: a mistyped group
-    must not make a run quietly smaller."""
-    for item in top_level_items(text):
-        plain = item.startswith("@") and not any(op in item for op in OPERATORS)
-        if plain and not NodeSet(item):
-            raise UsageError(
-                f"{where}: no node in {item} (an unknown or empty group?): check its "
-                "name ('easycluster nodeset -l' lists the groups)"
-            )
 
 
 def open_joblog(path: str, append: bool) -> JobLog:

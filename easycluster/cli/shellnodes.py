@@ -26,6 +26,8 @@ from ..cluster.slots import top_level_items
 from ..nodeset.nodeset import NodeSet
 from .exitcodes import UsageError
 
+OPERATORS = "!&^"  # (an item using them is an expression, whose emptiness may be meant)
+
 
 def select_nodes(args: argparse.Namespace) -> List[str]:
     """The slots to run on, in the order given (duplicates kept), or UsageError."""
@@ -33,12 +35,15 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
 
     names: List[str] = []
     for text in args.nodes:
+        check_groups(text, f"-w {text}")
         names += node_list(text)
     for path in args.hostfiles:
         for text in read_hostfile(path):
             names += node_list(text)
     for group in args.groups:
-        names += list(NodeSet(group_ref(group, args.groupsource)))
+        ref = group_ref(group, args.groupsource)
+        check_groups(ref, f"-g {group}")
+        names += list(NodeSet(ref))
     if args.all:
         names += list(NodeSet.fromall(groupsource=args.groupsource))
     if not (args.nodes or args.hostfiles or args.groups or args.all):
@@ -72,6 +77,19 @@ def select_nodes(args: argparse.Namespace) -> List[str]:
     if not names:
         raise UsageError("no node left to run on (every node was excluded)")
     return names
+
+
+def check_groups(text: str, where: str) -> None:
+    """UsageError for each ``@group`` item of node-set ``text`` (given as ``where``:
+    ``-g rack1``, ``FILE:LINE``) with no node: a mistyped group must not make a run
+    quietly smaller."""
+    for item in top_level_items(text):
+        plain = item.startswith("@") and not any(op in item for op in OPERATORS)
+        if plain and not NodeSet(item):
+            raise UsageError(
+                f"{where}: no node in {item} (an unknown or empty group?): check its "
+                "name ('easycluster nodeset -l' lists the groups)"
+            )
 
 
 def _warn(text: str) -> None:

@@ -421,7 +421,12 @@ def test_unknown_groups_are_said_not_silently_empty(tmp_path, capfdbinary, monke
         assert code == 0 and sorted(out.splitlines()) == ["n1: hi", "n2: hi"]
         assert "-x @typo: no node in it" in err and "-X typo2: no node in it" in err
         code, _, err = run(["-R", "exec", "-w", "@typo", "echo"], capfdbinary, monkeypatch)
-        assert code == 2 and "no node in -w @typo (empty, or an unknown group?)" in err
+        assert code == 2 and "-w @typo: no node in @typo (an unknown or empty group?)" in err
+        # beside real nodes a mistyped group is no smaller run but an error, as in farm
+        for argv in (["-w", "n1", "-g", "typo"], ["-w", "n1,@typo"], ["-g", "rack1,typo"]):
+            code, out, err = run(["-R", "exec", *argv, "echo hi"], capfdbinary, monkeypatch)
+            assert (code, out) == (2, ""), argv
+            assert "no node in @typo (an unknown or empty group?)" in err, argv
     finally:
         set_std_group_resolver(None)
 
