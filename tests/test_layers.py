@@ -90,6 +90,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.groupopts", "cli.nodeset"): "start-up: --help builds the parser alone",
     ("cli.groupopts", "cluster.slots"): "start-up: --help builds the parser alone",
     ("cli.groupopts", "nodeset.std"): "start-up: --help builds the parser alone",
+    ("nodeset.groupsources", "launch.said"): "start-up: only a group upcall needs it",
     ("cli.farm", "cluster.farm"): "start-up: loaded once a run starts",
     ("cli.farm", "cluster.farmout"): "start-up: loaded once a run starts",
     ("cli.farmconnect", "cluster.treeexec"): "start-up: loaded once a run starts (--topology)",

@@ -50,6 +50,7 @@ from ..errors import ConfigError, ConnectionLost
 from ..protocol.handshake import WireOptions
 from ..transport.channel import Channel
 from . import ssh
+from .said import last_said
 
 __all__ = [
     "STEP_PREFIX",
@@ -132,9 +133,7 @@ def _run(argv: Sequence[str], timeout: float = _COMMAND_TIMEOUT) -> subprocess.C
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as e:
-        said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
-        lines = (said or "").strip().splitlines()
-        why = f"; it said: {lines[-1]}" if lines else ""
+        why = last_said(e)
         raise ConfigError(f"{' '.join(argv)} did not answer within {timeout:g} s{why}") from None
 
 

@@ -199,6 +199,8 @@ class UpcallGroupSource(GroupSource):
         import logging
         import subprocess
 
+        from ..launch.said import last_said
+
         logging.getLogger(__name__).debug("group source %s: running %s", self.name, command)
         try:
             proc = subprocess.run(
@@ -212,15 +214,8 @@ class UpcallGroupSource(GroupSource):
                 timeout=self.timeout,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            # (a command cut off at the timeout: what it printed on stderr meanwhile is
-            # often the reason, as SLURM's "cannot stat file" for a wrong SLURM_CONF)
-            said = getattr(exc, "stderr", None)
-            if isinstance(said, bytes):
-                said = said.decode(errors="replace")
-            lines = (said or "").strip().splitlines()
-            why = f"; it said: {lines[-1]}" if lines else ""
             raise GroupSourceQueryFailed(
-                f"group source {self.name!r}: command {command!r}: {exc}{why}", self
+                f"group source {self.name!r}: command {command!r}: {exc}{last_said(exc)}", self
             )
         if proc.returncode != 0:
             raise GroupSourceQueryFailed(
