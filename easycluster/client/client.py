@@ -392,12 +392,26 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
         it must not wait for the transport to end (an ssh client whose peer went quiet
         gets a second's grace, and a fan-out would pay it per lost host, one after
         another), so the closer runs on a thread of its own; ``close()`` waits for it."""
-        if channel is self._channel:
-            self._shutdown(type(exc), f"{self.peername}: {exc}", later=True)
+        self._shutdown(type(exc), f"{self.peername}: {exc}", later=True, only=channel)
 
-    def _shutdown(self, kind: type, message: str, later: bool = False) -> None:
-        channel, self._channel = self._channel, None
-        reader = self._reader
+    def _shutdown(
+        self, kind: type, message: str, later: bool = False, only: Optional[Channel] = None
+    ) -> None:
+        """End the connection (``only``: if it is still that channel's, as ``_lost`` asks).
+
+        The connection is taken in one step under ``_channel_lock``, as ``attach`` gives
+        one: a loss ended on another thread (a reader, the standby) while this client
+        reconnects would else end the new connection, or, reading the old channel
+        before ``attach`` set the new one and writing None after, leave the new one to
+        nobody: never closed, its socket (a local server's) left to the garbage
+        collector, and the reconnect failed ("not connected")."""
+        with self._channel_lock:
+            channel = self._channel
+            if only is not None and channel is not only:
+                return  # ended already, or replaced by a reconnect: not ours to end
+            self._channel = None
+            reader, proxies = self._reader, self._proxies
+            closer, self._closer = self._closer, None
         if channel is not None:
             # Shut down, let the reader end, then close: a reader thread still between
             # taking the descriptor and waiting on it would otherwise wait on whatever
@@ -407,11 +421,10 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
             channel.close(message)
         else:
             reader.stop()
-        self._proxies.invalidate()
+        proxies.invalidate()
         pending, reader.pending = reader.pending, {}
         for resp in list(pending.values()):  # a reader may still pop from it meanwhile
             settle(resp.set_exception, kind(message))
-        closer, self._closer = self._closer, None
         if closer is not None:
             if later:  # (not a daemon: the interpreter's exit waits for it, no orphan)
                 closing = threading.Thread(target=closer, name="easycluster-closer")

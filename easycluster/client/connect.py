@@ -13,6 +13,7 @@ raises ``ConfigError``. The calls themselves, the replies and the shutdown stay 
 
 from __future__ import annotations
 
+import threading
 import time
 
 from ..errors import CallTimeout, ConfigError, ConnectError, ConnectionLost, DefinitionsError
@@ -56,11 +57,15 @@ class ConnectionSetup:
     _send_releases: Callable[[bool], None]
     _handle: Callable[..., None]
     _lost: Callable[..., None]
-    _shutdown: Callable[[type, str], None]
+    _shutdown: Callable[..., None]
     close: Callable[..., None]
 
     # True once the reader has served a connection: the next one gets a new reader
     _reader_used = False
+    # Held while a connection is given (``attach``) or taken (``Client._shutdown``), each
+    # a few assignments: one lock for every client (a class attribute, so a subclass
+    # that skips ``__init__`` has it too)
+    _channel_lock = threading.Lock()
     # (``connect``'s, for ``attach``: when connect_timeout runs out, hello included)
     _connect_deadline: Optional[float] = None
 
@@ -162,14 +167,19 @@ class ConnectionSetup:
         limit = self.connect_timeout
         if deadline is not None:
             limit = max(0.0, deadline - time.monotonic())
-        self._proxies = ProxyTable(self, self._send_releases)
-        self._channel = channel
-        self.peername = peername
-        self._closer = closer
-        if self._reader.pending or self._reader_used:  # one reader per connection
-            self._reader = self._new_reader()
+        proxies = ProxyTable(self, self._send_releases)
+        reader = self._reader
+        if reader.pending or self._reader_used:  # one reader per connection
+            reader = self._new_reader()
+        # One step, as ``Client._shutdown`` takes a connection (see there): a loss of the
+        # previous connection ended on another thread meanwhile ends that one, never
+        # this one, and never leaves this channel to nobody.
+        with self._channel_lock:
+            self._proxies, self._channel, self._reader = proxies, channel, reader
+            self.peername = peername
+            self._closer = closer
         self._reader_used = True
-        self._reader.start(channel)
+        reader.start(channel)
         end, blocks = definitions.blocks_since(0)
         self._sent_blocks = end
         try:
@@ -222,6 +232,7 @@ class ConnectionSetup:
             self._shutdown(
                 ConnectionLost,
                 f"{self.peername}: setting up the connection failed: {type(orig).__name__}: {orig}",
+                only=channel,
             )
 
     def _new_reader(self) -> Any:
