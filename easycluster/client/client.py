@@ -421,7 +421,8 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
             channel.close(message)
         else:
             reader.stop()
-        proxies.invalidate()
+        if proxies is not None:  # (None: never connected; closing it is a no-op)
+            proxies.invalidate()
         pending, reader.pending = reader.pending, {}
         for resp in list(pending.values()):  # a reader may still pop from it meanwhile
             settle(resp.set_exception, kind(message))

@@ -152,7 +152,9 @@ class ConnectionSetup:
         """Use ``channel`` (a finished handshake) as this client's connection to the
         server called ``peername``, and send the definitions; ``closer`` runs once the
         connection is closed. EasyCluster 0.22 called this ``set_socket``. Raises
-        ConnectionLost (and closes) when setting up the connection fails.
+        ConnectionLost (and closes) when setting up the connection fails, and
+        ConfigError when this client is connected already (``channel`` is closed and
+        ``closer`` run then: ``close()`` the client first).
 
         ``wait=False`` (``spawn_local``, when its hello can only fail with the
         connection): the hello's answer is not waited for here; a connection that
@@ -162,8 +164,6 @@ class ConnectionSetup:
         ``connect()``, or from now), then ConnectError: a server stopped or hung right
         after its start never holds up the connect."""
         deadline, self._connect_deadline = self._connect_deadline, None
-        if self._channel is not None:
-            raise ConfigError(f"already connected to {self.peername}; close() it first")
         limit = self.connect_timeout
         if deadline is not None:
             limit = max(0.0, deadline - time.monotonic())
@@ -175,9 +175,16 @@ class ConnectionSetup:
         # previous connection ended on another thread meanwhile ends that one, never
         # this one, and never leaves this channel to nobody.
         with self._channel_lock:
-            self._proxies, self._channel, self._reader = proxies, channel, reader
-            self.peername = peername
-            self._closer = closer
+            busy = self._channel is not None
+            if not busy:
+                self._proxies, self._channel, self._reader = proxies, channel, reader
+                self.peername = peername
+                self._closer = closer
+        if busy:  # (checked in the same step: two reconnects at once, one loses here)
+            channel.close("the client was connected already")
+            if closer is not None:
+                closer()
+            raise ConfigError(f"already connected to {self.peername}; close() it first")
         self._reader_used = True
         reader.start(channel)
         end, blocks = definitions.blocks_since(0)

@@ -64,9 +64,9 @@ class SessionKeeper:
             client = self._sessions.get(node)
             if client is not None and client.connected:
                 return client
+            closes = self._closes  # (first: a close from here on is seen after the connect)
             if switch is not None and switch.thrown:
                 raise ConnectError(f"connecting to {node} was given up")
-            closes = self._closes
             client, switch = self._connect(node, switch)
             with self._lock:
                 overlapped = closes != self._closes

@@ -111,3 +111,33 @@ def test_a_loss_ended_on_another_thread_during_a_reconnect_leaks_nothing():
     finally:
         client._race = None
         client.close()
+
+
+def test_attach_to_a_connected_client_closes_the_channel_it_was_given():
+    """A second connection given to a connected client (two reconnects at once, or a
+    script's mistake) is refused, and closed: kept by nobody, its server would run on."""
+    from easycluster.launch.local import start_local
+
+    client = spawn_local()
+    channel, proc = start_local(client.wire_options())
+    closed = []
+    try:
+        try:
+            client.attach(channel, "second", closer=lambda: closed.append(True))
+        except easycluster.ConfigError as e:
+            assert "already connected" in str(e)
+        else:
+            raise AssertionError("attach to a connected client was accepted")
+        assert channel.closed and closed == [True]
+        proc.wait(timeout=10)  # its server ended with the channel
+        assert client.os.getpid() == client.server_pid  # the first connection serves on
+    finally:
+        channel.close()
+        client.close()
+
+
+def test_closing_a_client_that_never_connected_does_nothing():
+    client = easycluster.Client()
+    client.close()
+    client.close()
+    assert not client.connected
