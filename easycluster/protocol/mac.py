@@ -77,8 +77,13 @@ def _openssl() -> Callable[..., HashState]:
     return hashlib.sha256
 
 
+# the module whose presence says OpenSSL is loaded (a test names another to act as a
+# process that has not loaded it)
+_OPENSSL_MODULE = "_hashlib"
+
+
 def _openssl_loaded() -> bool:
-    return _BUILTIN is None or "_hashlib" in sys.modules
+    return _BUILTIN is None or _OPENSSL_MODULE in sys.modules
 
 
 def sha256(data: Buffer = b"") -> HashState:
@@ -112,7 +117,9 @@ class Mac:
         is spent, or OpenSSL is loaded anyway, the states become OpenSSL's (loaded now if
         nobody did)."""
         _left[0] -= n + _BLOCK  # (+ a block: the outer hash's)
-        if _left[0] <= 0 or _openssl_loaded():
+        # (``_openssl_loaded()`` written out: this runs for every frame until the switch;
+        # ``_BUILTIN`` is not None here, or ``builtin`` would never have been true)
+        if _left[0] <= 0 or _OPENSSL_MODULE in sys.modules:
             self.builtin = False
             new = _openssl()
             self.inner, self.outer = new(self._pads[0]), new(self._pads[1])

@@ -20,7 +20,7 @@ def impl(request, monkeypatch):
     if request.param == "builtin":
         if mac_module._BUILTIN is None:
             pytest.skip("this Python has no SHA-256 of its own")
-        monkeypatch.setattr(mac_module, "_openssl_loaded", lambda: False)
+        monkeypatch.setattr(mac_module, "_OPENSSL_MODULE", "_no_such_module")
         monkeypatch.setattr(mac_module, "_left", [BUILTIN_BUDGET])  # a fresh process's
     return request.param
 
