@@ -23,7 +23,7 @@ from typing import IO, Any, Callable, Dict, NamedTuple, Optional
 
 from ..remote.filecopy import CopyError, current_umask, gnu_tar, tar_extract
 from ..remote.treeplace import PlaceError, non_directory, place_tree, remove_tree
-from .copy import TAR_TOP, TEMP_MARK, Header, base_name, parse_header
+from .copy import TAR_TOP, Header, base_name, parse_header, temp_name
 from .feed import CHUNK, StdinFeed
 from .results import SlotResult
 
@@ -169,7 +169,9 @@ class PullSink:
             self.drop(inc)
 
     def commit(self, slot: SlotResult) -> int:
-        inc = self.incoming.pop(slot.key, None) or Incoming()
+        # (left in ``incoming`` until the end: a Ctrl-C before the try is entered leaves
+        # it to ``discard``, which the engine calls for a commit broken off)
+        inc = self.incoming.get(slot.key) or Incoming()
         try:
             if inc.error is not None:
                 raise CopyFailed(inc.error)
@@ -190,6 +192,8 @@ class PullSink:
         except BaseException:  # (Ctrl-C while a directory is unpacked: nothing is kept)
             self.drop(inc)
             raise
+        finally:
+            self.incoming.pop(slot.key, None)
 
     def discard(self, slot: SlotResult) -> None:
         inc = self.incoming.pop(slot.key, None)
@@ -210,10 +214,13 @@ class PullSink:
         inc.head += data[:end]
         inc.header = parse_header(bytes(inc.head))
         suffix = ".tar" if inc.header.kind == "d" else ""
-        fd, inc.temp = tempfile.mkstemp(
-            suffix=suffix, prefix=f".{self.names[key]}{TEMP_MARK}", dir=self.dest
-        )
-        inc.file = os.fdopen(fd, "wb")
+        # (named before it is made: see ``new_temp``)
+        inc.temp = new_temp(self.dest, self.names[key]) + suffix
+        try:
+            inc.file = open(inc.temp, "xb", opener=private)
+        except FileExistsError:
+            inc.temp = None  # (not ours: never removed)
+            raise
         return data[end + 1 :]
 
     def finish_file(self, temp: str, header: Header, final: str) -> None:
@@ -228,9 +235,14 @@ class PullSink:
     def finish_dir(self, tar_path: str, final: str) -> None:
         if non_directory(final):
             raise CopyFailed(f"{final}: exists and is not a directory")
-        name = os.path.basename(final)
-        unpacked = tempfile.mkdtemp(prefix=f".{name}{TEMP_MARK}", dir=self.dest)
+        # (named before it is made, and made inside the try: see ``new_temp``)
+        unpacked, ours = new_temp(self.dest, os.path.basename(final)), True
         try:
+            try:
+                os.mkdir(unpacked, 0o700)
+            except FileExistsError:
+                ours = False  # (never removed)
+                raise
             tar = gnu_tar()
             if tar is not None:
                 try:
@@ -244,6 +256,8 @@ class PullSink:
             os.unlink(tar_path)
             replace_dir(unpacked, final, self.preserve)
         except BaseException as e:
+            if not ours:
+                raise
             if not remove_tree(unpacked) and not isinstance(e, KeyboardInterrupt):
                 raise CopyFailed(f"{e}; {unpacked} could not be removed") from e
             raise
@@ -282,6 +296,24 @@ class PullSink:
             except OSError:
                 pass
             inc.temp = None
+
+
+def new_temp(dest: str, name: str) -> str:
+    """The path of a new temporary for ``name`` in ``dest``, not made yet:
+    ``.NAME.ectmp.PID.RANDOM`` (``copy.temp_name``). Its holder records the name first
+    and makes it after (``open(..., "xb")``, ``os.mkdir``), so that whatever removes the
+    holder's temporaries on Ctrl-C knows it the moment it exists: ``mkstemp`` and
+    ``mkdtemp`` say the name only as they return, and a SIGINT that arrived during
+    their system call raises KeyboardInterrupt as that call returns, before the name is
+    given (a temporary nobody removes; seen under CPU load). A name already there
+    (FileExistsError: 8 random bytes make that a 2**-64 chance) is not ours: the holder
+    forgets it before it raises."""
+    return os.path.join(dest, temp_name(name, f"{os.getpid()}.{os.urandom(8).hex()}"))
+
+
+def private(path: str, flags: int) -> int:
+    """``open``'s opener for a temporary: mode 0600 (as ``mkstemp``'s), not inherited."""
+    return os.open(path, flags | os.O_CLOEXEC, 0o600)
 
 
 class CopyFailed(Exception):

@@ -10,8 +10,9 @@ This module starts slots, ends them (exit, timeout, abort of the run or of one w
 and runs the timers; moving a
 running slot's bytes, its output in and its stdin out, is ``slotio.py``'s (the
 ``SlotIO`` mixin): fairness between nodes, sinks and mailboxes are drawn there. A sink
-commits or discards each started slot exactly once, as the slot ends (a commit broken
-off by Ctrl-C removed what it wrote; its slot is aborted, never committed again).
+commits or discards each started slot exactly once, as the slot ends (a write or a
+commit broken off by Ctrl-C: its slot is aborted, never committed, and the discard
+removes what it wrote).
 
 A handler may end slots under the engine's feet (``Worker.abort`` ends its worker's
 slots at once, from inside the handler): every place that calls a handler and then goes
@@ -267,14 +268,14 @@ class Engine(SlotIO):
         """A slot is done when its process ended and its output was read to the end."""
         if self.running.get(run.slot.key) is not run:  # (ended by a handler meanwhile)
             return
-        if run.open or run.cmd.poll() is None or run.committing:
-            return  # (committing: a Ctrl-C broke its commit off; cleanup() aborts it)
+        if run.open or run.cmd.poll() is None or run.in_sink:
+            return  # (in_sink: a Ctrl-C broke a write or its commit off; cleanup() aborts it)
         slot, worker, cmd = run.slot, run.worker, run.cmd
         rc = cmd.rc if cmd.rc is not None else 0
         verdict = worker.backend.verdict(rc, slot.tail, run.spoke)
         if worker.sink is not None:
             if verdict == EXIT and rc == 0:
-                run.committing = True
+                run.in_sink = True
                 said = len(slot.stderr)
                 rc = worker.sink.commit(slot)
                 self.tell(worker, slot.key, "stderr", bytes(slot.stderr[said:]))

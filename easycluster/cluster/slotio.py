@@ -72,7 +72,7 @@ class Running:
         "writing",
         "deadline",
         "spoke",
-        "committing",
+        "in_sink",
     )
 
     def __init__(self, slot: SlotResult, worker: Worker, cmd: Command) -> None:
@@ -85,7 +85,9 @@ class Running:
         self.writing = False  # stdin registered for writing
         self.deadline: Optional[float] = None
         self.spoke = False  # stdout (not carrying stderr) sent a byte: the command ran
-        self.committing = False  # its sink's commit began (and, if still running, broke off)
+        # in a call of its sink (a write, or the commit): still set once the loop goes on,
+        # a Ctrl-C broke that call off, and the slot is never committed (cleanup() aborts it)
+        self.in_sink = False
 
 
 class SlotIO:
@@ -137,7 +139,13 @@ class SlotIO:
             run.spoke = True
         worker = run.worker
         if sname == "stdout" and worker.sink is not None:
+            # (a write broken off by Ctrl-C lost part of the stream: Engine.settle then
+            # must not commit what the node sends after it, nor call it "sent no data")
+            if run.in_sink:
+                return  # (broken off before: the rest of the stream is not kept either)
+            run.in_sink = True
             worker.sink.write(run.slot, data)
+            run.in_sink = False
             return
         run.slot.keep(sname, data, self.task.buffer_max, carries_stderr)
         if worker.wants_lines:

@@ -105,10 +105,21 @@ def tar_extract(tar: str, archive: str, into: str, preserve: bool) -> None:
 
     words = [tar, "-x", "-f", archive, "-C", into, "--no-same-owner"]
     words += ["-p"] if preserve else ["-m", "--no-same-permissions"]
-    out = subprocess.run(words, stdin=subprocess.DEVNULL, capture_output=True)
-    if out.returncode != 0:
-        why = out.stderr.decode("utf-8", "replace").strip().replace("\n", "; ")
-        raise CopyError(f"cannot unpack: {why or f'tar exited with {out.returncode}'}")
+    proc = subprocess.Popen(
+        words, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        _, err = proc.communicate()
+    except BaseException:
+        # (Ctrl-C: tar is killed and waited for before the caller removes ``into``;
+        # ``subprocess.run`` kills without waiting once 0.25 s passed, and a tar still
+        # running could write into the tree while it is removed: a tree left behind)
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        why = err.decode("utf-8", "replace").strip().replace("\n", "; ")
+        raise CopyError(f"cannot unpack: {why or f'tar exited with {proc.returncode}'}")
 
 
 def _remove(path: Optional[str]) -> bool:

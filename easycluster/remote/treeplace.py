@@ -84,17 +84,20 @@ def place_tree(new: str, target: str, preserve: bool = False, tries: int = TRIES
     message says "replaced"); OSError when a rename fails otherwise (the target then is
     as it was, a tree moved aside put back)."""
     for _ in range(tries):
-        aside = move_aside(target)
+        # (named before the move, which is inside the try: a Ctrl-C raised as the rename
+        # aside returns found no name, and the old tree stayed aside, the target empty)
+        aside, moved = aside_name(target), False
         try:
+            moved = move_aside(target, aside)
             os.rename(new, target)
         except BaseException as e:  # (Ctrl-C too: the old tree goes back)
-            settle_aside(aside, target)
+            settle_aside(aside if os.path.lexists(aside) else None, target)
             if isinstance(e, OSError) and e.errno in TAKEN:
                 continue  # another tree landed between our aside and our rename
             if isinstance(e, OSError) and e.errno == errno.ENOTDIR:
                 raise PlaceError(f"{target}: exists and is not a directory") from None
             raise
-        if aside is not None and not remove_aside(aside):
+        if moved and not remove_aside(aside):
             why = "replaced, but the old one could not be removed: it is left as"
             raise PlaceError(f"{target}: {why} {aside}")
         return
@@ -117,20 +120,24 @@ def non_directory(path: str) -> bool:
         return False  # (what follows fails, saying why)
 
 
-def move_aside(target: str) -> Optional[str]:
-    """Rename the directory at ``target`` to a new ``.NAME.ecold.XXXX`` beside it and
-    return that name; None when nothing is there (or another node moved it first).
-    PlaceError if something else than a directory is there."""
-    if non_directory(target):
-        raise PlaceError(f"{target}: exists and is not a directory")
+def aside_name(target: str) -> str:
+    """A new name beside ``target`` for the tree there moved aside: ``.NAME.ecold.XXXX``."""
     parent, name = os.path.split(target)
     # (the pid and random bytes: nodes sharing the directory may share pids too)
-    aside = os.path.join(parent, f".{name}{OLD_MARK}{os.getpid()}.{os.urandom(4).hex()}")
+    return os.path.join(parent, f".{name}{OLD_MARK}{os.getpid()}.{os.urandom(4).hex()}")
+
+
+def move_aside(target: str, aside: str) -> bool:
+    """Rename the directory at ``target`` to ``aside`` (``aside_name``); False when
+    nothing is there (or another node moved it first). PlaceError if something else
+    than a directory is there."""
+    if non_directory(target):
+        raise PlaceError(f"{target}: exists and is not a directory")
     try:
         os.rename(target, aside)
     except FileNotFoundError:
-        return None
-    return aside
+        return False
+    return True
 
 
 def remove_aside(aside: str) -> bool:

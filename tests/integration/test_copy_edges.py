@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,61 @@ def test_ctrl_c_while_a_pulled_directory_is_unpacked_keeps_nothing(worker, sshd,
     assert proc.returncode == 130, err
     assert [n for n in os.listdir(dest) if TEMP_MARK in n or ".ecold." in n] == []
     assert b"sent no data" not in err
+    assert b"sshtest1: interrupted" in err
+
+
+# A Ctrl-C that lands just as a temporary is made: the terminal's SIGINT sent to the
+# shell's process group by the shell itself, from inside the step that made it, right
+# after the file or directory exists (as the kernel delivers a signal on the return of
+# that system call). mkstemp and mkdtemp give the name only as they return, so an
+# interrupt there left a temporary nobody knew about (seen under CPU load: the shell
+# preempted as its mkdir returned, the Ctrl-C sent meanwhile).
+CTRL_C_AFTER = """import os, signal, sys, threading
+from easycluster.cli import run
+from easycluster.cluster.copy import TEMP_MARK
+step, dest = sys.argv.pop(1), sys.argv.pop(1)
+thread_run = threading.Thread.run
+def run_without_sigint(self):  # (so the kernel gives the SIGINT to the main thread,
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # at once: raised here)
+    thread_run(self)
+threading.Thread.run = run_without_sigint
+made = getattr(os, step)
+def then_ctrl_c(path, *args, **kw):
+    result = made(path, *args, **kw)
+    if TEMP_MARK in os.fspath(path) and os.path.dirname(os.fspath(path)) == dest:
+        os.killpg(0, signal.SIGINT)
+    return result
+setattr(os, step, then_ctrl_c)
+sys.argv[0] = "easycluster"
+sys.exit(run())
+"""
+
+
+@pytest.mark.parametrize("step", ["open", "mkdir"])  # the pulled tar; the unpack's directory
+@pytest.mark.parametrize("worker", ["ssh", "rpc"])
+def test_ctrl_c_just_as_a_pull_makes_a_temporary_keeps_nothing(worker, step, sshd, tmp_path):
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(b"x")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    driver = tmp_path / "ctrl_c_after.py"
+    driver.write_text(CTRL_C_AFTER)
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), step, str(dest), "shell", "-R", worker]
+        + ["-o", f"-F {sshd.config}", "-w", "sshtest1", "--rcopy", str(src), "--dest", str(dest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert os.listdir(dest) == [], err
     assert b"sshtest1: interrupted" in err
 
 
