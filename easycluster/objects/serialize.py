@@ -48,6 +48,14 @@ class _Current(threading.local):
 
 
 _current = _Current()
+# For a server's usual call, the C functions themselves (no Python call around them):
+# ``loads_here(data, buffers=...)`` is ``loads`` while ``current.refs`` is the connection's
+# (``use_refs`` sets it); ``dumps_scalar(obj, PROTOCOL)`` pickles a number or None as
+# ``dumps`` would (no reference or buffer can be in one).
+current = _current
+loads_here = pickle.loads
+dumps_scalar = pickle.dumps
+SCALARS = frozenset((int, float, bool, type(None)))
 
 
 def _resolve_ref(*args: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from _operator import itemgetter as _itemgetter
 
 from ..errors import FrameTooLarge, IntegrityError, ProtocolError
 from .mac import TAG_SIZE, Hasher, Mac, compare_digest
@@ -41,6 +42,7 @@ FT_OUTPUT = 9  # server -> client: what remote code printed: u8 stream (1 out, 2
 
 HEADER = struct.Struct(">BBHQQ")  # the fields; the header's tag follows them
 _unpack_head = HEADER.unpack_from
+_tuple_new = tuple.__new__
 HEADER_SIZE = HEADER.size + TAG_SIZE  # 36: fields and tag, before the payload
 MAC_SIZE = 32
 _FIELDS = HEADER.size  # 20
@@ -57,16 +59,24 @@ _SCRATCH = 1 << 18
 CHUNK = 1 << 19  # a large frame is hashed and sent this many bytes at a time (measured best)
 
 
-class Frame:
-    """One authenticated frame. ``payload`` is the raw (possibly compressed) body."""
+class Frame(tuple):  # type: ignore[type-arg]
+    """One authenticated frame. ``payload`` is the raw (possibly compressed) body.
 
-    __slots__ = ("type", "flags", "payload", "max_size")
+    A tuple ``(type, flags, payload, max_size)`` with named fields: the readers make one
+    per frame received with ``tuple.__new__`` (in C: no Python call on the hot path, where
+    a class with ``__init__`` costs one per frame)."""
 
-    def __init__(self, type: int, flags: int, payload: Bytes, max_size: int = DEFAULT_MAX_FRAME):
-        self.type = type
-        self.flags = flags
-        self.payload = payload
-        self.max_size = max_size
+    __slots__ = ()
+
+    type = property(_itemgetter(0))  # the frame type (FT_*)
+    flags = property(_itemgetter(1))  # FLAG_* bits: how to undo the payload
+    payload = property(_itemgetter(2))
+    max_size = property(_itemgetter(3))  # the receiver's limit, for decompressing
+
+    def __new__(
+        cls, type: int, flags: int, payload: Bytes, max_size: int = DEFAULT_MAX_FRAME
+    ) -> Frame:
+        return _tuple_new(cls, (type, flags, payload, max_size))
 
     def parts(self) -> Tuple[memoryview, Sequence[memoryview]]:
         """Return ``(main, buffers)``: decompressed, with out-of-band buffers split off."""
@@ -333,7 +343,9 @@ class FrameReader:
                     s = self._start = stop + MAC_SIZE
                     self._head_ok = False
                     frames.append(
-                        Frame(ftype, flags, bytes(view[stop - length : stop]), self.max_size)
+                        _tuple_new(
+                            Frame, (ftype, flags, bytes(view[stop - length : stop]), self.max_size)
+                        )
                     )
                     continue
                 total = HEADER_SIZE + length + MAC_SIZE

@@ -143,8 +143,10 @@ class Mac:
         ``tag`` as ``tag(head)``, ``mac`` the HMAC of ``head || tag || body``. The header
         is hashed once for both, and nothing is built but the result (every call and
         every reply is such a frame, so each Python step counts)."""
-        if self.builtin:
-            self.spend(len(head) + len(body))
+        if self.builtin:  # (``spend`` written out: every reply of a young server)
+            _left[0] -= len(head) + len(body) + _BLOCK
+            if _left[0] <= 0 or _OPENSSL_MODULE in sys.modules:
+                self.spend(0)
         inner = self.inner.copy()
         inner.update(head)
         outer = self.outer.copy()

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 
-from ..errors import ConnectionLost, FrameTooLarge, ProtocolError, RemoteException
+from ..errors import ConnectionLost, ProtocolError
 from ..objects import definitions, serialize
 from ..protocol import frames
 from ..protocol.messages import CONTROL, RELEASE_ITEM, REPLY_HEAD, REQUEST_HEAD, SINGLE
@@ -24,10 +24,11 @@ from ..transport.channel import Channel
 from ..transport.outbox import POST_MAX
 from ..transport.threads import ReusedThreads
 from . import commands
-from .failures import missing_module, remote_exception, unpicklable_return, unsendable_exception
+from .failures import missing_module, remote_exception
 from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
 from .objtable import ObjectTable
 from .output import Forwarding, flush_output
+from .reply import send_reply
 from .serverlog import log as log
 from .verbs import RootObject
 
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
     # (rid, tid, oid, method, args, kwargs, the callable the request names) -> its value
     RequestHook = Callable[[int, int, int, str, Any, Any, Callable[..., Any]], Any]
 
+FT_REQUEST, FT_RESPONSE = frames.FT_REQUEST, frames.FT_RESPONSE
+_HEAD_SIZE = REQUEST_HEAD.size
+_unpack_request_head = REQUEST_HEAD.unpack_from
+_pack_reply_head = REPLY_HEAD.pack
+_SCALARS, _PROTOCOL = serialize.SCALARS, serialize.PROTOCOL
+_loads_here, _dumps_scalar = serialize.loads_here, serialize.dumps_scalar
 _VERB_NAMES = tuple(n for n in dir(RootObject) if n.startswith("verb_"))  # (dir() is slow)
 
 
@@ -162,7 +169,10 @@ class ServerConnection:
                         batch = handoff.begin(time.monotonic(), local)
                         if handoff.standby_idle:  # (it sleeps until a batch begins)
                             cond.notify_all()
-                self._run_batch(batch)
+                if len(batch) == 1:  # a lone call (the usual case): nothing to hold, and
+                    self._run_request(*batch[0])  # ``begin`` counted it
+                else:
+                    self._run_batch(batch)
         except ProtocolError as e:
             self._protocol_error(e)
         except ConnectionLost as e:
@@ -178,14 +188,24 @@ class ServerConnection:
         count and queue), or None once the client said goodbye."""
         local: List[Request] = []
         for frame in self.channel.recv_frames():
-            if frame.type == frames.FT_BATCH:
+            ftype = frame.type
+            if ftype == FT_REQUEST and not frame.flags:  # (``_dispatch`` written out for
+                main = memoryview(frame.payload)  # thread 0's calls: every call comes here)
+                if len(main) >= _HEAD_SIZE:
+                    rid, tid = _unpack_request_head(main)
+                    if tid == 0:
+                        with self._lock:  # counted from here until its reply is sent
+                            if self.handoff.receive():  # (False: draining, dropped)
+                                local.append((rid, main, ()))
+                        continue
+            if ftype == frames.FT_BATCH:
                 for ftype, body in frames.batch_items(frame):
                     if not self._dispatch(ftype, body, [], local):
                         self._end("client closed the connection")
                         return None
             else:
                 main, bufs = frame.parts() if frame.flags else (memoryview(frame.payload), ())
-                if not self._dispatch(frame.type, main, bufs, local):
+                if not self._dispatch(ftype, main, bufs, local):
                     self._end("client closed the connection")
                     return None
         return local
@@ -194,10 +214,6 @@ class ServerConnection:
         """Run thread 0's requests in order on this thread; their small replies are held
         and leave together at the end (the standby flushes them if a call runs long)."""
         handoff = self.handoff
-        if len(batch) == 1:  # a lone call: nothing to hold
-            handoff.call(False)
-            self._run_request(*batch[0])
-            return
         saved = serialize.use_refs(self.table)
         try:
             last = len(batch) - 1
@@ -400,7 +416,10 @@ class ServerConnection:
         status, value, request = 0, None, None
         try:
             try:
-                request = serialize.loads(main[REQUEST_HEAD.size :], bufs, self.table)
+                if serialize.current.refs is self.table:  # (the serving thread's case)
+                    request = _loads_here(main[_HEAD_SIZE:], buffers=bufs)
+                else:
+                    request = serialize.loads(main[_HEAD_SIZE:], bufs, self.table)
             except ModuleNotFoundError as e:  # (a function of a module this host lacks)
                 raise missing_module(e) from None
             oid, method, args, kwargs = request
@@ -420,67 +439,23 @@ class ServerConnection:
                 value = hook(rid, tid, oid, method, args, kwargs, fn)
         except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
             status, value = 1, remote_exception(e)
-        self._reply(rid, status, value, hold, more, later, request)
-
-    def _reply(
-        self,
-        rid: int,
-        status: int,
-        value: Any,
-        hold: bool = False,
-        more: Optional[Callable[[], int]] = None,
-        later: bool = False,
-        request: Any = None,
-    ) -> None:
-        """Send a reply: held in the outbox if ``hold`` (the caller flushes), handed to
-        the writer thread if ``later`` (small ones), else batched with others only while
-        ``more()`` says requests wait behind it. ``request`` (the unpickled request, if
-        it got that far) names the call when its return value cannot be pickled."""
-        fwd = self.output
-        if fwd is not None and (fwd.out.pending or fwd.err.pending):
-            fwd.flush_partial()  # a partial line printed by the call goes first
-        try:
-            main = serialize.dumps_plain((value,))  # (``dumps``' first step, written out)
-            if main is None:
-                main, bufs = serialize.dumps_full((value,), self.table, 3)
-            else:
-                bufs = []
-        except BaseException as e:
-            if status == 0:  # the value: say which call, which part, and what to do
-                status, value = 1, unpicklable_return(request, value, e, self.table)
-            else:
-                value = unsendable_exception(value, e)
-            try:
-                main, bufs = serialize.dumps((value,), self.table)
-            except BaseException as e2:
-                status, value = 1, unsendable_exception(value, e2)
-                main, bufs = serialize.dumps((value,), self.table)
-        try:
-            if bufs or hold or later or len(main) > POST_MAX:
-                self.channel.send_message(
-                    frames.FT_RESPONSE,
-                    REPLY_HEAD.pack(rid, status),
-                    main,
-                    bufs,
-                    flush=not (more and more()),
-                    hold=hold,
-                    later=later,
-                )
-            else:  # (``send_message``'s usual choice, made here: every reply comes this way)
-                self.channel.post(
-                    frames.FT_RESPONSE, REPLY_HEAD.pack(rid, status) + main, not (more and more())
-                )
-        except FrameTooLarge as e:
-            value = RemoteException(e, [f"reply of request {rid} not sent: {e}\n"])
-            try:
-                self.channel.send(
-                    frames.FT_RESPONSE,
-                    [REPLY_HEAD.pack(rid, 1), serialize.dumps((value,), self.table)[0]],
-                )
-            except ConnectionLost:
-                pass
-        except ConnectionLost:
-            pass  # the client is gone; the reader thread ends the process
+        else:
+            fwd = self.output  # (a partial line printed by the call goes first: _reply)
+            if (
+                type(value) in _SCALARS
+                and not (hold or more or later)
+                and (fwd is None or not (fwd.out.pending or fwd.err.pending))
+            ):
+                # A number or None answering a lone call (``_reply``'s usual way, written
+                # out: C's pickler needs no sink for these)
+                body = _dumps_scalar((value,), _PROTOCOL)
+                if len(body) <= POST_MAX:
+                    try:
+                        self.channel.post(FT_RESPONSE, _pack_reply_head(rid, 0) + body, True)
+                    except ConnectionLost:
+                        pass  # the client is gone; the reader thread ends the process
+                    return
+        send_reply(self, rid, status, value, hold, more, later, request)
 
 
 def warm_up(channel: Channel, module: Optional[str] = None) -> None:
@@ -492,7 +467,7 @@ def warm_up(channel: Channel, module: Optional[str] = None) -> None:
     closes ``channel``'s socket."""
     conn = ServerConnection(channel, "warm-up")
     if module is None:
-        conn._reply(1, 0, None)
+        send_reply(conn, 1, 0, None)
         return
     request: Any = (0, "hello", (module, [], False), {})
     main = REQUEST_HEAD.pack(1, 0) + serialize.dumps(request, conn.table)[0]

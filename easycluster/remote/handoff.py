@@ -60,7 +60,8 @@ class ReaderHandoff:
     The events, all with the connection's lock held but ``call`` (see there):
     the main thread's ``main_next`` (what now?), ``begin`` (a batch of what it read,
     after any backlog; or of the backlog), ``call`` (each call of the batch, counted in
-    ``calls``; the answer: may its small reply be held?) and ``main_done`` (the batch is
+    ``calls``; the answer: may its small reply be held? A batch of one is not asked:
+    ``begin`` counts its call) and ``main_done`` (the batch is
     answered); the standby's ``standby_poll`` (what now?), ``standby_check`` (after a
     WATCH: take over?) and ``standby_read`` (it read; give back?); and ``end`` (the
     connection ended). Conditions: "backlog" (requests wait in it), "ended" (``end`` was
@@ -189,6 +190,8 @@ class ReaderHandoff:
             else:
                 batch = read
         self.last_call = now
+        if len(batch) == 1:  # a lone call is run without ``call``: counted here
+            self.calls += 1
         return batch
 
     def call(self, more: bool) -> bool:
@@ -217,7 +220,11 @@ class ReaderHandoff:
             self.state = RETURNING
         else:
             raise self._illegal("main_done")
-        return self.answered(n)
+        left = self.requests - n  # (``answered`` written out: once per batch)
+        if left < 0:
+            return self.answered(n)  # (raises)
+        self.requests = left
+        return self.draining and left == 0
 
     def standby_poll(self, now: float) -> int:
         """What the standby does next (it is not reading): WATCH, SLEEP, POLL or EXIT.

@@ -99,7 +99,14 @@ class RootObject:
     def verb_call(
         self, name: str, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None
     ) -> Any:
-        fn = definitions.get_global(name, self.conn.context, auto_import=True)
+        context = self.conn.context
+        if "." in name:
+            fn = definitions.get_global(name, context, auto_import=True)
+        else:  # (``get_global``'s first step, written out: ``rmt.func(...)`` comes here)
+            try:
+                fn = context.__dict__[name]
+            except KeyError:
+                fn = definitions.get_global(name, context, auto_import=True)
         return fn(*args, **(kwargs or {}))
 
     def verb_get_global(self, name: str) -> Any:

@@ -136,6 +136,7 @@ def test_reader_transition(state, event, cell):
         assert got == backlog + (["r2"] if "read" in event else [])  # backlog first
         assert not h.backlog
         assert h.last_call == T0 + 5  # (quiet is measured from here)
+        assert h.calls == calls + (len(got) == 1)  # a lone call is counted by ``begin``
     else:
         assert (type(got), got) == (type(CODES[answer]), CODES[answer])
     assert h.state_name == (next_state or state)
