@@ -98,8 +98,12 @@ class ServerConnection:
         verbosity: int = 0,
         on_end: Optional[Callable[[str], None]] = None,
         request_hook: Optional[RequestHook] = None,
+        standby: bool = True,
     ):
         self.channel = channel
+        # False: no standby thread (a long call then holds up the reads until it ends;
+        # for a rehearsal, ``rehearsal.py``, after which a fork must find no thread)
+        self._with_standby = standby
         # EasyCluster 0.22's Server.report_request/run_request overrides (server.py):
         # when set, every call goes through it; None (always, but for such a subclass)
         # keeps the hot path to one test
@@ -137,7 +141,8 @@ class ServerConnection:
         # A bare thread: ``threading.Thread.start`` waits until the new thread runs, a
         # switch that would delay the first reply (a local server's start-up); nothing
         # ever joins or names this one, and the process ends with os._exit.
-        _thread.start_new_thread(self._standby, ())
+        if self._with_standby:
+            _thread.start_new_thread(self._standby, ())
         cond, lock, handoff = self._cond, self._lock, self.handoff
         batch: Optional[List[Request]] = None
         # This thread unpickles for this connection only: its references resolve in our

@@ -43,6 +43,7 @@ from ..transport.channel import Channel
 from ..transport.tcp import fork_linked
 from . import process
 from .connection import warm_up
+from .rehearsal import rehearse
 
 
 def main(argv: list) -> int:
@@ -115,8 +116,11 @@ def _answer(ctrl: socket.socket, pid: int) -> bool:
 def _ready_children() -> None:
     """Warm up what every server needs, so that the children forked from now on start
     ready, and keep those objects out of the children's garbage collections: collecting
-    would write to them and unshare the pages the children share with the zygote."""
+    would write to them and unshare the pages the children share with the zygote. A
+    call is rehearsed first, so that children start with its path specialized
+    (``rehearsal.py``)."""
     definitions.warm_up()
+    rehearse()
     gc.collect()
     gc.freeze()
 

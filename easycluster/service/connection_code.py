@@ -13,12 +13,16 @@ from ..objects import definitions
 from ..protocol import frames
 from ..remote.connection import warm_up
 from ..remote.process import serve_connection
+from ..remote.rehearsal import rehearse
 from ..transport.channel import Channel
 
 
 def load() -> None:
-    """Bind what every connection's definitions module binds (once, in the listener)."""
+    """Bind what every connection's definitions module binds, and rehearse a call so
+    that every connection process starts with it specialized (once, in the listener,
+    before the first fork: ``remote/rehearsal.py``)."""
     definitions.warm_up()
+    rehearse()
 
 
 def serve(sock: socket.socket, session: frames.Session, peer: str, verbosity: int) -> None:
