@@ -39,30 +39,46 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Tuple
 
 
-def rehearse(calls: int = CALLS) -> None:
-    """Serve ``calls`` calls over a socketpair on this thread, then return (within
-    ``_TIMEOUT`` even if something goes wrong: the feeding side then closes)."""
-    key = bytes(32)  # (a key nobody holds: the two ends are both ours)
-    a, b = socket.socketpair()
+def rehearse(calls: int = CALLS) -> bool:
+    """Serve ``calls`` calls over a socketpair on this thread, then return whether the
+    rehearsal ran through. Never raises (a rehearsal only: the servers forked after a
+    failed one specialize their code as they go) and returns within ``_TIMEOUT`` even
+    if the serving side stalls (the feeding side then gives up and closes)."""
     try:
-        server = Channel(a, frames.Session(key, key, frames.DIR_S2C, frames.DIR_C2S))
-        client = frames.Session(key, key, frames.DIR_C2S, frames.DIR_S2C)
-        body = serialize.dumps(_REQUEST)[0]
-        wire = [  # every frame the client sends, made before the thread starts
-            b"".join(client.pack(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, 0) + body))
-            for rid in range(1, calls + 1)
-        ]
-        wire.append(b"".join(client.pack(frames.FT_CLOSE, b"")))
-        b.settimeout(_TIMEOUT)
-        feeder = threading.Thread(target=_feed, args=(b, wire), name="easycluster-rehearsal")
-        feeder.start()
-        try:
-            ServerConnection(server, "rehearsal", standby=False).serve()
-        finally:
-            feeder.join()
+        a, b = socket.socketpair()
+    except OSError:
+        return False
+    try:
+        _rehearse(a, b, calls)
+        return True
+    except Exception:
+        return False
     finally:
         a.close()
         b.close()
+
+
+def _rehearse(a: socket.socket, b: socket.socket, calls: int) -> None:
+    key = bytes(32)  # (a key nobody holds: the two ends are both ours)
+    server = Channel(a, frames.Session(key, key, frames.DIR_S2C, frames.DIR_C2S))
+    client = frames.Session(key, key, frames.DIR_C2S, frames.DIR_S2C)
+    body = serialize.dumps(_REQUEST)[0]
+    wire = [  # every frame the client sends, made before the thread starts
+        b"".join(client.pack(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, 0) + body))
+        for rid in range(1, calls + 1)
+    ]
+    wire.append(b"".join(client.pack(frames.FT_CLOSE, b"")))
+    b.settimeout(_TIMEOUT)
+    feeder = threading.Thread(target=_feed, args=(b, wire), name="easycluster-rehearsal")
+    feeder.start()
+    try:
+        ServerConnection(server, "rehearsal", standby=False).serve()
+    finally:
+        try:  # (the feeder's wait for a reply ends at once, whatever stopped the server)
+            a.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        feeder.join()
 
 
 def _feed(sock: socket.socket, wire: List[bytes]) -> None:

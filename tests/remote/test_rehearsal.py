@@ -61,7 +61,7 @@ from remote.test_rehearsal import generic, fd_count
 from easycluster.remote.rehearsal import rehearse
 before = generic()
 fds, threads = fd_count(), _thread._count()
-rehearse()
+assert rehearse()
 print(before == [q for _, q in __import__("remote.test_rehearsal", fromlist=["x"]).CALL_PATH])
 print(generic())
 print(fd_count() - fds, _thread._count() - threads, threading.active_count())
@@ -101,6 +101,21 @@ def test_rehearsing_twice_in_a_row_works_and_threads_are_joined():
     from easycluster.remote.rehearsal import rehearse
 
     before = threading.active_count()
-    rehearse()
-    rehearse(calls=2)
+    assert rehearse() is True
+    assert rehearse(calls=2) is True
+    assert threading.active_count() == before
+
+
+def test_a_failed_rehearsal_says_so_at_once_and_leaves_no_thread(monkeypatch):
+    from easycluster.remote import rehearsal
+
+    def broken(self):
+        raise RuntimeError("the serving loop broke")
+
+    # A feeder left waiting for its reply would wait this long: the test's timeout
+    # (pytest-timeout) fails it first, so returning at all shows the feeder was freed.
+    monkeypatch.setattr(rehearsal, "_TIMEOUT", 3600.0)
+    monkeypatch.setattr(rehearsal.ServerConnection, "serve", broken)
+    before = threading.active_count()
+    assert rehearsal.rehearse() is False
     assert threading.active_count() == before
