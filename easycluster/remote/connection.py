@@ -1,4 +1,6 @@
-"""The server end of a connection: dispatch, server threads, replies (verbs in verbs.py).
+"""The server end of a connection: dispatch, server threads, the usual reply.
+
+Other replies go out through ``reply.py``; the verbs are in ``verbs.py``.
 
 One ``ServerConnection`` serves one authenticated connection in its own process. Its
 reader thread (the caller of ``serve``) owns the reads; each request runs on the server
@@ -445,14 +447,14 @@ class ServerConnection:
         except BaseException as e:  # SystemExit and KeyboardInterrupt are replies too
             status, value = 1, remote_exception(e)
         else:
-            fwd = self.output  # (a partial line printed by the call goes first: _reply)
+            fwd = self.output  # (a partial line printed by the call goes first: send_reply)
             if (
                 type(value) in _SCALARS
                 and not (hold or more or later)
                 and (fwd is None or not (fwd.out.pending or fwd.err.pending))
             ):
-                # A number or None answering a lone call (``_reply``'s usual way, written
-                # out: C's pickler needs no sink for these)
+                # A number or None answering a lone call (``send_reply``'s usual way,
+                # written out: C's pickler needs no sink for these)
                 body = _dumps_scalar((value,), _PROTOCOL)
                 if len(body) <= POST_MAX:
                     try:
