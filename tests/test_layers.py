@@ -125,9 +125,10 @@ FD_WAITERS: Dict[str, str] = {
 }
 
 # Private attributes of the standard library used on purpose: os._exit, sys._getframe,
-# the namedtuple API, and _operator._compare_digest (hmac's compare_digest without
-# importing hmac, which loads OpenSSL)
-STDLIB_PRIVATE = {"_exit", "_getframe", "_asdict", "_replace", "_compare_digest"}
+# the namedtuple API, _operator._compare_digest (hmac's compare_digest without
+# importing hmac, which loads OpenSSL) and _thread._count (every thread the process
+# started, bare ones too, without a lock: client.reader asks it on every blocking call)
+STDLIB_PRIVATE = {"_exit", "_getframe", "_asdict", "_replace", "_compare_digest", "_count"}
 
 PICKLE_CALLS = {"dumps", "loads", "dump", "load", "Pickler", "Unpickler"}
 

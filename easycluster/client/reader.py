@@ -20,14 +20,16 @@ for it. Interface (both classes):
     read_response(block)     read once and complete what came (plain clients only)
 
 ``InlineReader``: the thread that waits for a reply reads the socket, one at a time
-(others wait on a condition and are woken after each batch). The *standby* thread covers
-the waiters that do not read (callbacks, ``concurrent.futures.wait``): one thread for
-every plain Client of the process (``Standby``), told by ``watch`` on each non-blocking
-call. Every ``STANDBY_DELAY`` seconds it looks at the readers it watches and reads for
-those with replies outstanding that nobody has read or sent on since its last look (a
-caller busy sending a burst reads it afterwards: reading meanwhile would only fight it
-for the interpreter), waiting on all their sockets at once; a reader without outstanding
-replies for ``STANDBY_PARK`` seconds leaves the watch until the next ``watch``.
+(others wait on a condition and are woken after each batch); a blocking call's thread
+first polls for its reply a moment (``REPLY_SPIN``) when replies come that fast. The
+*standby* thread covers the waiters that do not read (callbacks,
+``concurrent.futures.wait``): one thread for every plain Client of the process
+(``Standby``), told by ``watch`` on each non-blocking call. Every ``STANDBY_DELAY``
+seconds it looks at the readers it watches and reads for those with replies outstanding
+that nobody has read or sent on since its last look (a caller busy sending a burst reads
+it afterwards: reading meanwhile would only fight it for the interpreter), waiting on
+all their sockets at once; a reader without outstanding replies for ``STANDBY_PARK``
+seconds leaves the watch until the next ``watch``.
 
 ``ThreadReader``: a reader thread per connection reads everything and completes the
 futures (callbacks run on it), pinging a quiet server as a keep-alive; callers sleep on
@@ -36,6 +38,7 @@ their futures.
 
 from __future__ import annotations
 
+import _thread
 import os
 import selectors
 import threading
@@ -44,6 +47,9 @@ import time
 from ..errors import ConnectionLost
 from ..protocol import frames
 from ..transport.channel import Channel
+from .outcome import Slot
+
+_thread_count = _thread._count  # threads started besides the main one (any module's)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,6 +62,14 @@ STANDBY_DELAY = 0.02  # how long replies may wait unread with nobody reading
 STANDBY_PARK = 1.0  # idle time after which the standby thread sleeps until needed
 STOP_WAIT = 2.0  # how long close() waits for a ThreadedClient's reader thread to end
 CLAIM_HOLD = 1.0  # how long a fan-out making no progress keeps the standby away
+# A blocking call first polls its socket for its reply this long, without sleeping
+# (``Channel.poll_frames``: a sleeping thread's wake-up costs a short call's round trip
+# about as much as the server's work), while replies come within it; one that does not
+# makes the next waits block, timed, until one is fast again. Only with more than one
+# CPU (the server needs one meanwhile) and while the process runs no other thread (a
+# spinning thread would keep the GIL from it, or a CPU).
+REPLY_SPIN = 200e-6
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class InlineReader:
@@ -79,9 +93,13 @@ class InlineReader:
         self._seen = (-1, -1)
         self._idle_since = 0.0
         self.claimed_by: Optional[Claim] = None  # a fan-out will read this one (``Claim``)
+        # A blocking call's wait for its reply (``REPLY_SPIN``): 1 polls the socket first,
+        # 0 blocks and times the wait (fast enough: 1 next time), -1 never polls
+        self._spin = -1
 
     def start(self, channel: Channel) -> None:
         self._channel = channel
+        self._spin = 1 if REPLY_SPIN > 0 and _CPUS > 1 and channel.spins else -1
 
     def stop(self) -> None:
         """The connection is gone (a reader serves one connection: a new one gets a new
@@ -95,11 +113,41 @@ class InlineReader:
         """Read until ``fut`` is done or ``timeout`` passes (one reader at a time). Even
         with no time left, replies already here are read once: a caller that spent its
         time on one server still finds the others' replies (``call_multi``)."""
+        lock = self._lock
+        if timeout is None:
+            # The usual blocking call: nobody else reads, and the one read brings its
+            # reply. That pass written out (``_read_once`` and the loop's clock and
+            # cancel checks need not run for it); anything else goes on in the loop.
+            with lock:
+                mine = not self._reading
+                if mine:
+                    self._reading = True
+            if mine:
+                channel = self._channel
+                try:
+                    if channel is None or fut.finished:
+                        return  # (gone: the caller says so; done: nothing to read)
+                    if self._spin >= 0 and fut.__class__ is Slot:
+                        got = self._spin_read(channel)  # (a blocking call's reply)
+                    else:
+                        got = channel.recv_frames(None)
+                    if got:
+                        self._reads += 1
+                        self._handle(got)
+                except ConnectionLost as e:
+                    self._lost(channel, e)  # type: ignore[arg-type]
+                    return
+                finally:
+                    with lock:  # (``_release_reader``, written out)
+                        self._reading = False
+                        if self._nwait:  # others wait for the role, or for replies read here
+                            self._cond.notify_all()
+                if fut.finished:
+                    return
         # ``finished`` first: set once the outcome is in, it spares a Future its lock
         # (done() is asked once per pass: it also covers a cancelled future)
         deadline = None if timeout is None else time.monotonic() + timeout
         looked = False  # the one look after the deadline is done
-        lock = self._lock
         while not (fut.finished or fut.done()):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -127,6 +175,24 @@ class InlineReader:
                     self._reading = False
                     if self._nwait:  # others wait in _take_reader
                         self._cond.notify_all()
+
+    def _spin_read(self, channel: Channel) -> List[frames.Frame]:
+        """A blocking call's wait for its reply (see ``REPLY_SPIN``). Only a ``Slot``'s: a
+        Response waited on may be one of many, and spinning would take a CPU from the
+        servers still at work on the others."""
+        if self._spin:
+            if _thread_count():
+                return channel.recv_frames(None)  # another thread may need the CPU or GIL
+            got = channel.poll_frames(REPLY_SPIN)
+            if got:
+                return got
+            self._spin = 0  # slower than the spin: block, timed, until one is fast again
+            return channel.recv_frames(None)
+        start = time.monotonic()
+        got = channel.recv_frames(None)
+        if time.monotonic() - start < REPLY_SPIN:
+            self._spin = 1
+        return got
 
     def read_response(self, block: bool = True) -> None:
         """Read and handle incoming replies once (running callbacks)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .pipes import Stream
 
 _INTERRUPTED, _QUIET = -2, -1  # _read_kept's results other than a byte count
+_MSG_DONTWAIT = _socket.MSG_DONTWAIT
 _PADS = (0, 1 << 10, 1 << 14, 1 << 16)  # a ping's padding, by pings unanswered so far
 _PAD_MAX = 1 << 20
 
@@ -201,6 +202,43 @@ class Channel(Sending):
             got = reader.advance(n)
             if got:
                 return got
+
+    @property
+    def spins(self) -> bool:
+        """Whether ``poll_frames`` may be used: the client's end of a socket."""
+        return self._timed_recv
+
+    def poll_frames(self, spin: float) -> List[frames.Frame]:
+        """The frames completed within about ``spin`` seconds, read without blocking: a
+        busy wait. ``[]`` if none completed in time; ``recv_frames`` then goes on from
+        what was read. For the client's end of a socket only (``spins``).
+
+        A thread that blocks in a read is put to sleep and woken when bytes come; on a
+        virtual machine that costs a round trip about as much as the peer's work (here a
+        socketpair ping-pong takes 35 us a round with a blocking read, 20 us polling).
+        The caller bounds the spin and spins only when replies come that fast.
+        """
+        sock: _socket.socket = self.sock  # type: ignore[assignment]  # (``spins``: a socket)
+        reader = self._reader
+        deadline = 0.0
+        while True:
+            try:
+                n = sock.recv_into(reader.buffer(), 0, _MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                now = _monotonic()
+                if not deadline:
+                    deadline = now + spin
+                elif now >= deadline:
+                    return []
+                continue
+            except OSError as e:
+                raise ConnectionLost(f"connection lost: {e.strerror or e}")
+            if n == 0:
+                reader.check_eof()
+                raise ConnectionLost("the peer closed the connection")
+            got = reader.advance(n)
+            if got:
+                return self._heard(got) if self._pings else got
 
     def _read_kept(self) -> int:
         """One read into the frame reader for the keep-alive paths: the byte count, or
