@@ -14,7 +14,7 @@ from time import monotonic as _monotonic
 
 from ..errors import ConnectionLost
 from ..protocol import frames
-from .outbox import ALONE, BURST_GAP, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
+from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,19 +78,11 @@ class Sending:
         """
         write_lock = self._write_lock
         box = self._box
-        if (
-            not box.items
-            and (flush or (now := _monotonic()) - box.last_post >= BURST_GAP)
-            and write_lock.acquire(False)
-        ):
-            # The usual case (every blocking call, every lone reply, a non-blocking call
-            # that is no part of a burst): nothing queued and nobody writing, so the
-            # outbox has nothing to decide (``post`` on EMPTY, flushed or lone, is ALONE).
-            # Looked at without ``_lock``: a body another thread queues meanwhile is
-            # sent after ours by the look below, as on the ALONE path; ``last_post`` only
-            # tells bursts apart (a race with another poster costs a batch, nothing more).
-            if not flush:
-                box.last_post = now  # (what ``Outbox.post`` records)
+        if flush and not box.items and write_lock.acquire(False):
+            # The usual case (every blocking call, every lone reply): nothing queued and
+            # nobody writing, so the outbox has nothing to decide (``post flush`` on EMPTY
+            # is ALONE). Looked at without ``_lock``: a body another thread queues
+            # meanwhile is sent after ours by the look below, as on the ALONE path.
             try:
                 if box.closed or len(body) > box.max_body:
                     box.post(ftype, body, flush, 0.0)  # (raises what it must)
