@@ -99,7 +99,9 @@ class InlineReader:
 
     def start(self, channel: Channel) -> None:
         self._channel = channel
-        self._spin = 1 if REPLY_SPIN > 0 and _CPUS > 1 and channel.spins else -1
+        # (0 at first: the first replies of a server still starting are slow, and a
+        # thousand fresh connections would each spin in vain once)
+        self._spin = 0 if REPLY_SPIN > 0 and _CPUS > 1 and channel.spins else -1
 
     def stop(self) -> None:
         """The connection is gone (a reader serves one connection: a new one gets a new
