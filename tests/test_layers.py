@@ -71,6 +71,7 @@ DEFERRED: Dict[Tuple[str, str], str] = {
     ("cli.farmconnect", "client.spec"): "optional: only --slurm needs srun_client",
     # `easycluster -S` starts without the boot-service code
     ("cli.serve", "service.systemd"): "optional: only the boot-service actions need it",
+    ("cli.serve", "cli.parsing"): "start-up: the usual -S line is read without argparse",
     # concurrent.futures and logging load with the first call that needs a Future
     ("client.client", "client.response"): "the first non-blocking call loads it",
     ("client.asyncapi", "client.response"): "loaded by the Response acall just made",

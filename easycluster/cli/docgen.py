@@ -23,8 +23,9 @@ from typing import Dict, List, Mapping, Sequence
 
 from .commandinfo import PROGRAM, Command, load_commands
 from .completion import SHELLS, script
-from .exitcodes import Parser, run_command
+from .exitcodes import run_command
 from .manpage import man_pages
+from .parsing import Parser
 
 # Where the committed copies live, relative to the repository root, by generated name.
 MAN_DIR = os.path.join("docs", "man")

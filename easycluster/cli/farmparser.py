@@ -8,7 +8,7 @@ import argparse
 import os
 
 from ..version import VERSION
-from .exitcodes import Parser
+from .parsing import Parser
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: --help builds the parser without typing)

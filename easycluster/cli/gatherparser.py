@@ -9,7 +9,7 @@ import argparse
 from ..cluster.colorchoice import COLOR_CHOICES
 from ..version import VERSION
 from . import groupopts
-from .exitcodes import Parser
+from .parsing import Parser
 
 PROG = "easycluster gather"
 INTERPRET_CHOICES = ("never", "always", "auto")

@@ -31,8 +31,9 @@ from ..nodeset.nodeset import NodeSet
 from ..nodeset.rangeset import RangeSet
 from ..nodeset.words import split_words
 from ..version import VERSION
-from .exitcodes import Parser, UsageError, run_command
+from .exitcodes import UsageError, run_command
 from .nodesetlist import list_groups
+from .parsing import Parser
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: the command starts without importing typing)

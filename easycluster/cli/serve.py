@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import importlib.machinery
 import os
@@ -17,11 +16,16 @@ from ..service import config
 from ..service.options import ServerOptions
 from ..service.tcpserver import run_server
 from ..version import VERSION
-from .exitcodes import Parser, run_command
+from .exitcodes import run_command
+from .serveargs import quick_args
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: the port opens without importing typing)
-    from typing import Any, Callable, Dict, List, Optional
+    import argparse
+    from types import SimpleNamespace
+    from typing import Any, Callable, Dict, List, Optional, Union
+
+    Args = Union[argparse.Namespace, SimpleNamespace]  # (``serveargs`` makes the latter)
 
 SERVICE_ACTIONS = ("install", "uninstall", "start", "stop", "status", "query_installed")
 
@@ -34,13 +38,20 @@ def _checked(name: str) -> Callable[[str], Any]:
         try:
             return parse(text)
         except ValueError as e:
+            import argparse  # (only ever called by argparse, which has loaded it)
+
             raise argparse.ArgumentTypeError(f"{text!r}: {e}")
 
     return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``easycluster`` without a subcommand (also read by ``commandinfo``)."""
+    """The parser of ``easycluster`` without a subcommand (also read by ``commandinfo``;
+    the usual ``-S`` lines are read without it: ``serveargs.py``)."""
+    import argparse
+
+    from .parsing import Parser
+
     p = Parser(
         prog="easycluster",
         description="EasyCluster standalone server and tools. Subcommands: nodeset, "
@@ -174,11 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command with ``argv`` (default sys.argv[1:]); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    quick = quick_args(argv)  # (a usual -S line, read without argparse: serveargs.py)
+    if quick is not None:
+        return run_command("easycluster", _Usage(), lambda: _run(quick))
     parser = build_parser()
     return run_command("easycluster", parser, lambda: _run(parser.parse_args(argv)))
 
 
-def _run(args: argparse.Namespace) -> int:
+class _Usage:
+    """``run_command``'s parser for a line read without one: the usage line, made when
+    asked."""
+
+    def format_usage(self) -> str:
+        return build_parser().format_usage()
+
+
+def _run(args: Args) -> int:
     if args.completion or args.man_pages:
         raise ConfigError("--completion and --man-pages take no other options")
     if args.generate:
@@ -199,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
     return _serve(args)
 
 
-def _cli_settings(args: argparse.Namespace) -> Dict[str, Any]:
+def _cli_settings(args: Args) -> Dict[str, Any]:
     """The server settings given on the command line (None: not given)."""
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"bad port {args.port}: expected 0-65535")
@@ -225,7 +247,7 @@ class _Setup:
     """Builds ``ServerOptions`` from the command line, the configuration file and the key
     file; ``options`` runs again on SIGHUP. ``settings`` says where each value came from."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: Args):
         # Absolute paths: -d changes directory to /, and SIGHUP reads them again.
         for name in ("config", "keyfile"):
             if getattr(args, name):
@@ -266,7 +288,7 @@ class _Setup:
         self.logging_started = True
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: Args) -> int:
     if args.logfile:
         _log_to(os.path.abspath(args.logfile))
     if not _importable("cloudpickle"):
@@ -321,7 +343,7 @@ def _where(settings: config.Settings, name: str) -> str:
     return "" if origin in ("default", "command line") else f"{origin}: "
 
 
-def _service(action: str, args: argparse.Namespace) -> int:
+def _service(action: str, args: Args) -> int:
     from ..service import systemd  # (only the boot-service actions need it)
 
     layout = systemd.Layout(root=args.root)

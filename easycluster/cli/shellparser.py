@@ -8,7 +8,7 @@ import argparse
 from ..cluster.colorchoice import COLOR_CHOICES
 from ..version import VERSION
 from . import groupopts, shellconf
-from .exitcodes import Parser
+from .parsing import Parser
 
 PROG = "easycluster shell"  # (here, with the parser: --help loads only this module)
 

@@ -22,8 +22,8 @@ from easycluster.cli import DEFAULT, SUBCOMMANDS, main
 from easycluster.cli.commandinfo import Command, describe, exit_codes, load_commands
 from easycluster.cli.completion import script
 from easycluster.cli.docgen import COMPLETION_DIR, COMPLETION_FILES, MAN_DIR, generated_files
-from easycluster.cli.exitcodes import Parser
 from easycluster.cli.manpage import man_pages, roff
+from easycluster.cli.parsing import Parser
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -21,8 +21,10 @@ HOST = "127.0.0.1"
 # codec (a str host for getaddrinfo), shutil (argparse's terminal width), dataclasses,
 # typing (annotations only), the connection code and what it pulls in (cloudpickle,
 # the client stack of the definitions preamble), ctypes (the parent-death signal),
-# hashlib (OpenSSL: a key file needs no hashing; see protocol/mac.py).
+# hashlib (OpenSSL: a key file needs no hashing; see protocol/mac.py), argparse (with
+# re, gettext and locale: the usual -S line is read without it, cli/serveargs.py).
 NOT_BEFORE_LISTENING = (
+    "argparse",
     "logging",
     "ipaddress",
     "encodings.idna",
