@@ -117,28 +117,18 @@ class InlineReader:
         time on one server still finds the others' replies (``call_multi``)."""
         lock = self._lock
         if timeout is None:
-            # The usual blocking call: nobody else reads, and the one read brings its
-            # reply. That pass written out (``_read_once`` and the loop's clock and
-            # cancel checks need not run for it); anything else goes on in the loop.
+            # The usual wait: nobody else reads, and the one read brings the reply
+            # (a blocking call's may spin: ``_spin_read``). That pass written out (the
+            # loop's clock and cancel checks need not run for it); anything else goes
+            # on in the loop.
             with lock:
                 mine = not self._reading
                 if mine:
                     self._reading = True
             if mine:
-                channel = self._channel
                 try:
-                    if channel is None or fut.finished:
-                        return  # (gone: the caller says so; done: nothing to read)
-                    if self._spin >= 0 and fut.__class__ is Slot:
-                        got = self._spin_read(channel)  # (a blocking call's reply)
-                    else:
-                        got = channel.recv_frames(None)
-                    if got:
-                        self._reads += 1
-                        self._handle(got)
-                except ConnectionLost as e:
-                    self._lost(channel, e)  # type: ignore[arg-type]
-                    return
+                    if fut.finished or not self._read_once(None, fut):
+                        return  # (done: nothing to read; gone: the caller says so)
                 finally:
                     with lock:  # (``_release_reader``, written out)
                         self._reading = False
@@ -236,13 +226,17 @@ class InlineReader:
             if self._nwait:  # others wait in _take_reader
                 self._cond.notify_all()
 
-    def _read_once(self, timeout: Optional[float]) -> bool:
-        """Read and handle one batch of frames; False once the connection is gone."""
+    def _read_once(self, timeout: Optional[float], fut: Any = None) -> bool:
+        """Read and handle one batch of frames; False once the connection is gone.
+        ``fut``: what the read waits for (a blocking call's ``Slot`` may spin)."""
         channel = self._channel
         if channel is None:
             return False
         try:
-            got = channel.recv_frames(timeout)
+            if fut.__class__ is Slot and self._spin >= 0 and timeout is None:
+                got = self._spin_read(channel)
+            else:
+                got = channel.recv_frames(timeout)
             if got:
                 self._reads += 1
                 self._handle(got)

@@ -166,15 +166,14 @@ class Channel(Sending):
             except BlockingIOError:
                 n = _QUIET
             except OSError as e:
-                raise ConnectionLost(f"connection lost: {e.strerror or e}")
+                raise self._read_failed(e)
             if n > 0:
                 got = reader.advance(n)
                 if got:
                     return self._heard(got) if self._pings else got
                 return self._recv_kept(None, ka, _monotonic())  # bytes came just now
             if n == 0:
-                reader.check_eof()
-                raise ConnectionLost("the peer closed the connection")
+                raise self._read_failed()
             # Interrupted, or timed out (ka.first of silence): the wait goes on as if it
             # had begun when it did.
             return self._recv_kept(None, ka, _monotonic() - (ka.first if n == _QUIET else 0))
@@ -195,10 +194,9 @@ class Channel(Sending):
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as e:
-                raise ConnectionLost(f"connection lost: {e.strerror or e}")
+                raise self._read_failed(e)
             if n == 0:
-                reader.check_eof()
-                raise ConnectionLost("the peer closed the connection")
+                raise self._read_failed()
             got = reader.advance(n)
             if got:
                 return got
@@ -218,27 +216,33 @@ class Channel(Sending):
         socketpair ping-pong takes 35 us a round with a blocking read, 20 us polling).
         The caller bounds the spin and spins only when replies come that fast.
         """
-        sock: _socket.socket = self.sock  # type: ignore[assignment]  # (``spins``: a socket)
-        reader = self._reader
         deadline = 0.0
         while True:
-            try:
-                n = sock.recv_into(reader.buffer(), 0, _MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                now = _monotonic()
-                if not deadline:
-                    deadline = now + spin
-                elif now >= deadline:
-                    return []
-                continue
-            except OSError as e:
-                raise ConnectionLost(f"connection lost: {e.strerror or e}")
-            if n == 0:
-                reader.check_eof()
-                raise ConnectionLost("the peer closed the connection")
-            got = reader.advance(n)
-            if got:
-                return self._heard(got) if self._pings else got
+            n = self._read_ready()
+            if n:
+                got = self._reader.advance(n)
+                if got:
+                    return self._heard(got) if self._pings else got
+                continue  # (part of a frame: the rest is on its way)
+            now = _monotonic()
+            if not deadline:
+                deadline = now + spin
+            elif now >= deadline:
+                return []
+
+    def _read_ready(self) -> int:
+        """Read what is there into the frame reader without waiting: the byte count, 0 if
+        nothing came yet. A socket's only (``spins``); raises as a read does."""
+        sock: _socket.socket = self.sock  # type: ignore[assignment]  # (``spins``: a socket)
+        try:
+            n = sock.recv_into(self._reader.buffer(), 0, _MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as e:
+            raise self._read_failed(e)
+        if n == 0:
+            raise self._read_failed()
+        return n
 
     def _read_kept(self) -> int:
         """One read into the frame reader for the keep-alive paths: the byte count, or
@@ -251,11 +255,18 @@ class Channel(Sending):
         except BlockingIOError:
             return _QUIET
         except OSError as e:
-            raise ConnectionLost(f"connection lost: {e.strerror or e}")
+            raise self._read_failed(e)
         if n == 0:
-            self._reader.check_eof()
-            raise ConnectionLost("the peer closed the connection")
+            raise self._read_failed()
         return n
+
+    def _read_failed(self, error: Optional[OSError] = None) -> ConnectionLost:
+        """What ends a read: the read's ``error``, or (None) the end of the stream, which
+        raises ``IntegrityError`` here instead if it cut a frame off part-way."""
+        if error is not None:
+            return ConnectionLost(f"connection lost: {error.strerror or error}")
+        self._reader.check_eof()
+        return ConnectionLost("the peer closed the connection")
 
     def _heard(self, got: List[frames.Frame]) -> List[frames.Frame]:
         """``got``, having reset the keep-alive's ping count if a frame other than a pong
