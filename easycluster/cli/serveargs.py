@@ -89,7 +89,7 @@ def quick_args(argv: List[str]) -> Optional[SimpleNamespace]:
         if word in FLAGS:
             found[FLAGS[word]] = True
             continue
-        if word == "--verbose" or (len(word) > 1 and word.strip("v") == "-"):  # -v, -vv
+        if word == "--verbose" or (len(word) > 1 and word[0] == "-" and not word[1:].strip("v")):
             found["verbose"] = (found.get("verbose") or 0) + (
                 1 if word == "--verbose" else len(word) - 1
             )

@@ -68,6 +68,8 @@ def test_a_usual_line_gives_what_argparse_gives(line):
         "-S extra",
         "-S -- -p 1",
         "-S --verbose=2",
+        "-S v-",  # (a stray word that is no option)
+        "-S -",
         "-S -c myserver.Server",
     ],
 )
