@@ -75,3 +75,29 @@ def test_a_usual_line_gives_what_argparse_gives(line):
 )
 def test_any_other_line_is_left_to_argparse(line):
     assert quick_args(line.split()) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("-S -p x", "argument -p/--port: invalid int value: 'x'"),  # (argparse's, with usage)
+        ("-S -b", "argument -b/--bind: expected one argument"),
+        ("-S -p 70000 -k nokey", "bad port 70000: expected 0-65535"),  # (the quick path's)
+        ("-S -k /nonexistent/easycluster.key", "/nonexistent/easycluster.key"),
+    ],
+)
+def test_a_bad_serving_line_exits_2_with_one_clear_message_and_serves_nothing(
+    line, says, capsys, monkeypatch
+):
+    from easycluster.cli import serve
+
+    def must_not_serve(*a, **k):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(serve, "run_server", must_not_serve)
+    assert serve.main(line.split()) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert err.count("easycluster: ") == 1  # (one message naming the command)
+    if quick_args(line.split()) is None:
+        assert err.startswith("usage: easycluster")
