@@ -311,9 +311,10 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
     def _handle(self, got: List[frames.Frame]) -> None:
         """Complete the replies in ``got`` (frames as ``Channel.recv_frames`` returns them)."""
         f = got[0]
-        if len(got) == 1 and f.type == frames.FT_RESPONSE:  # a lone reply
+        ftype, flags, payload, _ = f  # (a tuple's unpacking: the named fields are properties)
+        if len(got) == 1 and ftype == frames.FT_RESPONSE:  # a lone reply
             # (nothing to undo, the usual case: ``parts`` skipped)
-            self._complete(*f.parts()) if f.flags else self._complete(memoryview(f.payload), ())
+            self._complete(*f.parts()) if flags else self._complete(memoryview(payload), ())
         else:
             self._handle_many(got)
 

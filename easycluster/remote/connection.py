@@ -195,9 +195,11 @@ class ServerConnection:
         count and queue), or None once the client said goodbye."""
         local: List[Request] = []
         for frame in self.channel.recv_frames():
-            ftype = frame.type
-            if ftype == FT_REQUEST and not frame.flags:  # (``_dispatch`` written out for
-                main = memoryview(frame.payload)  # thread 0's calls: every call comes here)
+            # (unpacked: ``Frame``'s named fields are properties, which 3.11 does not
+            # specialize; a tuple's unpacking it does)
+            ftype, flags, payload, _ = frame
+            if ftype == FT_REQUEST and not flags:  # (``_dispatch`` written out for
+                main = memoryview(payload)  # thread 0's calls: every call comes here)
                 if len(main) >= _HEAD_SIZE:
                     rid, tid = _unpack_request_head(main)
                     if tid == 0:
@@ -211,7 +213,7 @@ class ServerConnection:
                         self._end("client closed the connection")
                         return None
             else:
-                main, bufs = frame.parts() if frame.flags else (memoryview(frame.payload), ())
+                main, bufs = frame.parts() if flags else (memoryview(payload), ())
                 if not self._dispatch(ftype, main, bufs, local):
                     self._end("client closed the connection")
                     return None
