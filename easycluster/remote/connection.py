@@ -27,7 +27,18 @@ from ..transport.outbox import POST_MAX
 from ..transport.threads import ReusedThreads
 from . import commands
 from .failures import missing_module, remote_exception
-from .handoff import END, EXIT, MAIN, RUN_BACKLOG, RUNNING, SLEEP, WAIT, WATCH, ReaderHandoff
+from .handoff import (
+    DRAINED,
+    END,
+    EXIT,
+    MAIN,
+    RUN_BACKLOG,
+    RUNNING,
+    SLEEP,
+    WAIT,
+    WATCH,
+    ReaderHandoff,
+)
 from .objtable import ObjectTable
 from .output import Forwarding, flush_output
 from .reply import send_reply
@@ -153,29 +164,33 @@ class ServerConnection:
         try:
             while True:
                 with lock:
-                    if batch is not None:  # the one just run is answered
-                        drained = handoff.main_done(len(batch))
+                    if batch is None:
+                        step = handoff.main_next()
+                    else:  # the one just run is answered
+                        step = handoff.main_done(len(batch))
                         batch = None
-                        if drained:
+                        if step == DRAINED:
                             break
-                    step = handoff.main_next()
                     while step == WAIT:  # the standby reads; nothing waits to run
                         cond.wait()
                         step = handoff.main_next()
                     if step == END:
                         return handoff.ended or "ended"
                     if step == RUN_BACKLOG:
-                        batch = handoff.begin(time.monotonic())
+                        batch = handoff.begin()
                         if handoff.standby_idle:
                             cond.notify_all()
                 if batch is None:
                     local = self._read_some()
                     if not local:
                         continue
-                    with lock:
-                        batch = handoff.begin(time.monotonic(), local)
+                    with lock:  # (``begin`` counts them: none is counted before)
+                        batch = handoff.begin(local)
                         if handoff.standby_idle:  # (it sleeps until a batch begins)
                             cond.notify_all()
+                    if not batch:
+                        batch = None  # (draining: what was read is dropped)
+                        continue
                 if len(batch) == 1:  # a lone call (the usual case): nothing to hold, and
                     self._run_request(*batch[0])  # ``begin`` counted it
                 else:
@@ -202,10 +217,8 @@ class ServerConnection:
                 main = memoryview(payload)  # thread 0's calls: every call comes here)
                 if len(main) >= _HEAD_SIZE:
                     rid, tid = _unpack_request_head(main)
-                    if tid == 0:
-                        with self._lock:  # counted from here until its reply is sent
-                            if self.handoff.receive():  # (False: draining, dropped)
-                                local.append((rid, main, ()))
+                    if tid == 0:  # (counted by whoever queues or runs it: ``handoff``)
+                        local.append((rid, main, ()))
                         continue
             if ftype == frames.FT_BATCH:
                 for ftype, body in frames.batch_items(frame):
@@ -352,12 +365,13 @@ class ServerConnection:
                 raise ProtocolError("request too short")
             rid, tid = REQUEST_HEAD.unpack_from(main)
             item = (rid, main, bufs)
+            if tid == 0:  # (counted where a batch begins, or the standby queues it)
+                local.append(item)
+                return True
             with self._lock:  # received counts from here until its reply is sent
                 if not self.handoff.receive():  # draining (see _exit_if_idle): dropped
                     return True
-            if tid == 0:
-                local.append(item)
-            elif tid == CONTROL:
+            if tid == CONTROL:
                 self.run_request(*item, from_reader=True)
             elif tid == SINGLE:
                 self.singles.run(self.run_request, *item)

@@ -28,6 +28,7 @@ READ = 10  # read, then ``begin`` a batch of what came
 RUN_BACKLOG = 11  # ``begin`` a batch of the backlog (the standby read it)
 WAIT = 12  # wait on the condition: the standby reads, and nothing waits to run
 END = 13  # the connection ended: return ``ended``
+DRAINED = 14  # (``main_done`` only) draining, and the last request is answered: exit
 
 # What the standby thread does next (``standby_poll``).
 WATCH = 20  # wait ``STANDBY_DELAY`` on the condition, then ``standby_check``
@@ -61,13 +62,13 @@ class ReaderHandoff:
     the main thread's ``main_next`` (what now?), ``begin`` (a batch of what it read,
     after any backlog; or of the backlog), ``call`` (each call of the batch, counted in
     ``calls``; the answer: may its small reply be held? A batch of one is not asked:
-    ``begin`` counts its call) and ``main_done`` (the batch is
-    answered); the standby's ``standby_poll`` (what now?), ``standby_check`` (after a
-    WATCH: take over?) and ``standby_read`` (it read; give back?); and ``end`` (the
-    connection ended). Conditions: "backlog" (requests wait in it), "ended" (``end`` was
-    called), "quiet" (no batch began for ``idle_after`` seconds), "same call" (the call
-    the standby watched is still the current one). A cell gives the next state (when it
-    changes) and the answer::
+    ``begin`` counts its call) and ``main_done`` (the batch is answered: what now?); the
+    standby's ``standby_poll`` (what now?), ``standby_check`` (after a WATCH: take over?)
+    and ``standby_read`` (it read; give back?); and ``end`` (the connection ended).
+    Conditions: "backlog" (requests wait in it), "ended" (``end`` was called), "quiet"
+    (the standby has seen no call begin for ``idle_after`` seconds), "same call" (the
+    call the standby watched is still the current one). A cell gives the next state
+    (when it changes) and the answer::
 
                                   READING         RUNNING         TAKEN           RETURNING
         main_next                 READ            illegal         illegal         WAIT
@@ -77,7 +78,7 @@ class ReaderHandoff:
         begin(read), backlog      RUNNING batch   illegal         illegal         illegal
         begin(backlog)            RUNNING batch   illegal         illegal         TAKEN batch
         call                      illegal         more            False           illegal
-        main_done                 illegal         READING done    RETURNING done  illegal
+        main_done                 illegal         READING READ    RETURNING WAIT  illegal
         standby_poll              POLL            WATCH           illegal         illegal
         standby_poll, quiet       SLEEP           WATCH           illegal         illegal
         standby_poll, ended       EXIT            EXIT            illegal         illegal
@@ -92,7 +93,9 @@ class ReaderHandoff:
     after ``begin`` the standby must be woken if it sleeps (``standby_idle``); ``more``
     is ``call``'s argument (hold the reply when more calls follow: the standby watches,
     so a long call gets held replies flushed), False once the standby reads (nobody
-    would flush it); ``done`` is ``answered(n)``'s answer (below); ``standby_check``
+    would flush it); ``main_done`` answers what ``main_next`` would answer next (drawn
+    without backlog or end), or DRAINED when ``answered(n)`` would answer True (below:
+    the last request of a draining connection is answered); ``standby_check``
     answers True when the standby takes over (it then flushes the replies held behind
     the long call and reads); ``standby_read`` True when it gives the reads back (after
     queuing what it read); ``end`` True the first time (the first reason is kept).
@@ -102,12 +105,15 @@ class ReaderHandoff:
     answer differently.
 
     Draining (SIGUSR1: finish the calls received so far, then exit) counts requests from
-    receipt to reply on every thread (``requests``). Its events: ``receive`` (count a
-    request: True; False drops it), ``answered`` (``main_done`` and the server threads;
-    True when a drained connection's last request is answered), ``drain`` (without the
-    lock: it runs in a signal handler; True if nothing runs) and ``finish`` (the thread
-    that ends the process; who reads, or None if another thread already finishes). With
-    one request counted in OPEN and DRAINING (none can be counted in FINISHING)::
+    receipt to reply on every thread (``requests``). Thread 0's requests are counted in
+    bulk where they are queued or run (``begin(read)``, ``standby_read``: dropped while
+    draining), so the reading thread takes no lock per request; the others one by one.
+    Its events: ``receive`` (count a request of another thread: True; False drops it),
+    ``answered`` (``main_done`` and the server threads; True when a drained connection's
+    last request is answered), ``drain`` (without the lock: it runs in a signal handler;
+    True if nothing runs) and ``finish`` (the thread that ends the process; who reads, or
+    None if another thread already finishes). With one request counted in OPEN and
+    DRAINING (none can be counted in FINISHING)::
 
                                   OPEN            DRAINING        FINISHING
         receive                   True            False           False
@@ -131,13 +137,17 @@ class ReaderHandoff:
         "requests",
         "draining",
         "finishing",
+        "seen_calls",
     )
 
     def __init__(self, idle_after: float):
         self.state = READING
         self.calls = 0  # calls the main thread started (the standby compares, never writes)
         self.watched = -1  # ``calls`` when the standby began to watch
-        self.last_call = 0.0  # when the last batch began (the caller's monotonic clock)
+        # ``calls`` at the standby's last poll, and when it saw that count change (its
+        # monotonic clock): the main thread reads no clock per request
+        self.seen_calls = 0
+        self.last_call = 0.0
         # The standby sleeps until notified: ``begin`` must wake it. True at first, as the
         # standby may go to sleep before the first batch.
         self.standby_idle = True
@@ -165,9 +175,11 @@ class ReaderHandoff:
             return RUN_BACKLOG
         return READ if state == READING else WAIT
 
-    def begin(self, now: float, read: Optional[List[Any]] = None) -> List[Any]:
-        """The main thread begins a batch: what it just ``read`` (it read in READING)
-        after any backlog, or (``read`` None) the backlog. Returns the batch to run."""
+    def begin(self, read: Optional[List[Any]] = None) -> List[Any]:
+        """The main thread begins a batch: what it just ``read`` (it read in READING,
+        counted here) after any backlog, or (``read`` None) the backlog. Returns the batch
+        to run; empty (and still READING) when draining dropped what was read and no
+        backlog waits."""
         state = self.state
         backlog = self.backlog
         if read is None:
@@ -182,6 +194,11 @@ class ReaderHandoff:
         else:
             if state != READING:
                 raise self._illegal("begin(read)")
+            if self.draining:  # (dropped: not run, not counted)
+                if not backlog:
+                    return []
+                read = []
+            self.requests += len(read)
             self.state = RUNNING
             if backlog:  # (rare: the standby gave back with requests still queued)
                 backlog.extend(read)
@@ -189,7 +206,6 @@ class ReaderHandoff:
                 backlog.clear()
             else:
                 batch = read
-        self.last_call = now
         if len(batch) == 1:  # a lone call is run without ``call``: counted here
             self.calls += 1
         return batch
@@ -210,21 +226,28 @@ class ReaderHandoff:
             return False
         raise self._illegal("call")
 
-    def main_done(self, n: int) -> bool:
-        """The main thread answered its batch of ``n`` requests. True: the connection is
-        drained (see ``answered``)."""
+    def main_done(self, n: int) -> int:
+        """The main thread answered its batch of ``n`` requests: what it does next, as
+        ``main_next`` answers (READ, RUN_BACKLOG, WAIT or END), or DRAINED (see
+        ``answered``)."""
         state = self.state
         if state == RUNNING:
-            self.state = READING
+            self.state = state = READING
         elif state == TAKEN:
-            self.state = RETURNING
+            self.state = state = RETURNING
         else:
             raise self._illegal("main_done")
-        left = self.requests - n  # (``answered`` written out: once per batch)
-        if left < 0:
-            return self.answered(n)  # (raises)
+        left = self.requests - n  # (``answered`` and ``main_next`` written out: once
+        if left < 0:  # per batch, the main thread's usual way back to its read)
+            self.answered(n)  # (raises)
         self.requests = left
-        return self.draining and left == 0
+        if self.draining and left == 0:
+            return DRAINED
+        if self.ended is not None:
+            return END
+        if self.backlog:
+            return RUN_BACKLOG
+        return READ if state == READING else WAIT
 
     def standby_poll(self, now: float) -> int:
         """What the standby does next (it is not reading): WATCH, SLEEP, POLL or EXIT.
@@ -235,6 +258,10 @@ class ReaderHandoff:
         self.standby_idle = False
         if self.ended is not None:
             return EXIT
+        calls = self.calls
+        if calls != self.seen_calls:  # a call began since the last poll
+            self.seen_calls = calls
+            self.last_call = now
         if state == RUNNING:
             self.watched = self.calls
             return WATCH
@@ -257,17 +284,19 @@ class ReaderHandoff:
         return False
 
     def standby_read(self, got: List[Any]) -> bool:
-        """The standby read thread 0's requests ``got`` (maybe none): queued in the
-        backlog. True: the batch is done, so the reads go back to the main thread."""
+        """The standby read thread 0's requests ``got`` (maybe none): counted and queued
+        in the backlog (dropped while draining). True: the batch is done, so the reads go
+        back to the main thread."""
         state = self.state
+        if state != TAKEN and state != RETURNING:
+            raise self._illegal("standby_read")
+        if not self.draining:  # (dropped while draining: not run, not counted)
+            self.requests += len(got)
+            self.backlog.extend(got)
         if state == TAKEN:
-            self.backlog.extend(got)
             return False
-        if state == RETURNING:
-            self.backlog.extend(got)
-            self.state = READING
-            return True
-        raise self._illegal("standby_read")
+        self.state = READING
+        return True
 
     def end(self, reason: str) -> bool:
         """The connection ended (``reason``). True the first time (the caller wakes the
@@ -278,8 +307,8 @@ class ReaderHandoff:
         return True
 
     def receive(self) -> bool:
-        """A request arrived: True, counted until ``answered``; False while draining (the
-        request is dropped, not run)."""
+        """A request for a thread other than 0 arrived: True, counted until ``answered``;
+        False while draining (the request is dropped, not run)."""
         if self.draining:
             return False
         self.requests += 1

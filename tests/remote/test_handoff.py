@@ -11,6 +11,7 @@ import pytest
 from drawn import cells, drawn_tables, split_cell
 
 from easycluster.remote.handoff import (
+    DRAINED,
     END,
     EXIT,
     MAIN,
@@ -28,7 +29,7 @@ from easycluster.remote.handoff import (
 )
 
 IDLE_AFTER = 1.0
-T0 = 100.0  # when the batches of the set-ups begin
+T0 = 100.0  # the standby's clock in the set-ups
 
 
 READER_TABLE, DRAIN_TABLE = drawn_tables(ReaderHandoff.__doc__ or "")
@@ -41,15 +42,15 @@ def handoff_in(state: str) -> ReaderHandoff:
     h = ReaderHandoff(IDLE_AFTER)
     if state == "READING":
         return h
-    assert h.receive()
     assert h.main_next() == READ
-    assert h.begin(T0, ["r1"]) == ["r1"]
+    assert h.begin(["r1"]) == ["r1"]
+    assert h.requests == 1  # (``begin`` counts what the main thread read)
     assert h.call(False) is False
     if state != "RUNNING":
         assert h.standby_poll(T0 + 0.02) == WATCH
         assert h.standby_check() is True
     if state == "RETURNING":
-        assert h.main_done(1) is False
+        assert h.main_done(1) == WAIT
     assert h.state_name == state
     return h
 
@@ -78,9 +79,9 @@ READER_EVENTS: Dict[str, Callable[[ReaderHandoff], Any]] = {
     "main_next": lambda h: h.main_next(),
     "main_next, backlog": lambda h: with_backlog(h).main_next(),
     "main_next, ended": lambda h: ended(h).main_next(),
-    "begin(read)": lambda h: h.begin(T0 + 5, ["r2"]),
-    "begin(read), backlog": lambda h: with_backlog(h).begin(T0 + 5, ["r2"]),
-    "begin(backlog)": lambda h: with_backlog(h).begin(T0 + 5),
+    "begin(read)": lambda h: h.begin(["r2"]),
+    "begin(read), backlog": lambda h: with_backlog(h).begin(["r2"]),
+    "begin(backlog)": lambda h: with_backlog(h).begin(),
     "call": lambda h: h.call(True),
     "main_done": lambda h: h.main_done(1),
     "standby_poll": lambda h: h.standby_poll(h.last_call + IDLE_AFTER / 2),
@@ -108,8 +109,7 @@ CODES = {
     "False": False,
     "None": None,
     "more": True,
-    "done": False,
-}  # (call(True); main_done when not draining)
+}  # (call(True))
 
 
 def test_the_tables_draw_every_event_and_only_those():
@@ -135,8 +135,8 @@ def test_reader_transition(state, event, cell):
     if answer == "batch":
         assert got == backlog + (["r2"] if "read" in event else [])  # backlog first
         assert not h.backlog
-        assert h.last_call == T0 + 5  # (quiet is measured from here)
         assert h.calls == calls + (len(got) == 1)  # a lone call is counted by ``begin``
+        assert h.requests == requests + ("read" in event)  # (read: counted here)
     else:
         assert (type(got), got) == (type(CODES[answer]), CODES[answer])
     assert h.state_name == (next_state or state)
@@ -146,6 +146,7 @@ def test_reader_transition(state, event, cell):
         assert h.requests == requests - 1
     if event == "standby_read":
         assert list(h.backlog) == ["s1"]  # queued, whether it gives back or not
+        assert h.requests == requests + 1  # and counted
     if event == "standby_poll":
         assert h.standby_idle is False
     if event == "standby_poll, quiet":
@@ -208,7 +209,7 @@ def test_illegal_events_name_the_event_and_the_state():
     ):
         h.main_done(1)
     with pytest.raises(RuntimeError, match="begin.read. is not allowed in state RETURNING"):
-        h.begin(T0, ["r"])
+        h.begin(["r"])
     with pytest.raises(RuntimeError, match="finish before drain"):
         h.finish()
 
@@ -237,13 +238,31 @@ def test_finish_names_the_standby_while_it_reads(state):
 
 def test_a_batch_counts_its_requests_and_the_last_one_drains():
     h = ReaderHandoff(IDLE_AFTER)
-    for _ in range(3):
-        assert h.receive()
-    batch = h.begin(T0, ["a", "b", "c"])
+    batch = h.begin(["a", "b", "c"])
+    assert h.requests == 3
     assert h.drain() is False
     assert h.receive() is False  # dropped: not run, not counted
-    assert h.main_done(len(batch)) is True
+    assert h.main_done(len(batch)) == DRAINED
     assert h.requests == 0
+
+
+def test_thread_0s_requests_read_while_draining_are_dropped_not_counted():
+    h = ReaderHandoff(IDLE_AFTER)
+    assert h.receive()  # (another thread's call still runs: the drain waits for it)
+    assert h.drain() is False
+    assert h.begin(["late"]) == []  # read by the main thread: dropped
+    assert h.state == READING and h.requests == 1
+    assert h.main_next() == READ
+    h2 = handoff_in("TAKEN")
+    h2.drain()
+    assert h2.standby_read(["late"]) is False  # read by the standby: dropped
+    assert not h2.backlog and h2.requests == 1
+    assert h2.main_done(1) == DRAINED  # the call that ran is the last one
+    h3 = with_backlog(ReaderHandoff(IDLE_AFTER))  # (queued before the drain: counted)
+    h3.requests = 1
+    h3.drain()
+    assert h3.begin(["late"]) == ["b0"]  # the backlog still runs, the late one not
+    assert h3.main_done(1) == DRAINED
 
 
 def test_a_quiet_standby_sleeps_and_the_next_batch_must_wake_it():
@@ -251,21 +270,22 @@ def test_a_quiet_standby_sleeps_and_the_next_batch_must_wake_it():
     assert h.standby_idle  # (it may be asleep before the first batch: the first wakes it)
     assert h.standby_poll(T0) == SLEEP
     assert h.standby_idle
-    h.receive()
-    h.begin(T0 + 1, ["r"])
-    assert h.standby_poll(T0 + 1.01) == WATCH  # woken: polls again
+    h.begin(["r"])
+    assert h.standby_poll(T0 + 1.01) == WATCH  # woken: polls again, and sees the call
     assert not h.standby_idle
-    h.call(False)
-    h.main_done(1)
+    assert h.main_done(1) == READ
     assert h.standby_poll(T0 + 1.5) == POLL  # a call began less than idle_after ago
-    assert h.standby_poll(T0 + 1 + IDLE_AFTER * 1.5) == SLEEP
+    assert h.standby_poll(T0 + 1.01 + IDLE_AFTER * 0.9) == POLL
+    h.begin(["r2"])  # (a lone call: begun and answered between two polls)
+    assert h.main_done(1) == READ
+    assert h.standby_poll(T0 + 1.01 + IDLE_AFTER * 1.5) == POLL  # seen now: quiet from here
+    assert h.standby_poll(T0 + 1.01 + IDLE_AFTER * 2.4) == POLL
+    assert h.standby_poll(T0 + 1.01 + IDLE_AFTER * 2.6) == SLEEP
 
 
 def test_a_long_call_hands_the_reads_over_and_back_in_order():
     h = ReaderHandoff(IDLE_AFTER)
-    for _ in range(2):
-        h.receive()
-    batch = h.begin(T0, ["a", "b"])
+    batch = h.begin(["a", "b"])
     assert h.call(True) is True  # "a": quick, its reply held
     assert h.standby_poll(T0 + 0.001) == WATCH
     assert h.call(False) is False  # "b" begins during the watch
@@ -273,20 +293,16 @@ def test_a_long_call_hands_the_reads_over_and_back_in_order():
     assert h.standby_poll(T0 + 0.03) == WATCH
     assert h.standby_check() is True  # "b" ran all along: the standby reads
     assert h.state == TAKEN
-    for _ in range(2):
-        h.receive()
     assert h.standby_read(["c"]) is False  # the batch still runs: keep reading
-    assert h.main_done(len(batch)) is False
+    assert h.main_done(len(batch)) == RUN_BACKLOG  # it runs what the standby read
     assert h.state == RETURNING
-    assert h.main_next() == RUN_BACKLOG  # the main thread runs what the standby read
-    assert h.begin(T0 + 1) == ["c"]
+    assert h.main_next() == RUN_BACKLOG  # (the same question, asked again)
+    assert h.begin() == ["c"]
     assert h.state == TAKEN
     assert h.standby_read(["d"]) is False
-    assert h.main_done(1) is False
-    assert h.main_next() == RUN_BACKLOG
-    assert h.begin(T0 + 2) == ["d"]
-    assert h.main_done(1) is False
-    assert h.main_next() == WAIT  # nothing to run: wait for the standby's next read
+    assert h.main_done(1) == RUN_BACKLOG
+    assert h.begin() == ["d"]
+    assert h.main_done(1) == WAIT  # nothing to run: wait for the standby's next read
     assert h.standby_read([]) is True  # (a ping): the reads go back
     assert h.state == READING
     assert h.main_next() == READ
@@ -297,13 +313,12 @@ def test_the_end_lets_a_running_batch_finish_then_stops_both_threads():
     h = handoff_in("TAKEN")
     assert h.end("client went away")
     assert h.standby_read(["late"]) is False  # read before the end was seen: queued
-    assert h.main_done(1) is False
+    assert h.main_done(1) == END
     assert h.main_next() == END
     assert h.ended == "client went away"
     h2 = handoff_in("RUNNING")
     h2.end("gone")
     assert h2.standby_poll(T0) == EXIT
     h2.call(False)  # (the batch goes on)
-    assert h2.main_done(1) is False
-    assert h2.main_next() == END
+    assert h2.main_done(1) == END
     assert h2.state == READING
