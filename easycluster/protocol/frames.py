@@ -326,57 +326,69 @@ class FrameReader:
                 if direction != self._dir or seq != self._seq or length > self.max_size:
                     self._check_header(view, s)  # raises the error that says which
                 stop = s + HEADER_SIZE + length
-                if end >= stop + MAC_SIZE:
-                    # Whole: the MAC covers fields, tag and payload at once (a length altered
-                    # to fit what is here fails it too, so the tag needs no check of its own).
-                    # (``Mac.digest`` written out: this runs for every frame received)
-                    mac = self._mac
-                    if mac.builtin:
-                        mac.spend(stop - s)
-                    inner = mac.inner.copy()
-                    inner.update(view[s:stop])
-                    outer = mac.outer.copy()
-                    outer.update(inner.digest())
-                    if not compare_digest(outer.digest(), view[stop : stop + MAC_SIZE]):
-                        raise _bad_mac()
-                    self._seq = seq + 1
-                    s = self._start = stop + MAC_SIZE
-                    self._head_ok = False
-                    frames.append(
-                        _tuple_new(
-                            Frame, (ftype, flags, bytes(view[stop - length : stop]), self.max_size)
-                        )
+                if end < stop + MAC_SIZE:  # not whole: the rest is awaited
+                    if s != self._start:
+                        self._start = s
+                        self._head_ok = False  # (the tag checked was a consumed frame's)
+                    self._await_rest(view, end, ftype, flags, length)
+                    return frames
+                # Whole: the MAC covers fields, tag and payload at once (a length altered
+                # to fit what is here fails it too, so the tag needs no check of its own).
+                # (``Mac.digest`` written out: this runs for every frame received)
+                mac = self._mac
+                if mac.builtin:
+                    mac.spend(stop - s)
+                inner = mac.inner.copy()
+                inner.update(view[s:stop])
+                outer = mac.outer.copy()
+                outer.update(inner.digest())
+                if not compare_digest(outer.digest(), view[stop : stop + MAC_SIZE]):
+                    raise _bad_mac()
+                self._seq = seq + 1
+                frames.append(
+                    _tuple_new(
+                        Frame, (ftype, flags, bytes(view[stop - length : stop]), self.max_size)
                     )
-                    continue
-                total = HEADER_SIZE + length + MAC_SIZE
-                if end - s < HEADER_SIZE:
-                    break  # the tag is still on its way
-                # Not whole: the length is about to decide what we wait for (and allocate),
-                # so it must be the sender's. The tag says so, or the stream is corrupt.
-                if not self._head_ok:
-                    tag = self._mac.tag(view[s : _FIELDS + s])
-                    if not compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
-                        raise IntegrityError(
-                            "frame rejected: header authentication code does not match "
-                            "(altered length or header, bytes lost or injected, or another key)"
-                        )
-                    self._head_ok = True
-                if total > len(self._scratch):
-                    if total <= _SCRATCH:
-                        self._grow = True  # it fits a full-size scratch buffer: wait there
-                        break
-                    h = self._mac.start()
-                    h.update(view[s : s + HEADER_SIZE])
-                    self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
-                    self._start = self._end = 0
-                    self._head_ok = False
-                break
-            if self._start == self._end:
+                )
+                s = stop + MAC_SIZE
+            # (where the reads left off is written once per read, not once per frame)
+            if s == end:
                 self._start = self._end = 0
+            else:
+                self._start = s  # (fewer bytes than a header's fields: nothing checked)
+            self._head_ok = False
             return frames
         except ProtocolError as e:
             self._failed = e
             raise
+
+    def _await_rest(self, view: memoryview, end: int, ftype: int, flags: int, length: int) -> None:
+        """The frame at ``_start`` (its payload ``length`` bytes) is not whole yet: check
+        its header's tag once the header is here, then make room for the rest (the full-
+        size scratch buffer, or a buffer of its own for a large payload)."""
+        s = self._start
+        if end - s < HEADER_SIZE:
+            return  # the tag is still on its way
+        # The length is about to decide what we wait for (and allocate), so it must be
+        # the sender's. The tag says so, or the stream is corrupt.
+        if not self._head_ok:
+            tag = self._mac.tag(view[s : _FIELDS + s])
+            if not compare_digest(tag, view[s + _FIELDS : s + HEADER_SIZE]):
+                raise IntegrityError(
+                    "frame rejected: header authentication code does not match "
+                    "(altered length or header, bytes lost or injected, or another key)"
+                )
+            self._head_ok = True
+        total = HEADER_SIZE + length + MAC_SIZE
+        if total > len(self._scratch):
+            if total <= _SCRATCH:
+                self._grow = True  # it fits a full-size scratch buffer: wait there
+                return
+            h = self._mac.start()
+            h.update(view[s : s + HEADER_SIZE])
+            self._big = _BigFrame(ftype, flags, length, h, view[s + HEADER_SIZE : end])
+            self._start = self._end = 0
+            self._head_ok = False
 
     def _check_header(self, view: memoryview, pos: int) -> Tuple[int, int, int]:
         direction, ftype, flags, seq, length = HEADER.unpack_from(view, pos)
