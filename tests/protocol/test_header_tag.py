@@ -88,6 +88,21 @@ def test_forged_length_allocates_nothing_and_waits_for_nothing(bit):
     assert reader.pending() == frames.HEADER_SIZE
 
 
+def test_a_tag_checked_for_one_frame_is_not_trusted_for_the_next():
+    # Frame A's header arrives first (its tag checked while A is awaited); the read that
+    # completes A also brings B's header with a forged length: B's own tag must be
+    # checked, in that same read, before B's length decides anything.
+    c, s = session_pair()
+    a = wire(c.pack(frames.FT_REQUEST, os.urandom(3000)))
+    b = bytearray(wire(c.pack(frames.FT_REQUEST, os.urandom(100))))
+    b[19 - 24 // 8] ^= 1 << (24 % 8)  # 16 MiB more
+    reader = fresh_reader(s)
+    assert feed(reader, a[:100]) == []  # (A's tag checked out)
+    assert reader.missing() == len(a) - 100
+    with pytest.raises(IntegrityError, match="header authentication code"):
+        feed(reader, a[100:] + bytes(b[: frames.HEADER_SIZE]))
+
+
 def test_fields_are_checked_before_the_tag_arrives():
     # An oversize or out-of-sequence header is refused from its 20 bytes of fields (what
     # a peer sending only those would get), with no MAC computed.
