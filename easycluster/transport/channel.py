@@ -122,6 +122,7 @@ class Channel(Sending):
         self._write_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the writer thread sleeps on it
         self._box = Outbox(session.max_send)
+        self._send_now = isinstance(sock, _socket.socket)  # (see ``post_later``)
 
     @property
     def closed(self) -> bool:

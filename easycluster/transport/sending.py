@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .pipes import Stream
 
 _IOV_MAX = 512
+_MSG_DONTWAIT = _socket.MSG_DONTWAIT
 
 
 class Sending:
@@ -34,6 +35,7 @@ class Sending:
     _write_lock: threading.Lock  # held while frames are numbered and written
     _wake: threading.Condition  # on ``_lock``: the writer thread sleeps on it
     _box: Outbox
+    _send_now: bool  # ``sock`` is a socket: ``post_later`` may try a non-blocking send
 
     def send(
         self,
@@ -113,14 +115,80 @@ class Sending:
             self._kick(False)  # (after a lone write: posted meanwhile, left to us)
 
     def post_later(self, ftype: int, body: bytes) -> None:
-        """Queue a small body for the writer thread; never writes in the calling thread.
+        """Send a small body without ever blocking the calling thread: at once if nothing
+        waits to be written before it and the socket takes it now, else by the writer
+        thread.
 
         For the thread that owns the reads (answering a ping, a control request): a
         reader that blocked on a full socket would stop reading, and a peer that is
-        itself blocked writing to us would never drain it.
+        itself blocked writing to us would never drain it. The usual such body (a
+        hello's answer, a pong) leaves in one non-blocking send: starting the writer
+        thread for it would cost more than the send (a thread, its stack, and its exit
+        with the process: each local server answers a hello this way).
         """
+        if (
+            self._send_now
+            and not self._box.items
+            and self._write_lock.acquire(False)
+            and self._send_or_hand_over(ftype, body)
+        ):
+            return
         with self._lock:
             self._wake_writer(self._box.later(ftype, body))
+
+    def _send_or_hand_over(self, ftype: int, body: bytes) -> bool:
+        """``post_later``'s attempt, the write lock held (it is released here, or handed
+        over). False: nothing was sent nor numbered (bodies wait already, or the outbox
+        refuses this one), for the writer thread's way. True: the frame is out, or
+        begun, its rest left to a thread of its own that holds the write lock until the
+        frame is whole (a socket that takes none or part of it now)."""
+        box = self._box
+        handed = False
+        try:
+            if box.items or box.closed or len(body) > box.max_body:
+                return False  # (``later`` queues it behind the others, or raises)
+            parts = self.session.pack(ftype, body)  # (numbered: it must leave now, whole)
+            data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)  # (no copy: bytes)
+            try:  # (a socket: ``_send_now``)
+                sent = self.sock.send(data, _MSG_DONTWAIT)  # type: ignore[attr-defined]
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as e:
+                reason = f"connection lost while sending: {e.strerror or e}"
+                self._broken(reason)
+                raise ConnectionLost(reason) from None
+            except BaseException as e:  # (Ctrl-C) numbered, not sent: nothing may follow
+                self._broken(f"sending failed: {e!r}")
+                raise
+            if sent < len(data):
+                threading.Thread(
+                    target=self._finish_frame,
+                    args=(memoryview(data)[sent:],),
+                    daemon=True,
+                    name="easycluster-writer",
+                ).start()
+                handed = True
+        finally:
+            if not handed:
+                self._write_lock.release()
+        if box.items and not handed:  # posted meanwhile and left to us: not to wait on
+            self.flush_later()
+        return True
+
+    def _finish_frame(self, rest: memoryview) -> None:
+        """The rest of a frame ``post_later`` began, sent with the write lock it holds
+        for it; then what was posted meanwhile."""
+        try:
+            self.sock.sendall(rest)
+        except OSError as e:  # part of a frame left: nothing more can follow it
+            self._broken(f"connection lost while sending: {e.strerror or e}")
+            return
+        finally:
+            self._write_lock.release()
+        try:
+            self._kick(True)
+        except ConnectionLost:
+            pass
 
     def flush_later(self) -> None:
         """Have the writer thread send the outbox; never writes in the calling thread

@@ -161,6 +161,21 @@ def test_server_pid_waits_for_the_hello_answer():
             c.close()
 
 
+def test_the_hello_not_waited_for_is_answered_without_a_writer_thread():
+    # The hello runs on the server's reading thread, which must never block on a write;
+    # its small answer leaves in one non-blocking send, so a local server runs its main
+    # thread and its standby only (a writer thread costs a start, a stack and an exit).
+    clients = [spawn_local() for _ in range(3)]  # (after the first: hellos not waited for)
+    try:
+        for c in clients:
+            assert c.eval("6 * 7") == 42
+            assert c.server_pid == c.process.pid  # (the hello's answer came)
+            assert len(os.listdir(f"/proc/{c.process.pid}/task")) == 2
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_a_server_gone_before_the_first_call_fails_that_call():
     c = spawn_local()
     try:

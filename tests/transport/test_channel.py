@@ -116,3 +116,45 @@ def test_send_interrupted_between_chunks_breaks_the_channel():
     assert isinstance(error, IntegrityError) and "truncated" in str(error)
     sc.close()
     cc.close()
+
+
+def writers() -> int:
+    return sum(t.name == "easycluster-writer" for t in threading.enumerate())
+
+
+def test_post_later_on_an_idle_socket_sends_at_once_without_a_writer_thread():
+    cc, sc = channel_pair()
+    before = writers()
+    sc.post_later(frames.FT_PONG, b"pong")  # (as a server's reader answers a ping)
+    assert writers() == before  # written by the caller: no thread started for it
+    [f] = cc.recv(timeout=30)
+    assert (f.type, f.payload) == (frames.FT_PONG, b"pong")
+    cc.close()
+    sc.close()
+
+
+def test_post_later_never_blocks_on_a_full_socket_and_keeps_the_order():
+    # The peer reads nothing: the bodies posted by the reader fill the socket, then one
+    # is taken only in part (its rest left to a thread of its own), then they queue.
+    # Each call returns at once; once the peer reads, all arrive whole and in order.
+    c, s = session_pair()
+    a, b = socket.socketpair()
+    for sock in (a, b):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 14)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+    cc, sc = Channel(a, c), Channel(b, s)
+    bodies = [i.to_bytes(4, "big") + os.urandom(3000) for i in range(200)]  # ~600 KB
+    before = writers()
+    poster = threading.Thread(target=lambda: [sc.post_later(frames.FT_PONG, x) for x in bodies])
+    poster.start()
+    poster.join(30)
+    assert not poster.is_alive()  # never waited for the peer to read
+    assert writers() > before  # (the socket filled: what it did not take went to a thread)
+    got: list = []
+    while len(got) < len(bodies):
+        more = cc.recv(timeout=30)
+        assert more, f"{len(got)} of {len(bodies)} bodies came, then nothing for 30 s"
+        got += [bytes(f.payload) for f in more]
+    assert got == bodies
+    cc.close()
+    sc.close()
