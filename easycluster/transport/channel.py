@@ -122,7 +122,8 @@ class Channel(Sending):
         self._write_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the writer thread sleeps on it
         self._box = Outbox(session.max_send)
-        self._send_now = isinstance(sock, _socket.socket)  # (see ``post_later``)
+        # (see ``post_later``; a socket with a timeout would wait for room before sending)
+        self._send_now = isinstance(sock, _socket.socket) and not sock.gettimeout()
 
     @property
     def closed(self) -> bool:

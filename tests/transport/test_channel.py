@@ -133,19 +133,24 @@ def test_post_later_on_an_idle_socket_sends_at_once_without_a_writer_thread():
     sc.close()
 
 
-def test_post_later_never_blocks_on_a_full_socket_and_keeps_the_order():
+@pytest.mark.parametrize("timeout", [None, 120.0])
+def test_post_later_never_blocks_on_a_full_socket_and_keeps_the_order(timeout):
     # The peer reads nothing: the bodies posted by the reader fill the socket, then one
     # is taken only in part (its rest left to a thread of its own), then they queue.
-    # Each call returns at once; once the peer reads, all arrive whole and in order.
+    # Each call returns at once; once the peer reads, all arrive whole and in order. (A
+    # socket with a timeout would make a send wait for room: such a channel queues.)
     c, s = session_pair()
     a, b = socket.socketpair()
     for sock in (a, b):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 14)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+    b.settimeout(timeout)
     cc, sc = Channel(a, c), Channel(b, s)
     bodies = [i.to_bytes(4, "big") + os.urandom(3000) for i in range(200)]  # ~600 KB
     before = writers()
-    poster = threading.Thread(target=lambda: [sc.post_later(frames.FT_PONG, x) for x in bodies])
+    poster = threading.Thread(
+        target=lambda: [sc.post_later(frames.FT_PONG, x) for x in bodies], daemon=True
+    )
     poster.start()
     poster.join(30)
     assert not poster.is_alive()  # never waited for the peer to read
