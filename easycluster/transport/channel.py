@@ -87,8 +87,9 @@ class Channel(Sending):
     the holder (who looks again before letting go) instead of waiting behind a write
     that may be blocked. A poster that finds it free writes itself; a thread that must
     never wait for the socket (the reader, answering a ping) uses ``post_later``, which
-    leaves the writing to a writer thread. That thread also sends bursts of posts nobody
-    flushes; a lone post leaves at once.
+    sends at once only what the socket takes without waiting, and leaves the rest of the
+    writing to a writer thread. That thread also sends bursts of posts nobody flushes; a
+    lone post leaves at once.
     ``recv``/``recv_frames`` must be called by one thread at a time (the owner of the
     reads).
     """
