@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,8 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from against import old_interpreter  # noqa: E402
-from bench_fanout_cpu import connect_retrying, free_port, round_once  # noqa: E402
-from bench_shell import machine_busy  # noqa: E402
+from bench_fanout_cpu import connect_retrying, free_port, round_once, timed_rounds  # noqa: E402
 from run import print_table  # noqa: E402
 
 import easycluster  # noqa: E402
@@ -76,17 +74,6 @@ def start_servers(
     return ports
 
 
-def block(clients: List[easycluster.Client]) -> Tuple[float, float]:
-    """(machine CPU seconds per call, median round seconds) over ROUNDS rounds."""
-    busy0 = machine_busy()
-    walls = []
-    for _ in range(ROUNDS):
-        t0 = time.perf_counter()
-        round_once(clients)
-        walls.append(time.perf_counter() - t0)
-    return (machine_busy() - busy0) / (ROUNDS * N), statistics.median(walls)
-
-
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
@@ -124,7 +111,7 @@ def main() -> int:
         for b in range(BLOCKS):
             order = [commit, "now"] if b % 2 == 0 else ["now", commit]
             for label in order:
-                got[label].append(block(clients[label]))
+                got[label].append(timed_rounds(clients[label], ROUNDS))
         rows = []
         for label in (commit, "now"):
             cpu = statistics.median(c for c, _ in got[label])

@@ -118,14 +118,19 @@ def measure(clients: List[Any]) -> Tuple[float, float]:
     """(machine CPU seconds per call, median round seconds) over ``ROUNDS`` rounds."""
     for _ in range(20):  # warm: the first calls take the pages in
         round_once(clients)
+    return timed_rounds(clients, ROUNDS)
+
+
+def timed_rounds(clients: List[Any], rounds: int) -> Tuple[float, float]:
+    """(machine CPU seconds per call, median round seconds) over ``rounds`` rounds."""
     busy0 = machine_busy()
     walls = []
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         t0 = time.perf_counter()
         round_once(clients)
         walls.append(time.perf_counter() - t0)
     busy = machine_busy() - busy0
-    return busy / (ROUNDS * len(clients)), statistics.median(walls)
+    return busy / (rounds * len(clients)), statistics.median(walls)
 
 
 def connect_retrying(make: Callable[[], Any], what: str) -> Any:
