@@ -112,6 +112,13 @@ def main() -> int:
             order = [commit, "now"] if b % 2 == 0 else ["now", commit]
             for label in order:
                 got[label].append(timed_rounds(clients[label], ROUNDS))
+        if any(cpu == 0 for runs in got.values() for cpu, _ in runs):
+            print(
+                "ab_fanout: a block took no CPU time by /proc/stat's ticks (10 ms): "
+                "make the blocks longer (--rounds, --servers)",
+                file=sys.stderr,
+            )
+            return 2
         rows = []
         for label in (commit, "now"):
             cpu = statistics.median(c for c, _ in got[label])
