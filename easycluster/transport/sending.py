@@ -154,9 +154,7 @@ class Sending:
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as e:
-                reason = f"connection lost while sending: {e.strerror or e}"
-                self._broken(reason)
-                raise ConnectionLost(reason) from None
+                raise self._send_failed(e)
             except BaseException as e:  # (Ctrl-C) numbered, not sent: nothing may follow
                 self._broken(f"sending failed: {e!r}")
                 raise
@@ -179,9 +177,8 @@ class Sending:
         """The rest of a frame ``post_later`` began, sent with the write lock it holds
         for it; then what was posted meanwhile."""
         try:
-            self.sock.sendall(rest)
-        except OSError as e:  # part of a frame left: nothing more can follow it
-            self._broken(f"connection lost while sending: {e.strerror or e}")
+            self._write([rest])
+        except ConnectionLost:
             return
         finally:
             self._write_lock.release()
@@ -298,9 +295,13 @@ class Sending:
             else:
                 self._sendmsg_all(parts)
         except OSError as e:  # part of a frame may have left: nothing more can follow it
-            reason = f"connection lost while sending: {e.strerror or e}"
-            self._broken(reason)
-            raise ConnectionLost(reason)
+            raise self._send_failed(e)
+
+    def _send_failed(self, e: OSError) -> ConnectionLost:
+        """A write failed: the channel is broken (see ``_broken``); the error to raise."""
+        reason = f"connection lost while sending: {e.strerror or e}"
+        self._broken(reason)
+        return ConnectionLost(reason)
 
     def _broken(self, reason: str) -> None:
         """Mark the channel dead and wake its reader and writer."""
