@@ -159,12 +159,17 @@ class Sending:
                 self._broken(f"sending failed: {e!r}")
                 raise
             if sent < len(data):
-                threading.Thread(
+                finisher = threading.Thread(
                     target=self._finish_frame,
                     args=(memoryview(data)[sent:],),
                     daemon=True,
                     name="easycluster-writer",
-                ).start()
+                )
+                try:
+                    finisher.start()
+                except BaseException as e:  # (no thread to be had): the frame stays cut
+                    self._broken(f"sending failed: {e!r}")
+                    raise
                 handed = True
         finally:
             if not handed:

@@ -163,3 +163,31 @@ def test_post_later_never_blocks_on_a_full_socket_and_keeps_the_order(timeout):
     assert got == bodies
     cc.close()
     sc.close()
+
+
+def test_post_later_that_cannot_finish_its_frame_breaks_the_channel(monkeypatch):
+    # The socket took part of a frame, and no thread can be started for the rest: the
+    # frame stays cut, so the channel is broken at once (nothing may follow it).
+    c, s = session_pair()
+    a, b = socket.socketpair()
+    for sock in (a, b):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 14)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+    cc, sc = Channel(a, c), Channel(b, s)
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        for _ in range(200):
+            sc.post_later(frames.FT_PONG, os.urandom(3000))
+    assert sc.closed
+    with pytest.raises(ConnectionLost):
+        sc.post(frames.FT_PONG, b"next", True)
+    monkeypatch.undo()
+    with pytest.raises((IntegrityError, ConnectionLost)):  # the peer: the stream ends
+        while True:  # (inside the cut frame: IntegrityError)
+            assert cc.recv(timeout=30)
+    cc.close()
+    sc.close()
