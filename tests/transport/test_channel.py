@@ -122,6 +122,18 @@ def writers() -> int:
     return sum(t.name == "easycluster-writer" for t in threading.enumerate())
 
 
+def small_buffer_pair(timeout=None):
+    """``channel_pair`` over a socketpair of 16 KiB buffers (a few bodies fill it); the
+    server end's socket gets ``timeout``."""
+    c, s = session_pair()
+    a, b = socket.socketpair()
+    for sock in (a, b):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 14)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+    b.settimeout(timeout)
+    return Channel(a, c), Channel(b, s)
+
+
 def test_post_later_on_an_idle_socket_sends_at_once_without_a_writer_thread():
     cc, sc = channel_pair()
     before = writers()
@@ -139,13 +151,7 @@ def test_post_later_never_blocks_on_a_full_socket_and_keeps_the_order(timeout):
     # is taken only in part (its rest left to a thread of its own), then they queue.
     # Each call returns at once; once the peer reads, all arrive whole and in order. (A
     # socket with a timeout would make a send wait for room: such a channel queues.)
-    c, s = session_pair()
-    a, b = socket.socketpair()
-    for sock in (a, b):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 14)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
-    b.settimeout(timeout)
-    cc, sc = Channel(a, c), Channel(b, s)
+    cc, sc = small_buffer_pair(timeout)
     bodies = [i.to_bytes(4, "big") + os.urandom(3000) for i in range(200)]  # ~600 KB
     before = writers()
     poster = threading.Thread(
@@ -168,12 +174,7 @@ def test_post_later_never_blocks_on_a_full_socket_and_keeps_the_order(timeout):
 def test_post_later_that_cannot_finish_its_frame_breaks_the_channel(monkeypatch):
     # The socket took part of a frame, and no thread can be started for the rest: the
     # frame stays cut, so the channel is broken at once (nothing may follow it).
-    c, s = session_pair()
-    a, b = socket.socketpair()
-    for sock in (a, b):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 14)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
-    cc, sc = Channel(a, c), Channel(b, s)
+    cc, sc = small_buffer_pair()
 
     def no_thread(self):
         raise RuntimeError("can't start new thread")
