@@ -34,7 +34,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from against import old_interpreter  # noqa: E402
-from bench_fanout_cpu import connect_retrying, free_port, round_once, timed_rounds  # noqa: E402
+from bench_fanout_cpu import (  # noqa: E402
+    connect_retrying,
+    end_processes,
+    free_port,
+    round_once,
+    timed_rounds,
+)
 from run import print_table  # noqa: E402
 
 import easycluster  # noqa: E402
@@ -145,14 +151,7 @@ def main() -> int:
         for cs in clients.values():
             for c in cs:
                 c.close()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        end_processes(procs)
         if os.path.isdir(tree):
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], check=False)
         shutil.rmtree(work, ignore_errors=True)

@@ -93,6 +93,20 @@ class Stdlib:
         self.conn.close()
 
 
+def end_processes(procs: List[subprocess.Popen], grace: float = 10.0) -> None:
+    """Terminate every process, then reap each (killed if it outlives ``grace``)."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
+
+
 def round_once(clients: List[Any]) -> None:
     """One call on each server, all sent, then all collected (and checked)."""
     pending = [c.add(i, 1, nonblocking=True) for i, c in enumerate(clients)]
@@ -215,12 +229,7 @@ def main() -> None:
         for _, clients in kinds:
             for c in clients:
                 c.close()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
+        end_processes(procs)
 
 
 if __name__ == "__main__":
