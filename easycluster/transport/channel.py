@@ -125,6 +125,7 @@ class Channel(Sending):
         self._box = Outbox(session.max_send)
         # (see ``post_later``; a socket with a timeout would wait for room before sending)
         self._send_now = isinstance(sock, _socket.socket) and not sock.gettimeout()
+        self._poll_in = _unix_poll_in(sock) if self._keepalive is None else None
 
     @property
     def closed(self) -> bool:
@@ -192,6 +193,8 @@ class Channel(Sending):
                         return []
                 except (ValueError, OSError):  # closed under us by another thread
                     raise ConnectionLost(self.close_reason or "connection closed")
+            elif self._poll_in is not None:
+                self._poll_in.poll()  # (see ``_unix_poll_in``; a closed socket: POLLNVAL)
             try:
                 n = sock.recv_into(reader.buffer())
             except (BlockingIOError, InterruptedError):
@@ -386,6 +389,21 @@ def _expand(got: List[frames.Frame]) -> List[frames.Frame]:
         else:
             out.append(f)
     return out
+
+
+def _unix_poll_in(sock: Stream) -> Optional[select.poll]:
+    """For the reads of a Unix socket's waiting end without a time limit (a server's): a
+    poll object for its input, to wait in before each read. Linux wakes a reader blocked
+    in ``recv`` on a Unix socket each time the peer reads what this end sent (the space
+    freed, ``unix_write_space``), although nothing came: one wake-up for nothing per call
+    answered, a switch into the server and back (and the client's work to wake it). A
+    ``poll`` for input alone is woken by input only. None for other sockets (TCP wakes a
+    sender only when it waited for room) and for pipes."""
+    if not isinstance(sock, _socket.socket) or sock.family != _socket.AF_UNIX:
+        return None
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    return p
 
 
 def _wait_readable(sock: Stream, timeout: float) -> bool:

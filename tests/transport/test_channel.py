@@ -7,6 +7,7 @@ import gc
 import os
 import socket
 import threading
+import time
 
 import pytest
 from helpers import session_pair
@@ -190,5 +191,39 @@ def test_post_later_that_cannot_finish_its_frame_breaks_the_channel(monkeypatch)
     with pytest.raises((IntegrityError, ConnectionLost)):  # the peer: the stream ends
         while True:  # (inside the cut frame: IntegrityError)
             assert cc.recv(timeout=30)
+    cc.close()
+    sc.close()
+
+
+def _task_field(tid: int, name: str) -> str:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return line.split()[1]
+    raise AssertionError(f"no {name} for thread {tid}")
+
+
+def test_a_server_waiting_on_a_unix_socket_is_not_woken_when_its_peer_reads():
+    # Linux wakes a reader blocked in recv on a Unix socket whenever the peer reads what
+    # it sent; the server's end waits in a poll for input instead (one switch a call).
+    cc, sc = channel_pair()
+    sc.send(frames.FT_RESPONSE, b"reply")  # the server's bytes wait on the client's side
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(sc.recv_frames()), daemon=True)
+    t.start()
+    tid = t.native_id
+    deadline = time.monotonic() + 10
+    while _task_field(tid, "State") != "S":  # asleep in its wait for a request
+        assert time.monotonic() < deadline, "the reading thread never waited"
+        time.sleep(0.01)
+    time.sleep(0.05)
+    before = int(_task_field(tid, "voluntary_ctxt_switches"))
+    assert [bytes(f.payload) for f in cc.recv(timeout=10)] == [b"reply"]
+    time.sleep(0.2)
+    woken = int(_task_field(tid, "voluntary_ctxt_switches")) - before
+    cc.send(frames.FT_REQUEST, b"call")
+    t.join(10)
+    assert [bytes(f.payload) for f in got[0]] == [b"call"]
+    assert woken == 0, f"the server's reading thread was woken {woken} time(s) for nothing"
     cc.close()
     sc.close()
