@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -145,6 +145,20 @@ def timed_rounds(clients: List[Any], rounds: int) -> Tuple[float, float]:
         walls.append(time.perf_counter() - t0)
     busy = machine_busy() - busy0
     return busy / (rounds * len(clients)), statistics.median(walls)
+
+
+def empty_blocks(got: Dict[str, List[Tuple[float, float]]], who: str) -> bool:
+    """True, after saying so on stderr, if a block of ``timed_rounds`` (``got``: per set,
+    (CPU per call, round) per block) took no CPU time by ``/proc/stat``'s 10 ms ticks:
+    its ratios would mean nothing."""
+    if not any(cpu == 0 for runs in got.values() for cpu, _ in runs):
+        return False
+    print(
+        f"{who}: a block took no CPU time by /proc/stat's ticks (10 ms): "
+        "make the blocks longer (--rounds, --servers)",
+        file=sys.stderr,
+    )
+    return True
 
 
 def connect_retrying(make: Callable[[], Any], what: str) -> Any:

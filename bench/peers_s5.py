@@ -192,6 +192,7 @@ def main() -> int:
     # (here, not at the top: the other benches' modules import our package, which a
     # driver under the peers' interpreter must not see in place of theirs)
     sys.path.insert(0, HERE)
+    from bench_fanout_cpu import empty_blocks
     from bench_shell import wait_quiet
     from run import print_table
 
@@ -232,12 +233,7 @@ def main() -> int:
         for b in range(blocks):
             for d in live if b % 2 == 0 else live[::-1]:
                 got[d.name].append(block(d, rounds, servers))
-        if any(cpu == 0 for runs in got.values() for cpu, _ in runs):
-            print(
-                "peers_s5: a block took no CPU time by /proc/stat's ticks (10 ms): "
-                "make the blocks longer (--rounds, --servers)",
-                file=sys.stderr,
-            )
+        if empty_blocks(got, "peers_s5"):
             return 2
         print(
             f"S5 interleaved: {servers} servers per peer, all resident; harness's measure "
