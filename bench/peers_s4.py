@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from peers_s5 import OURS, option  # noqa: E402
+from peers_s5 import OURS, option, setup_missing  # noqa: E402
 from run import print_table  # noqa: E402
 
 FLOOR = "ssh HOST python -c pass"
@@ -71,6 +71,8 @@ def main() -> int:
     runs = int(option("--runs", "12"))
     remote = option("--remote-python", getattr(sys, "_base_executable", sys.executable))
     ssh = [option("--ssh-config", "/tmp/peers/ssh/config"), option("--ssh-host", "bench"), remote]
+    if setup_missing(harness, peers_python, "peers_s4"):
+        return 2
     try:
         subprocess.run(
             ["ssh", "-F", ssh[0], "-o", "ConnectTimeout=5", ssh[1], "true"],
@@ -87,11 +89,18 @@ def main() -> int:
         return 2
     work = tempfile.mkdtemp(prefix="easycluster-peers-s4-")
     got: Dict[str, List[float]] = {name: [] for name in [*names, FLOOR]}
+    skipped: Dict[str, str] = {}  # a peer that failed once is left out (its runs too)
     try:
         for n in range(runs):
             for name in names if n % 2 == 0 else names[::-1]:
+                if name in skipped:
+                    continue
                 python = sys.executable if name in OURS else peers_python
-                got[name].append(one_sample(harness, name, python, ssh, work, n))
+                try:
+                    got[name].append(one_sample(harness, name, python, ssh, work, n))
+                except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
+                    skipped[name] = str(e).strip().splitlines()[-1][:160]
+                    del got[name]
             got[FLOOR].append(floor_sample(ssh))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -104,7 +113,7 @@ def main() -> int:
         for name, t in got.items()
     ]
     for mine in OURS:
-        if mine not in names:
+        if mine not in got:
             continue
         for name, t in got.items():
             if name == mine:
@@ -112,6 +121,7 @@ def main() -> int:
             faster = sum(m < p for m, p in zip(got[mine], t))
             ratio = statistics.median(m / p for m, p in zip(got[mine], t))
             rows.append((f"{mine} / {name}", f"{ratio:.3f}", f"faster in {faster} of {runs}"))
+    rows += [(f"{name}: left out", "", why) for name, why in skipped.items()]
     print(f"S4 ssh bootstrap, peers taking turns: {runs} runs, one sample of each per run")
     print_table(rows)
     return 0

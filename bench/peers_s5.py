@@ -111,6 +111,21 @@ def answer(obj: Dict[str, Any]) -> None:
 # ------------------------------------------------------------------------ coordinator
 
 
+def setup_missing(harness: str, peers_python: str, who: str) -> bool:
+    """True, after saying what to give on stderr, if the harness or the peers' interpreter
+    is not where the options say."""
+    for need, what in (
+        (os.path.join(harness, "peers.py"), "--harness DIR"),
+        (peers_python, "--peers-python PY"),
+    ):
+        if not os.path.exists(need):
+            print(
+                f"{who}: {need} not found: give {what} (see the harness's README)", file=sys.stderr
+            )
+            return True
+    return False
+
+
 class Driver:
     """A peer's driver process, in a process group of its own (its local servers too)."""
 
@@ -201,16 +216,8 @@ def main() -> int:
     names = option("--peers", DEFAULT_PEERS).split(",")
     servers = int(option("--servers", "50"))
     blocks, rounds = int(option("--blocks", "12")), int(option("--rounds", "60"))
-    for need, what in (
-        (os.path.join(harness, "peers.py"), "--harness DIR"),
-        (peers_python, "--peers-python PY"),
-    ):
-        if not os.path.exists(need):
-            print(
-                f"peers_s5: {need} not found: give {what} (see the harness's README)",
-                file=sys.stderr,
-            )
-            return 2
+    if setup_missing(harness, peers_python, "peers_s5"):
+        return 2
     work = tempfile.mkdtemp(prefix="easycluster-peers-s5-")
     drivers: List[Driver] = []
     skipped: Dict[str, str] = {}
