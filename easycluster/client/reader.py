@@ -385,6 +385,14 @@ class Standby:
             needy: List[Tuple[InlineReader, int]] = []
             leaving: List[Tuple[InlineReader, int]] = []
             for reader in readers:
+                claimed = reader.claimed_by
+                if claimed is not None and now < claimed.until:
+                    # A fan-out reads this one in its turn (``standby_look``'s first
+                    # answer, without the call: with 1,000 servers in one ``call_multi``
+                    # every watched reader is claimed, pass after pass). Its idle clock
+                    # still moves: it has replies outstanding.
+                    reader._idle_since = now
+                    continue
                 fd = reader.standby_look(now)
                 if fd >= 0:
                     needy.append((reader, fd))
