@@ -2,7 +2,7 @@
 once and measured in alternating blocks.
 
     .venv/bin/python bench/peers_s5.py [--harness DIR] [--peers-python PY]
-        [--peers baseline,rpyc,...] [--servers N] [--blocks B] [--rounds R]
+        [--peers baseline,rpyc,...] [--servers N] [--blocks B] [--rounds R] [--base COMMIT]
 
 The shared harness (``../shared/bench/peers.py``) measures each peer in its turn: ten
 rounds on 50 servers, minutes apart from the next peer's, and on this machine the same
@@ -16,6 +16,11 @@ in blocks, in an order reversed at every block (A B C, C B A, ...). Per block: t
 round's median, and the whole machine's busy CPU per call (``/proc/stat``, every
 process: servers, driver, kernel). The table gives each peer's medians over the blocks
 and, against ``ours`` and ``ours-local``, in how many blocks ours had the shorter round.
+
+``--base COMMIT`` adds ``ours@base`` and ``ours-local@base``: our rows again, master and
+servers running the package as COMMIT left it (``git archive``, first on the servers'
+and the driver's ``PYTHONPATH``), to tell a change from the machine's drift in the same
+sitting (``--peers ours,ours@base`` for just those two).
 
 Needs the harness and the peers' venv as the harness's README makes them (defaults:
 ``../shared/bench`` next to this project and ``/tmp/peers/venv/bin/python``). A peer
@@ -63,9 +68,10 @@ def drive(harness: str, name: str, servers: int, workdir: str, pidlog: str) -> N
     sys.path.insert(0, harness)
     import peers  # the harness: its adapters, its ``Servers``
 
-    if name in OURS:
+    adapter = name.split("@")[0]  # (``ours@base``: the adapter of ``ours``, see --base)
+    if adapter in OURS:
         peers.load_plugin(os.path.join(harness, "adapter_ours.py"))
-    ad = peers.ADAPTERS[name]()
+    ad = peers.ADAPTERS[adapter]()
     ad.setup(workdir)
     args = [(i, 1) for i in range(servers)]
     expected = [i + 1 for i in range(servers)]
@@ -129,7 +135,9 @@ def setup_missing(harness: str, peers_python: str, who: str) -> bool:
 class Driver:
     """A peer's driver process, in a process group of its own (its local servers too)."""
 
-    def __init__(self, name: str, python: str, harness: str, servers: int, work: str) -> None:
+    def __init__(
+        self, name: str, python: str, harness: str, servers: int, work: str, env: Dict[str, str]
+    ) -> None:
         self.name = name
         self.pidlog = os.path.join(work, f"{name}.pids")  # the harness's servers' groups
         self.log = open(os.path.join(work, f"{name}.log"), "wb")
@@ -142,6 +150,7 @@ class Driver:
             text=True,
             start_new_session=True,
             cwd=work,
+            env=env,
         )
 
     def ask(self, line: str) -> Dict[str, Any]:
@@ -219,13 +228,32 @@ def main() -> int:
     if setup_missing(harness, peers_python, "peers_s5"):
         return 2
     work = tempfile.mkdtemp(prefix="easycluster-peers-s5-")
+    base = option("--base", "")
+    envs = {"": dict(os.environ)}
+    if base:
+        tree = os.path.join(work, "base")
+        os.mkdir(tree)
+        archive = subprocess.run(
+            ["git", "-C", ROOT, "archive", base, "easycluster"], capture_output=True
+        )
+        if archive.returncode:
+            print(f"peers_s5: --base {base}: {archive.stderr.decode().strip()}", file=sys.stderr)
+            shutil.rmtree(work, ignore_errors=True)
+            return 2
+        subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+        envs["base"] = dict(os.environ, PYTHONPATH=tree)
+        if "--peers" not in sys.argv:
+            names += [f"{n}@base" for n in OURS]
     drivers: List[Driver] = []
     skipped: Dict[str, str] = {}
     try:
         for name in names:  # one at a time: each peer's servers start on a quiet machine
-            d = Driver(
-                name, sys.executable if name in OURS else peers_python, harness, servers, work
-            )
+            adapter, _, variant = name.partition("@")
+            if variant not in envs:
+                skipped[name] = f"no such variant {variant!r} (only @base, with --base COMMIT)"
+                continue
+            python = sys.executable if adapter in OURS else peers_python
+            d = Driver(name, python, harness, servers, work, envs[variant])
             drivers.append(d)
             try:
                 d.reply()
