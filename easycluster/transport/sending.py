@@ -80,20 +80,23 @@ class Sending:
         """
         write_lock = self._write_lock
         box = self._box
-        if flush and not box.items and write_lock.acquire(False):
-            # The usual case (every blocking call, every lone reply): nothing queued and
-            # nobody writing, so the outbox has nothing to decide (``post flush`` on EMPTY
-            # is ALONE). Looked at without ``_lock``: a body another thread queues
+        if not box.items and write_lock.acquire(False):
+            # The usual case (every blocking call, every lone reply, a fan-out's one call
+            # on each connection): nothing queued and nobody writing, so the outbox has
+            # nothing to decide (``post`` on EMPTY, flushed or not part of a burst, is
+            # ALONE). Looked at without ``_lock``: a body another thread queues
             # meanwhile is sent after ours by the look below, as on the ALONE path.
-            try:
-                if box.closed or len(body) > box.max_body:
-                    box.post(ftype, body, flush, 0.0)  # (raises what it must)
-                self._write(self.session.pack(ftype, body))
-            finally:
-                write_lock.release()
-            if box.items:
-                self._kick(False)
-            return
+            if flush or box.lone(_monotonic()):
+                try:
+                    if box.closed or len(body) > box.max_body:
+                        box.post(ftype, body, True, 0.0)  # (raises what it must)
+                    self._write(self.session.pack(ftype, body))
+                finally:
+                    write_lock.release()
+                if box.items:
+                    self._kick(False)
+                return
+            write_lock.release()  # part of a burst: the outbox decides, below
         alone = False
         try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
             with self._lock:
