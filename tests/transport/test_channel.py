@@ -14,6 +14,7 @@ from helpers import session_pair
 
 from easycluster.errors import ConnectionLost, IntegrityError
 from easycluster.protocol import frames
+from easycluster.transport import outbox
 from easycluster.transport.channel import Channel
 
 
@@ -123,6 +124,11 @@ def writers() -> int:
     return sum(t.name == "easycluster-writer" for t in threading.enumerate())
 
 
+def writer_threads() -> set:
+    """The writer threads alive now (a set: older channels' writers may end meanwhile)."""
+    return {t for t in threading.enumerate() if t.name == "easycluster-writer"}
+
+
 def small_buffer_pair(timeout=None):
     """``channel_pair`` over a socketpair of 16 KiB buffers (a few bodies fill it); the
     server end's socket gets ``timeout``."""
@@ -142,6 +148,33 @@ def test_post_later_on_an_idle_socket_sends_at_once_without_a_writer_thread():
     assert writers() == before  # written by the caller: no thread started for it
     [f] = cc.recv(timeout=30)
     assert (f.type, f.payload) == (frames.FT_PONG, b"pong")
+    cc.close()
+    sc.close()
+
+
+def test_a_post_apart_from_others_leaves_at_once_and_a_burst_goes_to_the_writer(monkeypatch):
+    # A post without flush is a burst when it follows the last post within BURST_GAP
+    # (made long here, so that the test cannot be too slow for a burst): the first
+    # post is lone and written by the caller, the two after it wait for the writer
+    # thread; all arrive in order, and a post apart from the burst is lone again.
+    cc, sc = channel_pair()
+    before = writer_threads()
+    monkeypatch.setattr(outbox, "BURST_GAP", 30.0)
+    cc.post(frames.FT_REQUEST, b"first", False)
+    assert not writer_threads() - before  # written by the caller: no thread started
+    cc.post(frames.FT_REQUEST, b"second", False)
+    cc.post(frames.FT_REQUEST, b"third", False)
+    assert writer_threads() - before  # the burst went to a writer thread
+    got: list = []
+    while len(got) < 3:
+        more = sc.recv(timeout=30)
+        assert more, f"{got} came, then nothing for 30 s"
+        got += [bytes(f.payload) for f in more]
+    assert got == [b"first", b"second", b"third"]
+    monkeypatch.setattr(outbox, "BURST_GAP", 0.0)  # (every post is apart from the last)
+    cc.post(frames.FT_REQUEST, b"fourth", False)
+    [f] = sc.recv(timeout=30)
+    assert (f.type, f.payload) == (frames.FT_REQUEST, b"fourth")
     cc.close()
     sc.close()
 

@@ -192,6 +192,15 @@ def test_a_burst_gathers_and_the_writer_thread_sends_it():
     assert [body for _, body in box.take()[0]] == [b"d", b"e"]
 
 
+def test_the_channels_shortcut_answers_as_post_and_counts_for_the_next_burst():
+    box = Outbox(LIMIT)
+    assert box.lone(10.0)  # (nothing posted before)
+    assert box.last_post == 10.0
+    assert not box.lone(10.0 + BURST_GAP / 2)  # a burst, as post would answer
+    assert box.post(1, SMALL, False, 10.0 + BURST_GAP) == START  # and post sees it too
+    assert box.lone(20.0)  # apart from the last post again
+
+
 def test_every_post_counts_for_the_next_burst_even_one_that_raises():
     box = Outbox(LIMIT)
     box.post(1, SMALL, True, 5.0)
