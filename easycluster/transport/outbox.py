@@ -49,9 +49,11 @@ class Outbox:
     ``BATCH_MAX`` bodies and ``cap`` bytes, the batch size); FULL (bodies at or above a
     limit: the next poster writes them); CLOSED (the connection is gone: ``reason``).
     The events, called with the channel's ``_lock`` held (``flush`` only reads and
-    needs no lock): ``post`` a body (``flush``: it must leave now; ``lone``: the previous
-    post was at least ``BURST_GAP`` ago; ``burst``: it was not), ``post_behind`` (the body
-    ``post`` answered ALONE for found the write lock taken), ``hold`` (the caller flushes
+    needs no lock; the method ``lone``, ``post``'s answer for a body the channel sends
+    by itself when the outbox is EMPTY, runs under the write lock): ``post`` a body
+    (``flush``: it must leave now; ``lone``: the previous post was at least
+    ``BURST_GAP`` ago; ``burst``: it was not), ``post_behind`` (the body ``post``
+    answered ALONE for found the write lock taken), ``hold`` (the caller flushes
     soon), ``later`` (never written by the caller: it owns the reads), ``flush``,
     ``flush_later``, ``take`` (by the holder of the write lock, which then writes what
     it took) and ``close``. "fills" means the event brings the outbox to a limit; "too
