@@ -33,7 +33,6 @@ checks it); imports inside functions are not followed, so keep those client-only
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.machinery
 import marshal
 import os
@@ -42,6 +41,7 @@ import sys
 import threading
 import zlib
 
+from ..protocol.mac import sha256
 from ..remote.stage1 import SOURCE_TAG, filename, python_magic
 
 TYPE_CHECKING = False
@@ -186,7 +186,7 @@ def cache_path(role: str, extra: Tuple[str, ...]) -> Optional[str]:
     if not os.path.isabs(base):
         return None
     folder = os.path.join(base, "easycluster")
-    roots = hashlib.sha256(repr((role, extra)).encode()).hexdigest()[:16]
+    roots = sha256(repr((role, extra)).encode()).hexdigest()[:16]
     return os.path.join(folder, f"payload-{roots}-{python_magic().hex()}.bin")
 
 
@@ -194,7 +194,9 @@ def fingerprint(role: str, extra: Tuple[str, ...]) -> bytes:
     """32 bytes that change when anything a bundle is built from may have changed: the
     size and modification time of every source file of the package and of cloudpickle,
     this Python's version, the role and the roots."""
-    h = hashlib.sha256(repr((FORMAT, BUILD, sys.version, role, extra)).encode())
+    # (``mac.sha256``: the interpreter's own until someone loads OpenSSL, whose load,
+    # 2 ms, would come before ssh starts; any SHA-256 names the same cache file)
+    h = sha256(repr((FORMAT, BUILD, sys.version, role, extra)).encode())
     for top in (_HERE, _cloudpickle_dir()):
         for folder, dirs, files in os.walk(top):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")

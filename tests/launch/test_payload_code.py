@@ -311,3 +311,19 @@ def test_threads_asking_at_once_get_one_bundle_built_once(cache_home, monkeypatc
             pool.map(lambda _: payload.payload("server", ("easycluster.cluster.tree",)), range(16))
         )
     assert len(set(got)) == 1 and len(builds) == 1
+
+
+def test_finding_the_cached_bundle_loads_no_openssl():
+    # The master looks up the bundle just before and while ssh starts: loading OpenSSL
+    # (2 ms here) for two cache-key digests would come before ssh's start.
+    probe = (
+        "import sys\n"
+        "from easycluster.launch import payload\n"
+        "payload.cache_path('server', ())\n"
+        "assert len(payload.fingerprint('server', ())) == 32\n"
+        "print('_hashlib' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False"]
