@@ -249,8 +249,8 @@ def main() -> int:
     try:
         for name in names:  # one at a time: each peer's servers start on a quiet machine
             adapter, _, variant = name.partition("@")
-            if variant not in envs:
-                skipped[name] = f"no such variant {variant!r} (only @base, with --base COMMIT)"
+            if variant not in envs or (variant and adapter not in OURS):
+                skipped[name] = "no such variant (only ours and ours-local have @base, with --base)"
                 continue
             python = sys.executable if adapter in OURS else peers_python
             d = Driver(name, python, harness, servers, work, envs[variant])
@@ -260,6 +260,11 @@ def main() -> int:
             except (RuntimeError, ValueError) as e:
                 skipped[name] = str(e).splitlines()[-1][:160]
         live = [d for d in drivers if d.name not in skipped]
+        if not live:
+            for name, why in skipped.items():
+                print(f"peers_s5: {name}: {why}", file=sys.stderr)
+            print("peers_s5: no peer to measure", file=sys.stderr)
+            return 2
         fresh: Dict[str, float] = {}
         for d in live:  # (on a quiet machine: the last peer's servers may still settle)
             wait_quiet()
