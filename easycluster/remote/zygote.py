@@ -17,6 +17,14 @@ passed on with SCM_RIGHTS). A request then costs a message instead of a fork (th
 leaves before the next spare is forked), and the spare's warm-up runs before its request
 comes. A spare that is gone (killed) is replaced by a fork on the spot.
 
+The answers never make the zygote wait: the master reads them when it needs a pid (or
+when it next sends a request), and a SOCK_SEQPACKET socket holds only
+``net.unix.max_dgram_qlen`` messages unread (10 by default). An answer that does not fit
+waits in the zygote's own queue, sent as the master reads; a blocking send there would
+stop the zygote from taking the requests already queued behind it, and their servers
+would never start (seen at the end of a burst of 1,000 spawns: the last server's first
+call waited for the master's keep-alive to give up).
+
 The zygote exits when the master's end of the control socket closes; a spare waiting
 exits when the zygote's end of its socketpair closes; the other children exit when their
 own connections close.
@@ -26,13 +34,14 @@ The control messages are drawn in ``protocol``'s docstring (``protocol/control.p
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import select
 import signal
 import socket
 import sys
-from typing import Optional, Tuple
+from typing import Deque, Optional, Tuple
 
 from ..errors import ProtocolError
 from ..objects import definitions
@@ -54,6 +63,7 @@ def main(argv: list) -> int:
     # spare warms itself meanwhile (on another core, where there is one).
     spare: Optional[Tuple[int, socket.socket]] = _fork_spare(ctrl)  # (pid, our end)
     cold = True
+    unsent: Deque[bytes] = collections.deque()  # answers the master has no room for yet
     while True:
         _reap()
         if spare is None:
@@ -61,7 +71,9 @@ def main(argv: list) -> int:
                 _ready_children()
                 cold = False
             spare = _fork_spare(ctrl)
-        ready, _, _ = select.select([ctrl], [], [], 1.0)
+        ready, room, _ = select.select([ctrl], [ctrl] if unsent else [], [], 1.0)
+        if room and not _send_answers(ctrl, unsent):
+            return 0
         if not ready:
             continue
         try:
@@ -73,7 +85,7 @@ def main(argv: list) -> int:
         if len(msg) < SPAWN.size or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
-            if not _answer(ctrl, -22):
+            if not _answer(ctrl, unsent, -22):
                 return 0
             continue
         if spare is not None:
@@ -86,30 +98,42 @@ def main(argv: list) -> int:
             link.close()
             if pid:
                 os.close(fds[0])
-                if not _answer(ctrl, pid):
+                if not _answer(ctrl, unsent, pid):
                     return 0
                 continue
         try:
             pid = os.fork()
         except OSError as e:
             os.close(fds[0])
-            if not _answer(ctrl, -(e.errno or 1)):
+            if not _answer(ctrl, unsent, -(e.errno or 1)):
                 return 0
             continue
         if pid == 0:
             _child(ctrl, fds[0], msg)
         os.close(fds[0])
-        if not _answer(ctrl, pid):
+        if not _answer(ctrl, unsent, pid):
             return 0
 
 
-def _answer(ctrl: socket.socket, pid: int) -> bool:
-    """Answer a request; False when the master is gone (it need not read the answers
-    before it exits: its servers end as their sockets close)."""
-    try:
-        ctrl.send(SPAWNED.pack(pid))
-    except OSError:
-        return False
+def _answer(ctrl: socket.socket, unsent: Deque[bytes], pid: int) -> bool:
+    """Answer a request, now or (no room: see the module doc) once the master reads;
+    False when the master is gone (it need not read the answers before it exits: its
+    servers end as their sockets close)."""
+    unsent.append(SPAWNED.pack(pid))
+    return _send_answers(ctrl, unsent)
+
+
+def _send_answers(ctrl: socket.socket, unsent: Deque[bytes]) -> bool:
+    """Send the answers waiting, in order, as far as the master's queue takes them,
+    never waiting for room; False when the master is gone."""
+    while unsent:
+        try:
+            ctrl.send(unsent[0], socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True  # (its queue is full: the main loop waits for room)
+        except OSError:
+            return False
+        unsent.popleft()
     return True
 
 

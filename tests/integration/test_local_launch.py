@@ -13,6 +13,7 @@ for it; a server gone before the first call fails that call).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -23,9 +24,10 @@ from helpers import ROOT, pid_alive
 import easycluster
 from easycluster import ConnectionLost, ThreadedClient
 from easycluster.launch import local
-from easycluster.protocol.control import spawn_request
+from easycluster.protocol.control import SPAWNED, spawn_request
 from easycluster.protocol.handshake import WireOptions
 from easycluster.server import spawn_local
+from easycluster.transport.channel import Channel
 
 MASTER = """\
 import sys
@@ -315,3 +317,47 @@ def test_a_handle_seen_ending_by_several_threads_at_once_stays_sound():
             t.join(20)
         assert errors == [] and len(set(codes)) == 1 and len(codes) == 8
         c.close()
+
+
+def test_answers_the_master_has_not_read_never_stop_the_zygote():
+    """The master reads the zygote's answers (pids) only when it needs one: answers that
+    find the control socket full wait in the zygote, which goes on serving the requests
+    behind them. (A zygote that blocked there left the last servers of a burst of 1,000
+    spawns unstarted, their first calls waiting for the keep-alive to give up.) Here the
+    zygote's end holds only a few answers, and 24 requests are sent unread."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # (the kernel's least)
+    zygote = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from easycluster.remote.zygote import main; sys.exit(main(sys.argv[1:]))",
+            "--control",
+            str(theirs.fileno()),
+        ],
+        pass_fds=(theirs.fileno(),),
+        env=local._env(),
+        start_new_session=True,
+    )
+    theirs.close()
+    links = []
+    try:
+        for _ in range(24):
+            msg, session = spawn_request(os.urandom(32), WireOptions(), 0, "/")
+            ours, server_end = local.socketpair()
+            socket.send_fds(mine, [msg], [server_end.fileno()])  # (no answer read)
+            server_end.close()
+            links.append((ours, session))
+        ours, session = links[-1]  # the last request: served although 23 answers wait
+        client = easycluster.Client(connect_timeout=30)
+        client.attach(Channel(ours, session), "last", None)
+        assert client.eval("6 * 7", call_timeout=30) == 42
+        answers = [mine.recv(16) for _ in range(24)]  # all there, in order, once read
+        pids = [SPAWNED.unpack(a)[0] for a in answers]
+        assert all(p > 0 for p in pids) and client.server_pid == pids[-1]
+        client.close()
+    finally:
+        for ours, _ in links:
+            ours.close()
+        mine.close()  # (the zygote ends: its control socket is closed)
+        zygote.wait(timeout=30)
