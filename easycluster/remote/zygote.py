@@ -18,8 +18,8 @@ leaves before the next spare is forked), and the spare's warm-up runs before its
 comes. A spare that is gone (killed) is replaced by a fork on the spot.
 
 The answers never make the zygote wait: the master reads them when it needs a pid (or
-when it next sends a request), and a SOCK_SEQPACKET socket holds only
-``net.unix.max_dgram_qlen`` messages unread (10 by default). An answer that does not fit
+when it next sends a request), and the control socket holds only what fits in the
+zygote's send buffer (278 answers with Linux's default). An answer that does not fit
 waits in the zygote's own queue, sent as the master reads; a blocking send there would
 stop the zygote from taking the requests already queued behind it, and their servers
 would never start (seen at the end of a burst of 1,000 spawns: the last server's first
