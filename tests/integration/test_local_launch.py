@@ -340,6 +340,7 @@ def test_answers_the_master_has_not_read_never_stop_the_zygote():
         start_new_session=True,
     )
     theirs.close()
+    mine.settimeout(30)  # (an answer missing fails the test, never hangs it)
     links = []
     try:
         for _ in range(24):
@@ -360,4 +361,9 @@ def test_answers_the_master_has_not_read_never_stop_the_zygote():
         for ours, _ in links:
             ours.close()
         mine.close()  # (the zygote ends: its control socket is closed)
-        zygote.wait(timeout=30)
+        try:
+            zygote.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            zygote.kill()
+            zygote.wait()
+            raise
