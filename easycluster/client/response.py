@@ -61,9 +61,9 @@ class Response(concurrent.futures.Future):
     ``add_done_callback``, ``cancel``, ``running()``...) runs ``Future.__init__`` and
     replays an outcome already in through the public ``set_result``/``set_exception``
     (``_base``). Only ``Future``'s public methods are called; an attribute Future looks
-    for and does not find yet is what triggers the set-up (``__getattr__``). A lock
-    shared by all responses orders that set-up against a completion racing with it;
-    the common path takes no lock at all.
+    for and does not find yet is what triggers the set-up (``_Unset``, below the class).
+    A lock shared by all responses orders that set-up against a completion racing with
+    it; the common path takes no lock at all.
     """
 
     pins: Any = None  # proxies the request carries, kept alive until its reply
@@ -82,14 +82,6 @@ class Response(concurrent.futures.Future):
         self.reader = reader
         self.request_id = request_id
         self.origexc = origexc
-
-    def __getattr__(self, name: str) -> Any:
-        # Called only for attributes normal lookup did not find: Future's own state
-        # before its __init__ ran. Dunder probes (copy, pickle) are not Future's state.
-        if name.startswith("__") or self._base_ready:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self._base()
-        return object.__getattribute__(self, name)
 
     def _base(self) -> None:
         """Set up the Future part now, replaying an outcome already in."""
@@ -204,6 +196,35 @@ class Response(concurrent.futures.Future):
 
     def fileno(self) -> int:
         return self.client.fileno()
+
+
+class _Unset:
+    """Future's own state on a Response whose Future part is not set up yet.
+
+    One per attribute ``Future.__init__`` sets, on the class: it answers only while the
+    instance has no value of that name (it defines no ``__set__``, so the instance's
+    own, once ``Future.__init__`` has run, is found first and this is never asked
+    again), by setting the Future part up and returning the instance's value. Not a
+    ``__getattr__`` on the class: a class with one keeps CPython from specializing any
+    attribute read on its instances, and a call reads about a dozen (``wait``,
+    ``_complete``, the fan-out's).
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self
+        obj._base()
+        return obj.__dict__[self.name]
+
+
+for _name in vars(_Future()):  # (the names this Python's Future.__init__ sets)
+    setattr(Response, _name, _Unset(_name))
+del _name
 
 
 NonblockingResponse = Response  # EasyCluster 0.22's name
