@@ -41,6 +41,7 @@ from .outcome import (
     timeout_error,
 )
 from .output import print_remote_output
+from .posting import PostCalls
 from .verbs import ServerVerbs
 
 TYPE_CHECKING = False
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
 
 
-class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
+class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
     """A connection to one server; remote globals are reached as attributes.
 
     ``Client(key, host, port)`` connects to a standalone server at once (key from
@@ -227,13 +228,8 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
                 channel.send(frames.FT_REQUEST, [REQUEST_HEAD.pack(rid, tid), main], bufs)
             else:  # (``send_message``'s choice, made here: every call comes this way)
                 channel.post(frames.FT_REQUEST, REQUEST_HEAD.pack(rid, tid) + main, wait_here)
-        except ConnectionLost as e:
-            pending.pop(rid, None)
-            if channel.closed:  # lost while sending: ended now, as a read would end it
-                self._lost(channel, e)  # (its transport too: an ssh is reaped, no zombie)
-            raise
-        except BaseException:
-            pending.pop(rid, None)
+        except BaseException as e:
+            self._unsent(channel, pending, rid, e)
             raise
         if oncomplete is not None:
             return rid
@@ -454,12 +450,6 @@ class Client(ConnectionSetup, ServerVerbs, Legacy022, AsyncCalls):
     @property
     def connected(self) -> bool:
         return self._channel is not None
-
-    def ready(self) -> bool:
-        return self._channel is not None
-
-    def wait_ready(self) -> None:
-        """Compatibility: connecting is complete when the constructor returns."""
 
     @property
     def server_version(self) -> Optional[str]:

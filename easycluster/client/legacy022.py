@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 
 class Legacy022:
-    """0.22's ``set_socket``, ``send_challenge``, ``send_message``, ``make_pickle``,
-    ``write_fileno``, ``remote_host`` and ``remote_port`` for ``Client``."""
+    """0.22's ``ready``, ``wait_ready``, ``set_socket``, ``send_challenge``,
+    ``send_message``, ``make_pickle``, ``write_fileno``, ``remote_host`` and
+    ``remote_port`` for ``Client``."""
 
     # (set by Client; declared here for the type checker)
     key: Optional[bytes]
@@ -45,6 +46,13 @@ class Legacy022:
             sock, check_key(self.key), self.wire_options(), self.connect_timeout
         )
         self.attach(channel, peername or "socket")
+
+    def ready(self) -> bool:
+        return self._channel is not None
+
+    def wait_ready(self) -> None:
+        """EasyCluster 0.22 connected in the background; ours has when the constructor
+        returns."""
 
     def send_challenge(self) -> None:
         """EasyCluster 0.22 started its handshake here; ours is done by connect()/attach()."""

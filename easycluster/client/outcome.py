@@ -64,11 +64,16 @@ def raise_reply(client: Any, exc: BaseException, origexc: Any) -> None:
     """Raise a call's error as its ``origexc`` asks: the remote exception itself (after
     ``client.report_exception``, unless ``"quiet"``), or with ``origexc=False`` the
     ``RemoteException`` wrapping it."""
+    raise reply_error(client, exc, origexc)
+
+
+def reply_error(client: Any, exc: BaseException, origexc: Any) -> BaseException:
+    """The error ``raise_reply`` raises (reporting it as that does)."""
     if isinstance(exc, RemoteException) and origexc is not False and exc.orig is not None:
         if origexc != "quiet":
             client.report_exception(exc)
-        raise exc.orig
-    raise exc
+        return exc.orig
+    return exc
 
 
 def timeout_error(

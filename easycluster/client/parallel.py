@@ -26,6 +26,8 @@ import time
 
 from ..errors import CallTimeout
 from .client import Client
+from .outcome import reply_error
+from .posting import prepare
 from .reader import Claim
 from .threaded import ThreadedClient
 
@@ -88,15 +90,17 @@ def _fan_out(
             try:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 try:
-                    value = r.wait(left, origexc=_origexc(t, opts.origexc))
+                    # (a remote error comes as the RemoteException: how it is raised is
+                    # decided below, only then, as origexc asks)
+                    value = r.wait(left, origexc=False)
                 finally:
                     if claim is not None:
                         claim.drop(r)
                         claim.progress()
-            except BaseException as e:  # the remote exception, as origexc asks
+            except BaseException as e:
                 if isinstance(e, (KeyboardInterrupt, SystemExit)) and not r.done():
                     raise  # (Ctrl-C here while waiting: the caller's, not this host's)
-                exc = e
+                exc = reply_error(_client(t), e, _origexc(t, opts.origexc))
                 if deadline is not None and isinstance(e, CallTimeout) and not r.done():
                     exc = _late(t, opts.call_timeout)
             else:
@@ -117,6 +121,37 @@ def _fan_out(
     if first_error is not None and not opts.return_exceptions:
         raise first_error
     return results
+
+
+def _posting(
+    send: Callable[[Any], Any],
+    verb: str,
+    oid: int,
+    meth: str,
+    args: tuple,
+    threadid: Optional[int] = None,
+) -> Callable[[Any], Any]:
+    """How a fan-out sends to each target: ``send`` (the target's ``verb`` method, which
+    makes ``send_request(oid, meth, args)``), or, for a ``Client`` whose class leaves that
+    path as ``Client`` has it, the request pickled once and posted (``posting.py``)."""
+    main = prepare(oid, meth, args)
+    if main is None:
+        return send
+    direct: Dict[type, bool] = {}  # per class of target: may it be posted to?
+
+    def post(target: Any) -> Any:
+        cls = target.__class__
+        ok = direct.get(cls)
+        if ok is None:
+            ok = direct[cls] = issubclass(cls, Client) and all(
+                getattr(cls, name) is getattr(Client, name)
+                for name in (verb, "send_request", "post_prepared", "_thread_for_call")
+            )
+        if ok:
+            return target.post_prepared(main, oid, meth, args, threadid)
+        return send(target)
+
+    return post
 
 
 def _origexc(target: Any, given: Any) -> Any:
@@ -177,7 +212,8 @@ def call_multi(_connections: Iterable[Any], _func: str, *a: Any, **kw: Any) -> L
     """
     opts = _pop_opts(kw)
     conns = list(_connections)
-    return _fan_out(conns, lambda c: c.raw_call(_func, a, kw, nonblocking=True), opts)
+    send = lambda c: c.raw_call(_func, a, kw, nonblocking=True)  # noqa: E731
+    return _fan_out(conns, _posting(send, "raw_call", 0, "call", (_func, a, kw)), opts)
 
 
 def call_each(
@@ -198,8 +234,11 @@ def call_each(
     opts = _Options(True, "quiet", call_timeout, None)
     extra = {} if threadid is None else {"threadid": threadid}
     send = lambda c: c.raw_call(func, args, kwargs, nonblocking=True, **extra)  # noqa: E731
+    request = (func, tuple(args), kwargs or {})
     raised: List[bool] = []
-    got = _fan_out(list(connections), send, opts, raised)
+    got = _fan_out(
+        list(connections), _posting(send, "raw_call", 0, "call", request, threadid), opts, raised
+    )
     return [(not r, value) for r, value in zip(raised, got)]
 
 
@@ -214,7 +253,8 @@ def eval_multi(
     """Evaluate ``code`` on every connection in parallel; results in input order."""
     opts = _Options(return_exceptions, origexc, call_timeout, on_result)
     conns = list(connections)
-    return _fan_out(conns, lambda c: c.eval(code, nonblocking=True), opts)
+    send = lambda c: c.eval(code, nonblocking=True)  # noqa: E731
+    return _fan_out(conns, _posting(send, "eval", 0, "eval", (code, "eval")), opts)
 
 
 def execblock_multi(
@@ -228,7 +268,8 @@ def execblock_multi(
     """Run ``code`` with ``execblock`` on every connection; ``exec_return`` values in order."""
     opts = _Options(return_exceptions, origexc, call_timeout, on_result)
     conns = list(connections)
-    return _fan_out(conns, lambda c: c.execblock(code, nonblocking=True), opts)
+    send = lambda c: c.execblock(code, nonblocking=True)  # noqa: E731
+    return _fan_out(conns, _posting(send, "execblock", 0, "eval", (code, "exec")), opts)
 
 
 def call_method_multi(_objects: Iterable[Any], _method: str, *a: Any, **kw: Any) -> List[Any]:
