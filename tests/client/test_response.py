@@ -179,3 +179,21 @@ def test_cancel_racing_with_the_reply_settles_once():
                 r.result(0)
         else:
             assert not refused and r.result(0) == i and not r.cancelled()
+
+
+def test_future_state_read_first_sets_the_future_part_up():
+    """Future's own attributes, read before anything set them up (as a subclass or a
+    library reaching into a Future might), set the Future part up and replay the
+    outcome; other unknown attributes are errors, and Response has no ``__getattr__``
+    (it would keep CPython from specializing every attribute read of a call)."""
+    assert "__getattr__" not in vars(Response)
+    r = new()
+    r.set_result(3)
+    assert not r._base_ready
+    assert r._state == "FINISHED" and r._result == 3 and r._base_ready
+    r = new()
+    assert r._done_callbacks == [] and r._base_ready and not r.done()
+    with pytest.raises(AttributeError):
+        r.no_such_attribute  # noqa: B018
+    with pytest.raises(AttributeError):
+        r.__no_such_dunder__  # noqa: B018
