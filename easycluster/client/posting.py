@@ -7,7 +7,7 @@ request is the same for all, and the calling thread itself reads each reply in t
 So when the request is plain data (``prepare``), ``PostCalls.post_prepared`` sends the
 one pickle to each server, and the reply lands in a ``Posted``, a ``Slot`` the fan-out
 waits on as on a Response (``wait``, ``done``). With 1,000 local servers this is about a
-fifth of the master's CPU per call.
+sixth of the master's CPU per call.
 
 Only for a plain ``Client`` (its reader inline) whose class leaves the call path as
 ``Client`` has it (``parallel.py`` checks the class): anything else, and a request
@@ -65,7 +65,7 @@ class Posted(Slot):
             self.reader.wait_for(self, timeout)
             if not self.finished:
                 self.reader.forget(self.rid)
-                if timeout is None:  # (read once more: the connection was gone)
+                if timeout is None:  # (no time limit: only a connection gone ends it)
                     raise ConnectionLost(f"{client.peername}: connection closed during the call")
                 raise timeout_error(client, self.rid, "", timeout, self.thread)
         exc = self.exc

@@ -63,7 +63,9 @@ def test_a_plain_request_is_posted_to_plain_clients(servers, monkeypatch):
     monkeypatch.setattr(Client, "send_request", None)  # (the general way is not taken)
     assert call_multi(servers, "posted_nap", 0, "v") == ["v"] * 3
     assert eval_multi(servers, "6 * 7") == [42] * 3
-    assert len(posted) == 6 and all(type(p) is Posted for p in posted)
+    twice = [servers[0], servers[1], servers[0]]  # (one client twice: a reply each)
+    assert call_multi(twice, "posted_nap", 0, "w") == ["w"] * 3
+    assert len(posted) == 9 and all(type(p) is Posted for p in posted)
     assert all(not s._reader.pending for s in servers)
 
 
