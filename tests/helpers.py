@@ -114,6 +114,27 @@ def wait_until(cond, timeout: float = 10, interval: float = 0.02) -> bool:
     return bool(cond())
 
 
+def in_threads(work, n: int, timeout: float = 60) -> None:
+    """Run ``work(i)`` on ``n`` threads at once; raise the first error any of them
+    raised, or AssertionError if one is still running after ``timeout``."""
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as e:  # noqa: BLE001 (raised below, on the test's thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in threads), f"a thread still runs after {timeout} s"
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

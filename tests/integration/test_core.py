@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
-import threading
 
 import numpy as np
 import pytest
+from helpers import in_threads
 
 import easycluster
 from easycluster import ConnectionLost, RemoteException, define_common
@@ -170,21 +170,14 @@ def test_wait_timeout_then_result(rmt):
 
 
 def test_threads_share_plain_client(rmt):
-    results, errors = [], []
+    results = []
 
     def work(n):
-        try:
-            for i in range(30):
-                results.append(rmt.addvals(n, i) == n + i)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for i in range(30):
+            results.append(rmt.addvals(n, i) == n + i)
 
-    ts = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(30)
-    assert not errors and len(results) == 120 and all(results)
+    in_threads(work, 4, timeout=30)
+    assert len(results) == 120 and all(results)
 
 
 def test_threadid_and_single(rmt):

@@ -4,9 +4,8 @@ ThreadedClients among the targets; timeouts and errors as ``send_request``'s."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from helpers import in_threads
 
 import easycluster
 from easycluster import CallTimeout, Client, call_multi, define_common, eval_multi
@@ -128,18 +127,8 @@ def test_call_each_posts_to_the_thread_asked_for(servers):
 
 
 def test_posting_from_many_threads_keeps_each_reply_with_its_call(servers):
-    errors: list = []
-
     def fan(i: int) -> None:
-        try:
-            for j in range(50):
-                assert call_multi(servers, "posted_nap", 0, (i, j)) == [(i, j)] * 3
-        except BaseException as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+        for j in range(50):
+            assert call_multi(servers, "posted_nap", 0, (i, j)) == [(i, j)] * 3
 
-    threads = [threading.Thread(target=fan, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors and not any(t.is_alive() for t in threads)
+    in_threads(fan, 4)
