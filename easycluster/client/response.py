@@ -206,8 +206,8 @@ class _Unset:
     own, once ``Future.__init__`` has run, is found first and this is never asked
     again), by setting the Future part up and returning the instance's value. Not a
     ``__getattr__`` on the class: a class with one keeps CPython from specializing any
-    attribute read on its instances, and a call reads about a dozen (``wait``,
-    ``_complete``, the fan-out's).
+    attribute read on its instances, and a non-blocking call reads about a dozen
+    (``wait``, ``done``, ``_complete``).
     """
 
     __slots__ = ("name",)
@@ -219,7 +219,10 @@ class _Unset:
         if obj is None:
             return self
         obj._base()
-        return obj.__dict__[self.name]
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:  # (deleted since: absent, as on a plain Future)
+            raise AttributeError(self.name) from None
 
 
 for _name in vars(_Future()):  # (the names this Python's Future.__init__ sets)

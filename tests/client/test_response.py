@@ -197,3 +197,7 @@ def test_future_state_read_first_sets_the_future_part_up():
         r.no_such_attribute  # noqa: B018
     with pytest.raises(AttributeError):
         r.__no_such_dunder__  # noqa: B018
+    r = new()
+    r._base()
+    del r._result  # (as a plain Future's: gone, not a KeyError)
+    assert not hasattr(r, "_result")
