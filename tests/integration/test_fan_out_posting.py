@@ -8,7 +8,14 @@ import pytest
 from helpers import in_threads
 
 import easycluster
-from easycluster import CallTimeout, Client, call_multi, define_common, eval_multi
+from easycluster import (
+    CallTimeout,
+    Client,
+    ConnectionLost,
+    call_multi,
+    define_common,
+    eval_multi,
+)
 from easycluster.client.parallel import call_each
 from easycluster.client.posting import Posted, prepare
 from easycluster.server import spawn_local
@@ -104,6 +111,24 @@ def test_a_late_reply_is_forgotten_and_the_client_goes_on():
         assert slow.call("posted_nap", 0, "next") == "next"
     finally:
         slow.close()
+
+
+def test_a_closed_or_dead_client_is_an_error_in_its_place(servers):
+    closed, dead = spawn_local(), spawn_local()
+    closed.close()
+    dead.process.kill()
+    dead.process.wait()
+    try:
+        targets = [servers[0], closed, dead, servers[1]]
+        out = call_multi(targets, "posted_nap", 0, "ok", return_exceptions=True)
+        assert out[0] == out[3] == "ok"
+        assert isinstance(out[1], ConnectionLost) and "not connected" in str(out[1])
+        assert isinstance(out[2], ConnectionLost)
+        assert not closed._reader.pending and not dead._reader.pending
+        with pytest.raises(ConnectionLost):  # (the first error, raised by default)
+            call_multi(targets, "posted_nap", 0, "ok")
+    finally:
+        dead.close()
 
 
 def test_remote_errors_raise_as_origexc_says(servers, capfd):
