@@ -42,6 +42,22 @@ def _env() -> dict:
     return env
 
 
+def _python_c(module: str, func: str) -> str:
+    """``python -c`` running ``module.func(sys.argv[1:])``, the package imported from the
+    master's folder (``_env``): ``-c`` puts the working directory first, and one holding
+    another ``easycluster`` would give the server other code. It goes back in front once
+    the package is in (remote code may import the master's folder's modules, as before)."""
+    return "\n".join(
+        (
+            "import sys",
+            "cwd = sys.path.pop(0) if sys.path[:1] == [''] else None",
+            f"from {module} import {func}",
+            "if cwd is not None: sys.path.insert(0, cwd)",
+            f"sys.exit({func}(sys.argv[1:]))",
+        )
+    )
+
+
 class LocalProcess:
     """A handle on a zygote-forked server: ``pid``, ``poll``, ``wait``, ``kill``, ``terminate``.
 
@@ -227,7 +243,7 @@ class _Zygote:
             sys.executable,
             "-u",
             "-c",
-            "import sys; from easycluster.remote.zygote import main; sys.exit(main(sys.argv[1:]))",
+            _python_c("easycluster.remote.zygote", "main"),
             "--control",
             str(theirs.fileno()),
         ]
@@ -400,8 +416,7 @@ def _spawn_fresh(sock: socket.socket, key: bytes, verbosity: int) -> subprocess.
         sys.executable,
         "-u",
         "-c",
-        "import sys; from easycluster.remote.process import main_spawned; "
-        "sys.exit(main_spawned(sys.argv[1:]))",
+        _python_c("easycluster.remote.process", "main_spawned"),
         "--fd",
         str(sock.fileno()),
     ]

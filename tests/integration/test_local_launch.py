@@ -367,3 +367,29 @@ def test_answers_the_master_has_not_read_never_stop_the_zygote():
             zygote.kill()
             zygote.wait()
             raise
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["zygote", "fresh"])
+def test_servers_run_the_masters_package_whatever_the_working_directory_holds(tmp_path, fresh):
+    """``python -c`` puts the working directory first on ``sys.path``: a folder holding
+    another ``easycluster`` must not give the servers other code than the master's, and
+    the folder's own modules still import there."""
+    work = tmp_path / "work"
+    (work / "easycluster").mkdir(parents=True)
+    (work / "easycluster" / "__init__.py").write_text("raise ImportError('not the master\\'s')\n")
+    (work / "helper_mod.py").write_text("VALUE = 42\n")
+    script = tmp_path / "master.py"  # (its folder, not the working one, is the master's first)
+    script.write_text(
+        "import easycluster\n"
+        "from easycluster.server import spawn_local\n"
+        f"c = spawn_local(fresh_interpreter={fresh}, timeout=20)\n"
+        "print(c.eval(\"__import__('easycluster').__file__\") == easycluster.__file__)\n"
+        "c.import_modules('helper_mod')\n"
+        "print(c.eval('helper_mod.VALUE'))\n"
+        "c.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=work, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "42"]
