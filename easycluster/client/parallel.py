@@ -252,9 +252,7 @@ def eval_multi(
 ) -> List[Any]:
     """Evaluate ``code`` on every connection in parallel; results in input order."""
     opts = _Options(return_exceptions, origexc, call_timeout, on_result)
-    conns = list(connections)
-    send = lambda c: c.eval(code, nonblocking=True)  # noqa: E731
-    return _fan_out(conns, _posting(send, "eval", 0, "eval", (code, "eval")), opts)
+    return _code_multi("eval", "eval", connections, code, opts)
 
 
 def execblock_multi(
@@ -267,9 +265,16 @@ def execblock_multi(
 ) -> List[Any]:
     """Run ``code`` with ``execblock`` on every connection; ``exec_return`` values in order."""
     opts = _Options(return_exceptions, origexc, call_timeout, on_result)
-    conns = list(connections)
-    send = lambda c: c.execblock(code, nonblocking=True)  # noqa: E731
-    return _fan_out(conns, _posting(send, "execblock", 0, "eval", (code, "exec")), opts)
+    return _code_multi("execblock", "exec", connections, code, opts)
+
+
+def _code_multi(
+    verb: str, mode: str, connections: Iterable[Any], code: str, opts: _Options
+) -> List[Any]:
+    """``eval_multi``'s and ``execblock_multi``'s fan-out: the client method ``verb``
+    (``eval`` or ``execblock``), which asks the server's ``eval`` in ``mode``."""
+    send = lambda c: getattr(c, verb)(code, nonblocking=True)  # noqa: E731
+    return _fan_out(list(connections), _posting(send, verb, 0, "eval", (code, mode)), opts)
 
 
 def call_method_multi(_objects: Iterable[Any], _method: str, *a: Any, **kw: Any) -> List[Any]:
