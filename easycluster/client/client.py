@@ -81,6 +81,8 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
     they say nothing themselves (a call's own ``origexc=`` wins): True (the default, as
     in 0.22) prints the remote traceback and raises the original exception, ``"quiet"``
     raises it without printing, False raises the ``RemoteException`` around it.
+    Over ssh, ``remote_cache=True`` (or a folder there) keeps the server's code on the
+    remote host for later connections (off by default: docs/ssh.md).
     """
 
     _channel: Optional[Channel] = None
@@ -107,6 +109,7 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
         call_timeout: Optional[float] = None,
         remote_output: Union[bool, OutputSink] = True,
         origexc: Any = True,
+        remote_cache: Union[bool, str, None] = None,
     ):
         if isinstance(key, str):
             # Client('node1') is the habit from RPyC and Fabric: say so at once instead
@@ -124,6 +127,7 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
         self.definitions = definitions
         self.enable_compression = enable_compression
         self.connect_timeout = connect_timeout
+        self.remote_cache = remote_cache  # (ssh only: ``ConnectionSetup.remote_cache``)
         # seconds a call without its own timeout may take (None: no bound, as in 0.22)
         self.call_timeout = call_timeout
         # remote print: True prints each line here as "host: line" (stdout to stdout,

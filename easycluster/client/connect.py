@@ -27,7 +27,7 @@ from .spec import client_from_spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
     from ..launch.killswitch import KillSwitch
     from ..transport.channel import Channel
@@ -41,6 +41,9 @@ class ConnectionSetup:
     definitions: str
     enable_compression: bool
     connect_timeout: Optional[float]
+    # over ssh: keep the server's code on the remote host (True: its ~/.cache, or a
+    # folder there); off by default, nothing is written there (``ssh.open_channel``)
+    remote_cache: Union[bool, str, None] = None
     max_frame: int
     remote_output: Any
     peername: str
@@ -122,6 +125,7 @@ class ConnectionSetup:
                 options=self.wire_options(),
                 timeout=self.connect_timeout,
                 switch=switch,
+                remote_cache=_cache_folder(self.remote_cache),
             )
             self.attach(channel, peername or name, closer)
             return
@@ -265,6 +269,14 @@ class ConnectionSetup:
         elif ssh_target is not None:  # (one of the two is set: checked above)
             host, port, user, ssh, rpython, extra = ssh_target
             self.connect(host, port, user=user, ssh=ssh or "ssh", rpython=rpython, extra_args=extra)
+
+
+def _cache_folder(setting: Union[bool, str, None]) -> Optional[str]:
+    """``remote_cache`` as ``ssh.open_channel`` takes it: None (off), "" (the default
+    folder) or a folder."""
+    if setting is None or setting is False:
+        return None
+    return "" if setting is True else str(setting)
 
 
 if TYPE_CHECKING:

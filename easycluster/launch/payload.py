@@ -1,6 +1,7 @@
 """The ssh bootstrap payload: what travels to a remote host so that a server runs there.
 
-Nothing is installed or written on the remote host. ``protocol.boot`` draws the stage-0
+Nothing is installed or written on the remote host (unless the client asks: the opt-in
+``remote_cache``, ``remote/stage1.py``). ``protocol.boot`` draws the stage-0
 command and its greeting. Stage 0 runs the *stage-1 script* (``stage1_script``: the source
 of ``remote/stage1.py``, its docstring cut, and a call of ``remote_main()``; about 1.5 KiB
 of zlib), which then reads the modules as one *section* (layout in ``remote/stage1.py``):
@@ -42,7 +43,7 @@ import threading
 import zlib
 
 from ..protocol.mac import sha256
-from ..remote.stage1 import SOURCE_TAG, filename, python_magic
+from ..remote.stage1 import CACHE_TAG, SOURCE_TAG, filename, python_magic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,12 +78,20 @@ ROLES: Dict[str, Tuple[str, ...]] = {
 
 
 @functools.cache
-def stage1_script() -> bytes:
+def stage1_script(cache: bool = False) -> bytes:
     """The compressed stage-1 script that stage 0 runs (docstring cut: it is compiled on
-    every connection)."""
+    every connection), with the part that answers a cache request only if ``cache``
+    (half as much to compile again: ``remote_cache`` is opt-in)."""
     text = _read(module_path(STAGE1))
     body = text.split('"""', 2)[2] if text.startswith('"""') else text
+    if not cache:
+        head, rest = body.split(CACHE_PART[0], 1)
+        body = head + rest.split(CACHE_PART[1], 1)[1]
     return zlib.compress((body.lstrip() + "\nremote_main()\n").encode("utf-8"), 9)
+
+
+# the lines around stage 1's cache part (``stage1_script``)
+CACHE_PART = ("# -- the cache's part", "# -- end of the cache's part\n")
 
 
 # Bundles made by this process, by (role, extra). One lock around making them: the
@@ -153,6 +162,21 @@ def section(tag: bytes, modules: Mapping[str, Tuple[bool, object]]) -> bytes:
     """One section as stage 1 reads it: head, then the zlib'd marshal of ``modules``."""
     blob = zlib.compress(marshal.dumps(dict(modules)), 6)  # 9: 4x the time, 1% smaller
     return _SECTION_HEAD.pack(tag, len(blob)) + blob
+
+
+def cache_request(code: bytes, folder: str) -> bytes:
+    """The section that asks stage 1 for the code section ``code`` from the remote
+    cache in ``folder`` ("": the default; layout in ``remote/stage1.py``)."""
+    tag = code[:4]
+    where = folder.encode("utf-8")
+    return _SECTION_HEAD.pack(CACHE_TAG, 36 + len(where)) + tag + _digest(code) + where
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(code: bytes) -> bytes:
+    """The SHA-256 of a code section's blob. Kept: 1,000 connections send the same
+    section (its bytes' hash and an equal compare cost a fifth of the SHA-256)."""
+    return sha256(memoryview(code)[_SECTION_HEAD.size :]).digest()
 
 
 def unbundle(data: bytes) -> Tuple[bytes, bytes, bytes]:

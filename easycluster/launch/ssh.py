@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..protocol import boot
 from ..protocol.handshake import WireOptions
-from ..remote.stage1 import READY, WANT_SOURCE
+from ..remote.stage1 import READY, WANT_CODE, WANT_SOURCE
 from ..transport.channel import Channel
 from ..transport.handshake import client_handshake
 from ..transport.pipes import PipeSocket
@@ -128,6 +128,7 @@ def open_channel(
     timeout: Optional[float] = 10.0,
     payload_data: Optional[bytes] = None,
     switch: Optional[KillSwitch] = None,
+    remote_cache: Optional[str] = None,
 ) -> Tuple[Channel, Callable[[], None], str]:
     """Start a server on ``host`` over ssh; return ``(channel, closer, peername)``.
 
@@ -139,7 +140,11 @@ def open_channel(
     ssh process (politely first: the server exits when its stdin closes) and reaps it.
     ``switch`` (a fresh ``KillSwitch``) lets another thread end this ssh: once thrown
     while connecting, this raises ``ConnectError`` (ssh killed and reaped).
-    Raises ConnectError, AuthenticationError or ConfigError as the module docstring says.
+    ``remote_cache`` (off: None) keeps the server's code on the remote host for the next
+    connections, which then send its digest instead (``remote/stage1.py``): the folder
+    there, or "" for ``~/.cache/easycluster`` (``$XDG_CACHE_HOME``); not with
+    ``payload_data``. Raises ConnectError, AuthenticationError or ConfigError as the
+    module docstring says.
     """
     rpython = rpython or "python3"
     where = f"{user}@{host}" if user else host
@@ -149,7 +154,9 @@ def open_channel(
             sections = payload.unbundle(payload_data)
         except ValueError as e:
             raise ConfigError(f"bad payload_data: {e}")
-    script = payload.stage1_script() if sections is None else sections[0]
+    if remote_cache is not None and sections is not None:
+        raise ConfigError("remote_cache works with the client's own payload, not payload_data")
+    script = payload.stage1_script(remote_cache is not None) if sections is None else sections[0]
     try:
         command = boot.stage0_command(rpython, len(script))
     except ValueError as e:
@@ -165,7 +172,11 @@ def open_channel(
         if sections is None:  # built (or read from the cache) while ssh connects
             sections = payload.unbundle(payload.payload())
         _, code, source = sections
-        sock = conn.run(script + (code or source) + key, source if code else b"")
+        if remote_cache is not None and code:
+            first, later = payload.cache_request(code, remote_cache), code
+        else:
+            first, later = code or source, b""
+        sock = conn.run(script + first + key, source if code else b"", later)
         try:
             channel = client_handshake(sock, key, options, conn.left())
         except ConnectError:
@@ -292,9 +303,10 @@ class _Bootstrap:
             return None
         return max(0.0, self.deadline - time.monotonic())
 
-    def run(self, data: bytes, source: bytes) -> PipeSocket:
+    def run(self, data: bytes, source: bytes, code: bytes = b"") -> PipeSocket:
         """Send ``data``, read up to the greeting and stage 1's status line, sending
-        ``source`` too if stage 1 asks for it; return the pipes as a socket."""
+        ``source`` or ``code`` too if stage 1 asks for it (after a cache request);
+        return the pipes as a socket."""
         todo = memoryview(data)
         out = bytearray()
         os.set_blocking(self.wfd, False)
@@ -330,27 +342,29 @@ class _Bootstrap:
                         raise self.failure()
                     del out[: boot.greeting_end(out)]
                 if not ready:
-                    status = self._status(out, bool(source))
-                    if status == WANT_SOURCE:
+                    status = self._status(out, source, code)
+                    if status in (WANT_SOURCE, WANT_CODE):
                         if not todo:
                             poller.register(self.wfd, select.POLLOUT)
-                        todo = memoryview(bytes(todo) + source)
-                    ready = status is not None
+                        todo = memoryview(bytes(todo) + (source if status == WANT_SOURCE else code))
+                        source = code = b""  # (asked for once at most)
+                    ready = status is not None  # (after a WANT_*: its section, then done)
         os.set_blocking(self.wfd, True)
         self.sock = PipeSocket(self.rfd, self.wfd, pending=bytes(out))
         return self.sock
 
-    def _status(self, out: bytearray, can_source: bool) -> Optional[bytes]:
+    def _status(self, out: bytearray, source: bytes, code: bytes) -> Optional[bytes]:
         """Stage 1's status line, taken off the front of ``out``; None while it has not
-        fully come. ProtocolError for anything else (or a second request for source)."""
-        for line in (READY, WANT_SOURCE):
+        fully come. ProtocolError for anything else (or a request for a section this
+        client does not have to send, or sent already)."""
+        for line, have in ((READY, True), (WANT_SOURCE, source), (WANT_CODE, code)):
             if out.startswith(line):
-                if line == WANT_SOURCE and not can_source:
-                    break  # it has the source already
+                if not have:
+                    break
                 del out[: len(line)]
                 return line
         else:
-            if READY.startswith(out) or WANT_SOURCE.startswith(out):
+            if any(line.startswith(out) for line in (READY, WANT_SOURCE, WANT_CODE)):
                 return None
         raise ProtocolError(
             f"{self.where}: unexpected bootstrap output {bytes(out[:80])!r} (is {self.rpython}"

@@ -22,6 +22,18 @@ reads it. The container is unmarshalled at once (it holds only bytes and str); e
 module's code object is unmarshalled, or its source compiled, only when the module is
 imported, so a module the server never imports costs nothing but its bytes.
 
+With the client's ``remote_cache`` (off by default) the first section is a *cache
+request* instead (tag ``CACHE_TAG``): the magic number the client's code was compiled
+for (4 bytes), the SHA-256 of that code section's blob (32) and the folder to cache in
+(utf-8; empty: ``$XDG_CACHE_HOME/easycluster``, else ``~/.cache/easycluster``). Stage 1
+uses the file named by the digest there if its bytes hash to that digest (so a file
+altered or cut short is never used), and says ``READY``; otherwise it says
+``WANT_CODE`` (its magic number matches) or ``WANT_SOURCE`` (it does not), reads the
+section the client then sends, and, for code whose digest checks out, stores it for the
+next connection: in a folder of this user's that nobody else may write, as a file of
+mode 0600 written whole under another name and then renamed. A cache that cannot be
+read or written costs the connection nothing but the section it would have spared.
+
 ``remote_main`` puts a finder for the modules first on ``sys.meta_path`` (tracebacks name
 ``<easycluster-ssh>/...`` files; their lines show when the source was shipped), moves the
 protocol off fds 0 and 1 (they point at ``/dev/null`` afterwards, and ``sys.stdout`` is
@@ -49,8 +61,13 @@ if TYPE_CHECKING:  # annotations only: stage 1 imports nothing it does not run
 
 KEY_SIZE = 32  # protocol.boot.KEY_SIZE (importing it would load re and shlex here)
 SOURCE_TAG = b"SRC\n"  # a section of source; otherwise the head names a magic number
+CACHE_TAG = b"CCH\n"  # a cache request (``remote_cache``)
 READY = b"EASYCLUSTER-STAGE1 ready\n"
 WANT_SOURCE = b"EASYCLUSTER-STAGE1 source\n"
+WANT_CODE = b"EASYCLUSTER-STAGE1 code\n"  # (after a cache request that missed)
+CACHE_PREFIX = "payload-"  # a cached code section's file: prefix, digest in hex, suffix
+CACHE_SUFFIX = ".bin"
+_CACHE_MAX = 1 << 26  # a cached file larger than this is not ours
 PREFIX = "<easycluster-ssh>/"
 
 
@@ -124,16 +141,90 @@ def _read(stream: object, n: int) -> bytes:
     return data
 
 
+def _read_source(stream: object) -> bytes:
+    tag, blob = read_section(stream)
+    if tag != SOURCE_TAG:
+        sys.exit("easycluster bootstrap: the client sent no source")
+    return blob
+
+
+# -- the cache's part (cut from the script unless the client asks: launch/payload.py)
+
+
+def _from_cache(stream: object, request: bytes) -> Optional[bytes]:
+    """Answer a cache request (see the module doc): the code section's blob, from the
+    cache or sent by the client then (and cached), after saying so; None once
+    ``WANT_SOURCE`` was said (another magic number: the caller reads the source)."""
+    magic, digest, folder = request[:4], request[4:36], request[36:].decode("utf-8")
+    if magic != python_magic():
+        os.write(1, WANT_SOURCE)
+        return None
+    folder = os.path.expanduser(folder) if folder else _default_folder()
+    path = os.path.join(folder, CACHE_PREFIX + digest.hex() + CACHE_SUFFIX)
+    try:
+        with open(path, "rb") as f:
+            blob: Optional[bytes] = f.read(_CACHE_MAX + 1)
+    except OSError:
+        blob = None
+    if blob is not None and _sha256(blob) == digest:
+        os.write(1, READY)
+        return blob
+    os.write(1, WANT_CODE)
+    tag, blob = read_section(stream)
+    if tag != magic:
+        sys.exit("easycluster bootstrap: the client sent no code")
+    if _sha256(blob) == digest:
+        _store(folder, path, blob)
+    return blob
+
+
+def _default_folder() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "easycluster")
+
+
+def _sha256(data: bytes) -> bytes:
+    # the interpreter's own SHA-256 first: hashlib loads OpenSSL, some ms
+    for name in ("_sha2", "_sha256", "hashlib"):
+        try:
+            return __import__(name).sha256(data).digest()
+        except ImportError:
+            pass
+    raise ImportError("no SHA-256 in this Python")
+
+
+def _store(folder: str, path: str, blob: bytes) -> None:
+    """Cache ``blob`` at ``path``, only in a folder of ours nobody else may write."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+# -- end of the cache's part
+
+
 def remote_main() -> None:
     """Stage 1 on the remote host: take the modules, import from memory, serve."""
     stdin = sys.stdin.buffer  # stage 0 read through it: it may hold what follows
     tag, blob = read_section(stdin)
     key = _read(stdin, KEY_SIZE)
-    if tag not in (SOURCE_TAG, python_magic()):
+    if tag == CACHE_TAG:
+        cached = _from_cache(stdin, blob)
+        blob = _read_source(stdin) if cached is None else cached
+    elif tag not in (SOURCE_TAG, python_magic()):
         os.write(1, WANT_SOURCE)
-        tag, blob = read_section(stdin)
-        if tag != SOURCE_TAG:
-            sys.exit("easycluster bootstrap: the client sent no source")
+        blob = _read_source(stdin)
     else:
         os.write(1, READY)
     sys.meta_path.insert(0, ShippedModules(marshal.loads(zlib.decompress(blob))))
