@@ -40,7 +40,7 @@ from .outcome import (
     settle,
     timeout_error,
 )
-from .output import print_remote_output
+from .output import print_remote_output, report_exception
 from .posting import PostCalls
 from .verbs import ServerVerbs
 
@@ -319,21 +319,33 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
             self._handle_many(got)
 
     def _handle_many(self, got: List[frames.Frame]) -> None:
+        """Every frame of ``got`` is handled even if one raises (a Ctrl-C while output
+        prints, a protocol error): the replies after it were read, and nobody would read
+        them again. The first exception is raised after."""
         saved = serialize.use_refs(self._proxies)  # once for all the replies read here
+        first: Optional[BaseException] = None
         try:
             for f in got:
-                if f.type == frames.FT_BATCH:
-                    for ftype, body in frames.batch_items(f):
-                        if ftype == frames.FT_RESPONSE:
-                            self._complete(body, ())
-                        else:
-                            self._notice(ftype, body)
-                elif f.type == frames.FT_RESPONSE:
-                    self._complete(*f.parts())
-                else:
-                    self._notice(f.type, f.parts()[0])
+                try:
+                    if f.type == frames.FT_BATCH:
+                        for ftype, body in frames.batch_items(f):
+                            try:
+                                if ftype == frames.FT_RESPONSE:
+                                    self._complete(body, ())
+                                else:
+                                    self._notice(ftype, body)
+                            except BaseException as e:
+                                first = first or e
+                    elif f.type == frames.FT_RESPONSE:
+                        self._complete(*f.parts())
+                    else:
+                        self._notice(f.type, f.parts()[0])
+                except BaseException as e:
+                    first = first or e
         finally:
             serialize.use_refs(saved)
+        if first is not None:
+            raise first
 
     def _notice(self, ftype: int, body: memoryview) -> None:
         """A frame other than a reply: remote output is printed, a pong is a sign of
@@ -344,7 +356,10 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
             stream = "stdout" if body[0] == 1 else "stderr"
             text = bytes(body[1:]).decode("utf-8", "replace")
             sink = self.remote_output
-            (sink if callable(sink) else print_remote_output)(self.peername, stream, text)
+            try:
+                (sink if callable(sink) else print_remote_output)(self.peername, stream, text)
+            except Exception:  # (a broken sink must not cost a reply read with it)
+                report_exception(f"the remote output of {self.peername}")
             return
         if ftype == frames.FT_ERROR:
             text = bytes(body).decode("utf-8", "replace")

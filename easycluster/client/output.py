@@ -19,3 +19,16 @@ def print_remote_output(host: str, stream: str, text: str) -> None:
     out = sys.stdout if stream == "stdout" else sys.stderr
     out.write("".join(f"{host}: {line}\n" for line in text.splitlines()))
     out.flush()
+
+
+def report_exception(what: str) -> None:
+    """The exception being handled, on stderr with ``what`` raised it: for an error on
+    a thread that reads for others (the standby, a ThreadedClient's reader), which has
+    nobody to raise it to and must go on reading."""
+    import traceback
+
+    try:
+        sys.stderr.write(f"easycluster: exception in {what}:\n")
+        traceback.print_exc()
+    except Exception:  # (stderr itself is gone: nothing more to do)
+        pass

@@ -60,6 +60,14 @@ class _Options:
         self.on_result = on_result
 
 
+def _give_up(r: Any) -> None:
+    """A reply that did not come in time: nobody will wait for it again, so its entry in
+    the reader's table goes (a ``Posted`` forgets its own; a Response is cancelled)."""
+    cancel = getattr(r, "cancel", None)
+    if cancel is not None:
+        cancel()
+
+
 def _fan_out(
     targets: Sequence[Any],
     send: Callable[[Any], Any],
@@ -98,11 +106,15 @@ def _fan_out(
                         claim.drop(r)
                         claim.progress()
             except BaseException as e:
-                if isinstance(e, (KeyboardInterrupt, SystemExit)) and not r.done():
-                    raise  # (Ctrl-C here while waiting: the caller's, not this host's)
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    # Ctrl-C here while waiting (even once the reply was in): the caller's,
+                    # not this host's (a remote one comes as a RemoteException: origexc=False)
+                    raise
                 exc = reply_error(_client(t), e, _origexc(t, opts.origexc))
-                if deadline is not None and isinstance(e, CallTimeout) and not r.done():
-                    exc = _late(t, opts.call_timeout)
+                if isinstance(e, CallTimeout) and not r.done():
+                    _give_up(r)
+                    if deadline is not None:
+                        exc = _late(t, opts.call_timeout)
             else:
                 results.append(value)
                 if raised is not None:

@@ -48,6 +48,7 @@ from ..errors import ConnectionLost
 from ..protocol import frames
 from ..transport.channel import Channel
 from .outcome import Slot
+from .output import report_exception
 
 _thread_count = _thread._count  # threads started besides the main one (any module's)
 
@@ -216,8 +217,10 @@ class InlineReader:
             if fut is not None and fut.done():
                 return False  # completed by the other reader: checked under the lock
             self._nwait += 1
-            self._cond.wait(1.0 if left is None else min(left, 1.0))
-            self._nwait -= 1
+            try:
+                self._cond.wait(1.0 if left is None else min(left, 1.0))
+            finally:  # (a Ctrl-C in the wait: counted still, the standby would never read)
+                self._nwait -= 1
             return False
 
     def _release_reader(self) -> None:
@@ -377,36 +380,45 @@ class Standby:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                while not self._readers:
-                    self._cond.wait()
-                readers = list(self._readers.values())
-            now = time.monotonic()
-            needy: List[Tuple[InlineReader, int]] = []
-            leaving: List[Tuple[InlineReader, int]] = []
-            for reader in readers:
-                claimed = reader.claimed_by
-                if claimed is not None and now < claimed.until:
-                    # A fan-out reads this one in its turn (``standby_look``'s first
-                    # answer, without the call: with 1,000 servers in one ``call_multi``
-                    # every watched reader is claimed, pass after pass). Its idle clock
-                    # still moves: it has replies outstanding.
-                    reader._idle_since = now
-                    continue
-                fd = reader.standby_look(now)
-                if fd >= 0:
-                    needy.append((reader, fd))
-                elif fd != NO_NEED:
-                    leaving.append((reader, fd))
-            if leaving:
-                with self._lock:
-                    for reader, why in leaving:
-                        if why == DROP or reader.standby_park():
-                            self._readers.pop(id(reader), None)
-            if needy:
-                self._read_ready(needy)
-            else:
+            try:
+                self._pass()
+            except Exception:  # (a bug of ours: the one thread that reads for every
+                # client must not end with it; the pass is tried again after a delay)
+                report_exception("easycluster's standby reader")
                 time.sleep(STANDBY_DELAY)
+
+    def _pass(self) -> None:
+        """One look at the watched readers: read for the needy ones, else sleep."""
+        with self._lock:
+            while not self._readers:
+                self._cond.wait()
+            readers = list(self._readers.values())
+        now = time.monotonic()
+        needy: List[Tuple[InlineReader, int]] = []
+        leaving: List[Tuple[InlineReader, int]] = []
+        for reader in readers:
+            claimed = reader.claimed_by
+            if claimed is not None and now < claimed.until:
+                # A fan-out reads this one in its turn (``standby_look``'s first
+                # answer, without the call: with 1,000 servers in one ``call_multi``
+                # every watched reader is claimed, pass after pass). Its idle clock
+                # still moves: it has replies outstanding.
+                reader._idle_since = now
+                continue
+            fd = reader.standby_look(now)
+            if fd >= 0:
+                needy.append((reader, fd))
+            elif fd != NO_NEED:
+                leaving.append((reader, fd))
+        if leaving:
+            with self._lock:
+                for reader, why in leaving:
+                    if why == DROP or reader.standby_park():
+                        self._readers.pop(id(reader), None)
+        if needy:
+            self._read_ready(needy)
+        else:
+            time.sleep(STANDBY_DELAY)
 
     @staticmethod
     def _read_ready(needy: List[Tuple[InlineReader, int]]) -> None:
@@ -420,7 +432,10 @@ class Standby:
         except (OSError, ValueError):  # a socket closed under us: read each to find out
             ready = [reader for reader, _ in needy]
         for reader in ready:
-            reader.standby_read()
+            try:
+                reader.standby_read()
+            except Exception:  # (what a read raised on this thread has nobody to go to)
+                report_exception("the standby thread's read of a client's replies")
 
 
 STANDBY = Standby()  # process-wide, like the interpreter's own threads (see Standby)
@@ -493,7 +508,12 @@ class ThreadReader:
                 now = time.monotonic()
                 if got:
                     last = now
-                    self._handle(got)
+                    try:
+                        self._handle(got)
+                    except ConnectionLost:
+                        raise
+                    except Exception:  # (nobody to raise it to: reading goes on)
+                        report_exception(f"the reader thread of {self._name()}")
                 elif limit and now - last > limit:
                     raise ConnectionLost(
                         f"no sign of life from {self._name()} for {limit:g} s (keep-alive)"
