@@ -273,10 +273,20 @@ class ConnectionSetup:
 
 def _cache_folder(setting: Union[bool, str, None]) -> Optional[str]:
     """``remote_cache`` as ``ssh.open_channel`` takes it: None (off), "" (the default
-    folder) or a folder."""
+    folder) or a folder; ConfigError for anything else (``remote_cache=0`` would name a
+    folder "0")."""
     if setting is None or setting is False:
         return None
-    return "" if setting is True else str(setting)
+    if setting is True:
+        return ""
+    if isinstance(setting, str):
+        return setting
+    fspath = getattr(setting, "__fspath__", None)  # (a pathlib path)
+    if fspath is not None:
+        return str(fspath())
+    raise ConfigError(
+        f"remote_cache must be True, False, None or a folder on the remote host, not {setting!r}"
+    )
 
 
 if TYPE_CHECKING:

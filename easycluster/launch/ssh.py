@@ -154,8 +154,11 @@ def open_channel(
             sections = payload.unbundle(payload_data)
         except ValueError as e:
             raise ConfigError(f"bad payload_data: {e}")
-    if remote_cache is not None and sections is not None:
-        raise ConfigError("remote_cache works with the client's own payload, not payload_data")
+    if remote_cache is not None:
+        if sections is not None:
+            raise ConfigError("remote_cache works with the client's own payload, not payload_data")
+        if not remote_cache.isprintable():  # (a NUL, a line break, a lone surrogate...)
+            raise ConfigError(f"remote_cache: not a folder name: {remote_cache!r}")
     script = payload.stage1_script(remote_cache is not None) if sections is None else sections[0]
     try:
         command = boot.stage0_command(rpython, len(script))

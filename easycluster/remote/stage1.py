@@ -26,13 +26,15 @@ With the client's ``remote_cache`` (off by default) the first section is a *cach
 request* instead (tag ``CACHE_TAG``): the magic number the client's code was compiled
 for (4 bytes), the SHA-256 of that code section's blob (32) and the folder to cache in
 (utf-8; empty: ``$XDG_CACHE_HOME/easycluster``, else ``~/.cache/easycluster``). Stage 1
-uses the file named by the digest there if its bytes hash to that digest (so a file
-altered or cut short is never used), and says ``READY``; otherwise it says
-``WANT_CODE`` (its magic number matches) or ``WANT_SOURCE`` (it does not), reads the
-section the client then sends, and, for code whose digest checks out, stores it for the
-next connection: in a folder of this user's that nobody else may write, as a file of
-mode 0600 written whole under another name and then renamed. A cache that cannot be
-read or written costs the connection nothing but the section it would have spared.
+uses the file named by the digest there if it is a regular file in a folder of this
+user's that nobody else may write and its bytes hash to that digest (so a file altered
+or cut short is never used, and a pipe planted there is not read), and says ``READY``;
+otherwise it says ``WANT_CODE`` (its magic number matches) or ``WANT_SOURCE`` (it does
+not), reads the section the client then sends, and, for code whose digest checks out,
+stores it for the next connection: in such a folder (made with mode 0700), as a file
+of mode 0600 written whole under a name of its own and then renamed. A cache that
+cannot be read or written costs the connection nothing but the section it would have
+spared (and, on a miss, the round trip that asks for it).
 
 ``remote_main`` puts a finder for the modules first on ``sys.meta_path`` (tracebacks name
 ``<easycluster-ssh>/...`` files; their lines show when the source was shipped), moves the
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import sys
 import zlib
 
@@ -161,11 +164,7 @@ def _from_cache(stream: object, request: bytes) -> Optional[bytes]:
         return None
     folder = os.path.expanduser(folder) if folder else _default_folder()
     path = os.path.join(folder, CACHE_PREFIX + digest.hex() + CACHE_SUFFIX)
-    try:
-        with open(path, "rb") as f:
-            blob: Optional[bytes] = f.read(_CACHE_MAX + 1)
-    except OSError:
-        blob = None
+    blob = _load(folder, path)
     if blob is not None and _sha256(blob) == digest:
         os.write(1, READY)
         return blob
@@ -176,6 +175,36 @@ def _from_cache(stream: object, request: bytes) -> Optional[bytes]:
     if _sha256(blob) == digest:
         _store(folder, path, blob)
     return blob
+
+
+def _private(folder: str) -> bool:
+    """Whether ``folder`` is ours and nobody else may write in it (not a link)."""
+    try:
+        st = os.lstat(folder)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _load(folder: str, path: str) -> Optional[bytes]:
+    """The cached file's bytes: only a regular file (no link, no pipe: nothing to block
+    on) in a private folder, at most ``_CACHE_MAX`` bytes. None otherwise."""
+    if not _private(folder):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _CACHE_MAX:
+            return None
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(_CACHE_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _default_folder() -> str:
@@ -194,21 +223,28 @@ def _sha256(data: bytes) -> bytes:
 
 
 def _store(folder: str, path: str, blob: bytes) -> None:
-    """Cache ``blob`` at ``path``, only in a folder of ours nobody else may write."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Cache ``blob`` at ``path``, only in a folder of ours nobody else may write, under
+    a name of its own first (hosts sharing a home over NFS may store at once)."""
+    tmp = f"{path}.{os.urandom(8).hex()}.tmp"
+    made = False
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        st = os.stat(folder)
-        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        if not _private(folder):
             return
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        made = True
+        with open(fd, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        made = False
+    except (OSError, ValueError):
+        pass
+    finally:
+        if made:  # (only the file this process made)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 # -- end of the cache's part

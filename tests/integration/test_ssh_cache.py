@@ -97,14 +97,38 @@ def test_a_cached_file_that_does_not_match_its_digest_is_replaced(sshd, statuses
     assert statuses[-1] == stage1.READY
 
 
-def test_a_folder_others_may_write_is_not_cached_in(sshd, statuses, tmp_path):
+def test_a_folder_others_may_write_is_neither_read_nor_written(sshd, statuses, tmp_path):
+    private = tmp_path / "private"
+    connect_and_call(sshd, remote_cache=private)  # (a pathlib path will do)
+    (name,) = cached_files(str(private))
     folder = tmp_path / "shared"
     folder.mkdir()
     folder.chmod(0o777)
     connect_and_call(sshd, remote_cache=str(folder))
+    assert os.listdir(folder) == []
+    (folder / name).write_bytes((private / name).read_bytes())  # the right bytes, planted
+    connect_and_call(sshd, remote_cache=str(folder))
+    assert statuses == [stage1.WANT_CODE] * 3  # (the planted file was not even read)
+
+
+def test_a_cached_name_that_is_not_a_regular_file_is_passed_over(sshd, statuses, tmp_path):
+    folder = tmp_path / "cache"
+    connect_and_call(sshd, remote_cache=str(folder))
+    (name,) = cached_files(str(folder))
+    path = folder / name
+    path.unlink()
+    os.mkfifo(path)  # (reading a pipe would block the bootstrap)
     connect_and_call(sshd, remote_cache=str(folder))
     assert statuses == [stage1.WANT_CODE, stage1.WANT_CODE]
-    assert os.listdir(folder) == []
+    assert path.is_file()  # replaced by the code, whole
+    connect_and_call(sshd, remote_cache=str(folder))
+    assert statuses[-1] == stage1.READY
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "a\0b", "two\nlines", "\udc80"])
+def test_a_bad_remote_cache_setting_is_refused_before_ssh_runs(sshd, bad):
+    with pytest.raises(ConfigError, match="remote_cache"):
+        easycluster.Client(**sshd.client_kw(rpython=sys.executable, remote_cache=bad))
 
 
 def test_a_python_of_another_bytecode_version_gets_the_source(sshd, statuses, tmp_path):
