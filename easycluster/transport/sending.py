@@ -18,12 +18,27 @@ from .outbox import ALONE, NOTHING, NOTIFY, POST_MAX, START, WAIT, WRITE, Outbox
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Sequence, Tuple, Union
+    from typing import List, Optional, Sequence, Tuple, Union
 
     from .pipes import Stream
 
 _IOV_MAX = 512
 _MSG_DONTWAIT = _socket.MSG_DONTWAIT
+
+
+class _held:
+    """``with`` for a lock this thread has already acquired: released on the way out."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: threading.Lock):
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 class Sending:
@@ -42,31 +57,38 @@ class Sending:
         ftype: int,
         main: Union[frames.Bytes, Sequence[frames.Buffer]],
         buffers: Sequence[frames.Buffer] = (),
-    ) -> None:
+        wait: Optional[float] = None,
+    ) -> bool:
         """Send one frame, whole, after anything posted before it; blocks until written.
+        With ``wait``, only if no other thread holds the writes longer than that (one
+        blocked on a peer that stopped reading): False, nothing sent, if one does.
 
         Raises ConnectionLost if the connection is gone, FrameTooLarge if the peer's
         limit is exceeded (nothing sent).
         """
-        with self._write_lock:
-            self._write_outbox()  # (raises ConnectionLost once closed)
-            groups = self.session.pack_chunks(ftype, main, buffers)
-            started = False
-            try:
-                for group in groups:  # a large frame is hashed a chunk at a time as it goes
-                    started = True
-                    self._write(group)
-            except ConnectionLost:
-                raise
-            except BaseException as e:  # (Ctrl-C in a write): the frame may be cut short
-                if started:
-                    self._broken(f"sending failed part-way through a frame: {e!r}")
-                raise
-        if self._box.items:
-            try:  # posted while we wrote: their posters left them to us
-                self._kick(False)
-            except ConnectionLost:
-                pass  # our frame is out; the next send or read reports the loss
+        lock = self._write_lock
+        if wait is not None and not lock.acquire(True, wait):
+            return False
+        try:
+            with lock if wait is None else _held(lock):
+                self._write_outbox()  # (raises ConnectionLost once closed)
+                groups = self.session.pack_chunks(ftype, main, buffers)
+                started = False
+                try:
+                    for group in groups:  # a large frame is hashed a chunk at a time
+                        started = True
+                        self._write(group)
+                except ConnectionLost:
+                    raise
+                except BaseException as e:  # (Ctrl-C in a write): the frame may be cut short
+                    if started:
+                        self._broken(f"sending failed part-way through a frame: {e!r}")
+                    raise
+        except Exception:
+            self._look_again()  # (FrameTooLarge: ours is refused, theirs must still leave)
+            raise
+        self._look_again()  # our frame is out; the next send or read reports a loss
+        return True
 
     def post(self, ftype: int, body: bytes, flush: bool) -> None:
         """Queue a small frame body; with ``flush``, see that it leaves now.
@@ -88,11 +110,15 @@ class Sending:
             # meanwhile is sent after ours by the look below, as on the ALONE path.
             if flush or box.lone(_monotonic()):
                 try:
-                    if box.closed or len(body) > box.max_body:
-                        box.post(ftype, body, True, 0.0)  # (raises what it must)
-                    self._write(self.session.pack(ftype, body))
-                finally:
-                    write_lock.release()
+                    try:
+                        if box.closed or len(body) > box.max_body:
+                            box.post(ftype, body, True, 0.0)  # (raises what it must)
+                        self._write(self.session.pack(ftype, body))
+                    finally:
+                        write_lock.release()
+                except Exception:
+                    self._look_again()
+                    raise
                 if box.items:
                     self._kick(False)
                 return
@@ -111,6 +137,12 @@ class Sending:
                     return
             if alone:
                 self._write(self.session.pack(ftype, body))
+        except Exception:
+            if alone:
+                write_lock.release()
+                alone = False
+                self._look_again()
+            raise
         finally:
             if alone:
                 write_lock.release()
@@ -245,6 +277,17 @@ class Sending:
         """See that the outbox leaves now: written here, or by the thread writing."""
         if self._box.flush() == WRITE:
             self._kick(False)
+
+    def _look_again(self) -> None:
+        """After this thread let go of the write lock, on any way out: bodies other
+        threads posted while it held the lock were left to it (the class notes), even
+        when its own write raised. Sent now, unless the connection is gone (the next
+        send or read reports that)."""
+        if self._box.items:
+            try:
+                self._kick(False)
+            except ConnectionLost:
+                pass
 
     def _kick(self, wait: bool) -> None:
         """Write the outbox unless another thread is writing (it sends it after its own
