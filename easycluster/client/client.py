@@ -30,6 +30,7 @@ from ..transport.outbox import POST_MAX
 from .asyncapi import AsyncCalls
 from .connect import ConnectionSetup
 from .failures import unpicklable_request
+from .incoming import FrameHandling
 from .legacy022 import Legacy022
 from .outcome import (
     CLIENT_ORIGEXC,
@@ -40,7 +41,6 @@ from .outcome import (
     settle,
     timeout_error,
 )
-from .output import print_remote_output, report_exception
 from .posting import PostCalls
 from .verbs import ServerVerbs
 
@@ -56,9 +56,12 @@ if TYPE_CHECKING:
 
 
 _GLOBALS_KEPT = 256  # instance attributes, including GlobalProxy objects kept by __getattr__
+# close()'s goodbye waits this long for another thread's send (one stuck on a server
+# that stopped reading keeps the writes: then no goodbye; the transport's end wakes it)
+GOODBYE_WAIT = 1.0
 
 
-class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
+class Client(ConnectionSetup, FrameHandling, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
     """A connection to one server; remote globals are reached as attributes.
 
     ``Client(key, host, port)`` connects to a standalone server at once (key from
@@ -318,55 +321,6 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
         else:
             self._handle_many(got)
 
-    def _handle_many(self, got: List[frames.Frame]) -> None:
-        """Every frame of ``got`` is handled even if one raises (a Ctrl-C while output
-        prints, a protocol error): the replies after it were read, and nobody would read
-        them again. The first exception is raised after."""
-        saved = serialize.use_refs(self._proxies)  # once for all the replies read here
-        first: Optional[BaseException] = None
-        try:
-            for f in got:
-                try:
-                    if f.type == frames.FT_BATCH:
-                        for ftype, body in frames.batch_items(f):
-                            try:
-                                if ftype == frames.FT_RESPONSE:
-                                    self._complete(body, ())
-                                else:
-                                    self._notice(ftype, body)
-                            except BaseException as e:
-                                first = first or e
-                    elif f.type == frames.FT_RESPONSE:
-                        self._complete(*f.parts())
-                    else:
-                        self._notice(f.type, f.parts()[0])
-                except BaseException as e:
-                    first = first or e
-        finally:
-            serialize.use_refs(saved)
-        if first is not None:
-            raise first
-
-    def _notice(self, ftype: int, body: memoryview) -> None:
-        """A frame other than a reply: remote output is printed, a pong is a sign of
-        life, the rest protocol errors."""
-        if ftype == frames.FT_OUTPUT:
-            if len(body) < 1 or body[0] not in (1, 2):
-                raise ProtocolError(f"malformed output frame from {self.peername}")
-            stream = "stdout" if body[0] == 1 else "stderr"
-            text = bytes(body[1:]).decode("utf-8", "replace")
-            sink = self.remote_output
-            try:
-                (sink if callable(sink) else print_remote_output)(self.peername, stream, text)
-            except Exception:  # (a broken sink must not cost a reply read with it)
-                report_exception(f"the remote output of {self.peername}")
-            return
-        if ftype == frames.FT_ERROR:
-            text = bytes(body).decode("utf-8", "replace")
-            raise ProtocolError(f"{self.peername} reported a protocol error: {text}")
-        if ftype != frames.FT_PONG:
-            raise ProtocolError(f"unexpected frame type {ftype} from {self.peername}")
-
     def _complete(self, main: memoryview, bufs: Sequence[memoryview]) -> None:
         if len(main) < REPLY_HEAD.size:
             raise ProtocolError(f"reply too short from {self.peername}")
@@ -456,8 +410,8 @@ class Client(ConnectionSetup, ServerVerbs, PostCalls, Legacy022, AsyncCalls):
         """Close the connection; pending calls fail with ConnectionLost(message)."""
         channel = self._channel
         if channel is not None:
-            try:
-                channel.send(frames.FT_CLOSE, b"")
+            try:  # the goodbye, unless a send is stuck on a server that stopped reading
+                channel.send(frames.FT_CLOSE, b"", wait=GOODBYE_WAIT)
             except ConnectionLost:
                 pass
         self._shutdown(ConnectionLost, message)

@@ -21,7 +21,7 @@ def print_remote_output(host: str, stream: str, text: str) -> None:
     out.flush()
 
 
-def report_exception(what: str) -> None:
+def report_error(what: str) -> None:
     """The exception being handled, on stderr with ``what`` raised it: for an error on
     a thread that reads for others (the standby, a ThreadedClient's reader), which has
     nobody to raise it to and must go on reading."""

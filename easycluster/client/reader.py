@@ -48,7 +48,7 @@ from ..errors import ConnectionLost
 from ..protocol import frames
 from ..transport.channel import Channel
 from .outcome import Slot
-from .output import report_exception
+from .output import report_error
 
 _thread_count = _thread._count  # threads started besides the main one (any module's)
 
@@ -384,7 +384,7 @@ class Standby:
                 self._pass()
             except Exception:  # (a bug of ours: the one thread that reads for every
                 # client must not end with it; the pass is tried again after a delay)
-                report_exception("easycluster's standby reader")
+                report_error("easycluster's standby reader")
                 time.sleep(STANDBY_DELAY)
 
     def _pass(self) -> None:
@@ -435,7 +435,7 @@ class Standby:
             try:
                 reader.standby_read()
             except Exception:  # (what a read raised on this thread has nobody to go to)
-                report_exception("the standby thread's read of a client's replies")
+                report_error("the standby thread's read of a client's replies")
 
 
 STANDBY = Standby()  # process-wide, like the interpreter's own threads (see Standby)
@@ -513,7 +513,7 @@ class ThreadReader:
                     except ConnectionLost:
                         raise
                     except Exception:  # (nobody to raise it to: reading goes on)
-                        report_exception(f"the reader thread of {self._name()}")
+                        report_error(f"the reader thread of {self._name()}")
                 elif limit and now - last > limit:
                     raise ConnectionLost(
                         f"no sign of life from {self._name()} for {limit:g} s (keep-alive)"

@@ -158,3 +158,51 @@ def test_ctrl_c_while_waiting_for_the_reader_role_leaves_no_waiter_counted():
     with pytest.raises(KeyboardInterrupt):
         reader._take_reader(None)
     assert reader._nwait == 0  # (else the standby would never read for it again)
+
+
+def _close_while_a_send_is_stuck(client) -> None:
+    """Stop the server (it reads no more), have a thread send it 64 MiB (stuck once the
+    buffers are full), then close: close returns, and the stuck send ends with
+    ConnectionLost."""
+    import os
+    import signal
+    import time
+
+    pid = client.eval("__import__('os').getpid()")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        ended = []
+
+        def big() -> None:
+            try:
+                client.rf_echo(b"x" * (64 << 20))
+            except easycluster.ConnectionLost:
+                ended.append("ConnectionLost")
+
+        sender = threading.Thread(target=big, daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 10
+        while not client._channel._write_lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # (stuck in its write by now)
+        closer = threading.Thread(target=client.close, daemon=True)
+        closer.start()
+        closer.join(20)
+        assert not closer.is_alive(), "close() hung behind the stuck send"
+        sender.join(20)
+        assert ended == ["ConnectionLost"]
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_close_while_a_send_is_stuck_on_a_stopped_local_server():
+    _close_while_a_send_is_stuck(spawn_local())
+
+
+def test_close_while_a_send_is_stuck_on_a_stopped_ssh_server(sshd):
+    import sys
+
+    _close_while_a_send_is_stuck(easycluster.Client(**sshd.client_kw(rpython=sys.executable)))
