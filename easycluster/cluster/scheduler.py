@@ -241,7 +241,7 @@ class Scheduler:
         blocked = sum(
             1
             for job in self._retry
-            if self.jobs[job].state == QUEUED and not self._untried_connected(self.jobs[job])
+            if (state := self._queued(job)) is not None and not self._untried_connected(state)
         )
         return hosts_to_open(
             self.hosts, self._pinned, self.queued, blocked, self.lazy, self.max_hosts
@@ -414,19 +414,26 @@ class Scheduler:
         if self._pinned.dedicated(h.name):
             return self._pinned.pop(h.name)
         for i, job in enumerate(self._retry):
-            state = self.jobs[job]
-            if state.state != QUEUED:
+            state = self._queued(job)
+            if state is None:
                 continue
             if h.name not in state.tried or not self._untried_connected(state):
                 del self._retry[i]
                 return job
         while self._fresh:
             job = self._fresh.popleft()
-            if self.jobs[job].state == QUEUED:
+            if self._queued(job) is not None:
                 return job
         # left: requeued jobs that must wait for another host; clear cancelled ones
-        self._retry = deque(j for j in self._retry if self.jobs[j].state == QUEUED)
+        self._retry = deque(j for j in self._retry if self._queued(j) is not None)
         return None
+
+    def _queued(self, job: Job) -> Optional[JobState]:
+        """The state of a job found in a queue, if it is still queued: a cancelled job
+        stays in its queue (taking it out costs a search per cancel) and may be
+        forgotten already (``forget``)."""
+        state = self.jobs.get(job)
+        return state if state is not None and state.state == QUEUED else None
 
     def _untried_connected(self, state: JobState) -> bool:
         return any(
@@ -498,7 +505,7 @@ class Scheduler:
         with no host alive, no queued job can."""
         if host is not None and not self.hosts[host].alive:
             for job in self._pinned.drain(host):
-                if self.jobs[job].exhaust(NO_HOSTS_LEFT):
+                if self._queued(job) is not None and self.jobs[job].exhaust(NO_HOSTS_LEFT):
                     self.queued -= 1
                     self._settle(job)
         if not self._any_host_alive():
@@ -507,7 +514,7 @@ class Scheduler:
     def _exhaust(self, reason: str) -> None:
         for queue in (self._pinned.drain(), self._retry, self._fresh):
             for job in queue:
-                if self.jobs[job].exhaust(reason):
+                if self._queued(job) is not None and self.jobs[job].exhaust(reason):
                     self.queued -= 1
                     self._settled.append(job)
                     self._pinned.final(job)  # (its host is gone or idle: left alone)

@@ -359,3 +359,31 @@ def test_futures_work_with_as_completed_and_wait():
         )
         done, _ = concurrent.futures.wait([ex.submit(abs, -1)], timeout=30)
         assert [f.result() for f in done] == [1]
+
+
+def test_cancelled_items_leave_the_executor_working():
+    """A cancelled item stays in its queue until a server picks past it, by which time
+    the executor may have forgotten it: the runners used to die on it, and every later
+    future hung (a map that raised cancels the rest; Future.cancel; a shutdown)."""
+
+    def fails_on_zero(x):  # (a local function: it travels by value)
+        import time as t
+
+        if x == 0:
+            raise ValueError("boom")
+        t.sleep(0.01)
+        return x
+
+    with ClusterExecutor(local=2) as ex:
+        with pytest.raises(ValueError, match="boom"):
+            list(ex.map(fails_on_zero, range(200), chunksize=1))
+        assert ex.submit(pow, 2, 10).result(30) == 1024
+    with ClusterExecutor(local=1) as ex:
+        first = ex.submit(time.sleep, 0.5)
+        second = ex.submit(pow, 2, 3)
+        assert second.cancel()
+        first.result(30)
+        time.sleep(0.3)  # (the cancelled one forgotten by now)
+        third = ex.submit(pow, 2, 5)
+        ex.shutdown(wait=True)
+        assert third.done() and third.result() == 32
