@@ -172,7 +172,9 @@ class Runner:
             elif ping is not None and now - ping_sent >= self.heartbeat:
                 self._lose(h, f"lost (no answer to a ping within {self.heartbeat:g} s)")
                 return
-            if deadline is not None and now >= deadline and h.inflight:
+            # (only for the head waited on: once collected, the next one has its own
+            # deadline, looked at in the next turn; else a healthy server was reconnected)
+            if deadline is not None and now >= deadline and h.inflight and h.inflight[0] is head:
                 if not self._stuck(h, now):
                     return
                 client = h.client
