@@ -268,3 +268,24 @@ def added_up(err: str, total: int) -> tuple:
     t, done, failed, not_run = map(int, m.groups())
     assert t == total and done + failed + not_run == total, err
     return done, failed, not_run
+
+
+OTHER_MAGIC = b"\x00\x01\r\n"  # a bytecode magic number no Python has
+
+
+def other_magic_python(folder) -> str:
+    """A stand-in for a remote Python of another bytecode version (this machine may have
+    none): this interpreter, reporting ``OTHER_MAGIC``, run as ``PY -c CODE`` as stage 0
+    runs it. Returns its path (a script in ``folder``)."""
+    path = os.path.join(str(folder), "otherpython")
+    with open(path, "w") as f:
+        f.write(
+            "#!/bin/sh\n"
+            f"exec {sys.executable} -c 'import sys, _frozen_importlib_external as b\n"
+            'b.MAGIC_NUMBER = b"\\x00\\x01\\r\\n"\n'  # (OTHER_MAGIC, in the shell's quotes)
+            "code = sys.argv[1]\n"
+            'sys.argv = ["-c"]\n'
+            'exec(code)\' "$2"\n'
+        )
+    os.chmod(path, 0o755)
+    return path

@@ -13,6 +13,7 @@ import sys
 from typing import List
 
 import pytest
+from helpers import other_magic_python
 
 import easycluster
 from easycluster import ConfigError, define_common
@@ -132,18 +133,9 @@ def test_a_bad_remote_cache_setting_is_refused_before_ssh_runs(sshd, bad):
 
 
 def test_a_python_of_another_bytecode_version_gets_the_source(sshd, statuses, tmp_path):
-    other = tmp_path / "otherpython"  # (as in test_ssh_payload.py: a magic no Python has)
-    other.write_text(
-        "#!/bin/sh\n"
-        f"exec {sys.executable} -c 'import sys, _frozen_importlib_external as b\n"
-        'b.MAGIC_NUMBER = b"\\x00\\x01\\r\\n"\n'
-        "code = sys.argv[1]\n"
-        'sys.argv = ["-c"]\n'
-        'exec(code)\' "$2"\n'
-    )
-    other.chmod(0o755)
+    other = other_magic_python(tmp_path)  # (a stand-in: see helpers)
     folder = str(tmp_path / "cache")
-    kw = sshd.client_kw(rpython=str(other), remote_cache=folder)
+    kw = sshd.client_kw(rpython=other, remote_cache=folder)
     with easycluster.Client(**kw) as c:
         assert c.cache_apply(len, "abc") == 3
     assert statuses == [stage1.WANT_SOURCE]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from helpers import OTHER_MAGIC, other_magic_python
 
 import easycluster
 from easycluster import ConfigError, define_common
@@ -42,19 +43,9 @@ def test_same_python_gets_code_and_loads_cloudpickle_on_first_need(sshd):
 
 
 def test_a_python_of_another_bytecode_version_gets_the_source(sshd, tmp_path):
-    # Stand-in: this machine's Python, made to report a magic number no Python has.
-    other = tmp_path / "otherpython"
-    other.write_text(
-        "#!/bin/sh\n"
-        f"exec {sys.executable} -c 'import sys, _frozen_importlib_external as b\n"
-        'b.MAGIC_NUMBER = b"\\x00\\x01\\r\\n"\n'
-        "code = sys.argv[1]\n"
-        'sys.argv = ["-c"]\n'
-        'exec(code)\' "$2"\n'
-    )
-    other.chmod(0o755)
-    with easycluster.Client(**sshd.client_kw(rpython=str(other))) as c:
-        assert c.eval("__import__('_frozen_importlib_external').MAGIC_NUMBER") == b"\x00\x01\r\n"
+    other = other_magic_python(tmp_path)  # (a stand-in: see helpers)
+    with easycluster.Client(**sshd.client_kw(rpython=other)) as c:
+        assert c.eval("__import__('_frozen_importlib_external').MAGIC_NUMBER") == OTHER_MAGIC
         source = c.eval(SOURCE_OF)
         assert isinstance(source, str) and "class ConnectionLost" in source
         assert c.payload_apply(lambda x: x + 1, 41) == 42
