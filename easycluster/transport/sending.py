@@ -26,21 +26,6 @@ _IOV_MAX = 512
 _MSG_DONTWAIT = _socket.MSG_DONTWAIT
 
 
-class _held:
-    """``with`` for a lock this thread has already acquired: released on the way out."""
-
-    __slots__ = ("lock",)
-
-    def __init__(self, lock: threading.Lock):
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
-
-
 class Sending:
     """A channel's writes (see ``Channel`` for the locking rules they follow)."""
 
@@ -67,10 +52,10 @@ class Sending:
         limit is exceeded (nothing sent).
         """
         lock = self._write_lock
-        if wait is not None and not lock.acquire(True, wait):
+        if not lock.acquire(True, -1 if wait is None else wait):
             return False
         try:
-            with lock if wait is None else _held(lock):
+            try:
                 self._write_outbox()  # (raises ConnectionLost once closed)
                 groups = self.session.pack_chunks(ftype, main, buffers)
                 started = False
@@ -84,6 +69,8 @@ class Sending:
                     if started:
                         self._broken(f"sending failed part-way through a frame: {e!r}")
                     raise
+            finally:
+                lock.release()
         except Exception:
             self._look_again()  # (FrameTooLarge: ours is refused, theirs must still leave)
             raise
@@ -124,28 +111,27 @@ class Sending:
                 return
             write_lock.release()  # part of a burst: the outbox decides, below
         alone = False
-        try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
-            with self._lock:
-                action = box.post(ftype, body, flush, _monotonic())
-                if action == ALONE:
-                    # Only a try-acquire here: the usual order is the write lock first.
-                    alone = write_lock.acquire(False)
-                    if not alone:
-                        action = box.post_behind(ftype, body)
-                elif action != WRITE:
-                    self._wake_writer(action)
-                    return
-            if alone:
-                self._write(self.session.pack(ftype, body))
+        try:
+            try:  # (entered before the lock is taken, so that an interrupt cannot strand it)
+                with self._lock:
+                    action = box.post(ftype, body, flush, _monotonic())
+                    if action == ALONE:
+                        # Only a try-acquire here: the usual order is the write lock first.
+                        alone = write_lock.acquire(False)
+                        if not alone:
+                            action = box.post_behind(ftype, body)
+                    elif action != WRITE:
+                        self._wake_writer(action)
+                        return
+                if alone:
+                    self._write(self.session.pack(ftype, body))
+            finally:
+                if alone:
+                    write_lock.release()
         except Exception:
-            if alone:
-                write_lock.release()
-                alone = False
+            if alone:  # (as in ``send``: bodies posted meanwhile were left to us)
                 self._look_again()
             raise
-        finally:
-            if alone:
-                write_lock.release()
         if box.items:
             self._kick(False)  # (after a lone write: posted meanwhile, left to us)
 
