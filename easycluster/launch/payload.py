@@ -81,7 +81,7 @@ ROLES: Dict[str, Tuple[str, ...]] = {
 def stage1_script(cache: bool = False) -> bytes:
     """The compressed stage-1 script that stage 0 runs (docstring cut: it is compiled on
     every connection), with the part that answers a cache request only if ``cache``
-    (half as much to compile again: ``remote_cache`` is opt-in)."""
+    (a third less to compile on every connection: ``remote_cache`` is opt-in)."""
     text = _read(module_path(STAGE1))
     body = text.split('"""', 2)[2] if text.startswith('"""') else text
     if not cache:
